@@ -1,0 +1,380 @@
+//! The status model: a status list as a set of roaring bitmaps, independent of any wire format.
+//!
+//! A [`StatusList`] holds `bits` bit-planes; plane `k` contains every index whose status value
+//! has bit `k` set. Memory and work therefore scale with the number of non-VALID entries, not
+//! with the list size, and an update touches at most `bits` bitmaps. Every encoding in the
+//! submodules is derived from the same [`StatusList`]; none of them keeps state of its own.
+//!
+//! This module never does I/O and never panics on caller input: every fallible operation returns
+//! a [`StatusError`].
+
+pub mod deflate;
+pub mod ietf;
+pub mod packing;
+pub mod sparse;
+pub mod w3c;
+
+use roaring::RoaringBitmap;
+use std::fmt;
+
+/// The largest list statusd creates or decodes, in entries. It bounds decompression of
+/// untrusted input (a 2^26-entry, 8-bit list inflates to 64 MiB) as well as the lists we build.
+pub const MAX_ENTRIES: u32 = 1 << 26;
+
+/// The default list size: 2^20 entries, as in the IETF test vectors.
+pub const DEFAULT_ENTRIES: u32 = 1 << 20;
+
+/// Entry width of an IETF Token Status List (`bits`), or `statusSize` of a W3C list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Bits {
+    One = 1,
+    Two = 2,
+    Four = 4,
+    Eight = 8,
+}
+
+impl Bits {
+    /// Accepts exactly the widths the IETF draft allows: 1, 2, 4 and 8.
+    pub fn new(bits: u64) -> Result<Self, StatusError> {
+        match bits {
+            1 => Ok(Bits::One),
+            2 => Ok(Bits::Two),
+            4 => Ok(Bits::Four),
+            8 => Ok(Bits::Eight),
+            other => Err(StatusError::InvalidBits(other)),
+        }
+    }
+
+    /// The width in bits.
+    pub const fn get(self) -> u8 {
+        self as u8
+    }
+
+    /// The largest status value an entry of this width can hold.
+    pub const fn max_value(self) -> u8 {
+        ((1u16 << self as u16) - 1) as u8
+    }
+
+    /// Entries per byte of the packed array.
+    pub const fn per_byte(self) -> u32 {
+        8 / self as u32
+    }
+}
+
+impl Default for Bits {
+    fn default() -> Self {
+        Bits::Two
+    }
+}
+
+impl fmt::Display for Bits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.get())
+    }
+}
+
+/// A status value from the IETF "OAuth Status Types" registry (draft §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Status(pub u8);
+
+impl Status {
+    pub const VALID: Status = Status(0x00);
+    pub const INVALID: Status = Status(0x01);
+    pub const SUSPENDED: Status = Status(0x02);
+
+    /// The registered name, as lookups and `statusd inspect` print it.
+    pub const fn name(self) -> &'static str {
+        match self.0 {
+            0x00 => "VALID",
+            0x01 => "INVALID",
+            0x02 => "SUSPENDED",
+            0x03 | 0x0C..=0x0F => "APPLICATION_SPECIFIC",
+            _ => "RESERVED",
+        }
+    }
+
+    /// Parses a registered name (case-insensitive, as the registry template says).
+    pub fn from_name(name: &str) -> Option<Status> {
+        [Status::VALID, Status::INVALID, Status::SUSPENDED]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that can go wrong building or reading a status list.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum StatusError {
+    #[error("bits must be 1, 2, 4 or 8, got {0}")]
+    InvalidBits(u64),
+    #[error("list size must be a positive multiple of 8 no larger than {max}, got {0}", max = MAX_ENTRIES)]
+    InvalidSize(u64),
+    #[error("index {idx} is out of range for a list of {size} entries")]
+    IndexOutOfRange { idx: u64, size: u32 },
+    #[error("status value {value:#04x} does not fit in {bits} bit(s)")]
+    ValueTooWide { value: u8, bits: u8 },
+}
+
+/// One status list: its width, its size and the value of every entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusList {
+    bits: Bits,
+    size: u32,
+    /// `planes[k]` holds every index whose value has bit `k` set; `planes.len() == bits`.
+    planes: Vec<RoaringBitmap>,
+}
+
+impl StatusList {
+    /// An all-VALID list. `size` must be a positive multiple of 8 (so the packed array has no
+    /// partial byte, as the IETF draft recommends) and at most [`MAX_ENTRIES`].
+    pub fn new(bits: Bits, size: u32) -> Result<Self, StatusError> {
+        if size == 0 || size % 8 != 0 || size > MAX_ENTRIES {
+            return Err(StatusError::InvalidSize(size.into()));
+        }
+        Ok(StatusList {
+            bits,
+            size,
+            planes: vec![RoaringBitmap::new(); bits.get() as usize],
+        })
+    }
+
+    pub fn bits(&self) -> Bits {
+        self.bits
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    fn check_index(&self, idx: u64) -> Result<u32, StatusError> {
+        if idx < u64::from(self.size) {
+            Ok(idx as u32)
+        } else {
+            Err(StatusError::IndexOutOfRange {
+                idx,
+                size: self.size,
+            })
+        }
+    }
+
+    /// The status at `idx`.
+    pub fn get(&self, idx: u64) -> Result<Status, StatusError> {
+        let idx = self.check_index(idx)?;
+        Ok(self.get_unchecked(idx))
+    }
+
+    /// The status at an index already known to be in range (out of range reads as VALID).
+    pub fn get_unchecked(&self, idx: u32) -> Status {
+        let mut v = 0u8;
+        for (k, plane) in self.planes.iter().enumerate() {
+            if plane.contains(idx) {
+                v |= 1 << k;
+            }
+        }
+        Status(v)
+    }
+
+    /// Sets the status at `idx` and returns the previous one.
+    pub fn set(&mut self, idx: u64, status: Status) -> Result<Status, StatusError> {
+        let idx = self.check_index(idx)?;
+        if status.0 > self.bits.max_value() {
+            return Err(StatusError::ValueTooWide {
+                value: status.0,
+                bits: self.bits.get(),
+            });
+        }
+        let old = self.get_unchecked(idx);
+        for (k, plane) in self.planes.iter_mut().enumerate() {
+            if status.0 & (1 << k) != 0 {
+                plane.insert(idx);
+            } else {
+                plane.remove(idx);
+            }
+        }
+        Ok(old)
+    }
+
+    /// Every non-VALID entry as `(index, status)`, in increasing index order.
+    pub fn iter_nonzero(&self) -> NonZero<'_> {
+        NonZero {
+            heads: self
+                .planes
+                .iter()
+                .map(|p| {
+                    let mut it = p.iter();
+                    let head = it.next();
+                    (it, head)
+                })
+                .collect(),
+        }
+    }
+
+    /// Number of non-VALID entries.
+    pub fn count_nonzero(&self) -> u64 {
+        match self.planes.as_slice() {
+            [one] => one.len(),
+            planes => planes
+                .iter()
+                .fold(RoaringBitmap::new(), |acc, p| acc | p)
+                .len(),
+        }
+    }
+
+    /// The indices whose status is exactly `status`: the source of a W3C 1-bit view.
+    pub fn indices_with(&self, status: Status) -> RoaringBitmap {
+        if status == Status::VALID || status.0 > self.bits.max_value() {
+            return RoaringBitmap::new();
+        }
+        let mut set: Option<RoaringBitmap> = None;
+        let mut clear = RoaringBitmap::new();
+        for (k, plane) in self.planes.iter().enumerate() {
+            if status.0 & (1 << k) != 0 {
+                set = Some(match set {
+                    None => plane.clone(),
+                    Some(s) => s & plane,
+                });
+            } else {
+                clear |= plane;
+            }
+        }
+        set.unwrap_or_default() - clear
+    }
+
+    /// Builds a list from `(index, status)` pairs; later pairs win.
+    pub fn from_entries(
+        bits: Bits,
+        size: u32,
+        entries: impl IntoIterator<Item = (u64, Status)>,
+    ) -> Result<Self, StatusError> {
+        let mut list = StatusList::new(bits, size)?;
+        for (idx, status) in entries {
+            list.set(idx, status)?;
+        }
+        Ok(list)
+    }
+
+    /// Builds a list from entries in strictly increasing index order, appending to the bitmaps
+    /// without lookups. Used by the decoders, which see entries in order.
+    pub(crate) fn from_sorted_nonzero(
+        bits: Bits,
+        size: u32,
+        entries: impl IntoIterator<Item = (u32, u8)>,
+    ) -> Result<Self, StatusError> {
+        let mut list = StatusList::new(bits, size)?;
+        for (idx, value) in entries {
+            if idx >= size {
+                return Err(StatusError::IndexOutOfRange {
+                    idx: idx.into(),
+                    size,
+                });
+            }
+            for (k, plane) in list.planes.iter_mut().enumerate() {
+                if value & (1 << k) != 0 {
+                    // Appending in order never fails; out-of-order input falls back to insert.
+                    if plane.try_push(idx).is_err() {
+                        plane.insert(idx);
+                    }
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// Shrinks the bitmaps' containers (run-length containers where they are smaller).
+    pub fn optimize(&mut self) {
+        for plane in &mut self.planes {
+            plane.optimize();
+        }
+    }
+}
+
+/// Iterator over the non-VALID entries of a [`StatusList`], merging its bit-planes in order.
+pub struct NonZero<'a> {
+    heads: Vec<(roaring::bitmap::Iter<'a>, Option<u32>)>,
+}
+
+impl Iterator for NonZero<'_> {
+    type Item = (u32, Status);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let idx = self.heads.iter().filter_map(|(_, h)| *h).min()?;
+        let mut value = 0u8;
+        for (k, (it, head)) in self.heads.iter_mut().enumerate() {
+            if *head == Some(idx) {
+                value |= 1 << k;
+                *head = it.next();
+            }
+        }
+        Some((idx, Status(value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_accepts_only_registered_widths() {
+        for b in [1, 2, 4, 8] {
+            assert_eq!(Bits::new(b).unwrap().get() as u64, b);
+        }
+        for b in [0, 3, 5, 16, 255] {
+            assert_eq!(Bits::new(b), Err(StatusError::InvalidBits(b)));
+        }
+        assert_eq!(Bits::Two.max_value(), 3);
+        assert_eq!(Bits::Eight.max_value(), 255);
+    }
+
+    #[test]
+    fn set_get_and_reject_bad_input() {
+        let mut l = StatusList::new(Bits::Two, 16).unwrap();
+        assert_eq!(l.set(3, Status::SUSPENDED), Ok(Status::VALID));
+        assert_eq!(l.set(3, Status::INVALID), Ok(Status::SUSPENDED));
+        assert_eq!(l.get(3), Ok(Status::INVALID));
+        assert_eq!(l.get(4), Ok(Status::VALID));
+        assert_eq!(
+            l.get(16),
+            Err(StatusError::IndexOutOfRange { idx: 16, size: 16 })
+        );
+        assert_eq!(
+            l.set(0, Status(4)),
+            Err(StatusError::ValueTooWide { value: 4, bits: 2 })
+        );
+        assert!(StatusList::new(Bits::One, 12).is_err());
+        assert!(StatusList::new(Bits::One, 0).is_err());
+        assert!(StatusList::new(Bits::One, MAX_ENTRIES + 8).is_err());
+    }
+
+    #[test]
+    fn nonzero_iteration_merges_planes_in_order() {
+        let l = StatusList::from_entries(
+            Bits::Four,
+            64,
+            [(9, Status(0b1010)), (2, Status(1)), (40, Status(0b1000))],
+        )
+        .unwrap();
+        let got: Vec<_> = l.iter_nonzero().collect();
+        assert_eq!(
+            got,
+            vec![(2, Status(1)), (9, Status(0b1010)), (40, Status(0b1000))]
+        );
+        assert_eq!(l.count_nonzero(), 3);
+        assert_eq!(l.indices_with(Status(0b1000)).iter().collect::<Vec<_>>(), vec![40]);
+        assert_eq!(l.indices_with(Status(1)).iter().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn setting_valid_clears_every_plane() {
+        let mut l = StatusList::new(Bits::Eight, 8).unwrap();
+        l.set(5, Status(0xff)).unwrap();
+        l.set(5, Status::VALID).unwrap();
+        assert_eq!(l.count_nonzero(), 0);
+        assert_eq!(l, StatusList::new(Bits::Eight, 8).unwrap());
+    }
+}

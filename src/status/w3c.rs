@@ -1,0 +1,1 @@
+//! Skeleton; written later in this session.

@@ -1,0 +1,1 @@
+//! Skeleton: the helper implementing signing replaces this.
