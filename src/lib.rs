@@ -1,5 +1,48 @@
-//! statusd: skeleton module map (rewritten at the end of this step).
+//! statusd: a credential status service for the IETF OAuth Token Status List (JWT and CWT
+//! Status List Tokens) and the W3C Bitstring Status List v1.0.
+//!
+//! # Module map
+//!
+//! | module        | owns                                                                    |
+//! |---------------|-------------------------------------------------------------------------|
+//! | [`status`]    | the status model (roaring bit-planes) and every codec: bit packing, the  |
+//! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
+//! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
+//! | [`store`]     | the source-of-truth trait and the embedded (redb) store                  |
+//! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
+//! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
+//! | [`http`]      | the public plane: routing, negotiation, caching headers, problem+json    |
+//! | [`admin`]     | the admin plane: metrics, liveness, readiness                            |
+//! | [`server`]    | listeners: accept loop, limits, HTTP/1.1 + HTTP/2, graceful drain        |
+//! | [`metrics`]   | every metric, declared once, label handles resolved at start-up          |
+//! | [`config`]    | flags and `STATUSD_*` variables parsed once into a typed [`config::Config`] |
+//! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
+//! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
+//! | [`cli`]       | the command line                                                         |
+//!
+//! # Flows
+//!
+//! **Request** (public plane): hyper → [`http::Public`] → one `ArcSwap` load of the current
+//! snapshot → route `match` on the path → clone prebuilt `Bytes` and headers (or, for a lookup,
+//! read the bitmaps and write ~70 bytes of JSON). No I/O, no locks, no signing.
+//!
+//! **Refresh**: the store signals a change (or a 1 s tick) → [`refresh::Refresher`] compares
+//! list versions with the published snapshot → rebuilds the changed lists (and those whose
+//! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
+//! shares every unchanged list by `Arc`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod inspect;
+pub mod metrics;
+pub mod refresh;
+pub mod server;
+pub mod snapshot;
 pub mod status;
+pub mod store;
 pub mod token;

@@ -113,11 +113,17 @@ impl IetfList {
     /// that order, as the draft's vectors encode it.
     pub fn to_cbor(&self) -> Cbor {
         let mut m = vec![
-            (Cbor::Text("bits".into()), Cbor::Integer(self.bits.get().into())),
+            (
+                Cbor::Text("bits".into()),
+                Cbor::Integer(self.bits.get().into()),
+            ),
             (Cbor::Text("lst".into()), Cbor::Bytes(self.lst.clone())),
         ];
         if let Some(uri) = &self.aggregation_uri {
-            m.push((Cbor::Text("aggregation_uri".into()), Cbor::Text(uri.clone())));
+            m.push((
+                Cbor::Text("aggregation_uri".into()),
+                Cbor::Text(uri.clone()),
+            ));
         }
         Cbor::Map(m)
     }
@@ -162,7 +168,9 @@ impl IetfList {
                             .to_owned(),
                     );
                 }
-                "bits" | "lst" | "aggregation_uri" => return Err(IetfError::Unexpected(key.into())),
+                "bits" | "lst" | "aggregation_uri" => {
+                    return Err(IetfError::Unexpected(key.into()))
+                }
                 // The CDDL map is open to extensions only through the registry; unknown text
                 // keys are tolerated, as JSON members are.
                 _ => {}
@@ -197,7 +205,10 @@ pub fn decode_base64url(s: &str) -> Result<Vec<u8>, IetfError> {
             reason: "base64url must not be padded with '='".into(),
         });
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
         return Err(IetfError::Invalid {
             member: "lst",
             reason: format!("character {c:?} is not in the base64url alphabet"),

@@ -112,7 +112,7 @@ impl fmt::Display for Status {
 pub enum StatusError {
     #[error("bits must be 1, 2, 4 or 8, got {0}")]
     InvalidBits(u64),
-    #[error("list size must be a positive multiple of 8 no larger than {max}, got {0}", max = MAX_ENTRIES)]
+    #[error("list size must be positive, fill whole bytes (size x bits a multiple of 8) and be at most {max}, got {0}", max = MAX_ENTRIES)]
     InvalidSize(u64),
     #[error("index {idx} is out of range for a list of {size} entries")]
     IndexOutOfRange { idx: u64, size: u32 },
@@ -130,10 +130,11 @@ pub struct StatusList {
 }
 
 impl StatusList {
-    /// An all-VALID list. `size` must be a positive multiple of 8 (so the packed array has no
-    /// partial byte, as the IETF draft recommends) and at most [`MAX_ENTRIES`].
+    /// An all-VALID list. `size` must be positive, at most [`MAX_ENTRIES`], and fill whole
+    /// bytes (`size x bits` a multiple of 8, as the IETF draft recommends), so that every
+    /// decoder sees exactly `size` entries.
     pub fn new(bits: Bits, size: u32) -> Result<Self, StatusError> {
-        if size == 0 || size % 8 != 0 || size > MAX_ENTRIES {
+        if size == 0 || size % bits.per_byte() != 0 || size > MAX_ENTRIES {
             return Err(StatusError::InvalidSize(size.into()));
         }
         Ok(StatusList {
@@ -347,6 +348,9 @@ mod tests {
             Err(StatusError::ValueTooWide { value: 4, bits: 2 })
         );
         assert!(StatusList::new(Bits::One, 12).is_err());
+        assert!(StatusList::new(Bits::Two, 12).is_ok());
+        assert!(StatusList::new(Bits::Eight, 1).is_ok());
+        assert!(StatusList::new(Bits::Four, 3).is_err());
         assert!(StatusList::new(Bits::One, 0).is_err());
         assert!(StatusList::new(Bits::One, MAX_ENTRIES + 8).is_err());
     }
@@ -365,8 +369,14 @@ mod tests {
             vec![(2, Status(1)), (9, Status(0b1010)), (40, Status(0b1000))]
         );
         assert_eq!(l.count_nonzero(), 3);
-        assert_eq!(l.indices_with(Status(0b1000)).iter().collect::<Vec<_>>(), vec![40]);
-        assert_eq!(l.indices_with(Status(1)).iter().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            l.indices_with(Status(0b1000)).iter().collect::<Vec<_>>(),
+            vec![40]
+        );
+        assert_eq!(
+            l.indices_with(Status(1)).iter().collect::<Vec<_>>(),
+            vec![2]
+        );
     }
 
     #[test]

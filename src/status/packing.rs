@@ -91,19 +91,22 @@ pub fn unpack(bits: Bits, order: Order, bytes: &[u8]) -> Result<StatusList, Stat
     let size = u32::try_from(bytes.len() as u64 * 8 / u64::from(bits.get()))
         .ok()
         .filter(|&s| s <= MAX_ENTRIES && !bytes.is_empty())
-        .ok_or(StatusError::InvalidSize(bytes.len() as u64 * 8 / u64::from(bits.get())))?;
+        .ok_or(StatusError::InvalidSize(
+            bytes.len() as u64 * 8 / u64::from(bits.get()),
+        ))?;
     let per = bits.per_byte();
     let mask = bits.max_value();
-    let entries = bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b != 0)
-        .flat_map(move |(offset, &b)| {
-            (0..per).filter_map(move |slot| {
-                let v = (b >> order.shift(bits, slot)) & mask;
-                (v != 0).then_some((offset as u32 * per + slot, v))
-            })
-        });
+    let entries =
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b != 0)
+            .flat_map(move |(offset, &b)| {
+                (0..per).filter_map(move |slot| {
+                    let v = (b >> order.shift(bits, slot)) & mask;
+                    (v != 0).then_some((offset as u32 * per + slot, v))
+                })
+            });
     StatusList::from_sorted_nonzero(bits, size, entries)
 }
 
@@ -186,8 +189,12 @@ mod tests {
     #[test]
     fn w3c_multi_bit_entries_put_the_high_bit_first() {
         // statusSize 2: entry 0 holds 0b10 in bits 7..6, entry 3 holds 0b01 in bits 1..0.
-        let bytes: Vec<_> =
-            pack_sparse(Bits::Two, Order::MsbFirst, [(0, 0b10), (3, 0b01)].into_iter()).collect();
+        let bytes: Vec<_> = pack_sparse(
+            Bits::Two,
+            Order::MsbFirst,
+            [(0, 0b10), (3, 0b01)].into_iter(),
+        )
+        .collect();
         assert_eq!(bytes, vec![(0, 0b1000_0001)]);
         let l = unpack(Bits::Two, Order::MsbFirst, &[0b1000_0001]).unwrap();
         assert_eq!(l.get(0).unwrap(), Status(2));

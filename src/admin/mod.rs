@@ -1,0 +1,100 @@
+//! The admin plane: Prometheus metrics, liveness and readiness (and, behind authentication, the
+//! issuer API). It listens on its own port, loopback by default, never shared with the public
+//! plane. Routing is a plain `match`.
+
+use crate::http::problem::Problem;
+use crate::metrics::{Metrics, Route};
+use crate::snapshot::SnapshotStore;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// The admin plane's hyper service.
+#[derive(Clone)]
+pub struct Admin {
+    snapshots: Arc<SnapshotStore>,
+    metrics: Arc<Metrics>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+impl Admin {
+    pub fn new(snapshots: Arc<SnapshotStore>, metrics: Arc<Metrics>) -> Self {
+        Admin { snapshots, metrics }
+    }
+
+    /// Refreshes the gauges that depend on the clock, then encodes every metric.
+    fn metrics_body(&self) -> Vec<u8> {
+        let snap = self.snapshots.load();
+        if snap.generation > 0 {
+            let age = SystemTime::now()
+                .duration_since(snap.published_at)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.metrics.snapshot_age.set(age);
+        }
+        self.metrics.encode()
+    }
+
+    pub fn respond(&self, method: &Method, path: &str) -> (Route, Resp) {
+        let get = *method == Method::GET || *method == Method::HEAD;
+        match path {
+            "/metrics" if get => {
+                let mut r = Response::new(Full::new(Bytes::from(self.metrics_body())));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                (Route::AdminMetrics, r)
+            }
+            "/livez" if get => (Route::AdminHealth, text(StatusCode::OK, "ok\n")),
+            "/readyz" if get => {
+                if self.snapshots.is_ready() {
+                    (Route::AdminHealth, text(StatusCode::OK, "ready\n"))
+                } else {
+                    (Route::AdminHealth, Problem::NotReady.response())
+                }
+            }
+            "/metrics" | "/livez" | "/readyz" => (
+                Route::AdminHealth,
+                Problem::MethodNotAllowed { allow: "GET, HEAD" }.response(),
+            ),
+            _ => (Route::AdminApi, Problem::NoRoute.response()),
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Admin {
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = Ready<Result<Resp, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let start = Instant::now();
+        let (route, resp) = self.respond(req.method(), req.uri().path());
+        let len = hyper::body::Body::size_hint(resp.body())
+            .exact()
+            .unwrap_or(0);
+        self.metrics
+            .route(route)
+            .observe(resp.status().as_u16(), start.elapsed(), len);
+        ready(Ok(resp))
+    }
+}

@@ -1,0 +1,209 @@
+//! Wiring: opens the store, loads the signing key, seeds demo data, starts the refresher and
+//! both listeners, and stops them in order. `statusd serve` and the end-to-end tests both use
+//! [`start`], so tests run exactly what production runs.
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::demo;
+use crate::http::{Public, PublicSettings};
+use crate::metrics::Metrics;
+use crate::refresh::Refresher;
+use crate::server::{self, Limits};
+use crate::snapshot::build::BuildParams;
+use crate::snapshot::SnapshotStore;
+use crate::store::embedded::EmbeddedStore;
+use crate::token::keys::{Algorithm, KeySet, SigningKey};
+use anyhow::{bail, Context as _};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// File name of the key `--demo` generates when none is configured.
+pub const DEMO_KEY_FILE: &str = "demo-signing-key.pem";
+
+/// A running statusd: its bound addresses and the handles to stop it.
+pub struct Running {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub snapshots: Arc<SnapshotStore>,
+    pub store: Arc<EmbeddedStore>,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Signals shutdown and waits for the listeners to drain and the refresher to stop.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the first snapshot is published (or `timeout` passes).
+    pub async fn ready(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.snapshots.is_ready() {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+}
+
+/// Reads a PKCS#8 PEM signing key.
+pub fn load_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("reading signing key {}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("parsing signing key {}", path.display()))
+}
+
+/// Writes a PEM private key readable only by its owner.
+pub fn write_private_pem(path: &Path, pem: &str, overwrite: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if overwrite {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
+    if let Some(path) = &config.signing_key {
+        return load_key(path);
+    }
+    // Config validation guarantees --demo here.
+    let path = config.data_dir.join(DEMO_KEY_FILE);
+    if path.exists() {
+        return load_key(&path);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let key = SigningKey::generate(Algorithm::Es256);
+    write_private_pem(&path, &key.to_pkcs8_pem(), false)?;
+    tracing::warn!(path = %path.display(), kid = key.kid(), "generated a demo ES256 signing key; configure STATUSD_SIGNING_KEY for production");
+    Ok(key)
+}
+
+/// Starts statusd as configured and returns once both listeners are bound.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    if config.redis_url.is_some() {
+        bail!("STATUSD_REDIS_URL is set, but this build serves only the embedded store");
+    }
+    let key = Arc::new(signing_key(config)?);
+    let store = Arc::new(EmbeddedStore::open(&config.data_dir)?);
+    if config.demo {
+        demo::seed_if_empty(store.as_ref()).await?;
+    }
+    let metrics = Arc::new(Metrics::new());
+    let snapshots = Arc::new(SnapshotStore::default());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let public_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the public listener on {}", config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener on {}", config.admin_listen))?;
+    let public_addr = public_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    // With port 0 the public URL default must name the port actually bound.
+    let public_url = if config.public_url == format!("http://{}", config.listen) {
+        format!("http://{public_addr}")
+    } else {
+        config.public_url.clone()
+    };
+    let issuer = if config.issuer == config.public_url {
+        public_url.clone()
+    } else {
+        config.issuer.clone()
+    };
+
+    let refresher = Refresher {
+        store: store.clone(),
+        snapshots: snapshots.clone(),
+        published_keys: KeySet::new(vec![key.verifying_key()]),
+        key,
+        params: BuildParams {
+            public_url,
+            issuer,
+            ttl: config.ttl,
+            lifetime: config.token_lifetime,
+        },
+        metrics: metrics.clone(),
+    };
+    let limits = Limits {
+        max_connections: config.max_connections.get(),
+        header_read_timeout: config.header_read_timeout,
+        grace: config.shutdown_grace,
+    };
+    let public = Public::new(
+        snapshots.clone(),
+        metrics.clone(),
+        PublicSettings::new(config.lookup_max_age),
+    );
+    let admin = Admin::new(snapshots.clone(), metrics.clone());
+    let tasks = vec![
+        tokio::spawn(refresher.run(shutdown_rx.clone())),
+        tokio::spawn(server::serve(
+            public_listener,
+            public,
+            limits,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(server::serve(
+            admin_listener,
+            admin,
+            limits,
+            metrics.clone(),
+            shutdown_rx,
+        )),
+    ];
+    tracing::info!(%public_addr, %admin_addr, "statusd listening");
+    Ok(Running {
+        public_addr,
+        admin_addr,
+        snapshots,
+        store,
+        metrics,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Runs until SIGINT or SIGTERM, then drains.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(&config).await?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await?;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.stop().await;
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The command line: `serve`, `keygen` and `inspect`. Parsing is clap's; each command is a thin
+//! call into the library. Errors surface as `anyhow` chains, printed by `main`.
+
+use crate::app;
+use crate::config::{Config, ServeArgs};
+use crate::inspect::{self, Options};
+use crate::status::w3c::MIN_ENTRIES;
+use crate::token::keys::{Algorithm, KeySet, SigningKey};
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for a failed command (verification failure, bad input, I/O).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for an unusable configuration (sysexits EX_USAGE), as linkerd and others use.
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "statusd",
+    version,
+    about = "Credential status service: IETF Token Status List and W3C Bitstring Status List"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve status lists (public listener) and metrics/health (admin listener).
+    Serve(ServeArgs),
+    /// Write a new PKCS#8 PEM signing key.
+    Keygen(KeygenArgs),
+    /// Decode and verify a status list token or credential and print its statuses as JSON.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyAlg {
+    Es256,
+    Ed25519,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Signature algorithm.
+    #[arg(long, value_enum, default_value = "es256")]
+    pub alg: KeyAlg,
+    /// Where to write the private key (created with mode 0600).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// A file, `-` for standard input, or an http:// URL.
+    pub input: String,
+    /// Verification key: a JWKS (JSON) or PEM file, or an http:// URL of a JWKS.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Index to read (repeatable). An index beyond the list fails, as a relying party must.
+    #[arg(long = "idx")]
+    pub indices: Vec<u64>,
+    /// List every non-VALID entry.
+    #[arg(long)]
+    pub all: bool,
+    /// Accept `Accept` value for URL inputs (e.g. application/statuslist+cwt).
+    #[arg(long, default_value = "*/*")]
+    pub accept: String,
+    /// Minimum entries of a W3C list (the REC's 131,072 unless your ecosystem sets less).
+    #[arg(long, default_value_t = MIN_ENTRIES)]
+    pub min_entries: u32,
+    /// Check validity at this Unix time instead of now.
+    #[arg(long)]
+    pub at: Option<u64>,
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Keygen(args) => keygen(args),
+        Command::Inspect(args) => inspect(args),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STATUSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("statusd: invalid configuration: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if args.check_config {
+        println!("configuration OK");
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_tracing();
+    runtime()?.block_on(app::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let key = SigningKey::generate(match args.alg {
+        KeyAlg::Es256 => Algorithm::Es256,
+        KeyAlg::Ed25519 => Algorithm::EdDsa,
+    });
+    app::write_private_pem(&args.out, &key.to_pkcs8_pem(), args.force)?;
+    println!(
+        "{}",
+        serde_json::json!({"path": args.out, "alg": key.algorithm().jose_name(), "kid": key.kid()})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a file, standard input (`-`) or an http:// URL.
+fn read_input(input: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
+    if input == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading standard input")?;
+        return Ok(buf);
+    }
+    if input.starts_with("https://") {
+        bail!("{input}: https URLs are not fetched by this build; download the token (e.g. with curl) and pass the file or '-'");
+    }
+    if input.starts_with("http://") {
+        return runtime()?.block_on(fetch(input, accept));
+    }
+    std::fs::read(input).with_context(|| format!("reading {input}"))
+}
+
+async fn fetch(url: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let req = hyper::Request::get(url)
+        .header(hyper::header::ACCEPT, accept)
+        .body(Empty::new())
+        .with_context(|| format!("{url} is not a valid URL"))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+        .await
+        .with_context(|| format!("fetching {url}: timed out"))?
+        .with_context(|| format!("fetching {url}"))?;
+    let status = resp.status();
+    // Twice the largest list we decode, compressed tokens are far smaller.
+    let body = Limited::new(resp.into_body(), 256 << 20)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {url}: {e}"))?
+        .to_bytes();
+    if !status.is_success() {
+        bail!(
+            "fetching {url}: HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(500)])
+        );
+    }
+    Ok(body.to_vec())
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let keys = match &args.key {
+        None => None,
+        Some(k) => {
+            let text =
+                String::from_utf8(read_input(k, "application/jwk-set+json, application/json")?)
+                    .with_context(|| format!("{k}: key is not UTF-8 text"))?;
+            let set = if text.trim_start().starts_with('{') {
+                KeySet::from_jwks_json(&text)
+            } else {
+                KeySet::from_pem(&text)
+            };
+            Some(set.with_context(|| format!("loading verification key {k}"))?)
+        }
+    };
+    let input = read_input(&args.input, &args.accept)?;
+    let now = match args.at {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let opts = Options {
+        keys,
+        indices: args.indices,
+        all: args.all,
+        now,
+        min_entries: args.min_entries,
+    };
+    let report = inspect::inspect(&input, &opts)
+        .with_context(|| format!("{}: verification failed", args.input))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}

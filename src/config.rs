@@ -1,0 +1,297 @@
+//! Configuration: the only place that reads flags and `STATUSD_*` environment variables.
+//!
+//! [`ServeArgs`] is the raw command line (every flag also readable from its environment
+//! variable); [`Config::from_args`] validates it once into typed values. Nothing else in the
+//! crate looks at the environment. `statusd serve --check-config` runs exactly this and exits.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `statusd serve`. The environment variable names are a contract.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Public listener: status lists and lookups.
+    #[arg(long, env = "STATUSD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Admin listener: metrics, health, issuer API. Never expose it publicly.
+    #[arg(long, env = "STATUSD_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: String,
+    /// Allow the admin listener on a non-loopback address.
+    #[arg(long, env = "STATUSD_ADMIN_ALLOW_PUBLIC", default_value_t = false)]
+    pub admin_allow_public: bool,
+    /// Base URL verifiers use; it goes into `sub`, `uri` and credential ids.
+    /// Default: http://<listen address>.
+    #[arg(long, env = "STATUSD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Directory of the embedded store, the generated demo key and the last-good snapshot.
+    #[arg(long, env = "STATUSD_DATA_DIR", default_value = "./statusd-data")]
+    pub data_dir: PathBuf,
+    /// PKCS#8 PEM signing key (ES256 or Ed25519). Default: generated in the data directory
+    /// with --demo, required otherwise.
+    #[arg(long, env = "STATUSD_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Redis URL; without it statusd uses the embedded store.
+    #[arg(long, env = "STATUSD_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// File of admin bearer tokens (one `name scopes token` per line).
+    #[arg(long, env = "STATUSD_ADMIN_TOKENS")]
+    pub admin_tokens: Option<PathBuf>,
+    /// `iss` of the tokens. Default: the public URL.
+    #[arg(long, env = "STATUSD_ISSUER")]
+    pub issuer: Option<String>,
+    /// Token `ttl` in seconds: how long verifiers and caches may keep a list.
+    #[arg(long, env = "STATUSD_TTL", default_value_t = 300)]
+    pub ttl: u64,
+    /// Token lifetime (`exp - iat`) in seconds; tokens are re-signed at half their lifetime.
+    #[arg(long, env = "STATUSD_TOKEN_LIFETIME", default_value_t = 86_400)]
+    pub token_lifetime: u64,
+    /// `max-age` of per-credential lookup responses, in seconds (0 = no-store).
+    #[arg(long, env = "STATUSD_LOOKUP_MAX_AGE", default_value_t = 10)]
+    pub lookup_max_age: u64,
+    /// Maximum concurrent connections per listener.
+    #[arg(long, env = "STATUSD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, env = "STATUSD_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "STATUSD_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+    /// Create demo lists (2^20 entries, realistic revocation and suspension rates) if the store
+    /// has none, and generate a signing key if none is configured.
+    #[arg(long, env = "STATUSD_DEMO", default_value_t = false)]
+    pub demo: bool,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// Validated configuration of `statusd serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Base URL without a trailing slash.
+    pub public_url: String,
+    pub issuer: String,
+    pub data_dir: PathBuf,
+    pub signing_key: Option<PathBuf>,
+    pub redis_url: Option<String>,
+    pub admin_tokens: Option<PathBuf>,
+    pub ttl: Duration,
+    pub token_lifetime: Duration,
+    pub lookup_max_age: Duration,
+    pub max_connections: NonZeroUsize,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub demo: bool,
+}
+
+/// A configuration value that cannot be used, with the flag and variable that carry it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("--{flag} (STATUSD_{env}): {reason}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub env: &'static str,
+    pub reason: String,
+}
+
+fn err(flag: &'static str, env: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag,
+        env,
+        reason: reason.into(),
+    }
+}
+
+fn addr(value: &str, flag: &'static str, env: &'static str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|e| {
+        err(
+            flag,
+            env,
+            format!("{value:?} is not an IP:port address ({e})"),
+        )
+    })
+}
+
+impl Config {
+    /// Validates `args` into a [`Config`].
+    pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let listen = addr(&args.listen, "listen", "LISTEN")?;
+        let admin_listen = addr(&args.admin_listen, "admin-listen", "ADMIN_LISTEN")?;
+        if !admin_listen.ip().is_loopback() && !args.admin_allow_public {
+            return Err(err(
+                "admin-listen",
+                "ADMIN_LISTEN",
+                format!(
+                    "{admin_listen} is not a loopback address; the admin plane holds the issuer \
+                     API, so binding it elsewhere needs --admin-allow-public"
+                ),
+            ));
+        }
+        if listen == admin_listen && listen.port() != 0 {
+            return Err(err(
+                "admin-listen",
+                "ADMIN_LISTEN",
+                "must differ from --listen: the two planes never share a port",
+            ));
+        }
+        let public_url = match &args.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{listen}"),
+        };
+        if !(public_url.starts_with("https://") || public_url.starts_with("http://"))
+            || public_url.contains(['?', '#', ' '])
+            || public_url.split("://").nth(1).is_none_or(str::is_empty)
+        {
+            return Err(err(
+                "public-url",
+                "PUBLIC_URL",
+                format!("{public_url:?} must be an absolute http(s) URL without query or fragment"),
+            ));
+        }
+        if args.ttl == 0 || args.ttl > 86_400 {
+            return Err(err("ttl", "TTL", "must be between 1 and 86400 seconds"));
+        }
+        if args.token_lifetime < 4 * args.ttl {
+            return Err(err(
+                "token-lifetime",
+                "TOKEN_LIFETIME",
+                format!(
+                    "must be at least 4 x ttl ({} s) so a cached token never outlives its exp",
+                    4 * args.ttl
+                ),
+            ));
+        }
+        if args.token_lifetime > 30 * 86_400 {
+            return Err(err(
+                "token-lifetime",
+                "TOKEN_LIFETIME",
+                "must be at most 30 days",
+            ));
+        }
+        if args.lookup_max_age > 3600 {
+            return Err(err(
+                "lookup-max-age",
+                "LOOKUP_MAX_AGE",
+                "must be at most 3600 seconds",
+            ));
+        }
+        let max_connections = NonZeroUsize::new(args.max_connections)
+            .ok_or_else(|| err("max-connections", "MAX_CONNECTIONS", "must be at least 1"))?;
+        if args.header_read_timeout == 0 {
+            return Err(err(
+                "header-read-timeout",
+                "HEADER_READ_TIMEOUT",
+                "must be at least 1 second",
+            ));
+        }
+        if args.signing_key.is_none() && !args.demo {
+            return Err(err(
+                "signing-key",
+                "SIGNING_KEY",
+                "a PKCS#8 PEM signing key is required (create one with `statusd keygen`), \
+                 or run with --demo to generate one in the data directory",
+            ));
+        }
+        if let Some(url) = &args.redis_url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+cluster://"))
+            {
+                return Err(err(
+                    "redis-url",
+                    "REDIS_URL",
+                    format!("{url:?} is not a redis:// URL"),
+                ));
+            }
+        }
+        Ok(Config {
+            listen,
+            admin_listen,
+            issuer: args.issuer.clone().unwrap_or_else(|| public_url.clone()),
+            public_url,
+            data_dir: args.data_dir.clone(),
+            signing_key: args.signing_key.clone(),
+            redis_url: args.redis_url.clone(),
+            admin_tokens: args.admin_tokens.clone(),
+            ttl: Duration::from_secs(args.ttl),
+            token_lifetime: Duration::from_secs(args.token_lifetime),
+            lookup_max_age: Duration::from_secs(args.lookup_max_age),
+            max_connections,
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace),
+            demo: args.demo,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let t = T::try_parse_from(std::iter::once("t").chain(args.iter().copied())).unwrap();
+        Config::from_args(&t.a)
+    }
+
+    #[test]
+    fn defaults_with_demo() {
+        let c = parse(&["--demo"]).unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.issuer, c.public_url);
+        assert_eq!(c.ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn precise_errors() {
+        let e = parse(&["--demo", "--listen", "nope"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("listen", "LISTEN"));
+        let e = parse(&["--demo", "--admin-listen", "0.0.0.0:9090"]).unwrap_err();
+        assert!(e.reason.contains("loopback"), "{e}");
+        assert!(parse(&[
+            "--demo",
+            "--admin-listen",
+            "0.0.0.0:9090",
+            "--admin-allow-public"
+        ])
+        .is_ok());
+        assert_eq!(parse(&[]).unwrap_err().flag, "signing-key");
+        assert_eq!(
+            parse(&["--demo", "--public-url", "ftp://x"])
+                .unwrap_err()
+                .flag,
+            "public-url"
+        );
+        assert_eq!(
+            parse(&["--demo", "--public-url", "https://x/?a"])
+                .unwrap_err()
+                .flag,
+            "public-url"
+        );
+        assert_eq!(parse(&["--demo", "--ttl", "0"]).unwrap_err().flag, "ttl");
+        assert_eq!(
+            parse(&["--demo", "--ttl", "600", "--token-lifetime", "1200"])
+                .unwrap_err()
+                .flag,
+            "token-lifetime"
+        );
+        assert_eq!(
+            parse(&["--demo", "--redis-url", "http://x"])
+                .unwrap_err()
+                .flag,
+            "redis-url"
+        );
+        let c = parse(&["--demo", "--public-url", "https://status.example.kr/"]).unwrap();
+        assert_eq!(c.public_url, "https://status.example.kr");
+    }
+}

@@ -1,0 +1,643 @@
+//! The public plane: status lists, W3C credentials, per-credential lookups, aggregation, JWKS.
+//!
+//! [`Public::respond`] is a pure function of (request head, current snapshot): one
+//! `SnapshotStore::load`, a route `match` on the path, and refcount bumps of prebuilt bodies and
+//! headers. Only the batch lookup reads a body. Nothing here logs request paths: a lookup path
+//! names the credential being verified.
+
+pub mod negotiate;
+pub mod problem;
+
+use crate::metrics::{Metrics, Route};
+use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC_JWT_TYPE};
+use crate::snapshot::{ListSnapshot, Representation, Snapshot, SnapshotStore};
+use crate::status::{sparse, w3c::Purpose, Status};
+use crate::store::MAX_ID_LEN;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use problem::Problem;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Representations of `/statuslists/{id}`, in order of preference.
+pub const LIST_OFFERS: &[&str] = &[JWT_TYPE, CWT_TYPE, sparse::MEDIA_TYPE];
+/// Representations of `/bitstringlists/{id}/{purpose}`.
+pub const VC_OFFERS: &[&str] = &[VC_JWT_TYPE, "application/jwt"];
+/// Most indices one batch lookup may ask for.
+pub const MAX_BATCH: usize = 1000;
+/// Largest batch lookup body: 1,000 ten-digit indices with separators fit comfortably.
+pub const MAX_BATCH_BODY: usize = 16 * 1024;
+/// Largest total size of request headers we answer (hyper's own buffer limit is a backstop).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+const VARY_LIST: HeaderValue = HeaderValue::from_static("Accept, Accept-Encoding");
+const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("Accept");
+const ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
+const EXPOSE: HeaderValue = HeaderValue::from_static("ETag, Last-Modified, Cache-Control");
+const GZIP: HeaderValue = HeaderValue::from_static("gzip");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// Settings of the public plane that are not part of the snapshot.
+#[derive(Clone, Debug)]
+pub struct PublicSettings {
+    /// `Cache-Control` of lookup responses.
+    pub lookup_cache_control: HeaderValue,
+}
+
+impl PublicSettings {
+    pub fn new(lookup_max_age: Duration) -> Self {
+        let cc = match lookup_max_age.as_secs() {
+            0 => "no-store".to_owned(),
+            s => format!("public, max-age={s}"),
+        };
+        PublicSettings {
+            lookup_cache_control: HeaderValue::try_from(cc).expect("ASCII"),
+        }
+    }
+}
+
+/// The public plane's hyper service. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Public {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    snapshots: Arc<SnapshotStore>,
+    metrics: Arc<Metrics>,
+    settings: PublicSettings,
+    /// `"s0"` … `"s255"`: the ETag of a lookup is its status value (the URL fixes the rest).
+    lookup_etags: Vec<HeaderValue>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+impl Public {
+    pub fn new(
+        snapshots: Arc<SnapshotStore>,
+        metrics: Arc<Metrics>,
+        settings: PublicSettings,
+    ) -> Self {
+        let lookup_etags = (0..=255u16)
+            .map(|v| HeaderValue::try_from(format!("\"s{v}\"")).expect("ASCII"))
+            .collect();
+        Public {
+            inner: Arc::new(Inner {
+                snapshots,
+                metrics,
+                settings,
+                lookup_etags,
+            }),
+        }
+    }
+
+    /// Answers a request that needs no body: every route but the batch lookup.
+    pub fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> (Route, Resp) {
+        let snap = self.inner.snapshots.load();
+        self.inner.route(&snap, method, path, query, headers)
+    }
+}
+
+/// Header size as hyper parsed it: names, values and the `: ` and CRLF around each.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+fn get(headers: &HeaderMap, name: HeaderName) -> Option<&[u8]> {
+    headers.get(name).map(HeaderValue::as_bytes)
+}
+
+/// A path segment that is a valid list id.
+fn list_id(seg: &str) -> Result<&str, Problem> {
+    let ok = !seg.is_empty()
+        && seg.len() <= MAX_ID_LEN
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(seg)
+    } else {
+        Err(Problem::BadListId)
+    }
+}
+
+/// A canonical decimal index: digits only, no leading zeros, at most 10 digits (u32 range is
+/// checked against the list size afterwards).
+pub fn parse_index(seg: &str) -> Result<u64, Problem> {
+    let b = seg.as_bytes();
+    if b.is_empty()
+        || b.len() > 10
+        || !b.iter().all(u8::is_ascii_digit)
+        || (b.len() > 1 && b[0] == b'0')
+    {
+        return Err(Problem::BadIndex);
+    }
+    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn has_query_param(query: Option<&str>, name: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split_once('=').map_or(kv, |(k, _)| k) == name)
+    })
+}
+
+/// Appends `n` in decimal without allocating beyond `out`.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// One lookup result as JSON: `{"list_id":…,"idx":…,"status":…,"value":…}`.
+fn push_lookup(out: &mut Vec<u8>, id: &str, idx: u64, status: Status) {
+    out.extend_from_slice(b"{\"list_id\":\"");
+    out.extend_from_slice(id.as_bytes()); // ids are [A-Za-z0-9_-]: nothing to escape
+    out.extend_from_slice(b"\",\"idx\":");
+    push_u64(out, idx);
+    out.extend_from_slice(b",\"status\":\"");
+    out.extend_from_slice(status.name().as_bytes());
+    out.extend_from_slice(b"\",\"value\":");
+    push_u64(out, status.0.into());
+    out.push(b'}');
+}
+
+fn cors(h: &mut HeaderMap) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
+}
+
+impl Inner {
+    fn route(
+        &self,
+        snap: &Snapshot,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> (Route, Resp) {
+        let mut segs = path.strip_prefix('/').unwrap_or(path).split('/');
+        let route = match (segs.next(), segs.next(), segs.next(), segs.next()) {
+            (Some("statuslists"), None, _, _) => Route::Aggregation,
+            (Some("statuslists"), Some(_), None, _) => Route::StatusList,
+            (Some("bitstringlists"), Some(_), Some(_), None) => Route::Bitstring,
+            (Some("statuses"), Some(_), Some(_), None) => Route::Lookup,
+            (Some("statuses"), Some(_), None, _) => Route::BatchLookup,
+            (Some(".well-known"), Some("jwks.json"), None, _) => Route::Jwks,
+            _ => Route::Unmatched,
+        };
+        let resp = if header_bytes(headers) > MAX_HEADER_BYTES {
+            Err(Problem::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            })
+        } else if *method == Method::OPTIONS && route != Route::Unmatched {
+            return (Route::Preflight, preflight(route));
+        } else {
+            self.dispatch(snap, route, method, path, query, headers)
+        };
+        (route, resp.unwrap_or_else(|p| p.response()))
+    }
+
+    fn dispatch(
+        &self,
+        snap: &Snapshot,
+        route: Route,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Resp, Problem> {
+        let read_only = |allow| {
+            if *method == Method::GET || *method == Method::HEAD {
+                Ok(())
+            } else {
+                Err(Problem::MethodNotAllowed { allow })
+            }
+        };
+        let mut segs = path.get(1..).unwrap_or("").split('/').skip(1);
+        match route {
+            Route::Unmatched => Err(Problem::NoRoute),
+            Route::Aggregation => {
+                read_only("GET, HEAD, OPTIONS")?;
+                ready(snap)?;
+                Ok(self.simple(&snap.aggregation, headers))
+            }
+            Route::Jwks => {
+                read_only("GET, HEAD, OPTIONS")?;
+                ready(snap)?;
+                Ok(self.simple(&snap.jwks, headers))
+            }
+            Route::StatusList => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(segs.next().unwrap_or(""))?;
+                if has_query_param(query, "time") {
+                    return Err(Problem::HistoryNotSupported);
+                }
+                let list = lookup_list(snap, id, false)?;
+                let chosen = negotiate::choose_media(get(headers, header::ACCEPT), LIST_OFFERS)
+                    .ok_or(Problem::NotAcceptable {
+                        offered: LIST_OFFERS,
+                    })?;
+                let rep = [&list.jwt, &list.cwt, &list.roaring][chosen];
+                Ok(self.list_response(list, rep, headers))
+            }
+            Route::Bitstring => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(segs.next().unwrap_or(""))?;
+                let list = lookup_list(snap, id, true)?;
+                let purpose: Purpose = segs
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|_| Problem::UnknownPurpose)?;
+                let rep = list
+                    .w3c(purpose)
+                    .filter(|r| !r.body.is_empty())
+                    .ok_or(Problem::UnknownPurpose)?;
+                negotiate::choose_media(get(headers, header::ACCEPT), VC_OFFERS)
+                    .ok_or(Problem::NotAcceptable { offered: VC_OFFERS })?;
+                Ok(self.list_response(list, rep, headers))
+            }
+            Route::Lookup => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(segs.next().unwrap_or(""))?;
+                let idx = parse_index(segs.next().unwrap_or(""))?;
+                let list = lookup_list(snap, id, false)?;
+                let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
+                    size: list.list.size(),
+                })?;
+                Ok(self.lookup_response(id, idx, status, headers))
+            }
+            Route::BatchLookup => Err(Problem::MethodNotAllowed {
+                allow: "POST, OPTIONS",
+            }),
+            Route::Preflight | Route::AdminApi | Route::AdminHealth | Route::AdminMetrics => {
+                Err(Problem::NoRoute)
+            }
+        }
+    }
+
+    fn lookup_response(&self, id: &str, idx: u64, status: Status, headers: &HeaderMap) -> Resp {
+        let etag = &self.lookup_etags[usize::from(status.0)];
+        if let Some(inm) = get(headers, header::IF_NONE_MATCH) {
+            if negotiate::none_match(inm, etag.as_bytes()) {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                let h = r.headers_mut();
+                h.insert(header::ETAG, etag.clone());
+                h.insert(
+                    header::CACHE_CONTROL,
+                    self.settings.lookup_cache_control.clone(),
+                );
+                cors(h);
+                return r;
+            }
+        }
+        let mut body = Vec::with_capacity(96);
+        push_lookup(&mut body, id, idx, status);
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, JSON);
+        h.insert(header::ETAG, etag.clone());
+        h.insert(
+            header::CACHE_CONTROL,
+            self.settings.lookup_cache_control.clone(),
+        );
+        cors(h);
+        r
+    }
+
+    /// A list representation with caching headers, gzip when accepted, 304 when revalidated.
+    fn list_response(
+        &self,
+        list: &ListSnapshot,
+        rep: &Representation,
+        headers: &HeaderMap,
+    ) -> Resp {
+        let gz = rep
+            .gzip
+            .as_ref()
+            .filter(|_| negotiate::accepts_gzip(get(headers, header::ACCEPT_ENCODING)));
+        let (body, etag) = match gz {
+            Some((b, e)) => (b, e),
+            None => (&rep.body, &rep.etag),
+        };
+        let not_modified = get(headers, header::IF_NONE_MATCH)
+            .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
+        let mut r = Response::new(Full::new(if not_modified {
+            Bytes::new()
+        } else {
+            body.clone()
+        }));
+        if not_modified {
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+        }
+        let h = r.headers_mut();
+        if !not_modified {
+            h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+            if gz.is_some() {
+                h.insert(header::CONTENT_ENCODING, GZIP);
+            }
+        }
+        h.insert(header::ETAG, etag.clone());
+        h.insert(header::LAST_MODIFIED, list.last_modified.clone());
+        h.insert(header::CACHE_CONTROL, list.cache_control.clone());
+        h.insert(
+            header::VARY,
+            if rep.gzip.is_some() {
+                VARY_LIST
+            } else {
+                VARY_ACCEPT
+            },
+        );
+        h.insert(SURROGATE_KEY.clone(), list.surrogate_key.clone());
+        h.insert(CACHE_TAG.clone(), list.surrogate_key.clone());
+        cors(h);
+        r
+    }
+
+    /// Aggregation and JWKS: small JSON documents with an ETag.
+    fn simple(&self, rep: &Representation, headers: &HeaderMap) -> Resp {
+        let not_modified = get(headers, header::IF_NONE_MATCH)
+            .is_some_and(|inm| negotiate::none_match(inm, rep.etag.as_bytes()));
+        let mut r = Response::new(Full::new(if not_modified {
+            Bytes::new()
+        } else {
+            rep.body.clone()
+        }));
+        if not_modified {
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+        }
+        let h = r.headers_mut();
+        if !not_modified {
+            h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+        }
+        h.insert(header::ETAG, rep.etag.clone());
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        cors(h);
+        r
+    }
+
+    async fn batch(self: Arc<Self>, req: Request<Incoming>) -> Resp {
+        match self.batch_inner(req).await {
+            Ok(r) => r,
+            Err(p) => p.response(),
+        }
+    }
+
+    async fn batch_inner(&self, req: Request<Incoming>) -> Result<Resp, Problem> {
+        let (parts, body) = req.into_parts();
+        if header_bytes(&parts.headers) > MAX_HEADER_BYTES {
+            return Err(Problem::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            });
+        }
+        let id = list_id(parts.uri.path().split('/').nth(2).unwrap_or(""))?.to_owned();
+        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return Err(Problem::UnsupportedMediaType);
+            }
+        }
+        let bytes = Limited::new(body, MAX_BATCH_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    Problem::TooLarge {
+                        what: "the request body",
+                        limit: MAX_BATCH_BODY,
+                    }
+                } else {
+                    Problem::BadBody("the request body could not be read".into())
+                }
+            })?
+            .to_bytes();
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Batch {
+            idx: Vec<u64>,
+        }
+        let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
+            Problem::BadBody(format!("expected {{\"idx\":[non-negative integers]}}: {e}"))
+        })?;
+        if batch.idx.len() > MAX_BATCH {
+            return Err(Problem::TooLarge {
+                what: "a batch lookup",
+                limit: MAX_BATCH,
+            });
+        }
+        let snap = self.snapshots.load_full();
+        let list = lookup_list(&snap, &id, false)?;
+        let mut out = Vec::with_capacity(32 + batch.idx.len() * 56);
+        out.extend_from_slice(b"{\"list_id\":\"");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\",\"statuses\":[");
+        for (n, &idx) in batch.idx.iter().enumerate() {
+            let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
+                size: list.list.size(),
+            })?;
+            if n > 0 {
+                out.push(b',');
+            }
+            push_lookup(&mut out, &id, idx, status);
+        }
+        out.extend_from_slice(b"]}");
+        let mut r = Response::new(Full::new(Bytes::from(out)));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, JSON);
+        h.insert(header::CACHE_CONTROL, NO_STORE);
+        cors(h);
+        Ok(r)
+    }
+}
+
+fn ready(snap: &Snapshot) -> Result<(), Problem> {
+    if snap.generation == 0 {
+        Err(Problem::NotReady)
+    } else {
+        Ok(())
+    }
+}
+
+fn lookup_list<'a>(
+    snap: &'a Snapshot,
+    id: &str,
+    w3c: bool,
+) -> Result<&'a Arc<ListSnapshot>, Problem> {
+    ready(snap)?;
+    snap.list(id).ok_or(Problem::UnknownList { w3c })
+}
+
+fn preflight(route: Route) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(if route == Route::BatchLookup {
+            "POST, OPTIONS"
+        } else {
+            "GET, HEAD, OPTIONS"
+        }),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "Accept, Accept-Encoding, If-None-Match, If-Modified-Since, Content-Type",
+        ),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    r
+}
+
+/// The response future: ready at once for everything but the batch lookup, which reads a body.
+pub enum ResponseFuture {
+    Ready(Option<Resp>),
+    Batch(Pin<Box<dyn Future<Output = Resp> + Send>>),
+}
+
+/// Wraps a response future with the route's metrics.
+pub struct Observed {
+    inner: ResponseFuture,
+    route: Route,
+    start: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl Future for Observed {
+    type Output = Result<Resp, std::convert::Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let resp = match &mut self.inner {
+            ResponseFuture::Ready(r) => r.take().expect("polled after completion"),
+            ResponseFuture::Batch(f) => match f.as_mut().poll(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        let len = hyper::body::Body::size_hint(resp.body())
+            .exact()
+            .unwrap_or(0);
+        self.metrics
+            .route(self.route)
+            .observe(resp.status().as_u16(), self.start.elapsed(), len);
+        Poll::Ready(Ok(resp))
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Public {
+    type Response = Resp;
+    type Error = std::convert::Infallible;
+    type Future = Observed;
+
+    fn call(&self, req: Request<Incoming>) -> Observed {
+        let start = Instant::now();
+        let is_batch = req.method() == Method::POST
+            && req.uri().path().starts_with("/statuses/")
+            && req.uri().path()[10..].find('/').is_none();
+        let (route, inner) = if is_batch {
+            (
+                Route::BatchLookup,
+                ResponseFuture::Batch(Box::pin(self.inner.clone().batch(req))),
+            )
+        } else {
+            let (route, r) = self.respond(
+                req.method(),
+                req.uri().path(),
+                req.uri().query(),
+                req.headers(),
+            );
+            (route, ResponseFuture::Ready(Some(r)))
+        };
+        Observed {
+            inner,
+            route,
+            start,
+            metrics: self.inner.metrics.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_parsing_is_canonical() {
+        assert_eq!(parse_index("0"), Ok(0));
+        assert_eq!(parse_index("1048575"), Ok(1_048_575));
+        assert_eq!(parse_index("9999999999"), Ok(9_999_999_999));
+        for bad in [
+            "",
+            "01",
+            "-1",
+            "+1",
+            "1e3",
+            "12345678901",
+            "0x10",
+            " 1",
+            "１",
+        ] {
+            assert_eq!(parse_index(bad), Err(Problem::BadIndex), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lookup_json_is_exact() {
+        let mut out = Vec::new();
+        push_lookup(&mut out, "list-1", 1_048_575, Status::SUSPENDED);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"list_id":"list-1","idx":1048575,"status":"SUSPENDED","value":2}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["value"], 2);
+    }
+
+    #[test]
+    fn time_query_detection() {
+        assert!(has_query_param(Some("time=1686925000"), "time"));
+        assert!(has_query_param(Some("a=1&time"), "time"));
+        assert!(!has_query_param(Some("timestamp=1"), "time"));
+        assert!(!has_query_param(None, "time"));
+    }
+}

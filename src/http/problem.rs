@@ -1,0 +1,198 @@
+//! Every error the HTTP planes return, as one closed enum mapped to RFC 9457 problem+json here
+//! and nowhere else.
+//!
+//! Problem `type`s are `urn:statusd:problem:<slug>` (stable identifiers, documented in the
+//! README); on the W3C routes, errors the REC names use its URLs
+//! (`https://www.w3.org/ns/credentials/status-list#<CODE>`). Details never echo credential
+//! indices or request bodies.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// The media types a route offers, for 406 answers.
+pub type Offered = &'static [&'static str];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// 400: the list id in the path is not a valid id.
+    BadListId,
+    /// 400: the index in the path is not a canonical decimal integer.
+    BadIndex,
+    /// 400: the request body is not what the route expects.
+    BadBody(String),
+    /// 404: no route has this path.
+    NoRoute,
+    /// 404: the list does not exist (on W3C routes: STATUS_RETRIEVAL_ERROR).
+    UnknownList { w3c: bool },
+    /// 404: the W3C purpose is not published.
+    UnknownPurpose,
+    /// 404: an index at or beyond the list size (IETF: the RP must reject; W3C: RANGE_ERROR).
+    IndexOutOfRange { size: u32 },
+    /// 405, with the methods the path allows.
+    MethodNotAllowed { allow: &'static str },
+    /// 406, listing what the route offers.
+    NotAcceptable { offered: Offered },
+    /// 413: body or batch larger than allowed.
+    TooLarge { what: &'static str, limit: usize },
+    /// 415: POST body that is not JSON.
+    UnsupportedMediaType,
+    /// 431: request headers larger than allowed.
+    HeadersTooLarge { limit: usize },
+    /// 501: historical resolution (`?time=`) is disabled, as draft §12.7 recommends.
+    HistoryNotSupported,
+    /// 503: no snapshot published yet.
+    NotReady,
+    /// 401: missing or malformed credentials on the admin plane.
+    Unauthorized,
+    /// 403: valid credentials without the needed scope.
+    Forbidden { scope: &'static str },
+}
+
+impl Problem {
+    pub fn status(&self) -> StatusCode {
+        use Problem::*;
+        match self {
+            BadListId | BadIndex | BadBody(_) => StatusCode::BAD_REQUEST,
+            NoRoute | UnknownList { .. } | UnknownPurpose | IndexOutOfRange { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
+            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HistoryNotSupported => StatusCode::NOT_IMPLEMENTED,
+            NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden { .. } => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn type_uri(&self) -> &'static str {
+        use Problem::*;
+        match self {
+            BadListId => "urn:statusd:problem:bad-list-id",
+            BadIndex => "urn:statusd:problem:bad-index",
+            BadBody(_) => "urn:statusd:problem:bad-body",
+            NoRoute => "urn:statusd:problem:no-route",
+            UnknownList { w3c: true } => {
+                "https://www.w3.org/ns/credentials/status-list#STATUS_RETRIEVAL_ERROR"
+            }
+            UnknownList { w3c: false } => "urn:statusd:problem:unknown-list",
+            UnknownPurpose => "urn:statusd:problem:unknown-purpose",
+            IndexOutOfRange { .. } => "urn:statusd:problem:index-out-of-range",
+            MethodNotAllowed { .. } => "urn:statusd:problem:method-not-allowed",
+            NotAcceptable { .. } => "urn:statusd:problem:not-acceptable",
+            TooLarge { .. } => "urn:statusd:problem:too-large",
+            UnsupportedMediaType => "urn:statusd:problem:unsupported-media-type",
+            HeadersTooLarge { .. } => "urn:statusd:problem:headers-too-large",
+            HistoryNotSupported => "urn:statusd:problem:history-not-supported",
+            NotReady => "urn:statusd:problem:not-ready",
+            Unauthorized => "urn:statusd:problem:unauthorized",
+            Forbidden { .. } => "urn:statusd:problem:forbidden",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        use Problem::*;
+        match self {
+            BadListId => "Malformed list id",
+            BadIndex => "Malformed index",
+            BadBody(_) => "Malformed request body",
+            NoRoute => "No such resource",
+            UnknownList { .. } => "Unknown status list",
+            UnknownPurpose => "Unknown status purpose",
+            IndexOutOfRange { .. } => "Index out of range",
+            MethodNotAllowed { .. } => "Method not allowed",
+            NotAcceptable { .. } => "No acceptable representation",
+            TooLarge { .. } => "Request too large",
+            UnsupportedMediaType => "Unsupported media type",
+            HeadersTooLarge { .. } => "Request headers too large",
+            HistoryNotSupported => "Historical resolution not supported",
+            NotReady => "Not ready",
+            Unauthorized => "Unauthorized",
+            Forbidden { .. } => "Forbidden",
+        }
+    }
+
+    fn detail(&self) -> String {
+        use Problem::*;
+        match self {
+            BadListId => "list ids are 1 to 64 characters from A-Z a-z 0-9 - _".into(),
+            BadIndex => "indices are non-negative decimal integers without sign or leading zeros".into(),
+            BadBody(why) => why.clone(),
+            NoRoute => "see the README for the routes this server offers".into(),
+            UnknownList { .. } => "no status list with this id is published".into(),
+            UnknownPurpose => "published purposes are revocation, suspension and message".into(),
+            IndexOutOfRange { size } => format!("the list has {size} entries (indices 0 to {})", size.saturating_sub(1)),
+            MethodNotAllowed { allow } => format!("allowed methods: {allow}"),
+            NotAcceptable { offered } => format!("offered media types: {}", offered.join(", ")),
+            TooLarge { what, limit } => format!("{what} is limited to {limit}"),
+            UnsupportedMediaType => "send the body as application/json".into(),
+            HeadersTooLarge { limit } => format!("request headers are limited to {limit} bytes"),
+            HistoryNotSupported => "the time parameter is not supported: historical status lists are disabled for privacy".into(),
+            NotReady => "no status snapshot has been published yet".into(),
+            Unauthorized => "send Authorization: Bearer <token>".into(),
+            Forbidden { scope } => format!("this operation needs the {scope:?} scope"),
+        }
+    }
+
+    /// The problem+json response. CORS stays open so browser verifiers can read errors too.
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let body = serde_json::json!({
+            "type": self.type_uri(),
+            "title": self.title(),
+            "status": status.as_u16(),
+            "detail": self.detail(),
+        });
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        match self {
+            Problem::MethodNotAllowed { allow } => {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Problem::Unauthorized => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"statusd-admin\""),
+                );
+            }
+            Problem::NotReady => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_rfc9457_json() {
+        let r = Problem::MethodNotAllowed { allow: "GET, HEAD" }.response();
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[header::ALLOW], "GET, HEAD");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let w3c = Problem::UnknownList { w3c: true };
+        assert!(w3c.type_uri().ends_with("#STATUS_RETRIEVAL_ERROR"));
+    }
+}

@@ -1,0 +1,267 @@
+//! Every metric statusd exports, declared once with its help text. Label handles are resolved
+//! when [`Metrics`] is built, so the request path only bumps pre-resolved counters.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::time::Duration;
+
+/// Routes of both planes, as metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Aggregation,
+    StatusList,
+    Bitstring,
+    Lookup,
+    BatchLookup,
+    Jwks,
+    Preflight,
+    Unmatched,
+    AdminMetrics,
+    AdminHealth,
+    AdminApi,
+}
+
+impl Route {
+    pub const ALL: [Route; 11] = [
+        Route::Aggregation,
+        Route::StatusList,
+        Route::Bitstring,
+        Route::Lookup,
+        Route::BatchLookup,
+        Route::Jwks,
+        Route::Preflight,
+        Route::Unmatched,
+        Route::AdminMetrics,
+        Route::AdminHealth,
+        Route::AdminApi,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Route::Aggregation => "aggregation",
+            Route::StatusList => "statuslist",
+            Route::Bitstring => "bitstringlist",
+            Route::Lookup => "lookup",
+            Route::BatchLookup => "batch_lookup",
+            Route::Jwks => "jwks",
+            Route::Preflight => "preflight",
+            Route::Unmatched => "unmatched",
+            Route::AdminMetrics => "admin_metrics",
+            Route::AdminHealth => "admin_health",
+            Route::AdminApi => "admin_api",
+        }
+    }
+
+    const fn plane(self) -> &'static str {
+        match self {
+            Route::AdminMetrics | Route::AdminHealth | Route::AdminApi => "admin",
+            _ => "public",
+        }
+    }
+}
+
+/// Outcome classes of a response, as metric labels.
+const OUTCOMES: [&str; 5] = ["2xx", "304", "4xx", "5xx", "other"];
+
+fn outcome(status: u16) -> usize {
+    match status {
+        304 => 1,
+        200..=299 => 0,
+        400..=499 => 2,
+        500..=599 => 3,
+        _ => 4,
+    }
+}
+
+/// Per-route handles.
+pub struct RouteMetrics {
+    by_outcome: [IntCounter; 5],
+    latency: Histogram,
+    bytes: IntCounter,
+}
+
+impl RouteMetrics {
+    /// Records one response.
+    #[inline]
+    pub fn observe(&self, status: u16, elapsed: Duration, body_bytes: u64) {
+        self.by_outcome[outcome(status)].inc();
+        self.latency.observe(elapsed.as_secs_f64());
+        self.bytes.inc_by(body_bytes);
+    }
+}
+
+/// The registry and every handle.
+pub struct Metrics {
+    registry: Registry,
+    routes: Vec<RouteMetrics>,
+    pub snapshot_generation: IntGauge,
+    pub snapshot_published: Gauge,
+    pub snapshot_age: Gauge,
+    pub lists: IntGauge,
+    pub entries_non_valid: IntGauge,
+    pub build_seconds: Histogram,
+    pub lists_rebuilt: IntCounter,
+    pub refresh_errors: IntCounter,
+    pub last_sync: Gauge,
+    pub connections_refused: IntCounter,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    r.expect("metric definitions are static and valid")
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("statusd".into()), None).expect("valid prefix");
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP responses by plane, route and outcome class",
+            ),
+            &["plane", "route", "outcome"],
+        ));
+        let latency = must(prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request to response head, by route",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 1.0,
+            ]),
+            &["plane", "route"],
+        ));
+        let bytes = must(IntCounterVec::new(
+            Opts::new(
+                "http_response_body_bytes_total",
+                "Response body bytes served, by route",
+            ),
+            &["plane", "route"],
+        ));
+        must(registry.register(Box::new(requests.clone())));
+        must(registry.register(Box::new(latency.clone())));
+        must(registry.register(Box::new(bytes.clone())));
+        let routes = Route::ALL
+            .iter()
+            .map(|r| RouteMetrics {
+                by_outcome: OUTCOMES
+                    .map(|o| requests.with_label_values(&[r.plane(), r.label(), o])),
+                latency: latency.with_label_values(&[r.plane(), r.label()]),
+                bytes: bytes.with_label_values(&[r.plane(), r.label()]),
+            })
+            .collect();
+        let gauge = |name: &str, help: &str| {
+            let g = must(Gauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = must(IntCounter::new(name, help));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let build_seconds = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "snapshot_list_build_seconds",
+                "Time to encode, sign and hash one list",
+            )
+            .buckets(vec![
+                0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        ));
+        must(registry.register(Box::new(build_seconds.clone())));
+        Metrics {
+            snapshot_generation: int_gauge(
+                "snapshot_generation",
+                "Generation of the published snapshot (0: none yet)",
+            ),
+            snapshot_published: gauge(
+                "snapshot_published_timestamp_seconds",
+                "Unix time the current snapshot was published",
+            ),
+            snapshot_age: gauge(
+                "snapshot_age_seconds",
+                "Seconds since the current snapshot was published",
+            ),
+            lists: int_gauge("lists", "Status lists in the published snapshot"),
+            entries_non_valid: int_gauge(
+                "entries_non_valid",
+                "Non-VALID entries over all published lists",
+            ),
+            lists_rebuilt: counter(
+                "snapshot_lists_rebuilt_total",
+                "Lists re-encoded and re-signed",
+            ),
+            refresh_errors: counter(
+                "refresh_errors_total",
+                "Failed synchronisations with the source of truth",
+            ),
+            last_sync: gauge(
+                "last_sync_timestamp_seconds",
+                "Unix time of the last successful synchronisation",
+            ),
+            connections_refused: counter(
+                "connections_refused_total",
+                "Connections closed at once because the connection limit was reached",
+            ),
+            build_seconds,
+            routes,
+            registry,
+        }
+    }
+
+    /// Handles of one route.
+    #[inline]
+    pub fn route(&self, route: Route) -> &RouteMetrics {
+        &self.routes[route as usize]
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding into a Vec cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_line_up_with_labels() {
+        let m = Metrics::new();
+        m.route(Route::Lookup)
+            .observe(200, Duration::from_micros(30), 60);
+        m.route(Route::StatusList)
+            .observe(304, Duration::from_micros(30), 0);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.contains(
+                r#"statusd_http_requests_total{outcome="2xx",plane="public",route="lookup"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"statusd_http_requests_total{outcome="304",plane="public",route="statuslist"} 1"#
+        ));
+        assert!(text.contains(
+            r#"statusd_http_response_body_bytes_total{plane="public",route="lookup"} 60"#
+        ));
+    }
+}

@@ -1,0 +1,110 @@
+//! Listeners: the accept loop, connection limits, HTTP/1.1 and HTTP/2 on one port, timeouts
+//! against slow clients, and a graceful drain on shutdown.
+
+use crate::http::MAX_HEADER_BYTES;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Connection-level limits of one listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests get after shutdown is signalled.
+    pub grace: Duration,
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // `wait_for` holds a non-Send guard across its await; poll `changed` instead.
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` turns true, then drains connections for at
+/// most `limits.grace`.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper answers 431 itself past this buffer; below it the service answers 431 as
+        // problem+json once the headers exceed MAX_HEADER_BYTES.
+        .max_buf_size(MAX_HEADER_BYTES * 4)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size((MAX_HEADER_BYTES * 4) as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    metrics.connections_refused.inc();
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    // Client resets and protocol errors end one connection; nothing to report.
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(limits.grace) => {
+            tracing::warn!(grace = ?limits.grace, "grace period over; closing remaining connections");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Building snapshots: a pure function of (list state, signing key, parameters, clock).
+//!
+//! Everything expensive happens here (compression, signing, hashing), so callers run it on the
+//! blocking pool. Nothing here does I/O.
+
+use super::{ListSnapshot, Representation, Snapshot};
+use crate::status::ietf::IetfList;
+use crate::status::w3c::{self, CredentialParams, Purpose};
+use crate::status::{sparse, StatusList};
+use crate::store::ListMeta;
+use crate::token::keys::{KeySet, SigningKey};
+use crate::token::{statuslist, vc};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use flate2::{write::GzEncoder, Compression};
+use hyper::header::HeaderValue;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const JWT_TYPE: &str = "application/statuslist+jwt";
+pub const CWT_TYPE: &str = "application/statuslist+cwt";
+pub const VC_JWT_TYPE: &str = "application/vc+jwt";
+
+/// Slack between the refresher deciding to re-sign and the new token being published.
+const RESIGN_MARGIN: Duration = Duration::from_secs(60);
+
+/// What every published artefact shares.
+#[derive(Clone, Debug)]
+pub struct BuildParams {
+    /// Base URL without a trailing slash.
+    pub public_url: String,
+    pub issuer: String,
+    pub ttl: Duration,
+    pub lifetime: Duration,
+}
+
+impl BuildParams {
+    /// The URL of a list's Status List Token: its `sub`, and the `uri` of referenced tokens.
+    pub fn list_url(&self, id: &str) -> String {
+        format!("{}/statuslists/{id}", self.public_url)
+    }
+
+    /// The URL of a list's W3C credential for `purpose`.
+    pub fn credential_url(&self, id: &str, purpose: Purpose) -> String {
+        format!("{}/bitstringlists/{id}/{purpose}", self.public_url)
+    }
+
+    /// The Status List Aggregation URL.
+    pub fn aggregation_url(&self) -> String {
+        format!("{}/statuslists", self.public_url)
+    }
+
+    /// Whether a list signed at `iat` must be re-signed at `now`: at half its lifetime, so that
+    /// a response cached for the whole `Cache-Control` window still ends before `exp`.
+    pub fn needs_resign(&self, iat: u64, now: SystemTime) -> bool {
+        unix(now) >= iat + self.lifetime.as_secs() / 2
+    }
+
+    /// `Cache-Control` of list representations. `max-age` is the token `ttl`; the stale windows
+    /// are sized so max-age + stale-while-revalidate + stale-if-error never exceeds the half
+    /// lifetime after which the token is re-signed: no cache serves a token past its `exp`.
+    pub fn cache_control(&self) -> HeaderValue {
+        let ttl = self.ttl.as_secs();
+        let swr = ttl.min(60);
+        let sie = (self.lifetime / 2)
+            .saturating_sub(self.ttl + Duration::from_secs(swr) + RESIGN_MARGIN)
+            .as_secs();
+        header(format!(
+            "public, max-age={ttl}, stale-while-revalidate={swr}, stale-if-error={sie}"
+        ))
+    }
+}
+
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn header(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).expect("generated header values are visible ASCII")
+}
+
+/// Strong ETag: a quoted, truncated SHA-256 of the body (collisions would need 2^64 work).
+pub fn etag(body: &[u8], suffix: &str) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    header(format!(
+        "\"{}{suffix}\"",
+        URL_SAFE_NO_PAD.encode(&digest[..16])
+    ))
+}
+
+fn gzip(body: &[u8]) -> Bytes {
+    let mut gz = GzEncoder::new(Vec::with_capacity(body.len() / 2), Compression::best());
+    gz.write_all(body).expect("writing into a Vec cannot fail");
+    gz.finish().expect("writing into a Vec cannot fail").into()
+}
+
+/// A representation without a gzip variant.
+pub fn json_representation(body: Bytes, content_type: &'static str) -> Representation {
+    Representation {
+        content_type: HeaderValue::from_static(content_type),
+        etag: etag(&body, ""),
+        body,
+        gzip: None,
+    }
+}
+
+/// A representation with a precompressed gzip variant (text bodies: JWS compact, JSON).
+fn text_representation(body: Bytes, content_type: &'static str) -> Representation {
+    let gz = gzip(&body);
+    Representation {
+        gzip: Some((gz, etag(&body, "-gz"))),
+        ..json_representation(body, content_type)
+    }
+}
+
+/// Encodes, signs and hashes every representation of one list.
+pub fn list_snapshot(
+    meta: ListMeta,
+    list: StatusList,
+    key: &SigningKey,
+    p: &BuildParams,
+    now: SystemTime,
+) -> ListSnapshot {
+    let iat = unix(now);
+    let exp = iat + p.lifetime.as_secs();
+    let claims = statuslist::StatusListClaims {
+        sub: p.list_url(&meta.id),
+        iss: Some(p.issuer.clone()),
+        iat,
+        exp: Some(exp),
+        ttl: Some(p.ttl.as_secs()),
+        status_list: IetfList::encode(&list, Some(p.aggregation_url())),
+    };
+    let jwt = statuslist::sign_jwt(&claims, key);
+    let cwt = statuslist::sign_cwt(&claims, key);
+    let w3c = Purpose::PUBLISHED.map(|purpose| {
+        let id = p.credential_url(&meta.id, purpose);
+        let params = CredentialParams {
+            id: &id,
+            issuer: &p.issuer,
+            valid_from: now,
+            valid_until: Some(UNIX_EPOCH + Duration::from_secs(exp)),
+            ttl_ms: Some(p.ttl.as_millis() as u64),
+        };
+        // Lists shorter than the W3C minimum publish no W3C view; an empty body here is
+        // answered 404 by the HTTP layer.
+        match w3c::credential(&list, purpose, &params) {
+            Ok(vc_json) => text_representation(vc::sign_vc_jwt(&vc_json, key).into(), VC_JWT_TYPE),
+            Err(_) => json_representation(Bytes::new(), VC_JWT_TYPE),
+        }
+    });
+    let roaring = json_representation(sparse::encode(&list).into(), sparse::MEDIA_TYPE);
+    ListSnapshot {
+        surrogate_key: header(format!("list-{}", meta.id)),
+        last_modified: header(httpdate::fmt_http_date(
+            UNIX_EPOCH + Duration::from_secs(iat),
+        )),
+        cache_control: p.cache_control(),
+        jwt: text_representation(jwt.into(), JWT_TYPE),
+        cwt: json_representation(cwt.into(), CWT_TYPE),
+        roaring,
+        w3c,
+        iat,
+        exp,
+        kid: key.kid().to_owned(),
+        non_valid: list.count_nonzero(),
+        meta,
+        list,
+    }
+}
+
+/// Assembles a snapshot from per-list parts (shared by `Arc` with the previous snapshot).
+pub fn snapshot(
+    generation: u64,
+    lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+    published_keys: &KeySet,
+    p: &BuildParams,
+    now: SystemTime,
+) -> Snapshot {
+    let mut urls: Vec<String> = lists.keys().map(|id| p.list_url(id)).collect();
+    urls.sort();
+    let aggregation = serde_json::json!({ "status_lists": urls });
+    Snapshot {
+        generation,
+        published_at: now,
+        lists,
+        aggregation: json_representation(aggregation.to_string().into(), "application/json"),
+        jwks: json_representation(
+            published_keys.to_jwks().to_string().into(),
+            "application/jwk-set+json",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{Bits, Status};
+    use crate::token::keys::Algorithm;
+
+    fn params(ttl: u64, lifetime: u64) -> BuildParams {
+        BuildParams {
+            public_url: "https://status.example".into(),
+            issuer: "https://issuer.example".into(),
+            ttl: Duration::from_secs(ttl),
+            lifetime: Duration::from_secs(lifetime),
+        }
+    }
+
+    #[test]
+    fn cache_windows_end_before_exp() {
+        for (ttl, lifetime) in [(300, 86_400), (60, 240), (1, 4), (3600, 14_400)] {
+            let p = params(ttl, lifetime);
+            let cc = p.cache_control();
+            let n = |k: &str| -> u64 {
+                let s = cc.to_str().unwrap();
+                let v = s.split(", ").find_map(|d| d.strip_prefix(k)).unwrap();
+                v.parse().unwrap()
+            };
+            let total = n("max-age=") + n("stale-while-revalidate=") + n("stale-if-error=");
+            assert!(total <= lifetime / 2, "{cc:?} for lifetime {lifetime}");
+            assert_eq!(n("max-age="), ttl);
+        }
+        let p = params(300, 86_400);
+        assert!(!p.needs_resign(1000, UNIX_EPOCH + Duration::from_secs(1000 + 43_199)));
+        assert!(p.needs_resign(1000, UNIX_EPOCH + Duration::from_secs(1000 + 43_200)));
+    }
+
+    #[test]
+    fn list_snapshot_signs_every_representation() {
+        let key = SigningKey::generate(Algorithm::Es256);
+        let keys = KeySet::new(vec![key.verifying_key()]);
+        let list = StatusList::from_entries(Bits::Two, 1 << 17, [(7, Status::SUSPENDED)]).unwrap();
+        let meta = ListMeta {
+            id: "7".into(),
+            bits: 2,
+            size: 1 << 17,
+            version: 3,
+            updated_at: 0,
+        };
+        let p = params(300, 86_400);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = list_snapshot(meta, list.clone(), &key, &p, now);
+        let claims =
+            statuslist::verify_jwt(std::str::from_utf8(&s.jwt.body).unwrap(), &keys).unwrap();
+        assert_eq!(claims.sub, "https://status.example/statuslists/7");
+        assert_eq!(
+            claims.status_list.aggregation_uri.as_deref(),
+            Some("https://status.example/statuslists")
+        );
+        assert_eq!(claims.status_list.decode().unwrap(), list);
+        let cwt = statuslist::verify_cwt(&s.cwt.body, &keys).unwrap();
+        assert_eq!(cwt.exp, Some(1_800_000_000 + 86_400));
+        let vc = vc::verify_vc_jwt(std::str::from_utf8(&s.w3c[1].body).unwrap(), &keys).unwrap();
+        let parsed = w3c::parse_credential(&vc, w3c::MIN_ENTRIES).unwrap();
+        assert_eq!(parsed.purposes, vec!["suspension"]);
+        assert_eq!(parsed.list.get(7).unwrap(), Status(1));
+        assert_eq!(sparse::decode(&s.roaring.body).unwrap(), list);
+        assert_ne!(s.jwt.etag, s.jwt.gzip.as_ref().unwrap().1);
+        assert_eq!(s.last_modified, "Fri, 15 Jan 2027 08:00:00 GMT");
+    }
+}

@@ -1,0 +1,137 @@
+//! Published state: one immutable [`Snapshot`] behind one `ArcSwap`, replaced whole.
+//!
+//! A snapshot holds, per list, every representation a verifier can ask for, already encoded,
+//! compressed, signed and hashed into an ETag ([`ListSnapshot`]), plus the bitmaps for
+//! per-credential lookups. Requests do one [`SnapshotStore::load`] and clone `Bytes` and
+//! `HeaderValue`s out of it. Lists are shared between snapshots by `Arc`, so publishing a change
+//! to one list rebuilds only that list. Building ([`build`]) is CPU work (compression, signing,
+//! hashing) and runs on the blocking pool, never on a request.
+
+pub mod build;
+
+use crate::status::w3c::Purpose;
+use crate::status::StatusList;
+use crate::store::ListMeta;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One encoded body and what the HTTP layer needs to serve it.
+#[derive(Clone, Debug)]
+pub struct Representation {
+    pub content_type: HeaderValue,
+    pub body: Bytes,
+    /// Strong ETag of `body`.
+    pub etag: HeaderValue,
+    /// The body precompressed with gzip, with its own ETag, when that is worth offering.
+    pub gzip: Option<(Bytes, HeaderValue)>,
+}
+
+/// Everything published for one list.
+#[derive(Debug)]
+pub struct ListSnapshot {
+    pub meta: ListMeta,
+    /// The list itself, for lookups.
+    pub list: StatusList,
+    /// Number of non-VALID entries (for metrics and fill levels).
+    pub non_valid: u64,
+    /// IETF Status List Token, JWT form (`application/statuslist+jwt`).
+    pub jwt: Representation,
+    /// IETF Status List Token, CWT form (`application/statuslist+cwt`).
+    pub cwt: Representation,
+    /// Roaring form (`application/vnd.statusd.roaring`).
+    pub roaring: Representation,
+    /// W3C credentials secured as `vc+jwt`, indexed like [`Purpose::PUBLISHED`].
+    pub w3c: [Representation; 3],
+    /// `iat` and `exp` of every signed artefact above (Unix seconds).
+    pub iat: u64,
+    pub exp: u64,
+    /// `kid` of the key that signed them.
+    pub kid: String,
+    pub last_modified: HeaderValue,
+    /// `Cache-Control` for the list representations (aligned with `ttl`, bounded by `exp`).
+    pub cache_control: HeaderValue,
+    /// `Surrogate-Key` / `Cache-Tag`: `list-{id}`, for targeted CDN purges.
+    pub surrogate_key: HeaderValue,
+}
+
+impl ListSnapshot {
+    /// The W3C representation of `purpose`, if statusd publishes it.
+    pub fn w3c(&self, purpose: Purpose) -> Option<&Representation> {
+        Purpose::PUBLISHED
+            .iter()
+            .position(|p| *p == purpose)
+            .map(|i| &self.w3c[i])
+    }
+}
+
+/// The whole published state at one instant.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// 0 for the empty snapshot served before the first publication; then 1, 2, …
+    pub generation: u64,
+    pub published_at: SystemTime,
+    pub lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+    /// The Status List Aggregation document (`application/json`).
+    pub aggregation: Representation,
+    /// The JWKS verifiers use (`application/jwk-set+json`).
+    pub jwks: Representation,
+}
+
+impl Snapshot {
+    /// What is served before the first publication: nothing, and not ready.
+    pub fn empty() -> Snapshot {
+        let empty = build::json_representation(b"{}".to_vec().into(), "application/json");
+        Snapshot {
+            generation: 0,
+            published_at: SystemTime::UNIX_EPOCH,
+            lists: HashMap::new(),
+            aggregation: empty.clone(),
+            jwks: empty,
+        }
+    }
+
+    pub fn list(&self, id: &str) -> Option<&Arc<ListSnapshot>> {
+        self.lists.get(id)
+    }
+}
+
+/// The one `ArcSwap` every request reads from and the refresher writes to.
+pub struct SnapshotStore {
+    current: ArcSwap<Snapshot>,
+}
+
+impl Default for SnapshotStore {
+    fn default() -> Self {
+        SnapshotStore {
+            current: ArcSwap::from_pointee(Snapshot::empty()),
+        }
+    }
+}
+
+impl SnapshotStore {
+    /// The current snapshot. Hold the guard only within one synchronous request handler.
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an owned `Arc`, for work that outlives a handler.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes `next`, which must be newer than the current snapshot.
+    pub fn publish(&self, next: Snapshot) {
+        debug_assert!(next.generation > self.current.load().generation);
+        self.current.store(Arc::new(next));
+    }
+
+    /// Ready once a first snapshot has been published.
+    pub fn is_ready(&self) -> bool {
+        self.current.load().generation > 0
+    }
+}

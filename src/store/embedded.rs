@@ -1,0 +1,325 @@
+//! The embedded source of truth: a redb database in the data directory.
+//!
+//! Tables: `lists` maps a list id to its [`ListMeta`] (JSON), and `entries` maps
+//! `(list id, index)` to the status of every non-VALID entry, so space and load time scale with
+//! non-VALID entries. Each [`Store::apply`] is one redb write transaction committed with
+//! immediate durability (fsync) before it returns: an acknowledged write survives `kill -9`.
+//! redb calls block, so they run on tokio's blocking pool, never on the async workers.
+
+use super::{check_change, check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
+use crate::status::{Bits, Status, StatusList};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+const LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("lists");
+const ENTRIES: TableDefinition<(&str, u32), u8> = TableDefinition::new("entries");
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "statusd.redb";
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    /// Bumped after every commit; the refresher waits on it.
+    commits: watch::Sender<u64>,
+    /// The refresher's view of `commits`.
+    seen: Arc<tokio::sync::Mutex<watch::Receiver<u64>>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn decode_meta(id: &str, bytes: &[u8]) -> Result<ListMeta, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        list: id.to_owned(),
+        reason: format!("metadata: {e}"),
+    })
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database in `dir`, creating the directory if needed.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+        // Create the tables up front so readers never see "table does not exist".
+        let tx = db.begin_write().map_err(backend)?;
+        tx.open_table(LISTS).map_err(backend)?;
+        tx.open_table(ENTRIES).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        let (commits, seen) = watch::channel(0);
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            commits,
+            seen: Arc::new(tokio::sync::Mutex::new(seen)),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+    }
+
+    fn notify(&self) {
+        self.commits.send_modify(|n| *n += 1);
+    }
+
+    fn lists_sync(db: &Database) -> Result<Vec<ListMeta>, StoreError> {
+        let tx = db.begin_read().map_err(backend)?;
+        let t = tx.open_table(LISTS).map_err(backend)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(backend)? {
+            let (k, v) = row.map_err(backend)?;
+            out.push(decode_meta(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn load_sync(db: &Database, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
+        let tx = db.begin_read().map_err(backend)?;
+        let lists = tx.open_table(LISTS).map_err(backend)?;
+        let meta = match lists.get(id).map_err(backend)? {
+            Some(v) => decode_meta(id, v.value())?,
+            None => return Err(StoreError::UnknownList(id.to_owned())),
+        };
+        let bits = meta.bits()?;
+        let entries = tx.open_table(ENTRIES).map_err(backend)?;
+        let mut pairs = Vec::new();
+        for row in entries.range((id, 0)..=(id, u32::MAX)).map_err(backend)? {
+            let (k, v) = row.map_err(backend)?;
+            let (_, idx) = k.value();
+            let value = v.value();
+            if value == 0 || value > bits.max_value() || idx >= meta.size {
+                return Err(StoreError::Corrupt {
+                    list: id.to_owned(),
+                    reason: format!(
+                        "entry {idx} holds {value:#04x}, invalid for {bits}-bit list of {}",
+                        meta.size
+                    ),
+                });
+            }
+            pairs.push((idx, value));
+        }
+        let list = StatusList::from_sorted_nonzero(bits, meta.size, pairs)?;
+        Ok((meta, list))
+    }
+}
+
+impl Store for EmbeddedStore {
+    async fn lists(&self) -> Result<Vec<ListMeta>, StoreError> {
+        self.blocking(Self::lists_sync).await
+    }
+
+    async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| Self::load_sync(db, &id)).await
+    }
+
+    async fn create_list(&self, new: NewList) -> Result<ListMeta, StoreError> {
+        check_id(&new.id)?;
+        // Validates bits and size the same way every list is built.
+        StatusList::new(new.bits, new.size)?;
+        let meta = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let meta = {
+                    let mut lists = tx.open_table(LISTS).map_err(backend)?;
+                    if lists.get(new.id.as_str()).map_err(backend)?.is_some() {
+                        return Err(StoreError::ListExists(new.id));
+                    }
+                    let meta = ListMeta {
+                        id: new.id.clone(),
+                        bits: new.bits.get(),
+                        size: new.size,
+                        version: 0,
+                        updated_at: now_secs(),
+                    };
+                    let bytes = serde_json::to_vec(&meta).map_err(backend)?;
+                    lists
+                        .insert(new.id.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
+                    meta
+                };
+                tx.commit().map_err(backend)?;
+                Ok(meta)
+            })
+            .await?;
+        self.notify();
+        Ok(meta)
+    }
+
+    async fn apply(&self, id: &str, changes: &[Change]) -> Result<Applied, StoreError> {
+        let id = id.to_owned();
+        let changes = changes.to_vec();
+        let applied = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let applied = {
+                    let mut lists = tx.open_table(LISTS).map_err(backend)?;
+                    let mut meta = match lists.get(id.as_str()).map_err(backend)? {
+                        Some(v) => decode_meta(&id, v.value())?,
+                        None => return Err(StoreError::UnknownList(id)),
+                    };
+                    let bits: Bits = meta.bits()?;
+                    let mut entries = tx.open_table(ENTRIES).map_err(backend)?;
+                    let mut previous = Vec::with_capacity(changes.len());
+                    // Returning early drops `tx` uncommitted: nothing of the batch is applied.
+                    for c in &changes {
+                        let old = entries
+                            .get((id.as_str(), c.idx))
+                            .map_err(backend)?
+                            .map_or(Status::VALID, |v| Status(v.value()));
+                        check_change(bits, meta.size, old, *c)?;
+                        if c.status == Status::VALID {
+                            entries.remove((id.as_str(), c.idx)).map_err(backend)?;
+                        } else {
+                            entries
+                                .insert((id.as_str(), c.idx), c.status.0)
+                                .map_err(backend)?;
+                        }
+                        previous.push(old);
+                    }
+                    meta.version += 1;
+                    meta.updated_at = now_secs();
+                    let bytes = serde_json::to_vec(&meta).map_err(backend)?;
+                    lists
+                        .insert(id.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
+                    Applied {
+                        version: meta.version,
+                        previous,
+                    }
+                };
+                tx.commit().map_err(backend)?;
+                Ok(applied)
+            })
+            .await?;
+        self.notify();
+        Ok(applied)
+    }
+
+    async fn changed(&self, timeout: Duration) {
+        let mut seen = self.seen.lock().await;
+        let _ = tokio::time::timeout(timeout, seen.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "statusd-embedded-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn create_apply_load_and_reopen() {
+        let dir = tmp();
+        let s = EmbeddedStore::open(&dir).unwrap();
+        let meta = s
+            .create_list(NewList {
+                id: "a".into(),
+                bits: Bits::Two,
+                size: 1024,
+            })
+            .await
+            .unwrap();
+        assert_eq!(meta.version, 0);
+        let c = |idx, v| Change {
+            idx,
+            status: Status(v),
+        };
+        let a = s.apply("a", &[c(5, 2), c(9, 1)]).await.unwrap();
+        assert_eq!(
+            a,
+            Applied {
+                version: 1,
+                previous: vec![Status(0), Status(0)]
+            }
+        );
+        let a = s.apply("a", &[c(5, 0)]).await.unwrap();
+        assert_eq!(a.previous, vec![Status(2)]);
+        drop(s);
+        let s = EmbeddedStore::open(&dir).unwrap();
+        let (meta, list) = s.load("a").await.unwrap();
+        assert_eq!(meta.version, 2);
+        assert_eq!(
+            list.iter_nonzero().collect::<Vec<_>>(),
+            vec![(9, Status(1))]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_rejected_batch_changes_nothing() {
+        let dir = tmp();
+        let s = EmbeddedStore::open(&dir).unwrap();
+        s.create_list(NewList {
+            id: "b".into(),
+            bits: Bits::Two,
+            size: 64,
+        })
+        .await
+        .unwrap();
+        let c = |idx, v| Change {
+            idx,
+            status: Status(v),
+        };
+        s.apply("b", &[c(1, 1)]).await.unwrap();
+        let err = s.apply("b", &[c(2, 2), c(1, 0)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Terminal { idx: 1, .. }), "{err}");
+        let err = s.apply("b", &[c(3, 2), c(64, 1)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Status(_)), "{err}");
+        let (meta, list) = s.load("b").await.unwrap();
+        assert_eq!(meta.version, 1);
+        assert_eq!(list.count_nonzero(), 1);
+        assert!(matches!(
+            s.apply("zz", &[]).await,
+            Err(StoreError::UnknownList(_))
+        ));
+        assert!(matches!(
+            s.create_list(NewList {
+                id: "b".into(),
+                bits: Bits::One,
+                size: 8
+            })
+            .await,
+            Err(StoreError::ListExists(_))
+        ));
+        assert!(matches!(
+            s.create_list(NewList {
+                id: "a/b".into(),
+                bits: Bits::One,
+                size: 8
+            })
+            .await,
+            Err(StoreError::InvalidId(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,178 @@
+//! Sources of truth: where list state lives and how it changes, behind one trait.
+//!
+//! [`Store`] is implemented by the embedded durable store ([`embedded`], the default for a single
+//! machine) and by Redis (production, many replicas). The snapshot builder and the refresher only
+//! see this trait. Every implementation enforces the same transition rules ([`check_change`]) in
+//! the same atomic step that applies a change, so no writer can bypass them.
+
+pub mod embedded;
+
+use crate::status::{Bits, Status, StatusError, StatusList};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// Longest list id; ids appear in URLs and Redis keys.
+pub const MAX_ID_LEN: usize = 64;
+
+/// What a list is, apart from its entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListMeta {
+    pub id: String,
+    pub bits: u8,
+    pub size: u32,
+    /// Increases by one with every applied batch of changes; 0 for a new list.
+    pub version: u64,
+    /// Unix seconds of the last change (or creation).
+    pub updated_at: u64,
+}
+
+impl ListMeta {
+    pub fn bits(&self) -> Result<Bits, StatusError> {
+        Bits::new(self.bits.into())
+    }
+}
+
+/// A request to create a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewList {
+    pub id: String,
+    pub bits: Bits,
+    pub size: u32,
+}
+
+/// One status change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub idx: u32,
+    pub status: Status,
+}
+
+/// What an applied batch did: the new version and each entry's previous status, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub version: u64,
+    pub previous: Vec<Status>,
+}
+
+/// Errors of a source of truth.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("list {0:?} does not exist")]
+    UnknownList(String),
+    #[error("list {0:?} already exists")]
+    ListExists(String),
+    #[error("invalid list id {0:?}: use 1 to 64 characters from A-Z a-z 0-9 - _")]
+    InvalidId(String),
+    #[error("entry {idx} is INVALID, which is terminal; it cannot become {to}")]
+    Terminal { idx: u32, to: Status },
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error("stored data for list {list:?} is corrupt: {reason}")]
+    Corrupt { list: String, reason: String },
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// Checks a list id: it goes into URLs, file names and Redis keys unescaped.
+pub fn check_id(id: &str) -> Result<(), StoreError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidId(id.to_owned()))
+    }
+}
+
+/// The transition rules every store applies atomically with the change: the index is in range,
+/// the value fits `bits`, and INVALID is terminal (setting INVALID again is a no-op, not an error).
+pub fn check_change(bits: Bits, size: u32, old: Status, change: Change) -> Result<(), StoreError> {
+    if change.idx >= size {
+        return Err(StatusError::IndexOutOfRange {
+            idx: change.idx.into(),
+            size,
+        }
+        .into());
+    }
+    if change.status.0 > bits.max_value() {
+        return Err(StatusError::ValueTooWide {
+            value: change.status.0,
+            bits: bits.get(),
+        }
+        .into());
+    }
+    if old == Status::INVALID && change.status != Status::INVALID {
+        return Err(StoreError::Terminal {
+            idx: change.idx,
+            to: change.status,
+        });
+    }
+    Ok(())
+}
+
+/// A source of truth for status lists.
+pub trait Store: Send + Sync + 'static {
+    /// Every list's metadata, current versions included.
+    fn lists(&self) -> impl Future<Output = Result<Vec<ListMeta>, StoreError>> + Send;
+
+    /// One list in full, consistent with the returned metadata's version.
+    fn load(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<(ListMeta, StatusList), StoreError>> + Send;
+
+    /// Creates an all-VALID list.
+    fn create_list(
+        &self,
+        new: NewList,
+    ) -> impl Future<Output = Result<ListMeta, StoreError>> + Send;
+
+    /// Applies `changes` to one list atomically: all of them or, on any rule violation, none.
+    fn apply(
+        &self,
+        id: &str,
+        changes: &[Change],
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// Resolves when the store may have changed since the last call (or after `timeout`). A
+    /// wake-up is a hint: the refresher always compares versions.
+    fn changed(&self, timeout: std::time::Duration) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_url_and_key_safe() {
+        for ok in ["1", "list-7", "A_b-9", &"x".repeat(64)] {
+            assert!(check_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/b", "a b", "ä", "..", &"x".repeat(65), "{tag}"] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn invalid_is_terminal() {
+        let c = |idx, s| Change {
+            idx,
+            status: Status(s),
+        };
+        assert!(check_change(Bits::Two, 8, Status::VALID, c(1, 2)).is_ok());
+        assert!(check_change(Bits::Two, 8, Status::INVALID, c(1, 1)).is_ok());
+        assert!(matches!(
+            check_change(Bits::Two, 8, Status::INVALID, c(1, 0)),
+            Err(StoreError::Terminal { idx: 1, .. })
+        ));
+        assert!(matches!(
+            check_change(Bits::Two, 8, Status::INVALID, c(1, 2)),
+            Err(StoreError::Terminal { .. })
+        ));
+        assert!(check_change(Bits::Two, 8, Status::VALID, c(8, 1)).is_err());
+        assert!(check_change(Bits::One, 8, Status::VALID, c(0, 2)).is_err());
+    }
+}

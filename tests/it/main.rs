@@ -1,0 +1,5 @@
+//! The one integration-test binary: spec conformance, the CLI, and (later) the servers end to end.
+
+mod cli;
+mod conformance;
+mod support;
