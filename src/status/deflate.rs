@@ -16,22 +16,32 @@
 //!
 //! # How the writer compresses
 //!
-//! Tokens: each non-zero byte is a literal. A run of `g` zeros is a literal `0` (a distance-1
-//! match right after a non-zero byte would copy that byte) followed by distance-1 matches that
-//! repeat it. How the rest of the run is split between matches of 3..=258 bytes and literal
-//! zeros is chosen by a small dynamic programme over the actual code lengths, so e.g. 259 zeros
-//! become `0` + 258 rather than a short, expensive match. Referencing an earlier zero run with a
-//! distance > 1 never pays here: DEFLATE caps every match at 258 bytes whatever its distance, a
-//! distance-1 code costs a single bit, and a longer distance costs a distance code plus extra
-//! bits, more than the one literal `0` it could save.
+//! Tokens: each non-zero byte is a literal. A run of zeros is a literal `0` (a distance-1 match
+//! right after a non-zero byte would copy that byte) followed by distance-1 matches repeating
+//! it. How a run is split between matches of 3..=258 bytes and literal zeros is a shortest-path
+//! problem over the actual code lengths, solved once per round for every remainder below 516
+//! (longer runs take whole 258-byte matches first), so e.g. 259 zeros become `0` + 258 rather
+//! than a short, expensive match.
 //!
-//! Huffman: one dynamic block (BTYPE=10) with length-limited codes from package-merge (optimal
-//! for the limits of 15 and 7 bits), chosen after two parse/count rounds; a fixed-code block
-//! (BTYPE=01) is written instead when it is smaller, which only happens for tiny arrays. Both
-//! trees are always complete (a dummy symbol is added if only one is used, and the distance
-//! tree is always codes 0 and 1 of one bit each) because some decoders reject incomplete trees
-//! even where RFC 1951 allows them. The exact output size is known before writing, so the output
-//! is allocated once.
+//! Far matches: copying an earlier *zero run* from a distance above 1 never pays, since every
+//! match stops at 258 bytes whatever its distance, distance 1 costs about one bit and any other
+//! distance costs a code plus extra bits, more than the one literal `0` it could save. What does
+//! pay, and is how zlib -9 beats a plain zero-run coder, is a match that copies zeros *and* a
+//! non-zero byte (sometimes several) from an earlier spot with the same pattern: one length and
+//! one distance replace a literal, a literal `0` and a distance-1 match. For each non-zero byte
+//! the last 8 earlier bytes with the same value are tried as sources (`CANDIDATES`), nearest
+//! first; a match is taken when its exact cost, zero runs on both sides included, beats the
+//! plain tokens. The search is O(non-zero bytes × CANDIDATES) per round.
+//!
+//! Rounds and codes: round 0 is the plain zero-run parse with guessed costs; round 1 adds far
+//! matches priced from round 0's counts; when they pay, round 2 re-parses with round 1's real
+//! code. Each round builds one dynamic block (BTYPE=10) from its own counts, with
+//! length-limited codes from package-merge (optimal under the limits of 15 and 7 bits), and the
+//! smallest round wins; a fixed-code block (BTYPE=01) replaces it when smaller, which only
+//! happens for tiny arrays. The far matches a round chose are recorded and replayed when
+//! writing, and the exact size is known first, so the output is allocated once. Trees are always
+//! complete (a dummy symbol is added where only one is used) because some decoders reject
+//! incomplete trees even where RFC 1951 allows them.
 //!
 //! Checksums: Adler-32 over a zero run is O(1) (`a` is unchanged, `b += run * a`). CRC-32 feeds
 //! short zero runs and the non-zero bytes to `crc32fast` through a small buffer, and extends the
@@ -76,24 +86,30 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
 /// stream of the array the remaining pairs describe.
 pub fn zlib_sparse(len: usize, nonzero: impl IntoIterator<Item = (usize, u8)>) -> Vec<u8> {
     let items = collect_nonzero(len, nonzero);
-    let plan = Plan::new(len, &items);
-    let mut out = Vec::with_capacity(ZLIB_HEADER.len() + plan.byte_len() + 4);
+    let arr = Sparse { len, items: &items };
+    let plan = Plan::new(&arr);
+    let size = ZLIB_HEADER.len() + plan.byte_len() + 4;
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&ZLIB_HEADER);
-    plan.write(&items, &mut out);
+    plan.write(&arr, &mut out);
     out.extend_from_slice(&adler32_sparse(len, &items).to_be_bytes());
+    debug_assert_eq!(out.len(), size, "the plan sized the output exactly");
     out
 }
 
 /// GZIP member (MTIME 0) of the same sparse array; same contract as [`zlib_sparse`].
 pub fn gzip_sparse(len: usize, nonzero: impl IntoIterator<Item = (usize, u8)>) -> Vec<u8> {
     let items = collect_nonzero(len, nonzero);
-    let plan = Plan::new(len, &items);
-    let mut out = Vec::with_capacity(GZIP_HEADER.len() + plan.byte_len() + 8);
+    let arr = Sparse { len, items: &items };
+    let plan = Plan::new(&arr);
+    let size = GZIP_HEADER.len() + plan.byte_len() + 8;
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&GZIP_HEADER);
-    plan.write(&items, &mut out);
+    plan.write(&arr, &mut out);
     out.extend_from_slice(&crc32_sparse(len, &items).to_le_bytes());
     // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1), hence the deliberate truncation.
     out.extend_from_slice(&(len as u32).to_le_bytes());
+    debug_assert_eq!(out.len(), size, "the plan sized the output exactly");
     out
 }
 
@@ -175,18 +191,19 @@ fn collect_nonzero(len: usize, nonzero: impl IntoIterator<Item = (usize, u8)>) -
 
 const MIN_MATCH: usize = 3;
 const MAX_MATCH: usize = 258;
-/// Zero-run remainders below this are split by the [`ZeroParse`] table; longer ones first take
-/// whole 258-byte matches down to `[258, 516)`, where the table chooses the tail.
+/// Longest distance DEFLATE allows.
+const WINDOW: usize = 32768;
+/// Zero-run remainders below this are split by the dynamic-programming table; longer ones first
+/// take whole 258-byte matches down to `[258, 516)`, where the table chooses the tail.
 const TAIL: usize = 2 * MAX_MATCH;
 const END_OF_BLOCK: usize = 256;
 /// Literal/length symbols that can occur (286 and 287 are reserved).
 const LITLEN: usize = 286;
+/// Distance symbols that can occur (30 and 31 are reserved).
+const DIST: usize = 30;
 const CODELEN: usize = 19;
 const MAX_BITS: usize = 15;
 const MAX_CODELEN_BITS: usize = 7;
-/// Every dynamic block declares distance codes 0 and 1 with one bit each; only code 0
-/// (distance 1) is used, code 1 just keeps the tree complete.
-const DIST_LENS: [u8; 2] = [1, 1];
 
 const LEN_BASE: [u16; 29] = [
     3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
@@ -194,6 +211,14 @@ const LEN_BASE: [u16; 29] = [
 ];
 const LEN_EXTRA: [u8; 29] = [
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+const DIST_BASE: [u16; DIST] = [
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
+    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+];
+const DIST_EXTRA: [u8; DIST] = [
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
+    13,
 ];
 /// Length code index (symbol - 257) of every match length; entries below 3 are unused.
 const LEN_CODE: [u8; MAX_MATCH + 1] = len_codes();
@@ -221,11 +246,22 @@ fn len_symbol(m: usize) -> usize {
 }
 
 /// Extra bits after a literal/length symbol (0 for literals and end-of-block).
-fn symbol_extra(sym: usize) -> u64 {
+fn symbol_extra(sym: usize) -> u32 {
     if sym > END_OF_BLOCK {
-        u64::from(LEN_EXTRA[sym - 257])
+        u32::from(LEN_EXTRA[sym - 257])
     } else {
         0
+    }
+}
+
+/// Distance code of a distance in `1..=WINDOW`.
+fn dist_code(d: usize) -> usize {
+    let d = d - 1;
+    if d < 4 {
+        d
+    } else {
+        let log = (usize::BITS - 1 - d.leading_zeros()) as usize;
+        2 * log + ((d >> (log - 1)) & 1)
     }
 }
 
@@ -236,76 +272,461 @@ fn fixed_lens() -> [u8; LITLEN] {
     lens[256..280].fill(7);
     lens
 }
-const FIXED_DIST_BITS: u32 = 5;
+const FIXED_DIST_LENS: [u8; DIST] = [5; DIST];
 
 // ---------------------------------------------------------------------------------------------
-// Parsing zero runs
+// Costs and parsing
 
-/// What one literal zero and one distance-1 match of each length cost, in bits, under some
-/// code; `UNUSABLE` for symbols the code lacks.
+/// What each token costs in bits (symbol plus extra bits) under some code.
 struct Costs {
-    zero: u32,
-    matches: [u32; MAX_MATCH + 1],
+    lit: [u32; 256],
+    /// Length symbol plus its extra bits, per match length.
+    len: [u32; MAX_MATCH + 1],
+    /// Distance symbol plus its extra bits, per distance code.
+    dist: [u32; DIST],
 }
 
+/// The price of a symbol a code lacks: high enough never to be chosen, low enough that sums of
+/// a few hundred cannot overflow.
 const UNUSABLE: u32 = 1 << 20;
 
 impl Costs {
-    /// A guess for the first round, shaped like typical sparse lists: literal zeros are frequent
-    /// (one per run), 258 is the commonest length of long runs.
+    /// A guess for the first round, shaped like sparse lists: literal zeros are frequent (one per
+    /// zero run), 258 is the commonest length of long runs, only distance 1 is used.
     fn initial() -> Self {
-        let mut matches = [UNUSABLE; MAX_MATCH + 1];
-        for (m, cost) in matches.iter_mut().enumerate().skip(MIN_MATCH) {
-            let code = if m == MAX_MATCH { 2 } else { 6 };
-            *cost = code + 1 + u32::from(LEN_EXTRA[LEN_CODE[m] as usize]);
+        let mut c = Costs {
+            lit: [6; 256],
+            len: [UNUSABLE; MAX_MATCH + 1],
+            dist: [UNUSABLE; DIST],
+        };
+        c.lit[0] = 2;
+        for m in MIN_MATCH..=MAX_MATCH {
+            c.len[m] = if m == MAX_MATCH { 2 } else { 6 } + symbol_extra(len_symbol(m));
         }
-        Costs { zero: 2, matches }
+        c.dist[0] = 1;
+        c
     }
 
-    fn from_lens(lit: &[u8; LITLEN], dist_bits: u32) -> Self {
-        let cost = |bits: u8| {
-            if bits == 0 {
+    /// Exact costs under a code. Symbols without a code are unusable, so a parse priced this
+    /// way only uses symbols that code had (the tree written is rebuilt from the parse's own
+    /// counts, so that is about quality, not validity).
+    fn from_lens(lit: &[u8; LITLEN], dist: &[u8; DIST]) -> Self {
+        let bits = |l: u8, extra: u32| {
+            if l == 0 {
                 UNUSABLE
             } else {
-                u32::from(bits)
+                u32::from(l) + extra
             }
         };
-        let mut matches = [UNUSABLE; MAX_MATCH + 1];
-        for (m, c) in matches.iter_mut().enumerate().skip(MIN_MATCH) {
+        let mut c = Costs {
+            lit: [UNUSABLE; 256],
+            len: [UNUSABLE; MAX_MATCH + 1],
+            dist: [UNUSABLE; DIST],
+        };
+        for (cost, &l) in c.lit.iter_mut().zip(lit) {
+            *cost = bits(l, 0);
+        }
+        for m in MIN_MATCH..=MAX_MATCH {
             let sym = len_symbol(m);
-            *c = cost(lit[sym]).saturating_add(symbol_extra(sym) as u32 + dist_bits);
+            c.len[m] = bits(lit[sym], symbol_extra(sym));
         }
-        Costs {
-            zero: cost(lit[0]),
-            matches,
+        for (code, cost) in c.dist.iter_mut().enumerate() {
+            *cost = bits(dist[code], u32::from(DIST_EXTRA[code]));
         }
+        c
+    }
+
+    /// Ideal code lengths from an earlier parse's counts. Unseen symbols get a plausible price
+    /// instead of being unusable, so the next round can start using them (the first rounds only
+    /// know distance 1).
+    fn estimate(freqs: &Freqs) -> Self {
+        fn ideal(f: u64, total: u64) -> u32 {
+            let p = if f == 0 { 0.25 } else { f as f64 } / total.max(1) as f64;
+            (-p.log2()).round().clamp(1.0, MAX_BITS as f64) as u32
+        }
+        let total: u64 = freqs.lit.iter().sum();
+        let mut c = Costs {
+            lit: [0; 256],
+            len: [0; MAX_MATCH + 1],
+            dist: [0; DIST],
+        };
+        for (cost, &f) in c.lit.iter_mut().zip(&freqs.lit) {
+            *cost = ideal(f, total);
+        }
+        for m in MIN_MATCH..=MAX_MATCH {
+            let sym = len_symbol(m);
+            c.len[m] = ideal(freqs.lit[sym], total) + symbol_extra(sym);
+        }
+        // Round 0 only counted distance 1; price every other distance code as if it were used
+        // by an eighth of the matches, so far matches get a fair first try.
+        let matches: u64 = freqs.dist.iter().sum();
+        for (code, cost) in c.dist.iter_mut().enumerate() {
+            let f = freqs.dist[code].max(matches / 8);
+            *cost = ideal(f, matches + matches / 8 * DIST as u64) + u32::from(DIST_EXTRA[code]);
+        }
+        c
     }
 }
 
-/// The cheapest split of `t < TAIL` zeros (after a run's leading literal zero) into literal zeros
-/// and distance-1 matches: `step[t]` is 0 for a literal, else the length of one match.
-struct ZeroParse {
-    step: [u16; TAIL],
+/// A tokeniser priced by one set of [`Costs`]. Counting and writing run the same parser, so
+/// the tree built from the counts has a code for every token written.
+struct Parser {
+    costs: Costs,
+    /// Whether to look for matches at distances above 1 (see [`Parser::far_match`]).
+    far: bool,
+    /// `zero_step[t]`: how to start covering `t < TAIL` zeros that follow a zero: 0 for one
+    /// literal zero, else the length of one distance-1 match.
+    zero_step: [u16; TAIL],
+    /// And what that cheapest cover costs.
+    zero_cost: [u32; TAIL],
+    /// The cheapest length symbol with its extra bits, bounding what any match can cost.
+    cheapest_len: u32,
 }
 
-impl ZeroParse {
-    fn new(costs: &Costs) -> Self {
-        let mut best = [0u32; TAIL];
-        let mut step = [0u16; TAIL];
+impl Parser {
+    fn new(costs: Costs, far: bool) -> Self {
+        // The cheapest cover of t zeros is a shortest-path problem over t = 0..TAIL: one step
+        // is a literal zero or a distance-1 match of 3..=258. Lengths sharing a length symbol
+        // cost the same, so each symbol only needs the minimum over its window of earlier
+        // costs, which `window[l]` (minimum of the 2^l entries ending at an index) gives in
+        // O(1); indices are offset by `PAD` so windows reaching below 0 read as unreachable.
+        const PAD: usize = MAX_MATCH;
+        const UNREACHABLE: u32 = u32::MAX / 4;
+        let mut window = [[UNREACHABLE; PAD + TAIL]; 6];
+        let range_min = |window: &[[u32; PAD + TAIL]; 6], lo: usize, hi: usize| {
+            let l = (usize::BITS - 1 - (hi - lo + 1).leading_zeros()) as usize;
+            window[l][hi].min(window[l][lo + (1 << l) - 1])
+        };
+        let symbols: [(usize, usize, u32); 29] = std::array::from_fn(|c| {
+            let lo = usize::from(LEN_BASE[c]);
+            let hi = (lo + (1 << LEN_EXTRA[c]) - 1).min(if lo == MAX_MATCH {
+                MAX_MATCH
+            } else {
+                MAX_MATCH - 1
+            });
+            (lo, hi, costs.len[lo] + costs.dist[0])
+        });
+        let mut zero_cost = [0u32; TAIL];
+        let mut zero_step = [0u16; TAIL];
+        for level in &mut window {
+            level[PAD] = 0;
+        }
         for t in 1..TAIL {
-            let mut cost = best[t - 1].saturating_add(costs.zero);
-            let mut choice = 0;
-            for m in MIN_MATCH..=t.min(MAX_MATCH) {
-                let c = best[t - m].saturating_add(costs.matches[m]);
-                if c < cost {
-                    cost = c;
-                    choice = m as u16;
+            let mut cost = zero_cost[t - 1] + costs.lit[0];
+            let mut pick = None;
+            for &(lo, hi, c) in symbols.iter().take_while(|&&(lo, _, _)| lo <= t) {
+                let m = c + range_min(&window, PAD + t - hi, PAD + t - lo);
+                if m < cost {
+                    cost = m;
+                    pick = Some((lo, hi, c));
                 }
             }
-            best[t] = cost;
-            step[t] = choice;
+            let step = pick.map_or(0, |(lo, hi, c)| {
+                (lo..=hi.min(t))
+                    .find(|&m| zero_cost[t - m] + c == cost)
+                    .unwrap_or(0)
+            });
+            zero_cost[t] = cost;
+            zero_step[t] = step as u16;
+            let x = PAD + t;
+            window[0][x] = cost;
+            for l in 1..6 {
+                window[l][x] = window[l - 1][x].min(window[l - 1][x - (1 << (l - 1))]);
+            }
         }
-        ZeroParse { step }
+        Parser {
+            cheapest_len: costs.len[MIN_MATCH..]
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(UNUSABLE),
+            costs,
+            far,
+            zero_step,
+            zero_cost,
+        }
+    }
+
+    /// Bits for `n` zeros; after a non-zero byte (or at the start) the first must be a literal,
+    /// as a distance-1 match would copy the non-zero byte.
+    fn zeros_cost(&self, n: usize, after_zero: bool) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        let (lead, n) = if after_zero {
+            (0, n)
+        } else {
+            (u64::from(self.costs.lit[0]), n - 1)
+        };
+        if n < TAIL {
+            lead + u64::from(self.zero_cost[n])
+        } else {
+            let whole = n / MAX_MATCH - 1;
+            let whole_cost = u64::from(self.costs.len[MAX_MATCH] + self.costs.dist[0]);
+            lead + whole as u64 * whole_cost + u64::from(self.zero_cost[n - whole * MAX_MATCH])
+        }
+    }
+
+    fn zeros(&self, n: usize, after_zero: bool, sink: &mut impl Sink) {
+        if n == 0 {
+            return;
+        }
+        let mut rest = n;
+        if !after_zero {
+            sink.literal(0);
+            rest -= 1;
+        }
+        if rest >= TAIL {
+            let whole = rest / MAX_MATCH - 1;
+            sink.matches(MAX_MATCH, whole as u64);
+            rest -= whole * MAX_MATCH;
+        }
+        while rest > 0 {
+            match self.zero_step[rest] as usize {
+                0 => {
+                    sink.literal(0);
+                    rest -= 1;
+                }
+                m => {
+                    sink.matches(m, 1);
+                    rest -= m;
+                }
+            }
+        }
+    }
+
+    /// Walks the array, writing its tokens to `sink`; `decide` chooses at each item (given the
+    /// zeros before it not yet written and whether the last byte written is a zero) whether a
+    /// far match starts there.
+    fn walk(
+        &self,
+        arr: &Sparse<'_>,
+        sink: &mut impl Sink,
+        mut decide: impl FnMut(usize, usize, bool) -> Option<Far>,
+    ) {
+        let items = arr.items;
+        let (mut pos, mut after_zero, mut i) = (0, false, 0);
+        while i < items.len() {
+            let (off, byte) = items[i];
+            let run = off - pos;
+            match decide(i, run, after_zero) {
+                Some(far) => {
+                    self.zeros(run - usize::from(far.before), after_zero, sink);
+                    sink.far(usize::from(far.len), usize::from(far.dist));
+                    pos = items[far.last].0 + 1 + usize::from(far.after);
+                    after_zero = far.after > 0;
+                    i = far.last + 1;
+                }
+                None => {
+                    self.zeros(run, after_zero, sink);
+                    sink.literal(byte);
+                    pos = off + 1;
+                    after_zero = false;
+                    i += 1;
+                }
+            }
+        }
+        self.zeros(arr.len - pos, after_zero, sink);
+    }
+
+    /// Parses the array: its symbol counts, and the far matches chosen (replayed when writing,
+    /// so the search runs once per round).
+    fn parse(&self, arr: &Sparse<'_>) -> (Freqs, Vec<Far>) {
+        let mut freqs = Freqs {
+            lit: [0; LITLEN],
+            dist: [0; DIST],
+        };
+        let mut fars = Vec::new();
+        if self.far {
+            let mut sources = Sources::new();
+            let mut seen = 0;
+            self.walk(arr, &mut freqs, |i, run, after_zero| {
+                // Every item before this one, whether written plainly or inside a match, can
+                // be a source now.
+                for k in seen..i {
+                    sources.push(arr.items[k].1, k);
+                }
+                seen = i;
+                let far = self.far_match(arr, i, run, after_zero, &sources);
+                fars.extend(far);
+                far
+            });
+        } else {
+            self.walk(arr, &mut freqs, |_, _, _| None);
+        }
+        freqs.lit[END_OF_BLOCK] = 1;
+        (freqs, fars)
+    }
+
+    /// The most profitable match at a distance above 1 that covers item `i` (preceded by `run`
+    /// zeros not yet written), if any beats writing it the plain way.
+    ///
+    /// A source is an earlier item with the same byte. The match copies zeros ahead of the
+    /// byte, the byte, and zeros after it, through following items as long as gaps and bytes
+    /// agree. Written plainly, a byte and the zeros after it cost a literal, a literal zero and
+    /// a distance-1 match; a far match replaces them with one length and one distance, which
+    /// pays when runs are long or patterns repeat. The comparison spans up to the next item,
+    /// since a match that ends inside a zero run also spares that run's leading literal zero.
+    fn far_match(
+        &self,
+        arr: &Sparse<'_>,
+        i: usize,
+        run: usize,
+        after_zero: bool,
+        sources: &Sources,
+    ) -> Option<Far> {
+        let items = arr.items;
+        let (off, byte) = items[i];
+        let lit = |b: u8| u64::from(self.costs.lit[b as usize]);
+        let gap = arr.gap_after(i);
+        let plain_one = self.zeros_cost(run, after_zero) + lit(byte) + self.zeros_cost(gap, false);
+        let (run_rest, gap_rest) = (run % MAX_MATCH, gap % MAX_MATCH);
+        let mut best: Option<Far> = None;
+        let mut best_gain = 0;
+        for j in sources.candidates(byte) {
+            let dist = off - items[j].0;
+            if dist > WINDOW {
+                break;
+            }
+            let (mut k, mut src) = (i, j);
+            let (mut end_gap, mut src_gap) = (gap, arr.gap_after(j));
+            let mut plain = plain_one;
+            while end_gap == src_gap
+                && k + 1 < items.len()
+                && items[k + 1].1 == items[src + 1].1
+                && items[k + 1].0 - off < MAX_MATCH
+            {
+                k += 1;
+                src += 1;
+                (end_gap, src_gap) = (arr.gap_after(k), arr.gap_after(src));
+                plain += lit(items[k].1) + self.zeros_cost(end_gap, false);
+            }
+            let span = items[k].0 + 1 - off;
+            let room = MAX_MATCH - span;
+            let (most_before, most_after) = (run.min(arr.gap_before(j)), end_gap.min(src_gap));
+            let dist_cost = self.costs.dist[dist_code(dist)];
+            if plain <= u64::from(dist_cost + self.cheapest_len) + best_gain {
+                continue;
+            }
+            // How many zeros to copy on either side: as many as fit, or as many as leave the
+            // rest of the run a multiple of 258, so that it costs only whole cheap matches (the
+            // match itself is then often 258 long, the cheapest length too).
+            let befores = [most_before.min(room), run_rest];
+            for (n, &before) in befores.iter().enumerate() {
+                if before > most_before.min(room) || (n > 0 && before == befores[0]) {
+                    continue;
+                }
+                let fit = most_after.min(room - before);
+                let afters = [
+                    fit,
+                    if k == i {
+                        gap_rest
+                    } else {
+                        end_gap % MAX_MATCH
+                    },
+                ];
+                for (m, &after) in afters.iter().enumerate() {
+                    if after > fit || (m > 0 && after == fit) {
+                        continue;
+                    }
+                    let len = before + span + after;
+                    if len < MIN_MATCH {
+                        continue;
+                    }
+                    let far = self.zeros_cost(run - before, after_zero)
+                        + u64::from(self.costs.len[len] + dist_cost)
+                        + self.zeros_cost(end_gap - after, after > 0);
+                    if far < plain && plain - far > best_gain {
+                        best_gain = plain - far;
+                        // All fit in u16: lengths are at most 258, distances at most 32768.
+                        best = Some(Far {
+                            first: i,
+                            last: k,
+                            before: before as u16,
+                            after: after as u16,
+                            len: len as u16,
+                            dist: dist as u16,
+                        });
+                    }
+                }
+            }
+            // Farther sources have dearer distances (more extra bits); one covering more zeros
+            // or further items might still win, but once this one covers every zero it could,
+            // stop: spans of several items are rare, and the search time is the encoder's.
+            if k == i && most_before >= run.min(room) && most_after >= gap.min(room) {
+                break;
+            }
+        }
+        best
+    }
+}
+
+/// A far match chosen by [`Parser::far_match`], covering items `first..=last`.
+#[derive(Clone, Copy)]
+struct Far {
+    first: usize,
+    last: usize,
+    /// Zeros copied ahead of the first item.
+    before: u16,
+    /// Zeros copied after the last item.
+    after: u16,
+    len: u16,
+    dist: u16,
+}
+
+/// The sparse array, with the zero gaps around each item.
+struct Sparse<'a> {
+    len: usize,
+    items: &'a [(usize, u8)],
+}
+
+impl Sparse<'_> {
+    fn gap_before(&self, i: usize) -> usize {
+        match i {
+            0 => self.items[0].0,
+            _ => self.items[i].0 - self.items[i - 1].0 - 1,
+        }
+    }
+
+    fn gap_after(&self, i: usize) -> usize {
+        let next = self.items.get(i + 1).map_or(self.len, |&(off, _)| off);
+        next - self.items[i].0 - 1
+    }
+}
+
+/// How many earlier items with the same byte are tried as far-match sources, nearest first
+/// since nearer distances are cheaper. More buys little and costs time linearly.
+const CANDIDATES: usize = 8;
+
+/// Where far matches may copy from: the last [`CANDIDATES`] items of each byte value.
+struct Sources {
+    slots: Vec<usize>,
+    head: [u8; 256],
+}
+
+impl Sources {
+    fn new() -> Self {
+        Sources {
+            slots: vec![usize::MAX; 256 * CANDIDATES],
+            head: [0; 256],
+        }
+    }
+
+    fn push(&mut self, byte: u8, item: usize) {
+        let b = byte as usize;
+        let h = (self.head[b] as usize + 1) % CANDIDATES;
+        self.head[b] = h as u8;
+        self.slots[b * CANDIDATES + h] = item;
+    }
+
+    /// Earlier items with this byte, newest first.
+    fn candidates(&self, byte: u8) -> impl Iterator<Item = usize> + '_ {
+        let b = byte as usize;
+        let h = self.head[b] as usize;
+        let row = &self.slots[b * CANDIDATES..(b + 1) * CANDIDATES];
+        (0..CANDIDATES)
+            .map(move |k| row[(h + CANDIDATES - k) % CANDIDATES])
+            .take_while(|&item| item != usize::MAX)
     }
 }
 
@@ -314,71 +735,33 @@ trait Sink {
     fn literal(&mut self, byte: u8);
     /// `count` distance-1 matches of length `len`.
     fn matches(&mut self, len: usize, count: u64);
-}
-
-/// Feeds `sink` the tokens of the array: the pairs in `items` over zeros up to `len`.
-fn tokens(len: usize, items: &[(usize, u8)], parse: &ZeroParse, sink: &mut impl Sink) {
-    let mut pos = 0;
-    for &(off, byte) in items {
-        zero_run(off - pos, parse, sink);
-        sink.literal(byte);
-        pos = off + 1;
-    }
-    zero_run(len - pos, parse, sink);
-}
-
-fn zero_run(run: usize, parse: &ZeroParse, sink: &mut impl Sink) {
-    if run == 0 {
-        return;
-    }
-    sink.literal(0);
-    let mut rest = run - 1;
-    if rest >= TAIL {
-        let whole = rest / MAX_MATCH - 1;
-        sink.matches(MAX_MATCH, whole as u64);
-        rest -= whole * MAX_MATCH;
-    }
-    while rest > 0 {
-        match parse.step[rest] as usize {
-            0 => {
-                sink.literal(0);
-                rest -= 1;
-            }
-            m => {
-                sink.matches(m, 1);
-                rest -= m;
-            }
-        }
-    }
+    fn far(&mut self, len: usize, dist: usize);
 }
 
 /// Symbol frequencies of one parse.
 struct Freqs {
     lit: [u64; LITLEN],
-    dist: u64,
+    dist: [u64; DIST],
 }
 
 impl Freqs {
-    fn count(len: usize, items: &[(usize, u8)], parse: &ZeroParse) -> Self {
-        let mut f = Freqs {
-            lit: [0; LITLEN],
-            dist: 0,
-        };
-        tokens(len, items, parse, &mut f);
-        f.lit[END_OF_BLOCK] = 1;
-        f
-    }
-
-    /// Bits of the block body (symbols, extra bits and distance codes) under the given code.
-    fn data_bits(&self, lit: &[u8; LITLEN], dist_bits: u32) -> u64 {
-        let symbols: u64 = self
+    /// Bits of the block body (symbols and extra bits) under the given code.
+    fn data_bits(&self, lit: &[u8; LITLEN], dist: &[u8; DIST]) -> u64 {
+        let lits: u64 = self
             .lit
             .iter()
             .zip(lit)
             .enumerate()
-            .map(|(sym, (&f, &bits))| f * (u64::from(bits) + symbol_extra(sym)))
+            .map(|(sym, (&f, &l))| f * u64::from(u32::from(l) + symbol_extra(sym)))
             .sum();
-        symbols + self.dist * u64::from(dist_bits)
+        let dists: u64 = self
+            .dist
+            .iter()
+            .zip(dist)
+            .zip(DIST_EXTRA)
+            .map(|((&f, &l), e)| f * u64::from(l + e))
+            .sum();
+        lits + dists
     }
 }
 
@@ -389,7 +772,12 @@ impl Sink for Freqs {
 
     fn matches(&mut self, len: usize, count: u64) {
         self.lit[len_symbol(len)] += count;
-        self.dist += count;
+        self.dist[0] += count;
+    }
+
+    fn far(&mut self, len: usize, dist: usize) {
+        self.lit[len_symbol(len)] += 1;
+        self.dist[dist_code(dist)] += 1;
     }
 }
 
@@ -418,7 +806,7 @@ fn limited_lengths(freqs: &[u64], max_bits: usize, lens: &mut [u8]) {
     let mut level_len = vec![0usize; max_bits];
     let mut deeper: Vec<u64> = Vec::with_capacity(width);
     let mut current: Vec<u64> = Vec::with_capacity(width);
-    // Level index 0 is depth `max_bits` (leaves only), level `max_bits - 1` is depth 1.
+    // Level 0 is depth `max_bits` (leaves only), level `max_bits - 1` is depth 1.
     for (i, &(w, sym)) in leaves.iter().enumerate() {
         deeper.push(w);
         kinds[i] = sym;
@@ -466,7 +854,7 @@ fn limited_lengths(freqs: &[u64], max_bits: usize, lens: &mut [u8]) {
 }
 
 /// Lengths for `freqs`, with one or two dummy symbols so there are at least two codes: a lone
-/// code would make an incomplete tree, which some decoders refuse.
+/// code makes an incomplete tree, which some decoders refuse.
 fn complete_lengths(freqs: &[u64], max_bits: usize, lens: &mut [u8]) {
     let mut padded = [0u64; LITLEN];
     let padded = &mut padded[..freqs.len()];
@@ -547,7 +935,9 @@ fn codelen_extra(sym: u8) -> u32 {
 /// A dynamic block's codes and its header, ready to write.
 struct Dynamic {
     lit: [u8; LITLEN],
+    dist: [u8; DIST],
     hlit: usize,
+    hdist: usize,
     cl: [u8; CODELEN],
     hclen: usize,
     rle: Vec<(u8, u8)>,
@@ -558,16 +948,18 @@ impl Dynamic {
     fn new(freqs: &Freqs) -> Self {
         let mut lit = [0u8; LITLEN];
         complete_lengths(&freqs.lit, MAX_BITS, &mut lit);
-        let hlit = lit
-            .iter()
-            .rposition(|&l| l > 0)
-            .map_or(0, |p| p + 1)
-            .max(257);
-        let mut seq = [0u8; LITLEN + DIST_LENS.len()];
+        // Without any match the distance tree gets two dummy one-bit codes, which is what the
+        // RFC's "one distance code of zero bits" would save, but every decoder accepts it.
+        let mut dist = [0u8; DIST];
+        complete_lengths(&freqs.dist, MAX_BITS, &mut dist);
+        let used = |lens: &[u8]| lens.iter().rposition(|&l| l > 0).map_or(0, |p| p + 1);
+        let hlit = used(&lit).max(257);
+        let hdist = used(&dist).max(1);
+        let mut seq = [0u8; LITLEN + DIST];
         seq[..hlit].copy_from_slice(&lit[..hlit]);
-        seq[hlit..hlit + DIST_LENS.len()].copy_from_slice(&DIST_LENS);
-        let mut rle = Vec::with_capacity(hlit + DIST_LENS.len());
-        rle_lengths(&seq[..hlit + DIST_LENS.len()], &mut rle);
+        seq[hlit..hlit + hdist].copy_from_slice(&dist[..hdist]);
+        let mut rle = Vec::with_capacity(hlit + hdist);
+        rle_lengths(&seq[..hlit + hdist], &mut rle);
         let mut cl_freqs = [0u64; CODELEN];
         for &(sym, _) in &rle {
             cl_freqs[sym as usize] += 1;
@@ -588,7 +980,9 @@ impl Dynamic {
                 .sum::<u64>();
         Dynamic {
             lit,
+            dist,
             hlit,
+            hdist,
             cl,
             hclen,
             rle,
@@ -607,67 +1001,99 @@ enum Kind {
 
 /// Everything decided before writing: the parse, the codes and the exact size in bits.
 struct Plan {
-    len: usize,
-    parse: ZeroParse,
+    parser: Parser,
+    fars: Vec<Far>,
     kind: Kind,
     bits: u64,
 }
 
+/// Below this many bits a fixed-code block is also tried: only tiny arrays are small enough for
+/// the dynamic header (some 60 bytes) to matter.
+const TRY_FIXED_BELOW: u64 = 8 * 2048;
+
 impl Plan {
-    fn new(len: usize, items: &[(usize, u8)]) -> Self {
-        // Two rounds: parse with guessed costs, build codes, re-parse with those codes' real
-        // costs, build again. The second round only ever uses symbols the first one had, and
-        // the better of the two is kept, so the result is never worse than the guess.
-        let mut best: Option<Plan> = None;
-        let mut costs = Costs::initial();
-        for _ in 0..2 {
-            let parse = ZeroParse::new(&costs);
-            let freqs = Freqs::count(len, items, &parse);
-            let dynamic = Dynamic::new(&freqs);
-            let bits = dynamic.header_bits + freqs.data_bits(&dynamic.lit, 1);
-            costs = Costs::from_lens(&dynamic.lit, 1);
-            if best.as_ref().is_none_or(|b| bits < b.bits) {
-                best = Some(Plan {
-                    len,
-                    parse,
-                    kind: Kind::Dynamic(Box::new(dynamic)),
+    fn new(arr: &Sparse<'_>) -> Self {
+        // Round 0 is the plain zero-run parse with guessed costs. Round 1 adds far matches,
+        // priced from round 0's counts; if they pay, round 2 re-parses with round 1's actual
+        // code. Each round's tree is built from that round's own counts, so any round can be
+        // written; the smallest is kept.
+        let (plain, freqs) = Plan::dynamic(arr, Parser::new(Costs::initial(), false));
+        let (far, _) = Plan::dynamic(arr, Parser::new(Costs::estimate(&freqs), true));
+        let mut best = if far.bits < plain.bits - plain.bits / 200 {
+            let costs = match &far.kind {
+                Kind::Dynamic(d) => Costs::from_lens(&d.lit, &d.dist),
+                Kind::Fixed => Costs::from_lens(&fixed_lens(), &FIXED_DIST_LENS),
+            };
+            let (again, _) = Plan::dynamic(arr, Parser::new(costs, true));
+            if again.bits < far.bits {
+                again
+            } else {
+                far
+            }
+        } else if far.bits < plain.bits {
+            far
+        } else {
+            plain
+        };
+        if best.bits < TRY_FIXED_BELOW {
+            let fixed = fixed_lens();
+            let parser = Parser::new(Costs::from_lens(&fixed, &FIXED_DIST_LENS), true);
+            let (freqs, fars) = parser.parse(arr);
+            let bits = 3 + freqs.data_bits(&fixed, &FIXED_DIST_LENS);
+            if bits < best.bits {
+                best = Plan {
+                    parser,
+                    fars,
+                    kind: Kind::Fixed,
                     bits,
-                });
+                };
             }
         }
-        // Small arrays do better without a code table in the header.
-        let fixed = fixed_lens();
-        let parse = ZeroParse::new(&Costs::from_lens(&fixed, FIXED_DIST_BITS));
-        let freqs = Freqs::count(len, items, &parse);
-        let bits = 3 + freqs.data_bits(&fixed, FIXED_DIST_BITS);
-        match best {
-            Some(b) if b.bits <= bits => b,
-            _ => Plan {
-                len,
-                parse,
-                kind: Kind::Fixed,
-                bits,
-            },
-        }
+        best
+    }
+
+    /// One round: parse, then build the dynamic codes from the counts.
+    fn dynamic(arr: &Sparse<'_>, parser: Parser) -> (Plan, Freqs) {
+        let (freqs, fars) = parser.parse(arr);
+        let dynamic = Dynamic::new(&freqs);
+        let bits = dynamic.header_bits + freqs.data_bits(&dynamic.lit, &dynamic.dist);
+        let plan = Plan {
+            parser,
+            fars,
+            kind: Kind::Dynamic(Box::new(dynamic)),
+            bits,
+        };
+        (plan, freqs)
     }
 
     fn byte_len(&self) -> usize {
         self.bits.div_ceil(8) as usize
     }
 
-    fn write(&self, items: &[(usize, u8)], out: &mut Vec<u8>) {
+    fn write(&self, arr: &Sparse<'_>, out: &mut Vec<u8>) {
         let mut w = BitWriter::new(out);
-        let (lit, dist_bits) = match &self.kind {
+        let mut lit_codes = [0u16; LITLEN];
+        let mut dist_codes = [0u16; DIST];
+        let (lit, dist) = match &self.kind {
             Kind::Fixed => {
                 // BFINAL=1, BTYPE=01.
                 w.put(0b011, 3);
-                (fixed_lens(), FIXED_DIST_BITS)
+                // The reserved symbols 286 and 287 take part in the fixed code's canonical
+                // numbering (they precede the 9-bit codes), so number all 288.
+                let lit = fixed_lens();
+                let mut all_lens = [8u8; LITLEN + 2];
+                all_lens[..LITLEN].copy_from_slice(&lit);
+                let mut all = [0u16; LITLEN + 2];
+                canonical_codes(&all_lens, &mut all);
+                lit_codes.copy_from_slice(&all[..LITLEN]);
+                canonical_codes(&FIXED_DIST_LENS, &mut dist_codes);
+                (lit, FIXED_DIST_LENS)
             }
             Kind::Dynamic(d) => {
                 // BFINAL=1, BTYPE=10.
                 w.put(0b101, 3);
                 w.put((d.hlit - 257) as u32, 5);
-                w.put((DIST_LENS.len() - 1) as u32, 5);
+                w.put((d.hdist - 1) as u32, 5);
                 w.put((d.hclen - 4) as u32, 4);
                 for &sym in &CODELEN_ORDER[..d.hclen] {
                     w.put(u32::from(d.cl[sym]), 3);
@@ -679,43 +1105,51 @@ impl Plan {
                     w.put(u32::from(cl_codes[s]), u32::from(d.cl[s]));
                     w.put(u32::from(extra), codelen_extra(sym));
                 }
-                (d.lit, 1)
+                canonical_codes(&d.lit, &mut lit_codes);
+                canonical_codes(&d.dist, &mut dist_codes);
+                (d.lit, d.dist)
             }
         };
-        let mut codes = [0u16; LITLEN];
-        match self.kind {
-            Kind::Fixed => {
-                // The reserved symbols 286 and 287 take part in the fixed code's canonical
-                // numbering (they precede the 9-bit codes), so number all 288.
-                let mut all_lens = [8u8; LITLEN + 2];
-                all_lens[..LITLEN].copy_from_slice(&lit);
-                let mut all = [0u16; LITLEN + 2];
-                canonical_codes(&all_lens, &mut all);
-                codes.copy_from_slice(&all[..LITLEN]);
-            }
-            Kind::Dynamic(_) => canonical_codes(&lit, &mut codes),
-        }
-        // Distance code 0 is all-zero bits in both the fixed and our dynamic distance tree, so
-        // it only contributes its length. Each match is one write of at most 15 + 5 + 5 bits.
-        let mut matches = [(0u32, 0u32); MAX_MATCH + 1];
-        for (m, slot) in matches.iter_mut().enumerate().skip(MIN_MATCH) {
+        // Length symbol and extra bits per match length, and the whole distance-1 match, each
+        // ready for a single write.
+        let mut lengths = [(0u32, 0u32); MAX_MATCH + 1];
+        let mut near = [(0u64, 0u32); MAX_MATCH + 1];
+        for m in MIN_MATCH..=MAX_MATCH {
             let sym = len_symbol(m);
-            let (code, bits) = (u32::from(codes[sym]), u32::from(lit[sym]));
+            let bits = u32::from(lit[sym]);
             let extra = (m - LEN_BASE[LEN_CODE[m] as usize] as usize) as u32;
-            *slot = (
-                code | (extra << bits),
-                bits + symbol_extra(sym) as u32 + dist_bits,
+            lengths[m] = (
+                u32::from(lit_codes[sym]) | (extra << bits),
+                bits + symbol_extra(sym),
+            );
+            let (code, n) = lengths[m];
+            near[m] = (
+                u64::from(code) | u64::from(dist_codes[0]) << n,
+                n + u32::from(dist[0]),
             );
         }
         let mut emit = Emit {
             w,
             lit: &lit,
-            codes: &codes,
-            matches: &matches,
+            lit_codes: &lit_codes,
+            dist: &dist,
+            dist_codes: &dist_codes,
+            lengths: &lengths,
+            near: &near,
         };
-        tokens(self.len, items, &self.parse, &mut emit);
-        emit.w
-            .put(u32::from(codes[END_OF_BLOCK]), u32::from(lit[END_OF_BLOCK]));
+        let mut next = 0;
+        self.parser
+            .walk(arr, &mut emit, |i, _, _| match self.fars.get(next) {
+                Some(&far) if far.first == i => {
+                    next += 1;
+                    Some(far)
+                }
+                _ => None,
+            });
+        emit.w.put(
+            u32::from(lit_codes[END_OF_BLOCK]),
+            u32::from(lit[END_OF_BLOCK]),
+        );
         emit.w.finish();
     }
 }
@@ -723,21 +1157,37 @@ impl Plan {
 struct Emit<'a, 'o> {
     w: BitWriter<'o>,
     lit: &'a [u8; LITLEN],
-    codes: &'a [u16; LITLEN],
-    matches: &'a [(u32, u32); MAX_MATCH + 1],
+    lit_codes: &'a [u16; LITLEN],
+    dist: &'a [u8; DIST],
+    dist_codes: &'a [u16; DIST],
+    lengths: &'a [(u32, u32); MAX_MATCH + 1],
+    near: &'a [(u64, u32); MAX_MATCH + 1],
 }
 
 impl Sink for Emit<'_, '_> {
     fn literal(&mut self, byte: u8) {
         let b = byte as usize;
-        self.w.put(u32::from(self.codes[b]), u32::from(self.lit[b]));
+        self.w
+            .put(u32::from(self.lit_codes[b]), u32::from(self.lit[b]));
     }
 
     fn matches(&mut self, len: usize, count: u64) {
-        let (code, bits) = self.matches[len];
+        let (code, bits) = self.near[len];
         for _ in 0..count {
-            self.w.put(code, bits);
+            self.w.put_long(code, bits);
         }
+    }
+
+    fn far(&mut self, len: usize, dist: usize) {
+        let (code, bits) = self.lengths[len];
+        self.w.put(code, bits);
+        let c = dist_code(dist);
+        let extra = (dist - DIST_BASE[c] as usize) as u32;
+        let bits = u32::from(self.dist[c]);
+        self.w.put(
+            u32::from(self.dist_codes[c]) | (extra << bits),
+            bits + u32::from(DIST_EXTRA[c]),
+        );
     }
 }
 
@@ -763,6 +1213,17 @@ impl<'o> BitWriter<'o> {
             self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
             self.acc >>= 32;
             self.n -= 32;
+        }
+    }
+
+    /// Appends the low `bits` (at most 64) bits of `value`.
+    #[inline]
+    fn put_long(&mut self, value: u64, bits: u32) {
+        if bits <= 32 {
+            self.put(value as u32, bits);
+        } else {
+            self.put(value as u32, 32);
+            self.put((value >> 32) as u32, bits - 32);
         }
     }
 
@@ -1205,6 +1666,57 @@ mod tests {
     }
 
     #[test]
+    fn distance_codes_match_the_rfc_table() {
+        for d in 1..=WINDOW {
+            let c = dist_code(d);
+            let lo = usize::from(DIST_BASE[c]);
+            assert!(
+                lo <= d && d < lo + (1 << DIST_EXTRA[c]),
+                "distance {d} code {c}"
+            );
+        }
+        for (m, &code) in LEN_CODE.iter().enumerate().skip(MIN_MATCH) {
+            let c = code as usize;
+            let lo = usize::from(LEN_BASE[c]);
+            assert!(
+                lo <= m && (m < lo + (1 << LEN_EXTRA[c]) || m == MAX_MATCH),
+                "length {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_patterns_use_far_matches_within_the_window() {
+        // A 12-item pattern every 3000 bytes, and lone bytes 40000 apart (beyond the window).
+        let pattern = [0usize, 5, 9, 40, 41, 100, 180, 181, 182, 600, 900, 2000];
+        let mut items = Vec::new();
+        for rep in 0..40 {
+            for (k, at) in pattern.iter().enumerate() {
+                items.push((rep * 3000 + at, 1 + (k % 3) as u8));
+            }
+        }
+        for k in 0..8 {
+            items.push((130_000 + k * 40_000, 7));
+        }
+        let len = 450_000;
+        check(len, &items);
+        let plan = Plan::new(&Sparse { len, items: &items });
+        assert!(
+            plan.fars.len() > 100,
+            "only {} far matches",
+            plan.fars.len()
+        );
+        assert!(plan
+            .fars
+            .iter()
+            .all(|f| usize::from(f.dist) <= WINDOW && f.dist > 1));
+        assert!(
+            plan.fars.iter().any(|f| f.last > f.first),
+            "no match spans several items"
+        );
+    }
+
+    #[test]
     fn package_merge_respects_the_limit_and_is_complete() {
         // Fibonacci weights force a 30-deep unlimited tree.
         let mut freqs = [0u64; 30];
@@ -1458,22 +1970,20 @@ mod tests {
     /// around the 258/516 boundaries and long runs.
     fn arrays() -> impl Strategy<Value = (usize, Vec<(usize, u8)>)> {
         let gap = prop_oneof![0usize..5, 0usize..300, 250usize..800, 0usize..5000];
-        (
-            proptest::collection::vec((gap.clone(), 1u8..=255), 0..200),
-            gap,
-        )
-            .prop_map(|(pairs, tail)| {
-                let mut pos = 0;
-                let items = pairs
-                    .into_iter()
-                    .map(|(g, b)| {
-                        let off = pos + g;
-                        pos = off + 1;
-                        (off, b)
-                    })
-                    .collect();
-                (pos + tail, items)
-            })
+        // Few distinct bytes, as in status lists, so that far matches find sources.
+        let byte = prop_oneof![1u8..=3, 1u8..=255];
+        (proptest::collection::vec((gap.clone(), byte), 0..200), gap).prop_map(|(pairs, tail)| {
+            let mut pos = 0;
+            let items = pairs
+                .into_iter()
+                .map(|(g, b)| {
+                    let off = pos + g;
+                    pos = off + 1;
+                    (off, b)
+                })
+                .collect();
+            (pos + tail, items)
+        })
     }
 
     proptest! {

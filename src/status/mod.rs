@@ -25,9 +25,11 @@ pub const MAX_ENTRIES: u32 = 1 << 26;
 pub const DEFAULT_ENTRIES: u32 = 1 << 20;
 
 /// Entry width of an IETF Token Status List (`bits`), or `statusSize` of a W3C list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Bits {
     One = 1,
+    /// Two bits: VALID, INVALID, SUSPENDED and one application-specific value.
+    #[default]
     Two = 2,
     Four = 4,
     Eight = 8,
@@ -58,12 +60,6 @@ impl Bits {
     /// Entries per byte of the packed array.
     pub const fn per_byte(self) -> u32 {
         8 / self as u32
-    }
-}
-
-impl Default for Bits {
-    fn default() -> Self {
-        Bits::Two
     }
 }
 
@@ -134,7 +130,7 @@ impl StatusList {
     /// bytes (`size x bits` a multiple of 8, as the IETF draft recommends), so that every
     /// decoder sees exactly `size` entries.
     pub fn new(bits: Bits, size: u32) -> Result<Self, StatusError> {
-        if size == 0 || size % bits.per_byte() != 0 || size > MAX_ENTRIES {
+        if size == 0 || !size.is_multiple_of(bits.per_byte()) || size > MAX_ENTRIES {
             return Err(StatusError::InvalidSize(size.into()));
         }
         Ok(StatusList {

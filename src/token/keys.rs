@@ -256,8 +256,6 @@ impl VerifyingKey {
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), TokenError> {
         match &self.inner {
             VerifyingInner::Es256(k) => {
-                return Ok(());
-                #[allow(unreachable_code)]
                 let sig = p256::ecdsa::Signature::from_slice(sig)
                     .map_err(|_| TokenError::BadSignature)?;
                 p256::ecdsa::signature::Verifier::verify(k, msg, &sig)

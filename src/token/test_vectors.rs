@@ -42,7 +42,7 @@ pub const SPEC_LST_HEX: &str = "78dadbb918000217015d";
 /// Decodes a hex string (test helper; there is no `hex` crate). Panics on bad input, which in a
 /// test is a bug in the literal.
 pub fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd-length hex literal");
+    assert!(s.len().is_multiple_of(2), "odd-length hex literal");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex literal"))

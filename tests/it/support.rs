@@ -1,7 +1,17 @@
-//! Shared helpers for the integration tests: test vectors and small decoders.
+//! Shared helpers for the integration tests: test vectors, a running server, an HTTP client.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderMap;
+use hyper::{Method, StatusCode};
 use serde_json::Value;
+use statusd::app::{self, Running};
+use statusd::config::{Config, ServeArgs};
+use statusd::status::{Bits, Status};
+use statusd::store::{Change, NewList, Store};
+use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// `tests/data/vectors.json`, extracted verbatim from the shared spec by
 /// `scripts/extract-vectors.py`.
@@ -15,9 +25,132 @@ pub fn vectors() -> &'static Value {
 }
 
 pub fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
         .collect()
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "statusd-it-{tag}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A configuration on loopback port 0 with a demo key in `dir`, plus `extra` flags.
+pub fn config(dir: &std::path::Path, extra: &[&str]) -> Config {
+    #[derive(clap::Parser)]
+    struct A {
+        #[command(flatten)]
+        a: ServeArgs,
+    }
+    let dir = dir.to_str().expect("utf-8 temp path");
+    let mut args = vec![
+        "t",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--demo",
+    ];
+    args.extend_from_slice(extra);
+    let a = <A as clap::Parser>::try_parse_from(args).expect("valid test flags");
+    Config::from_args(&a.a).expect("valid test config")
+}
+
+/// A list to seed: id, bits, size and `(index, value)` entries.
+pub type SeedList<'a> = (&'a str, Bits, u32, Vec<(u32, u8)>);
+
+/// Starts a server whose store holds `lists` (id, bits, size, entries) and waits until ready.
+pub async fn start_with(dir: &std::path::Path, lists: &[SeedList<'_>], extra: &[&str]) -> Running {
+    // Seed before starting so the first snapshot already holds everything (and --demo, which
+    // only seeds an empty store, adds nothing).
+    {
+        let store = statusd::store::embedded::EmbeddedStore::open(dir).expect("open store");
+        for (id, bits, size, entries) in lists {
+            store
+                .create_list(NewList {
+                    id: (*id).into(),
+                    bits: *bits,
+                    size: *size,
+                })
+                .await
+                .expect("create list");
+            let changes: Vec<Change> = entries
+                .iter()
+                .map(|&(idx, v)| Change {
+                    idx,
+                    status: Status(v),
+                })
+                .collect();
+            if !changes.is_empty() {
+                store.apply(id, &changes).await.expect("seed list");
+            }
+        }
+    }
+    let running = app::start(&config(dir, extra))
+        .await
+        .expect("start statusd");
+    assert!(
+        running.ready(Duration::from_secs(20)).await,
+        "statusd did not become ready"
+    );
+    running
+}
+
+/// A plain HTTP/1.1 request over a real socket.
+pub async fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Bytes>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(body.unwrap_or_default()))
+        .expect("request");
+    let resp = client.request(req).await.expect("send request");
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("read body").to_bytes();
+    (parts.status, parts.headers, bytes)
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Bytes) {
+    request(Method::GET, url, headers, None).await
+}
+
+/// Parses a problem+json body and checks its shape.
+pub fn problem(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Value {
+    assert_eq!(
+        headers["content-type"], "application/problem+json",
+        "status {status}"
+    );
+    let v: Value = serde_json::from_slice(body).expect("problem body is JSON");
+    assert_eq!(v["status"], status.as_u16());
+    assert!(v["type"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(v["title"].as_str().is_some());
+    v
 }

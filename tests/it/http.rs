@@ -1,0 +1,695 @@
+//! The public and admin planes end to end: real sockets, the real server, the embedded store.
+
+use crate::support::{get, problem, request, start_with, TempDir};
+use bytes::Bytes;
+use hyper::Method;
+use statusd::status::w3c::{self, MIN_ENTRIES};
+use statusd::status::{sparse, Bits, Status};
+use statusd::store::{Change, Store};
+use statusd::token::keys::KeySet;
+use statusd::token::{statuslist, vc};
+use std::time::Duration;
+
+const SIZE: u32 = 1 << 17;
+
+fn entries() -> Vec<(u32, u8)> {
+    vec![(0, 1), (7, 2), (94_567, 1), (131_071, 3)]
+}
+
+async fn jwks(base: &str) -> KeySet {
+    let (s, h, body) = get(&format!("{base}/.well-known/jwks.json"), &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["content-type"], "application/jwk-set+json");
+    KeySet::from_jwks_json(std::str::from_utf8(&body).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_public_route_serves_verifiable_artefacts() {
+    let dir = TempDir::new("routes");
+    let srv = start_with(&dir.0, &[("a", Bits::Two, SIZE, entries())], &[]).await;
+    let base = format!("http://{}", srv.public_addr);
+    let keys = jwks(&base).await;
+
+    // Aggregation: every list's token URL.
+    let (s, h, body) = get(&format!("{base}/statuslists"), &[]).await;
+    assert_eq!(
+        (s.as_u16(), h["content-type"].to_str().unwrap()),
+        (200, "application/json")
+    );
+    let agg: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        agg["status_lists"],
+        serde_json::json!([format!("{base}/statuslists/a")])
+    );
+
+    // JWT by default, for */* and for no Accept.
+    for accept in [None, Some("*/*"), Some("application/statuslist+jwt")] {
+        let hdrs: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+        let (s, h, body) = get(&format!("{base}/statuslists/a"), &hdrs).await;
+        assert_eq!(s, 200);
+        assert_eq!(h["content-type"], "application/statuslist+jwt");
+        assert!(h.get("content-encoding").is_none());
+        let claims = statuslist::verify_jwt(std::str::from_utf8(&body).unwrap(), &keys).unwrap();
+        assert_eq!(claims.sub, format!("{base}/statuslists/a"));
+        assert_eq!(
+            claims.status_list.aggregation_uri.as_deref(),
+            Some(format!("{base}/statuslists").as_str())
+        );
+        let list = claims.status_list.decode().unwrap();
+        for (idx, v) in entries() {
+            assert_eq!(list.get(idx.into()).unwrap(), Status(v));
+        }
+        assert_eq!(list.count_nonzero(), 4);
+    }
+    // CWT and roaring by negotiation, q-values honoured.
+    let (s, h, body) = get(
+        &format!("{base}/statuslists/a"),
+        &[(
+            "accept",
+            "application/statuslist+jwt;q=0.5, application/statuslist+cwt",
+        )],
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), h["content-type"].to_str().unwrap()),
+        (200, "application/statuslist+cwt")
+    );
+    let cwt = statuslist::verify_cwt(&body, &keys).unwrap();
+    assert_eq!(
+        cwt.status_list.decode().unwrap().get(7).unwrap(),
+        Status::SUSPENDED
+    );
+    let (s, h, body) = get(
+        &format!("{base}/statuslists/a"),
+        &[("accept", "application/vnd.statusd.roaring")],
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), h["content-type"].to_str().unwrap()),
+        (200, "application/vnd.statusd.roaring")
+    );
+    assert_eq!(
+        sparse::decode(&body).unwrap().get(94_567).unwrap(),
+        Status::INVALID
+    );
+
+    // W3C views from the same list.
+    for (purpose, idx_set, size_bits) in [
+        ("revocation", vec![0u32, 94_567], 1u8),
+        ("suspension", vec![7], 1),
+        ("message", vec![0, 7, 94_567, 131_071], 2),
+    ] {
+        let (s, h, body) = get(&format!("{base}/bitstringlists/a/{purpose}"), &[]).await;
+        assert_eq!(
+            (s.as_u16(), h["content-type"].to_str().unwrap()),
+            (200, "application/vc+jwt"),
+            "{purpose}"
+        );
+        let vc_json = vc::verify_vc_jwt(std::str::from_utf8(&body).unwrap(), &keys).unwrap();
+        assert_eq!(vc_json["id"], format!("{base}/bitstringlists/a/{purpose}"));
+        let parsed = w3c::parse_credential(&vc_json, MIN_ENTRIES).unwrap();
+        assert_eq!(parsed.status_size.get(), size_bits);
+        assert_eq!(parsed.ttl_ms, Some(300_000));
+        let set: Vec<u32> = parsed.list.iter_nonzero().map(|(i, _)| i).collect();
+        assert_eq!(set, idx_set, "{purpose}");
+    }
+
+    // Lookups, single and batch.
+    let (s, h, body) = get(&format!("{base}/statuses/a/7"), &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["cache-control"], "public, max-age=10");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"list_id":"a","idx":7,"status":"SUSPENDED","value":2})
+    );
+    let (s, _, body) = request(
+        Method::POST,
+        &format!("{base}/statuses/a"),
+        &[("content-type", "application/json")],
+        Some(Bytes::from(r#"{"idx":[0,1,131071]}"#)),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let statuses: Vec<&str> = v["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["INVALID", "VALID", "APPLICATION_SPECIFIC"]);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caching_headers_revalidation_head_and_cors() {
+    let dir = TempDir::new("cache");
+    let srv = start_with(&dir.0, &[("c", Bits::Two, SIZE, entries())], &[]).await;
+    let url = format!("http://{}/statuslists/c", srv.public_addr);
+
+    let (s, h, plain) = get(&url, &[]).await;
+    assert_eq!(s, 200);
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong etag: {etag}"
+    );
+    assert_eq!(
+        h["cache-control"],
+        "public, max-age=300, stale-while-revalidate=60, stale-if-error=42780"
+    );
+    assert_eq!(h["vary"], "Accept, Accept-Encoding");
+    assert_eq!(h["surrogate-key"], "list-c");
+    assert_eq!(h["cache-tag"], "list-c");
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(httpdate::parse_http_date(h["last-modified"].to_str().unwrap()).is_ok());
+
+    // gzip variant: its own ETag, decodes to the same token.
+    let (s, hg, gz) = get(&url, &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(
+        (s.as_u16(), hg["content-encoding"].to_str().unwrap()),
+        (200, "gzip")
+    );
+    assert_ne!(hg["etag"], h["etag"]);
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, plain);
+    assert!(gz.len() < plain.len());
+
+    // 304 for a matching If-None-Match (also in a list and weak), 200 otherwise.
+    for inm in [
+        etag.clone(),
+        format!("\"nope\", {etag}"),
+        format!("W/{etag}"),
+        "*".into(),
+    ] {
+        let (s, h304, body) = get(&url, &[("if-none-match", &inm)]).await;
+        assert_eq!(s, 304, "{inm}");
+        assert!(body.is_empty());
+        assert_eq!(h304["etag"], etag.as_str());
+        assert_eq!(h304["cache-control"], h["cache-control"]);
+        assert_eq!(h304["vary"], "Accept, Accept-Encoding");
+    }
+    let (s, _, _) = get(&url, &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(s, 200);
+    // The gzip ETag does not validate the identity representation.
+    let (s, _, _) = get(&url, &[("if-none-match", hg["etag"].to_str().unwrap())]).await;
+    assert_eq!(s, 200);
+    // Lookup revalidation: the ETag is the status value.
+    let lookup = format!("http://{}/statuses/c/7", srv.public_addr);
+    let (_, lh, _) = get(&lookup, &[]).await;
+    let (s, _, _) = get(&lookup, &[("if-none-match", lh["etag"].to_str().unwrap())]).await;
+    assert_eq!(s, 304);
+
+    // HEAD: same headers, no body.
+    let (s, hh, body) = request(Method::HEAD, &url, &[], None).await;
+    assert_eq!(s, 200);
+    assert!(body.is_empty());
+    assert_eq!(hh["etag"], h["etag"]);
+    assert_eq!(hh["content-length"], plain.len().to_string().as_str());
+
+    // CORS preflight.
+    let (s, hp, _) = request(
+        Method::OPTIONS,
+        &url,
+        &[
+            ("origin", "https://bank.example"),
+            ("access-control-request-method", "GET"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert_eq!(hp["access-control-allow-origin"], "*");
+    assert_eq!(hp["access-control-allow-methods"], "GET, HEAD, OPTIONS");
+    let (s, hp, _) = request(
+        Method::OPTIONS,
+        &format!("http://{}/statuses/c", srv.public_addr),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            s.as_u16(),
+            hp["access-control-allow-methods"].to_str().unwrap()
+        ),
+        (204, "POST, OPTIONS")
+    );
+    srv.stop().await;
+}
+
+/// method, path, headers, body, expected status, expected problem type suffix
+type Case = (
+    Method,
+    String,
+    Vec<(&'static str, String)>,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_a_precise_problem() {
+    let dir = TempDir::new("errors");
+    let srv = start_with(
+        &dir.0,
+        &[
+            ("e", Bits::Two, SIZE, entries()),
+            ("small", Bits::One, 1024, vec![]),
+        ],
+        &[],
+    )
+    .await;
+    let base = format!("http://{}", srv.public_addr);
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            "/statuslists/bad%20id".into(),
+            vec![],
+            None,
+            400,
+            "bad-list-id",
+        ),
+        (
+            Method::GET,
+            format!("/statuslists/{}", "x".repeat(65)),
+            vec![],
+            None,
+            400,
+            "bad-list-id",
+        ),
+        (
+            Method::GET,
+            "/statuses/e/-1".into(),
+            vec![],
+            None,
+            400,
+            "bad-index",
+        ),
+        (
+            Method::GET,
+            "/statuses/e/01".into(),
+            vec![],
+            None,
+            400,
+            "bad-index",
+        ),
+        (
+            Method::GET,
+            "/statuses/e/99999999999".into(),
+            vec![],
+            None,
+            400,
+            "bad-index",
+        ),
+        (
+            Method::GET,
+            "/statuslists/nope".into(),
+            vec![],
+            None,
+            404,
+            "unknown-list",
+        ),
+        (
+            Method::GET,
+            "/bitstringlists/nope/revocation".into(),
+            vec![],
+            None,
+            404,
+            "STATUS_RETRIEVAL_ERROR",
+        ),
+        (
+            Method::GET,
+            "/bitstringlists/e/refresh".into(),
+            vec![],
+            None,
+            404,
+            "unknown-purpose",
+        ),
+        (
+            Method::GET,
+            "/bitstringlists/small/revocation".into(),
+            vec![],
+            None,
+            404,
+            "unknown-purpose",
+        ),
+        (
+            Method::GET,
+            format!("/statuses/e/{SIZE}"),
+            vec![],
+            None,
+            404,
+            "index-out-of-range",
+        ),
+        (
+            Method::GET,
+            "/nothing/here".into(),
+            vec![],
+            None,
+            404,
+            "no-route",
+        ),
+        (Method::GET, "/".into(), vec![], None, 404, "no-route"),
+        (
+            Method::DELETE,
+            "/statuslists/e".into(),
+            vec![],
+            None,
+            405,
+            "method-not-allowed",
+        ),
+        (
+            Method::PUT,
+            "/statuses/e/1".into(),
+            vec![],
+            None,
+            405,
+            "method-not-allowed",
+        ),
+        (
+            Method::GET,
+            "/statuses/e".into(),
+            vec![],
+            None,
+            405,
+            "method-not-allowed",
+        ),
+        (
+            Method::GET,
+            "/statuslists/e".into(),
+            vec![("accept", "text/html".into())],
+            None,
+            406,
+            "not-acceptable",
+        ),
+        (
+            Method::GET,
+            "/statuslists/e".into(),
+            vec![("accept", "application/statuslist+jwt;q=0".into())],
+            None,
+            406,
+            "not-acceptable",
+        ),
+        (
+            Method::GET,
+            "/bitstringlists/e/revocation".into(),
+            vec![("accept", "application/statuslist+jwt".into())],
+            None,
+            406,
+            "not-acceptable",
+        ),
+        (
+            Method::GET,
+            "/statuslists/e?time=1686925000".into(),
+            vec![],
+            None,
+            501,
+            "history-not-supported",
+        ),
+        (
+            Method::POST,
+            "/statuses/e".into(),
+            vec![],
+            Some("{\"idx\":[1,2"),
+            400,
+            "bad-body",
+        ),
+        (
+            Method::POST,
+            "/statuses/e".into(),
+            vec![],
+            Some("{\"idx\":[-1]}"),
+            400,
+            "bad-body",
+        ),
+        (
+            Method::POST,
+            "/statuses/e".into(),
+            vec![],
+            Some("{\"idx\":[1],\"extra\":1}"),
+            400,
+            "bad-body",
+        ),
+        (
+            Method::POST,
+            "/statuses/e".into(),
+            vec![("content-type", "text/plain".into())],
+            Some("{\"idx\":[1]}"),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            Method::POST,
+            "/statuses/e".into(),
+            vec![],
+            Some(r#"{"idx":[131072]}"#),
+            404,
+            "index-out-of-range",
+        ),
+        (
+            Method::POST,
+            "/statuses/nope".into(),
+            vec![],
+            Some(r#"{"idx":[1]}"#),
+            404,
+            "unknown-list",
+        ),
+        (
+            Method::GET,
+            "/statuslists/e".into(),
+            vec![("x-filler", "a".repeat(17 * 1024))],
+            None,
+            431,
+            "headers-too-large",
+        ),
+    ];
+    for (method, path, headers, body, want, type_suffix) in cases {
+        let hdrs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (s, h, b) = request(
+            method.clone(),
+            &format!("{base}{path}"),
+            &hdrs,
+            body.map(|b| Bytes::from(b.to_owned())),
+        )
+        .await;
+        assert_eq!(s.as_u16(), want, "{method} {path}");
+        let p = problem(s, &h, &b);
+        assert!(
+            p["type"].as_str().unwrap().ends_with(type_suffix),
+            "{method} {path}: {p}"
+        );
+        if want == 405 {
+            assert!(h.get("allow").is_some());
+        }
+    }
+    // 413: too many indices, and a body over the limit.
+    let many = format!("{{\"idx\":[{}]}}", vec!["1"; 1001].join(","));
+    let (s, h, b) = request(
+        Method::POST,
+        &format!("{base}/statuses/e"),
+        &[],
+        Some(many.into()),
+    )
+    .await;
+    assert_eq!(s, 413);
+    problem(s, &h, &b);
+    let huge = format!("{{\"idx\":[{}]}}", vec!["100000"; 5000].join(","));
+    let (s, h, b) = request(
+        Method::POST,
+        &format!("{base}/statuses/e"),
+        &[],
+        Some(huge.into()),
+    )
+    .await;
+    assert_eq!(s, 413);
+    problem(s, &h, &b);
+    // The server is still fine.
+    assert_eq!(get(&format!("{base}/statuses/e/0"), &[]).await.0, 200);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_plane_metrics_and_health() {
+    let dir = TempDir::new("admin");
+    let srv = start_with(&dir.0, &[("m", Bits::Two, SIZE, entries())], &[]).await;
+    let admin = format!("http://{}", srv.admin_addr);
+    assert_eq!(get(&format!("{admin}/livez"), &[]).await.0, 200);
+    assert_eq!(get(&format!("{admin}/readyz"), &[]).await.0, 200);
+    get(&format!("http://{}/statuses/m/7", srv.public_addr), &[]).await;
+    let (s, h, body) = get(&format!("{admin}/metrics"), &[]).await;
+    assert_eq!(s, 200);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for needle in [
+        r#"statusd_http_requests_total{outcome="2xx",plane="public",route="lookup"} 1"#,
+        "statusd_snapshot_generation 1",
+        "statusd_lists 1",
+        "statusd_entries_non_valid 4",
+        "statusd_snapshot_age_seconds",
+        "statusd_snapshot_list_build_seconds_count 1",
+        "statusd_http_request_duration_seconds_bucket",
+        "statusd_http_response_body_bytes_total",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    // The public plane does not serve admin routes, nor the admin plane public ones.
+    assert_eq!(
+        get(&format!("http://{}/metrics", srv.public_addr), &[])
+            .await
+            .0,
+        404
+    );
+    assert_eq!(get(&format!("{admin}/statuslists"), &[]).await.0, 404);
+    srv.stop().await;
+}
+
+/// Every response during a stream of updates shows a state that was published whole: the
+/// writer flips entries in pairs within one atomic batch, so any list a reader decodes must
+/// hold complete pairs forming a prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_swaps_never_show_a_half_built_state() {
+    let dir = TempDir::new("swap");
+    let srv = start_with(&dir.0, &[("s", Bits::Two, SIZE, vec![])], &[]).await;
+    let base = format!("http://{}", srv.public_addr);
+    let keys = jwks(&base).await;
+    let store = srv.store.clone();
+    let writer = tokio::spawn(async move {
+        for k in 0..40u32 {
+            let changes = [
+                Change {
+                    idx: 2 * k,
+                    status: Status::INVALID,
+                },
+                Change {
+                    idx: 2 * k + 1,
+                    status: Status::SUSPENDED,
+                },
+            ];
+            store.apply("s", &changes).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    });
+    let mut readers = Vec::new();
+    for r in 0..4 {
+        let base = base.clone();
+        let keys = keys.clone();
+        readers.push(tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..60 {
+                let (s, _, body) = get(
+                    &format!("{base}/statuslists/s"),
+                    &[(
+                        "accept",
+                        if r % 2 == 0 {
+                            "application/statuslist+jwt"
+                        } else {
+                            "application/statuslist+cwt"
+                        },
+                    )],
+                )
+                .await;
+                assert_eq!(s, 200);
+                let claims = if r % 2 == 0 {
+                    statuslist::verify_jwt(std::str::from_utf8(&body).unwrap(), &keys).unwrap()
+                } else {
+                    statuslist::verify_cwt(&body, &keys).unwrap()
+                };
+                let list = claims.status_list.decode().unwrap();
+                let set: Vec<(u32, Status)> = list.iter_nonzero().collect();
+                let pairs = set.len() / 2;
+                assert_eq!(set.len() % 2, 0, "half a batch visible: {set:?}");
+                for (n, (idx, st)) in set.iter().enumerate() {
+                    assert_eq!(*idx as usize, n, "not a prefix: {set:?}");
+                    assert_eq!(
+                        *st,
+                        if n % 2 == 0 {
+                            Status::INVALID
+                        } else {
+                            Status::SUSPENDED
+                        }
+                    );
+                }
+                seen.insert(pairs);
+                let (s, _, body) = get(&format!("{base}/statuses/s/0"), &[]).await;
+                assert_eq!(s, 200);
+                assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+            }
+            seen
+        }));
+    }
+    writer.await.unwrap();
+    let mut all = std::collections::BTreeSet::new();
+    for r in readers {
+        all.extend(r.await.unwrap());
+    }
+    assert!(
+        all.len() > 3,
+        "readers saw too few versions to prove anything: {all:?}"
+    );
+    // Eventually the last batch is published.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = get(&format!("{base}/statuses/s/79"), &[]).await;
+        if serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last change never published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_embedded_data_and_the_demo_key() {
+    let dir = TempDir::new("restart");
+    let srv = start_with(&dir.0, &[("r", Bits::Two, SIZE, vec![])], &[]).await;
+    srv.store
+        .apply(
+            "r",
+            &[Change {
+                idx: 42,
+                status: Status::SUSPENDED,
+            }],
+        )
+        .await
+        .unwrap();
+    let kid_before = srv.snapshots.load().lists["r"].kid.clone();
+    srv.stop().await;
+    let srv = start_with(&dir.0, &[], &[]).await;
+    let base = format!("http://{}", srv.public_addr);
+    let (_, _, body) = get(&format!("{base}/statuses/r/42"), &[]).await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"],
+        "SUSPENDED"
+    );
+    assert_eq!(srv.snapshots.load().lists["r"].kid, kid_before);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_is_served() {
+    let dir = TempDir::new("h2");
+    let srv = start_with(&dir.0, &[("h", Bits::Two, SIZE, entries())], &[]).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let resp = client
+        .get(
+            format!("http://{}/statuses/h/7", srv.public_addr)
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    srv.stop().await;
+}
