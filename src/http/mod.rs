@@ -188,6 +188,25 @@ fn push_lookup(out: &mut Vec<u8>, id: &str, idx: u64, status: Status) {
     out.push(b'}');
 }
 
+/// A 200 response whose header map is sized for the most headers any route sets, so inserting
+/// them never reallocates.
+fn response(body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    *r.headers_mut() = HeaderMap::with_capacity(16);
+    r
+}
+
+/// Exact length of [`push_lookup`]'s output, so the body is allocated once at its final size
+/// (a `Vec` whose length equals its capacity becomes `Bytes` without another allocation).
+fn lookup_len(id: &str, idx: u64, status: Status) -> usize {
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    r#"{"list_id":"","idx":,"status":"","value":}"#.len()
+        + id.len()
+        + digits(idx)
+        + status.name().len()
+        + digits(status.0.into())
+}
+
 fn cors(h: &mut HeaderMap) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
@@ -307,7 +326,7 @@ impl Inner {
         let etag = &self.lookup_etags[usize::from(status.0)];
         if let Some(inm) = get(headers, header::IF_NONE_MATCH) {
             if negotiate::none_match(inm, etag.as_bytes()) {
-                let mut r = Response::new(Full::new(Bytes::new()));
+                let mut r = response(Bytes::new());
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
                 let h = r.headers_mut();
                 h.insert(header::ETAG, etag.clone());
@@ -319,9 +338,10 @@ impl Inner {
                 return r;
             }
         }
-        let mut body = Vec::with_capacity(96);
+        let mut body = Vec::with_capacity(lookup_len(id, idx, status));
         push_lookup(&mut body, id, idx, status);
-        let mut r = Response::new(Full::new(Bytes::from(body)));
+        debug_assert_eq!(body.len(), body.capacity());
+        let mut r = response(Bytes::from(body));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, JSON);
         h.insert(header::ETAG, etag.clone());
@@ -350,11 +370,11 @@ impl Inner {
         };
         let not_modified = get(headers, header::IF_NONE_MATCH)
             .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
-        let mut r = Response::new(Full::new(if not_modified {
+        let mut r = response(if not_modified {
             Bytes::new()
         } else {
             body.clone()
-        }));
+        });
         if not_modified {
             *r.status_mut() = StatusCode::NOT_MODIFIED;
         }
@@ -386,11 +406,11 @@ impl Inner {
     fn simple(&self, rep: &Representation, headers: &HeaderMap) -> Resp {
         let not_modified = get(headers, header::IF_NONE_MATCH)
             .is_some_and(|inm| negotiate::none_match(inm, rep.etag.as_bytes()));
-        let mut r = Response::new(Full::new(if not_modified {
+        let mut r = response(if not_modified {
             Bytes::new()
         } else {
             rep.body.clone()
-        }));
+        });
         if not_modified {
             *r.status_mut() = StatusCode::NOT_MODIFIED;
         }
@@ -473,7 +493,7 @@ impl Inner {
             push_lookup(&mut out, &id, idx, status);
         }
         out.extend_from_slice(b"]}");
-        let mut r = Response::new(Full::new(Bytes::from(out)));
+        let mut r = response(Bytes::from(out));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, JSON);
         h.insert(header::CACHE_CONTROL, NO_STORE);
@@ -500,7 +520,7 @@ fn lookup_list<'a>(
 }
 
 fn preflight(route: Route) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = response(Bytes::new());
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
@@ -618,6 +638,21 @@ mod tests {
             "１",
         ] {
             assert_eq!(parse_index(bad), Err(Problem::BadIndex), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lookup_len_is_exact() {
+        for (id, idx, v) in [
+            ("a", 0, 0),
+            ("list-1", 9, 1),
+            ("x", 10, 2),
+            ("y", 1_048_575, 3),
+            ("z", u64::from(u32::MAX), 255),
+        ] {
+            let mut out = Vec::new();
+            push_lookup(&mut out, id, idx, Status(v));
+            assert_eq!(out.len(), lookup_len(id, idx, Status(v)), "{id} {idx} {v}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! The one integration-test binary: spec conformance, the CLI, and (later) the servers end to end.
 
+mod alloc;
 mod cli;
 mod conformance;
 mod http;
