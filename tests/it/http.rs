@@ -693,3 +693,200 @@ async fn http2_prior_knowledge_is_served() {
     assert_eq!(resp.status(), 200);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_resigned_before_exp_without_changes() {
+    let dir = TempDir::new("resign");
+    let srv = start_with(
+        &dir.0,
+        &[("t", Bits::One, 1024, vec![(3, 1)])],
+        &["--ttl", "1", "--token-lifetime", "4"],
+    )
+    .await;
+    let url = format!("http://{}/statuslists/t", srv.public_addr);
+    let keys = jwks(&format!("http://{}", srv.public_addr)).await;
+    let first =
+        statuslist::verify_jwt(std::str::from_utf8(&get(&url, &[]).await.2).unwrap(), &keys)
+            .unwrap();
+    assert_eq!(first.exp, Some(first.iat + 4));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, h, body) = get(&url, &[]).await;
+        let c = statuslist::verify_jwt(std::str::from_utf8(&body).unwrap(), &keys).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // Whatever is served is never expired, and its caching windows end before exp.
+        assert!(c.exp.unwrap() > now, "served an expired token");
+        assert_eq!(
+            h["cache-control"],
+            "public, max-age=1, stale-while-revalidate=1, stale-if-error=0"
+        );
+        if c.iat > first.iat {
+            assert_eq!(
+                c.status_list.decode().unwrap(),
+                first.status_list.decode().unwrap()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "token never re-signed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_and_connection_floods_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("slow");
+    let srv = start_with(
+        &dir.0,
+        &[("l", Bits::One, 1024, vec![])],
+        &["--header-read-timeout", "1", "--max-connections", "2"],
+    )
+    .await;
+    // Slow loris: headers never finish; the server closes the connection after the timeout.
+    let mut slow = tokio::net::TcpStream::connect(srv.public_addr)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /statuses/l/1 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let started = std::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "slow client was not disconnected");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    drop(slow);
+    // Two idle connections use the limit; a third is closed at once, then service resumes.
+    let _a = tokio::net::TcpStream::connect(srv.public_addr)
+        .await
+        .unwrap();
+    let _b = tokio::net::TcpStream::connect(srv.public_addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = tokio::net::TcpStream::connect(srv.public_addr)
+        .await
+        .unwrap();
+    let _ = c
+        .write_all(b"GET /statuses/l/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "over-limit connection was served: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(srv.metrics.connections_refused.get() >= 1);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("drain");
+    let srv = start_with(&dir.0, &[("d", Bits::Two, 1024, vec![(5, 2)])], &[]).await;
+    let body = br#"{"idx":[5]}"#;
+    let mut s = tokio::net::TcpStream::connect(srv.public_addr)
+        .await
+        .unwrap();
+    let head = format!("POST /statuses/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..4]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shutdown starts while the request body is still arriving.
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(&body[4..]).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(r#""status":"SUSPENDED""#), "{text}");
+    tokio::time::timeout(Duration::from_secs(15), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Re-executes this test binary as a writer that prints each acknowledged change, kills it with
+/// SIGKILL mid-stream, and checks every acknowledged change is in the reopened store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    use statusd::store::embedded::EmbeddedStore;
+    use statusd::store::NewList;
+    use std::io::{BufRead as _, Write as _};
+    if let Ok(dir) = std::env::var("STATUSD_IT_WRITER_DIR") {
+        let store = EmbeddedStore::open(std::path::Path::new(&dir)).unwrap();
+        store
+            .create_list(NewList {
+                id: "k".into(),
+                bits: Bits::Two,
+                size: 1 << 16,
+            })
+            .await
+            .unwrap();
+        let mut out = std::io::stdout();
+        for idx in 0.. {
+            store
+                .apply(
+                    "k",
+                    &[Change {
+                        idx,
+                        status: Status::SUSPENDED,
+                    }],
+                )
+                .await
+                .unwrap();
+            writeln!(out, "ack {idx}").unwrap();
+            out.flush().unwrap();
+        }
+        return;
+    }
+    let dir = TempDir::new("kill9");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "http::acknowledged_writes_survive_kill_9",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("STATUSD_IT_WRITER_DIR", &dir.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("ack ") {
+            acked.push(n.parse::<u32>().unwrap());
+            if acked.len() == 150 {
+                child.kill().unwrap(); // SIGKILL
+                break;
+            }
+        }
+    }
+    child.wait().unwrap();
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let (_, list) = store.load("k").await.unwrap();
+    for idx in &acked {
+        assert_eq!(
+            list.get((*idx).into()).unwrap(),
+            Status::SUSPENDED,
+            "acknowledged change {idx} lost"
+        );
+    }
+    // Nothing beyond what the writer reached exists (at most the one in flight).
+    assert!(list.count_nonzero() <= acked.len() as u64 + 1);
+}
