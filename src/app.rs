@@ -7,9 +7,10 @@ use crate::config::Config;
 use crate::demo;
 use crate::http::{Public, PublicSettings};
 use crate::metrics::Metrics;
-use crate::refresh::Refresher;
+use crate::refresh::{Refresher, SyncState};
 use crate::server::{self, Limits};
 use crate::snapshot::build::BuildParams;
+use crate::snapshot::persist;
 use crate::snapshot::SnapshotStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
@@ -31,6 +32,7 @@ pub struct Running {
     pub snapshots: Arc<SnapshotStore>,
     pub store: Arc<EmbeddedStore>,
     pub metrics: Arc<Metrics>,
+    pub sync: Arc<SyncState>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -136,6 +138,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config.issuer.clone()
     };
 
+    let sync = Arc::new(SyncState::new(config.max_staleness));
+    let persist_path = config.data_dir.join(persist::FILE);
     let refresher = Refresher {
         store: store.clone(),
         snapshots: snapshots.clone(),
@@ -148,7 +152,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             lifetime: config.token_lifetime,
         },
         metrics: metrics.clone(),
+        sync: sync.clone(),
+        tick: std::time::Duration::from_secs(1),
+        persist_to: Some(persist_path.clone()),
     };
+    // Serve the last good state at once (stale, so not ready) while the first sync runs; a
+    // store that is down at start then still leaves verifiers with signed, valid lists.
+    match persist::read(&persist_path) {
+        Ok(Some(lists)) => {
+            let n = refresher.restore(lists);
+            tracing::info!(lists = n, path = %persist_path.display(), "serving the last good snapshot until the store answers");
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "ignoring an unreadable last good snapshot"),
+    }
     let limits = Limits {
         max_connections: config.max_connections.get(),
         header_read_timeout: config.header_read_timeout,
@@ -159,7 +176,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         metrics.clone(),
         PublicSettings::new(config.lookup_max_age),
     );
-    let admin = Admin::new(snapshots.clone(), metrics.clone());
+    let admin = Admin::new(snapshots.clone(), metrics.clone(), sync.clone());
     let tasks = vec![
         tokio::spawn(refresher.run(shutdown_rx.clone())),
         tokio::spawn(server::serve(
@@ -184,6 +201,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         snapshots,
         store,
         metrics,
+        sync,
         shutdown,
         tasks,
     })

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// `max-age` of per-credential lookup responses, in seconds (0 = no-store).
     #[arg(long, env = "STATUSD_LOOKUP_MAX_AGE", default_value_t = 10)]
     pub lookup_max_age: u64,
+    /// Seconds without a successful synchronisation with the store after which `/readyz`
+    /// reports not ready (requests are still answered from the last good snapshot).
+    #[arg(long, env = "STATUSD_MAX_STALENESS", default_value_t = 30)]
+    pub max_staleness: u64,
     /// Maximum concurrent connections per listener.
     #[arg(long, env = "STATUSD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -83,6 +87,7 @@ pub struct Config {
     pub ttl: Duration,
     pub token_lifetime: Duration,
     pub lookup_max_age: Duration,
+    pub max_staleness: Duration,
     pub max_connections: NonZeroUsize,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -179,6 +184,13 @@ impl Config {
                 "must be at most 3600 seconds",
             ));
         }
+        if args.max_staleness == 0 {
+            return Err(err(
+                "max-staleness",
+                "MAX_STALENESS",
+                "must be at least 1 second",
+            ));
+        }
         let max_connections = NonZeroUsize::new(args.max_connections)
             .ok_or_else(|| err("max-connections", "MAX_CONNECTIONS", "must be at least 1"))?;
         if args.header_read_timeout == 0 {
@@ -220,6 +232,7 @@ impl Config {
             ttl: Duration::from_secs(args.ttl),
             token_lifetime: Duration::from_secs(args.token_lifetime),
             lookup_max_age: Duration::from_secs(args.lookup_max_age),
+            max_staleness: Duration::from_secs(args.max_staleness),
             max_connections,
             header_read_timeout: Duration::from_secs(args.header_read_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),

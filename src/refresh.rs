@@ -1,24 +1,65 @@
 //! The refresher: follows the source of truth and publishes snapshots.
 //!
 //! A small loop: wait for a change hint (or a tick), compare list versions with the published
-//! snapshot, rebuild only the lists that changed or whose tokens reached half their lifetime
-//! (on the blocking pool, in parallel), and publish one new snapshot. Every failure is logged
-//! and counted, the loop backs off, and the last good snapshot keeps serving.
+//! snapshot, bring changed lists up to date (incrementally from the store's change feed when it
+//! has one, in full otherwise), rebuild them on the blocking pool in parallel, and publish one
+//! new snapshot. Every failure is logged and counted, the loop backs off, and the last good
+//! snapshot keeps serving: a list that fails validation keeps its previous version, a list that
+//! vanishes from the store keeps being served, and tokens are re-signed from the state in memory
+//! when the store does not answer, so nothing is ever served past its `exp`.
 
 use crate::metrics::Metrics;
 use crate::snapshot::build::{self, BuildParams};
-use crate::snapshot::{ListSnapshot, SnapshotStore};
-use crate::store::{Store, StoreError};
+use crate::snapshot::{persist, ListSnapshot, SnapshotStore};
+use crate::status::StatusList;
+use crate::store::{ListMeta, Store, StoreError};
 use crate::token::keys::{KeySet, SigningKey};
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// Longest wait between two synchronisations when nothing signals a change; bounds how late a
-/// re-signing can happen.
-const TICK: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often the last good snapshot is written to disk at most.
+const PERSIST_EVERY: Duration = Duration::from_secs(5);
+
+/// Freshness of the published state, shared with the admin plane's `/readyz`.
+#[derive(Debug)]
+pub struct SyncState {
+    /// Unix milliseconds of the last successful synchronisation; 0 = never.
+    last_sync_ms: AtomicU64,
+    max_staleness: Duration,
+}
+
+impl SyncState {
+    pub fn new(max_staleness: Duration) -> Self {
+        SyncState {
+            last_sync_ms: AtomicU64::new(0),
+            max_staleness,
+        }
+    }
+
+    fn mark(&self, now: SystemTime) {
+        self.last_sync_ms.store(unix_ms(now), Ordering::Relaxed);
+    }
+
+    /// Time since the last successful synchronisation, or `None` if there was none.
+    pub fn staleness(&self) -> Option<Duration> {
+        match self.last_sync_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(
+                unix_ms(SystemTime::now()).saturating_sub(ms),
+            )),
+        }
+    }
+
+    /// Synchronised recently enough to be worth routing traffic to.
+    pub fn is_fresh(&self) -> bool {
+        self.staleness().is_some_and(|s| s <= self.max_staleness)
+    }
+}
 
 /// Everything the refresher needs.
 pub struct Refresher<S> {
@@ -29,17 +70,36 @@ pub struct Refresher<S> {
     pub published_keys: KeySet,
     pub params: BuildParams,
     pub metrics: Arc<Metrics>,
+    pub sync: Arc<SyncState>,
+    /// Longest wait between two synchronisations when nothing signals a change.
+    pub tick: Duration,
+    /// Where the last good snapshot is kept for a start while the store is down.
+    pub persist_to: Option<PathBuf>,
+}
+
+/// How a list is brought up to date.
+enum Plan {
+    /// Unchanged and freshly signed: share the published `Arc`.
+    Keep(Arc<ListSnapshot>),
+    /// Same data, token due for re-signing.
+    Resign(ListMeta, StatusList),
+    /// Changed: try the feed from this published state, else load in full.
+    Update(Arc<ListSnapshot>, ListMeta),
+    /// Unknown to the snapshot: load in full.
+    Load(String),
 }
 
 impl<S: Store> Refresher<S> {
     /// Runs until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
+        let mut persisted_at: Option<Instant> = None;
+        let mut persisted_generation = 0;
         loop {
             let wait = match self.sync_once().await {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
-                    TICK
+                    self.tick
                 }
                 Err(e) => {
                     self.metrics.refresh_errors.inc();
@@ -49,56 +109,229 @@ impl<S: Store> Refresher<S> {
                     w
                 }
             };
+            let generation = self.snapshots.load().generation;
+            if generation != persisted_generation
+                && persisted_at.is_none_or(|t| t.elapsed() >= PERSIST_EVERY)
+            {
+                self.persist().await;
+                persisted_generation = generation;
+                persisted_at = Some(Instant::now());
+            }
             tokio::select! {
                 _ = self.store.changed(wait) => {}
-                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = crate::server::stopped(&mut shutdown) => break,
             }
         }
+        if self.snapshots.load().generation != persisted_generation {
+            self.persist().await;
+        }
+    }
+
+    /// Writes the published lists to disk, off the async threads. Failures are logged: the
+    /// file only helps a later start while the store is down.
+    async fn persist(&self) {
+        let Some(path) = self.persist_to.clone() else {
+            return;
+        };
+        let snap = self.snapshots.load_full();
+        if snap.generation == 0 {
+            return;
+        }
+        let res = tokio::task::spawn_blocking(move || persist::write(&path, &snap)).await;
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not persist the last good snapshot"),
+            Err(e) => tracing::warn!(error = %e, "snapshot persistence task failed"),
+        }
+    }
+
+    /// Publishes a snapshot read from disk, before the first synchronisation. It is served but
+    /// not fresh, so `/readyz` stays false until the store answers.
+    pub fn restore(&self, lists: Vec<(ListMeta, StatusList)>) -> usize {
+        let now = SystemTime::now();
+        let built: HashMap<Box<str>, Arc<ListSnapshot>> = lists
+            .into_iter()
+            .map(|(meta, list)| {
+                let ls = build::list_snapshot(meta, list, &self.key, &self.params, now);
+                (ls.meta.id.as_str().into(), Arc::new(ls))
+            })
+            .collect();
+        let n = built.len();
+        if n > 0 {
+            self.publish(built, now);
+        }
+        n
     }
 
     /// One synchronisation. Returns whether a new snapshot was published.
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
         let current = self.snapshots.load_full();
-        let metas = self.store.lists().await?;
         let now = SystemTime::now();
-        let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::with_capacity(metas.len());
-        let mut stale = Vec::new();
+        let metas = match self.store.lists().await {
+            Ok(m) => m,
+            Err(e) => {
+                // The store is unreachable: keep the tokens we serve valid from what we have.
+                self.resign_from_memory(now).await;
+                return Err(e);
+            }
+        };
+        let mut plans = Vec::with_capacity(metas.len());
+        let mut seen = std::collections::HashSet::with_capacity(metas.len());
         for meta in metas {
-            match current.lists.get(meta.id.as_str()) {
-                Some(ls)
-                    if ls.meta.version == meta.version
-                        && !self.params.needs_resign(ls.iat, now) =>
-                {
-                    lists.insert(meta.id.into(), ls.clone());
+            seen.insert(meta.id.clone());
+            plans.push(match current.lists.get(meta.id.as_str()) {
+                Some(ls) if ls.meta.version == meta.version => {
+                    if self.params.needs_resign(ls.iat, now) {
+                        Plan::Resign(ls.meta.clone(), ls.list.clone())
+                    } else {
+                        Plan::Keep(ls.clone())
+                    }
                 }
-                _ => stale.push(meta.id),
+                Some(ls) => Plan::Update(ls.clone(), meta),
+                None => Plan::Load(meta.id),
+            });
+        }
+        let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::with_capacity(plans.len());
+        // A list the store no longer names (an emptied or restored Redis, an operator's slip)
+        // keeps being served: publishing it empty could turn revoked cards valid.
+        for (id, ls) in &current.lists {
+            if !seen.contains(id.as_ref()) {
+                tracing::warn!(list = %id, "list missing from the store; serving its last good version");
+                self.metrics.refresh_errors.inc();
+                lists.insert(id.clone(), ls.clone());
             }
         }
-        let same_set = lists.len() == current.lists.len() && stale.is_empty();
-        if same_set && current.generation > 0 {
+        let mut builds = Vec::new();
+        for plan in plans {
+            let state = match plan {
+                Plan::Keep(ls) => {
+                    lists.insert(ls.meta.id.as_str().into(), ls);
+                    continue;
+                }
+                Plan::Resign(meta, list) => Ok((meta, list)),
+                Plan::Update(ls, meta) => self.update(&ls, meta).await,
+                Plan::Load(id) => self.store.load(&id).await,
+            };
+            match state {
+                Ok((meta, list)) => builds.push(self.spawn_build(meta, list, now)),
+                Err(
+                    e @ (StoreError::Corrupt { .. }
+                    | StoreError::Status(_)
+                    | StoreError::UnknownList(_)),
+                ) => {
+                    // One bad list must not hold back the others: keep its previous version.
+                    self.metrics.refresh_errors.inc();
+                    tracing::error!(error = %e, "list failed validation; keeping its previous version");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let same_lists = lists.len() + builds.len() == current.lists.len()
+            && lists.keys().all(|id| current.lists.contains_key(id));
+        if builds.is_empty() && same_lists && current.generation > 0 {
+            self.sync.mark(now);
             self.metrics.last_sync.set(unix_f64(now));
             return Ok(false);
         }
-        let mut builds = Vec::with_capacity(stale.len());
-        for id in stale {
-            let (meta, list) = self.store.load(&id).await?;
-            let key = self.key.clone();
-            let params = self.params.clone();
-            builds.push(tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let ls = build::list_snapshot(meta, list, &key, &params, SystemTime::now());
-                (ls, started.elapsed())
-            }));
-        }
         for b in builds {
-            let (ls, took) = b
+            let ls = b
                 .await
                 .map_err(|e| StoreError::Backend(format!("snapshot build task failed: {e}")))?;
-            self.metrics.build_seconds.observe(took.as_secs_f64());
-            self.metrics.lists_rebuilt.inc();
             lists.insert(ls.meta.id.as_str().into(), Arc::new(ls));
         }
-        let generation = current.generation + 1;
+        // Keep the previous version of lists whose reload failed validation.
+        for (id, ls) in &current.lists {
+            lists.entry(id.clone()).or_insert_with(|| ls.clone());
+        }
+        self.publish(lists, now);
+        self.sync.mark(now);
+        self.metrics.last_sync.set(unix_f64(now));
+        Ok(true)
+    }
+
+    /// Brings a published list up to `meta.version` from the change feed when it can,
+    /// otherwise loads it in full. Feed entries are validated against the list's width and size.
+    async fn update(
+        &self,
+        ls: &ListSnapshot,
+        meta: ListMeta,
+    ) -> Result<(ListMeta, StatusList), StoreError> {
+        if meta.version > ls.meta.version && meta.bits == ls.meta.bits && meta.size == ls.meta.size
+        {
+            if let Some((version, changes)) =
+                self.store.changes_since(&meta.id, ls.meta.version).await?
+            {
+                let mut list = ls.list.clone();
+                let applied = changes
+                    .iter()
+                    .try_for_each(|c| list.set(c.idx.into(), c.status).map(drop));
+                match applied {
+                    Ok(()) if version >= meta.version => {
+                        return Ok((ListMeta { version, ..meta }, list));
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        self.metrics.refresh_errors.inc();
+                        tracing::warn!(list = %meta.id, error = %e, "invalid change in the feed; reloading the list in full");
+                    }
+                }
+            }
+        } else if meta.version < ls.meta.version {
+            tracing::warn!(list = %meta.id, from = ls.meta.version, to = meta.version, "list version went backwards; reloading in full");
+        }
+        self.store.load(&meta.id).await
+    }
+
+    fn spawn_build(
+        &self,
+        meta: ListMeta,
+        list: StatusList,
+        now: SystemTime,
+    ) -> tokio::task::JoinHandle<ListSnapshot> {
+        let key = self.key.clone();
+        let params = self.params.clone();
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let ls = build::list_snapshot(meta, list, &key, &params, now);
+            metrics
+                .build_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.lists_rebuilt.inc();
+            ls
+        })
+    }
+
+    /// Re-signs the lists whose tokens reached half their lifetime from the state in memory.
+    async fn resign_from_memory(&self, now: SystemTime) {
+        let current = self.snapshots.load_full();
+        let due: Vec<_> = current
+            .lists
+            .values()
+            .filter(|ls| self.params.needs_resign(ls.iat, now))
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut lists = current.lists.clone();
+        for ls in due {
+            match self
+                .spawn_build(ls.meta.clone(), ls.list.clone(), now)
+                .await
+            {
+                Ok(fresh) => {
+                    lists.insert(fresh.meta.id.as_str().into(), Arc::new(fresh));
+                }
+                Err(e) => tracing::error!(error = %e, "re-signing task failed"),
+            }
+        }
+        tracing::info!("re-signed tokens from memory while the store is unavailable");
+        self.publish(lists, now);
+    }
+
+    fn publish(&self, lists: HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
+        let generation = self.snapshots.load().generation + 1;
         let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();
         let count = lists.len();
         let snapshot = build::snapshot(generation, lists, &self.published_keys, &self.params, now);
@@ -107,13 +340,16 @@ impl<S: Store> Refresher<S> {
         self.metrics.snapshot_published.set(unix_f64(now));
         self.metrics.lists.set(count as i64);
         self.metrics.entries_non_valid.set(non_valid as i64);
-        self.metrics.last_sync.set(unix_f64(now));
         tracing::debug!(generation, lists = count, "published snapshot");
-        Ok(true)
     }
 }
 
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn unix_f64(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
+    t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -4,6 +4,7 @@
 
 use crate::http::problem::Problem;
 use crate::metrics::{Metrics, Route};
+use crate::refresh::SyncState;
 use crate::snapshot::SnapshotStore;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,6 +21,7 @@ use std::time::{Instant, SystemTime};
 pub struct Admin {
     snapshots: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
+    sync: Arc<SyncState>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -37,8 +39,12 @@ fn text(status: StatusCode, body: &'static str) -> Resp {
 }
 
 impl Admin {
-    pub fn new(snapshots: Arc<SnapshotStore>, metrics: Arc<Metrics>) -> Self {
-        Admin { snapshots, metrics }
+    pub fn new(snapshots: Arc<SnapshotStore>, metrics: Arc<Metrics>, sync: Arc<SyncState>) -> Self {
+        Admin {
+            snapshots,
+            metrics,
+            sync,
+        }
     }
 
     /// Refreshes the gauges that depend on the clock, then encodes every metric.
@@ -66,8 +72,12 @@ impl Admin {
             }
             "/livez" if get => (Route::AdminHealth, text(StatusCode::OK, "ok\n")),
             "/readyz" if get => {
-                if self.snapshots.is_ready() {
+                // Serving a snapshot is not enough: a replica cut off from its store for longer
+                // than the staleness limit asks the load balancer to prefer fresher ones.
+                if self.snapshots.is_ready() && self.sync.is_fresh() {
                     (Route::AdminHealth, text(StatusCode::OK, "ready\n"))
+                } else if self.snapshots.is_ready() {
+                    (Route::AdminHealth, Problem::Stale.response())
                 } else {
                     (Route::AdminHealth, Problem::NotReady.response())
                 }

@@ -44,6 +44,8 @@ pub enum Problem {
     HistoryNotSupported,
     /// 503: no snapshot published yet.
     NotReady,
+    /// 503 (readiness only): serving, but not synchronised with the store for too long.
+    Stale,
     /// 401: missing or malformed credentials on the admin plane.
     Unauthorized,
     /// 403: valid credentials without the needed scope.
@@ -64,7 +66,7 @@ impl Problem {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HistoryNotSupported => StatusCode::NOT_IMPLEMENTED,
-            NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            NotReady | Stale => StatusCode::SERVICE_UNAVAILABLE,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden { .. } => StatusCode::FORBIDDEN,
         }
@@ -90,6 +92,7 @@ impl Problem {
             HeadersTooLarge { .. } => "urn:statusd:problem:headers-too-large",
             HistoryNotSupported => "urn:statusd:problem:history-not-supported",
             NotReady => "urn:statusd:problem:not-ready",
+            Stale => "urn:statusd:problem:stale",
             Unauthorized => "urn:statusd:problem:unauthorized",
             Forbidden { .. } => "urn:statusd:problem:forbidden",
         }
@@ -112,6 +115,7 @@ impl Problem {
             HeadersTooLarge { .. } => "Request headers too large",
             HistoryNotSupported => "Historical resolution not supported",
             NotReady => "Not ready",
+            Stale => "Stale",
             Unauthorized => "Unauthorized",
             Forbidden { .. } => "Forbidden",
         }
@@ -134,6 +138,7 @@ impl Problem {
             HeadersTooLarge { limit } => format!("request headers are limited to {limit} bytes"),
             HistoryNotSupported => "the time parameter is not supported: historical status lists are disabled for privacy".into(),
             NotReady => "no status snapshot has been published yet".into(),
+            Stale => "serving the last good snapshot, but the source of truth has not been reached within the staleness limit".into(),
             Unauthorized => "send Authorization: Bearer <token>".into(),
             Forbidden { scope } => format!("this operation needs the {scope:?} scope"),
         }

@@ -8,6 +8,7 @@
 //! hashing) and runs on the blocking pool, never on a request.
 
 pub mod build;
+pub mod persist;
 
 use crate::status::w3c::Purpose;
 use crate::status::StatusList;

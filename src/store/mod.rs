@@ -137,6 +137,15 @@ pub trait Store: Send + Sync + 'static {
         changes: &[Change],
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
+    /// The changes that took list `id` from `version` to its current version, with that version,
+    /// if the store still holds every one of them in order; `Ok(None)` when it does not (a gap)
+    /// or keeps no change log, and the caller reloads the list in full.
+    fn changes_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<Option<(u64, Vec<Change>)>, StoreError>> + Send;
+
     /// Resolves when the store may have changed since the last call (or after `timeout`). A
     /// wake-up is a hint: the refresher always compares versions.
     fn changed(&self, timeout: std::time::Duration) -> impl Future<Output = ()> + Send;

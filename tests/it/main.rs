@@ -4,4 +4,5 @@ mod alloc;
 mod cli;
 mod conformance;
 mod http;
+mod properties;
 mod support;

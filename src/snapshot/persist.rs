@@ -1,0 +1,127 @@
+//! The last good snapshot on disk: what a replica serves when it starts while its store is down.
+//!
+//! Only list state is kept (metadata and the roaring form of each list); tokens are re-signed
+//! from it at start, so no stale signature is ever served. The file is written atomically
+//! (temporary file, fsync, rename, fsync of the directory) and validated like any untrusted
+//! input when read back.
+
+use super::Snapshot;
+use crate::status::{sparse, StatusList};
+use crate::store::ListMeta;
+use ciborium::Value as Cbor;
+use std::io::Write as _;
+use std::path::Path;
+
+/// File name inside the data directory.
+pub const FILE: &str = "last-good.snapshot";
+const MAGIC: &str = "statusd-last-good/1";
+
+/// Why the file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a statusd snapshot file: {reason}")]
+    Format { path: String, reason: String },
+}
+
+/// Writes every list of `snap` to `path` atomically.
+pub fn write(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
+    let io = |source| PersistError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let lists = snap
+        .lists
+        .values()
+        .map(|ls| {
+            Cbor::Map(vec![
+                (
+                    Cbor::Text("meta".into()),
+                    Cbor::Text(serde_json::to_string(&ls.meta).expect("meta serialises")),
+                ),
+                (
+                    Cbor::Text("list".into()),
+                    Cbor::Bytes(sparse::encode(&ls.list)),
+                ),
+            ])
+        })
+        .collect();
+    let doc = Cbor::Map(vec![
+        (Cbor::Text("format".into()), Cbor::Text(MAGIC.into())),
+        (Cbor::Text("lists".into()), Cbor::Array(lists)),
+    ]);
+    let bytes = crate::status::ietf::cbor_to_vec(&doc);
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Reads a file written by [`write`]; `Ok(None)` when there is none.
+pub fn read(path: &Path) -> Result<Option<Vec<(ListMeta, StatusList)>>, PersistError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(PersistError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    let bad = |reason: String| PersistError::Format {
+        path: path.display().to_string(),
+        reason,
+    };
+    let doc: Cbor = ciborium::from_reader(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
+    let field = |m: &Cbor, k: &str| -> Option<Cbor> {
+        m.as_map()?
+            .iter()
+            .find(|(key, _)| key.as_text() == Some(k))
+            .map(|(_, v)| v.clone())
+    };
+    if field(&doc, "format")
+        .and_then(|f| f.as_text().map(str::to_owned))
+        .as_deref()
+        != Some(MAGIC)
+    {
+        return Err(bad("missing or unknown format marker".into()));
+    }
+    let lists = field(&doc, "lists")
+        .and_then(|l| l.as_array().cloned())
+        .ok_or_else(|| bad("no lists array".into()))?;
+    let mut out = Vec::with_capacity(lists.len());
+    for entry in lists {
+        let meta_text = field(&entry, "meta")
+            .and_then(|m| m.as_text().map(str::to_owned))
+            .ok_or_else(|| bad("list without meta".into()))?;
+        let meta: ListMeta =
+            serde_json::from_str(&meta_text).map_err(|e| bad(format!("meta: {e}")))?;
+        let body = field(&entry, "list")
+            .and_then(|l| l.as_bytes().cloned())
+            .ok_or_else(|| bad("list without data".into()))?;
+        let list = sparse::decode(&body).map_err(|e| bad(format!("list {}: {e}", meta.id)))?;
+        if list.bits().get() != meta.bits || list.size() != meta.size {
+            return Err(bad(format!(
+                "list {}: data does not match its metadata",
+                meta.id
+            )));
+        }
+        out.push((meta, list));
+    }
+    Ok(Some(out))
+}
