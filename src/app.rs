@@ -12,6 +12,7 @@ use crate::server::{self, Limits};
 use crate::snapshot::build::BuildParams;
 use crate::snapshot::persist;
 use crate::snapshot::SnapshotStore;
+use crate::store::any::AnyStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
 use anyhow::{bail, Context as _};
@@ -30,7 +31,7 @@ pub struct Running {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub snapshots: Arc<SnapshotStore>,
-    pub store: Arc<EmbeddedStore>,
+    pub store: Arc<AnyStore>,
     pub metrics: Arc<Metrics>,
     pub sync: Arc<SyncState>,
     shutdown: watch::Sender<bool>,
@@ -104,13 +105,20 @@ fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
-/// Starts statusd as configured and returns once both listeners are bound.
-pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    if config.redis_url.is_some() {
+/// Opens the source of truth: Redis when a URL is given, else the embedded store in `data_dir`.
+pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Result<AnyStore> {
+    if redis_url.is_some() {
         bail!("STATUSD_REDIS_URL is set, but this build serves only the embedded store");
     }
+    let store = EmbeddedStore::open(data_dir)
+        .with_context(|| format!("opening the embedded store in {}", data_dir.display()))?;
+    Ok(AnyStore::Embedded(store))
+}
+
+/// Starts statusd as configured and returns once both listeners are bound.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let key = Arc::new(signing_key(config)?);
-    let store = Arc::new(EmbeddedStore::open(&config.data_dir)?);
+    let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
     if config.demo {
         demo::seed_if_empty(store.as_ref()).await?;
     }
@@ -153,7 +161,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         },
         metrics: metrics.clone(),
         sync: sync.clone(),
-        tick: std::time::Duration::from_secs(1),
+        tick: store.poll_interval(),
         persist_to: Some(persist_path.clone()),
     };
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a

@@ -36,6 +36,35 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Decode and verify a status list token or credential and print its statuses as JSON.
     Inspect(InspectArgs),
+    /// Create lists with random INVALID and SUSPENDED entries, for demos, tests and load tests.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// Number of lists to create.
+    #[arg(long, default_value_t = 50)]
+    pub lists: u32,
+    /// Entries per list.
+    #[arg(long, default_value_t = crate::status::DEFAULT_ENTRIES)]
+    pub size: u32,
+    /// Bits per entry (1, 2, 4 or 8).
+    #[arg(long, default_value_t = 2)]
+    pub bits: u64,
+    /// Fraction of entries set INVALID.
+    #[arg(long, default_value_t = 0.01)]
+    pub invalid: f64,
+    /// Fraction of entries set SUSPENDED (needs bits >= 2).
+    #[arg(long, default_value_t = 0.002)]
+    pub suspended: f64,
+    /// List ids are `<prefix><n>` for n = 1..=lists.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Redis URL; without it the embedded store in --data-dir is seeded.
+    #[arg(long, env = "STATUSD_REDIS_URL")]
+    pub redis_url: Option<String>,
+    #[arg(long, env = "STATUSD_DATA_DIR", default_value = "./statusd-data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -87,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::Keygen(args) => keygen(args),
         Command::Inspect(args) => inspect(args),
+        Command::Seed(args) => seed(args),
     }
 }
 
@@ -216,5 +246,56 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let report = inspect::inspect(&input, &opts)
         .with_context(|| format!("{}: verification failed", args.input))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let bits = crate::status::Bits::new(args.bits)?;
+    for (name, f) in [("--invalid", args.invalid), ("--suspended", args.suspended)] {
+        if !(0.0..=1.0).contains(&f) {
+            bail!("{name} must be a fraction between 0 and 1, got {f}");
+        }
+    }
+    if args.invalid + args.suspended > 1.0 {
+        bail!("--invalid plus --suspended must not exceed 1");
+    }
+    if args.suspended > 0.0 && bits == crate::status::Bits::One {
+        bail!("--suspended needs --bits 2 or more (1-bit lists hold only VALID and INVALID)");
+    }
+    crate::status::StatusList::new(bits, args.size)?;
+    runtime()?.block_on(async {
+        let store = app::open_store(args.redis_url.as_deref(), &args.data_dir).await?;
+        let started = std::time::Instant::now();
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        for n in 1..=args.lists {
+            let id = format!("{}{n}", args.prefix);
+            crate::demo::seed_list(&store, &id, bits, args.size, args.invalid, args.suspended)
+                .await
+                .with_context(|| format!("seeding list {id:?}"))?;
+            if tty {
+                eprint!(
+                    "\rseeded {n}/{} lists ({:.1} s)",
+                    args.lists,
+                    started.elapsed().as_secs_f64()
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "store": store.kind(),
+                "lists": args.lists,
+                "size": args.size,
+                "bits": bits.get(),
+                "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            })
+        );
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

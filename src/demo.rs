@@ -5,6 +5,9 @@ use crate::status::{Bits, Status, DEFAULT_ENTRIES};
 use crate::store::{Change, NewList, Store, StoreError};
 use rand::seq::index::sample;
 
+/// Changes per write when seeding.
+pub const SEED_BATCH: usize = 10_000;
+
 /// Ids of the demo lists.
 pub const DEMO_LISTS: [&str; 3] = ["1", "2", "3"];
 
@@ -61,6 +64,9 @@ pub async fn seed_list<S: Store>(
         })
         .collect();
     changes.sort_by_key(|c| c.idx);
-    store.apply(id, &changes).await?;
+    // Batches of the size the issuer API accepts, so every store sees realistic writes.
+    for chunk in changes.chunks(SEED_BATCH) {
+        store.apply(id, chunk).await?;
+    }
     Ok(())
 }

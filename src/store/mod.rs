@@ -5,7 +5,9 @@
 //! see this trait. Every implementation enforces the same transition rules ([`check_change`]) in
 //! the same atomic step that applies a change, so no writer can bypass them.
 
+pub mod any;
 pub mod embedded;
+pub mod redis;
 
 use crate::status::{Bits, Status, StatusError, StatusList};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,68 @@
+//! [`AnyStore`]: the configured source of truth, as one closed enum so the rest of statusd is
+//! written once against [`Store`] and dispatch stays static.
+
+use super::embedded::EmbeddedStore;
+use super::{Applied, Change, ListMeta, NewList, Store, StoreError};
+use crate::status::StatusList;
+use std::time::Duration;
+
+/// The store statusd runs on.
+#[derive(Clone)]
+pub enum AnyStore {
+    Embedded(EmbeddedStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Embedded($s) => $e,
+        }
+    };
+}
+
+impl AnyStore {
+    /// How long the refresher waits at most between two version checks on this store.
+    pub fn poll_interval(&self) -> Duration {
+        match self {
+            // Commits wake the refresher at once; the tick only bounds re-signing latency.
+            AnyStore::Embedded(_) => Duration::from_secs(1),
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyStore::Embedded(_) => "embedded",
+        }
+    }
+}
+
+impl Store for AnyStore {
+    async fn lists(&self) -> Result<Vec<ListMeta>, StoreError> {
+        dispatch!(self, s => s.lists().await)
+    }
+
+    async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
+        dispatch!(self, s => s.load(id).await)
+    }
+
+    async fn create_list(&self, new: NewList) -> Result<ListMeta, StoreError> {
+        dispatch!(self, s => s.create_list(new).await)
+    }
+
+    async fn apply(&self, id: &str, changes: &[Change]) -> Result<Applied, StoreError> {
+        dispatch!(self, s => s.apply(id, changes).await)
+    }
+
+    async fn changes_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
+        dispatch!(self, s => s.changes_since(id, version).await)
+    }
+
+    async fn changed(&self, timeout: Duration) {
+        dispatch!(self, s => s.changed(timeout).await)
+    }
+}

@@ -1,0 +1,1021 @@
+//! The Redis source of truth: the production [`Store`] that many stateless replicas share.
+//!
+//! `docs/redis.md` is the contract this module implements: the key layout (every key of a list
+//! carries the hash tag `{<id>}`, so a list lives in one cluster slot), the Redis bit order of
+//! `data`, the change feed, and the write scripts `redis_apply.lua` and `redis_create.lua`, which
+//! other writers may call as well. This module owns the connection to Redis (a standalone server
+//! or a cluster), the strict parsing of everything read back, and the wake-up subscription.
+//!
+//! Availability: [`RedisStore::connect`] never waits for Redis. Connections are made on first
+//! use and remade after a failure, each attempt bounded by [`RedisOptions::connect_timeout`], and
+//! every command by [`RedisOptions::response_timeout`]; a call made while Redis is down, paused or
+//! restarting fails fast with [`StoreError::Backend`] (`"redis unavailable: …"`) instead of
+//! hanging, and a later call reconnects. The caller (the refresher) owns the retry cadence.
+
+use super::{check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
+use crate::status::packing::{packed_len, unpack, Order};
+use crate::status::{Bits, Status, StatusError, StatusList};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, ProtocolVersion, PushKind,
+    RedisError, RedisFuture, Script, ServerErrorKind, Value,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// How long the refresher waits at most between two polls of Redis; [`Store::changed`] of a
+/// cluster store sleeps this long (there is no wake-up subscription on a cluster).
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// The set of every list id.
+pub const LISTS_KEY: &str = "statusd:lists";
+
+/// The pub/sub channel that carries a list id after every applied batch.
+pub const CHANNEL: &str = "statusd:changes";
+
+/// The write script, as other writers must run it (docs/redis.md).
+pub const APPLY_LUA: &str = include_str!("redis_apply.lua");
+
+/// The create-if-absent script for a list's metadata.
+pub const CREATE_LUA: &str = include_str!("redis_create.lua");
+
+/// The most feed entries [`Store::changes_since`] replays; a replica further behind reloads the
+/// list in full, which then costs less than the replay.
+pub const MAX_CATCHUP: u64 = 1000;
+
+/// `statusd:{<id>}:meta`
+pub fn meta_key(id: &str) -> String {
+    format!("statusd:{{{id}}}:meta")
+}
+
+/// `statusd:{<id>}:data`
+pub fn data_key(id: &str) -> String {
+    format!("statusd:{{{id}}}:data")
+}
+
+/// `statusd:{<id>}:feed`
+pub fn feed_key(id: &str) -> String {
+    format!("statusd:{{{id}}}:feed")
+}
+
+/// Timeouts of the connection to Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// One attempt to connect (TCP and handshake) to one server.
+    pub connect_timeout: Duration,
+    /// One command (a pipeline or a script counts as one) on an established connection. It must
+    /// cover the largest full load: a 2^26-entry 8-bit list is 64 MiB.
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The Redis store. Cheap to clone: clones share the connection and the subscription.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    apply: Script,
+    create: Script,
+    /// Bumped on every hint that a list may have changed: a `statusd:changes` message, a
+    /// (re)subscription (messages may have been missed meanwhile) or a write through this store.
+    wake: Arc<watch::Sender<u64>>,
+    /// The refresher's view of `wake`.
+    seen: tokio::sync::Mutex<watch::Receiver<u64>>,
+    /// The subscription task (standalone only), stopped with the last clone of the store.
+    subscriber: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.subscriber {
+            task.abort();
+        }
+    }
+}
+
+enum Backend {
+    Standalone(Standalone),
+    Cluster(ClusterConnection),
+}
+
+/// A standalone server behind the redis crate's reconnecting [`ConnectionManager`].
+struct Standalone {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// The manager in use, and when it was last replaced (see [`Inner::note_error`]).
+    current: Mutex<(ConnectionManager, Option<Instant>)>,
+}
+
+/// One handle for one operation. Both kinds speak [`ConnectionLike`], so every operation is
+/// written once; cluster routing (by the `{<id>}` hash tag) happens inside the cluster client.
+#[derive(Clone)]
+enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where `connect` goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Standalone(String),
+    Cluster(Vec<String>),
+}
+
+fn tls_unsupported() -> StoreError {
+    StoreError::Backend(
+        "rediss:// (TLS) is not supported: this build of statusd has no TLS support for Redis; \
+         connect with redis:// (through a TLS tunnel such as stunnel if the network needs one)"
+            .into(),
+    )
+}
+
+/// Parses the URL forms statusd accepts: `redis://host:port[/db]` (standalone), and a cluster
+/// seed list as `redis+cluster://host1:port1,host2:port2` (credentials, if any, before the
+/// first host apply to all) or as comma-separated `redis://` URLs.
+fn parse_target(url: &str) -> Result<Target, StoreError> {
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("rediss://") || lower.starts_with("rediss+cluster://") {
+        return Err(tls_unsupported());
+    }
+    if let Some(rest) = url
+        .strip_prefix("redis+cluster://")
+        .or_else(|| url.strip_prefix("REDIS+CLUSTER://"))
+    {
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{auth}{h}"))
+            .collect();
+        if nodes.is_empty() {
+            return Err(StoreError::Backend(
+                "invalid Redis URL: redis+cluster:// names no node".into(),
+            ));
+        }
+        return Ok(Target::Cluster(nodes));
+    }
+    if url.contains(',') {
+        let nodes: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = nodes
+            .iter()
+            .find(|n| !n.to_ascii_lowercase().starts_with("redis://"))
+        {
+            if bad.to_ascii_lowercase().starts_with("rediss://") {
+                return Err(tls_unsupported());
+            }
+            return Err(StoreError::Backend(
+                "invalid Redis URL: a comma-separated cluster seed list must consist of redis:// URLs"
+                    .into(),
+            ));
+        }
+        return Ok(Target::Cluster(nodes));
+    }
+    Ok(Target::Standalone(url.to_owned()))
+}
+
+fn invalid_url(e: RedisError) -> StoreError {
+    // The URL is not echoed: it may carry a password.
+    StoreError::Backend(format!("invalid Redis URL: {e}"))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn corrupt(id: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        list: id.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Errors after which the connection manager must be replaced: failures of the connection
+/// handshake that the manager caches instead of retrying (it reconnects only after I/O errors),
+/// such as `SELECT` or `AUTH` answered while a restarted server is still loading its data.
+fn needs_new_connection(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed
+            | ErrorKind::Client
+            | ErrorKind::Server(ServerErrorKind::BusyLoading)
+    ) || e.to_string().contains("refused to switch database")
+}
+
+/// Errors that mean Redis cannot be reached (as opposed to Redis answering with an error).
+fn is_unavailable(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(ServerErrorKind::BusyLoading)
+                | ErrorKind::Server(ServerErrorKind::ClusterDown)
+                | ErrorKind::Server(ServerErrorKind::MasterDown)
+                | ErrorKind::Server(ServerErrorKind::TryAgain)
+        )
+}
+
+fn is_wrong_type(e: &RedisError) -> bool {
+    e.to_string().contains("WRONGTYPE")
+}
+
+/// The bytes of a string reply.
+fn bytes_of(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// The field/value pairs of a hash reply (a flat array in RESP2, a map in RESP3).
+fn pairs_of(v: &Value) -> Option<Vec<(&[u8], &[u8])>> {
+    match v {
+        Value::Array(items) if items.len() % 2 == 0 => items
+            .chunks(2)
+            .map(|kv| Some((bytes_of(&kv[0])?, bytes_of(&kv[1])?)))
+            .collect(),
+        Value::Map(items) => items
+            .iter()
+            .map(|(k, v)| Some((bytes_of(k)?, bytes_of(v)?)))
+            .collect(),
+        Value::Nil => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// A decimal integer without sign or spaces.
+fn parse_uint(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 20 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Parses a `meta` hash strictly; `Ok(None)` if it is empty (the list does not exist).
+fn parse_meta(id: &str, reply: &Value) -> Result<Option<ListMeta>, StoreError> {
+    let pairs = pairs_of(reply).ok_or_else(|| corrupt(id, "meta is not a hash"))?;
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let field = |name: &str| -> Result<u64, StoreError> {
+        let raw = pairs
+            .iter()
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| *v)
+            .ok_or_else(|| corrupt(id, format!("meta has no {name}")))?;
+        parse_uint(raw).ok_or_else(|| {
+            corrupt(
+                id,
+                format!(
+                    "meta {name} is {:?}, not an integer",
+                    String::from_utf8_lossy(raw)
+                ),
+            )
+        })
+    };
+    let bits = Bits::new(field("bits")?).map_err(|e| corrupt(id, format!("meta: {e}")))?;
+    let size = field("size")?;
+    let size = u32::try_from(size)
+        .map_err(|_| StatusError::InvalidSize(size))
+        // The same rule every list is built with.
+        .and_then(|size| StatusList::new(bits, size).map(|_| size))
+        .map_err(|e| corrupt(id, format!("meta: {e}")))?;
+    Ok(Some(ListMeta {
+        id: id.to_owned(),
+        bits: bits.get(),
+        size,
+        version: field("version")?,
+        updated_at: field("updated_at")?,
+    }))
+}
+
+/// Parses one feed entry's `c` field: `idx=value` pairs joined by `,`, each within the list.
+fn parse_changes(c: &[u8], bits: Bits, size: u32, out: &mut Vec<Change>) -> Option<()> {
+    if c.is_empty() {
+        return Some(());
+    }
+    for pair in c.split(|&b| b == b',') {
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let idx = u32::try_from(parse_uint(&pair[..eq])?).ok()?;
+        let value = u8::try_from(parse_uint(&pair[eq + 1..])?).ok()?;
+        if idx >= size || value > bits.max_value() {
+            return None;
+        }
+        out.push(Change {
+            idx,
+            status: Status(value),
+        });
+    }
+    Some(())
+}
+
+/// Checks one feed entry (`[id, [field, value, …]]`) against the expected version and appends
+/// its changes; `None` if it is not exactly that version, well-formed.
+fn parse_feed_entry(
+    entry: &Value,
+    expected: u64,
+    bits: Bits,
+    size: u32,
+    out: &mut Vec<Change>,
+) -> Option<()> {
+    let Value::Array(parts) = entry else {
+        return None;
+    };
+    let [entry_id, fields] = parts.as_slice() else {
+        return None;
+    };
+    if bytes_of(entry_id)? != format!("{expected}-0").as_bytes() {
+        return None;
+    }
+    let fields = pairs_of(fields)?;
+    let get = |name: &[u8]| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    if parse_uint(get(b"v")?)? != expected {
+        return None;
+    }
+    parse_changes(get(b"c")?, bits, size, out)
+}
+
+/// Maps the error of the apply script to the error the embedded store returns for the same
+/// batch; `None` if it is not one of the script's own errors.
+fn script_error(id: &str, changes: &[Change], e: &RedisError) -> Option<StoreError> {
+    let text = e.to_string();
+    let at = text.find("STATUSD ")?;
+    let rest = &text[at + "STATUSD ".len()..];
+    let mut words = rest.split_whitespace();
+    let kind = words.next()?;
+    let mut number = || words.next().and_then(|w| w.parse::<u64>().ok());
+    let change = |n: Option<u64>| n.and_then(|n| changes.get(usize::try_from(n).ok()?));
+    Some(match kind {
+        "unknown-list" => StoreError::UnknownList(id.to_owned()),
+        "corrupt" => corrupt(id, format!("meta: {}", rest["corrupt".len()..].trim())),
+        "out-of-range" => {
+            let c = change(number())?;
+            let size = u32::try_from(number()?).ok()?;
+            StatusError::IndexOutOfRange {
+                idx: c.idx.into(),
+                size,
+            }
+            .into()
+        }
+        "too-wide" => {
+            let c = change(number())?;
+            let bits = u8::try_from(number()?).ok()?;
+            StatusError::ValueTooWide {
+                value: c.status.0,
+                bits,
+            }
+            .into()
+        }
+        "terminal" => {
+            let c = change(number())?;
+            StoreError::Terminal {
+                idx: c.idx,
+                to: c.status,
+            }
+        }
+        _ => return None,
+    })
+}
+
+impl RedisStore {
+    /// Connects to Redis at `url` with the default [`RedisOptions`]; see
+    /// [`RedisStore::connect_with`].
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Prepares the connection to Redis at `url`: `redis://host:port[/db]` for a standalone
+    /// server, `redis+cluster://host1:port1,host2:port2,…` (or comma-separated `redis://` URLs)
+    /// for a cluster. Nothing is sent yet, so this succeeds while Redis is down; it fails only
+    /// on a URL it cannot use (`rediss://` included: this build has no TLS).
+    pub async fn connect_with(url: &str, opts: RedisOptions) -> Result<RedisStore, StoreError> {
+        let (wake, seen) = watch::channel(0u64);
+        let wake = Arc::new(wake);
+        let (backend, subscriber) = match parse_target(url)? {
+            Target::Standalone(url) => {
+                let info = url.as_str().into_connection_info().map_err(invalid_url)?;
+                let client = redis::Client::open(info.clone()).map_err(invalid_url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opts.connect_timeout))
+                    .set_response_timeout(Some(opts.response_timeout))
+                    // One attempt per call: while Redis is down a call fails at once and the
+                    // next call tries again, so the caller's cadence is the backoff.
+                    .set_number_of_retries(0);
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                        .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
+                // The subscription needs RESP3 (push messages on a multiplexed connection).
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                let sub_client =
+                    redis::Client::open(info.set_redis_settings(settings)).map_err(invalid_url)?;
+                let task = tokio::spawn(subscribe(sub_client, opts, wake.clone()));
+                let backend = Backend::Standalone(Standalone {
+                    client,
+                    config,
+                    current: Mutex::new((manager, None)),
+                });
+                (backend, Some(task.abort_handle()))
+            }
+            Target::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClient::builder(nodes)
+                    .connection_timeout(opts.connect_timeout)
+                    .response_timeout(opts.response_timeout)
+                    .build()
+                    .map_err(invalid_url)?;
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(opts.connect_timeout)
+                    .set_response_timeout(opts.response_timeout);
+                // Connects in the background: a cluster that is down fails the calls, not this.
+                let conn = client.get_pending_async_connection_with_config(config);
+                (Backend::Cluster(conn), None)
+            }
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                backend,
+                apply: Script::new(APPLY_LUA),
+                create: Script::new(CREATE_LUA),
+                wake,
+                seen: tokio::sync::Mutex::new(seen),
+                subscriber,
+            }),
+        })
+    }
+
+    /// Whether this store talks to a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.backend, Backend::Cluster(_))
+    }
+}
+
+impl Inner {
+    fn conn(&self) -> Conn {
+        match &self.backend {
+            Backend::Standalone(s) => {
+                let current = s.current.lock().unwrap_or_else(|p| p.into_inner());
+                Conn::Standalone(current.0.clone())
+            }
+            Backend::Cluster(c) => Conn::Cluster(c.clone()),
+        }
+    }
+
+    /// Replaces a standalone connection manager stuck on a failed handshake (at most once a
+    /// second; the manager itself recovers from every I/O error).
+    fn note_error(&self, e: &RedisError) {
+        let Backend::Standalone(s) = &self.backend else {
+            return;
+        };
+        if !needs_new_connection(e) {
+            return;
+        }
+        let mut current = s.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current
+            .1
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        if let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(s.client.clone(), s.config.clone())
+        {
+            tracing::warn!(error = %e, "replacing the Redis connection");
+            *current = (fresh, Some(Instant::now()));
+        }
+    }
+
+    /// Maps a Redis error of an operation on list `id` (if any) to a [`StoreError`].
+    fn error(&self, id: Option<&str>, e: RedisError) -> StoreError {
+        self.note_error(&e);
+        match id {
+            Some(id) if is_wrong_type(&e) => corrupt(id, format!("a key has the wrong type: {e}")),
+            _ if is_unavailable(&e) => StoreError::Backend(format!("redis unavailable: {e}")),
+            _ => StoreError::Backend(format!("redis: {e}")),
+        }
+    }
+
+    fn notify(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// `HGETALL` of many `meta` keys: one pipeline on a standalone server; concurrent commands
+    /// on a cluster, where a pipeline must stay within one slot and every list has its own.
+    async fn hgetall_many(&self, keys: Vec<String>) -> Result<Vec<Value>, RedisError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.conn() {
+            Conn::Standalone(c) => {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HGETALL").arg(k);
+                }
+                pipe.query_async(&mut Conn::Standalone(c)).await
+            }
+            Conn::Cluster(c) => {
+                let mut tasks = tokio::task::JoinSet::new();
+                let n = keys.len();
+                for (i, key) in keys.into_iter().enumerate() {
+                    let mut c = c.clone();
+                    tasks.spawn(async move {
+                        let v: Result<Value, RedisError> =
+                            redis::cmd("HGETALL").arg(key).query_async(&mut c).await;
+                        (i, v)
+                    });
+                }
+                let mut out = vec![Value::Nil; n];
+                while let Some(done) = tasks.join_next().await {
+                    let (i, v) = done.map_err(|e| {
+                        RedisError::from((ErrorKind::Client, "HGETALL task failed", e.to_string()))
+                    })?;
+                    out[i] = v?;
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Keeps a subscription to [`CHANNEL`] and turns its messages into wake-ups, reconnecting with
+/// backoff (100 ms doubling to 5 s) for as long as the store lives. A silent connection is
+/// pinged every few seconds so that a half-open one is noticed.
+async fn subscribe(client: redis::Client, opts: RedisOptions, wake: Arc<watch::Sender<u64>>) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(100);
+    const MAX_BACKOFF: Duration = Duration::from_secs(5);
+    const PING_EVERY: Duration = Duration::from_secs(5);
+    let mut backoff = MIN_BACKOFF;
+    let mut warned = false;
+    loop {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.response_timeout))
+            .set_push_sender(tx);
+        let subscribed = async {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            conn.subscribe(CHANNEL).await?;
+            Ok::<_, RedisError>(conn)
+        }
+        .await;
+        match subscribed {
+            Ok(mut conn) => {
+                if warned {
+                    tracing::info!("subscribed to {CHANNEL} again");
+                }
+                backoff = MIN_BACKOFF;
+                warned = false;
+                // Messages published while unsubscribed are lost: have the refresher look.
+                wake.send_modify(|n| *n = n.wrapping_add(1));
+                loop {
+                    match tokio::time::timeout(PING_EVERY, rx.recv()).await {
+                        Ok(Some(push)) => match push.kind {
+                            PushKind::Message => wake.send_modify(|n| *n = n.wrapping_add(1)),
+                            PushKind::Disconnection => break,
+                            _ => {}
+                        },
+                        Ok(None) => break,
+                        Err(_) => {
+                            let pong: Result<Value, _> =
+                                redis::cmd("PING").query_async(&mut conn).await;
+                            if pong.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                tracing::debug!("subscription to {CHANNEL} lost; resubscribing");
+            }
+            Err(e) => {
+                if warned {
+                    tracing::debug!(error = %e, "subscribing to {CHANNEL} failed");
+                } else {
+                    tracing::warn!(error = %e, "subscribing to {CHANNEL} failed; polling meanwhile, retrying with backoff");
+                    warned = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+impl Store for RedisStore {
+    async fn lists(&self) -> Result<Vec<ListMeta>, StoreError> {
+        let inner = &self.inner;
+        let raw: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+            .arg(LISTS_KEY)
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        let mut ids = Vec::with_capacity(raw.len());
+        for raw in raw {
+            match String::from_utf8(raw) {
+                Ok(id) if check_id(&id).is_ok() => ids.push(id),
+                bad => {
+                    let shown = match bad {
+                        Ok(id) => id,
+                        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                    };
+                    return Err(corrupt(
+                        LISTS_KEY,
+                        format!("the set holds {shown:?}, which is not a valid list id"),
+                    ));
+                }
+            }
+        }
+        ids.sort_unstable();
+        let replies = inner
+            .hgetall_many(ids.iter().map(|id| meta_key(id)).collect())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, reply) in ids.iter().zip(&replies) {
+            // An id without meta is being created (or was deleted): not a list yet.
+            if let Some(meta) = parse_meta(id, reply)? {
+                out.push(meta);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
+        if check_id(id).is_err() {
+            return Err(StoreError::UnknownList(id.to_owned()));
+        }
+        let inner = &self.inner;
+        // One slot, one transaction: the data is exactly that of the version read.
+        let (meta, data): (Value, Value) = redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(meta_key(id))
+            .cmd("GET")
+            .arg(data_key(id))
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(id), e))?;
+        let meta = parse_meta(id, &meta)?.ok_or_else(|| StoreError::UnknownList(id.to_owned()))?;
+        let bits = meta.bits()?;
+        let mut data = match data {
+            // A missing data key is an all-VALID list.
+            Value::Nil => Vec::new(),
+            Value::BulkString(b) => b,
+            other => return Err(corrupt(id, format!("data is not a string: {other:?}"))),
+        };
+        let len = packed_len(bits, meta.size);
+        if data.len() > len {
+            return Err(corrupt(
+                id,
+                format!(
+                    "data is {} bytes, longer than the {len} bytes of {} {bits}-bit entries",
+                    data.len(),
+                    meta.size
+                ),
+            ));
+        }
+        // Redis grows the string lazily: missing bytes are zero (VALID).
+        data.resize(len, 0);
+        let list = unpack(bits, Order::MsbFirst, &data).map_err(|e| corrupt(id, e.to_string()))?;
+        debug_assert_eq!(list.size(), meta.size);
+        Ok((meta, list))
+    }
+
+    async fn create_list(&self, new: NewList) -> Result<ListMeta, StoreError> {
+        check_id(&new.id)?;
+        // Validates bits and size the same way every list is built.
+        StatusList::new(new.bits, new.size)?;
+        let inner = &self.inner;
+        let id = new.id.as_str();
+        let now = now_secs();
+        let created: i64 = inner
+            .create
+            .key(meta_key(id))
+            .key(data_key(id))
+            .key(feed_key(id))
+            .arg(new.bits.get())
+            .arg(new.size)
+            .arg(now)
+            .invoke_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(id), e))?;
+        // Also when the list existed: repairs a creation that stopped between the two steps.
+        let _: i64 = redis::cmd("SADD")
+            .arg(LISTS_KEY)
+            .arg(id)
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        if created == 0 {
+            return Err(StoreError::ListExists(new.id));
+        }
+        inner.notify();
+        Ok(ListMeta {
+            id: new.id,
+            bits: new.bits.get(),
+            size: new.size,
+            version: 0,
+            updated_at: now,
+        })
+    }
+
+    async fn apply(&self, id: &str, changes: &[Change]) -> Result<Applied, StoreError> {
+        if check_id(id).is_err() {
+            return Err(StoreError::UnknownList(id.to_owned()));
+        }
+        let inner = &self.inner;
+        let mut call = inner.apply.key(meta_key(id));
+        call.key(data_key(id)).key(feed_key(id)).arg(now_secs());
+        for c in changes {
+            call.arg(c.idx).arg(c.status.0);
+        }
+        let reply: Vec<i64> = match call.invoke_async(&mut inner.conn()).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                return Err(match script_error(id, changes, &e) {
+                    Some(mapped) => mapped,
+                    None => inner.error(Some(id), e),
+                })
+            }
+        };
+        let bad = || StoreError::Backend(format!("redis: unexpected apply reply for {id:?}"));
+        let (&version, olds) = reply.split_first().ok_or_else(bad)?;
+        if olds.len() != changes.len() {
+            return Err(bad());
+        }
+        let previous = olds
+            .iter()
+            .map(|&v| u8::try_from(v).map(Status).map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()?;
+        inner.notify();
+        Ok(Applied {
+            version: u64::try_from(version).map_err(|_| bad())?,
+            previous,
+        })
+    }
+
+    async fn changes_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
+        if check_id(id).is_err() {
+            return Ok(None);
+        }
+        let Some(start) = version.checked_add(1) else {
+            return Ok(None);
+        };
+        let inner = &self.inner;
+        // Meta and feed in one transaction, so the feed is compared with the version it led to.
+        let reply: Result<(Value, Value), RedisError> = redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(meta_key(id))
+            // XRANGE's start is inclusive: the first entry wanted is the one of version v+1.
+            .cmd("XRANGE")
+            .arg(feed_key(id))
+            .arg(format!("{start}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(MAX_CATCHUP)
+            .query_async(&mut inner.conn())
+            .await;
+        let (meta, feed) = match reply {
+            Ok(r) => r,
+            // A feed that is not a stream is a gap; a full load judges the rest of the list.
+            Err(e) if is_wrong_type(&e) => return Ok(None),
+            Err(e) => return Err(inner.error(Some(id), e)),
+        };
+        let Some(meta) = parse_meta(id, &meta)? else {
+            return Ok(None);
+        };
+        let current = meta.version;
+        if current == version {
+            return Ok(Some((version, Vec::new())));
+        }
+        // Behind the caller (the list was recreated), or further ahead than a replay is worth.
+        if current < version || current - version > MAX_CATCHUP {
+            return Ok(None);
+        }
+        let bits = meta.bits()?;
+        let Value::Array(entries) = feed else {
+            return Ok(None);
+        };
+        if entries.len() as u64 != current - version {
+            return Ok(None);
+        }
+        let mut changes = Vec::new();
+        for (k, entry) in entries.iter().enumerate() {
+            let expected = start + k as u64;
+            if parse_feed_entry(entry, expected, bits, meta.size, &mut changes).is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(Some((current, changes)))
+    }
+
+    async fn changed(&self, timeout: Duration) {
+        if self.is_cluster() {
+            tokio::time::sleep(timeout.min(POLL)).await;
+            return;
+        }
+        let mut seen = self.inner.seen.lock().await;
+        let _ = tokio::time::timeout(timeout, seen.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_target("redis://127.0.0.1:6379/2").unwrap(),
+            Target::Standalone("redis://127.0.0.1:6379/2".into())
+        );
+        assert_eq!(
+            parse_target("redis+cluster://a:1,b:2").unwrap(),
+            Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
+        );
+        assert_eq!(
+            parse_target("redis+cluster://u:p@a:1, b:2").unwrap(),
+            Target::Cluster(vec!["redis://u:p@a:1".into(), "redis://u:p@b:2".into()])
+        );
+        assert_eq!(
+            parse_target("redis://a:1,redis://b:2").unwrap(),
+            Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
+        );
+        for tls in [
+            "rediss://a:1",
+            "rediss+cluster://a:1",
+            "redis://a:1,rediss://b:2",
+        ] {
+            let e = parse_target(tls).unwrap_err().to_string();
+            assert!(e.contains("TLS"), "{e}");
+        }
+        assert!(parse_target("redis+cluster://").is_err());
+        assert!(parse_target("redis://a:1,http://b:2").is_err());
+    }
+
+    #[test]
+    fn meta_is_parsed_strictly() {
+        let hash = |pairs: &[(&str, &str)]| {
+            Value::Array(
+                pairs
+                    .iter()
+                    .flat_map(|(k, v)| {
+                        [
+                            Value::BulkString(k.as_bytes().to_vec()),
+                            Value::BulkString(v.as_bytes().to_vec()),
+                        ]
+                    })
+                    .collect(),
+            )
+        };
+        let ok = [
+            ("bits", "2"),
+            ("size", "64"),
+            ("version", "3"),
+            ("updated_at", "9"),
+        ];
+        let meta = parse_meta("a", &hash(&ok)).unwrap().unwrap();
+        assert_eq!((meta.bits, meta.size, meta.version), (2, 64, 3));
+        assert!(parse_meta("a", &Value::Array(vec![])).unwrap().is_none());
+        for (field, bad) in [
+            ("bits", "3"),
+            ("size", "0"),
+            ("size", "3"),
+            ("size", "99999999999"),
+            ("version", "-1"),
+            ("version", "1.5"),
+            ("updated_at", ""),
+        ] {
+            let pairs: Vec<_> = ok
+                .iter()
+                .map(|&(k, v)| if k == field { (k, bad) } else { (k, v) })
+                .collect();
+            assert!(
+                matches!(
+                    parse_meta("a", &hash(&pairs)),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{field}={bad}"
+            );
+        }
+        assert!(matches!(
+            parse_meta("a", &hash(&ok[..3])),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn feed_changes_are_checked() {
+        let mut out = Vec::new();
+        assert!(parse_changes(b"1=2,7=1", Bits::Two, 8, &mut out).is_some());
+        assert_eq!(out.len(), 2);
+        assert!(parse_changes(b"", Bits::Two, 8, &mut out).is_some());
+        for bad in [&b"8=1"[..], b"1=4", b"1", b"x=1", b"1=1,", b"-1=1", b"1=+1"] {
+            assert!(
+                parse_changes(bad, Bits::Two, 8, &mut out).is_none(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn script_errors_map_to_store_errors() {
+        let c = |idx, v| Change {
+            idx,
+            status: Status(v),
+        };
+        let changes = [c(3, 2), c(70, 1)];
+        let err = |msg: &str| RedisError::from((ErrorKind::Extension, "script", msg.to_string()));
+        assert!(matches!(
+            script_error("a", &changes, &err("ERR STATUSD out-of-range 1 64")),
+            Some(StoreError::Status(StatusError::IndexOutOfRange {
+                idx: 70,
+                size: 64
+            }))
+        ));
+        assert!(matches!(
+            script_error("a", &changes, &err("ERR STATUSD too-wide 0 1")),
+            Some(StoreError::Status(StatusError::ValueTooWide {
+                value: 2,
+                bits: 1
+            }))
+        ));
+        assert!(matches!(
+            script_error("a", &changes, &err("ERR STATUSD terminal 0")),
+            Some(StoreError::Terminal {
+                idx: 3,
+                to: Status(2)
+            })
+        ));
+        assert!(matches!(
+            script_error("a", &changes, &err("ERR STATUSD unknown-list")),
+            Some(StoreError::UnknownList(_))
+        ));
+        assert!(script_error("a", &changes, &err("ERR STATUSD terminal 5")).is_none());
+        assert!(script_error("a", &changes, &err("WRONGTYPE nope")).is_none());
+    }
+}

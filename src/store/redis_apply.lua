@@ -1,0 +1,115 @@
+-- statusd: apply one batch of status changes to one list, atomically (docs/redis.md).
+--
+-- KEYS[1] = statusd:{<id>}:meta   KEYS[2] = statusd:{<id>}:data   KEYS[3] = statusd:{<id>}:feed
+-- ARGV[1] = now (Unix seconds), then ARGV[2k], ARGV[2k+1] = index and value of change k.
+--
+-- Returns {version, old_1, ..., old_n}: the new version and each entry's previous value.
+--
+-- Errors (<n> is the 0-based position of the offending change in the batch):
+--   ERR STATUSD unknown-list                 meta does not exist
+--   ERR STATUSD corrupt <reason>             meta (bits, size or version) is not valid
+--   ERR STATUSD bad-args <reason>            ARGV is malformed (odd count, bad timestamp)
+--   ERR STATUSD out-of-range <n> <size>      the index is not an integer in 0 .. size-1
+--   ERR STATUSD too-wide <n> <bits>          the value is not an integer that fits bits
+--   ERR STATUSD terminal <n>                 the entry is INVALID (1) and would change
+--
+-- Redis does not roll back a script that fails half-way, so every check, and every read that
+-- could fail (a key of the wrong type), happens before the first write: an error leaves the
+-- list exactly as it was.
+
+local function fail(msg)
+  return redis.error_reply('ERR STATUSD ' .. msg)
+end
+
+-- A non-negative integer written in decimal digits, small enough to be exact in a Lua number.
+local function uint(s)
+  if type(s) == 'string' and #s <= 14 and string.match(s, '^%d+$') then
+    return tonumber(s)
+  end
+  return nil
+end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return fail('unknown-list')
+end
+local m = redis.call('HMGET', KEYS[1], 'bits', 'size', 'version')
+local bits, size, version = uint(m[1]), uint(m[2]), uint(m[3])
+if bits ~= 1 and bits ~= 2 and bits ~= 4 and bits ~= 8 then
+  return fail('corrupt bits ' .. tostring(m[1]))
+end
+if not size or size < 1 or size > 67108864 or (size * bits) % 8 ~= 0 then
+  return fail('corrupt size ' .. tostring(m[2]))
+end
+if not version then
+  return fail('corrupt version ' .. tostring(m[3]))
+end
+local now = uint(ARGV[1])
+if not now then
+  return fail('bad-args now')
+end
+if #ARGV % 2 ~= 1 then
+  return fail('bad-args odd')
+end
+
+local n = (#ARGV - 1) / 2
+local max = 2 ^ bits - 1
+local ty = 'u' .. bits
+local idxs, vals, ret = {}, {}, {}
+-- Values this batch already set, so that a later change sees an earlier one.
+local pending = {}
+for k = 1, n do
+  local pos = k - 1
+  local i, v = uint(ARGV[2 * k]), uint(ARGV[2 * k + 1])
+  if not i or i >= size then
+    return fail('out-of-range ' .. pos .. ' ' .. size)
+  end
+  if not v or v > max then
+    return fail('too-wide ' .. pos .. ' ' .. bits)
+  end
+  local old = pending[i]
+  if old == nil then
+    old = redis.call('BITFIELD', KEYS[2], 'GET', ty, '#' .. i)[1]
+  end
+  if old == 1 and v ~= 1 then
+    return fail('terminal ' .. pos)
+  end
+  pending[i] = v
+  idxs[k], vals[k], ret[k + 1] = i, v, old
+end
+
+local newv = version + 1
+-- The feed's top entry must be older than the new version, or XADD would fail after the
+-- writes below. A newer one is left over from elsewhere (a foreign writer, an earlier list of
+-- the same id): the feed is dropped, which readers see as a gap and answer with a full load.
+local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local stale = false
+if top[1] then
+  local ms = tonumber(string.match(top[1][1], '^(%d+)-'))
+  stale = (ms == nil) or (ms >= newv)
+end
+
+-- Writes. BITFIELD takes many operations per call; chunks keep unpack() far below the Lua
+-- stack limit (about 8000 values) however large the batch.
+local chunk, parts = {}, {}
+for k = 1, n do
+  local c = #chunk
+  chunk[c + 1], chunk[c + 2], chunk[c + 3], chunk[c + 4] = 'SET', ty, '#' .. idxs[k], vals[k]
+  if #chunk >= 800 then
+    redis.call('BITFIELD', KEYS[2], unpack(chunk))
+    chunk = {}
+  end
+  parts[k] = idxs[k] .. '=' .. vals[k]
+end
+if #chunk > 0 then
+  redis.call('BITFIELD', KEYS[2], unpack(chunk))
+end
+redis.call('HSET', KEYS[1], 'version', newv, 'updated_at', now)
+if stale then
+  redis.call('DEL', KEYS[3])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, newv .. '-0',
+  'v', newv, 'c', table.concat(parts, ','))
+redis.call('PUBLISH', 'statusd:changes', string.match(KEYS[1], '{(.*)}') or KEYS[1])
+
+ret[1] = newv
+return ret
