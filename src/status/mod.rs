@@ -256,14 +256,16 @@ impl StatusList {
         Ok(list)
     }
 
-    /// Builds a list from entries in strictly increasing index order, appending to the bitmaps
-    /// without lookups. Used by the decoders, which see entries in order.
+    /// Builds a list from entries in increasing index order (the order every decoder sees
+    /// them in), collecting each bit-plane and building its bitmap in one sorted append.
+    /// Appending index by index with `try_push` would rescan a dense container on every push.
     pub(crate) fn from_sorted_nonzero(
         bits: Bits,
         size: u32,
         entries: impl IntoIterator<Item = (u32, u8)>,
     ) -> Result<Self, StatusError> {
         let mut list = StatusList::new(bits, size)?;
+        let mut planes: Vec<Vec<u32>> = vec![Vec::new(); bits.get() as usize];
         for (idx, value) in entries {
             if idx >= size {
                 return Err(StatusError::IndexOutOfRange {
@@ -271,14 +273,26 @@ impl StatusList {
                     size,
                 });
             }
-            for (k, plane) in list.planes.iter_mut().enumerate() {
+            if value > bits.max_value() {
+                return Err(StatusError::ValueTooWide {
+                    value,
+                    bits: bits.get(),
+                });
+            }
+            for (k, plane) in planes.iter_mut().enumerate() {
                 if value & (1 << k) != 0 {
-                    // Appending in order never fails; out-of-order input falls back to insert.
-                    if plane.try_push(idx).is_err() {
-                        plane.insert(idx);
-                    }
+                    plane.push(idx);
                 }
             }
+        }
+        for (bitmap, mut indices) in list.planes.iter_mut().zip(planes) {
+            // Out-of-order or repeated input is tolerated, not trusted: sort and dedup it.
+            if !indices.is_sorted_by(|a, b| a < b) {
+                indices.sort_unstable();
+                indices.dedup();
+            }
+            *bitmap =
+                RoaringBitmap::from_sorted_iter(indices).expect("indices are strictly increasing");
         }
         Ok(list)
     }

@@ -5,4 +5,6 @@ mod cli;
 mod conformance;
 mod http;
 mod properties;
+mod redis;
+mod redis_harness;
 mod support;
