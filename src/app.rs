@@ -15,7 +15,7 @@ use crate::snapshot::SnapshotStore;
 use crate::store::any::AnyStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -47,10 +47,11 @@ impl Running {
         }
     }
 
-    /// Waits until the first snapshot is published (or `timeout` passes).
+    /// Waits until ready as `/readyz` defines it: a snapshot is published and synchronised
+    /// with the store (a snapshot restored from disk alone is not enough), or `timeout` passes.
     pub async fn ready(&self, timeout: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while !self.snapshots.is_ready() {
+        while !(self.snapshots.is_ready() && self.sync.is_fresh()) {
             if tokio::time::Instant::now() > deadline {
                 return false;
             }
@@ -107,8 +108,13 @@ fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
 
 /// Opens the source of truth: Redis when a URL is given, else the embedded store in `data_dir`.
 pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Result<AnyStore> {
-    if redis_url.is_some() {
-        bail!("STATUSD_REDIS_URL is set, but this build serves only the embedded store");
+    if let Some(url) = redis_url {
+        // Connecting is lazy: a Redis that is down at start is retried by the refresher while
+        // the last good snapshot serves.
+        let store = crate::store::redis::RedisStore::connect(url)
+            .await
+            .context("configuring the Redis store")?;
+        return Ok(AnyStore::Redis(store));
     }
     let store = EmbeddedStore::open(data_dir)
         .with_context(|| format!("opening the embedded store in {}", data_dir.display()))?;
@@ -120,7 +126,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let key = Arc::new(signing_key(config)?);
     let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
     if config.demo {
-        demo::seed_if_empty(store.as_ref()).await?;
+        // A store that is down must not stop a replica from serving its last good snapshot.
+        if let Err(e) = demo::seed_if_empty(store.as_ref()).await {
+            tracing::warn!(error = %e, "could not create the demo lists");
+        }
     }
     let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotStore::default());
@@ -163,6 +172,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         sync: sync.clone(),
         tick: store.poll_interval(),
         persist_to: Some(persist_path.clone()),
+        rejected: Default::default(),
     };
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.

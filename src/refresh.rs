@@ -75,7 +75,13 @@ pub struct Refresher<S> {
     pub tick: Duration,
     /// Where the last good snapshot is kept for a start while the store is down.
     pub persist_to: Option<PathBuf>,
+    /// Lists whose state at a version failed validation, and when: retried every
+    /// [`RETRY_REJECTED`] rather than on every poll, so a corrupt list does not flood the log.
+    pub rejected: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
 }
+
+/// How often a list version that failed validation is tried again.
+const RETRY_REJECTED: Duration = Duration::from_secs(5);
 
 /// How a list is brought up to date.
 enum Plan {
@@ -187,6 +193,7 @@ impl<S: Store> Refresher<S> {
                         Plan::Keep(ls.clone())
                     }
                 }
+                Some(ls) if self.recently_rejected(&meta) => Plan::Keep(ls.clone()),
                 Some(ls) => Plan::Update(ls.clone(), meta),
                 None => Plan::Load(meta.id),
             });
@@ -203,6 +210,10 @@ impl<S: Store> Refresher<S> {
         }
         let mut builds = Vec::new();
         for plan in plans {
+            let version = match &plan {
+                Plan::Update(_, meta) => Some((meta.id.clone(), meta.version)),
+                _ => None,
+            };
             let state = match plan {
                 Plan::Keep(ls) => {
                     lists.insert(ls.meta.id.as_str().into(), ls);
@@ -222,6 +233,12 @@ impl<S: Store> Refresher<S> {
                     // One bad list must not hold back the others: keep its previous version.
                     self.metrics.refresh_errors.inc();
                     tracing::error!(error = %e, "list failed validation; keeping its previous version");
+                    if let Some((id, v)) = version {
+                        self.rejected
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(id, (v, Instant::now()));
+                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -247,6 +264,13 @@ impl<S: Store> Refresher<S> {
         self.sync.mark(now);
         self.metrics.last_sync.set(unix_f64(now));
         Ok(true)
+    }
+
+    fn recently_rejected(&self, meta: &ListMeta) -> bool {
+        let rejected = self.rejected.lock().expect("not poisoned");
+        rejected
+            .get(&meta.id)
+            .is_some_and(|(v, at)| *v == meta.version && at.elapsed() < RETRY_REJECTED)
     }
 
     /// Brings a published list up to `meta.version` from the change feed when it can,

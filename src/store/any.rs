@@ -2,6 +2,7 @@
 //! written once against [`Store`] and dispatch stays static.
 
 use super::embedded::EmbeddedStore;
+use super::redis::{RedisStore, POLL};
 use super::{Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::StatusList;
 use std::time::Duration;
@@ -10,12 +11,14 @@ use std::time::Duration;
 #[derive(Clone)]
 pub enum AnyStore {
     Embedded(EmbeddedStore),
+    Redis(RedisStore),
 }
 
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AnyStore::Embedded($s) => $e,
+            AnyStore::Redis($s) => $e,
         }
     };
 }
@@ -26,6 +29,8 @@ impl AnyStore {
         match self {
             // Commits wake the refresher at once; the tick only bounds re-signing latency.
             AnyStore::Embedded(_) => Duration::from_secs(1),
+            // Versions are polled this often; a pub/sub message wakes the refresher sooner.
+            AnyStore::Redis(_) => POLL,
         }
     }
 
@@ -33,6 +38,8 @@ impl AnyStore {
     pub fn kind(&self) -> &'static str {
         match self {
             AnyStore::Embedded(_) => "embedded",
+            AnyStore::Redis(r) if r.is_cluster() => "redis-cluster",
+            AnyStore::Redis(_) => "redis",
         }
     }
 }

@@ -107,7 +107,7 @@ impl Drop for Inner {
 }
 
 enum Backend {
-    Standalone(Standalone),
+    Standalone(Box<Standalone>),
     Cluster(ClusterConnection),
 }
 
@@ -243,16 +243,22 @@ fn corrupt(id: &str, reason: impl Into<String>) -> StoreError {
     }
 }
 
-/// Errors after which the connection manager must be replaced: failures of the connection
-/// handshake that the manager caches instead of retrying (it reconnects only after I/O errors),
-/// such as `SELECT` or `AUTH` answered while a restarted server is still loading its data.
+/// Errors after which the connection manager must be replaced, because it would not replace
+/// the connection itself (it reconnects only after a connection error):
+/// * a failed handshake, which it caches for every later call: a wrong password fixed by the
+///   operator, `SELECT` or `AUTH` answered while a restarted server is still loading its data;
+/// * a response timeout, which leaves the connection in place: right for a server that is merely
+///   slow or paused, but a connection whose packets are silently dropped (a failover that moved
+///   the address, a network partition) would otherwise hang until TCP gives up, many minutes.
 fn needs_new_connection(e: &RedisError) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::AuthenticationFailed
-            | ErrorKind::Client
-            | ErrorKind::Server(ServerErrorKind::BusyLoading)
-    ) || e.to_string().contains("refused to switch database")
+    e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::AuthenticationFailed
+                | ErrorKind::Client
+                | ErrorKind::Server(ServerErrorKind::BusyLoading)
+        )
+        || e.to_string().contains("refused to switch database")
 }
 
 /// Errors that mean Redis cannot be reached (as opposed to Redis answering with an error).
@@ -469,11 +475,11 @@ impl RedisStore {
                 let sub_client =
                     redis::Client::open(info.set_redis_settings(settings)).map_err(invalid_url)?;
                 let task = tokio::spawn(subscribe(sub_client, opts, wake.clone()));
-                let backend = Backend::Standalone(Standalone {
+                let backend = Backend::Standalone(Box::new(Standalone {
                     client,
                     config,
                     current: Mutex::new((manager, None)),
-                });
+                }));
                 (backend, Some(task.abort_handle()))
             }
             Target::Cluster(nodes) => {
@@ -519,8 +525,8 @@ impl Inner {
         }
     }
 
-    /// Replaces a standalone connection manager stuck on a failed handshake (at most once a
-    /// second; the manager itself recovers from every I/O error).
+    /// Replaces the standalone connection manager after an error it would not recover from by
+    /// itself ([`needs_new_connection`]), at most once a second. Calls in flight keep the old one.
     fn note_error(&self, e: &RedisError) {
         let Backend::Standalone(s) = &self.backend else {
             return;
@@ -538,7 +544,11 @@ impl Inner {
         if let Ok(fresh) =
             ConnectionManager::new_lazy_with_config(s.client.clone(), s.config.clone())
         {
-            tracing::warn!(error = %e, "replacing the Redis connection");
+            if e.is_timeout() {
+                tracing::debug!(error = %e, "replacing the Redis connection");
+            } else {
+                tracing::warn!(error = %e, "replacing the Redis connection");
+            }
             *current = (fresh, Some(Instant::now()));
         }
     }
@@ -669,6 +679,8 @@ impl Store for RedisStore {
             .await
             .map_err(|e| inner.error(None, e))?;
         let mut ids = Vec::with_capacity(raw.len());
+        // One bad entry written by another system must not stop updates of every list: it is
+        // skipped and logged, and the refresher keeps serving such a list's last good version.
         for raw in raw {
             match String::from_utf8(raw) {
                 Ok(id) if check_id(&id).is_ok() => ids.push(id),
@@ -677,10 +689,7 @@ impl Store for RedisStore {
                         Ok(id) => id,
                         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
                     };
-                    return Err(corrupt(
-                        LISTS_KEY,
-                        format!("the set holds {shown:?}, which is not a valid list id"),
-                    ));
+                    tracing::error!(key = LISTS_KEY, entry = ?shown, "ignoring an invalid list id in the list set");
                 }
             }
         }
@@ -691,9 +700,12 @@ impl Store for RedisStore {
             .map_err(|e| inner.error(None, e))?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, reply) in ids.iter().zip(&replies) {
-            // An id without meta is being created (or was deleted): not a list yet.
-            if let Some(meta) = parse_meta(id, reply)? {
-                out.push(meta);
+            // An id without meta is being created (or was deleted): not a list yet. Corrupt
+            // meta is skipped the same way, loudly.
+            match parse_meta(id, reply) {
+                Ok(Some(meta)) => out.push(meta),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "ignoring a list with corrupt metadata"),
             }
         }
         Ok(out)
@@ -767,6 +779,16 @@ impl Store for RedisStore {
             .map_err(|e| inner.error(None, e))?;
         if created == 0 {
             return Err(StoreError::ListExists(new.id));
+        }
+        // A wake-up hint, sent once the list is in the set, so that replicas pick it up at once.
+        // Only a hint: a replica that misses it finds the list on its next poll.
+        let hint: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(id)
+            .query_async(&mut inner.conn())
+            .await;
+        if let Err(e) = hint {
+            tracing::debug!(list = id, error = %e, "publishing the creation hint failed");
         }
         inner.notify();
         Ok(ListMeta {

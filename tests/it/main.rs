@@ -7,4 +7,5 @@ mod http;
 mod properties;
 mod redis;
 mod redis_harness;
+mod replicas;
 mod support;

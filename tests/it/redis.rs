@@ -1,0 +1,734 @@
+//! The Redis store against real `redis-server` processes: the same behaviour as the embedded
+//! store, the data model of docs/redis.md as other writers see it, a cluster, and failures
+//! (a paused, a killed and restarted, and an absent server).
+
+use crate::redis_harness::{free_port, free_ports, RedisCluster, RedisServer};
+use statusd::status::packing::{pack_dense, Order};
+use statusd::status::{Bits, Status, StatusError};
+use statusd::store::redis::{data_key, feed_key, meta_key, RedisOptions, RedisStore, LISTS_KEY};
+use statusd::store::{Applied, Change, NewList, Store, StoreError};
+use std::time::{Duration, Instant};
+
+fn c(idx: u32, v: u8) -> Change {
+    Change {
+        idx,
+        status: Status(v),
+    }
+}
+
+fn new_list(id: &str, bits: Bits, size: u32) -> NewList {
+    NewList {
+        id: id.into(),
+        bits,
+        size,
+    }
+}
+
+async fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&server.url()).await.expect("connect")
+}
+
+fn nonzero(list: &statusd::status::StatusList) -> Vec<(u32, u8)> {
+    list.iter_nonzero().map(|(i, s)| (i, s.0)).collect()
+}
+
+/// Retries `f` until it succeeds or `within` has passed.
+async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("still failing after {within:?}: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_apply_load_and_reconnect() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    assert!(s.lists().await.unwrap().is_empty());
+    let meta = s.create_list(new_list("a", Bits::Two, 1024)).await.unwrap();
+    assert_eq!(
+        (meta.id.as_str(), meta.bits, meta.size, meta.version),
+        ("a", 2, 1024, 0)
+    );
+    let a = s.apply("a", &[c(5, 2), c(9, 1)]).await.unwrap();
+    assert_eq!(
+        a,
+        Applied {
+            version: 1,
+            previous: vec![Status(0), Status(0)]
+        }
+    );
+    let a = s.apply("a", &[c(5, 0)]).await.unwrap();
+    assert_eq!(a.previous, vec![Status(2)]);
+    drop(s);
+    // A new store (a new replica) sees the same state.
+    let s = store(&server).await;
+    let (meta, list) = s.load("a").await.unwrap();
+    assert_eq!(meta.version, 2);
+    assert_eq!((list.bits(), list.size()), (Bits::Two, 1024));
+    assert_eq!(nonzero(&list), vec![(9, 1)]);
+    let lists = s.lists().await.unwrap();
+    assert_eq!(lists, vec![meta.clone()]);
+    assert!(meta.updated_at > 1_600_000_000);
+    assert!(matches!(
+        s.load("zz").await,
+        Err(StoreError::UnknownList(_))
+    ));
+    assert!(matches!(
+        s.load("a/b").await,
+        Err(StoreError::UnknownList(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_rejected_batch_changes_nothing() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    s.create_list(new_list("b", Bits::Two, 64)).await.unwrap();
+    s.apply("b", &[c(1, 1)]).await.unwrap();
+    let data_before: Vec<u8> = server.query(redis::cmd("GET").arg(data_key("b")));
+
+    let err = s.apply("b", &[c(2, 2), c(1, 0)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Terminal {
+                idx: 1,
+                to: Status::VALID
+            }
+        ),
+        "{err}"
+    );
+    let err = s.apply("b", &[c(3, 2), c(64, 1)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Status(StatusError::IndexOutOfRange { idx: 64, size: 64 })
+        ),
+        "{err}"
+    );
+    let err = s.apply("b", &[c(3, 2), c(4, 4)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Status(StatusError::ValueTooWide { value: 4, bits: 2 })
+        ),
+        "{err}"
+    );
+
+    let (meta, list) = s.load("b").await.unwrap();
+    assert_eq!(meta.version, 1);
+    assert_eq!(list.count_nonzero(), 1);
+    let data_after: Vec<u8> = server.query(redis::cmd("GET").arg(data_key("b")));
+    assert_eq!(data_before, data_after);
+    let feed_len: u64 = server.query(redis::cmd("XLEN").arg(feed_key("b")));
+    assert_eq!(feed_len, 1);
+
+    assert!(matches!(
+        s.apply("zz", &[]).await,
+        Err(StoreError::UnknownList(_))
+    ));
+    assert!(matches!(
+        s.create_list(new_list("b", Bits::One, 8)).await,
+        Err(StoreError::ListExists(_))
+    ));
+    assert!(matches!(
+        s.create_list(new_list("a/b", Bits::One, 8)).await,
+        Err(StoreError::InvalidId(_))
+    ));
+    assert!(matches!(
+        s.create_list(new_list("odd", Bits::Two, 3)).await,
+        Err(StoreError::Status(StatusError::InvalidSize(3)))
+    ));
+    // An empty batch is a batch: it moves the version, like the embedded store.
+    assert_eq!(s.apply("b", &[]).await.unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    s.create_list(new_list("o", Bits::Two, 16)).await.unwrap();
+    let a = s.apply("o", &[c(3, 2), c(3, 0), c(3, 1)]).await.unwrap();
+    assert_eq!(a.previous, vec![Status(0), Status(2), Status(0)]);
+    // INVALID again is allowed.
+    let a = s.apply("o", &[c(3, 1)]).await.unwrap();
+    assert_eq!((a.version, a.previous), (2, vec![Status::INVALID]));
+    // A change that makes an entry INVALID binds the rest of its own batch.
+    let err = s.apply("o", &[c(4, 1), c(4, 2)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Terminal {
+                idx: 4,
+                to: Status(2)
+            }
+        ),
+        "{err}"
+    );
+    let err = s.apply("o", &[c(5, 2), c(3, 0)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Terminal { idx: 3, .. }), "{err}");
+    let (meta, list) = s.load("o").await.unwrap();
+    assert_eq!(meta.version, 2);
+    assert_eq!(nonzero(&list), vec![(3, 1)]);
+}
+
+#[tokio::test]
+async fn data_is_in_redis_bit_order() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    for (id, bits) in [
+        ("w1", Bits::One),
+        ("w2", Bits::Two),
+        ("w4", Bits::Four),
+        ("w8", Bits::Eight),
+    ] {
+        s.create_list(new_list(id, bits, 64)).await.unwrap();
+        let max = bits.max_value();
+        s.apply(id, &[c(0, max), c(9, 1), c(63, 1)]).await.unwrap();
+        // What another writer or reader sees with BITFIELD.
+        let ty = format!("u{}", bits.get());
+        let got: Vec<u64> = server.query(
+            redis::cmd("BITFIELD")
+                .arg(data_key(id))
+                .arg("GET")
+                .arg(&ty)
+                .arg("#0")
+                .arg("GET")
+                .arg(&ty)
+                .arg("#9")
+                .arg("GET")
+                .arg(&ty)
+                .arg("#63"),
+        );
+        assert_eq!(got, vec![u64::from(max), 1, 1], "{id}");
+        // Byte for byte the W3C (MSB-first) packing.
+        let (_, list) = s.load(id).await.unwrap();
+        let raw: Vec<u8> = server.query(redis::cmd("GET").arg(data_key(id)));
+        assert_eq!(raw, pack_dense(&list, Order::MsbFirst), "{id}");
+        // A foreign write is read back as statusd would have written it.
+        let _: Vec<i64> = server.query(
+            redis::cmd("BITFIELD")
+                .arg(data_key(id))
+                .arg("SET")
+                .arg(&ty)
+                .arg("#17")
+                .arg(1),
+        );
+        let (_, list) = s.load(id).await.unwrap();
+        assert_eq!(
+            nonzero(&list),
+            vec![(0, max), (9, 1), (17, 1), (63, 1)],
+            "{id}"
+        );
+    }
+    // A short data string: the missing bytes are VALID entries.
+    s.create_list(new_list("short", Bits::Two, 1024))
+        .await
+        .unwrap();
+    s.apply("short", &[c(2, 2)]).await.unwrap();
+    let len: u64 = server.query(redis::cmd("STRLEN").arg(data_key("short")));
+    assert_eq!(len, 1);
+    let (_, list) = s.load("short").await.unwrap();
+    assert_eq!((list.size(), nonzero(&list)), (1024, vec![(2, 2)]));
+}
+
+#[tokio::test]
+async fn lists_skips_ids_without_meta_and_creation_repairs_the_set() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    s.create_list(new_list("real", Bits::One, 8)).await.unwrap();
+    let _: i64 = server.query(redis::cmd("SADD").arg(LISTS_KEY).arg("ghost"));
+    let ids: Vec<String> = s.lists().await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec!["real"]);
+    // A creation that stopped before SADD: the list is invisible until created again.
+    let _: i64 = server.query(redis::cmd("SREM").arg(LISTS_KEY).arg("real"));
+    assert!(s.lists().await.unwrap().is_empty());
+    assert!(matches!(
+        s.create_list(new_list("real", Bits::One, 8)).await,
+        Err(StoreError::ListExists(_))
+    ));
+    let ids: Vec<String> = s.lists().await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec!["real"]);
+    // Data and feed left behind by a deleted list do not leak into a new one.
+    s.apply("real", &[c(1, 1)]).await.unwrap();
+    let _: i64 = server.query(redis::cmd("DEL").arg(meta_key("real")));
+    s.create_list(new_list("real", Bits::One, 8)).await.unwrap();
+    let (meta, list) = s.load("real").await.unwrap();
+    assert_eq!((meta.version, list.count_nonzero()), (0, 0));
+    s.apply("real", &[c(2, 1)]).await.unwrap();
+    assert_eq!(
+        s.changes_since("real", 0).await.unwrap(),
+        Some((1, vec![c(2, 1)]))
+    );
+}
+
+#[tokio::test]
+async fn changes_since_replays_the_feed_or_reports_a_gap() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    s.create_list(new_list("f", Bits::Two, 64)).await.unwrap();
+    assert_eq!(s.changes_since("f", 0).await.unwrap(), Some((0, vec![])));
+    s.apply("f", &[c(1, 2), c(2, 1)]).await.unwrap();
+    s.apply("f", &[c(1, 0)]).await.unwrap();
+    s.apply("f", &[c(3, 3), c(3, 1)]).await.unwrap();
+    assert_eq!(
+        s.changes_since("f", 0).await.unwrap(),
+        Some((3, vec![c(1, 2), c(2, 1), c(1, 0), c(3, 3), c(3, 1)]))
+    );
+    assert_eq!(
+        s.changes_since("f", 1).await.unwrap(),
+        Some((3, vec![c(1, 0), c(3, 3), c(3, 1)]))
+    );
+    assert_eq!(s.changes_since("f", 3).await.unwrap(), Some((3, vec![])));
+    // Ahead of the store (the list was recreated): a gap.
+    assert_eq!(s.changes_since("f", 7).await.unwrap(), None);
+    assert_eq!(s.changes_since("nope", 0).await.unwrap(), None);
+
+    // Trimmed past the caller's version.
+    let _: i64 = server.query(redis::cmd("XTRIM").arg(feed_key("f")).arg("MAXLEN").arg(0));
+    assert_eq!(s.changes_since("f", 1).await.unwrap(), None);
+    assert_eq!(s.changes_since("f", 3).await.unwrap(), Some((3, vec![])));
+    s.apply("f", &[c(4, 2)]).await.unwrap();
+    assert_eq!(
+        s.changes_since("f", 3).await.unwrap(),
+        Some((4, vec![c(4, 2)]))
+    );
+    assert_eq!(s.changes_since("f", 2).await.unwrap(), None);
+
+    // A malformed entry written behind statusd's back.
+    let _: String = server.query(
+        redis::cmd("XADD")
+            .arg(feed_key("f"))
+            .arg("5-0")
+            .arg("v")
+            .arg(5)
+            .arg("c")
+            .arg("4=nonsense"),
+    );
+    let _: i64 = server.query(redis::cmd("HSET").arg(meta_key("f")).arg("version").arg(5));
+    assert_eq!(s.changes_since("f", 4).await.unwrap(), None);
+    // Out of the list's range, or wider than its bits: also a gap.
+    for (v, bad) in [(6, "64=1"), (7, "1=4")] {
+        let _: String = server.query(
+            redis::cmd("XADD")
+                .arg(feed_key("f"))
+                .arg(format!("{v}-0"))
+                .arg("v")
+                .arg(v)
+                .arg("c")
+                .arg(bad),
+        );
+        let _: i64 = server.query(redis::cmd("HSET").arg(meta_key("f")).arg("version").arg(v));
+        assert_eq!(s.changes_since("f", v - 1).await.unwrap(), None, "{bad}");
+    }
+    // A version without its entry.
+    let _: i64 = server.query(redis::cmd("HSET").arg(meta_key("f")).arg("version").arg(8));
+    assert_eq!(s.changes_since("f", 7).await.unwrap(), None);
+    // statusd's next write continues from there.
+    s.apply("f", &[c(9, 2)]).await.unwrap();
+    assert_eq!(
+        s.changes_since("f", 8).await.unwrap(),
+        Some((9, vec![c(9, 2)]))
+    );
+
+    // A feed entry newer than the list (left over from elsewhere) would make XADD fail after
+    // the writes; the script drops the stale feed first, and the write succeeds whole.
+    let _: String = server.query(
+        redis::cmd("XADD")
+            .arg(feed_key("f"))
+            .arg("100-0")
+            .arg("v")
+            .arg(100)
+            .arg("c")
+            .arg(""),
+    );
+    let a = s.apply("f", &[c(10, 2)]).await.unwrap();
+    assert_eq!(a.version, 10);
+    assert_eq!(
+        s.changes_since("f", 9).await.unwrap(),
+        Some((10, vec![c(10, 2)]))
+    );
+    assert_eq!(s.changes_since("f", 8).await.unwrap(), None);
+    let (_, list) = s.load("f").await.unwrap();
+    assert_eq!(list.get(10).unwrap(), Status(2));
+}
+
+#[tokio::test]
+async fn corrupt_data_is_reported() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    s.create_list(new_list("long", Bits::Two, 64))
+        .await
+        .unwrap();
+    // 64 two-bit entries are 16 bytes; 17 is one too many.
+    let _: () = server.query(redis::cmd("SET").arg(data_key("long")).arg(vec![0u8; 17]));
+    let err = s.load("long").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { list, .. } if list == "long"),
+        "{err}"
+    );
+
+    s.create_list(new_list("three", Bits::Two, 64))
+        .await
+        .unwrap();
+    s.apply("three", &[c(1, 2)]).await.unwrap();
+    let _: i64 = server.query(redis::cmd("HSET").arg(meta_key("three")).arg("bits").arg(3));
+    let err = s.load("three").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { list, .. } if list == "three"),
+        "{err}"
+    );
+    // lists() skips the corrupt list (the refresher keeps its last good version) and still
+    // reports the healthy ones.
+    let ids: Vec<String> = s.lists().await.unwrap().into_iter().map(|m| m.id).collect();
+    assert!(
+        ids.contains(&"long".to_owned()) && !ids.contains(&"three".to_owned()),
+        "{ids:?}"
+    );
+    // The script refuses to write to it, and writes nothing.
+    let err = s.apply("three", &[c(2, 1)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let version: String = server.query(redis::cmd("HGET").arg(meta_key("three")).arg("version"));
+    assert_eq!(version, "1");
+    let _: i64 = server.query(redis::cmd("HSET").arg(meta_key("three")).arg("bits").arg(2));
+
+    // A key of the wrong type.
+    s.create_list(new_list("typed", Bits::Two, 64))
+        .await
+        .unwrap();
+    let _: i64 = server.query(redis::cmd("HSET").arg(data_key("typed")).arg("x").arg("y"));
+    let err = s.load("typed").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let err = s.apply("typed", &[c(2, 1)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let version: String = server.query(redis::cmd("HGET").arg(meta_key("typed")).arg("version"));
+    assert_eq!(version, "0");
+
+    // A version that is not a number.
+    let _: i64 = server.query(
+        redis::cmd("HSET")
+            .arg(meta_key("long"))
+            .arg("version")
+            .arg("x"),
+    );
+    let err = s.load("long").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let err = s.apply("long", &[]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_million_entries_and_ten_thousand_changes_in_one_batch() {
+    let server = RedisServer::start();
+    let s = store(&server).await;
+    let size = 1 << 20;
+    s.create_list(new_list("big", Bits::Two, size))
+        .await
+        .unwrap();
+    let batch: Vec<Change> = (0..10_000u32)
+        .map(|i| c(i * 104 + 7, (i % 3 + 1) as u8))
+        .collect();
+    let started = Instant::now();
+    let a = s.apply("big", &batch).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(a.version, 1);
+    assert_eq!(a.previous, vec![Status::VALID; 10_000]);
+    let (meta, list) = s.load("big").await.unwrap();
+    assert_eq!((meta.version, list.size()), (1, size));
+    assert_eq!(list.count_nonzero(), 10_000);
+    for ch in [batch[0], batch[4_999], batch[9_999]] {
+        assert_eq!(list.get(ch.idx.into()).unwrap(), ch.status);
+    }
+    assert_eq!(
+        s.changes_since("big", 0).await.unwrap(),
+        Some((1, batch.clone()))
+    );
+    // A batch of 10,000 whose last change breaks a rule writes none of the others.
+    let mut bad: Vec<Change> = (0..10_000u32).map(|i| c(i * 104 + 8, 2)).collect();
+    bad[9_999] = c(7, 0); // entry 7 is INVALID
+    let err = s.apply("big", &bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::Terminal { idx: 7, .. }), "{err}");
+    let (meta, list) = s.load("big").await.unwrap();
+    assert_eq!((meta.version, list.count_nonzero()), (1, 10_000));
+    assert!(
+        took < Duration::from_secs(5),
+        "10,000 changes took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_spreads_lists_and_everything_works() {
+    let cluster = RedisCluster::start();
+    let s = RedisStore::connect(&cluster.url()).await.unwrap();
+    assert!(s.is_cluster());
+    let ids: Vec<String> = (0..20).map(|i| format!("list-{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        s.create_list(new_list(id, Bits::Two, 256)).await.unwrap();
+        let a = s.apply(id, &[c(i as u32, 2), c(100, 1)]).await.unwrap();
+        assert_eq!(a.version, 1);
+        s.apply(id, &[c(i as u32, 3)]).await.unwrap();
+    }
+    // The lists landed on more than one master.
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.query::<i64>(&redis::cmd("DBSIZE")) > 0)
+        .count();
+    assert!(holding >= 2, "all lists on {holding} node(s)");
+    // Each list's keys share one node (one slot).
+    for id in &ids[..3] {
+        let node = cluster.node_for(&meta_key(id)).port;
+        assert_eq!(cluster.node_for(&data_key(id)).port, node);
+        assert_eq!(cluster.node_for(&feed_key(id)).port, node);
+    }
+
+    let metas = s.lists().await.unwrap();
+    assert_eq!(metas.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
+    assert!(metas.iter().all(|m| m.version == 2));
+    for (i, id) in ids.iter().enumerate() {
+        let (meta, list) = s.load(id).await.unwrap();
+        assert_eq!(meta.version, 2);
+        let mut want = vec![(i as u32, 3), (100, 1)];
+        want.sort();
+        assert_eq!(nonzero(&list), want);
+        assert_eq!(
+            s.changes_since(id, 0).await.unwrap(),
+            Some((2, vec![c(i as u32, 2), c(100, 1), c(i as u32, 3)]))
+        );
+    }
+    let err = s.apply(&ids[0], &[c(100, 0)]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Terminal { idx: 100, .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        s.create_list(new_list(&ids[0], Bits::Two, 256)).await,
+        Err(StoreError::ListExists(_))
+    ));
+    // A gap on a cluster.
+    let _: i64 = cluster.node_for(&feed_key(&ids[5])).query(
+        redis::cmd("XTRIM")
+            .arg(feed_key(&ids[5]))
+            .arg("MAXLEN")
+            .arg(0),
+    );
+    assert_eq!(s.changes_since(&ids[5], 0).await.unwrap(), None);
+    // No subscription on a cluster: changed() is a short poll.
+    let started = Instant::now();
+    s.changed(Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+/// Waits until `n` connections are subscribed to the wake-up channel.
+async fn subscribed(server: &RedisServer, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply: (String, i64) = server.query(
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(statusd::store::redis::CHANNEL),
+        );
+        if reply.1 >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no subscriber on the channel");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that `watcher` wakes within 500 ms of `write` (made through another store).
+async fn assert_wakes(watcher: &RedisStore, write: impl std::future::Future<Output = ()>) {
+    // Consume wake-ups already pending or on their way (the subscription itself causes one):
+    // wait for 100 ms without any.
+    loop {
+        let started = Instant::now();
+        watcher.changed(Duration::from_millis(100)).await;
+        if started.elapsed() >= Duration::from_millis(100) {
+            break;
+        }
+    }
+    let w = watcher.clone();
+    let waiting = tokio::spawn(async move {
+        w.changed(Duration::from_secs(10)).await;
+        Instant::now()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let written = Instant::now();
+    write.await;
+    let woke = waiting.await.unwrap();
+    let after = woke.saturating_duration_since(written);
+    assert!(
+        woke > written && after < Duration::from_millis(500),
+        "woke {after:?} after the write"
+    );
+}
+
+#[tokio::test]
+async fn changed_wakes_promptly_on_a_write_from_another_connection() {
+    let server = RedisServer::start();
+    let watcher = store(&server).await;
+    let writer = store(&server).await;
+    writer
+        .create_list(new_list("w", Bits::Two, 16))
+        .await
+        .unwrap();
+    subscribed(&server, 2).await;
+    assert_wakes(&watcher, async {
+        writer.apply("w", &[c(1, 2)]).await.unwrap();
+    })
+    .await;
+    // A new list wakes the other replicas too.
+    assert_wakes(&watcher, async {
+        writer
+            .create_list(new_list("w2", Bits::One, 8))
+            .await
+            .unwrap();
+    })
+    .await;
+    // Without writes, changed() waits out its timeout.
+    let started = Instant::now();
+    watcher.changed(Duration::from_millis(200)).await;
+    assert!(started.elapsed() >= Duration::from_millis(190));
+}
+
+#[tokio::test]
+async fn a_paused_redis_fails_fast_and_recovers() {
+    let server = RedisServer::start();
+    let opts = RedisOptions {
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(500),
+    };
+    let s = RedisStore::connect_with(&server.url(), opts).await.unwrap();
+    s.create_list(new_list("p", Bits::Two, 16)).await.unwrap();
+    server.pause();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = s.lists().await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(&err, StoreError::Backend(m) if m.contains("unavailable")),
+            "{err}"
+        );
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+    }
+    let started = Instant::now();
+    assert!(s.apply("p", &[c(1, 1)]).await.is_err());
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    server.resume();
+    let lists = eventually(Duration::from_secs(5), || s.lists()).await;
+    assert_eq!(lists.len(), 1);
+    // The apply that timed out may or may not have run once Redis woke up; either way the
+    // store is consistent and usable.
+    let a = s.apply("p", &[c(2, 2)]).await.unwrap();
+    let (meta, _) = s.load("p").await.unwrap();
+    assert_eq!(meta.version, a.version);
+}
+
+#[tokio::test]
+async fn a_restarted_redis_is_reconnected_and_resubscribed() {
+    let mut server = RedisServer::start();
+    let s = store(&server).await;
+    let writer = store(&server).await;
+    s.create_list(new_list("r", Bits::Two, 16)).await.unwrap();
+    subscribed(&server, 2).await;
+    server.kill();
+    let err = s.lists().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("unavailable")),
+        "{err}"
+    );
+    server.restart();
+    // Without persistence the data is gone; the same store reconnects by itself.
+    let lists = eventually(Duration::from_secs(5), || s.lists()).await;
+    assert!(lists.is_empty());
+    // The scripts are loaded again (NOSCRIPT is handled).
+    eventually(Duration::from_secs(5), || {
+        writer.create_list(new_list("r", Bits::Two, 16))
+    })
+    .await;
+    assert_eq!(s.apply("r", &[c(3, 1)]).await.unwrap().version, 1);
+    subscribed(&server, 2).await;
+    assert_wakes(&s, async {
+        writer.apply("r", &[c(1, 2)]).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_succeeds_while_redis_is_down() {
+    let port = free_port();
+    let s = RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = s.lists().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("unavailable")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let _server = RedisServer::start_on(port);
+    let lists = eventually(Duration::from_secs(5), || s.lists()).await;
+    assert!(lists.is_empty());
+    s.create_list(new_list("late", Bits::One, 8)).await.unwrap();
+
+    let err = RedisStore::connect("rediss://127.0.0.1:1")
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
+
+#[tokio::test]
+async fn a_failed_handshake_is_retried_with_a_fresh_connection() {
+    // The server wants another password than the store has, until an operator fixes it.
+    let server = RedisServer::start_with(&["--requirepass", "other"]);
+    let url = format!("redis://:secret@127.0.0.1:{}", server.port);
+    let s = RedisStore::connect(&url).await.unwrap();
+    let err = s.lists().await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    let admin = redis::Client::open(format!("redis://:other@127.0.0.1:{}", server.port)).unwrap();
+    let mut admin = admin.get_connection().unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("secret")
+        .query(&mut admin)
+        .unwrap();
+    // The connection manager caches a failed handshake; the store replaces it.
+    let lists = eventually(Duration::from_secs(5), || s.lists()).await;
+    assert!(lists.is_empty());
+}
+
+#[tokio::test]
+async fn a_cluster_store_connects_once_the_cluster_is_up() {
+    let ports = free_ports::<3>();
+    let url = format!(
+        "redis+cluster://127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    let s = RedisStore::connect(&url).await.unwrap();
+    let started = Instant::now();
+    let err = s.lists().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("unavailable")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let _cluster = RedisCluster::start_on(ports);
+    let lists = eventually(Duration::from_secs(10), || s.lists()).await;
+    assert!(lists.is_empty());
+    s.create_list(new_list("late", Bits::One, 8)).await.unwrap();
+    assert_eq!(s.apply("late", &[c(1, 1)]).await.unwrap().version, 1);
+}

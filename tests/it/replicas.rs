@@ -1,0 +1,380 @@
+//! statusd replicas on a real Redis (standalone and cluster): full load, incremental
+//! propagation, gap recovery, Redis killed, restarted empty or paused, a start while Redis is
+//! down, and corrupt data written behind statusd's back.
+
+use crate::redis_harness::{RedisCluster, RedisServer};
+use crate::support::{config, get, TempDir};
+use statusd::app::{self, Running};
+use statusd::status::{Bits, Status};
+use statusd::store::redis::{data_key, feed_key, meta_key, RedisStore};
+use statusd::store::{Change, NewList, Store};
+use statusd::token::keys::{Algorithm, SigningKey};
+use std::time::{Duration, Instant};
+
+/// A replica on `redis_url` with its own data directory and the shared key in `key_dir`.
+async fn replica(
+    redis_url: &str,
+    dir: &std::path::Path,
+    key: &std::path::Path,
+    extra: &[&str],
+) -> Running {
+    let mut args = vec![
+        "--redis-url",
+        redis_url,
+        "--signing-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    app::start(&config(dir, &args))
+        .await
+        .expect("start replica")
+}
+
+fn shared_key(dir: &TempDir) -> std::path::PathBuf {
+    let path = dir.0.join("key.pem");
+    let key = SigningKey::generate(Algorithm::Es256);
+    std::fs::write(&path, key.to_pkcs8_pem()).unwrap();
+    path
+}
+
+async fn value(srv: &Running, list: &str, idx: u32) -> Option<u64> {
+    let (s, _, body) = get(
+        &format!("http://{}/statuses/{list}/{idx}", srv.public_addr),
+        &[],
+    )
+    .await;
+    (s == 200).then(|| {
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"]
+            .as_u64()
+            .unwrap()
+    })
+}
+
+/// Polls until `list[idx]` reads `want` on `srv`; returns how long that took.
+async fn until_value(srv: &Running, list: &str, idx: u32, want: u64, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if value(srv, list, idx).await == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{list}[{idx}] never became {want} on {}",
+            srv.public_addr
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn readyz(srv: &Running) -> u16 {
+    get(&format!("http://{}/readyz", srv.admin_addr), &[])
+        .await
+        .0
+        .as_u16()
+}
+
+async fn seed(store: &RedisStore, id: &str, entries: &[(u32, u8)]) {
+    store
+        .create_list(NewList {
+            id: id.into(),
+            bits: Bits::Two,
+            size: 1 << 17,
+        })
+        .await
+        .unwrap();
+    let changes: Vec<Change> = entries
+        .iter()
+        .map(|&(idx, v)| Change {
+            idx,
+            status: Status(v),
+        })
+        .collect();
+    if !changes.is_empty() {
+        store.apply(id, &changes).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_load_in_full_and_follow_changes() {
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    for n in 0..5 {
+        seed(&writer, &format!("l{n}"), &[(n, 1), (100 + n, 2)]).await;
+    }
+    let (da, db, keys) = (TempDir::new("ra"), TempDir::new("rb"), TempDir::new("rkey"));
+    let key = shared_key(&keys);
+    let a = replica(&redis.url(), &da.0, &key, &[]).await;
+    let b = replica(&redis.url(), &db.0, &key, &[]).await;
+    assert!(a.ready(Duration::from_secs(10)).await && b.ready(Duration::from_secs(10)).await);
+    assert_eq!(value(&a, "l3", 3).await, Some(1));
+    assert_eq!(value(&b, "l4", 104).await, Some(2));
+    // A change acknowledged by Redis reaches both replicas quickly.
+    let mut worst = Duration::ZERO;
+    for k in 0..20u32 {
+        writer
+            .apply(
+                "l2",
+                &[Change {
+                    idx: 1000 + k,
+                    status: Status::SUSPENDED,
+                }],
+            )
+            .await
+            .unwrap();
+        let (ta, tb) = tokio::join!(
+            until_value(&a, "l2", 1000 + k, 2, Duration::from_secs(5)),
+            until_value(&b, "l2", 1000 + k, 2, Duration::from_secs(5))
+        );
+        worst = worst.max(ta).max(tb);
+    }
+    println!("worst propagation over 20 changes x 2 replicas: {worst:?}");
+    // A new list appears without a restart.
+    seed(&writer, "fresh", &[(9, 1)]).await;
+    until_value(&a, "fresh", 9, 1, Duration::from_secs(5)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trimmed_feed_is_recovered_by_a_full_reload() {
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    seed(&writer, "g", &[(1, 1)]).await;
+    let (d, keys) = (TempDir::new("gap"), TempDir::new("gkey"));
+    let key = shared_key(&keys);
+    let r = replica(&redis.url(), &d.0, &key, &[]).await;
+    assert!(r.ready(Duration::from_secs(10)).await);
+    // While the replica is down, changes happen and the feed is trimmed past its version.
+    r.stop().await;
+    writer
+        .apply(
+            "g",
+            &[Change {
+                idx: 2,
+                status: Status::SUSPENDED,
+            }],
+        )
+        .await
+        .unwrap();
+    writer
+        .apply(
+            "g",
+            &[Change {
+                idx: 3,
+                status: Status::INVALID,
+            }],
+        )
+        .await
+        .unwrap();
+    let _: i64 = redis.query(redis::cmd("XTRIM").arg(feed_key("g")).arg("MAXLEN").arg(0));
+    // It restarts from its disk snapshot (version 1) and must notice the gap.
+    let r = replica(&redis.url(), &d.0, &key, &[]).await;
+    assert!(r.ready(Duration::from_secs(10)).await);
+    assert_eq!(value(&r, "g", 2).await, Some(2));
+    assert_eq!(value(&r, "g", 3).await, Some(1));
+    assert_eq!(r.snapshots.load().lists["g"].meta.version, 3);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_or_emptied_redis_never_interrupts_reads() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    seed(&writer, "k", &[(5, 1)]).await;
+    let (d, keys) = (TempDir::new("kill"), TempDir::new("kkey"));
+    let key = shared_key(&keys);
+    let r = replica(&redis.url(), &d.0, &key, &[]).await;
+    assert!(r.ready(Duration::from_secs(10)).await);
+    redis.kill();
+    for _ in 0..20 {
+        assert_eq!(
+            value(&r, "k", 5).await,
+            Some(1),
+            "a read failed while Redis was down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.restart();
+    // Redis is back with its data (AOF); a new write reaches the replica without a restart.
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    writer
+        .apply(
+            "k",
+            &[Change {
+                idx: 6,
+                status: Status::SUSPENDED,
+            }],
+        )
+        .await
+        .unwrap();
+    until_value(&r, "k", 6, 2, Duration::from_secs(15)).await;
+    // Redis comes back empty: the replica keeps serving the last good list rather than nothing.
+    let _: () = redis.query(&redis::cmd("FLUSHALL"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(value(&r, "k", 5).await, Some(1));
+    assert_eq!(value(&r, "k", 6).await, Some(2));
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_keeps_reads_fast_and_readiness_turns_false() {
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    seed(&writer, "p", &[(7, 2)]).await;
+    let (d, keys) = (TempDir::new("pause"), TempDir::new("pkey"));
+    let key = shared_key(&keys);
+    let r = replica(&redis.url(), &d.0, &key, &["--max-staleness", "1"]).await;
+    assert!(r.ready(Duration::from_secs(10)).await);
+    assert_eq!(readyz(&r).await, 200);
+    redis.pause();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(3) {
+        let t = Instant::now();
+        assert_eq!(value(&r, "p", 7).await, Some(2));
+        slowest = slowest.max(t.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a read took {slowest:?} while Redis was paused"
+    );
+    assert_eq!(
+        readyz(&r).await,
+        503,
+        "readiness must turn false past --max-staleness"
+    );
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while readyz(&r).await != 200 {
+        assert!(Instant::now() < deadline, "never ready again after resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_is_down_serves_its_disk_snapshot() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    seed(&writer, "d", &[(11, 1), (12, 2)]).await;
+    let (d, keys) = (TempDir::new("down"), TempDir::new("dkey"));
+    let key = shared_key(&keys);
+    let r = replica(&redis.url(), &d.0, &key, &[]).await;
+    assert!(r.ready(Duration::from_secs(10)).await);
+    r.stop().await;
+    redis.kill();
+    let r = replica(&redis.url(), &d.0, &key, &[]).await;
+    assert_eq!(
+        value(&r, "d", 11).await,
+        Some(1),
+        "disk snapshot not served"
+    );
+    assert_eq!(value(&r, "d", 12).await, Some(2));
+    assert_eq!(
+        readyz(&r).await,
+        503,
+        "a replica that never reached Redis is not ready"
+    );
+    redis.restart();
+    assert!(
+        r.ready(Duration::from_secs(15)).await,
+        "never caught up after Redis came back"
+    );
+    r.stop().await;
+    // Without a disk snapshot and without Redis, nothing is served and it is not ready.
+    redis.kill();
+    let empty = TempDir::new("nodisk");
+    let r = replica(&redis.url(), &empty.0, &key, &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(readyz(&r).await, 503);
+    assert_eq!(
+        get(&format!("http://{}/statuslists/d", r.public_addr), &[])
+            .await
+            .0,
+        503
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_data_behind_our_back_is_rejected_and_the_old_version_kept() {
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    seed(&writer, "c", &[(3, 1)]).await;
+    seed(&writer, "ok", &[]).await;
+    let (d, keys) = (TempDir::new("corrupt"), TempDir::new("ckey"));
+    let key = shared_key(&keys);
+    let r = replica(&redis.url(), &d.0, &key, &[]).await;
+    assert!(r.ready(Duration::from_secs(10)).await);
+    let errors_before = r.metrics.refresh_errors.get();
+    // Too long for 2^17 two-bit entries, and a version bump with no feed entry.
+    let _: () = redis.query(
+        redis::cmd("SET")
+            .arg(data_key("c"))
+            .arg(vec![0xffu8; (1 << 15) + 1]),
+    );
+    let _: i64 = redis.query(
+        redis::cmd("HINCRBY")
+            .arg(meta_key("c"))
+            .arg("version")
+            .arg(1),
+    );
+    // Another list keeps updating meanwhile.
+    writer
+        .apply(
+            "ok",
+            &[Change {
+                idx: 1,
+                status: Status::SUSPENDED,
+            }],
+        )
+        .await
+        .unwrap();
+    until_value(&r, "ok", 1, 2, Duration::from_secs(5)).await;
+    assert_eq!(value(&r, "c", 3).await, Some(1));
+    assert_eq!(
+        value(&r, "c", 4).await,
+        Some(0),
+        "corrupt bytes were published"
+    );
+    assert_eq!(r.snapshots.load().lists["c"].meta.version, 1);
+    assert!(
+        r.metrics.refresh_errors.get() > errors_before,
+        "the rejection was not counted"
+    );
+    // Values wider than the list in meta: bits changed to 1 under a 2-bit array.
+    let _: i64 = redis.query(redis::cmd("HSET").arg(meta_key("c")).arg("bits").arg(3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(value(&r, "c", 3).await, Some(1));
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_runs_unchanged_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let writer = RedisStore::connect(&cluster.url()).await.unwrap();
+    assert!(writer.is_cluster());
+    for n in 0..12 {
+        seed(&writer, &format!("c{n}"), &[(n, 1)]).await;
+    }
+    let (d, keys) = (TempDir::new("cl"), TempDir::new("clkey"));
+    let key = shared_key(&keys);
+    let r = replica(&cluster.url(), &d.0, &key, &[]).await;
+    assert!(r.ready(Duration::from_secs(15)).await);
+    for n in 0..12u32 {
+        assert_eq!(value(&r, &format!("c{n}"), n).await, Some(1));
+    }
+    writer
+        .apply(
+            "c7",
+            &[Change {
+                idx: 500,
+                status: Status::SUSPENDED,
+            }],
+        )
+        .await
+        .unwrap();
+    let took = until_value(&r, "c7", 500, 2, Duration::from_secs(5)).await;
+    println!("cluster propagation: {took:?}");
+    r.stop().await;
+}
