@@ -102,6 +102,7 @@ pub struct Metrics {
     pub lists: IntGauge,
     pub entries_non_valid: IntGauge,
     pub build_seconds: Histogram,
+    pub propagation_seconds: Histogram,
     pub lists_rebuilt: IntCounter,
     pub refresh_errors: IntCounter,
     pub last_sync: Gauge,
@@ -177,7 +178,18 @@ impl Metrics {
             ]),
         ));
         must(registry.register(Box::new(build_seconds.clone())));
+        let propagation_seconds = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "propagation_seconds",
+                "From a change's commit in the store (store clock) to its publication here",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        ));
+        must(registry.register(Box::new(propagation_seconds.clone())));
         Metrics {
+            propagation_seconds,
             snapshot_generation: int_gauge(
                 "snapshot_generation",
                 "Generation of the published snapshot (0: none yet)",

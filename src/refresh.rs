@@ -250,10 +250,18 @@ impl<S: Store> Refresher<S> {
             self.metrics.last_sync.set(unix_f64(now));
             return Ok(false);
         }
+        let mut changed_at = Vec::with_capacity(builds.len());
         for b in builds {
             let ls = b
                 .await
                 .map_err(|e| StoreError::Backend(format!("snapshot build task failed: {e}")))?;
+            let was = current
+                .lists
+                .get(ls.meta.id.as_str())
+                .map(|p| p.meta.version);
+            if ls.meta.updated_ms > 0 && was != Some(ls.meta.version) {
+                changed_at.push(ls.meta.updated_ms);
+            }
             lists.insert(ls.meta.id.as_str().into(), Arc::new(ls));
         }
         // Keep the previous version of lists whose reload failed validation.
@@ -261,6 +269,13 @@ impl<S: Store> Refresher<S> {
             lists.entry(id.clone()).or_insert_with(|| ls.clone());
         }
         self.publish(lists, now);
+        let published_ms = unix_ms(SystemTime::now());
+        if current.generation > 0 {
+            for ms in changed_at {
+                let secs = published_ms.saturating_sub(ms) as f64 / 1000.0;
+                self.metrics.propagation_seconds.observe(secs);
+            }
+        }
         self.sync.mark(now);
         self.metrics.last_sync.set(unix_f64(now));
         Ok(true)

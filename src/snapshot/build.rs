@@ -241,6 +241,7 @@ mod tests {
             size: 1 << 17,
             version: 3,
             updated_at: 0,
+            updated_ms: 0,
         };
         let p = params(300, 86_400);
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);

@@ -34,11 +34,10 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn now_secs() -> u64 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn decode_meta(id: &str, bytes: &[u8]) -> Result<ListMeta, StoreError> {
@@ -151,7 +150,8 @@ impl Store for EmbeddedStore {
                         bits: new.bits.get(),
                         size: new.size,
                         version: 0,
-                        updated_at: now_secs(),
+                        updated_at: now_ms() / 1000,
+                        updated_ms: now_ms(),
                     };
                     let bytes = serde_json::to_vec(&meta).map_err(backend)?;
                     lists
@@ -199,7 +199,8 @@ impl Store for EmbeddedStore {
                         previous.push(old);
                     }
                     meta.version += 1;
-                    meta.updated_at = now_secs();
+                    meta.updated_ms = now_ms();
+                    meta.updated_at = meta.updated_ms / 1000;
                     let bytes = serde_json::to_vec(&meta).map_err(backend)?;
                     lists
                         .insert(id.as_str(), bytes.as_slice())

@@ -26,6 +26,10 @@ pub struct ListMeta {
     pub version: u64,
     /// Unix seconds of the last change (or creation).
     pub updated_at: u64,
+    /// Unix milliseconds of the last change, by the store's clock (0 if a writer did not say):
+    /// the start of the propagation latency the refresher measures.
+    #[serde(default)]
+    pub updated_ms: u64,
 }
 
 impl ListMeta {

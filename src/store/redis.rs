@@ -349,6 +349,12 @@ fn parse_meta(id: &str, reply: &Value) -> Result<Option<ListMeta>, StoreError> {
         size,
         version: field("version")?,
         updated_at: field("updated_at")?,
+        // Optional: writers other than statusd may not record it.
+        updated_ms: pairs
+            .iter()
+            .find(|(k, _)| *k == b"updated_ms")
+            .and_then(|(_, v)| parse_uint(v))
+            .unwrap_or(0),
     }))
 }
 
@@ -797,6 +803,7 @@ impl Store for RedisStore {
             size: new.size,
             version: 0,
             updated_at: now,
+            updated_ms: now * 1000,
         })
     }
 

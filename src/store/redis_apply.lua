@@ -103,7 +103,11 @@ end
 if #chunk > 0 then
   redis.call('BITFIELD', KEYS[2], unpack(chunk))
 end
-redis.call('HSET', KEYS[1], 'version', newv, 'updated_at', now)
+-- The server's clock in milliseconds: one clock for every writer, the start of the
+-- propagation latency replicas measure.
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'version', newv, 'updated_at', now, 'updated_ms', ms)
 if stale then
   redis.call('DEL', KEYS[3])
 end

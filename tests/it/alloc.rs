@@ -62,6 +62,7 @@ fn public() -> (Public, hyper::header::HeaderValue) {
         size: 1 << 20,
         version: 1,
         updated_at: 0,
+        updated_ms: 0,
     };
     let ls = build::list_snapshot(meta, list, &key, &p, SystemTime::now());
     let etag = ls.jwt.etag.clone();

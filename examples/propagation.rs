@@ -1,0 +1,180 @@
+//! Revocation-to-visible latency: writes status changes to Redis at a steady rate, spread over
+//! every list, and for a sample of them polls a replica's lookup endpoint until the new value is
+//! served. Latency runs from the write's acknowledgement by Redis to the first lookup that shows
+//! it. Loopback only; stops by itself after `--duration`.
+//!
+//! ```text
+//! cargo run --release --example propagation -- --redis redis://127.0.0.1:6390 \
+//!     --replica http://127.0.0.1:8080 --lists 50 --size 1048576 --rate 1000 --duration 30
+//! ```
+//! `loadtest/propagation` runs the whole setup (Redis, seed, statusd) around it.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use rand::Rng;
+use statusd::status::Status;
+use statusd::store::redis::RedisStore;
+use statusd::store::{Change, Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Args {
+    redis: String,
+    replica: String,
+    lists: u32,
+    size: u32,
+    rate: u64,
+    duration: Duration,
+    sample_every: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        redis: "redis://127.0.0.1:6379".into(),
+        replica: "http://127.0.0.1:8080".into(),
+        lists: 50,
+        size: 1 << 20,
+        rate: 1000,
+        duration: Duration::from_secs(30),
+        sample_every: 5,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i + 1 < v.len() {
+        let val = v[i + 1].clone();
+        match v[i].as_str() {
+            "--redis" => a.redis = val,
+            "--replica" => a.replica = val,
+            "--lists" => a.lists = val.parse().expect("--lists"),
+            "--size" => a.size = val.parse().expect("--size"),
+            "--rate" => a.rate = val.parse().expect("--rate"),
+            "--duration" => a.duration = Duration::from_secs(val.parse().expect("--duration")),
+            "--sample-every" => a.sample_every = val.parse().expect("--sample-every"),
+            other => panic!("unknown flag {other}"),
+        }
+        i += 2;
+    }
+    for url in [&a.redis, &a.replica] {
+        let host = url.split("://").nth(1).unwrap_or("");
+        assert!(
+            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]"),
+            "loopback targets only: {url}"
+        );
+    }
+    a
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let store = RedisStore::connect(&a.redis)
+        .await
+        .expect("connect to Redis");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let (written, refused, lost) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / a.rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut n = 0u64;
+    let mut tasks = Vec::new();
+    while started.elapsed() < a.duration {
+        tick.tick().await;
+        n += 1;
+        let list = format!("{}", 1 + (n % u64::from(a.lists)));
+        let idx = rand::thread_rng().gen_range(0..a.size);
+        let sample = n % a.sample_every == 0;
+        let (store, client, latencies, written, refused, lost, replica) = (
+            store.clone(),
+            client.clone(),
+            latencies.clone(),
+            written.clone(),
+            refused.clone(),
+            lost.clone(),
+            a.replica.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            match store
+                .apply(
+                    &list,
+                    &[Change {
+                        idx,
+                        status: Status::SUSPENDED,
+                    }],
+                )
+                .await
+            {
+                Ok(applied) => {
+                    written.fetch_add(1, Ordering::Relaxed);
+                    // Only a VALID -> SUSPENDED flip can be seen arriving.
+                    if !sample || applied.previous[0] != Status::VALID {
+                        return;
+                    }
+                    let acked = Instant::now();
+                    let url: hyper::Uri =
+                        format!("{replica}/statuses/{list}/{idx}").parse().unwrap();
+                    while acked.elapsed() < Duration::from_secs(10) {
+                        if let Ok(resp) = client.get(url.clone()).await {
+                            let body = resp
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if body.windows(9).any(|w| w == b"\"value\":2") {
+                                latencies.lock().unwrap().push(acked.elapsed());
+                                return;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    lost.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(StoreError::Terminal { .. }) => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }));
+        if tasks.len() > 4096 {
+            tasks.retain(|t| !t.is_finished());
+        }
+    }
+    let wrote_for = started.elapsed();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    let w = written.load(Ordering::Relaxed);
+    let summary = serde_json::json!({
+        "changes_written": w,
+        "refused_terminal": refused.load(Ordering::Relaxed),
+        "write_rate_per_s": (w as f64 / wrote_for.as_secs_f64()).round(),
+        "samples": l.len(),
+        "never_visible": lost.load(Ordering::Relaxed),
+        "latency_ms": {
+            "p50": percentile(&l, 0.50).as_secs_f64() * 1e3,
+            "p90": percentile(&l, 0.90).as_secs_f64() * 1e3,
+            "p99": percentile(&l, 0.99).as_secs_f64() * 1e3,
+            "max": l.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    if lost.load(Ordering::Relaxed) > 0 {
+        std::process::exit(1);
+    }
+}
