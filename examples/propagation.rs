@@ -96,7 +96,7 @@ async fn main() {
         n += 1;
         let list = format!("{}", 1 + (n % u64::from(a.lists)));
         let idx = rand::thread_rng().gen_range(0..a.size);
-        let sample = n % a.sample_every == 0;
+        let sample = n.is_multiple_of(a.sample_every);
         let (store, client, latencies, written, refused, lost, replica) = (
             store.clone(),
             client.clone(),
