@@ -173,6 +173,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tick: store.poll_interval(),
         persist_to: Some(persist_path.clone()),
         rejected: Default::default(),
+        reencode_every: config.reencode_interval,
+        encoding: Default::default(),
     };
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.

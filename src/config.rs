@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// `max-age` of per-credential lookup responses, in seconds (0 = no-store).
     #[arg(long, env = "STATUSD_LOOKUP_MAX_AGE", default_value_t = 10)]
     pub lookup_max_age: u64,
+    /// Shortest interval in seconds between two re-encodings (and re-signings) of a list that
+    /// keeps changing. Lookups see every change at once; tokens follow within this interval.
+    #[arg(long, env = "STATUSD_REENCODE_INTERVAL", default_value_t = 5)]
+    pub reencode_interval: u64,
     /// Seconds without a successful synchronisation with the store after which `/readyz`
     /// reports not ready (requests are still answered from the last good snapshot).
     #[arg(long, env = "STATUSD_MAX_STALENESS", default_value_t = 30)]
@@ -88,6 +92,7 @@ pub struct Config {
     pub token_lifetime: Duration,
     pub lookup_max_age: Duration,
     pub max_staleness: Duration,
+    pub reencode_interval: Duration,
     pub max_connections: NonZeroUsize,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -184,6 +189,13 @@ impl Config {
                 "must be at most 3600 seconds",
             ));
         }
+        if args.reencode_interval >= args.ttl {
+            return Err(err(
+                "reencode-interval",
+                "REENCODE_INTERVAL",
+                format!("must be shorter than the token ttl ({} s), or verifiers would cache tokens older than one ttl", args.ttl),
+            ));
+        }
         if args.max_staleness == 0 {
             return Err(err(
                 "max-staleness",
@@ -233,6 +245,7 @@ impl Config {
             token_lifetime: Duration::from_secs(args.token_lifetime),
             lookup_max_age: Duration::from_secs(args.lookup_max_age),
             max_staleness: Duration::from_secs(args.max_staleness),
+            reencode_interval: Duration::from_secs(args.reencode_interval),
             max_connections,
             header_read_timeout: Duration::from_secs(args.header_read_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),

@@ -10,7 +10,7 @@
 
 use crate::metrics::Metrics;
 use crate::snapshot::build::{self, BuildParams};
-use crate::snapshot::{persist, ListSnapshot, SnapshotStore};
+use crate::snapshot::{persist, Artefacts, ListSnapshot, SnapshotStore};
 use crate::status::StatusList;
 use crate::store::{ListMeta, Store, StoreError};
 use crate::token::keys::{KeySet, SigningKey};
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// After a wake-up, how long to wait for more changes before synchronising.
+const COALESCE: Duration = Duration::from_millis(5);
 /// How often the last good snapshot is written to disk at most.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);
 
@@ -78,22 +80,18 @@ pub struct Refresher<S> {
     /// Lists whose state at a version failed validation, and when: retried every
     /// [`RETRY_REJECTED`] rather than on every poll, so a corrupt list does not flood the log.
     pub rejected: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
+    /// Shortest time between two re-encodings of a list that keeps changing. Lookups see every
+    /// change at once; tokens follow within this interval (0: re-encode after every change).
+    pub reencode_every: Duration,
+    /// Artefact builds running on the blocking pool, by list id.
+    pub encoding: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<Artefacts>>>,
 }
+
+/// Artefact builds allowed to run at once in the background: one core keeps serving.
+const MAX_BACKGROUND_BUILDS: usize = 1;
 
 /// How often a list version that failed validation is tried again.
 const RETRY_REJECTED: Duration = Duration::from_secs(5);
-
-/// How a list is brought up to date.
-enum Plan {
-    /// Unchanged and freshly signed: share the published `Arc`.
-    Keep(Arc<ListSnapshot>),
-    /// Same data, token due for re-signing.
-    Resign(ListMeta, StatusList),
-    /// Changed: try the feed from this published state, else load in full.
-    Update(Arc<ListSnapshot>, ListMeta),
-    /// Unknown to the snapshot: load in full.
-    Load(String),
-}
 
 impl<S: Store> Refresher<S> {
     /// Runs until `shutdown` turns true.
@@ -124,7 +122,10 @@ impl<S: Store> Refresher<S> {
                 persisted_at = Some(Instant::now());
             }
             tokio::select! {
-                _ = self.store.changed(wait) => {}
+                _ = self.store.changed(wait) => {
+                    // Let a burst of writes land so one synchronisation picks them all up.
+                    tokio::time::sleep(COALESCE).await;
+                }
                 _ = crate::server::stopped(&mut shutdown) => break,
             }
         }
@@ -170,6 +171,13 @@ impl<S: Store> Refresher<S> {
     }
 
     /// One synchronisation. Returns whether a new snapshot was published.
+    ///
+    /// 1. Bring every changed list's state up to date (feed or full load) and share its current
+    ///    artefacts: lookups see the change with this publication.
+    /// 2. Attach artefacts that finished building in the background.
+    /// 3. Build artefacts of lists new to this replica before publishing them.
+    /// 4. Start background re-encodings for lists whose artefacts are behind (no more often than
+    ///    `reencode_every`) or due for re-signing.
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
         let current = self.snapshots.load_full();
         let now = SystemTime::now();
@@ -181,92 +189,60 @@ impl<S: Store> Refresher<S> {
                 return Err(e);
             }
         };
-        let mut plans = Vec::with_capacity(metas.len());
-        let mut seen = std::collections::HashSet::with_capacity(metas.len());
+        let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::with_capacity(metas.len());
+        let mut changed = current.generation == 0;
+        let mut changed_at = Vec::new();
+        let mut new_lists = Vec::new();
         for meta in metas {
-            seen.insert(meta.id.clone());
-            plans.push(match current.lists.get(meta.id.as_str()) {
-                Some(ls) if ls.meta.version == meta.version => {
-                    if self.params.needs_resign(ls.iat, now) {
-                        Plan::Resign(ls.meta.clone(), ls.list.clone())
-                    } else {
-                        Plan::Keep(ls.clone())
-                    }
+            let id: Box<str> = meta.id.as_str().into();
+            let Some(ls) = current.lists.get(&id) else {
+                match self.store.load(&meta.id).await {
+                    Ok((meta, list)) => new_lists.push(self.spawn_build(meta, list, now)),
+                    Err(e) => self.reject_or_fail(&meta, e)?,
                 }
-                Some(ls) if self.recently_rejected(&meta) => Plan::Keep(ls.clone()),
-                Some(ls) => Plan::Update(ls.clone(), meta),
-                None => Plan::Load(meta.id),
-            });
+                continue;
+            };
+            if ls.meta.version == meta.version || self.recently_rejected(&meta) {
+                lists.insert(id, ls.clone());
+                continue;
+            }
+            match self.update(ls, meta.clone()).await {
+                Ok((meta, list)) => {
+                    if meta.updated_ms > 0 {
+                        changed_at.push(meta.updated_ms);
+                    }
+                    let next = build::with_artefacts(meta, list, ls.artefacts.clone());
+                    lists.insert(id, Arc::new(next));
+                    changed = true;
+                }
+                Err(e) => {
+                    self.reject_or_fail(&meta, e)?;
+                    lists.insert(id, ls.clone());
+                }
+            }
         }
-        let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::with_capacity(plans.len());
         // A list the store no longer names (an emptied or restored Redis, an operator's slip)
         // keeps being served: publishing it empty could turn revoked cards valid.
         for (id, ls) in &current.lists {
-            if !seen.contains(id.as_ref()) {
+            if !lists.contains_key(id) {
                 tracing::warn!(list = %id, "list missing from the store; serving its last good version");
                 self.metrics.refresh_errors.inc();
                 lists.insert(id.clone(), ls.clone());
             }
         }
-        let mut builds = Vec::new();
-        for plan in plans {
-            let version = match &plan {
-                Plan::Update(_, meta) => Some((meta.id.clone(), meta.version)),
-                _ => None,
-            };
-            let state = match plan {
-                Plan::Keep(ls) => {
-                    lists.insert(ls.meta.id.as_str().into(), ls);
-                    continue;
-                }
-                Plan::Resign(meta, list) => Ok((meta, list)),
-                Plan::Update(ls, meta) => self.update(&ls, meta).await,
-                Plan::Load(id) => self.store.load(&id).await,
-            };
-            match state {
-                Ok((meta, list)) => builds.push(self.spawn_build(meta, list, now)),
-                Err(
-                    e @ (StoreError::Corrupt { .. }
-                    | StoreError::Status(_)
-                    | StoreError::UnknownList(_)),
-                ) => {
-                    // One bad list must not hold back the others: keep its previous version.
-                    self.metrics.refresh_errors.inc();
-                    tracing::error!(error = %e, "list failed validation; keeping its previous version");
-                    if let Some((id, v)) = version {
-                        self.rejected
-                            .lock()
-                            .expect("not poisoned")
-                            .insert(id, (v, Instant::now()));
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let same_lists = lists.len() + builds.len() == current.lists.len()
-            && lists.keys().all(|id| current.lists.contains_key(id));
-        if builds.is_empty() && same_lists && current.generation > 0 {
-            self.sync.mark(now);
-            self.metrics.last_sync.set(unix_f64(now));
-            return Ok(false);
-        }
-        let mut changed_at = Vec::with_capacity(builds.len());
-        for b in builds {
+        changed |= self.attach_finished(&mut lists).await;
+        for b in new_lists {
             let ls = b
                 .await
                 .map_err(|e| StoreError::Backend(format!("snapshot build task failed: {e}")))?;
-            let was = current
-                .lists
-                .get(ls.meta.id.as_str())
-                .map(|p| p.meta.version);
-            if ls.meta.updated_ms > 0 && was != Some(ls.meta.version) {
-                changed_at.push(ls.meta.updated_ms);
-            }
             lists.insert(ls.meta.id.as_str().into(), Arc::new(ls));
+            changed = true;
         }
-        // Keep the previous version of lists whose reload failed validation.
-        for (id, ls) in &current.lists {
-            lists.entry(id.clone()).or_insert_with(|| ls.clone());
+        self.schedule_encodings(&lists, now);
+        self.sync.mark(now);
+        self.metrics.last_sync.set(unix_f64(now));
+        if !changed {
+            return Ok(false);
         }
         self.publish(lists, now);
         let published_ms = unix_ms(SystemTime::now());
@@ -276,8 +252,6 @@ impl<S: Store> Refresher<S> {
                 self.metrics.propagation_seconds.observe(secs);
             }
         }
-        self.sync.mark(now);
-        self.metrics.last_sync.set(unix_f64(now));
         Ok(true)
     }
 
@@ -286,6 +260,100 @@ impl<S: Store> Refresher<S> {
         rejected
             .get(&meta.id)
             .is_some_and(|(v, at)| *v == meta.version && at.elapsed() < RETRY_REJECTED)
+    }
+
+    /// A list that failed validation keeps its previous version (counted, logged, retried
+    /// later); any other store error ends this synchronisation.
+    fn reject_or_fail(&self, meta: &ListMeta, e: StoreError) -> Result<(), StoreError> {
+        match e {
+            StoreError::Corrupt { .. } | StoreError::Status(_) | StoreError::UnknownList(_) => {
+                self.metrics.refresh_errors.inc();
+                tracing::error!(error = %e, "list failed validation; keeping its previous version");
+                self.rejected
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(meta.id.clone(), (meta.version, Instant::now()));
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Attaches background builds that finished to the lists they encode. Returns whether any
+    /// was attached.
+    async fn attach_finished(&self, lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>) -> bool {
+        let finished: Vec<_> = {
+            let mut encoding = self.encoding.lock().expect("not poisoned");
+            let done: Vec<String> = encoding
+                .iter()
+                .filter(|(_, h)| h.is_finished())
+                .map(|(id, _)| id.clone())
+                .collect();
+            done.into_iter()
+                .filter_map(|id| encoding.remove(&id).map(|h| (id, h)))
+                .collect()
+        };
+        let mut attached = false;
+        for (id, handle) in finished {
+            let artefacts = match handle.await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, list = %id, "artefact build failed");
+                    continue;
+                }
+            };
+            if let Some(ls) = lists.get_mut(id.as_str()) {
+                // Built from this state or an earlier one of the same list: never newer.
+                if artefacts.version <= ls.meta.version {
+                    let next = build::with_artefacts(
+                        ls.meta.clone(),
+                        ls.list.clone(),
+                        Arc::new(artefacts),
+                    );
+                    *ls = Arc::new(next);
+                    attached = true;
+                }
+            }
+        }
+        attached
+    }
+
+    /// Starts background builds for lists whose artefacts are behind their state (at most every
+    /// `reencode_every`) or due for re-signing.
+    fn schedule_encodings(&self, lists: &HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
+        let mut encoding = self.encoding.lock().expect("not poisoned");
+        let now_s = unix_ms(now) / 1000;
+        let mut due: Vec<&Arc<ListSnapshot>> = lists
+            .values()
+            .filter(|ls| !encoding.contains_key(&ls.meta.id))
+            .filter(|ls| {
+                let a = &ls.artefacts;
+                let behind = a.version != ls.meta.version
+                    && now_s.saturating_sub(a.iat) >= self.reencode_every.as_secs();
+                behind || self.params.needs_resign(a.iat, now)
+            })
+            .collect();
+        // Oldest artefacts first, so no list starves.
+        due.sort_by_key(|ls| ls.artefacts.iat);
+        for ls in due {
+            if encoding.len() >= MAX_BACKGROUND_BUILDS {
+                break;
+            }
+            let (meta, list) = (ls.meta.clone(), ls.list.clone());
+            let key = self.key.clone();
+            let params = self.params.clone();
+            let metrics = self.metrics.clone();
+            let handle = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let a = build::artefacts(&meta, &list, &key, &params, SystemTime::now());
+                metrics
+                    .build_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.lists_rebuilt.inc();
+                a
+            });
+            encoding.insert(ls.meta.id.clone(), handle);
+        }
     }
 
     /// Brings a published list up to `meta.version` from the change feed when it can,
@@ -347,7 +415,7 @@ impl<S: Store> Refresher<S> {
         let due: Vec<_> = current
             .lists
             .values()
-            .filter(|ls| self.params.needs_resign(ls.iat, now))
+            .filter(|ls| self.params.needs_resign(ls.artefacts.iat, now))
             .cloned()
             .collect();
         if due.is_empty() {
@@ -370,10 +438,12 @@ impl<S: Store> Refresher<S> {
     }
 
     fn publish(&self, lists: HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
-        let generation = self.snapshots.load().generation + 1;
+        let previous = self.snapshots.load_full();
+        let generation = previous.generation + 1;
         let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();
         let count = lists.len();
-        let snapshot = build::snapshot(generation, lists, &self.published_keys, &self.params, now);
+        let snapshot =
+            build::next_snapshot(&previous, lists, &self.published_keys, &self.params, now);
         self.snapshots.publish(snapshot);
         self.metrics.snapshot_generation.set(generation as i64);
         self.metrics.snapshot_published.set(unix_f64(now));

@@ -283,7 +283,8 @@ impl Inner {
                     .ok_or(Problem::NotAcceptable {
                         offered: LIST_OFFERS,
                     })?;
-                let rep = [&list.jwt, &list.cwt, &list.roaring][chosen];
+                let a = &list.artefacts;
+                let rep = [&a.jwt, &a.cwt, &a.roaring][chosen];
                 Ok(self.list_response(list, rep, headers))
             }
             Route::Bitstring => {
@@ -296,6 +297,7 @@ impl Inner {
                     .parse()
                     .map_err(|_| Problem::UnknownPurpose)?;
                 let rep = list
+                    .artefacts
                     .w3c(purpose)
                     .filter(|r| !r.body.is_empty())
                     .ok_or(Problem::UnknownPurpose)?;
@@ -386,8 +388,9 @@ impl Inner {
             }
         }
         h.insert(header::ETAG, etag.clone());
-        h.insert(header::LAST_MODIFIED, list.last_modified.clone());
-        h.insert(header::CACHE_CONTROL, list.cache_control.clone());
+        let a = &list.artefacts;
+        h.insert(header::LAST_MODIFIED, a.last_modified.clone());
+        h.insert(header::CACHE_CONTROL, a.cache_control.clone());
         h.insert(
             header::VARY,
             if rep.gzip.is_some() {
@@ -396,8 +399,8 @@ impl Inner {
                 VARY_ACCEPT
             },
         );
-        h.insert(SURROGATE_KEY.clone(), list.surrogate_key.clone());
-        h.insert(CACHE_TAG.clone(), list.surrogate_key.clone());
+        h.insert(SURROGATE_KEY.clone(), a.surrogate_key.clone());
+        h.insert(CACHE_TAG.clone(), a.surrogate_key.clone());
         cors(h);
         r
     }

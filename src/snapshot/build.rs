@@ -3,7 +3,7 @@
 //! Everything expensive happens here (compression, signing, hashing), so callers run it on the
 //! blocking pool. Nothing here does I/O.
 
-use super::{ListSnapshot, Representation, Snapshot};
+use super::{Artefacts, ListSnapshot, Representation, Snapshot};
 use crate::status::ietf::IetfList;
 use crate::status::w3c::{self, CredentialParams, Purpose};
 use crate::status::{sparse, StatusList};
@@ -93,7 +93,9 @@ pub fn etag(body: &[u8], suffix: &str) -> HeaderValue {
 }
 
 fn gzip(body: &[u8]) -> Bytes {
-    let mut gz = GzEncoder::new(Vec::with_capacity(body.len() / 2), Compression::best());
+    // Base64url text gains almost nothing from level 9 over the default, at several times the
+    // cost; this runs for every re-encoded list.
+    let mut gz = GzEncoder::new(Vec::with_capacity(body.len() / 2), Compression::default());
     gz.write_all(body).expect("writing into a Vec cannot fail");
     gz.finish().expect("writing into a Vec cannot fail").into()
 }
@@ -117,7 +119,7 @@ fn text_representation(body: Bytes, content_type: &'static str) -> Representatio
     }
 }
 
-/// Encodes, signs and hashes every representation of one list.
+/// A list's published state with freshly built artefacts.
 pub fn list_snapshot(
     meta: ListMeta,
     list: StatusList,
@@ -125,6 +127,28 @@ pub fn list_snapshot(
     p: &BuildParams,
     now: SystemTime,
 ) -> ListSnapshot {
+    let artefacts = Arc::new(artefacts(&meta, &list, key, p, now));
+    with_artefacts(meta, list, artefacts)
+}
+
+/// A list's published state sharing already built artefacts (possibly of an older version).
+pub fn with_artefacts(meta: ListMeta, list: StatusList, artefacts: Arc<Artefacts>) -> ListSnapshot {
+    ListSnapshot {
+        non_valid: list.count_nonzero(),
+        meta,
+        list,
+        artefacts,
+    }
+}
+
+/// Encodes, signs and hashes every representation of one list state.
+pub fn artefacts(
+    meta: &ListMeta,
+    list: &StatusList,
+    key: &SigningKey,
+    p: &BuildParams,
+    now: SystemTime,
+) -> Artefacts {
     let iat = unix(now);
     let exp = iat + p.lifetime.as_secs();
     let claims = statuslist::StatusListClaims {
@@ -133,7 +157,7 @@ pub fn list_snapshot(
         iat,
         exp: Some(exp),
         ttl: Some(p.ttl.as_secs()),
-        status_list: IetfList::encode(&list, Some(p.aggregation_url())),
+        status_list: IetfList::encode(list, Some(p.aggregation_url())),
     };
     let jwt = statuslist::sign_jwt(&claims, key);
     let cwt = statuslist::sign_cwt(&claims, key);
@@ -148,13 +172,13 @@ pub fn list_snapshot(
         };
         // Lists shorter than the W3C minimum publish no W3C view; an empty body here is
         // answered 404 by the HTTP layer.
-        match w3c::credential(&list, purpose, &params) {
+        match w3c::credential(list, purpose, &params) {
             Ok(vc_json) => text_representation(vc::sign_vc_jwt(&vc_json, key).into(), VC_JWT_TYPE),
             Err(_) => json_representation(Bytes::new(), VC_JWT_TYPE),
         }
     });
-    let roaring = json_representation(sparse::encode(&list).into(), sparse::MEDIA_TYPE);
-    ListSnapshot {
+    Artefacts {
+        version: meta.version,
         surrogate_key: header(format!("list-{}", meta.id)),
         last_modified: header(httpdate::fmt_http_date(
             UNIX_EPOCH + Duration::from_secs(iat),
@@ -162,14 +186,11 @@ pub fn list_snapshot(
         cache_control: p.cache_control(),
         jwt: text_representation(jwt.into(), JWT_TYPE),
         cwt: json_representation(cwt.into(), CWT_TYPE),
-        roaring,
+        roaring: json_representation(sparse::encode(list).into(), sparse::MEDIA_TYPE),
         w3c,
         iat,
         exp,
         kid: key.kid().to_owned(),
-        non_valid: list.count_nonzero(),
-        meta,
-        list,
     }
 }
 
@@ -193,6 +214,31 @@ pub fn snapshot(
             published_keys.to_jwks().to_string().into(),
             "application/jwk-set+json",
         ),
+    }
+}
+
+/// The next snapshot after `previous`: the aggregation document and the JWKS are reused when
+/// the set of lists is the same, so a publication that only changes list states serialises
+/// and hashes nothing but those lists.
+pub fn next_snapshot(
+    previous: &Snapshot,
+    lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+    published_keys: &KeySet,
+    p: &BuildParams,
+    now: SystemTime,
+) -> Snapshot {
+    let same_ids = previous.generation > 0
+        && previous.lists.len() == lists.len()
+        && lists.keys().all(|id| previous.lists.contains_key(id));
+    if !same_ids {
+        return snapshot(previous.generation + 1, lists, published_keys, p, now);
+    }
+    Snapshot {
+        generation: previous.generation + 1,
+        published_at: now,
+        lists,
+        aggregation: previous.aggregation.clone(),
+        jwks: previous.jwks.clone(),
     }
 }
 
@@ -254,14 +300,14 @@ mod tests {
             Some("https://status.example/statuslists")
         );
         assert_eq!(claims.status_list.decode().unwrap(), list);
-        let cwt = statuslist::verify_cwt(&s.cwt.body, &keys).unwrap();
+        let cwt = statuslist::verify_cwt(&a.cwt.body, &keys).unwrap();
         assert_eq!(cwt.exp, Some(1_800_000_000 + 86_400));
-        let vc = vc::verify_vc_jwt(std::str::from_utf8(&s.w3c[1].body).unwrap(), &keys).unwrap();
+        let vc = vc::verify_vc_jwt(std::str::from_utf8(&a.w3c[1].body).unwrap(), &keys).unwrap();
         let parsed = w3c::parse_credential(&vc, w3c::MIN_ENTRIES).unwrap();
         assert_eq!(parsed.purposes, vec!["suspension"]);
         assert_eq!(parsed.list.get(7).unwrap(), Status(1));
-        assert_eq!(sparse::decode(&s.roaring.body).unwrap(), list);
-        assert_ne!(s.jwt.etag, s.jwt.gzip.as_ref().unwrap().1);
-        assert_eq!(s.last_modified, "Fri, 15 Jan 2027 08:00:00 GMT");
+        assert_eq!(sparse::decode(&a.roaring.body).unwrap(), list);
+        assert_ne!(a.jwt.etag, a.jwt.gzip.as_ref().unwrap().1);
+        assert_eq!(a.last_modified, "Fri, 15 Jan 2027 08:00:00 GMT");
     }
 }

@@ -31,14 +31,31 @@ pub struct Representation {
     pub gzip: Option<(Bytes, HeaderValue)>,
 }
 
-/// Everything published for one list.
+/// Everything published for one list: its current state, for lookups, and the signed artefacts
+/// built from a recent state.
+///
+/// The two are deliberately separate. A change is visible to lookups as soon as the refresher
+/// has it (one bitmap update), while re-encoding and re-signing every representation (the
+/// costly part) is coalesced per list; [`Artefacts::version`] says which state they encode.
+/// Each part is internally consistent; a token may lag the lookups by at most the re-encode
+/// interval, far below the `ttl` verifiers cache tokens for.
 #[derive(Debug)]
 pub struct ListSnapshot {
+    /// The state's metadata (its `version` is the latest the refresher applied).
     pub meta: ListMeta,
     /// The list itself, for lookups.
     pub list: StatusList,
     /// Number of non-VALID entries (for metrics and fill levels).
     pub non_valid: u64,
+    /// The signed representations, shared between snapshots until re-encoded.
+    pub artefacts: Arc<Artefacts>,
+}
+
+/// The encoded, signed and hashed representations of one state of a list.
+#[derive(Debug)]
+pub struct Artefacts {
+    /// The list version these representations encode.
+    pub version: u64,
     /// IETF Status List Token, JWT form (`application/statuslist+jwt`).
     pub jwt: Representation,
     /// IETF Status List Token, CWT form (`application/statuslist+cwt`).
@@ -59,7 +76,7 @@ pub struct ListSnapshot {
     pub surrogate_key: HeaderValue,
 }
 
-impl ListSnapshot {
+impl Artefacts {
     /// The W3C representation of `purpose`, if statusd publishes it.
     pub fn w3c(&self, purpose: Purpose) -> Option<&Representation> {
         Purpose::PUBLISHED

@@ -216,6 +216,8 @@ impl StatusList {
     pub fn count_nonzero(&self) -> u64 {
         match self.planes.as_slice() {
             [one] => one.len(),
+            // The common 2-bit case without building the union.
+            [a, b] => a.union_len(b),
             planes => planes
                 .iter()
                 .fold(RoaringBitmap::new(), |acc, p| acc | p)

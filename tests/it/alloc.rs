@@ -65,7 +65,7 @@ fn public() -> (Public, hyper::header::HeaderValue) {
         updated_ms: 0,
     };
     let ls = build::list_snapshot(meta, list, &key, &p, SystemTime::now());
-    let etag = ls.jwt.etag.clone();
+    let etag = ls.artefacts.jwt.etag.clone();
     let snapshots = Arc::new(SnapshotStore::default());
     let mut lists = HashMap::new();
     lists.insert("1".into(), Arc::new(ls));

@@ -554,7 +554,12 @@ async fn admin_plane_metrics_and_health() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_swaps_never_show_a_half_built_state() {
     let dir = TempDir::new("swap");
-    let srv = start_with(&dir.0, &[("s", Bits::Two, SIZE, vec![])], &[]).await;
+    let srv = start_with(
+        &dir.0,
+        &[("s", Bits::Two, SIZE, vec![])],
+        &["--reencode-interval", "0"],
+    )
+    .await;
     let base = format!("http://{}", srv.public_addr);
     let keys = jwks(&base).await;
     let store = srv.store.clone();
@@ -661,7 +666,7 @@ async fn restart_keeps_the_embedded_data_and_the_demo_key() {
         )
         .await
         .unwrap();
-    let kid_before = srv.snapshots.load().lists["r"].kid.clone();
+    let kid_before = srv.snapshots.load().lists["r"].artefacts.kid.clone();
     srv.stop().await;
     let srv = start_with(&dir.0, &[], &[]).await;
     let base = format!("http://{}", srv.public_addr);
@@ -670,7 +675,7 @@ async fn restart_keeps_the_embedded_data_and_the_demo_key() {
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"],
         "SUSPENDED"
     );
-    assert_eq!(srv.snapshots.load().lists["r"].kid, kid_before);
+    assert_eq!(srv.snapshots.load().lists["r"].artefacts.kid, kid_before);
     srv.stop().await;
 }
 
@@ -700,7 +705,14 @@ async fn tokens_are_resigned_before_exp_without_changes() {
     let srv = start_with(
         &dir.0,
         &[("t", Bits::One, 1024, vec![(3, 1)])],
-        &["--ttl", "1", "--token-lifetime", "4"],
+        &[
+            "--ttl",
+            "1",
+            "--token-lifetime",
+            "4",
+            "--reencode-interval",
+            "0",
+        ],
     )
     .await;
     let url = format!("http://{}/statuslists/t", srv.public_addr);

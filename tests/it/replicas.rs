@@ -128,6 +128,34 @@ async fn two_replicas_load_in_full_and_follow_changes() {
         worst = worst.max(ta).max(tb);
     }
     println!("worst propagation over 20 changes x 2 replicas: {worst:?}");
+    // Tokens follow the lookups within the re-encode interval (5 s by default).
+    let keys = statusd::token::keys::KeySet::from_jwks_json(
+        std::str::from_utf8(
+            &get(
+                &format!("http://{}/.well-known/jwks.json", a.public_addr),
+                &[],
+            )
+            .await
+            .2,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, _, body) = get(&format!("http://{}/statuslists/l2", a.public_addr), &[]).await;
+        let claims =
+            statusd::token::statuslist::verify_jwt(std::str::from_utf8(&body).unwrap(), &keys)
+                .unwrap();
+        if claims.status_list.decode().unwrap().get(1019).unwrap() == Status::SUSPENDED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token never caught up with the lookups"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A new list appears without a restart.
     seed(&writer, "fresh", &[(9, 1)]).await;
     until_value(&a, "fresh", 9, 1, Duration::from_secs(5)).await;
