@@ -292,8 +292,9 @@ mod tests {
         let p = params(300, 86_400);
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let s = list_snapshot(meta, list.clone(), &key, &p, now);
+        let a = &s.artefacts;
         let claims =
-            statuslist::verify_jwt(std::str::from_utf8(&s.jwt.body).unwrap(), &keys).unwrap();
+            statuslist::verify_jwt(std::str::from_utf8(&a.jwt.body).unwrap(), &keys).unwrap();
         assert_eq!(claims.sub, "https://status.example/statuslists/7");
         assert_eq!(
             claims.status_list.aggregation_uri.as_deref(),
