@@ -179,7 +179,7 @@ fn handler(c: &mut Criterion) {
         &p,
         SystemTime::now(),
     );
-    let etag = ls.jwt.etag.clone();
+    let etag = ls.artefacts.jwt.etag.clone();
     let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::new();
     lists.insert("1".into(), Arc::new(ls));
     let snapshots = Arc::new(SnapshotStore::default());
