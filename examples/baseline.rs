@@ -23,16 +23,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// statusd's `MAX_HEADER_BYTES` (src/http/mod.rs), so hyper's buffers are sized alike.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 struct Fixed {
     body: Bytes,
@@ -157,20 +153,8 @@ async fn serve(args: Args) -> std::io::Result<()> {
         listener.local_addr()?,
         args.fixed.body.len()
     );
-    // The same builder settings as src/server.rs.
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(args.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES * 4)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size((MAX_HEADER_BYTES * 4) as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    // The very builder statusd's listeners use.
+    let builder = statusd::server::builder(args.header_read_timeout);
     let fixed = Arc::new(args.fixed);
     loop {
         let (stream, _peer) = match listener.accept().await {

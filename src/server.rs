@@ -25,6 +25,27 @@ pub struct Limits {
     pub grace: Duration,
 }
 
+/// The HTTP/1.1 + HTTP/2 connection builder both listeners use (and the load-test baseline, so
+/// the comparison is like for like).
+pub fn builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        // hyper answers 431 itself past this buffer; below it the service answers 431 as
+        // problem+json once the headers exceed MAX_HEADER_BYTES.
+        .max_buf_size(MAX_HEADER_BYTES * 4)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size((MAX_HEADER_BYTES * 4) as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // `wait_for` holds a non-Send guard across its await; poll `changed` instead.
@@ -54,21 +75,7 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper answers 431 itself past this buffer; below it the service answers 431 as
-        // problem+json once the headers exceed MAX_HEADER_BYTES.
-        .max_buf_size(MAX_HEADER_BYTES * 4)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size((MAX_HEADER_BYTES * 4) as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = builder(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
