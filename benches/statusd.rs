@@ -166,6 +166,7 @@ fn meta(id: &str) -> ListMeta {
         version: 1,
         updated_at: 0,
         updated_ms: 0,
+        ..Default::default()
     }
 }
 

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `keygen` and `inspect`. Parsing is clap's; each command is a thin
-//! call into the library. Errors surface as `anyhow` chains, printed by `main`.
+//! The command line: `serve`, `keygen`, `inspect`, `seed`, and the operator's client of the
+//! issuer API (`credentials`, `lists`). Parsing is clap's; each command is a thin call into the
+//! library. Errors surface as `anyhow` chains, printed by `main`.
 
 use crate::app;
 use crate::config::{Config, ServeArgs};
@@ -38,6 +39,141 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Create lists with random INVALID and SUSPENDED entries, for demos, tests and load tests.
     Seed(SeedArgs),
+    /// Register credentials and report losses, recoveries, revocations and reissues (issuer
+    /// API on the admin listener).
+    Credentials(CredentialsArgs),
+    /// Create and show the issuer's lists (issuer API on the admin listener).
+    Lists(ListsArgs),
+}
+
+/// How the CLI reaches the admin API.
+#[derive(Debug, clap::Args)]
+pub struct AdminConn {
+    /// Base URL of the admin listener.
+    #[arg(
+        long,
+        env = "STATUSD_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090",
+        global = true
+    )]
+    pub admin_url: String,
+    /// Bearer token (prefer STATUSD_ADMIN_TOKEN or --token-file: arguments are visible to
+    /// other users of the machine).
+    #[arg(
+        long,
+        env = "STATUSD_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+    /// A file holding the token: either the token alone, or a tokens file
+    /// (`<name> <scopes> <token>` lines), whose first token is used.
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CredentialsArgs {
+    #[command(flatten)]
+    pub conn: AdminConn,
+    #[command(subcommand)]
+    pub command: CredentialsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Register a credential; prints its assignment (what the credential embeds).
+    Register {
+        credential_id: String,
+        /// physical, mobile, or another kind.
+        #[arg(long)]
+        kind: String,
+        /// The physical card a derived (mobile) card comes from.
+        #[arg(long)]
+        parent: Option<String>,
+        /// The pool of lists to allocate from.
+        #[arg(long)]
+        purpose: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Put a hold (default: a loss report) on a credential; a physical card's hold also holds
+    /// its derived cards.
+    Suspend {
+        credential_id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        hold: Option<String>,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Lift a hold.
+    Reinstate {
+        credential_id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        hold: Option<String>,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Revoke for good (a physical card's derived cards too).
+    Revoke {
+        credential_id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Revoke a credential and register its replacement in one step.
+    Reissue {
+        credential_id: String,
+        #[arg(long)]
+        new_id: String,
+        /// For a derived card: the (new) physical card it comes from.
+        #[arg(long)]
+        parent: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Show a credential (and, with --audit, its audit trail).
+    Show {
+        credential_id: String,
+        #[arg(long)]
+        audit: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListsArgs {
+    #[command(flatten)]
+    pub conn: AdminConn,
+    #[command(subcommand)]
+    pub command: ListsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListsCommand {
+    /// Create a list in a pool.
+    Create {
+        /// The pool (purpose) the list serves.
+        #[arg(long)]
+        purpose: String,
+        /// Default: `<purpose>-<n>`.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        bits: Option<u8>,
+        #[arg(long)]
+        size: Option<u32>,
+    },
+    /// Show every list, or one, with its fill level.
+    Show { list_id: Option<String> },
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +253,163 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => keygen(args),
         Command::Inspect(args) => inspect(args),
         Command::Seed(args) => seed(args),
+        Command::Credentials(args) => credentials(args),
+        Command::Lists(args) => lists(args),
+    }
+}
+
+fn admin_client(conn: &AdminConn) -> anyhow::Result<crate::admin::client::Client> {
+    let token = match (&conn.token, &conn.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let token = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .and_then(|l| l.split_whitespace().last())
+                .with_context(|| format!("{}: no token in the file", path.display()))?;
+            Some(token.to_owned())
+        }
+        (None, None) => None,
+    };
+    Ok(crate::admin::client::Client::new(&conn.admin_url, token))
+}
+
+fn print_call(
+    method: &str,
+    path: String,
+    body: Option<serde_json::Value>,
+    conn: &AdminConn,
+) -> anyhow::Result<ExitCode> {
+    let client = admin_client(conn)?;
+    let out = runtime()?.block_on(client.call(method, &path, body.as_ref()))?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drops `null` members, so optional flags not given are not sent.
+fn object(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            serde_json::Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
+        other => other,
+    }
+}
+
+fn credentials(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
+    use crate::admin::client::segment;
+    use serde_json::json;
+    let c = &args.conn;
+    match args.command {
+        CredentialsCommand::Register {
+            credential_id,
+            kind,
+            parent,
+            purpose,
+            reason,
+            request_id,
+        } => print_call(
+            "POST",
+            "/v1/credentials".into(),
+            Some(object(
+                json!({"credential_id": credential_id, "kind": kind, "parent": parent, "purpose": purpose, "reason": reason, "request_id": request_id}),
+            )),
+            c,
+        ),
+        CredentialsCommand::Suspend {
+            credential_id,
+            reason,
+            hold,
+            request_id,
+        } => print_call(
+            "POST",
+            format!("/v1/credentials/{}/suspend", segment(&credential_id)),
+            Some(object(
+                json!({"reason": reason, "hold": hold, "request_id": request_id}),
+            )),
+            c,
+        ),
+        CredentialsCommand::Reinstate {
+            credential_id,
+            reason,
+            hold,
+            request_id,
+        } => print_call(
+            "POST",
+            format!("/v1/credentials/{}/reinstate", segment(&credential_id)),
+            Some(object(
+                json!({"reason": reason, "hold": hold, "request_id": request_id}),
+            )),
+            c,
+        ),
+        CredentialsCommand::Revoke {
+            credential_id,
+            reason,
+            request_id,
+        } => print_call(
+            "POST",
+            format!("/v1/credentials/{}/revoke", segment(&credential_id)),
+            Some(object(json!({"reason": reason, "request_id": request_id}))),
+            c,
+        ),
+        CredentialsCommand::Reissue {
+            credential_id,
+            new_id,
+            parent,
+            reason,
+            request_id,
+        } => print_call(
+            "POST",
+            format!("/v1/credentials/{}/reissue", segment(&credential_id)),
+            Some(object(
+                json!({"new_credential_id": new_id, "parent": parent, "reason": reason, "request_id": request_id}),
+            )),
+            c,
+        ),
+        CredentialsCommand::Show {
+            credential_id,
+            audit,
+        } => print_call(
+            "GET",
+            format!(
+                "/v1/credentials/{}{}",
+                segment(&credential_id),
+                if audit { "/audit" } else { "" }
+            ),
+            None,
+            c,
+        ),
+    }
+}
+
+fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
+    use crate::admin::client::segment;
+    match args.command {
+        ListsCommand::Create {
+            purpose,
+            id,
+            bits,
+            size,
+        } => print_call(
+            "POST",
+            "/v1/lists".into(),
+            Some(object(
+                serde_json::json!({"purpose": purpose, "list_id": id, "bits": bits, "size": size}),
+            )),
+            &args.conn,
+        ),
+        ListsCommand::Show { list_id } => print_call(
+            "GET",
+            match list_id {
+                Some(id) => format!("/v1/lists/{}", segment(&id)),
+                None => "/v1/lists".into(),
+            },
+            None,
+            &args.conn,
+        ),
     }
 }
 

@@ -67,6 +67,20 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "STATUSD_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Issuer API: share of a list's indices after which it takes no new top-level
+    /// credentials (derived cards may still fill their parent's list).
+    #[arg(long, env = "STATUSD_FILL_THRESHOLD", default_value_t = 0.75)]
+    pub fill_threshold: f64,
+    /// Issuer API: lists under the fill threshold each pool keeps, creating new ones ahead of
+    /// demand.
+    #[arg(long, env = "STATUSD_MIN_OPEN_LISTS", default_value_t = 2)]
+    pub min_open_lists: usize,
+    /// Issuer API: entries of the lists it creates.
+    #[arg(long, env = "STATUSD_LIST_SIZE", default_value_t = crate::status::DEFAULT_ENTRIES)]
+    pub list_size: u32,
+    /// Issuer API: bits per entry of the lists it creates (2 or more to express SUSPENDED).
+    #[arg(long, env = "STATUSD_LIST_BITS", default_value_t = 2)]
+    pub list_bits: u8,
     /// Create demo lists (2^20 entries, realistic revocation and suspension rates) if the store
     /// has none, and generate a signing key if none is configured.
     #[arg(long, env = "STATUSD_DEMO", default_value_t = false)]
@@ -97,6 +111,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub demo: bool,
+    /// Issuer API settings.
+    pub issuer_settings: crate::issuer::Settings,
 }
 
 /// A configuration value that cannot be used, with the flag and variable that carry it.
@@ -232,7 +248,32 @@ impl Config {
                 ));
             }
         }
+        if !(args.fill_threshold > 0.0 && args.fill_threshold <= 1.0) {
+            return Err(err(
+                "fill-threshold",
+                "FILL_THRESHOLD",
+                "must be a share above 0 and at most 1",
+            ));
+        }
+        if args.min_open_lists == 0 || args.min_open_lists > 64 {
+            return Err(err(
+                "min-open-lists",
+                "MIN_OPEN_LISTS",
+                "must be between 1 and 64",
+            ));
+        }
+        let list_bits = crate::status::Bits::new(args.list_bits.into())
+            .map_err(|e| err("list-bits", "LIST_BITS", e.to_string()))?;
+        crate::status::StatusList::new(list_bits, args.list_size)
+            .map_err(|e| err("list-size", "LIST_SIZE", e.to_string()))?;
         Ok(Config {
+            issuer_settings: crate::issuer::Settings {
+                fill_threshold: args.fill_threshold,
+                min_open_lists: args.min_open_lists,
+                list_bits,
+                list_size: args.list_size,
+                ..Default::default()
+            },
             listen,
             admin_listen,
             issuer: args.issuer.clone().unwrap_or_else(|| public_url.clone()),
@@ -316,6 +357,20 @@ mod tests {
                 .unwrap_err()
                 .flag,
             "redis-url"
+        );
+        assert_eq!(
+            parse(&["--demo", "--fill-threshold", "1.5"])
+                .unwrap_err()
+                .flag,
+            "fill-threshold"
+        );
+        assert_eq!(
+            parse(&["--demo", "--list-bits", "3"]).unwrap_err().flag,
+            "list-bits"
+        );
+        assert_eq!(
+            parse(&["--demo", "--list-size", "0"]).unwrap_err().flag,
+            "list-size"
         );
         let c = parse(&["--demo", "--public-url", "https://status.example.kr/"]).unwrap();
         assert_eq!(c.public_url, "https://status.example.kr");

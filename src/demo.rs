@@ -38,6 +38,7 @@ pub async fn seed_list<S: Store>(
             id: id.to_owned(),
             bits,
             size,
+            purpose: None,
         })
         .await?;
     let n_invalid = (f64::from(size) * invalid) as usize;

@@ -8,11 +8,12 @@
 //! | [`status`]    | the status model (roaring bit-planes) and every codec: bit packing, the  |
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
-//! | [`store`]     | the source-of-truth trait and the embedded (redb) store                  |
+//! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
 //! | [`http`]      | the public plane: routing, negotiation, caching headers, problem+json    |
-//! | [`admin`]     | the admin plane: metrics, liveness, readiness                            |
+//! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
+//! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
 //! | [`server`]    | listeners: accept loop, limits, HTTP/1.1 + HTTP/2, graceful drain        |
 //! | [`metrics`]   | every metric, declared once, label handles resolved at start-up          |
 //! | [`config`]    | flags and `STATUSD_*` variables parsed once into a typed [`config::Config`] |
@@ -39,6 +40,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod inspect;
+pub mod issuer;
 pub mod metrics;
 pub mod refresh;
 pub mod server;

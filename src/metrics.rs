@@ -2,8 +2,8 @@
 //! when [`Metrics`] is built, so the request path only bumps pre-resolved counters.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -107,6 +107,11 @@ pub struct Metrics {
     pub refresh_errors: IntCounter,
     pub last_sync: Gauge,
     pub connections_refused: IntCounter,
+    /// Allocated share of each list's indices (issuer API), by list.
+    pub list_allocated_ratio: GaugeVec,
+    /// Issuer operations by operation and result (`registered`, `exists`, `changed`,
+    /// `unchanged`, or the problem slug).
+    pub issuer_operations: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -188,7 +193,25 @@ impl Metrics {
             ]),
         ));
         must(registry.register(Box::new(propagation_seconds.clone())));
+        let list_allocated_ratio = must(GaugeVec::new(
+            Opts::new(
+                "list_allocated_ratio",
+                "Share of a list's indices handed out by the issuer API (never reused)",
+            ),
+            &["list"],
+        ));
+        must(registry.register(Box::new(list_allocated_ratio.clone())));
+        let issuer_operations = must(IntCounterVec::new(
+            Opts::new(
+                "issuer_operations_total",
+                "Issuer API operations by operation and result",
+            ),
+            &["op", "result"],
+        ));
+        must(registry.register(Box::new(issuer_operations.clone())));
         Metrics {
+            list_allocated_ratio,
+            issuer_operations,
             propagation_seconds,
             snapshot_generation: int_gauge(
                 "snapshot_generation",

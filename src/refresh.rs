@@ -442,6 +442,13 @@ impl<S: Store> Refresher<S> {
         let generation = previous.generation + 1;
         let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();
         let count = lists.len();
+        self.metrics.list_allocated_ratio.reset();
+        for l in lists.values() {
+            self.metrics
+                .list_allocated_ratio
+                .with_label_values(&[l.meta.id.as_str()])
+                .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+        }
         let snapshot =
             build::next_snapshot(&previous, lists, &self.published_keys, &self.params, now);
         self.snapshots.publish(snapshot);

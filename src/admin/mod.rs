@@ -1,6 +1,9 @@
-//! The admin plane: Prometheus metrics, liveness and readiness (and, behind authentication, the
-//! issuer API). It listens on its own port, loopback by default, never shared with the public
-//! plane. Routing is a plain `match`.
+//! The admin plane: Prometheus metrics, liveness and readiness (unauthenticated), and the
+//! issuer API ([`api`], behind bearer tokens). It listens on its own port, loopback by default,
+//! never shared with the public plane. Routing is a plain `match`.
+
+pub mod api;
+pub mod client;
 
 use crate::http::problem::Problem;
 use crate::metrics::{Metrics, Route};
@@ -12,7 +15,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -22,6 +26,7 @@ pub struct Admin {
     snapshots: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
     sync: Arc<SyncState>,
+    api: Option<Arc<api::Api>>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -44,7 +49,14 @@ impl Admin {
             snapshots,
             metrics,
             sync,
+            api: None,
         }
+    }
+
+    /// Serves the issuer API as well.
+    pub fn with_api(mut self, api: Arc<api::Api>) -> Self {
+        self.api = Some(api);
+        self
     }
 
     /// Refreshes the gauges that depend on the clock, then encodes every metric.
@@ -94,17 +106,31 @@ impl Admin {
 impl hyper::service::Service<Request<Incoming>> for Admin {
     type Response = Resp;
     type Error = Infallible;
-    type Future = Ready<Result<Resp, Infallible>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let start = Instant::now();
-        let (route, resp) = self.respond(req.method(), req.uri().path());
-        let len = hyper::body::Body::size_hint(resp.body())
-            .exact()
-            .unwrap_or(0);
-        self.metrics
-            .route(route)
-            .observe(resp.status().as_u16(), start.elapsed(), len);
-        ready(Ok(resp))
+        let this = self.clone();
+        Box::pin(async move {
+            let (route, resp) = if req.uri().path().starts_with("/v1/") {
+                let resp = match &this.api {
+                    Some(api) => api.handle(req).await,
+                    None => None,
+                };
+                (
+                    Route::AdminApi,
+                    resp.unwrap_or_else(|| Problem::NoRoute.response()),
+                )
+            } else {
+                this.respond(req.method(), req.uri().path())
+            };
+            let len = hyper::body::Body::size_hint(resp.body())
+                .exact()
+                .unwrap_or(0);
+            this.metrics
+                .route(route)
+                .observe(resp.status().as_u16(), start.elapsed(), len);
+            Ok(resp)
+        })
     }
 }

@@ -6,10 +6,12 @@
 //! (`https://www.w3.org/ns/credentials/status-list#<CODE>`). Details never echo credential
 //! indices or request bodies.
 
+use crate::issuer::ItemProblem;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
+use std::borrow::Cow;
 
 /// The media types a route offers, for 406 answers.
 pub type Offered = &'static [&'static str];
@@ -50,6 +52,14 @@ pub enum Problem {
     Unauthorized,
     /// 403: valid credentials without the needed scope.
     Forbidden { scope: &'static str },
+    /// 401: the issuer API is off because no admin tokens are configured.
+    AdminDisabled,
+    /// An issuer operation failed (status from [`ItemProblem::status`]).
+    Issuer(ItemProblem),
+    /// 422: items of a batch failed validation; nothing was applied.
+    BatchInvalid(Vec<(usize, ItemProblem)>),
+    /// 503: the source of truth cannot be reached (with `Retry-After`).
+    StoreUnavailable(String),
 }
 
 impl Problem {
@@ -67,14 +77,23 @@ impl Problem {
             HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HistoryNotSupported => StatusCode::NOT_IMPLEMENTED,
             NotReady | Stale => StatusCode::SERVICE_UNAVAILABLE,
-            Unauthorized => StatusCode::UNAUTHORIZED,
+            Unauthorized | AdminDisabled => StatusCode::UNAUTHORIZED,
             Forbidden { .. } => StatusCode::FORBIDDEN,
+            Issuer(p) => {
+                StatusCode::from_u16(p.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            BatchInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    fn type_uri(&self) -> &'static str {
+    fn type_uri(&self) -> Cow<'static, str> {
         use Problem::*;
-        match self {
+        Cow::Borrowed(match self {
+            Issuer(p) => return Cow::Owned(format!("urn:statusd:problem:{}", p.slug)),
+            AdminDisabled => "urn:statusd:problem:admin-disabled",
+            BatchInvalid(_) => "urn:statusd:problem:batch-invalid",
+            StoreUnavailable(_) => "urn:statusd:problem:store-unavailable",
             BadListId => "urn:statusd:problem:bad-list-id",
             BadIndex => "urn:statusd:problem:bad-index",
             BadBody(_) => "urn:statusd:problem:bad-body",
@@ -95,7 +114,7 @@ impl Problem {
             Stale => "urn:statusd:problem:stale",
             Unauthorized => "urn:statusd:problem:unauthorized",
             Forbidden { .. } => "urn:statusd:problem:forbidden",
-        }
+        })
     }
 
     fn title(&self) -> &'static str {
@@ -116,8 +135,18 @@ impl Problem {
             HistoryNotSupported => "Historical resolution not supported",
             NotReady => "Not ready",
             Stale => "Stale",
-            Unauthorized => "Unauthorized",
+            Unauthorized | AdminDisabled => "Unauthorized",
             Forbidden { .. } => "Forbidden",
+            Issuer(p) => match p.status() {
+                400 => "Invalid operation",
+                404 => "Unknown credential",
+                422 => "Invalid relationship",
+                503 => "Temporarily unavailable",
+                500 => "Internal error",
+                _ => "Conflict with the credential's state",
+            },
+            BatchInvalid(_) => "Invalid batch",
+            StoreUnavailable(_) => "Source of truth unavailable",
         }
     }
 
@@ -141,18 +170,34 @@ impl Problem {
             Stale => "serving the last good snapshot, but the source of truth has not been reached within the staleness limit".into(),
             Unauthorized => "send Authorization: Bearer <token>".into(),
             Forbidden { scope } => format!("this operation needs the {scope:?} scope"),
+            AdminDisabled => "the issuer API is disabled: no admin tokens are configured (STATUSD_ADMIN_TOKENS)".into(),
+            Issuer(p) => p.detail.clone(),
+            BatchInvalid(errors) => format!("{} item(s) are invalid (see errors); nothing was applied", errors.len()),
+            StoreUnavailable(why) => why.clone(),
         }
     }
 
     /// The problem+json response. CORS stays open so browser verifiers can read errors too.
     pub fn response(&self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": self.type_uri(),
             "title": self.title(),
             "status": status.as_u16(),
             "detail": self.detail(),
         });
+        if let Problem::BatchInvalid(errors) = self {
+            body["errors"] = errors
+                .iter()
+                .map(|(index, p)| {
+                    serde_json::json!({
+                        "index": index,
+                        "type": format!("urn:statusd:problem:{}", p.slug),
+                        "detail": p.detail,
+                    })
+                })
+                .collect();
+        }
         let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
@@ -169,13 +214,16 @@ impl Problem {
             Problem::MethodNotAllowed { allow } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            Problem::Unauthorized => {
+            Problem::Unauthorized | Problem::AdminDisabled => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"statusd-admin\""),
                 );
             }
-            Problem::NotReady => {
+            Problem::NotReady | Problem::StoreUnavailable(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Problem::Issuer(p) if p.status() == 503 => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -288,6 +288,7 @@ mod tests {
             version: 3,
             updated_at: 0,
             updated_ms: 0,
+            ..Default::default()
         };
         let p = params(300, 86_400);
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);

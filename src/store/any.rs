@@ -3,8 +3,10 @@
 
 use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
+use super::registry::{Location, Records, Registry, Txn};
 use super::{Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::StatusList;
+use roaring::RoaringBitmap;
 use std::time::Duration;
 
 /// The store statusd runs on.
@@ -71,5 +73,27 @@ impl Store for AnyStore {
 
     async fn changed(&self, timeout: Duration) {
         dispatch!(self, s => s.changed(timeout).await)
+    }
+}
+
+impl Registry for AnyStore {
+    async fn allocated(&self, list: &str) -> Result<(u64, RoaringBitmap), StoreError> {
+        dispatch!(self, s => s.allocated(list).await)
+    }
+
+    async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
+        dispatch!(self, s => s.records(list, idxs).await)
+    }
+
+    async fn commit(&self, list: &str, txn: &Txn) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.commit(list, txn).await)
+    }
+
+    async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
+        dispatch!(self, s => s.locate(ids).await)
+    }
+
+    async fn bind(&self, id: &str, at: &Location) -> Result<Location, StoreError> {
+        dispatch!(self, s => s.bind(id, at).await)
     }
 }

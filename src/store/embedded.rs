@@ -5,17 +5,27 @@
 //! non-VALID entries. Each [`Store::apply`] is one redb write transaction committed with
 //! immediate durability (fsync) before it returns: an acknowledged write survives `kill -9`.
 //! redb calls block, so they run on tokio's blocking pool, never on the async workers.
+//!
+//! The issuer registry ([`Registry`]) adds `creds` (`(list id, index)` → record bytes) and
+//! `cids` (credential id → `<list>/<index>`), committed in the same transactions as the
+//! entries. Allocated indices are the keys of `creds`; a per-list bitmap of them is kept in
+//! memory (built on first use) and updated under the same lock as every registry commit.
 
+use super::registry::{Location, Records, Registry, Txn};
 use super::{check_change, check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::{Bits, Status, StatusList};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use roaring::RoaringBitmap;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 const LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("lists");
 const ENTRIES: TableDefinition<(&str, u32), u8> = TableDefinition::new("entries");
+const CREDS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("creds");
+const CIDS: TableDefinition<&str, &str> = TableDefinition::new("cids");
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "statusd.redb";
@@ -28,6 +38,8 @@ pub struct EmbeddedStore {
     commits: watch::Sender<u64>,
     /// The refresher's view of `commits`.
     seen: Arc<tokio::sync::Mutex<watch::Receiver<u64>>>,
+    /// Allocated indices per list, loaded on first use; held across every registry commit.
+    allocated: Arc<Mutex<HashMap<String, RoaringBitmap>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -59,12 +71,15 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(LISTS).map_err(backend)?;
         tx.open_table(ENTRIES).map_err(backend)?;
+        tx.open_table(CREDS).map_err(backend)?;
+        tx.open_table(CIDS).map_err(backend)?;
         tx.commit().map_err(backend)?;
         let (commits, seen) = watch::channel(0);
         Ok(EmbeddedStore {
             db: Arc::new(db),
             commits,
             seen: Arc::new(tokio::sync::Mutex::new(seen)),
+            allocated: Arc::default(),
         })
     }
 
@@ -123,6 +138,223 @@ impl EmbeddedStore {
     }
 }
 
+/// Applies `changes` to list `id` inside `tx` and bumps its version; with `expect`, only if
+/// the version is still that one. `also` runs before the metadata is written, with it, to
+/// write the registry's part of the same commit. Returning an error leaves `tx` to be dropped
+/// uncommitted: nothing of the batch is applied.
+fn write_changes(
+    tx: &WriteTransaction,
+    id: &str,
+    expect: Option<u64>,
+    changes: &[Change],
+    also: impl FnOnce(&mut ListMeta) -> Result<(), StoreError>,
+) -> Result<Applied, StoreError> {
+    let mut lists = tx.open_table(LISTS).map_err(backend)?;
+    let mut meta = match lists.get(id).map_err(backend)? {
+        Some(v) => decode_meta(id, v.value())?,
+        None => return Err(StoreError::UnknownList(id.to_owned())),
+    };
+    if expect.is_some_and(|v| v != meta.version) {
+        return Err(StoreError::Conflict(id.to_owned()));
+    }
+    let bits: Bits = meta.bits()?;
+    let mut entries = tx.open_table(ENTRIES).map_err(backend)?;
+    let mut previous = Vec::with_capacity(changes.len());
+    for c in changes {
+        let old = entries
+            .get((id, c.idx))
+            .map_err(backend)?
+            .map_or(Status::VALID, |v| Status(v.value()));
+        check_change(bits, meta.size, old, *c)?;
+        if c.status == Status::VALID {
+            entries.remove((id, c.idx)).map_err(backend)?;
+        } else {
+            entries.insert((id, c.idx), c.status.0).map_err(backend)?;
+        }
+        previous.push(old);
+    }
+    also(&mut meta)?;
+    meta.version += 1;
+    meta.updated_ms = now_ms();
+    meta.updated_at = meta.updated_ms / 1000;
+    let bytes = serde_json::to_vec(&meta).map_err(backend)?;
+    lists.insert(id, bytes.as_slice()).map_err(backend)?;
+    Ok(Applied {
+        version: meta.version,
+        previous,
+    })
+}
+
+/// The list's allocated indices from the `creds` table.
+fn scan_allocated(db: &Database, id: &str) -> Result<RoaringBitmap, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let creds = tx.open_table(CREDS).map_err(backend)?;
+    let mut out = RoaringBitmap::new();
+    for row in creds.range((id, 0)..=(id, u32::MAX)).map_err(backend)? {
+        let (k, _) = row.map_err(backend)?;
+        out.insert(k.value().1);
+    }
+    Ok(out)
+}
+
+fn version_of(db: &Database, id: &str) -> Result<u64, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let lists = tx.open_table(LISTS).map_err(backend)?;
+    match lists.get(id).map_err(backend)? {
+        Some(v) => Ok(decode_meta(id, v.value())?.version),
+        None => Err(StoreError::UnknownList(id.to_owned())),
+    }
+}
+
+impl Registry for EmbeddedStore {
+    async fn allocated(&self, list: &str) -> Result<(u64, RoaringBitmap), StoreError> {
+        let id = list.to_owned();
+        let cache = self.allocated.clone();
+        self.blocking(move |db| {
+            let mut cache = cache
+                .lock()
+                .map_err(|_| backend("allocation lock poisoned"))?;
+            let version = version_of(db, &id)?;
+            if !cache.contains_key(&id) {
+                let bitmap = scan_allocated(db, &id)?;
+                cache.insert(id.clone(), bitmap);
+            }
+            Ok((version, cache[&id].clone()))
+        })
+        .await
+    }
+
+    async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
+        let id = list.to_owned();
+        let idxs = idxs.to_vec();
+        self.blocking(move |db| {
+            // One read transaction: the records are exactly those of the version read.
+            let tx = db.begin_read().map_err(backend)?;
+            let lists = tx.open_table(LISTS).map_err(backend)?;
+            let version = match lists.get(id.as_str()).map_err(backend)? {
+                Some(v) => decode_meta(&id, v.value())?.version,
+                None => return Err(StoreError::UnknownList(id)),
+            };
+            let creds = tx.open_table(CREDS).map_err(backend)?;
+            let mut out = Vec::with_capacity(idxs.len());
+            for idx in idxs {
+                out.push(
+                    creds
+                        .get((id.as_str(), idx))
+                        .map_err(backend)?
+                        .map(|v| v.value().to_vec()),
+                );
+            }
+            Ok((version, out))
+        })
+        .await
+    }
+
+    async fn commit(&self, list: &str, txn: &Txn) -> Result<u64, StoreError> {
+        let id = list.to_owned();
+        let txn = txn.clone();
+        let cache = self.allocated.clone();
+        let version = self
+            .blocking(move |db| {
+                // Held across the commit: the bitmap and the table never disagree.
+                let mut cache = cache
+                    .lock()
+                    .map_err(|_| backend("allocation lock poisoned"))?;
+                if !cache.contains_key(&id) {
+                    let bitmap = scan_allocated(db, &id)?;
+                    cache.insert(id.clone(), bitmap);
+                }
+                let bitmap = cache.get_mut(&id).expect("inserted above");
+                let mut claimed = RoaringBitmap::new();
+                for &idx in &txn.claim {
+                    if bitmap.contains(idx) || !claimed.insert(idx) {
+                        return Err(StoreError::Conflict(id));
+                    }
+                }
+                let tx = db.begin_write().map_err(backend)?;
+                let applied =
+                    write_changes(&tx, &id, Some(txn.expect_version), &txn.changes, |meta| {
+                        if let Some(bad) = claimed.iter().find(|&i| i >= meta.size) {
+                            return Err(crate::status::StatusError::IndexOutOfRange {
+                                idx: bad.into(),
+                                size: meta.size,
+                            }
+                            .into());
+                        }
+                        meta.allocated += claimed.len();
+                        let mut creds = tx.open_table(CREDS).map_err(backend)?;
+                        for (idx, record) in &txn.records {
+                            if *idx >= meta.size {
+                                return Err(crate::status::StatusError::IndexOutOfRange {
+                                    idx: (*idx).into(),
+                                    size: meta.size,
+                                }
+                                .into());
+                            }
+                            creds
+                                .insert((id.as_str(), *idx), record.as_slice())
+                                .map_err(backend)?;
+                        }
+                        Ok(())
+                    })?;
+                tx.commit().map_err(backend)?;
+                *bitmap |= claimed;
+                Ok(applied.version)
+            })
+            .await?;
+        self.notify();
+        Ok(version)
+    }
+
+    async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
+        let ids = ids.to_vec();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let cids = tx.open_table(CIDS).map_err(backend)?;
+            ids.iter()
+                .map(|cid| match cids.get(cid.as_str()).map_err(backend)? {
+                    None => Ok(None),
+                    Some(v) => Location::parse(v.value()).map(Some).ok_or_else(|| {
+                        StoreError::Backend(format!(
+                            "credential index entry {:?} is corrupt",
+                            v.value()
+                        ))
+                    }),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn bind(&self, id: &str, at: &Location) -> Result<Location, StoreError> {
+        let cid = id.to_owned();
+        let at = at.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let bound = {
+                let mut cids = tx.open_table(CIDS).map_err(backend)?;
+                let existing = cids
+                    .get(cid.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value().to_owned());
+                match existing {
+                    Some(v) => Location::parse(&v).ok_or_else(|| {
+                        StoreError::Backend(format!("credential index entry {v:?} is corrupt"))
+                    })?,
+                    None => {
+                        cids.insert(cid.as_str(), at.to_string().as_str())
+                            .map_err(backend)?;
+                        at
+                    }
+                }
+            };
+            tx.commit().map_err(backend)?;
+            Ok(bound)
+        })
+        .await
+    }
+}
+
 impl Store for EmbeddedStore {
     async fn lists(&self) -> Result<Vec<ListMeta>, StoreError> {
         self.blocking(Self::lists_sync).await
@@ -135,6 +367,9 @@ impl Store for EmbeddedStore {
 
     async fn create_list(&self, new: NewList) -> Result<ListMeta, StoreError> {
         check_id(&new.id)?;
+        if let Some(p) = &new.purpose {
+            check_id(p)?;
+        }
         // Validates bits and size the same way every list is built.
         StatusList::new(new.bits, new.size)?;
         let meta = self
@@ -152,6 +387,8 @@ impl Store for EmbeddedStore {
                         version: 0,
                         updated_at: now_ms() / 1000,
                         updated_ms: now_ms(),
+                        purpose: new.purpose.clone(),
+                        allocated: 0,
                     };
                     let bytes = serde_json::to_vec(&meta).map_err(backend)?;
                     lists
@@ -173,43 +410,7 @@ impl Store for EmbeddedStore {
         let applied = self
             .blocking(move |db| {
                 let tx = db.begin_write().map_err(backend)?;
-                let applied = {
-                    let mut lists = tx.open_table(LISTS).map_err(backend)?;
-                    let mut meta = match lists.get(id.as_str()).map_err(backend)? {
-                        Some(v) => decode_meta(&id, v.value())?,
-                        None => return Err(StoreError::UnknownList(id)),
-                    };
-                    let bits: Bits = meta.bits()?;
-                    let mut entries = tx.open_table(ENTRIES).map_err(backend)?;
-                    let mut previous = Vec::with_capacity(changes.len());
-                    // Returning early drops `tx` uncommitted: nothing of the batch is applied.
-                    for c in &changes {
-                        let old = entries
-                            .get((id.as_str(), c.idx))
-                            .map_err(backend)?
-                            .map_or(Status::VALID, |v| Status(v.value()));
-                        check_change(bits, meta.size, old, *c)?;
-                        if c.status == Status::VALID {
-                            entries.remove((id.as_str(), c.idx)).map_err(backend)?;
-                        } else {
-                            entries
-                                .insert((id.as_str(), c.idx), c.status.0)
-                                .map_err(backend)?;
-                        }
-                        previous.push(old);
-                    }
-                    meta.version += 1;
-                    meta.updated_ms = now_ms();
-                    meta.updated_at = meta.updated_ms / 1000;
-                    let bytes = serde_json::to_vec(&meta).map_err(backend)?;
-                    lists
-                        .insert(id.as_str(), bytes.as_slice())
-                        .map_err(backend)?;
-                    Applied {
-                        version: meta.version,
-                        previous,
-                    }
-                };
+                let applied = write_changes(&tx, &id, None, &changes, |_| Ok(()))?;
                 tx.commit().map_err(backend)?;
                 Ok(applied)
             })
@@ -257,6 +458,7 @@ mod tests {
                 id: "a".into(),
                 bits: Bits::Two,
                 size: 1024,
+                purpose: None,
             })
             .await
             .unwrap();
@@ -294,6 +496,7 @@ mod tests {
             id: "b".into(),
             bits: Bits::Two,
             size: 64,
+            purpose: None,
         })
         .await
         .unwrap();
@@ -317,7 +520,8 @@ mod tests {
             s.create_list(NewList {
                 id: "b".into(),
                 bits: Bits::One,
-                size: 8
+                size: 8,
+                purpose: None,
             })
             .await,
             Err(StoreError::ListExists(_))
@@ -326,7 +530,8 @@ mod tests {
             s.create_list(NewList {
                 id: "a/b".into(),
                 bits: Bits::One,
-                size: 8
+                size: 8,
+                purpose: None,
             })
             .await,
             Err(StoreError::InvalidId(_))

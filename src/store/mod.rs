@@ -8,6 +8,7 @@
 pub mod any;
 pub mod embedded;
 pub mod redis;
+pub mod registry;
 
 use crate::status::{Bits, Status, StatusError, StatusList};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use std::future::Future;
 pub const MAX_ID_LEN: usize = 64;
 
 /// What a list is, apart from its entries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListMeta {
     pub id: String,
     pub bits: u8,
@@ -30,6 +31,13 @@ pub struct ListMeta {
     /// the start of the propagation latency the refresher measures.
     #[serde(default)]
     pub updated_ms: u64,
+    /// The issuer pool the list belongs to (`None`: not managed by the issuer API, such as the
+    /// demo lists or lists other writers maintain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Indices the issuer API has handed out (never reused; see [`registry`]).
+    #[serde(default)]
+    pub allocated: u64,
 }
 
 impl ListMeta {
@@ -44,6 +52,8 @@ pub struct NewList {
     pub id: String,
     pub bits: Bits,
     pub size: u32,
+    /// The issuer pool to put the list in ([`ListMeta::purpose`]).
+    pub purpose: Option<String>,
 }
 
 /// One status change.
@@ -77,6 +87,10 @@ pub enum StoreError {
     Corrupt { list: String, reason: String },
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A registry commit found the list changed since it was read ([`registry::Txn`]): read
+    /// again and retry.
+    #[error("list {0:?} changed concurrently")]
+    Conflict(String),
 }
 
 /// Checks a list id: it goes into URLs, file names and Redis keys unescaped.

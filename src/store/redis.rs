@@ -12,6 +12,7 @@
 //! restarting fails fast with [`StoreError::Backend`] (`"redis unavailable: …"`) instead of
 //! hanging, and a later call reconnects. The caller (the refresher) owns the retry cadence.
 
+use super::registry::{Location, Records, Registry, Txn};
 use super::{check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::packing::{packed_len, unpack, Order};
 use crate::status::{Bits, Status, StatusError, StatusList};
@@ -21,6 +22,7 @@ use redis::{
     AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, ProtocolVersion, PushKind,
     RedisError, RedisFuture, Script, ServerErrorKind, Value,
 };
+use roaring::RoaringBitmap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -58,6 +60,21 @@ pub fn data_key(id: &str) -> String {
 /// `statusd:{<id>}:feed`
 pub fn feed_key(id: &str) -> String {
     format!("statusd:{{{id}}}:feed")
+}
+
+/// `statusd:{<id>}:creds`: the issuer registry's records of the list (hash: index → record).
+pub fn creds_key(id: &str) -> String {
+    format!("statusd:{{{id}}}:creds")
+}
+
+/// `statusd:{<id>}:alloc`: every index the issuer API ever allocated (bitmap, `SETBIT` order).
+pub fn alloc_key(id: &str) -> String {
+    format!("statusd:{{{id}}}:alloc")
+}
+
+/// `statusd:cid:<credential id>`: where a credential lives (`<list>/<index>`).
+pub fn cid_key(cid: &str) -> String {
+    format!("statusd:cid:{cid}")
 }
 
 /// Timeouts of the connection to Redis.
@@ -355,6 +372,18 @@ fn parse_meta(id: &str, reply: &Value) -> Result<Option<ListMeta>, StoreError> {
             .find(|(k, _)| *k == b"updated_ms")
             .and_then(|(_, v)| parse_uint(v))
             .unwrap_or(0),
+        // Issuer fields, absent on lists the issuer API does not manage.
+        purpose: pairs
+            .iter()
+            .find(|(k, _)| *k == b"purpose")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .filter(|p| check_id(p).is_ok())
+            .map(str::to_owned),
+        allocated: pairs
+            .iter()
+            .find(|(k, _)| *k == b"allocated")
+            .and_then(|(_, v)| parse_uint(v))
+            .unwrap_or(0),
     }))
 }
 
@@ -573,9 +602,18 @@ impl Inner {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// `HGETALL` of many `meta` keys: one pipeline on a standalone server; concurrent commands
-    /// on a cluster, where a pipeline must stay within one slot and every list has its own.
+    /// `HGETALL` of many `meta` keys.
     async fn hgetall_many(&self, keys: Vec<String>) -> Result<Vec<Value>, RedisError> {
+        self.per_key("HGETALL", keys).await
+    }
+
+    /// One single-key command (`HGETALL`, `GET`) on many keys: one pipeline on a standalone
+    /// server; concurrent commands on a cluster, where a pipeline must stay within one slot.
+    async fn per_key(
+        &self,
+        cmd: &'static str,
+        keys: Vec<String>,
+    ) -> Result<Vec<Value>, RedisError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -583,7 +621,7 @@ impl Inner {
             Conn::Standalone(c) => {
                 let mut pipe = redis::pipe();
                 for k in &keys {
-                    pipe.cmd("HGETALL").arg(k);
+                    pipe.cmd(cmd).arg(k);
                 }
                 pipe.query_async(&mut Conn::Standalone(c)).await
             }
@@ -594,14 +632,14 @@ impl Inner {
                     let mut c = c.clone();
                     tasks.spawn(async move {
                         let v: Result<Value, RedisError> =
-                            redis::cmd("HGETALL").arg(key).query_async(&mut c).await;
+                            redis::cmd(cmd).arg(key).query_async(&mut c).await;
                         (i, v)
                     });
                 }
                 let mut out = vec![Value::Nil; n];
                 while let Some(done) = tasks.join_next().await {
                     let (i, v) = done.map_err(|e| {
-                        RedisError::from((ErrorKind::Client, "HGETALL task failed", e.to_string()))
+                        RedisError::from((ErrorKind::Client, "redis task failed", e.to_string()))
                     })?;
                     out[i] = v?;
                 }
@@ -673,6 +711,170 @@ async fn subscribe(client: redis::Client, opts: RedisOptions, wake: Arc<watch::S
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The bitmap `SETBIT` builds: index `i` is bit `7 - i % 8` of byte `i / 8`.
+fn bitmap_from_redis(bytes: &[u8]) -> RoaringBitmap {
+    let mut out = RoaringBitmap::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == 0 {
+            continue;
+        }
+        for j in 0..8u32 {
+            if b & (0x80 >> j) != 0 {
+                out.insert(i as u32 * 8 + j);
+            }
+        }
+    }
+    out
+}
+
+fn location_of(v: &Value) -> Result<Option<Location>, StoreError> {
+    match v {
+        Value::Nil => Ok(None),
+        other => {
+            let raw = bytes_of(other).ok_or_else(|| {
+                StoreError::Backend(format!("redis: credential index entry is {other:?}"))
+            })?;
+            let s = std::str::from_utf8(raw).ok();
+            s.and_then(Location::parse).map(Some).ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "credential index entry {:?} is corrupt",
+                    String::from_utf8_lossy(raw)
+                ))
+            })
+        }
+    }
+}
+
+impl Registry for RedisStore {
+    async fn allocated(&self, list: &str) -> Result<(u64, RoaringBitmap), StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        let inner = &self.inner;
+        let (meta, alloc): (Value, Value) = redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(meta_key(list))
+            .cmd("GET")
+            .arg(alloc_key(list))
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        let meta =
+            parse_meta(list, &meta)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
+        let bitmap = match &alloc {
+            Value::Nil => RoaringBitmap::new(),
+            v => bitmap_from_redis(
+                bytes_of(v).ok_or_else(|| corrupt(list, "alloc is not a string"))?,
+            ),
+        };
+        if bitmap.max().is_some_and(|m| m >= meta.size) {
+            return Err(corrupt(list, "alloc marks an index beyond the list"));
+        }
+        Ok((meta.version, bitmap))
+    }
+
+    async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        let inner = &self.inner;
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HGETALL").arg(meta_key(list));
+        if !idxs.is_empty() {
+            pipe.cmd("HMGET").arg(creds_key(list)).arg(idxs);
+        }
+        let mut replies: Vec<Value> = pipe
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        let bad = || StoreError::Backend(format!("redis: unexpected records reply for {list:?}"));
+        let meta = parse_meta(list, replies.first().ok_or_else(bad)?)?
+            .ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
+        let records = match replies.pop() {
+            _ if idxs.is_empty() => Vec::new(),
+            Some(Value::Array(values)) if values.len() == idxs.len() => values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Nil => Ok(None),
+                    Value::BulkString(b) => Ok(Some(b)),
+                    _ => Err(bad()),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(bad()),
+        };
+        Ok((meta.version, records))
+    }
+
+    async fn commit(&self, list: &str, txn: &Txn) -> Result<u64, StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        let inner = &self.inner;
+        let mut call = inner.apply.key(meta_key(list));
+        call.key(data_key(list))
+            .key(feed_key(list))
+            .key(creds_key(list))
+            .key(alloc_key(list))
+            .arg(now_secs())
+            .arg(txn.expect_version)
+            .arg(txn.claim.len())
+            .arg(&txn.claim)
+            .arg(txn.records.len());
+        for (idx, record) in &txn.records {
+            call.arg(*idx).arg(record.as_slice());
+        }
+        for c in &txn.changes {
+            call.arg(c.idx).arg(c.status.0);
+        }
+        let reply: Vec<i64> = match call.invoke_async(&mut inner.conn()).await {
+            Ok(reply) => reply,
+            Err(e) if e.to_string().contains("STATUSD conflict") => {
+                return Err(StoreError::Conflict(list.to_owned()))
+            }
+            Err(e) => {
+                return Err(match script_error(list, &txn.changes, &e) {
+                    Some(mapped) => mapped,
+                    None => inner.error(Some(list), e),
+                })
+            }
+        };
+        inner.notify();
+        reply
+            .first()
+            .and_then(|&v| u64::try_from(v).ok())
+            .ok_or_else(|| {
+                StoreError::Backend(format!("redis: unexpected commit reply for {list:?}"))
+            })
+    }
+
+    async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
+        let inner = &self.inner;
+        let replies = inner
+            .per_key("GET", ids.iter().map(|id| cid_key(id)).collect())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        replies.iter().map(location_of).collect()
+    }
+
+    async fn bind(&self, id: &str, at: &Location) -> Result<Location, StoreError> {
+        let inner = &self.inner;
+        let key = cid_key(id);
+        let set: Value = redis::cmd("SET")
+            .arg(&key)
+            .arg(at.to_string())
+            .arg("NX")
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        if set != Value::Nil {
+            return Ok(at.clone());
+        }
+        let existing: Value = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        location_of(&existing)?.ok_or_else(|| {
+            StoreError::Backend(format!("credential index entry of {id:?} vanished"))
+        })
     }
 }
 
@@ -765,14 +967,21 @@ impl Store for RedisStore {
         let inner = &self.inner;
         let id = new.id.as_str();
         let now = now_secs();
-        let created: i64 = inner
-            .create
-            .key(meta_key(id))
-            .key(data_key(id))
+        if let Some(p) = &new.purpose {
+            check_id(p)?;
+        }
+        let mut call = inner.create.key(meta_key(id));
+        call.key(data_key(id))
             .key(feed_key(id))
+            .key(creds_key(id))
+            .key(alloc_key(id))
             .arg(new.bits.get())
             .arg(new.size)
-            .arg(now)
+            .arg(now);
+        if let Some(p) = &new.purpose {
+            call.arg(p);
+        }
+        let created: i64 = call
             .invoke_async(&mut inner.conn())
             .await
             .map_err(|e| inner.error(Some(id), e))?;
@@ -804,6 +1013,8 @@ impl Store for RedisStore {
             version: 0,
             updated_at: now,
             updated_ms: now * 1000,
+            purpose: new.purpose,
+            allocated: 0,
         })
     }
 

@@ -3,6 +3,11 @@
 -- KEYS[1] = statusd:{<id>}:meta   KEYS[2] = statusd:{<id>}:data   KEYS[3] = statusd:{<id>}:feed
 -- ARGV[1] = now (Unix seconds), then ARGV[2k], ARGV[2k+1] = index and value of change k.
 --
+-- Registry mode (the issuer API's compare-and-set commit), with two more keys:
+-- KEYS[4] = statusd:{<id>}:creds (hash: index -> record)   KEYS[5] = statusd:{<id>}:alloc
+-- ARGV[1] = now, ARGV[2] = the version the caller read, ARGV[3] = c, then c indices to claim,
+-- then r, then r pairs (index, record), then the change pairs as above.
+--
 -- Returns {version, old_1, ..., old_n}: the new version and each entry's previous value.
 --
 -- Errors (<n> is the 0-based position of the offending change in the batch):
@@ -12,6 +17,8 @@
 --   ERR STATUSD out-of-range <n> <size>      the index is not an integer in 0 .. size-1
 --   ERR STATUSD too-wide <n> <bits>          the value is not an integer that fits bits
 --   ERR STATUSD terminal <n>                 the entry is INVALID (1) and would change
+--   ERR STATUSD conflict <reason>            registry mode: the version moved on, or an index
+--                                            to claim is already allocated (read and retry)
 --
 -- Redis does not roll back a script that fails half-way, so every check, and every read that
 -- could fail (a key of the wrong type), happens before the first write: an error leaves the
@@ -47,11 +54,59 @@ local now = uint(ARGV[1])
 if not now then
   return fail('bad-args now')
 end
-if #ARGV % 2 ~= 1 then
+
+-- Registry mode: check the compare-and-set and the claims, and collect the records.
+local registry = #KEYS == 5
+local first = 2
+local claims, recs = {}, {}
+if registry then
+  local expect = uint(ARGV[2])
+  if not expect then
+    return fail('bad-args expect')
+  end
+  if expect ~= version then
+    return fail('conflict version')
+  end
+  local c = uint(ARGV[3])
+  if not c then
+    return fail('bad-args claims')
+  end
+  local seen = {}
+  for k = 1, c do
+    local i = uint(ARGV[3 + k])
+    if not i or i >= size then
+      return fail('bad-args claim')
+    end
+    if seen[i] or redis.call('GETBIT', KEYS[5], i) == 1 then
+      return fail('conflict claimed')
+    end
+    seen[i] = true
+    claims[k] = i
+  end
+  local at = 4 + c
+  local r = uint(ARGV[at])
+  if not r then
+    return fail('bad-args records')
+  end
+  for k = 1, r do
+    local i = uint(ARGV[at + 2 * k - 1])
+    local rec = ARGV[at + 2 * k]
+    if not i or i >= size or not rec then
+      return fail('bad-args record')
+    end
+    recs[#recs + 1] = i
+    recs[#recs + 1] = rec
+  end
+  first = at + 2 * r + 1
+  -- A key of the wrong type must fail here, before any write.
+  redis.call('HLEN', KEYS[4])
+end
+
+if (#ARGV - first + 1) % 2 ~= 0 then
   return fail('bad-args odd')
 end
 
-local n = (#ARGV - 1) / 2
+local n = (#ARGV - first + 1) / 2
 local max = 2 ^ bits - 1
 local ty = 'u' .. bits
 local idxs, vals, ret = {}, {}, {}
@@ -59,7 +114,7 @@ local idxs, vals, ret = {}, {}, {}
 local pending = {}
 for k = 1, n do
   local pos = k - 1
-  local i, v = uint(ARGV[2 * k]), uint(ARGV[2 * k + 1])
+  local i, v = uint(ARGV[first + 2 * pos]), uint(ARGV[first + 2 * pos + 1])
   if not i or i >= size then
     return fail('out-of-range ' .. pos .. ' ' .. size)
   end
@@ -105,6 +160,17 @@ if #chunk > 0 then
 end
 -- The server's clock in milliseconds: one clock for every writer, the start of the
 -- propagation latency replicas measure.
+if registry then
+  for k = 1, #claims do
+    redis.call('SETBIT', KEYS[5], claims[k], 1)
+  end
+  if #claims > 0 then
+    redis.call('HINCRBY', KEYS[1], 'allocated', #claims)
+  end
+  for k = 1, #recs, 800 do
+    redis.call('HSET', KEYS[4], unpack(recs, k, math.min(k + 799, #recs)))
+  end
+end
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'version', newv, 'updated_at', now, 'updated_ms', ms)

@@ -63,6 +63,7 @@ fn public() -> (Public, hyper::header::HeaderValue) {
         version: 1,
         updated_at: 0,
         updated_ms: 0,
+        ..Default::default()
     };
     let ls = build::list_snapshot(meta, list, &key, &p, SystemTime::now());
     let etag = ls.artefacts.jwt.etag.clone();

@@ -844,6 +844,7 @@ async fn acknowledged_writes_survive_kill_9() {
                 id: "k".into(),
                 bits: Bits::Two,
                 size: 1 << 16,
+                purpose: None,
             })
             .await
             .unwrap();

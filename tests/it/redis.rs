@@ -21,6 +21,7 @@ fn new_list(id: &str, bits: Bits, size: u32) -> NewList {
         id: id.into(),
         bits,
         size,
+        purpose: None,
     }
 }
 

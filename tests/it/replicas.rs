@@ -79,6 +79,7 @@ async fn seed(store: &RedisStore, id: &str, entries: &[(u32, u8)]) {
             id: id.into(),
             bits: Bits::Two,
             size: 1 << 17,
+            purpose: None,
         })
         .await
         .unwrap();

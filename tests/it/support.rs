@@ -91,6 +91,7 @@ pub async fn start_with(dir: &std::path::Path, lists: &[SeedList<'_>], extra: &[
                     id: (*id).into(),
                     bits: *bits,
                     size: *size,
+                    purpose: None,
                 })
                 .await
                 .expect("create list");

@@ -1,0 +1,562 @@
+//! The issuer API on the admin plane: `/v1/lists` and `/v1/credentials`, behind bearer
+//! tokens. [`ROUTES`] is the route table (the OpenAPI document `docs/admin-api.yaml` is checked
+//! against it); requests are parsed here, run by [`crate::issuer::Issuer`], and every failure
+//! leaves as a [`Problem`]. Credential ids and reasons are never logged.
+
+use crate::http::problem::Problem;
+use crate::issuer::auth::{bearer, Caller, Scope, Tokens};
+use crate::issuer::{
+    HoldOp, Issuer, IssuerError, ItemProblem, Operation, Outcome, ReissueOp, RevokeOp, MAX_BATCH,
+};
+use crate::metrics::Metrics;
+use crate::status::Bits;
+use crate::store::{check_id, NewList, StoreError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+
+/// Largest body of a batch request (10,000 items of a few hundred bytes).
+pub const MAX_BATCH_BODY: usize = 8 << 20;
+/// Largest body of any other request.
+pub const MAX_BODY: usize = 64 << 10;
+
+/// Every issuer route: method, path template, scope needed.
+pub const ROUTES: &[(&str, &str, Scope)] = &[
+    ("GET", "/v1/lists", Scope::Read),
+    ("POST", "/v1/lists", Scope::Admin),
+    ("GET", "/v1/lists/{list_id}", Scope::Read),
+    ("POST", "/v1/credentials", Scope::Write),
+    ("POST", "/v1/credentials/batch", Scope::Write),
+    ("GET", "/v1/credentials/{credential_id}", Scope::Read),
+    ("GET", "/v1/credentials/{credential_id}/audit", Scope::Read),
+    (
+        "POST",
+        "/v1/credentials/{credential_id}/suspend",
+        Scope::Write,
+    ),
+    (
+        "POST",
+        "/v1/credentials/{credential_id}/reinstate",
+        Scope::Write,
+    ),
+    (
+        "POST",
+        "/v1/credentials/{credential_id}/revoke",
+        Scope::Write,
+    ),
+    (
+        "POST",
+        "/v1/credentials/{credential_id}/reissue",
+        Scope::Write,
+    ),
+];
+
+type Resp = Response<Full<Bytes>>;
+
+/// The issuer API.
+pub struct Api {
+    issuer: Issuer,
+    tokens: Tokens,
+    metrics: Arc<Metrics>,
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {
+    let bytes = serde_json::to_vec(body).expect("responses serialise");
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Decodes `%XX` escapes of one path segment; `None` on a malformed escape or non-UTF-8.
+fn percent_decode(seg: &str) -> Option<String> {
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A matched route.
+enum Route {
+    Lists,
+    List(String),
+    Credentials,
+    Batch,
+    Credential(String),
+    Audit(String),
+    Action(String, &'static str),
+}
+
+fn route(path: &str) -> Option<Result<Route, Problem>> {
+    let rest = path.strip_prefix("/v1/")?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    let decode = |s: &str| {
+        percent_decode(s)
+            .ok_or_else(|| Problem::BadBody("malformed percent-encoding in the path".into()))
+    };
+    Some(match segs.as_slice() {
+        ["lists"] => Ok(Route::Lists),
+        ["lists", id] => decode(id).map(Route::List),
+        ["credentials"] => Ok(Route::Credentials),
+        ["credentials", "batch"] => Ok(Route::Batch),
+        ["credentials", id] => decode(id).map(Route::Credential),
+        ["credentials", id, "audit"] => decode(id).map(Route::Audit),
+        ["credentials", id, action @ ("suspend" | "reinstate" | "revoke" | "reissue")] => {
+            let action: &'static str = match *action {
+                "suspend" => "suspend",
+                "reinstate" => "reinstate",
+                "revoke" => "revoke",
+                _ => "reissue",
+            };
+            decode(id).map(|id| Route::Action(id, action))
+        }
+        _ => return None,
+    })
+}
+
+/// Body of `POST /v1/lists`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateList {
+    list_id: Option<String>,
+    purpose: String,
+    bits: Option<u8>,
+    size: Option<u32>,
+}
+
+/// Body of `POST /v1/credentials/batch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    operations: Vec<Json>,
+}
+
+/// Bodies of the per-credential actions: the operation without `credential_id`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    reason: String,
+    hold: Option<String>,
+    request_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    reason: String,
+    request_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReissueBody {
+    new_credential_id: String,
+    parent: Option<String>,
+    reason: String,
+    request_id: Option<String>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| Problem::BadBody(format!("invalid JSON body: {e}")))
+}
+
+fn store_problem(e: StoreError) -> Problem {
+    match e {
+        StoreError::ListExists(id) => Problem::Issuer(ItemProblem::new(
+            "list-exists",
+            format!("list {id:?} already exists"),
+        )),
+        StoreError::InvalidId(_) | StoreError::Status(_) => {
+            Problem::Issuer(ItemProblem::new("bad-item", e.to_string()))
+        }
+        other => Problem::Issuer(ItemProblem::from(other)),
+    }
+}
+
+impl Api {
+    pub fn new(issuer: Issuer, tokens: Tokens, metrics: Arc<Metrics>) -> Self {
+        Api {
+            issuer,
+            tokens,
+            metrics,
+        }
+    }
+
+    /// Answers `/v1/…` requests; `None` for other paths.
+    pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
+        let route = route(req.uri().path())?;
+        Some(match self.serve(route, req).await {
+            Ok(r) => r,
+            Err(p) => p.response(),
+        })
+    }
+
+    fn authorise(&self, req: &Request<Incoming>, needed: Scope) -> Result<Caller, Problem> {
+        if self.tokens.is_empty() {
+            return Err(Problem::AdminDisabled);
+        }
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| bearer(h.as_bytes()))
+            .ok_or(Problem::Unauthorized)?;
+        let caller = self
+            .tokens
+            .authenticate(token)
+            .ok_or(Problem::Unauthorized)?;
+        if !caller.may(needed) {
+            return Err(Problem::Forbidden {
+                scope: needed.as_str(),
+            });
+        }
+        Ok(caller)
+    }
+
+    async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Problem> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(Problem::UnsupportedMediaType);
+        }
+        match Limited::new(req.into_body(), limit).collect().await {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::TooLarge {
+                what: "the request body",
+                limit,
+            }),
+            Err(e) => Err(Problem::BadBody(format!("reading the body failed: {e}"))),
+        }
+    }
+
+    async fn serve(
+        &self,
+        route: Result<Route, Problem>,
+        req: Request<Incoming>,
+    ) -> Result<Resp, Problem> {
+        let route = route?;
+        let method = req.method().clone();
+        let not_allowed = |allow: &'static str| Err(Problem::MethodNotAllowed { allow });
+        match route {
+            Route::Lists => match method {
+                Method::GET => {
+                    self.authorise(&req, Scope::Read)?;
+                    let lists = self.issuer.lists().await.map_err(store_problem)?;
+                    Ok(json_response(StatusCode::OK, &json!({ "lists": lists })))
+                }
+                Method::POST => {
+                    let caller = self.authorise(&req, Scope::Admin)?;
+                    let body: CreateList = parse(&Self::body(req, MAX_BODY).await?)?;
+                    self.create_list(&caller, body).await
+                }
+                _ => not_allowed("GET, POST"),
+            },
+            Route::List(id) => {
+                if method != Method::GET {
+                    return not_allowed("GET");
+                }
+                self.authorise(&req, Scope::Read)?;
+                match self.issuer.list(&id).await.map_err(store_problem)? {
+                    Some(l) => Ok(json_response(StatusCode::OK, &l)),
+                    None => Err(Problem::UnknownList { w3c: false }),
+                }
+            }
+            Route::Credentials => {
+                if method != Method::POST {
+                    return not_allowed("POST");
+                }
+                let caller = self.authorise(&req, Scope::Write)?;
+                let op: Json = parse(&Self::body(req, MAX_BODY).await?)?;
+                let op = match op {
+                    Json::Object(mut m) => {
+                        m.insert("op".into(), json!("register"));
+                        Json::Object(m)
+                    }
+                    _ => return Err(Problem::BadBody("the body must be a JSON object".into())),
+                };
+                let op: Operation = serde_json::from_value(op)
+                    .map_err(|e| Problem::BadBody(format!("invalid registration: {e}")))?;
+                self.single(&caller, op).await
+            }
+            Route::Batch => {
+                if method != Method::POST {
+                    return not_allowed("POST");
+                }
+                let caller = self.authorise(&req, Scope::Write)?;
+                let batch: Batch = parse(&Self::body(req, MAX_BATCH_BODY).await?)?;
+                self.batch(&caller, batch).await
+            }
+            Route::Credential(id) => {
+                if method != Method::GET {
+                    return not_allowed("GET");
+                }
+                self.authorise(&req, Scope::Read)?;
+                match self.issuer.view(&id).await.map_err(store_problem)? {
+                    Some(v) => Ok(json_response(StatusCode::OK, &v)),
+                    None => Err(Problem::Issuer(ItemProblem::new(
+                        "unknown-credential",
+                        "no credential with this id is registered",
+                    ))),
+                }
+            }
+            Route::Audit(id) => {
+                if method != Method::GET {
+                    return not_allowed("GET");
+                }
+                self.authorise(&req, Scope::Read)?;
+                match self.issuer.credential(&id).await.map_err(store_problem)? {
+                    Some((at, rec)) => Ok(json_response(
+                        StatusCode::OK,
+                        &json!({
+                            "credential_id": rec.credential_id,
+                            "list_id": at.list,
+                            "idx": at.idx,
+                            "events": rec.history,
+                        }),
+                    )),
+                    None => Err(Problem::Issuer(ItemProblem::new(
+                        "unknown-credential",
+                        "no credential with this id is registered",
+                    ))),
+                }
+            }
+            Route::Action(id, action) => {
+                if method != Method::POST {
+                    return not_allowed("POST");
+                }
+                let caller = self.authorise(&req, Scope::Write)?;
+                let body = Self::body(req, MAX_BODY).await?;
+                let op = match action {
+                    "suspend" | "reinstate" => {
+                        let b: HoldBody = parse(&body)?;
+                        let h = HoldOp {
+                            credential_id: id,
+                            reason: b.reason,
+                            hold: b.hold,
+                            request_id: b.request_id,
+                        };
+                        if action == "suspend" {
+                            Operation::Suspend(h)
+                        } else {
+                            Operation::Reinstate(h)
+                        }
+                    }
+                    "revoke" => {
+                        let b: RevokeBody = parse(&body)?;
+                        Operation::Revoke(RevokeOp {
+                            credential_id: id,
+                            reason: b.reason,
+                            request_id: b.request_id,
+                        })
+                    }
+                    _ => {
+                        let b: ReissueBody = parse(&body)?;
+                        Operation::Reissue(ReissueOp {
+                            credential_id: id,
+                            new_credential_id: b.new_credential_id,
+                            parent: b.parent,
+                            reason: b.reason,
+                            request_id: b.request_id,
+                        })
+                    }
+                };
+                self.single(&caller, op).await
+            }
+        }
+    }
+
+    async fn create_list(&self, caller: &Caller, body: CreateList) -> Result<Resp, Problem> {
+        let settings = self.issuer.settings();
+        if check_id(&body.purpose).is_err() {
+            return Err(Problem::BadBody(
+                "purpose must be 1 to 64 characters from A-Z a-z 0-9 - _".into(),
+            ));
+        }
+        let bits = match body.bits {
+            Some(b) => Bits::new(b.into()).map_err(|e| Problem::BadBody(e.to_string()))?,
+            None => settings.list_bits,
+        };
+        let id = match body.list_id {
+            Some(id) => id,
+            None => {
+                let lists = self.issuer.lists().await.map_err(store_problem)?;
+                let n = lists
+                    .iter()
+                    .filter_map(|l| {
+                        l.list_id
+                            .strip_prefix(body.purpose.as_str())?
+                            .strip_prefix('-')?
+                            .parse::<u32>()
+                            .ok()
+                    })
+                    .max()
+                    .unwrap_or(0);
+                format!("{}-{}", body.purpose, n + 1)
+            }
+        };
+        let view = self
+            .issuer
+            .create_list(NewList {
+                id,
+                bits,
+                size: body.size.unwrap_or(settings.list_size),
+                purpose: Some(body.purpose),
+            })
+            .await
+            .map_err(store_problem)?;
+        tracing::info!(by = %caller.name, list = %view.list_id, "created a list");
+        Ok(json_response(StatusCode::CREATED, &view))
+    }
+
+    fn count(&self, op: &str, result: &Result<Outcome, ItemProblem>) {
+        let label = match result {
+            Ok(o) => o.result,
+            Err(p) => p.slug,
+        };
+        self.metrics
+            .issuer_operations
+            .with_label_values(&[op, label])
+            .inc();
+    }
+
+    async fn single(&self, caller: &Caller, op: Operation) -> Result<Resp, Problem> {
+        let name = op.name();
+        let mut results = match self
+            .issuer
+            .execute(&caller.name, std::slice::from_ref(&op))
+            .await
+        {
+            Ok(r) => r,
+            Err(IssuerError::Invalid(mut errors)) => {
+                let (_, p) = errors.pop().expect("one item");
+                self.count(name, &Err(p.clone()));
+                return Err(Problem::Issuer(p));
+            }
+            Err(IssuerError::TooLarge) => unreachable!("one item"),
+            Err(IssuerError::Store(e)) => return Err(Problem::StoreUnavailable(e.to_string())),
+        };
+        let result = results.pop().expect("one result");
+        self.count(name, &result);
+        tracing::info!(by = %caller.name, op = name, "issuer operation");
+        match result {
+            Ok(o) => {
+                let status = if o.result == "registered" {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(json_response(status, &o))
+            }
+            Err(p) => Err(Problem::Issuer(p)),
+        }
+    }
+
+    async fn batch(&self, caller: &Caller, batch: Batch) -> Result<Resp, Problem> {
+        if batch.operations.len() > MAX_BATCH {
+            return Err(Problem::TooLarge {
+                what: "a batch",
+                limit: MAX_BATCH,
+            });
+        }
+        // Every item is parsed before anything runs; a malformed one fails the whole batch.
+        let mut ops = Vec::with_capacity(batch.operations.len());
+        let mut invalid = Vec::new();
+        for (i, item) in batch.operations.into_iter().enumerate() {
+            match serde_json::from_value::<Operation>(item) {
+                Ok(op) => ops.push(op),
+                Err(e) => invalid.push((
+                    i,
+                    ItemProblem::new("bad-item", format!("invalid operation: {e}")),
+                )),
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(Problem::BatchInvalid(invalid));
+        }
+        let results = match self.issuer.execute(&caller.name, &ops).await {
+            Ok(r) => r,
+            Err(IssuerError::Invalid(errors)) => return Err(Problem::BatchInvalid(errors)),
+            Err(IssuerError::TooLarge) => {
+                return Err(Problem::TooLarge {
+                    what: "a batch",
+                    limit: MAX_BATCH,
+                })
+            }
+            Err(IssuerError::Store(e)) => return Err(Problem::StoreUnavailable(e.to_string())),
+        };
+        let mut out = Vec::with_capacity(results.len());
+        for (i, (op, r)) in ops.iter().zip(results).enumerate() {
+            self.count(op.name(), &r);
+            out.push(match r {
+                Ok(o) => {
+                    let mut v = serde_json::to_value(o).expect("outcomes serialise");
+                    v["index"] = json!(i);
+                    v
+                }
+                Err(p) => json!({
+                    "index": i,
+                    "credential_id": op.credential_id(),
+                    "error": {
+                        "type": format!("urn:statusd:problem:{}", p.slug),
+                        "status": p.status(),
+                        "detail": p.detail,
+                    }
+                }),
+            });
+        }
+        tracing::info!(by = %caller.name, items = out.len(), "issuer batch");
+        Ok(json_response(StatusCode::OK, &json!({ "results": out })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_decode_and_route() {
+        assert!(matches!(route("/v1/lists"), Some(Ok(Route::Lists))));
+        assert!(matches!(
+            route("/v1/credentials/batch"),
+            Some(Ok(Route::Batch))
+        ));
+        match route("/v1/credentials/urn%3Aid%2F7/suspend") {
+            Some(Ok(Route::Action(id, "suspend"))) => assert_eq!(id, "urn:id/7"),
+            _ => panic!("not routed"),
+        }
+        assert!(matches!(route("/v1/credentials/a%zz"), Some(Err(_))));
+        assert!(route("/v1/credentials/a/b/c").is_none());
+        assert!(route("/metrics").is_none());
+        // Every route of the table is reachable.
+        for (_, path, _) in ROUTES {
+            let concrete = path
+                .replace("{list_id}", "l")
+                .replace("{credential_id}", "c");
+            assert!(matches!(route(&concrete), Some(Ok(_))), "{path}");
+        }
+    }
+}

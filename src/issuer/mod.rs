@@ -1,0 +1,1386 @@
+//! The issuer side: registering credentials, allocating their indices, and the lifecycle
+//! operations (loss reports as holds, revocation, reissue) with their audit trail.
+//!
+//! | module     | owns                                                                  |
+//! |------------|-----------------------------------------------------------------------|
+//! | [`record`] | the lifecycle rules, pure: holds, cascades, terminal revocation, audit |
+//! | [`alloc`]  | unpredictable, uniform, never-reused index allocation                  |
+//! | [`auth`]   | admin bearer tokens and scopes                                         |
+//! | this file  | batches: validate everything, plan against the store, commit per list  |
+//!
+//! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
+//! credential the batch names, read the records of each list involved (at one version per
+//! list), allocate indices and run the rules in memory, item by item in order; if any item
+//! fails, nothing is written and every failure is reported. **Commit**: one compare-and-set per
+//! list ([`Registry::commit`]); a list that changed meanwhile is planned again (the items of
+//! lists already committed are done). Derived cards live in their parent's list, so an item
+//! never needs more than one list, except a reissue whose new card lands elsewhere: its new
+//! card is committed (and bound) before the old one is revoked, and a retry finishes it.
+
+pub mod alloc;
+pub mod auth;
+pub mod record;
+
+use crate::snapshot::build::BuildParams;
+use crate::status::w3c::{self, Purpose};
+use crate::status::Bits;
+use crate::store::any::AnyStore;
+use crate::store::registry::{check_credential_id, Location, Registry, Txn};
+use crate::store::{check_id, ListMeta, NewList, Store, StoreError};
+use record::{ListWork, Record, RuleError, Stamp, PHYSICAL};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Most items in one batch request.
+pub const MAX_BATCH: usize = 10_000;
+/// Longest reason, request id, kind or hold name.
+pub const MAX_REASON: usize = 500;
+pub const MAX_REQUEST_ID: usize = 128;
+const MAX_KIND: usize = 32;
+/// The hold a loss report puts on a card when the request names none.
+pub const DEFAULT_HOLD: &str = "loss";
+/// How often a batch is planned again after losing a race on a list.
+const MAX_ATTEMPTS: usize = 16;
+
+/// Issuer settings, from [`crate::config::Config`].
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Lists with at least this share of indices allocated take no new top-level cards (derived
+    /// cards may still fill their parent's list).
+    pub fill_threshold: f64,
+    /// Pools keep at least this many lists under the threshold, creating new ones ahead of
+    /// demand.
+    pub min_open_lists: usize,
+    pub list_bits: Bits,
+    pub list_size: u32,
+    /// The pool of registrations that name none.
+    pub default_purpose: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            fill_threshold: 0.75,
+            min_open_lists: 2,
+            list_bits: Bits::Two,
+            list_size: 1 << 20,
+            default_purpose: "default".into(),
+        }
+    }
+}
+
+/// One operation of a batch (the `op` field selects it).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    Register(Registration),
+    Suspend(HoldOp),
+    Reinstate(HoldOp),
+    Revoke(RevokeOp),
+    Reissue(ReissueOp),
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    pub credential_id: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HoldOp {
+    pub credential_id: String,
+    pub reason: String,
+    /// The hold's name (default `loss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeOp {
+    pub credential_id: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReissueOp {
+    pub credential_id: String,
+    pub new_credential_id: String,
+    /// For a derived card: the physical card the new one derives from (default: the old
+    /// card's parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Register(_) => "register",
+            Operation::Suspend(_) => "suspend",
+            Operation::Reinstate(_) => "reinstate",
+            Operation::Revoke(_) => "revoke",
+            Operation::Reissue(_) => "reissue",
+        }
+    }
+
+    pub fn credential_id(&self) -> &str {
+        match self {
+            Operation::Register(r) => &r.credential_id,
+            Operation::Suspend(h) | Operation::Reinstate(h) => &h.credential_id,
+            Operation::Revoke(r) => &r.credential_id,
+            Operation::Reissue(r) => &r.credential_id,
+        }
+    }
+
+    /// Syntax checks that need no store.
+    fn check(&self) -> Result<(), ItemProblem> {
+        let id = |field: &str, v: &str| {
+            if check_credential_id(v) {
+                Ok(())
+            } else {
+                Err(ItemProblem::bad(format!(
+                    "{field} must be 1 to 200 visible ASCII characters without spaces"
+                )))
+            }
+        };
+        let text = |field: &str, v: &str, max: usize, required: bool| {
+            if (required && v.trim().is_empty()) || v.len() > max || v.chars().any(char::is_control)
+            {
+                Err(ItemProblem::bad(format!(
+                    "{field} must be {}at most {max} bytes without control characters",
+                    if required { "non-empty, " } else { "" }
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let request_id = |r: &Option<String>| match r {
+            Some(r) => text("request_id", r, MAX_REQUEST_ID, true),
+            None => Ok(()),
+        };
+        match self {
+            Operation::Register(r) => {
+                id("credential_id", &r.credential_id)?;
+                check_kind(&r.kind)?;
+                if let Some(p) = &r.parent {
+                    id("parent", p)?;
+                    if *p == r.credential_id {
+                        return Err(ItemProblem::new(
+                            "cycle",
+                            "a credential cannot be its own parent",
+                        ));
+                    }
+                    if r.kind == PHYSICAL {
+                        return Err(ItemProblem::new(
+                            "cycle",
+                            "a physical card derives from no other card: it cannot have a parent",
+                        ));
+                    }
+                }
+                if let Some(p) = &r.purpose {
+                    if check_id(p).is_err() {
+                        return Err(ItemProblem::bad(
+                            "purpose must be 1 to 64 characters from A-Z a-z 0-9 - _",
+                        ));
+                    }
+                }
+                if let Some(reason) = &r.reason {
+                    text("reason", reason, MAX_REASON, false)?;
+                }
+                request_id(&r.request_id)
+            }
+            Operation::Suspend(h) | Operation::Reinstate(h) => {
+                id("credential_id", &h.credential_id)?;
+                text("reason", &h.reason, MAX_REASON, true)?;
+                if let Some(hold) = &h.hold {
+                    check_hold(hold)?;
+                }
+                request_id(&h.request_id)
+            }
+            Operation::Revoke(r) => {
+                id("credential_id", &r.credential_id)?;
+                text("reason", &r.reason, MAX_REASON, true)?;
+                request_id(&r.request_id)
+            }
+            Operation::Reissue(r) => {
+                id("credential_id", &r.credential_id)?;
+                id("new_credential_id", &r.new_credential_id)?;
+                if r.new_credential_id == r.credential_id {
+                    return Err(ItemProblem::bad(
+                        "new_credential_id must differ from credential_id",
+                    ));
+                }
+                if let Some(p) = &r.parent {
+                    id("parent", p)?;
+                    if *p == r.new_credential_id || *p == r.credential_id {
+                        return Err(ItemProblem::new(
+                            "cycle",
+                            "the new card cannot derive from itself or from the card it replaces",
+                        ));
+                    }
+                }
+                text("reason", &r.reason, MAX_REASON, true)?;
+                request_id(&r.request_id)
+            }
+        }
+    }
+
+    fn stamp(&self, by: &str, at: u64) -> Stamp {
+        let (reason, request_id, hold) = match self {
+            Operation::Register(r) => (r.reason.clone(), r.request_id.clone(), None),
+            Operation::Suspend(h) | Operation::Reinstate(h) => (
+                Some(h.reason.clone()),
+                h.request_id.clone(),
+                Some(h.hold.clone().unwrap_or_else(|| DEFAULT_HOLD.into())),
+            ),
+            Operation::Revoke(r) => (Some(r.reason.clone()), r.request_id.clone(), None),
+            Operation::Reissue(r) => (Some(r.reason.clone()), r.request_id.clone(), None),
+        };
+        Stamp {
+            at,
+            by: by.to_owned(),
+            op: self.name(),
+            reason,
+            request_id,
+            hold,
+        }
+    }
+}
+
+fn check_kind(kind: &str) -> Result<(), ItemProblem> {
+    let ok = !kind.is_empty()
+        && kind.len() <= MAX_KIND
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ItemProblem::bad(
+            "kind must be physical, mobile, or another name of 1 to 32 characters from a-z 0-9 - _",
+        ))
+    }
+}
+
+fn check_hold(hold: &str) -> Result<(), ItemProblem> {
+    let ok = !hold.is_empty()
+        && hold.len() <= MAX_KIND
+        && hold
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ItemProblem::bad(
+            "hold must be 1 to 32 characters from a-z 0-9 - _",
+        ))
+    }
+}
+
+/// Why one item of a batch failed: a problem `type` slug and a detail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ItemProblem {
+    #[serde(rename = "type")]
+    pub slug: &'static str,
+    pub detail: String,
+}
+
+impl ItemProblem {
+    pub fn new(slug: &'static str, detail: impl Into<String>) -> Self {
+        ItemProblem {
+            slug,
+            detail: detail.into(),
+        }
+    }
+
+    fn bad(detail: impl Into<String>) -> Self {
+        ItemProblem::new("bad-item", detail)
+    }
+
+    fn unknown(id: &str) -> Self {
+        ItemProblem::new(
+            "unknown-credential",
+            format!("no credential {id:?} is registered"),
+        )
+    }
+
+    /// The HTTP status of this problem when it is the only item.
+    pub fn status(&self) -> u16 {
+        match self.slug {
+            "bad-item" => 400,
+            "unknown-credential" => 404,
+            "unknown-parent" | "parent-not-physical" | "cycle" => 422,
+            "store-unavailable" | "contention" => 503,
+            "corrupt" => 500,
+            _ => 409,
+        }
+    }
+}
+
+impl From<RuleError> for ItemProblem {
+    fn from(e: RuleError) -> Self {
+        let slug = match e {
+            RuleError::Terminal(_) => "terminal",
+            RuleError::NotSuspendable { .. } => "not-suspendable",
+            RuleError::ParentRevoked(_) => "parent-revoked",
+            RuleError::ParentNotPhysical(_) => "parent-not-physical",
+            RuleError::AlreadyReissued(..) => "already-reissued",
+        };
+        ItemProblem::new(slug, e.to_string())
+    }
+}
+
+impl From<StoreError> for ItemProblem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) => ItemProblem::new(
+                "contention",
+                "the list kept changing concurrently; retry the request",
+            ),
+            StoreError::Corrupt { .. } => ItemProblem::new("corrupt", e.to_string()),
+            StoreError::Terminal { .. } => ItemProblem::new(
+                "terminal",
+                format!("the published entry is INVALID (terminal): {e}"),
+            ),
+            other => ItemProblem::new("store-unavailable", other.to_string()),
+        }
+    }
+}
+
+/// Errors of a whole batch.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    /// One or more items failed validation; nothing was applied. Positions are 0-based.
+    #[error("{} of the batch's items are invalid; nothing was applied", .0.len())]
+    Invalid(Vec<(usize, ItemProblem)>),
+    #[error("a batch holds at most {MAX_BATCH} operations")]
+    TooLarge,
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What the issuer embeds in a credential to point at its status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Assignment {
+    pub list_id: String,
+    pub idx: u32,
+    /// The JOSE `status` claim (draft-ietf-oauth-status-list §6.1).
+    pub status_claim: Json,
+    /// The CWT claim 65535 (`status`), as JSON for readability and as base64url CBOR.
+    pub cwt_status_claim: Json,
+    pub cwt_status_claim_cbor: String,
+    /// W3C `credentialStatus` entries for the revocation and suspension views.
+    pub credential_status: Json,
+}
+
+/// The result of one item.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    pub credential_id: String,
+    /// `registered`, `exists` (an idempotent retry), `changed` or `unchanged`.
+    pub result: &'static str,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Assignment>,
+    /// Other credentials whose status the operation changed (cascades), with their new status.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<Affected>,
+    /// For `reissue`: the new credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_credential: Option<Box<Outcome>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Affected {
+    pub credential_id: String,
+    pub status: &'static str,
+}
+
+/// A credential as `GET /v1/credentials/{id}` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CredentialView {
+    pub credential_id: String,
+    pub kind: String,
+    pub status: &'static str,
+    pub holds: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub children: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    pub assignment: Assignment,
+}
+
+/// A list as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ListView {
+    pub list_id: String,
+    pub bits: u8,
+    pub size: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    pub allocated: u64,
+    /// `allocated / size`.
+    pub fill: f64,
+    /// Whether new top-level cards are still allocated here.
+    pub open: bool,
+    pub version: u64,
+    pub updated_at: u64,
+}
+
+/// The issuer: batches against the configured store.
+#[derive(Clone)]
+pub struct Issuer {
+    store: Arc<AnyStore>,
+    urls: BuildParams,
+    settings: Settings,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One list's state during planning.
+struct ListPlan {
+    meta: ListMeta,
+    version: u64,
+    work: ListWork,
+    allocated: Option<RoaringBitmap>,
+}
+
+/// A planned batch.
+struct Plan {
+    lists: BTreeMap<String, ListPlan>,
+    /// Per item (by position among the planned items): its outcome or failure, and the lists
+    /// it writes.
+    items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
+    /// New bindings, committed with their list.
+    binds: Vec<(String, Location, usize)>,
+    /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
+    first: BTreeSet<String>,
+}
+
+/// Why planning stopped: a list moved between two reads (plan again), or the store failed.
+enum PlanAbort {
+    Moved,
+    Store(StoreError),
+}
+
+impl From<StoreError> for PlanAbort {
+    fn from(e: StoreError) -> Self {
+        PlanAbort::Store(e)
+    }
+}
+
+impl Issuer {
+    pub fn new(store: Arc<AnyStore>, urls: BuildParams, settings: Settings) -> Self {
+        Issuer {
+            store,
+            urls,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// What the issuer embeds for a credential at `at` in a list of `bits`.
+    pub fn assignment(&self, at: &Location) -> Assignment {
+        let uri = self.urls.list_url(&at.list);
+        let claim = json!({"status_list": {"idx": at.idx, "uri": uri}});
+        let cbor = {
+            use ciborium::Value as C;
+            let map = C::Map(vec![(
+                C::Text("status_list".into()),
+                C::Map(vec![
+                    (C::Text("idx".into()), C::Integer(at.idx.into())),
+                    (C::Text("uri".into()), C::Text(uri.clone())),
+                ]),
+            )]);
+            let mut out = Vec::new();
+            ciborium::into_writer(&map, &mut out).expect("CBOR to a Vec");
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, out)
+        };
+        let entries: Vec<Json> = [Purpose::Revocation, Purpose::Suspension]
+            .into_iter()
+            .map(|p| {
+                w3c::status_entry(&self.urls.credential_url(&at.list, p), at.idx, p, Bits::One)
+            })
+            .collect();
+        Assignment {
+            list_id: at.list.clone(),
+            idx: at.idx,
+            status_claim: claim.clone(),
+            cwt_status_claim: claim,
+            cwt_status_claim_cbor: cbor,
+            credential_status: Json::Array(entries),
+        }
+    }
+
+    fn list_view(&self, m: &ListMeta) -> ListView {
+        let fill = m.allocated as f64 / f64::from(m.size.max(1));
+        ListView {
+            list_id: m.id.clone(),
+            bits: m.bits,
+            size: m.size,
+            purpose: m.purpose.clone(),
+            allocated: m.allocated,
+            fill,
+            open: m.purpose.is_some() && fill < self.settings.fill_threshold,
+            version: m.version,
+            updated_at: m.updated_at,
+        }
+    }
+
+    pub async fn lists(&self) -> Result<Vec<ListView>, StoreError> {
+        let mut metas = self.store.lists().await?;
+        metas.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(metas.iter().map(|m| self.list_view(m)).collect())
+    }
+
+    pub async fn list(&self, id: &str) -> Result<Option<ListView>, StoreError> {
+        Ok(self
+            .store
+            .lists()
+            .await?
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| self.list_view(m)))
+    }
+
+    /// Creates an issuer-managed list in pool `purpose`.
+    pub async fn create_list(&self, new: NewList) -> Result<ListView, StoreError> {
+        let meta = self.store.create_list(new).await?;
+        Ok(self.list_view(&meta))
+    }
+
+    /// Keeps `min_open_lists` open lists in `purpose`, creating `<purpose>-<n>` lists as
+    /// needed; returns the open lists' ids.
+    async fn ensure_open(
+        &self,
+        purpose: &str,
+        metas: &mut Vec<ListMeta>,
+    ) -> Result<(), StoreError> {
+        let open = |metas: &Vec<ListMeta>| {
+            metas
+                .iter()
+                .filter(|m| m.purpose.as_deref() == Some(purpose) && self.is_open(m))
+                .count()
+        };
+        let mut next = metas
+            .iter()
+            .filter_map(|m| {
+                m.id.strip_prefix(purpose)?
+                    .strip_prefix('-')?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        let mut attempts = 0;
+        while open(metas) < self.settings.min_open_lists && attempts < 8 {
+            attempts += 1;
+            next += 1;
+            let id = format!("{purpose}-{next}");
+            match self
+                .store
+                .create_list(NewList {
+                    id: id.clone(),
+                    bits: self.settings.list_bits,
+                    size: self.settings.list_size,
+                    purpose: Some(purpose.to_owned()),
+                })
+                .await
+            {
+                Ok(meta) => {
+                    tracing::info!(list = %id, purpose, "created a list ahead of demand");
+                    metas.push(meta);
+                }
+                // Another replica made it: use theirs.
+                Err(StoreError::ListExists(_)) => {
+                    if let Some(m) = self.store.lists().await?.into_iter().find(|m| m.id == id) {
+                        metas.retain(|x| x.id != id);
+                        metas.push(m);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn is_open(&self, m: &ListMeta) -> bool {
+        (m.allocated as f64) < self.settings.fill_threshold * f64::from(m.size)
+    }
+
+    /// One credential's record and place.
+    pub async fn credential(&self, id: &str) -> Result<Option<(Location, Record)>, StoreError> {
+        let Some(at) = self.store.locate(&[id.to_owned()]).await?.pop().flatten() else {
+            return Ok(None);
+        };
+        let (_, mut recs) = self.store.records(&at.list, &[at.idx]).await?;
+        let Some(Some(bytes)) = recs.pop() else {
+            return Ok(None);
+        };
+        let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+            list: at.list.clone(),
+            reason: format!("record {}: {e}", at.idx),
+        })?;
+        Ok(Some((at, rec)))
+    }
+
+    /// The view of one credential, children named by id.
+    pub async fn view(&self, id: &str) -> Result<Option<CredentialView>, StoreError> {
+        let Some((at, rec)) = self.credential(id).await? else {
+            return Ok(None);
+        };
+        let children = if rec.children.is_empty() {
+            Vec::new()
+        } else {
+            let (_, recs) = self.store.records(&at.list, &rec.children).await?;
+            recs.into_iter()
+                .flatten()
+                .filter_map(|b| Record::from_bytes(&b).ok())
+                .map(|r| r.credential_id)
+                .collect()
+        };
+        Ok(Some(CredentialView {
+            credential_id: rec.credential_id.clone(),
+            kind: rec.kind.clone(),
+            status: rec.status().name(),
+            holds: rec.holds.iter().cloned().collect(),
+            parent: rec.parent.as_ref().map(|p| p.credential_id.clone()),
+            children,
+            replaced_by: rec.replaced_by.clone(),
+            replaces: rec.replaces.clone(),
+            assignment: self.assignment(&at),
+        }))
+    }
+
+    /// Runs a batch for caller `by`: all items are checked and planned before anything is
+    /// written; returns one outcome per item, in order.
+    pub async fn execute(
+        &self,
+        by: &str,
+        ops: &[Operation],
+    ) -> Result<Vec<Result<Outcome, ItemProblem>>, IssuerError> {
+        if ops.len() > MAX_BATCH {
+            return Err(IssuerError::TooLarge);
+        }
+        let invalid: Vec<(usize, ItemProblem)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| op.check().err().map(|e| (i, e)))
+            .collect();
+        if !invalid.is_empty() {
+            return Err(IssuerError::Invalid(invalid));
+        }
+        let at = now_ms();
+        let mut results: Vec<Option<Result<Outcome, ItemProblem>>> = vec![None; ops.len()];
+        let mut pending: Vec<usize> = (0..ops.len()).collect();
+        for attempt in 0..MAX_ATTEMPTS {
+            let todo: Vec<&Operation> = pending.iter().map(|&i| &ops[i]).collect();
+            let plan = match self.plan(by, at, &todo).await {
+                Ok(plan) => plan,
+                Err(PlanAbort::Moved) => continue,
+                Err(PlanAbort::Store(e)) if attempt == 0 => return Err(e.into()),
+                Err(PlanAbort::Store(e)) => {
+                    let p = ItemProblem::from(e);
+                    for &i in &pending {
+                        results[i] = Some(Err(p.clone()));
+                    }
+                    pending.clear();
+                    break;
+                }
+            };
+            if attempt == 0 {
+                let invalid: Vec<(usize, ItemProblem)> = plan
+                    .items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, (r, _))| r.as_ref().err().map(|e| (pending[k], e.clone())))
+                    .collect();
+                if !invalid.is_empty() {
+                    return Err(IssuerError::Invalid(invalid));
+                }
+            }
+            let (done, failed) = self.commit(plan, &pending, &mut results).await;
+            pending.retain(|i| !done.contains(i));
+            if let Some(e) = failed {
+                let p = ItemProblem::from(e);
+                for &i in &pending {
+                    results[i] = Some(Err(p.clone()));
+                }
+                pending.clear();
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        for &i in &pending {
+            results[i] = Some(Err(ItemProblem::from(StoreError::Conflict(String::new()))));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every item has a result"))
+            .collect())
+    }
+
+    /// Commits a plan list by list; returns the positions (in `ops`) of the items now done,
+    /// and the error that stopped it, if any (a conflict is not one: the caller plans again).
+    async fn commit(
+        &self,
+        plan: Plan,
+        pending: &[usize],
+        results: &mut [Option<Result<Outcome, ItemProblem>>],
+    ) -> (BTreeSet<usize>, Option<StoreError>) {
+        let Plan {
+            lists,
+            items,
+            binds,
+            first,
+        } = plan;
+        let mut order: Vec<&String> = lists.keys().filter(|l| first.contains(*l)).collect();
+        order.extend(lists.keys().filter(|l| !first.contains(*l)));
+        let mut committed: BTreeSet<String> = BTreeSet::new();
+        let mut lost: BTreeMap<usize, ItemProblem> = BTreeMap::new();
+        let mut stop = None;
+        for list in order {
+            let lp = &lists[list];
+            if lp.work.is_dirty() {
+                let (records, changes) = lp.work.writes();
+                let txn = Txn {
+                    expect_version: lp.version,
+                    claim: lp.work.claims.clone(),
+                    records,
+                    changes,
+                };
+                match self.store.commit(list, &txn).await {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict(_)) => break,
+                    Err(e) => {
+                        stop = Some(e);
+                        break;
+                    }
+                }
+            }
+            committed.insert(list.clone());
+            for (cid, at, k) in binds.iter().filter(|(_, at, _)| at.list == *list) {
+                match self.store.bind(cid, at).await {
+                    Ok(bound) if bound == *at => {}
+                    Ok(_) => {
+                        lost.insert(
+                            *k,
+                            ItemProblem::new(
+                                "registered-concurrently",
+                                format!("{cid:?} was registered concurrently by another request; retry to read its assignment"),
+                            ),
+                        );
+                    }
+                    Err(e) => {
+                        lost.insert(*k, ItemProblem::from(e));
+                    }
+                }
+            }
+        }
+        let mut done = BTreeSet::new();
+        for (k, (result, touched)) in items.into_iter().enumerate() {
+            if touched.iter().all(|l| committed.contains(l)) {
+                let i = pending[k];
+                results[i] = Some(match lost.remove(&k) {
+                    Some(p) => Err(p),
+                    None => result,
+                });
+                done.insert(i);
+            }
+        }
+        (done, stop)
+    }
+
+    /// Loads (once) the records at `idxs` of `list` and everything they link to, at one
+    /// version.
+    async fn load(
+        &self,
+        lists: &mut BTreeMap<String, ListPlan>,
+        metas: &[ListMeta],
+        list: &str,
+        idxs: &[u32],
+    ) -> Result<(), PlanAbort> {
+        if !lists.contains_key(list) {
+            let meta = metas
+                .iter()
+                .find(|m| m.id == list)
+                .cloned()
+                .ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
+            let (version, _) = self.store.records(list, &[]).await?;
+            lists.insert(
+                list.to_owned(),
+                ListPlan {
+                    work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
+                    meta,
+                    version,
+                    allocated: None,
+                },
+            );
+        }
+        let mut want: Vec<u32> = idxs.to_vec();
+        while !want.is_empty() {
+            let lp = lists.get_mut(list).expect("inserted above");
+            want.retain(|i| !lp.work.records.contains_key(i));
+            want.sort_unstable();
+            want.dedup();
+            if want.is_empty() {
+                break;
+            }
+            let (version, recs) = self.store.records(list, &want).await?;
+            if version != lp.version {
+                return Err(PlanAbort::Moved);
+            }
+            let mut next = Vec::new();
+            let mut loaded = std::mem::take(&mut lp.work.records);
+            for (&idx, bytes) in want.iter().zip(recs) {
+                let Some(bytes) = bytes else { continue };
+                let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+                    list: list.to_owned(),
+                    reason: format!("record {idx}: {e}"),
+                })?;
+                next.extend(rec.children.iter().copied());
+                next.extend(rec.parent.as_ref().map(|p| p.idx));
+                loaded.insert(idx, rec);
+            }
+            // Rebuild to capture the status of every record as read.
+            let claims = std::mem::take(&mut lp.work.claims);
+            debug_assert!(claims.is_empty() && !lp.work.is_dirty());
+            lp.work = ListWork::new(lp.work.bits, loaded);
+            want = next;
+        }
+        Ok(())
+    }
+
+    async fn ensure_allocated(
+        &self,
+        lists: &mut BTreeMap<String, ListPlan>,
+        metas: &[ListMeta],
+        list: &str,
+    ) -> Result<(), PlanAbort> {
+        self.load(lists, metas, list, &[]).await?;
+        let lp = lists.get_mut(list).expect("loaded");
+        if lp.allocated.is_none() {
+            let (version, bitmap) = self.store.allocated(list).await?;
+            if version != lp.version {
+                return Err(PlanAbort::Moved);
+            }
+            lp.allocated = Some(bitmap);
+        }
+        Ok(())
+    }
+
+    /// Plans `ops` (checked already) in order against the store's current state.
+    async fn plan(&self, by: &str, at: u64, ops: &[&Operation]) -> Result<Plan, PlanAbort> {
+        let mut metas = self.store.lists().await?;
+        // Everything the batch names, located at once.
+        let mut names: Vec<String> = Vec::new();
+        for op in ops {
+            names.push(op.credential_id().to_owned());
+            match op {
+                Operation::Register(r) => names.extend(r.parent.clone()),
+                Operation::Reissue(r) => {
+                    names.push(r.new_credential_id.clone());
+                    names.extend(r.parent.clone());
+                }
+                _ => {}
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        let located: HashMap<String, Location> = names
+            .iter()
+            .cloned()
+            .zip(self.store.locate(&names).await?)
+            .filter_map(|(n, l)| Some((n, l?)))
+            .collect();
+        let mut lists: BTreeMap<String, ListPlan> = BTreeMap::new();
+        let mut by_list: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for l in located.values() {
+            by_list.entry(&l.list).or_default().push(l.idx);
+        }
+        for (list, idxs) in by_list {
+            self.load(&mut lists, &metas, list, &idxs).await?;
+        }
+
+        let mut plan = Plan {
+            lists: BTreeMap::new(),
+            items: Vec::with_capacity(ops.len()),
+            binds: Vec::new(),
+            first: BTreeSet::new(),
+        };
+        let mut planned: HashMap<String, Location> = HashMap::new();
+        for (k, op) in ops.iter().enumerate() {
+            let stamp = op.stamp(by, at);
+            let mut touched = BTreeSet::new();
+            let result = self
+                .plan_one(
+                    op,
+                    &stamp,
+                    k,
+                    &located,
+                    &mut planned,
+                    &mut lists,
+                    &mut metas,
+                    &mut plan,
+                    &mut touched,
+                )
+                .await;
+            let result = match result {
+                Ok(o) => Ok(o),
+                Err(Step::Item(p)) => Err(p),
+                Err(Step::Abort(a)) => return Err(a),
+            };
+            plan.items.push((result, touched));
+        }
+        plan.lists = lists;
+        Ok(plan)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_one(
+        &self,
+        op: &Operation,
+        stamp: &Stamp,
+        k: usize,
+        located: &HashMap<String, Location>,
+        planned: &mut HashMap<String, Location>,
+        lists: &mut BTreeMap<String, ListPlan>,
+        metas: &mut Vec<ListMeta>,
+        plan: &mut Plan,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Outcome, Step> {
+        let find = |id: &str, planned: &HashMap<String, Location>| {
+            located.get(id).or_else(|| planned.get(id)).cloned()
+        };
+        match op {
+            Operation::Register(r) => {
+                if let Some(at) = located.get(&r.credential_id) {
+                    return self.existing(r, at, lists);
+                }
+                if planned.contains_key(&r.credential_id) {
+                    return Err(Step::Item(ItemProblem::new(
+                        "duplicate-in-batch",
+                        format!("{:?} is registered twice in this batch", r.credential_id),
+                    )));
+                }
+                let at = self
+                    .register(r, None, stamp, located, planned, lists, metas, touched)
+                    .await?;
+                let outcome = Outcome {
+                    credential_id: r.credential_id.clone(),
+                    result: "registered",
+                    status: lists[&at.list]
+                        .work
+                        .get(at.idx)
+                        .expect("registered")
+                        .status()
+                        .name(),
+                    assignment: Some(self.assignment(&at)),
+                    affected: Vec::new(),
+                    new_credential: None,
+                };
+                plan.binds.push((r.credential_id.clone(), at, k));
+                Ok(outcome)
+            }
+            Operation::Suspend(h) | Operation::Reinstate(h) => {
+                let at = find(&h.credential_id, planned)
+                    .ok_or_else(|| Step::Item(ItemProblem::unknown(&h.credential_id)))?;
+                let hold = h.hold.as_deref().unwrap_or(DEFAULT_HOLD);
+                let lp = lists.get_mut(&at.list).expect("located lists are loaded");
+                let before = family_status(&lp.work, at.idx);
+                let changed = if matches!(op, Operation::Suspend(_)) {
+                    lp.work.suspend(at.idx, hold, stamp)
+                } else {
+                    lp.work.reinstate(at.idx, hold, stamp)
+                }
+                .map_err(|e| Step::Item(e.into()))?;
+                touched.insert(at.list.clone());
+                Ok(changed_outcome(
+                    &h.credential_id,
+                    &lp.work,
+                    at.idx,
+                    changed,
+                    &before,
+                ))
+            }
+            Operation::Revoke(r) => {
+                let at = find(&r.credential_id, planned)
+                    .ok_or_else(|| Step::Item(ItemProblem::unknown(&r.credential_id)))?;
+                let lp = lists.get_mut(&at.list).expect("located lists are loaded");
+                let before = family_status(&lp.work, at.idx);
+                let changed = lp
+                    .work
+                    .revoke(at.idx, None, stamp)
+                    .map_err(|e| Step::Item(e.into()))?;
+                touched.insert(at.list.clone());
+                Ok(changed_outcome(
+                    &r.credential_id,
+                    &lp.work,
+                    at.idx,
+                    changed,
+                    &before,
+                ))
+            }
+            Operation::Reissue(r) => {
+                let old_at = find(&r.credential_id, planned)
+                    .ok_or_else(|| Step::Item(ItemProblem::unknown(&r.credential_id)))?;
+                let old = lists[&old_at.list]
+                    .work
+                    .get(old_at.idx)
+                    .expect("located records are loaded")
+                    .clone();
+                if let Some(done) = &old.replaced_by {
+                    if *done != r.new_credential_id {
+                        return Err(Step::Item(
+                            RuleError::AlreadyReissued(old.credential_id, done.clone()).into(),
+                        ));
+                    }
+                }
+                // The new card: already there from an earlier attempt, or registered now.
+                let new_at = match find(&r.new_credential_id, planned) {
+                    Some(at) => {
+                        let rec = lists[&at.list].work.get(at.idx);
+                        if rec.and_then(|n| n.replaces.as_deref()) != Some(&r.credential_id) {
+                            return Err(Step::Item(ItemProblem::new(
+                                "registration-conflict",
+                                format!(
+                                    "{:?} is already registered, not as the replacement of {:?}",
+                                    r.new_credential_id, r.credential_id
+                                ),
+                            )));
+                        }
+                        at
+                    }
+                    None => {
+                        let parent = match (&r.parent, &old.parent) {
+                            (Some(p), _) => Some(p.clone()),
+                            (None, Some(p)) => Some(p.credential_id.clone()),
+                            (None, None) => None,
+                        };
+                        let reg = Registration {
+                            credential_id: r.new_credential_id.clone(),
+                            kind: old.kind.clone(),
+                            parent,
+                            purpose: old.purpose.clone(),
+                            reason: Some(r.reason.clone()),
+                            request_id: r.request_id.clone(),
+                        };
+                        let at = self
+                            .register(
+                                &reg,
+                                Some(&r.credential_id),
+                                stamp,
+                                located,
+                                planned,
+                                lists,
+                                metas,
+                                touched,
+                            )
+                            .await?;
+                        plan.binds
+                            .push((r.new_credential_id.clone(), at.clone(), k));
+                        at
+                    }
+                };
+                if new_at.list != old_at.list {
+                    plan.first.insert(new_at.list.clone());
+                }
+                let lp = lists.get_mut(&old_at.list).expect("loaded");
+                let before = family_status(&lp.work, old_at.idx);
+                let changed = lp
+                    .work
+                    .revoke(old_at.idx, Some(&r.new_credential_id), stamp)
+                    .map_err(|e| Step::Item(e.into()))?;
+                touched.insert(old_at.list.clone());
+                let mut outcome =
+                    changed_outcome(&r.credential_id, &lp.work, old_at.idx, changed, &before);
+                let new_status = lists[&new_at.list]
+                    .work
+                    .get(new_at.idx)
+                    .expect("registered")
+                    .status()
+                    .name();
+                outcome.new_credential = Some(Box::new(Outcome {
+                    credential_id: r.new_credential_id.clone(),
+                    result: "registered",
+                    status: new_status,
+                    assignment: Some(self.assignment(&new_at)),
+                    affected: Vec::new(),
+                    new_credential: None,
+                }));
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// An idempotent retry of a registration, or a conflicting one.
+    fn existing(
+        &self,
+        r: &Registration,
+        at: &Location,
+        lists: &BTreeMap<String, ListPlan>,
+    ) -> Result<Outcome, Step> {
+        let rec = lists[&at.list].work.get(at.idx).ok_or_else(|| {
+            Step::Item(ItemProblem::new(
+                "corrupt",
+                format!(
+                    "{:?} is bound to {at}, which has no record",
+                    r.credential_id
+                ),
+            ))
+        })?;
+        let same = rec.kind == r.kind
+            && rec.parent.as_ref().map(|p| &p.credential_id) == r.parent.as_ref()
+            && (r.purpose.is_none() || rec.purpose == r.purpose);
+        if !same {
+            return Err(Step::Item(ItemProblem::new(
+                "registration-conflict",
+                format!(
+                    "{:?} is already registered with different parameters (kind {:?}, parent {:?})",
+                    r.credential_id,
+                    rec.kind,
+                    rec.parent.as_ref().map(|p| &p.credential_id)
+                ),
+            )));
+        }
+        Ok(Outcome {
+            credential_id: r.credential_id.clone(),
+            result: "exists",
+            status: rec.status().name(),
+            assignment: Some(self.assignment(at)),
+            affected: Vec::new(),
+            new_credential: None,
+        })
+    }
+
+    /// Places and records a new credential; returns where.
+    #[allow(clippy::too_many_arguments)]
+    async fn register(
+        &self,
+        r: &Registration,
+        replaces: Option<&str>,
+        stamp: &Stamp,
+        located: &HashMap<String, Location>,
+        planned: &mut HashMap<String, Location>,
+        lists: &mut BTreeMap<String, ListPlan>,
+        metas: &mut Vec<ListMeta>,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Location, Step> {
+        let parent = match &r.parent {
+            Some(p) => {
+                let at = located
+                    .get(p)
+                    .or_else(|| planned.get(p))
+                    .cloned()
+                    .ok_or_else(|| {
+                        Step::Item(ItemProblem::new(
+                            "unknown-parent",
+                            format!("parent {p:?} is not registered"),
+                        ))
+                    })?;
+                let prec = lists[&at.list].work.get(at.idx).ok_or_else(|| {
+                    Step::Item(ItemProblem::new(
+                        "unknown-parent",
+                        format!("parent {p:?} has no record"),
+                    ))
+                })?;
+                if !prec.is_physical() {
+                    return Err(Step::Item(RuleError::ParentNotPhysical(p.clone()).into()));
+                }
+                if let Some(purpose) = &r.purpose {
+                    if lists[&at.list].meta.purpose.as_ref() != Some(purpose) {
+                        return Err(Step::Item(ItemProblem::bad(format!(
+                            "a derived card lives in its parent's list, whose pool is not {purpose:?}"
+                        ))));
+                    }
+                }
+                Some(at)
+            }
+            None => None,
+        };
+        let list = match &parent {
+            Some(p) => p.list.clone(),
+            None => {
+                let purpose = r
+                    .purpose
+                    .clone()
+                    .unwrap_or_else(|| self.settings.default_purpose.clone());
+                self.choose_list(&purpose, lists, metas).await?
+            }
+        };
+        self.ensure_allocated(lists, metas, &list)
+            .await
+            .map_err(Step::Abort)?;
+        let lp = lists.get_mut(&list).expect("loaded");
+        let mut claimed = RoaringBitmap::new();
+        claimed.extend(lp.work.claims.iter().copied());
+        let idx = alloc::pick_free(
+            lp.meta.size,
+            lp.allocated.as_ref().expect("loaded"),
+            &claimed,
+        )
+        .ok_or_else(|| {
+            Step::Item(ItemProblem::new(
+                "list-full",
+                format!(
+                    "list {list:?} has no free index left{}",
+                    if parent.is_some() {
+                        " for a card derived from a card in it"
+                    } else {
+                        ""
+                    }
+                ),
+            ))
+        })?;
+        let record = Record {
+            credential_id: r.credential_id.clone(),
+            kind: r.kind.clone(),
+            parent: None,
+            children: Vec::new(),
+            holds: BTreeSet::new(),
+            revoked: false,
+            replaced_by: None,
+            replaces: replaces.map(str::to_owned),
+            purpose: r.purpose.clone(),
+            history: Vec::new(),
+        };
+        let mut reg_stamp = stamp.clone();
+        reg_stamp.op = if replaces.is_some() {
+            "reissue"
+        } else {
+            "register"
+        };
+        reg_stamp.hold = None;
+        lp.work
+            .register(idx, record, parent.as_ref().map(|p| p.idx), &reg_stamp)
+            .map_err(|e| Step::Item(e.into()))?;
+        touched.insert(list.clone());
+        let at = Location { list, idx };
+        planned.insert(r.credential_id.clone(), at.clone());
+        Ok(at)
+    }
+
+    /// A random open list of pool `purpose`, counting this batch's claims; creates lists when
+    /// the pool runs low.
+    async fn choose_list(
+        &self,
+        purpose: &str,
+        lists: &BTreeMap<String, ListPlan>,
+        metas: &mut Vec<ListMeta>,
+    ) -> Result<String, Step> {
+        let open = |metas: &Vec<ListMeta>| -> Vec<String> {
+            metas
+                .iter()
+                .filter(|m| m.purpose.as_deref() == Some(purpose))
+                .filter(|m| {
+                    let claims = lists.get(&m.id).map_or(0, |lp| lp.work.claims.len() as u64);
+                    ((m.allocated + claims) as f64)
+                        < self.settings.fill_threshold * f64::from(m.size)
+                })
+                .map(|m| m.id.clone())
+                .collect()
+        };
+        let mut candidates = open(metas);
+        if candidates.len() < self.settings.min_open_lists {
+            self.ensure_open(purpose, metas)
+                .await
+                .map_err(|e| Step::Abort(e.into()))?;
+            candidates = open(metas);
+        }
+        if candidates.is_empty() {
+            return Err(Step::Item(ItemProblem::new(
+                "list-full",
+                format!("pool {purpose:?} has no list with room, and none could be created"),
+            )));
+        }
+        use rand::seq::SliceRandom;
+        Ok(candidates
+            .choose(&mut rand::rngs::OsRng)
+            .expect("non-empty")
+            .clone())
+    }
+}
+
+/// Why planning one item stopped.
+enum Step {
+    Item(ItemProblem),
+    Abort(PlanAbort),
+}
+
+impl From<PlanAbort> for Step {
+    fn from(a: PlanAbort) -> Self {
+        Step::Abort(a)
+    }
+}
+
+/// The status of a credential's derived cards, to report which ones an operation changed.
+fn family_status(work: &ListWork, idx: u32) -> Vec<(u32, crate::status::Status)> {
+    work.get(idx)
+        .map(|r| {
+            r.children
+                .iter()
+                .filter_map(|&c| work.get(c).map(|cr| (c, cr.status())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn changed_outcome(
+    id: &str,
+    work: &ListWork,
+    idx: u32,
+    changed: bool,
+    before: &[(u32, crate::status::Status)],
+) -> Outcome {
+    let affected = before
+        .iter()
+        .filter_map(|&(c, old)| {
+            let r = work.get(c)?;
+            (r.status() != old).then(|| Affected {
+                credential_id: r.credential_id.clone(),
+                status: r.status().name(),
+            })
+        })
+        .collect();
+    Outcome {
+        credential_id: id.to_owned(),
+        result: if changed { "changed" } else { "unchanged" },
+        status: work.get(idx).expect("loaded").status().name(),
+        assignment: None,
+        affected,
+        new_credential: None,
+    }
+}
