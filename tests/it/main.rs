@@ -4,6 +4,7 @@ mod alloc;
 mod cli;
 mod conformance;
 mod http;
+mod openapi;
 mod properties;
 mod redis;
 mod redis_harness;
