@@ -6,7 +6,8 @@
 use crate::http::problem::Problem;
 use crate::issuer::auth::{bearer, Caller, Scope, Tokens};
 use crate::issuer::{
-    HoldOp, Issuer, IssuerError, ItemProblem, Operation, Outcome, ReissueOp, RevokeOp, MAX_BATCH,
+    check_purpose, HoldOp, Issuer, IssuerError, ItemProblem, Operation, Outcome, ReissueOp,
+    RevokeOp, MAX_BATCH,
 };
 use crate::metrics::Metrics;
 use crate::status::Bits;
@@ -293,6 +294,11 @@ impl Api {
                 let op: Json = parse(&Self::body(req, MAX_BODY).await?)?;
                 let op = match op {
                     Json::Object(mut m) => {
+                        if m.contains_key("op") {
+                            return Err(Problem::BadBody(
+                                "unknown field `op`: this route registers; send other operations to their own routes or to /v1/credentials/batch".into(),
+                            ));
+                        }
                         m.insert("op".into(), json!("register"));
                         Json::Object(m)
                     }
@@ -302,9 +308,13 @@ impl Api {
                     .map_err(|e| Problem::BadBody(format!("invalid registration: {e}")))?;
                 self.single(&caller, op).await
             }
+            // `batch` is also a credential id like any other.
+            Route::Batch if method == Method::GET => {
+                Box::pin(self.serve(Ok(Route::Credential("batch".into())), req)).await
+            }
             Route::Batch => {
                 if method != Method::POST {
-                    return not_allowed("POST");
+                    return not_allowed("GET, POST");
                 }
                 let caller = self.authorise(&req, Scope::Write)?;
                 let batch: Batch = parse(&Self::body(req, MAX_BATCH_BODY).await?)?;
@@ -391,10 +401,15 @@ impl Api {
 
     async fn create_list(&self, caller: &Caller, body: CreateList) -> Result<Resp, Problem> {
         let settings = self.issuer.settings();
-        if check_id(&body.purpose).is_err() {
-            return Err(Problem::BadBody(
-                "purpose must be 1 to 64 characters from A-Z a-z 0-9 - _".into(),
-            ));
+        check_purpose(&body.purpose).map_err(|p| Problem::BadBody(p.detail))?;
+        if let Some(id) = &body.list_id {
+            check_id(id).map_err(|e| Problem::BadBody(e.to_string()))?;
+        }
+        if let Some(size) = body.size {
+            let bits = Bits::new(body.bits.unwrap_or(settings.list_bits.get()).into())
+                .map_err(|e| Problem::BadBody(e.to_string()))?;
+            crate::status::StatusList::new(bits, size)
+                .map_err(|e| Problem::BadBody(e.to_string()))?;
         }
         let bits = match body.bits {
             Some(b) => Bits::new(b.into()).map_err(|e| Problem::BadBody(e.to_string()))?,

@@ -10,10 +10,10 @@ use rand::Rng;
 use roaring::RoaringBitmap;
 
 /// Picks a uniformly random index in `0..size` that is in neither `taken` nor `also`;
-/// `None` if there is none.
+/// `None` if there is none. The two sets are disjoint (`also` holds this batch's picks) and
+/// hold indices below `size` only.
 pub fn pick_free(size: u32, taken: &RoaringBitmap, also: &RoaringBitmap) -> Option<u32> {
-    // Both sets hold indices below `size` only.
-    let used = taken.len() + also.len() - taken.intersection_len(also);
+    let used = taken.len() + also.len();
     let free = u64::from(size).checked_sub(used).filter(|&f| f > 0)?;
     let mut rng = OsRng;
     // Rejection sampling is uniform and, below ~95 % fill, needs a handful of draws.

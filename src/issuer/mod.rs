@@ -41,6 +41,20 @@ pub const MAX_BATCH: usize = 10_000;
 pub const MAX_REASON: usize = 500;
 pub const MAX_REQUEST_ID: usize = 128;
 const MAX_KIND: usize = 32;
+/// Longest pool name: a pool's lists are `<purpose>-<n>`, and list ids have at most 64
+/// characters.
+pub const MAX_PURPOSE: usize = 48;
+
+/// Checks a pool name.
+pub fn check_purpose(p: &str) -> Result<(), ItemProblem> {
+    if p.len() <= MAX_PURPOSE && check_id(p).is_ok() {
+        Ok(())
+    } else {
+        Err(ItemProblem::bad(format!(
+            "purpose must be 1 to {MAX_PURPOSE} characters from A-Z a-z 0-9 - _"
+        )))
+    }
+}
 /// The hold a loss report puts on a card when the request names none.
 pub const DEFAULT_HOLD: &str = "loss";
 /// How often a batch is planned again after losing a race on a list.
@@ -200,11 +214,7 @@ impl Operation {
                     }
                 }
                 if let Some(p) = &r.purpose {
-                    if check_id(p).is_err() {
-                        return Err(ItemProblem::bad(
-                            "purpose must be 1 to 64 characters from A-Z a-z 0-9 - _",
-                        ));
-                    }
+                    check_purpose(p)?;
                 }
                 if let Some(reason) = &r.reason {
                     text("reason", reason, MAX_REASON, false)?;
@@ -315,7 +325,7 @@ impl ItemProblem {
         }
     }
 
-    fn bad(detail: impl Into<String>) -> Self {
+    pub fn bad(detail: impl Into<String>) -> Self {
         ItemProblem::new("bad-item", detail)
     }
 
@@ -391,7 +401,8 @@ pub struct Assignment {
     /// The CWT claim 65535 (`status`), as JSON for readability and as base64url CBOR.
     pub cwt_status_claim: Json,
     pub cwt_status_claim_cbor: String,
-    /// W3C `credentialStatus` entries for the revocation and suspension views.
+    /// W3C `credentialStatus` entries for the revocation and suspension views (empty for lists
+    /// under the 131,072 entries the W3C REC requires, which have no W3C view).
     pub credential_status: Json,
 }
 
@@ -472,6 +483,8 @@ struct ListPlan {
     version: u64,
     work: ListWork,
     allocated: Option<RoaringBitmap>,
+    /// The indices this batch claims so far (as `work.claims`, for fast membership).
+    claimed: RoaringBitmap,
 }
 
 /// A planned batch.
@@ -511,8 +524,8 @@ impl Issuer {
         &self.settings
     }
 
-    /// What the issuer embeds for a credential at `at` in a list of `bits`.
-    pub fn assignment(&self, at: &Location) -> Assignment {
+    /// What the issuer embeds for a credential at `at` in a list of `size` entries.
+    pub fn assignment(&self, at: &Location, size: u32) -> Assignment {
         let uri = self.urls.list_url(&at.list);
         let claim = json!({"status_list": {"idx": at.idx, "uri": uri}});
         let cbor = {
@@ -528,8 +541,14 @@ impl Issuer {
             ciborium::into_writer(&map, &mut out).expect("CBOR to a Vec");
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, out)
         };
-        let entries: Vec<Json> = [Purpose::Revocation, Purpose::Suspension]
-            .into_iter()
+        let w3c_views: &[Purpose] = if size >= w3c::MIN_ENTRIES {
+            &[Purpose::Revocation, Purpose::Suspension]
+        } else {
+            &[]
+        };
+        let entries: Vec<Json> = w3c_views
+            .iter()
+            .copied()
             .map(|p| {
                 w3c::status_entry(&self.urls.credential_url(&at.list, p), at.idx, p, Bits::One)
             })
@@ -581,19 +600,14 @@ impl Issuer {
         Ok(self.list_view(&meta))
     }
 
-    /// Keeps `min_open_lists` open lists in `purpose`, creating `<purpose>-<n>` lists as
-    /// needed; returns the open lists' ids.
-    async fn ensure_open(
+    /// Creates `missing` new lists `<purpose>-<n>` in pool `purpose` (ahead of demand), adding
+    /// them to `metas`; a list another replica created meanwhile counts as created.
+    async fn open_lists(
         &self,
         purpose: &str,
+        missing: usize,
         metas: &mut Vec<ListMeta>,
     ) -> Result<(), StoreError> {
-        let open = |metas: &Vec<ListMeta>| {
-            metas
-                .iter()
-                .filter(|m| m.purpose.as_deref() == Some(purpose) && self.is_open(m))
-                .count()
-        };
         let mut next = metas
             .iter()
             .filter_map(|m| {
@@ -604,8 +618,9 @@ impl Issuer {
             })
             .max()
             .unwrap_or(0);
+        let mut created = 0;
         let mut attempts = 0;
-        while open(metas) < self.settings.min_open_lists && attempts < 8 {
+        while created < missing && attempts < 8 + missing {
             attempts += 1;
             next += 1;
             let id = format!("{purpose}-{next}");
@@ -622,11 +637,14 @@ impl Issuer {
                 Ok(meta) => {
                     tracing::info!(list = %id, purpose, "created a list ahead of demand");
                     metas.push(meta);
+                    created += 1;
                 }
-                // Another replica made it: use theirs.
                 Err(StoreError::ListExists(_)) => {
                     if let Some(m) = self.store.lists().await?.into_iter().find(|m| m.id == id) {
                         metas.retain(|x| x.id != id);
+                        if self.is_open(&m) && m.purpose.as_deref() == Some(purpose) {
+                            created += 1;
+                        }
                         metas.push(m);
                     }
                 }
@@ -656,6 +674,16 @@ impl Issuer {
         Ok(Some((at, rec)))
     }
 
+    async fn list_size(&self, list: &str) -> Result<u32, StoreError> {
+        Ok(self
+            .store
+            .lists()
+            .await?
+            .iter()
+            .find(|m| m.id == list)
+            .map_or(0, |m| m.size))
+    }
+
     /// The view of one credential, children named by id.
     pub async fn view(&self, id: &str) -> Result<Option<CredentialView>, StoreError> {
         let Some((at, rec)) = self.credential(id).await? else {
@@ -680,7 +708,7 @@ impl Issuer {
             children,
             replaced_by: rec.replaced_by.clone(),
             replaces: rec.replaces.clone(),
-            assignment: self.assignment(&at),
+            assignment: self.assignment(&at, self.list_size(&at.list).await?),
         }))
     }
 
@@ -792,20 +820,33 @@ impl Issuer {
                 }
             }
             committed.insert(list.clone());
-            for (cid, at, k) in binds.iter().filter(|(_, at, _)| at.list == *list) {
-                match self.store.bind(cid, at).await {
-                    Ok(bound) if bound == *at => {}
-                    Ok(_) => {
-                        lost.insert(
-                            *k,
-                            ItemProblem::new(
-                                "registered-concurrently",
-                                format!("{cid:?} was registered concurrently by another request; retry to read its assignment"),
-                            ),
-                        );
+            let mine: Vec<&(String, Location, usize)> =
+                binds.iter().filter(|(_, at, _)| at.list == *list).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let pairs: Vec<(String, Location)> = mine
+                .iter()
+                .map(|(c, at, _)| (c.clone(), at.clone()))
+                .collect();
+            match self.store.bind(&pairs).await {
+                Ok(bound) => {
+                    for ((cid, at, k), b) in mine.into_iter().zip(bound) {
+                        if b != *at {
+                            lost.insert(
+                                *k,
+                                ItemProblem::new(
+                                    "registered-concurrently",
+                                    format!("{cid:?} was registered concurrently by another request; retry to read its assignment"),
+                                ),
+                            );
+                        }
                     }
-                    Err(e) => {
-                        lost.insert(*k, ItemProblem::from(e));
+                }
+                Err(e) => {
+                    let p = ItemProblem::from(e);
+                    for (_, _, k) in mine {
+                        lost.insert(*k, p.clone());
                     }
                 }
             }
@@ -847,6 +888,7 @@ impl Issuer {
                     meta,
                     version,
                     allocated: None,
+                    claimed: RoaringBitmap::new(),
                 },
             );
         }
@@ -1008,7 +1050,7 @@ impl Issuer {
                         .expect("registered")
                         .status()
                         .name(),
-                    assignment: Some(self.assignment(&at)),
+                    assignment: Some(self.assignment(&at, lists[&at.list].meta.size)),
                     affected: Vec::new(),
                     new_credential: None,
                 };
@@ -1137,7 +1179,7 @@ impl Issuer {
                     credential_id: r.new_credential_id.clone(),
                     result: "registered",
                     status: new_status,
-                    assignment: Some(self.assignment(&new_at)),
+                    assignment: Some(self.assignment(&new_at, lists[&new_at.list].meta.size)),
                     affected: Vec::new(),
                     new_credential: None,
                 }));
@@ -1180,7 +1222,7 @@ impl Issuer {
             credential_id: r.credential_id.clone(),
             result: "exists",
             status: rec.status().name(),
-            assignment: Some(self.assignment(at)),
+            assignment: Some(self.assignment(at, lists[&at.list].meta.size)),
             affected: Vec::new(),
             new_credential: None,
         })
@@ -1245,12 +1287,10 @@ impl Issuer {
             .await
             .map_err(Step::Abort)?;
         let lp = lists.get_mut(&list).expect("loaded");
-        let mut claimed = RoaringBitmap::new();
-        claimed.extend(lp.work.claims.iter().copied());
         let idx = alloc::pick_free(
             lp.meta.size,
             lp.allocated.as_ref().expect("loaded"),
-            &claimed,
+            &lp.claimed,
         )
         .ok_or_else(|| {
             Step::Item(ItemProblem::new(
@@ -1287,6 +1327,7 @@ impl Issuer {
         lp.work
             .register(idx, record, parent.as_ref().map(|p| p.idx), &reg_stamp)
             .map_err(|e| Step::Item(e.into()))?;
+        lp.claimed.insert(idx);
         touched.insert(list.clone());
         let at = Location { list, idx };
         planned.insert(r.credential_id.clone(), at.clone());
@@ -1315,7 +1356,8 @@ impl Issuer {
         };
         let mut candidates = open(metas);
         if candidates.len() < self.settings.min_open_lists {
-            self.ensure_open(purpose, metas)
+            let missing = self.settings.min_open_lists - candidates.len();
+            self.open_lists(purpose, missing, metas)
                 .await
                 .map_err(|e| Step::Abort(e.into()))?;
             candidates = open(metas);

@@ -93,7 +93,7 @@ impl Registry for AnyStore {
         dispatch!(self, s => s.locate(ids).await)
     }
 
-    async fn bind(&self, id: &str, at: &Location) -> Result<Location, StoreError> {
-        dispatch!(self, s => s.bind(id, at).await)
+    async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
+        dispatch!(self, s => s.bind(binds).await)
     }
 }

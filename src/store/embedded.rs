@@ -326,32 +326,39 @@ impl Registry for EmbeddedStore {
         .await
     }
 
-    async fn bind(&self, id: &str, at: &Location) -> Result<Location, StoreError> {
-        let cid = id.to_owned();
-        let at = at.clone();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let bound = {
-                let mut cids = tx.open_table(CIDS).map_err(backend)?;
-                let existing = cids
-                    .get(cid.as_str())
-                    .map_err(backend)?
-                    .map(|v| v.value().to_owned());
-                match existing {
-                    Some(v) => Location::parse(&v).ok_or_else(|| {
-                        StoreError::Backend(format!("credential index entry {v:?} is corrupt"))
-                    })?,
-                    None => {
-                        cids.insert(cid.as_str(), at.to_string().as_str())
-                            .map_err(backend)?;
-                        at
+    async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
+        let binds = binds.to_vec();
+        let bound = self
+            .blocking(move |db| {
+                // One transaction (one fsync) for the whole batch.
+                let tx = db.begin_write().map_err(backend)?;
+                let mut out = Vec::with_capacity(binds.len());
+                {
+                    let mut cids = tx.open_table(CIDS).map_err(backend)?;
+                    for (cid, at) in binds {
+                        let existing = cids
+                            .get(cid.as_str())
+                            .map_err(backend)?
+                            .map(|v| v.value().to_owned());
+                        out.push(match existing {
+                            Some(v) => Location::parse(&v).ok_or_else(|| {
+                                StoreError::Backend(format!(
+                                    "credential index entry {v:?} is corrupt"
+                                ))
+                            })?,
+                            None => {
+                                cids.insert(cid.as_str(), at.to_string().as_str())
+                                    .map_err(backend)?;
+                                at
+                            }
+                        });
                     }
                 }
-            };
-            tx.commit().map_err(backend)?;
-            Ok(bound)
-        })
-        .await
+                tx.commit().map_err(backend)?;
+                Ok(out)
+            })
+            .await?;
+        Ok(bound)
     }
 }
 

@@ -854,27 +854,61 @@ impl Registry for RedisStore {
         replies.iter().map(location_of).collect()
     }
 
-    async fn bind(&self, id: &str, at: &Location) -> Result<Location, StoreError> {
+    async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
         let inner = &self.inner;
-        let key = cid_key(id);
-        let set: Value = redis::cmd("SET")
-            .arg(&key)
-            .arg(at.to_string())
-            .arg("NX")
-            .query_async(&mut inner.conn())
-            .await
-            .map_err(|e| inner.error(None, e))?;
-        if set != Value::Nil {
-            return Ok(at.clone());
+        if binds.is_empty() {
+            return Ok(Vec::new());
         }
-        let existing: Value = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut inner.conn())
+        // SET NX per id (a pipeline on a standalone server, concurrent commands on a cluster),
+        // then read back the ids another writer bound first.
+        let replies: Vec<Value> = match inner.conn() {
+            Conn::Standalone(c) => {
+                let mut pipe = redis::pipe();
+                for (cid, at) in binds {
+                    pipe.cmd("SET")
+                        .arg(cid_key(cid))
+                        .arg(at.to_string())
+                        .arg("NX");
+                }
+                pipe.query_async(&mut Conn::Standalone(c))
+                    .await
+                    .map_err(|e| inner.error(None, e))?
+            }
+            Conn::Cluster(c) => {
+                let mut out = Vec::with_capacity(binds.len());
+                for (cid, at) in binds {
+                    let v: Value = redis::cmd("SET")
+                        .arg(cid_key(cid))
+                        .arg(at.to_string())
+                        .arg("NX")
+                        .query_async(&mut c.clone())
+                        .await
+                        .map_err(|e| inner.error(None, e))?;
+                    out.push(v);
+                }
+                out
+            }
+        };
+        let lost: Vec<usize> = replies
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v == Value::Nil)
+            .map(|(i, _)| i)
+            .collect();
+        let existing = inner
+            .per_key("GET", lost.iter().map(|&i| cid_key(&binds[i].0)).collect())
             .await
             .map_err(|e| inner.error(None, e))?;
-        location_of(&existing)?.ok_or_else(|| {
-            StoreError::Backend(format!("credential index entry of {id:?} vanished"))
-        })
+        let mut out: Vec<Location> = binds.iter().map(|(_, at)| at.clone()).collect();
+        for (&i, v) in lost.iter().zip(&existing) {
+            out[i] = location_of(v)?.ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "credential index entry of {:?} vanished",
+                    binds[i].0
+                ))
+            })?;
+        }
+        Ok(out)
     }
 }
 

@@ -101,13 +101,12 @@ pub trait Registry: Store {
         ids: &[String],
     ) -> impl Future<Output = Result<Vec<Option<Location>>, StoreError>> + Send;
 
-    /// Binds `id` to `at` unless it is bound already; returns the binding in force afterwards
-    /// (equal to `at` when this call bound it).
+    /// Binds each credential id to its location unless it is bound already; returns the
+    /// bindings in force afterwards, in order (equal to the one given where this call bound it).
     fn bind(
         &self,
-        id: &str,
-        at: &Location,
-    ) -> impl Future<Output = Result<Location, StoreError>> + Send;
+        binds: &[(String, Location)],
+    ) -> impl Future<Output = Result<Vec<Location>, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ mod alloc;
 mod cli;
 mod conformance;
 mod http;
+mod issuer;
 mod openapi;
 mod properties;
 mod redis;
