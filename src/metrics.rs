@@ -2,8 +2,8 @@
 //! when [`Metrics`] is built, so the request path only bumps pre-resolved counters.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -107,6 +107,11 @@ pub struct Metrics {
     pub refresh_errors: IntCounter,
     pub last_sync: Gauge,
     pub connections_refused: IntCounter,
+    /// Earliest `exp` among the served tokens: alerts watch that re-signing keeps it ahead.
+    pub token_expiry: Gauge,
+    /// 1 for the key this replica signs with, so a rotation's rollout can be watched.
+    pub signing_key_info: IntGaugeVec,
+    pub jwks_keys: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -188,7 +193,24 @@ impl Metrics {
             ]),
         ));
         must(registry.register(Box::new(propagation_seconds.clone())));
+        let signing_key_info = must(IntGaugeVec::new(
+            Opts::new(
+                "signing_key_info",
+                "The key this replica signs with (value 1), by kid and alg",
+            ),
+            &["kid", "alg"],
+        ));
+        must(registry.register(Box::new(signing_key_info.clone())));
         Metrics {
+            signing_key_info,
+            jwks_keys: int_gauge(
+                "jwks_keys",
+                "Keys published in the JWKS (the signing key and any rotation keys)",
+            ),
+            token_expiry: gauge(
+                "token_expiry_timestamp_seconds",
+                "Earliest exp (Unix time) among the signed tokens served; 0 before the first",
+            ),
             propagation_seconds,
             snapshot_generation: int_gauge(
                 "snapshot_generation",

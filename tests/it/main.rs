@@ -8,4 +8,5 @@ mod properties;
 mod redis;
 mod redis_harness;
 mod replicas;
+mod rotation;
 mod support;
