@@ -3,6 +3,7 @@
 mod alloc;
 mod cli;
 mod conformance;
+mod deploy;
 mod http;
 mod properties;
 mod redis;
