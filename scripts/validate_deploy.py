@@ -484,6 +484,8 @@ def check_k8s(c, latest_version):
     k8s = DEPLOY / "k8s"
     dirs = [k8s / "base"] + sorted(p for p in (k8s / "overlays").iterdir() if p.is_dir())
     kubectl = shutil.which("kubectl")
+    if not kubectl:
+        print("note  kubectl is not installed: renders are not compared with `kubectl kustomize`")
     for d in dirs:
         name = rel(d)
         try:

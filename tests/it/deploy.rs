@@ -319,8 +319,25 @@ async fn alerts_and_dashboard_use_only_exported_metrics() {
     .await;
     let (status, _, body) = get(&format!("http://{}/metrics", r.admin_addr), &[]).await;
     assert_eq!(status, 200);
-    let exported = exposition(std::str::from_utf8(&body).unwrap());
+    let text = std::str::from_utf8(&body).unwrap();
+    let exported = exposition(text);
     r.stop().await;
+    // The expiry gauge the token-expiry alerts watch is the served tokens' exp: just signed,
+    // so about now + the default 24 h lifetime.
+    let expiry: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("statusd_token_expiry_timestamp_seconds "))
+        .expect("statusd_token_expiry_timestamp_seconds is exported")
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now + 86_400.0 - 120.0..=now + 86_400.0).contains(&expiry),
+        "earliest exp {expiry} at {now}"
+    );
 
     let alerts = read("deploy/prometheus/alerts.yaml");
     let dashboard: serde_json::Value =
