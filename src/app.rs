@@ -94,6 +94,32 @@ pub fn write_private_pem(path: &Path, pem: &str, overwrite: bool) -> anyhow::Res
     Ok(())
 }
 
+/// The JWKS: the signing key first, then every key of the `--published-keys` files (public or
+/// private PEM; only public halves are published) that is not already in the set.
+fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySet> {
+    let mut set = KeySet::new(vec![signing.verifying_key()]);
+    for path in &config.published_keys {
+        let pem = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading published key file {} (STATUSD_PUBLISHED_KEYS)",
+                path.display()
+            )
+        })?;
+        let keys = KeySet::from_pem(&pem).with_context(|| {
+            format!(
+                "parsing published key file {} (STATUSD_PUBLISHED_KEYS)",
+                path.display()
+            )
+        })?;
+        for key in keys.keys {
+            if !set.keys.iter().any(|k| k.kid() == key.kid()) {
+                set.keys.push(key);
+            }
+        }
+    }
+    Ok(set)
+}
+
 fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
     if let Some(path) = &config.signing_key {
         return load_key(path);
@@ -157,6 +183,7 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let key = Arc::new(signing_key(config)?);
     let tokens = admin_tokens(config)?;
+    let jwks = published_keys(config, &key)?;
     let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
     if config.demo {
         // A store that is down must not stop a replica from serving its last good snapshot.
@@ -165,6 +192,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
     }
     let metrics = Arc::new(Metrics::new());
+    metrics
+        .signing_key_info
+        .with_label_values(&[key.kid(), key.algorithm().jose_name()])
+        .set(1);
+    metrics.jwks_keys.set(jwks.keys.len() as i64);
+    tracing::info!(
+        signing_kid = key.kid(),
+        published_kids = ?jwks.keys.iter().map(|k| k.kid()).collect::<Vec<_>>(),
+        "signing keys loaded"
+    );
     let snapshots = Arc::new(SnapshotStore::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -208,7 +245,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let refresher = Refresher {
         store: store.clone(),
         snapshots: snapshots.clone(),
-        published_keys: KeySet::new(vec![key.verifying_key()]),
+        published_keys: jwks,
         key,
         params: build_params,
         metrics: metrics.clone(),

@@ -1,6 +1,6 @@
-//! The command line: `serve`, `keygen`, `inspect`, `seed`, and the operator's client of the
-//! issuer API (`credentials`, `lists`). Parsing is clap's; each command is a thin call into the
-//! library. Errors surface as `anyhow` chains, printed by `main`.
+//! The command line: `serve`, `keygen`, `inspect`, `seed`, `health`, and the operator's client
+//! of the issuer API (`credentials`, `lists`). Parsing is clap's; each command is a thin call
+//! into the library. Errors surface as `anyhow` chains, printed by `main`.
 
 use crate::app;
 use crate::config::{Config, ServeArgs};
@@ -44,6 +44,19 @@ pub enum Command {
     Credentials(CredentialsArgs),
     /// Create and show the issuer's lists (issuer API on the admin listener).
     Lists(ListsArgs),
+    /// Probe a running statusd's admin plane (`/readyz` by default): exit 0 on a 2xx answer, 1
+    /// otherwise. For container health checks in images that have no shell or curl.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The admin endpoint to probe: `/readyz` (ready and fresh) or `/livez` (process alive).
+    #[arg(long, default_value = "http://127.0.0.1:9090/readyz")]
+    pub url: String,
+    /// Seconds to wait for the whole answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
 }
 
 /// How the CLI reaches the admin API.
@@ -255,6 +268,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seed(args) => seed(args),
         Command::Credentials(args) => credentials(args),
         Command::Lists(args) => lists(args),
+        Command::Health(args) => health(args),
     }
 }
 
@@ -474,12 +488,17 @@ fn read_input(input: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
         bail!("{input}: https URLs are not fetched by this build; download the token (e.g. with curl) and pass the file or '-'");
     }
     if input.starts_with("http://") {
-        return runtime()?.block_on(fetch(input, accept));
+        return runtime()?.block_on(fetch(input, accept, FETCH_TIMEOUT));
     }
     std::fs::read(input).with_context(|| format!("reading {input}"))
 }
 
-async fn fetch(url: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
+/// How long `inspect` waits for a token or key over HTTP.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// GETs `url` and returns the body of a 2xx answer; any other status is an error that carries
+/// the status and the start of the body (a problem+json `detail` says why).
+async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow::Result<Vec<u8>> {
     use http_body_util::{BodyExt, Empty, Limited};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
@@ -487,17 +506,23 @@ async fn fetch(url: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
         .header(hyper::header::ACCEPT, accept)
         .body(Empty::new())
         .with_context(|| format!("{url} is not a valid URL"))?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+    let answer = async {
+        let resp = client
+            .request(req)
+            .await
+            .with_context(|| format!("fetching {url}"))?;
+        let status = resp.status();
+        // Twice the largest list we decode, compressed tokens are far smaller.
+        let body = Limited::new(resp.into_body(), 256 << 20)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading {url}: {e}"))?
+            .to_bytes();
+        anyhow::Ok((status, body))
+    };
+    let (status, body) = tokio::time::timeout(timeout, answer)
         .await
-        .with_context(|| format!("fetching {url}: timed out"))?
-        .with_context(|| format!("fetching {url}"))?;
-    let status = resp.status();
-    // Twice the largest list we decode, compressed tokens are far smaller.
-    let body = Limited::new(resp.into_body(), 256 << 20)
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading {url}: {e}"))?
-        .to_bytes();
+        .map_err(|_| anyhow::anyhow!("fetching {url}: no complete answer within {timeout:?}"))??;
     if !status.is_success() {
         bail!(
             "fetching {url}: HTTP {status}: {}",
@@ -539,6 +564,24 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let report = inspect::inspect(&input, &opts)
         .with_context(|| format!("{}: verification failed", args.input))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    if !args.url.starts_with("http://") {
+        bail!(
+            "--url {}: only http:// URLs are probed (the admin plane has no TLS)",
+            args.url
+        );
+    }
+    // A current-thread runtime: a probe runs every few seconds and must stay cheap.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    let body = rt.block_on(fetch(&args.url, "text/plain, */*", timeout))?;
+    print!("{}", String::from_utf8_lossy(&body));
     Ok(ExitCode::SUCCESS)
 }
 

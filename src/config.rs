@@ -32,6 +32,11 @@ pub struct ServeArgs {
     /// with --demo, required otherwise.
     #[arg(long, env = "STATUSD_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
+    /// Extra public keys to publish in the JWKS beside the signing key, for key rotation:
+    /// comma-separated paths of PEM files, each holding one or more SPKI `PUBLIC KEY` or
+    /// PKCS#8 `PRIVATE KEY` blocks (only the public half is published). Empty: none.
+    #[arg(long, env = "STATUSD_PUBLISHED_KEYS")]
+    pub published_keys: Option<String>,
     /// Redis URL; without it statusd uses the embedded store.
     #[arg(long, env = "STATUSD_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -76,7 +81,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STATUSD_MIN_OPEN_LISTS", default_value_t = 2)]
     pub min_open_lists: usize,
     /// Issuer API: entries of the lists it creates.
-    #[arg(long, env = "STATUSD_LIST_SIZE", default_value_t = crate::status::DEFAULT_ENTRIES)]
+    #[arg(long, env = "STATUSD_LIST_SIZE", default_value_t = 1048576)]
     pub list_size: u32,
     /// Issuer API: bits per entry of the lists it creates (2 or more to express SUSPENDED).
     #[arg(long, env = "STATUSD_LIST_BITS", default_value_t = 2)]
@@ -100,6 +105,8 @@ pub struct Config {
     pub issuer: String,
     pub data_dir: PathBuf,
     pub signing_key: Option<PathBuf>,
+    /// PEM files of keys published in the JWKS besides the signing key (rotation).
+    pub published_keys: Vec<PathBuf>,
     pub redis_url: Option<String>,
     pub admin_tokens: Option<PathBuf>,
     pub ttl: Duration,
@@ -130,6 +137,36 @@ fn err(flag: &'static str, env: &'static str, reason: impl Into<String>) -> Conf
         env,
         reason: reason.into(),
     }
+}
+
+/// Splits the comma-separated `--published-keys` list. An empty or blank value means none, so
+/// a deployment can always set the variable; an empty entry or a repeated path inside a
+/// non-empty list is a typo worth refusing.
+fn published_keys(value: Option<&str>) -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for (n, entry) in value.split(',').enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err(err(
+                "published-keys",
+                "PUBLISHED_KEYS",
+                format!("entry {} of {value:?} is empty", n + 1),
+            ));
+        }
+        let path = PathBuf::from(entry);
+        if paths.contains(&path) {
+            return Err(err(
+                "published-keys",
+                "PUBLISHED_KEYS",
+                format!("{entry:?} is listed twice"),
+            ));
+        }
+        paths.push(path);
+    }
+    Ok(paths)
 }
 
 fn addr(value: &str, flag: &'static str, env: &'static str) -> Result<SocketAddr, ConfigError> {
@@ -236,6 +273,7 @@ impl Config {
                  or run with --demo to generate one in the data directory",
             ));
         }
+        let published_keys = published_keys(args.published_keys.as_deref())?;
         if let Some(url) = &args.redis_url {
             if !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
@@ -280,6 +318,7 @@ impl Config {
             public_url,
             data_dir: args.data_dir.clone(),
             signing_key: args.signing_key.clone(),
+            published_keys,
             redis_url: args.redis_url.clone(),
             admin_tokens: args.admin_tokens.clone(),
             ttl: Duration::from_secs(args.ttl),
@@ -374,5 +413,38 @@ mod tests {
         );
         let c = parse(&["--demo", "--public-url", "https://status.example.kr/"]).unwrap();
         assert_eq!(c.public_url, "https://status.example.kr");
+    }
+
+    #[test]
+    fn published_keys_are_a_comma_separated_path_list() {
+        assert!(parse(&["--demo"]).unwrap().published_keys.is_empty());
+        // Blank means none, so a ConfigMap can carry the variable empty between rotations.
+        for blank in ["", "  "] {
+            let c = parse(&["--demo", "--published-keys", blank]).unwrap();
+            assert!(c.published_keys.is_empty(), "{blank:?}");
+        }
+        let c = parse(&[
+            "--demo",
+            "--published-keys",
+            "/keys/next.pub.pem, /keys/old.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.published_keys,
+            vec![
+                PathBuf::from("/keys/next.pub.pem"),
+                PathBuf::from("/keys/old.pem")
+            ]
+        );
+        let e = parse(&["--demo", "--published-keys", "a.pem,,b.pem"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("published-keys", "PUBLISHED_KEYS"));
+        assert!(e.reason.contains("entry 2"), "{e}");
+        let e = parse(&["--demo", "--published-keys", "a.pem,"]).unwrap_err();
+        assert!(e.reason.contains("entry 2"), "{e}");
+        let e = parse(&["--demo", "--published-keys", "a.pem, b.pem ,a.pem"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--published-keys (STATUSD_PUBLISHED_KEYS): \"a.pem\" is listed twice"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! when [`Metrics`] is built, so the request path only bumps pre-resolved counters.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::time::Duration;
 
@@ -112,6 +112,11 @@ pub struct Metrics {
     /// Issuer operations by operation and result (`registered`, `exists`, `changed`,
     /// `unchanged`, or the problem slug).
     pub issuer_operations: IntCounterVec,
+    /// Earliest `exp` among the served tokens: alerts watch that re-signing keeps it ahead.
+    pub token_expiry: Gauge,
+    /// 1 for the key this replica signs with, so a rotation's rollout can be watched.
+    pub signing_key_info: IntGaugeVec,
+    pub jwks_keys: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -209,9 +214,26 @@ impl Metrics {
             &["op", "result"],
         ));
         must(registry.register(Box::new(issuer_operations.clone())));
+        let signing_key_info = must(IntGaugeVec::new(
+            Opts::new(
+                "signing_key_info",
+                "The key this replica signs with (value 1), by kid and alg",
+            ),
+            &["kid", "alg"],
+        ));
+        must(registry.register(Box::new(signing_key_info.clone())));
         Metrics {
             list_allocated_ratio,
             issuer_operations,
+            signing_key_info,
+            jwks_keys: int_gauge(
+                "jwks_keys",
+                "Keys published in the JWKS (the signing key and any rotation keys)",
+            ),
+            token_expiry: gauge(
+                "token_expiry_timestamp_seconds",
+                "Earliest exp (Unix time) among the signed tokens served; 0 before the first",
+            ),
             propagation_seconds,
             snapshot_generation: int_gauge(
                 "snapshot_generation",

@@ -441,6 +441,7 @@ impl<S: Store> Refresher<S> {
         let previous = self.snapshots.load_full();
         let generation = previous.generation + 1;
         let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();
+        let earliest_exp = lists.values().map(|l| l.artefacts.exp).min();
         let count = lists.len();
         self.metrics.list_allocated_ratio.reset();
         for l in lists.values() {
@@ -456,6 +457,9 @@ impl<S: Store> Refresher<S> {
         self.metrics.snapshot_published.set(unix_f64(now));
         self.metrics.lists.set(count as i64);
         self.metrics.entries_non_valid.set(non_valid as i64);
+        if let Some(exp) = earliest_exp {
+            self.metrics.token_expiry.set(exp as f64);
+        }
         tracing::debug!(generation, lists = count, "published snapshot");
     }
 }

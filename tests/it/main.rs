@@ -3,6 +3,7 @@
 mod alloc;
 mod cli;
 mod conformance;
+mod deploy;
 mod http;
 mod issuer;
 mod openapi;
@@ -10,4 +11,5 @@ mod properties;
 mod redis;
 mod redis_harness;
 mod replicas;
+mod rotation;
 mod support;
