@@ -286,13 +286,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             metrics.clone(),
             shutdown_rx.clone(),
         )),
-        tokio::spawn(server::serve(
-            admin_listener,
-            admin,
-            limits,
-            metrics.clone(),
-            shutdown_rx,
-        )),
+        spawn_admin(admin_listener, admin, limits, metrics.clone(), shutdown_rx)?,
     ];
     tracing::info!(%public_addr, %admin_addr, "statusd listening");
     Ok(Running {
@@ -305,6 +299,45 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         shutdown,
         tasks,
     })
+}
+
+/// Serves the admin plane on its own thread and single-threaded runtime: an issuer batch of
+/// 10,000 items is milliseconds of CPU at a time, and on the public plane's workers it would
+/// hold up lookups queued behind it. The public workers never run admin work this way.
+fn spawn_admin(
+    listener: TcpListener,
+    admin: Admin,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let listener = listener.into_std()?;
+    let thread = std::thread::Builder::new()
+        .name("statusd-admin".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start the admin runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => server::serve(listener, admin, limits, metrics, shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "admin listener unusable"),
+                }
+            });
+        })
+        .context("starting the admin thread")?;
+    Ok(tokio::task::spawn_blocking(move || {
+        if thread.join().is_err() {
+            tracing::error!("the admin thread panicked");
+        }
+    }))
 }
 
 /// Runs until SIGINT or SIGTERM, then drains.

@@ -1,0 +1,149 @@
+//! Issuer API throughput driver (`loadtest/issuer` runs it): registrations, then status
+//! changes, through `POST /v1/credentials/batch` on a running statusd, on loopback only.
+//!
+//! ```text
+//! issuer_load --admin http://127.0.0.1:9090 --token T [--registrations 200000]
+//!             [--batch 10000] [--concurrency 2] [--changes 200000] [--purpose load]
+//! ```
+//!
+//! Prints one JSON line per phase: items, seconds, items per second. Bodies are built before
+//! the clock starts, so the figures are the server's, not the driver's JSON encoding.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+struct Args {
+    admin: String,
+    token: String,
+    registrations: usize,
+    changes: usize,
+    batch: usize,
+    concurrency: usize,
+    purpose: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        admin: "http://127.0.0.1:9090".into(),
+        token: String::new(),
+        registrations: 200_000,
+        changes: 200_000,
+        batch: 10_000,
+        concurrency: 2,
+        purpose: "load".into(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--admin" => a.admin = v.clone(),
+            "--token" => a.token = v.clone(),
+            "--registrations" => a.registrations = v.parse().expect("a number"),
+            "--changes" => a.changes = v.parse().expect("a number"),
+            "--batch" => a.batch = v.parse().expect("a number"),
+            "--concurrency" => a.concurrency = v.parse().expect("a number"),
+            "--purpose" => a.purpose = v.clone(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    let host = a.admin.trim_start_matches("http://");
+    assert!(
+        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]"),
+        "load tests target loopback only, not {}",
+        a.admin
+    );
+    a
+}
+
+/// Sends every body (at most `concurrency` at a time); returns the seconds taken. Every item
+/// of every answer must have succeeded.
+async fn run(a: &Args, bodies: Vec<Bytes>) -> f64 {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let url = format!("{}/v1/credentials/batch", a.admin);
+    let auth = format!("Bearer {}", a.token);
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..a.concurrency {
+        let (client, url, auth, queue) = (client.clone(), url.clone(), auth.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let req = hyper::Request::post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .unwrap();
+                let resp = client.request(req).await.expect("request");
+                let status = resp.status();
+                let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+                assert!(
+                    status.is_success(),
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(400)])
+                );
+                let v: Value = serde_json::from_slice(&bytes).expect("JSON");
+                for r in v["results"].as_array().expect("results") {
+                    assert!(r.get("error").is_none(), "item failed: {r}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn report(phase: &str, items: usize, secs: f64) {
+    println!(
+        "{}",
+        json!({"phase": phase, "items": items, "seconds": (secs * 1000.0).round() / 1000.0,
+               "per_second": (items as f64 / secs).round()})
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let run_id: u32 = rand::random();
+    let ids: Vec<String> = (0..a.registrations)
+        .map(|i| format!("load-{run_id:08x}-{i}"))
+        .collect();
+    let register: Vec<Bytes> = ids
+        .chunks(a.batch)
+        .map(|c| {
+            let ops: Vec<Value> = c
+                .iter()
+                .map(|id| json!({"op": "register", "credential_id": id, "kind": "physical", "purpose": a.purpose}))
+                .collect();
+            Bytes::from(json!({"operations": ops}).to_string())
+        })
+        .collect();
+    let secs = run(&a, register).await;
+    report("register", a.registrations, secs);
+
+    // Status changes: suspend cards (batches in parallel: distinct cards), then reinstate them.
+    let half = (a.changes / 2).min(ids.len());
+    let batches = |op: &str| -> Vec<Bytes> {
+        ids[..half]
+            .chunks(a.batch)
+            .map(|c| {
+                let ops: Vec<Value> = c
+                    .iter()
+                    .map(|id| json!({"op": op, "credential_id": id, "reason": "load test"}))
+                    .collect();
+                Bytes::from(json!({"operations": ops}).to_string())
+            })
+            .collect()
+    };
+    let (suspend, reinstate) = (batches("suspend"), batches("reinstate"));
+    let total = run(&a, suspend).await + run(&a, reinstate).await;
+    report("change", 2 * half, total);
+}
