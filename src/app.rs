@@ -279,6 +279,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let admin = Admin::new(snapshots.clone(), metrics.clone(), sync.clone()).with_api(issuer_api);
     let tasks = vec![
         tokio::spawn(refresher.run(shutdown_rx.clone())),
+        tokio::spawn(crate::consistency::run(
+            config.consistency,
+            snapshots.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )),
         tokio::spawn(server::serve(
             public_listener,
             public,

@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "STATUSD_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Entries per second the consistency check compares with the source of truth (0: off).
+    #[arg(long, env = "STATUSD_CONSISTENCY_SAMPLES", default_value_t = 16)]
+    pub consistency_samples: usize,
     /// Issuer API: share of a list's indices after which it takes no new top-level
     /// credentials (derived cards may still fill their parent's list).
     #[arg(long, env = "STATUSD_FILL_THRESHOLD", default_value_t = 0.75)]
@@ -120,6 +123,7 @@ pub struct Config {
     pub demo: bool,
     /// Issuer API settings.
     pub issuer_settings: crate::issuer::Settings,
+    pub consistency: crate::consistency::Settings,
 }
 
 /// A configuration value that cannot be used, with the flag and variable that carry it.
@@ -304,7 +308,18 @@ impl Config {
             .map_err(|e| err("list-bits", "LIST_BITS", e.to_string()))?;
         crate::status::StatusList::new(list_bits, args.list_size)
             .map_err(|e| err("list-size", "LIST_SIZE", e.to_string()))?;
+        if args.consistency_samples > 10_000 {
+            return Err(err(
+                "consistency-samples",
+                "CONSISTENCY_SAMPLES",
+                "must be at most 10000 per second",
+            ));
+        }
         Ok(Config {
+            consistency: crate::consistency::Settings {
+                samples: args.consistency_samples,
+                every: Duration::from_secs(1),
+            },
             issuer_settings: crate::issuer::Settings {
                 fill_threshold: args.fill_threshold,
                 min_open_lists: args.min_open_lists,

@@ -11,6 +11,7 @@
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
+//! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
 //! | [`http`]      | the public plane: routing, negotiation, caching headers, problem+json    |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
@@ -37,6 +38,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod consistency;
 pub mod demo;
 pub mod http;
 pub mod inspect;

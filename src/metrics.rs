@@ -112,6 +112,11 @@ pub struct Metrics {
     /// Issuer operations by operation and result (`registered`, `exists`, `changed`,
     /// `unchanged`, or the problem slug).
     pub issuer_operations: IntCounterVec,
+    /// Consistency check ([`crate::consistency`]): entries compared with the store, mismatches
+    /// found, and rounds skipped because the list was changing.
+    pub consistency_compared: IntCounter,
+    pub consistency_mismatches: IntCounter,
+    pub consistency_skipped: IntCounter,
     /// Earliest `exp` among the served tokens: alerts watch that re-signing keeps it ahead.
     pub token_expiry: Gauge,
     /// 1 for the key this replica signs with, so a rotation's rollout can be watched.
@@ -223,6 +228,18 @@ impl Metrics {
         ));
         must(registry.register(Box::new(signing_key_info.clone())));
         Metrics {
+            consistency_compared: counter(
+                "consistency_entries_compared_total",
+                "Snapshot entries compared with the source of truth by the consistency check",
+            ),
+            consistency_mismatches: counter(
+                "consistency_mismatches_total",
+                "Sampled snapshot entries that disagreed with the source of truth at the same version",
+            ),
+            consistency_skipped: counter(
+                "consistency_skipped_total",
+                "Consistency rounds skipped because the sampled list changed meanwhile",
+            ),
             list_allocated_ratio,
             issuer_operations,
             signing_key_info,

@@ -5,7 +5,7 @@ use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
 use super::registry::{Location, Records, Registry, Txn};
 use super::{Applied, Change, ListMeta, NewList, Store, StoreError};
-use crate::status::StatusList;
+use crate::status::{Status, StatusList};
 use roaring::RoaringBitmap;
 use std::time::Duration;
 
@@ -69,6 +69,10 @@ impl Store for AnyStore {
         version: u64,
     ) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
         dispatch!(self, s => s.changes_since(id, version).await)
+    }
+
+    async fn entries(&self, id: &str, idxs: &[u32]) -> Result<(u64, Vec<Status>), StoreError> {
+        dispatch!(self, s => s.entries(id, idxs).await)
     }
 
     async fn changed(&self, timeout: Duration) {

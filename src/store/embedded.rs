@@ -436,6 +436,38 @@ impl Store for EmbeddedStore {
         Ok(None)
     }
 
+    async fn entries(&self, id: &str, idxs: &[u32]) -> Result<(u64, Vec<Status>), StoreError> {
+        let id = id.to_owned();
+        let idxs = idxs.to_vec();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let lists = tx.open_table(LISTS).map_err(backend)?;
+            let meta = match lists.get(id.as_str()).map_err(backend)? {
+                Some(v) => decode_meta(&id, v.value())?,
+                None => return Err(StoreError::UnknownList(id)),
+            };
+            let entries = tx.open_table(ENTRIES).map_err(backend)?;
+            let mut out = Vec::with_capacity(idxs.len());
+            for idx in idxs {
+                if idx >= meta.size {
+                    return Err(crate::status::StatusError::IndexOutOfRange {
+                        idx: idx.into(),
+                        size: meta.size,
+                    }
+                    .into());
+                }
+                out.push(
+                    entries
+                        .get((id.as_str(), idx))
+                        .map_err(backend)?
+                        .map_or(Status::VALID, |v| Status(v.value())),
+                );
+            }
+            Ok((meta.version, out))
+        })
+        .await
+    }
+
     async fn changed(&self, timeout: Duration) {
         let mut seen = self.seen.lock().await;
         let _ = tokio::time::timeout(timeout, seen.changed()).await;
@@ -484,6 +516,11 @@ mod tests {
         );
         let a = s.apply("a", &[c(5, 0)]).await.unwrap();
         assert_eq!(a.previous, vec![Status(2)]);
+        assert_eq!(
+            s.entries("a", &[9, 5, 0]).await.unwrap(),
+            (2, vec![Status(1), Status(0), Status(0)])
+        );
+        assert!(s.entries("a", &[1024]).await.is_err());
         drop(s);
         let s = EmbeddedStore::open(&dir).unwrap();
         let (meta, list) = s.load("a").await.unwrap();

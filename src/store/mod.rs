@@ -166,6 +166,14 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
     ) -> impl Future<Output = Result<Option<(u64, Vec<Change>)>, StoreError>> + Send;
 
+    /// The list's version and the values of the entries at `idxs` (in order), read together:
+    /// what the consistency check compares a snapshot with. Indices beyond the list fail.
+    fn entries(
+        &self,
+        id: &str,
+        idxs: &[u32],
+    ) -> impl Future<Output = Result<(u64, Vec<Status>), StoreError>> + Send;
+
     /// Resolves when the store may have changed since the last call (or after `timeout`). A
     /// wake-up is a hint: the refresher always compares versions.
     fn changed(&self, timeout: std::time::Duration) -> impl Future<Output = ()> + Send;

@@ -1147,6 +1147,54 @@ impl Store for RedisStore {
         Ok(Some((current, changes)))
     }
 
+    async fn entries(&self, id: &str, idxs: &[u32]) -> Result<(u64, Vec<Status>), StoreError> {
+        if check_id(id).is_err() {
+            return Err(StoreError::UnknownList(id.to_owned()));
+        }
+        let inner = &self.inner;
+        // The meta first, outside the transaction: the width of the entries to read.
+        let meta: Value = redis::cmd("HGETALL")
+            .arg(meta_key(id))
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(id), e))?;
+        let meta = parse_meta(id, &meta)?.ok_or_else(|| StoreError::UnknownList(id.to_owned()))?;
+        if let Some(&bad) = idxs.iter().find(|&&i| i >= meta.size) {
+            return Err(StatusError::IndexOutOfRange {
+                idx: bad.into(),
+                size: meta.size,
+            }
+            .into());
+        }
+        if idxs.is_empty() {
+            return Ok((meta.version, Vec::new()));
+        }
+        let ty = format!("u{}", meta.bits);
+        let mut bitfield = redis::cmd("BITFIELD");
+        bitfield.arg(data_key(id));
+        for i in idxs {
+            bitfield.arg("GET").arg(&ty).arg(format!("#{i}"));
+        }
+        // Version and values in one transaction (one slot): consistent with each other.
+        let (version, values): (Option<u64>, Vec<Option<u8>>) = redis::pipe()
+            .atomic()
+            .cmd("HGET")
+            .arg(meta_key(id))
+            .arg("version")
+            .add_command(bitfield)
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(id), e))?;
+        let version = version.ok_or_else(|| StoreError::UnknownList(id.to_owned()))?;
+        if values.len() != idxs.len() {
+            return Err(corrupt(id, "BITFIELD answered the wrong number of values"));
+        }
+        Ok((
+            version,
+            values.into_iter().map(|v| Status(v.unwrap_or(0))).collect(),
+        ))
+    }
+
     async fn changed(&self, timeout: Duration) {
         if self.is_cluster() {
             tokio::time::sleep(timeout.min(POLL)).await;

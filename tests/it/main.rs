@@ -3,6 +3,7 @@
 mod alloc;
 mod cli;
 mod conformance;
+mod consistency;
 mod deploy;
 mod http;
 mod issuer;

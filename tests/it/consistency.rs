@@ -1,0 +1,91 @@
+//! The consistency check fires when a published snapshot disagrees with the store, and stays
+//! quiet while it agrees: a replica's snapshot is corrupted in memory and the counter moves.
+
+use crate::redis_harness::RedisServer;
+use crate::support::{self, TempDir};
+use statusd::app;
+use statusd::snapshot::{ListSnapshot, Snapshot};
+use statusd::status::{Bits, Status};
+use statusd::store::{Change, NewList, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn counter(admin: std::net::SocketAddr, name: &str) -> u64 {
+    let (_, _, body) = support::get(&format!("http://{admin}/metrics"), &[]).await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{name} not exported")) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_snapshot_entry_is_detected() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new("consistency");
+    let store = app::open_store(Some(&redis.url()), &dir.0).await.unwrap();
+    store
+        .create_list(NewList {
+            id: "c".into(),
+            bits: Bits::Two,
+            size: 1 << 17,
+            purpose: None,
+        })
+        .await
+        .unwrap();
+    let changes: Vec<Change> = [
+        (5, Status::INVALID),
+        (77, Status::SUSPENDED),
+        (9_000, Status::INVALID),
+    ]
+    .into_iter()
+    .map(|(idx, status)| Change { idx, status })
+    .collect();
+    store.apply("c", &changes).await.unwrap();
+    let url = redis.url();
+    let config = support::config(
+        &dir.0,
+        &["--redis-url", &url, "--consistency-samples", "32"],
+    );
+    let running = app::start(&config).await.unwrap();
+    assert!(running.ready(Duration::from_secs(20)).await);
+    let admin = running.admin_addr;
+
+    // Agreeing: entries are compared, nothing mismatches.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter(admin, "statusd_consistency_entries_compared_total").await < 64 {
+        assert!(Instant::now() < deadline, "the check does not run");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        counter(admin, "statusd_consistency_mismatches_total").await,
+        0
+    );
+
+    // Corrupt the published list in memory: entry 1234 INVALID, while the store says VALID.
+    let snap = running.snapshots.load_full();
+    let ls = snap.list("c").unwrap();
+    let mut list = ls.list.clone();
+    list.set(1234, Status::INVALID).unwrap();
+    let corrupted = ListSnapshot {
+        meta: ls.meta.clone(),
+        list,
+        non_valid: ls.non_valid + 1,
+        artefacts: ls.artefacts.clone(),
+    };
+    let mut lists = snap.lists.clone();
+    lists.insert("c".into(), Arc::new(corrupted));
+    running.snapshots.publish(Snapshot {
+        generation: snap.generation + 1,
+        published_at: snap.published_at,
+        lists,
+        aggregation: snap.aggregation.clone(),
+        jwks: snap.jwks.clone(),
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter(admin, "statusd_consistency_mismatches_total").await == 0 {
+        assert!(Instant::now() < deadline, "the corruption was not detected");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running.stop().await;
+}
