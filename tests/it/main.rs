@@ -4,6 +4,7 @@ mod alloc;
 mod cli;
 mod conformance;
 mod consistency;
+mod crash;
 mod deploy;
 mod http;
 mod issuer;
