@@ -56,7 +56,13 @@ async fn main() {
     }
     let per_list: usize =
         flag(&args, "--per-list").map_or(20_000, |v| v.parse().expect("a number"));
-    let store = RedisStore::connect(&redis).await.expect("redis");
+    // 50 scripts of 20,000 changes queue up in Redis: allow each a minute, not the 2 s a
+    // replica allows itself.
+    let opts = statusd::store::redis::RedisOptions {
+        response_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let store = RedisStore::connect_with(&redis, opts).await.expect("redis");
     let lists = store.lists().await.expect("lists");
     assert!(!lists.is_empty(), "no lists in the store");
 
