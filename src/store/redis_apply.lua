@@ -110,8 +110,7 @@ local n = (#ARGV - first + 1) / 2
 local max = 2 ^ bits - 1
 local ty = 'u' .. bits
 local idxs, vals, ret = {}, {}, {}
--- Values this batch already set, so that a later change sees an earlier one.
-local pending = {}
+-- First pass: parse and range-check every change.
 for k = 1, n do
   local pos = k - 1
   local i, v = uint(ARGV[first + 2 * pos]), uint(ARGV[first + 2 * pos + 1])
@@ -121,15 +120,42 @@ for k = 1, n do
   if not v or v > max then
     return fail('too-wide ' .. pos .. ' ' .. bits)
   end
+  idxs[k], vals[k] = i, v
+end
+-- The stored values, read with many GETs per BITFIELD call (one call per entry would cost a
+-- round through the command machinery each: 20,000 of them for a large batch).
+local stored = {}
+local gets = {}
+local function flush_gets()
+  if #gets > 0 then
+    local got = redis.call('BITFIELD', KEYS[2], unpack(gets))
+    for _, x in ipairs(got) do
+      stored[#stored + 1] = x
+    end
+    gets = {}
+  end
+end
+for k = 1, n do
+  local c = #gets
+  gets[c + 1], gets[c + 2], gets[c + 3] = 'GET', ty, '#' .. idxs[k]
+  if #gets >= 900 then
+    flush_gets()
+  end
+end
+flush_gets()
+-- Second pass: the terminal rule, with later changes seeing earlier ones of the batch.
+local pending = {}
+for k = 1, n do
+  local i, v = idxs[k], vals[k]
   local old = pending[i]
   if old == nil then
-    old = redis.call('BITFIELD', KEYS[2], 'GET', ty, '#' .. i)[1]
+    old = stored[k]
   end
   if old == 1 and v ~= 1 then
-    return fail('terminal ' .. pos)
+    return fail('terminal ' .. (k - 1))
   end
   pending[i] = v
-  idxs[k], vals[k], ret[k + 1] = i, v, old
+  ret[k + 1] = old
 end
 
 local newv = version + 1
