@@ -839,7 +839,10 @@ mod tests {
         let r = public(1).overloaded();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         let n = hyper::body::Body::size_hint(r.body()).exact().unwrap();
         assert!(n > 0);
         let bytes = body_bytes(r.into_body().bytes);

@@ -12,4 +12,5 @@ mod redis;
 mod redis_harness;
 mod replicas;
 mod rotation;
+mod shedding;
 mod support;
