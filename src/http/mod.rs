@@ -221,6 +221,18 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
+/// 431 past [`MAX_HEADER_BYTES`] of request headers. Both planes answer it: hyper's own buffer
+/// limit (4 times larger) is only a backstop.
+pub fn check_header_size(headers: &HeaderMap) -> Result<(), Problem> {
+    if header_bytes(headers) > MAX_HEADER_BYTES {
+        Err(Problem::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        })
+    } else {
+        Ok(())
+    }
+}
+
 fn get(headers: &HeaderMap, name: HeaderName) -> Option<&[u8]> {
     headers.get(name).map(HeaderValue::as_bytes)
 }
@@ -331,10 +343,8 @@ impl Inner {
             (Some(".well-known"), Some("jwks.json"), None, _) => Route::Jwks,
             _ => Route::Unmatched,
         };
-        let resp = if header_bytes(headers) > MAX_HEADER_BYTES {
-            Err(Problem::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES,
-            })
+        let resp = if let Err(p) = check_header_size(headers) {
+            Err(p)
         } else if *method == Method::OPTIONS && route != Route::Unmatched {
             return (Route::Preflight, preflight(route));
         } else {
@@ -543,11 +553,7 @@ impl Inner {
 
     async fn batch_inner(&self, req: Request<Incoming>) -> Result<Resp, Problem> {
         let (parts, body) = req.into_parts();
-        if header_bytes(&parts.headers) > MAX_HEADER_BYTES {
-            return Err(Problem::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES,
-            });
-        }
+        check_header_size(&parts.headers)?;
         let id = list_id(parts.uri.path().split('/').nth(2).unwrap_or(""))?.to_owned();
         if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("");
@@ -848,6 +854,21 @@ mod tests {
         let bytes = body_bytes(r.into_body().bytes);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["type"], "urn:statusd:problem:overloaded");
+    }
+
+    #[test]
+    fn header_size_limit_is_16_kib_of_names_and_values() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert_eq!(check_header_size(&h), Ok(()));
+        let big = HeaderValue::try_from("t".repeat(MAX_HEADER_BYTES)).unwrap();
+        h.insert(header::AUTHORIZATION, big);
+        assert_eq!(
+            check_header_size(&h),
+            Err(Problem::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES
+            })
+        );
     }
 
     #[test]

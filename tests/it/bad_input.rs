@@ -1,0 +1,999 @@
+//! Malformed and hostile input against both listeners over real sockets, table-driven.
+//!
+//! Requests are written as raw bytes, so the table can hold what a well-behaved client would
+//! refuse to send (NUL and non-ASCII in the path, conflicting framing, broken chunking, header
+//! floods). Each case names the answer it must get: a problem+json status and `type`, hyper's
+//! own bare answer for framing it refuses before any service runs (the connection then closes),
+//! or a closed connection. Afterwards the server still answers and the test process (the server
+//! runs in it) has not grown without bound. HTTP/2 abuse and slow clients follow the table;
+//! the admin plane's security properties (every route refuses bad tokens, body limits, no
+//! secrets in logs, loopback only) close the file.
+
+use crate::support::{get, start_with, TempDir};
+use statusd::admin::api::ROUTES;
+use statusd::issuer::auth::Scope;
+use statusd::status::Bits;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WRITER: &str = "writer-token-0123456789abcdef";
+const READER: &str = "reader-token-0123456789abcdef";
+const ADMIN: &str = "admin-token-0123456789abcdefgh";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plane {
+    Public,
+    Admin,
+}
+use Plane::{Admin, Public};
+
+/// What a case must get back.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// problem+json with this status and `urn:statusd:problem:<slug>`.
+    Problem(u16, &'static str),
+    /// hyper's own answer (no problem body) to framing it refuses; the connection closes.
+    Bare(u16),
+    /// A successful or otherwise plain status.
+    Status(u16),
+}
+
+struct Case {
+    name: String,
+    plane: Plane,
+    raw: Vec<u8>,
+    expect: Expect,
+}
+
+/// A raw HTTP/1.1 request with `Host` and `Connection: close`; a `Content-Length` is added for
+/// a non-empty body unless the headers carry their own framing.
+fn raw(method: &str, path: &[u8], headers: &[(&str, &[u8])], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path);
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let framed = headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    });
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !framed && (!body.is_empty() || method == "POST") {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// One parsed answer.
+#[derive(Debug, Default)]
+struct Answer {
+    status: Option<u16>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Writes `bytes` while reading the answer until the server closes the connection (a server
+/// that refuses early may reset before the whole request is written; what arrived counts).
+async fn exchange(addr: SocketAddr, bytes: Vec<u8>) -> Result<Answer, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut r, mut w) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = w.write_all(&bytes).await;
+        // Keep the write half open: some answers come only after the server stops reading.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(w);
+    });
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match r.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    if read.is_err() {
+        return Err(format!(
+            "no close within 8 s; got {:?}",
+            String::from_utf8_lossy(&buf[..buf.len().min(200)])
+        ));
+    }
+    Ok(parse(&buf))
+}
+
+fn parse(buf: &[u8]) -> Answer {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Answer::default();
+    };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok());
+    let content_type = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.trim().to_owned());
+    Answer {
+        status,
+        content_type,
+        body: buf[end + 4..].to_vec(),
+    }
+}
+
+fn check(a: &Answer, want: Expect) -> Result<(), String> {
+    let is_problem = a.content_type.as_deref() == Some("application/problem+json");
+    match want {
+        Expect::Problem(status, slug) => {
+            if a.status != Some(status) || !is_problem {
+                return Err(format!("got {:?} {:?}", a.status, a.content_type));
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(&a.body).map_err(|e| format!("problem body: {e}"))?;
+            let want_type = format!("urn:statusd:problem:{slug}");
+            if v["type"] != want_type.as_str() || v["status"] != status {
+                return Err(format!("got problem {v}"));
+            }
+        }
+        Expect::Bare(status) => {
+            if a.status != Some(status) || is_problem {
+                return Err(format!("got {:?} {:?}", a.status, a.content_type));
+            }
+        }
+        Expect::Status(status) => {
+            if a.status != Some(status) {
+                return Err(format!(
+                    "got {:?}: {}",
+                    a.status,
+                    String::from_utf8_lossy(&a.body)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A server with list `a` (2^17 entries), credential `c1` registered, tokens of every scope,
+/// and a 1 s header read timeout.
+async fn server(dir: &TempDir) -> statusd::app::Running {
+    let tokens = dir.0.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("issuance write {WRITER}\naudit read {READER}\nops admin {ADMIN}\n"),
+    )
+    .unwrap();
+    let srv = start_with(
+        &dir.0,
+        &[("a", Bits::Two, 1 << 17, vec![(1, 1), (7, 2)])],
+        &[
+            "--admin-tokens",
+            tokens.to_str().unwrap(),
+            "--header-read-timeout",
+            "1",
+        ],
+    )
+    .await;
+    let reg = raw(
+        "POST",
+        b"/v1/credentials",
+        &[
+            ("authorization", format!("Bearer {WRITER}").as_bytes()),
+            ("content-type", b"application/json"),
+        ],
+        br#"{"credential_id":"c1","kind":"physical"}"#,
+    );
+    let a = exchange(srv.admin_addr, reg).await.unwrap();
+    assert_eq!(a.status, Some(201), "{}", String::from_utf8_lossy(&a.body));
+    srv
+}
+
+/// Nested arrays `depth` deep inside `prefix … suffix`.
+fn nested(prefix: &str, depth: usize, suffix: &str) -> Vec<u8> {
+    let mut v = prefix.as_bytes().to_vec();
+    v.extend(std::iter::repeat_n(b'[', depth));
+    v.extend(std::iter::repeat_n(b']', depth));
+    v.extend_from_slice(suffix.as_bytes());
+    v
+}
+
+fn cases() -> Vec<Case> {
+    use Expect::{Bare, Problem, Status};
+    let mut c: Vec<Case> = Vec::new();
+    let mut add = |name: &str, plane: Plane, raw: Vec<u8>, expect: Expect| {
+        c.push(Case {
+            name: name.to_owned(),
+            plane,
+            raw,
+            expect,
+        })
+    };
+    let get = |path: &[u8]| raw("GET", path, &[], b"");
+    let json: (&str, &[u8]) = ("content-type", b"application/json");
+    let batch = |body: &[u8]| raw("POST", b"/statuses/a", &[json], body);
+    let auth_w = format!("Bearer {WRITER}");
+    let auth_r = format!("Bearer {READER}");
+    let auth_a = format!("Bearer {ADMIN}");
+    let admin_post = |path: &[u8], auth: &str, body: &[u8]| {
+        raw(
+            "POST",
+            path,
+            &[("authorization", auth.as_bytes()), json],
+            body,
+        )
+    };
+    let admin_get =
+        |path: &[u8], auth: &str| raw("GET", path, &[("authorization", auth.as_bytes())], b"");
+
+    // Control: the table's server answers well-formed requests.
+    add("control lookup", Public, get(b"/statuses/a/7"), Status(200));
+    add("control readyz", Admin, get(b"/readyz"), Status(200));
+
+    // Paths.
+    add(
+        "dot-dot segment",
+        Public,
+        get(b"/statuses/a/../1"),
+        Problem(404, "no-route"),
+    );
+    add(
+        "encoded dot-dot index",
+        Public,
+        get(b"/statuses/a/%2e%2e"),
+        Problem(400, "bad-index"),
+    );
+    add(
+        "double slash prefix",
+        Public,
+        get(b"//statuses/a/1"),
+        Problem(404, "no-route"),
+    );
+    add(
+        "empty list id",
+        Public,
+        get(b"/statuses//1"),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "encoded slash in id",
+        Public,
+        get(b"/statuses/a%2F1/1"),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "id of 65 characters",
+        Public,
+        get(format!("/statuslists/{}", "x".repeat(65)).as_bytes()),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "id of 8,000 characters",
+        Public,
+        get(format!("/statuses/{}/1", "x".repeat(8000)).as_bytes()),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "raw UTF-8 in path",
+        Public,
+        get("/statuses/é/1".as_bytes()),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "encoded UTF-8 in id",
+        Public,
+        get(b"/statuses/%C3%A9/1"),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "raw NUL in path",
+        Public,
+        get(b"/statuses/a\0/1"),
+        Bare(400),
+    );
+    add(
+        "encoded NUL in id",
+        Public,
+        get(b"/statuses/a%00/1"),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "encoded NUL in index",
+        Public,
+        get(b"/statuses/a/1%00"),
+        Problem(400, "bad-index"),
+    );
+    add(
+        "raw invalid UTF-8 in path",
+        Public,
+        get(b"/statuses/\xff\xfe/1"),
+        Bare(400),
+    );
+    add(
+        "asterisk form",
+        Public,
+        raw("OPTIONS", b"*", &[], b""),
+        Problem(404, "no-route"),
+    );
+    add(
+        "absolute form is its path",
+        Public,
+        get(b"http://evil.example/statuses/a/7"),
+        Status(200),
+    );
+    add(
+        "admin dot-dot",
+        Admin,
+        admin_get(b"/v1/credentials/../lists", &auth_r),
+        Problem(404, "no-route"),
+    );
+    add(
+        "admin double slash",
+        Admin,
+        admin_get(b"//v1/lists", &auth_r),
+        Problem(404, "no-route"),
+    );
+    add(
+        "admin too many segments",
+        Admin,
+        admin_get(b"/v1/credentials/a/b/c", &auth_r),
+        Problem(404, "no-route"),
+    );
+    add(
+        "admin raw NUL in path",
+        Admin,
+        admin_get(b"/v1/lists/a\0", &auth_r),
+        Bare(400),
+    );
+    add(
+        "admin overlong credential id",
+        Admin,
+        admin_get(
+            format!("/v1/credentials/{}", "x".repeat(8000)).as_bytes(),
+            &auth_r,
+        ),
+        Problem(404, "unknown-credential"),
+    );
+    add(
+        "admin encoded NUL in list id",
+        Admin,
+        admin_get(b"/v1/lists/%00", &auth_r),
+        Problem(404, "unknown-list"),
+    );
+
+    // Indices.
+    for (name, idx, want) in [
+        ("negative index", "-1", Problem(400, "bad-index")),
+        ("leading zero", "01", Problem(400, "bad-index")),
+        ("plus sign", "+1", Problem(400, "bad-index")),
+        ("2^64", "18446744073709551616", Problem(400, "bad-index")),
+        ("1,000 digits", &"9".repeat(1000), Problem(400, "bad-index")),
+        ("exponent", "1e3", Problem(400, "bad-index")),
+        ("hex", "0x10", Problem(400, "bad-index")),
+        ("decimal point", "1.0", Problem(400, "bad-index")),
+        ("encoded digit", "%31", Problem(400, "bad-index")),
+        (
+            "2^32 is out of range",
+            "4294967296",
+            Problem(404, "index-out-of-range"),
+        ),
+        (
+            "list size is out of range",
+            "131072",
+            Problem(404, "index-out-of-range"),
+        ),
+    ] {
+        add(
+            name,
+            Public,
+            get(format!("/statuses/a/{idx}").as_bytes()),
+            want,
+        );
+    }
+
+    // Percent-encoding errors.
+    add(
+        "bad escape in id",
+        Public,
+        get(b"/statuses/%zz/1"),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "truncated escape in id",
+        Public,
+        get(b"/statuses/a%/1"),
+        Problem(400, "bad-list-id"),
+    );
+    add(
+        "admin bad escape",
+        Admin,
+        admin_get(b"/v1/credentials/%zz", &auth_r),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "admin truncated escape",
+        Admin,
+        admin_get(b"/v1/credentials/%4", &auth_r),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "admin escape of invalid UTF-8",
+        Admin,
+        admin_get(b"/v1/credentials/%C3%28", &auth_r),
+        Problem(400, "bad-body"),
+    );
+
+    // Header values that are not UTF-8, and malformed header lines.
+    add(
+        "Accept not UTF-8",
+        Public,
+        raw("GET", b"/statuslists/a", &[("accept", b"\xff\xfe")], b""),
+        Problem(406, "not-acceptable"),
+    );
+    add(
+        "If-None-Match not UTF-8",
+        Public,
+        raw(
+            "GET",
+            b"/statuses/a/7",
+            &[("if-none-match", b"\"\xff\"")],
+            b"",
+        ),
+        Status(200),
+    );
+    add(
+        "Content-Type not UTF-8",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[("content-type", b"\xff")],
+            br#"{"idx":[1]}"#,
+        ),
+        Problem(415, "unsupported-media-type"),
+    );
+    add(
+        "header name with space",
+        Public,
+        raw("GET", b"/statuses/a/7", &[("bad header", b"x")], b""),
+        Bare(400),
+    );
+    add(
+        "header line without colon",
+        Public,
+        {
+            let mut r = get(b"/statuses/a/7");
+            r.truncate(r.len() - 2);
+            r.extend_from_slice(b"no-colon-here\r\n\r\n");
+            r
+        },
+        Bare(400),
+    );
+    add(
+        "obsolete line folding",
+        Public,
+        raw("GET", b"/statuses/a/7", &[("x-a", b"1\r\n folded")], b""),
+        Bare(400),
+    );
+
+    // Header sizes and floods.
+    let pad_20k = vec![b'a'; 20 * 1024];
+    let pad_70k = vec![b'a'; 70 * 1024];
+    add(
+        "20 KiB header",
+        Public,
+        raw("GET", b"/statuses/a/7", &[("x-pad", &pad_20k)], b""),
+        Problem(431, "headers-too-large"),
+    );
+    add(
+        "20 KiB header on a batch",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("x-pad", &pad_20k)],
+            br#"{"idx":[1]}"#,
+        ),
+        Problem(431, "headers-too-large"),
+    );
+    add(
+        "90 headers over 16 KiB",
+        Public,
+        {
+            let v = vec![b'b'; 200];
+            let names: Vec<String> = (0..90).map(|i| format!("x-h{i}")).collect();
+            let hs: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &v[..])).collect();
+            raw("GET", b"/statuses/a/7", &hs, b"")
+        },
+        Problem(431, "headers-too-large"),
+    );
+    add(
+        "70 KiB header",
+        Public,
+        raw("GET", b"/statuses/a/7", &[("x-pad", &pad_70k)], b""),
+        Bare(431),
+    );
+    let thousand_accept: Vec<(&str, &[u8])> = vec![("accept", b"application/json"); 1000];
+    add(
+        "1,000 Accept headers",
+        Public,
+        raw("GET", b"/statuslists/a", &thousand_accept, b""),
+        Bare(431),
+    );
+    add(
+        "admin 20 KiB header",
+        Admin,
+        raw("GET", b"/readyz", &[("x-pad", &pad_20k)], b""),
+        Problem(431, "headers-too-large"),
+    );
+    add(
+        "admin 70 KiB header",
+        Admin,
+        raw("GET", b"/readyz", &[("x-pad", &pad_70k)], b""),
+        Bare(431),
+    );
+    add(
+        "admin 1,000 Accept headers",
+        Admin,
+        raw("GET", b"/readyz", &thousand_accept, b""),
+        Bare(431),
+    );
+
+    // Methods.
+    add(
+        "unknown method",
+        Public,
+        raw("BREW", b"/statuses/a/7", &[], b""),
+        Problem(405, "method-not-allowed"),
+    );
+    add(
+        "lower-case method",
+        Public,
+        raw("get", b"/statuses/a/7", &[], b""),
+        Problem(405, "method-not-allowed"),
+    );
+    add(
+        "DELETE a list",
+        Public,
+        raw("DELETE", b"/statuslists/a", &[], b""),
+        Problem(405, "method-not-allowed"),
+    );
+    add(
+        "PUT a batch",
+        Public,
+        raw("PUT", b"/statuses/a", &[json], br#"{"idx":[1]}"#),
+        Problem(405, "method-not-allowed"),
+    );
+    add(
+        "method with @",
+        Public,
+        raw("G@T", b"/statuses/a/7", &[], b""),
+        Bare(400),
+    );
+    add(
+        "TRACE",
+        Public,
+        raw("TRACE", b"/statuses/a/7", &[], b""),
+        Problem(405, "method-not-allowed"),
+    );
+    add(
+        "admin unknown method",
+        Admin,
+        raw(
+            "BREW",
+            b"/v1/lists",
+            &[("authorization", auth_a.as_bytes())],
+            b"",
+        ),
+        Problem(405, "method-not-allowed"),
+    );
+    add(
+        "admin PATCH readyz",
+        Admin,
+        raw("PATCH", b"/readyz", &[], b""),
+        Problem(405, "method-not-allowed"),
+    );
+    add(
+        "admin DELETE metrics",
+        Admin,
+        raw("DELETE", b"/metrics", &[], b""),
+        Problem(405, "method-not-allowed"),
+    );
+
+    // Framing conflicts. With both Transfer-Encoding and Content-Length, hyper follows RFC 9112
+    // §6.3: chunked wins (the public batch answers the chunked body; the admin registration
+    // reads `{}`) and the connection is closed after the answer.
+    add(
+        "Transfer-Encoding and Content-Length",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[
+                json,
+                ("transfer-encoding", b"chunked"),
+                ("content-length", b"5"),
+            ],
+            b"b\r\n{\"idx\":[1]}\r\n0\r\n\r\n",
+        ),
+        Status(200),
+    );
+    add(
+        "Transfer-Encoding gzip only",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("transfer-encoding", b"gzip")],
+            br#"{"idx":[1]}"#,
+        ),
+        Bare(400),
+    );
+    add(
+        "two Content-Lengths",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("content-length", b"11"), ("content-length", b"12")],
+            br#"{"idx":[1]}"#,
+        ),
+        Bare(400),
+    );
+    add(
+        "negative Content-Length",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("content-length", b"-1")],
+            b"",
+        ),
+        Bare(400),
+    );
+    add(
+        "Content-Length over u64",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("content-length", b"99999999999999999999")],
+            b"",
+        ),
+        Bare(400),
+    );
+    add(
+        "bad chunk size",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("transfer-encoding", b"chunked")],
+            b"zz\r\n{}\r\n0\r\n\r\n",
+        ),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "chunk size over u64",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("transfer-encoding", b"chunked")],
+            b"fffffffffffffffffff\r\n{}\r\n0\r\n\r\n",
+        ),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "admin Transfer-Encoding and Content-Length",
+        Admin,
+        raw(
+            "POST",
+            b"/v1/credentials",
+            &[
+                ("authorization", auth_w.as_bytes()),
+                json,
+                ("transfer-encoding", b"chunked"),
+                ("content-length", b"2"),
+            ],
+            b"2\r\n{}\r\n0\r\n\r\n",
+        ),
+        Problem(400, "bad-body"),
+    );
+
+    // JSON bodies.
+    add(
+        "100,000 nested arrays in a batch lookup",
+        Public,
+        batch(&nested("{\"idx\":", 100_000, "}")),
+        Problem(413, "too-large"),
+    );
+    add(
+        "8,000 nested arrays in a batch lookup",
+        Public,
+        batch(&nested("{\"idx\":", 8_000, "}")),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "16,000 unclosed arrays in a batch lookup",
+        Public,
+        batch(&vec![b'['; 16_000]),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "100,000 nested arrays in an admin batch",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            &nested("{\"operations\":", 100_000, "}"),
+        ),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "1,000,000 unclosed arrays in an admin batch",
+        Admin,
+        admin_post(b"/v1/credentials/batch", &auth_w, &vec![b'['; 1_000_000]),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "12,000 nested objects in a registration",
+        Admin,
+        admin_post(
+            b"/v1/credentials",
+            &auth_w,
+            &"{\"a\":".repeat(12_000).into_bytes(),
+        ),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "invalid UTF-8 in a batch lookup",
+        Public,
+        batch(b"{\"idx\":[1],\"x\":\"\xff\"}"),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "invalid UTF-8 in a reason",
+        Admin,
+        admin_post(
+            b"/v1/credentials/c1/revoke",
+            &auth_w,
+            b"{\"reason\":\"\xff\xfe\"}",
+        ),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "idx 1e400",
+        Public,
+        batch(br#"{"idx":[1e400]}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "idx 2^64",
+        Public,
+        batch(br#"{"idx":[18446744073709551616]}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "idx -1",
+        Public,
+        batch(br#"{"idx":[-1]}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "idx 1.5",
+        Public,
+        batch(br#"{"idx":[1.5]}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "idx a string",
+        Public,
+        batch(br#"{"idx":"1"}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "idx twice",
+        Public,
+        batch(br#"{"idx":[1],"idx":[2]}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "idx 2^32 in a batch",
+        Public,
+        batch(br#"{"idx":[4294967296]}"#),
+        Problem(404, "index-out-of-range"),
+    );
+    add(
+        "1,001 indices",
+        Public,
+        batch(format!("{{\"idx\":[{}]}}", vec!["1"; 1001].join(",")).as_bytes()),
+        Problem(413, "too-large"),
+    );
+    add(
+        "empty batch body",
+        Public,
+        batch(b""),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "batch as text/plain",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[("content-type", b"text/plain")],
+            br#"{"idx":[1]}"#,
+        ),
+        Problem(415, "unsupported-media-type"),
+    );
+    add(
+        "list size 1e400",
+        Admin,
+        admin_post(b"/v1/lists", &auth_a, br#"{"purpose":"x","size":1e400}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "list size 2^32",
+        Admin,
+        admin_post(
+            b"/v1/lists",
+            &auth_a,
+            br#"{"purpose":"x","size":4294967296}"#,
+        ),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "list size -1",
+        Admin,
+        admin_post(b"/v1/lists", &auth_a, br#"{"purpose":"x","size":-1}"#),
+        Problem(400, "bad-body"),
+    );
+    add(
+        "list bits 256",
+        Admin,
+        admin_post(b"/v1/lists", &auth_a, br#"{"purpose":"x","bits":256}"#),
+        Problem(400, "bad-body"),
+    );
+
+    // Tokens on every issuer route: missing, malformed, wrong scheme, wrong, not ASCII,
+    // insufficient scope, over-long.
+    let long = format!("Bearer {}", "t".repeat(20 * 1024));
+    for (method, template, scope) in ROUTES {
+        let path = template
+            .replace("{list_id}", "a")
+            .replace("{credential_id}", "c1");
+        let route = format!("{method} {template}");
+        let body: &[u8] = if *method == "POST" { b"{}" } else { b"" };
+        let with = |auth: Option<&[u8]>| {
+            let mut hs: Vec<(&str, &[u8])> = vec![json];
+            if let Some(a) = auth {
+                hs.push(("authorization", a));
+            }
+            raw(method, path.as_bytes(), &hs, body)
+        };
+        let unauthorized = Problem(401, "unauthorized");
+        add(
+            &format!("{route}: no token"),
+            Admin,
+            with(None),
+            unauthorized,
+        );
+        add(
+            &format!("{route}: bare scheme"),
+            Admin,
+            with(Some(b"Bearer")),
+            unauthorized,
+        );
+        add(
+            &format!("{route}: two tokens"),
+            Admin,
+            with(Some(format!("Bearer {WRITER} {ADMIN}").as_bytes())),
+            unauthorized,
+        );
+        add(
+            &format!("{route}: Basic scheme"),
+            Admin,
+            with(Some(b"Basic YWRtaW46YWRtaW4=")),
+            unauthorized,
+        );
+        add(
+            &format!("{route}: wrong token"),
+            Admin,
+            with(Some(b"Bearer wrong-token-0123456789abcdef")),
+            unauthorized,
+        );
+        add(
+            &format!("{route}: token not ASCII"),
+            Admin,
+            with(Some(format!("Bearer {ADMIN}\u{e9}").as_bytes())),
+            unauthorized,
+        );
+        add(
+            &format!("{route}: 20 KiB token"),
+            Admin,
+            with(Some(long.as_bytes())),
+            Problem(431, "headers-too-large"),
+        );
+        let weaker = match scope {
+            Scope::Read => None,
+            Scope::Write => Some(READER),
+            Scope::Admin => Some(WRITER),
+        };
+        if let Some(t) = weaker {
+            add(
+                &format!("{route}: insufficient scope"),
+                Admin,
+                with(Some(format!("Bearer {t}").as_bytes())),
+                Problem(403, "forbidden"),
+            );
+        }
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_hostile_requests_get_precise_answers_and_leave_the_server_up() {
+    let dir = TempDir::new("bad-input");
+    let srv = server(&dir).await;
+    let rss_before = vm_rss_kib();
+    let cases = cases();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let addr = match case.plane {
+            Public => srv.public_addr,
+            Admin => srv.admin_addr,
+        };
+        let result = match exchange(addr, case.raw.clone()).await {
+            Ok(answer) => check(&answer, case.expect),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            failures.push(format!(
+                "{} ({:?}): want {:?}, {e}",
+                case.name, case.plane, case.expect
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    println!("{} bad-input cases answered as documented", cases.len());
+    // Still up, still right.
+    let (s, _, body) = get(&format!("http://{}/statuses/a/7", srv.public_addr), &[]).await;
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("SUSPENDED"));
+    assert_eq!(
+        get(&format!("http://{}/readyz", srv.admin_addr), &[])
+            .await
+            .0,
+        200
+    );
+    let grown = vm_rss_kib().saturating_sub(rss_before);
+    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+    srv.stop().await;
+}
