@@ -14,7 +14,7 @@ use statusd::admin::api::ROUTES;
 use statusd::issuer::auth::Scope;
 use statusd::status::Bits;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -989,6 +989,248 @@ async fn malformed_and_hostile_requests_get_precise_answers_and_leave_the_server
     assert!(String::from_utf8_lossy(&body).contains("SUSPENDED"));
     assert_eq!(
         get(&format!("http://{}/readyz", srv.admin_addr), &[])
+            .await
+            .0,
+        200
+    );
+    let grown = vm_rss_kib().saturating_sub(rss_before);
+    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+    srv.stop().await;
+}
+
+/// Headers trickled one byte at a time past the 1 s header read timeout: the connection is
+/// closed, on both planes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_headers_are_cut_off_on_both_planes() {
+    let dir = TempDir::new("loris");
+    let srv = server(&dir).await;
+    for addr in [srv.public_addr, srv.admin_addr] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        let started = Instant::now();
+        let mut closed = false;
+        let mut buf = [0u8; 256];
+        for byte in head.iter().chain(std::iter::repeat(&b'a')).take(200) {
+            if s.write_all(&[*byte]).await.is_err() {
+                closed = true;
+                break;
+            }
+            match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed = true;
+                    break;
+                }
+                // hyper may answer 408 before closing.
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+        let elapsed = started.elapsed();
+        assert!(closed, "{addr}: a 20 s trickle was never cut off");
+        assert!(
+            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+            "{addr}: cut off after {elapsed:?}"
+        );
+    }
+    assert_eq!(
+        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
+            .await
+            .0,
+        200
+    );
+    srv.stop().await;
+}
+
+/// 1,000 concurrent streams on one HTTP/2 connection (the h2 client queues what the server's
+/// 256-stream limit does not admit yet): every one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_http2_streams_on_one_connection_are_all_answered() {
+    let dir = TempDir::new("h2-streams");
+    let srv = server(&dir).await;
+    let tcp = TcpStream::connect(srv.public_addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let send = send.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut send = send.ready().await.unwrap();
+            let req = hyper::Request::get("http://localhost/statuses/a/7")
+                .body(())
+                .unwrap();
+            let (resp, _) = send.send_request(req, true).unwrap();
+            let resp = resp.await.unwrap();
+            let status = resp.status();
+            let mut body = resp.into_body();
+            let mut n = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                n += chunk.len();
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            (status, n)
+        }));
+    }
+    let results = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+    .await
+    .expect("1,000 streams answered within 60 s");
+    assert!(results.iter().all(|(s, n)| *s == 200 && *n > 0));
+    srv.stop().await;
+}
+
+/// Raw HTTP/2 frames, for clients that ignore the server's settings.
+mod frames {
+    pub const HEADERS: u8 = 1;
+    pub const RST_STREAM: u8 = 3;
+    pub const SETTINGS: u8 = 4;
+    pub const GOAWAY: u8 = 7;
+    pub const REFUSED_STREAM: u32 = 7;
+    pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Preface and SETTINGS granting response bodies no window (`INITIAL_WINDOW_SIZE` 0).
+    pub fn preface() -> Vec<u8> {
+        let mut v = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        v.extend(frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]));
+        v
+    }
+
+    /// `GET path` as an HPACK block of indexed and literal fields, END_STREAM | END_HEADERS.
+    pub fn get_headers(stream: u32, path: &str) -> Vec<u8> {
+        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+        block.extend_from_slice(path.as_bytes());
+        block.extend_from_slice(&[0x01, 9]);
+        block.extend_from_slice(b"localhost");
+        frame(HEADERS, 0x5, stream, &block)
+    }
+
+    pub fn rst(stream: u32) -> Vec<u8> {
+        frame(RST_STREAM, 0, stream, &8u32.to_be_bytes())
+    }
+
+    /// What came back on one connection.
+    #[derive(Debug, Default)]
+    pub struct Seen {
+        pub headers: usize,
+        pub refused: usize,
+        pub resets: usize,
+        pub goaway: Option<u32>,
+        pub closed: bool,
+    }
+}
+
+/// Reads frames until `done` says so, the server closes, or 3 s pass without a frame. The
+/// server's first SETTINGS is acknowledged.
+async fn read_frames(s: &mut TcpStream, done: impl Fn(&frames::Seen) -> bool) -> frames::Seen {
+    use frames::*;
+    let mut seen = Seen::default();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            let payload = buf[9..9 + len].to_vec();
+            buf.drain(..9 + len);
+            match kind {
+                HEADERS => seen.headers += 1,
+                RST_STREAM => {
+                    seen.resets += 1;
+                    if u32::from_be_bytes(payload[..4].try_into().unwrap()) == REFUSED_STREAM {
+                        seen.refused += 1;
+                    }
+                }
+                GOAWAY => seen.goaway = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap())),
+                SETTINGS if flags & 1 == 0 => {
+                    let _ = s.write_all(&frame(SETTINGS, 1, 0, &[])).await;
+                }
+                _ => {}
+            }
+        }
+        if done(&seen) {
+            return seen;
+        }
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                seen.closed = true;
+                return seen;
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return seen,
+        }
+    }
+}
+
+/// A client that opens 1,000 streams at once, ignoring the server's 256-stream limit, and
+/// grants no window so answered streams stay open: the streams over the limit are refused,
+/// the rest answered; and a rapid-reset flood (HEADERS then RST_STREAM, 10,000 times) is met
+/// with GOAWAY. The server keeps serving others throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_stream_floods_and_rapid_resets_are_refused() {
+    use frames::*;
+    let dir = TempDir::new("h2-abuse");
+    let srv = server(&dir).await;
+    let rss_before = vm_rss_kib();
+
+    let mut s = TcpStream::connect(srv.public_addr).await.unwrap();
+    let mut flood = preface();
+    for i in 0..1000u32 {
+        flood.extend(get_headers(2 * i + 1, "/statuslists/a"));
+    }
+    s.write_all(&flood).await.unwrap();
+    let seen = read_frames(&mut s, |seen| {
+        seen.headers + seen.refused >= 1000 || seen.goaway.is_some()
+    })
+    .await;
+    println!("1,000 streams at once: {seen:?}");
+    // The server's SETTINGS_MAX_CONCURRENT_STREAMS is 256: exactly that many are answered
+    // (and held, for lack of window), every later one is refused, the connection survives.
+    assert_eq!(
+        (seen.headers, seen.refused, seen.goaway),
+        (256, 744, None),
+        "{seen:?}"
+    );
+    assert_eq!(
+        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
+            .await
+            .0,
+        200,
+        "others are served while the flood's streams are held"
+    );
+    drop(s);
+
+    let mut s = TcpStream::connect(srv.public_addr).await.unwrap();
+    let mut flood = preface();
+    for i in 0..10_000u32 {
+        flood.extend(get_headers(2 * i + 1, "/statuses/a/7"));
+        flood.extend(rst(2 * i + 1));
+    }
+    let _ = s.write_all(&flood).await;
+    let seen = read_frames(&mut s, |seen| seen.goaway.is_some()).await;
+    println!("rapid reset: {seen:?}");
+    assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{seen:?}");
+    drop(s);
+
+    assert_eq!(
+        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
             .await
             .0,
         200
