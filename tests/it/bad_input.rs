@@ -1239,3 +1239,340 @@ async fn http2_stream_floods_and_rapid_resets_are_refused() {
     assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
     srv.stop().await;
 }
+
+/// Issuer request bodies are limited: 64 KiB for single operations, 8 MiB for batches. A body
+/// of exactly the limit is read; one byte more is 413 `too-large`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bodies_are_size_limited() {
+    use statusd::admin::api::{MAX_BATCH_BODY, MAX_BODY};
+    let dir = TempDir::new("admin-limits");
+    let srv = server(&dir).await;
+    let auth = format!("Bearer {WRITER}");
+    let padded = |json: &str, len: usize| {
+        let mut v = json.as_bytes().to_vec();
+        v.resize(len, b' ');
+        v
+    };
+    let post = |path: &'static str, body: Vec<u8>| {
+        raw(
+            "POST",
+            path.as_bytes(),
+            &[
+                ("authorization", auth.as_bytes()),
+                ("content-type", b"application/json"),
+            ],
+            &body,
+        )
+    };
+    let registration = r#"{"credential_id":"limit-1","kind":"physical"}"#;
+    let cases = [
+        (
+            "single at the limit",
+            post("/v1/credentials", padded(registration, MAX_BODY)),
+            Expect::Status(201),
+        ),
+        (
+            "single over the limit",
+            post("/v1/credentials", padded(registration, MAX_BODY + 1)),
+            Expect::Problem(413, "too-large"),
+        ),
+        (
+            "action over the limit",
+            post(
+                "/v1/credentials/c1/suspend",
+                padded(r#"{"reason":"x"}"#, MAX_BODY + 1),
+            ),
+            Expect::Problem(413, "too-large"),
+        ),
+        (
+            "batch at the limit",
+            post(
+                "/v1/credentials/batch",
+                padded(r#"{"operations":[]}"#, MAX_BATCH_BODY),
+            ),
+            Expect::Status(200),
+        ),
+        (
+            "batch over the limit",
+            post(
+                "/v1/credentials/batch",
+                padded(r#"{"operations":[]}"#, MAX_BATCH_BODY + 1),
+            ),
+            Expect::Problem(413, "too-large"),
+        ),
+    ];
+    for (name, request, want) in cases {
+        let answer = exchange(srv.admin_addr, request).await.unwrap();
+        if let Err(e) = check(&answer, want) {
+            panic!("{name}: want {want:?}, {e}");
+        }
+    }
+    srv.stop().await;
+}
+
+/// Runs the real binary with `STATUSD_LOG=debug`, performs issuer operations (and failed
+/// authentications), stops it, and searches everything it logged for the tokens, the credential
+/// ids and the reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_credential_ids_and_reasons_never_reach_the_logs() {
+    use crate::support::request;
+    use bytes::Bytes;
+    use hyper::Method;
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+
+    const WRONG: &str = "wrong-token-SECRET-0123456789abcdef";
+    const CRED: &str = "cred-SECRET-7731";
+    const CHILD: &str = "cred-SECRET-7732";
+    const NEXT: &str = "cred-SECRET-7733";
+    const REASON: &str = "reason-SECRET-lost-wallet";
+    let dir = TempDir::new("log-secrets");
+    let tokens = dir.0.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("issuance write {WRITER}\naudit read {READER}\nops admin {ADMIN}\n"),
+    )
+    .unwrap();
+    {
+        // A list in the store keeps --demo from seeding its large demo lists.
+        let store = statusd::store::embedded::EmbeddedStore::open(&dir.0).unwrap();
+        statusd::store::Store::create_list(
+            &store,
+            statusd::store::NewList {
+                id: "other".into(),
+                bits: Bits::Two,
+                size: 1024,
+                purpose: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statusd"))
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--list-size", "131072", "--data-dir"])
+        .arg(&dir.0)
+        .arg("--admin-tokens")
+        .arg(&tokens)
+        .env_remove("STATUSD_SIGNING_KEY")
+        .env_remove("STATUSD_REDIS_URL")
+        .env("STATUSD_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let mut admin = None;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if let Some(rest) = line.split("admin_addr=").nth(1) {
+            admin = Some(rest.split_whitespace().next().unwrap().to_owned());
+            break;
+        }
+    }
+    let Some(admin) = admin else {
+        let _ = child.kill();
+        panic!("statusd never logged its admin address");
+    };
+    let base = format!("http://{admin}");
+    let call = |token: &'static str, method: Method, path: String, body: Option<String>| {
+        let url = format!("{base}{path}");
+        async move {
+            let auth = format!("Bearer {token}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            request(method, &url, &headers, body.map(Bytes::from))
+                .await
+                .0
+        }
+    };
+    let reason = format!(r#"{{"reason":"{REASON}"}}"#);
+    let steps = [
+        (
+            WRITER,
+            Method::POST,
+            "/v1/credentials".to_owned(),
+            Some(format!(
+                r#"{{"credential_id":"{CRED}","kind":"physical","reason":"{REASON}"}}"#
+            )),
+            201,
+        ),
+        (
+            WRITER,
+            Method::POST,
+            "/v1/credentials".to_owned(),
+            Some(format!(
+                r#"{{"credential_id":"{CHILD}","kind":"mobile","parent":"{CRED}"}}"#
+            )),
+            201,
+        ),
+        (
+            WRITER,
+            Method::POST,
+            format!("/v1/credentials/{CRED}/suspend"),
+            Some(reason.clone()),
+            200,
+        ),
+        (
+            WRITER,
+            Method::POST,
+            format!("/v1/credentials/{CRED}/reinstate"),
+            Some(reason.clone()),
+            200,
+        ),
+        (
+            WRITER,
+            Method::POST,
+            "/v1/credentials/batch".to_owned(),
+            Some(format!(
+                r#"{{"operations":[{{"op":"suspend","credential_id":"{CHILD}","reason":"{REASON}"}}]}}"#
+            )),
+            200,
+        ),
+        (
+            WRITER,
+            Method::POST,
+            format!("/v1/credentials/{CRED}/reissue"),
+            Some(format!(
+                r#"{{"new_credential_id":"{NEXT}","reason":"{REASON}"}}"#
+            )),
+            200,
+        ),
+        (
+            READER,
+            Method::GET,
+            format!("/v1/credentials/{CRED}/audit"),
+            None,
+            200,
+        ),
+        (
+            READER,
+            Method::POST,
+            format!("/v1/credentials/{NEXT}/revoke"),
+            Some(reason.clone()),
+            403,
+        ),
+        (
+            WRONG,
+            Method::GET,
+            format!("/v1/credentials/{CRED}"),
+            None,
+            401,
+        ),
+        (
+            WRITER,
+            Method::POST,
+            format!("/v1/credentials/{NEXT}/revoke"),
+            Some(reason.clone()),
+            200,
+        ),
+        (
+            ADMIN,
+            Method::GET,
+            format!("/v1/credentials/{NEXT}"),
+            None,
+            200,
+        ),
+    ];
+    for (token, method, path, body, want) in steps {
+        let what = format!("{method} {path}");
+        let got = call(token, method, path, body).await;
+        assert_eq!(got.as_u16(), want, "{what}");
+    }
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    assert!(child.wait().unwrap().success());
+    let log = reader.join().unwrap().join("\n");
+    assert!(
+        log.contains("issuer operation"),
+        "operations are logged:\n{log}"
+    );
+    assert!(log.contains("DEBUG"), "debug logging was on:\n{log}");
+    for secret in [WRITER, READER, ADMIN, WRONG, "SECRET"] {
+        assert!(!log.contains(secret), "{secret:?} reached the log:\n{log}");
+    }
+}
+
+/// The admin listener holds the issuer API: a non-loopback address is refused (exit 64, the
+/// flag, the variable and the way out named) unless `--admin-allow-public`.
+#[test]
+fn the_admin_listener_refuses_public_addresses_without_the_flag() {
+    use std::process::Command;
+    let dir = TempDir::new("admin-public");
+    let run = |extra: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_statusd"));
+        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir.0)
+            .args(extra)
+            .env_remove("STATUSD_ADMIN_LISTEN")
+            .env_remove("STATUSD_ADMIN_ALLOW_PUBLIC")
+            .env_remove("STATUSD_SIGNING_KEY");
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    for (extra, env, addr) in [
+        (&["--admin-listen", "0.0.0.0:0"][..], None, "0.0.0.0:0"),
+        (
+            &["--admin-listen", "192.0.2.1:9090"][..],
+            None,
+            "192.0.2.1:9090",
+        ),
+        (
+            &[][..],
+            Some(("STATUSD_ADMIN_LISTEN", "[::]:9090")),
+            "[::]:9090",
+        ),
+    ] {
+        let out = run(extra, env);
+        assert_eq!(out.status.code(), Some(64), "{addr}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "statusd: invalid configuration: --admin-listen (STATUSD_ADMIN_LISTEN): {addr} is \
+                 not a loopback address; the admin plane holds the issuer API, so binding it \
+                 elsewhere needs --admin-allow-public"
+            ),
+        );
+    }
+    for allow in [
+        run(
+            &[
+                "--admin-listen",
+                "0.0.0.0:0",
+                "--admin-allow-public",
+                "--check-config",
+            ],
+            None,
+        ),
+        run(
+            &["--admin-listen", "0.0.0.0:0", "--check-config"],
+            Some(("STATUSD_ADMIN_ALLOW_PUBLIC", "true")),
+        ),
+        run(&["--admin-listen", "[::1]:0", "--check-config"], None),
+    ] {
+        assert!(
+            allow.status.success(),
+            "{}",
+            String::from_utf8_lossy(&allow.stderr)
+        );
+    }
+}
