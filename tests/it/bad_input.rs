@@ -519,7 +519,7 @@ fn cases() -> Vec<Case> {
         "90 headers over 16 KiB",
         Public,
         {
-            let v = vec![b'b'; 200];
+            let v = [b'b'; 200];
             let names: Vec<String> = (0..90).map(|i| format!("x-h{i}")).collect();
             let hs: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &v[..])).collect();
             raw("GET", b"/statuses/a/7", &hs, b"")
