@@ -60,6 +60,9 @@ pub struct PublicSettings {
     pub lookup_cache_control: HeaderValue,
     /// Requests in flight past which new ones are shed (`--max-inflight`).
     pub max_inflight: usize,
+    /// Time a batch lookup has to send its body (`--header-read-timeout` again): a body
+    /// trickled forever would otherwise hold its in-flight slot forever.
+    pub body_timeout: Duration,
 }
 
 impl PublicSettings {
@@ -71,7 +74,14 @@ impl PublicSettings {
         PublicSettings {
             lookup_cache_control: HeaderValue::try_from(cc).expect("ASCII"),
             max_inflight: crate::config::DEFAULT_MAX_INFLIGHT,
+            body_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Gives batch lookups `timeout` to send their body.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     /// Sheds requests past `max` in flight.
@@ -562,9 +572,13 @@ impl Inner {
                 return Err(Problem::UnsupportedMediaType);
             }
         }
-        let bytes = Limited::new(body, MAX_BATCH_BODY)
-            .collect()
-            .await
+        let collected = tokio::time::timeout(
+            self.settings.body_timeout,
+            Limited::new(body, MAX_BATCH_BODY).collect(),
+        )
+        .await
+        .map_err(|_| Problem::BodyTimeout)?;
+        let bytes = collected
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     Problem::TooLarge {

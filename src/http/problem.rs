@@ -62,6 +62,8 @@ pub enum Problem {
     StoreUnavailable(String),
     /// 503: the public plane already holds its most requests in flight (with `Retry-After`).
     Overloaded,
+    /// 408: a batch lookup body did not arrive within the read timeout.
+    BodyTimeout,
 }
 
 impl Problem {
@@ -86,6 +88,7 @@ impl Problem {
             }
             BatchInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreUnavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -97,6 +100,7 @@ impl Problem {
             BatchInvalid(_) => "urn:statusd:problem:batch-invalid",
             StoreUnavailable(_) => "urn:statusd:problem:store-unavailable",
             Overloaded => "urn:statusd:problem:overloaded",
+            BodyTimeout => "urn:statusd:problem:body-timeout",
             BadListId => "urn:statusd:problem:bad-list-id",
             BadIndex => "urn:statusd:problem:bad-index",
             BadBody(_) => "urn:statusd:problem:bad-body",
@@ -151,6 +155,7 @@ impl Problem {
             BatchInvalid(_) => "Invalid batch",
             StoreUnavailable(_) => "Source of truth unavailable",
             Overloaded => "Overloaded",
+            BodyTimeout => "Request body timeout",
         }
     }
 
@@ -179,6 +184,7 @@ impl Problem {
             BatchInvalid(errors) => format!("{} item(s) are invalid (see errors); nothing was applied", errors.len()),
             StoreUnavailable(why) => why.clone(),
             Overloaded => "too many requests in flight; retry shortly".into(),
+            BodyTimeout => "the request body did not arrive in time".into(),
         }
     }
 
@@ -257,6 +263,7 @@ mod tests {
             Problem::Overloaded.type_uri(),
             "urn:statusd:problem:overloaded"
         );
+        assert_eq!(Problem::BodyTimeout.status(), 408);
         let w3c = Problem::UnknownList { w3c: true };
         assert!(w3c.type_uri().ends_with("#STATUS_RETRIEVAL_ERROR"));
     }

@@ -682,6 +682,17 @@ fn cases() -> Vec<Case> {
         Bare(400),
     );
     add(
+        "batch body trickled past the read timeout",
+        Public,
+        raw(
+            "POST",
+            b"/statuses/a",
+            &[json, ("content-length", b"100")],
+            b"{\"idx\":[",
+        ),
+        Problem(408, "body-timeout"),
+    );
+    add(
         "bad chunk size",
         Public,
         raw(
