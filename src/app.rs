@@ -274,7 +274,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let public = Public::new(
         snapshots.clone(),
         metrics.clone(),
-        PublicSettings::new(config.lookup_max_age),
+        PublicSettings::new(config.lookup_max_age)
+            .with_max_inflight(config.max_inflight)
+            .with_body_timeout(config.header_read_timeout),
     );
     let admin = Admin::new(snapshots.clone(), metrics.clone(), sync.clone()).with_api(issuer_api);
     let tasks = vec![

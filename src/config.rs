@@ -9,6 +9,17 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default of `--max-inflight`.
+///
+/// The public plane answers from memory in microseconds, so a healthy replica has few requests
+/// in flight: at 100,000 requests/s and 1 ms from request to the last byte handed to the socket,
+/// Little's law gives 100. What stays in flight longer are HTTP/2 streams whose client does not
+/// read (their response waits for flow-control window) and batch lookups whose body arrives
+/// slowly. 1,024 leaves ten times the healthy concurrency as headroom while bounding what those
+/// can pin: at most 1,024 × (16 KiB batch body + ~70 KiB batch answer), under 90 MiB. It stays
+/// far below `--max-connections` × 256 streams, so it is the limit that binds first.
+pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
+
 /// Flags of `statusd serve`. The environment variable names are a contract.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -66,6 +77,10 @@ pub struct ServeArgs {
     /// Maximum concurrent connections per listener.
     #[arg(long, env = "STATUSD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Most requests the public plane holds in flight; past it, new requests are answered 503
+    /// with `Retry-After: 1` at once instead of queueing. Default: [`DEFAULT_MAX_INFLIGHT`].
+    #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = DEFAULT_MAX_INFLIGHT)]
+    pub max_inflight: usize,
     /// Seconds a client has to send its request headers.
     #[arg(long, env = "STATUSD_HEADER_READ_TIMEOUT", default_value_t = 10)]
     pub header_read_timeout: u64,
@@ -118,6 +133,8 @@ pub struct Config {
     pub max_staleness: Duration,
     pub reencode_interval: Duration,
     pub max_connections: NonZeroUsize,
+    /// Public-plane requests in flight past which new ones are shed with 503.
+    pub max_inflight: NonZeroUsize,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub demo: bool,
@@ -262,6 +279,13 @@ impl Config {
         }
         let max_connections = NonZeroUsize::new(args.max_connections)
             .ok_or_else(|| err("max-connections", "MAX_CONNECTIONS", "must be at least 1"))?;
+        let max_inflight = NonZeroUsize::new(args.max_inflight).ok_or_else(|| {
+            err(
+                "max-inflight",
+                "MAX_INFLIGHT",
+                "must be at least 1 (it bounds requests in flight; 503 beyond it)",
+            )
+        })?;
         if args.header_read_timeout == 0 {
             return Err(err(
                 "header-read-timeout",
@@ -342,6 +366,7 @@ impl Config {
             max_staleness: Duration::from_secs(args.max_staleness),
             reencode_interval: Duration::from_secs(args.reencode_interval),
             max_connections,
+            max_inflight,
             header_read_timeout: Duration::from_secs(args.header_read_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             demo: args.demo,
@@ -428,6 +453,24 @@ mod tests {
         );
         let c = parse(&["--demo", "--public-url", "https://status.example.kr/"]).unwrap();
         assert_eq!(c.public_url, "https://status.example.kr");
+    }
+
+    #[test]
+    fn max_inflight_defaults_and_must_be_positive() {
+        assert_eq!(
+            parse(&["--demo"]).unwrap().max_inflight.get(),
+            DEFAULT_MAX_INFLIGHT
+        );
+        assert_eq!(
+            parse(&["--demo", "--max-inflight", "8"])
+                .unwrap()
+                .max_inflight
+                .get(),
+            8
+        );
+        let e = parse(&["--demo", "--max-inflight", "0"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("max-inflight", "MAX_INFLIGHT"));
+        assert!(e.reason.contains("at least 1"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct Metrics {
     pub refresh_errors: IntCounter,
     pub last_sync: Gauge,
     pub connections_refused: IntCounter,
+    /// Public-plane requests answered 503 at once because `--max-inflight` were in flight.
+    pub requests_shed: IntCounter,
     /// Allocated share of each list's indices (issuer API), by list.
     pub list_allocated_ratio: GaugeVec,
     /// Issuer operations by operation and result (`registered`, `exists`, `changed`,
@@ -284,6 +286,11 @@ impl Metrics {
             connections_refused: counter(
                 "connections_refused_total",
                 "Connections closed at once because the connection limit was reached",
+            ),
+            requests_shed: counter(
+                "requests_shed_total",
+                "Public requests answered 503 at once because --max-inflight requests were in \
+                 flight (not counted in http_requests_total: they were never routed)",
             ),
             build_seconds,
             routes,

@@ -4,7 +4,6 @@
 use crate::http::MAX_HEADER_BYTES;
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -58,22 +57,20 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 /// Serves `service` on `listener` until `shutdown` turns true, then drains connections for at
 /// most `limits.grace`.
-pub async fn serve<S>(
+pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     limits: Limits,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-        > + Clone
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
         + Send
         + Sync
         + 'static,
     S::Future: Send + 'static,
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
 {
     let builder = builder(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();

@@ -112,7 +112,16 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
         let start = Instant::now();
         let this = self.clone();
         Box::pin(async move {
-            let (route, resp) = if req.uri().path().starts_with("/v1/") {
+            let (route, resp) = if let Err(p) = crate::http::check_header_size(req.headers()) {
+                // Checked before any token is read: an over-long Authorization is refused as
+                // such, on every route.
+                let route = if req.uri().path().starts_with("/v1/") {
+                    Route::AdminApi
+                } else {
+                    Route::AdminHealth
+                };
+                (route, p.response())
+            } else if req.uri().path().starts_with("/v1/") {
                 let resp = match &this.api {
                     Some(api) => api.handle(req).await,
                     None => None,

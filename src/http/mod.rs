@@ -4,6 +4,12 @@
 //! `SnapshotStore::load`, a route `match` on the path, and refcount bumps of prebuilt bodies and
 //! headers. Only the batch lookup reads a body. Nothing here logs request paths: a lookup path
 //! names the credential being verified.
+//!
+//! Load shedding: every request takes a [`Slot`] (one atomic counter, no lock) that lives in
+//! its response body until hyper drops it, so a request counts as in flight until its last byte
+//! is handed to the connection: HTTP/2 streams waiting for flow-control window and batch
+//! lookups whose body arrives slowly count, answered lookups do not. Past `--max-inflight`, a
+//! request is answered 503 `overloaded` at once, from a prebuilt response.
 
 pub mod negotiate;
 pub mod problem;
@@ -21,6 +27,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use problem::Problem;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -51,6 +58,11 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 pub struct PublicSettings {
     /// `Cache-Control` of lookup responses.
     pub lookup_cache_control: HeaderValue,
+    /// Requests in flight past which new ones are shed (`--max-inflight`).
+    pub max_inflight: usize,
+    /// Time a batch lookup has to send its body (`--header-read-timeout` again): a body
+    /// trickled forever would otherwise hold its in-flight slot forever.
+    pub body_timeout: Duration,
 }
 
 impl PublicSettings {
@@ -61,7 +73,21 @@ impl PublicSettings {
         };
         PublicSettings {
             lookup_cache_control: HeaderValue::try_from(cc).expect("ASCII"),
+            max_inflight: crate::config::DEFAULT_MAX_INFLIGHT,
+            body_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Gives batch lookups `timeout` to send their body.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Sheds requests past `max` in flight.
+    pub fn with_max_inflight(mut self, max: std::num::NonZeroUsize) -> Self {
+        self.max_inflight = max.get();
+        self
     }
 }
 
@@ -77,6 +103,47 @@ struct Inner {
     settings: PublicSettings,
     /// `"s0"` … `"s255"`: the ETag of a lookup is its status value (the URL fixes the rest).
     lookup_etags: Vec<HeaderValue>,
+    /// Requests holding a [`Slot`]: from `call` until their response body is dropped.
+    inflight: AtomicUsize,
+    /// The 503 `overloaded` answer, built once so shedding costs no formatting.
+    overloaded: (HeaderMap, Bytes),
+}
+
+/// One request counted in [`Inner::inflight`]; dropping it (with the response body, or with
+/// the response future of a request that never finished) releases the count.
+pub struct Slot(Arc<Inner>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The public plane's response body: prebuilt bytes, and the request's [`Slot`] until hyper
+/// has taken the last of them (or the stream or connection is gone).
+pub struct Body {
+    bytes: Full<Bytes>,
+    _slot: Option<Slot>,
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.bytes).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.bytes.size_hint()
+    }
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -90,14 +157,46 @@ impl Public {
         let lookup_etags = (0..=255u16)
             .map(|v| HeaderValue::try_from(format!("\"s{v}\"")).expect("ASCII"))
             .collect();
+        let (parts, body) = Problem::Overloaded.response().into_parts();
+        let overloaded = (parts.headers, body_bytes(body));
         Public {
             inner: Arc::new(Inner {
                 snapshots,
                 metrics,
                 settings,
                 lookup_etags,
+                inflight: AtomicUsize::new(0),
+                overloaded,
             }),
         }
+    }
+
+    /// Requests in flight now (see [`Slot`]).
+    pub fn inflight(&self) -> usize {
+        self.inner.inflight.load(Ordering::Relaxed)
+    }
+
+    /// A slot for one more request, or `None` when `max_inflight` are in flight. Wait-free: a
+    /// refused attempt briefly over-counts, which can only shed a concurrent request early.
+    pub fn try_enter(&self) -> Option<Slot> {
+        let before = self.inner.inflight.fetch_add(1, Ordering::Relaxed);
+        if before >= self.inner.settings.max_inflight {
+            self.inner.inflight.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Slot(self.inner.clone()))
+    }
+
+    /// The 503 `overloaded` answer of a shed request.
+    fn overloaded(&self) -> Response<Body> {
+        let (headers, body) = &self.inner.overloaded;
+        let mut r = Response::new(Body {
+            bytes: Full::new(body.clone()),
+            _slot: None,
+        });
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        *r.headers_mut() = headers.clone();
+        r
     }
 
     /// Answers a request that needs no body: every route but the batch lookup.
@@ -113,12 +212,35 @@ impl Public {
     }
 }
 
+/// The bytes of a prebuilt body.
+fn body_bytes(body: Full<Bytes>) -> Bytes {
+    use hyper::body::Body as _;
+    let mut body = std::pin::pin!(body);
+    let waker = std::task::Waker::noop();
+    match body.as_mut().poll_frame(&mut Context::from_waker(waker)) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
 /// Header size as hyper parsed it: names, values and the `: ` and CRLF around each.
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum()
+}
+
+/// 431 past [`MAX_HEADER_BYTES`] of request headers. Both planes answer it: hyper's own buffer
+/// limit (4 times larger) is only a backstop.
+pub fn check_header_size(headers: &HeaderMap) -> Result<(), Problem> {
+    if header_bytes(headers) > MAX_HEADER_BYTES {
+        Err(Problem::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn get(headers: &HeaderMap, name: HeaderName) -> Option<&[u8]> {
@@ -231,10 +353,8 @@ impl Inner {
             (Some(".well-known"), Some("jwks.json"), None, _) => Route::Jwks,
             _ => Route::Unmatched,
         };
-        let resp = if header_bytes(headers) > MAX_HEADER_BYTES {
-            Err(Problem::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES,
-            })
+        let resp = if let Err(p) = check_header_size(headers) {
+            Err(p)
         } else if *method == Method::OPTIONS && route != Route::Unmatched {
             return (Route::Preflight, preflight(route));
         } else {
@@ -443,11 +563,7 @@ impl Inner {
 
     async fn batch_inner(&self, req: Request<Incoming>) -> Result<Resp, Problem> {
         let (parts, body) = req.into_parts();
-        if header_bytes(&parts.headers) > MAX_HEADER_BYTES {
-            return Err(Problem::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES,
-            });
-        }
+        check_header_size(&parts.headers)?;
         let id = list_id(parts.uri.path().split('/').nth(2).unwrap_or(""))?.to_owned();
         if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("");
@@ -456,9 +572,13 @@ impl Inner {
                 return Err(Problem::UnsupportedMediaType);
             }
         }
-        let bytes = Limited::new(body, MAX_BATCH_BODY)
-            .collect()
-            .await
+        let collected = tokio::time::timeout(
+            self.settings.body_timeout,
+            Limited::new(body, MAX_BATCH_BODY).collect(),
+        )
+        .await
+        .map_err(|_| Problem::BodyTimeout)?;
+        let bytes = collected
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     Problem::TooLarge {
@@ -562,16 +682,18 @@ pub enum ResponseFuture {
     Batch(Pin<Box<dyn Future<Output = Resp> + Send>>),
 }
 
-/// Wraps a response future with the route's metrics.
+/// Wraps a response future with the route's metrics and the request's [`Slot`], which moves
+/// into the response body when the response is ready.
 pub struct Observed {
     inner: ResponseFuture,
     route: Route,
     start: Instant,
-    metrics: Arc<Metrics>,
+    /// `None` once the response has been returned.
+    slot: Option<Slot>,
 }
 
 impl Future for Observed {
-    type Output = Result<Resp, std::convert::Infallible>;
+    type Output = Result<Response<Body>, std::convert::Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let resp = match &mut self.inner {
@@ -581,22 +703,48 @@ impl Future for Observed {
                 Poll::Pending => return Poll::Pending,
             },
         };
+        let slot = self.slot.take().expect("polled after completion");
         let len = hyper::body::Body::size_hint(resp.body())
             .exact()
             .unwrap_or(0);
-        self.metrics
+        slot.0
+            .metrics
             .route(self.route)
             .observe(resp.status().as_u16(), self.start.elapsed(), len);
-        Poll::Ready(Ok(resp))
+        Poll::Ready(Ok(resp.map(|bytes| Body {
+            bytes,
+            _slot: Some(slot),
+        })))
+    }
+}
+
+/// The future of [`Public::call`]: a routed request, or a shed one answered at once.
+pub enum PublicFuture {
+    Observed(Observed),
+    Shed(Option<Response<Body>>),
+}
+
+impl Future for PublicFuture {
+    type Output = Result<Response<Body>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            PublicFuture::Observed(o) => Pin::new(o).poll(cx),
+            PublicFuture::Shed(r) => Poll::Ready(Ok(r.take().expect("polled after completion"))),
+        }
     }
 }
 
 impl hyper::service::Service<Request<Incoming>> for Public {
-    type Response = Resp;
+    type Response = Response<Body>;
     type Error = std::convert::Infallible;
-    type Future = Observed;
+    type Future = PublicFuture;
 
-    fn call(&self, req: Request<Incoming>) -> Observed {
+    fn call(&self, req: Request<Incoming>) -> PublicFuture {
+        let Some(slot) = self.try_enter() else {
+            self.inner.metrics.requests_shed.inc();
+            return PublicFuture::Shed(Some(self.overloaded()));
+        };
         let start = Instant::now();
         let is_batch = req.method() == Method::POST
             && req.uri().path().starts_with("/statuses/")
@@ -615,12 +763,12 @@ impl hyper::service::Service<Request<Incoming>> for Public {
             );
             (route, ResponseFuture::Ready(Some(r)))
         };
-        Observed {
+        PublicFuture::Observed(Observed {
             inner,
             route,
             start,
-            metrics: self.inner.metrics.clone(),
-        }
+            slot: Some(slot),
+        })
     }
 }
 
@@ -673,6 +821,68 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["value"], 2);
+    }
+
+    fn public(max_inflight: usize) -> Public {
+        let mut settings = PublicSettings::new(Duration::from_secs(10));
+        settings.max_inflight = max_inflight;
+        Public::new(
+            Arc::new(SnapshotStore::default()),
+            Arc::new(Metrics::new()),
+            settings,
+        )
+    }
+
+    #[test]
+    fn slots_are_bounded_and_released_on_drop() {
+        let p = public(2);
+        let a = p.try_enter().unwrap();
+        let b = p.try_enter().unwrap();
+        assert!(p.try_enter().is_none(), "a third request is shed");
+        assert_eq!(p.inflight(), 2, "a refused attempt leaves no count behind");
+        drop(a);
+        let c = p.try_enter().unwrap();
+        // A slot held by a response body is released with the body.
+        let body = Body {
+            bytes: Full::new(Bytes::from_static(b"x")),
+            _slot: Some(c),
+        };
+        assert!(p.try_enter().is_none());
+        drop(body);
+        assert_eq!(p.inflight(), 1);
+        drop(b);
+        assert_eq!(p.inflight(), 0);
+    }
+
+    #[test]
+    fn the_overloaded_answer_is_prebuilt_problem_json() {
+        let r = public(1).overloaded();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let n = hyper::body::Body::size_hint(r.body()).exact().unwrap();
+        assert!(n > 0);
+        let bytes = body_bytes(r.into_body().bytes);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["type"], "urn:statusd:problem:overloaded");
+    }
+
+    #[test]
+    fn header_size_limit_is_16_kib_of_names_and_values() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert_eq!(check_header_size(&h), Ok(()));
+        let big = HeaderValue::try_from("t".repeat(MAX_HEADER_BYTES)).unwrap();
+        h.insert(header::AUTHORIZATION, big);
+        assert_eq!(
+            check_header_size(&h),
+            Err(Problem::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES
+            })
+        );
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub enum Problem {
     BatchInvalid(Vec<(usize, ItemProblem)>),
     /// 503: the source of truth cannot be reached (with `Retry-After`).
     StoreUnavailable(String),
+    /// 503: the public plane already holds its most requests in flight (with `Retry-After`).
+    Overloaded,
+    /// 408: a batch lookup body did not arrive within the read timeout.
+    BodyTimeout,
 }
 
 impl Problem {
@@ -83,7 +87,8 @@ impl Problem {
                 StatusCode::from_u16(p.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             BatchInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -94,6 +99,8 @@ impl Problem {
             AdminDisabled => "urn:statusd:problem:admin-disabled",
             BatchInvalid(_) => "urn:statusd:problem:batch-invalid",
             StoreUnavailable(_) => "urn:statusd:problem:store-unavailable",
+            Overloaded => "urn:statusd:problem:overloaded",
+            BodyTimeout => "urn:statusd:problem:body-timeout",
             BadListId => "urn:statusd:problem:bad-list-id",
             BadIndex => "urn:statusd:problem:bad-index",
             BadBody(_) => "urn:statusd:problem:bad-body",
@@ -147,6 +154,8 @@ impl Problem {
             },
             BatchInvalid(_) => "Invalid batch",
             StoreUnavailable(_) => "Source of truth unavailable",
+            Overloaded => "Overloaded",
+            BodyTimeout => "Request body timeout",
         }
     }
 
@@ -174,6 +183,8 @@ impl Problem {
             Issuer(p) => p.detail.clone(),
             BatchInvalid(errors) => format!("{} item(s) are invalid (see errors); nothing was applied", errors.len()),
             StoreUnavailable(why) => why.clone(),
+            Overloaded => "too many requests in flight; retry shortly".into(),
+            BodyTimeout => "the request body did not arrive in time".into(),
         }
     }
 
@@ -220,7 +231,7 @@ impl Problem {
                     HeaderValue::from_static("Bearer realm=\"statusd-admin\""),
                 );
             }
-            Problem::NotReady | Problem::StoreUnavailable(_) => {
+            Problem::NotReady | Problem::StoreUnavailable(_) | Problem::Overloaded => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Problem::Issuer(p) if p.status() == 503 => {
@@ -245,6 +256,14 @@ mod tests {
             r.headers()[header::CONTENT_TYPE],
             "application/problem+json"
         );
+        let r = Problem::Overloaded.response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(
+            Problem::Overloaded.type_uri(),
+            "urn:statusd:problem:overloaded"
+        );
+        assert_eq!(Problem::BodyTimeout.status(), 408);
         let w3c = Problem::UnknownList { w3c: true };
         assert!(w3c.type_uri().ends_with("#STATUS_RETRIEVAL_ERROR"));
     }

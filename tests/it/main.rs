@@ -1,6 +1,7 @@
 //! The one integration-test binary: spec conformance, the CLI, and (later) the servers end to end.
 
 mod alloc;
+mod bad_input;
 mod cli;
 mod conformance;
 mod consistency;
@@ -14,4 +15,5 @@ mod redis;
 mod redis_harness;
 mod replicas;
 mod rotation;
+mod shedding;
 mod support;
