@@ -79,7 +79,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Most requests the public plane holds in flight; past it, new requests are answered 503
     /// with `Retry-After: 1` at once instead of queueing. Default: [`DEFAULT_MAX_INFLIGHT`].
-    #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = DEFAULT_MAX_INFLIGHT)]
+    #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
     /// Seconds a client has to send its request headers.
     #[arg(long, env = "STATUSD_HEADER_READ_TIMEOUT", default_value_t = 10)]
