@@ -312,7 +312,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
 /// Serves the admin plane on its own thread and single-threaded runtime: an issuer batch of
 /// 10,000 items is milliseconds of CPU at a time, and on the public plane's workers it would
-/// hold up lookups queued behind it. The public workers never run admin work this way.
+/// hold up lookups queued behind it. The public workers never run admin work this way, and on
+/// Linux the admin thread also runs at a lower priority (nice +10): when CPU is short, verifiers
+/// come first and issuer batches take what is left.
+/// The admin thread's nice value (Linux).
+const ADMIN_NICE: i32 = 10;
+
 fn spawn_admin(
     listener: TcpListener,
     admin: Admin,
@@ -324,6 +329,12 @@ fn spawn_admin(
     let thread = std::thread::Builder::new()
         .name("statusd-admin".into())
         .spawn(move || {
+            #[cfg(target_os = "linux")]
+            if let Err(e) =
+                rustix::process::setpriority_process(Some(rustix::thread::gettid()), ADMIN_NICE)
+            {
+                tracing::debug!(error = %e, "could not lower the admin thread's priority");
+            }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
