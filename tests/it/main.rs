@@ -4,6 +4,7 @@ mod alloc;
 mod cli;
 mod conformance;
 mod deploy;
+mod fuzz_regressions;
 mod http;
 mod issuer;
 mod openapi;
