@@ -56,11 +56,19 @@ fn spec_key() -> &'static (SigningKey, KeySet) {
     })
 }
 
+/// Lists with more non-VALID entries than this skip the entry-by-entry checks and re-encoding:
+/// those cost O(entries) by design (the encoders work from the non-VALID entries), and a few
+/// kilobytes of hostile input can describe 2^26 of them, which would only time the harness out.
+const MAX_CHECKED_NONZERO: u64 = 1 << 20;
+
 /// The checks every decoded list must pass, whatever produced it.
 fn check_list(list: &StatusList) {
     let bits = list.bits();
     assert!(list.size() > 0 && list.size() <= MAX_ENTRIES, "size bound");
     assert_eq!(list.size() % bits.per_byte(), 0, "size fills whole bytes");
+    if list.count_nonzero() > MAX_CHECKED_NONZERO {
+        return;
+    }
     let mut n = 0u64;
     let mut last = None;
     for (idx, status) in list.iter_nonzero() {
@@ -309,6 +317,9 @@ fn check_ietf(ietf: &IetfList) {
     };
     check_list(&list);
     assert_eq!(list.bits(), ietf.bits);
+    if list.count_nonzero() > MAX_CHECKED_NONZERO {
+        return;
+    }
     let again = IetfList::encode(&list, ietf.aggregation_uri.clone());
     assert_eq!(again.decode().as_ref(), Ok(&list), "IETF re-encoding");
 }
@@ -545,7 +556,8 @@ fn check_credential(v: &Json, min_entries: u32) {
     check_list(&parsed.list);
     assert!(parsed.list.size() >= min_entries);
     assert_eq!(parsed.list.bits(), parsed.status_size);
-    if parsed.list.size() >= w3c::MIN_ENTRIES {
+    if parsed.list.size() >= w3c::MIN_ENTRIES && parsed.list.count_nonzero() <= MAX_CHECKED_NONZERO
+    {
         let encoded = w3c::encode_list(
             parsed.status_size,
             parsed.list.size(),
@@ -582,6 +594,9 @@ pub fn w3c_credential(data: &[u8]) {
 pub fn roaring(data: &[u8]) {
     if let Ok(list) = sparse::decode(data) {
         check_list(&list);
+        if list.count_nonzero() > MAX_CHECKED_NONZERO {
+            return;
+        }
         assert_eq!(sparse::decode(&sparse::encode(&list)).as_ref(), Ok(&list));
     }
 }
@@ -592,7 +607,9 @@ pub fn inspect_any(data: &[u8]) {
     let opts = Options {
         keys: None,
         indices: vec![0, 3],
-        all: true,
+        // `--all` lists every entry by design: on a hostile full list that is the harness's
+        // cost, not the decoder's.
+        all: false,
         now: 1_700_000_000,
         min_entries: 8,
     };
@@ -602,7 +619,7 @@ pub fn inspect_any(data: &[u8]) {
         assert!([1, 2, 4, 8].contains(&r.bits));
         let non_valid: u64 = r.non_valid.values().sum();
         assert!(non_valid <= u64::from(r.size));
-        assert_eq!(r.entries.len() as u64, 2 + non_valid);
+        assert_eq!(r.entries.len(), 2);
     }
     let keyed = Options {
         keys: Some(spec_key().1.clone()),
