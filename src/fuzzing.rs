@@ -25,9 +25,12 @@ use std::io::Read as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+/// A target's body: arbitrary bytes in, a panic on a finding.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the directory under `fuzz/corpus/` and
 /// `tests/data/fuzz-regressions/`) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("http_request", http_request),
     ("headers", headers),
     ("jwt", jwt),
