@@ -21,6 +21,7 @@
 //! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
 //! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
 //! | [`cli`]       | the command line                                                         |
+//! | `fuzzing`     | fuzz-target bodies shared by `fuzz/` and the corpus replay test (hidden) |
 //!
 //! # Flows
 //!
@@ -40,6 +41,8 @@ pub mod cli;
 pub mod config;
 pub mod consistency;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod inspect;
 pub mod issuer;

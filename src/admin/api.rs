@@ -182,6 +182,34 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::BadBody(format!("invalid JSON body: {e}")))
 }
 
+/// Reads a batch body: at most [`MAX_BATCH`] items, every one parsed before anything runs, so a
+/// malformed item fails the whole batch with every bad item listed. Public for the fuzz targets.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Operation>, Problem> {
+    let batch: Batch = parse(body)?;
+    if batch.operations.len() > MAX_BATCH {
+        return Err(Problem::TooLarge {
+            what: "a batch",
+            limit: MAX_BATCH,
+        });
+    }
+    let mut ops = Vec::with_capacity(batch.operations.len());
+    let mut invalid = Vec::new();
+    for (i, item) in batch.operations.into_iter().enumerate() {
+        match serde_json::from_value::<Operation>(item) {
+            Ok(op) => ops.push(op),
+            Err(e) => invalid.push((
+                i,
+                ItemProblem::new("bad-item", format!("invalid operation: {e}")),
+            )),
+        }
+    }
+    if invalid.is_empty() {
+        Ok(ops)
+    } else {
+        Err(Problem::BatchInvalid(invalid))
+    }
+}
+
 fn store_problem(e: StoreError) -> Problem {
     match e {
         StoreError::ListExists(id) => Problem::Issuer(ItemProblem::new(
@@ -317,8 +345,8 @@ impl Api {
                     return not_allowed("GET, POST");
                 }
                 let caller = self.authorise(&req, Scope::Write)?;
-                let batch: Batch = parse(&Self::body(req, MAX_BATCH_BODY).await?)?;
-                self.batch(&caller, batch).await
+                let ops = parse_batch(&Self::body(req, MAX_BATCH_BODY).await?)?;
+                self.batch(&caller, ops).await
             }
             Route::Credential(id) => {
                 if method != Method::GET {
@@ -490,28 +518,7 @@ impl Api {
         }
     }
 
-    async fn batch(&self, caller: &Caller, batch: Batch) -> Result<Resp, Problem> {
-        if batch.operations.len() > MAX_BATCH {
-            return Err(Problem::TooLarge {
-                what: "a batch",
-                limit: MAX_BATCH,
-            });
-        }
-        // Every item is parsed before anything runs; a malformed one fails the whole batch.
-        let mut ops = Vec::with_capacity(batch.operations.len());
-        let mut invalid = Vec::new();
-        for (i, item) in batch.operations.into_iter().enumerate() {
-            match serde_json::from_value::<Operation>(item) {
-                Ok(op) => ops.push(op),
-                Err(e) => invalid.push((
-                    i,
-                    ItemProblem::new("bad-item", format!("invalid operation: {e}")),
-                )),
-            }
-        }
-        if !invalid.is_empty() {
-            return Err(Problem::BatchInvalid(invalid));
-        }
+    async fn batch(&self, caller: &Caller, ops: Vec<Operation>) -> Result<Resp, Problem> {
         let results = match self.issuer.execute(&caller.name, &ops).await {
             Ok(r) => r,
             Err(IssuerError::Invalid(errors)) => return Err(Problem::BatchInvalid(errors)),

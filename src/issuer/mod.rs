@@ -168,8 +168,8 @@ impl Operation {
         }
     }
 
-    /// Syntax checks that need no store.
-    fn check(&self) -> Result<(), ItemProblem> {
+    /// Syntax checks that need no store (the first step of every batch).
+    pub fn check(&self) -> Result<(), ItemProblem> {
         let id = |field: &str, v: &str| {
             if check_credential_id(v) {
                 Ok(())

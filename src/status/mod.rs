@@ -259,8 +259,10 @@ impl StatusList {
     }
 
     /// Builds a list from entries in increasing index order (the order every decoder sees
-    /// them in), collecting each bit-plane and building its bitmap in one sorted append.
-    /// Appending index by index with `try_push` would rescan a dense container on every push.
+    /// them in), buffering each bit-plane and adding the buffer to its bitmap in one sorted
+    /// append per [`PLANE_CHUNK`] entries. Appending index by index with `try_push` would rescan
+    /// a dense container on every push; buffering a whole plane would cost 4 bytes per entry
+    /// (2 GiB for a full 2^26-entry, 8-bit list that a 64 KiB ZLIB stream describes).
     pub(crate) fn from_sorted_nonzero(
         bits: Bits,
         size: u32,
@@ -281,20 +283,17 @@ impl StatusList {
                     bits: bits.get(),
                 });
             }
-            for (k, plane) in planes.iter_mut().enumerate() {
+            for (k, (plane, bitmap)) in planes.iter_mut().zip(&mut list.planes).enumerate() {
                 if value & (1 << k) != 0 {
                     plane.push(idx);
+                    if plane.len() == PLANE_CHUNK {
+                        append_plane(bitmap, plane);
+                    }
                 }
             }
         }
-        for (bitmap, mut indices) in list.planes.iter_mut().zip(planes) {
-            // Out-of-order or repeated input is tolerated, not trusted: sort and dedup it.
-            if !indices.is_sorted_by(|a, b| a < b) {
-                indices.sort_unstable();
-                indices.dedup();
-            }
-            *bitmap =
-                RoaringBitmap::from_sorted_iter(indices).expect("indices are strictly increasing");
+        for (plane, bitmap) in planes.iter_mut().zip(&mut list.planes) {
+            append_plane(bitmap, plane);
         }
         Ok(list)
     }
@@ -304,6 +303,27 @@ impl StatusList {
         for plane in &mut self.planes {
             plane.optimize();
         }
+    }
+}
+
+/// Entries of one bit-plane that [`StatusList::from_sorted_nonzero`] buffers before adding them
+/// to the plane's bitmap (256 KiB per plane).
+const PLANE_CHUNK: usize = 1 << 16;
+
+/// Moves the buffered indices into `bitmap`: one sorted append when they are strictly increasing
+/// and above what it holds (every decoder's case); otherwise one by one, since out-of-order or
+/// repeated input is tolerated, not trusted.
+fn append_plane(bitmap: &mut RoaringBitmap, buf: &mut Vec<u32>) {
+    let above = match (buf.first(), bitmap.max()) {
+        (Some(&first), Some(max)) => first > max,
+        _ => true,
+    };
+    if above && buf.is_sorted_by(|a, b| a < b) {
+        bitmap
+            .append(buf.drain(..))
+            .expect("indices are strictly increasing and above the bitmap's");
+    } else {
+        bitmap.extend(buf.drain(..));
     }
 }
 
@@ -388,6 +408,24 @@ mod tests {
         assert_eq!(
             l.indices_with(Status(1)).iter().collect::<Vec<_>>(),
             vec![2]
+        );
+    }
+
+    /// Found by fuzzing (`ietf_list`): a 64 KiB ZLIB stream of a full 2^26-entry, 8-bit list
+    /// made the unpacker buffer 2 GiB of indices. Buffers are now bounded per plane; this
+    /// checks that chunked appends keep the entries exact, in order and out of order.
+    #[test]
+    fn regression_plane_buffers_are_chunked() {
+        let n = PLANE_CHUNK as u32 * 2 + 5;
+        let sorted =
+            StatusList::from_sorted_nonzero(Bits::Two, n + 3, (0..n).map(|i| (i, 3))).unwrap();
+        assert_eq!(sorted.count_nonzero(), u64::from(n));
+        assert_eq!(sorted.get(u64::from(n - 1)), Ok(Status(3)));
+        assert_eq!(sorted.get(u64::from(n)), Ok(Status::VALID));
+        let shuffled = (0..n).rev().map(|i| (i, 3)).chain([(7, 3)]);
+        assert_eq!(
+            StatusList::from_sorted_nonzero(Bits::Two, n + 3, shuffled).unwrap(),
+            sorted
         );
     }
 

@@ -387,6 +387,39 @@ fn parse_meta(id: &str, reply: &Value) -> Result<Option<ListMeta>, StoreError> {
     }))
 }
 
+/// The pure half of [`Store::load`]: a list from the replies to `HGETALL meta` and `GET data`,
+/// checked as strictly as every other read (public so the fuzz targets reach it without Redis).
+pub fn parse_list(
+    id: &str,
+    meta: &Value,
+    data: Value,
+) -> Result<(ListMeta, StatusList), StoreError> {
+    let meta = parse_meta(id, meta)?.ok_or_else(|| StoreError::UnknownList(id.to_owned()))?;
+    let bits = meta.bits()?;
+    let mut data = match data {
+        // A missing data key is an all-VALID list.
+        Value::Nil => Vec::new(),
+        Value::BulkString(b) => b,
+        other => return Err(corrupt(id, format!("data is not a string: {other:?}"))),
+    };
+    let len = packed_len(bits, meta.size);
+    if data.len() > len {
+        return Err(corrupt(
+            id,
+            format!(
+                "data is {} bytes, longer than the {len} bytes of {} {bits}-bit entries",
+                data.len(),
+                meta.size
+            ),
+        ));
+    }
+    // Redis grows the string lazily: missing bytes are zero (VALID).
+    data.resize(len, 0);
+    let list = unpack(bits, Order::MsbFirst, &data).map_err(|e| corrupt(id, e.to_string()))?;
+    debug_assert_eq!(list.size(), meta.size);
+    Ok((meta, list))
+}
+
 /// Parses one feed entry's `c` field: `idx=value` pairs joined by `,`, each within the list.
 fn parse_changes(c: &[u8], bits: Bits, size: u32, out: &mut Vec<Change>) -> Option<()> {
     if c.is_empty() {
@@ -431,6 +464,46 @@ fn parse_feed_entry(
         return None;
     }
     parse_changes(get(b"c")?, bits, size, out)
+}
+
+/// The pure half of [`Store::changes_since`]: the changes after `version` from the replies to
+/// `HGETALL meta` and `XRANGE feed`, or `None` where only a full load can judge (a gap, a list
+/// recreated or too far ahead, a malformed entry). Public so the fuzz targets reach it.
+pub fn parse_changes_since(
+    id: &str,
+    version: u64,
+    meta: &Value,
+    feed: &Value,
+) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
+    let Some(start) = version.checked_add(1) else {
+        return Ok(None);
+    };
+    let Some(meta) = parse_meta(id, meta)? else {
+        return Ok(None);
+    };
+    let current = meta.version;
+    if current == version {
+        return Ok(Some((version, Vec::new())));
+    }
+    // Behind the caller (the list was recreated), or further ahead than a replay is worth.
+    if current < version || current - version > MAX_CATCHUP {
+        return Ok(None);
+    }
+    let bits = meta.bits()?;
+    let Value::Array(entries) = feed else {
+        return Ok(None);
+    };
+    if entries.len() as u64 != current - version {
+        return Ok(None);
+    }
+    let mut changes = Vec::new();
+    for (k, entry) in entries.iter().enumerate() {
+        let expected = start + k as u64;
+        if parse_feed_entry(entry, expected, bits, meta.size, &mut changes).is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some((current, changes)))
 }
 
 /// Maps the error of the apply script to the error the embedded store returns for the same
@@ -968,30 +1041,7 @@ impl Store for RedisStore {
             .query_async(&mut inner.conn())
             .await
             .map_err(|e| inner.error(Some(id), e))?;
-        let meta = parse_meta(id, &meta)?.ok_or_else(|| StoreError::UnknownList(id.to_owned()))?;
-        let bits = meta.bits()?;
-        let mut data = match data {
-            // A missing data key is an all-VALID list.
-            Value::Nil => Vec::new(),
-            Value::BulkString(b) => b,
-            other => return Err(corrupt(id, format!("data is not a string: {other:?}"))),
-        };
-        let len = packed_len(bits, meta.size);
-        if data.len() > len {
-            return Err(corrupt(
-                id,
-                format!(
-                    "data is {} bytes, longer than the {len} bytes of {} {bits}-bit entries",
-                    data.len(),
-                    meta.size
-                ),
-            ));
-        }
-        // Redis grows the string lazily: missing bytes are zero (VALID).
-        data.resize(len, 0);
-        let list = unpack(bits, Order::MsbFirst, &data).map_err(|e| corrupt(id, e.to_string()))?;
-        debug_assert_eq!(list.size(), meta.size);
-        Ok((meta, list))
+        parse_list(id, &meta, data)
     }
 
     async fn create_list(&self, new: NewList) -> Result<ListMeta, StoreError> {
@@ -1119,32 +1169,7 @@ impl Store for RedisStore {
             Err(e) if is_wrong_type(&e) => return Ok(None),
             Err(e) => return Err(inner.error(Some(id), e)),
         };
-        let Some(meta) = parse_meta(id, &meta)? else {
-            return Ok(None);
-        };
-        let current = meta.version;
-        if current == version {
-            return Ok(Some((version, Vec::new())));
-        }
-        // Behind the caller (the list was recreated), or further ahead than a replay is worth.
-        if current < version || current - version > MAX_CATCHUP {
-            return Ok(None);
-        }
-        let bits = meta.bits()?;
-        let Value::Array(entries) = feed else {
-            return Ok(None);
-        };
-        if entries.len() as u64 != current - version {
-            return Ok(None);
-        }
-        let mut changes = Vec::new();
-        for (k, entry) in entries.iter().enumerate() {
-            let expected = start + k as u64;
-            if parse_feed_entry(entry, expected, bits, meta.size, &mut changes).is_none() {
-                return Ok(None);
-            }
-        }
-        Ok(Some((current, changes)))
+        parse_changes_since(id, version, &meta, &feed)
     }
 
     async fn entries(&self, id: &str, idxs: &[u32]) -> Result<(u64, Vec<Status>), StoreError> {

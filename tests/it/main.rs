@@ -7,6 +7,7 @@ mod conformance;
 mod consistency;
 mod crash;
 mod deploy;
+mod fuzz_regressions;
 mod http;
 mod issuer;
 mod openapi;
