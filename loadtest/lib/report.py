@@ -83,7 +83,10 @@ def main():
             ("received", f"{fmt_bytes(received)} ({fmt_bytes(received / max(reqs, 1))} per response, "
                          f"{fmt_bytes(received / duration)}/s)"),
             ("server CPU during the run (incl. the warm-up)", "; ".join(
-                f"{k} {v:.2f} s = {1e6 * v / max(reqs, 1):.1f} µs per request" for k, v in r["cpu"].items())),
+                f"{k} {v:.2f} s = {1e6 * v / max(reqs, 1):.1f} µs per request"
+                for k, v in r["cpu"].items() if k not in ("k6", "other"))),
+            ("CPU used by k6 / by other processes on the machine", f"{100 * r['cpu']['k6'] / duration:.0f} % / "
+                                                                   f"{100 * r['cpu']['other'] / duration:.0f} % of one CPU"),
             ("requests that reached statusd's list routes", f"{r['origin']:,} (incl. {reqs - polls:,.0f} warm-up)"),
         ]
         if scenario == "cdn":
@@ -99,8 +102,9 @@ def main():
         lines.append("|---|---|")
         lines += [f"| {k} | {v} |" for k, v in rows]
     else:
-        lines.append("| run | server | requests/s | lookups/s (batch = 20) | p50 / p99 | failed | checks failed | server CPU per request |")
-        lines.append("|---|---|---:|---:|---|---:|---:|---:|")
+        lines.append("| run | server | requests/s | lookups/s (batch = 20) | p50 / p99 | failed | checks failed "
+                     "| server CPU per request | CPU % k6 / other processes |")
+        lines.append("|---|---|---:|---:|---|---:|---:|---:|---:|")
         rates = {"statusd": [], "baseline": []}
         for r in runs:
             s = r["s"]
@@ -112,7 +116,8 @@ def main():
             lines.append(
                 f"| {r['name']} | {r['kind']} | {rate:,.0f} | {lookups / duration:,.0f} | "
                 f"{d.get('med', 0):.2f} / {d.get('p(99)', 0):.2f} ms | {metric(s, 'http_req_failed', 'passes'):.0f} | "
-                f"{metric(s, 'checks', 'fails'):.0f} | {1e6 * sum(r['cpu'].values()) / max(reqs, 1):.1f} µs |"
+                f"{metric(s, 'checks', 'fails'):.0f} | {1e6 * r['cpu'][r['kind']] / max(reqs, 1):.1f} µs | "
+                f"{100 * r['cpu']['k6'] / duration:.0f} / {100 * r['cpu']['other'] / duration:.0f} |"
             )
         pairs = []
         by_round = {}
@@ -160,7 +165,8 @@ def main():
         f"- tools: {meta['k6']}; {meta['redis']}" + (f"; {meta['nginx']}" if "nginx" in meta else "") + f"; {meta['rustc']}",
         f"- statusd ({meta['build']} build) on Redis: {meta['lists']} lists x {meta['size']} entries (2 bits, 1 % INVALID, "
         f"0.2 % SUSPENDED) seeded in {meta.get('seed_seconds', '?')} s, ready {meta.get('cold_start_seconds', '?')} s "
-        f"after start, RSS {meta.get('statusd_rss_mib', '?')} MiB; ttl {meta['ttl']} s",
+        f"after start, RSS {meta.get('statusd_rss_mib', '?')} MiB; ttl {meta['ttl']} s; Redis used_memory after the seed "
+        f"{meta.get('redis_used_memory_mib', '?')} MiB",
         f"- pinning: {'servers on CPU 0, k6 on CPU 1 (taskset)' if meta['pin'] == 'split' else 'none'}",
     ]
     if "baseline_bodies" in meta:
