@@ -131,12 +131,25 @@ def main():
         missed = ratio < target and meta["smoke"] != "1"
         statusd_runs = [r for r in runs if r["kind"] == "statusd"]
         nv = statistics.mean(metric(r["s"], "non_valid", "value") for r in statusd_runs)
+        per_req = {
+            kind: statistics.median(
+                1e6 * r["cpu"][kind] / max(metric(r["s"], "http_reqs", "count"), 1) for r in runs if r["kind"] == kind
+            )
+            for kind in ("statusd", "baseline")
+        }
         lines.append("")
         lines.append(
             f"**statusd / baseline = {ratio:.3f}** (medians of requests/s; per-round ratios "
             f"{', '.join(f'{p:.3f}' for p in pairs)}; target {target:.2f}"
             + (", not judged in a smoke run" if meta["smoke"] == "1" else "")
             + f"). Share of non-VALID answers from statusd: {100 * nv:.2f} % (Zipf-weighted)."
+        )
+        lines.append("")
+        lines.append(
+            f"Server CPU per request (medians): statusd {per_req['statusd']:.1f} µs, baseline "
+            f"{per_req['baseline']:.1f} µs: statusd uses {per_req['statusd'] / per_req['baseline']:.2f} x the "
+            "baseline's CPU (statusd's includes its Redis polling while idle). When k6 is the bottleneck "
+            "(CPU % k6 near 100), requests/s mostly measure k6 and this is the telling figure."
         )
     lines.append("")
     lines.append("Thresholds (k6):")
