@@ -96,7 +96,8 @@ def main():
                 f"{st.upper()} {metric(s, 'edge_status_' + st, 'count'):,.0f}" for st in statuses if metric(s, "edge_status_" + st, "count")
             )
             rows.insert(3, ("**edge hit ratio** (polls answered from the edge's cache)", f"**{100 * hit:.2f} %** ({counts})"))
-            rows.insert(4, ("origin offload (1 - statusd requests / edge requests, whole run)",
+            rows.insert(3, ("the edge's own latency (nginx `$request_time`, 1 ms resolution)", meta.get("edge_request_time", "?")))
+            rows.insert(5, ("origin offload (1 - statusd requests / edge requests, whole run)",
                             f"{100 * (1 - r['origin'] / max(reqs, 1)):.2f} %"))
         lines.append("| figure | value |")
         lines.append("|---|---|")
