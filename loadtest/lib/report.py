@@ -66,8 +66,8 @@ def main():
     if scenario in ("verifiers", "cdn"):
         r = runs[0]
         s = r["s"]
-        polls_200 = metric(s, "polls_200", "count")
-        polls_304 = metric(s, "polls_304", "count")
+        polls_200 = metric(s, "not_modified", "fails")
+        polls_304 = metric(s, "not_modified", "passes")
         polls = polls_200 + polls_304
         d = s["metrics"].get("http_req_duration{kind:poll}", {})
         reqs = metric(s, "http_reqs", "count")
