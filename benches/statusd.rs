@@ -16,8 +16,12 @@
 //!   claims, base64url and the ES256 signature: the full revocation-to-token path.
 //! * `decode/1048576`: inflate and unpack a token's `lst`.
 //! * `lookup`: one per-credential read from the bitmaps.
-//! * `handler`: the public request handler without sockets (lookup, token 200, token 304).
+//! * `handler`: the public request handler without sockets, on a 50-list snapshot: single
+//!   lookups (uniform on one list, and Zipf-skewed over all lists as `loadtest/lookups.js`
+//!   asks), a 20-index batch lookup, token 200 (identity and gzip), W3C credential 200, 304.
 //! * `snapshot`: re-encoding one changed list and assembling a 50-list snapshot around it.
+//!
+//! Each group's function says what it measures and how to run that group alone.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hyper::header::{HeaderMap, HeaderValue};
@@ -96,6 +100,9 @@ fn claims(list: &StatusList) -> StatusListClaims {
     }
 }
 
+/// `encode/{entries}`: the cost of turning one list into its IETF `lst` (and a signed JWT), and
+/// the size it comes out at, against classic zlib level 9 over the packed bytes.
+/// `cargo bench --bench statusd -- encode/` (sizes 2^20, 2^24, 2^26; the sizes go to stderr).
 fn encode(c: &mut Criterion) {
     let key = SigningKey::generate(Algorithm::Es256);
     for size in sizes() {
@@ -128,6 +135,8 @@ fn encode(c: &mut Criterion) {
     }
 }
 
+/// `decode/1048576`: what a relying party spends reading a 2^20 token's `lst` (inflate, unpack
+/// into bit-planes). `cargo bench --bench statusd -- decode/`
 fn decode(c: &mut Criterion) {
     let list = nationwide_list(1 << 20, 7);
     let enc = IetfList::encode(&list, None);
@@ -136,6 +145,8 @@ fn decode(c: &mut Criterion) {
     });
 }
 
+/// `lookup/bitmap_get`: one credential's status read from a 2^20 list's bit-planes, at random
+/// indices: the data-structure part of a lookup. `cargo bench --bench statusd -- lookup/`
 fn lookup(c: &mut Criterion) {
     let list = nationwide_list(1 << 20, 7);
     let mut rng = StdRng::seed_from_u64(1);
@@ -170,19 +181,43 @@ fn meta(id: &str) -> ListMeta {
     }
 }
 
+/// Credential of Zipf rank `r` (1-based) among `lists` x 2^20, scattered over the lists by the
+/// same permutation as `loadtest/lookups.js`.
+fn zipf_credential(rng: &mut StdRng, lists: u32) -> (u32, u32) {
+    let n = f64::from(lists) * f64::from(1u32 << 20);
+    let r = (rng.gen::<f64>() * (n + 1.0).ln())
+        .exp()
+        .floor()
+        .clamp(1.0, n) as u64;
+    let c = ((r - 1) * 16_777_259 + 982_451_653 % n as u64) % n as u64;
+    ((c >> 20) as u32 + 1, (c & 0xF_FFFF) as u32)
+}
+
+/// `handler/*`: the public request handler without sockets (`Public::respond`, and
+/// `Public::respond_batch` once a batch body is read), on a snapshot of 50 lists of 2^20
+/// entries (3 under `cargo test`): routing, negotiation, the status read, the response with its
+/// headers; not hyper, not the kernel. `lookup` reads random indices of one list,
+/// `lookup_zipf_50_lists` the skewed mix over every list that `loadtest/lookups.js` sends,
+/// `batch_20` one batch body of 20 indices (JSON in and out), `token_200` / `token_200_gzip` /
+/// `w3c_200_gzip` a prebuilt list representation, `token_304` a revalidation.
+/// `cargo bench --bench statusd -- handler/`
 fn handler(c: &mut Criterion) {
     let key = SigningKey::generate(Algorithm::Es256);
     let p = params();
-    let ls = build::list_snapshot(
-        meta("1"),
-        nationwide_list(1 << 20, 7),
-        &key,
-        &p,
-        SystemTime::now(),
-    );
-    let etag = ls.artefacts.jwt.etag.clone();
+    let n_lists: u32 = if full_run() { 50 } else { 3 };
     let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::new();
-    lists.insert("1".into(), Arc::new(ls));
+    for n in 1..=n_lists {
+        let id = n.to_string();
+        let ls = build::list_snapshot(
+            meta(&id),
+            nationwide_list(1 << 20, u64::from(n) + 6),
+            &key,
+            &p,
+            SystemTime::now(),
+        );
+        lists.insert(id.into_boxed_str(), Arc::new(ls));
+    }
+    let etag = lists["1"].artefacts.jwt.etag.clone();
     let snapshots = Arc::new(SnapshotStore::default());
     snapshots.publish(build::snapshot(
         1,
@@ -210,8 +245,61 @@ fn handler(c: &mut Criterion) {
             public.respond(&Method::GET, black_box(&paths[i]), None, &none)
         })
     });
+    let zipf: Vec<String> = (0..4096)
+        .map(|_| {
+            let (list, idx) = zipf_credential(&mut rng, n_lists);
+            format!("/statuses/{list}/{idx}")
+        })
+        .collect();
+    let mut i = 0;
+    g.bench_function("lookup_zipf_50_lists", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            let (_, r) = public.respond(&Method::GET, black_box(&zipf[i]), None, &none);
+            debug_assert_eq!(r.status(), 200);
+            r
+        })
+    });
+    let mut json = HeaderMap::new();
+    json.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let bodies: Vec<Vec<u8>> = (0..256)
+        .map(|_| {
+            let idx: Vec<u32> = (0..20).map(|_| zipf_credential(&mut rng, 1).1).collect();
+            serde_json::to_vec(&serde_json::json!({ "idx": idx })).unwrap()
+        })
+        .collect();
+    let mut i = 0;
+    g.bench_function("batch_20", |b| {
+        b.iter(|| {
+            i = (i + 1) & 255;
+            let r = public.respond_batch("/statuses/1", &json, black_box(&bodies[i]));
+            debug_assert_eq!(r.status(), 200);
+            r
+        })
+    });
     g.bench_function("token_200", |b| {
         b.iter(|| public.respond(&Method::GET, black_box("/statuslists/1"), None, &none))
+    });
+    let mut gzip = HeaderMap::new();
+    gzip.insert(
+        hyper::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("gzip, deflate, br"),
+    );
+    g.bench_function("token_200_gzip", |b| {
+        b.iter(|| public.respond(&Method::GET, black_box("/statuslists/1"), None, &gzip))
+    });
+    g.bench_function("w3c_200_gzip", |b| {
+        b.iter(|| {
+            public.respond(
+                &Method::GET,
+                black_box("/bitstringlists/1/revocation"),
+                None,
+                &gzip,
+            )
+        })
     });
     let mut inm = HeaderMap::new();
     inm.insert(hyper::header::IF_NONE_MATCH, etag);
@@ -225,6 +313,10 @@ fn handler(c: &mut Criterion) {
     g.finish();
 }
 
+/// `snapshot/rebuild_one_of_50/1048576`: one list changed among 50: re-encode and re-sign every
+/// representation of that list (JWT, CWT, three W3C credentials with gzip variants, roaring)
+/// and assemble the next 50-list snapshot around it, as the refresher does off the request
+/// path. `cargo bench --bench statusd -- snapshot/`
 fn snapshot(c: &mut Criterion) {
     let key = SigningKey::generate(Algorithm::Es256);
     let keys = KeySet::new(vec![key.verifying_key()]);

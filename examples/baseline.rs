@@ -17,6 +17,8 @@
 //! With `--etag`, every 200 carries that `ETag`, and a request whose `If-None-Match` equals it
 //! byte for byte gets an empty 304 with the same `ETag` (a plain comparison, no list parsing).
 //! `--header` (repeatable) adds fixed response headers, to measure what header bytes cost.
+//! `--post-body-file` answers POST requests with a second fixed body (the batch lookup answer
+//! in `loadtest/run lookups`), so both servers send bodies of the same size for every request.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -32,6 +34,8 @@ use tokio::net::TcpListener;
 
 struct Fixed {
     body: Bytes,
+    /// Answer to POST requests; `body` when not given.
+    post_body: Option<Bytes>,
     content_type: HeaderValue,
     etag: Option<HeaderValue>,
     extra: Vec<(HeaderName, HeaderValue)>,
@@ -51,7 +55,11 @@ impl Fixed {
                 return r;
             }
         }
-        let mut r = Response::new(Full::new(self.body.clone()));
+        let body = match &self.post_body {
+            Some(b) if req.method() == hyper::Method::POST => b,
+            _ => &self.body,
+        };
+        let mut r = Response::new(Full::new(body.clone()));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, self.content_type.clone());
         if let Some(etag) = &self.etag {
@@ -71,11 +79,12 @@ struct Args {
 }
 
 const USAGE: &str = "usage: baseline --listen ADDR (--body-file PATH | --body-size N) \
-[--content-type TYPE] [--etag ETAG] [--header 'Name: value']... [--header-read-timeout SECS]";
+[--post-body-file PATH] [--content-type TYPE] [--etag ETAG] [--header 'Name: value']... [--header-read-timeout SECS]";
 
 fn parse_args() -> Result<Args, String> {
     let mut listen = None;
     let mut body = None;
+    let mut post_body = None;
     let mut content_type = HeaderValue::from_static("application/octet-stream");
     let mut etag = None;
     let mut extra = Vec::new();
@@ -98,6 +107,11 @@ fn parse_args() -> Result<Args, String> {
             "--body-file" => {
                 let b = std::fs::read(&value).map_err(|e| format!("--body-file {value}: {e}"))?;
                 body = Some(Bytes::from(b));
+            }
+            "--post-body-file" => {
+                let b =
+                    std::fs::read(&value).map_err(|e| format!("--post-body-file {value}: {e}"))?;
+                post_body = Some(Bytes::from(b));
             }
             "--body-size" => {
                 let n: usize = value
@@ -138,6 +152,7 @@ fn parse_args() -> Result<Args, String> {
         listen: listen.ok_or("--listen is required")?,
         fixed: Fixed {
             body: body.ok_or("--body-file or --body-size is required")?,
+            post_body,
             content_type,
             etag,
             extra,
@@ -169,7 +184,14 @@ async fn serve(args: Args) -> std::io::Result<()> {
         let fixed = fixed.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let resp = fixed.respond(&req);
-            async move { Ok::<_, Infallible>(resp) }
+            async move {
+                // Read a request body to its end, as statusd's batch lookup does, so the
+                // connection stays reusable and both servers do that work.
+                if req.method() == hyper::Method::POST {
+                    let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                }
+                Ok::<_, Infallible>(resp)
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -210,6 +210,14 @@ impl Public {
         let snap = self.inner.snapshots.load();
         self.inner.route(&snap, method, path, query, headers)
     }
+
+    /// Answers a batch lookup (`POST /statuses/{list_id}`) whose body has been read: the
+    /// service's work once the body is in, without a socket (benches).
+    pub fn respond_batch(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> Resp {
+        batch_target(path, headers)
+            .and_then(|id| self.inner.batch_answer(id, body))
+            .unwrap_or_else(|p| p.response())
+    }
 }
 
 /// The bytes of a prebuilt body.
@@ -563,15 +571,7 @@ impl Inner {
 
     async fn batch_inner(&self, req: Request<Incoming>) -> Result<Resp, Problem> {
         let (parts, body) = req.into_parts();
-        check_header_size(&parts.headers)?;
-        let id = list_id(parts.uri.path().split('/').nth(2).unwrap_or(""))?.to_owned();
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            let ct = ct.to_str().unwrap_or("");
-            let essence = ct.split(';').next().unwrap_or("").trim();
-            if !essence.eq_ignore_ascii_case("application/json") {
-                return Err(Problem::UnsupportedMediaType);
-            }
-        }
+        let id = batch_target(parts.uri.path(), &parts.headers)?.to_owned();
         let collected = tokio::time::timeout(
             self.settings.body_timeout,
             Limited::new(body, MAX_BATCH_BODY).collect(),
@@ -590,12 +590,17 @@ impl Inner {
                 }
             })?
             .to_bytes();
+        self.batch_answer(&id, &bytes)
+    }
+
+    /// The batch lookup once its body is read: parse, look up every index, one JSON body.
+    fn batch_answer(&self, id: &str, bytes: &[u8]) -> Result<Resp, Problem> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Batch {
             idx: Vec<u64>,
         }
-        let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
+        let batch: Batch = serde_json::from_slice(bytes).map_err(|e| {
             Problem::BadBody(format!("expected {{\"idx\":[non-negative integers]}}: {e}"))
         })?;
         if batch.idx.len() > MAX_BATCH {
@@ -605,7 +610,7 @@ impl Inner {
             });
         }
         let snap = self.snapshots.load_full();
-        let list = lookup_list(&snap, &id, false)?;
+        let list = lookup_list(&snap, id, false)?;
         let mut out = Vec::with_capacity(32 + batch.idx.len() * 56);
         out.extend_from_slice(b"{\"list_id\":\"");
         out.extend_from_slice(id.as_bytes());
@@ -617,7 +622,7 @@ impl Inner {
             if n > 0 {
                 out.push(b',');
             }
-            push_lookup(&mut out, &id, idx, status);
+            push_lookup(&mut out, id, idx, status);
         }
         out.extend_from_slice(b"]}");
         let mut r = response(Bytes::from(out));
@@ -627,6 +632,21 @@ impl Inner {
         cors(h);
         Ok(r)
     }
+}
+
+/// What a batch lookup's head must pass before its body is read: header size, the list id in
+/// `POST /statuses/{list_id}`, and a JSON content type (if one is declared).
+fn batch_target<'p>(path: &'p str, headers: &HeaderMap) -> Result<&'p str, Problem> {
+    check_header_size(headers)?;
+    let id = list_id(path.split('/').nth(2).unwrap_or(""))?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(Problem::UnsupportedMediaType);
+        }
+    }
+    Ok(id)
 }
 
 fn ready(snap: &Snapshot) -> Result<(), Problem> {

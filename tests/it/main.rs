@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bad_input;
+mod cdn;
 mod cli;
 mod conformance;
 mod consistency;
