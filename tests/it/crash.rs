@@ -21,6 +21,14 @@ struct Server {
     admin: String,
 }
 
+impl Drop for Server {
+    /// A failing assertion must not leave the server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn(dir: &std::path::Path, redis: Option<&str>, ports: [u16; 2]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_statusd"));
     cmd.args([
@@ -170,6 +178,7 @@ async fn drill(redis: Option<&RedisServer>) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.child.kill().expect("SIGKILL");
     server.child.wait().unwrap();
+    drop(server);
     for w in writers {
         w.await.expect("writer");
     }
@@ -226,9 +235,6 @@ async fn drill(redis: Option<&RedisServer>) {
         .unwrap();
         assert_eq!(v["kind"], "physical", "a refused write changed {id}");
     }
-    let mut child = server.child;
-    child.kill().ok();
-    child.wait().ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
