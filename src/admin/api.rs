@@ -6,8 +6,8 @@
 use crate::http::problem::Problem;
 use crate::issuer::auth::{bearer, Caller, Scope, Tokens};
 use crate::issuer::{
-    check_purpose, HoldOp, Issuer, IssuerError, ItemProblem, Operation, Outcome, ReissueOp,
-    RevokeOp, MAX_BATCH,
+    check_purpose, last_number, HoldOp, Issuer, IssuerError, ItemProblem, Operation, Outcome,
+    ReissueOp, RevokeOp, MAX_BATCH,
 };
 use crate::metrics::Metrics;
 use crate::status::Bits;
@@ -210,6 +210,14 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Operation>, Problem> {
     }
 }
 
+/// 404 for a credential id in the path (the id is not echoed).
+fn unknown_credential() -> Problem {
+    Problem::Issuer(ItemProblem::new(
+        "unknown-credential",
+        "no credential with this id is registered",
+    ))
+}
+
 fn store_problem(e: StoreError) -> Problem {
     match e {
         StoreError::ListExists(id) => Problem::Issuer(ItemProblem::new(
@@ -355,10 +363,7 @@ impl Api {
                 self.authorise(&req, Scope::Read)?;
                 match self.issuer.view(&id).await.map_err(store_problem)? {
                     Some(v) => Ok(json_response(StatusCode::OK, &v)),
-                    None => Err(Problem::Issuer(ItemProblem::new(
-                        "unknown-credential",
-                        "no credential with this id is registered",
-                    ))),
+                    None => Err(unknown_credential()),
                 }
             }
             Route::Audit(id) => {
@@ -376,10 +381,7 @@ impl Api {
                             "events": rec.history,
                         }),
                     )),
-                    None => Err(Problem::Issuer(ItemProblem::new(
-                        "unknown-credential",
-                        "no credential with this id is registered",
-                    ))),
+                    None => Err(unknown_credential()),
                 }
             }
             Route::Action(id, action) => {
@@ -447,17 +449,7 @@ impl Api {
             Some(id) => id,
             None => {
                 let lists = self.issuer.lists().await.map_err(store_problem)?;
-                let n = lists
-                    .iter()
-                    .filter_map(|l| {
-                        l.list_id
-                            .strip_prefix(body.purpose.as_str())?
-                            .strip_prefix('-')?
-                            .parse::<u32>()
-                            .ok()
-                    })
-                    .max()
-                    .unwrap_or(0);
+                let n = last_number(&body.purpose, lists.iter().map(|l| l.list_id.as_str()));
                 format!("{}-{}", body.purpose, n + 1)
             }
         };

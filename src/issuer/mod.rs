@@ -279,13 +279,16 @@ impl Operation {
     }
 }
 
+/// A kind or hold name: 1 to 32 characters from a-z 0-9 - _.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_KIND
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 fn check_kind(kind: &str) -> Result<(), ItemProblem> {
-    let ok = !kind.is_empty()
-        && kind.len() <= MAX_KIND
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+    if is_name(kind) {
         Ok(())
     } else {
         Err(ItemProblem::bad(
@@ -295,12 +298,7 @@ fn check_kind(kind: &str) -> Result<(), ItemProblem> {
 }
 
 fn check_hold(hold: &str) -> Result<(), ItemProblem> {
-    let ok = !hold.is_empty()
-        && hold.len() <= MAX_KIND
-        && hold
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+    if is_name(hold) {
         Ok(())
     } else {
         Err(ItemProblem::bad(
@@ -483,8 +481,6 @@ struct ListPlan {
     version: u64,
     work: ListWork,
     allocated: Option<RoaringBitmap>,
-    /// The indices this batch claims so far (as `work.claims`, for fast membership).
-    claimed: RoaringBitmap,
 }
 
 /// A planned batch.
@@ -585,13 +581,12 @@ impl Issuer {
     }
 
     pub async fn list(&self, id: &str) -> Result<Option<ListView>, StoreError> {
-        Ok(self
-            .store
-            .lists()
-            .await?
-            .iter()
-            .find(|m| m.id == id)
-            .map(|m| self.list_view(m)))
+        Ok(self.meta(id).await?.map(|m| self.list_view(&m)))
+    }
+
+    /// One list's metadata (the store has no per-list read; lists are few).
+    async fn meta(&self, id: &str) -> Result<Option<ListMeta>, StoreError> {
+        Ok(self.store.lists().await?.into_iter().find(|m| m.id == id))
     }
 
     /// Creates an issuer-managed list in pool `purpose`.
@@ -640,7 +635,7 @@ impl Issuer {
                     created += 1;
                 }
                 Err(StoreError::ListExists(_)) => {
-                    if let Some(m) = self.store.lists().await?.into_iter().find(|m| m.id == id) {
+                    if let Some(m) = self.meta(&id).await? {
                         metas.retain(|x| x.id != id);
                         if self.is_open(&m) && m.purpose.as_deref() == Some(purpose) {
                             created += 1;
@@ -674,16 +669,6 @@ impl Issuer {
         Ok(Some((at, rec)))
     }
 
-    async fn list_size(&self, list: &str) -> Result<u32, StoreError> {
-        Ok(self
-            .store
-            .lists()
-            .await?
-            .iter()
-            .find(|m| m.id == list)
-            .map_or(0, |m| m.size))
-    }
-
     /// The view of one credential, children named by id.
     pub async fn view(&self, id: &str) -> Result<Option<CredentialView>, StoreError> {
         let Some((at, rec)) = self.credential(id).await? else {
@@ -708,7 +693,7 @@ impl Issuer {
             children,
             replaced_by: rec.replaced_by.clone(),
             replaces: rec.replaces.clone(),
-            assignment: self.assignment(&at, self.list_size(&at.list).await?),
+            assignment: self.assignment(&at, self.meta(&at.list).await?.map_or(0, |m| m.size)),
         }))
     }
 
@@ -806,7 +791,7 @@ impl Issuer {
                 let (records, changes) = lp.work.writes();
                 let txn = Txn {
                     expect_version: lp.version,
-                    claim: lp.work.claims.clone(),
+                    claim: lp.work.claims.iter().collect(),
                     records,
                     changes,
                 };
@@ -888,7 +873,6 @@ impl Issuer {
                     meta,
                     version,
                     allocated: None,
-                    claimed: RoaringBitmap::new(),
                 },
             );
         }
@@ -918,8 +902,7 @@ impl Issuer {
                 loaded.insert(idx, rec);
             }
             // Rebuild to capture the status of every record as read.
-            let claims = std::mem::take(&mut lp.work.claims);
-            debug_assert!(claims.is_empty() && !lp.work.is_dirty());
+            debug_assert!(lp.work.claims.is_empty() && !lp.work.is_dirty());
             lp.work = ListWork::new(lp.work.bits, loaded);
             want = next;
         }
@@ -1290,7 +1273,7 @@ impl Issuer {
         let idx = alloc::pick_free(
             lp.meta.size,
             lp.allocated.as_ref().expect("loaded"),
-            &lp.claimed,
+            &lp.work.claims,
         )
         .ok_or_else(|| {
             Step::Item(ItemProblem::new(
@@ -1327,7 +1310,6 @@ impl Issuer {
         lp.work
             .register(idx, record, parent.as_ref().map(|p| p.idx), &reg_stamp)
             .map_err(|e| Step::Item(e.into()))?;
-        lp.claimed.insert(idx);
         touched.insert(list.clone());
         let at = Location { list, idx };
         planned.insert(r.credential_id.clone(), at.clone());
@@ -1347,7 +1329,7 @@ impl Issuer {
                 .iter()
                 .filter(|m| m.purpose.as_deref() == Some(purpose))
                 .filter(|m| {
-                    let claims = lists.get(&m.id).map_or(0, |lp| lp.work.claims.len() as u64);
+                    let claims = lists.get(&m.id).map_or(0, |lp| lp.work.claims.len());
                     ((m.allocated + claims) as f64)
                         < self.settings.fill_threshold * f64::from(m.size)
                 })
@@ -1374,6 +1356,18 @@ impl Issuer {
             .expect("non-empty")
             .clone())
     }
+}
+
+/// The highest `n` among list ids `<purpose>-<n>` (0 if none): a pool's next list is `n + 1`.
+pub fn last_number<'a>(purpose: &str, ids: impl Iterator<Item = &'a str>) -> u32 {
+    ids.filter_map(|id| {
+        id.strip_prefix(purpose)?
+            .strip_prefix('-')?
+            .parse::<u32>()
+            .ok()
+    })
+    .max()
+    .unwrap_or(0)
 }
 
 /// Why planning one item stopped.

@@ -9,6 +9,7 @@
 
 use crate::status::{Bits, Status};
 use crate::store::Change;
+use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -128,7 +129,8 @@ pub struct ListWork {
     pub bits: Bits,
     pub records: BTreeMap<u32, Record>,
     read_status: BTreeMap<u32, Status>,
-    pub claims: Vec<u32>,
+    /// Indices this batch allocates in the list.
+    pub claims: RoaringBitmap,
     dirty: BTreeSet<u32>,
 }
 
@@ -139,7 +141,7 @@ impl ListWork {
             bits,
             records,
             read_status,
-            claims: Vec::new(),
+            claims: RoaringBitmap::new(),
             dirty: BTreeSet::new(),
         }
     }
@@ -227,7 +229,7 @@ impl ListWork {
             new: record.status().name().to_owned(),
         });
         self.records.insert(idx, record);
-        self.claims.push(idx);
+        self.claims.insert(idx);
         self.dirty.insert(idx);
         if let Some(p) = parent {
             self.records
