@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared shell helpers for the loadtest/ scripts (sourced, not run): logging, installing the
 # tools, free loopback ports, timing, CPU accounting from /proc, waiting for a quiet machine,
 # and reading a server's address from its log. The caller sets `set -euo pipefail`, LOG_TAG
