@@ -141,9 +141,9 @@ def catchup(out, label, lst, idx, value, timeout, write, since, *urls):
 DESCRIBE = {
     "baseline": "no fault; marker change written (control)",
     "down": "Redis killed (SIGKILL)",
-    "restarted": "Redis restarted from its AOF; marker change",
+    "restarted": "Redis restarted from its AOF",
     "paused": "Redis frozen (SIGSTOP)",
-    "resumed": "SIGCONT; marker change",
+    "resumed": "SIGCONT",
     "empty": "Redis killed, data deleted, started empty",
     "restored": "Redis killed, backup AOF put back, started",
     "steady": "no fault; marker change",
@@ -166,7 +166,10 @@ def report(work, out):
     t0, plen = float(meta["t0"]), float(meta["phase_s"])
     nrep, lists = int(meta["replicas"]), int(meta["lists"])
     hz = int(meta["clk_tck"])
-    events = {r[0]: r[2] for r in tsv(os.path.join(work, "events.tsv"))}
+    events = {}
+    for r in tsv(os.path.join(work, "events.tsv")):
+        i = phases.index(r[0])
+        events[r[0]] = (float(r[1]), f"{r[2]}, at +{float(r[1]) - t0 - i * plen:.1f} s")
     samples = [(float(r[0]), int(r[1]), r[2], r[3:]) for r in tsv(os.path.join(work, "samples.tsv"))]
     cpu = tsv(os.path.join(work, "cpu.tsv"))
     catchups = []
@@ -210,7 +213,8 @@ def report(work, out):
             base = prev[-1] if prev else (e[0] if e else 0)
             errs.append(f"{(e[-1] - base) if e else 0:.0f}")
             st = [s[0] - num(s[3][2]) for s in ss if num(s[3][2])]
-            stale.append(f"{max(st):.1f}" if st else "-")
+            age = [num(s[3][1]) for s in ss if num(s[3][1]) is not None]
+            stale.append((f"{max(st):.1f}" if st else "-") + " / " + (f"{max(age):.1f}" if age else "-"))
         cp = [row for row in cpu if row[0] == p]
         nxt = cpu[cpu.index(cp[0]) + 1] if cp and cpu.index(cp[0]) + 1 < len(cpu) else None
         if cp and nxt:
@@ -223,10 +227,10 @@ def report(work, out):
         else:
             cpus = "-"
         rows.append(
-            f"| {p} | {events.get(p, DESCRIBE.get(p, ''))}{'; marker change' if p in ('restarted', 'resumed') else ''} "
+            f"| {p} | {events[p][1] if p in events else DESCRIBE.get(p, '')}{'; marker change' if p in ('restarted', 'resumed') else ''} "
             f"| {reads:,.0f} | {val(d, 'med'):.2f} / {val(d, 'p(99)'):.2f} / {val(d, 'max'):.0f} "
             f"| {c['bad_status']:.0f} | {c['server_errors']:.0f} | {c['no_answer']:.0f} | {c['wrong_values']:.0f} "
-            f"| {'; '.join(ready)} | {' / '.join(errs)} | {' / '.join(stale)} | {cpus} |"
+            f"| {'; '.join(ready)} | {' / '.join(errs)} | {'; '.join(stale)} | {cpus} |"
         )
         for k, v in c.items():
             if v:
@@ -242,7 +246,9 @@ def report(work, out):
     for c in catchups:
         seen = c.get("seen_s", [])
         what = "reload of the restored (older) list" if c["label"] == "restored" else \
-            f"write of {'SUSPENDED' if c['value'] == 2 else 'VALID'} (write acknowledged in {c.get('write_ms', 0):.0f} ms)"
+            f"write of {'SUSPENDED' if c['value'] == 2 else 'VALID'} (redis-cli took {c.get('write_ms', 0):.0f} ms)"
+        if c["label"] in events and c["label"] != "restored":
+            what += f", {c['t0'] - events[c['label']][0]:.2f} s after Redis answered"
         crow.append(f"| {c['label']} | {what} | " + " / ".join(
             "**not seen**" if s is None else f"{1000 * s:.0f} ms" for s in seen) + " |")
         if c.get("error"):
@@ -297,13 +303,13 @@ def report(work, out):
         "Reads are counted in the phase they started in. *Not 200/304* includes 5xx and *no answer* "
         "(k6 timeout 10 s or connection error). Readiness: each replica's `/readyz` code at the phase start and "
         "every change (sampled every 0.5 s). Refresh errors: increase of `statusd_refresh_errors_total` per "
-        "replica. Staleness: the largest now − `statusd_last_sync_timestamp_seconds` sampled. CPU in % of one "
+        "replica. Staleness / snapshot age: per replica, the largest now − `statusd_last_sync_timestamp_seconds` and the largest `statusd_snapshot_age_seconds` sampled. CPU in % of one "
         "CPU over the phase: the replicas together / Redis / k6 / **other processes** (the machine's busy time "
         "minus those and the sampler; this script's own short-lived helpers, such as curl and the catch-up probes, "
         "count as other).",
         "",
         "| phase | what happened | reads | p50 / p99 / max ms | not 200/304 | 5xx | no answer | wrong values "
-        "| /readyz | refresh errors | staleness s | CPU % replicas / Redis / k6 / other |",
+        "| /readyz | refresh errors | staleness / snapshot age, s | CPU % replicas / Redis / k6 / other |",
         "|---|---|---:|---|---:|---:|---:|---:|---|---|---|---|",
     ]
     body = rows + [
