@@ -294,7 +294,7 @@ def report(work, out):
         f"{meta.get('redis_used_memory_mib', '?')} MiB; backup (AOF rewritten, then copied) {meta.get('backup_size', '?')}",
         f"- {lists} lists x {meta['size']} entries seeded in {meta.get('seed_seconds', '?')} s; {nrep} replicas (release "
         f"build, --max-staleness {meta['max_staleness']}) ready {meta.get('cold_start_seconds', '?')} s after start, "
-        f"RSS {meta.get('statusd_rss_mib', '?').strip()} MiB",
+        f"RSS {' / '.join(meta.get('statusd_rss_mib', '?').split())} MiB",
         f"- reads: k6 faults.js, {meta['rate']}/s per replica (constant arrival rate), 70 % lookups of "
         f"known entries ({meta.get('known', '?')}, from lists 2..{lists}), 20 % list tokens, 10 % the aggregation; phases of {meta['phase_s']} s",
         "",
