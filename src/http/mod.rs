@@ -362,7 +362,10 @@ impl Inner {
         headers: &HeaderMap,
     ) -> (Route, Resp) {
         let mut segs = path.strip_prefix('/').unwrap_or(path).split('/');
-        let route = match (segs.next(), segs.next(), segs.next(), segs.next()) {
+        let s = (segs.next(), segs.next(), segs.next(), segs.next());
+        // The path is split once: the route's arguments are its second and third segments.
+        let args = [s.1.unwrap_or(""), s.2.unwrap_or("")];
+        let route = match s {
             (Some("statuslists"), None, _, _) => Route::Aggregation,
             (Some("statuslists"), Some(_), None, _) => Route::StatusList,
             (Some("bitstringlists"), Some(_), Some(_), None) => Route::Bitstring,
@@ -376,7 +379,7 @@ impl Inner {
         } else if *method == Method::OPTIONS && route != Route::Unmatched {
             return (Route::Preflight, preflight(route));
         } else {
-            self.dispatch(snap, route, method, path, query, headers)
+            self.dispatch(snap, route, method, args, query, headers)
         };
         (route, resp.unwrap_or_else(|p| p.response()))
     }
@@ -386,7 +389,7 @@ impl Inner {
         snap: &Snapshot,
         route: Route,
         method: &Method,
-        path: &str,
+        [arg1, arg2]: [&str; 2],
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<Resp, Problem> {
@@ -397,7 +400,6 @@ impl Inner {
                 Err(Problem::MethodNotAllowed { allow })
             }
         };
-        let mut segs = path.get(1..).unwrap_or("").split('/').skip(1);
         match route {
             Route::Unmatched => Err(Problem::NoRoute),
             Route::Aggregation => {
@@ -412,7 +414,7 @@ impl Inner {
             }
             Route::StatusList => {
                 read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(segs.next().unwrap_or(""))?;
+                let id = list_id(arg1)?;
                 if has_query_param(query, "time") {
                     return Err(Problem::HistoryNotSupported);
                 }
@@ -427,13 +429,9 @@ impl Inner {
             }
             Route::Bitstring => {
                 read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(segs.next().unwrap_or(""))?;
+                let id = list_id(arg1)?;
                 let list = lookup_list(snap, id, true)?;
-                let purpose: Purpose = segs
-                    .next()
-                    .unwrap_or("")
-                    .parse()
-                    .map_err(|_| Problem::UnknownPurpose)?;
+                let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
                 let rep = list
                     .artefacts
                     .w3c(purpose)
@@ -445,8 +443,8 @@ impl Inner {
             }
             Route::Lookup => {
                 read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(segs.next().unwrap_or(""))?;
-                let idx = parse_index(segs.next().unwrap_or(""))?;
+                let id = list_id(arg1)?;
+                let idx = parse_index(arg2)?;
                 let list = lookup_list(snap, id, false)?;
                 let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
                     size: list.list.size(),
