@@ -8,6 +8,7 @@ use crate::demo;
 use crate::http::{Public, PublicSettings};
 use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
+use crate::keyfile::{self, KeyFile, KeyWatch};
 use crate::metrics::Metrics;
 use crate::refresh::{Refresher, SyncState};
 use crate::server::{self, Limits};
@@ -19,7 +20,7 @@ use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
 use anyhow::Context as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -68,10 +69,7 @@ impl Running {
 
 /// Reads a PKCS#8 PEM signing key.
 pub fn load_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading signing key {}", path.display()))?;
-    SigningKey::from_pkcs8_pem(&pem)
-        .with_context(|| format!("parsing signing key {}", path.display()))
+    Ok(keyfile::read(path)?)
 }
 
 /// Writes a PEM private key readable only by its owner.
@@ -120,21 +118,22 @@ fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySe
     Ok(set)
 }
 
-fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
+/// The signing key and the file it was read from (which the refresher checks before signing).
+fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, PathBuf)> {
     if let Some(path) = &config.signing_key {
-        return load_key(path);
+        return Ok((load_key(path)?, path.clone()));
     }
     // Config validation guarantees --demo here.
     let path = config.data_dir.join(DEMO_KEY_FILE);
     if path.exists() {
-        return load_key(&path);
+        return Ok((load_key(&path)?, path));
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let key = SigningKey::generate(Algorithm::Es256);
     write_private_pem(&path, &key.to_pkcs8_pem(), false)?;
     tracing::warn!(path = %path.display(), kid = key.kid(), "generated a demo ES256 signing key; configure STATUSD_SIGNING_KEY for production");
-    Ok(key)
+    Ok((key, path))
 }
 
 /// The admin tokens: the configured file, or with --demo a generated one in the data
@@ -181,7 +180,9 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let key = Arc::new(signing_key(config)?);
+    let (key, key_path) = signing_key(config)?;
+    let key_file = KeyFile::new(key_path, &key);
+    let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
     let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
@@ -196,6 +197,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .signing_key_info
         .with_label_values(&[key.kid(), key.algorithm().jose_name()])
         .set(1);
+    metrics.signing_key_ok.set(1);
     metrics.jwks_keys.set(jwks.keys.len() as i64);
     tracing::info!(
         signing_kid = key.kid(),
@@ -247,6 +249,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         snapshots: snapshots.clone(),
         published_keys: jwks,
         key,
+        key_watch: KeyWatch::new(Some(key_file)),
         params: build_params,
         metrics: metrics.clone(),
         sync: sync.clone(),

@@ -8,6 +8,7 @@
 //! | [`status`]    | the status model (roaring bit-planes) and every codec: bit packing, the  |
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
+//! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
@@ -46,6 +47,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod inspect;
 pub mod issuer;
+pub mod keyfile;
 pub mod metrics;
 pub mod refresh;
 pub mod server;
