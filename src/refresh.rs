@@ -471,22 +471,17 @@ impl<S: Store> Refresher<S> {
         self.publish(lists, now);
     }
 
-    /// Shortens the cache windows of artefacts past their re-signing point so that none
-    /// reaches past `exp`, and withholds those too close to it ([`build::aged`]). Normally a
-    /// no-op: such artefacts are re-signed within a tick or two. While signing is paused, or
-    /// re-signing falls behind, it keeps every cache clear of `exp`. Returns whether any list
-    /// changed.
+    /// Shortens the cache windows of artefacts whose `exp` is closer than their normal windows
+    /// allow, and withholds those too close to it ([`build::aged`]). Normally a no-op: tokens
+    /// are re-signed at half their lifetime, long before. While signing is paused, or re-signing
+    /// falls behind, it keeps every cache clear of `exp`. Returns whether any list changed.
     fn age(&self, lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) -> bool {
         // Until the next look: one tick (the loop waits no longer while signing is paused), and
         // a second for caches that count `Age` in whole seconds.
         let margin = self.tick + Duration::from_secs(1);
         let mut changed = false;
         for ls in lists.values_mut() {
-            let a = &ls.artefacts;
-            if a.aging == Aging::Fresh && !self.params.needs_resign(a.iat, now) {
-                continue;
-            }
-            let Some(aged) = build::aged(a, &self.params, now, margin) else {
+            let Some(aged) = build::aged(&ls.artefacts, &self.params, now, margin) else {
                 continue;
             };
             *ls = Arc::new(ListSnapshot {

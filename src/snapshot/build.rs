@@ -121,9 +121,11 @@ pub fn aged(
 ) -> Option<Artefacts> {
     let normal = p.cache_windows();
     let (aging, cache_control) = match windows_before_exp(normal, a.exp, now, margin) {
-        None => (Aging::Withheld, HeaderValue::from_static("no-store")),
+        // The common case, checked on every pass for every list: nothing to format.
+        Some(w) if w == normal && a.aging == Aging::Fresh => return None,
         Some(w) if w == normal => (Aging::Fresh, self::cache_control(w)),
         Some(w) => (Aging::Shortened, self::cache_control(w)),
+        None => (Aging::Withheld, HeaderValue::from_static("no-store")),
     };
     if aging == a.aging && cache_control == a.cache_control {
         return None;
