@@ -8,7 +8,7 @@ use crate::demo;
 use crate::http::{Public, PublicSettings};
 use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
-use crate::keyfile::{self, KeyFile, KeyWatch};
+use crate::keyfile::{KeyFile, KeyWatch};
 use crate::metrics::Metrics;
 use crate::refresh::{Refresher, SyncState};
 use crate::server::{self, Limits};
@@ -20,7 +20,7 @@ use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
 use anyhow::Context as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,11 +65,6 @@ impl Running {
         }
         true
     }
-}
-
-/// Reads a PKCS#8 PEM signing key.
-pub fn load_key(path: &Path) -> anyhow::Result<SigningKey> {
-    Ok(keyfile::read(path)?)
 }
 
 /// Writes a PEM private key readable only by its owner.
@@ -118,22 +113,22 @@ fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySe
     Ok(set)
 }
 
-/// The signing key and the file it was read from (which the refresher checks before signing).
-fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, PathBuf)> {
+/// The signing key and its file (which the refresher checks before signing).
+fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, KeyFile)> {
     if let Some(path) = &config.signing_key {
-        return Ok((load_key(path)?, path.clone()));
+        return Ok(KeyFile::open(path.clone())?);
     }
     // Config validation guarantees --demo here.
     let path = config.data_dir.join(DEMO_KEY_FILE);
     if path.exists() {
-        return Ok((load_key(&path)?, path));
+        return Ok(KeyFile::open(path)?);
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let key = SigningKey::generate(Algorithm::Es256);
     write_private_pem(&path, &key.to_pkcs8_pem(), false)?;
     tracing::warn!(path = %path.display(), kid = key.kid(), "generated a demo ES256 signing key; configure STATUSD_SIGNING_KEY for production");
-    Ok((key, path))
+    Ok(KeyFile::open(path)?)
 }
 
 /// The admin tokens: the configured file, or with --demo a generated one in the data
@@ -180,8 +175,7 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let (key, key_path) = signing_key(config)?;
-    let key_file = KeyFile::new(key_path, &key);
+    let (key, key_file) = signing_key(config)?;
     let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;

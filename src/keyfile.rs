@@ -10,6 +10,7 @@
 use crate::metrics::Metrics;
 use crate::token::keys::{SigningKey, VerifyingKey};
 use crate::token::KeyError;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,36 +37,50 @@ pub enum KeyFileError {
     },
 }
 
-/// Reads a PKCS#8 PEM signing key.
-pub fn read(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| KeyFileError::Unreadable {
-        path: path.to_owned(),
-        source,
-    })?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|source| KeyFileError::Invalid {
+fn read_pem(path: &Path) -> Result<String, KeyFileError> {
+    std::fs::read_to_string(path).map_err(|source| KeyFileError::Unreadable {
         path: path.to_owned(),
         source,
     })
 }
 
-/// A key file and the public half of the key loaded from it.
+fn parse(path: &Path, pem: &str) -> Result<SigningKey, KeyFileError> {
+    SigningKey::from_pkcs8_pem(pem).map_err(|source| KeyFileError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A key file and what was loaded from it.
 #[derive(Clone, Debug)]
 pub struct KeyFile {
     path: PathBuf,
+    /// The public half of the key loaded at start.
     loaded: VerifyingKey,
+    /// SHA-256 of the file as read at start: the same bytes need no parsing on later checks.
+    digest: [u8; 32],
 }
 
 impl KeyFile {
-    pub fn new(path: PathBuf, loaded: &SigningKey) -> KeyFile {
-        KeyFile {
+    /// Reads the signing key at `path`.
+    pub fn open(path: PathBuf) -> Result<(SigningKey, KeyFile), KeyFileError> {
+        let pem = read_pem(&path)?;
+        let key = parse(&path, &pem)?;
+        let file = KeyFile {
+            loaded: key.verifying_key(),
+            digest: Sha256::digest(&pem).into(),
             path,
-            loaded: loaded.verifying_key(),
-        }
+        };
+        Ok((key, file))
     }
 
     /// Whether the file still holds the loaded key (same public key and `kid`). Blocking I/O.
     pub fn check(&self) -> Result<(), KeyFileError> {
-        let found = read(&self.path)?.verifying_key();
+        let pem = read_pem(&self.path)?;
+        if Sha256::digest(&pem)[..] == self.digest {
+            return Ok(());
+        }
+        let found = parse(&self.path, &pem)?.verifying_key();
         if found != self.loaded {
             return Err(KeyFileError::Replaced {
                 path: self.path.clone(),
@@ -178,7 +193,8 @@ mod tests {
         let path = d.0.join("key.pem");
         let key = SigningKey::generate(Algorithm::Es256);
         std::fs::write(&path, key.to_pkcs8_pem()).unwrap();
-        let file = KeyFile::new(path.clone(), &read(&path).unwrap());
+        let (loaded, file) = KeyFile::open(path.clone()).unwrap();
+        assert_eq!(loaded.kid(), key.kid());
         file.check().unwrap();
 
         std::fs::remove_file(&path).unwrap();
@@ -197,6 +213,9 @@ mod tests {
         assert!(err.to_string().contains(other.kid()), "{err}");
 
         std::fs::write(&path, key.to_pkcs8_pem()).unwrap();
+        file.check().unwrap();
+        // The same key in other bytes (CRLF line endings) is the same key.
+        std::fs::write(&path, key.to_pkcs8_pem().replace('\n', "\r\n")).unwrap();
         file.check().unwrap();
     }
 
