@@ -122,8 +122,9 @@ impl<S: Store> Refresher<S> {
                     w
                 }
             };
-            if !self.key_watch.is_ok() {
-                // Unsigned artefacts age every tick: their Cache-Control assumes no longer wait.
+            if !self.key_watch.is_ok() || self.has_aged() {
+                // Aged artefacts are looked at every tick: their Cache-Control assumes no
+                // longer wait (a failing store's backoff would be longer).
                 wait = wait.min(self.tick);
             }
             let generation = self.snapshots.load().generation;
@@ -185,12 +186,15 @@ impl<S: Store> Refresher<S> {
 
     /// One synchronisation. Returns whether a new snapshot was published.
     ///
+    /// 0. Check the key file: while it does not hold the signing key, nothing is signed below
+    ///    (new lists are published unsigned) and the signed artefacts age instead (step 5).
     /// 1. Bring every changed list's state up to date (feed or full load) and share its current
     ///    artefacts: lookups see the change with this publication.
     /// 2. Attach artefacts that finished building in the background.
     /// 3. Build artefacts of lists new to this replica before publishing them.
     /// 4. Start background re-encodings for lists whose artefacts are behind (no more often than
     ///    `reencode_every`) or due for re-signing.
+    /// 5. Age artefacts that may no longer be cached for their full windows ([`Self::age`]).
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
         let signing = self.key_watch.may_sign(&self.metrics).await;
         let current = self.snapshots.load_full();
@@ -261,7 +265,7 @@ impl<S: Store> Refresher<S> {
         if signing {
             self.schedule_encodings(&lists, now);
         }
-        changed |= self.age(&mut lists, now);
+        changed |= self.age(&mut lists, signing, now);
         self.sync.mark(now);
         self.metrics.last_sync.set(unix_f64(now));
         if !changed {
@@ -438,7 +442,7 @@ impl<S: Store> Refresher<S> {
         let current = self.snapshots.load_full();
         if !signing {
             let mut lists = current.lists.clone();
-            if self.age(&mut lists, now) {
+            if self.age(&mut lists, false, now) {
                 self.publish(lists, now);
             }
             return;
@@ -471,16 +475,25 @@ impl<S: Store> Refresher<S> {
         self.publish(lists, now);
     }
 
-    /// Shortens the cache windows of artefacts whose `exp` is closer than their normal windows
-    /// allow, and withholds those too close to it ([`build::aged`]). Normally a no-op: tokens
-    /// are re-signed at half their lifetime, long before. While signing is paused, or re-signing
-    /// falls behind, it keeps every cache clear of `exp`. Returns whether any list changed.
-    fn age(&self, lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) -> bool {
-        // Until the next look: one tick (the loop waits no longer while signing is paused), and
-        // a second for caches that count `Age` in whole seconds.
+    /// While signing is paused, shortens the cache windows of artefacts whose `exp` is closer
+    /// than their normal windows allow, and withholds those too close to it ([`build::aged`]).
+    /// While signing, fresh artefacts are left alone (re-signing at half the lifetime is what
+    /// their windows are sized for), but those aged during a pause keep aging until re-signed.
+    /// Returns whether any list changed.
+    fn age(
+        &self,
+        lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>,
+        signing: bool,
+        now: SystemTime,
+    ) -> bool {
+        // Until the next look: one tick (the loop waits no longer while signing is paused or
+        // aged artefacts remain), and a second for caches that count `Age` in whole seconds.
         let margin = self.tick + Duration::from_secs(1);
         let mut changed = false;
         for ls in lists.values_mut() {
+            if signing && ls.artefacts.aging == Aging::Fresh {
+                continue;
+            }
             let Some(aged) = build::aged(&ls.artefacts, &self.params, now, margin) else {
                 continue;
             };
@@ -493,6 +506,14 @@ impl<S: Store> Refresher<S> {
             changed = true;
         }
         changed
+    }
+
+    /// Whether any published list still serves artefacts aged during a pause in signing.
+    fn has_aged(&self) -> bool {
+        let snap = self.snapshots.load();
+        snap.lists
+            .values()
+            .any(|l| l.artefacts.aging != Aging::Fresh)
     }
 
     fn publish(&self, lists: HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
