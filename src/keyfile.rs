@@ -51,8 +51,9 @@ fn parse(path: &Path, pem: &str) -> Result<SigningKey, KeyFileError> {
     })
 }
 
-/// A key file and what was loaded from it.
-#[derive(Clone, Debug)]
+/// A key file and what was loaded from it. Not `Debug`: nothing about the file is logged but
+/// its path.
+#[derive(Clone)]
 pub struct KeyFile {
     path: PathBuf,
     /// The public half of the key loaded at start.
@@ -94,7 +95,6 @@ impl KeyFile {
 
 /// Whether signing may proceed: the outcome of the last check of the key file, with the
 /// `statusd_signing_key_ok` gauge, the error counter and one log line per transition.
-#[derive(Debug)]
 pub struct KeyWatch {
     /// `None` when the key did not come from a file (tests that build a refresher directly).
     file: Option<KeyFile>,
