@@ -194,7 +194,7 @@ impl<S: Store> Refresher<S> {
     /// 3. Build artefacts of lists new to this replica before publishing them.
     /// 4. Start background re-encodings for lists whose artefacts are behind (no more often than
     ///    `reencode_every`) or due for re-signing.
-    /// 5. Age artefacts that may no longer be cached for their full windows ([`Self::age`]).
+    /// 5. Age artefacts that may no longer be cached for their full windows ([`build::aged`]).
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
         let signing = self.key_watch.may_sign(&self.metrics).await;
         let current = self.snapshots.load_full();
