@@ -16,7 +16,7 @@ pub mod problem;
 
 use crate::metrics::{Metrics, Route};
 use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC_JWT_TYPE};
-use crate::snapshot::{ListSnapshot, Representation, Snapshot, SnapshotStore};
+use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotStore};
 use crate::status::{sparse, w3c::Purpose, Status};
 use crate::store::MAX_ID_LEN;
 use bytes::Bytes;
@@ -419,6 +419,7 @@ impl Inner {
                     return Err(Problem::HistoryNotSupported);
                 }
                 let list = lookup_list(snap, id, false)?;
+                signed(list)?;
                 let chosen = negotiate::choose_media(get(headers, header::ACCEPT), LIST_OFFERS)
                     .ok_or(Problem::NotAcceptable {
                         offered: LIST_OFFERS,
@@ -432,6 +433,7 @@ impl Inner {
                 let id = list_id(arg1)?;
                 let list = lookup_list(snap, id, true)?;
                 let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
+                signed(list)?;
                 let rep = list
                     .artefacts
                     .w3c(purpose)
@@ -673,6 +675,14 @@ fn lookup_list<'a>(
 ) -> Result<&'a Arc<ListSnapshot>, Problem> {
     ready(snap)?;
     snap.list(id).ok_or(Problem::UnknownList { w3c })
+}
+
+/// The list's signed artefacts may be served: not withheld while signing is paused.
+fn signed(list: &ListSnapshot) -> Result<(), Problem> {
+    if list.artefacts.aging == Aging::Withheld {
+        return Err(Problem::SigningUnavailable);
+    }
+    Ok(())
 }
 
 fn preflight(route: Route) -> Resp {
