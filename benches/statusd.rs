@@ -166,6 +166,7 @@ fn params() -> BuildParams {
         issuer: "https://status.example.kr".into(),
         ttl: Duration::from_secs(300),
         lifetime: Duration::from_secs(86_400),
+        tick: Duration::from_secs(1),
     }
 }
 

@@ -228,6 +228,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         issuer,
         ttl: config.ttl,
         lifetime: config.token_lifetime,
+        tick: store.poll_interval(),
     };
     let issuer_api = Arc::new(crate::admin::api::Api::new(
         Issuer::new(
@@ -252,6 +253,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         rejected: Default::default(),
         reencode_every: config.reencode_interval,
         encoding: Default::default(),
+        built: Default::default(),
     };
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.

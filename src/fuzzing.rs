@@ -128,6 +128,7 @@ fn public() -> &'static (Public, Arc<Snapshot>) {
             issuer: "https://issuer.example".into(),
             ttl: Duration::from_secs(300),
             lifetime: Duration::from_secs(86_400),
+            tick: Duration::from_secs(1),
         };
         let list = StatusList::from_entries(Bits::Two, w3c::MIN_ENTRIES, HTTP_ENTRIES)
             .expect("valid entries");

@@ -93,7 +93,29 @@ pub struct Refresher<S> {
     /// change at once; tokens follow within this interval (0: re-encode after every change).
     pub reencode_every: Duration,
     /// Artefact builds running on the blocking pool, by list id.
-    pub encoding: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<Artefacts>>>,
+    pub encoding: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Artefacts of background builds that finished, waiting for the next pass to attach them.
+    pub built: Arc<Built>,
+}
+
+/// Where background builds leave their artefacts, and the wake-up that gets them published at
+/// once rather than a tick later (cache windows leave [`BuildParams::margin`] for one tick).
+#[derive(Default)]
+pub struct Built {
+    artefacts: std::sync::Mutex<Vec<(String, Artefacts)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Built {
+    fn put(&self, id: String, a: Artefacts) {
+        self.artefacts.lock().expect("not poisoned").push((id, a));
+        // A permit is kept if the loop is mid-pass, so the wake-up is never lost.
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Vec<(String, Artefacts)> {
+        std::mem::take(&mut *self.artefacts.lock().expect("not poisoned"))
+    }
 }
 
 /// Artefact builds allowed to run at once in the background: one core keeps serving.
@@ -140,6 +162,7 @@ impl<S: Store> Refresher<S> {
                     // Let a burst of writes land so one synchronisation picks them all up.
                     tokio::time::sleep(COALESCE).await;
                 }
+                _ = self.built.notify.notified() => {}
                 _ = crate::server::stopped(&mut shutdown) => break,
             }
         }
@@ -309,26 +332,30 @@ impl<S: Store> Refresher<S> {
     /// Attaches background builds that finished to the lists they encode. Returns whether any
     /// was attached.
     async fn attach_finished(&self, lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>) -> bool {
-        let finished: Vec<_> = {
+        let finished = self.built.take();
+        // Builds that ended without leaving artefacts panicked: reap and report them.
+        let failed: Vec<_> = {
             let mut encoding = self.encoding.lock().expect("not poisoned");
-            let done: Vec<String> = encoding
+            for (id, _) in &finished {
+                encoding.remove(id);
+            }
+            let ended: Vec<String> = encoding
                 .iter()
                 .filter(|(_, h)| h.is_finished())
                 .map(|(id, _)| id.clone())
                 .collect();
-            done.into_iter()
+            ended
+                .into_iter()
                 .filter_map(|id| encoding.remove(&id).map(|h| (id, h)))
                 .collect()
         };
+        for (id, handle) in failed {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, list = %id, "artefact build failed");
+            }
+        }
         let mut attached = false;
-        for (id, handle) in finished {
-            let artefacts = match handle.await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!(error = %e, list = %id, "artefact build failed");
-                    continue;
-                }
-            };
+        for (id, artefacts) in finished {
             if let Some(ls) = lists.get_mut(id.as_str()) {
                 // Built from this state or an earlier one of the same list: never newer.
                 if artefacts.version <= ls.meta.version {
@@ -370,6 +397,8 @@ impl<S: Store> Refresher<S> {
             let key = self.key.clone();
             let params = self.params.clone();
             let metrics = self.metrics.clone();
+            let built = self.built.clone();
+            let id = ls.meta.id.clone();
             let handle = tokio::task::spawn_blocking(move || {
                 let started = Instant::now();
                 let a = build::artefacts(&meta, &list, &key, &params, SystemTime::now());
@@ -377,7 +406,7 @@ impl<S: Store> Refresher<S> {
                     .build_seconds
                     .observe(started.elapsed().as_secs_f64());
                 metrics.lists_rebuilt.inc();
-                a
+                built.put(id, a);
             });
             encoding.insert(ls.meta.id.clone(), handle);
         }
@@ -488,7 +517,7 @@ impl<S: Store> Refresher<S> {
     ) -> bool {
         // Until the next look: one tick (the loop waits no longer while signing is paused or
         // aged artefacts remain), and a second for caches that count `Age` in whole seconds.
-        let margin = self.tick + Duration::from_secs(1);
+        let margin = self.params.margin();
         let mut changed = false;
         for ls in lists.values_mut() {
             if signing && ls.artefacts.aging == Aging::Fresh {

@@ -36,6 +36,9 @@ pub struct BuildParams {
     pub issuer: String,
     pub ttl: Duration,
     pub lifetime: Duration,
+    /// The refresher's tick: how late it may look at a list again, so how late a re-signing
+    /// due now may start.
+    pub tick: Duration,
 }
 
 impl BuildParams {
@@ -54,28 +57,44 @@ impl BuildParams {
         format!("{}/statuslists", self.public_url)
     }
 
-    /// Whether a list signed at `iat` must be re-signed at `now`: at half its lifetime, so that
-    /// a response cached for the whole `Cache-Control` window still ends before `exp`.
+    /// What every cache window keeps clear of `exp`: one [`Self::tick`] (the refresher may
+    /// look that late; the request path never reads the clock), a second for caches that count
+    /// `Age` in whole seconds, and a second for building and publishing a re-signed token.
+    pub fn margin(&self) -> Duration {
+        self.tick + Duration::from_secs(2)
+    }
+
+    /// Whether a list signed at `iat` must be re-signed at `now`: at half its lifetime, or
+    /// earlier when the lifetime is so short that a token served then, cached for its whole
+    /// `Cache-Control` window, would not leave every cache [`Self::margin`] before `exp`.
     pub fn needs_resign(&self, iat: u64, now: SystemTime) -> bool {
-        unix(now) >= iat + self.lifetime.as_secs() / 2
+        let lifetime = self.lifetime.as_secs();
+        let window: u64 = self.cache_windows().iter().sum();
+        let margin = self.margin().as_secs_f64().ceil() as u64;
+        let after = (lifetime / 2).min(lifetime.saturating_sub(window + margin));
+        unix(now) >= iat + after
     }
 
     /// `Cache-Control` of list representations. `max-age` is the token `ttl`; the stale windows
-    /// are sized so max-age + stale-while-revalidate + stale-if-error never exceeds the half
-    /// lifetime after which the token is re-signed: no cache serves a token past its `exp`.
+    /// are sized so max-age + stale-while-revalidate + stale-if-error leaves every cache
+    /// [`Self::margin`] before `exp` when the token is re-signed ([`Self::needs_resign`]): no
+    /// cache serves a token past its `exp`.
     pub fn cache_control(&self) -> HeaderValue {
         cache_control(self.cache_windows())
     }
 
     /// `max-age`, `stale-while-revalidate` and `stale-if-error` of [`Self::cache_control`], in
-    /// seconds.
+    /// seconds. Production values (ttl 300 s, lifetime 24 h) give 300, 60 and about 12 h; at
+    /// the shortest lifetime the configuration allows (4 × ttl) the stale windows shrink to fit
+    /// the half lifetime, down to none.
     fn cache_windows(&self) -> [u64; 3] {
-        let ttl = self.ttl.as_secs();
-        let swr = ttl.min(60);
-        let sie = (self.lifetime / 2)
-            .saturating_sub(self.ttl + Duration::from_secs(swr) + RESIGN_MARGIN)
-            .as_secs();
-        [ttl, swr, sie]
+        let half = self.lifetime / 2;
+        let ttl = self.ttl;
+        let swr = ttl
+            .min(Duration::from_secs(60))
+            .min(half.saturating_sub(ttl + self.margin()));
+        let sie = half.saturating_sub(ttl + swr + RESIGN_MARGIN.max(self.margin()));
+        [ttl.as_secs(), swr.as_secs(), sie.as_secs()]
     }
 }
 
@@ -339,26 +358,64 @@ mod tests {
             issuer: "https://issuer.example".into(),
             ttl: Duration::from_secs(ttl),
             lifetime: Duration::from_secs(lifetime),
+            tick: Duration::from_secs(1),
         }
+    }
+
+    /// Seconds after `iat` at which [`BuildParams::needs_resign`] turns true.
+    fn resign_after(p: &BuildParams) -> u64 {
+        (0..=p.lifetime.as_secs())
+            .find(|&t| p.needs_resign(1000, UNIX_EPOCH + Duration::from_secs(1000 + t)))
+            .expect("due by exp")
     }
 
     #[test]
     fn cache_windows_end_before_exp() {
-        for (ttl, lifetime) in [(300, 86_400), (60, 240), (1, 4), (3600, 14_400)] {
-            let p = params(ttl, lifetime);
-            let cc = p.cache_control();
-            let n = |k: &str| -> u64 {
-                let s = cc.to_str().unwrap();
-                let v = s.split(", ").find_map(|d| d.strip_prefix(k)).unwrap();
-                v.parse().unwrap()
-            };
-            let total = n("max-age=") + n("stale-while-revalidate=") + n("stale-if-error=");
-            assert!(total <= lifetime / 2, "{cc:?} for lifetime {lifetime}");
-            assert_eq!(n("max-age="), ttl);
-        }
         let p = params(300, 86_400);
-        assert!(!p.needs_resign(1000, UNIX_EPOCH + Duration::from_secs(1000 + 43_199)));
-        assert!(p.needs_resign(1000, UNIX_EPOCH + Duration::from_secs(1000 + 43_200)));
+        assert_eq!(p.cache_windows(), [300, 60, 43_200 - 300 - 60 - 60]);
+        assert_eq!(
+            p.cache_control().to_str().unwrap(),
+            "public, max-age=300, stale-while-revalidate=60, stale-if-error=42780"
+        );
+        assert_eq!(resign_after(&p), 43_200);
+        // At the shortest lifetime the configuration allows (4 x ttl) the stale windows give
+        // way, and a one-second ttl is re-signed at every look.
+        assert_eq!(params(1, 4).cache_windows(), [1, 0, 0]);
+        assert_eq!(resign_after(&params(1, 4)), 0);
+        assert_eq!(params(10, 40).cache_windows(), [10, 7, 0]);
+        assert_eq!(resign_after(&params(10, 40)), 20);
+
+        // For every configuration: a token served until the last moment before its re-signing
+        // is published (up to one tick late), then kept by a cache for its whole window, still
+        // leaves that cache a margin before exp.
+        for tick_ms in [50, 1_000, 2_000] {
+            for ttl in [1, 2, 5, 10, 60, 300, 3_600] {
+                for lifetime in [4 * ttl, 4 * ttl + 1, 10 * ttl, 86_400, 30 * 86_400] {
+                    let mut p = params(ttl, lifetime);
+                    p.tick = Duration::from_millis(tick_ms);
+                    if Duration::from_secs(lifetime) < Duration::from_secs(ttl) + p.margin() {
+                        // Too short for this tick to keep a margin: re-signed at every look,
+                        // as close as it gets.
+                        assert_eq!(resign_after(&p), 0, "ttl {ttl} lifetime {lifetime}");
+                        continue;
+                    }
+                    let [max_age, swr, sie] = p.cache_windows();
+                    assert_eq!(max_age, ttl, "max-age is the ttl");
+                    // Served until one tick and a second of building after the re-signing is
+                    // due, then cached for the whole window and a second of Age rounding.
+                    let served_until =
+                        Duration::from_secs(resign_after(&p)) + p.tick + Duration::from_secs(1);
+                    let cached_until = served_until
+                        + Duration::from_secs(max_age + swr + sie)
+                        + Duration::from_secs(1);
+                    assert!(
+                        cached_until <= Duration::from_secs(lifetime),
+                        "ttl {ttl} lifetime {lifetime} tick {tick_ms} ms: {:?}",
+                        p.cache_windows()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ fn public() -> (Public, hyper::header::HeaderValue) {
         issuer: "https://status.example".into(),
         ttl: Duration::from_secs(300),
         lifetime: Duration::from_secs(86_400),
+        tick: Duration::from_secs(1),
     };
     let list = StatusList::from_entries(Bits::Two, 1 << 20, [(7, Status::SUSPENDED)]).unwrap();
     let meta = ListMeta {

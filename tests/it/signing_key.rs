@@ -1,8 +1,8 @@
 //! A replica whose signing key file becomes unreadable keeps serving the tokens it signed, alerts,
 //! and never serves a token past its `exp` (issue #8).
 //!
-//! A real server on the embedded store, with a 1 s `ttl` and an 8 s token lifetime: tokens are
-//! re-signed every 4 s, so the whole pause fits in a few seconds. The key file is deleted, then
+//! A real server on the embedded store, with a 1 s `ttl` and a 10 s token lifetime: tokens are
+//! re-signed every 5 s, so the whole pause fits in a few seconds. The key file is deleted, then
 //! replaced by a directory and by another key (tests run as root, so `chmod 000` would not do).
 //! Meanwhile the served JWT keeps its `iat`, every `Cache-Control` it comes with ends before its
 //! `exp`, lookups follow a change the token does not show, and the signed routes answer 503
@@ -124,7 +124,7 @@ async fn an_unreadable_key_file_pauses_signing_and_nothing_is_served_past_exp() 
             "--ttl",
             "1",
             "--token-lifetime",
-            "8",
+            "10",
             "--reencode-interval",
             "0",
         ],
