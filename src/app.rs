@@ -254,6 +254,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         reencode_every: config.reencode_interval,
         encoding: Default::default(),
         built: Default::default(),
+        missing_warned: Default::default(),
     };
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.

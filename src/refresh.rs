@@ -96,6 +96,8 @@ pub struct Refresher<S> {
     pub encoding: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     /// Artefacts of background builds that finished, waiting for the next pass to attach them.
     pub built: Arc<Built>,
+    /// When lists missing from the store were last logged ([`Self::warn_missing`]).
+    pub missing_warned: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Where background builds leave their artefacts, and the wake-up that gets them published at
@@ -269,12 +271,20 @@ impl<S: Store> Refresher<S> {
             }
         }
         // A list the store no longer names (an emptied or restored Redis, an operator's slip)
-        // keeps being served: publishing it empty could turn revoked cards valid.
-        for (id, ls) in &current.lists {
-            if !lists.contains_key(id) {
-                tracing::warn!(list = %id, "list missing from the store; serving its last good version");
-                self.metrics.refresh_errors.inc();
-                lists.insert(id.clone(), ls.clone());
+        // keeps being served: publishing it empty could turn revoked cards valid. The store is
+        // not in sync with what we serve, so this pass does not count as a synchronisation:
+        // readiness then follows `max_staleness` as when the store is down.
+        let missing: Vec<Box<str>> = current
+            .lists
+            .keys()
+            .filter(|id| !lists.contains_key(*id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.metrics.refresh_errors.inc();
+            self.warn_missing(&missing);
+            for id in &missing {
+                lists.insert(id.clone(), current.lists[id].clone());
             }
         }
         changed |= self.attach_finished(&mut lists).await;
@@ -289,8 +299,10 @@ impl<S: Store> Refresher<S> {
             self.schedule_encodings(&lists, now);
         }
         changed |= self.age(&mut lists, signing, now);
-        self.sync.mark(now);
-        self.metrics.last_sync.set(unix_f64(now));
+        if missing.is_empty() {
+            self.sync.mark(now);
+            self.metrics.last_sync.set(unix_f64(now));
+        }
         if !changed {
             return Ok(false);
         }
@@ -303,6 +315,23 @@ impl<S: Store> Refresher<S> {
             }
         }
         Ok(true)
+    }
+
+    /// One warning for the lists missing from the store, at most every [`RETRY_REJECTED`]: a
+    /// replica polls every few milliseconds, and a log line per list per poll would bury the
+    /// rest (counted in `refresh_errors_total` every pass either way).
+    fn warn_missing(&self, missing: &[Box<str>]) {
+        let mut last = self.missing_warned.lock().expect("not poisoned");
+        if last.is_some_and(|t| t.elapsed() < RETRY_REJECTED) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let shown: Vec<&str> = missing.iter().take(5).map(|id| &**id).collect();
+        tracing::warn!(
+            missing = missing.len(),
+            lists = ?shown,
+            "lists missing from the store; serving their last good versions"
+        );
     }
 
     fn recently_rejected(&self, meta: &ListMeta) -> bool {

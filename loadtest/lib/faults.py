@@ -335,7 +335,7 @@ def report(work, out):
         "one non-VALID entry while SUSPENDED):",
         "",
     ] + [f"- {x}" for x in pub] + [
-        f"- \"list missing from the store\" logged (per replica log): {meta.get('missing_logged', '?')}; "
+        f"- \"lists missing from the store\" logged (per replica log): {meta.get('missing_logged', '?')}; "
         f"\"list version went backwards; reloading in full\": {meta.get('backwards_logged', '?')}",
         "",
         "## Verdict",
