@@ -282,9 +282,9 @@ mod tests {
             n * 10
         ));
         let below = n - n / 10;
-        line(&format!(
-            "statusd_http_request_duration_seconds_bucket{{plane=\"public\",route=\"lookup\",le=\"0.0001\"}} 0"
-        ));
+        line(
+            "statusd_http_request_duration_seconds_bucket{plane=\"public\",route=\"lookup\",le=\"0.0001\"} 0",
+        );
         line(&format!(
             "statusd_http_request_duration_seconds_bucket{{plane=\"public\",route=\"lookup\",le=\"0.00025\"}} {below}"
         ));
