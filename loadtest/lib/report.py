@@ -123,6 +123,7 @@ def main():
         missed = ratio > ratio_max and not smoke
         invisible = not chk.get("ok", False)
         reqs = metric(s, "http_reqs", "count")
+        wall = float(meta.get(f"k6_wall_{r['name']}", 2 * duration + lead))
         ops = ", ".join(
             f"{op.replace('_', ' ')} {metric(s, 'writes_' + op, 'count'):,.0f}"
             for op in ("register_physical", "register_mobile", "loss_physical", "loss_mobile", "reinstate_physical")
@@ -166,9 +167,8 @@ def main():
               f"({chk.get('check_passes', '?')} pass(es))") if chk else "**not checked**"),
             ("server CPU during the whole run (both phases and the warm-up)", "; ".join(
                 f"{k} {v:.2f} s" for k, v in r["cpu"].items() if k not in ("k6", "other"))),
-            ("CPU used by k6 / by other processes on the machine (whole run)",
-             f"{100 * r['cpu']['k6'] / (2 * duration + lead):.0f} % / "
-             f"{100 * r['cpu']['other'] / (2 * duration + lead):.0f} % of one CPU"),
+            (f"CPU used by k6 / by other processes on the machine (whole k6 run, {wall:.1f} s with set-up and stop)",
+             f"{100 * r['cpu']['k6'] / wall:.0f} % / {100 * r['cpu']['other'] / wall:.0f} % of one CPU"),
         ]
         lines.append("| figure | value |")
         lines.append("|---|---|")
@@ -260,6 +260,10 @@ def main():
         f"{meta.get('redis_used_memory_mib', '?')} MiB",
         f"- pinning: {'servers on CPU 0, k6 on CPU 1 (taskset)' if meta['pin'] == 'split' else 'none'}",
     ]
+    if scenario == "rollout":
+        head.append(f"- admin API: a `write`-scope token generated for the run (not recorded); the issuer allocates in "
+                    f"its pool `default`, lists of {meta['size']} entries it creates next to the seeded ones; "
+                    f"writes from {meta.get('lead_seconds', '?')} s before phase B to its end")
     if "baseline_bodies" in meta:
         head.append(f"- baseline: examples/baseline.rs, bodies {meta['baseline_bodies']}")
     head.append("")
