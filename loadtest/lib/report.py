@@ -127,6 +127,7 @@ def main():
         invisible = not chk.get("ok", False)
         reqs = metric(s, "http_reqs", "count")
         wall = float(meta.get(f"k6_wall_{r['name']}", 2 * duration + lead))
+        phase_cpu = json.loads(meta.get("rollout_phase_cpu", "[null, null]") or "[null, null]")
         ops = ", ".join(
             f"{op.replace('_', ' ')} {metric(s, 'writes_' + op, 'count'):,.0f}"
             for op in ("register_physical", "register_mobile", "loss_physical", "loss_mobile", "reinstate_physical")
@@ -169,6 +170,11 @@ def main():
               + f", {chk.get('credentials_uncertain', 0)} left out (a failed write), "
               f"{chk.get('malformed_lines', 0)} malformed lines; all visible after {chk.get('check_seconds', '?')} s "
               f"({chk.get('check_passes', '?')} pass(es))") if chk else "**not checked**"),
+            ("CPU per phase, % of one CPU: statusd / Redis / k6 / **other processes**",
+             " — ".join(
+                 f"phase {p}: " + (f"{c['statusd']:.0f} / {c['redis']:.0f} / {c['k6']:.0f} / **{c['other']:.0f}**"
+                                   if c else "?")
+                 for p, c in zip("AB", phase_cpu))),
             ("server CPU during the whole run (both phases and the warm-up)", "; ".join(
                 f"{k} {v:.2f} s" for k, v in r["cpu"].items() if k not in ("k6", "other"))),
             (f"CPU used by k6 / by other processes on the machine (whole k6 run, {wall:.1f} s with set-up and stop)",
