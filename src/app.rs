@@ -8,6 +8,7 @@ use crate::demo;
 use crate::http::{Public, PublicSettings};
 use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
+use crate::keyfile::{KeyFile, KeyWatch};
 use crate::metrics::Metrics;
 use crate::refresh::{Refresher, SyncState};
 use crate::server::{self, Limits};
@@ -66,14 +67,6 @@ impl Running {
     }
 }
 
-/// Reads a PKCS#8 PEM signing key.
-pub fn load_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading signing key {}", path.display()))?;
-    SigningKey::from_pkcs8_pem(&pem)
-        .with_context(|| format!("parsing signing key {}", path.display()))
-}
-
 /// Writes a PEM private key readable only by its owner.
 pub fn write_private_pem(path: &Path, pem: &str, overwrite: bool) -> anyhow::Result<()> {
     use std::io::Write as _;
@@ -120,21 +113,22 @@ fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySe
     Ok(set)
 }
 
-fn signing_key(config: &Config) -> anyhow::Result<SigningKey> {
+/// The signing key and its file (which the refresher checks before signing).
+fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, KeyFile)> {
     if let Some(path) = &config.signing_key {
-        return load_key(path);
+        return Ok(KeyFile::open(path.clone())?);
     }
     // Config validation guarantees --demo here.
     let path = config.data_dir.join(DEMO_KEY_FILE);
     if path.exists() {
-        return load_key(&path);
+        return Ok(KeyFile::open(path)?);
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let key = SigningKey::generate(Algorithm::Es256);
     write_private_pem(&path, &key.to_pkcs8_pem(), false)?;
     tracing::warn!(path = %path.display(), kid = key.kid(), "generated a demo ES256 signing key; configure STATUSD_SIGNING_KEY for production");
-    Ok(key)
+    Ok(KeyFile::open(path)?)
 }
 
 /// The admin tokens: the configured file, or with --demo a generated one in the data
@@ -181,7 +175,8 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let key = Arc::new(signing_key(config)?);
+    let (key, key_file) = signing_key(config)?;
+    let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
     let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
@@ -196,6 +191,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .signing_key_info
         .with_label_values(&[key.kid(), key.algorithm().jose_name()])
         .set(1);
+    metrics.signing_key_ok.set(1);
     metrics.jwks_keys.set(jwks.keys.len() as i64);
     tracing::info!(
         signing_kid = key.kid(),
@@ -247,6 +243,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         snapshots: snapshots.clone(),
         published_keys: jwks,
         key,
+        key_watch: KeyWatch::new(Some(key_file)),
         params: build_params,
         metrics: metrics.clone(),
         sync: sync.clone(),

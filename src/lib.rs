@@ -8,6 +8,7 @@
 //! | [`status`]    | the status model (roaring bit-planes) and every codec: bit packing, the  |
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
+//! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
@@ -32,7 +33,9 @@
 //! **Refresh**: the store signals a change (or a 1 s tick) → [`refresh::Refresher`] compares
 //! list versions with the published snapshot → rebuilds the changed lists (and those whose
 //! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
-//! shares every unchanged list by `Arc`.
+//! shares every unchanged list by `Arc`. It signs only while the key file still holds the
+//! signing key ([`keyfile`]); otherwise lookups keep following the store while the last signed
+//! tokens age: shorter `Cache-Control`, then 503 before their `exp`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -46,6 +49,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod inspect;
 pub mod issuer;
+pub mod keyfile;
 pub mod metrics;
 pub mod refresh;
 pub mod server;

@@ -1,11 +1,16 @@
 //! Every metric statusd exports, declared once with its help text. Label handles are resolved
-//! when [`Metrics`] is built, so the request path only bumps pre-resolved counters.
+//! when [`Metrics`] is built, so the request path only bumps pre-resolved counters; the
+//! per-request ones are sharded by thread ([`requests`]).
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::Arc;
 use std::time::Duration;
+
+mod requests;
+pub use requests::RequestMetrics;
 
 /// Routes of both planes, as metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,11 +59,24 @@ impl Route {
         }
     }
 
-    const fn plane(self) -> &'static str {
+    pub const fn plane(self) -> &'static str {
         match self {
             Route::AdminMetrics | Route::AdminHealth | Route::AdminApi => "admin",
             _ => "public",
         }
+    }
+}
+
+/// The request metrics in the registry, which takes collectors by value.
+struct Shared(Arc<RequestMetrics>);
+
+impl prometheus::core::Collector for Shared {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
     }
 }
 
@@ -75,27 +93,10 @@ fn outcome(status: u16) -> usize {
     }
 }
 
-/// Per-route handles.
-pub struct RouteMetrics {
-    by_outcome: [IntCounter; 5],
-    latency: Histogram,
-    bytes: IntCounter,
-}
-
-impl RouteMetrics {
-    /// Records one response.
-    #[inline]
-    pub fn observe(&self, status: u16, elapsed: Duration, body_bytes: u64) {
-        self.by_outcome[outcome(status)].inc();
-        self.latency.observe(elapsed.as_secs_f64());
-        self.bytes.inc_by(body_bytes);
-    }
-}
-
 /// The registry and every handle.
 pub struct Metrics {
     registry: Registry,
-    routes: Vec<RouteMetrics>,
+    requests: Arc<RequestMetrics>,
     pub snapshot_generation: IntGauge,
     pub snapshot_published: Gauge,
     pub snapshot_age: Gauge,
@@ -123,6 +124,11 @@ pub struct Metrics {
     pub token_expiry: Gauge,
     /// 1 for the key this replica signs with, so a rotation's rollout can be watched.
     pub signing_key_info: IntGaugeVec,
+    /// 1 while the signing key file holds the key this replica signs with; 0 while signing is
+    /// paused because it does not (see `keyfile`).
+    pub signing_key_ok: IntGauge,
+    /// Checks of the signing key file that failed (unreadable, not a key, another key).
+    pub signing_key_errors: IntCounter,
     pub jwks_keys: IntGauge,
 }
 
@@ -133,43 +139,8 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("statusd".into()), None).expect("valid prefix");
-        let requests = must(IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP responses by plane, route and outcome class",
-            ),
-            &["plane", "route", "outcome"],
-        ));
-        let latency = must(prometheus::HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time from request to response head, by route",
-            )
-            .buckets(vec![
-                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-                0.1, 0.25, 1.0,
-            ]),
-            &["plane", "route"],
-        ));
-        let bytes = must(IntCounterVec::new(
-            Opts::new(
-                "http_response_body_bytes_total",
-                "Response body bytes served, by route",
-            ),
-            &["plane", "route"],
-        ));
-        must(registry.register(Box::new(requests.clone())));
-        must(registry.register(Box::new(latency.clone())));
-        must(registry.register(Box::new(bytes.clone())));
-        let routes = Route::ALL
-            .iter()
-            .map(|r| RouteMetrics {
-                by_outcome: OUTCOMES
-                    .map(|o| requests.with_label_values(&[r.plane(), r.label(), o])),
-                latency: latency.with_label_values(&[r.plane(), r.label()]),
-                bytes: bytes.with_label_values(&[r.plane(), r.label()]),
-            })
-            .collect();
+        let requests = Arc::new(RequestMetrics::new());
+        must(registry.register(Box::new(Shared(requests.clone()))));
         let gauge = |name: &str, help: &str| {
             let g = must(Gauge::new(name, help));
             must(registry.register(Box::new(g.clone())));
@@ -245,6 +216,14 @@ impl Metrics {
             list_allocated_ratio,
             issuer_operations,
             signing_key_info,
+            signing_key_ok: int_gauge(
+                "signing_key_ok",
+                "1 while the signing key file holds the key this replica signs with; 0 while signing is paused",
+            ),
+            signing_key_errors: counter(
+                "signing_key_errors_total",
+                "Checks of the signing key file that failed: unreadable, not a key, or another key",
+            ),
             jwks_keys: int_gauge(
                 "jwks_keys",
                 "Keys published in the JWKS (the signing key and any rotation keys)",
@@ -293,15 +272,20 @@ impl Metrics {
                  flight (not counted in http_requests_total: they were never routed)",
             ),
             build_seconds,
-            routes,
+            requests,
             registry,
         }
     }
 
-    /// Handles of one route.
+    /// Records one response of `route`.
     #[inline]
-    pub fn route(&self, route: Route) -> &RouteMetrics {
-        &self.routes[route as usize]
+    pub fn observe(&self, route: Route, status: u16, elapsed: Duration, body_bytes: u64) {
+        self.requests.observe(route, status, elapsed, body_bytes);
+    }
+
+    /// Responses of `route` with `outcome` (`2xx`, `304`, `4xx`, `5xx`, `other`) so far.
+    pub fn responses(&self, route: Route, outcome: &str) -> u64 {
+        self.requests.count(route, outcome)
     }
 
     /// The Prometheus text exposition.
@@ -327,10 +311,8 @@ mod tests {
     #[test]
     fn route_handles_line_up_with_labels() {
         let m = Metrics::new();
-        m.route(Route::Lookup)
-            .observe(200, Duration::from_micros(30), 60);
-        m.route(Route::StatusList)
-            .observe(304, Duration::from_micros(30), 0);
+        m.observe(Route::Lookup, 200, Duration::from_micros(30), 60);
+        m.observe(Route::StatusList, 304, Duration::from_micros(30), 0);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(
             text.contains(

@@ -7,10 +7,16 @@
 //! snapshot keeps serving: a list that fails validation keeps its previous version, a list that
 //! vanishes from the store keeps being served, and tokens are re-signed from the state in memory
 //! when the store does not answer, so nothing is ever served past its `exp`.
+//!
+//! Signing also waits for the key file ([`KeyWatch`], checked before every pass): while it does
+//! not hold the signing key, lists keep following the store for lookups, their signed artefacts
+//! stay as last signed, and as those near `exp` their `Cache-Control` is shortened and then the
+//! artefacts withheld ([`build::aged`]), so no cache keeps a token past its `exp`.
 
+use crate::keyfile::KeyWatch;
 use crate::metrics::Metrics;
 use crate::snapshot::build::{self, BuildParams};
-use crate::snapshot::{persist, Artefacts, ListSnapshot, SnapshotStore};
+use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, SnapshotStore};
 use crate::status::StatusList;
 use crate::store::{ListMeta, Store, StoreError};
 use crate::token::keys::{KeySet, SigningKey};
@@ -68,6 +74,9 @@ pub struct Refresher<S> {
     pub store: Arc<S>,
     pub snapshots: Arc<SnapshotStore>,
     pub key: Arc<SigningKey>,
+    /// The key file, checked before every pass that could sign: signing pauses while it does
+    /// not hold `key`.
+    pub key_watch: KeyWatch,
     /// Keys published in the JWKS (the signing key and any still-valid previous keys).
     pub published_keys: KeySet,
     pub params: BuildParams,
@@ -100,7 +109,7 @@ impl<S: Store> Refresher<S> {
         let mut persisted_at: Option<Instant> = None;
         let mut persisted_generation = 0;
         loop {
-            let wait = match self.sync_once().await {
+            let mut wait = match self.sync_once().await {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     self.tick
@@ -113,6 +122,11 @@ impl<S: Store> Refresher<S> {
                     w
                 }
             };
+            if !self.key_watch.is_ok() || self.has_aged() {
+                // Aged artefacts are looked at every tick: their Cache-Control assumes no
+                // longer wait (a failing store's backoff would be longer).
+                wait = wait.min(self.tick);
+            }
             let generation = self.snapshots.load().generation;
             if generation != persisted_generation
                 && persisted_at.is_none_or(|t| t.elapsed() >= PERSIST_EVERY)
@@ -172,20 +186,24 @@ impl<S: Store> Refresher<S> {
 
     /// One synchronisation. Returns whether a new snapshot was published.
     ///
+    /// 0. Check the key file: while it does not hold the signing key, nothing is signed below
+    ///    (new lists are published unsigned) and the signed artefacts age instead (step 5).
     /// 1. Bring every changed list's state up to date (feed or full load) and share its current
     ///    artefacts: lookups see the change with this publication.
     /// 2. Attach artefacts that finished building in the background.
     /// 3. Build artefacts of lists new to this replica before publishing them.
     /// 4. Start background re-encodings for lists whose artefacts are behind (no more often than
     ///    `reencode_every`) or due for re-signing.
+    /// 5. Age artefacts that may no longer be cached for their full windows ([`build::aged`]).
     pub async fn sync_once(&self) -> Result<bool, StoreError> {
+        let signing = self.key_watch.may_sign(&self.metrics).await;
         let current = self.snapshots.load_full();
         let now = SystemTime::now();
         let metas = match self.store.lists().await {
             Ok(m) => m,
             Err(e) => {
                 // The store is unreachable: keep the tokens we serve valid from what we have.
-                self.resign_from_memory(now).await;
+                self.resign_from_memory(signing, now).await;
                 return Err(e);
             }
         };
@@ -197,7 +215,13 @@ impl<S: Store> Refresher<S> {
             let id: Box<str> = meta.id.as_str().into();
             let Some(ls) = current.lists.get(&id) else {
                 match self.store.load(&meta.id).await {
-                    Ok((meta, list)) => new_lists.push(self.spawn_build(meta, list, now)),
+                    Ok((meta, list)) if signing => {
+                        new_lists.push(self.spawn_build(meta, list, now));
+                    }
+                    Ok((meta, list)) => {
+                        lists.insert(id, Arc::new(build::unsigned(meta, list, self.key.kid())));
+                        changed = true;
+                    }
                     Err(e) => self.reject_or_fail(&meta, e)?,
                 }
                 continue;
@@ -238,7 +262,10 @@ impl<S: Store> Refresher<S> {
             lists.insert(ls.meta.id.as_str().into(), Arc::new(ls));
             changed = true;
         }
-        self.schedule_encodings(&lists, now);
+        if signing {
+            self.schedule_encodings(&lists, now);
+        }
+        changed |= self.age(&mut lists, signing, now);
         self.sync.mark(now);
         self.metrics.last_sync.set(unix_f64(now));
         if !changed {
@@ -330,7 +357,7 @@ impl<S: Store> Refresher<S> {
                 let a = &ls.artefacts;
                 let behind = a.version != ls.meta.version
                     && now_s.saturating_sub(a.iat) >= self.reencode_every.as_secs();
-                behind || self.params.needs_resign(a.iat, now)
+                behind || self.params.needs_resign(a.iat, now) || a.aging != Aging::Fresh
             })
             .collect();
         // Oldest artefacts first, so no list starves.
@@ -409,13 +436,24 @@ impl<S: Store> Refresher<S> {
         })
     }
 
-    /// Re-signs the lists whose tokens reached half their lifetime from the state in memory.
-    async fn resign_from_memory(&self, now: SystemTime) {
+    /// Re-signs the lists whose tokens reached half their lifetime from the state in memory,
+    /// or, while signing is paused, ages them.
+    async fn resign_from_memory(&self, signing: bool, now: SystemTime) {
         let current = self.snapshots.load_full();
+        if !signing {
+            let mut lists = current.lists.clone();
+            if self.age(&mut lists, false, now) {
+                self.publish(lists, now);
+            }
+            return;
+        }
         let due: Vec<_> = current
             .lists
             .values()
-            .filter(|ls| self.params.needs_resign(ls.artefacts.iat, now))
+            .filter(|ls| {
+                self.params.needs_resign(ls.artefacts.iat, now)
+                    || ls.artefacts.aging != Aging::Fresh
+            })
             .cloned()
             .collect();
         if due.is_empty() {
@@ -437,11 +475,57 @@ impl<S: Store> Refresher<S> {
         self.publish(lists, now);
     }
 
+    /// While signing is paused, shortens the cache windows of artefacts whose `exp` is closer
+    /// than their normal windows allow, and withholds those too close to it ([`build::aged`]).
+    /// While signing, fresh artefacts are left alone (re-signing at half the lifetime is what
+    /// their windows are sized for), but those aged during a pause keep aging until re-signed.
+    /// Returns whether any list changed.
+    fn age(
+        &self,
+        lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>,
+        signing: bool,
+        now: SystemTime,
+    ) -> bool {
+        // Until the next look: one tick (the loop waits no longer while signing is paused or
+        // aged artefacts remain), and a second for caches that count `Age` in whole seconds.
+        let margin = self.tick + Duration::from_secs(1);
+        let mut changed = false;
+        for ls in lists.values_mut() {
+            if signing && ls.artefacts.aging == Aging::Fresh {
+                continue;
+            }
+            let Some(aged) = build::aged(&ls.artefacts, &self.params, now, margin) else {
+                continue;
+            };
+            *ls = Arc::new(ListSnapshot {
+                meta: ls.meta.clone(),
+                list: ls.list.clone(),
+                non_valid: ls.non_valid,
+                artefacts: Arc::new(aged),
+            });
+            changed = true;
+        }
+        changed
+    }
+
+    /// Whether any published list still serves artefacts aged during a pause in signing.
+    fn has_aged(&self) -> bool {
+        let snap = self.snapshots.load();
+        snap.lists
+            .values()
+            .any(|l| l.artefacts.aging != Aging::Fresh)
+    }
+
     fn publish(&self, lists: HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
         let previous = self.snapshots.load_full();
         let generation = previous.generation + 1;
         let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();
-        let earliest_exp = lists.values().map(|l| l.artefacts.exp).min();
+        // A list never signed (new while signing is paused) has no token and no `exp`.
+        let earliest_exp = lists
+            .values()
+            .map(|l| l.artefacts.exp)
+            .filter(|&exp| exp > 0)
+            .min();
         let count = lists.len();
         self.metrics.list_allocated_ratio.reset();
         for l in lists.values() {

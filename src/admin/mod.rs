@@ -137,8 +137,7 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
                 .exact()
                 .unwrap_or(0);
             this.metrics
-                .route(route)
-                .observe(resp.status().as_u16(), start.elapsed(), len);
+                .observe(route, resp.status().as_u16(), start.elapsed(), len);
             Ok(resp)
         })
     }

@@ -64,6 +64,9 @@ pub enum Problem {
     Overloaded,
     /// 408: a batch lookup body did not arrive within the read timeout.
     BodyTimeout,
+    /// 503: signing is paused and the list's last signed token is too close to its `exp` to
+    /// serve (with `Retry-After`); lookups still answer.
+    SigningUnavailable,
 }
 
 impl Problem {
@@ -87,7 +90,9 @@ impl Problem {
                 StatusCode::from_u16(p.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             BatchInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            StoreUnavailable(_) | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable(_) | Overloaded | SigningUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
@@ -100,6 +105,7 @@ impl Problem {
             BatchInvalid(_) => "urn:statusd:problem:batch-invalid",
             StoreUnavailable(_) => "urn:statusd:problem:store-unavailable",
             Overloaded => "urn:statusd:problem:overloaded",
+            SigningUnavailable => "urn:statusd:problem:signing-unavailable",
             BodyTimeout => "urn:statusd:problem:body-timeout",
             BadListId => "urn:statusd:problem:bad-list-id",
             BadIndex => "urn:statusd:problem:bad-index",
@@ -155,6 +161,7 @@ impl Problem {
             BatchInvalid(_) => "Invalid batch",
             StoreUnavailable(_) => "Source of truth unavailable",
             Overloaded => "Overloaded",
+            SigningUnavailable => "Signing unavailable",
             BodyTimeout => "Request body timeout",
         }
     }
@@ -184,6 +191,7 @@ impl Problem {
             BatchInvalid(errors) => format!("{} item(s) are invalid (see errors); nothing was applied", errors.len()),
             StoreUnavailable(why) => why.clone(),
             Overloaded => "too many requests in flight; retry shortly".into(),
+            SigningUnavailable => "this list's token is about to expire and cannot be re-signed at the moment; retry later (per-credential lookups still answer)".into(),
             BodyTimeout => "the request body did not arrive in time".into(),
         }
     }
@@ -236,6 +244,10 @@ impl Problem {
             }
             Problem::Issuer(p) if p.status() == 503 => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // Signing waits for an operator to restore the key file: not a matter of seconds.
+            Problem::SigningUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
             _ => {}
         }

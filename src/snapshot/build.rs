@@ -3,7 +3,7 @@
 //! Everything expensive happens here (compression, signing, hashing), so callers run it on the
 //! blocking pool. Nothing here does I/O.
 
-use super::{Artefacts, ListSnapshot, Representation, Snapshot};
+use super::{Aging, Artefacts, ListSnapshot, Representation, Snapshot};
 use crate::status::ietf::IetfList;
 use crate::status::w3c::{self, CredentialParams, Purpose};
 use crate::status::{sparse, StatusList};
@@ -64,15 +64,77 @@ impl BuildParams {
     /// are sized so max-age + stale-while-revalidate + stale-if-error never exceeds the half
     /// lifetime after which the token is re-signed: no cache serves a token past its `exp`.
     pub fn cache_control(&self) -> HeaderValue {
+        cache_control(self.cache_windows())
+    }
+
+    /// `max-age`, `stale-while-revalidate` and `stale-if-error` of [`Self::cache_control`], in
+    /// seconds.
+    fn cache_windows(&self) -> [u64; 3] {
         let ttl = self.ttl.as_secs();
         let swr = ttl.min(60);
         let sie = (self.lifetime / 2)
             .saturating_sub(self.ttl + Duration::from_secs(swr) + RESIGN_MARGIN)
             .as_secs();
-        header(format!(
-            "public, max-age={ttl}, stale-while-revalidate={swr}, stale-if-error={sie}"
-        ))
+        [ttl, swr, sie]
     }
+}
+
+fn cache_control([max_age, swr, sie]: [u64; 3]) -> HeaderValue {
+    header(format!(
+        "public, max-age={max_age}, stale-while-revalidate={swr}, stale-if-error={sie}"
+    ))
+}
+
+/// `windows` (`max-age`, `stale-while-revalidate`, `stale-if-error`) cut, last first, so that a
+/// response served at `now` leaves every cache at least `margin` before `exp`; `None` when no
+/// more than `margin` remains.
+pub fn windows_before_exp(
+    windows: [u64; 3],
+    exp: u64,
+    now: SystemTime,
+    margin: Duration,
+) -> Option<[u64; 3]> {
+    let remaining = (UNIX_EPOCH + Duration::from_secs(exp))
+        .duration_since(now)
+        .ok()?;
+    if remaining <= margin {
+        return None;
+    }
+    let mut budget = (remaining - margin).as_secs();
+    Some(windows.map(|w| {
+        let w = w.min(budget);
+        budget -= w;
+        w
+    }))
+}
+
+/// `a` as it may be served from `now` on while signing is paused: with cache windows that end
+/// `margin` before `exp` ([`windows_before_exp`]), or withheld once no more than `margin` is left.
+/// `margin` covers the time until the refresher next looks (the request path never reads the
+/// clock) plus a second for caches counting `Age` in whole seconds. `None` when `a` already
+/// is as it should be.
+pub fn aged(
+    a: &Artefacts,
+    p: &BuildParams,
+    now: SystemTime,
+    margin: Duration,
+) -> Option<Artefacts> {
+    let normal = p.cache_windows();
+    let (aging, cache_control) = match windows_before_exp(normal, a.exp, now, margin) {
+        // The common case, checked on every pass for every list: nothing to format.
+        Some(w) if w == normal && a.aging == Aging::Fresh => return None,
+        Some(w) if w == normal => (Aging::Fresh, self::cache_control(w)),
+        Some(w) => (Aging::Shortened, self::cache_control(w)),
+        None => (Aging::Withheld, HeaderValue::from_static("no-store")),
+    };
+    if aging == a.aging && cache_control == a.cache_control {
+        return None;
+    }
+    Some(Artefacts {
+        aging,
+        cache_control,
+        ..a.clone()
+    })
 }
 
 pub fn unix(t: SystemTime) -> u64 {
@@ -141,6 +203,28 @@ pub fn with_artefacts(meta: ListMeta, list: StatusList, artefacts: Arc<Artefacts
     }
 }
 
+/// A list new to this replica while signing is paused: lookups answer from its state at once,
+/// its signed routes answer 503 until signing resumes and it is signed.
+pub fn unsigned(meta: ListMeta, list: StatusList, kid: &str) -> ListSnapshot {
+    let empty = |content_type| json_representation(Bytes::new(), content_type);
+    let artefacts = Artefacts {
+        // Older than any state, so the first signing pass builds it.
+        version: 0,
+        jwt: empty(JWT_TYPE),
+        cwt: empty(CWT_TYPE),
+        roaring: empty(sparse::MEDIA_TYPE),
+        w3c: [empty(VC_JWT_TYPE), empty(VC_JWT_TYPE), empty(VC_JWT_TYPE)],
+        iat: 0,
+        exp: 0,
+        kid: kid.to_owned(),
+        last_modified: header(httpdate::fmt_http_date(UNIX_EPOCH)),
+        cache_control: HeaderValue::from_static("no-store"),
+        aging: Aging::Withheld,
+        surrogate_key: header(format!("list-{}", meta.id)),
+    };
+    with_artefacts(meta, list, Arc::new(artefacts))
+}
+
 /// Encodes, signs and hashes every representation of one list state.
 pub fn artefacts(
     meta: &ListMeta,
@@ -184,6 +268,7 @@ pub fn artefacts(
             UNIX_EPOCH + Duration::from_secs(iat),
         )),
         cache_control: p.cache_control(),
+        aging: Aging::Fresh,
         jwt: text_representation(jwt.into(), JWT_TYPE),
         cwt: json_representation(cwt.into(), CWT_TYPE),
         roaring: json_representation(sparse::encode(list).into(), sparse::MEDIA_TYPE),
@@ -274,6 +359,100 @@ mod tests {
         let p = params(300, 86_400);
         assert!(!p.needs_resign(1000, UNIX_EPOCH + Duration::from_secs(1000 + 43_199)));
         assert!(p.needs_resign(1000, UNIX_EPOCH + Duration::from_secs(1000 + 43_200)));
+    }
+
+    #[test]
+    fn shortened_windows_cut_stale_if_error_first() {
+        let at = |secs: f64| UNIX_EPOCH + Duration::from_secs_f64(secs);
+        let margin = Duration::from_secs(2);
+        let normal = [300, 60, 43_000];
+        let exp = 100_000;
+        assert_eq!(
+            windows_before_exp(normal, exp, at(10_000.0), margin),
+            Some(normal)
+        );
+        assert_eq!(
+            windows_before_exp(normal, exp, at(99_598.0), margin),
+            Some([300, 60, 40])
+        );
+        assert_eq!(
+            windows_before_exp(normal, exp, at(99_700.5), margin),
+            Some([297, 0, 0])
+        );
+        assert_eq!(
+            windows_before_exp(normal, exp, at(99_997.9), margin),
+            Some([0, 0, 0])
+        );
+        assert_eq!(windows_before_exp(normal, exp, at(99_998.0), margin), None);
+        assert_eq!(windows_before_exp(normal, exp, at(100_500.0), margin), None);
+    }
+
+    #[test]
+    fn shortened_windows_never_reach_past_exp() {
+        let exp = 1_000u64;
+        for margin_ms in [0, 1_050, 2_000, 11_000] {
+            let margin = Duration::from_millis(margin_ms);
+            for normal in [[300, 60, 43_000], [1, 1, 0], [5, 0, 7]] {
+                for tenths in 0..12_000u64 {
+                    let now = UNIX_EPOCH + Duration::from_millis(tenths * 100);
+                    let remaining = Duration::from_secs(exp)
+                        .saturating_sub(Duration::from_millis(tenths * 100));
+                    let Some(w) = windows_before_exp(normal, exp, now, margin) else {
+                        assert!(remaining <= margin, "withheld with {remaining:?} left");
+                        continue;
+                    };
+                    let window = Duration::from_secs(w.iter().sum());
+                    assert!(
+                        now + window + margin <= UNIX_EPOCH + Duration::from_secs(exp),
+                        "{w:?} at {now:?} with margin {margin:?}"
+                    );
+                    assert!(w.iter().zip(normal).all(|(w, n)| *w <= n));
+                    // Nothing is cut that the time left would allow.
+                    let sum: u64 = w.iter().sum();
+                    assert!(w == normal || sum == (remaining - margin).as_secs());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn aged_artefacts_are_shortened_then_withheld() {
+        let key = SigningKey::generate(Algorithm::Es256);
+        let list = StatusList::new(Bits::One, 1024).unwrap();
+        let meta = ListMeta {
+            id: "1".into(),
+            bits: 1,
+            size: 1024,
+            version: 1,
+            ..Default::default()
+        };
+        let p = params(300, 86_400);
+        let iat = 1_800_000_000;
+        let a = artefacts(
+            &meta,
+            &list,
+            &key,
+            &p,
+            UNIX_EPOCH + Duration::from_secs(iat),
+        );
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(iat + secs);
+        let margin = Duration::from_secs(2);
+        // At the re-signing point the normal windows still fit.
+        assert!(aged(&a, &p, at(43_200), margin).is_none());
+        let short = aged(&a, &p, at(86_000), margin).unwrap();
+        assert_eq!(short.aging, Aging::Shortened);
+        assert_eq!(
+            short.cache_control,
+            "public, max-age=300, stale-while-revalidate=60, stale-if-error=38"
+        );
+        assert_eq!((short.iat, &short.jwt.body), (a.iat, &a.jwt.body));
+        assert!(aged(&short, &p, at(86_000), margin).is_none());
+        let withheld = aged(&short, &p, at(86_399), margin).unwrap();
+        assert_eq!(withheld.aging, Aging::Withheld);
+        assert!(aged(&withheld, &p, at(86_500), margin).is_none());
+        let placeholder = unsigned(meta, list, key.kid());
+        assert_eq!(placeholder.artefacts.aging, Aging::Withheld);
+        assert!(aged(&placeholder.artefacts, &p, at(0), margin).is_none());
     }
 
     #[test]

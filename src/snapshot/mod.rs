@@ -51,8 +51,9 @@ pub struct ListSnapshot {
     pub artefacts: Arc<Artefacts>,
 }
 
-/// The encoded, signed and hashed representations of one state of a list.
-#[derive(Debug)]
+/// The encoded, signed and hashed representations of one state of a list. Cloning shares the
+/// bodies (`Bytes`).
+#[derive(Clone, Debug)]
 pub struct Artefacts {
     /// The list version these representations encode.
     pub version: u64,
@@ -72,8 +73,23 @@ pub struct Artefacts {
     pub last_modified: HeaderValue,
     /// `Cache-Control` for the list representations (aligned with `ttl`, bounded by `exp`).
     pub cache_control: HeaderValue,
+    /// Whether signing paused since these were signed, and what that means for serving them.
+    pub aging: Aging,
     /// `Surrogate-Key` / `Cache-Tag`: `list-{id}`, for targeted CDN purges.
     pub surrogate_key: HeaderValue,
+}
+
+/// What a pause in signing (see [`crate::keyfile`]) has done to a list's artefacts. The
+/// refresher sets it; the request path only reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aging {
+    /// Served with the `Cache-Control` they were built with.
+    Fresh,
+    /// Signing is paused: served with cache windows shortened to end before `exp`.
+    Shortened,
+    /// Signing is paused and `exp` is too close: the signed routes answer 503 instead (or the
+    /// list is new and was never signed).
+    Withheld,
 }
 
 impl Artefacts {

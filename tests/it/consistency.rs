@@ -11,11 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn counter(admin: std::net::SocketAddr, name: &str) -> u64 {
-    let (_, _, body) = support::get(&format!("http://{admin}/metrics"), &[]).await;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("{name} not exported")) as u64
+    support::metric(admin, name).await as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

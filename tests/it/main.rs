@@ -18,4 +18,5 @@ mod redis_harness;
 mod replicas;
 mod rotation;
 mod shedding;
+mod signing_key;
 mod support;

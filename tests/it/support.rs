@@ -143,6 +143,15 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap,
     request(Method::GET, url, headers, None).await
 }
 
+/// The value of the unlabelled metric `name` on the admin plane at `admin`.
+pub async fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, _, body) = get(&format!("http://{admin}/metrics"), &[]).await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not exported"))
+}
+
 /// Parses a problem+json body and checks its shape.
 pub fn problem(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Value {
     assert_eq!(

@@ -1,0 +1,181 @@
+//! Fixed-rate lookup load (`loadtest/issuer` runs it): `GET /statuses/{list}/{random idx}` at a
+//! constant rate on loopback, with latency measured from each request's *scheduled* send time,
+//! so a stall that delays later requests counts against them (no coordinated omission, as in
+//! wrk2). It answers "are lookups still served at their normal speed?" at a realistic load,
+//! where wrk answers "how many can be served?" at saturation.
+//!
+//! ```text
+//! fixed_rate --target 127.0.0.1:8080 --rate 5000 --secs 10 [--conns 16] [--list 1]
+//!            [--size 1048576]
+//! ```
+//!
+//! Prints one line: `FIXED rate=… sent=… ok=… errors=… late=… p50_us=… p90_us=… p99_us=…
+//! p999_us=… max_us=…`. `late` counts requests sent more than 1 ms after their slot (the
+//! generator or the server fell behind).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+struct Args {
+    target: SocketAddr,
+    rate: u64,
+    secs: u64,
+    conns: u64,
+    list: String,
+    size: u64,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        target: "127.0.0.1:8080".parse().expect("valid"),
+        rate: 5000,
+        secs: 10,
+        conns: 16,
+        list: "1".into(),
+        size: 1 << 20,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or(format!("{flag} needs a value"))?;
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        match flag.as_str() {
+            "--target" => a.target = v.parse().map_err(|_| format!("--target: {v}"))?,
+            "--rate" => a.rate = num(v)?,
+            "--secs" => a.secs = num(v)?,
+            "--conns" => a.conns = num(v)?,
+            "--list" => a.list = v.clone(),
+            "--size" => a.size = num(v)?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if !a.target.ip().is_loopback() {
+        return Err(format!("load tests target loopback only, not {}", a.target));
+    }
+    if a.rate == 0 || a.conns == 0 || a.secs == 0 || a.size == 0 {
+        return Err("--rate, --conns, --secs and --size must be positive".into());
+    }
+    Ok(a)
+}
+
+/// What one connection saw: latencies in µs of the answered requests, errors, late sends.
+#[derive(Default)]
+struct Seen {
+    latencies: Vec<u32>,
+    errors: u64,
+    late: u64,
+}
+
+async fn connection(a: &Args, n: u64, start: Instant) -> Seen {
+    let mut seen = Seen::default();
+    let Ok(stream) = tokio::net::TcpStream::connect(a.target).await else {
+        seen.errors += 1;
+        return seen;
+    };
+    let _ = stream.set_nodelay(true);
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    else {
+        seen.errors += 1;
+        return seen;
+    };
+    tokio::spawn(conn);
+    // Connection n sends at slots n, n + conns, n + 2 conns, … of the global schedule.
+    let interval = Duration::from_secs_f64(a.conns as f64 / a.rate as f64);
+    let offset = Duration::from_secs_f64(n as f64 / a.rate as f64);
+    let total = a.rate * a.secs / a.conns;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (n + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    for k in 0..total {
+        let slot = start + offset + interval.mul_f64(k as f64);
+        tokio::time::sleep_until(slot).await;
+        if Instant::now().duration_since(slot) > Duration::from_millis(1) {
+            seen.late += 1;
+        }
+        // xorshift64*: a fresh index per request, the same sequence in every run.
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        let idx = rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % a.size;
+        let req = hyper::Request::get(format!("/statuses/{}/{idx}", a.list))
+            .header(hyper::header::HOST, a.target.to_string())
+            .body(Empty::<Bytes>::new())
+            .expect("a valid request");
+        let ok = match sender.send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                resp.into_body().collect().await.is_ok() && status == hyper::StatusCode::OK
+            }
+            Err(_) => false,
+        };
+        if ok {
+            let us = Instant::now().duration_since(slot).as_micros();
+            seen.latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+        } else {
+            seen.errors += 1;
+            if sender.ready().await.is_err() {
+                // The connection is gone: the rest of its slots count as errors.
+                seen.errors += total - k - 1;
+                break;
+            }
+        }
+    }
+    seen
+}
+
+fn main() {
+    let a = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("fixed_rate: {e}");
+            std::process::exit(64);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let a = std::sync::Arc::new(a);
+    let seen: Vec<Seen> = rt.block_on(async {
+        let start = Instant::now() + Duration::from_millis(100);
+        let tasks: Vec<_> = (0..a.conns)
+            .map(|n| {
+                let a = a.clone();
+                tokio::spawn(async move { connection(&a, n, start).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_default());
+        }
+        out
+    });
+    let mut lat: Vec<u32> = seen
+        .iter()
+        .flat_map(|s| s.latencies.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let errors: u64 = seen.iter().map(|s| s.errors).sum();
+    let late: u64 = seen.iter().map(|s| s.late).sum();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "FIXED rate={} sent={} ok={} errors={errors} late={late} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        a.rate,
+        lat.len() as u64 + errors,
+        lat.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(0.999),
+        lat.last().copied().unwrap_or(0)
+    );
+}

@@ -1,0 +1,241 @@
+//! The signing key file, read at start and checked again before every signing pass.
+//!
+//! statusd signs with the key it loaded at start. If its file later becomes unreadable, stops
+//! parsing or holds another key, the operator's key handling has gone wrong (a lost volume, a
+//! half-done rotation): [`KeyWatch`] then pauses signing, so the replica keeps serving what it
+//! signed (the refresher keeps those artefacts from being cached past `exp`) until the file
+//! reads back with the same key. Rotation is a restart (docs/operations.md). Nothing here logs
+//! or returns key material: errors name the path and, for another key, the two `kid`s.
+
+use crate::metrics::Metrics;
+use crate::token::keys::{SigningKey, VerifyingKey};
+use crate::token::KeyError;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why the key file cannot be used to sign.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("reading signing key {}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing signing key {}", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: KeyError,
+    },
+    #[error("signing key {} now holds another key (kid {found}) than the one loaded at start (kid {loaded}); rotating the key takes a restart", path.display())]
+    Replaced {
+        path: PathBuf,
+        found: String,
+        loaded: String,
+    },
+}
+
+fn read_pem(path: &Path) -> Result<String, KeyFileError> {
+    std::fs::read_to_string(path).map_err(|source| KeyFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse(path: &Path, pem: &str) -> Result<SigningKey, KeyFileError> {
+    SigningKey::from_pkcs8_pem(pem).map_err(|source| KeyFileError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A key file and what was loaded from it. Not `Debug`: nothing about the file is logged but
+/// its path.
+#[derive(Clone)]
+pub struct KeyFile {
+    path: PathBuf,
+    /// The public half of the key loaded at start.
+    loaded: VerifyingKey,
+    /// SHA-256 of the file as read at start: the same bytes need no parsing on later checks.
+    digest: [u8; 32],
+}
+
+impl KeyFile {
+    /// Reads the signing key at `path`.
+    pub fn open(path: PathBuf) -> Result<(SigningKey, KeyFile), KeyFileError> {
+        let pem = read_pem(&path)?;
+        let key = parse(&path, &pem)?;
+        let file = KeyFile {
+            loaded: key.verifying_key(),
+            digest: Sha256::digest(&pem).into(),
+            path,
+        };
+        Ok((key, file))
+    }
+
+    /// Whether the file still holds the loaded key (same public key and `kid`). Blocking I/O.
+    pub fn check(&self) -> Result<(), KeyFileError> {
+        let pem = read_pem(&self.path)?;
+        if Sha256::digest(&pem)[..] == self.digest {
+            return Ok(());
+        }
+        let found = parse(&self.path, &pem)?.verifying_key();
+        if found != self.loaded {
+            return Err(KeyFileError::Replaced {
+                path: self.path.clone(),
+                found: found.kid().to_owned(),
+                loaded: self.loaded.kid().to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether signing may proceed: the outcome of the last check of the key file, with the
+/// `statusd_signing_key_ok` gauge, the error counter and one log line per transition.
+pub struct KeyWatch {
+    /// `None` when the key did not come from a file (tests that build a refresher directly).
+    file: Option<KeyFile>,
+    ok: AtomicBool,
+}
+
+impl KeyWatch {
+    pub fn new(file: Option<KeyFile>) -> KeyWatch {
+        KeyWatch {
+            file,
+            ok: AtomicBool::new(true),
+        }
+    }
+
+    /// The outcome of the last check: false while signing is paused.
+    pub fn is_ok(&self) -> bool {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Checks the key file on the blocking pool and records the outcome. Returns whether this
+    /// pass may sign.
+    pub async fn may_sign(&self, metrics: &Metrics) -> bool {
+        let Some(file) = self.file.clone() else {
+            return true;
+        };
+        let path = file.path.clone();
+        let checked = match tokio::task::spawn_blocking(move || file.check()).await {
+            Ok(checked) => checked,
+            // The check panicked: as good as unreadable.
+            Err(e) => Err(KeyFileError::Unreadable {
+                path,
+                source: std::io::Error::other(e),
+            }),
+        };
+        self.record(checked, metrics)
+    }
+
+    fn record(&self, checked: Result<(), KeyFileError>, metrics: &Metrics) -> bool {
+        let ok = checked.is_ok();
+        let was_ok = self.ok.swap(ok, Ordering::Relaxed);
+        metrics.signing_key_ok.set(i64::from(ok));
+        match checked {
+            Ok(()) if !was_ok => {
+                tracing::info!("the signing key file holds the signing key again; signing resumes");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                metrics.signing_key_errors.inc();
+                if was_ok {
+                    tracing::error!(error = %error_chain(&e), "signing paused: serving the last signed lists until the key file holds the signing key again");
+                }
+            }
+        }
+        ok
+    }
+}
+
+/// `e` and its causes on one line (the I/O or PEM reason, never key material).
+fn error_chain(e: &KeyFileError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::keys::Algorithm;
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir() -> Dir {
+        let p = std::env::temp_dir().join(format!(
+            "statusd-keyfile-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+
+    #[test]
+    fn check_tells_missing_garbage_and_another_key_apart() {
+        let d = dir();
+        let path = d.0.join("key.pem");
+        let key = SigningKey::generate(Algorithm::Es256);
+        std::fs::write(&path, key.to_pkcs8_pem()).unwrap();
+        let (loaded, file) = KeyFile::open(path.clone()).unwrap();
+        assert_eq!(loaded.kid(), key.kid());
+        file.check().unwrap();
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(file.check(), Err(KeyFileError::Unreadable { .. })));
+        std::fs::create_dir(&path).unwrap();
+        assert!(matches!(file.check(), Err(KeyFileError::Unreadable { .. })));
+        std::fs::remove_dir(&path).unwrap();
+
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(matches!(file.check(), Err(KeyFileError::Invalid { .. })));
+
+        let other = SigningKey::generate(Algorithm::Es256);
+        std::fs::write(&path, other.to_pkcs8_pem()).unwrap();
+        let err = file.check().unwrap_err();
+        assert!(matches!(err, KeyFileError::Replaced { .. }));
+        assert!(err.to_string().contains(other.kid()), "{err}");
+
+        std::fs::write(&path, key.to_pkcs8_pem()).unwrap();
+        file.check().unwrap();
+        // The same key in other bytes (CRLF line endings) is the same key.
+        std::fs::write(&path, key.to_pkcs8_pem().replace('\n', "\r\n")).unwrap();
+        file.check().unwrap();
+    }
+
+    #[test]
+    fn watch_records_the_gauge_and_counts_each_failed_check() {
+        let metrics = Metrics::new();
+        let watch = KeyWatch::new(None);
+        let unreadable = || {
+            Err(KeyFileError::Unreadable {
+                path: "k.pem".into(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })
+        };
+        assert!(watch.record(Ok(()), &metrics));
+        assert_eq!(metrics.signing_key_ok.get(), 1);
+        assert!(!watch.record(unreadable(), &metrics));
+        assert!(!watch.record(unreadable(), &metrics));
+        assert_eq!(metrics.signing_key_ok.get(), 0);
+        assert_eq!(metrics.signing_key_errors.get(), 2);
+        assert!(watch.record(Ok(()), &metrics));
+        assert_eq!(metrics.signing_key_ok.get(), 1);
+    }
+}
