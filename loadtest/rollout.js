@@ -24,7 +24,8 @@
 //
 // Thresholds: no failed request (reads, writes, warm-up), every check, p99 of the reads under
 // P99_MS in each phase, p99 of the writes under WRITE_P99_MS, the 304 share of the polls
-// within 2 points of 1 - CHANGED_SHARE, at least one acknowledged write, and under 1 % of
+// within 2 points of 1 - CHANGED_SHARE, at least one acknowledged write, no exception in an
+// iteration (script_errors), and under 1 % of
 // the planned iterations of each scenario dropped (at least 3 allowed). The target "read p99
 // with writes <= 1.5 x without" is a ratio of two phases, which k6 cannot express:
 // lib/report.py computes it.
@@ -102,6 +103,7 @@ export const options = {
     'http_req_duration{plane:write}': [`p(99)<${WRITE_P99_MS}`],
     not_modified: [`rate>=${(expected304 - 0.02).toFixed(3)}`, `rate<=${(expected304 + 0.02).toFixed(3)}`],
     writes_acked: ['count>0'],
+    script_errors: ['count==0'],
     // Requests of each kind happened (and their counts reach the summary).
     'http_reqs{plane:read,phase:A}': ['count>0'],
     'http_reqs{plane:read,phase:B}': ['count>0'],
@@ -121,13 +123,26 @@ export function setup() {
   return data;
 }
 
+// An exception in an iteration fails no check by itself: counted here, threshold count==0.
+const scriptErrors = new Counter('script_errors');
+function guarded(fn) {
+  try {
+    fn();
+  } catch (e) {
+    scriptErrors.add(1);
+    console.error(`rollout.js: ${e}`);
+  }
+}
+
 // One read: a list poll with probability POLL_SHARE, else a lookup (single or batch).
 export function read(data) {
-  if (Math.random() < POLL_SHARE) {
-    poll(data);
-  } else {
-    lookup(BASE_URL, false, { kind: 'lookup' });
-  }
+  guarded(() => {
+    if (Math.random() < POLL_SHARE) {
+      poll(data);
+    } else {
+      lookup(BASE_URL, false, { kind: 'lookup' });
+    }
+  });
 }
 
 // --- writes ------------------------------------------------------------------------------------
@@ -227,6 +242,10 @@ function change(op, f, card, action, expect, affected) {
 }
 
 export function write() {
+  guarded(writeOnce);
+}
+
+function writeOnce() {
   let op = WRITE_WHEEL[Math.floor(Math.random() * WRITE_WHEEL.length)];
   let f = null;
   if (op === 'register_mobile') f = pick((x) => x.m === null);
