@@ -7,7 +7,9 @@ META_TSV: key<TAB>value lines (machine, commit, command, setup figures). RUNS_TS
 k6 run: name, kind (statusd | baseline | edge), summary JSON, k6 exit code, server CPU seconds
 of each labelled process group during the run (`label=seconds,...`), requests that reached
 statusd's list routes. Prints the verdict and exits 0
-(pass), 1 (a threshold failed) or 2 (lookups: clean, but statusd below TARGET x baseline).
+(pass), 1 (a threshold failed; rollout: an acknowledged write not visible on the public plane) or
+2 (lookups: clean, but statusd below TARGET x baseline; rollout: clean, but read p99 with writes
+above RATIO_MAX x read p99 without, not judged in a smoke run).
 """
 import json
 import statistics
@@ -62,6 +64,8 @@ def main():
     lines = []
     failed = any(r["rc"] != 0 for r in runs)
     missed = False
+    invisible = False
+    smoke = meta["smoke"] == "1"
 
     if scenario in ("verifiers", "cdn"):
         r = runs[0]
@@ -99,6 +103,83 @@ def main():
             rows.insert(3, ("the edge's own latency (nginx `$request_time`, 1 ms resolution)", meta.get("edge_request_time", "?")))
             rows.insert(5, ("origin offload (1 - statusd requests / edge requests, whole run)",
                             f"{100 * (1 - r['origin'] / max(reqs, 1)):.2f} %"))
+        lines.append("| figure | value |")
+        lines.append("|---|---|")
+        lines += [f"| {k} | {v} |" for k, v in rows]
+    elif scenario == "rollout":
+        r = runs[0]
+        s = r["s"]
+        chk = json.loads(meta.get("rollout_check", "{}") or "{}")
+        lead = float(meta.get("lead_seconds", 0))
+        write_secs = duration + lead
+        ph = {p: s["metrics"].get(f"http_req_duration{{plane:read,phase:{p}}}", {}) for p in "AB"}
+        n = {p: metric(s, f"http_reqs{{plane:read,phase:{p}}}", "count") for p in "AB"}
+        w = s["metrics"].get("http_req_duration{plane:write}", {})
+        writes = metric(s, "http_reqs{plane:write}", "count")
+        acked = metric(s, "writes_acked", "count")
+        p99a, p99b = ph["A"].get("p(99)", 0), ph["B"].get("p(99)", 0)
+        ratio = p99b / p99a if p99a > 0 else float("inf")
+        ratio_max = float(meta.get("ratio_max", 1.5))
+        # The ratio compares the same load with and without writes: only if k6 kept the planned
+        # rate in both phases (no dropped-iterations threshold crossed).
+        rate_kept = all(ok for name, _, ok in thresholds(s) if name.startswith("dropped_iterations"))
+        missed = ratio > ratio_max and not smoke and rate_kept
+        invisible = not chk.get("ok", False)
+        reqs = metric(s, "http_reqs", "count")
+        wall = float(meta.get(f"k6_wall_{r['name']}", 2 * duration + lead))
+        phase_cpu = json.loads(meta.get("rollout_phase_cpu", "[null, null]") or "[null, null]")
+        ops = ", ".join(
+            f"{op.replace('_', ' ')} {metric(s, 'writes_' + op, 'count'):,.0f}"
+            for op in ("register_physical", "register_mobile", "loss_physical", "loss_mobile", "reinstate_physical")
+        )
+
+        def lat(d):
+            return (f"{d.get('med', 0):.2f} / {d.get('p(90)', 0):.2f} / **{d.get('p(99)', 0):.2f}** / "
+                    f"{d.get('max', 0):.2f} ms")
+
+        def dropped(sc):
+            return f"{metric(s, f'dropped_iterations{{scenario:{sc}}}', 'count'):.0f}"
+
+        verdict_ratio = ("not judged in a smoke run" if smoke else
+                         "not judged: k6 dropped iterations, so the phases did not carry the planned load"
+                         if not rate_kept else ("**exceeded**" if missed else "met"))
+        mism = chk.get("mismatch_kinds", {})
+        rows = [
+            ("phase A, reads only: reads", f"{n['A']:,.0f} in {duration:.0f} s = {n['A'] / duration:,.0f}/s"),
+            ("phase A: read latency p50 / p90 / p99 / max", lat(ph["A"])),
+            ("phase B, writes flowing: reads", f"{n['B']:,.0f} in {duration:.0f} s = {n['B'] / duration:,.0f}/s"),
+            ("phase B: read latency p50 / p90 / p99 / max", lat(ph["B"])),
+            (f"**read p99 with writes ÷ without** (target ≤ {ratio_max:g})",
+             f"**{ratio:.2f}** ({verdict_ratio})"),
+            ("writes (admin API, from LEAD s before phase B to its end)",
+             f"{writes:,.0f} in {write_secs:.0f} s = **{writes / write_secs:,.1f}/s**; acknowledged {acked:,.0f} ({ops})"),
+            ("write latency p50 / p90 / p99 / max", lat(w)),
+            ("failed requests (reads / writes / all incl. warm-up)",
+             f"{metric(s, 'http_req_failed{plane:read}', 'passes'):.0f} / "
+             f"{metric(s, 'http_req_failed{plane:write}', 'passes'):.0f} / "
+             f"{metric(s, 'http_req_failed', 'passes'):.0f} of {reqs:,.0f}"),
+            ("checks", f"{metric(s, 'checks', 'passes'):,.0f} passed, {metric(s, 'checks', 'fails'):,.0f} failed"),
+            ("304 share of the list polls", f"{100 * metric(s, 'not_modified', 'value'):.1f} %"),
+            ("dropped iterations (phase A / phase B / writes)", f"{dropped('reads_a')} / {dropped('reads_b')} / {dropped('writes')}"),
+            ("**acknowledged writes visible on the public plane afterwards**",
+             (f"**{'yes' if not invisible else 'NO'}**: {chk.get('writes_acknowledged', 0):,} writes acknowledged "
+              f"touching {chk.get('credentials', 0):,} credentials, {chk.get('credentials_checked', 0):,} checked "
+              f"({', '.join(f'{v:,} {k}' for k, v in chk.get('expected', {}).items())}) in "
+              f"{chk.get('lists', 0)} list(s) by batch lookups, **{chk.get('mismatches', '?')} mismatches**"
+              + (f" ({'; '.join(f'{v:,} {k}' for k, v in mism.items())})" if mism else "")
+              + f", {chk.get('credentials_uncertain', 0)} left out (a failed write), "
+              f"{chk.get('malformed_lines', 0)} malformed lines; all visible after {chk.get('check_seconds', '?')} s "
+              f"({chk.get('check_passes', '?')} pass(es))") if chk else "**not checked**"),
+            ("CPU per phase, % of one CPU: statusd / Redis / k6 / **other processes**",
+             " — ".join(
+                 f"phase {p}: " + (f"{c['statusd']:.0f} / {c['redis']:.0f} / {c['k6']:.0f} / **{c['other']:.0f}**"
+                                   if c else "?")
+                 for p, c in zip("AB", phase_cpu))),
+            ("server CPU during the whole run (both phases and the warm-up)", "; ".join(
+                f"{k} {v:.2f} s" for k, v in r["cpu"].items() if k not in ("k6", "other"))),
+            (f"CPU used by k6 / by other processes on the machine (whole k6 run, {wall:.1f} s with set-up and stop)",
+             f"{100 * r['cpu']['k6'] / wall:.0f} % / {100 * r['cpu']['other'] / wall:.0f} % of one CPU"),
+        ]
         lines.append("| figure | value |")
         lines.append("|---|---|")
         lines += [f"| {k} | {v} |" for k, v in rows]
@@ -161,8 +242,14 @@ def main():
         for name, expr, ok in thresholds(r["s"]):
             lines.append(f"| {r['name']} | `{name}` | `{expr}` | {'ok' if ok else '**FAILED**'} |")
 
-    if failed:
+    if failed and invisible:
+        verdict = "FAIL: a k6 threshold failed, and acknowledged writes are not all visible"
+    elif failed:
         verdict = "FAIL: a k6 threshold failed"
+    elif invisible:
+        verdict = "FAIL: acknowledged writes are not all visible on the public plane"
+    elif missed and scenario == "rollout":
+        verdict = f"thresholds held and every write is visible, but read p99 with writes > {meta['ratio_max']} x without"
     elif missed:
         verdict = f"thresholds held, but statusd is below {meta['target']} x the baseline"
     else:
@@ -183,6 +270,10 @@ def main():
         f"{meta.get('redis_used_memory_mib', '?')} MiB",
         f"- pinning: {'servers on CPU 0, k6 on CPU 1 (taskset)' if meta['pin'] == 'split' else 'none'}",
     ]
+    if scenario == "rollout":
+        head.append(f"- admin API: a `write`-scope token generated for the run (not recorded); the issuer allocates in "
+                    f"its pool `default`, lists of {meta['size']} entries it creates next to the seeded ones; "
+                    f"writes from {meta.get('lead_seconds', '?')} s before phase B to its end")
     if "baseline_bodies" in meta:
         head.append(f"- baseline: examples/baseline.rs, bodies {meta['baseline_bodies']}")
     head.append("")
@@ -191,7 +282,7 @@ def main():
     print("\n".join(lines))
     print()
     print(verdict)
-    sys.exit(1 if failed else 2 if missed else 0)
+    sys.exit(1 if failed or invisible else 2 if missed else 0)
 
 
 if __name__ == "__main__":
