@@ -13,12 +13,9 @@
 //! p999_us=… max_us=…`. `late` counts requests sent more than 1 ms after their slot (the
 //! generator or the server fell behind).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::time::Instant;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 struct Args {
     target: SocketAddr,
@@ -73,28 +70,60 @@ struct Seen {
     late: u64,
 }
 
-async fn connection(a: &Args, n: u64, start: Instant) -> Seen {
+/// One keep-alive HTTP/1.1 exchange: sends `req`, reads the answer's head and its
+/// `Content-Length` body. Returns the status code.
+fn exchange(stream: &mut BufReader<TcpStream>, req: &[u8]) -> std::io::Result<u16> {
+    stream.get_mut().write_all(req)?;
+    let mut line = String::new();
+    stream.read_line(&mut line)?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if stream.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                len = value.trim().parse().map_err(std::io::Error::other)?;
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body)?;
+    Ok(status)
+}
+
+/// Connection `n` of `a.conns`, on its own thread: blocking sockets and `thread::sleep` keep
+/// the schedule to tens of microseconds, where an async runtime's timer wheel rounds every
+/// wait up to the next millisecond.
+fn connection(a: &Args, n: u64, start: Instant) -> Seen {
     let mut seen = Seen::default();
-    let Ok(stream) = tokio::net::TcpStream::connect(a.target).await else {
-        seen.errors += 1;
+    let total = a.rate * a.secs / a.conns;
+    let Ok(stream) = TcpStream::connect(a.target) else {
+        seen.errors += total;
         return seen;
     };
     let _ = stream.set_nodelay(true);
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    else {
-        seen.errors += 1;
-        return seen;
-    };
-    tokio::spawn(conn);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut stream = BufReader::new(stream);
     // Connection n sends at slots n, n + conns, n + 2 conns, … of the global schedule.
     let interval = Duration::from_secs_f64(a.conns as f64 / a.rate as f64);
     let offset = Duration::from_secs_f64(n as f64 / a.rate as f64);
-    let total = a.rate * a.secs / a.conns;
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (n + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     for k in 0..total {
         let slot = start + offset + interval.mul_f64(k as f64);
-        tokio::time::sleep_until(slot).await;
-        if Instant::now().duration_since(slot) > Duration::from_millis(1) {
+        let now = Instant::now();
+        if slot > now {
+            std::thread::sleep(slot - now);
+        } else if now - slot > Duration::from_millis(1) {
             seen.late += 1;
         }
         // xorshift64*: a fresh index per request, the same sequence in every run.
@@ -102,25 +131,19 @@ async fn connection(a: &Args, n: u64, start: Instant) -> Seen {
         rng ^= rng << 25;
         rng ^= rng >> 27;
         let idx = rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % a.size;
-        let req = hyper::Request::get(format!("/statuses/{}/{idx}", a.list))
-            .header(hyper::header::HOST, a.target.to_string())
-            .body(Empty::<Bytes>::new())
-            .expect("a valid request");
-        let ok = match sender.send_request(req).await {
-            Ok(resp) => {
-                let status = resp.status();
-                resp.into_body().collect().await.is_ok() && status == hyper::StatusCode::OK
+        let req = format!(
+            "GET /statuses/{}/{idx} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            a.list, a.target
+        );
+        match exchange(&mut stream, req.as_bytes()) {
+            Ok(200) => {
+                let us = Instant::now().duration_since(slot).as_micros();
+                seen.latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
             }
-            Err(_) => false,
-        };
-        if ok {
-            let us = Instant::now().duration_since(slot).as_micros();
-            seen.latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
-        } else {
-            seen.errors += 1;
-            if sender.ready().await.is_err() {
+            Ok(_) => seen.errors += 1,
+            Err(_) => {
                 // The connection is gone: the rest of its slots count as errors.
-                seen.errors += total - k - 1;
+                seen.errors += total - k;
                 break;
             }
         }
@@ -136,24 +159,18 @@ fn main() {
             std::process::exit(64);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let a = std::sync::Arc::new(a);
-    let seen: Vec<Seen> = rt.block_on(async {
-        let start = Instant::now() + Duration::from_millis(100);
-        let tasks: Vec<_> = (0..a.conns)
+    let start = Instant::now() + Duration::from_millis(100);
+    let seen: Vec<Seen> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..a.conns)
             .map(|n| {
-                let a = a.clone();
-                tokio::spawn(async move { connection(&a, n, start).await })
+                let a = &a;
+                scope.spawn(move || connection(a, n, start))
             })
             .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap_or_default());
-        }
-        out
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_default())
+            .collect()
     });
     let mut lat: Vec<u32> = seen
         .iter()
