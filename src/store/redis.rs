@@ -113,6 +113,12 @@ struct Inner {
     seen: tokio::sync::Mutex<watch::Receiver<u64>>,
     /// The subscription task (standalone only), stopped with the last clone of the store.
     subscriber: Option<tokio::task::AbortHandle>,
+    /// Allocation bitmaps read before, by list, kept up to date with this store's own claims.
+    /// Allocations only ever add indices, so a cached bitmap is a subset of the truth, and the
+    /// commit script refuses to claim an index another writer took meanwhile (`conflict
+    /// claimed`), after which the list's bitmap is read afresh. Without it every registration
+    /// would read the whole bitmap (128 KiB for a 2^20-entry list).
+    allocated: Mutex<std::collections::HashMap<String, RoaringBitmap>>,
 }
 
 impl Drop for Inner {
@@ -612,6 +618,7 @@ impl RedisStore {
                 wake,
                 seen: tokio::sync::Mutex::new(seen),
                 subscriber,
+                allocated: Default::default(),
             }),
         })
     }
@@ -825,6 +832,22 @@ impl Registry for RedisStore {
     async fn allocated(&self, list: &str) -> Result<(u64, RoaringBitmap), StoreError> {
         check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
         let inner = &self.inner;
+        let cached = inner
+            .allocated
+            .lock()
+            .expect("not poisoned")
+            .get(list)
+            .cloned();
+        if let Some(bitmap) = cached {
+            let meta: Value = redis::cmd("HGETALL")
+                .arg(meta_key(list))
+                .query_async(&mut inner.conn())
+                .await
+                .map_err(|e| inner.error(Some(list), e))?;
+            let meta =
+                parse_meta(list, &meta)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
+            return Ok((meta.version, bitmap));
+        }
         let (meta, alloc): (Value, Value) = redis::pipe()
             .atomic()
             .cmd("HGETALL")
@@ -845,6 +868,11 @@ impl Registry for RedisStore {
         if bitmap.max().is_some_and(|m| m >= meta.size) {
             return Err(corrupt(list, "alloc marks an index beyond the list"));
         }
+        inner
+            .allocated
+            .lock()
+            .expect("not poisoned")
+            .insert(list.to_owned(), bitmap.clone());
         Ok((meta.version, bitmap))
     }
 
@@ -900,7 +928,11 @@ impl Registry for RedisStore {
         let reply: Vec<i64> = match call.invoke_async(&mut inner.conn()).await {
             Ok(reply) => reply,
             Err(e) if e.to_string().contains("STATUSD conflict") => {
-                return Err(StoreError::Conflict(list.to_owned()))
+                if e.to_string().contains("STATUSD conflict claimed") {
+                    // Another writer took an index our bitmap showed free: read it afresh.
+                    inner.allocated.lock().expect("not poisoned").remove(list);
+                }
+                return Err(StoreError::Conflict(list.to_owned()));
             }
             Err(e) => {
                 return Err(match script_error(list, &txn.changes, &e) {
@@ -909,6 +941,11 @@ impl Registry for RedisStore {
                 })
             }
         };
+        if !txn.claim.is_empty() {
+            if let Some(bitmap) = inner.allocated.lock().expect("not poisoned").get_mut(list) {
+                bitmap.extend(txn.claim.iter().copied());
+            }
+        }
         inner.notify();
         reply
             .first()

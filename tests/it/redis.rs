@@ -733,3 +733,53 @@ async fn a_cluster_store_connects_once_the_cluster_is_up() {
     s.create_list(new_list("late", Bits::One, 8)).await.unwrap();
     assert_eq!(s.apply("late", &[c(1, 1)]).await.unwrap().version, 1);
 }
+
+/// Two replicas allocating in one list: each keeps the bitmap it read, so one of them claims an
+/// index the other took meanwhile. The commit refuses it (`conflict`), the bitmap is read
+/// afresh, and no index is ever handed out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_allocation_bitmap_never_hands_out_an_index_twice() {
+    use statusd::store::registry::{Registry, Txn};
+    let server = RedisServer::start();
+    let (a, b) = (store(&server).await, store(&server).await);
+    a.create_list(new_list("alloc", Bits::Two, 1024))
+        .await
+        .unwrap();
+    let (va, seen_by_a) = a.allocated("alloc").await.unwrap();
+    assert!(seen_by_a.is_empty());
+    // B claims 7 after A read the bitmap.
+    let (vb, _) = b.allocated("alloc").await.unwrap();
+    let claim = |version, idx| Txn {
+        expect_version: version,
+        claim: vec![idx],
+        ..Txn::default()
+    };
+    let vb = b.commit("alloc", &claim(vb, 7)).await.unwrap();
+    // A's cached bitmap still shows 7 free; the version it holds is stale too, so read the
+    // version again the way the issuer does (allocated()), and claim 7.
+    let (va2, cached) = a.allocated("alloc").await.unwrap();
+    assert_eq!(va2, vb, "the version is always read fresh");
+    assert!(va2 > va);
+    assert!(
+        !cached.contains(7),
+        "A's bitmap is the one it read before B's claim"
+    );
+    assert!(matches!(
+        a.commit("alloc", &claim(va2, 7)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Refused: A reads the bitmap afresh and now sees 7 taken.
+    let (va3, fresh) = a.allocated("alloc").await.unwrap();
+    assert_eq!(va3, va2, "the refused claim changed nothing");
+    assert!(fresh.contains(7));
+    // A's own claims are added to its bitmap as they commit.
+    let va4 = a.commit("alloc", &claim(va3, 8)).await.unwrap();
+    let (va5, mine) = a.allocated("alloc").await.unwrap();
+    assert_eq!(va5, va4);
+    assert!(mine.contains(7) && mine.contains(8));
+    let (_, truth) = b.allocated("alloc").await.unwrap();
+    assert_eq!(truth.iter().collect::<Vec<_>>(), vec![7]); // B's cache lacks A's 8…
+    let fresh_store = store(&server).await;
+    let (_, all) = fresh_store.allocated("alloc").await.unwrap();
+    assert_eq!(all.iter().collect::<Vec<_>>(), vec![7, 8]); // …which Redis has.
+}
