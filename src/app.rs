@@ -315,8 +315,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 /// hold up lookups queued behind it. The public workers never run admin work this way, and on
 /// Linux the admin thread also runs at a lower priority (nice +10): when CPU is short, verifiers
 /// come first and issuer batches take what is left.
-/// The admin thread's nice value (Linux).
-const ADMIN_NICE: i32 = 10;
 
 fn spawn_admin(
     listener: TcpListener,
@@ -329,12 +327,7 @@ fn spawn_admin(
     let thread = std::thread::Builder::new()
         .name("statusd-admin".into())
         .spawn(move || {
-            #[cfg(target_os = "linux")]
-            if let Err(e) =
-                rustix::process::setpriority_process(Some(rustix::thread::gettid()), ADMIN_NICE)
-            {
-                tracing::debug!(error = %e, "could not lower the admin thread's priority");
-            }
+            server::lower_priority(server::BACKGROUND_NICE);
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

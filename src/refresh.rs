@@ -429,6 +429,9 @@ impl<S: Store> Refresher<S> {
             let built = self.built.clone();
             let id = ls.meta.id.clone();
             let handle = tokio::task::spawn_blocking(move || {
+                // Re-encoding and signing a list is tens of milliseconds of CPU: never ahead
+                // of lookups. Blocking-pool threads only ever run background work.
+                crate::server::lower_priority(crate::server::BACKGROUND_NICE);
                 let started = Instant::now();
                 let a = build::artefacts(&meta, &list, &key, &params, SystemTime::now());
                 metrics
@@ -484,6 +487,7 @@ impl<S: Store> Refresher<S> {
         let params = self.params.clone();
         let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
+            crate::server::lower_priority(crate::server::BACKGROUND_NICE);
             let started = Instant::now();
             let ls = build::list_snapshot(meta, list, &key, &params, now);
             metrics

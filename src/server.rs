@@ -112,3 +112,25 @@ pub async fn serve<S, B>(
         }
     }
 }
+
+/// The nice value of background threads (Linux): the admin plane and list builds.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to `nice` (Linux; a no-op elsewhere), once
+/// per thread. Background work (the admin plane, list builds) runs this way so that when CPU is
+/// short, the public workers' lookups come first. Raising it back would need privileges, so
+/// only threads that do nothing but background work call it.
+pub fn lower_priority(nice: i32) {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if LOWERED.with(|l| l.replace(true)) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::debug!(error = %e, nice, "could not lower the thread's priority");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
