@@ -295,7 +295,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             metrics.clone(),
             shutdown_rx.clone(),
         )),
-        spawn_admin(admin_listener, admin, limits, metrics.clone(), shutdown_rx)?,
+        spawn_admin(
+            admin_listener,
+            admin,
+            limits,
+            config.admin_workers.get(),
+            metrics.clone(),
+            shutdown_rx,
+        )?,
     ];
     tracing::info!(%public_addr, %admin_addr, "statusd listening");
     Ok(Running {
@@ -310,16 +317,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Serves the admin plane on its own thread and single-threaded runtime: an issuer batch of
-/// 10,000 items is milliseconds of CPU at a time, and on the public plane's workers it would
-/// hold up lookups queued behind it. The public workers never run admin work this way, and on
-/// Linux the admin thread also runs at a lower priority (nice +10): when CPU is short, verifiers
-/// come first and issuer batches take what is left.
+/// Serves the admin plane on its own runtime and threads (`--admin-workers`, default 1): an
+/// issuer batch of 10,000 items is milliseconds of CPU at a time, and on the public plane's
+/// workers it would hold up lookups queued behind it. The public workers never run admin work
+/// this way, and on Linux the admin threads also run at a lower priority (nice +10): when CPU is
+/// short, verifiers come first and issuer batches take what is left.
 
 fn spawn_admin(
     listener: TcpListener,
     admin: Admin,
     limits: Limits,
+    workers: usize,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -328,7 +336,11 @@ fn spawn_admin(
         .name("statusd-admin".into())
         .spawn(move || {
             server::lower_priority(server::BACKGROUND_NICE);
-            let rt = match tokio::runtime::Builder::new_current_thread()
+            // Its own workers (`--admin-workers`), every one at the background priority.
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name("statusd-admin")
+                .on_thread_start(|| server::lower_priority(server::BACKGROUND_NICE))
                 .enable_all()
                 .build()
             {

@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// with `Retry-After: 1` at once instead of queueing. Default: [`DEFAULT_MAX_INFLIGHT`].
     #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
+    /// Worker threads of the admin plane (issuer API, health, metrics), all at a lower priority
+    /// than the public plane's. 1 keeps lookups fastest while issuer batches flow; 2 lets a
+    /// replica that mostly serves the issuer take batches in parallel.
+    #[arg(long, env = "STATUSD_ADMIN_WORKERS", default_value_t = 1)]
+    pub admin_workers: usize,
     /// Seconds a client has to send its request headers.
     #[arg(long, env = "STATUSD_HEADER_READ_TIMEOUT", default_value_t = 10)]
     pub header_read_timeout: u64,
@@ -135,6 +140,8 @@ pub struct Config {
     pub max_connections: NonZeroUsize,
     /// Public-plane requests in flight past which new ones are shed with 503.
     pub max_inflight: NonZeroUsize,
+    /// Worker threads of the admin runtime.
+    pub admin_workers: NonZeroUsize,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub demo: bool,
@@ -286,6 +293,9 @@ impl Config {
                 "must be at least 1 (it bounds requests in flight; 503 beyond it)",
             )
         })?;
+        let admin_workers = NonZeroUsize::new(args.admin_workers)
+            .filter(|n| n.get() <= 64)
+            .ok_or_else(|| err("admin-workers", "ADMIN_WORKERS", "must be between 1 and 64"))?;
         if args.header_read_timeout == 0 {
             return Err(err(
                 "header-read-timeout",
@@ -367,6 +377,7 @@ impl Config {
             reencode_interval: Duration::from_secs(args.reencode_interval),
             max_connections,
             max_inflight,
+            admin_workers,
             header_read_timeout: Duration::from_secs(args.header_read_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             demo: args.demo,
@@ -471,6 +482,22 @@ mod tests {
         let e = parse(&["--demo", "--max-inflight", "0"]).unwrap_err();
         assert_eq!((e.flag, e.env), ("max-inflight", "MAX_INFLIGHT"));
         assert!(e.reason.contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn admin_workers_default_to_one_and_are_bounded() {
+        assert_eq!(parse(&["--demo"]).unwrap().admin_workers.get(), 1);
+        assert_eq!(
+            parse(&["--demo", "--admin-workers", "2"])
+                .unwrap()
+                .admin_workers
+                .get(),
+            2
+        );
+        for bad in ["0", "65"] {
+            let e = parse(&["--demo", "--admin-workers", bad]).unwrap_err();
+            assert_eq!((e.flag, e.env), ("admin-workers", "ADMIN_WORKERS"));
+        }
     }
 
     #[test]
