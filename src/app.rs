@@ -317,7 +317,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Serves the admin plane on its own runtime and threads (`--admin-workers`, default 1): an
+/// Serves the admin plane on its own runtime and threads (`--admin-workers`, default 2): an
 /// issuer batch of 10,000 items is milliseconds of CPU at a time, and on the public plane's
 /// workers it would hold up lookups queued behind it. The public workers never run admin work
 /// this way, and on Linux the admin threads also run at a lower priority (nice +10): when CPU is

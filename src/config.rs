@@ -82,9 +82,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
     /// Worker threads of the admin plane (issuer API, health, metrics), all at a lower priority
-    /// than the public plane's. 1 keeps lookups fastest while issuer batches flow; 2 lets a
-    /// replica that mostly serves the issuer take batches in parallel.
-    #[arg(long, env = "STATUSD_ADMIN_WORKERS", default_value_t = 1)]
+    /// (nice +10) than the public plane's: two take issuer batches in parallel.
+    #[arg(long, env = "STATUSD_ADMIN_WORKERS", default_value_t = 2)]
     pub admin_workers: usize,
     /// Seconds a client has to send its request headers.
     #[arg(long, env = "STATUSD_HEADER_READ_TIMEOUT", default_value_t = 10)]
@@ -485,14 +484,14 @@ mod tests {
     }
 
     #[test]
-    fn admin_workers_default_to_one_and_are_bounded() {
-        assert_eq!(parse(&["--demo"]).unwrap().admin_workers.get(), 1);
+    fn admin_workers_default_to_two_and_are_bounded() {
+        assert_eq!(parse(&["--demo"]).unwrap().admin_workers.get(), 2);
         assert_eq!(
-            parse(&["--demo", "--admin-workers", "2"])
+            parse(&["--demo", "--admin-workers", "1"])
                 .unwrap()
                 .admin_workers
                 .get(),
-            2
+            1
         );
         for bad in ["0", "65"] {
             let e = parse(&["--demo", "--admin-workers", bad]).unwrap_err();
