@@ -56,6 +56,10 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
     ]);
     let bytes = crate::status::ietf::cbor_to_vec(&doc);
     let tmp = path.with_extension("tmp");
+    if let Some(dir) = path.parent() {
+        // On Redis nothing else creates the data directory.
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
     {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(&bytes).map_err(io)?;
@@ -124,4 +128,19 @@ pub fn read(path: &Path) -> Result<Option<Vec<(ListMeta, StatusList)>>, PersistE
         out.push((meta, list));
     }
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_creates_the_data_directory() {
+        let base = std::env::temp_dir().join(format!("statusd-persist-{}", std::process::id()));
+        let path = base.join("not-yet").join(FILE);
+        let _ = std::fs::remove_dir_all(&base);
+        write(&path, &Snapshot::empty()).expect("written into a new directory");
+        assert_eq!(read(&path).unwrap().map(|l| l.len()), Some(0));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
