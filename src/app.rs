@@ -322,7 +322,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 /// workers it would hold up lookups queued behind it. The public workers never run admin work
 /// this way, and on Linux the admin threads also run at a lower priority (nice +10): when CPU is
 /// short, verifiers come first and issuer batches take what is left.
-
 fn spawn_admin(
     listener: TcpListener,
     admin: Admin,
