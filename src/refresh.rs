@@ -549,7 +549,7 @@ impl<S: Store> Refresher<S> {
         now: SystemTime,
     ) -> bool {
         // Until the next look: one tick (the loop waits no longer while signing is paused or
-        // aged artefacts remain), and a second for caches that count `Age` in whole seconds.
+        // aged artefacts remain), plus the seconds of `BuildParams::margin`.
         let margin = self.params.margin();
         let mut changed = false;
         for ls in lists.values_mut() {
