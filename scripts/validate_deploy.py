@@ -414,18 +414,28 @@ def k8s_policy(objects):
         problems.append(f"STATUSD_LISTEN {settings.get('STATUSD_LISTEN')!r} is not on port {PUBLIC_PORT}")
     if settings.get("STATUSD_ADMIN_ALLOW_PUBLIC") != "true":
         problems.append("STATUSD_ADMIN_ALLOW_PUBLIC must be \"true\" for probes and Prometheus to reach 9090")
-    mounts = {m["name"]: m["mountPath"] for m in ctr.get("volumeMounts", [])}
+    mount_list = ctr.get("volumeMounts", [])
+    mounts = {m["name"]: m["mountPath"] for m in mount_list}
     vols = {v["name"]: v for v in spec.get("volumes", [])}
     for var in ("STATUSD_SIGNING_KEY", "STATUSD_ADMIN_TOKENS"):
         path = settings.get(var, "")
-        hit = [(n, m) for n, m in mounts.items() if path.startswith(m + "/")]
+        # A directory mount holding the file, or a subPath mount of exactly that file.
+        hit = [
+            (m["name"], path[len(m["mountPath"]) + 1:])
+            for m in mount_list
+            if "subPath" not in m and path.startswith(m["mountPath"] + "/")
+        ] + [
+            (m["name"], m["subPath"])
+            for m in mount_list
+            if "subPath" in m and path == m["mountPath"]
+        ]
         if not hit:
             problems.append(f"{var}={path!r} is under no volume mount")
             continue
-        vname, mpath = hit[0]
+        vname, key = hit[0]
         secret = vols.get(vname, {}).get("secret")
         items = [i["path"] for i in (secret or {}).get("items", [])]
-        if secret is None or path[len(mpath) + 1:] not in items:
+        if secret is None or key not in items:
             problems.append(f"{var}={path!r} is not a key of the mounted Secret")
     if settings.get("STATUSD_DATA_DIR") not in mounts.values():
         problems.append("STATUSD_DATA_DIR is not a mounted (writable) volume; the root filesystem is read-only")
