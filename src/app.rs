@@ -279,15 +279,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .with_body_timeout(config.header_read_timeout),
     );
     let admin = Admin::new(snapshots.clone(), metrics.clone(), sync.clone()).with_api(issuer_api);
-    let tasks = vec![
-        tokio::spawn(refresher.run(shutdown_rx.clone())),
-        tokio::spawn(crate::consistency::run(
+    // The refresher and the consistency check run beside the admin plane, off the public
+    // workers: applying a 10,000-change batch to a list, or re-reading every list's metadata,
+    // is milliseconds of CPU that lookups would otherwise queue behind.
+    let background: Vec<Background> = vec![
+        Box::pin(refresher.run(shutdown_rx.clone())),
+        Box::pin(crate::consistency::run(
             config.consistency,
             snapshots.clone(),
             store.clone(),
             metrics.clone(),
             shutdown_rx.clone(),
         )),
+    ];
+    let tasks = vec![
         tokio::spawn(server::serve(
             public_listener,
             public,
@@ -300,6 +305,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             admin,
             limits,
             config.admin_workers.get(),
+            background,
             metrics.clone(),
             shutdown_rx,
         )?,
@@ -317,20 +323,28 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Serves the admin plane on its own runtime and threads (`--admin-workers`, default 2): an
-/// issuer batch of 10,000 items is milliseconds of CPU at a time, and on the public plane's
-/// workers it would hold up lookups queued behind it. The public workers never run admin work
-/// this way, and on Linux the admin threads also run at a lower priority (nice +10): when CPU is
-/// short, verifiers come first and issuer batches take what is left.
+/// Work that runs on the background runtime until shutdown.
+type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Serves the admin plane, and runs `background` (the refresher, the consistency check), on
+/// their own runtime and threads (`--admin-workers`, default 2): an issuer batch of 10,000
+/// items is milliseconds of CPU at a time, and on the public plane's workers it would hold up
+/// lookups queued behind it. The public workers never run this work, and on Linux these threads
+/// also run at a lower priority (nice +10): when CPU is short, verifiers come first and the
+/// rest takes what is left. Returns once the admin plane has drained and `background` ended.
 fn spawn_admin(
     listener: TcpListener,
     admin: Admin,
     limits: Limits,
     workers: usize,
+    background: Vec<Background>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = listener.into_std()?;
+    // The runtime is built (and dropped) on its own thread; whether that worked comes back here,
+    // so that a replica without its refresher never starts.
+    let (started, outcome) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("statusd-admin".into())
         .spawn(move || {
@@ -343,20 +357,34 @@ fn spawn_admin(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt,
+                Ok(rt) => {
+                    let _ = started.send(Ok(()));
+                    rt
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "could not start the admin runtime");
+                    let _ = started.send(Err(e));
                     return;
                 }
             };
             rt.block_on(async move {
+                let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
                 match TcpListener::from_std(listener) {
                     Ok(listener) => server::serve(listener, admin, limits, metrics, shutdown).await,
                     Err(e) => tracing::error!(error = %e, "admin listener unusable"),
                 }
+                for task in background {
+                    if let Err(e) = task.await {
+                        tracing::error!(error = %e, "a background task failed");
+                    }
+                }
             });
         })
         .context("starting the admin thread")?;
+    match outcome.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e).context("starting the admin runtime"),
+        Err(_) => anyhow::bail!("the admin thread ended before its runtime started"),
+    }
     Ok(tokio::task::spawn_blocking(move || {
         if thread.join().is_err() {
             tracing::error!("the admin thread panicked");
