@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod requests;
-pub use requests::RequestMetrics;
+use requests::RequestMetrics;
 
 /// Routes of both planes, as metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,11 +281,6 @@ impl Metrics {
     #[inline]
     pub fn observe(&self, route: Route, status: u16, elapsed: Duration, body_bytes: u64) {
         self.requests.observe(route, status, elapsed, body_bytes);
-    }
-
-    /// Responses of `route` with `outcome` (`2xx`, `304`, `4xx`, `5xx`, `other`) so far.
-    pub fn responses(&self, route: Route, outcome: &str) -> u64 {
-        self.requests.count(route, outcome)
     }
 
     /// The Prometheus text exposition.

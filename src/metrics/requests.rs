@@ -122,8 +122,9 @@ impl RequestMetrics {
         t
     }
 
-    /// Responses of `route` with `outcome` so far (tests).
-    pub fn count(&self, route: Route, outcome: &str) -> u64 {
+    /// Responses of `route` with `outcome` so far.
+    #[cfg(test)]
+    fn count(&self, route: Route, outcome: &str) -> u64 {
         let i = OUTCOMES
             .iter()
             .position(|o| *o == outcome)

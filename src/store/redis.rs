@@ -838,28 +838,27 @@ impl Registry for RedisStore {
             .expect("not poisoned")
             .get(list)
             .cloned();
-        if let Some(bitmap) = cached {
-            let meta: Value = redis::cmd("HGETALL")
-                .arg(meta_key(list))
-                .query_async(&mut inner.conn())
-                .await
-                .map_err(|e| inner.error(Some(list), e))?;
-            let meta =
-                parse_meta(list, &meta)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
-            return Ok((meta.version, bitmap));
+        // The version is always read; the bitmap only when this replica holds none.
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("HGETALL").arg(meta_key(list));
+        if cached.is_none() {
+            pipe.cmd("GET").arg(alloc_key(list));
         }
-        let (meta, alloc): (Value, Value) = redis::pipe()
-            .atomic()
-            .cmd("HGETALL")
-            .arg(meta_key(list))
-            .cmd("GET")
-            .arg(alloc_key(list))
+        let replies: Vec<Value> = pipe
             .query_async(&mut inner.conn())
             .await
             .map_err(|e| inner.error(Some(list), e))?;
+        let reply = |i: usize| {
+            replies.get(i).ok_or_else(|| {
+                StoreError::Backend(format!("redis: short reply reading {list:?}'s allocations"))
+            })
+        };
         let meta =
-            parse_meta(list, &meta)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
-        let bitmap = match &alloc {
+            parse_meta(list, reply(0)?)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
+        if let Some(bitmap) = cached {
+            return Ok((meta.version, bitmap));
+        }
+        let bitmap = match reply(1)? {
             Value::Nil => RoaringBitmap::new(),
             v => bitmap_from_redis(
                 bytes_of(v).ok_or_else(|| corrupt(list, "alloc is not a string"))?,
