@@ -248,7 +248,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         params: build_params,
         metrics: metrics.clone(),
         sync: sync.clone(),
-        tick: store.poll_interval(),
         persist_to: Some(persist_path.clone()),
         rejected: Default::default(),
         reencode_every: config.reencode_interval,

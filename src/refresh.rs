@@ -82,8 +82,6 @@ pub struct Refresher<S> {
     pub params: BuildParams,
     pub metrics: Arc<Metrics>,
     pub sync: Arc<SyncState>,
-    /// Longest wait between two synchronisations when nothing signals a change.
-    pub tick: Duration,
     /// Where the last good snapshot is kept for a start while the store is down.
     pub persist_to: Option<PathBuf>,
     /// Lists whose state at a version failed validation, and when: retried every
@@ -136,7 +134,7 @@ impl<S: Store> Refresher<S> {
             let mut wait = match self.sync_once().await {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
-                    self.tick
+                    self.params.tick
                 }
                 Err(e) => {
                     self.metrics.refresh_errors.inc();
@@ -149,7 +147,7 @@ impl<S: Store> Refresher<S> {
             if !self.key_watch.is_ok() || self.has_aged() {
                 // Aged artefacts are looked at every tick: their Cache-Control assumes no
                 // longer wait (a failing store's backoff would be longer).
-                wait = wait.min(self.tick);
+                wait = wait.min(self.params.tick);
             }
             let generation = self.snapshots.load().generation;
             if generation != persisted_generation
@@ -362,23 +360,16 @@ impl<S: Store> Refresher<S> {
     /// was attached.
     async fn attach_finished(&self, lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>) -> bool {
         let finished = self.built.take();
-        // Builds that ended without leaving artefacts panicked: reap and report them.
-        let failed: Vec<_> = {
+        // Every other build that ended is reaped too: one that panicked left no artefacts (its
+        // error is logged), one that finished after `take` left them for the next pass.
+        let ended: Vec<_> = {
             let mut encoding = self.encoding.lock().expect("not poisoned");
             for (id, _) in &finished {
                 encoding.remove(id);
             }
-            let ended: Vec<String> = encoding
-                .iter()
-                .filter(|(_, h)| h.is_finished())
-                .map(|(id, _)| id.clone())
-                .collect();
-            ended
-                .into_iter()
-                .filter_map(|id| encoding.remove(&id).map(|h| (id, h)))
-                .collect()
+            encoding.extract_if(|_, h| h.is_finished()).collect()
         };
-        for (id, handle) in failed {
+        for (id, handle) in ended {
             if let Err(e) = handle.await {
                 tracing::error!(error = %e, list = %id, "artefact build failed");
             }

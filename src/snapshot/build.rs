@@ -36,8 +36,8 @@ pub struct BuildParams {
     pub issuer: String,
     pub ttl: Duration,
     pub lifetime: Duration,
-    /// The refresher's tick: how late it may look at a list again, so how late a re-signing
-    /// due now may start.
+    /// The refresher's tick: the longest wait between two synchronisations when nothing
+    /// signals a change, so how late a re-signing due now may start.
     pub tick: Duration,
 }
 
