@@ -589,7 +589,8 @@ impl<S: Store> Refresher<S> {
         }
         let snapshot =
             build::next_snapshot(&previous, lists, &self.published_keys, &self.params, now);
-        self.snapshots.publish(snapshot);
+        // Gauges first: whoever sees the snapshot (readiness, a scrape right after) sees the
+        // metrics that describe it, even if this thread is preempted in between.
         self.metrics.snapshot_generation.set(generation as i64);
         self.metrics.snapshot_published.set(unix_f64(now));
         self.metrics.lists.set(count as i64);
@@ -597,6 +598,7 @@ impl<S: Store> Refresher<S> {
         if let Some(exp) = earliest_exp {
             self.metrics.token_expiry.set(exp as f64);
         }
+        self.snapshots.publish(snapshot);
         tracing::debug!(generation, lists = count, "published snapshot");
     }
 }
