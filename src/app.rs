@@ -230,15 +230,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         lifetime: config.token_lifetime,
         tick: store.poll_interval(),
     };
-    let issuer_api = Arc::new(crate::admin::api::Api::new(
-        Issuer::new(
-            store.clone(),
-            build_params.clone(),
-            config.issuer_settings.clone(),
-        ),
-        tokens,
-        metrics.clone(),
-    ));
+    let issuer_api = Arc::new(
+        crate::admin::api::Api::new(
+            Issuer::new(
+                store.clone(),
+                build_params.clone(),
+                config.issuer_settings.clone(),
+            ),
+            tokens,
+            metrics.clone(),
+        )
+        .with_body_timeout(config.header_read_timeout),
+    );
     let refresher = Refresher {
         store: store.clone(),
         snapshots: snapshots.clone(),

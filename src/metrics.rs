@@ -108,6 +108,10 @@ pub struct Metrics {
     pub refresh_errors: IntCounter,
     pub last_sync: Gauge,
     pub connections_refused: IntCounter,
+    /// Connections closed to make room at the connection limit: they had sent no request.
+    pub connections_displaced: IntCounter,
+    /// Connections closed because no request head arrived within the header read timeout.
+    pub connections_timed_out: IntCounter,
     /// Public-plane requests answered 503 at once because `--max-inflight` were in flight.
     pub requests_shed: IntCounter,
     /// Allocated share of each list's indices (issuer API), by list.
@@ -265,6 +269,16 @@ impl Metrics {
             connections_refused: counter(
                 "connections_refused_total",
                 "Connections closed at once because the connection limit was reached",
+            ),
+            connections_displaced: counter(
+                "connections_displaced_total",
+                "Connections that had sent no request, closed to make room for a new one at the \
+                 connection limit",
+            ),
+            connections_timed_out: counter(
+                "connections_timed_out_total",
+                "Connections closed because no request head arrived within the header read \
+                 timeout",
             ),
             requests_shed: counter(
                 "requests_shed_total",

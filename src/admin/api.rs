@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::status::Bits;
 use crate::store::{check_id, NewList, StoreError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -64,6 +64,8 @@ pub struct Api {
     issuer: Issuer,
     tokens: Tokens,
     metrics: Arc<Metrics>,
+    /// Time a request body has to arrive (`--header-read-timeout`, as on the public plane).
+    body_timeout: std::time::Duration,
 }
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {
@@ -237,7 +239,14 @@ impl Api {
             issuer,
             tokens,
             metrics,
+            body_timeout: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// Gives request bodies `timeout` to arrive (408 after it).
+    pub fn with_body_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.body_timeout = timeout;
+        self
     }
 
     /// Answers `/v1/…` requests; `None` for other paths.
@@ -270,7 +279,7 @@ impl Api {
         Ok(caller)
     }
 
-    async fn body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Problem> {
+    async fn body(&self, req: Request<Incoming>, limit: usize) -> Result<Bytes, Problem> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -280,14 +289,8 @@ impl Api {
         if !is_json {
             return Err(Problem::UnsupportedMediaType);
         }
-        match Limited::new(req.into_body(), limit).collect().await {
-            Ok(b) => Ok(b.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::TooLarge {
-                what: "the request body",
-                limit,
-            }),
-            Err(e) => Err(Problem::BadBody(format!("reading the body failed: {e}"))),
-        }
+        let (parts, body) = req.into_parts();
+        crate::http::head::read_body(body, &parts.headers, limit, self.body_timeout).await
     }
 
     async fn serve(
@@ -307,7 +310,7 @@ impl Api {
                 }
                 Method::POST => {
                     let caller = self.authorise(&req, Scope::Admin)?;
-                    let body: CreateList = parse(&Self::body(req, MAX_BODY).await?)?;
+                    let body: CreateList = parse(&self.body(req, MAX_BODY).await?)?;
                     self.create_list(&caller, body).await
                 }
                 _ => not_allowed("GET, POST"),
@@ -327,7 +330,7 @@ impl Api {
                     return not_allowed("POST");
                 }
                 let caller = self.authorise(&req, Scope::Write)?;
-                let op: Json = parse(&Self::body(req, MAX_BODY).await?)?;
+                let op: Json = parse(&self.body(req, MAX_BODY).await?)?;
                 let op = match op {
                     Json::Object(mut m) => {
                         if m.contains_key("op") {
@@ -353,7 +356,7 @@ impl Api {
                     return not_allowed("GET, POST");
                 }
                 let caller = self.authorise(&req, Scope::Write)?;
-                let ops = parse_batch(&Self::body(req, MAX_BATCH_BODY).await?)?;
+                let ops = parse_batch(&self.body(req, MAX_BATCH_BODY).await?)?;
                 self.batch(&caller, ops).await
             }
             Route::Credential(id) => {
@@ -389,7 +392,7 @@ impl Api {
                     return not_allowed("POST");
                 }
                 let caller = self.authorise(&req, Scope::Write)?;
-                let body = Self::body(req, MAX_BODY).await?;
+                let body = self.body(req, MAX_BODY).await?;
                 let op = match action {
                     "suspend" | "reinstate" => {
                         let b: HoldBody = parse(&body)?;

@@ -112,7 +112,12 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
         let start = Instant::now();
         let this = self.clone();
         Box::pin(async move {
-            let (route, resp) = if let Err(p) = crate::http::check_header_size(req.headers()) {
+            let head = crate::http::head::check_header_size(req.headers())
+                .and_then(|()| crate::http::head::check(req.version(), req.headers()))
+                .and_then(|()| {
+                    crate::http::head::single(req.headers(), header::AUTHORIZATION, "Authorization")
+                });
+            let (route, resp) = if let Err(p) = head {
                 // Checked before any token is read: an over-long Authorization is refused as
                 // such, on every route.
                 let route = if req.uri().path().starts_with("/v1/") {

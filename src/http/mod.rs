@@ -11,8 +11,11 @@
 //! lookups whose body arrives slowly count, answered lookups do not. Past `--max-inflight`, a
 //! request is answered 503 `overloaded` at once, from a prebuilt response.
 
+pub mod head;
 pub mod negotiate;
 pub mod problem;
+
+pub use head::{check_header_size, MAX_HEADER_BYTES};
 
 use crate::metrics::{Metrics, Route};
 use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC_JWT_TYPE};
@@ -20,7 +23,7 @@ use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotSto
 use crate::status::{sparse, w3c::Purpose, Status};
 use crate::store::MAX_ID_LEN;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -40,8 +43,6 @@ pub const VC_OFFERS: &[&str] = &[VC_JWT_TYPE, "application/jwt"];
 pub const MAX_BATCH: usize = 1000;
 /// Largest batch lookup body: 1,000 ten-digit indices with separators fit comfortably.
 pub const MAX_BATCH_BODY: usize = 16 * 1024;
-/// Largest total size of request headers we answer (hyper's own buffer limit is a backstop).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -230,7 +231,7 @@ fn static_value(s: String) -> HeaderValue {
 }
 
 /// The bytes of a prebuilt body.
-fn body_bytes(body: Full<Bytes>) -> Bytes {
+pub(crate) fn body_bytes(body: Full<Bytes>) -> Bytes {
     use hyper::body::Body as _;
     let mut body = std::pin::pin!(body);
     let waker = std::task::Waker::noop();
@@ -240,28 +241,9 @@ fn body_bytes(body: Full<Bytes>) -> Bytes {
     }
 }
 
-/// Header size as hyper parsed it: names, values and the `: ` and CRLF around each.
-fn header_bytes(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum()
-}
-
-/// 431 past [`MAX_HEADER_BYTES`] of request headers. Both planes answer it: hyper's own buffer
-/// limit (4 times larger) is only a backstop.
-pub fn check_header_size(headers: &HeaderMap) -> Result<(), Problem> {
-    if header_bytes(headers) > MAX_HEADER_BYTES {
-        Err(Problem::HeadersTooLarge {
-            limit: MAX_HEADER_BYTES,
-        })
-    } else {
-        Ok(())
-    }
-}
-
-fn get(headers: &HeaderMap, name: HeaderName) -> Option<&[u8]> {
-    headers.get(name).map(HeaderValue::as_bytes)
+/// A list-valued request field, repeated fields combined ([`head::list_field`]).
+fn get(headers: &HeaderMap, name: HeaderName) -> Option<std::borrow::Cow<'_, [u8]>> {
+    head::list_field(headers, name)
 }
 
 /// A path segment that is a valid list id.
@@ -290,13 +272,6 @@ pub fn parse_index(seg: &str) -> Result<u64, Problem> {
         return Err(Problem::BadIndex);
     }
     Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-fn has_query_param(query: Option<&str>, name: &str) -> bool {
-    query.is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv.split_once('=').map_or(kv, |(k, _)| k) == name)
-    })
 }
 
 /// Appends `n` in decimal without allocating beyond `out`.
@@ -415,13 +390,14 @@ impl Inner {
             Route::StatusList => {
                 read_only("GET, HEAD, OPTIONS")?;
                 let id = list_id(arg1)?;
-                if has_query_param(query, "time") {
+                if head::has_query_param(query, "time") {
                     return Err(Problem::HistoryNotSupported);
                 }
                 let list = lookup_list(snap, id, false)?;
                 signed(list)?;
-                let chosen = negotiate::choose_media(get(headers, header::ACCEPT), LIST_OFFERS)
-                    .ok_or(Problem::NotAcceptable {
+                let chosen =
+                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), LIST_OFFERS)
+                        .ok_or(Problem::NotAcceptable {
                         offered: LIST_OFFERS,
                     })?;
                 let a = &list.artefacts;
@@ -439,7 +415,7 @@ impl Inner {
                     .w3c(purpose)
                     .filter(|r| !r.body.is_empty())
                     .ok_or(Problem::UnknownPurpose)?;
-                negotiate::choose_media(get(headers, header::ACCEPT), VC_OFFERS)
+                negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), VC_OFFERS)
                     .ok_or(Problem::NotAcceptable { offered: VC_OFFERS })?;
                 Ok(self.list_response(list, rep, headers))
             }
@@ -464,7 +440,7 @@ impl Inner {
 
     fn lookup_response(&self, id: &str, idx: u64, status: Status, headers: &HeaderMap) -> Resp {
         let etag = &self.lookup_etags[usize::from(status.0)];
-        if let Some(inm) = get(headers, header::IF_NONE_MATCH) {
+        if let Some(inm) = get(headers, header::IF_NONE_MATCH).as_deref() {
             if negotiate::none_match(inm, etag.as_bytes()) {
                 let mut r = response(Bytes::new(), 3);
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -504,12 +480,13 @@ impl Inner {
         let gz = rep
             .gzip
             .as_ref()
-            .filter(|_| negotiate::accepts_gzip(get(headers, header::ACCEPT_ENCODING)));
+            .filter(|_| negotiate::accepts_gzip(get(headers, header::ACCEPT_ENCODING).as_deref()));
         let (body, etag) = match gz {
             Some((b, e)) => (b, e),
             None => (&rep.body, &rep.etag),
         };
         let not_modified = get(headers, header::IF_NONE_MATCH)
+            .as_deref()
             .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
         // A 304 carries 4 fields, a 200 up to 10.
         let mut r = if not_modified {
@@ -551,6 +528,7 @@ impl Inner {
     /// Aggregation and JWKS: small JSON documents with an ETag.
     fn simple(&self, rep: &Representation, headers: &HeaderMap) -> Resp {
         let not_modified = get(headers, header::IF_NONE_MATCH)
+            .as_deref()
             .is_some_and(|inm| negotiate::none_match(inm, rep.etag.as_bytes()));
         let mut r = if not_modified {
             response(Bytes::new(), 4)
@@ -583,24 +561,13 @@ impl Inner {
     async fn batch_inner(&self, req: Request<Incoming>) -> Result<Resp, Problem> {
         let (parts, body) = req.into_parts();
         let id = batch_target(parts.uri.path(), &parts.headers)?.to_owned();
-        let collected = tokio::time::timeout(
+        let bytes = head::read_body(
+            body,
+            &parts.headers,
+            MAX_BATCH_BODY,
             self.settings.body_timeout,
-            Limited::new(body, MAX_BATCH_BODY).collect(),
         )
-        .await
-        .map_err(|_| Problem::BodyTimeout)?;
-        let bytes = collected
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    Problem::TooLarge {
-                        what: "the request body",
-                        limit: MAX_BATCH_BODY,
-                    }
-                } else {
-                    Problem::BadBody("the request body could not be read".into())
-                }
-            })?
-            .to_bytes();
+        .await?;
         self.batch_answer(&id, &bytes)
     }
 
@@ -787,6 +754,14 @@ impl hyper::service::Service<Request<Incoming>> for Public {
             return PublicFuture::Shed(Some(self.overloaded()));
         };
         let start = Instant::now();
+        if let Err(p) = head::check(req.version(), req.headers()) {
+            return PublicFuture::Observed(Observed {
+                inner: ResponseFuture::Ready(Some(p.response())),
+                route: Route::Unmatched,
+                start,
+                slot: Some(slot),
+            });
+        }
         let is_batch = req.method() == Method::POST
             && req.uri().path().starts_with("/statuses/")
             && req.uri().path()[10..].find('/').is_none();
@@ -926,11 +901,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn time_query_detection() {
-        assert!(has_query_param(Some("time=1686925000"), "time"));
-        assert!(has_query_param(Some("a=1&time"), "time"));
-        assert!(!has_query_param(Some("timestamp=1"), "time"));
-        assert!(!has_query_param(None, "time"));
-    }
 }

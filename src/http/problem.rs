@@ -42,6 +42,18 @@ pub enum Problem {
     UnsupportedMediaType,
     /// 431: request headers larger than allowed.
     HeadersTooLarge { limit: usize },
+    /// 400: hyper could not parse the request line or a header field (see `server::guard`).
+    MalformedRequest,
+    /// 414: the request target is past hyper's buffer (see `server::guard`).
+    UriTooLong,
+    /// 400: an HTTP/1.1 request without exactly one valid `Host` field (RFC 9112 §3.2).
+    BadHost(&'static str),
+    /// 400: a field that may appear once appears more than once.
+    RepeatedField(&'static str),
+    /// 501: a transfer coding other than `chunked` (RFC 9112 §6.1).
+    UnsupportedTransferEncoding,
+    /// 415: a request body with a content coding (only identity is accepted).
+    UnsupportedContentEncoding,
     /// 501: historical resolution (`?time=`) is disabled, as draft §12.7 recommends.
     HistoryNotSupported,
     /// 503: no snapshot published yet.
@@ -73,7 +85,11 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         use Problem::*;
         match self {
-            BadListId | BadIndex | BadBody(_) => StatusCode::BAD_REQUEST,
+            BadListId | BadIndex | BadBody(_) | MalformedRequest | BadHost(_)
+            | RepeatedField(_) => StatusCode::BAD_REQUEST,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+            UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NoRoute | UnknownList { .. } | UnknownPurpose | IndexOutOfRange { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -108,6 +124,12 @@ impl Problem {
             SigningUnavailable => "urn:statusd:problem:signing-unavailable",
             BodyTimeout => "urn:statusd:problem:body-timeout",
             BadListId => "urn:statusd:problem:bad-list-id",
+            MalformedRequest => "urn:statusd:problem:malformed-request",
+            UriTooLong => "urn:statusd:problem:uri-too-long",
+            BadHost(_) => "urn:statusd:problem:bad-host",
+            RepeatedField(_) => "urn:statusd:problem:repeated-field",
+            UnsupportedTransferEncoding => "urn:statusd:problem:unsupported-transfer-encoding",
+            UnsupportedContentEncoding => "urn:statusd:problem:unsupported-content-encoding",
             BadIndex => "urn:statusd:problem:bad-index",
             BadBody(_) => "urn:statusd:problem:bad-body",
             NoRoute => "urn:statusd:problem:no-route",
@@ -134,6 +156,12 @@ impl Problem {
         use Problem::*;
         match self {
             BadListId => "Malformed list id",
+            MalformedRequest => "Malformed request",
+            UriTooLong => "Request target too long",
+            BadHost(_) => "Missing or invalid Host",
+            RepeatedField(_) => "Repeated header field",
+            UnsupportedTransferEncoding => "Transfer coding not implemented",
+            UnsupportedContentEncoding => "Unsupported content coding",
             BadIndex => "Malformed index",
             BadBody(_) => "Malformed request body",
             NoRoute => "No such resource",
@@ -180,7 +208,13 @@ impl Problem {
             NotAcceptable { offered } => format!("offered media types: {}", offered.join(", ")),
             TooLarge { what, limit } => format!("{what} is limited to {limit}"),
             UnsupportedMediaType => "send the body as application/json".into(),
-            HeadersTooLarge { limit } => format!("request headers are limited to {limit} bytes"),
+            HeadersTooLarge { limit } => format!("request headers are limited to {limit} bytes and 100 fields"),
+            MalformedRequest => "the request line or a header field is not valid HTTP/1.1 (RFC 9112)".into(),
+            UriTooLong => "the request target is too long".into(),
+            BadHost(why) => (*why).into(),
+            RepeatedField(name) => format!("the {name} field may appear only once"),
+            UnsupportedTransferEncoding => "only the chunked transfer coding is implemented".into(),
+            UnsupportedContentEncoding => "send the request body without a Content-Encoding".into(),
             HistoryNotSupported => "the time parameter is not supported: historical status lists are disabled for privacy".into(),
             NotReady => "no status snapshot has been published yet".into(),
             Stale => "serving the last good snapshot, but the source of truth has not been reached within the staleness limit".into(),
@@ -232,6 +266,12 @@ impl Problem {
         match self {
             Problem::MethodNotAllowed { allow } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Problem::UnsupportedContentEncoding => {
+                h.insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
             }
             Problem::Unauthorized | Problem::AdminDisabled => {
                 h.insert(

@@ -221,3 +221,83 @@ async fn http2_streams_without_window_and_pending_bodies_count_until_reset() {
     drop((answered, send));
     srv.stop().await;
 }
+
+/// Issue 21, finding 1: silent sockets up to the connection limit locked every verifier out of
+/// the public plane, and the admin plane's `/livez` with it. At the limit a new connection now
+/// displaces the oldest one that has not sent a request: real requests are served at once, and
+/// the silent sockets are closed after the header read timeout in any case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_at_the_connection_limit_lock_out_neither_verifiers_nor_livez() {
+    let dir = TempDir::new("silent-limit");
+    let tokens = dir.0.join("tokens");
+    std::fs::write(&tokens, format!("ops admin {ADMIN}\n")).unwrap();
+    let srv = start_with(
+        &dir.0,
+        &[("s", Bits::Two, 1 << 17, vec![(7, 2)])],
+        &[
+            "--max-connections",
+            "16",
+            "--header-read-timeout",
+            "2",
+            "--admin-tokens",
+            tokens.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let lookup = format!("http://{}/statuses/s/7", srv.public_addr);
+    let livez = format!("http://{}/livez", srv.admin_addr);
+    let mut silent = Vec::new();
+    for addr in [srv.public_addr, srv.admin_addr] {
+        for _ in 0..16 {
+            silent.push(TcpStream::connect(addr).await.unwrap());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Well before the silent sockets time out, both planes answer real requests.
+    let started = Instant::now();
+    for _ in 0..5 {
+        let (s, _, body) = get(&lookup, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(get(&livez, &[]).await.0, StatusCode::OK);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered only after {:?}",
+        started.elapsed()
+    );
+    let displaced =
+        crate::support::metric(srv.admin_addr, "statusd_connections_displaced_total").await;
+    // At least one per plane (a closed client connection frees its slot for the next one).
+    assert!(displaced >= 2.0, "{displaced} connections displaced");
+    // Connections serving requests are never displaced: 16 held batch lookups fill the public
+    // limit, and the 17th connection is refused instead.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(slow_batch(srv.public_addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = TcpStream::connect(srv.public_addr).await.unwrap();
+    let _ = extra
+        .write_all(b"GET /statuses/s/7 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut out)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection past a limit of busy ones was served: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    for s in held {
+        assert!(finish(s).await.starts_with("HTTP/1.1 200"));
+    }
+    // And every silent socket has been closed by now (displaced or timed out).
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "a silent socket is still open"
+        );
+    }
+    srv.stop().await;
+}

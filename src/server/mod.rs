@@ -1,5 +1,12 @@
 //! Listeners: the accept loop, connection limits, HTTP/1.1 and HTTP/2 on one port, timeouts
-//! against slow clients, and a graceful drain on shutdown.
+//! against slow and silent clients, and a graceful drain on shutdown.
+//!
+//! At the connection limit a new connection displaces the oldest one that has not sent a
+//! request yet ([`guard::Waiting`]); only when every connection is serving requests is the new
+//! one refused. Silent sockets therefore cannot lock verifiers (or the admin plane's `/livez`)
+//! out, even before their first-request deadline closes them.
+
+pub mod guard;
 
 use crate::http::MAX_HEADER_BYTES;
 use crate::metrics::Metrics;
@@ -45,6 +52,9 @@ pub fn builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// How long a new connection at the limit waits for the slot of the connection it displaced.
+const DISPLACE_WAIT: Duration = Duration::from_secs(1);
+
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // `wait_for` holds a non-Send guard across its await; poll `changed` instead.
@@ -75,6 +85,7 @@ pub async fn serve<S, B>(
     let builder = builder(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut waiting = guard::Waiting::new(limits.max_connections);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -87,17 +98,45 @@ pub async fn serve<S, B>(
                         continue;
                     }
                 };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    metrics.connections_refused.inc();
-                    drop(stream);
-                    continue;
+                let permit = match permits.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    // At the limit: make room by closing the oldest connection that has not
+                    // sent a request, if there is one; its slot comes back within moments.
+                    Err(_) if waiting.displace_oldest() => {
+                        metrics.connections_displaced.inc();
+                        match tokio::time::timeout(DISPLACE_WAIT, permits.clone().acquire_owned()).await {
+                            Ok(Ok(permit)) => permit,
+                            _ => {
+                                metrics.connections_refused.inc();
+                                continue;
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        metrics.connections_refused.inc();
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
+                let state = waiting.admit();
+                let io = guard::GuardedIo::new(
+                    stream,
+                    state.clone(),
+                    limits.header_read_timeout,
+                    metrics.connections_timed_out.clone(),
+                );
+                let service = guard::FirstRequest { inner: service.clone(), state: state.clone() };
+                let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    // Client resets and protocol errors end one connection; nothing to report.
-                    let _ = conn.await;
+                    tokio::select! {
+                        // Client resets and protocol errors end one connection; nothing to
+                        // report (timeouts and displacements are counted where they happen).
+                        _ = conn => {}
+                        _ = state.evicted() => {}
+                    }
+                    state.finish();
                     drop(permit);
                 });
             }

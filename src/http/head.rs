@@ -1,0 +1,319 @@
+//! What every request head must pass on both planes before it is routed (header size, `Host`,
+//! transfer codings), the reading of list-valued fields that may be repeated, and the one way
+//! both planes read a request body (size limit checked before `100 Continue`, content coding,
+//! read timeout).
+//!
+//! Everything here but [`read_body`] runs on the request path: no allocation unless a list
+//! field really is repeated.
+
+use super::problem::Problem;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::header::{self, HeaderMap, HeaderName};
+use hyper::Version;
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// Largest total size of request headers we answer (hyper's own buffer limit is a backstop;
+/// hyper also answers more than 100 fields itself, which `server::guard` turns into the same
+/// 431 problem).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Header size as hyper parsed it: names, values and the `: ` and CRLF around each.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+/// 431 past [`MAX_HEADER_BYTES`] of request headers. Both planes answer it: hyper's own buffer
+/// limit (4 times larger) is only a backstop.
+pub fn check_header_size(headers: &HeaderMap) -> Result<(), Problem> {
+    if header_bytes(headers) > MAX_HEADER_BYTES {
+        Err(Problem::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The protocol checks every request head passes on both planes, before routing: `Host`
+/// (RFC 9112 §3.2: exactly one in HTTP/1.1, at most one otherwise, and a valid
+/// `uri-host[:port]`) and transfer codings (RFC 9112 §6.1: only `chunked` is implemented; hyper
+/// itself refuses a request whose last coding is not `chunked`).
+pub fn check(version: Version, headers: &HeaderMap) -> Result<(), Problem> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == Version::HTTP_11 => {
+            return Err(Problem::BadHost(
+                "an HTTP/1.1 request must carry a Host field (RFC 9112 §3.2)",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(Problem::BadHost(
+                "a request may carry only one Host field (RFC 9112 §3.2)",
+            ))
+        }
+        (Some(host), None) if !valid_host(host.as_bytes()) => {
+            return Err(Problem::BadHost(
+                "the Host field is not a valid host and optional port (RFC 9110 §7.2)",
+            ))
+        }
+        _ => {}
+    }
+    for te in headers.get_all(header::TRANSFER_ENCODING) {
+        let codings = te.as_bytes().split(|&b| b == b',');
+        for coding in codings {
+            if !coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Problem::UnsupportedTransferEncoding);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// 400 when `name` appears more than once (fields that carry one credential, like
+/// `Authorization`).
+pub fn single(headers: &HeaderMap, name: HeaderName, label: &'static str) -> Result<(), Problem> {
+    let mut all = headers.get_all(name).iter();
+    if all.next().is_some() && all.next().is_some() {
+        return Err(Problem::RepeatedField(label));
+    }
+    Ok(())
+}
+
+/// A list-valued field (`Accept`, `Accept-Encoding`, `If-None-Match`): repeated fields are
+/// combined with `", "` as RFC 9110 §5.3 says a recipient may, so that a second `Accept` line
+/// is not silently ignored. Borrowed (no allocation) when the field appears once.
+pub fn list_field(headers: &HeaderMap, name: HeaderName) -> Option<Cow<'_, [u8]>> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    let Some(second) = all.next() else {
+        return Some(Cow::Borrowed(first.as_bytes()));
+    };
+    let mut combined = first.as_bytes().to_vec();
+    for v in std::iter::once(second).chain(all) {
+        combined.extend_from_slice(b", ");
+        combined.extend_from_slice(v.as_bytes());
+    }
+    Some(Cow::Owned(combined))
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2): an IP literal in brackets, or a reg-name /
+/// IPv4 address of unreserved, sub-delim and percent-encoded characters; the port is digits.
+/// An empty value is valid (RFC 9112 §3.2: a target without an authority).
+fn valid_host(b: &[u8]) -> bool {
+    let (host, port) = if b.first() == Some(&b'[') {
+        let Some(end) = b.iter().position(|&c| c == b']') else {
+            return false;
+        };
+        let literal = &b[1..end];
+        let ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || b":._~-!$&'()*+,;=".contains(&c));
+        if !ok {
+            return false;
+        }
+        match &b[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&b[..0], port),
+            _ => return false,
+        }
+    } else {
+        match b.iter().rposition(|&c| c == b':') {
+            Some(i) => (&b[..i], &b[i + 1..]),
+            None => (b, &b[..0]),
+        }
+    };
+    if !port.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let mut i = 0;
+    while i < host.len() {
+        let c = host[i];
+        if c == b'%' {
+            let hex = host.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Reads a request body of at most `limit` bytes within `timeout`. A body declared larger
+/// (`Content-Length`) is refused before a byte is read, so hyper never answers
+/// `Expect: 100-continue` with `100 Continue` for it; a content coding is refused (415); a body
+/// that does not arrive in time is 408.
+pub async fn read_body(
+    body: hyper::body::Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Problem> {
+    if let Some(ce) = headers.get(header::CONTENT_ENCODING) {
+        let identity = ce
+            .as_bytes()
+            .split(|&b| b == b',')
+            .all(|c| c.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        if !identity {
+            return Err(Problem::UnsupportedContentEncoding);
+        }
+    }
+    let too_large = Problem::TooLarge {
+        what: "the request body",
+        limit,
+    };
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large);
+    }
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| Problem::BodyTimeout)?;
+    match collected {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
+        Err(_) => Err(Problem::BadBody(
+            "the request body could not be read".into(),
+        )),
+    }
+}
+
+/// Whether the query has a parameter named `name`, comparing names after percent-decoding
+/// (`?%74ime=` is `?time=`). Allocation-free.
+pub fn has_query_param(query: Option<&str>, name: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| decoded_eq(kv.split_once('=').map_or(kv, |(k, _)| k), name))
+    })
+}
+
+/// `raw`, percent-decoded (and `+` read as a space, as form encoding writes it), equals `name`.
+fn decoded_eq(raw: &str, name: &str) -> bool {
+    let raw = raw.as_bytes();
+    let mut want = name.bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        let c = match raw[i] {
+            b'%' => match raw
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+            {
+                Some(h) if h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    i += 2;
+                    u8::from_str_radix(h, 16).unwrap_or(b'%')
+                }
+                _ => b'%',
+            },
+            b'+' => b' ',
+            c => c,
+        };
+        if want.next() != Some(c) {
+            return false;
+        }
+        i += 1;
+    }
+    want.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in fields {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn host_is_required_once_and_valid() {
+        let ok = |f: &[(&'static str, &'static str)], v| check(v, &headers(f)).is_ok();
+        assert!(ok(&[("host", "example.com")], Version::HTTP_11));
+        assert!(ok(&[("host", "127.0.0.1:8080")], Version::HTTP_11));
+        assert!(ok(&[("host", "[::1]:8080")], Version::HTTP_11));
+        assert!(ok(&[("host", "")], Version::HTTP_11));
+        assert!(ok(
+            &[("host", "xn--bcher-kva.example%2e")],
+            Version::HTTP_11
+        ));
+        assert!(ok(&[], Version::HTTP_10));
+        assert!(ok(&[], Version::HTTP_2));
+        assert!(!ok(&[], Version::HTTP_11));
+        assert!(!ok(&[("host", "a"), ("host", "b")], Version::HTTP_11));
+        assert!(!ok(&[("host", "a"), ("host", "a")], Version::HTTP_2));
+        for bad in [
+            "a b", "a/b", "a@b", "a:80x", "::1", "[::1", "[]", "[::1]x", "a%zz", "a%2", "a\"b",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_chunked_is_implemented() {
+        let te = |v| {
+            check(
+                Version::HTTP_11,
+                &headers(&[("host", "a"), ("transfer-encoding", v)]),
+            )
+        };
+        assert!(te("chunked").is_ok());
+        assert!(te(" Chunked ").is_ok());
+        assert_eq!(
+            te("gzip, chunked"),
+            Err(Problem::UnsupportedTransferEncoding)
+        );
+        assert_eq!(te("chunked, chunked"), Ok(()));
+    }
+
+    #[test]
+    fn repeated_list_fields_are_combined() {
+        let h = headers(&[("accept", "application/cwt"), ("accept", "*/*;q=0.1")]);
+        assert_eq!(
+            list_field(&h, header::ACCEPT).as_deref(),
+            Some(&b"application/cwt, */*;q=0.1"[..])
+        );
+        let h = headers(&[("accept", "application/cwt")]);
+        assert!(matches!(
+            list_field(&h, header::ACCEPT),
+            Some(Cow::Borrowed(_))
+        ));
+        assert!(list_field(&h, header::IF_NONE_MATCH).is_none());
+    }
+
+    #[test]
+    fn query_names_are_compared_decoded() {
+        assert!(has_query_param(Some("time=1"), "time"));
+        assert!(has_query_param(Some("a=1&time"), "time"));
+        assert!(!has_query_param(Some("timestamp=1"), "time"));
+        assert!(has_query_param(Some("a=1&%74ime=1"), "time"));
+        assert!(has_query_param(Some("%74%69%6D%65"), "time"));
+        assert!(!has_query_param(Some("times=1"), "time"));
+        assert!(!has_query_param(Some("tim=1"), "time"));
+        assert!(!has_query_param(Some("%7"), "time"));
+        assert!(!has_query_param(None, "time"));
+    }
+
+    #[test]
+    fn a_second_authorization_is_refused() {
+        let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert_eq!(
+            single(&h, header::AUTHORIZATION, "Authorization"),
+            Err(Problem::RepeatedField("Authorization"))
+        );
+        let h = headers(&[("authorization", "Bearer a")]);
+        assert!(single(&h, header::AUTHORIZATION, "Authorization").is_ok());
+    }
+}
