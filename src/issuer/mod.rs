@@ -19,6 +19,7 @@
 
 pub mod alloc;
 pub mod auth;
+pub mod kinds;
 pub mod record;
 
 use crate::snapshot::build::BuildParams;
@@ -73,6 +74,8 @@ pub struct Settings {
     pub list_size: u32,
     /// The pool of registrations that name none.
     pub default_purpose: String,
+    /// The accepted credential kinds and which may be parents.
+    pub kinds: kinds::Kinds,
 }
 
 impl Default for Settings {
@@ -83,6 +86,7 @@ impl Default for Settings {
             list_bits: Bits::Two,
             list_size: 1 << 20,
             default_purpose: "default".into(),
+            kinds: kinds::Kinds::default(),
         }
     }
 }
@@ -710,7 +714,12 @@ impl Issuer {
         let invalid: Vec<(usize, ItemProblem)> = ops
             .iter()
             .enumerate()
-            .filter_map(|(i, op)| op.check().err().map(|e| (i, e)))
+            .filter_map(|(i, op)| {
+                op.check()
+                    .and_then(|()| self.settings.kinds.check(op))
+                    .err()
+                    .map(|e| (i, e))
+            })
             .collect();
         if !invalid.is_empty() {
             return Err(IssuerError::Invalid(invalid));
@@ -1194,10 +1203,14 @@ impl Issuer {
             return Err(Step::Item(ItemProblem::new(
                 "registration-conflict",
                 format!(
-                    "{:?} is already registered with different parameters (kind {:?}, parent {:?})",
+                    "{:?} is already registered with different parameters: kind {:?}, {}; \
+                     a retry must repeat them, a new card needs a new id",
                     r.credential_id,
                     rec.kind,
-                    rec.parent.as_ref().map(|p| &p.credential_id)
+                    match &rec.parent {
+                        Some(p) => format!("parent {:?}", p.credential_id),
+                        None => "no parent".to_owned(),
+                    }
                 ),
             )));
         }
@@ -1242,8 +1255,8 @@ impl Issuer {
                         format!("parent {p:?} has no record"),
                     ))
                 })?;
-                if !prec.is_physical() {
-                    return Err(Step::Item(RuleError::ParentNotPhysical(p.clone()).into()));
+                if !self.settings.kinds.may_be_parent(&prec.kind) {
+                    return Err(Step::Item(self.settings.kinds.not_a_parent(p, &prec.kind)));
                 }
                 if let Some(purpose) = &r.purpose {
                     if lists[&at.list].meta.purpose.as_ref() != Some(purpose) {
