@@ -97,7 +97,8 @@ fn broken_pipe_on_stdout_ends_every_printing_command_quietly() {
 /// A `statusd serve --demo` in `dir`, its log read on a thread.
 struct Demo {
     child: Child,
-    log: mpsc::Receiver<String>,
+    /// Kept so the reading thread keeps draining statusd's stderr.
+    _log: mpsc::Receiver<String>,
     /// What it logged before it listened.
     startup: Vec<String>,
     admin: String,
@@ -145,7 +146,7 @@ impl Demo {
             .to_owned();
         Demo {
             child,
-            log,
+            _log: log,
             startup,
             admin,
         }
@@ -195,7 +196,7 @@ fn the_walkthrough_messages_say_what_to_do_next() {
     );
     drop(taken);
 
-    let mut demo = Demo::start(d);
+    let demo = Demo::start(d);
     let admin_url = format!("http://{}", demo.admin);
     let tokens = "statusd-data/demo-admin-tokens";
     let cred = |args: &[&str], token: bool| {
@@ -461,7 +462,10 @@ fn scripts_never_pip_install_into_the_system_python() {
         };
         for (n, line) in text.lines().enumerate() {
             let code = line.split('#').next().unwrap_or("");
-            if !(code.contains("pip install") || code.contains("pip3 install")) {
+            let installs_with_pip = ["pip install", "pip3 install", "pip\" install"]
+                .iter()
+                .any(|p| code.contains(p));
+            if !installs_with_pip {
                 continue;
             }
             // Container images build their own Python; only the host's matters here.
