@@ -80,7 +80,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Most requests the public plane holds in flight; past it, new requests are answered 503
     /// with `Retry-After: 1` at once instead of queueing.
-    #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = DEFAULT_MAX_INFLIGHT)]
+    #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
     /// Worker threads of the admin plane (issuer API, health, metrics), all at a lower priority
     /// (nice +10) than the public plane's: two take issuer batches in parallel.

@@ -570,3 +570,65 @@ fn k6_is_installed_into_a_virtual_environment_of_its_own() {
         .unwrap();
     assert!(!found.success(), "k6 is installed in the system Python");
 }
+
+/// Issue 19 item 3: the README's quick start says what a new user needs to know: the two
+/// set-up commands and no more, the second terminal, how to get `statusd` on the PATH, what a
+/// fresh machine needs, the guides it points to, and every `serve` setting.
+#[test]
+fn readme_quick_start_tells_a_new_user_what_to_expect() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let setup = readme
+        .split("## Set up")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Set up section");
+    let first_block = setup
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let commands: Vec<&str> = first_block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        commands.len(),
+        2,
+        "exactly two set-up commands: {commands:?}"
+    );
+    assert!(commands[0].starts_with("cargo run --release -- serve --demo"));
+    assert!(commands[1].starts_with("scripts/test"));
+    for needed in [
+        "second terminal",
+        "keeps the terminal",
+        "cargo install --path .",
+        "target/release/statusd",
+        "python3",
+        "venv",
+        "curl",
+        "the first time",
+        "statusd completions",
+        "statusd man",
+    ] {
+        assert!(setup.contains(needed), "Set up does not say {needed:?}");
+    }
+    for link in ["(loadtest/README.md)", "(deploy/cdn/README.md)"] {
+        assert!(readme.contains(link), "README does not link {link}");
+    }
+    let help = run(&["serve", "--help"], &repo());
+    let help = String::from_utf8(help.stdout).unwrap();
+    let mut vars = 0;
+    for var in help
+        .split("[env: ")
+        .skip(1)
+        .map(|rest| rest.split(['=', ']']).next().unwrap())
+    {
+        vars += 1;
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "README's configuration table lacks {var}"
+        );
+    }
+    assert!(vars > 20, "serve --help lists its variables");
+}
