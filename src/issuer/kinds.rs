@@ -90,7 +90,7 @@ impl Kinds {
         let Operation::Register(r) = op else {
             return Ok(());
         };
-        if !self.accepted.iter().any(|k| *k == r.kind) {
+        if !self.accepted.contains(&r.kind) {
             return Err(ItemProblem::bad(format!(
                 "kind {:?} is not accepted; the accepted kinds are {} (the server's \
                  STATUSD_CREDENTIAL_KINDS)",
