@@ -651,9 +651,12 @@ async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow:
             .to_bytes();
         anyhow::Ok((status, body))
     };
-    let (status, body) = tokio::time::timeout(timeout, answer)
-        .await
-        .map_err(|_| anyhow::anyhow!("fetching {url}: no complete answer within {timeout:?}"))??;
+    let (status, body) = tokio::time::timeout(timeout, answer).await.map_err(|_| {
+        anyhow::anyhow!(
+            "fetching {url}: no complete answer within {} s",
+            timeout.as_secs()
+        )
+    })??;
     if !status.is_success() {
         bail!(
             "fetching {url}: HTTP {status}: {}",
