@@ -462,7 +462,10 @@ pub struct ListView {
     /// Whether new top-level cards are still allocated here.
     pub open: bool,
     pub version: u64,
+    /// Unix seconds of the last change, for machines.
     pub updated_at: u64,
+    /// The same as an RFC 3339 UTC time, for people.
+    pub updated: String,
 }
 
 /// The issuer: batches against the configured store.
@@ -575,6 +578,10 @@ impl Issuer {
             open: m.purpose.is_some() && fill < self.settings.fill_threshold,
             version: m.version,
             updated_at: m.updated_at,
+            updated: humantime::format_rfc3339_seconds(
+                UNIX_EPOCH + std::time::Duration::from_secs(m.updated_at),
+            )
+            .to_string(),
         }
     }
 

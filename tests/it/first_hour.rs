@@ -277,6 +277,30 @@ fn the_walkthrough_messages_say_what_to_do_next() {
             .as_millis(),
         u128::from(ms)
     );
+    // So does `lists show`, beside the Unix seconds.
+    let out = run(
+        &[
+            "lists",
+            "--admin-url",
+            &admin_url,
+            "--token-file",
+            tokens,
+            "show",
+            "default-1",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let updated = humantime::parse_rfc3339(list["updated"].as_str().expect("updated is text"))
+        .expect("updated is RFC 3339");
+    assert_eq!(
+        updated
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        list["updated_at"].as_u64().unwrap()
+    );
     // And over a closed pipe, quietly.
     let args = [
         "credentials",
