@@ -656,3 +656,115 @@ fn readme_quick_start_tells_a_new_user_what_to_expect() {
     }
     assert!(vars > 20, "serve --help lists its variables");
 }
+
+/// Issue 19 item 5, end to end: an operator adds `driver-licence` (a parent kind) and `veteran`;
+/// a veteran card derived from a driver licence follows its holds and revocation, a `mobile`
+/// card cannot be a parent, and an unknown kind is a problem that lists the accepted ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_credential_kinds_register_cascade_and_refuse_the_rest() {
+    use crate::support::{problem, request, start_with};
+    use bytes::Bytes;
+    use hyper::{Method, StatusCode};
+    use serde_json::{json, Value};
+
+    const TOKEN: &str = "kinds-writer-0123456789abcdef";
+    let dir = TempDir::new("kinds");
+    let tokens = dir.0.join("tokens");
+    std::fs::write(&tokens, format!("ops admin {TOKEN}\n")).unwrap();
+    let running = start_with(
+        &dir.0,
+        &[("other", statusd::status::Bits::Two, 1024, Vec::new())],
+        &[
+            "--admin-tokens",
+            tokens.to_str().unwrap(),
+            "--list-size",
+            "131072",
+            "--credential-kinds",
+            "physical,mobile,driver-licence,veteran",
+            "--parent-kinds",
+            "physical,driver-licence",
+        ],
+    )
+    .await;
+    let admin = running.admin_addr;
+    let call = |method: Method, path: String, body: Option<Value>| async move {
+        let auth = format!("Bearer {TOKEN}");
+        let (status, headers, bytes) = request(
+            method,
+            &format!("http://{admin}{path}"),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            body.map(|b| Bytes::from(b.to_string())),
+        )
+        .await;
+        if status.is_success() {
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        } else {
+            (status, problem(status, &headers, &bytes))
+        }
+    };
+    let register = |id: &'static str, kind: &'static str, parent: Option<&'static str>| {
+        let mut body = json!({"credential_id": id, "kind": kind});
+        if let Some(p) = parent {
+            body["parent"] = json!(p);
+        }
+        call(Method::POST, "/v1/credentials".into(), Some(body))
+    };
+    let status_of = |id: &'static str| async move {
+        let (s, v) = call(Method::GET, format!("/v1/credentials/{id}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["status"].as_str().unwrap().to_owned()
+    };
+
+    let (s, v) = register("dl-1", "driver-licence", None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = register("vet-1", "veteran", Some("dl-1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // A hold on the parent holds the derived card; revoking it revokes both.
+    let (s, v) = call(
+        Method::POST,
+        "/v1/credentials/dl-1/suspend".into(),
+        Some(json!({"reason": "reported lost"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(status_of("vet-1").await, "SUSPENDED");
+    let (s, v) = call(
+        Method::POST,
+        "/v1/credentials/dl-1/revoke".into(),
+        Some(json!({"reason": "licence withdrawn"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(status_of("vet-1").await, "INVALID");
+
+    // mobile is accepted but not a parent kind here.
+    let (s, v) = register("m-1", "mobile", None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = register("vet-2", "veteran", Some("m-1")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["type"], "urn:statusd:problem:parent-not-physical");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("only physical and driver-licence cards may have derived cards"),
+        "{v}"
+    );
+
+    // An unknown kind: 400 listing the accepted ones, and nothing registered.
+    let (s, v) = register("x-1", "veterans", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the accepted kinds are physical, mobile, driver-licence and veteran"),
+        "{v}"
+    );
+    let (s, _) = call(Method::GET, "/v1/credentials/x-1".into(), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    running.stop().await;
+}
