@@ -6,6 +6,7 @@
 //! | [`record`] | the lifecycle rules, pure: holds, cascades, terminal revocation, audit |
 //! | [`alloc`]  | unpredictable, uniform, never-reused index allocation                  |
 //! | [`auth`]   | admin bearer tokens and scopes                                         |
+//! | [`kinds`]  | the accepted credential kinds and which may be parents (configuration) |
 //! | this file  | batches: validate everything, plan against the store, commit per list  |
 //!
 //! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
