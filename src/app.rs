@@ -173,13 +173,29 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
     Ok(AnyStore::Embedded(store))
 }
 
+/// Binds one listener; a port in use names the flag that moves it.
+async fn bind(addr: SocketAddr, plane: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(" (is another statusd running? choose another address with {flag})")
+        } else {
+            String::new()
+        };
+        anyhow::Error::new(e).context(format!("binding the {plane} listener on {addr}{hint}"))
+    })
+}
+
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    // Bind and open the store first: a port in use or a data directory another statusd holds
+    // must fail before --demo writes a key, tokens or lists that nothing will serve.
+    let public_listener = bind(config.listen, "public", "--listen").await?;
+    let admin_listener = bind(config.admin_listen, "admin", "--admin-listen").await?;
+    let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
     let (key, key_file) = signing_key(config)?;
     let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
-    let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
     if config.demo {
         // A store that is down must not stop a replica from serving its last good snapshot.
         if let Err(e) = demo::seed_if_empty(store.as_ref()).await {
@@ -201,12 +217,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let snapshots = Arc::new(SnapshotStore::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let public_listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding the public listener on {}", config.listen))?;
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .with_context(|| format!("binding the admin listener on {}", config.admin_listen))?;
     let public_addr = public_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     // With port 0 the public URL default must name the port actually bound.
@@ -263,7 +273,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     match persist::read(&persist_path) {
         Ok(Some(lists)) => {
             let n = refresher.restore(lists);
-            tracing::info!(lists = n, path = %persist_path.display(), "serving the last good snapshot until the store answers");
+            // A normal restart: the embedded store answers at once, so this is only the first
+            // tens of milliseconds; with Redis it is also what keeps a replica serving while
+            // Redis is down.
+            if config.redis_url.is_some() {
+                tracing::info!(lists = n, path = %persist_path.display(), "restored the last published snapshot; serving it until Redis answers the first sync");
+            } else {
+                tracing::info!(lists = n, path = %persist_path.display(), "restored the last published snapshot; serving it while the embedded store loads");
+            }
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring an unreadable last good snapshot"),

@@ -1,6 +1,10 @@
 //! The command line: `serve`, `keygen`, `inspect`, `seed`, `health`, and the operator's client
 //! of the issuer API (`credentials`, `lists`). Parsing is clap's; each command is a thin call
-//! into the library. Errors surface as `anyhow` chains, printed by `main`.
+//! into the library. Errors surface as `anyhow` chains, printed by `main` through [`report`].
+//!
+//! Output goes through [`print_out`], never `println!`: a reader that closes the pipe early
+//! (`statusd inspect … --all | head`) ends the command quietly with exit 0, as ripgrep does,
+//! instead of a panic.
 
 use crate::app;
 use crate::config::{Config, ServeArgs};
@@ -9,7 +13,7 @@ use crate::status::w3c::MIN_ENTRIES;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,12 +26,25 @@ pub const EXIT_CONFIG: u8 = 64;
 #[command(
     name = "statusd",
     version,
-    about = "Credential status service: IETF Token Status List and W3C Bitstring Status List"
+    about = "Credential status service: IETF Token Status List and W3C Bitstring Status List",
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `statusd --help`.
+const EXAMPLES: &str = "\
+Examples:
+  statusd serve --demo
+      Serve demo lists on 127.0.0.1:8080 (admin API on 127.0.0.1:9090) until Ctrl-C.
+  statusd inspect http://127.0.0.1:8080/statuslists/1 \\
+      --key http://127.0.0.1:8080/.well-known/jwks.json --idx 12345
+      Fetch a list, verify its signature and print one entry's status.
+  statusd credentials --token-file statusd-data/demo-admin-tokens \\
+      register ic-7f3a9c --kind physical
+      Register a card with the issuer API of a running `serve --demo`.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -47,6 +64,19 @@ pub enum Command {
     /// Probe a running statusd's admin plane (`/readyz` by default): exit 0 on a 2xx answer, 1
     /// otherwise. For container health checks in images that have no shell or curl.
     Health(HealthArgs),
+    /// Print a shell completion script (e.g. `statusd completions bash >
+    /// /etc/bash_completion.d/statusd`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or with --out-dir write one page per command there.
+    Man {
+        /// Directory for statusd.1 and one statusd-<command>.1 page per command.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,66 +127,87 @@ pub struct CredentialsArgs {
 pub enum CredentialsCommand {
     /// Register a credential; prints its assignment (what the credential embeds).
     Register {
+        /// The issuer's opaque id of the credential (never a resident registration number).
         credential_id: String,
-        /// physical, mobile, or another kind.
+        /// One of the server's accepted kinds (default physical and mobile;
+        /// STATUSD_CREDENTIAL_KINDS).
         #[arg(long)]
         kind: String,
-        /// The physical card a derived (mobile) card comes from.
+        /// The card a derived card comes from (e.g. the physical card of a mobile card).
         #[arg(long)]
         parent: Option<String>,
-        /// The pool of lists to allocate from.
+        /// The pool of lists to allocate from (default: the server's default pool).
         #[arg(long)]
         purpose: Option<String>,
+        /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
+        /// Your reference for this request, kept in the audit trail.
         #[arg(long)]
         request_id: Option<String>,
     },
     /// Put a hold (default: a loss report) on a credential; a physical card's hold also holds
     /// its derived cards.
     Suspend {
+        /// The credential to hold.
         credential_id: String,
+        /// Why, for the audit trail (e.g. "reported lost at a community center").
         #[arg(long)]
         reason: String,
+        /// The hold's name (default: loss).
         #[arg(long)]
         hold: Option<String>,
+        /// Your reference for this request, kept in the audit trail.
         #[arg(long)]
         request_id: Option<String>,
     },
     /// Lift a hold.
     Reinstate {
+        /// The credential to lift the hold from.
         credential_id: String,
+        /// Why, for the audit trail (e.g. "card found").
         #[arg(long)]
         reason: String,
+        /// The hold to lift (default: loss).
         #[arg(long)]
         hold: Option<String>,
+        /// Your reference for this request, kept in the audit trail.
         #[arg(long)]
         request_id: Option<String>,
     },
     /// Revoke for good (a physical card's derived cards too).
     Revoke {
+        /// The credential to revoke.
         credential_id: String,
+        /// Why, for the audit trail.
         #[arg(long)]
         reason: String,
+        /// Your reference for this request, kept in the audit trail.
         #[arg(long)]
         request_id: Option<String>,
     },
     /// Revoke a credential and register its replacement in one step.
     Reissue {
+        /// The credential to replace (it is revoked).
         credential_id: String,
+        /// The id of the replacement credential.
         #[arg(long)]
         new_id: String,
-        /// For a derived card: the (new) physical card it comes from.
+        /// For a derived card: the (new) card it comes from (default: the old card's parent).
         #[arg(long)]
         parent: Option<String>,
+        /// Why, for the audit trail.
         #[arg(long)]
         reason: String,
+        /// Your reference for this request, kept in the audit trail.
         #[arg(long)]
         request_id: Option<String>,
     },
     /// Show a credential (and, with --audit, its audit trail).
     Show {
+        /// The credential to show.
         credential_id: String,
+        /// Show the audit trail: who did what, when, and why.
         #[arg(long)]
         audit: bool,
     },
@@ -177,16 +228,21 @@ pub enum ListsCommand {
         /// The pool (purpose) the list serves.
         #[arg(long)]
         purpose: String,
-        /// Default: `<purpose>-<n>`.
+        /// The new list's id (default: `<purpose>-<n>`).
         #[arg(long)]
         id: Option<String>,
+        /// Bits per entry: 1, 2, 4 or 8 (default: the server's --list-bits).
         #[arg(long)]
         bits: Option<u8>,
+        /// Entries (default: the server's --list-size).
         #[arg(long)]
         size: Option<u32>,
     },
     /// Show every list, or one, with its fill level.
-    Show { list_id: Option<String> },
+    Show {
+        /// The list to show (default: every list).
+        list_id: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,9 +265,11 @@ pub struct SeedArgs {
     /// List ids are `<prefix><n>` for n = 1..=lists.
     #[arg(long, default_value = "")]
     pub prefix: String,
-    /// Redis URL; without it the embedded store in --data-dir is seeded.
+    /// Redis URL (redis://host:port[/db] or redis+cluster://h1:p1,h2:p2); without it the
+    /// embedded store in --data-dir is seeded.
     #[arg(long, env = "STATUSD_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Directory of the embedded store to seed (without --redis-url).
     #[arg(long, env = "STATUSD_DATA_DIR", default_value = "./statusd-data")]
     pub data_dir: PathBuf,
 }
@@ -248,13 +306,13 @@ pub struct InspectArgs {
     /// List every non-VALID entry.
     #[arg(long)]
     pub all: bool,
-    /// Accept `Accept` value for URL inputs (e.g. application/statuslist+cwt).
+    /// Media type to ask for when the input is a URL (e.g. application/statuslist+cwt).
     #[arg(long, default_value = "*/*")]
     pub accept: String,
     /// Minimum entries of a W3C list (the REC's 131,072 unless your ecosystem sets less).
     #[arg(long, default_value_t = MIN_ENTRIES)]
     pub min_entries: u32,
-    /// Check validity at this Unix time instead of now.
+    /// Check the validity period at this Unix time (seconds) instead of now.
     #[arg(long)]
     pub at: Option<u64>,
 }
@@ -269,7 +327,77 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Credentials(args) => credentials(args),
         Command::Lists(args) => lists(args),
         Command::Health(args) => health(args),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out_dir } => man(out_dir),
     }
+}
+
+/// Writes `text` and a newline to standard output. Unlike `println!` it returns the write's
+/// error, so a closed pipe ends the command through [`is_broken_pipe`] instead of a panic.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Whether `err` comes from writing to a closed pipe: the reader (`head`, `less` quit early)
+/// has all it wants, so the command ends quietly with exit 0.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The text `main` prints for a failed command: the outermost message, then each cause that
+/// the text so far does not already state (libraries often repeat their source's message in
+/// their own), so every cause appears once.
+pub fn report(err: &anyhow::Error) -> String {
+    let mut msg = format!("statusd: {err}");
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str("\n  caused by: ");
+            msg.push_str(&text);
+        }
+    }
+    msg
+}
+
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "statusd", &mut script);
+    std::io::stdout()
+        .lock()
+        .write_all(&script)
+        .context("writing the completion script")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(out_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing man pages to {}", dir.display()))?;
+            print_out(&format!("man pages written to {}", dir.display()))?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            std::io::stdout()
+                .lock()
+                .write_all(&page)
+                .context("writing the man page")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn admin_client(conn: &AdminConn) -> anyhow::Result<crate::admin::client::Client> {
@@ -299,7 +427,7 @@ fn print_call(
 ) -> anyhow::Result<ExitCode> {
     let client = admin_client(conn)?;
     let out = runtime()?.block_on(client.call(method, &path, body.as_ref()))?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print_out(&serde_json::to_string_pretty(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -454,7 +582,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.check_config {
-        println!("configuration OK");
+        print_out("configuration OK")?;
         return Ok(ExitCode::SUCCESS);
     }
     init_tracing();
@@ -468,29 +596,32 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
         KeyAlg::Ed25519 => Algorithm::EdDsa,
     });
     app::write_private_pem(&args.out, &key.to_pkcs8_pem(), args.force)?;
-    println!(
-        "{}",
-        serde_json::json!({"path": args.out, "alg": key.algorithm().jose_name(), "kid": key.kid()})
-    );
+    print_out(
+        &serde_json::json!({"path": args.out, "alg": key.algorithm().jose_name(), "kid": key.kid()})
+            .to_string(),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads a file, standard input (`-`) or an http:// URL.
-fn read_input(input: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
+/// Reads a file, standard input (`-`) or an http:// URL; `what` names it in errors ("the
+/// token", "the key set").
+fn read_input(input: &str, accept: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     if input == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
-            .context("reading standard input")?;
+            .with_context(|| format!("reading {what} from standard input"))?;
         return Ok(buf);
     }
     if input.starts_with("https://") {
-        bail!("{input}: https URLs are not fetched by this build; download the token (e.g. with curl) and pass the file or '-'");
+        bail!("{input}: https URLs are not fetched by this build; download {what} (e.g. with curl) and pass the file or '-'");
     }
     if input.starts_with("http://") {
-        return runtime()?.block_on(fetch(input, accept, FETCH_TIMEOUT));
+        return runtime()?
+            .block_on(fetch(input, accept, FETCH_TIMEOUT))
+            .with_context(|| format!("reading {what}"));
     }
-    std::fs::read(input).with_context(|| format!("reading {input}"))
+    std::fs::read(input).with_context(|| format!("reading {input} ({what})"))
 }
 
 /// How long `inspect` waits for a token or key over HTTP.
@@ -520,9 +651,12 @@ async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow:
             .to_bytes();
         anyhow::Ok((status, body))
     };
-    let (status, body) = tokio::time::timeout(timeout, answer)
-        .await
-        .map_err(|_| anyhow::anyhow!("fetching {url}: no complete answer within {timeout:?}"))??;
+    let (status, body) = tokio::time::timeout(timeout, answer).await.map_err(|_| {
+        anyhow::anyhow!(
+            "fetching {url}: no complete answer within {} s",
+            timeout.as_secs()
+        )
+    })??;
     if !status.is_success() {
         bail!(
             "fetching {url}: HTTP {status}: {}",
@@ -536,18 +670,20 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let keys = match &args.key {
         None => None,
         Some(k) => {
-            let text =
-                String::from_utf8(read_input(k, "application/jwk-set+json, application/json")?)
-                    .with_context(|| format!("{k}: key is not UTF-8 text"))?;
+            let what = "the key set (--key)";
+            let bytes = read_input(k, "application/jwk-set+json, application/json", what)?;
+            let text = String::from_utf8(bytes).with_context(|| {
+                format!("{k}: the key set is not UTF-8 text (expected a JWKS or PEM)")
+            })?;
             let set = if text.trim_start().starts_with('{') {
                 KeySet::from_jwks_json(&text)
             } else {
                 KeySet::from_pem(&text)
             };
-            Some(set.with_context(|| format!("loading verification key {k}"))?)
+            Some(set.with_context(|| format!("{k}: not a usable key set (JWKS or PEM)"))?)
         }
     };
-    let input = read_input(&args.input, &args.accept)?;
+    let input = read_input(&args.input, &args.accept, "the token")?;
     let now = match args.at {
         Some(t) => t,
         None => std::time::SystemTime::now()
@@ -563,7 +699,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     };
     let report = inspect::inspect(&input, &opts)
         .with_context(|| format!("{}: verification failed", args.input))?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    print_out(&serde_json::to_string_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -581,12 +717,14 @@ fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
         .context("starting the tokio runtime")?;
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
     let body = rt.block_on(fetch(&args.url, "text/plain, */*", timeout))?;
-    print!("{}", String::from_utf8_lossy(&body));
+    std::io::stdout()
+        .lock()
+        .write_all(&body)
+        .context("writing the answer")?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
-    use std::io::Write as _;
     let bits = crate::status::Bits::new(args.bits)?;
     for (name, f) in [("--invalid", args.invalid), ("--suspended", args.suspended)] {
         if !(0.0..=1.0).contains(&f) {
@@ -621,17 +759,74 @@ fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
         if tty {
             eprintln!();
         }
-        println!(
-            "{}",
-            serde_json::json!({
+        print_out(
+            &serde_json::json!({
                 "store": store.kind(),
                 "lists": args.lists,
                 "size": args.size,
                 "bits": bits.get(),
                 "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             })
-        );
+            .to_string(),
+        )?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every command and subcommand, depth first, with its path (`statusd credentials show`).
+    fn commands(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.clone(), cmd.clone()));
+        for sub in cmd.get_subcommands() {
+            commands(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// Issue 19: `--help` showed `[DEFAULT_MAX_INFLIGHT]` (a rustdoc link), "Accept `Accept`
+    /// value", and arguments with no help at all.
+    #[test]
+    fn every_argument_has_one_line_of_help_for_people() {
+        let mut all = Vec::new();
+        commands(&Cli::command(), "statusd".into(), &mut all);
+        for (path, cmd) in all {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                assert!(!help.trim().is_empty(), "{path} {id}: no help");
+                for leak in ["[`", "`]", "Accept `Accept`", "DEFAULT_"] {
+                    assert!(!help.contains(leak), "{path} {id}: {help:?} shows {leak:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn broken_pipes_are_recognised_through_context() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing the answer");
+        assert!(is_broken_pipe(&e));
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(!is_broken_pipe(&e));
+    }
+
+    #[test]
+    fn a_report_states_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Repeats(#[source] std::io::Error);
+        let e =
+            anyhow::Error::new(Repeats(std::io::Error::other("disk on fire"))).context("saving");
+        assert_eq!(
+            report(&e),
+            "statusd: saving\n  caused by: outer: disk on fire"
+        );
+    }
 }

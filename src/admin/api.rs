@@ -381,7 +381,7 @@ impl Api {
                             "credential_id": rec.credential_id,
                             "list_id": at.list,
                             "idx": at.idx,
-                            "events": rec.history,
+                            "events": rec.history.iter().map(|e| e.audit()).collect::<Vec<_>>(),
                         }),
                     )),
                     None => Err(unknown_credential()),

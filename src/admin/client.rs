@@ -69,7 +69,12 @@ impl Client {
         let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
             .await
             .with_context(|| format!("{method} {url}: timed out"))?
-            .with_context(|| format!("{method} {url}"))?;
+            .with_context(|| {
+                format!(
+                    "{method} {url}: no answer; is `statusd serve` running with its admin \
+                     listener there? (set --admin-url or STATUSD_ADMIN_URL)"
+                )
+            })?;
         let status = resp.status();
         let bytes = Limited::new(resp.into_body(), 64 << 20)
             .collect()
@@ -90,6 +95,19 @@ impl Client {
                 "{method} {path}: HTTP {}: {title}: {detail}",
                 status.as_u16()
             );
+            if status == hyper::StatusCode::UNAUTHORIZED {
+                msg.push_str(match self.token {
+                    None => {
+                        "\n  no admin token was given: pass --token-file FILE (with `serve \
+                         --demo`: statusd-data/demo-admin-tokens) or set STATUSD_ADMIN_TOKEN"
+                    }
+                    Some(_) => {
+                        "\n  the server refused the admin token: use one from the file its \
+                         STATUSD_ADMIN_TOKENS names (with `serve --demo`: \
+                         statusd-data/demo-admin-tokens)"
+                    }
+                });
+            }
             if let Some(errors) = json.get("errors").and_then(Json::as_array) {
                 for e in errors.iter().take(20) {
                     msg.push_str(&format!(

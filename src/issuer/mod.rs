@@ -6,6 +6,7 @@
 //! | [`record`] | the lifecycle rules, pure: holds, cascades, terminal revocation, audit |
 //! | [`alloc`]  | unpredictable, uniform, never-reused index allocation                  |
 //! | [`auth`]   | admin bearer tokens and scopes                                         |
+//! | [`kinds`]  | the accepted credential kinds and which may be parents (configuration) |
 //! | this file  | batches: validate everything, plan against the store, commit per list  |
 //!
 //! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
@@ -19,6 +20,7 @@
 
 pub mod alloc;
 pub mod auth;
+pub mod kinds;
 pub mod record;
 
 use crate::snapshot::build::BuildParams;
@@ -73,6 +75,8 @@ pub struct Settings {
     pub list_size: u32,
     /// The pool of registrations that name none.
     pub default_purpose: String,
+    /// The accepted credential kinds and which may be parents.
+    pub kinds: kinds::Kinds,
 }
 
 impl Default for Settings {
@@ -83,6 +87,7 @@ impl Default for Settings {
             list_bits: Bits::Two,
             list_size: 1 << 20,
             default_purpose: "default".into(),
+            kinds: kinds::Kinds::default(),
         }
     }
 }
@@ -458,7 +463,10 @@ pub struct ListView {
     /// Whether new top-level cards are still allocated here.
     pub open: bool,
     pub version: u64,
+    /// Unix seconds of the last change, for machines.
     pub updated_at: u64,
+    /// The same as an RFC 3339 UTC time, for people.
+    pub updated: String,
 }
 
 /// The issuer: batches against the configured store.
@@ -571,6 +579,10 @@ impl Issuer {
             open: m.purpose.is_some() && fill < self.settings.fill_threshold,
             version: m.version,
             updated_at: m.updated_at,
+            updated: humantime::format_rfc3339_seconds(
+                UNIX_EPOCH + std::time::Duration::from_secs(m.updated_at),
+            )
+            .to_string(),
         }
     }
 
@@ -710,7 +722,12 @@ impl Issuer {
         let invalid: Vec<(usize, ItemProblem)> = ops
             .iter()
             .enumerate()
-            .filter_map(|(i, op)| op.check().err().map(|e| (i, e)))
+            .filter_map(|(i, op)| {
+                op.check()
+                    .and_then(|()| self.settings.kinds.check(op))
+                    .err()
+                    .map(|e| (i, e))
+            })
             .collect();
         if !invalid.is_empty() {
             return Err(IssuerError::Invalid(invalid));
@@ -1194,10 +1211,14 @@ impl Issuer {
             return Err(Step::Item(ItemProblem::new(
                 "registration-conflict",
                 format!(
-                    "{:?} is already registered with different parameters (kind {:?}, parent {:?})",
+                    "{:?} is already registered with different parameters: kind {:?}, {}; \
+                     a retry must repeat them, a new card needs a new id",
                     r.credential_id,
                     rec.kind,
-                    rec.parent.as_ref().map(|p| &p.credential_id)
+                    match &rec.parent {
+                        Some(p) => format!("parent {:?}", p.credential_id),
+                        None => "no parent".to_owned(),
+                    }
                 ),
             )));
         }
@@ -1242,8 +1263,8 @@ impl Issuer {
                         format!("parent {p:?} has no record"),
                     ))
                 })?;
-                if !prec.is_physical() {
-                    return Err(Step::Item(RuleError::ParentNotPhysical(p.clone()).into()));
+                if !self.settings.kinds.may_be_parent(&prec.kind) {
+                    return Err(Step::Item(self.settings.kinds.not_a_parent(p, &prec.kind)));
                 }
                 if let Some(purpose) = &r.purpose {
                     if lists[&at.list].meta.purpose.as_ref() != Some(purpose) {

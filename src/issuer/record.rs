@@ -13,7 +13,8 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The kind of a physical card; only these can be parents.
+/// The kind of a physical card, which cannot itself have a parent (the kinds that may be
+/// parents are configuration: [`super::kinds::Kinds`]).
 pub const PHYSICAL: &str = "physical";
 
 /// One credential's record, as stored (JSON) beside its list.
@@ -72,6 +73,45 @@ pub struct Event {
     pub new: String,
 }
 
+/// One audit entry as the issuer API shows it: `at` as an RFC 3339 UTC time (to the
+/// millisecond) for people, and `at_ms`, the stored Unix milliseconds, for machines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    pub at: String,
+    pub at_ms: u64,
+    pub by: String,
+    pub op: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    pub old: String,
+    pub new: String,
+}
+
+impl Event {
+    /// This entry as the audit trail shows it.
+    pub fn audit(&self) -> AuditEvent {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.at);
+        AuditEvent {
+            at: humantime::format_rfc3339_millis(time).to_string(),
+            at_ms: self.at,
+            by: self.by.clone(),
+            op: self.op.clone(),
+            reason: self.reason.clone(),
+            request_id: self.request_id.clone(),
+            hold: self.hold.clone(),
+            via: self.via.clone(),
+            old: self.old.clone(),
+            new: self.new.clone(),
+        }
+    }
+}
+
 impl Record {
     pub fn status(&self) -> Status {
         if self.revoked {
@@ -81,10 +121,6 @@ impl Record {
         } else {
             Status::SUSPENDED
         }
-    }
-
-    pub fn is_physical(&self) -> bool {
-        self.kind == PHYSICAL
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -116,7 +152,7 @@ pub enum RuleError {
     NotSuspendable { id: String, bits: u8 },
     #[error("parent {0:?} is revoked: no card can derive from it")]
     ParentRevoked(String),
-    #[error("parent {0:?} is not a physical card: only physical cards have derived cards")]
+    #[error("parent {0:?} is itself a derived card: a derived card has no derived cards")]
     ParentNotPhysical(String),
     #[error("credential {0:?} was already reissued as {1:?}")]
     AlreadyReissued(String, String),
@@ -205,7 +241,9 @@ impl ListWork {
     ) -> Result<(), RuleError> {
         if let Some(p) = parent {
             let pr = &self.records[&p];
-            if !pr.is_physical() {
+            // Which kinds may be parents is configuration, checked when planning; the rules
+            // only keep families one level deep, as every cascade assumes.
+            if pr.parent.is_some() {
                 return Err(RuleError::ParentNotPhysical(pr.credential_id.clone()));
             }
             if pr.revoked {
@@ -256,11 +294,8 @@ impl ListWork {
             });
         }
         let id = r.credential_id.clone();
-        let children = if r.is_physical() {
-            r.children.clone()
-        } else {
-            Vec::new()
-        };
+        // Only cards of a parent kind ever have children.
+        let children = r.children.clone();
         let was = self.dirty.len();
         let changed_self = !r.holds.contains(hold);
         self.touch(idx, stamp, None, |r| {
@@ -285,11 +320,8 @@ impl ListWork {
             return Err(RuleError::Terminal(r.credential_id.clone()));
         }
         let id = r.credential_id.clone();
-        let children = if r.is_physical() {
-            r.children.clone()
-        } else {
-            Vec::new()
-        };
+        // Only cards of a parent kind ever have children.
+        let children = r.children.clone();
         let changed_self = r.holds.contains(hold);
         self.touch(idx, stamp, None, |r| {
             r.holds.remove(hold);
@@ -325,11 +357,8 @@ impl ListWork {
             }
         }
         let id = r.credential_id.clone();
-        let children = if r.is_physical() {
-            r.children.clone()
-        } else {
-            Vec::new()
-        };
+        // Only cards of a parent kind ever have children.
+        let children = r.children.clone();
         let changed = !r.revoked || (replaced_by.is_some() && r.replaced_by.is_none());
         self.touch(idx, stamp, None, |r| {
             r.revoked = true;
@@ -491,5 +520,26 @@ mod tests {
             one_bit.suspend(10, "loss", &stamp("suspend")),
             Err(RuleError::NotSuspendable { .. })
         ));
+    }
+
+    /// Issue 19: the audit trail showed Unix milliseconds (1796587324558) where people read it.
+    #[test]
+    fn audit_times_are_rfc3339_with_the_milliseconds_beside() {
+        let e = Event {
+            at: 1_796_587_324_558,
+            by: "demo".into(),
+            op: "register".into(),
+            reason: None,
+            request_id: None,
+            hold: None,
+            via: None,
+            old: "VALID".into(),
+            new: "VALID".into(),
+        };
+        let a = serde_json::to_value(e.audit()).unwrap();
+        assert_eq!(a["at"], "2026-12-06T20:02:04.558Z");
+        assert_eq!(a["at_ms"], 1_796_587_324_558_u64);
+        assert_eq!(a["by"], "demo");
+        assert!(a.get("reason").is_none());
     }
 }

@@ -65,8 +65,15 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path)
-            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                "{} is locked: another statusd (or `statusd seed`) probably has the data \
+                 directory {} open; stop it, or give this one another --data-dir",
+                path.display(),
+                dir.display()
+            )),
+            e => StoreError::Backend(format!("opening {}: {e}", path.display())),
+        })?;
         // Create the tables up front so readers never see "table does not exist".
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(LISTS).map_err(backend)?;

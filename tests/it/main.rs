@@ -8,6 +8,7 @@ mod conformance;
 mod consistency;
 mod crash;
 mod deploy;
+mod first_hour;
 mod fuzz_regressions;
 mod http;
 mod issuer;

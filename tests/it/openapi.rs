@@ -574,7 +574,7 @@ fn response_objects_match_their_structs() {
         ("Assignment", ISSUER_RS, "Assignment"),
         ("CredentialView", ISSUER_RS, "CredentialView"),
         ("ListView", ISSUER_RS, "ListView"),
-        ("Event", RECORD_RS, "Event"),
+        ("Event", RECORD_RS, "AuditEvent"),
     ] {
         let (fields, _) = rust_struct(src, rust);
         let (props, required) = props_required(schema(&doc, schema_name));
