@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! issuer_load --admin http://127.0.0.1:9090 --token T [--registrations 200000]
-//!             [--batch 10000] [--concurrency 2] [--changes 200000] [--purpose load]
+//!             [--batch 10000] [--concurrency 2] [--changes 200000] [--purpose default]
 //! ```
+//!
+//! A `--purpose` other than `default` must name a pool that exists: an `admin` token creates
+//! one with `POST /v1/lists`; registrations (`write`) cannot.
 //!
 //! Prints one JSON line per phase: items, seconds, items per second. Bodies are built before
 //! the clock starts, so the figures are the server's, not the driver's JSON encoding.
@@ -32,7 +35,7 @@ fn args() -> Args {
         changes: 200_000,
         batch: 10_000,
         concurrency: 2,
-        purpose: "load".into(),
+        purpose: "default".into(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();

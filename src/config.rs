@@ -109,6 +109,11 @@ pub struct ServeArgs {
     /// Issuer API: bits per entry of the lists it creates (2 or more to express SUSPENDED).
     #[arg(long, env = "STATUSD_LIST_BITS", default_value_t = 2)]
     pub list_bits: u8,
+    /// Issuer API: most lists the store may hold (every list counts, the issuer's and others');
+    /// past it the issuer creates none, ahead of demand or on `POST /v1/lists` (`list-limit`).
+    /// Default: [`crate::issuer::DEFAULT_MAX_LISTS`].
+    #[arg(long, env = "STATUSD_MAX_LISTS", default_value_t = 512)]
+    pub max_lists: usize,
     /// Create demo lists (2^20 entries, realistic revocation and suspension rates) if the store
     /// has none, generate a signing key if none is configured, and an admin tokens file
     /// (<data-dir>/demo-admin-tokens) if --admin-tokens is not given.
@@ -361,6 +366,13 @@ impl Config {
             .map_err(|e| err("credential-kinds", "CREDENTIAL_KINDS", e.to_string()))?;
         let kinds = Kinds::parse(&args.credential_kinds, &args.parent_kinds)
             .map_err(|e| err("parent-kinds", "PARENT_KINDS", e.to_string()))?;
+        if args.max_lists == 0 || args.max_lists > 100_000 {
+            return Err(err(
+                "max-lists",
+                "MAX_LISTS",
+                "must be between 1 and 100000",
+            ));
+        }
         if args.consistency_samples > 10_000 {
             return Err(err(
                 "consistency-samples",
@@ -379,6 +391,7 @@ impl Config {
                 list_bits,
                 list_size: args.list_size,
                 kinds,
+                max_lists: args.max_lists,
                 ..Default::default()
             },
             listen,
@@ -529,6 +542,25 @@ mod tests {
         let e = parse(&["--demo", "--max-inflight", "0"]).unwrap_err();
         assert_eq!((e.flag, e.env), ("max-inflight", "MAX_INFLIGHT"));
         assert!(e.reason.contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn max_lists_defaults_and_is_bounded() {
+        assert_eq!(
+            parse(&["--demo"]).unwrap().issuer_settings.max_lists,
+            crate::issuer::DEFAULT_MAX_LISTS
+        );
+        assert_eq!(
+            parse(&["--demo", "--max-lists", "3"])
+                .unwrap()
+                .issuer_settings
+                .max_lists,
+            3
+        );
+        for bad in ["0", "100001"] {
+            let e = parse(&["--demo", "--max-lists", bad]).unwrap_err();
+            assert_eq!((e.flag, e.env), ("max-lists", "MAX_LISTS"));
+        }
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use crate::http::problem::Problem;
 use crate::issuer::auth::{bearer, Caller, Scope, Tokens};
 use crate::issuer::{
-    check_purpose, last_number, HoldOp, Issuer, IssuerError, ItemProblem, Operation, Outcome,
-    ReissueOp, RevokeOp, MAX_BATCH,
+    check_purpose, last_number, strict_json, HoldOp, Issuer, IssuerError, ItemProblem, Operation,
+    Outcome, ReissueOp, RevokeOp, MAX_BATCH,
 };
 use crate::metrics::Metrics;
 use crate::status::Bits;
@@ -148,12 +148,65 @@ struct CreateList {
     size: Option<u32>,
 }
 
-/// Body of `POST /v1/credentials/batch`.
+/// Body of `POST /v1/credentials/batch`: the items are read one at a time and turned into
+/// operations at once ([`Items`]), never held as a whole tree.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Batch {
-    operations: Vec<Json>,
+    operations: Items,
 }
+
+/// The operations of a batch and its bad items (0-based positions).
+struct Items {
+    ops: Vec<Operation>,
+    invalid: Vec<(usize, ItemProblem)>,
+}
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Items;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of operations")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Items, A::Error> {
+                let mut items = Items {
+                    ops: Vec::new(),
+                    invalid: Vec::new(),
+                };
+                // One item's tree at a time, of at most 256 values (the first pass saw to it).
+                while let Some(item) = seq.next_element::<Json>()? {
+                    match serde_json::from_value::<Operation>(item) {
+                        Ok(op) => items.ops.push(op),
+                        Err(e) => items.invalid.push((
+                            items.ops.len() + items.invalid.len(),
+                            ItemProblem::new("bad-item", format!("invalid operation: {e}")),
+                        )),
+                    }
+                }
+                Ok(items)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// What the first pass allows a batch body: [`MAX_BATCH`] items, counted as they are read, of
+/// at most 256 JSON values each (an operation has at most 8; past 128, nesting fails first), so
+/// that items can be read one at a time, each into a small tree.
+pub const BATCH_LIMITS: strict_json::Limits = strict_json::Limits {
+    items: Some(strict_json::Items {
+        key: "operations",
+        max: MAX_BATCH,
+        what: "a batch",
+        max_values: 256,
+        values_what: "the number of JSON values in one operation",
+    }),
+};
 
 /// Bodies of the per-credential actions: the operation without `credential_id`.
 #[derive(Deserialize)]
@@ -180,31 +233,22 @@ struct ReissueBody {
     request_id: Option<String>,
 }
 
+/// Every body of the issuer API is read here or in [`parse_batch`], through the strict parser
+/// ([`strict_json`]: a duplicate key anywhere is 400 `duplicate-json-key`).
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(body).map_err(|e| Problem::BadBody(format!("invalid JSON body: {e}")))
+    strict_json::from_slice(body, strict_json::Limits::default())
+        .map_err(|e| e.problem("invalid JSON body"))
 }
 
-/// Reads a batch body: at most [`MAX_BATCH`] items, every one parsed before anything runs, so a
-/// malformed item fails the whole batch with every bad item listed. Public for the fuzz targets.
+/// Reads a batch body: a first pass refuses duplicate keys, more than [`MAX_BATCH`] items
+/// (counted as they are read, before anything is built) and overgrown items
+/// ([`BATCH_LIMITS`]); then every item is parsed before anything runs, so a malformed item
+/// fails the whole batch with every bad item listed. Public for the fuzz targets and the
+/// allocation test.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Operation>, Problem> {
-    let batch: Batch = parse(body)?;
-    if batch.operations.len() > MAX_BATCH {
-        return Err(Problem::TooLarge {
-            what: "a batch",
-            limit: MAX_BATCH,
-        });
-    }
-    let mut ops = Vec::with_capacity(batch.operations.len());
-    let mut invalid = Vec::new();
-    for (i, item) in batch.operations.into_iter().enumerate() {
-        match serde_json::from_value::<Operation>(item) {
-            Ok(op) => ops.push(op),
-            Err(e) => invalid.push((
-                i,
-                ItemProblem::new("bad-item", format!("invalid operation: {e}")),
-            )),
-        }
-    }
+    let batch: Batch =
+        strict_json::from_slice(body, BATCH_LIMITS).map_err(|e| e.problem("invalid JSON body"))?;
+    let Items { ops, invalid } = batch.operations;
     if invalid.is_empty() {
         Ok(ops)
     } else {

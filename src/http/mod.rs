@@ -578,9 +578,19 @@ impl Inner {
         struct Batch {
             idx: Vec<u64>,
         }
-        let batch: Batch = serde_json::from_slice(bytes).map_err(|e| {
-            Problem::BadBody(format!("expected {{\"idx\":[non-negative integers]}}: {e}"))
-        })?;
+        // Strict JSON (a duplicate key is refused), the indices counted as they are read.
+        let limits = crate::issuer::strict_json::Limits {
+            items: Some(crate::issuer::strict_json::Items {
+                key: "idx",
+                max: MAX_BATCH,
+                what: "a batch lookup",
+                // Each index is parsed as a number at once; nothing to bound.
+                max_values: usize::MAX,
+                values_what: "an index",
+            }),
+        };
+        let batch: Batch = crate::issuer::strict_json::from_slice(bytes, limits)
+            .map_err(|e| e.problem("expected {\"idx\":[non-negative integers]}"))?;
         if batch.idx.len() > MAX_BATCH {
             return Err(Problem::TooLarge {
                 what: "a batch lookup",
@@ -900,5 +910,4 @@ mod tests {
             })
         );
     }
-
 }

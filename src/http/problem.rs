@@ -48,6 +48,8 @@ pub enum Problem {
     UriTooLong,
     /// 400: an HTTP/1.1 request without exactly one valid `Host` field (RFC 9112 §3.2).
     BadHost(&'static str),
+    /// 400: a JSON request body names one key twice in an object (either plane).
+    DuplicateJsonKey(String),
     /// 400: a field that may appear once appears more than once.
     RepeatedField(&'static str),
     /// 501: a transfer coding other than `chunked` (RFC 9112 §6.1).
@@ -86,7 +88,7 @@ impl Problem {
         use Problem::*;
         match self {
             BadListId | BadIndex | BadBody(_) | MalformedRequest | BadHost(_)
-            | RepeatedField(_) => StatusCode::BAD_REQUEST,
+            | RepeatedField(_) | DuplicateJsonKey(_) => StatusCode::BAD_REQUEST,
             UriTooLong => StatusCode::URI_TOO_LONG,
             UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
             UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -128,6 +130,7 @@ impl Problem {
             UriTooLong => "urn:statusd:problem:uri-too-long",
             BadHost(_) => "urn:statusd:problem:bad-host",
             RepeatedField(_) => "urn:statusd:problem:repeated-field",
+            DuplicateJsonKey(_) => "urn:statusd:problem:duplicate-json-key",
             UnsupportedTransferEncoding => "urn:statusd:problem:unsupported-transfer-encoding",
             UnsupportedContentEncoding => "urn:statusd:problem:unsupported-content-encoding",
             BadIndex => "urn:statusd:problem:bad-index",
@@ -160,6 +163,7 @@ impl Problem {
             UriTooLong => "Request target too long",
             BadHost(_) => "Missing or invalid Host",
             RepeatedField(_) => "Repeated header field",
+            DuplicateJsonKey(_) => "Duplicate JSON key",
             UnsupportedTransferEncoding => "Transfer coding not implemented",
             UnsupportedContentEncoding => "Unsupported content coding",
             BadIndex => "Malformed index",
@@ -213,6 +217,7 @@ impl Problem {
             UriTooLong => "the request target is too long".into(),
             BadHost(why) => (*why).into(),
             RepeatedField(name) => format!("the {name} field may appear only once"),
+            DuplicateJsonKey(why) => why.clone(),
             UnsupportedTransferEncoding => "only the chunked transfer coding is implemented".into(),
             UnsupportedContentEncoding => "send the request body without a Content-Encoding".into(),
             HistoryNotSupported => "the time parameter is not supported: historical status lists are disabled for privacy".into(),

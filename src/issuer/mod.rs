@@ -22,6 +22,8 @@ pub mod alloc;
 pub mod auth;
 pub mod kinds;
 pub mod record;
+pub mod strict_json;
+pub mod text;
 
 use crate::snapshot::build::BuildParams;
 use crate::status::w3c::{self, Purpose};
@@ -33,7 +35,7 @@ use record::{ListWork, Record, RuleError, Stamp, PHYSICAL};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,8 +61,10 @@ pub fn check_purpose(p: &str) -> Result<(), ItemProblem> {
 }
 /// The hold a loss report puts on a card when the request names none.
 pub const DEFAULT_HOLD: &str = "loss";
-/// How often a batch is planned again after losing a race on a list.
-const MAX_ATTEMPTS: usize = 16;
+/// How often a batch is planned again after losing a race on a list. Retries on one replica
+/// queue in the retry lane ([`Coordination::retry_lane`]), so this only bounds races with other
+/// replicas, each of which makes progress.
+const MAX_ATTEMPTS: usize = 64;
 
 /// Issuer settings, from [`crate::config::Config`].
 #[derive(Clone, Debug)]
@@ -77,7 +81,14 @@ pub struct Settings {
     pub default_purpose: String,
     /// The accepted credential kinds and which may be parents.
     pub kinds: kinds::Kinds,
+    /// Most lists the store may hold (all of them, the issuer's and others'); the issuer creates
+    /// none beyond it, ahead of demand or on `POST /v1/lists`.
+    pub max_lists: usize,
 }
+
+/// Default of [`Settings::max_lists`]: ten times the planned 50 lists of 2^20 entries
+/// (docs/capacity.md: 500 lists is about 0.4–0.6 GB of RSS per replica).
+pub const DEFAULT_MAX_LISTS: usize = 512;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -88,6 +99,7 @@ impl Default for Settings {
             list_size: 1 << 20,
             default_purpose: "default".into(),
             kinds: kinds::Kinds::default(),
+            max_lists: DEFAULT_MAX_LISTS,
         }
     }
 }
@@ -184,17 +196,7 @@ impl Operation {
                 )))
             }
         };
-        let text = |field: &str, v: &str, max: usize, required: bool| {
-            if (required && v.trim().is_empty()) || v.len() > max || v.chars().any(char::is_control)
-            {
-                Err(ItemProblem::bad(format!(
-                    "{field} must be {}at most {max} bytes without control characters",
-                    if required { "non-empty, " } else { "" }
-                )))
-            } else {
-                Ok(())
-            }
-        };
+        let text = text::check;
         let request_id = |r: &Option<String>| match r {
             Some(r) => text("request_id", r, MAX_REQUEST_ID, true),
             None => Ok(()),
@@ -344,7 +346,7 @@ impl ItemProblem {
         match self.slug {
             "bad-item" => 400,
             "unknown-credential" => 404,
-            "unknown-parent" | "parent-not-physical" | "cycle" => 422,
+            "unknown-parent" | "parent-not-physical" | "cycle" | "unknown-pool" => 422,
             "store-unavailable" | "contention" => 503,
             "corrupt" => 500,
             _ => 409,
@@ -373,6 +375,7 @@ impl From<StoreError> for ItemProblem {
                 "the list kept changing concurrently; retry the request",
             ),
             StoreError::Corrupt { .. } => ItemProblem::new("corrupt", e.to_string()),
+            StoreError::ListLimit { .. } => ItemProblem::new("list-limit", e.to_string()),
             StoreError::Terminal { .. } => ItemProblem::new(
                 "terminal",
                 format!("the published entry is INVALID (terminal): {e}"),
@@ -475,6 +478,104 @@ pub struct Issuer {
     store: Arc<AnyStore>,
     urls: BuildParams,
     settings: Settings,
+    coord: Arc<Coordination>,
+}
+
+/// How the batches of one replica stay out of each other's way. The store's compare-and-set is
+/// what keeps them correct, across replicas too; this only keeps races from costing indices and
+/// retries on one replica.
+#[derive(Default)]
+struct Coordination {
+    /// Credential ids a batch in flight may register (its registrations and the new ids of its
+    /// reissues). A batch waits until none of its ids is held, then holds them all at once
+    /// (all or none: no deadlock), so two registrations of one id never run together here:
+    /// the second finds the first's binding instead of burning an index of its own.
+    registering: std::sync::Mutex<HashSet<String>>,
+    released: tokio::sync::Notify,
+    /// Taken, first come first served, by a batch that lost a race on a list, for its retries:
+    /// batches that collide on one list (cards derived from one parent) then retry one after
+    /// the other instead of all together, so each retry meets only first attempts and other
+    /// replicas, never the other losers.
+    retry_lane: tokio::sync::Mutex<()>,
+    /// Held while lists are counted and created, so that this replica never passes
+    /// [`Settings::max_lists`].
+    creating: tokio::sync::Mutex<()>,
+    /// When (Unix seconds) the bound on lists was last logged: at most once a minute.
+    limit_logged: std::sync::atomic::AtomicU64,
+}
+
+/// The ids a batch holds in [`Coordination::registering`]; released when dropped.
+struct Registering<'a> {
+    coord: &'a Coordination,
+    ids: Vec<String>,
+}
+
+impl Coordination {
+    fn log_list_limit(&self, purpose: &str, limit: usize) {
+        use std::sync::atomic::Ordering;
+        let now = now_ms() / 1000;
+        let last = self.limit_logged.load(Ordering::Relaxed);
+        if now >= last + 60
+            && self
+                .limit_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                purpose,
+                limit,
+                "not opening lists ahead of demand: the store holds the most lists --max-lists allows"
+            );
+        }
+    }
+
+    async fn registering(&self, ids: Vec<String>) -> Registering<'_> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a release between the check and the wait wakes us.
+            released.as_mut().enable();
+            {
+                let mut held = self
+                    .registering
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !ids.iter().any(|id| held.contains(id)) {
+                    held.extend(ids.iter().cloned());
+                    return Registering { coord: self, ids };
+                }
+            }
+            released.await;
+        }
+    }
+}
+
+impl Drop for Registering<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        {
+            let mut held = self
+                .coord
+                .registering
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in &self.ids {
+                held.remove(id);
+            }
+        }
+        self.coord.released.notify_waiters();
+    }
+}
+
+/// A random pause before retrying a batch that keeps losing races (to other replicas, once it
+/// holds the retry lane): up to 1, 2, 4, … 32 ms.
+async fn backoff(retry: usize) {
+    use rand::Rng;
+    let cap = 1u64 << retry.min(5);
+    let ms = rand::rngs::OsRng.gen_range(0..=cap);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
 fn now_ms() -> u64 {
@@ -498,9 +599,22 @@ struct Plan {
     /// it writes.
     items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
     /// New bindings, committed with their list.
-    binds: Vec<(String, Location, usize)>,
+    binds: Vec<Bind>,
     /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
     first: BTreeSet<String>,
+    /// Per list, the reservations of reissues whose new card lands in another list (records
+    /// as read plus `replaced_by`): committed alone, before everything else.
+    reserve: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
+}
+
+/// A credential id to bind once its list is committed.
+struct Bind {
+    credential_id: String,
+    at: Location,
+    /// The item (by position among the planned items).
+    item: usize,
+    /// The new card of a reissue (not a registration).
+    reissue: bool,
 }
 
 /// Why planning stopped: a list moved between two reads (plan again), or the store failed.
@@ -521,6 +635,7 @@ impl Issuer {
             store,
             urls,
             settings,
+            coord: Arc::default(),
         }
     }
 
@@ -601,20 +716,42 @@ impl Issuer {
         Ok(self.store.lists().await?.into_iter().find(|m| m.id == id))
     }
 
-    /// Creates an issuer-managed list in pool `purpose`.
+    /// Creates an issuer-managed list in pool `purpose` (`POST /v1/lists`, `admin` scope: the
+    /// only way a new pool comes to be), unless the store holds [`Settings::max_lists`] lists.
     pub async fn create_list(&self, new: NewList) -> Result<ListView, StoreError> {
+        let _creating = self.coord.creating.lock().await;
+        if self.store.lists().await?.len() >= self.settings.max_lists {
+            return Err(StoreError::ListLimit {
+                limit: self.settings.max_lists,
+            });
+        }
         let meta = self.store.create_list(new).await?;
         Ok(self.list_view(&meta))
     }
 
-    /// Creates `missing` new lists `<purpose>-<n>` in pool `purpose` (ahead of demand), adding
-    /// them to `metas`; a list another replica created meanwhile counts as created.
+    /// Creates up to `missing` new lists `<purpose>-<n>` in pool `purpose` (ahead of demand),
+    /// adding them to `metas`; a list another replica created meanwhile counts as created. None
+    /// beyond [`Settings::max_lists`] lists in the store: returns whether that bound stopped it.
     async fn open_lists(
         &self,
         purpose: &str,
         missing: usize,
         metas: &mut Vec<ListMeta>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let max = self.settings.max_lists;
+        // `metas` is what the store held when planning began, and what this plan created: at
+        // the bound already, as every registration of a batch at the bound would ask again.
+        if metas.len() >= max {
+            self.coord.log_list_limit(purpose, max);
+            return Ok(true);
+        }
+        let _creating = self.coord.creating.lock().await;
+        let room = max.saturating_sub(self.store.lists().await?.len());
+        let bounded = room < missing;
+        if bounded {
+            self.coord.log_list_limit(purpose, max);
+        }
+        let missing = missing.min(room);
         let mut next = metas
             .iter()
             .filter_map(|m| {
@@ -658,7 +795,7 @@ impl Issuer {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(bounded)
     }
 
     fn is_open(&self, m: &ListMeta) -> bool {
@@ -732,15 +869,34 @@ impl Issuer {
         if !invalid.is_empty() {
             return Err(IssuerError::Invalid(invalid));
         }
+        // Registrations of one id on this replica run one after the other (see Coordination).
+        let ids = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::Register(r) => Some(r.credential_id.clone()),
+                Operation::Reissue(r) => Some(r.new_credential_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let _registering = self.coord.registering(ids).await;
         let at = now_ms();
         let mut results: Vec<Option<Result<Outcome, ItemProblem>>> = vec![None; ops.len()];
         let mut pending: Vec<usize> = (0..ops.len()).collect();
+        // Until a plan is complete nothing is written, and a failing item fails the batch.
+        let mut first_plan = true;
+        let mut lane = None;
         for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                match lane {
+                    None => lane = Some(self.coord.retry_lane.lock().await),
+                    Some(_) => backoff(attempt).await,
+                }
+            }
             let todo: Vec<&Operation> = pending.iter().map(|&i| &ops[i]).collect();
             let plan = match self.plan(by, at, &todo).await {
                 Ok(plan) => plan,
                 Err(PlanAbort::Moved) => continue,
-                Err(PlanAbort::Store(e)) if attempt == 0 => return Err(e.into()),
+                Err(PlanAbort::Store(e)) if first_plan => return Err(e.into()),
                 Err(PlanAbort::Store(e)) => {
                     let p = ItemProblem::from(e);
                     for &i in &pending {
@@ -750,7 +906,7 @@ impl Issuer {
                     break;
                 }
             };
-            if attempt == 0 {
+            if first_plan {
                 let invalid: Vec<(usize, ItemProblem)> = plan
                     .items
                     .iter()
@@ -760,8 +916,15 @@ impl Issuer {
                 if !invalid.is_empty() {
                     return Err(IssuerError::Invalid(invalid));
                 }
+                first_plan = false;
             }
-            let (done, failed) = self.commit(plan, &pending, &mut results).await;
+            let (done, failed, elsewhere) = self.commit(plan, &pending, &mut results).await;
+            // Registrations whose id another replica bound first: the idempotent answer.
+            for (i, bound) in elsewhere {
+                if let Operation::Register(r) = &ops[i] {
+                    results[i] = Some(self.registered_elsewhere(r, &bound).await);
+                }
+            }
             pending.retain(|i| !done.contains(i));
             if let Some(e) = failed {
                 let p = ItemProblem::from(e);
@@ -774,6 +937,7 @@ impl Issuer {
                 break;
             }
         }
+        drop(lane);
         for &i in &pending {
             results[i] = Some(Err(ItemProblem::from(StoreError::Conflict(String::new()))));
         }
@@ -783,31 +947,85 @@ impl Issuer {
             .collect())
     }
 
+    /// The answer to registration `r` whose id is bound to `at` by another request: `exists`
+    /// if that registration has the same parameters, `registration-conflict` if not.
+    async fn registered_elsewhere(
+        &self,
+        r: &Registration,
+        at: &Location,
+    ) -> Result<Outcome, ItemProblem> {
+        let (_, mut recs) = self.store.records(&at.list, &[at.idx]).await?;
+        let corrupt = |why: &str| {
+            ItemProblem::new(
+                "corrupt",
+                format!("{:?} is bound to {at}, {why}", r.credential_id),
+            )
+        };
+        let bytes = recs
+            .pop()
+            .flatten()
+            .ok_or_else(|| corrupt("which has no record"))?;
+        let rec = Record::from_bytes(&bytes)
+            .map_err(|e| corrupt(&format!("whose record is unreadable: {e}")))?;
+        if rec.credential_id != r.credential_id {
+            return Err(corrupt("which holds another credential"));
+        }
+        let size = self.meta(&at.list).await?.map_or(0, |m| m.size);
+        self.existing_outcome(r, at, &rec, size)
+    }
+
     /// Commits a plan list by list; returns the positions (in `ops`) of the items now done,
-    /// and the error that stopped it, if any (a conflict is not one: the caller plans again).
+    /// the error that stopped it, if any (a conflict is not one: the caller plans again), and
+    /// the registrations done whose id another request bound first, with that binding.
+    ///
+    /// Order: reissues' reservations ([`ListWork::reserve`]) first, each list's alone; then
+    /// the lists holding the new cards of reissues whose old card is elsewhere; then the rest.
+    /// A conflict on a reservation leaves nothing written, so of concurrent reissues of one
+    /// card, the losers never write their new cards.
     async fn commit(
         &self,
         plan: Plan,
         pending: &[usize],
         results: &mut [Option<Result<Outcome, ItemProblem>>],
-    ) -> (BTreeSet<usize>, Option<StoreError>) {
+    ) -> (BTreeSet<usize>, Option<StoreError>, Vec<(usize, Location)>) {
         let Plan {
             lists,
             items,
             binds,
             first,
+            reserve,
         } = plan;
+        let mut expect: BTreeMap<&str, u64> = lists
+            .iter()
+            .map(|(l, lp)| (l.as_str(), lp.version))
+            .collect();
+        for (list, records) in &reserve {
+            let txn = Txn {
+                expect_version: expect[list.as_str()],
+                claim: Vec::new(),
+                records: records.clone(),
+                changes: Vec::new(),
+            };
+            match self.store.commit(list, &txn).await {
+                Ok(version) => {
+                    expect.insert(list, version);
+                }
+                Err(StoreError::Conflict(_)) => return (BTreeSet::new(), None, Vec::new()),
+                Err(e) => return (BTreeSet::new(), Some(e), Vec::new()),
+            }
+        }
         let mut order: Vec<&String> = lists.keys().filter(|l| first.contains(*l)).collect();
         order.extend(lists.keys().filter(|l| !first.contains(*l)));
         let mut committed: BTreeSet<String> = BTreeSet::new();
         let mut lost: BTreeMap<usize, ItemProblem> = BTreeMap::new();
+        let mut elsewhere: BTreeMap<usize, Location> = BTreeMap::new();
         let mut stop = None;
         for list in order {
             let lp = &lists[list];
             if lp.work.is_dirty() {
                 let (records, changes) = lp.work.writes();
                 let txn = Txn {
-                    expect_version: lp.version,
+                    expect_version: expect[list.as_str()],
                     claim: lp.work.claims.iter().collect(),
                     records,
                     changes,
@@ -822,38 +1040,49 @@ impl Issuer {
                 }
             }
             committed.insert(list.clone());
-            let mine: Vec<&(String, Location, usize)> =
-                binds.iter().filter(|(_, at, _)| at.list == *list).collect();
+            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == *list).collect();
             if mine.is_empty() {
                 continue;
             }
             let pairs: Vec<(String, Location)> = mine
                 .iter()
-                .map(|(c, at, _)| (c.clone(), at.clone()))
+                .map(|b| (b.credential_id.clone(), b.at.clone()))
                 .collect();
             match self.store.bind(&pairs).await {
                 Ok(bound) => {
-                    for ((cid, at, k), b) in mine.into_iter().zip(bound) {
-                        if b != *at {
+                    for (b, bound) in mine.into_iter().zip(bound) {
+                        if bound == b.at {
+                            continue;
+                        }
+                        // Another request registered the id first (on another replica: on
+                        // this one, registrations of one id do not overlap). This one's index
+                        // stays allocated, unused.
+                        if b.reissue {
                             lost.insert(
-                                *k,
+                                b.item,
                                 ItemProblem::new(
                                     "registered-concurrently",
-                                    format!("{cid:?} was registered concurrently by another request; retry to read its assignment"),
+                                    format!(
+                                        "{:?} was registered concurrently by another request",
+                                        b.credential_id
+                                    ),
                                 ),
                             );
+                        } else {
+                            elsewhere.insert(b.item, bound);
                         }
                     }
                 }
                 Err(e) => {
                     let p = ItemProblem::from(e);
-                    for (_, _, k) in mine {
-                        lost.insert(*k, p.clone());
+                    for b in mine {
+                        lost.insert(b.item, p.clone());
                     }
                 }
             }
         }
         let mut done = BTreeSet::new();
+        let mut moved = Vec::new();
         for (k, (result, touched)) in items.into_iter().enumerate() {
             if touched.iter().all(|l| committed.contains(l)) {
                 let i = pending[k];
@@ -861,10 +1090,13 @@ impl Issuer {
                     Some(p) => Err(p),
                     None => result,
                 });
+                if let Some(at) = elsewhere.remove(&k) {
+                    moved.push((i, at));
+                }
                 done.insert(i);
             }
         }
-        (done, stop)
+        (done, stop, moved)
     }
 
     /// Loads (once) the records at `idxs` of `list` and everything they link to, at one
@@ -982,6 +1214,7 @@ impl Issuer {
             items: Vec::with_capacity(ops.len()),
             binds: Vec::new(),
             first: BTreeSet::new(),
+            reserve: BTreeMap::new(),
         };
         let mut planned: HashMap<String, Location> = HashMap::new();
         for (k, op) in ops.iter().enumerate() {
@@ -1054,7 +1287,12 @@ impl Issuer {
                     affected: Vec::new(),
                     new_credential: None,
                 };
-                plan.binds.push((r.credential_id.clone(), at, k));
+                plan.binds.push(Bind {
+                    credential_id: r.credential_id.clone(),
+                    at,
+                    item: k,
+                    reissue: false,
+                });
                 Ok(outcome)
             }
             Operation::Suspend(h) | Operation::Reinstate(h) => {
@@ -1152,8 +1390,26 @@ impl Issuer {
                                 touched,
                             )
                             .await?;
-                        plan.binds
-                            .push((r.new_credential_id.clone(), at.clone(), k));
+                        plan.binds.push(Bind {
+                            credential_id: r.new_credential_id.clone(),
+                            at: at.clone(),
+                            item: k,
+                            reissue: true,
+                        });
+                        if at.list != old_at.list {
+                            // The new card is written before the old one is revoked, in two
+                            // commits: first reserve the old card for it, so that a concurrent
+                            // reissue of the same card loses before writing anything.
+                            let lp = lists.get_mut(&old_at.list).expect("loaded");
+                            if let Some(bytes) =
+                                lp.work.reserve(old_at.idx, &r.new_credential_id, stamp)
+                            {
+                                plan.reserve
+                                    .entry(old_at.list.clone())
+                                    .or_default()
+                                    .push((old_at.idx, bytes));
+                            }
+                        }
                         at
                     }
                 };
@@ -1204,11 +1460,24 @@ impl Issuer {
                 ),
             ))
         })?;
+        self.existing_outcome(r, at, rec, lists[&at.list].meta.size)
+            .map_err(Step::Item)
+    }
+
+    /// Registration `r` against the record `rec` its id is bound to, at `at` in a list of
+    /// `size` entries: `exists`, or `registration-conflict` if the parameters differ.
+    fn existing_outcome(
+        &self,
+        r: &Registration,
+        at: &Location,
+        rec: &Record,
+        size: u32,
+    ) -> Result<Outcome, ItemProblem> {
         let same = rec.kind == r.kind
             && rec.parent.as_ref().map(|p| &p.credential_id) == r.parent.as_ref()
             && (r.purpose.is_none() || rec.purpose == r.purpose);
         if !same {
-            return Err(Step::Item(ItemProblem::new(
+            return Err(ItemProblem::new(
                 "registration-conflict",
                 format!(
                     "{:?} is already registered with different parameters: kind {:?}, {}; \
@@ -1220,13 +1489,13 @@ impl Issuer {
                         None => "no parent".to_owned(),
                     }
                 ),
-            )));
+            ));
         }
         Ok(Outcome {
             credential_id: r.credential_id.clone(),
             result: "exists",
             status: rec.status().name(),
-            assignment: Some(self.assignment(at, lists[&at.list].meta.size)),
+            assignment: Some(self.assignment(at, size)),
             affected: Vec::new(),
             new_credential: None,
         })
@@ -1357,19 +1626,46 @@ impl Issuer {
                 .map(|m| m.id.clone())
                 .collect()
         };
+        // A pool exists once it has a list: an admin creates it (`POST /v1/lists`), except the
+        // default pool, which the configuration names. A `write` token only grows pools.
+        if purpose != self.settings.default_purpose
+            && !metas.iter().any(|m| m.purpose.as_deref() == Some(purpose))
+        {
+            return Err(Step::Item(ItemProblem::new(
+                "unknown-pool",
+                format!(
+                    "pool {purpose:?} does not exist: pools are created by an admin, with their \
+                     first list (POST /v1/lists with this purpose)"
+                ),
+            )));
+        }
         let mut candidates = open(metas);
+        let mut bounded = false;
         if candidates.len() < self.settings.min_open_lists {
             let missing = self.settings.min_open_lists - candidates.len();
-            self.open_lists(purpose, missing, metas)
+            bounded = self
+                .open_lists(purpose, missing, metas)
                 .await
                 .map_err(|e| Step::Abort(e.into()))?;
             candidates = open(metas);
         }
         if candidates.is_empty() {
-            return Err(Step::Item(ItemProblem::new(
-                "list-full",
-                format!("pool {purpose:?} has no list with room, and none could be created"),
-            )));
+            return Err(Step::Item(if bounded {
+                ItemProblem::new(
+                    "list-limit",
+                    format!(
+                        "pool {purpose:?} has no list with room, and none can be created: {}",
+                        StoreError::ListLimit {
+                            limit: self.settings.max_lists
+                        }
+                    ),
+                )
+            } else {
+                ItemProblem::new(
+                    "list-full",
+                    format!("pool {purpose:?} has no list with room, and none could be created"),
+                )
+            }));
         }
         use rand::seq::SliceRandom;
         Ok(candidates

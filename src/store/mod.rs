@@ -91,6 +91,13 @@ pub enum StoreError {
     /// again and retry.
     #[error("list {0:?} changed concurrently")]
     Conflict(String),
+    /// The issuer did not create a list: the store already holds the most lists configured
+    /// (`--max-lists`). Produced by [`crate::issuer::Issuer`], never by a store.
+    #[error(
+        "the store already holds {limit} lists, the most allowed (--max-lists, \
+         STATUSD_MAX_LISTS); no list was created"
+    )]
+    ListLimit { limit: usize },
 }
 
 /// Checks a list id: it goes into URLs, file names and Redis keys unescaped.

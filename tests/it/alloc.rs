@@ -1,5 +1,6 @@
-//! Heap allocations per request on the public hot path, pinned. The handler is called directly
-//! (no sockets) and allocations are counted on the calling thread only.
+//! Heap allocations per request on the public hot path, pinned, and the peak heap of parsing a
+//! batch body. The handler is called directly (no sockets) and allocations are counted on the
+//! calling thread only.
 
 use hyper::header::HeaderMap;
 use hyper::Method;
@@ -20,22 +21,45 @@ struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed on this thread, and the highest value since reset.
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+    static PEAK: Cell<i64> = const { Cell::new(0) };
 }
 
-// SAFETY: forwards every call to the system allocator unchanged; the counter is a const-
-// initialised thread-local `Cell`, which never allocates.
+fn grow(by: i64) {
+    let live = LIVE.with(|l| {
+        l.set(l.get() + by);
+        l.get()
+    });
+    PEAK.with(|p| p.set(p.get().max(live)));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; the counters are const-
+// initialised thread-local `Cell`s, which never allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        grow(layout.size() as i64);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        grow(-(layout.size() as i64));
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
+        grow(new_size as i64 - layout.size() as i64);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
+}
+
+/// `f`'s result and the most heap it held at once beyond what was live before it (this thread's
+/// allocations only).
+fn peak<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let r = f();
+    (r, (PEAK.with(Cell::get) - base).max(0) as u64)
 }
 
 #[global_allocator]
@@ -129,3 +153,92 @@ fn lookup_and_token_responses_allocate_a_pinned_small_number_of_times() {
 const LOOKUP_MAX: u64 = 3;
 /// A token (200 or 304): only the header map; bodies and header values are refcounted.
 const TOKEN_MAX: u64 = 2;
+
+/// Issue 21, item 6: a batch body used to be parsed whole into a tree before its 10,000-item
+/// limit was checked, so 8 MiB of `{}` items peaked at ~171 MB. Items are now counted as they
+/// are read (refused at the 10,001st, before anything is built), the JSON values of a body are
+/// capped, and items are turned into operations one at a time: the peak stays within a small
+/// multiple of the body.
+#[test]
+fn batch_bodies_are_counted_before_they_are_built() {
+    use statusd::admin::api::{parse_batch, MAX_BATCH_BODY};
+    use statusd::http::problem::Problem;
+    const MIB: u64 = 1 << 20;
+    let body = |items: &str, n: usize| {
+        let mut b = String::with_capacity(MAX_BATCH_BODY);
+        b.push_str("{\"operations\":[");
+        for i in 0..n {
+            if i > 0 {
+                b.push(',');
+            }
+            b.push_str(items);
+        }
+        b.push_str("]}");
+        assert!(b.len() <= MAX_BATCH_BODY, "{} bytes", b.len());
+        b.into_bytes()
+    };
+
+    // 2.79 million empty items: refused at the 10,001st.
+    let tiny = body("{}", 2_790_000);
+    let (r, used) = peak(|| parse_batch(&tiny));
+    assert_eq!(
+        r.unwrap_err(),
+        Problem::TooLarge {
+            what: "a batch",
+            limit: 10_000
+        }
+    );
+    let (_, tree) = peak(|| serde_json::from_slice::<serde_json::Value>(&tiny).map(drop));
+    println!(
+        "8 MiB of empty items: {used} bytes at peak (a whole tree: {} MB)",
+        tree / 1_000_000
+    );
+    assert!(used < MIB, "{used} bytes at peak");
+
+    // One item holding 4 million numbers: refused by the value cap.
+    let wide = format!(
+        "{{\"operations\":[{{\"op\":\"revoke\",\"credential_id\":\"c\",\"reason\":\"r\",\"x\":[{}]}}]}}",
+        vec!["0"; 4_000_000].join(",")
+    );
+    assert!(wide.len() <= MAX_BATCH_BODY);
+    let (r, used) = peak(|| parse_batch(wide.as_bytes()));
+    assert_eq!(
+        r.unwrap_err(),
+        Problem::TooLarge {
+            what: "the number of JSON values in one operation",
+            limit: 256
+        }
+    );
+    println!("one item of 4 million numbers: {used} bytes at peak");
+    assert!(used < MIB, "{used} bytes at peak");
+
+    // 10,000 items of 256 values each, the most allowed, every one a bad operation: each item's
+    // tree is built and dropped in turn, and only the positions of the bad ones are kept.
+    let junk = format!("{{\"x\":[{}]}}", vec!["{}"; 254].join(","));
+    let wide = body(&junk, 10_000);
+    let (r, used) = peak(|| parse_batch(&wide));
+    assert!(
+        matches!(&r, Err(Problem::BatchInvalid(items)) if items.len() == 10_000),
+        "{r:?}"
+    );
+    println!(
+        "10,000 overgrown items in {} bytes: {used} bytes at peak",
+        wide.len()
+    );
+    assert!(used < 4 * MIB, "{used} bytes at peak");
+
+    // 10,000 legitimate items filling the body: parsed, at a small multiple of the body.
+    let reason = "r".repeat(700);
+    let item = format!(
+        "{{\"op\":\"revoke\",\"credential_id\":\"urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100\",\"reason\":\"{reason}\",\"request_id\":\"ticket-4711\"}}"
+    );
+    let full = body(&item, 10_000);
+    let (r, used) = peak(|| parse_batch(&full));
+    assert_eq!(r.unwrap().len(), 10_000);
+    println!("10,000 items in {} bytes: {used} bytes at peak", full.len());
+    assert!(
+        used < 2 * full.len() as u64,
+        "{used} bytes at peak for a body of {}",
+        full.len()
+    );
+}

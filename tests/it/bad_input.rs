@@ -819,7 +819,7 @@ fn cases() -> Vec<Case> {
         "idx twice",
         Public,
         batch(br#"{"idx":[1],"idx":[2]}"#),
-        Problem(400, "bad-body"),
+        Problem(400, "duplicate-json-key"),
     );
     add(
         "idx 2^32 in a batch",
@@ -877,6 +877,234 @@ fn cases() -> Vec<Case> {
         Admin,
         admin_post(b"/v1/lists", &auth_a, br#"{"purpose":"x","bits":256}"#),
         Problem(400, "bad-body"),
+    );
+
+    // Duplicate keys (issue 21, item 3): refused on every body of both planes, at any depth,
+    // after unescaping, before anything is applied.
+    let dup = Problem(400, "duplicate-json-key");
+    add(
+        "duplicate idx spelled with an escape",
+        Public,
+        batch(br#"{"idx":[1],"\u0069dx":[2]}"#),
+        dup,
+    );
+    add(
+        "duplicate key inside a batch lookup's junk",
+        Public,
+        batch(br#"{"idx":[1],"x":{"a":1,"a":2}}"#),
+        dup,
+    );
+    add(
+        "duplicate op in a batch item",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            br#"{"operations":[{"op":"suspend","credential_id":"c1","reason":"x","op":"revoke"}]}"#,
+        ),
+        dup,
+    );
+    add(
+        "duplicate op spelled with an escape",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            br#"{"operations":[{"op":"suspend","credential_id":"c1","reason":"x","\u006fp":"revoke"}]}"#,
+        ),
+        dup,
+    );
+    add(
+        "duplicate operations array",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            br#"{"operations":[],"operations":[{"op":"revoke","credential_id":"c1","reason":"x"}]}"#,
+        ),
+        dup,
+    );
+    add(
+        "duplicate credential_id in a registration",
+        Admin,
+        admin_post(
+            b"/v1/credentials",
+            &auth_w,
+            br#"{"credential_id":"d1","kind":"physical","credential_id":"d2"}"#,
+        ),
+        dup,
+    );
+    add(
+        "duplicate reason in a revocation",
+        Admin,
+        admin_post(
+            b"/v1/credentials/c1/revoke",
+            &auth_w,
+            br#"{"reason":"a","reason":"b"}"#,
+        ),
+        dup,
+    );
+    add(
+        "duplicate hold in a suspension",
+        Admin,
+        admin_post(
+            b"/v1/credentials/c1/suspend",
+            &auth_w,
+            br#"{"reason":"a","hold":"loss","hold":"court"}"#,
+        ),
+        dup,
+    );
+    add(
+        "duplicate new id in a reissue",
+        Admin,
+        admin_post(
+            b"/v1/credentials/c1/reissue",
+            &auth_w,
+            br#"{"new_credential_id":"n1","reason":"a","new_credential_id":"n2"}"#,
+        ),
+        dup,
+    );
+    add(
+        "duplicate purpose in a list creation",
+        Admin,
+        admin_post(b"/v1/lists", &auth_a, br#"{"purpose":"x","purpose":"y"}"#),
+        dup,
+    );
+
+    // Batch bodies are counted while they are read (issue 21, item 6).
+    add(
+        "10,001 empty items in an admin batch",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            format!("{{\"operations\":[{}]}}", vec!["{}"; 10_001].join(",")).as_bytes(),
+        ),
+        Problem(413, "too-large"),
+    );
+    add(
+        "2.8 million empty items in an admin batch",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            format!("{{\"operations\":[{}]}}", vec!["{}"; 2_790_000].join(",")).as_bytes(),
+        ),
+        Problem(413, "too-large"),
+    );
+    add(
+        "4 million values in one admin batch item",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            format!(
+                "{{\"operations\":[{{\"op\":\"revoke\",\"credential_id\":\"c1\",\"reason\":\"x\",\"x\":[{}]}}]}}",
+                vec!["0"; 4_000_000].join(",")
+            )
+            .as_bytes(),
+        ),
+        Problem(413, "too-large"),
+    );
+
+    // Format characters in free text (issue 21, item 9): 400, naming the field.
+    for (name, c) in [
+        ("RLO", '\u{202E}'),
+        ("LRE", '\u{202A}'),
+        ("RLI", '\u{2067}'),
+        ("PDI", '\u{2069}'),
+        ("RLM", '\u{200F}'),
+        ("ALM", '\u{061C}'),
+        ("ZWSP", '\u{200B}'),
+        ("BOM", '\u{FEFF}'),
+        ("line separator", '\u{2028}'),
+    ] {
+        let reason = format!("found{c}card");
+        add(
+            &format!("{name} in a revocation reason"),
+            Admin,
+            admin_post(
+                b"/v1/credentials/c1/revoke",
+                &auth_w,
+                serde_json::json!({ "reason": reason })
+                    .to_string()
+                    .as_bytes(),
+            ),
+            Problem(400, "bad-item"),
+        );
+    }
+    add(
+        "RLO escaped in a suspension reason",
+        Admin,
+        admin_post(
+            b"/v1/credentials/c1/suspend",
+            &auth_w,
+            br#"{"reason":"lost \u202e draC"}"#,
+        ),
+        Problem(400, "bad-item"),
+    );
+    add(
+        "LRI in a request id",
+        Admin,
+        admin_post(
+            b"/v1/credentials/c1/revoke",
+            &auth_w,
+            "{\"reason\":\"x\",\"request_id\":\"r\u{2066}1\"}".as_bytes(),
+        ),
+        Problem(400, "bad-item"),
+    );
+    add(
+        "RLO in a registration reason",
+        Admin,
+        admin_post(
+            b"/v1/credentials",
+            &auth_w,
+            "{\"credential_id\":\"f1\",\"kind\":\"physical\",\"reason\":\"\u{202E}x\"}".as_bytes(),
+        ),
+        Problem(400, "bad-item"),
+    );
+    add(
+        "RLO in a reissue reason",
+        Admin,
+        admin_post(
+            b"/v1/credentials/c1/reissue",
+            &auth_w,
+            "{\"new_credential_id\":\"f2\",\"reason\":\"\u{202E}x\"}".as_bytes(),
+        ),
+        Problem(400, "bad-item"),
+    );
+    add(
+        "RLO in a batch item's reason",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            "{\"operations\":[{\"op\":\"revoke\",\"credential_id\":\"c1\",\"reason\":\"\u{202E}x\"}]}"
+                .as_bytes(),
+        ),
+        Problem(422, "batch-invalid"),
+    );
+
+    // Pools (issue 21, item 4): a write token cannot create one.
+    add(
+        "registration in a pool nobody created",
+        Admin,
+        admin_post(
+            b"/v1/credentials",
+            &auth_w,
+            br#"{"credential_id":"p1","kind":"physical","purpose":"new-pool"}"#,
+        ),
+        Problem(422, "unknown-pool"),
+    );
+    add(
+        "batch registration in a pool nobody created",
+        Admin,
+        admin_post(
+            b"/v1/credentials/batch",
+            &auth_w,
+            br#"{"operations":[{"op":"register","credential_id":"p1","kind":"physical","purpose":"new-pool"}]}"#,
+        ),
+        Problem(422, "batch-invalid"),
     );
 
     // Tokens on every issuer route: missing, malformed, wrong scheme, wrong, not ASCII,

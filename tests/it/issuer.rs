@@ -11,7 +11,7 @@ use statusd::app::{self, Running};
 use statusd::status::Bits;
 use statusd::store::{NewList, Store};
 use statusd::token::keys::KeySet;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 const WRITER: &str = "writer-token-0123456789abcdef";
@@ -926,4 +926,527 @@ async fn allocation_is_unique_and_uniform() {
         assert_eq!(l["allocated"], 100_000);
         env.running.stop().await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening, round two (issue 21): items 3, 4, 5 and 9.
+
+/// `requests` (path, body) sent at once by the writer, each on its own task and connection;
+/// the answers in order.
+async fn at_once(env: &Env, requests: Vec<(String, Value)>) -> Vec<(StatusCode, Value)> {
+    let admin = env.running.admin_addr;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(path, body)| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                let url = format!("http://{admin}{path}");
+                let auth = format!("Bearer {WRITER}");
+                let headers = [
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                start.wait().await;
+                let (status, h, bytes) = request(
+                    Method::POST,
+                    &url,
+                    &headers,
+                    Some(Bytes::from(body.to_string())),
+                )
+                .await;
+                if !status.is_success() {
+                    problem(status, &h, &bytes);
+                }
+                (
+                    status,
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// What each answer was, in short: its status and `result` or problem type.
+fn summary(answers: &[(StatusCode, Value)]) -> Vec<String> {
+    answers
+        .iter()
+        .map(|(s, v)| {
+            let what = v["result"].as_str().or(v["type"].as_str()).unwrap_or("?");
+            format!("{} {what}", s.as_u16())
+        })
+        .collect()
+}
+
+/// Indices allocated over every list: what registrations have cost.
+async fn allocated(env: &Env) -> u64 {
+    let (_, lists) = env.call(READER, Method::GET, "/v1/lists", None).await;
+    lists["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["allocated"].as_u64().unwrap())
+        .sum()
+}
+
+async fn exists(env: &Env, id: &str) -> bool {
+    let (s, _) = env
+        .call(READER, Method::GET, &format!("/v1/credentials/{id}"), None)
+        .await;
+    assert!(s == StatusCode::OK || s == StatusCode::NOT_FOUND, "{s}");
+    s == StatusCode::OK
+}
+
+/// Item 3: a body naming a key twice is refused whole, on both planes: `{"op":"suspend", …,
+/// "op":"revoke"}` used to revoke, and a registration with two `credential_id`s registered the
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_json_keys_are_refused_on_both_planes() {
+    let env = Env::start(Backend::Embedded, &[]).await;
+    env.register("X", "physical", None).await;
+    let admin = format!("http://{}", env.running.admin_addr);
+    let public = format!("http://{}", env.running.public_addr);
+    let list = env.place("X").await.0;
+    let auth_w = format!("Bearer {WRITER}");
+    let auth_a = format!("Bearer {ADMIN}");
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        (
+            format!("{admin}/v1/credentials/batch"),
+            auth_w.as_str(),
+            r#"{"operations":[{"op":"suspend","credential_id":"X","reason":"lost","op":"revoke"}]}"#,
+            "operations[0]",
+        ),
+        (
+            format!("{admin}/v1/credentials/batch"),
+            auth_w.as_str(),
+            r#"{"operations":[{"op":"suspend","credential_id":"X","reason":"lost","\u006fp":"revoke"}]}"#,
+            "operations[0]",
+        ),
+        (
+            format!("{admin}/v1/credentials"),
+            auth_w.as_str(),
+            r#"{"credential_id":"A","kind":"physical","credential_id":"B"}"#,
+            "the top level",
+        ),
+        (
+            format!("{admin}/v1/credentials/X/revoke"),
+            auth_w.as_str(),
+            r#"{"reason":"a","reason":"b"}"#,
+            "the top level",
+        ),
+        (
+            format!("{admin}/v1/credentials/X/reissue"),
+            auth_w.as_str(),
+            r#"{"new_credential_id":"A","reason":"r","new_credential_id":"B"}"#,
+            "the top level",
+        ),
+        (
+            format!("{admin}/v1/lists"),
+            auth_a.as_str(),
+            r#"{"purpose":"p","purpose":"q"}"#,
+            "the top level",
+        ),
+        (
+            format!("{public}/statuses/{list}"),
+            "",
+            r#"{"idx":[0],"idx":[1]}"#,
+            "the top level",
+        ),
+    ];
+    for (url, auth, body, at) in cases {
+        let mut headers = vec![("content-type", "application/json")];
+        if !auth.is_empty() {
+            headers.push(("authorization", auth));
+        }
+        let (s, h, bytes) = request(Method::POST, &url, &headers, Some(Bytes::from(body))).await;
+        let p = problem(s, &h, &bytes);
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {p}");
+        assert_eq!(
+            p["type"], "urn:statusd:problem:duplicate-json-key",
+            "{body}"
+        );
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains(at), "{body}: {detail}");
+        assert!(
+            [
+                "\"op\"",
+                "\"credential_id\"",
+                "\"reason\"",
+                "\"new_credential_id\"",
+                "\"purpose\"",
+                "\"idx\""
+            ]
+            .iter()
+            .any(|k| detail.contains(k)),
+            "names the key: {detail}"
+        );
+    }
+    // Nothing was applied: X is still VALID with one event, A and B do not exist, no list p.
+    env.expect_public(&[("X", "VALID")]).await;
+    let (_, audit) = env
+        .call(READER, Method::GET, "/v1/credentials/X/audit", None)
+        .await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1, "{audit}");
+    assert!(!exists(&env, "A").await && !exists(&env, "B").await);
+    let (_, lists) = env.call(READER, Method::GET, "/v1/lists", None).await;
+    assert!(!lists.to_string().contains("\"purpose\":\"p\""), "{lists}");
+    env.running.stop().await;
+}
+
+/// Item 4: a `write` token cannot create pools (each new pool used to open two lists of 2^20
+/// entries); an admin creates a pool with its first list, and the writer then grows it. The
+/// number of lists is bounded by `--max-lists`, and reaching it is a clear problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
+    // The store holds "other" already: with --max-lists 3, two more lists fit.
+    let env = Env::start(
+        Backend::Embedded,
+        &["--max-lists", "3", "--min-open-lists", "2"],
+    )
+    .await;
+    let lists = |v: &Value| -> Vec<String> {
+        v["lists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["list_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for purpose in ["new-pool", "x1"] {
+        let (s, v) = env
+            .post(
+                "/v1/credentials",
+                json!({"credential_id": "N", "kind": "physical", "purpose": purpose}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["type"], "urn:statusd:problem:unknown-pool");
+        assert!(
+            v["detail"].as_str().unwrap().contains("POST /v1/lists"),
+            "{v}"
+        );
+    }
+    let (_, v) = env.call(READER, Method::GET, "/v1/lists", None).await;
+    assert_eq!(lists(&v), ["other"], "no list was created");
+    assert!(!exists(&env, "N").await);
+
+    // An admin creates the pool with a small first list; the writer uses it. The pool wants a
+    // second open list ahead of demand, which the bound allows (3 lists).
+    let (s, v) = env
+        .call(
+            ADMIN,
+            Method::POST,
+            "/v1/lists",
+            Some(json!({"purpose": "tiny", "size": 16})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = env
+        .post(
+            "/v1/credentials",
+            json!({"credential_id": "T0", "kind": "physical", "purpose": "tiny"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, v) = env.call(READER, Method::GET, "/v1/lists", None).await;
+    assert_eq!(lists(&v), ["other", "tiny-1", "tiny-2"]);
+
+    // At the bound: no more lists, by the admin or ahead of demand.
+    let (s, v) = env
+        .call(
+            ADMIN,
+            Method::POST,
+            "/v1/lists",
+            Some(json!({"purpose": "busan"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["type"], "urn:statusd:problem:list-limit");
+    assert!(v["detail"].as_str().unwrap().contains("--max-lists"), "{v}");
+    // The default pool has no list and can get none.
+    let (s, v) = env
+        .post(
+            "/v1/credentials",
+            json!({"credential_id": "D", "kind": "physical"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["type"], "urn:statusd:problem:list-limit");
+    let (_, v) = env.call(READER, Method::GET, "/v1/lists", None).await;
+    assert_eq!(lists(&v), ["other", "tiny-1", "tiny-2"]);
+    env.running.stop().await;
+
+    // A pool at the bound keeps taking cards in its open lists; once they are full the problem
+    // is list-limit, not list-full.
+    let env = Env::start(Backend::Embedded, &["--max-lists", "2"]).await;
+    let (s, _) = env
+        .call(
+            ADMIN,
+            Method::POST,
+            "/v1/lists",
+            Some(json!({"purpose": "tiny", "size": 16})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // 0.75 × 16 = 12 top-level cards.
+    let ops: Vec<Value> = (0..12)
+        .map(|i| json!({"op": "register", "credential_id": format!("t{i}"), "kind": "physical", "purpose": "tiny"}))
+        .collect();
+    let (s, v) = env
+        .post("/v1/credentials/batch", json!({ "operations": ops }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["result"] == "registered"));
+    let (s, v) = env
+        .post(
+            "/v1/credentials",
+            json!({"credential_id": "t12", "kind": "physical", "purpose": "tiny"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (StatusCode::CONFLICT, Some("urn:statusd:problem:list-limit")),
+        "{v}"
+    );
+    env.running.stop().await;
+}
+
+/// Item 5 (a): twenty reissues of one card to twenty different new ids at once. Exactly one
+/// wins; the others get 409 `already-reissued`, and none of their new cards exists or cost an
+/// index. The mobile card's new parent lives in another list, so its new card is written in
+/// another commit than the revocation (the case that used to leave debris); the physical card's
+/// new card lands in either of two lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reissues_of_one_card_leave_one_winner_and_no_debris() {
+    for backend in BACKENDS {
+        let env = Env::start(backend, &[]).await;
+        env.register("P1", "physical", None).await;
+        env.register("M", "mobile", Some("P1")).await;
+        let (s, _) = env
+            .call(
+                ADMIN,
+                Method::POST,
+                "/v1/lists",
+                Some(json!({"purpose": "branch"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, v) = env
+            .post(
+                "/v1/credentials",
+                json!({"credential_id": "P2", "kind": "physical", "purpose": "branch"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_ne!(env.place("M").await.0, env.place("P2").await.0);
+        let before = allocated(&env).await;
+
+        for (old, parent, cards) in [("M", Some("P2"), "M-new"), ("P1", None, "P1-new")] {
+            let requests = (0..20)
+                .map(|i| {
+                    let mut body =
+                        json!({"new_credential_id": format!("{cards}-{i}"), "reason": "replaced"});
+                    if let Some(p) = parent {
+                        body["parent"] = json!(p);
+                    }
+                    (format!("/v1/credentials/{old}/reissue"), body)
+                })
+                .collect();
+            let answers = at_once(&env, requests).await;
+            let winners: Vec<usize> = (0..20)
+                .filter(|&i| answers[i].0 == StatusCode::OK)
+                .collect();
+            assert_eq!(
+                winners.len(),
+                1,
+                "{backend:?} {old}: {:?}",
+                summary(&answers)
+            );
+            let w = winners[0];
+            for (i, (s, v)) in answers.iter().enumerate() {
+                if i != w {
+                    assert_eq!(
+                        (*s, v["type"].as_str()),
+                        (
+                            StatusCode::CONFLICT,
+                            Some("urn:statusd:problem:already-reissued")
+                        ),
+                        "{backend:?} {old} #{i}: {v}"
+                    );
+                }
+            }
+            let winner = format!("{cards}-{w}");
+            for i in 0..20 {
+                assert_eq!(
+                    exists(&env, &format!("{cards}-{i}")).await,
+                    i == w,
+                    "{backend:?}: {cards}-{i}"
+                );
+            }
+            let (_, view) = env
+                .call(READER, Method::GET, &format!("/v1/credentials/{old}"), None)
+                .await;
+            assert_eq!(
+                (view["status"].as_str(), view["replaced_by"].as_str()),
+                (Some("INVALID"), Some(winner.as_str())),
+                "{backend:?}"
+            );
+            env.expect_public(&[(old, "INVALID"), (&winner, "VALID")])
+                .await;
+        }
+        // Two new cards, two indices: no loser burnt one.
+        assert_eq!(allocated(&env).await, before + 2, "{backend:?}");
+        env.running.stop().await;
+    }
+}
+
+/// Item 5 (b): twenty registrations of one credential id at once all get its one index: one
+/// 201, nineteen idempotent 200s (no 409 `registered-concurrently`), and one index allocated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_of_one_id_all_get_the_same_index() {
+    for backend in BACKENDS {
+        let env = Env::start(backend, &[]).await;
+        let before = allocated(&env).await;
+        let requests = (0..20)
+            .map(|_| {
+                (
+                    "/v1/credentials".to_owned(),
+                    json!({"credential_id": "same", "kind": "physical"}),
+                )
+            })
+            .collect();
+        let answers = at_once(&env, requests).await;
+        let created = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .count();
+        let again = answers
+            .iter()
+            .filter(|(s, v)| *s == StatusCode::OK && v["result"] == "exists")
+            .count();
+        assert_eq!(
+            (created, again),
+            (1, 19),
+            "{backend:?}: {:?}",
+            summary(&answers)
+        );
+        let places: BTreeSet<String> = answers
+            .iter()
+            .map(|(_, v)| v["assignment"]["status_claim"].to_string())
+            .collect();
+        assert_eq!(places.len(), 1, "{backend:?}: {places:?}");
+        assert_eq!(allocated(&env).await, before + 1, "{backend:?}");
+        env.running.stop().await;
+    }
+}
+
+/// Item 5 (c): twenty mobile cards registered under one physical card at once (each commit
+/// rewrites the parent's record, so they all race on one list): every one is registered, none
+/// gets 503 `contention`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_under_one_parent_never_see_contention() {
+    for backend in BACKENDS {
+        let env = Env::start(backend, &[]).await;
+        env.register("P", "physical", None).await;
+        let before = allocated(&env).await;
+        let requests = (0..20)
+            .map(|i| {
+                (
+                    "/v1/credentials".to_owned(),
+                    json!({"credential_id": format!("m{i}"), "kind": "mobile", "parent": "P"}),
+                )
+            })
+            .collect();
+        let answers = at_once(&env, requests).await;
+        for (i, (s, v)) in answers.iter().enumerate() {
+            assert_eq!(*s, StatusCode::CREATED, "{backend:?} m{i}: {v}");
+        }
+        let (_, view) = env
+            .call(READER, Method::GET, "/v1/credentials/P", None)
+            .await;
+        assert_eq!(view["children"].as_array().unwrap().len(), 20, "{view}");
+        assert_eq!(allocated(&env).await, before + 20, "{backend:?}");
+        env.running.stop().await;
+    }
+}
+
+/// Item 9: reasons and request ids refuse bidirectional controls and other format characters
+/// (which make an audit entry read differently from what it says), naming the field; nothing is
+/// applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_characters_in_free_text_are_refused() {
+    let env = Env::start(Backend::Embedded, &[]).await;
+    env.register("P", "physical", None).await;
+    for c in [
+        '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+        '\u{200B}', '\u{FEFF}', '\u{2028}',
+    ] {
+        let code = format!("U+{:04X}", u32::from(c));
+        let cases = [
+            (
+                "/v1/credentials/P/suspend",
+                json!({"reason": format!("lost{c}"), }),
+                "reason",
+            ),
+            (
+                "/v1/credentials/P/revoke",
+                json!({"reason": "x", "request_id": format!("r{c}")}),
+                "request_id",
+            ),
+            (
+                "/v1/credentials",
+                json!({"credential_id": "N", "kind": "physical", "reason": format!("{c}new")}),
+                "reason",
+            ),
+            (
+                "/v1/credentials/P/reissue",
+                json!({"new_credential_id": "N", "reason": format!("a{c}b")}),
+                "reason",
+            ),
+        ];
+        for (path, body, field) in cases {
+            let (s, v) = env.post(path, body).await;
+            assert_eq!(
+                (s, v["type"].as_str()),
+                (
+                    StatusCode::BAD_REQUEST,
+                    Some("urn:statusd:problem:bad-item")
+                ),
+                "{code} {path}: {v}"
+            );
+            let detail = v["detail"].as_str().unwrap();
+            assert!(
+                detail.starts_with(field) && detail.contains(&code),
+                "{detail}"
+            );
+        }
+        let (s, v) = env
+            .post(
+                "/v1/credentials/batch",
+                json!({"operations": [{"op": "suspend", "credential_id": "P", "reason": format!("{c}")}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["errors"][0]["type"], "urn:statusd:problem:bad-item");
+    }
+    // Hangul, Arabic and emoji are plain text.
+    let (s, v) = env
+        .act("P", "suspend", json!({"reason": "분실 신고 😀 بطاقة"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, audit) = env
+        .call(READER, Method::GET, "/v1/credentials/P/audit", None)
+        .await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 2, "{audit}");
+    assert!(!exists(&env, "N").await);
+    env.running.stop().await;
 }

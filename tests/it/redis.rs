@@ -783,3 +783,168 @@ async fn a_stale_allocation_bitmap_never_hands_out_an_index_twice() {
     let (_, all) = fresh_store.allocated("alloc").await.unwrap();
     assert_eq!(all.iter().collect::<Vec<_>>(), vec![7, 8]); // …which Redis has.
 }
+
+/// Issue 21, item 5, across replicas: four issuers (four replicas' worth of coordination) on
+/// one Redis race on one card. Reissues of one card to different new ids: one wins, the others
+/// get `already-reissued`, and none of their new cards exists or cost an index. Registrations
+/// of one id: every one answers with the same place, and at most one index per other replica is
+/// burnt (a replica that loses the binding race keeps the index it committed, unused).
+/// Registrations under one parent: none runs out of retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_racing_on_one_card_leave_no_debris() {
+    use statusd::issuer::{
+        Issuer, IssuerError, ItemProblem, Operation, Outcome, Registration, ReissueOp, Settings,
+    };
+    use statusd::snapshot::build::BuildParams;
+    use statusd::store::any::AnyStore;
+    use statusd::store::registry::Registry;
+    use std::sync::Arc;
+
+    const REPLICAS: usize = 4;
+    let server = RedisServer::start();
+    let store = Arc::new(AnyStore::Redis(store(&server).await));
+    let urls = BuildParams {
+        public_url: "https://status.example".into(),
+        issuer: "https://status.example".into(),
+        ttl: Duration::from_secs(300),
+        lifetime: Duration::from_secs(86_400),
+        tick: Duration::from_secs(1),
+    };
+    let settings = Settings {
+        list_size: 1 << 17,
+        ..Settings::default()
+    };
+    let replicas: Vec<Issuer> = (0..REPLICAS)
+        .map(|_| Issuer::new(store.clone(), urls.clone(), settings.clone()))
+        .collect();
+    let register = |id: &str, kind: &str, parent: Option<&str>, purpose: Option<&str>| {
+        Operation::Register(Registration {
+            credential_id: id.into(),
+            kind: kind.into(),
+            parent: parent.map(Into::into),
+            purpose: purpose.map(Into::into),
+            reason: None,
+            request_id: None,
+        })
+    };
+    let one = |r: Result<Vec<Result<Outcome, ItemProblem>>, _>| {
+        let mut r = r.expect("the batch runs");
+        r.pop().expect("one result")
+    };
+    let allocated = || async {
+        let mut sum = 0;
+        for m in store.lists().await.unwrap() {
+            sum += store.allocated(&m.id).await.unwrap().1.len();
+        }
+        sum
+    };
+    // `ops[i]` on replica i % REPLICAS, all at once.
+    let race = |ops: Vec<Operation>| {
+        let tasks: Vec<_> = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let issuer = replicas[i % REPLICAS].clone();
+                tokio::spawn(async move {
+                    // A single operation that fails its first plan fails the "batch".
+                    match issuer.execute("race", std::slice::from_ref(&op)).await {
+                        Ok(mut r) => r.pop().expect("one result"),
+                        Err(IssuerError::Invalid(mut e)) => Err(e.pop().expect("one").1),
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        }
+    };
+
+    let a = &replicas[0];
+    assert!(one(a
+        .execute("t", &[register("P1", "physical", None, None)])
+        .await)
+    .is_ok());
+    assert!(one(a
+        .execute("t", &[register("M", "mobile", Some("P1"), None)])
+        .await)
+    .is_ok());
+    a.create_list(NewList {
+        id: "branch-1".into(),
+        bits: Bits::Two,
+        size: 1 << 17,
+        purpose: Some("branch".into()),
+    })
+    .await
+    .unwrap();
+    assert!(one(a
+        .execute("t", &[register("P2", "physical", None, Some("branch"))])
+        .await)
+    .is_ok());
+    let before = allocated().await;
+
+    // (a) Reissues of M (into P2's list: two commits) and of P1.
+    for (old, parent, cards) in [("M", Some("P2"), "M-new"), ("P1", None, "P1-new")] {
+        let ops = (0..20)
+            .map(|i| {
+                Operation::Reissue(ReissueOp {
+                    credential_id: old.into(),
+                    new_credential_id: format!("{cards}-{i}"),
+                    parent: parent.map(Into::into),
+                    reason: "replaced".into(),
+                    request_id: None,
+                })
+            })
+            .collect();
+        let results = race(ops).await;
+        let winners: Vec<usize> = (0..20).filter(|&i| results[i].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "{old}: {results:?}");
+        for (i, r) in results.iter().enumerate() {
+            if let Err(p) = r {
+                assert_eq!(p.slug, "already-reissued", "{old} #{i}: {p:?}");
+            }
+        }
+        let ids: Vec<String> = (0..20).map(|i| format!("{cards}-{i}")).collect();
+        let found = store.locate(&ids).await.unwrap();
+        for (i, at) in found.iter().enumerate() {
+            assert_eq!(at.is_some(), i == winners[0], "{}", ids[i]);
+        }
+    }
+    assert_eq!(allocated().await, before + 2, "no loser burnt an index");
+
+    // (b) Registrations of one id.
+    let before = allocated().await;
+    let results = race(
+        (0..20)
+            .map(|_| register("same", "physical", None, None))
+            .collect(),
+    )
+    .await;
+    let places: std::collections::BTreeSet<String> = results
+        .iter()
+        .map(|r| {
+            let o = r.as_ref().expect("every registration answers");
+            assert!(o.result == "registered" || o.result == "exists", "{o:?}");
+            format!("{:?}", o.assignment.as_ref().map(|a| (&a.list_id, a.idx)))
+        })
+        .collect();
+    assert_eq!(places.len(), 1, "{places:?}");
+    let burnt = allocated().await - before - 1;
+    assert!(burnt < REPLICAS as u64, "{burnt} indices burnt");
+    println!("registrations of one id on {REPLICAS} replicas: {burnt} indices burnt");
+
+    // (c) Registrations under one parent.
+    let results = race(
+        (0..20)
+            .map(|i| register(&format!("m{i}"), "mobile", Some("P2"), None))
+            .collect(),
+    )
+    .await;
+    for r in &results {
+        assert_eq!(r.as_ref().map(|o| o.result), Ok("registered"), "{r:?}");
+    }
+}
