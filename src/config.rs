@@ -109,10 +109,8 @@ pub struct ServeArgs {
     /// Issuer API: bits per entry of the lists it creates (2 or more to express SUSPENDED).
     #[arg(long, env = "STATUSD_LIST_BITS", default_value_t = 2)]
     pub list_bits: u8,
-    /// Issuer API: most lists the store may hold (every list counts, the issuer's and others');
-    /// past it the issuer creates none, ahead of demand or on `POST /v1/lists` (`list-limit`).
-    /// Default: [`crate::issuer::DEFAULT_MAX_LISTS`].
-    #[arg(long, env = "STATUSD_MAX_LISTS", default_value_t = 512)]
+    /// Issuer API: most lists the store may hold, every list counted (beyond it: 409 list-limit)
+    #[arg(long, env = "STATUSD_MAX_LISTS", default_value_t = crate::issuer::DEFAULT_MAX_LISTS)]
     pub max_lists: usize,
     /// Create demo lists (2^20 entries, realistic revocation and suspension rates) if the store
     /// has none, generate a signing key if none is configured, and an admin tokens file
