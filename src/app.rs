@@ -413,11 +413,14 @@ fn spawn_admin(
 
 /// Runs until SIGINT or SIGTERM, then drains.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let running = start(&config).await?;
+    // The handlers go in before anything starts: a SIGTERM right after the "listening" line
+    // (an orchestrator, a test) must drain and exit 0, not kill the process by default action.
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ctrl_c = tokio::signal::ctrl_c();
+    let running = start(&config).await?;
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -110,7 +110,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STATUSD_LIST_BITS", default_value_t = 2)]
     pub list_bits: u8,
     /// Issuer API: most lists the store may hold, every list counted (beyond it: 409 list-limit)
-    #[arg(long, env = "STATUSD_MAX_LISTS", default_value_t = crate::issuer::DEFAULT_MAX_LISTS)]
+    #[arg(long, env = "STATUSD_MAX_LISTS", default_value_t = 512)]
     pub max_lists: usize,
     /// Create demo lists (2^20 entries, realistic revocation and suspension rates) if the store
     /// has none, generate a signing key if none is configured, and an admin tokens file
