@@ -129,7 +129,7 @@ fn encode(c: &mut Criterion) {
             b.iter(|| IetfList::encode(black_box(&list), None))
         });
         g.bench_function("signed_jwt", |b| {
-            b.iter(|| statuslist::sign_jwt(&claims(black_box(&list)), &key))
+            b.iter(|| statuslist::sign_jwt(&claims(black_box(&list)), &key).unwrap())
         });
         g.finish();
     }
@@ -215,7 +215,9 @@ fn handler(c: &mut Criterion) {
             &key,
             &p,
             SystemTime::now(),
-        );
+        )
+        .ok()
+        .unwrap();
         lists.insert(id.into_boxed_str(), Arc::new(ls));
     }
     let etag = lists["1"].artefacts.jwt.etag.clone();
@@ -333,7 +335,9 @@ fn snapshot(c: &mut Criterion) {
                 &key,
                 &p,
                 SystemTime::now(),
-            );
+            )
+            .ok()
+            .unwrap();
             (id.into_boxed_str(), Arc::new(ls))
         })
         .collect();
@@ -347,7 +351,9 @@ fn snapshot(c: &mut Criterion) {
             b.iter(|| {
                 let mut next = lists.clone();
                 let ls =
-                    build::list_snapshot(meta("7"), changed.clone(), &key, &p, SystemTime::now());
+                    build::list_snapshot(meta("7"), changed.clone(), &key, &p, SystemTime::now())
+                        .ok()
+                        .unwrap();
                 next.insert("7".into(), Arc::new(ls));
                 build::snapshot(2, next, &keys, &p, SystemTime::now())
             })

@@ -8,7 +8,7 @@ use crate::demo;
 use crate::http::{Public, PublicSettings};
 use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
-use crate::keyfile::{KeyFile, KeyWatch};
+use crate::keyfile::{KeyFile, KeySource, KeyWatch};
 use crate::metrics::Metrics;
 use crate::refresh::{Refresher, SyncState};
 use crate::server::{self, Limits};
@@ -18,6 +18,7 @@ use crate::snapshot::SnapshotStore;
 use crate::store::any::AnyStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
+use crate::token::{Signer, TokenSigner as _};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -89,8 +90,8 @@ pub fn write_private_pem(path: &Path, pem: &str, overwrite: bool) -> anyhow::Res
 
 /// The JWKS: the signing key first, then every key of the `--published-keys` files (public or
 /// private PEM; only public halves are published) that is not already in the set.
-fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySet> {
-    let mut set = KeySet::new(vec![signing.verifying_key()]);
+fn published_keys(config: &Config, signing: &Signer) -> anyhow::Result<KeySet> {
+    let mut set = KeySet::new(vec![signing.verifying_key().clone()]);
     for path in &config.published_keys {
         let pem = std::fs::read_to_string(path).with_context(|| {
             format!(
@@ -113,8 +114,24 @@ fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySe
     Ok(set)
 }
 
-/// The signing key and its file (which the refresher checks before signing).
-fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, KeyFile)> {
+/// The signing key and where it lives (which the refresher checks before signing): a key in a
+/// PKCS#11 token, a key file, or with --demo a generated key file.
+fn signing_key(config: &Config) -> anyhow::Result<(Signer, KeySource)> {
+    if let Some(p11) = &config.pkcs11 {
+        let pin = crate::pkcs11::read_pin_file(&p11.pin_file)?;
+        let key = crate::pkcs11::Pkcs11Key::open(p11.module.clone(), p11.uri.clone(), pin)
+            .with_context(|| format!("opening the signing key {}", p11.uri))?;
+        let key = Arc::new(key);
+        tracing::info!(uri = %p11.uri, module = %p11.module.display(), kid = key.verifying_key().kid(), "signing with a key in a PKCS#11 token");
+        let signer = Signer::external(key.verifying_key().clone(), key.clone());
+        return Ok((signer, KeySource::Pkcs11(key)));
+    }
+    let (key, file) = signing_key_file(config)?;
+    Ok((Signer::from(key), KeySource::File(Box::new(file))))
+}
+
+/// The signing key file and its key.
+fn signing_key_file(config: &Config) -> anyhow::Result<(SigningKey, KeyFile)> {
     if let Some(path) = &config.signing_key {
         return Ok(KeyFile::open(path.clone())?);
     }
@@ -175,7 +192,7 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let (key, key_file) = signing_key(config)?;
+    let (key, key_source) = signing_key(config)?;
     let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
@@ -244,7 +261,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         snapshots: snapshots.clone(),
         published_keys: jwks,
         key,
-        key_watch: KeyWatch::new(Some(key_file)),
+        key_watch: Arc::new(KeyWatch::new(Some(key_source))),
         params: build_params,
         metrics: metrics.clone(),
         sync: sync.clone(),

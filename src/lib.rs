@@ -9,6 +9,7 @@
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
 //! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
+//! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
@@ -51,6 +52,7 @@ pub mod inspect;
 pub mod issuer;
 pub mod keyfile;
 pub mod metrics;
+pub mod pkcs11;
 pub mod refresh;
 pub mod server;
 pub mod snapshot;

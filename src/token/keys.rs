@@ -293,6 +293,47 @@ impl VerifyingKey {
         })
     }
 
+    /// A P-256 public key from its SEC1 encoding (uncompressed or compressed point), as an HSM
+    /// gives it; the `kid` is the thumbprint.
+    pub fn from_p256_sec1(point: &[u8]) -> Result<Self, KeyError> {
+        let k = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map_err(|_| KeyError::Pem("not a point on P-256".into()))?;
+        Ok(Self::from_verifying_inner(VerifyingInner::Es256(k)))
+    }
+
+    /// An Ed25519 public key from its 32 bytes; the `kid` is the thumbprint.
+    pub fn from_ed25519_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::Pem("an Ed25519 public key is 32 bytes".into()))?;
+        let k = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| KeyError::Pem("not an Ed25519 point".into()))?;
+        Ok(Self::from_verifying_inner(VerifyingInner::EdDsa(k)))
+    }
+
+    /// A public key from an SPKI DER (e.g. a certificate's `subjectPublicKeyInfo`); the `kid`
+    /// is the thumbprint.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        verifying_from_spki_der(der).map(Self::from_verifying_inner)
+    }
+
+    /// The key as an SPKI DER.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        match &self.inner {
+            VerifyingInner::Es256(k) => k.to_public_key_der(),
+            VerifyingInner::EdDsa(k) => k.to_public_key_der(),
+        }
+        .expect("SPKI encoding of a valid in-memory key cannot fail")
+        .into_vec()
+    }
+
+    fn from_verifying_inner(inner: VerifyingInner) -> Self {
+        VerifyingKey {
+            kid: thumbprint(&inner),
+            inner,
+        }
+    }
+
     /// Reads an SPKI `PUBLIC KEY` PEM; the `kid` is the thumbprint.
     pub fn from_public_pem(pem_text: &str) -> Result<Self, KeyError> {
         let blocks = pem_blocks(pem_text)?;

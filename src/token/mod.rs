@@ -3,6 +3,8 @@
 //!
 //! Layout:
 //! * [`keys`]: signing keys (ES256, EdDSA), verifying keys, JWK / PEM I/O and [`KeySet`] lookup.
+//! * [`signer`]: [`TokenSigner`], what every token is signed through: an in-memory key, or a
+//!   [`Signer`] (key file or PKCS#11 token, with its certificate chain).
 //! * [`jws`]: JWS compact serialisation (RFC 7515), strict parsing and verification.
 //! * [`cose`]: COSE_Sign1_Tagged (RFC 9052) built on `coset`, strict parsing and verification.
 //! * [`statuslist`]: the Status List Token claims, signed and verified in both forms.
@@ -21,6 +23,7 @@
 pub mod cose;
 pub mod jws;
 pub mod keys;
+pub mod signer;
 pub mod statuslist;
 pub mod vc;
 
@@ -30,6 +33,7 @@ mod test_vectors;
 pub use cose::{sign1_tagged, CoseTyp, Sign1};
 pub use jws::{sign_compact, Jws};
 pub use keys::{Algorithm, KeySet, SigningKey, VerifyingKey};
+pub use signer::{ExternalSigner, SignError, Signer, TokenSigner};
 pub use statuslist::{
     check_time, decode_cwt_unverified, decode_jwt_unverified, sign_cwt, sign_jwt, verify_cwt,
     verify_jwt, StatusListClaims, UnverifiedCwt, UnverifiedJwt,

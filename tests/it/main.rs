@@ -9,6 +9,7 @@ mod consistency;
 mod crash;
 mod deploy;
 mod fuzz_regressions;
+mod hsm;
 mod http;
 mod issuer;
 mod openapi;

@@ -614,12 +614,12 @@ proptest! {
             ttl,
             status_list: IetfList::encode(&reference.list, None),
         };
-        let jwt = token::sign_jwt(&claims, key);
+        let jwt = token::sign_jwt(&claims, key).unwrap();
         let from_jwt = token::verify_jwt(&jwt, keys).unwrap();
         prop_assert_eq!(&from_jwt, &claims);
         reference.check(&from_jwt.status_list.decode().unwrap())?;
 
-        let cwt = token::sign_cwt(&claims, key);
+        let cwt = token::sign_cwt(&claims, key).unwrap();
         let from_cwt = token::verify_cwt(&cwt, keys).unwrap();
         prop_assert_eq!(&from_cwt, &claims);
         reference.check(&from_cwt.status_list.decode().unwrap())?;
@@ -663,7 +663,7 @@ proptest! {
             view.check(&parsed.list)?;
 
             // Secured as a vc+jwt, the same credential (so the same bitstring) comes back.
-            let jwt = token::sign_vc_jwt(&vc, key);
+            let jwt = token::sign_vc_jwt(&vc, key).unwrap();
             let verified = token::verify_vc_jwt(&jwt, keys).unwrap();
             prop_assert!(verified == vc, "vc+jwt payload is the credential");
         }

@@ -1,0 +1,480 @@
+//! Signing with a key that lives only in a PKCS#11 token (issue #13), against a real SoftHSM2.
+//!
+//! Each test initialises its own token in a temporary directory (`SOFTHSM2_CONF`), generates the
+//! key inside it with `pkcs11-tool` and runs the real `statusd` binary against it: the module is
+//! a process-wide singleton, so a server per process keeps the tests independent. The token
+//! "goes away" by moving its directory out of SoftHSM2's token directory, and comes back by
+//! moving it back. Every server runs at `trace` level and its whole log is searched for the PIN.
+
+use crate::support::{get, problem, TempDir};
+use statusd::status::{Bits, Status};
+use statusd::store::{Change, NewList, Store};
+use statusd::token::{decode_jwt_unverified, verify_cwt, verify_jwt, KeySet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// SoftHSM2's module, as Debian and Ubuntu install it.
+pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// A PIN no log line could contain by accident.
+pub const PIN: &str = "739164825";
+pub const TOKEN: &str = "statusd";
+pub const OBJECT: &str = "list-signer";
+
+/// A SoftHSM2 installation of its own: config, token directory and PIN file.
+pub struct SoftHsm {
+    pub dir: TempDir,
+    pub conf: PathBuf,
+    pub pin_file: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl SoftHsm {
+    /// A fresh token labelled [`TOKEN`] with user PIN [`PIN`].
+    pub fn new(tag: &str) -> SoftHsm {
+        let dir = TempDir::new(tag);
+        let tokens = dir.0.join("tokens");
+        std::fs::create_dir_all(&tokens).unwrap();
+        let conf = dir.0.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let pin_file = dir.0.join("pin");
+        write_mode(&pin_file, &format!("{PIN}\n"), 0o600);
+        let hsm = SoftHsm {
+            dir,
+            conf,
+            pin_file,
+        };
+        run(hsm
+            .cmd("softhsm2-util")
+            .args(["--init-token", "--free", "--label", TOKEN, "--pin", PIN])
+            .args(["--so-pin", "5678"]));
+        hsm
+    }
+
+    /// A command with this installation's `SOFTHSM2_CONF`.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SOFTHSM2_CONF", &self.conf);
+        c
+    }
+
+    /// Generates a key pair inside the token (`key_type` as pkcs11-tool spells it, e.g.
+    /// `EC:prime256v1`), labelled `label`, with `id`.
+    pub fn keygen(&self, key_type: &str, label: &str, id: &str) {
+        run(self
+            .cmd("pkcs11-tool")
+            .args(["--module", MODULE, "--token-label", TOKEN, "--login"])
+            .args(["--pin", PIN, "--keypairgen", "--key-type", key_type])
+            .args(["--label", label, "--id", id, "--usage-sign"]));
+    }
+
+    /// The public key of `label` as an SPKI PEM, read from the token.
+    pub fn public_pem(&self, label: &str) -> String {
+        let der = self.dir.0.join(format!("{label}.pub.der"));
+        run(self
+            .cmd("pkcs11-tool")
+            .args(["--module", MODULE, "--token-label", TOKEN])
+            .args(["--read-object", "--type", "pubkey", "--label", label])
+            .arg("--output-file")
+            .arg(&der));
+        run(Command::new("openssl")
+            .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+            .arg(&der))
+    }
+
+    /// The token's directory inside the token directory (SoftHSM2 names it by a UUID).
+    fn token_dir(&self) -> PathBuf {
+        let tokens = self.dir.0.join("tokens");
+        let mut entries: Vec<_> = std::fs::read_dir(&tokens)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1, "one token in {}", tokens.display());
+        entries.pop().unwrap()
+    }
+
+    /// Takes the token away: returns where it went, for [`SoftHsm::put_back`].
+    pub fn remove_token(&self) -> (PathBuf, PathBuf) {
+        let from = self.token_dir();
+        let to = self.dir.0.join("removed-token");
+        std::fs::rename(&from, &to).unwrap();
+        (to, from)
+    }
+
+    pub fn put_back(&self, (from, to): (PathBuf, PathBuf)) {
+        std::fs::rename(from, to).unwrap();
+    }
+}
+
+pub fn write_mode(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A `statusd serve` process and everything it logged.
+pub struct Server {
+    child: Child,
+    pub public: String,
+    pub admin: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `statusd serve` on ports 0 with `args`, in `hsm`'s SoftHSM2, logging at `trace`,
+    /// and waits until it logs its addresses. `Err` holds the log of a process that exited.
+    pub fn start(hsm: &SoftHsm, data: &Path, args: &[&str]) -> Result<Server, String> {
+        let mut child = hsm
+            .cmd(env!("CARGO_BIN_EXE_statusd"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env("STATUSD_LOG", "trace")
+            .env_remove("STATUSD_SIGNING_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for out in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (log, tx) = (log.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let field = |line: &str, name: &str| {
+            line.split(name)
+                .nth(1)
+                .map(|r| r.split_whitespace().next().unwrap().to_owned())
+        };
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let (Some(public), Some(admin)) =
+                        (field(&line, "public_addr="), field(&line, "admin_addr="))
+                    {
+                        return Ok(Server {
+                            child,
+                            public: format!("http://{public}"),
+                            admin: format!("http://{admin}"),
+                            log,
+                        });
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    // Let the readers drain what is left.
+                    std::thread::sleep(Duration::from_millis(100));
+                    return Err(log.lock().unwrap().join("\n"));
+                }
+            }
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(&self) {
+        let url = format!("{}/readyz", self.admin);
+        until("readiness", Duration::from_secs(30), || async {
+            (get(&url, &[]).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, _, body) = get(&format!("{}/metrics", self.admin), &[]).await;
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        text.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(' ')?;
+                (n == name || n.starts_with(&format!("{name}{{"))).then(|| v.parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// Stops the server (SIGTERM, then wait) and returns its whole log.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().unwrap().join("\n");
+        log
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Seeds list "1" (1 bit, `size` entries, index 3 revoked) into the embedded store in `data`.
+pub async fn seed(data: &Path, size: u32) {
+    let store = statusd::store::embedded::EmbeddedStore::open(data).unwrap();
+    store
+        .create_list(NewList {
+            id: "1".into(),
+            bits: Bits::One,
+            size,
+            purpose: None,
+        })
+        .await
+        .unwrap();
+    store
+        .apply(
+            "1",
+            &[Change {
+                idx: 3,
+                status: Status::INVALID,
+            }],
+        )
+        .await
+        .unwrap();
+}
+
+pub fn pkcs11_args(hsm: &SoftHsm) -> Vec<String> {
+    vec![
+        "--signing-key".into(),
+        format!("pkcs11:token={TOKEN};object={OBJECT}"),
+        "--pkcs11-module".into(),
+        MODULE.into(),
+        "--pkcs11-pin-file".into(),
+        hsm.pin_file.to_str().unwrap().into(),
+    ]
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn jwks(base: &str) -> KeySet {
+    let (s, _, b) = get(&format!("{base}/.well-known/jwks.json"), &[]).await;
+    assert_eq!(s, 200);
+    KeySet::from_jwks_json(std::str::from_utf8(&b).unwrap()).unwrap()
+}
+
+pub async fn jwt(base: &str) -> Option<String> {
+    let (s, _, b) = get(
+        &format!("{base}/statuslists/1"),
+        &[("accept", "application/statuslist+jwt")],
+    )
+    .await;
+    (s == 200).then(|| String::from_utf8(b.to_vec()).unwrap())
+}
+
+pub async fn cwt(base: &str) -> Vec<u8> {
+    let (s, _, b) = get(
+        &format!("{base}/statuslists/1"),
+        &[("accept", "application/statuslist+cwt")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    b.to_vec()
+}
+
+async fn lookup(base: &str, idx: u64) -> u64 {
+    let (s, _, b) = get(&format!("{base}/statuses/1/{idx}"), &[]).await;
+    assert_eq!(s, 200, "lookups keep answering");
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    v["value"].as_u64().unwrap()
+}
+
+pub fn assert_no_secret(log: &str) {
+    assert!(!log.is_empty());
+    assert!(!log.contains(PIN), "the PIN appears in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_softhsm_signs_and_signing_survives_the_token_going_away() {
+    let hsm = SoftHsm::new("hsm-signs");
+    hsm.keygen("EC:prime256v1", OBJECT, "01");
+    let expected = statusd::token::VerifyingKey::from_public_pem(&hsm.public_pem(OBJECT)).unwrap();
+    let data = TempDir::new("hsm-signs-data");
+    seed(&data.0, 1024).await;
+    let mut args = pkcs11_args(&hsm);
+    args.extend(
+        [
+            "--ttl",
+            "1",
+            "--token-lifetime",
+            "10",
+            "--reencode-interval",
+            "0",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
+    server.ready().await;
+    let base = server.public.clone();
+    let base = base.as_str();
+
+    // Signed inside the token: the JWKS holds the token's public key, JWT and CWT verify.
+    let keys = jwks(base).await;
+    assert_eq!(keys.keys, vec![expected.clone()]);
+    let first = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
+    let claims = verify_jwt(&first, &keys).expect("the JWT verifies");
+    assert_eq!(
+        claims.status_list.decode().unwrap().get(3).unwrap(),
+        Status::INVALID
+    );
+    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
+    let (s, _, _) = get(
+        &format!("{base}/bitstringlists/1/revocation"),
+        &[("accept", "application/vc+jwt")],
+    )
+    .await;
+    assert!(s == 200 || s == 404, "{s}");
+    assert_eq!(server.metric("statusd_signing_key_ok").await, 1.0);
+
+    // The token goes away: signing pauses; the last token ages and is withheld before exp.
+    let signed = until("a re-signed token", Duration::from_secs(8), || async {
+        let t = jwt(base).await?;
+        let c = decode_jwt_unverified(&t).ok()?.claims;
+        (c.iat > claims.iat).then_some(c)
+    })
+    .await;
+    let removed = hsm.remove_token();
+    until(
+        "statusd_signing_key_ok 0",
+        Duration::from_secs(5),
+        || async { (server.metric("statusd_signing_key_ok").await == 0.0).then_some(()) },
+    )
+    .await;
+    let exp = signed.exp.unwrap() as f64;
+    let mut withheld = false;
+    let mut last_iat = 0;
+    while now() < exp + 1.0 {
+        let asked = now();
+        match jwt(base).await {
+            Some(t) => {
+                let c = decode_jwt_unverified(&t).unwrap().claims;
+                assert!(!withheld, "a token served again after a 503");
+                assert!(asked < c.exp.unwrap() as f64, "a token served past its exp");
+                last_iat = c.iat;
+            }
+            None => {
+                let (s, h, b) = get(
+                    &format!("{base}/statuslists/1"),
+                    &[("accept", "application/statuslist+jwt")],
+                )
+                .await;
+                let p = problem(s, &h, &b);
+                assert_eq!(p["type"], "urn:statusd:problem:signing-unavailable");
+                withheld = true;
+            }
+        }
+        assert_eq!(lookup(base, 3).await, 1);
+        assert_eq!(lookup(base, 4).await, 0);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(withheld, "the token was never withheld");
+    assert!(last_iat >= signed.iat);
+    assert_eq!(server.metric("statusd_signing_key_ok").await, 0.0);
+    assert!(server.metric("statusd_signing_key_errors_total").await >= 1.0);
+
+    // The token is back: the session is re-opened, signing resumes by itself.
+    hsm.put_back(removed);
+    let resumed = until("a newly signed token", Duration::from_secs(10), || {
+        jwt(base)
+    })
+    .await;
+    let c = verify_jwt(&resumed, &keys).expect("signed by the token's key");
+    assert!(c.iat > signed.iat);
+    assert!(c.exp.unwrap() as f64 > now());
+    assert_eq!(server.metric("statusd_signing_key_ok").await, 1.0);
+    let log = server.stop();
+    assert!(log.contains("signing resumes"), "{log}");
+    assert_no_secret(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pin_or_an_unsafe_pin_file_stops_the_start_with_a_clear_error() {
+    let hsm = SoftHsm::new("hsm-pin");
+    hsm.keygen("EC:prime256v1", OBJECT, "01");
+    let data = TempDir::new("hsm-pin-data");
+    let args = pkcs11_args(&hsm);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let wrong = "111111111";
+    write_mode(&hsm.pin_file, wrong, 0o600);
+    let log = match Server::start(&hsm, &data.0, &args) {
+        Ok(_) => panic!("started with a wrong PIN"),
+        Err(log) => log,
+    };
+    assert!(log.contains("wrong PIN?"), "{log}");
+    assert!(!log.contains(wrong), "the PIN appears in the log: {log}");
+
+    write_mode(&hsm.pin_file, PIN, 0o644);
+    let log = Server::start(&hsm, &data.0, &args).err().expect("refused");
+    assert!(log.contains("readable by every user"), "{log}");
+    assert_no_secret(&log);
+
+    std::fs::remove_file(&hsm.pin_file).unwrap();
+    let log = Server::start(&hsm, &data.0, &args).err().expect("refused");
+    assert!(log.contains("reading the PKCS#11 PIN file"), "{log}");
+
+    // A label no key has.
+    write_mode(&hsm.pin_file, PIN, 0o600);
+    let mut other = args.clone();
+    other[1] = "pkcs11:token=statusd;object=nothing";
+    let log = Server::start(&hsm, &data.0, &other).err().expect("refused");
+    assert!(log.contains("no private key \"nothing\""), "{log}");
+    assert_no_secret(&log);
+}
