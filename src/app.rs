@@ -193,6 +193,32 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let (key, key_source) = signing_key(config)?;
+    let mut key_watch = KeyWatch::new(Some(key_source));
+    let mut cert_not_after = None;
+    let key = match &config.signing_cert {
+        None => key,
+        Some(path) => {
+            let chain = crate::cert::CertChain::load(path)?;
+            chain
+                .check_leaf(
+                    key.verifying_key(),
+                    config.token_lifetime,
+                    std::time::SystemTime::now(),
+                )
+                .with_context(|| {
+                    format!(
+                        "the signing certificate {} (STATUSD_SIGNING_CERT) cannot vouch for the signing key",
+                        path.display()
+                    )
+                })?;
+            cert_not_after = Some(chain.not_after());
+            tracing::info!(path = %path.display(), certificates = chain.der().len(), not_after = %humantime::format_rfc3339_seconds(chain.not_after()), "publishing the signing key's certificate chain");
+            let public = key.verifying_key().clone();
+            let der = chain.der().to_vec();
+            key_watch = key_watch.with_certificate(Arc::new(chain), public, config.token_lifetime);
+            key.with_chain(der)
+        }
+    };
     let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
@@ -209,6 +235,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .with_label_values(&[key.kid(), key.algorithm().jose_name()])
         .set(1);
     metrics.signing_key_ok.set(1);
+    if let Some(t) = cert_not_after {
+        metrics
+            .signing_cert_not_after
+            .set(crate::cert::unix_seconds(t));
+    }
     metrics.jwks_keys.set(jwks.keys.len() as i64);
     tracing::info!(
         signing_kid = key.kid(),
@@ -261,7 +292,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         snapshots: snapshots.clone(),
         published_keys: jwks,
         key,
-        key_watch: Arc::new(KeyWatch::new(Some(key_source))),
+        key_watch: Arc::new(key_watch),
         params: build_params,
         metrics: metrics.clone(),
         sync: sync.clone(),

@@ -8,6 +8,7 @@
 //! reads back with the same key. Rotation is a restart (docs/operations.md). Nothing here logs
 //! or returns key material: errors name the path and, for another key, the two `kid`s.
 
+use crate::cert::CertChain;
 use crate::metrics::Metrics;
 use crate::pkcs11::{Pkcs11Error, Pkcs11Key};
 use crate::token::keys::{SigningKey, VerifyingKey};
@@ -112,6 +113,8 @@ pub enum KeyCheckError {
     Pkcs11(#[from] Pkcs11Error),
     #[error(transparent)]
     Sign(#[from] SignError),
+    #[error("signing certificate: {0}")]
+    Certificate(#[from] crate::cert::CertError),
     /// The check itself panicked: as good as unreadable.
     #[error("the signing key check failed: {0}")]
     Panicked(String),
@@ -133,6 +136,9 @@ impl KeySource {
 pub struct KeyWatch {
     /// `None` when the key was given in memory (tests that build a refresher directly).
     source: Option<KeySource>,
+    /// The signing key's certificate chain, its key and the token lifetime: the leaf must hold
+    /// the key and outlive every token signed now ([`CertChain::check_leaf`]).
+    cert: Option<(Arc<CertChain>, VerifyingKey, std::time::Duration)>,
     ok: AtomicBool,
 }
 
@@ -140,8 +146,20 @@ impl KeyWatch {
     pub fn new(source: Option<KeySource>) -> KeyWatch {
         KeyWatch {
             source,
+            cert: None,
             ok: AtomicBool::new(true),
         }
+    }
+
+    /// Also checks, before every pass, that `chain`'s leaf certifies `key` for `lifetime`.
+    pub fn with_certificate(
+        mut self,
+        chain: Arc<CertChain>,
+        key: VerifyingKey,
+        lifetime: std::time::Duration,
+    ) -> KeyWatch {
+        self.cert = Some((chain, key, lifetime));
+        self
     }
 
     /// A signature failed while building artefacts (the token went away between two checks):
@@ -158,10 +176,20 @@ impl KeyWatch {
     /// Checks the key file on the blocking pool and records the outcome. Returns whether this
     /// pass may sign.
     pub async fn may_sign(&self, metrics: &Metrics) -> bool {
-        let Some(source) = self.source.clone() else {
+        if self.source.is_none() && self.cert.is_none() {
             return true;
+        }
+        let (source, cert) = (self.source.clone(), self.cert.clone());
+        let check = move || -> Result<(), KeyCheckError> {
+            if let Some(source) = source {
+                source.check()?;
+            }
+            if let Some((chain, key, lifetime)) = cert {
+                chain.check_leaf(&key, lifetime, std::time::SystemTime::now())?;
+            }
+            Ok(())
         };
-        let checked = match tokio::task::spawn_blocking(move || source.check()).await {
+        let checked = match tokio::task::spawn_blocking(check).await {
             Ok(checked) => checked,
             Err(e) => Err(KeyCheckError::Panicked(e.to_string())),
         };
@@ -279,5 +307,25 @@ mod tests {
         assert!(!watch.is_ok());
         assert_eq!(metrics.signing_key_ok.get(), 0);
         assert_eq!(metrics.signing_key_errors.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_that_no_longer_outlives_the_tokens_pauses_signing() {
+        let pki = crate::cert::test_pki::Pki::new();
+        let key = SigningKey::generate(Algorithm::Es256).verifying_key();
+        let chain =
+            crate::cert::CertChain::load(&pki.leaf("k", &key.to_public_pem(), "leaf", 2)).unwrap();
+        let chain = Arc::new(chain);
+        let metrics = Metrics::new();
+        let day = std::time::Duration::from_secs(86_400);
+        let watch = KeyWatch::new(None).with_certificate(chain.clone(), key.clone(), day);
+        assert!(watch.may_sign(&metrics).await);
+        // Tokens that would outlive the certificate: paused.
+        let watch = KeyWatch::new(None).with_certificate(chain.clone(), key.clone(), 3 * day);
+        assert!(!watch.may_sign(&metrics).await);
+        assert_eq!(metrics.signing_key_ok.get(), 0);
+        let other = SigningKey::generate(Algorithm::Es256).verifying_key();
+        let watch = KeyWatch::new(None).with_certificate(chain, other, day);
+        assert!(!watch.may_sign(&metrics).await);
     }
 }

@@ -8,6 +8,7 @@
 //! | [`status`]    | the status model (roaring bit-planes) and every codec: bit packing, the  |
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
+//! | [`cert`]      | the signing key's X.509 chain: leaf checks, validation up to a trust anchor |
 //! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
@@ -41,6 +42,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod consistency;

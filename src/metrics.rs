@@ -131,6 +131,8 @@ pub struct Metrics {
     /// unavailable; a failed signature).
     pub signing_key_errors: IntCounter,
     pub jwks_keys: IntGauge,
+    /// `notAfter` of the signing key's leaf certificate (`STATUSD_SIGNING_CERT`); 0 without one.
+    pub signing_cert_not_after: Gauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -228,6 +230,10 @@ impl Metrics {
             jwks_keys: int_gauge(
                 "jwks_keys",
                 "Keys published in the JWKS (the signing key and any rotation keys)",
+            ),
+            signing_cert_not_after: gauge(
+                "signing_cert_not_after_timestamp_seconds",
+                "notAfter (Unix time) of the signing key's leaf certificate; 0 without a certificate",
             ),
             token_expiry: gauge(
                 "token_expiry_timestamp_seconds",

@@ -212,6 +212,7 @@ impl SigningKey {
     /// The public half, with the same `kid`.
     pub fn verifying_key(&self) -> VerifyingKey {
         VerifyingKey {
+            x5c: None,
             inner: public_of(&self.inner),
             kid: self.kid.clone(),
         }
@@ -219,11 +220,22 @@ impl SigningKey {
 }
 
 /// A public key that verifies tokens, with its `kid`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct VerifyingKey {
     inner: VerifyingInner,
     kid: String,
+    /// The certificate chain (DER, leaf first) published with the key as the JWK's `x5c`; never
+    /// read from a JWK (a key does not vouch for itself), and not part of the key's identity.
+    x5c: Option<std::sync::Arc<[Vec<u8>]>>,
 }
+
+impl PartialEq for VerifyingKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner && self.kid == other.kid
+    }
+}
+
+impl Eq for VerifyingKey {}
 
 impl VerifyingKey {
     /// The key's algorithm.
@@ -269,9 +281,18 @@ impl VerifyingKey {
         }
     }
 
-    /// The public JWK: `{kty, crv, x[, y], kid, alg, use: "sig"}`.
+    /// The same key published with a certificate chain (DER, leaf first) as its JWK's `x5c`.
+    pub fn with_x5c(mut self, chain: Vec<Vec<u8>>) -> Self {
+        self.x5c = (!chain.is_empty()).then(|| chain.into());
+        self
+    }
+
+    /// The public JWK: `{kty, crv, x[, y], kid, alg, use: "sig"[, x5c]}`.
     pub fn to_jwk(&self) -> Value {
         let mut m = public_jwk_members(&self.inner);
+        if let Some(chain) = &self.x5c {
+            m.insert("x5c".into(), super::jws::x5c_json(chain));
+        }
         m.insert("kid".into(), Value::from(self.kid.as_str()));
         m.insert("alg".into(), Value::from(self.algorithm().jose_name()));
         m.insert("use".into(), Value::from("sig"));
@@ -288,6 +309,7 @@ impl VerifyingKey {
             None => thumbprint(&parsed.public),
         };
         Ok(VerifyingKey {
+            x5c: None,
             inner: parsed.public,
             kid,
         })
@@ -329,6 +351,7 @@ impl VerifyingKey {
 
     fn from_verifying_inner(inner: VerifyingInner) -> Self {
         VerifyingKey {
+            x5c: None,
             kid: thumbprint(&inner),
             inner,
         }
@@ -350,6 +373,7 @@ impl VerifyingKey {
         }
         let inner = verifying_from_spki_der(der)?;
         Ok(VerifyingKey {
+            x5c: None,
             kid: thumbprint(&inner),
             inner,
         })
@@ -444,6 +468,7 @@ impl KeySet {
                 other => return Err(wrong_private_label(other)),
             };
             keys.push(VerifyingKey {
+                x5c: None,
                 kid: thumbprint(&inner),
                 inner,
             });

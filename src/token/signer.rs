@@ -104,6 +104,7 @@ impl Signer {
     /// The same key with a certificate chain (DER, leaf first) to publish in token headers.
     /// The caller has checked that the leaf certifies this key.
     pub fn with_chain(mut self, chain: Vec<Vec<u8>>) -> Self {
+        self.public = self.public.with_x5c(chain.clone());
         self.chain = chain;
         self
     }

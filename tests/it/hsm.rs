@@ -478,3 +478,259 @@ async fn a_wrong_pin_or_an_unsafe_pin_file_stops_the_start_with_a_clear_error() 
     assert!(log.contains("no private key \"nothing\""), "{log}");
     assert_no_secret(&log);
 }
+
+/// `der` as a PEM `CERTIFICATE`.
+fn cert_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A fixed-size ECDSA `R‖S` (P-256) as the DER `Ecdsa-Sig-Value` openssl verifies.
+fn ecdsa_der(sig: &[u8]) -> Vec<u8> {
+    assert_eq!(sig.len(), 64);
+    let int = |b: &[u8]| {
+        let mut v: Vec<u8> = b.iter().copied().skip_while(|&x| x == 0).collect();
+        if v.first().is_none_or(|&x| x & 0x80 != 0) {
+            v.insert(0, 0);
+        }
+        let mut out = vec![0x02, v.len() as u8];
+        out.extend(v);
+        out
+    };
+    let body = [int(&sig[..32]), int(&sig[32..])].concat();
+    let mut out = vec![0x30, body.len() as u8];
+    out.extend(body);
+    out
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openssl {args:?}: {text}");
+    text
+}
+
+/// What an independent verifier anchored in X.509 does, with the openssl CLI: validate the
+/// chain (`chain`, DER, leaf first) up to `root`, take the leaf's key and verify `sig` over
+/// `input` with it (ES256).
+fn openssl_verifies(dir: &Path, root: &Path, chain: &[Vec<u8>], input: &[u8], sig: &[u8]) {
+    std::fs::write(dir.join("leaf.pem"), cert_pem(&chain[0])).unwrap();
+    let rest: String = chain[1..].iter().map(|d| cert_pem(d)).collect();
+    std::fs::write(dir.join("untrusted.pem"), rest).unwrap();
+    let out = openssl(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            "untrusted.pem",
+            "leaf.pem",
+        ],
+    );
+    assert!(out.contains("leaf.pem: OK"), "{out}");
+    let public = openssl(dir, &["x509", "-in", "leaf.pem", "-pubkey", "-noout"]);
+    std::fs::write(dir.join("leaf.pub.pem"), public).unwrap();
+    std::fs::write(dir.join("input"), input).unwrap();
+    std::fs::write(dir.join("sig.der"), ecdsa_der(sig)).unwrap();
+    let out = openssl(
+        dir,
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "leaf.pub.pem",
+            "-signature",
+            "sig.der",
+            "input",
+        ],
+    );
+    assert!(out.contains("Verified OK"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_signed_in_softhsm_carry_a_chain_that_openssl_validates_to_the_root() {
+    use base64::Engine as _;
+    use ciborium::Value as Cbor;
+    let hsm = SoftHsm::new("hsm-chain");
+    hsm.keygen("EC:prime256v1", OBJECT, "01");
+    let pki = statusd::cert::test_pki::Pki::new();
+    let chain_file = pki.leaf("signer", &hsm.public_pem(OBJECT), "leaf", 30);
+    let chain_pem = std::fs::read(&chain_file).unwrap();
+    let expected = statusd::cert::CertChain::from_pem(&chain_pem).unwrap();
+    let data = TempDir::new("hsm-chain-data");
+    seed(&data.0, 1024).await;
+    let mut args = pkcs11_args(&hsm);
+    args.extend(["--signing-cert".into(), chain_file.to_str().unwrap().into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
+    server.ready().await;
+    let base = server.public.as_str();
+    let work = TempDir::new("hsm-chain-verify");
+
+    // statuslist+jwt: x5c in the header, leaf first; the project's decoder verifies it.
+    let keys = jwks(base).await;
+    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
+    verify_jwt(&token, &keys).expect("the JWT verifies");
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(input.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let x5c: Vec<Vec<u8>> = header["x5c"]
+        .as_array()
+        .expect("x5c in the JWS header")
+        .iter()
+        .map(|c| {
+            base64::engine::general_purpose::STANDARD
+                .decode(c.as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(x5c, expected.der());
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .unwrap();
+    openssl_verifies(&work.0, &pki.root(), &x5c, input.as_bytes(), &sig);
+
+    // The JWKS entry carries the same chain.
+    let (_, _, body) = get(&format!("{base}/.well-known/jwks.json"), &[]).await;
+    let set: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(set["keys"][0]["x5c"], header["x5c"]);
+
+    // The CWT: x5chain (label 33) in the protected header; Sig_structure verified by openssl.
+    let cwt_bytes = cwt(base).await;
+    verify_cwt(&cwt_bytes, &keys).expect("the CWT verifies");
+    let Cbor::Tag(18, msg) = ciborium::from_reader::<Cbor, _>(&cwt_bytes[..]).unwrap() else {
+        panic!("COSE_Sign1_Tagged");
+    };
+    let Cbor::Array(parts) = *msg else {
+        panic!("a COSE_Sign1 array")
+    };
+    let protected_bytes = parts[0].as_bytes().unwrap().clone();
+    let protected: Cbor = ciborium::from_reader(&protected_bytes[..]).unwrap();
+    let x5chain = protected
+        .as_map()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.as_integer() == Some(33.into()))
+        .map(|(_, v)| v.clone())
+        .expect("x5chain in the protected header");
+    let x5chain: Vec<Vec<u8>> = x5chain
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_bytes().unwrap().clone())
+        .collect();
+    assert_eq!(x5chain, expected.der());
+    let sig_structure = Cbor::Array(vec![
+        Cbor::Text("Signature1".into()),
+        Cbor::Bytes(protected_bytes),
+        Cbor::Bytes(vec![]),
+        parts[2].clone(),
+    ]);
+    let mut tbs = Vec::new();
+    ciborium::into_writer(&sig_structure, &mut tbs).unwrap();
+    openssl_verifies(
+        &work.0,
+        &pki.root(),
+        &x5chain,
+        &tbs,
+        parts[3].as_bytes().unwrap(),
+    );
+
+    // The leaf's notAfter is exported.
+    let not_after = server
+        .metric("statusd_signing_cert_not_after_timestamp_seconds")
+        .await;
+    let expected_not_after = expected
+        .not_after()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(not_after, expected_not_after);
+    assert_no_secret(&server.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_cannot_vouch_for_the_signing_key_stops_the_start() {
+    use statusd::token::keys::{Algorithm, SigningKey};
+    let pki = statusd::cert::test_pki::Pki::new();
+    let dir = TempDir::new("cert-refusals");
+    let key = SigningKey::generate(Algorithm::Es256);
+    let key_file = dir.0.join("key.pem");
+    std::fs::write(&key_file, key.to_pkcs8_pem()).unwrap();
+    let public = key.verifying_key().to_public_pem();
+    let other = SigningKey::generate(Algorithm::Es256)
+        .verifying_key()
+        .to_public_pem();
+    let cases = [
+        (
+            pki.leaf("other", &other, "leaf", 30),
+            "86400",
+            "another key",
+        ),
+        // Valid for one day: tokens living two days would outlive it.
+        (
+            pki.leaf("short", &public, "leaf", 1),
+            "172800",
+            "expires at",
+        ),
+        (
+            pki.leaf("nosig", &public, "nosig", 30),
+            "86400",
+            "digital signatures",
+        ),
+    ];
+    for (chain, lifetime, needle) in cases {
+        let config = crate::support::config(
+            &dir.0,
+            &[
+                "--signing-key",
+                key_file.to_str().unwrap(),
+                "--signing-cert",
+                chain.to_str().unwrap(),
+                "--token-lifetime",
+                lifetime,
+            ],
+        );
+        let e = match statusd::app::start(&config).await {
+            Ok(_) => panic!("started with {}", chain.display()),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains(needle), "{needle}: {e}");
+        assert!(e.contains("STATUSD_SIGNING_CERT"), "{e}");
+    }
+    // The right certificate starts.
+    let ok = pki.leaf("ok", &public, "leaf", 30);
+    let config = crate::support::config(
+        &dir.0,
+        &[
+            "--signing-key",
+            key_file.to_str().unwrap(),
+            "--signing-cert",
+            ok.to_str().unwrap(),
+        ],
+    );
+    let r = statusd::app::start(&config).await.expect("starts");
+    r.stop().await;
+}
