@@ -57,7 +57,7 @@ pub enum CertError {
     NotACa { index: usize, subject: String },
     #[error("certificate {index} is signed with {alg}, which statusd does not verify")]
     UnsupportedSignature { index: usize, alg: String },
-    #[error("the chain does not end at the trust anchor ({anchor}): its last certificate was issued by {issuer}")]
+    #[error("the chain does not end at the trust anchor ({anchor}): its last certificate, issued by {issuer}, is not signed by the anchor's key")]
     UntrustedRoot { anchor: String, issuer: String },
 }
 
@@ -307,7 +307,15 @@ pub fn validate(
                 subject: subject(c),
             });
         }
-        verify_signed_by(c, i, issuer)?;
+        match verify_signed_by(c, i, issuer) {
+            Err(CertError::BadSignature { .. }) if i + 1 == end => {
+                return Err(CertError::UntrustedRoot {
+                    anchor: subject(anchor),
+                    issuer: c.tbs_certificate.issuer.to_string(),
+                })
+            }
+            other => other?,
+        }
         if i > 0 {
             check_ca(c, i)?;
         }
@@ -593,7 +601,7 @@ mod tests {
         let other_root = anchor_from_pem(&std::fs::read(other.root()).unwrap()).unwrap();
         assert!(matches!(
             validate(&chain, &other_root, now),
-            Err(CertError::UntrustedRoot { .. }) | Err(CertError::BadSignature { .. })
+            Err(CertError::UntrustedRoot { .. })
         ));
         // The leaf without its intermediate does not reach the root.
         let leaf_only = CertChain::from_der(&chain.der()[..1]).unwrap();

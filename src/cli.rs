@@ -257,6 +257,10 @@ pub struct InspectArgs {
     /// Check validity at this Unix time instead of now.
     #[arg(long)]
     pub at: Option<u64>,
+    /// PEM root certificate: validate the token's `x5c` / `x5chain` up to it (signatures,
+    /// validity at `iat`, key usage) and verify the token with the leaf's key.
+    #[arg(long)]
+    pub trust_anchor: Option<PathBuf>,
 }
 
 /// Runs one command.
@@ -547,6 +551,17 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             Some(set.with_context(|| format!("loading verification key {k}"))?)
         }
     };
+    let trust_anchor = match &args.trust_anchor {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading trust anchor {}", path.display()))?;
+            Some(
+                crate::cert::anchor_from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("trust anchor {}: {e}", path.display()))?,
+            )
+        }
+    };
     let input = read_input(&args.input, &args.accept)?;
     let now = match args.at {
         Some(t) => t,
@@ -560,6 +575,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         all: args.all,
         now,
         min_entries: args.min_entries,
+        trust_anchor,
     };
     let report = inspect::inspect(&input, &opts)
         .with_context(|| format!("{}: verification failed", args.input))?;

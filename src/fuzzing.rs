@@ -617,6 +617,7 @@ pub fn inspect_any(data: &[u8]) {
         all: false,
         now: 1_700_000_000,
         min_entries: 8,
+        trust_anchor: None,
     };
     let plain = inspect::inspect(data, &opts);
     if let Ok(r) = &plain {

@@ -658,6 +658,60 @@ async fn tokens_signed_in_softhsm_carry_a_chain_that_openssl_validates_to_the_ro
         parts[3].as_bytes().unwrap(),
     );
 
+    // statusd inspect --trust-anchor validates the chain to the root and the signature, for
+    // both forms, with and without --key; another root is refused.
+    let other_pki = statusd::cert::test_pki::Pki::new();
+    for accept in ["application/statuslist+jwt", "application/statuslist+cwt"] {
+        let url = format!("{base}/statuslists/1");
+        let root = pki.root();
+        let jwks_url = format!("{base}/.well-known/jwks.json");
+        let out = inspect(&[
+            &url,
+            "--accept",
+            accept,
+            "--trust-anchor",
+            root.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["signature"], "verified");
+        assert!(
+            r["chain"]
+                .as_str()
+                .unwrap()
+                .contains("2 certificate(s) validated to CN=Test Root"),
+            "{r}"
+        );
+        let out = inspect(&[
+            &url,
+            "--accept",
+            accept,
+            "--trust-anchor",
+            root.to_str().unwrap(),
+            "--key",
+            &jwks_url,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = inspect(&[
+            &url,
+            "--accept",
+            accept,
+            "--trust-anchor",
+            other_pki.root().to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not end at the trust anchor"), "{err}");
+    }
+
     // The leaf's notAfter is exported.
     let not_after = server
         .metric("statusd_signing_cert_not_after_timestamp_seconds")
@@ -733,4 +787,13 @@ async fn a_certificate_that_cannot_vouch_for_the_signing_key_stops_the_start() {
     );
     let r = statusd::app::start(&config).await.expect("starts");
     r.stop().await;
+}
+
+/// `statusd inspect` with `args`.
+fn inspect(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_statusd"))
+        .arg("inspect")
+        .args(args)
+        .output()
+        .unwrap()
 }
