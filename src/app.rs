@@ -118,16 +118,33 @@ fn published_keys(config: &Config, signing: &Signer) -> anyhow::Result<KeySet> {
 /// PKCS#11 token, a key file, or with --demo a generated key file.
 fn signing_key(config: &Config) -> anyhow::Result<(Signer, KeySource)> {
     if let Some(p11) = &config.pkcs11 {
-        let pin = crate::pkcs11::read_pin_file(&p11.pin_file)?;
-        let key = crate::pkcs11::Pkcs11Key::open(p11.module.clone(), p11.uri.clone(), pin)
-            .with_context(|| format!("opening the signing key {}", p11.uri))?;
-        let key = Arc::new(key);
-        tracing::info!(uri = %p11.uri, module = %p11.module.display(), kid = key.verifying_key().kid(), "signing with a key in a PKCS#11 token");
-        let signer = Signer::external(key.verifying_key().clone(), key.clone());
-        return Ok((signer, KeySource::Pkcs11(key)));
+        return open_pkcs11(p11);
     }
     let (key, file) = signing_key_file(config)?;
     Ok((Signer::from(key), KeySource::File(Box::new(file))))
+}
+
+/// Opens a configured signing key: a key in a PKCS#11 token (`pkcs11` set) or the key file
+/// at `path`.
+pub fn open_signing_key(
+    path: &Path,
+    pkcs11: Option<&crate::config::Pkcs11Config>,
+) -> anyhow::Result<(Signer, KeySource)> {
+    if let Some(p11) = pkcs11 {
+        return open_pkcs11(p11);
+    }
+    let (key, file) = KeyFile::open(path.to_owned())?;
+    Ok((Signer::from(key), KeySource::File(Box::new(file))))
+}
+
+fn open_pkcs11(p11: &crate::config::Pkcs11Config) -> anyhow::Result<(Signer, KeySource)> {
+    let pin = crate::pkcs11::read_pin_file(&p11.pin_file)?;
+    let key = crate::pkcs11::Pkcs11Key::open(p11.module.clone(), p11.uri.clone(), pin)
+        .with_context(|| format!("opening the signing key {}", p11.uri))?;
+    let key = Arc::new(key);
+    tracing::info!(uri = %p11.uri, module = %p11.module.display(), kid = key.verifying_key().kid(), "signing with a key in a PKCS#11 token");
+    let signer = Signer::external(key.verifying_key().clone(), key.clone());
+    Ok((signer, KeySource::Pkcs11(key)))
 }
 
 /// The signing key file and its key.

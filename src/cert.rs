@@ -339,6 +339,65 @@ pub fn anchor_from_pem(pem: &[u8]) -> Result<Certificate, String> {
         .ok_or_else(|| "no CERTIFICATE block".into())
 }
 
+/// A PKCS#10 certificate signing request (PEM `CERTIFICATE REQUEST`) for the operator's CA:
+/// `subject` (an RFC 4514 string such as `CN=Revocation List Signer,O=Example`) and the key of
+/// `signer`, self-signed by that key (in its token, for a PKCS#11 key).
+pub fn csr_pem(subject: &str, signer: &crate::token::Signer) -> Result<String, CsrError> {
+    use crate::token::{Algorithm, TokenSigner as _};
+    use x509_cert::der::asn1::BitString;
+    use x509_cert::der::EncodePem as _;
+    use x509_cert::request::{CertReq, CertReqInfo, Version};
+    use x509_cert::spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
+    let subject: x509_cert::name::Name = subject
+        .parse()
+        .map_err(|e| CsrError::Subject(format!("{subject:?}: {e}")))?;
+    let public_key = SubjectPublicKeyInfoOwned::from_der(&signer.verifying_key().to_spki_der())
+        .map_err(|e| CsrError::Encoding(e.to_string()))?;
+    let info = CertReqInfo {
+        version: Version::V1,
+        subject,
+        public_key,
+        attributes: Default::default(),
+    };
+    let tbs = info
+        .to_der()
+        .map_err(|e| CsrError::Encoding(e.to_string()))?;
+    let sig = signer.try_sign(&tbs)?;
+    let (oid, sig) = match signer.algorithm() {
+        // X.509 carries ECDSA signatures as a DER Ecdsa-Sig-Value, not R‖S.
+        Algorithm::Es256 => (
+            ECDSA_SHA256,
+            p256::ecdsa::Signature::from_slice(&sig)
+                .map_err(|e| CsrError::Encoding(e.to_string()))?
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        ),
+        Algorithm::EdDsa => (ED25519, sig),
+    };
+    let req = CertReq {
+        info,
+        algorithm: AlgorithmIdentifierOwned {
+            oid: ObjectIdentifier::new_unwrap(oid),
+            parameters: None,
+        },
+        signature: BitString::from_bytes(&sig).map_err(|e| CsrError::Encoding(e.to_string()))?,
+    };
+    req.to_pem(x509_cert::der::pem::LineEnding::LF)
+        .map_err(|e| CsrError::Encoding(e.to_string()))
+}
+
+/// Why a certificate signing request could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    #[error("invalid subject {0} (expected e.g. CN=Revocation List Signer,O=Example)")]
+    Subject(String),
+    #[error("encoding the request: {0}")]
+    Encoding(String),
+    #[error(transparent)]
+    Sign(#[from] crate::token::SignError),
+}
+
 /// Seconds since the epoch, for the `notAfter` gauge.
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -579,6 +638,44 @@ mod tests {
         assert!(matches!(
             CertChain::load(&pki.dir.join("junk.pem")),
             Err(CertError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn a_csr_is_self_signed_and_a_ca_certifies_its_key() {
+        let pki = Pki::new();
+        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+            let key = SigningKey::generate(alg);
+            let signer = crate::token::Signer::from(key.clone());
+            let pem = csr_pem("CN=Revocation List Signer,O=Example", &signer).unwrap();
+            assert!(
+                pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+                "{pem}"
+            );
+            let path = pki.dir.join("req.pem");
+            std::fs::write(&path, &pem).unwrap();
+            // openssl checks the request's self-signature.
+            let out = std::process::Command::new("openssl")
+                .args([
+                    "req",
+                    "-in",
+                    path.to_str().unwrap(),
+                    "-verify",
+                    "-noout",
+                    "-subject",
+                ])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("verify OK"), "{text}");
+            assert!(text.contains("Revocation List Signer"), "{text}");
+        }
+        let signer = crate::token::Signer::from(SigningKey::generate(Algorithm::Es256));
+        assert!(matches!(
+            csr_pem("not a name", &signer),
+            Err(CsrError::Subject(_))
         ));
     }
 

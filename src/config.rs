@@ -413,20 +413,36 @@ pub struct Pkcs11Config {
 /// A `pkcs11:` signing key needs a valid URI, the module and the PIN file; a key file needs
 /// neither.
 fn pkcs11_config(args: &ServeArgs) -> Result<Option<Pkcs11Config>, ConfigError> {
+    Pkcs11Config::from_flags(
+        args.signing_key.as_deref(),
+        args.pkcs11_module.as_deref(),
+        args.pkcs11_pin_file.as_deref(),
+    )
+}
+
+impl Pkcs11Config {
+    /// The PKCS#11 settings of `--signing-key`, `--pkcs11-module` and `--pkcs11-pin-file`
+    /// (`serve` and `csr`): `None` for a key file.
+    pub fn from_flags(
+        signing_key: Option<&std::path::Path>,
+        module: Option<&std::path::Path>,
+        pin_file: Option<&std::path::Path>,
+    ) -> Result<Option<Pkcs11Config>, ConfigError> {
+        pkcs11_flags(signing_key, module, pin_file)
+    }
+}
+
+fn pkcs11_flags(
+    signing_key: Option<&std::path::Path>,
+    module: Option<&std::path::Path>,
+    pin_file: Option<&std::path::Path>,
+) -> Result<Option<Pkcs11Config>, ConfigError> {
     use crate::pkcs11::Pkcs11Uri;
-    let key = args.signing_key.as_deref().and_then(|p| p.to_str());
+    let key = signing_key.and_then(|p| p.to_str());
     let Some(uri) = key.filter(|k| Pkcs11Uri::is_uri(k)) else {
         for (set, flag, env) in [
-            (
-                args.pkcs11_module.is_some(),
-                "pkcs11-module",
-                "PKCS11_MODULE",
-            ),
-            (
-                args.pkcs11_pin_file.is_some(),
-                "pkcs11-pin-file",
-                "PKCS11_PIN_FILE",
-            ),
+            (module.is_some(), "pkcs11-module", "PKCS11_MODULE"),
+            (pin_file.is_some(), "pkcs11-pin-file", "PKCS11_PIN_FILE"),
         ] {
             if set {
                 return Err(err(
@@ -440,14 +456,14 @@ fn pkcs11_config(args: &ServeArgs) -> Result<Option<Pkcs11Config>, ConfigError> 
     };
     let uri =
         Pkcs11Uri::parse(uri).map_err(|e| err("signing-key", "SIGNING_KEY", e.to_string()))?;
-    let module = args.pkcs11_module.clone().ok_or_else(|| {
+    let module = module.map(ToOwned::to_owned).ok_or_else(|| {
         err(
             "pkcs11-module",
             "PKCS11_MODULE",
             "a pkcs11: signing key needs the PKCS#11 module's path",
         )
     })?;
-    let pin_file = args.pkcs11_pin_file.clone().ok_or_else(|| {
+    let pin_file = pin_file.map(ToOwned::to_owned).ok_or_else(|| {
         err(
             "pkcs11-pin-file",
             "PKCS11_PIN_FILE",

@@ -797,3 +797,64 @@ fn inspect(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// The operator's flow of docs/operations.md: key generated in the token, `statusd csr`, the
+/// CA certifies it, statusd serves with the chain, a verifier anchored at the root accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csr_for_the_token_key_gets_certified_and_served() {
+    let hsm = SoftHsm::new("hsm-csr");
+    hsm.keygen("EC:prime256v1", OBJECT, "01");
+    let pki = statusd::cert::test_pki::Pki::new();
+    let req = pki.dir.join("req.pem");
+    let mut csr = hsm.cmd(env!("CARGO_BIN_EXE_statusd"));
+    csr.args(["csr", "--subject", "CN=Revocation List Signer,O=Example"])
+        .arg("--out")
+        .arg(&req)
+        .args(pkcs11_args(&hsm));
+    let out = run(&mut csr);
+    assert!(out.contains("\"alg\":\"ES256\""), "{out}");
+    let verified = openssl(&pki.dir, &["req", "-in", "req.pem", "-verify", "-noout"]);
+    assert!(verified.contains("verify OK"), "{verified}");
+    openssl(
+        &pki.dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "req.pem",
+            "-CA",
+            "inter.pem",
+            "-CAkey",
+            "inter.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "leaf",
+            "-out",
+            "signer.pem",
+        ],
+    );
+    let chain = pki.dir.join("signer.chain.pem");
+    let text = std::fs::read_to_string(pki.dir.join("signer.pem")).unwrap()
+        + &std::fs::read_to_string(pki.intermediate()).unwrap();
+    std::fs::write(&chain, text).unwrap();
+
+    let data = TempDir::new("hsm-csr-data");
+    seed(&data.0, 1024).await;
+    let mut args = pkcs11_args(&hsm);
+    args.extend(["--signing-cert".into(), chain.to_str().unwrap().into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
+    server.ready().await;
+    let url = format!("{}/statuslists/1", server.public);
+    let out = inspect(&[&url, "--trust-anchor", pki.root().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secret(&server.stop());
+}
