@@ -858,3 +858,24 @@ async fn a_csr_for_the_token_key_gets_certified_and_served() {
     );
     assert_no_secret(&server.stop());
 }
+
+/// Ed25519 keys sign through CKM_EDDSA where the token offers it (SoftHSM2 does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ed25519_key_in_softhsm_signs_through_ckm_eddsa() {
+    let hsm = SoftHsm::new("hsm-eddsa");
+    hsm.keygen("EC:edwards25519", OBJECT, "02");
+    let data = TempDir::new("hsm-eddsa-data");
+    seed(&data.0, 1024).await;
+    let args = pkcs11_args(&hsm);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
+    server.ready().await;
+    let base = server.public.as_str();
+    let keys = jwks(base).await;
+    assert_eq!(keys.keys.len(), 1);
+    assert_eq!(keys.keys[0].algorithm(), statusd::token::Algorithm::EdDsa);
+    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
+    verify_jwt(&token, &keys).expect("the JWT verifies");
+    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
+    assert_no_secret(&server.stop());
+}
