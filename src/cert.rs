@@ -203,6 +203,8 @@ fn spki_key(c: &Certificate, index: usize) -> Result<VerifyingKey, CertError> {
 
 /// OID of ecdsa-with-SHA256 (RFC 5758 §3.2).
 const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+/// OID of ecdsa-with-SHA384 (RFC 5758 §3.2).
+const ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
 /// OID of Ed25519 (RFC 8410 §3).
 const ED25519: &str = "1.3.101.112";
 
@@ -229,6 +231,10 @@ fn verify_signed_by(c: &Certificate, index: usize, issuer: &Certificate) -> Resu
         (ECDSA_SHA256, crate::token::Algorithm::Es256) => {
             // X.509 carries ECDSA signatures in DER; the key verifies the fixed-size form.
             let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
+            key.verify(&tbs, &sig.to_bytes()).map_err(|_| bad())
+        }
+        (ECDSA_SHA384, crate::token::Algorithm::Es384) => {
+            let sig = p384::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
             key.verify(&tbs, &sig.to_bytes()).map_err(|_| bad())
         }
         (ED25519, crate::token::Algorithm::EdDsa) => key.verify(&tbs, sig).map_err(|_| bad()),
@@ -374,6 +380,14 @@ pub fn csr_pem(subject: &str, signer: &crate::token::Signer) -> Result<String, C
                 .to_vec(),
         ),
         Algorithm::EdDsa => (ED25519, sig),
+        Algorithm::Es384 => (
+            ECDSA_SHA384,
+            p384::ecdsa::Signature::from_slice(&sig)
+                .map_err(|e| CsrError::Encoding(e.to_string()))?
+                .to_der()
+                .as_bytes()
+                .to_vec(),
+        ),
     };
     let req = CertReq {
         info,
@@ -606,8 +620,9 @@ mod tests {
         let pki = Pki::new();
         let key = SigningKey::generate(Algorithm::Es256);
         let public = key.verifying_key();
-        let now = SystemTime::now();
         let chain = CertChain::load(&pki.leaf("ok", &public.to_public_pem(), "leaf", 30)).unwrap();
+        // After the certificate's notBefore (second precision, set as it was made).
+        let now = SystemTime::now() + Duration::from_secs(1);
         assert_eq!(chain.der().len(), 2);
         chain.check_leaf(&public, DAY, now).unwrap();
         assert!(chain.not_after() > now + 29 * DAY);

@@ -3,8 +3,8 @@
 //! Owns the RFC 7512 URI statusd is given (`pkcs11:token=…;object=…[;id=…]`), the PIN file, and
 //! [`Pkcs11Key`]: a logged-in session on the token and the handle of the private key, which
 //! signs without ever leaving it (the key is only ever named, never read: `CKA_EXTRACTABLE`
-//! false works). ES256 is `CKM_ECDSA` over the SHA-256 digest, whose output is already the
-//! fixed-size `R‖S` JOSE and COSE want.
+//! false works). ES256 and ES384 are `CKM_ECDSA` over the SHA-256 / SHA-384 digest, whose
+//! output is already the fixed-size `R‖S` JOSE and COSE want; Ed25519 is `CKM_EDDSA`.
 //!
 //! A token can fail at any time (module error, session lost, token removed, PIN changed): the
 //! failing call drops the session and finalises the module, and the next [`Pkcs11Key::check`]
@@ -332,6 +332,7 @@ impl Pkcs11Key {
         let live = guard.as_ref().ok_or(Failure::Down)?;
         let (mechanism, input) = match self.public.algorithm() {
             Algorithm::Es256 => (Mechanism::Ecdsa, Sha256::digest(msg).to_vec()),
+            Algorithm::Es384 => (Mechanism::Ecdsa, sha2::Sha384::digest(msg).to_vec()),
             Algorithm::EdDsa => (
                 Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
                     cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
@@ -520,7 +521,16 @@ fn public_key(
         .ok_or_else(|| unsupported("the public key object has no CKA_EC_POINT"))?;
     let point = unwrap_octet_string(&point);
     let public = if key_type == KeyType::EC {
-        VerifyingKey::from_p256_sec1(point)
+        // The curve shows in the point's length (uncompressed or compressed SEC1).
+        match point.len() {
+            65 | 33 => VerifyingKey::from_p256_sec1(point),
+            97 | 49 => VerifyingKey::from_p384_sec1(point),
+            n => {
+                return Err(unsupported(&format!(
+                    "an EC point of {n} bytes is neither P-256 nor P-384"
+                )))
+            }
+        }
     } else if key_type == KeyType::EC_EDWARDS {
         VerifyingKey::from_ed25519_bytes(point)
     } else {

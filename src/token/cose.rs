@@ -45,7 +45,7 @@ impl std::fmt::Display for CoseTyp {
 
 /// Builds a COSE_Sign1_Tagged (tag 18, not wrapped in tag 61) over `payload`: protected
 /// `{1: alg, 16: protected_typ}`, unprotected `{4: kid as UTF-8 bytes}` (the draft's example puts
-/// the kid there), and an ES256 or EdDSA signature with empty external AAD. With a certificate
+/// the kid there), and an ES256, ES384 or EdDSA signature with empty external AAD. With a certificate
 /// chain, the protected header also carries it as `x5chain` (label 33), as ISO/IEC 18013-5
 /// verifiers expect of a Status List Token.
 pub fn sign1_tagged(
@@ -56,6 +56,7 @@ pub fn sign1_tagged(
     let alg = match key.algorithm() {
         Algorithm::Es256 => iana::Algorithm::ES256,
         Algorithm::EdDsa => iana::Algorithm::EdDSA,
+        Algorithm::Es384 => iana::Algorithm::ES384,
     };
     let mut protected = HeaderBuilder::new()
         .algorithm(alg)
@@ -114,7 +115,7 @@ fn cose_err(e: coset::CoseError) -> TokenError {
 impl Sign1 {
     /// Parses COSE_Sign1_Tagged strictly. Tag 61 around anything is [`TokenError::Tag61`];
     /// untagged input or another tag (17 = COSE_Mac0) is [`TokenError::NotCoseSign1Tagged`].
-    /// `alg` must be in the protected header and be ES256 or EdDSA; `crit` is refused; `typ`
+    /// `alg` must be in the protected header and be ES256, ES384 or EdDSA; `crit` is refused; `typ`
     /// is read from the protected header only (RFC 9596 requires integrity protection for it to
     /// mean anything); `kid` may be in either header but not in both with different values. A
     /// detached (nil) payload and trailing bytes are malformed.
@@ -325,7 +326,7 @@ mod tests {
 
     #[test]
     fn sign1_tagged_round_trips_for_both_algorithms() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg).with_kid("k-1".into());
             let bytes = sign1_tagged("application/example", b"payload".to_vec(), &key).unwrap();
             assert_eq!(bytes[0], 0xd2, "tag 18, no tag 61");
@@ -464,8 +465,8 @@ mod tests {
             parse_tagged(with_headers(Cbor::Map(vec![]), Cbor::Map(vec![alg.clone()]))),
             Err(TokenError::Malformed(m)) if m.contains("protected header")
         ));
-        // HMAC 256/256 and ES384.
-        for id in [5, -35] {
+        // HMAC 256/256 and ES512.
+        for id in [5, -36] {
             assert!(matches!(
                 parse_tagged(with_headers(
                     Cbor::Map(vec![(Cbor::from(1), Cbor::from(id))]),

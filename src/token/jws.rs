@@ -72,7 +72,7 @@ fn header_str<'a>(
 
 impl Jws {
     /// Parses a compact JWS strictly: exactly three segments of unpadded base64url, a header
-    /// that is a JSON object with a string `alg` naming ES256 or EdDSA (`none` and HMAC are
+    /// that is a JSON object with a string `alg` naming ES256, ES384 or EdDSA (`none` and HMAC are
     /// [`TokenError::UnsupportedAlgorithm`]), no `crit`, and string-valued `kid`, `typ` and `cty`
     /// if present. Duplicate header members resolve to the last one, which RFC 7515 §4 permits.
     pub fn parse(compact: &str) -> Result<Jws, TokenError> {
@@ -125,7 +125,7 @@ impl Jws {
         &self.header
     }
 
-    /// The header's `alg`, already known to be ES256 or EdDSA.
+    /// The header's `alg`, already known to be ES256, ES384 or EdDSA.
     pub fn alg(&self) -> Algorithm {
         self.alg
     }
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn sign_compact_sets_alg_and_kid() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
             let mut header = Map::new();
             header.insert("typ".into(), Value::from("example"));
@@ -220,7 +220,8 @@ mod tests {
             assert_eq!(jws.kid(), Some(key.kid()));
             assert_eq!(jws.typ(), Some("example"));
             assert_eq!(jws.payload(), b"hello");
-            assert_eq!(jws.signature().len(), 64);
+            let len = if alg == Algorithm::Es384 { 96 } else { 64 };
+            assert_eq!(jws.signature().len(), len);
             jws.verify(&KeySet::from(key.verifying_key())).unwrap();
         }
     }
@@ -321,7 +322,7 @@ mod tests {
             Err(TokenError::UnsupportedAlgorithm("none".into()))
         );
         for alg in [
-            "HS256", "HS384", "HS512", "RS256", "ES384", "es256", "PS256",
+            "HS256", "HS384", "HS512", "RS256", "ES512", "es256", "PS256",
         ] {
             let token = format!("{}.{payload}.AAAA", b64(&format!(r#"{{"alg":"{alg}"}}"#)));
             assert_eq!(

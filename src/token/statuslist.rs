@@ -487,7 +487,7 @@ mod tests {
                 },
             },
         ];
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
             let keys = KeySet::from(key.verifying_key());
             for claims in &variants {

@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn round_trip_for_both_algorithms() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
             let token = sign_vc_jwt(&credential(), &key).unwrap();
             let keys = KeySet::from(key.verifying_key());

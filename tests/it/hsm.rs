@@ -879,3 +879,25 @@ async fn an_ed25519_key_in_softhsm_signs_through_ckm_eddsa() {
     verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
     assert_no_secret(&server.stop());
 }
+
+/// ES384: a P-384 key in the token signs through CKM_ECDSA over SHA-384; JWT and CWT verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p384_key_in_softhsm_signs_es384() {
+    let hsm = SoftHsm::new("hsm-es384");
+    hsm.keygen("EC:secp384r1", OBJECT, "03");
+    let data = TempDir::new("hsm-es384-data");
+    seed(&data.0, 1024).await;
+    let args = pkcs11_args(&hsm);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
+    server.ready().await;
+    let base = server.public.as_str();
+    let keys = jwks(base).await;
+    assert_eq!(keys.keys[0].algorithm(), statusd::token::Algorithm::Es384);
+    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
+    let header = decode_jwt_unverified(&token).unwrap().header;
+    assert_eq!(header["alg"], "ES384");
+    verify_jwt(&token, &keys).expect("the JWT verifies");
+    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
+    assert_no_secret(&server.stop());
+}

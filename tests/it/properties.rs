@@ -460,9 +460,11 @@ fn config(cases: u32) -> ProptestConfig {
 fn key(alg: Algorithm) -> &'static (SigningKey, KeySet) {
     static ES256: OnceLock<(SigningKey, KeySet)> = OnceLock::new();
     static EDDSA: OnceLock<(SigningKey, KeySet)> = OnceLock::new();
+    static ES384: OnceLock<(SigningKey, KeySet)> = OnceLock::new();
     let cell = match alg {
         Algorithm::Es256 => &ES256,
         Algorithm::EdDsa => &EDDSA,
+        Algorithm::Es384 => &ES384,
     };
     cell.get_or_init(|| {
         let key = SigningKey::generate(alg);
