@@ -164,7 +164,12 @@ impl Pkcs11Uri {
 
 impl fmt::Display for Pkcs11Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pkcs11:token={};object={}", self.token, self.object)?;
+        write!(
+            f,
+            "pkcs11:token={};object={}",
+            percent_encode(&self.token),
+            percent_encode(&self.object)
+        )?;
         if let Some(id) = &self.id {
             f.write_str(";id=")?;
             for b in id {
@@ -173,6 +178,19 @@ impl fmt::Display for Pkcs11Uri {
         }
         Ok(())
     }
+}
+
+/// RFC 7512 §2.3: everything but unreserved characters and a few safe ones percent-encoded.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:[]@!$'()*+,=&".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn percent_decode(s: &str) -> Result<Vec<u8>, String> {
@@ -577,8 +595,9 @@ mod tests {
         assert_eq!(u.id, Some(vec![1, 0xa0]));
         assert_eq!(
             u.to_string(),
-            "pkcs11:token=Nat ID;object=signer;2;id=%01%A0"
+            "pkcs11:token=Nat%20ID;object=signer%3B2;id=%01%A0"
         );
+        assert_eq!(Pkcs11Uri::parse(&u.to_string()).unwrap(), u);
         for (bad, needle) in [
             ("pkcs11:object=x", "token="),
             ("pkcs11:token=x", "object="),

@@ -8,8 +8,9 @@
 //! vanishes from the store keeps being served, and tokens are re-signed from the state in memory
 //! when the store does not answer, so nothing is ever served past its `exp`.
 //!
-//! Signing also waits for the key file ([`KeyWatch`], checked before every pass): while it does
-//! not hold the signing key, lists keep following the store for lookups, their signed artefacts
+//! Signing also waits for the signing key ([`KeyWatch`], checked before every pass and told of
+//! every failed signature): while the key file does not hold it, the PKCS#11 token does not sign
+//! with it, or its certificate no longer vouches for it, lists keep following the store for lookups, their signed artefacts
 //! stay as last signed, and as those near `exp` their `Cache-Control` is shortened and then the
 //! artefacts withheld ([`build::aged`]), so no cache keeps a token past its `exp`.
 
