@@ -37,8 +37,8 @@
 //! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
 //! shares every unchanged list by `Arc`. It signs only while the signing key is usable (the key
 //! file still holds it, or the PKCS#11 token still signs with it: [`keyfile`], [`pkcs11`]) and
-//! its certificate still vouches for it ([`cert`]); otherwise lookups keep following the store while the last signed
-//! tokens age: shorter `Cache-Control`, then 503 before their `exp`.
+//! its certificate still vouches for it ([`cert`]); otherwise lookups keep following the store
+//! while the last signed tokens age: shorter `Cache-Control`, then 503 before their `exp`.
 #![forbid(unsafe_code)]
 
 pub mod admin;

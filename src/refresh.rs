@@ -10,9 +10,10 @@
 //!
 //! Signing also waits for the signing key ([`KeyWatch`], checked before every pass and told of
 //! every failed signature): while the key file does not hold it, the PKCS#11 token does not sign
-//! with it, or its certificate no longer vouches for it, lists keep following the store for lookups, their signed artefacts
-//! stay as last signed, and as those near `exp` their `Cache-Control` is shortened and then the
-//! artefacts withheld ([`build::aged`]), so no cache keeps a token past its `exp`.
+//! with it, or its certificate no longer vouches for it, lists keep following the store for
+//! lookups, their signed artefacts stay as last signed, and as those near `exp` their
+//! `Cache-Control` is shortened and then the artefacts withheld ([`build::aged`]), so no cache
+//! keeps a token past its `exp`.
 
 use crate::keyfile::KeyWatch;
 use crate::metrics::Metrics;
