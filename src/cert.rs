@@ -632,6 +632,11 @@ mod tests {
             chain.check_leaf(&other, DAY, now),
             Err(CertError::OtherKey { .. })
         ));
+        // Expired: checked at a time past notAfter.
+        assert!(matches!(
+            chain.check_leaf(&public, DAY, now + 40 * DAY),
+            Err(CertError::ExpiresTooSoon { .. })
+        ));
         let e = chain.check_leaf(&public, 31 * DAY, now).unwrap_err();
         assert!(matches!(e, CertError::ExpiresTooSoon { .. }), "{e}");
         assert!(e.to_string().contains("renew"), "{e}");
