@@ -205,6 +205,17 @@ fn spki_key(c: &Certificate, index: usize) -> Result<VerifyingKey, CertError> {
 const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 /// OID of ecdsa-with-SHA384 (RFC 5758 §3.2).
 const ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+/// OID of RSASSA-PSS (RFC 4055 §3.1).
+const RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+/// OID of sha256WithRSAEncryption (RFC 4055 §5).
+const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
+/// DER RSASSA-PSS-params { sha256, mgf1SHA256, saltLength 32 } (RFC 4055 §3.1).
+const PSS_SHA256_PARAMS: [u8; 54] = [
+    0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+    0x01, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+    0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0xa2, 0x03, 0x02, 0x01, 0x20,
+];
 /// OID of Ed25519 (RFC 8410 §3).
 const ED25519: &str = "1.3.101.112";
 
@@ -238,6 +249,11 @@ fn verify_signed_by(c: &Certificate, index: usize, issuer: &Certificate) -> Resu
             key.verify(&tbs, &sig.to_bytes()).map_err(|_| bad())
         }
         (ED25519, crate::token::Algorithm::EdDsa) => key.verify(&tbs, sig).map_err(|_| bad()),
+        // Government CAs often sign with RSA PKCS#1 v1.5.
+        (SHA256_WITH_RSA, crate::token::Algorithm::Ps256 | crate::token::Algorithm::Rs256) => key
+            .with_rsa_algorithm(crate::token::Algorithm::Rs256)
+            .verify(&tbs, sig)
+            .map_err(|_| bad()),
         _ => Err(CertError::UnsupportedSignature { index, alg }),
     }
 }
@@ -388,12 +404,23 @@ pub fn csr_pem(subject: &str, signer: &crate::token::Signer) -> Result<String, C
                 .as_bytes()
                 .to_vec(),
         ),
+        Algorithm::Ps256 => (RSASSA_PSS, sig),
+        Algorithm::Rs256 => (SHA256_WITH_RSA, sig),
+    };
+    let parameters = match signer.algorithm() {
+        // RSASSA-PSS-params: SHA-256, MGF1 with SHA-256, salt 32 (RFC 4055 §3.1).
+        Algorithm::Ps256 => Some(
+            x509_cert::der::Any::from_der(&PSS_SHA256_PARAMS)
+                .map_err(|e| CsrError::Encoding(e.to_string()))?,
+        ),
+        Algorithm::Rs256 => Some(x509_cert::der::asn1::Null.into()),
+        _ => None,
     };
     let req = CertReq {
         info,
         algorithm: AlgorithmIdentifierOwned {
             oid: ObjectIdentifier::new_unwrap(oid),
-            parameters: None,
+            parameters,
         },
         signature: BitString::from_bytes(&sig).map_err(|e| CsrError::Encoding(e.to_string()))?,
     };

@@ -4,7 +4,8 @@
 //! [`Pkcs11Key`]: a logged-in session on the token and the handle of the private key, which
 //! signs without ever leaving it (the key is only ever named, never read: `CKA_EXTRACTABLE`
 //! false works). ES256 and ES384 are `CKM_ECDSA` over the SHA-256 / SHA-384 digest, whose
-//! output is already the fixed-size `R‖S` JOSE and COSE want; Ed25519 is `CKM_EDDSA`.
+//! output is already the fixed-size `R‖S` JOSE and COSE want; Ed25519 is `CKM_EDDSA`; an RSA
+//! key signs PS256 through `CKM_SHA256_RSA_PKCS_PSS` (MGF1-SHA-256, 32-byte salt).
 //!
 //! A token can fail at any time (module error, session lost, token removed, PIN changed): the
 //! failing call drops the session and finalises the module, and the next [`Pkcs11Key::check`]
@@ -351,6 +352,16 @@ impl Pkcs11Key {
         let (mechanism, input) = match self.public.algorithm() {
             Algorithm::Es256 => (Mechanism::Ecdsa, Sha256::digest(msg).to_vec()),
             Algorithm::Es384 => (Mechanism::Ecdsa, sha2::Sha384::digest(msg).to_vec()),
+            // RFC 7518 §3.5: MGF1 with SHA-256 and a salt as long as the hash.
+            Algorithm::Ps256 => (
+                Mechanism::Sha256RsaPkcsPss(cryptoki::mechanism::rsa::PkcsPssParams {
+                    hash_alg: cryptoki::mechanism::MechanismType::SHA256,
+                    mgf: cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA256,
+                    s_len: 32.into(),
+                }),
+                msg.to_vec(),
+            ),
+            Algorithm::Rs256 => (Mechanism::Sha256RsaPkcs, msg.to_vec()),
             Algorithm::EdDsa => (
                 Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
                     cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
@@ -512,6 +523,32 @@ fn public_key(
         }
     }
     let key_type = key_type.ok_or_else(|| unsupported("no CKA_KEY_TYPE"))?;
+    let public_error = |source| Pkcs11Error::PublicKey {
+        object: uri.object.clone(),
+        source,
+    };
+    if key_type == KeyType::RSA {
+        // The private key object carries the modulus and public exponent (PKCS#11 §2.1.3).
+        let (mut n, mut e) = (None, None);
+        for a in session
+            .get_attributes(
+                key,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )
+            .map_err(module_error(module, "reading the RSA public key"))?
+        {
+            match a {
+                Attribute::Modulus(v) => n = Some(v),
+                Attribute::PublicExponent(v) => e = Some(v),
+                _ => {}
+            }
+        }
+        let (Some(n), Some(e)) = (n, e) else {
+            return Err(unsupported("no CKA_MODULUS / CKA_PUBLIC_EXPONENT"));
+        };
+        // PS256: the RSA algorithm RFC 7518 recommends; RS256 is not selectable yet.
+        return VerifyingKey::from_rsa_components(&n, &e, Algorithm::Ps256).map_err(public_error);
+    }
     let mut template = vec![
         Attribute::Class(ObjectClass::PUBLIC_KEY),
         Attribute::Label(uri.object.as_bytes().to_vec()),
@@ -556,10 +593,7 @@ fn public_key(
             "key type {key_type} is not supported"
         )));
     };
-    public.map_err(|source| Pkcs11Error::PublicKey {
-        object: uri.object.clone(),
-        source,
-    })
+    public.map_err(public_error)
 }
 
 /// `CKA_EC_POINT` is a DER OCTET STRING around the point (PKCS#11 2.40 §2.3.3); some modules

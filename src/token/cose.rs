@@ -45,7 +45,7 @@ impl std::fmt::Display for CoseTyp {
 
 /// Builds a COSE_Sign1_Tagged (tag 18, not wrapped in tag 61) over `payload`: protected
 /// `{1: alg, 16: protected_typ}`, unprotected `{4: kid as UTF-8 bytes}` (the draft's example puts
-/// the kid there), and an ES256, ES384 or EdDSA signature with empty external AAD. With a certificate
+/// the kid there), and an ES256, ES384, EdDSA, PS256 or RS256 signature with empty external AAD. With a certificate
 /// chain, the protected header also carries it as `x5chain` (label 33), as ISO/IEC 18013-5
 /// verifiers expect of a Status List Token.
 pub fn sign1_tagged(
@@ -57,6 +57,8 @@ pub fn sign1_tagged(
         Algorithm::Es256 => iana::Algorithm::ES256,
         Algorithm::EdDsa => iana::Algorithm::EdDSA,
         Algorithm::Es384 => iana::Algorithm::ES384,
+        Algorithm::Ps256 => iana::Algorithm::PS256,
+        Algorithm::Rs256 => iana::Algorithm::RS256,
     };
     let mut protected = HeaderBuilder::new()
         .algorithm(alg)
@@ -115,7 +117,7 @@ fn cose_err(e: coset::CoseError) -> TokenError {
 impl Sign1 {
     /// Parses COSE_Sign1_Tagged strictly. Tag 61 around anything is [`TokenError::Tag61`];
     /// untagged input or another tag (17 = COSE_Mac0) is [`TokenError::NotCoseSign1Tagged`].
-    /// `alg` must be in the protected header and be ES256, ES384 or EdDSA; `crit` is refused; `typ`
+    /// `alg` must be in the protected header and be ES256, ES384, EdDSA, PS256 or RS256; `crit` is refused; `typ`
     /// is read from the protected header only (RFC 9596 requires integrity protection for it to
     /// mean anything); `kid` may be in either header but not in both with different values. A
     /// detached (nil) payload and trailing bytes are malformed.

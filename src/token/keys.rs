@@ -27,6 +27,11 @@ pub enum Algorithm {
     EdDsa,
     /// ECDSA on P-384 with SHA-384 (RFC 7518 §3.4, RFC 9053 §2.1).
     Es384,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt (RFC 7518 §3.5, RFC 8230 §2). RSA
+    /// private keys sign only inside a PKCS#11 token.
+    Ps256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3, RFC 8812 §2), for verifiers that need it.
+    Rs256,
 }
 
 impl Algorithm {
@@ -36,6 +41,8 @@ impl Algorithm {
             Algorithm::Es256 => "ES256",
             Algorithm::EdDsa => "EdDSA",
             Algorithm::Es384 => "ES384",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Rs256 => "RS256",
         }
     }
 
@@ -45,6 +52,8 @@ impl Algorithm {
             Algorithm::Es256 => -7,
             Algorithm::EdDsa => -8,
             Algorithm::Es384 => -35,
+            Algorithm::Ps256 => -37,
+            Algorithm::Rs256 => -257,
         }
     }
 
@@ -56,6 +65,8 @@ impl Algorithm {
             "ES256" => Ok(Algorithm::Es256),
             "EdDSA" => Ok(Algorithm::EdDsa),
             "ES384" => Ok(Algorithm::Es384),
+            "PS256" => Ok(Algorithm::Ps256),
+            "RS256" => Ok(Algorithm::Rs256),
             other => Err(TokenError::UnsupportedAlgorithm(other.to_owned())),
         }
     }
@@ -66,6 +77,8 @@ impl Algorithm {
             -7 => Ok(Algorithm::Es256),
             -8 => Ok(Algorithm::EdDsa),
             -35 => Ok(Algorithm::Es384),
+            -37 => Ok(Algorithm::Ps256),
+            -257 => Ok(Algorithm::Rs256),
             4..=7 => Err(TokenError::UnsupportedAlgorithm(format!(
                 "COSE algorithm {id} (HMAC)"
             ))),
@@ -94,6 +107,8 @@ enum VerifyingInner {
     Es256(p256::ecdsa::VerifyingKey),
     EdDsa(ed25519_dalek::VerifyingKey),
     Es384(p384::ecdsa::VerifyingKey),
+    /// An RSA public key and the one algorithm (PS256 or RS256) it verifies.
+    Rsa(rsa::RsaPublicKey, Algorithm),
 }
 
 /// A private key that signs tokens, with the `kid` it signs under.
@@ -120,12 +135,19 @@ impl SigningKey {
     }
 
     /// A fresh random key from the operating system's CSPRNG; its `kid` is its thumbprint.
+    ///
+    /// # Panics
+    ///
+    /// For PS256 and RS256: RSA keys are generated inside a PKCS#11 token, never in memory.
     pub fn generate(alg: Algorithm) -> Self {
         let mut rng = rand::rngs::OsRng;
         Self::from_inner(match alg {
             Algorithm::Es256 => SigningInner::Es256(p256::ecdsa::SigningKey::random(&mut rng)),
             Algorithm::EdDsa => SigningInner::EdDsa(ed25519_dalek::SigningKey::generate(&mut rng)),
             Algorithm::Es384 => SigningInner::Es384(p384::ecdsa::SigningKey::random(&mut rng)),
+            Algorithm::Ps256 | Algorithm::Rs256 => {
+                panic!("RSA keys are generated inside a PKCS#11 token, not in memory")
+            }
         })
     }
 
@@ -154,6 +176,11 @@ impl SigningKey {
             .private
             .ok_or_else(|| KeyError::Jwk("no private key member \"d\"".into()))?;
         let inner = match parsed.public {
+            VerifyingInner::Rsa(..) => {
+                return Err(KeyError::UnsupportedKeyType(
+                    "RSA private key (RSA keys sign only inside a PKCS#11 token)".into(),
+                ))
+            }
             VerifyingInner::Es256(_) => SigningInner::Es256(
                 p256::ecdsa::SigningKey::from_slice(&jwk_bytes32(d_text, "d")?)
                     .map_err(|_| KeyError::Jwk("d is not a valid P-256 scalar".into()))?,
@@ -263,6 +290,7 @@ impl VerifyingKey {
             VerifyingInner::Es256(_) => Algorithm::Es256,
             VerifyingInner::EdDsa(_) => Algorithm::EdDsa,
             VerifyingInner::Es384(_) => Algorithm::Es384,
+            VerifyingInner::Rsa(_, alg) => alg,
         }
     }
 
@@ -304,6 +332,7 @@ impl VerifyingKey {
                 p384::ecdsa::signature::Verifier::verify(k, msg, &sig)
                     .map_err(|_| TokenError::BadSignature)
             }
+            VerifyingInner::Rsa(k, alg) => rsa_verify(k, *alg, msg, sig),
         }
     }
 
@@ -339,6 +368,22 @@ impl VerifyingKey {
             inner: parsed.public,
             kid,
         })
+    }
+
+    /// An RSA public key from its modulus and public exponent (big-endian), verifying `alg`
+    /// (PS256 or RS256); at least 2048 bits. The `kid` is the thumbprint.
+    pub fn from_rsa_components(n: &[u8], e: &[u8], alg: Algorithm) -> Result<Self, KeyError> {
+        rsa_public(n, e, alg).map(Self::from_verifying_inner)
+    }
+
+    /// The same RSA key verifying another RSA algorithm (PS256 ↔ RS256); other keys unchanged.
+    pub fn with_rsa_algorithm(mut self, alg: Algorithm) -> Self {
+        if let (VerifyingInner::Rsa(_, a), Algorithm::Ps256 | Algorithm::Rs256) =
+            (&mut self.inner, alg)
+        {
+            *a = alg;
+        }
+        self
     }
 
     /// A P-384 public key from its SEC1 encoding (uncompressed or compressed point), as an HSM
@@ -378,6 +423,7 @@ impl VerifyingKey {
             VerifyingInner::Es256(k) => k.to_public_key_der(),
             VerifyingInner::EdDsa(k) => k.to_public_key_der(),
             VerifyingInner::Es384(k) => k.to_public_key_der(),
+            VerifyingInner::Rsa(k, _) => k.to_public_key_der(),
         }
         .expect("SPKI encoding of a valid in-memory key cannot fail")
         .into_vec()
@@ -419,6 +465,7 @@ impl VerifyingKey {
             VerifyingInner::Es256(k) => k.to_public_key_pem(LineEnding::LF),
             VerifyingInner::EdDsa(k) => k.to_public_key_pem(LineEnding::LF),
             VerifyingInner::Es384(k) => k.to_public_key_pem(LineEnding::LF),
+            VerifyingInner::Rsa(k, _) => k.to_public_key_pem(LineEnding::LF),
         }
         .expect("SPKI encoding of a valid in-memory key cannot fail")
     }
@@ -583,6 +630,12 @@ fn public_jwk_members(inner: &VerifyingInner) -> Map<String, Value> {
             m.insert("kty".into(), Value::from("OKP"));
             m.insert("x".into(), Value::from(b64url_encode(k.as_bytes())));
         }
+        VerifyingInner::Rsa(k, _) => {
+            use rsa::traits::PublicKeyParts as _;
+            m.insert("e".into(), Value::from(b64url_encode(&k.e().to_bytes_be())));
+            m.insert("kty".into(), Value::from("RSA"));
+            m.insert("n".into(), Value::from(b64url_encode(&k.n().to_bytes_be())));
+        }
         VerifyingInner::Es384(k) => {
             let point = k.to_encoded_point(false);
             let (x, y) = match (point.x(), point.y()) {
@@ -695,9 +748,14 @@ fn parse_jwk(jwk: &Value) -> Result<ParsedJwk<'_>, KeyError> {
             }
         },
         "RSA" => {
-            return Err(KeyError::UnsupportedKeyType(
-                "RSA (only ES256, ES384 and EdDSA keys are supported)".into(),
-            ))
+            // The JWK's alg chooses between the two RSA algorithms; PS256 without one.
+            let alg = match jwk_str(m, "alg")? {
+                Some("RS256") => Algorithm::Rs256,
+                _ => Algorithm::Ps256,
+            };
+            let n = b64url_decode(jwk_required(m, "n")?, "n").map_err(KeyError::Jwk)?;
+            let e = b64url_decode(jwk_required(m, "e")?, "e").map_err(KeyError::Jwk)?;
+            rsa_public(&n, &e, alg)?
         }
         "oct" => {
             return Err(KeyError::UnsupportedKeyType(
@@ -710,6 +768,7 @@ fn parse_jwk(jwk: &Value) -> Result<ParsedJwk<'_>, KeyError> {
         VerifyingInner::Es256(_) => Algorithm::Es256,
         VerifyingInner::EdDsa(_) => Algorithm::EdDsa,
         VerifyingInner::Es384(_) => Algorithm::Es384,
+        VerifyingInner::Rsa(_, alg) => *alg,
     };
     if let Some(declared) = jwk_str(m, "alg")? {
         if declared != alg.jose_name() {
@@ -772,7 +831,9 @@ fn wrong_private_label(label: &str) -> KeyError {
             "encrypted PKCS#8 is not supported; decrypt it with `openssl pkcs8 -nocrypt`".into(),
         ),
         "RSA PRIVATE KEY" | "RSA PUBLIC KEY" => KeyError::UnsupportedKeyType(
-            "RSA (only ES256, ES384 and EdDSA keys are supported)".into(),
+            "RSA in PKCS#1 form (RSA keys sign only inside a PKCS#11 token; a public key is \
+             read as an SPKI PUBLIC KEY)"
+                .into(),
         ),
         other => KeyError::Pem(format!("expected a PRIVATE KEY block, found {other}")),
     }
@@ -781,7 +842,54 @@ fn wrong_private_label(label: &str) -> KeyError {
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// Smallest RSA modulus accepted (RFC 7518 §3.3 and §3.5 require 2048 bits).
+const RSA_MIN_BITS: usize = 2048;
+
+/// An RSA public key of at least [`RSA_MIN_BITS`]. A smaller or malformed one is reported as
+/// unsupported, so a JWK Set skips it as it skips other key types it cannot use.
+fn rsa_public(n: &[u8], e: &[u8], alg: Algorithm) -> Result<VerifyingInner, KeyError> {
+    use rsa::traits::PublicKeyParts as _;
+    let key = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(n),
+        rsa::BigUint::from_bytes_be(e),
+    )
+    .map_err(|e| KeyError::UnsupportedKeyType(format!("RSA key: {e}")))?;
+    if key.size() * 8 < RSA_MIN_BITS {
+        return Err(KeyError::UnsupportedKeyType(format!(
+            "RSA key of {} bits (at least {RSA_MIN_BITS} are required)",
+            key.size() * 8
+        )));
+    }
+    Ok(VerifyingInner::Rsa(key, alg))
+}
+
+/// Verifies an RSA signature: PSS (SHA-256, MGF1-SHA-256, 32-byte salt) or PKCS#1 v1.5.
+fn rsa_verify(
+    key: &rsa::RsaPublicKey,
+    alg: Algorithm,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), TokenError> {
+    use rsa::signature::Verifier as _;
+    match alg {
+        Algorithm::Rs256 => {
+            let sig =
+                rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| TokenError::BadSignature)?;
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.clone())
+                .verify(msg, &sig)
+                .map_err(|_| TokenError::BadSignature)
+        }
+        _ => {
+            let sig = rsa::pss::Signature::try_from(sig).map_err(|_| TokenError::BadSignature)?;
+            rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len(key.clone(), 32)
+                .verify(msg, &sig)
+                .map_err(|_| TokenError::BadSignature)
+        }
+    }
+}
 
 /// Maps a key's AlgorithmIdentifier to the algorithm we use it for, naming whatever else it is.
 fn classify(
@@ -804,8 +912,14 @@ fn classify(
             )),
         };
     }
+    if oid == OID_RSA_ENCRYPTION {
+        return Err(KeyError::UnsupportedKeyType(
+            "RSA private key in a file (RSA keys sign only inside a PKCS#11 token; files hold \
+             ES256, ES384 or EdDSA keys)"
+                .into(),
+        ));
+    }
     let name = match oid.to_string().as_str() {
-        "1.2.840.113549.1.1.1" => "RSA".to_owned(),
         "1.2.840.113549.1.1.10" => "RSASSA-PSS".to_owned(),
         "1.2.840.10040.4.1" => "DSA".to_owned(),
         "1.3.101.113" => "Ed448".to_owned(),
@@ -814,7 +928,7 @@ fn classify(
         other => format!("algorithm OID {other}"),
     };
     Err(KeyError::UnsupportedKeyType(format!(
-        "{name} (only ES256, ES384 and EdDSA keys are supported)"
+        "{name} (only ES256, ES384 and EdDSA keys are supported in files; RSA in a PKCS#11 token)"
     )))
 }
 
@@ -842,6 +956,7 @@ fn signing_from_pkcs8_der(der: &[u8]) -> Result<SigningInner, KeyError> {
         Algorithm::Es384 => Ok(SigningInner::Es384(
             p384::ecdsa::SigningKey::try_from(info).map_err(bad)?,
         )),
+        Algorithm::Ps256 | Algorithm::Rs256 => unreachable!("classify never names RSA"),
     }
 }
 
@@ -849,6 +964,17 @@ fn verifying_from_spki_der(der: &[u8]) -> Result<VerifyingInner, KeyError> {
     let info = SubjectPublicKeyInfoRef::try_from(der)
         .map_err(|e| KeyError::Pem(format!("not an SPKI public key: {e}")))?;
     let bad = |e: p256::pkcs8::spki::Error| KeyError::Pem(format!("invalid public key: {e}"));
+    if info.algorithm.oid == OID_RSA_ENCRYPTION {
+        use rsa::pkcs8::DecodePublicKey as _;
+        use rsa::traits::PublicKeyParts as _;
+        let key = rsa::RsaPublicKey::from_public_key_der(der)
+            .map_err(|e| KeyError::Pem(format!("invalid RSA public key: {e}")))?;
+        return rsa_public(
+            &key.n().to_bytes_be(),
+            &key.e().to_bytes_be(),
+            Algorithm::Ps256,
+        );
+    }
     match classify(info.algorithm.oid, info.algorithm.parameters_oid().ok())? {
         Algorithm::Es256 => Ok(VerifyingInner::Es256(
             p256::ecdsa::VerifyingKey::try_from(info).map_err(bad)?,
@@ -859,6 +985,7 @@ fn verifying_from_spki_der(der: &[u8]) -> Result<VerifyingInner, KeyError> {
         Algorithm::Es384 => Ok(VerifyingInner::Es384(
             p384::ecdsa::VerifyingKey::try_from(info).map_err(bad)?,
         )),
+        Algorithm::Ps256 | Algorithm::Rs256 => unreachable!("classify never names RSA"),
     }
 }
 
@@ -1038,6 +1165,87 @@ mod tests {
         );
         // The scalar d = xzUEdsyL... starts with byte 0xc7 = 199.
         assert!(!debug.contains("199") && !debug.contains("xzUE"), "{debug}");
+    }
+
+    /// RSA keys sign only in a PKCS#11 token; here openssl signs, as a token would.
+    #[test]
+    fn rsa_signatures_verify_as_ps256_or_rs256() {
+        use std::process::Command;
+        let dir = std::env::temp_dir().join(format!(
+            "statusd-rsa-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "k.pem",
+        ]);
+        openssl(&["pkey", "-in", "k.pem", "-pubout", "-out", "pub.pem"]);
+        std::fs::write(dir.join("msg"), b"statusd").unwrap();
+        openssl(&[
+            "dgst",
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+            "-sign",
+            "k.pem",
+            "-out",
+            "pss.sig",
+            "msg",
+        ]);
+        openssl(&[
+            "dgst", "-sha256", "-sign", "k.pem", "-out", "v15.sig", "msg",
+        ]);
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let ps =
+            VerifyingKey::from_public_pem(&String::from_utf8(read("pub.pem")).unwrap()).unwrap();
+        assert_eq!(ps.algorithm(), Algorithm::Ps256);
+        ps.verify(b"statusd", &read("pss.sig")).unwrap();
+        assert_eq!(
+            ps.verify(b"statusd", &read("v15.sig")),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            ps.verify(b"statusE", &read("pss.sig")),
+            Err(TokenError::BadSignature)
+        );
+        let rs = ps.clone().with_rsa_algorithm(Algorithm::Rs256);
+        assert_eq!(rs.algorithm(), Algorithm::Rs256);
+        rs.verify(b"statusd", &read("v15.sig")).unwrap();
+        assert_eq!(
+            rs.verify(b"statusd", &read("pss.sig")),
+            Err(TokenError::BadSignature)
+        );
+        // JWK: kty RSA with its alg; read back as the same key and algorithm.
+        let jwk = rs.to_jwk();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["alg"].as_str()),
+            (Some("RSA"), Some("RS256"))
+        );
+        assert_eq!(VerifyingKey::from_jwk(&jwk).unwrap(), rs);
+        assert_eq!(rs.thumbprint(), ps.thumbprint());
+        // The private key is refused in a file.
+        assert!(matches!(
+            SigningKey::from_pkcs8_pem(&String::from_utf8(read("k.pem")).unwrap()),
+            Err(KeyError::UnsupportedKeyType(m)) if m.contains("PKCS#11")
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -901,3 +901,41 @@ async fn a_p384_key_in_softhsm_signs_es384() {
     verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
     assert_no_secret(&server.stop());
 }
+
+/// PS256: an RSA-2048 key in the token (government HSMs are often RSA-only) signs through
+/// CKM_SHA256_RSA_PKCS_PSS; JWT and CWT verify, and a CSR for it is accepted by openssl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_key_in_softhsm_signs_ps256() {
+    let hsm = SoftHsm::new("hsm-ps256");
+    hsm.keygen("rsa:2048", OBJECT, "04");
+    let data = TempDir::new("hsm-ps256-data");
+    seed(&data.0, 1024).await;
+    let args = pkcs11_args(&hsm);
+    let req = data.0.join("req.pem");
+    let mut csr = hsm.cmd(env!("CARGO_BIN_EXE_statusd"));
+    csr.args(["csr", "--subject", "CN=Revocation List Signer"])
+        .arg("--out")
+        .arg(&req)
+        .args(&args);
+    assert!(run(&mut csr).contains("\"alg\":\"PS256\""));
+    let verified = openssl(&data.0, &["req", "-in", "req.pem", "-verify", "-noout"]);
+    assert!(verified.contains("verify OK"), "{verified}");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
+    server.ready().await;
+    let base = server.public.as_str();
+    let keys = jwks(base).await;
+    assert_eq!(keys.keys[0].algorithm(), statusd::token::Algorithm::Ps256);
+    let (_, _, body) = get(&format!("{base}/.well-known/jwks.json"), &[]).await;
+    let set: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(set["keys"][0]["kty"], "RSA");
+    assert_eq!(set["keys"][0]["alg"], "PS256");
+    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
+    assert_eq!(
+        decode_jwt_unverified(&token).unwrap().header["alg"],
+        "PS256"
+    );
+    verify_jwt(&token, &keys).expect("the JWT verifies");
+    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
+    assert_no_secret(&server.stop());
+}

@@ -465,6 +465,7 @@ fn key(alg: Algorithm) -> &'static (SigningKey, KeySet) {
         Algorithm::Es256 => &ES256,
         Algorithm::EdDsa => &EDDSA,
         Algorithm::Es384 => &ES384,
+        Algorithm::Ps256 | Algorithm::Rs256 => unreachable!("RSA keys live in a PKCS#11 token"),
     };
     cell.get_or_init(|| {
         let key = SigningKey::generate(alg);
