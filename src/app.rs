@@ -140,7 +140,8 @@ pub fn open_signing_key(
 fn open_pkcs11(p11: &crate::config::Pkcs11Config) -> anyhow::Result<(Signer, KeySource)> {
     let pin = crate::pkcs11::read_pin_file(&p11.pin_file)?;
     let key = crate::pkcs11::Pkcs11Key::open(p11.module.clone(), p11.uri.clone(), pin)
-        .with_context(|| format!("opening the signing key {}", p11.uri))?;
+        .with_context(|| format!("opening the signing key {}", p11.uri))?
+        .with_rsa_algorithm(p11.rsa_alg);
     let key = Arc::new(key);
     tracing::info!(uri = %p11.uri, module = %p11.module.display(), kid = key.verifying_key().kid(), "signing with a key in a PKCS#11 token");
     let signer = Signer::external(key.verifying_key().clone(), key.clone());

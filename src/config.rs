@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// `x5c` (JWS, JWKS) and `x5chain` (CWT).
     #[arg(long, env = "STATUSD_SIGNING_CERT")]
     pub signing_cert: Option<PathBuf>,
+    /// Algorithm of an RSA key in a PKCS#11 token: PS256 (default) or RS256 (for verifiers
+    /// that need it). Other keys have one algorithm each.
+    #[arg(long, env = "STATUSD_SIGNING_ALG")]
+    pub signing_alg: Option<String>,
     /// Extra public keys to publish in the JWKS beside the signing key, for key rotation:
     /// comma-separated paths of PEM files, each holding one or more SPKI `PUBLIC KEY` or
     /// PKCS#8 `PRIVATE KEY` blocks (only the public half is published). Empty: none.
@@ -325,7 +329,30 @@ impl Config {
                  or run with --demo to generate one in the data directory",
             ));
         }
-        let pkcs11 = pkcs11_config(args)?;
+        let mut pkcs11 = pkcs11_config(args)?;
+        if let Some(alg) = args.signing_alg.as_deref() {
+            let alg = match alg {
+                "PS256" => crate::token::Algorithm::Ps256,
+                "RS256" => crate::token::Algorithm::Rs256,
+                other => {
+                    return Err(err(
+                        "signing-alg",
+                        "SIGNING_ALG",
+                        format!("{other:?}: PS256 or RS256 (it chooses how an RSA key signs)"),
+                    ))
+                }
+            };
+            match &mut pkcs11 {
+                Some(p11) => p11.rsa_alg = alg,
+                None => {
+                    return Err(err(
+                        "signing-alg",
+                        "SIGNING_ALG",
+                        "is only used with an RSA key in a PKCS#11 token",
+                    ))
+                }
+            }
+        }
         let published_keys = published_keys(args.published_keys.as_deref())?;
         if let Some(url) = &args.redis_url {
             if !(url.starts_with("redis://")
@@ -408,6 +435,8 @@ pub struct Pkcs11Config {
     pub uri: crate::pkcs11::Pkcs11Uri,
     pub module: PathBuf,
     pub pin_file: PathBuf,
+    /// How an RSA key signs (PS256 unless `--signing-alg RS256`); ignored for other keys.
+    pub rsa_alg: crate::token::Algorithm,
 }
 
 /// A `pkcs11:` signing key needs a valid URI, the module and the PIN file; a key file needs
@@ -474,6 +503,7 @@ fn pkcs11_flags(
         uri,
         module,
         pin_file,
+        rsa_alg: crate::token::Algorithm::Ps256,
     }))
 }
 
@@ -659,5 +689,31 @@ mod tests {
         let e = parse(&["--demo", "--pkcs11-module", "/m.so"]).unwrap_err();
         assert_eq!(e.flag, "pkcs11-module");
         assert!(parse(&["--signing-key", "k.pem"]).unwrap().pkcs11.is_none());
+        let rs = parse(&[
+            "--signing-key",
+            uri,
+            "--pkcs11-module",
+            "/m.so",
+            "--pkcs11-pin-file",
+            "/pin",
+            "--signing-alg",
+            "RS256",
+        ])
+        .unwrap();
+        assert_eq!(rs.pkcs11.unwrap().rsa_alg, crate::token::Algorithm::Rs256);
+        let e = parse(&["--signing-key", "k.pem", "--signing-alg", "RS256"]).unwrap_err();
+        assert_eq!(e.flag, "signing-alg");
+        let e = parse(&[
+            "--signing-key",
+            uri,
+            "--pkcs11-module",
+            "/m.so",
+            "--pkcs11-pin-file",
+            "/pin",
+            "--signing-alg",
+            "ES256",
+        ])
+        .unwrap_err();
+        assert_eq!(e.flag, "signing-alg");
     }
 }

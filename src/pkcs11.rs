@@ -302,6 +302,12 @@ impl Pkcs11Key {
         Ok(key)
     }
 
+    /// An RSA key signs `alg` (PS256, the default, or RS256); other keys are unchanged.
+    pub fn with_rsa_algorithm(mut self, alg: Algorithm) -> Pkcs11Key {
+        self.public = self.public.with_rsa_algorithm(alg);
+        self
+    }
+
     /// The public key (its `kid` the RFC 7638 thumbprint).
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.public
@@ -320,6 +326,7 @@ impl Pkcs11Key {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             if live.is_none() {
                 let (fresh, public) = connect(&self.module, &self.uri, &self.pin)?;
+                let public = public.with_rsa_algorithm(self.public.algorithm());
                 if public != self.public {
                     close(fresh);
                     return Err(Pkcs11Error::Replaced {

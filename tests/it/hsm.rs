@@ -938,4 +938,22 @@ async fn an_rsa_key_in_softhsm_signs_ps256() {
     verify_jwt(&token, &keys).expect("the JWT verifies");
     verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
     assert_no_secret(&server.stop());
+
+    // The same key signing RS256, for verifiers that need it.
+    let mut rs = args.clone();
+    rs.extend(["--signing-alg", "RS256"]);
+    let server = Server::start(&hsm, &data.0, &rs).expect("statusd starts");
+    server.ready().await;
+    let base = server.public.as_str();
+    let keys = jwks(base).await;
+    assert_eq!(keys.keys[0].algorithm(), statusd::token::Algorithm::Rs256);
+    let token = until("an RS256 token", Duration::from_secs(20), || async {
+        jwt(base)
+            .await
+            .filter(|t| decode_jwt_unverified(t).unwrap().header["alg"] == "RS256")
+    })
+    .await;
+    verify_jwt(&token, &keys).expect("the RS256 JWT verifies");
+    verify_cwt(&cwt(base).await, &keys).expect("the RS256 CWT verifies");
+    assert_no_secret(&server.stop());
 }
