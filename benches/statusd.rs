@@ -20,6 +20,10 @@
 //!   lookups (uniform on one list, and Zipf-skewed over all lists as `loadtest/lookups.js`
 //!   asks), a 20-index batch lookup, token 200 (identity and gzip), W3C credential 200, 304.
 //! * `snapshot`: re-encoding one changed list and assembling a 50-list snapshot around it.
+//! * `signing`: one ES256 signature over a token's signing input, with the key file's key in
+//!   memory and with a key in a SoftHSM2 token (PKCS#11, `CKM_ECDSA`, the signature checked
+//!   under the public key as statusd does; `_unchecked`: the token alone). Needs softhsm2 and opensc (scripts/test installs
+//!   them); the token is made in a temporary directory.
 //!
 //! Each group's function says what it measures and how to run that group alone.
 
@@ -129,7 +133,7 @@ fn encode(c: &mut Criterion) {
             b.iter(|| IetfList::encode(black_box(&list), None))
         });
         g.bench_function("signed_jwt", |b| {
-            b.iter(|| statuslist::sign_jwt(&claims(black_box(&list)), &key))
+            b.iter(|| statuslist::sign_jwt(&claims(black_box(&list)), &key).unwrap())
         });
         g.finish();
     }
@@ -215,7 +219,9 @@ fn handler(c: &mut Criterion) {
             &key,
             &p,
             SystemTime::now(),
-        );
+        )
+        .ok()
+        .unwrap();
         lists.insert(id.into_boxed_str(), Arc::new(ls));
     }
     let etag = lists["1"].artefacts.jwt.etag.clone();
@@ -333,7 +339,9 @@ fn snapshot(c: &mut Criterion) {
                 &key,
                 &p,
                 SystemTime::now(),
-            );
+            )
+            .ok()
+            .unwrap();
             (id.into_boxed_str(), Arc::new(ls))
         })
         .collect();
@@ -347,7 +355,9 @@ fn snapshot(c: &mut Criterion) {
             b.iter(|| {
                 let mut next = lists.clone();
                 let ls =
-                    build::list_snapshot(meta("7"), changed.clone(), &key, &p, SystemTime::now());
+                    build::list_snapshot(meta("7"), changed.clone(), &key, &p, SystemTime::now())
+                        .ok()
+                        .unwrap();
                 next.insert("7".into(), Arc::new(ls));
                 build::snapshot(2, next, &keys, &p, SystemTime::now())
             })
@@ -356,5 +366,104 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, decode, lookup, handler, snapshot);
+/// `cargo bench --bench statusd -- signing/`: signatures per second, file key against SoftHSM2.
+fn signing(c: &mut Criterion) {
+    use statusd::token::{Signer, TokenSigner as _};
+    let msg = vec![b'x'; 400];
+    let mut g = c.benchmark_group("signing");
+    g.throughput(Throughput::Elements(1));
+    let file = Signer::from(SigningKey::generate(Algorithm::Es256));
+    g.bench_function("es256_file_key", |b| {
+        b.iter(|| file.try_sign(black_box(&msg)).unwrap())
+    });
+    let (_dir, key, hsm) = softhsm_signer();
+    g.bench_function("es256_softhsm2", |b| {
+        b.iter(|| hsm.try_sign(black_box(&msg)).unwrap())
+    });
+    // The token alone: statusd's check of each signature under the public key left out.
+    g.bench_function("es256_softhsm2_unchecked", |b| {
+        use statusd::token::ExternalSigner as _;
+        b.iter(|| key.sign(black_box(&msg)).unwrap())
+    });
+    g.finish();
+}
+
+/// A SoftHSM2 token in a temporary directory with an ES256 key made inside it, and the signer
+/// statusd builds for it. Sets `SOFTHSM2_CONF` for this process (the module reads it once).
+fn softhsm_signer() -> (
+    TempDir,
+    Arc<statusd::pkcs11::Pkcs11Key>,
+    statusd::token::Signer,
+) {
+    use std::process::Command;
+    const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "statusd-bench-hsm-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )));
+    std::fs::create_dir_all(dir.0.join("tokens")).unwrap();
+    let conf = dir.0.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.0.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        assert!(out.status.success(), "{program}: {out:?}");
+    };
+    run(
+        "softhsm2-util",
+        &[
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ],
+    );
+    run(
+        "pkcs11-tool",
+        &[
+            "--module",
+            MODULE,
+            "--token-label",
+            "bench",
+            "--login",
+            "--pin",
+            "1234",
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "k",
+            "--id",
+            "01",
+        ],
+    );
+    let uri = statusd::pkcs11::Pkcs11Uri::parse("pkcs11:token=bench;object=k").unwrap();
+    let key = statusd::pkcs11::Pkcs11Key::open(MODULE.into(), uri, "1234".to_owned().into())
+        .expect("the SoftHSM2 key opens");
+    let key = Arc::new(key);
+    let signer = statusd::token::Signer::external(key.verifying_key().clone(), key.clone());
+    (dir, key, signer)
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+criterion_group!(benches, encode, decode, lookup, handler, snapshot, signing);
 criterion_main!(benches);

@@ -8,7 +8,7 @@ use crate::demo;
 use crate::http::{Public, PublicSettings};
 use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
-use crate::keyfile::{KeyFile, KeyWatch};
+use crate::keyfile::{KeyFile, KeySource, KeyWatch};
 use crate::metrics::Metrics;
 use crate::refresh::{Refresher, SyncState};
 use crate::server::{self, Limits};
@@ -18,6 +18,7 @@ use crate::snapshot::SnapshotStore;
 use crate::store::any::AnyStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
+use crate::token::{Signer, TokenSigner as _};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -89,8 +90,8 @@ pub fn write_private_pem(path: &Path, pem: &str, overwrite: bool) -> anyhow::Res
 
 /// The JWKS: the signing key first, then every key of the `--published-keys` files (public or
 /// private PEM; only public halves are published) that is not already in the set.
-fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySet> {
-    let mut set = KeySet::new(vec![signing.verifying_key()]);
+fn published_keys(config: &Config, signing: &Signer) -> anyhow::Result<KeySet> {
+    let mut set = KeySet::new(vec![signing.verifying_key().clone()]);
     for path in &config.published_keys {
         let pem = std::fs::read_to_string(path).with_context(|| {
             format!(
@@ -113,8 +114,42 @@ fn published_keys(config: &Config, signing: &SigningKey) -> anyhow::Result<KeySe
     Ok(set)
 }
 
-/// The signing key and its file (which the refresher checks before signing).
-fn signing_key(config: &Config) -> anyhow::Result<(SigningKey, KeyFile)> {
+/// The signing key and where it lives (which the refresher checks before signing): a key in a
+/// PKCS#11 token, a key file, or with --demo a generated key file.
+fn signing_key(config: &Config) -> anyhow::Result<(Signer, KeySource)> {
+    if let Some(p11) = &config.pkcs11 {
+        return open_pkcs11(p11);
+    }
+    let (key, file) = signing_key_file(config)?;
+    Ok((Signer::from(key), KeySource::File(Box::new(file))))
+}
+
+/// Opens a configured signing key: a key in a PKCS#11 token (`pkcs11` set) or the key file
+/// at `path`.
+pub fn open_signing_key(
+    path: &Path,
+    pkcs11: Option<&crate::config::Pkcs11Config>,
+) -> anyhow::Result<(Signer, KeySource)> {
+    if let Some(p11) = pkcs11 {
+        return open_pkcs11(p11);
+    }
+    let (key, file) = KeyFile::open(path.to_owned())?;
+    Ok((Signer::from(key), KeySource::File(Box::new(file))))
+}
+
+fn open_pkcs11(p11: &crate::config::Pkcs11Config) -> anyhow::Result<(Signer, KeySource)> {
+    let pin = crate::pkcs11::read_pin_file(&p11.pin_file)?;
+    let key = crate::pkcs11::Pkcs11Key::open(p11.module.clone(), p11.uri.clone(), pin)
+        .with_context(|| format!("opening the signing key {}", p11.uri))?
+        .with_rsa_algorithm(p11.rsa_alg);
+    let key = Arc::new(key);
+    tracing::info!(uri = %p11.uri, module = %p11.module.display(), kid = key.verifying_key().kid(), "signing with a key in a PKCS#11 token");
+    let signer = Signer::external(key.verifying_key().clone(), key.clone());
+    Ok((signer, KeySource::Pkcs11(key)))
+}
+
+/// The signing key file and its key.
+fn signing_key_file(config: &Config) -> anyhow::Result<(SigningKey, KeyFile)> {
     if let Some(path) = &config.signing_key {
         return Ok(KeyFile::open(path.clone())?);
     }
@@ -192,7 +227,33 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let public_listener = bind(config.listen, "public", "--listen").await?;
     let admin_listener = bind(config.admin_listen, "admin", "--admin-listen").await?;
     let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
-    let (key, key_file) = signing_key(config)?;
+    let (key, key_source) = signing_key(config)?;
+    let mut key_watch = KeyWatch::new(Some(key_source));
+    let mut cert_not_after = None;
+    let key = match &config.signing_cert {
+        None => key,
+        Some(path) => {
+            let chain = crate::cert::CertChain::load(path)?;
+            chain
+                .check_leaf(
+                    key.verifying_key(),
+                    config.token_lifetime,
+                    std::time::SystemTime::now(),
+                )
+                .with_context(|| {
+                    format!(
+                        "the signing certificate {} (STATUSD_SIGNING_CERT) cannot vouch for the signing key",
+                        path.display()
+                    )
+                })?;
+            cert_not_after = Some(chain.not_after());
+            tracing::info!(path = %path.display(), certificates = chain.der().len(), not_after = %humantime::format_rfc3339_seconds(chain.not_after()), "publishing the signing key's certificate chain");
+            let public = key.verifying_key().clone();
+            let der = chain.der().to_vec();
+            key_watch = key_watch.with_certificate(Arc::new(chain), public, config.token_lifetime);
+            key.with_chain(der)
+        }
+    };
     let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
@@ -208,6 +269,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .with_label_values(&[key.kid(), key.algorithm().jose_name()])
         .set(1);
     metrics.signing_key_ok.set(1);
+    if let Some(t) = cert_not_after {
+        metrics
+            .signing_cert_not_after
+            .set(crate::cert::unix_seconds(t));
+    }
     metrics.jwks_keys.set(jwks.keys.len() as i64);
     tracing::info!(
         signing_kid = key.kid(),
@@ -257,7 +323,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         snapshots: snapshots.clone(),
         published_keys: jwks,
         key,
-        key_watch: KeyWatch::new(Some(key_file)),
+        key_watch: Arc::new(key_watch),
         params: build_params,
         metrics: metrics.clone(),
         sync: sync.clone(),

@@ -49,9 +49,13 @@ Examples:
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve status lists (public listener) and metrics/health (admin listener).
-    Serve(ServeArgs),
+    // Boxed: serve's flags are far larger than any other command's.
+    Serve(Box<ServeArgs>),
     /// Write a new PKCS#8 PEM signing key.
     Keygen(KeygenArgs),
+    /// Write a certificate signing request (PKCS#10) for the signing key (file or PKCS#11), to
+    /// have the operator's CA certify it.
+    Csr(CsrArgs),
     /// Decode and verify a status list token or credential and print its statuses as JSON.
     Inspect(InspectArgs),
     /// Create lists with random INVALID and SUSPENDED entries, for demos, tests and load tests.
@@ -294,6 +298,28 @@ pub struct KeygenArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CsrArgs {
+    /// Subject of the certificate, RFC 4514 (e.g. `CN=Revocation List Signer,O=Example,C=NL`).
+    #[arg(long)]
+    pub subject: String,
+    /// Where to write the request (PEM `CERTIFICATE REQUEST`).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+    /// The signing key: a PKCS#8 PEM file or a `pkcs11:` URI (as `serve` takes it).
+    #[arg(long, env = "STATUSD_SIGNING_KEY")]
+    pub signing_key: PathBuf,
+    /// PKCS#11 module of a `pkcs11:` signing key.
+    #[arg(long, env = "STATUSD_PKCS11_MODULE")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// File holding the PKCS#11 user PIN.
+    #[arg(long, env = "STATUSD_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct InspectArgs {
     /// A file, `-` for standard input, or an http:// URL.
     pub input: String,
@@ -315,13 +341,18 @@ pub struct InspectArgs {
     /// Check the validity period at this Unix time (seconds) instead of now.
     #[arg(long)]
     pub at: Option<u64>,
+    /// PEM root certificate: validate the token's `x5c` / `x5chain` up to it (signatures,
+    /// validity at `iat`, key usage) and verify the token with the leaf's key.
+    #[arg(long)]
+    pub trust_anchor: Option<PathBuf>,
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Keygen(args) => keygen(args),
+        Command::Csr(args) => csr(args),
         Command::Inspect(args) => inspect(args),
         Command::Seed(args) => seed(args),
         Command::Credentials(args) => credentials(args),
@@ -603,6 +634,34 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn csr(args: CsrArgs) -> anyhow::Result<ExitCode> {
+    use crate::token::TokenSigner as _;
+    use std::io::Write as _;
+    let pkcs11 = crate::config::Pkcs11Config::from_flags(
+        Some(&args.signing_key),
+        args.pkcs11_module.as_deref(),
+        args.pkcs11_pin_file.as_deref(),
+    )?;
+    let (signer, _) = app::open_signing_key(&args.signing_key, pkcs11.as_ref())?;
+    let pem = crate::cert::csr_pem(&args.subject, &signer)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if args.force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts
+        .open(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    f.write_all(pem.as_bytes())?;
+    println!(
+        "{}",
+        serde_json::json!({"path": args.out, "subject": args.subject, "alg": signer.algorithm().jose_name(), "kid": signer.kid()})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Reads a file, standard input (`-`) or an http:// URL; `what` names it in errors ("the
 /// token", "the key set").
 fn read_input(input: &str, accept: &str, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -683,6 +742,17 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             Some(set.with_context(|| format!("{k}: not a usable key set (JWKS or PEM)"))?)
         }
     };
+    let trust_anchor = match &args.trust_anchor {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading trust anchor {}", path.display()))?;
+            Some(
+                crate::cert::anchor_from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("trust anchor {}: {e}", path.display()))?,
+            )
+        }
+    };
     let input = read_input(&args.input, &args.accept, "the token")?;
     let now = match args.at {
         Some(t) => t,
@@ -696,6 +766,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         all: args.all,
         now,
         min_entries: args.min_entries,
+        trust_anchor,
     };
     let report = inspect::inspect(&input, &opts)
         .with_context(|| format!("{}: verification failed", args.input))?;

@@ -39,10 +39,25 @@ pub struct ServeArgs {
     /// Directory of the embedded store, the generated demo key and the last-good snapshot.
     #[arg(long, env = "STATUSD_DATA_DIR", default_value = "./statusd-data")]
     pub data_dir: PathBuf,
-    /// PKCS#8 PEM signing key (ES256 or Ed25519). Default: generated in the data directory
+    /// PKCS#8 PEM signing key (ES256 or Ed25519), or an RFC 7512 PKCS#11 URI naming a key in
+    /// an HSM (`pkcs11:token=…;object=…[;id=…]`). Default: generated in the data directory
     /// with --demo, required otherwise.
     #[arg(long, env = "STATUSD_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
+    /// PKCS#11 module (shared library) of the HSM holding a `pkcs11:` signing key.
+    #[arg(long, env = "STATUSD_PKCS11_MODULE")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// File holding the PKCS#11 user PIN (one line; refused if every user may read it).
+    #[arg(long, env = "STATUSD_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// PEM certificate chain of the signing key, leaf first, then intermediates: published as
+    /// `x5c` (JWS, JWKS) and `x5chain` (CWT).
+    #[arg(long, env = "STATUSD_SIGNING_CERT")]
+    pub signing_cert: Option<PathBuf>,
+    /// Algorithm of an RSA key in a PKCS#11 token: PS256 (default) or RS256 (for verifiers
+    /// that need it). Other keys have one algorithm each.
+    #[arg(long, env = "STATUSD_SIGNING_ALG")]
+    pub signing_alg: Option<RsaSigningAlg>,
     /// Extra public keys to publish in the JWKS beside the signing key, for key rotation:
     /// comma-separated paths of PEM files, each holding one or more SPKI `PUBLIC KEY` or
     /// PKCS#8 `PRIVATE KEY` blocks (only the public half is published). Empty: none.
@@ -144,6 +159,10 @@ pub struct Config {
     pub issuer: String,
     pub data_dir: PathBuf,
     pub signing_key: Option<PathBuf>,
+    /// With a `pkcs11:` signing key: the module and the PIN file.
+    pub pkcs11: Option<Pkcs11Config>,
+    /// PEM certificate chain of the signing key, leaf first.
+    pub signing_cert: Option<PathBuf>,
     /// PEM files of keys published in the JWKS besides the signing key (rotation).
     pub published_keys: Vec<PathBuf>,
     pub redis_url: Option<String>,
@@ -327,6 +346,23 @@ impl Config {
                  or run with --demo to generate one in the data directory",
             ));
         }
+        let mut pkcs11 = pkcs11_config(args)?;
+        if let Some(alg) = args.signing_alg {
+            let alg = match alg {
+                RsaSigningAlg::Ps256 => crate::token::Algorithm::Ps256,
+                RsaSigningAlg::Rs256 => crate::token::Algorithm::Rs256,
+            };
+            match &mut pkcs11 {
+                Some(p11) => p11.rsa_alg = alg,
+                None => {
+                    return Err(err(
+                        "signing-alg",
+                        "SIGNING_ALG",
+                        "is only used with an RSA key in a PKCS#11 token",
+                    ))
+                }
+            }
+        }
         let published_keys = published_keys(args.published_keys.as_deref())?;
         if let Some(url) = &args.redis_url {
             if !(url.starts_with("redis://")
@@ -398,6 +434,8 @@ impl Config {
             public_url,
             data_dir: args.data_dir.clone(),
             signing_key: args.signing_key.clone(),
+            pkcs11,
+            signing_cert: args.signing_cert.clone(),
             published_keys,
             redis_url: args.redis_url.clone(),
             admin_tokens: args.admin_tokens.clone(),
@@ -414,6 +452,93 @@ impl Config {
             demo: args.demo,
         })
     }
+}
+
+/// How an RSA key in a PKCS#11 token signs (`--signing-alg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RsaSigningAlg {
+    #[value(name = "PS256")]
+    Ps256,
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+/// The PKCS#11 module and PIN file of a `pkcs11:` signing key.
+#[derive(Debug, Clone)]
+pub struct Pkcs11Config {
+    pub uri: crate::pkcs11::Pkcs11Uri,
+    pub module: PathBuf,
+    pub pin_file: PathBuf,
+    /// How an RSA key signs (PS256 unless `--signing-alg RS256`); ignored for other keys.
+    pub rsa_alg: crate::token::Algorithm,
+}
+
+/// A `pkcs11:` signing key needs a valid URI, the module and the PIN file; a key file needs
+/// neither.
+fn pkcs11_config(args: &ServeArgs) -> Result<Option<Pkcs11Config>, ConfigError> {
+    Pkcs11Config::from_flags(
+        args.signing_key.as_deref(),
+        args.pkcs11_module.as_deref(),
+        args.pkcs11_pin_file.as_deref(),
+    )
+}
+
+impl Pkcs11Config {
+    /// The PKCS#11 settings of `--signing-key`, `--pkcs11-module` and `--pkcs11-pin-file`
+    /// (`serve` and `csr`): `None` for a key file.
+    pub fn from_flags(
+        signing_key: Option<&std::path::Path>,
+        module: Option<&std::path::Path>,
+        pin_file: Option<&std::path::Path>,
+    ) -> Result<Option<Pkcs11Config>, ConfigError> {
+        pkcs11_flags(signing_key, module, pin_file)
+    }
+}
+
+fn pkcs11_flags(
+    signing_key: Option<&std::path::Path>,
+    module: Option<&std::path::Path>,
+    pin_file: Option<&std::path::Path>,
+) -> Result<Option<Pkcs11Config>, ConfigError> {
+    use crate::pkcs11::Pkcs11Uri;
+    let key = signing_key.and_then(|p| p.to_str());
+    let Some(uri) = key.filter(|k| Pkcs11Uri::is_uri(k)) else {
+        for (set, flag, env) in [
+            (module.is_some(), "pkcs11-module", "PKCS11_MODULE"),
+            (pin_file.is_some(), "pkcs11-pin-file", "PKCS11_PIN_FILE"),
+        ] {
+            if set {
+                return Err(err(
+                    flag,
+                    env,
+                    "is only used with a pkcs11: URI as the signing key",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let uri =
+        Pkcs11Uri::parse(uri).map_err(|e| err("signing-key", "SIGNING_KEY", e.to_string()))?;
+    let module = module.map(ToOwned::to_owned).ok_or_else(|| {
+        err(
+            "pkcs11-module",
+            "PKCS11_MODULE",
+            "a pkcs11: signing key needs the PKCS#11 module's path",
+        )
+    })?;
+    let pin_file = pin_file.map(ToOwned::to_owned).ok_or_else(|| {
+        err(
+            "pkcs11-pin-file",
+            "PKCS11_PIN_FILE",
+            "a pkcs11: signing key needs a file with the user PIN",
+        )
+    })?;
+    Ok(Some(Pkcs11Config {
+        uri,
+        module,
+        pin_file,
+        rsa_alg: crate::token::Algorithm::Ps256,
+    }))
 }
 
 #[cfg(test)]
@@ -608,5 +733,57 @@ mod tests {
             e.to_string(),
             "--published-keys (STATUSD_PUBLISHED_KEYS): \"a.pem\" is listed twice"
         );
+    }
+
+    #[test]
+    fn a_pkcs11_signing_key_needs_its_module_and_pin_file() {
+        let uri = "pkcs11:token=statusd;object=list-signer";
+        let e = parse(&["--signing-key", uri]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("pkcs11-module", "PKCS11_MODULE"));
+        let e = parse(&["--signing-key", uri, "--pkcs11-module", "/m.so"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("pkcs11-pin-file", "PKCS11_PIN_FILE"));
+        let c = parse(&[
+            "--signing-key",
+            uri,
+            "--pkcs11-module",
+            "/m.so",
+            "--pkcs11-pin-file",
+            "/pin",
+        ])
+        .unwrap();
+        let p11 = c.pkcs11.unwrap();
+        assert_eq!(
+            (p11.uri.token.as_str(), p11.uri.object.as_str()),
+            ("statusd", "list-signer")
+        );
+        assert_eq!(p11.module, PathBuf::from("/m.so"));
+        let e = parse(&[
+            "--signing-key",
+            "pkcs11:token=statusd",
+            "--pkcs11-module",
+            "/m.so",
+        ])
+        .unwrap_err();
+        assert!(e.reason.contains("object="), "{e}");
+        // The PKCS#11 flags without a pkcs11: key are a mistake worth a clear message.
+        let e = parse(&["--demo", "--pkcs11-module", "/m.so"]).unwrap_err();
+        assert_eq!(e.flag, "pkcs11-module");
+        assert!(parse(&["--signing-key", "k.pem"]).unwrap().pkcs11.is_none());
+        let rs = parse(&[
+            "--signing-key",
+            uri,
+            "--pkcs11-module",
+            "/m.so",
+            "--pkcs11-pin-file",
+            "/pin",
+            "--signing-alg",
+            "RS256",
+        ])
+        .unwrap();
+        assert_eq!(rs.pkcs11.unwrap().rsa_alg, crate::token::Algorithm::Rs256);
+        let e = parse(&["--signing-key", "k.pem", "--signing-alg", "RS256"]).unwrap_err();
+        assert_eq!(e.flag, "signing-alg");
+        // Only PS256 and RS256 parse.
+        assert!(T::try_parse_from(["t", "--signing-alg", "ES256"]).is_err());
     }
 }

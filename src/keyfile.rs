@@ -1,4 +1,5 @@
-//! The signing key file, read at start and checked again before every signing pass.
+//! The signing key file, read at start and checked again before every signing pass; and
+//! [`KeyWatch`], which does the same for whatever holds the key (file or PKCS#11 token).
 //!
 //! statusd signs with the key it loaded at start. If its file later becomes unreadable, stops
 //! parsing or holds another key, the operator's key handling has gone wrong (a lost volume, a
@@ -7,12 +8,15 @@
 //! reads back with the same key. Rotation is a restart (docs/operations.md). Nothing here logs
 //! or returns key material: errors name the path and, for another key, the two `kid`s.
 
+use crate::cert::CertChain;
 use crate::metrics::Metrics;
+use crate::pkcs11::{Pkcs11Error, Pkcs11Key};
 use crate::token::keys::{SigningKey, VerifyingKey};
-use crate::token::KeyError;
+use crate::token::{KeyError, SignError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Why the key file cannot be used to sign.
 #[derive(Debug, thiserror::Error)]
@@ -93,20 +97,75 @@ impl KeyFile {
     }
 }
 
-/// Whether signing may proceed: the outcome of the last check of the key file, with the
-/// `statusd_signing_key_ok` gauge, the error counter and one log line per transition.
+/// Where the signing key lives, checked before every signing pass.
+#[derive(Clone)]
+pub enum KeySource {
+    File(Box<KeyFile>),
+    Pkcs11(Arc<Pkcs11Key>),
+}
+
+/// Why signing is paused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCheckError {
+    #[error(transparent)]
+    File(#[from] KeyFileError),
+    #[error(transparent)]
+    Pkcs11(#[from] Pkcs11Error),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error("signing certificate: {0}")]
+    Certificate(#[from] crate::cert::CertError),
+    /// The check itself panicked: as good as unreadable.
+    #[error("the signing key check failed: {0}")]
+    Panicked(String),
+}
+
+impl KeySource {
+    /// Whether the source still holds the loaded key and (for a token) signs. Blocking I/O.
+    pub fn check(&self) -> Result<(), KeyCheckError> {
+        match self {
+            KeySource::File(f) => Ok(f.check()?),
+            KeySource::Pkcs11(k) => Ok(k.check()?),
+        }
+    }
+}
+
+/// Whether signing may proceed: the outcome of the last check of the key's source (and of the
+/// last signature), with the `statusd_signing_key_ok` gauge, the error counter and one log
+/// line per transition.
 pub struct KeyWatch {
-    /// `None` when the key did not come from a file (tests that build a refresher directly).
-    file: Option<KeyFile>,
+    /// `None` when the key was given in memory (tests that build a refresher directly).
+    source: Option<KeySource>,
+    /// The signing key's certificate chain, its key and the token lifetime: the leaf must hold
+    /// the key and outlive every token signed now ([`CertChain::check_leaf`]).
+    cert: Option<(Arc<CertChain>, VerifyingKey, std::time::Duration)>,
     ok: AtomicBool,
 }
 
 impl KeyWatch {
-    pub fn new(file: Option<KeyFile>) -> KeyWatch {
+    pub fn new(source: Option<KeySource>) -> KeyWatch {
         KeyWatch {
-            file,
+            source,
+            cert: None,
             ok: AtomicBool::new(true),
         }
+    }
+
+    /// Also checks, before every pass, that `chain`'s leaf certifies `key` for `lifetime`.
+    pub fn with_certificate(
+        mut self,
+        chain: Arc<CertChain>,
+        key: VerifyingKey,
+        lifetime: std::time::Duration,
+    ) -> KeyWatch {
+        self.cert = Some((chain, key, lifetime));
+        self
+    }
+
+    /// A signature failed while building artefacts (the token went away between two checks):
+    /// signing pauses until the next check passes.
+    pub fn sign_failed(&self, e: &SignError, metrics: &Metrics) {
+        self.record(Err(KeyCheckError::Sign(e.clone())), metrics);
     }
 
     /// The outcome of the last check: false while signing is paused.
@@ -117,34 +176,39 @@ impl KeyWatch {
     /// Checks the key file on the blocking pool and records the outcome. Returns whether this
     /// pass may sign.
     pub async fn may_sign(&self, metrics: &Metrics) -> bool {
-        let Some(file) = self.file.clone() else {
+        if self.source.is_none() && self.cert.is_none() {
             return true;
+        }
+        let (source, cert) = (self.source.clone(), self.cert.clone());
+        let check = move || -> Result<(), KeyCheckError> {
+            if let Some(source) = source {
+                source.check()?;
+            }
+            if let Some((chain, key, lifetime)) = cert {
+                chain.check_leaf(&key, lifetime, std::time::SystemTime::now())?;
+            }
+            Ok(())
         };
-        let path = file.path.clone();
-        let checked = match tokio::task::spawn_blocking(move || file.check()).await {
+        let checked = match tokio::task::spawn_blocking(check).await {
             Ok(checked) => checked,
-            // The check panicked: as good as unreadable.
-            Err(e) => Err(KeyFileError::Unreadable {
-                path,
-                source: std::io::Error::other(e),
-            }),
+            Err(e) => Err(KeyCheckError::Panicked(e.to_string())),
         };
         self.record(checked, metrics)
     }
 
-    fn record(&self, checked: Result<(), KeyFileError>, metrics: &Metrics) -> bool {
+    fn record(&self, checked: Result<(), KeyCheckError>, metrics: &Metrics) -> bool {
         let ok = checked.is_ok();
         let was_ok = self.ok.swap(ok, Ordering::Relaxed);
         metrics.signing_key_ok.set(i64::from(ok));
         match checked {
             Ok(()) if !was_ok => {
-                tracing::info!("the signing key file holds the signing key again; signing resumes");
+                tracing::info!("the signing key is usable again; signing resumes");
             }
             Ok(()) => {}
             Err(e) => {
                 metrics.signing_key_errors.inc();
                 if was_ok {
-                    tracing::error!(error = %error_chain(&e), "signing paused: serving the last signed lists until the key file holds the signing key again");
+                    tracing::error!(error = %error_chain(&e), "signing paused: serving the last signed lists until the signing key is usable again");
                 }
             }
         }
@@ -152,10 +216,10 @@ impl KeyWatch {
     }
 }
 
-/// `e` and its causes on one line (the I/O or PEM reason, never key material).
-fn error_chain(e: &KeyFileError) -> String {
+/// `e` and its causes on one line (the I/O, PEM or PKCS#11 reason, never key material).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
@@ -227,7 +291,8 @@ mod tests {
             Err(KeyFileError::Unreadable {
                 path: "k.pem".into(),
                 source: std::io::ErrorKind::NotFound.into(),
-            })
+            }
+            .into())
         };
         assert!(watch.record(Ok(()), &metrics));
         assert_eq!(metrics.signing_key_ok.get(), 1);
@@ -237,5 +302,30 @@ mod tests {
         assert_eq!(metrics.signing_key_errors.get(), 2);
         assert!(watch.record(Ok(()), &metrics));
         assert_eq!(metrics.signing_key_ok.get(), 1);
+        // A failed signature pauses signing like a failed check.
+        watch.sign_failed(&SignError("token removed".into()), &metrics);
+        assert!(!watch.is_ok());
+        assert_eq!(metrics.signing_key_ok.get(), 0);
+        assert_eq!(metrics.signing_key_errors.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_that_no_longer_outlives_the_tokens_pauses_signing() {
+        let pki = crate::cert::test_pki::Pki::new();
+        let key = SigningKey::generate(Algorithm::Es256).verifying_key();
+        let chain =
+            crate::cert::CertChain::load(&pki.leaf("k", &key.to_public_pem(), "leaf", 2)).unwrap();
+        let chain = Arc::new(chain);
+        let metrics = Metrics::new();
+        let day = std::time::Duration::from_secs(86_400);
+        let watch = KeyWatch::new(None).with_certificate(chain.clone(), key.clone(), day);
+        assert!(watch.may_sign(&metrics).await);
+        // Tokens that would outlive the certificate: paused.
+        let watch = KeyWatch::new(None).with_certificate(chain.clone(), key.clone(), 3 * day);
+        assert!(!watch.may_sign(&metrics).await);
+        assert_eq!(metrics.signing_key_ok.get(), 0);
+        let other = SigningKey::generate(Algorithm::Es256).verifying_key();
+        let watch = KeyWatch::new(None).with_certificate(chain, other, day);
+        assert!(!watch.may_sign(&metrics).await);
     }
 }

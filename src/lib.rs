@@ -8,7 +8,9 @@
 //! | [`status`]    | the status model (roaring bit-planes) and every codec: bit packing, the  |
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
+//! | [`cert`]      | the signing key's X.509 chain: leaf checks, validation up to a trust anchor |
 //! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
+//! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
@@ -33,13 +35,15 @@
 //! **Refresh**: the store signals a change (or a 1 s tick) → [`refresh::Refresher`] compares
 //! list versions with the published snapshot → rebuilds the changed lists (and those whose
 //! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
-//! shares every unchanged list by `Arc`. It signs only while the key file still holds the
-//! signing key ([`keyfile`]); otherwise lookups keep following the store while the last signed
-//! tokens age: shorter `Cache-Control`, then 503 before their `exp`.
+//! shares every unchanged list by `Arc`. It signs only while the signing key is usable (the key
+//! file still holds it, or the PKCS#11 token still signs with it: [`keyfile`], [`pkcs11`]) and
+//! its certificate still vouches for it ([`cert`]); otherwise lookups keep following the store
+//! while the last signed tokens age: shorter `Cache-Control`, then 503 before their `exp`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod consistency;
@@ -51,6 +55,7 @@ pub mod inspect;
 pub mod issuer;
 pub mod keyfile;
 pub mod metrics;
+pub mod pkcs11;
 pub mod refresh;
 pub mod server;
 pub mod snapshot;

@@ -128,12 +128,15 @@ pub struct Metrics {
     pub token_expiry: Gauge,
     /// 1 for the key this replica signs with, so a rotation's rollout can be watched.
     pub signing_key_info: IntGaugeVec,
-    /// 1 while the signing key file holds the key this replica signs with; 0 while signing is
-    /// paused because it does not (see `keyfile`).
+    /// 1 while the signing key (file or PKCS#11 token) holds and signs with the key this replica
+    /// loaded; 0 while signing is paused because it does not (see `keyfile`).
     pub signing_key_ok: IntGauge,
-    /// Checks of the signing key file that failed (unreadable, not a key, another key).
+    /// Checks of the signing key that failed (file unreadable, not a key, another key; token
+    /// unavailable; a failed signature).
     pub signing_key_errors: IntCounter,
     pub jwks_keys: IntGauge,
+    /// `notAfter` of the signing key's leaf certificate (`STATUSD_SIGNING_CERT`); 0 without one.
+    pub signing_cert_not_after: Gauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -222,15 +225,19 @@ impl Metrics {
             signing_key_info,
             signing_key_ok: int_gauge(
                 "signing_key_ok",
-                "1 while the signing key file holds the key this replica signs with; 0 while signing is paused",
+                "1 while the signing key (file or PKCS#11 token) holds and signs with the key this replica loaded; 0 while signing is paused",
             ),
             signing_key_errors: counter(
                 "signing_key_errors_total",
-                "Checks of the signing key file that failed: unreadable, not a key, or another key",
+                "Checks of the signing key that failed: file unreadable, not a key or another key; PKCS#11 token unavailable; a failed signature",
             ),
             jwks_keys: int_gauge(
                 "jwks_keys",
                 "Keys published in the JWKS (the signing key and any rotation keys)",
+            ),
+            signing_cert_not_after: gauge(
+                "signing_cert_not_after_timestamp_seconds",
+                "notAfter (Unix time) of the signing key's leaf certificate; 0 without a certificate",
             ),
             token_expiry: gauge(
                 "token_expiry_timestamp_seconds",

@@ -8,10 +8,12 @@
 //! vanishes from the store keeps being served, and tokens are re-signed from the state in memory
 //! when the store does not answer, so nothing is ever served past its `exp`.
 //!
-//! Signing also waits for the key file ([`KeyWatch`], checked before every pass): while it does
-//! not hold the signing key, lists keep following the store for lookups, their signed artefacts
-//! stay as last signed, and as those near `exp` their `Cache-Control` is shortened and then the
-//! artefacts withheld ([`build::aged`]), so no cache keeps a token past its `exp`.
+//! Signing also waits for the signing key ([`KeyWatch`], checked before every pass and told of
+//! every failed signature): while the key file does not hold it, the PKCS#11 token does not sign
+//! with it, or its certificate no longer vouches for it, lists keep following the store for
+//! lookups, their signed artefacts stay as last signed, and as those near `exp` their
+//! `Cache-Control` is shortened and then the artefacts withheld ([`build::aged`]), so no cache
+//! keeps a token past its `exp`.
 
 use crate::keyfile::KeyWatch;
 use crate::metrics::Metrics;
@@ -19,7 +21,8 @@ use crate::snapshot::build::{self, BuildParams};
 use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, SnapshotStore};
 use crate::status::StatusList;
 use crate::store::{ListMeta, Store, StoreError};
-use crate::token::keys::{KeySet, SigningKey};
+use crate::token::keys::KeySet;
+use crate::token::{Signer, TokenSigner as _};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,10 +76,10 @@ impl SyncState {
 pub struct Refresher<S> {
     pub store: Arc<S>,
     pub snapshots: Arc<SnapshotStore>,
-    pub key: Arc<SigningKey>,
-    /// The key file, checked before every pass that could sign: signing pauses while it does
-    /// not hold `key`.
-    pub key_watch: KeyWatch,
+    pub key: Arc<Signer>,
+    /// The key's source (file or PKCS#11 token) and certificate, checked before every pass
+    /// that could sign, and told of every failed signature: signing pauses while it fails.
+    pub key_watch: Arc<KeyWatch>,
     /// Keys published in the JWKS (the signing key and any still-valid previous keys).
     pub published_keys: KeySet,
     pub params: BuildParams,
@@ -196,7 +199,11 @@ impl<S: Store> Refresher<S> {
         let built: HashMap<Box<str>, Arc<ListSnapshot>> = lists
             .into_iter()
             .map(|(meta, list)| {
-                let ls = build::list_snapshot(meta, list, &self.key, &self.params, now);
+                let ls = build::list_snapshot(meta, list, &*self.key, &self.params, now)
+                    .unwrap_or_else(|u| {
+                        self.key_watch.sign_failed(&u.error, &self.metrics);
+                        *u.list
+                    });
                 (ls.meta.id.as_str().into(), Arc::new(ls))
             })
             .collect();
@@ -287,9 +294,11 @@ impl<S: Store> Refresher<S> {
         }
         changed |= self.attach_finished(&mut lists).await;
         for b in new_lists {
+            // A list whose signing failed is published unsigned: lookups answer at once.
             let ls = b
                 .await
-                .map_err(|e| StoreError::Backend(format!("snapshot build task failed: {e}")))?;
+                .map_err(|e| StoreError::Backend(format!("snapshot build task failed: {e}")))?
+                .unwrap_or_else(|u| *u.list);
             lists.insert(ls.meta.id.as_str().into(), Arc::new(ls));
             changed = true;
         }
@@ -418,18 +427,24 @@ impl<S: Store> Refresher<S> {
             let params = self.params.clone();
             let metrics = self.metrics.clone();
             let built = self.built.clone();
+            let watch = self.key_watch.clone();
             let id = ls.meta.id.clone();
             let handle = tokio::task::spawn_blocking(move || {
                 // Re-encoding and signing a list is tens of milliseconds of CPU: never ahead
                 // of lookups. Blocking-pool threads only ever run background work.
                 crate::server::lower_priority(crate::server::BACKGROUND_NICE);
                 let started = Instant::now();
-                let a = build::artefacts(&meta, &list, &key, &params, SystemTime::now());
-                metrics
-                    .build_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                metrics.lists_rebuilt.inc();
-                built.put(id, a);
+                match build::artefacts(&meta, &list, &*key, &params, SystemTime::now()) {
+                    Ok(a) => {
+                        metrics
+                            .build_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                        metrics.lists_rebuilt.inc();
+                        built.put(id, a);
+                    }
+                    // The list keeps its last signed artefacts, which age while signing fails.
+                    Err(e) => watch.sign_failed(&e, &metrics),
+                }
             });
             encoding.insert(ls.meta.id.clone(), handle);
         }
@@ -473,18 +488,24 @@ impl<S: Store> Refresher<S> {
         meta: ListMeta,
         list: StatusList,
         now: SystemTime,
-    ) -> tokio::task::JoinHandle<ListSnapshot> {
+    ) -> tokio::task::JoinHandle<Result<ListSnapshot, build::Unsigned>> {
         let key = self.key.clone();
         let params = self.params.clone();
         let metrics = self.metrics.clone();
+        let watch = self.key_watch.clone();
         tokio::task::spawn_blocking(move || {
             crate::server::lower_priority(crate::server::BACKGROUND_NICE);
             let started = Instant::now();
-            let ls = build::list_snapshot(meta, list, &key, &params, now);
-            metrics
-                .build_seconds
-                .observe(started.elapsed().as_secs_f64());
-            metrics.lists_rebuilt.inc();
+            let ls = build::list_snapshot(meta, list, &*key, &params, now);
+            match &ls {
+                Ok(_) => {
+                    metrics
+                        .build_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    metrics.lists_rebuilt.inc();
+                }
+                Err(u) => watch.sign_failed(&u.error, &metrics),
+            }
             ls
         })
     }
@@ -518,9 +539,11 @@ impl<S: Store> Refresher<S> {
                 .spawn_build(ls.meta.clone(), ls.list.clone(), now)
                 .await
             {
-                Ok(fresh) => {
+                Ok(Ok(fresh)) => {
                     lists.insert(fresh.meta.id.as_str().into(), Arc::new(fresh));
                 }
+                // Counted and logged by the watch; the list keeps its last signed tokens.
+                Ok(Err(_)) => {}
                 Err(e) => tracing::error!(error = %e, "re-signing task failed"),
             }
         }

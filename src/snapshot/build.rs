@@ -8,8 +8,9 @@ use crate::status::ietf::IetfList;
 use crate::status::w3c::{self, CredentialParams, Purpose};
 use crate::status::{sparse, StatusList};
 use crate::store::ListMeta;
-use crate::token::keys::{KeySet, SigningKey};
+use crate::token::keys::KeySet;
 use crate::token::{statuslist, vc};
+use crate::token::{SignError, TokenSigner};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -200,16 +201,28 @@ fn text_representation(body: Bytes, content_type: &'static str) -> Representatio
     }
 }
 
-/// A list's published state with freshly built artefacts.
+/// A list whose signing failed: its state published [`unsigned`], and why.
+pub struct Unsigned {
+    pub list: Box<ListSnapshot>,
+    pub error: SignError,
+}
+
+/// A list's published state with freshly built artefacts; if signing fails, the list unsigned
+/// and the error.
 pub fn list_snapshot(
     meta: ListMeta,
     list: StatusList,
-    key: &SigningKey,
+    key: &(impl TokenSigner + ?Sized),
     p: &BuildParams,
     now: SystemTime,
-) -> ListSnapshot {
-    let artefacts = Arc::new(artefacts(&meta, &list, key, p, now));
-    with_artefacts(meta, list, artefacts)
+) -> Result<ListSnapshot, Unsigned> {
+    match artefacts(&meta, &list, key, p, now) {
+        Ok(a) => Ok(with_artefacts(meta, list, Arc::new(a))),
+        Err(error) => Err(Unsigned {
+            list: Box::new(unsigned(meta, list, key.kid())),
+            error,
+        }),
+    }
 }
 
 /// A list's published state sharing already built artefacts (possibly of an older version).
@@ -244,14 +257,15 @@ pub fn unsigned(meta: ListMeta, list: StatusList, kid: &str) -> ListSnapshot {
     with_artefacts(meta, list, Arc::new(artefacts))
 }
 
-/// Encodes, signs and hashes every representation of one list state.
+/// Encodes, signs and hashes every representation of one list state. Fails, and builds
+/// nothing, if any signature fails.
 pub fn artefacts(
     meta: &ListMeta,
     list: &StatusList,
-    key: &SigningKey,
+    key: &(impl TokenSigner + ?Sized),
     p: &BuildParams,
     now: SystemTime,
-) -> Artefacts {
+) -> Result<Artefacts, SignError> {
     let iat = unix(now);
     let exp = iat + p.lifetime.as_secs();
     let claims = statuslist::StatusListClaims {
@@ -262,9 +276,10 @@ pub fn artefacts(
         ttl: Some(p.ttl.as_secs()),
         status_list: IetfList::encode(list, Some(p.aggregation_url())),
     };
-    let jwt = statuslist::sign_jwt(&claims, key);
-    let cwt = statuslist::sign_cwt(&claims, key);
-    let w3c = Purpose::PUBLISHED.map(|purpose| {
+    let jwt = statuslist::sign_jwt(&claims, key)?;
+    let cwt = statuslist::sign_cwt(&claims, key)?;
+    let mut w3c = Vec::with_capacity(Purpose::PUBLISHED.len());
+    for purpose in Purpose::PUBLISHED {
         let id = p.credential_url(&meta.id, purpose);
         let params = CredentialParams {
             id: &id,
@@ -275,12 +290,15 @@ pub fn artefacts(
         };
         // Lists shorter than the W3C minimum publish no W3C view; an empty body here is
         // answered 404 by the HTTP layer.
-        match w3c::credential(list, purpose, &params) {
-            Ok(vc_json) => text_representation(vc::sign_vc_jwt(&vc_json, key).into(), VC_JWT_TYPE),
+        w3c.push(match w3c::credential(list, purpose, &params) {
+            Ok(vc_json) => text_representation(vc::sign_vc_jwt(&vc_json, key)?.into(), VC_JWT_TYPE),
             Err(_) => json_representation(Bytes::new(), VC_JWT_TYPE),
-        }
-    });
-    Artefacts {
+        });
+    }
+    let w3c = w3c
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one representation per published purpose"));
+    Ok(Artefacts {
         version: meta.version,
         surrogate_key: header(format!("list-{}", meta.id)),
         last_modified: header(httpdate::fmt_http_date(
@@ -295,7 +313,7 @@ pub fn artefacts(
         iat,
         exp,
         kid: key.kid().to_owned(),
-    }
+    })
 }
 
 /// Assembles a snapshot from per-list parts (shared by `Arc` with the previous snapshot).
@@ -351,6 +369,7 @@ mod tests {
     use super::*;
     use crate::status::{Bits, Status};
     use crate::token::keys::Algorithm;
+    use crate::token::keys::SigningKey;
 
     fn params(ttl: u64, lifetime: u64) -> BuildParams {
         BuildParams {
@@ -491,7 +510,8 @@ mod tests {
             &key,
             &p,
             UNIX_EPOCH + Duration::from_secs(iat),
-        );
+        )
+        .unwrap();
         let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(iat + secs);
         let margin = Duration::from_secs(2);
         // At the re-signing point the normal windows still fit.
@@ -528,7 +548,9 @@ mod tests {
         };
         let p = params(300, 86_400);
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let s = list_snapshot(meta, list.clone(), &key, &p, now);
+        let s = list_snapshot(meta, list.clone(), &key, &p, now)
+            .ok()
+            .unwrap();
         let a = &s.artefacts;
         let claims =
             statuslist::verify_jwt(std::str::from_utf8(&a.jwt.body).unwrap(), &keys).unwrap();

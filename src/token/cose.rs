@@ -6,7 +6,8 @@
 //! trailing bytes after the message, and never produce or accept COSE_Mac0 (statusd signs only;
 //! see the module docs of `token`).
 
-use super::{Algorithm, KeySet, SigningKey, TokenError, VerifyingKey};
+use super::signer::{SignError, TokenSigner};
+use super::{Algorithm, KeySet, TokenError, VerifyingKey};
 use ciborium::Value as Cbor;
 use coset::iana::{self, EnumI64 as _};
 use coset::{
@@ -16,6 +17,9 @@ use coset::{
 
 /// COSE header label of `typ` (RFC 9596).
 pub const LABEL_TYP: i64 = 16;
+/// COSE header label of `x5chain` (RFC 9360 §2): one DER certificate as a byte string, or
+/// several (leaf first) as an array of byte strings.
+pub const LABEL_X5CHAIN: i64 = 33;
 
 /// The CBOR tag of COSE_Sign1_Tagged.
 const TAG_COSE_SIGN1: u64 = 18;
@@ -41,27 +45,46 @@ impl std::fmt::Display for CoseTyp {
 
 /// Builds a COSE_Sign1_Tagged (tag 18, not wrapped in tag 61) over `payload`: protected
 /// `{1: alg, 16: protected_typ}`, unprotected `{4: kid as UTF-8 bytes}` (the draft's example puts
-/// the kid there), and an ES256 or EdDSA signature with empty external AAD.
-pub fn sign1_tagged(protected_typ: &str, payload: Vec<u8>, key: &SigningKey) -> Vec<u8> {
+/// the kid there), and an ES256, ES384, EdDSA, PS256 or RS256 signature with empty external AAD. With a certificate
+/// chain, the protected header also carries it as `x5chain` (label 33), as ISO/IEC 18013-5
+/// verifiers expect of a Status List Token.
+pub fn sign1_tagged(
+    protected_typ: &str,
+    payload: Vec<u8>,
+    key: &(impl TokenSigner + ?Sized),
+) -> Result<Vec<u8>, SignError> {
     let alg = match key.algorithm() {
         Algorithm::Es256 => iana::Algorithm::ES256,
         Algorithm::EdDsa => iana::Algorithm::EdDSA,
+        Algorithm::Es384 => iana::Algorithm::ES384,
+        Algorithm::Ps256 => iana::Algorithm::PS256,
+        Algorithm::Rs256 => iana::Algorithm::RS256,
     };
-    let protected = HeaderBuilder::new()
+    let mut protected = HeaderBuilder::new()
         .algorithm(alg)
-        .value(LABEL_TYP, Cbor::Text(protected_typ.to_owned()))
-        .build();
+        .value(LABEL_TYP, Cbor::Text(protected_typ.to_owned()));
+    match key.x5c() {
+        [] => {}
+        [leaf] => protected = protected.value(LABEL_X5CHAIN, Cbor::Bytes(leaf.clone())),
+        chain => {
+            protected = protected.value(
+                LABEL_X5CHAIN,
+                Cbor::Array(chain.iter().cloned().map(Cbor::Bytes).collect()),
+            )
+        }
+    }
+    let protected = protected.build();
     let unprotected = HeaderBuilder::new()
         .key_id(key.kid().as_bytes().to_vec())
         .build();
-    CoseSign1Builder::new()
+    Ok(CoseSign1Builder::new()
         .protected(protected)
         .unprotected(unprotected)
         .payload(payload)
-        .create_signature(b"", |tbs| key.sign(tbs))
+        .try_create_signature(b"", |tbs| key.try_sign(tbs))?
         .build()
         .to_tagged_vec()
-        .expect("serialising a COSE_Sign1 built from valid headers cannot fail")
+        .expect("serialising a COSE_Sign1 built from valid headers cannot fail"))
 }
 
 /// A parsed, not yet verified COSE_Sign1_Tagged.
@@ -94,7 +117,7 @@ fn cose_err(e: coset::CoseError) -> TokenError {
 impl Sign1 {
     /// Parses COSE_Sign1_Tagged strictly. Tag 61 around anything is [`TokenError::Tag61`];
     /// untagged input or another tag (17 = COSE_Mac0) is [`TokenError::NotCoseSign1Tagged`].
-    /// `alg` must be in the protected header and be ES256 or EdDSA; `crit` is refused; `typ`
+    /// `alg` must be in the protected header and be ES256, ES384, EdDSA, PS256 or RS256; `crit` is refused; `typ`
     /// is read from the protected header only (RFC 9596 requires integrity protection for it to
     /// mean anything); `kid` may be in either header but not in both with different values. A
     /// detached (nil) payload and trailing bytes are malformed.
@@ -250,6 +273,7 @@ mod tests {
     use super::super::test_vectors::*;
     use super::*;
     use crate::status::ietf::cbor_to_vec;
+    use crate::token::SigningKey;
     use proptest::prelude::*;
 
     fn parse_tagged(v: Cbor) -> Result<Sign1, TokenError> {
@@ -304,9 +328,9 @@ mod tests {
 
     #[test]
     fn sign1_tagged_round_trips_for_both_algorithms() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg).with_kid("k-1".into());
-            let bytes = sign1_tagged("application/example", b"payload".to_vec(), &key);
+            let bytes = sign1_tagged("application/example", b"payload".to_vec(), &key).unwrap();
             assert_eq!(bytes[0], 0xd2, "tag 18, no tag 61");
             let msg = Sign1::parse(&bytes).unwrap();
             assert_eq!(msg.alg(), alg);
@@ -443,8 +467,8 @@ mod tests {
             parse_tagged(with_headers(Cbor::Map(vec![]), Cbor::Map(vec![alg.clone()]))),
             Err(TokenError::Malformed(m)) if m.contains("protected header")
         ));
-        // HMAC 256/256 and ES384.
-        for id in [5, -35] {
+        // HMAC 256/256 and ES512.
+        for id in [5, -36] {
             assert!(matches!(
                 parse_tagged(with_headers(
                     Cbor::Map(vec![(Cbor::from(1), Cbor::from(id))]),

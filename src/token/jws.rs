@@ -6,24 +6,44 @@
 //! (`jwk`, `jku`, `x5u` and `x5c` are ignored: trusting them would let a token vouch for itself)
 //! and never let the header's `alg` decide how a key is used (RFC 8725 §3.1).
 
-use super::{
-    b64url_decode, b64url_encode, Algorithm, KeySet, SigningKey, TokenError, VerifyingKey,
-};
+use super::signer::{SignError, TokenSigner};
+use super::{b64url_decode, b64url_encode, Algorithm, KeySet, TokenError, VerifyingKey};
 use serde_json::{Map, Value};
 
 /// Signs `payload` as a JWS in compact form. `alg` and `kid` are set from `key`, overriding any
-/// the caller put in `header`; everything else (`typ`, `cty`, …) is the caller's.
+/// the caller put in `header`, and so is `x5c` (RFC 7515 §4.1.6: standard base64 DER, leaf
+/// first) when the key has a certificate chain; everything else (`typ`, `cty`, …) is the
+/// caller's.
 ///
 /// The header is serialised with sorted member names (`serde_json::Map` is ordered), which makes
 /// the output reproducible and matches the draft's examples byte for byte.
-pub fn sign_compact(mut header: Map<String, Value>, payload: &[u8], key: &SigningKey) -> String {
+pub fn sign_compact(
+    mut header: Map<String, Value>,
+    payload: &[u8],
+    key: &(impl TokenSigner + ?Sized),
+) -> Result<String, SignError> {
     header.insert("alg".into(), Value::from(key.algorithm().jose_name()));
     header.insert("kid".into(), Value::from(key.kid()));
+    if !key.x5c().is_empty() {
+        header.insert("x5c".into(), x5c_json(key.x5c()));
+    }
     let header_json =
         serde_json::to_vec(&Value::Object(header)).expect("serialising a JSON map cannot fail");
     let signing_input = format!("{}.{}", b64url_encode(&header_json), b64url_encode(payload));
-    let sig = key.sign(signing_input.as_bytes());
-    format!("{signing_input}.{}", b64url_encode(&sig))
+    let sig = key.try_sign(signing_input.as_bytes())?;
+    Ok(format!("{signing_input}.{}", b64url_encode(&sig)))
+}
+
+/// An `x5c` value (RFC 7515 §4.1.6, RFC 7517 §4.7): each DER certificate in standard,
+/// padded base64 (not base64url), leaf first.
+pub fn x5c_json(chain: &[Vec<u8>]) -> Value {
+    use base64::Engine as _;
+    Value::Array(
+        chain
+            .iter()
+            .map(|der| Value::from(base64::engine::general_purpose::STANDARD.encode(der)))
+            .collect(),
+    )
 }
 
 /// A parsed, not yet verified JWS in compact form.
@@ -52,7 +72,7 @@ fn header_str<'a>(
 
 impl Jws {
     /// Parses a compact JWS strictly: exactly three segments of unpadded base64url, a header
-    /// that is a JSON object with a string `alg` naming ES256 or EdDSA (`none` and HMAC are
+    /// that is a JSON object with a string `alg` naming ES256, ES384, EdDSA, PS256 or RS256 (`none` and HMAC are
     /// [`TokenError::UnsupportedAlgorithm`]), no `crit`, and string-valued `kid`, `typ` and `cty`
     /// if present. Duplicate header members resolve to the last one, which RFC 7515 §4 permits.
     pub fn parse(compact: &str) -> Result<Jws, TokenError> {
@@ -105,7 +125,7 @@ impl Jws {
         &self.header
     }
 
-    /// The header's `alg`, already known to be ES256 or EdDSA.
+    /// The header's `alg`, already known to be one statusd verifies.
     pub fn alg(&self) -> Algorithm {
         self.alg
     }
@@ -157,6 +177,7 @@ impl Jws {
 mod tests {
     use super::super::test_vectors::*;
     use super::*;
+    use crate::token::SigningKey;
     use proptest::prelude::*;
 
     fn b64(s: &str) -> String {
@@ -188,18 +209,19 @@ mod tests {
 
     #[test]
     fn sign_compact_sets_alg_and_kid() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
             let mut header = Map::new();
             header.insert("typ".into(), Value::from("example"));
             header.insert("alg".into(), Value::from("none")); // must be overridden
-            let token = sign_compact(header, b"hello", &key);
+            let token = sign_compact(header, b"hello", &key).unwrap();
             let jws = Jws::parse(&token).unwrap();
             assert_eq!(jws.alg(), alg);
             assert_eq!(jws.kid(), Some(key.kid()));
             assert_eq!(jws.typ(), Some("example"));
             assert_eq!(jws.payload(), b"hello");
-            assert_eq!(jws.signature().len(), 64);
+            let len = if alg == Algorithm::Es384 { 96 } else { 64 };
+            assert_eq!(jws.signature().len(), len);
             jws.verify(&KeySet::from(key.verifying_key())).unwrap();
         }
     }
@@ -211,7 +233,7 @@ mod tests {
         let key = spec_signing_key();
         let mut header = Map::new();
         header.insert("typ".into(), Value::from("statuslist+jwt"));
-        let token = sign_compact(header, SPEC_JWT_PAYLOAD.as_bytes(), &key);
+        let token = sign_compact(header, SPEC_JWT_PAYLOAD.as_bytes(), &key).unwrap();
         let spec_input = SPEC_JWT.rsplit_once('.').unwrap().0;
         assert_eq!(token.rsplit_once('.').unwrap().0, spec_input);
         Jws::parse(&token).unwrap().verify(&spec_keyset()).unwrap();
@@ -300,7 +322,7 @@ mod tests {
             Err(TokenError::UnsupportedAlgorithm("none".into()))
         );
         for alg in [
-            "HS256", "HS384", "HS512", "RS256", "ES384", "es256", "PS256",
+            "HS256", "HS384", "HS512", "RS384", "ES512", "es256", "PS512",
         ] {
             let token = format!("{}.{payload}.AAAA", b64(&format!(r#"{{"alg":"{alg}"}}"#)));
             assert_eq!(
@@ -334,7 +356,7 @@ mod tests {
 
         // Unknown kid.
         let stranger = SigningKey::generate(Algorithm::Es256).with_kid("zz".into());
-        let token = sign_compact(Map::new(), b"x", &stranger);
+        let token = sign_compact(Map::new(), b"x", &stranger).unwrap();
         assert_eq!(
             Jws::parse(&token).unwrap().verify(&keys),
             Err(TokenError::UnknownKey(Some("zz".into())))
@@ -343,7 +365,7 @@ mod tests {
         // Signed by an EdDSA key that claims the ES256 key's kid: alg mismatch, never a
         // verification under the wrong algorithm.
         let impostor = SigningKey::generate(Algorithm::EdDsa).with_kid("a".into());
-        let token = sign_compact(Map::new(), b"x", &impostor);
+        let token = sign_compact(Map::new(), b"x", &impostor).unwrap();
         assert_eq!(
             Jws::parse(&token).unwrap().verify(&keys),
             Err(TokenError::AlgorithmMismatch {
@@ -361,7 +383,7 @@ mod tests {
 
         // Same kid and alg, different key material: the signature fails.
         let twin = SigningKey::generate(Algorithm::Es256).with_kid("a".into());
-        let token = sign_compact(Map::new(), b"x", &twin);
+        let token = sign_compact(Map::new(), b"x", &twin).unwrap();
         assert_eq!(
             Jws::parse(&token).unwrap().verify(&keys),
             Err(TokenError::BadSignature)

@@ -1,5 +1,6 @@
-//! Keys: the two signature algorithms statusd supports (ES256 on P-256, EdDSA on Ed25519), private
-//! signing keys, public verifying keys, and the [`KeySet`] a verifier looks keys up in.
+//! Keys: the signature algorithms statusd supports (ES256 on P-256, ES384 on P-384, EdDSA on
+//! Ed25519), private signing keys, public verifying keys, and the [`KeySet`] a verifier looks
+//! keys up in.
 //!
 //! Owns key parsing (PKCS#8 / SPKI PEM, JWK, JWK Set) and serialisation, `kid` derivation
 //! (RFC 7638 thumbprints) and raw sign / verify over bytes. It must never read files (callers
@@ -24,6 +25,13 @@ pub enum Algorithm {
     Es256,
     /// Ed25519 (RFC 8037, RFC 9053 §2.2).
     EdDsa,
+    /// ECDSA on P-384 with SHA-384 (RFC 7518 §3.4, RFC 9053 §2.1).
+    Es384,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt (RFC 7518 §3.5, RFC 8230 §2). RSA
+    /// private keys sign only inside a PKCS#11 token.
+    Ps256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3, RFC 8812 §2), for verifiers that need it.
+    Rs256,
 }
 
 impl Algorithm {
@@ -32,6 +40,9 @@ impl Algorithm {
         match self {
             Algorithm::Es256 => "ES256",
             Algorithm::EdDsa => "EdDSA",
+            Algorithm::Es384 => "ES384",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Rs256 => "RS256",
         }
     }
 
@@ -40,6 +51,9 @@ impl Algorithm {
         match self {
             Algorithm::Es256 => -7,
             Algorithm::EdDsa => -8,
+            Algorithm::Es384 => -35,
+            Algorithm::Ps256 => -37,
+            Algorithm::Rs256 => -257,
         }
     }
 
@@ -50,6 +64,9 @@ impl Algorithm {
         match name {
             "ES256" => Ok(Algorithm::Es256),
             "EdDSA" => Ok(Algorithm::EdDsa),
+            "ES384" => Ok(Algorithm::Es384),
+            "PS256" => Ok(Algorithm::Ps256),
+            "RS256" => Ok(Algorithm::Rs256),
             other => Err(TokenError::UnsupportedAlgorithm(other.to_owned())),
         }
     }
@@ -59,6 +76,9 @@ impl Algorithm {
         match id {
             -7 => Ok(Algorithm::Es256),
             -8 => Ok(Algorithm::EdDsa),
+            -35 => Ok(Algorithm::Es384),
+            -37 => Ok(Algorithm::Ps256),
+            -257 => Ok(Algorithm::Rs256),
             4..=7 => Err(TokenError::UnsupportedAlgorithm(format!(
                 "COSE algorithm {id} (HMAC)"
             ))),
@@ -79,12 +99,16 @@ impl fmt::Display for Algorithm {
 enum SigningInner {
     Es256(p256::ecdsa::SigningKey),
     EdDsa(ed25519_dalek::SigningKey),
+    Es384(p384::ecdsa::SigningKey),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum VerifyingInner {
     Es256(p256::ecdsa::VerifyingKey),
     EdDsa(ed25519_dalek::VerifyingKey),
+    Es384(p384::ecdsa::VerifyingKey),
+    /// An RSA public key and the one algorithm (PS256 or RS256) it verifies.
+    Rsa(rsa::RsaPublicKey, Algorithm),
 }
 
 /// A private key that signs tokens, with the `kid` it signs under.
@@ -111,11 +135,19 @@ impl SigningKey {
     }
 
     /// A fresh random key from the operating system's CSPRNG; its `kid` is its thumbprint.
+    ///
+    /// # Panics
+    ///
+    /// For PS256 and RS256: RSA keys are generated inside a PKCS#11 token, never in memory.
     pub fn generate(alg: Algorithm) -> Self {
         let mut rng = rand::rngs::OsRng;
         Self::from_inner(match alg {
             Algorithm::Es256 => SigningInner::Es256(p256::ecdsa::SigningKey::random(&mut rng)),
             Algorithm::EdDsa => SigningInner::EdDsa(ed25519_dalek::SigningKey::generate(&mut rng)),
+            Algorithm::Es384 => SigningInner::Es384(p384::ecdsa::SigningKey::random(&mut rng)),
+            Algorithm::Ps256 | Algorithm::Rs256 => {
+                panic!("RSA keys are generated inside a PKCS#11 token, not in memory")
+            }
         })
     }
 
@@ -143,15 +175,23 @@ impl SigningKey {
         let d_text = parsed
             .private
             .ok_or_else(|| KeyError::Jwk("no private key member \"d\"".into()))?;
-        let d = jwk_bytes32(d_text, "d")?;
         let inner = match parsed.public {
+            VerifyingInner::Rsa(..) => {
+                return Err(KeyError::UnsupportedKeyType(
+                    "RSA private key (RSA keys sign only inside a PKCS#11 token)".into(),
+                ))
+            }
             VerifyingInner::Es256(_) => SigningInner::Es256(
-                p256::ecdsa::SigningKey::from_slice(&d)
+                p256::ecdsa::SigningKey::from_slice(&jwk_bytes32(d_text, "d")?)
                     .map_err(|_| KeyError::Jwk("d is not a valid P-256 scalar".into()))?,
             ),
-            VerifyingInner::EdDsa(_) => {
-                SigningInner::EdDsa(ed25519_dalek::SigningKey::from_bytes(&d))
-            }
+            VerifyingInner::EdDsa(_) => SigningInner::EdDsa(ed25519_dalek::SigningKey::from_bytes(
+                &jwk_bytes32(d_text, "d")?,
+            )),
+            VerifyingInner::Es384(_) => SigningInner::Es384(
+                p384::ecdsa::SigningKey::from_slice(&jwk_bytes48(d_text, "d")?)
+                    .map_err(|_| KeyError::Jwk("d is not a valid P-384 scalar".into()))?,
+            ),
         };
         if public_of(&inner) != parsed.public {
             return Err(KeyError::Jwk(
@@ -171,6 +211,7 @@ impl SigningKey {
         let pem = match &self.inner {
             SigningInner::Es256(k) => k.to_pkcs8_pem(LineEnding::LF),
             SigningInner::EdDsa(k) => k.to_pkcs8_pem(LineEnding::LF),
+            SigningInner::Es384(k) => k.to_pkcs8_pem(LineEnding::LF),
         };
         pem.expect("PKCS#8 encoding of a valid in-memory key cannot fail")
             .to_string()
@@ -187,6 +228,7 @@ impl SigningKey {
         match self.inner {
             SigningInner::Es256(_) => Algorithm::Es256,
             SigningInner::EdDsa(_) => Algorithm::EdDsa,
+            SigningInner::Es384(_) => Algorithm::Es384,
         }
     }
 
@@ -206,12 +248,17 @@ impl SigningKey {
                 sig.to_bytes().to_vec()
             }
             SigningInner::EdDsa(k) => k.sign(msg).to_bytes().to_vec(),
+            SigningInner::Es384(k) => {
+                let sig: p384::ecdsa::Signature = p384::ecdsa::signature::Signer::sign(k, msg);
+                sig.to_bytes().to_vec()
+            }
         }
     }
 
     /// The public half, with the same `kid`.
     pub fn verifying_key(&self) -> VerifyingKey {
         VerifyingKey {
+            x5c: None,
             inner: public_of(&self.inner),
             kid: self.kid.clone(),
         }
@@ -219,11 +266,22 @@ impl SigningKey {
 }
 
 /// A public key that verifies tokens, with its `kid`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct VerifyingKey {
     inner: VerifyingInner,
     kid: String,
+    /// The certificate chain (DER, leaf first) published with the key as the JWK's `x5c`; never
+    /// read from a JWK (a key does not vouch for itself), and not part of the key's identity.
+    x5c: Option<std::sync::Arc<[Vec<u8>]>>,
 }
+
+impl PartialEq for VerifyingKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner && self.kid == other.kid
+    }
+}
+
+impl Eq for VerifyingKey {}
 
 impl VerifyingKey {
     /// The key's algorithm.
@@ -231,6 +289,8 @@ impl VerifyingKey {
         match self.inner {
             VerifyingInner::Es256(_) => Algorithm::Es256,
             VerifyingInner::EdDsa(_) => Algorithm::EdDsa,
+            VerifyingInner::Es384(_) => Algorithm::Es384,
+            VerifyingInner::Rsa(_, alg) => alg,
         }
     }
 
@@ -266,12 +326,28 @@ impl VerifyingKey {
                 k.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&bytes))
                     .map_err(|_| TokenError::BadSignature)
             }
+            VerifyingInner::Es384(k) => {
+                let sig = p384::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| TokenError::BadSignature)?;
+                p384::ecdsa::signature::Verifier::verify(k, msg, &sig)
+                    .map_err(|_| TokenError::BadSignature)
+            }
+            VerifyingInner::Rsa(k, alg) => rsa_verify(k, *alg, msg, sig),
         }
     }
 
-    /// The public JWK: `{kty, crv, x[, y], kid, alg, use: "sig"}`.
+    /// The same key published with a certificate chain (DER, leaf first) as its JWK's `x5c`.
+    pub fn with_x5c(mut self, chain: Vec<Vec<u8>>) -> Self {
+        self.x5c = (!chain.is_empty()).then(|| chain.into());
+        self
+    }
+
+    /// The public JWK: `{kty, crv, x[, y], kid, alg, use: "sig"[, x5c]}`.
     pub fn to_jwk(&self) -> Value {
         let mut m = public_jwk_members(&self.inner);
+        if let Some(chain) = &self.x5c {
+            m.insert("x5c".into(), super::jws::x5c_json(chain));
+        }
         m.insert("kid".into(), Value::from(self.kid.as_str()));
         m.insert("alg".into(), Value::from(self.algorithm().jose_name()));
         m.insert("use".into(), Value::from("sig"));
@@ -288,9 +364,77 @@ impl VerifyingKey {
             None => thumbprint(&parsed.public),
         };
         Ok(VerifyingKey {
+            x5c: None,
             inner: parsed.public,
             kid,
         })
+    }
+
+    /// An RSA public key from its modulus and public exponent (big-endian), verifying `alg`
+    /// (PS256 or RS256); at least 2048 bits. The `kid` is the thumbprint.
+    pub fn from_rsa_components(n: &[u8], e: &[u8], alg: Algorithm) -> Result<Self, KeyError> {
+        rsa_public(n, e, alg).map(Self::from_verifying_inner)
+    }
+
+    /// The same RSA key verifying another RSA algorithm (PS256 ↔ RS256); other keys unchanged.
+    pub fn with_rsa_algorithm(mut self, alg: Algorithm) -> Self {
+        if let (VerifyingInner::Rsa(_, a), Algorithm::Ps256 | Algorithm::Rs256) =
+            (&mut self.inner, alg)
+        {
+            *a = alg;
+        }
+        self
+    }
+
+    /// A P-384 public key from its SEC1 encoding (uncompressed or compressed point), as an HSM
+    /// gives it; the `kid` is the thumbprint.
+    pub fn from_p384_sec1(point: &[u8]) -> Result<Self, KeyError> {
+        let k = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map_err(|_| KeyError::Pem("not a point on P-384".into()))?;
+        Ok(Self::from_verifying_inner(VerifyingInner::Es384(k)))
+    }
+
+    /// A P-256 public key from its SEC1 encoding; the `kid` is the thumbprint.
+    pub fn from_p256_sec1(point: &[u8]) -> Result<Self, KeyError> {
+        let k = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map_err(|_| KeyError::Pem("not a point on P-256".into()))?;
+        Ok(Self::from_verifying_inner(VerifyingInner::Es256(k)))
+    }
+
+    /// An Ed25519 public key from its 32 bytes; the `kid` is the thumbprint.
+    pub fn from_ed25519_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::Pem("an Ed25519 public key is 32 bytes".into()))?;
+        let k = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| KeyError::Pem("not an Ed25519 point".into()))?;
+        Ok(Self::from_verifying_inner(VerifyingInner::EdDsa(k)))
+    }
+
+    /// A public key from an SPKI DER (e.g. a certificate's `subjectPublicKeyInfo`); the `kid`
+    /// is the thumbprint.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        verifying_from_spki_der(der).map(Self::from_verifying_inner)
+    }
+
+    /// The key as an SPKI DER.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        match &self.inner {
+            VerifyingInner::Es256(k) => k.to_public_key_der(),
+            VerifyingInner::EdDsa(k) => k.to_public_key_der(),
+            VerifyingInner::Es384(k) => k.to_public_key_der(),
+            VerifyingInner::Rsa(k, _) => k.to_public_key_der(),
+        }
+        .expect("SPKI encoding of a valid in-memory key cannot fail")
+        .into_vec()
+    }
+
+    fn from_verifying_inner(inner: VerifyingInner) -> Self {
+        VerifyingKey {
+            x5c: None,
+            kid: thumbprint(&inner),
+            inner,
+        }
     }
 
     /// Reads an SPKI `PUBLIC KEY` PEM; the `kid` is the thumbprint.
@@ -309,6 +453,7 @@ impl VerifyingKey {
         }
         let inner = verifying_from_spki_der(der)?;
         Ok(VerifyingKey {
+            x5c: None,
             kid: thumbprint(&inner),
             inner,
         })
@@ -319,6 +464,8 @@ impl VerifyingKey {
         match &self.inner {
             VerifyingInner::Es256(k) => k.to_public_key_pem(LineEnding::LF),
             VerifyingInner::EdDsa(k) => k.to_public_key_pem(LineEnding::LF),
+            VerifyingInner::Es384(k) => k.to_public_key_pem(LineEnding::LF),
+            VerifyingInner::Rsa(k, _) => k.to_public_key_pem(LineEnding::LF),
         }
         .expect("SPKI encoding of a valid in-memory key cannot fail")
     }
@@ -403,6 +550,7 @@ impl KeySet {
                 other => return Err(wrong_private_label(other)),
             };
             keys.push(VerifyingKey {
+                x5c: None,
                 kid: thumbprint(&inner),
                 inner,
             });
@@ -458,6 +606,7 @@ fn public_of(inner: &SigningInner) -> VerifyingInner {
     match inner {
         SigningInner::Es256(k) => VerifyingInner::Es256(*k.verifying_key()),
         SigningInner::EdDsa(k) => VerifyingInner::EdDsa(k.verifying_key()),
+        SigningInner::Es384(k) => VerifyingInner::Es384(*k.verifying_key()),
     }
 }
 
@@ -480,6 +629,23 @@ fn public_jwk_members(inner: &VerifyingInner) -> Map<String, Value> {
             m.insert("crv".into(), Value::from("Ed25519"));
             m.insert("kty".into(), Value::from("OKP"));
             m.insert("x".into(), Value::from(b64url_encode(k.as_bytes())));
+        }
+        VerifyingInner::Rsa(k, _) => {
+            use rsa::traits::PublicKeyParts as _;
+            m.insert("e".into(), Value::from(b64url_encode(&k.e().to_bytes_be())));
+            m.insert("kty".into(), Value::from("RSA"));
+            m.insert("n".into(), Value::from(b64url_encode(&k.n().to_bytes_be())));
+        }
+        VerifyingInner::Es384(k) => {
+            let point = k.to_encoded_point(false);
+            let (x, y) = match (point.x(), point.y()) {
+                (Some(x), Some(y)) => (x, y),
+                _ => unreachable!("an uncompressed point of a verifying key has both coordinates"),
+            };
+            m.insert("crv".into(), Value::from("P-384"));
+            m.insert("kty".into(), Value::from("EC"));
+            m.insert("x".into(), Value::from(b64url_encode(x)));
+            m.insert("y".into(), Value::from(b64url_encode(y)));
         }
     }
     m
@@ -525,6 +691,15 @@ fn jwk_bytes32(s: &str, name: &str) -> Result<[u8; 32], KeyError> {
         .map_err(|_| KeyError::Jwk(format!("{name} must be 32 bytes, got {len}")))
 }
 
+/// A base64url P-384 coordinate or scalar: exactly 48 bytes (RFC 7518 §6.2.1.2).
+fn jwk_bytes48(s: &str, name: &str) -> Result<[u8; 48], KeyError> {
+    let bytes = b64url_decode(s, name).map_err(KeyError::Jwk)?;
+    let len = bytes.len();
+    bytes
+        .try_into()
+        .map_err(|_| KeyError::Jwk(format!("{name} must be 48 bytes, got {len}")))
+}
+
 fn parse_jwk(jwk: &Value) -> Result<ParsedJwk<'_>, KeyError> {
     let m = jwk
         .as_object()
@@ -542,9 +717,19 @@ fn parse_jwk(jwk: &Value) -> Result<ParsedJwk<'_>, KeyError> {
                         .map_err(|_| KeyError::Jwk("x and y are not a point on P-256".into()))?,
                 )
             }
+            "P-384" => {
+                let x = jwk_bytes48(jwk_required(m, "x")?, "x")?;
+                let y = jwk_bytes48(jwk_required(m, "y")?, "y")?;
+                let point =
+                    p384::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+                VerifyingInner::Es384(
+                    p384::ecdsa::VerifyingKey::from_encoded_point(&point)
+                        .map_err(|_| KeyError::Jwk("x and y are not a point on P-384".into()))?,
+                )
+            }
             crv => {
                 return Err(KeyError::UnsupportedKeyType(format!(
-                    "EC key on curve {crv} (only P-256 is supported)"
+                    "EC key on curve {crv} (only P-256 and P-384 are supported)"
                 )))
             }
         },
@@ -563,9 +748,14 @@ fn parse_jwk(jwk: &Value) -> Result<ParsedJwk<'_>, KeyError> {
             }
         },
         "RSA" => {
-            return Err(KeyError::UnsupportedKeyType(
-                "RSA (only ES256 and EdDSA keys are supported)".into(),
-            ))
+            // The JWK's alg chooses between the two RSA algorithms; PS256 without one.
+            let alg = match jwk_str(m, "alg")? {
+                Some("RS256") => Algorithm::Rs256,
+                _ => Algorithm::Ps256,
+            };
+            let n = b64url_decode(jwk_required(m, "n")?, "n").map_err(KeyError::Jwk)?;
+            let e = b64url_decode(jwk_required(m, "e")?, "e").map_err(KeyError::Jwk)?;
+            rsa_public(&n, &e, alg)?
         }
         "oct" => {
             return Err(KeyError::UnsupportedKeyType(
@@ -577,6 +767,8 @@ fn parse_jwk(jwk: &Value) -> Result<ParsedJwk<'_>, KeyError> {
     let alg = match &public {
         VerifyingInner::Es256(_) => Algorithm::Es256,
         VerifyingInner::EdDsa(_) => Algorithm::EdDsa,
+        VerifyingInner::Es384(_) => Algorithm::Es384,
+        VerifyingInner::Rsa(_, alg) => *alg,
     };
     if let Some(declared) = jwk_str(m, "alg")? {
         if declared != alg.jose_name() {
@@ -638,16 +830,66 @@ fn wrong_private_label(label: &str) -> KeyError {
         "ENCRYPTED PRIVATE KEY" => KeyError::Pem(
             "encrypted PKCS#8 is not supported; decrypt it with `openssl pkcs8 -nocrypt`".into(),
         ),
-        "RSA PRIVATE KEY" | "RSA PUBLIC KEY" => {
-            KeyError::UnsupportedKeyType("RSA (only ES256 and EdDSA keys are supported)".into())
-        }
+        "RSA PRIVATE KEY" | "RSA PUBLIC KEY" => KeyError::UnsupportedKeyType(
+            "RSA in PKCS#1 form (RSA keys sign only inside a PKCS#11 token; a public key is \
+             read as an SPKI PUBLIC KEY)"
+                .into(),
+        ),
         other => KeyError::Pem(format!("expected a PRIVATE KEY block, found {other}")),
     }
 }
 
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// Smallest RSA modulus accepted (RFC 7518 §3.3 and §3.5 require 2048 bits).
+const RSA_MIN_BITS: usize = 2048;
+
+/// An RSA public key of at least [`RSA_MIN_BITS`]. A smaller or malformed one is reported as
+/// unsupported, so a JWK Set skips it as it skips other key types it cannot use.
+fn rsa_public(n: &[u8], e: &[u8], alg: Algorithm) -> Result<VerifyingInner, KeyError> {
+    use rsa::traits::PublicKeyParts as _;
+    let key = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(n),
+        rsa::BigUint::from_bytes_be(e),
+    )
+    .map_err(|e| KeyError::UnsupportedKeyType(format!("RSA key: {e}")))?;
+    if key.size() * 8 < RSA_MIN_BITS {
+        return Err(KeyError::UnsupportedKeyType(format!(
+            "RSA key of {} bits (at least {RSA_MIN_BITS} are required)",
+            key.size() * 8
+        )));
+    }
+    Ok(VerifyingInner::Rsa(key, alg))
+}
+
+/// Verifies an RSA signature: PSS (SHA-256, MGF1-SHA-256, 32-byte salt) or PKCS#1 v1.5.
+fn rsa_verify(
+    key: &rsa::RsaPublicKey,
+    alg: Algorithm,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), TokenError> {
+    use rsa::signature::Verifier as _;
+    match alg {
+        Algorithm::Rs256 => {
+            let sig =
+                rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| TokenError::BadSignature)?;
+            rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.clone())
+                .verify(msg, &sig)
+                .map_err(|_| TokenError::BadSignature)
+        }
+        _ => {
+            let sig = rsa::pss::Signature::try_from(sig).map_err(|_| TokenError::BadSignature)?;
+            rsa::pss::VerifyingKey::<sha2::Sha256>::new_with_salt_len(key.clone(), 32)
+                .verify(msg, &sig)
+                .map_err(|_| TokenError::BadSignature)
+        }
+    }
+}
 
 /// Maps a key's AlgorithmIdentifier to the algorithm we use it for, naming whatever else it is.
 fn classify(
@@ -660,8 +902,9 @@ fn classify(
     if oid == OID_EC_PUBLIC_KEY {
         return match params {
             Some(curve) if curve == OID_P256 => Ok(Algorithm::Es256),
+            Some(curve) if curve == OID_P384 => Ok(Algorithm::Es384),
             Some(curve) => Err(KeyError::UnsupportedKeyType(format!(
-                "EC key on curve {} (only P-256 is supported)",
+                "EC key on curve {} (only P-256 and P-384 are supported)",
                 curve_name(&curve.to_string())
             ))),
             None => Err(KeyError::Pem(
@@ -669,8 +912,14 @@ fn classify(
             )),
         };
     }
+    if oid == OID_RSA_ENCRYPTION {
+        return Err(KeyError::UnsupportedKeyType(
+            "RSA private key in a file (RSA keys sign only inside a PKCS#11 token; files hold \
+             ES256, ES384 or EdDSA keys)"
+                .into(),
+        ));
+    }
     let name = match oid.to_string().as_str() {
-        "1.2.840.113549.1.1.1" => "RSA".to_owned(),
         "1.2.840.113549.1.1.10" => "RSASSA-PSS".to_owned(),
         "1.2.840.10040.4.1" => "DSA".to_owned(),
         "1.3.101.113" => "Ed448".to_owned(),
@@ -679,7 +928,7 @@ fn classify(
         other => format!("algorithm OID {other}"),
     };
     Err(KeyError::UnsupportedKeyType(format!(
-        "{name} (only ES256 and EdDSA keys are supported)"
+        "{name} (only ES256, ES384 and EdDSA keys are supported in files; RSA in a PKCS#11 token)"
     )))
 }
 
@@ -704,6 +953,10 @@ fn signing_from_pkcs8_der(der: &[u8]) -> Result<SigningInner, KeyError> {
         Algorithm::EdDsa => Ok(SigningInner::EdDsa(
             ed25519_dalek::SigningKey::try_from(info).map_err(bad)?,
         )),
+        Algorithm::Es384 => Ok(SigningInner::Es384(
+            p384::ecdsa::SigningKey::try_from(info).map_err(bad)?,
+        )),
+        Algorithm::Ps256 | Algorithm::Rs256 => unreachable!("classify never names RSA"),
     }
 }
 
@@ -711,6 +964,17 @@ fn verifying_from_spki_der(der: &[u8]) -> Result<VerifyingInner, KeyError> {
     let info = SubjectPublicKeyInfoRef::try_from(der)
         .map_err(|e| KeyError::Pem(format!("not an SPKI public key: {e}")))?;
     let bad = |e: p256::pkcs8::spki::Error| KeyError::Pem(format!("invalid public key: {e}"));
+    if info.algorithm.oid == OID_RSA_ENCRYPTION {
+        use rsa::pkcs8::DecodePublicKey as _;
+        use rsa::traits::PublicKeyParts as _;
+        let key = rsa::RsaPublicKey::from_public_key_der(der)
+            .map_err(|e| KeyError::Pem(format!("invalid RSA public key: {e}")))?;
+        return rsa_public(
+            &key.n().to_bytes_be(),
+            &key.e().to_bytes_be(),
+            Algorithm::Ps256,
+        );
+    }
     match classify(info.algorithm.oid, info.algorithm.parameters_oid().ok())? {
         Algorithm::Es256 => Ok(VerifyingInner::Es256(
             p256::ecdsa::VerifyingKey::try_from(info).map_err(bad)?,
@@ -718,6 +982,10 @@ fn verifying_from_spki_der(der: &[u8]) -> Result<VerifyingInner, KeyError> {
         Algorithm::EdDsa => Ok(VerifyingInner::EdDsa(
             ed25519_dalek::VerifyingKey::try_from(info).map_err(bad)?,
         )),
+        Algorithm::Es384 => Ok(VerifyingInner::Es384(
+            p384::ecdsa::VerifyingKey::try_from(info).map_err(bad)?,
+        )),
+        Algorithm::Ps256 | Algorithm::Rs256 => unreachable!("classify never names RSA"),
     }
 }
 
@@ -737,7 +1005,7 @@ mod tests {
         assert_eq!(Algorithm::EdDsa.jose_name(), "EdDSA");
         assert_eq!(Algorithm::Es256.cose_id(), -7);
         assert_eq!(Algorithm::EdDsa.cose_id(), -8);
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             assert_eq!(Algorithm::from_jose_name(alg.jose_name()), Ok(alg));
             assert_eq!(Algorithm::from_cose_id(alg.cose_id()), Ok(alg));
         }
@@ -836,11 +1104,11 @@ mod tests {
 
     #[test]
     fn sign_and_verify_both_algorithms() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
             assert_eq!(key.algorithm(), alg);
             let sig = key.sign(b"msg");
-            assert_eq!(sig.len(), 64);
+            assert_eq!(sig.len(), if alg == Algorithm::Es384 { 96 } else { 64 });
             let public = key.verifying_key();
             assert_eq!(public.kid(), key.kid());
             public.verify(b"msg", &sig).unwrap();
@@ -863,7 +1131,7 @@ mod tests {
 
     #[test]
     fn pkcs8_pem_round_trip() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
             let pem = key.to_pkcs8_pem();
             assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
@@ -899,6 +1167,87 @@ mod tests {
         assert!(!debug.contains("199") && !debug.contains("xzUE"), "{debug}");
     }
 
+    /// RSA keys sign only in a PKCS#11 token; here openssl signs, as a token would.
+    #[test]
+    fn rsa_signatures_verify_as_ps256_or_rs256() {
+        use std::process::Command;
+        let dir = std::env::temp_dir().join(format!(
+            "statusd-rsa-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "k.pem",
+        ]);
+        openssl(&["pkey", "-in", "k.pem", "-pubout", "-out", "pub.pem"]);
+        std::fs::write(dir.join("msg"), b"statusd").unwrap();
+        openssl(&[
+            "dgst",
+            "-sha256",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+            "-sign",
+            "k.pem",
+            "-out",
+            "pss.sig",
+            "msg",
+        ]);
+        openssl(&[
+            "dgst", "-sha256", "-sign", "k.pem", "-out", "v15.sig", "msg",
+        ]);
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let ps =
+            VerifyingKey::from_public_pem(&String::from_utf8(read("pub.pem")).unwrap()).unwrap();
+        assert_eq!(ps.algorithm(), Algorithm::Ps256);
+        ps.verify(b"statusd", &read("pss.sig")).unwrap();
+        assert_eq!(
+            ps.verify(b"statusd", &read("v15.sig")),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            ps.verify(b"statusE", &read("pss.sig")),
+            Err(TokenError::BadSignature)
+        );
+        let rs = ps.clone().with_rsa_algorithm(Algorithm::Rs256);
+        assert_eq!(rs.algorithm(), Algorithm::Rs256);
+        rs.verify(b"statusd", &read("v15.sig")).unwrap();
+        assert_eq!(
+            rs.verify(b"statusd", &read("pss.sig")),
+            Err(TokenError::BadSignature)
+        );
+        // JWK: kty RSA with its alg; read back as the same key and algorithm.
+        let jwk = rs.to_jwk();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["alg"].as_str()),
+            (Some("RSA"), Some("RS256"))
+        );
+        assert_eq!(VerifyingKey::from_jwk(&jwk).unwrap(), rs);
+        assert_eq!(rs.thumbprint(), ps.thumbprint());
+        // The private key is refused in a file.
+        assert!(matches!(
+            SigningKey::from_pkcs8_pem(&String::from_utf8(read("k.pem")).unwrap()),
+            Err(KeyError::UnsupportedKeyType(m)) if m.contains("PKCS#11")
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn with_kid_overrides() {
         let key = SigningKey::generate(Algorithm::EdDsa).with_kid("12".into());
@@ -922,10 +1271,6 @@ MC4CAQAwBQYDK2VuBCIEIHBuTsCx5CWOq04h2ZW6/AJ9+nEnXJV7mEMebc3JvoNW
 
     #[test]
     fn pem_errors_are_precise() {
-        assert!(matches!(
-            SigningKey::from_pkcs8_pem(P384_PKCS8),
-            Err(KeyError::UnsupportedKeyType(m)) if m.contains("P-384")
-        ));
         assert!(matches!(
             SigningKey::from_pkcs8_pem(X25519_PKCS8),
             Err(KeyError::UnsupportedKeyType(m)) if m.contains("X25519")
@@ -988,10 +1333,18 @@ MC4CAQAwBQYDK2VuBCIEIHBuTsCx5CWOq04h2ZW6/AJ9+nEnXJV7mEMebc3JvoNW
             SigningKey::from_pkcs8_pem(&two),
             Err(KeyError::Pem(m)) if m.contains("exactly one")
         ));
-        // P-384 SPKI: the public part of the P-384 key is refused the same way.
+        // P-384 is ES384: a generated key's PKCS#8 loads as one (the fixed PEM above, whose
+        // public key is cut short, does not).
+        let p384 = SigningKey::generate(Algorithm::Es384);
+        let back = SigningKey::from_pkcs8_pem(&p384.to_pkcs8_pem()).unwrap();
+        assert_eq!(back.algorithm(), Algorithm::Es384);
+        assert_eq!(
+            KeySet::from_pem(&p384.to_pkcs8_pem()).unwrap().keys,
+            vec![p384.verifying_key()]
+        );
         assert!(matches!(
-            KeySet::from_pem(P384_PKCS8),
-            Err(KeyError::UnsupportedKeyType(m)) if m.contains("P-384")
+            SigningKey::from_pkcs8_pem(P384_PKCS8),
+            Err(KeyError::Pem(_))
         ));
     }
 
@@ -1013,7 +1366,7 @@ MC4CAQAwBQYDK2VuBCIEIHBuTsCx5CWOq04h2ZW6/AJ9+nEnXJV7mEMebc3JvoNW
         };
         unsupported(json!({"kty":"RSA","n":"AQAB","e":"AQAB"}), "RSA");
         unsupported(json!({"kty":"oct","k":"AAAA"}), "symmetric");
-        unsupported(json!({"kty":"EC","crv":"P-384","x":"AA","y":"AA"}), "P-384");
+        unsupported(json!({"kty":"EC","crv":"P-521","x":"AA","y":"AA"}), "P-521");
         unsupported(json!({"kty":"OKP","crv":"X25519","x":"AA"}), "X25519");
         unsupported(json!({"kty":"OKP","crv":"Ed448","x":"AA"}), "Ed448");
         unsupported(json!({"kty":"XYZ"}), "kty XYZ");

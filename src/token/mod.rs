@@ -2,7 +2,9 @@
 //! §5) and VC-JOSE-COSE securing of W3C credentials, plus the keys that sign and verify them.
 //!
 //! Layout:
-//! * [`keys`]: signing keys (ES256, EdDSA), verifying keys, JWK / PEM I/O and [`KeySet`] lookup.
+//! * [`keys`]: signing keys (ES256, ES384, EdDSA; RSA in a PKCS#11 token only), verifying keys, JWK / PEM I/O and [`KeySet`] lookup.
+//! * [`signer`]: [`TokenSigner`], what every token is signed through: an in-memory key, or a
+//!   [`Signer`] (key file or PKCS#11 token, with its certificate chain).
 //! * [`jws`]: JWS compact serialisation (RFC 7515), strict parsing and verification.
 //! * [`cose`]: COSE_Sign1_Tagged (RFC 9052) built on `coset`, strict parsing and verification.
 //! * [`statuslist`]: the Status List Token claims, signed and verified in both forms.
@@ -13,7 +15,7 @@
 //! so the cost of `decode()` stays visible to the caller. Nothing here panics on token or key
 //! input: every failure is a [`TokenError`] or a [`KeyError`].
 //!
-//! Only asymmetric signatures are produced or accepted (ES256 and EdDSA). The draft allows MACs,
+//! Only asymmetric signatures are produced or accepted (ES256, ES384, EdDSA, PS256, RS256). The draft allows MACs,
 //! but a verifier that accepts HMAC tokens must guard against key confusion (RFC 8725 §2.1), and
 //! statusd has no use for a shared secret, so `none` and every HMAC algorithm are rejected up
 //! front with [`TokenError::UnsupportedAlgorithm`].
@@ -21,6 +23,7 @@
 pub mod cose;
 pub mod jws;
 pub mod keys;
+pub mod signer;
 pub mod statuslist;
 pub mod vc;
 
@@ -30,6 +33,7 @@ mod test_vectors;
 pub use cose::{sign1_tagged, CoseTyp, Sign1};
 pub use jws::{sign_compact, Jws};
 pub use keys::{Algorithm, KeySet, SigningKey, VerifyingKey};
+pub use signer::{ExternalSigner, SignError, Signer, TokenSigner};
 pub use statuslist::{
     check_time, decode_cwt_unverified, decode_jwt_unverified, sign_cwt, sign_jwt, verify_cwt,
     verify_jwt, StatusListClaims, UnverifiedCwt, UnverifiedJwt,
@@ -55,8 +59,8 @@ pub enum TokenError {
     /// The explicit type is required (RFC 8725 §3.11) but absent.
     #[error("token has no type header (typ / COSE label 16)")]
     MissingType,
-    /// `none`, HMAC, or any algorithm other than ES256 and EdDSA.
-    #[error("unsupported algorithm {0} (only ES256 and EdDSA are accepted)")]
+    /// `none`, HMAC, or any algorithm other than ES256, ES384, EdDSA, PS256 and RS256.
+    #[error("unsupported algorithm {0} (only ES256, ES384, EdDSA, PS256 and RS256 are accepted)")]
     UnsupportedAlgorithm(String),
     /// The key selected by `kid` is of another algorithm than the token header names. Never
     /// "fix" this by trusting the header's `alg` (RFC 8725 §3.1).

@@ -18,7 +18,8 @@
 
 use super::cose::{cbor_from_slice, sign1_tagged, CoseTyp, Sign1};
 use super::jws::{sign_compact, Jws};
-use super::{media_type_matches, Algorithm, KeySet, SigningKey, TokenError};
+use super::signer::{SignError, TokenSigner};
+use super::{media_type_matches, Algorithm, KeySet, TokenError};
 use crate::status::ietf::{cbor_to_vec, IetfList};
 use ciborium::Value as Cbor;
 use serde_json::{Map, Value as Json};
@@ -243,7 +244,10 @@ fn positive_ttl(ttl: u64) -> Result<u64, TokenError> {
 
 /// Signs `claims` as a Status List Token JWT with header
 /// `{"alg":…,"kid":…,"typ":"statuslist+jwt"}`.
-pub fn sign_jwt(claims: &StatusListClaims, key: &SigningKey) -> String {
+pub fn sign_jwt(
+    claims: &StatusListClaims,
+    key: &(impl TokenSigner + ?Sized),
+) -> Result<String, SignError> {
     let mut header = Map::new();
     header.insert("typ".into(), Json::from(JWT_TYP));
     let payload =
@@ -253,7 +257,10 @@ pub fn sign_jwt(claims: &StatusListClaims, key: &SigningKey) -> String {
 
 /// Signs `claims` as a Status List Token CWT: COSE_Sign1_Tagged (18, no tag 61), protected
 /// `{1: alg, 16: "application/statuslist+cwt"}`, unprotected `{4: kid}`.
-pub fn sign_cwt(claims: &StatusListClaims, key: &SigningKey) -> Vec<u8> {
+pub fn sign_cwt(
+    claims: &StatusListClaims,
+    key: &(impl TokenSigner + ?Sized),
+) -> Result<Vec<u8>, SignError> {
     sign1_tagged(CWT_TYP, cbor_to_vec(&claims.to_cwt_claims()), key)
 }
 
@@ -373,6 +380,7 @@ mod tests {
     use super::*;
     use crate::status::ietf::IetfError;
     use crate::status::Bits;
+    use crate::token::SigningKey;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -443,7 +451,7 @@ mod tests {
     fn spec_tokens_are_reproduced_up_to_the_signature() {
         let key = spec_signing_key();
         // JWT: identical signing input (header and payload bytes).
-        let jwt = sign_jwt(&spec_claims(Some("https://example.com")), &key);
+        let jwt = sign_jwt(&spec_claims(Some("https://example.com")), &key).unwrap();
         assert_eq!(
             jwt.rsplit_once('.').unwrap().0,
             SPEC_JWT.rsplit_once('.').unwrap().0
@@ -454,7 +462,7 @@ mod tests {
             cbor_to_vec(&spec_claims(None).to_cwt_claims()),
             hex(SPEC_CWT_PAYLOAD_HEX)
         );
-        let cwt = sign_cwt(&spec_claims(None), &key);
+        let cwt = sign_cwt(&spec_claims(None), &key).unwrap();
         let spec = hex(SPEC_CWT_HEX);
         assert_eq!(cwt.len(), spec.len());
         assert_eq!(cwt[..spec.len() - 64], spec[..spec.len() - 64]);
@@ -479,12 +487,18 @@ mod tests {
                 },
             },
         ];
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
             let keys = KeySet::from(key.verifying_key());
             for claims in &variants {
-                assert_eq!(&verify_jwt(&sign_jwt(claims, &key), &keys).unwrap(), claims);
-                assert_eq!(&verify_cwt(&sign_cwt(claims, &key), &keys).unwrap(), claims);
+                assert_eq!(
+                    &verify_jwt(&sign_jwt(claims, &key).unwrap(), &keys).unwrap(),
+                    claims
+                );
+                assert_eq!(
+                    &verify_cwt(&sign_cwt(claims, &key).unwrap(), &keys).unwrap(),
+                    claims
+                );
             }
         }
     }
@@ -523,11 +537,11 @@ mod tests {
         let other = SigningKey::generate(Algorithm::Es256).with_kid("12".into());
         let claims = spec_claims(None);
         assert_eq!(
-            verify_jwt(&sign_jwt(&claims, &other), &spec_keyset()),
+            verify_jwt(&sign_jwt(&claims, &other).unwrap(), &spec_keyset()),
             Err(TokenError::BadSignature)
         );
         assert_eq!(
-            verify_cwt(&sign_cwt(&claims, &other), &spec_keyset()),
+            verify_cwt(&sign_cwt(&claims, &other).unwrap(), &spec_keyset()),
             Err(TokenError::BadSignature)
         );
     }
@@ -541,11 +555,11 @@ mod tests {
             key: "ES256",
         });
         assert_eq!(
-            verify_jwt(&sign_jwt(&claims, &ed), &spec_keyset()),
+            verify_jwt(&sign_jwt(&claims, &ed).unwrap(), &spec_keyset()),
             mismatch
         );
         assert_eq!(
-            verify_cwt(&sign_cwt(&claims, &ed), &spec_keyset()),
+            verify_cwt(&sign_cwt(&claims, &ed).unwrap(), &spec_keyset()),
             mismatch
         );
     }
@@ -556,11 +570,11 @@ mod tests {
         let claims = spec_claims(None);
         let unknown = Err(TokenError::UnknownKey(Some("99".into())));
         assert_eq!(
-            verify_jwt(&sign_jwt(&claims, &key), &spec_keyset()),
+            verify_jwt(&sign_jwt(&claims, &key).unwrap(), &spec_keyset()),
             unknown
         );
         assert_eq!(
-            verify_cwt(&sign_cwt(&claims, &key), &spec_keyset()),
+            verify_cwt(&sign_cwt(&claims, &key).unwrap(), &spec_keyset()),
             unknown
         );
     }
@@ -571,7 +585,7 @@ mod tests {
         if let Some(t) = typ {
             header.insert("typ".into(), Json::from(t));
         }
-        sign_compact(header, &serde_json::to_vec(payload).unwrap(), key)
+        sign_compact(header, &serde_json::to_vec(payload).unwrap(), key).unwrap()
     }
 
     #[test]
@@ -778,7 +792,7 @@ mod tests {
         let key = SigningKey::generate(Algorithm::EdDsa);
         let mut header = Map::new();
         header.insert("typ".into(), Json::from(JWT_TYP));
-        let token = sign_compact(header, b"\x00not json", &key);
+        let token = sign_compact(header, b"\x00not json", &key).unwrap();
         assert!(matches!(
             verify_jwt(&token, &KeySet::from(key.verifying_key())),
             Err(TokenError::Malformed(m)) if m.contains("not JSON")
@@ -954,8 +968,8 @@ mod tests {
         fn claims_round_trip(claims in arb_claims()) {
             let key = SigningKey::generate(Algorithm::EdDsa);
             let keys = KeySet::from(key.verifying_key());
-            prop_assert_eq!(&verify_jwt(&sign_jwt(&claims, &key), &keys).unwrap(), &claims);
-            prop_assert_eq!(&verify_cwt(&sign_cwt(&claims, &key), &keys).unwrap(), &claims);
+            prop_assert_eq!(&verify_jwt(&sign_jwt(&claims, &key).unwrap(), &keys).unwrap(), &claims);
+            prop_assert_eq!(&verify_cwt(&sign_cwt(&claims, &key).unwrap(), &keys).unwrap(), &claims);
         }
 
         #[test]
@@ -972,10 +986,10 @@ mod tests {
             // Well-framed, validly signed tokens around arbitrary payloads reach claim parsing.
             let key = spec_signing_key();
             let keys = spec_keyset();
-            let _ = verify_cwt(&sign1_tagged(CWT_TYP, payload.clone(), &key), &keys);
+            let _ = verify_cwt(&sign1_tagged(CWT_TYP, payload.clone(), &key).unwrap(), &keys);
             let mut header = Map::new();
             header.insert("typ".into(), Json::from(JWT_TYP));
-            let _ = verify_jwt(&sign_compact(header, &payload, &key), &keys);
+            let _ = verify_jwt(&sign_compact(header, &payload, &key).unwrap(), &keys);
         }
     }
 }

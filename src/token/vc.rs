@@ -7,7 +7,8 @@
 //! that belongs to the W3C status module, which knows what a status list credential must hold.
 
 use super::jws::{sign_compact, Jws};
-use super::{media_type_matches, KeySet, SigningKey, TokenError};
+use super::signer::{SignError, TokenSigner};
+use super::{media_type_matches, KeySet, TokenError};
 use serde_json::{Map, Value};
 
 /// The JOSE `typ` of a VC secured with JOSE (`application/vc+jwt`, short form).
@@ -17,7 +18,10 @@ pub const VC_CTY: &str = "vc";
 
 /// Signs `credential` as a `vc+jwt`. The caller passes a credential object; anything else is
 /// signed as given but [`verify_vc_jwt`] will refuse it.
-pub fn sign_vc_jwt(credential: &Value, key: &SigningKey) -> String {
+pub fn sign_vc_jwt(
+    credential: &Value,
+    key: &(impl TokenSigner + ?Sized),
+) -> Result<String, SignError> {
     let mut header = Map::new();
     header.insert("typ".into(), Value::from(VC_JWT_TYP));
     header.insert("cty".into(), Value::from(VC_CTY));
@@ -80,6 +84,7 @@ mod tests {
     use super::super::test_vectors::*;
     use super::super::{b64url_encode, Algorithm};
     use super::*;
+    use crate::token::SigningKey;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -101,9 +106,9 @@ mod tests {
 
     #[test]
     fn round_trip_for_both_algorithms() {
-        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+        for alg in [Algorithm::Es256, Algorithm::EdDsa, Algorithm::Es384] {
             let key = SigningKey::generate(alg);
-            let token = sign_vc_jwt(&credential(), &key);
+            let token = sign_vc_jwt(&credential(), &key).unwrap();
             let keys = KeySet::from(key.verifying_key());
             assert_eq!(verify_vc_jwt(&token, &keys).unwrap(), credential());
             let decoded = decode_vc_jwt_unverified(&token).unwrap();
@@ -118,7 +123,7 @@ mod tests {
     #[test]
     fn payload_is_the_credential_itself() {
         // VC-JOSE-COSE: no `vc` claim wrapper as in the VCDM 1.1 JWT encoding.
-        let token = sign_vc_jwt(&credential(), &spec_signing_key());
+        let token = sign_vc_jwt(&credential(), &spec_signing_key()).unwrap();
         let payload = token.split('.').nth(1).unwrap();
         assert_eq!(
             payload,
@@ -136,7 +141,7 @@ mod tests {
             if let Some(t) = typ {
                 header.insert("typ".into(), Value::from(t));
             }
-            sign_compact(header, &body, &key)
+            sign_compact(header, &body, &key).unwrap()
         };
         assert!(verify_vc_jwt(&with_typ(Some("application/vc+jwt")), &keys).is_ok());
         assert_eq!(
@@ -167,7 +172,7 @@ mod tests {
     #[test]
     fn signature_and_payload_checks() {
         let key = spec_signing_key();
-        let token = sign_vc_jwt(&credential(), &key);
+        let token = sign_vc_jwt(&credential(), &key).unwrap();
         let (h, rest) = token.split_once('.').unwrap();
         let (_, s) = rest.split_once('.').unwrap();
         let mut evil = credential();
@@ -182,14 +187,14 @@ mod tests {
         );
         let other = SigningKey::generate(Algorithm::Es256).with_kid("12".into());
         assert_eq!(
-            verify_vc_jwt(&sign_vc_jwt(&credential(), &other), &spec_keyset()),
+            verify_vc_jwt(&sign_vc_jwt(&credential(), &other).unwrap(), &spec_keyset()),
             Err(TokenError::BadSignature)
         );
         for (payload, needle) in [
             (json!([1]), "not a JSON object"),
             (json!("vc"), "not a JSON object"),
         ] {
-            let token = sign_vc_jwt(&payload, &key);
+            let token = sign_vc_jwt(&payload, &key).unwrap();
             assert!(matches!(
                 verify_vc_jwt(&token, &spec_keyset()),
                 Err(TokenError::Malformed(m)) if m.contains(needle)
@@ -197,7 +202,7 @@ mod tests {
         }
         let mut header = Map::new();
         header.insert("typ".into(), Value::from("vc+jwt"));
-        let token = sign_compact(header, b"{", &key);
+        let token = sign_compact(header, b"{", &key).unwrap();
         assert!(matches!(
             verify_vc_jwt(&token, &spec_keyset()),
             Err(TokenError::Malformed(m)) if m.contains("not JSON")

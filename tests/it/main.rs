@@ -10,6 +10,7 @@ mod crash;
 mod deploy;
 mod first_hour;
 mod fuzz_regressions;
+mod hsm;
 mod http;
 mod issuer;
 mod openapi;

@@ -460,9 +460,12 @@ fn config(cases: u32) -> ProptestConfig {
 fn key(alg: Algorithm) -> &'static (SigningKey, KeySet) {
     static ES256: OnceLock<(SigningKey, KeySet)> = OnceLock::new();
     static EDDSA: OnceLock<(SigningKey, KeySet)> = OnceLock::new();
+    static ES384: OnceLock<(SigningKey, KeySet)> = OnceLock::new();
     let cell = match alg {
         Algorithm::Es256 => &ES256,
         Algorithm::EdDsa => &EDDSA,
+        Algorithm::Es384 => &ES384,
+        Algorithm::Ps256 | Algorithm::Rs256 => unreachable!("RSA keys live in a PKCS#11 token"),
     };
     cell.get_or_init(|| {
         let key = SigningKey::generate(alg);
@@ -614,12 +617,12 @@ proptest! {
             ttl,
             status_list: IetfList::encode(&reference.list, None),
         };
-        let jwt = token::sign_jwt(&claims, key);
+        let jwt = token::sign_jwt(&claims, key).unwrap();
         let from_jwt = token::verify_jwt(&jwt, keys).unwrap();
         prop_assert_eq!(&from_jwt, &claims);
         reference.check(&from_jwt.status_list.decode().unwrap())?;
 
-        let cwt = token::sign_cwt(&claims, key);
+        let cwt = token::sign_cwt(&claims, key).unwrap();
         let from_cwt = token::verify_cwt(&cwt, keys).unwrap();
         prop_assert_eq!(&from_cwt, &claims);
         reference.check(&from_cwt.status_list.decode().unwrap())?;
@@ -663,7 +666,7 @@ proptest! {
             view.check(&parsed.list)?;
 
             // Secured as a vc+jwt, the same credential (so the same bitstring) comes back.
-            let jwt = token::sign_vc_jwt(&vc, key);
+            let jwt = token::sign_vc_jwt(&vc, key).unwrap();
             let verified = token::verify_vc_jwt(&jwt, keys).unwrap();
             prop_assert!(verified == vc, "vc+jwt payload is the credential");
         }
