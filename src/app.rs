@@ -40,6 +40,8 @@ pub struct Running {
     pub store: Arc<AnyStore>,
     pub metrics: Arc<Metrics>,
     pub sync: Arc<SyncState>,
+    /// The listeners' TLS configurations (public, admin), reloaded by [`Running::reload`].
+    pub tls: [Option<Arc<crate::tls::ServerTls>>; 2],
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -200,6 +202,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     );
     let snapshots = Arc::new(SnapshotStore::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let load_tls = |files: &Option<crate::tls::ServerFiles>, which: &str| {
+        files
+            .clone()
+            .map(|f| crate::tls::ServerTls::load(f).map(Arc::new))
+            .transpose()
+            .with_context(|| format!("loading the {which} listener's TLS certificate"))
+    };
+    let public_tls = load_tls(&config.tls, "public")?;
+    let admin_tls = load_tls(&config.admin_tls, "admin")?;
 
     let public_listener = TcpListener::bind(config.listen)
         .await
@@ -210,8 +221,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let public_addr = public_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     // With port 0 the public URL default must name the port actually bound.
-    let public_url = if config.public_url == format!("http://{}", config.listen) {
-        format!("http://{public_addr}")
+    let scheme = if public_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let public_url = if config.public_url == format!("{scheme}://{}", config.listen) {
+        format!("{scheme}://{public_addr}")
     } else {
         config.public_url.clone()
     };
@@ -299,6 +315,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             public_listener,
             public,
             limits,
+            public_tls.clone(),
             metrics.clone(),
             shutdown_rx.clone(),
         )),
@@ -306,6 +323,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             admin_listener,
             admin,
             limits,
+            admin_tls.clone(),
             config.admin_workers.get(),
             background,
             metrics.clone(),
@@ -320,6 +338,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         store,
         metrics,
         sync,
+        tls: [public_tls, admin_tls],
         shutdown,
         tasks,
     })
@@ -334,10 +353,12 @@ type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>
 /// lookups queued behind it. The public workers never run this work, and on Linux these threads
 /// also run at a lower priority (nice +10): when CPU is short, verifiers come first and the
 /// rest takes what is left. Returns once the admin plane has drained and `background` ended.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn spawn_admin(
     listener: TcpListener,
     admin: Admin,
     limits: Limits,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     workers: usize,
     background: Vec<Background>,
     metrics: Arc<Metrics>,
@@ -371,7 +392,9 @@ fn spawn_admin(
             rt.block_on(async move {
                 let background: Vec<_> = background.into_iter().map(tokio::spawn).collect();
                 match TcpListener::from_std(listener) {
-                    Ok(listener) => server::serve(listener, admin, limits, metrics, shutdown).await,
+                    Ok(listener) => {
+                        server::serve(listener, admin, limits, tls, metrics, shutdown).await
+                    }
                     Err(e) => tracing::error!(error = %e, "admin listener unusable"),
                 }
                 for task in background {

@@ -20,3 +20,4 @@ mod rotation;
 mod shedding;
 mod signing_key;
 mod support;
+mod tls;
