@@ -12,6 +12,7 @@ use crate::issuer::{
 use crate::metrics::Metrics;
 use crate::status::Bits;
 use crate::store::{check_id, NewList, StoreError};
+use crate::tls::ClientSubject;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -258,7 +259,7 @@ impl Api {
         })
     }
 
-    fn authorise(&self, req: &Request<Incoming>, needed: Scope) -> Result<Caller, Problem> {
+    fn authorise(&self, req: &Request<Incoming>, needed: Scope) -> Result<Who, Problem> {
         if self.tokens.is_empty() {
             return Err(Problem::AdminDisabled);
         }
@@ -276,7 +277,10 @@ impl Api {
                 scope: needed.as_str(),
             });
         }
-        Ok(caller)
+        Ok(Who {
+            caller,
+            client_subject: req.extensions().get::<ClientSubject>().cloned(),
+        })
     }
 
     async fn body(&self, req: Request<Incoming>, limit: usize) -> Result<Bytes, Problem> {
@@ -432,7 +436,7 @@ impl Api {
         }
     }
 
-    async fn create_list(&self, caller: &Caller, body: CreateList) -> Result<Resp, Problem> {
+    async fn create_list(&self, caller: &Who, body: CreateList) -> Result<Resp, Problem> {
         let settings = self.issuer.settings();
         check_purpose(&body.purpose).map_err(|p| Problem::BadBody(p.detail))?;
         if let Some(id) = &body.list_id {
@@ -466,7 +470,7 @@ impl Api {
             })
             .await
             .map_err(store_problem)?;
-        tracing::info!(by = %caller.name, list = %view.list_id, "created a list");
+        tracing::info!(by = %caller.name, client = caller.subject(), list = %view.list_id, "created a list");
         Ok(json_response(StatusCode::CREATED, &view))
     }
 
@@ -481,11 +485,11 @@ impl Api {
             .inc();
     }
 
-    async fn single(&self, caller: &Caller, op: Operation) -> Result<Resp, Problem> {
+    async fn single(&self, caller: &Who, op: Operation) -> Result<Resp, Problem> {
         let name = op.name();
         let mut results = match self
             .issuer
-            .execute(&caller.name, std::slice::from_ref(&op))
+            .execute_as(&caller.name, caller.subject(), std::slice::from_ref(&op))
             .await
         {
             Ok(r) => r,
@@ -499,7 +503,7 @@ impl Api {
         };
         let result = results.pop().expect("one result");
         self.count(name, &result);
-        tracing::info!(by = %caller.name, op = name, "issuer operation");
+        tracing::info!(by = %caller.name, client = caller.subject(), op = name, "issuer operation");
         match result {
             Ok(o) => {
                 let status = if o.result == "registered" {
@@ -513,8 +517,12 @@ impl Api {
         }
     }
 
-    async fn batch(&self, caller: &Caller, ops: Vec<Operation>) -> Result<Resp, Problem> {
-        let results = match self.issuer.execute(&caller.name, &ops).await {
+    async fn batch(&self, caller: &Who, ops: Vec<Operation>) -> Result<Resp, Problem> {
+        let results = match self
+            .issuer
+            .execute_as(&caller.name, caller.subject(), &ops)
+            .await
+        {
             Ok(r) => r,
             Err(IssuerError::Invalid(errors)) => return Err(Problem::BatchInvalid(errors)),
             Err(IssuerError::TooLarge) => {
@@ -545,8 +553,28 @@ impl Api {
                 }),
             });
         }
-        tracing::info!(by = %caller.name, items = out.len(), "issuer batch");
+        tracing::info!(by = %caller.name, client = caller.subject(), items = out.len(), "issuer batch");
         Ok(json_response(StatusCode::OK, &json!({ "results": out })))
+    }
+}
+
+/// An authorised caller: its token, and its TLS client certificate's subject when the admin
+/// plane runs mutual TLS (the audit trail records both).
+struct Who {
+    caller: Caller,
+    client_subject: Option<ClientSubject>,
+}
+
+impl Who {
+    fn subject(&self) -> Option<&str> {
+        self.client_subject.as_ref().map(|s| &*s.0)
+    }
+}
+
+impl std::ops::Deref for Who {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
     }
 }
 

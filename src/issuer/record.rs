@@ -58,6 +58,9 @@ pub struct Event {
     pub at: u64,
     /// The admin token's name.
     pub by: String,
+    /// The subject of the caller's TLS client certificate (admin plane with mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_subject: Option<String>,
     pub op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -101,6 +104,8 @@ impl Record {
 pub struct Stamp {
     pub at: u64,
     pub by: String,
+    /// The caller's TLS client certificate subject, with mutual TLS.
+    pub client_subject: Option<String>,
     pub op: &'static str,
     pub reason: Option<String>,
     pub request_id: Option<String>,
@@ -182,6 +187,7 @@ impl ListWork {
             r.history.push(Event {
                 at: stamp.at,
                 by: stamp.by.clone(),
+                client_subject: stamp.client_subject.clone(),
                 op: stamp.op.to_owned(),
                 reason: stamp.reason.clone(),
                 request_id: stamp.request_id.clone(),
@@ -220,6 +226,7 @@ impl ListWork {
         record.history.push(Event {
             at: stamp.at,
             by: stamp.by.clone(),
+            client_subject: stamp.client_subject.clone(),
             op: stamp.op.to_owned(),
             reason: stamp.reason.clone(),
             request_id: stamp.request_id.clone(),

@@ -452,3 +452,147 @@ async fn hyper_error_answers_are_problem_json_over_tls_too() {
     assert!(text.contains("application/problem+json"), "{text}");
     running.stop().await;
 }
+
+const ADMIN_TOKEN: &str = "tls-test-admin-token-0123456789abcdef";
+
+/// Starts statusd with TLS on both planes, mutual TLS on the admin plane (clients of `pki`),
+/// and one admin token (`ops`, every scope) in a tokens file.
+async fn start_mutual(dir: &TempDir, pki: &Pki, server: &Issued) -> statusd::app::Running {
+    let tokens = dir.0.join("tokens");
+    std::fs::write(&tokens, format!("ops admin {ADMIN_TOKEN}\n")).unwrap();
+    start_with(
+        &dir.0,
+        // A list in the store keeps --demo from seeding its demo lists.
+        &[("other", statusd::status::Bits::Two, 1024, vec![])],
+        &[
+            "--tls-cert",
+            s(&server.cert),
+            "--tls-key",
+            s(&server.key),
+            "--admin-client-ca",
+            s(&pki.ca_cert),
+            "--admin-tokens",
+            s(&tokens),
+            "--list-size",
+            "131072",
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_refuses_missing_untrusted_and_expired_client_certificates_and_audits_the_subject(
+) {
+    let dir = TempDir::new("tls-mutual");
+    let pki = Pki::new(&dir.0, "main");
+    let server = pki.server("server", "statusd");
+    let running = start_mutual(&dir, &pki, &server).await;
+    let admin = running.admin_addr;
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    let stranger = Pki::new(&dir.0, "stranger");
+    let refused = [
+        ("no certificate", None),
+        (
+            "an untrusted one",
+            Some(stranger.client("stranger", "ops-mallory", false)),
+        ),
+        (
+            "an expired one",
+            Some(pki.client("expired", "ops-old", true)),
+        ),
+    ];
+    for (what, identity) in &refused {
+        for alpn in [&b"h2"[..], b"http/1.1"] {
+            let r = https(
+                admin,
+                client_config(&pki.ca_cert, &[alpn], identity.as_ref()),
+                "GET",
+                "/v1/lists",
+                &auth,
+                None,
+            )
+            .await;
+            assert!(r.is_err(), "{what} over {alpn:?} was let in: {r:?}");
+        }
+    }
+    // The public plane does not ask for a client certificate.
+    let anyone = client_config(&pki.ca_cert, &[b"h2"], None);
+    let (status, _, _) = https(
+        running.public_addr,
+        anyone,
+        "GET",
+        "/.well-known/jwks.json",
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+
+    let alice = pki.client("alice", "ops-alice", false);
+    let good = client_config(&pki.ca_cert, &[b"h2"], Some(&alice));
+    // Both, not either: the certificate alone is not enough.
+    let (status, _, _) = https(admin, good.clone(), "GET", "/v1/lists", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let json = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let (status, body, _) = https(
+        admin,
+        good.clone(),
+        "POST",
+        "/v1/credentials",
+        &json,
+        Some(r#"{"credential_id":"card-1","kind":"physical"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body:?}");
+    let (status, body, _) = https(
+        admin,
+        good.clone(),
+        "POST",
+        "/v1/credentials/card-1/revoke",
+        &json,
+        Some(r#"{"reason":"test"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let (status, body, _) = https(
+        admin,
+        good,
+        "GET",
+        "/v1/credentials/card-1/audit",
+        &auth,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let audit: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let events = audit["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2, "{audit}");
+    for e in events {
+        assert_eq!(e["by"], "ops", "{e}");
+        let subject = e["client_subject"].as_str().unwrap_or_default();
+        assert!(
+            subject.contains("CN=ops-alice") && subject.contains("O=Example Ops"),
+            "{e}"
+        );
+    }
+    assert!(
+        metric(
+            admin,
+            client_config(&pki.ca_cert, &[b"h2"], Some(&alice)),
+            "statusd_tls_handshake_failures_total"
+        )
+        .await
+            >= 6.0
+    );
+    running.stop().await;
+}
