@@ -162,6 +162,21 @@ fn admin_tokens(config: &Config) -> anyhow::Result<Tokens> {
 
 /// Opens the source of truth: Redis when a URL is given, else the embedded store in `data_dir`.
 pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Result<AnyStore> {
+    open_store_secure(redis_url, &Default::default(), data_dir).await
+}
+
+/// [`open_store`] with the Redis TLS material and password file of `security`.
+pub async fn open_store_secure(
+    redis_url: Option<&str>,
+    security: &crate::config::RedisSecurity,
+    data_dir: &Path,
+) -> anyhow::Result<AnyStore> {
+    if let Some(url) = redis_url.filter(|_| *security != Default::default()) {
+        let store = crate::store::redis::RedisStore::connect_secure(url, security)
+            .await
+            .context("configuring the Redis store")?;
+        return Ok(AnyStore::Redis(store));
+    }
     if let Some(url) = redis_url {
         // Connecting is lazy: a Redis that is down at start is retried by the refresher while
         // the last good snapshot serves.
@@ -175,13 +190,37 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
     Ok(AnyStore::Embedded(store))
 }
 
+/// What `--check-config` verifies beyond [`Config::from_args`]: every file start-up reads
+/// (TLS certificates and keys, the Redis CA, client certificate and password file) and the
+/// Redis URL, exactly as start-up does, without binding or connecting.
+pub fn check_files(config: &Config) -> anyhow::Result<()> {
+    for (files, which) in [(&config.tls, "public"), (&config.admin_tls, "admin")] {
+        if let Some(files) = files {
+            crate::tls::ServerTls::load(files.clone())
+                .with_context(|| format!("the {which} listener's TLS certificate"))?;
+        }
+    }
+    if let Some(url) = &config.redis_url {
+        crate::store::redis::check(url, &config.redis_security)
+            .context("the Redis connection (STATUSD_REDIS_URL)")?;
+    }
+    Ok(())
+}
+
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let (key, key_file) = signing_key(config)?;
     let key = Arc::new(key);
     let tokens = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
-    let store = Arc::new(open_store(config.redis_url.as_deref(), &config.data_dir).await?);
+    let store = Arc::new(
+        open_store_secure(
+            config.redis_url.as_deref(),
+            &config.redis_security,
+            &config.data_dir,
+        )
+        .await?,
+    );
     if config.demo {
         // A store that is down must not stop a replica from serving its last good snapshot.
         if let Err(e) = demo::seed_if_empty(store.as_ref()).await {

@@ -454,6 +454,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.check_config {
+        if let Err(e) = app::check_files(&config) {
+            eprintln!("statusd: invalid configuration: {e:#}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
         println!("configuration OK");
         return Ok(ExitCode::SUCCESS);
     }

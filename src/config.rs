@@ -489,7 +489,8 @@ impl Config {
         if let Some(url) = &args.redis_url {
             if !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
-                || url.starts_with("redis+cluster://"))
+                || url.starts_with("redis+cluster://")
+                || url.starts_with("rediss+cluster://"))
             {
                 return Err(err(
                     "redis-url",

@@ -15,6 +15,7 @@ mod openapi;
 mod properties;
 mod redis;
 mod redis_harness;
+mod redis_tls;
 mod replicas;
 mod rotation;
 mod shedding;
