@@ -427,9 +427,23 @@ fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STATUSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if format == crate::config::LogFormat::Json {
+        // One object per line: timestamp, level, target and the event's fields at the top
+        // level, no span context (the request path has no spans, so nothing leaks from it).
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_target(true)
+            .with_writer(std::io::stderr)
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -461,7 +475,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("configuration OK");
         return Ok(ExitCode::SUCCESS);
     }
-    init_tracing();
+    init_tracing(config.log_format);
     runtime()?.block_on(app::run(config))?;
     Ok(ExitCode::SUCCESS)
 }

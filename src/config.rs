@@ -143,31 +143,22 @@ pub struct ServeArgs {
     /// an ACL user name may stay in the URL.
     #[arg(long, env = "STATUSD_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
-    /// Log format: `json` (one JSON object per line) or `text`. Default: text when standard
-    /// error is a terminal, JSON otherwise (a container's log pipeline).
-    #[arg(long, env = "STATUSD_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
+    /// Log format on standard error: `text` (for people), or `json` (one JSON object per line
+    /// with timestamp, level, target and fields, for log pipelines).
+    #[arg(long, env = "STATUSD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
 }
 
-/// `--log-format`.
+/// `--log-format`. The default stays text whether or not standard error is a terminal: a
+/// deployment that parses today's lines keeps working, and a log pipeline opts in to JSON
+/// with one variable (the container image and manifests set it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Json,
     Text,
-}
-
-impl LogFormat {
-    /// The format `--log-format` names, or by default text on a terminal and JSON otherwise.
-    pub fn resolve(chosen: Option<LogFormat>, stderr_is_terminal: bool) -> LogFormat {
-        chosen.unwrap_or(if stderr_is_terminal {
-            LogFormat::Text
-        } else {
-            LogFormat::Json
-        })
-    }
 }
 
 /// How statusd reaches a `rediss://` Redis and authenticates to any Redis.
@@ -217,8 +208,8 @@ pub struct Config {
     pub admin_tls: Option<crate::tls::ServerFiles>,
     /// TLS and password of the Redis connection.
     pub redis_security: RedisSecurity,
-    /// `--log-format` as given (resolved against the terminal when logging starts).
-    pub log_format: Option<LogFormat>,
+    /// `--log-format`.
+    pub log_format: LogFormat,
 }
 
 /// A configuration value that cannot be used, with the flag and variable that carry it.
@@ -759,12 +750,11 @@ mod tests {
     }
 
     #[test]
-    fn log_format_defaults_to_text_on_a_terminal_only() {
-        assert_eq!(parse(&["--demo"]).unwrap().log_format, None);
-        assert_eq!(LogFormat::resolve(None, true), LogFormat::Text);
-        assert_eq!(LogFormat::resolve(None, false), LogFormat::Json);
-        let c = parse(&["--demo", "--log-format", "text"]).unwrap();
-        assert_eq!(LogFormat::resolve(c.log_format, false), LogFormat::Text);
+    fn log_format_defaults_to_text() {
+        assert_eq!(parse(&["--demo"]).unwrap().log_format, LogFormat::Text);
+        let c = parse(&["--demo", "--log-format", "json"]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(T::try_parse_from(["t", "--demo", "--log-format", "yaml"]).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod deploy;
 mod fuzz_regressions;
 mod http;
 mod issuer;
+mod logs;
 mod openapi;
 mod properties;
 mod redis;
