@@ -63,7 +63,8 @@ type Resp = Response<Full<Bytes>>;
 /// The issuer API.
 pub struct Api {
     issuer: Issuer,
-    tokens: Tokens,
+    /// The admin tokens, replaced whole when the tokens file is reloaded (SIGHUP).
+    tokens: arc_swap::ArcSwap<Tokens>,
     metrics: Arc<Metrics>,
     /// Time a request body has to arrive (`--header-read-timeout`, as on the public plane).
     body_timeout: std::time::Duration,
@@ -238,7 +239,7 @@ impl Api {
     pub fn new(issuer: Issuer, tokens: Tokens, metrics: Arc<Metrics>) -> Self {
         Api {
             issuer,
-            tokens,
+            tokens: arc_swap::ArcSwap::from_pointee(tokens),
             metrics,
             body_timeout: std::time::Duration::from_secs(10),
         }
@@ -248,6 +249,11 @@ impl Api {
     pub fn with_body_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.body_timeout = timeout;
         self
+    }
+
+    /// Puts `tokens` in force for every request from now on (a reloaded tokens file).
+    pub fn replace_tokens(&self, tokens: Tokens) {
+        self.tokens.store(Arc::new(tokens));
     }
 
     /// Answers `/v1/…` requests; `None` for other paths.
@@ -260,7 +266,8 @@ impl Api {
     }
 
     fn authorise(&self, req: &Request<Incoming>, needed: Scope) -> Result<Who, Problem> {
-        if self.tokens.is_empty() {
+        let tokens = self.tokens.load();
+        if tokens.is_empty() {
             return Err(Problem::AdminDisabled);
         }
         let token = req
@@ -268,10 +275,7 @@ impl Api {
             .get(header::AUTHORIZATION)
             .and_then(|h| bearer(h.as_bytes()))
             .ok_or(Problem::Unauthorized)?;
-        let caller = self
-            .tokens
-            .authenticate(token)
-            .ok_or(Problem::Unauthorized)?;
+        let caller = tokens.authenticate(token).ok_or(Problem::Unauthorized)?;
         if !caller.may(needed) {
             return Err(Problem::Forbidden {
                 scope: needed.as_str(),

@@ -17,6 +17,7 @@ mod properties;
 mod redis;
 mod redis_harness;
 mod redis_tls;
+mod reload;
 mod replicas;
 mod rotation;
 mod shedding;
