@@ -57,6 +57,9 @@ pub struct HealthArgs {
     /// Seconds to wait for the whole answer.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+    /// PEM CA certificates that verify an https:// admin listener.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 /// How the CLI reaches the admin API.
@@ -83,6 +86,16 @@ pub struct AdminConn {
     /// (`<name> <scopes> <token>` lines), whose first token is used.
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// PEM CA certificates that verify an https:// admin listener (a private CA). Default:
+    /// the system's trust roots.
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate for an admin listener with mutual TLS (with --client-key).
+    #[arg(long, global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, global = true, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -237,9 +250,9 @@ pub struct KeygenArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// A file, `-` for standard input, or an http:// URL.
+    /// A file, `-` for standard input, or an http:// or https:// URL.
     pub input: String,
-    /// Verification key: a JWKS (JSON) or PEM file, or an http:// URL of a JWKS.
+    /// Verification key: a JWKS (JSON) or PEM file, or an http(s):// URL of a JWKS.
     #[arg(long)]
     pub key: Option<String>,
     /// Index to read (repeatable). An index beyond the list fails, as a relying party must.
@@ -257,6 +270,10 @@ pub struct InspectArgs {
     /// Check validity at this Unix time instead of now.
     #[arg(long)]
     pub at: Option<u64>,
+    /// PEM CA certificates that verify https:// inputs and keys (a private CA). Default: the
+    /// system's trust roots.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 /// Runs one command.
@@ -288,7 +305,11 @@ fn admin_client(conn: &AdminConn) -> anyhow::Result<crate::admin::client::Client
         }
         (None, None) => None,
     };
-    Ok(crate::admin::client::Client::new(&conn.admin_url, token))
+    let tls = crate::tls::ClientTls {
+        ca: conn.ca.clone(),
+        identity: conn.client_cert.clone().zip(conn.client_key.clone()),
+    };
+    Ok(crate::admin::client::Client::new(&conn.admin_url, token).with_tls(tls))
 }
 
 fn print_call(
@@ -493,8 +514,8 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads a file, standard input (`-`) or an http:// URL.
-fn read_input(input: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
+/// Reads a file, standard input (`-`) or an http:// or https:// URL.
+fn read_input(input: &str, accept: &str, tls: &crate::tls::ClientTls) -> anyhow::Result<Vec<u8>> {
     if input == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -502,11 +523,8 @@ fn read_input(input: &str, accept: &str) -> anyhow::Result<Vec<u8>> {
             .context("reading standard input")?;
         return Ok(buf);
     }
-    if input.starts_with("https://") {
-        bail!("{input}: https URLs are not fetched by this build; download the token (e.g. with curl) and pass the file or '-'");
-    }
-    if input.starts_with("http://") {
-        return runtime()?.block_on(fetch(input, accept, FETCH_TIMEOUT));
+    if input.starts_with("http://") || input.starts_with("https://") {
+        return runtime()?.block_on(fetch(input, accept, FETCH_TIMEOUT, tls));
     }
     std::fs::read(input).with_context(|| format!("reading {input}"))
 }
@@ -516,7 +534,12 @@ const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// GETs `url` and returns the body of a 2xx answer; any other status is an error that carries
 /// the status and the start of the body (a problem+json `detail` says why).
-async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow::Result<Vec<u8>> {
+async fn fetch(
+    url: &str,
+    accept: &str,
+    timeout: std::time::Duration,
+    tls: &crate::tls::ClientTls,
+) -> anyhow::Result<Vec<u8>> {
     use http_body_util::{BodyExt, Empty, Limited};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
@@ -525,10 +548,12 @@ async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow:
         .body(Empty::new())
         .with_context(|| format!("{url} is not a valid URL"))?;
     let answer = async {
-        let resp = client
-            .request(req)
-            .await
-            .with_context(|| format!("fetching {url}"))?;
+        let resp = if url.starts_with("https://") {
+            tls.send(req).await.map_err(anyhow::Error::from)
+        } else {
+            client.request(req).await.map_err(anyhow::Error::from)
+        }
+        .with_context(|| format!("fetching {url}"))?;
         let status = resp.status();
         // Twice the largest list we decode, compressed tokens are far smaller.
         let body = Limited::new(resp.into_body(), 256 << 20)
@@ -551,12 +576,19 @@ async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow:
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let tls = crate::tls::ClientTls {
+        ca: args.ca.clone(),
+        identity: None,
+    };
     let keys = match &args.key {
         None => None,
         Some(k) => {
-            let text =
-                String::from_utf8(read_input(k, "application/jwk-set+json, application/json")?)
-                    .with_context(|| format!("{k}: key is not UTF-8 text"))?;
+            let text = String::from_utf8(read_input(
+                k,
+                "application/jwk-set+json, application/json",
+                &tls,
+            )?)
+            .with_context(|| format!("{k}: key is not UTF-8 text"))?;
             let set = if text.trim_start().starts_with('{') {
                 KeySet::from_jwks_json(&text)
             } else {
@@ -565,7 +597,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             Some(set.with_context(|| format!("loading verification key {k}"))?)
         }
     };
-    let input = read_input(&args.input, &args.accept)?;
+    let input = read_input(&args.input, &args.accept, &tls)?;
     let now = match args.at {
         Some(t) => t,
         None => std::time::SystemTime::now()
@@ -586,19 +618,23 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
-    if !args.url.starts_with("http://") {
+    if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
         bail!(
-            "--url {}: only http:// URLs are probed (the admin plane has no TLS)",
+            "--url {}: only http:// and https:// URLs are probed",
             args.url
         );
     }
+    let tls = crate::tls::ClientTls {
+        ca: args.ca.clone(),
+        identity: None,
+    };
     // A current-thread runtime: a probe runs every few seconds and must stay cheap.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    let body = rt.block_on(fetch(&args.url, "text/plain, */*", timeout))?;
+    let body = rt.block_on(fetch(&args.url, "text/plain, */*", timeout, &tls))?;
     print!("{}", String::from_utf8_lossy(&body));
     Ok(ExitCode::SUCCESS)
 }

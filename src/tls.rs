@@ -200,25 +200,135 @@ pub fn peer_subject(conn: &rustls::ServerConnection) -> Option<ClientSubject> {
     ))
 }
 
-/// The client configuration of the https clients: the system's trust roots, or only the
-/// certificates of `ca` (a private CA) when given.
-pub fn client_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
-    let roots = match ca {
-        Some(path) => roots(path)?,
+/// The trust roots of the https clients: only the certificates of `ca` (a private CA) when
+/// given, else the system's.
+fn trust(ca: Option<&Path>) -> Result<rustls::RootCertStore, TlsError> {
+    match ca {
+        Some(path) => roots(path),
         None => {
             let mut store = rustls::RootCertStore::empty();
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-            store
+            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            Ok(store)
         }
-    };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)
-        .expect("ring supports TLS 1.2 and 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    }
+}
+
+/// How an https client authenticates the server and itself.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// PEM CA certificates to trust instead of the system's roots (`--ca`).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key, for an admin plane with mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Why an https request could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Files(#[from] TlsError),
+    #[error("{0}: not an https:// URL with a host")]
+    Url(String),
+    #[error("connecting to {authority}: {source}")]
+    Connect {
+        authority: String,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {authority}: {source}")]
+    Handshake {
+        authority: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP exchange with {authority}: {source}")]
+    Http {
+        authority: String,
+        source: hyper::Error,
+    },
+}
+
+impl ClientTls {
+    /// The rustls client configuration: trust, ALPN `http/1.1`, and the client identity.
+    pub fn config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_root_certificates(trust(self.ca.as_deref())?);
+        let mut config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => builder
+                .with_client_auth_cert(certificates(cert)?, private_key(key)?)
+                .map_err(|source| TlsError::Pair {
+                    path: key.clone(),
+                    source,
+                })?,
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// Sends `req` (an `https://` URI) over a new TLS connection, HTTP/1.1, and returns the
+    /// answer's head with its streaming body. One connection per request: the CLI sends one.
+    pub async fn send<B>(
+        &self,
+        mut req: hyper::Request<B>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let uri = req.uri().clone();
+        let (Some("https"), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return Err(ClientError::Url(uri.to_string()));
+        };
+        let port = uri.port_u16().unwrap_or(443);
+        let authority = format!("{host}:{port}");
+        let name = rustls::pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+        .map_err(|_| ClientError::Url(uri.to_string()))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(self.config()?));
+        let tcp = tokio::net::TcpStream::connect((
+            host.trim_start_matches('[').trim_end_matches(']'),
+            port,
+        ))
+        .await
+        .map_err(|source| ClientError::Connect {
+            authority: authority.clone(),
+            source,
+        })?;
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|source| ClientError::Handshake {
+                authority: authority.clone(),
+                source,
+            })?;
+        let http = |source| ClientError::Http {
+            authority: authority.clone(),
+            source,
+        };
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(http)?;
+        tokio::spawn(conn);
+        if !req.headers().contains_key(hyper::header::HOST) {
+            let host = uri
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default();
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&host) {
+                req.headers_mut().insert(hyper::header::HOST, v);
+            }
+        }
+        // Origin form on the wire, as HTTP/1.1 servers expect.
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = path.parse().expect("a path of a valid URI is valid");
+        send.send_request(req).await.map_err(http)
+    }
 }
 
 #[cfg(test)]

@@ -596,3 +596,92 @@ async fn mutual_tls_refuses_missing_untrusted_and_expired_client_certificates_an
     );
     running.stop().await;
 }
+
+/// Runs the statusd binary off the async threads.
+async fn statusd(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
+            .args(&args)
+            .env_remove("STATUSD_ADMIN_URL")
+            .env_remove("STATUSD_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_speaks_https_inspect_verifies_a_list_and_lists_passes_mutual_tls() {
+    let dir = TempDir::new("tls-cli");
+    let pki = Pki::new(&dir.0, "main");
+    let server = pki.server("server", "statusd");
+    let running = start_mutual(&dir, &pki, &server).await;
+    let base = format!("https://localhost:{}", running.public_addr.port());
+    let ca = s(&pki.ca_cert).to_owned();
+    let inspect = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "inspect",
+            &format!("{base}/statuslists/other"),
+            "--key",
+            &format!("{base}/.well-known/jwks.json"),
+            "--idx",
+            "7",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        statusd(args)
+    };
+    let out = inspect(&["--ca", &ca]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["size"], 1024, "{report}");
+    // Without the private CA the server is not trusted.
+    let out = inspect(&[]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The admin CLI over mutual TLS: with the client certificate it works, without it not.
+    let alice = pki.client("alice", "ops-alice", false);
+    let admin_url = format!("https://localhost:{}", running.admin_addr.port());
+    let lists = |identity: bool| {
+        let mut args: Vec<String> = [
+            "lists",
+            "show",
+            "--admin-url",
+            &admin_url,
+            "--token",
+            ADMIN_TOKEN,
+            "--ca",
+            &ca,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if identity {
+            args.extend([
+                "--client-cert".into(),
+                s(&alice.cert).into(),
+                "--client-key".into(),
+                s(&alice.key).into(),
+            ]);
+        }
+        statusd(args)
+    };
+    let out = lists(true).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("other"));
+    assert!(!lists(false).await.status.success());
+    running.stop().await;
+}
