@@ -30,6 +30,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing `ServeArgs` would save nothing that matters.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve status lists (public listener) and metrics/health (admin listener).
     Serve(ServeArgs),

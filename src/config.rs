@@ -114,34 +114,34 @@ pub struct ServeArgs {
     pub demo: bool,
     /// PEM certificate chain of the public listener; with --tls-key it serves HTTPS only.
     /// Unset: plain HTTP (behind a CDN or load balancer that terminates TLS).
-    #[arg(long, env = "STATUSD_TLS_CERT")]
+    #[arg(long, env = "STATUSD_TLS_CERT", value_parser = optional_path)]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
-    #[arg(long, env = "STATUSD_TLS_KEY")]
+    #[arg(long, env = "STATUSD_TLS_KEY", value_parser = optional_path)]
     pub tls_key: Option<PathBuf>,
     /// PEM certificate chain of the admin listener. Default: the public listener's pair.
-    #[arg(long, env = "STATUSD_ADMIN_TLS_CERT")]
+    #[arg(long, env = "STATUSD_ADMIN_TLS_CERT", value_parser = optional_path)]
     pub admin_tls_cert: Option<PathBuf>,
     /// PEM private key of --admin-tls-cert.
-    #[arg(long, env = "STATUSD_ADMIN_TLS_KEY")]
+    #[arg(long, env = "STATUSD_ADMIN_TLS_KEY", value_parser = optional_path)]
     pub admin_tls_key: Option<PathBuf>,
     /// PEM CA certificates of admin clients: mutual TLS, a client certificate they issued is
     /// then required on the admin listener (besides the bearer token).
-    #[arg(long, env = "STATUSD_ADMIN_CLIENT_CA")]
+    #[arg(long, env = "STATUSD_ADMIN_CLIENT_CA", value_parser = optional_path)]
     pub admin_client_ca: Option<PathBuf>,
     /// PEM CA certificates that verify a `rediss://` server (a private CA). Default: the
     /// system's trust roots.
-    #[arg(long, env = "STATUSD_REDIS_CA")]
+    #[arg(long, env = "STATUSD_REDIS_CA", value_parser = optional_path)]
     pub redis_ca: Option<PathBuf>,
     /// PEM client certificate presented to a `rediss://` server (with --redis-client-key).
-    #[arg(long, env = "STATUSD_REDIS_CLIENT_CERT")]
+    #[arg(long, env = "STATUSD_REDIS_CLIENT_CERT", value_parser = optional_path)]
     pub redis_client_cert: Option<PathBuf>,
     /// PEM private key of --redis-client-cert.
-    #[arg(long, env = "STATUSD_REDIS_CLIENT_KEY")]
+    #[arg(long, env = "STATUSD_REDIS_CLIENT_KEY", value_parser = optional_path)]
     pub redis_client_key: Option<PathBuf>,
     /// File holding the Redis password (trailing newline ignored), instead of one in the URL;
     /// an ACL user name may stay in the URL.
-    #[arg(long, env = "STATUSD_REDIS_PASSWORD_FILE")]
+    #[arg(long, env = "STATUSD_REDIS_PASSWORD_FILE", value_parser = optional_path)]
     pub redis_password_file: Option<PathBuf>,
     /// Log format on standard error: `text` (for people), or `json` (one JSON object per line
     /// with timestamp, level, target and fields, for log pipelines).
@@ -150,6 +150,17 @@ pub struct ServeArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
+}
+
+/// Parses a path setting; an empty value (a variable a ConfigMap spells out empty) means unset,
+/// as it does for `STATUSD_PUBLISHED_KEYS`.
+fn optional_path(value: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(value))
+}
+
+/// The path of an optional path setting, `None` when unset or empty.
+fn set(path: &Option<PathBuf>) -> Option<PathBuf> {
+    path.clone().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// `--log-format`. The default stays text whether or not standard error is a terminal: a
@@ -276,8 +287,8 @@ fn pair(
     (cert_flag, cert_env): (&'static str, &'static str),
     (key_flag, key_env): (&'static str, &'static str),
 ) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
-    match (cert, key) {
-        (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
+    match (set(cert), set(key)) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
         (None, None) => Ok(None),
         (Some(_), None) => Err(err(
             key_flag,
@@ -313,7 +324,8 @@ fn listener_tls(args: &ServeArgs) -> Result<ListenerTls, ConfigError> {
         ("admin-tls-key", "ADMIN_TLS_KEY"),
     )?
     .or_else(|| public.clone());
-    if args.admin_client_ca.is_some() && admin.is_none() {
+    let client_ca = set(&args.admin_client_ca);
+    if client_ca.is_some() && admin.is_none() {
         return Err(err(
             "admin-client-ca",
             "ADMIN_CLIENT_CA",
@@ -329,7 +341,7 @@ fn listener_tls(args: &ServeArgs) -> Result<ListenerTls, ConfigError> {
         };
     Ok((
         public.map(|p| files(p, None)),
-        admin.map(|p| files(p, args.admin_client_ca.clone())),
+        admin.map(|p| files(p, client_ca)),
     ))
 }
 
@@ -344,8 +356,9 @@ fn redis_security(args: &ServeArgs) -> Result<RedisSecurity, ConfigError> {
         let u = u.trim_start().to_ascii_lowercase();
         u.starts_with("rediss://") || u.starts_with("rediss+cluster://")
     });
-    if !tls && (args.redis_ca.is_some() || client_cert.is_some()) {
-        let (flag, env) = if args.redis_ca.is_some() {
+    let ca = set(&args.redis_ca);
+    if !tls && (ca.is_some() || client_cert.is_some()) {
+        let (flag, env) = if ca.is_some() {
             ("redis-ca", "REDIS_CA")
         } else {
             ("redis-client-cert", "REDIS_CLIENT_CERT")
@@ -356,7 +369,8 @@ fn redis_security(args: &ServeArgs) -> Result<RedisSecurity, ConfigError> {
             "applies to a TLS Redis only: use a rediss:// (or rediss+cluster://) --redis-url",
         ));
     }
-    if args.redis_password_file.is_some() && args.redis_url.is_none() {
+    let password_file = set(&args.redis_password_file);
+    if password_file.is_some() && args.redis_url.is_none() {
         return Err(err(
             "redis-password-file",
             "REDIS_PASSWORD_FILE",
@@ -364,9 +378,9 @@ fn redis_security(args: &ServeArgs) -> Result<RedisSecurity, ConfigError> {
         ));
     }
     Ok(RedisSecurity {
-        ca: args.redis_ca.clone(),
+        ca,
         client_cert,
-        password_file: args.redis_password_file.clone(),
+        password_file,
     })
 }
 
@@ -701,6 +715,18 @@ mod tests {
         assert_eq!((e.flag, e.env), ("admin-tls-cert", "ADMIN_TLS_CERT"));
         let e = parse(&["--demo", "--admin-client-ca", "ca.pem"]).unwrap_err();
         assert_eq!((e.flag, e.env), ("admin-client-ca", "ADMIN_CLIENT_CA"));
+        // Empty means unset, so a ConfigMap can spell every variable out.
+        let c = parse(&[
+            "--demo",
+            "--tls-cert",
+            "",
+            "--tls-key",
+            "",
+            "--admin-client-ca",
+            "",
+        ])
+        .unwrap();
+        assert!(c.tls.is_none() && c.admin_tls.is_none());
     }
 
     #[test]

@@ -170,11 +170,6 @@ impl ServerTls {
         Ok(())
     }
 
-    /// Whether clients must present a certificate.
-    pub fn is_mutual(&self) -> bool {
-        self.files.client_ca.is_some()
-    }
-
     pub fn files(&self) -> &ServerFiles {
         &self.files
     }
