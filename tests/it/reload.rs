@@ -284,3 +284,72 @@ async fn sighup_rotates_admin_tokens_a_removed_token_is_refused_and_a_new_one_wo
     assert_eq!(lists(new).await, StatusCode::OK);
     p.stop();
 }
+
+/// The `kid`s of the JWKS the public plane serves.
+async fn served_kids(public: SocketAddr) -> Vec<String> {
+    let (_, _, body) =
+        crate::support::get(&format!("http://{public}/.well-known/jwks.json"), &[]).await;
+    let jwks: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The reload SIGHUP runs (`Running::reload`), in process: a key added to the published-keys
+/// file reaches the JWKS without a restart; an unreadable file leaves the JWKS as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_publishes_a_new_key_and_refuses_a_broken_key_file() {
+    use statusd::token::keys::{Algorithm, SigningKey};
+    let dir = TempDir::new("reload-keys");
+    let file = dir.0.join("published.pem");
+    let (next, other) = (
+        SigningKey::generate(Algorithm::Es256),
+        SigningKey::generate(Algorithm::EdDsa),
+    );
+    std::fs::write(&file, next.verifying_key().to_public_pem()).unwrap();
+    let running =
+        crate::support::start_with(&dir.0, &[], &["--published-keys", file.to_str().unwrap()])
+            .await;
+    let before = served_kids(running.public_addr).await;
+    assert_eq!(before.len(), 2);
+    assert!(before.contains(&next.kid().to_owned()));
+    std::fs::write(
+        &file,
+        format!(
+            "{}{}",
+            next.verifying_key().to_public_pem(),
+            other.verifying_key().to_public_pem()
+        ),
+    )
+    .unwrap();
+    assert!(running.reload().is_empty(), "reloaded");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served_kids(running.public_addr)
+        .await
+        .contains(&other.kid().to_owned())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the new key never reached the JWKS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        crate::support::metric(running.admin_addr, "statusd_jwks_keys").await,
+        3.0
+    );
+    std::fs::write(&file, "-----BEGIN PUBLIC KEY-----\ngarbage\n").unwrap();
+    let refused = running.reload();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("published keys"), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        served_kids(running.public_addr).await.len(),
+        3,
+        "the JWKS stays"
+    );
+    running.stop().await;
+}
