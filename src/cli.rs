@@ -91,6 +91,9 @@ pub struct HealthArgs {
     /// Seconds to wait for the whole answer.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+    /// PEM CA certificates that verify an https:// admin listener.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 /// How the CLI reaches the admin API.
@@ -117,6 +120,16 @@ pub struct AdminConn {
     /// (`<name> <scopes> <token>` lines), whose first token is used.
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// PEM CA certificates that verify an https:// admin listener (a private CA). Default:
+    /// the system's trust roots.
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate for an admin listener with mutual TLS (with --client-key).
+    #[arg(long, global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, global = true, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -321,9 +334,9 @@ pub struct CsrArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// A file, `-` for standard input, or an http:// URL.
+    /// A file, `-` for standard input, or an http:// or https:// URL.
     pub input: String,
-    /// Verification key: a JWKS (JSON) or PEM file, or an http:// URL of a JWKS.
+    /// Verification key: a JWKS (JSON) or PEM file, or an http(s):// URL of a JWKS.
     #[arg(long)]
     pub key: Option<String>,
     /// Index to read (repeatable). An index beyond the list fails, as a relying party must.
@@ -345,6 +358,10 @@ pub struct InspectArgs {
     /// validity at `iat`, key usage) and verify the token with the leaf's key.
     #[arg(long)]
     pub trust_anchor: Option<PathBuf>,
+    /// PEM CA certificates that verify https:// inputs and keys (a private CA). Default: the
+    /// system's trust roots.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 /// Runs one command.
@@ -447,7 +464,11 @@ fn admin_client(conn: &AdminConn) -> anyhow::Result<crate::admin::client::Client
         }
         (None, None) => None,
     };
-    Ok(crate::admin::client::Client::new(&conn.admin_url, token))
+    let tls = crate::tls::ClientTls {
+        ca: conn.ca.clone(),
+        identity: conn.client_cert.clone().zip(conn.client_key.clone()),
+    };
+    Ok(crate::admin::client::Client::new(&conn.admin_url, token).with_tls(tls))
 }
 
 fn print_call(
@@ -586,9 +607,23 @@ fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STATUSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if format == crate::config::LogFormat::Json {
+        // One object per line: timestamp, level, target and the event's fields at the top
+        // level, no span context (the request path has no spans, so nothing leaks from it).
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_target(true)
+            .with_writer(std::io::stderr)
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -613,10 +648,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.check_config {
+        if let Err(e) = app::check_files(&config) {
+            eprintln!("statusd: invalid configuration: {e:#}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
         print_out("configuration OK")?;
         return Ok(ExitCode::SUCCESS);
     }
-    init_tracing();
+    init_tracing(config.log_format);
     runtime()?.block_on(app::run(config))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -662,9 +701,14 @@ fn csr(args: CsrArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads a file, standard input (`-`) or an http:// URL; `what` names it in errors ("the
-/// token", "the key set").
-fn read_input(input: &str, accept: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+/// Reads a file, standard input (`-`) or an http:// or https:// URL; `what` names it in errors
+/// ("the token", "the key set").
+fn read_input(
+    input: &str,
+    accept: &str,
+    what: &str,
+    tls: &crate::tls::ClientTls,
+) -> anyhow::Result<Vec<u8>> {
     if input == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -672,12 +716,9 @@ fn read_input(input: &str, accept: &str, what: &str) -> anyhow::Result<Vec<u8>> 
             .with_context(|| format!("reading {what} from standard input"))?;
         return Ok(buf);
     }
-    if input.starts_with("https://") {
-        bail!("{input}: https URLs are not fetched by this build; download {what} (e.g. with curl) and pass the file or '-'");
-    }
-    if input.starts_with("http://") {
+    if input.starts_with("http://") || input.starts_with("https://") {
         return runtime()?
-            .block_on(fetch(input, accept, FETCH_TIMEOUT))
+            .block_on(fetch(input, accept, FETCH_TIMEOUT, tls))
             .with_context(|| format!("reading {what}"));
     }
     std::fs::read(input).with_context(|| format!("reading {input} ({what})"))
@@ -688,7 +729,12 @@ const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// GETs `url` and returns the body of a 2xx answer; any other status is an error that carries
 /// the status and the start of the body (a problem+json `detail` says why).
-async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow::Result<Vec<u8>> {
+async fn fetch(
+    url: &str,
+    accept: &str,
+    timeout: std::time::Duration,
+    tls: &crate::tls::ClientTls,
+) -> anyhow::Result<Vec<u8>> {
     use http_body_util::{BodyExt, Empty, Limited};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
@@ -697,10 +743,12 @@ async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow:
         .body(Empty::new())
         .with_context(|| format!("{url} is not a valid URL"))?;
     let answer = async {
-        let resp = client
-            .request(req)
-            .await
-            .with_context(|| format!("fetching {url}"))?;
+        let resp = if url.starts_with("https://") {
+            tls.send(req).await.map_err(anyhow::Error::from)
+        } else {
+            client.request(req).await.map_err(anyhow::Error::from)
+        }
+        .with_context(|| format!("fetching {url}"))?;
         let status = resp.status();
         // Twice the largest list we decode, compressed tokens are far smaller.
         let body = Limited::new(resp.into_body(), 256 << 20)
@@ -726,11 +774,15 @@ async fn fetch(url: &str, accept: &str, timeout: std::time::Duration) -> anyhow:
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let tls = crate::tls::ClientTls {
+        ca: args.ca.clone(),
+        identity: None,
+    };
     let keys = match &args.key {
         None => None,
         Some(k) => {
             let what = "the key set (--key)";
-            let bytes = read_input(k, "application/jwk-set+json, application/json", what)?;
+            let bytes = read_input(k, "application/jwk-set+json, application/json", what, &tls)?;
             let text = String::from_utf8(bytes).with_context(|| {
                 format!("{k}: the key set is not UTF-8 text (expected a JWKS or PEM)")
             })?;
@@ -753,7 +805,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let input = read_input(&args.input, &args.accept, "the token")?;
+    let input = read_input(&args.input, &args.accept, "the token", &tls)?;
     let now = match args.at {
         Some(t) => t,
         None => std::time::SystemTime::now()
@@ -775,19 +827,23 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
-    if !args.url.starts_with("http://") {
+    if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
         bail!(
-            "--url {}: only http:// URLs are probed (the admin plane has no TLS)",
+            "--url {}: only http:// and https:// URLs are probed",
             args.url
         );
     }
+    let tls = crate::tls::ClientTls {
+        ca: args.ca.clone(),
+        identity: None,
+    };
     // A current-thread runtime: a probe runs every few seconds and must stay cheap.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    let body = rt.block_on(fetch(&args.url, "text/plain, */*", timeout))?;
+    let body = rt.block_on(fetch(&args.url, "text/plain, */*", timeout, &tls))?;
     std::io::stdout()
         .lock()
         .write_all(&body)

@@ -144,9 +144,75 @@ pub struct ServeArgs {
     /// comma-separated; empty: none.
     #[arg(long, env = "STATUSD_PARENT_KINDS", default_value = "physical")]
     pub parent_kinds: String,
+    /// PEM certificate chain of the public listener; with --tls-key it serves HTTPS only.
+    /// Unset: plain HTTP (behind a CDN or load balancer that terminates TLS).
+    #[arg(long, env = "STATUSD_TLS_CERT", value_parser = optional_path)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STATUSD_TLS_KEY", value_parser = optional_path)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate chain of the admin listener. Default: the public listener's pair.
+    #[arg(long, env = "STATUSD_ADMIN_TLS_CERT", value_parser = optional_path)]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of --admin-tls-cert.
+    #[arg(long, env = "STATUSD_ADMIN_TLS_KEY", value_parser = optional_path)]
+    pub admin_tls_key: Option<PathBuf>,
+    /// PEM CA certificates of admin clients: mutual TLS, a client certificate they issued is
+    /// then required on the admin listener (besides the bearer token).
+    #[arg(long, env = "STATUSD_ADMIN_CLIENT_CA", value_parser = optional_path)]
+    pub admin_client_ca: Option<PathBuf>,
+    /// PEM CA certificates that verify a `rediss://` server (a private CA). Default: the
+    /// system's trust roots.
+    #[arg(long, env = "STATUSD_REDIS_CA", value_parser = optional_path)]
+    pub redis_ca: Option<PathBuf>,
+    /// PEM client certificate presented to a `rediss://` server (with --redis-client-key).
+    #[arg(long, env = "STATUSD_REDIS_CLIENT_CERT", value_parser = optional_path)]
+    pub redis_client_cert: Option<PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(long, env = "STATUSD_REDIS_CLIENT_KEY", value_parser = optional_path)]
+    pub redis_client_key: Option<PathBuf>,
+    /// File holding the Redis password (trailing newline ignored), instead of one in the URL;
+    /// an ACL user name may stay in the URL.
+    #[arg(long, env = "STATUSD_REDIS_PASSWORD_FILE", value_parser = optional_path)]
+    pub redis_password_file: Option<PathBuf>,
+    /// Log format on standard error: `text` (for people), or `json` (one JSON object per line
+    /// with timestamp, level, target and fields, for log pipelines).
+    #[arg(long, env = "STATUSD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
+}
+
+/// Parses a path setting; an empty value (a variable a ConfigMap spells out empty) means unset,
+/// as it does for `STATUSD_PUBLISHED_KEYS`.
+fn optional_path(value: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(value))
+}
+
+/// The path of an optional path setting, `None` when unset or empty.
+fn set(path: &Option<PathBuf>) -> Option<PathBuf> {
+    path.clone().filter(|p| !p.as_os_str().is_empty())
+}
+
+/// `--log-format`. The default stays text whether or not standard error is a terminal: a
+/// deployment that parses today's lines keeps working, and a log pipeline opts in to JSON
+/// with one variable (the container image and manifests set it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// How statusd reaches a `rediss://` Redis and authenticates to any Redis.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisSecurity {
+    /// PEM CA certificates of the server (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
 }
 
 /// Validated configuration of `statusd serve`.
@@ -183,6 +249,14 @@ pub struct Config {
     /// Issuer API settings.
     pub issuer_settings: crate::issuer::Settings,
     pub consistency: crate::consistency::Settings,
+    /// TLS of the public listener; `None` is plain HTTP.
+    pub tls: Option<crate::tls::ServerFiles>,
+    /// TLS of the admin listener (default: the public pair), with the client CA of mutual TLS.
+    pub admin_tls: Option<crate::tls::ServerFiles>,
+    /// TLS and password of the Redis connection.
+    pub redis_security: RedisSecurity,
+    /// `--log-format`.
+    pub log_format: LogFormat,
 }
 
 /// A configuration value that cannot be used, with the flag and variable that carry it.
@@ -242,10 +316,115 @@ fn addr(value: &str, flag: &'static str, env: &'static str) -> Result<SocketAddr
     })
 }
 
+/// A certificate and its key: both or neither.
+fn pair(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    (cert_flag, cert_env): (&'static str, &'static str),
+    (key_flag, key_env): (&'static str, &'static str),
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (set(cert), set(key)) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(err(
+            key_flag,
+            key_env,
+            format!("required with --{cert_flag}"),
+        )),
+        (None, Some(_)) => Err(err(
+            cert_flag,
+            cert_env,
+            format!("required with --{key_flag}"),
+        )),
+    }
+}
+
+/// The listeners' TLS files: the public pair, the admin pair (default: the public one) and the
+/// admin client CA, which needs TLS on the admin listener.
+type ListenerTls = (
+    Option<crate::tls::ServerFiles>,
+    Option<crate::tls::ServerFiles>,
+);
+
+fn listener_tls(args: &ServeArgs) -> Result<ListenerTls, ConfigError> {
+    let public = pair(
+        &args.tls_cert,
+        &args.tls_key,
+        ("tls-cert", "TLS_CERT"),
+        ("tls-key", "TLS_KEY"),
+    )?;
+    let admin = pair(
+        &args.admin_tls_cert,
+        &args.admin_tls_key,
+        ("admin-tls-cert", "ADMIN_TLS_CERT"),
+        ("admin-tls-key", "ADMIN_TLS_KEY"),
+    )?
+    .or_else(|| public.clone());
+    let client_ca = set(&args.admin_client_ca);
+    if client_ca.is_some() && admin.is_none() {
+        return Err(err(
+            "admin-client-ca",
+            "ADMIN_CLIENT_CA",
+            "mutual TLS needs TLS on the admin listener: set --admin-tls-cert and \
+             --admin-tls-key (or --tls-cert and --tls-key)",
+        ));
+    }
+    let files =
+        |(cert, key): (PathBuf, PathBuf), client_ca: Option<PathBuf>| crate::tls::ServerFiles {
+            cert,
+            key,
+            client_ca,
+        };
+    Ok((
+        public.map(|p| files(p, None)),
+        admin.map(|p| files(p, client_ca)),
+    ))
+}
+
+fn redis_security(args: &ServeArgs) -> Result<RedisSecurity, ConfigError> {
+    let client_cert = pair(
+        &args.redis_client_cert,
+        &args.redis_client_key,
+        ("redis-client-cert", "REDIS_CLIENT_CERT"),
+        ("redis-client-key", "REDIS_CLIENT_KEY"),
+    )?;
+    let tls = args.redis_url.as_deref().is_some_and(|u| {
+        let u = u.trim_start().to_ascii_lowercase();
+        u.starts_with("rediss://") || u.starts_with("rediss+cluster://")
+    });
+    let ca = set(&args.redis_ca);
+    if !tls && (ca.is_some() || client_cert.is_some()) {
+        let (flag, env) = if ca.is_some() {
+            ("redis-ca", "REDIS_CA")
+        } else {
+            ("redis-client-cert", "REDIS_CLIENT_CERT")
+        };
+        return Err(err(
+            flag,
+            env,
+            "applies to a TLS Redis only: use a rediss:// (or rediss+cluster://) --redis-url",
+        ));
+    }
+    let password_file = set(&args.redis_password_file);
+    if password_file.is_some() && args.redis_url.is_none() {
+        return Err(err(
+            "redis-password-file",
+            "REDIS_PASSWORD_FILE",
+            "needs --redis-url",
+        ));
+    }
+    Ok(RedisSecurity {
+        ca,
+        client_cert,
+        password_file,
+    })
+}
+
 impl Config {
     /// Validates `args` into a [`Config`].
     pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
         let listen = addr(&args.listen, "listen", "LISTEN")?;
+        let (tls, admin_tls) = listener_tls(args)?;
         let admin_listen = addr(&args.admin_listen, "admin-listen", "ADMIN_LISTEN")?;
         if !admin_listen.ip().is_loopback() && !args.admin_allow_public {
             return Err(err(
@@ -266,6 +445,7 @@ impl Config {
         }
         let public_url = match &args.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
+            None if tls.is_some() => format!("https://{listen}"),
             None => format!("http://{listen}"),
         };
         if !(public_url.starts_with("https://") || public_url.starts_with("http://"))
@@ -367,7 +547,8 @@ impl Config {
         if let Some(url) = &args.redis_url {
             if !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
-                || url.starts_with("redis+cluster://"))
+                || url.starts_with("redis+cluster://")
+                || url.starts_with("rediss+cluster://"))
             {
                 return Err(err(
                     "redis-url",
@@ -414,7 +595,12 @@ impl Config {
                 "must be at most 10000 per second",
             ));
         }
+        let redis_security = redis_security(args)?;
         Ok(Config {
+            tls,
+            admin_tls,
+            redis_security,
+            log_format: args.log_format,
             consistency: crate::consistency::Settings {
                 samples: args.consistency_samples,
                 every: Duration::from_secs(1),
@@ -700,6 +886,104 @@ mod tests {
             let e = parse(&["--demo", "--admin-workers", bad]).unwrap_err();
             assert_eq!((e.flag, e.env), ("admin-workers", "ADMIN_WORKERS"));
         }
+    }
+
+    #[test]
+    fn tls_pairs_default_and_mutual_tls_needs_admin_tls() {
+        let c = parse(&["--demo"]).unwrap();
+        assert!(c.tls.is_none() && c.admin_tls.is_none());
+        let c = parse(&["--demo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!(c.public_url, "https://127.0.0.1:8080");
+        let admin = c.admin_tls.expect("the public pair by default");
+        assert_eq!(
+            (admin.cert, admin.key, admin.client_ca),
+            ("c.pem".into(), "k.pem".into(), None)
+        );
+        let c = parse(&[
+            "--demo",
+            "--admin-tls-cert",
+            "a.pem",
+            "--admin-tls-key",
+            "ak.pem",
+            "--admin-client-ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert!(c.tls.is_none());
+        let admin = c.admin_tls.unwrap();
+        assert_eq!(admin.client_ca, Some("ca.pem".into()));
+        let e = parse(&["--demo", "--tls-cert", "c.pem"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("tls-key", "TLS_KEY"));
+        let e = parse(&["--demo", "--admin-tls-key", "k.pem"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("admin-tls-cert", "ADMIN_TLS_CERT"));
+        let e = parse(&["--demo", "--admin-client-ca", "ca.pem"]).unwrap_err();
+        assert_eq!((e.flag, e.env), ("admin-client-ca", "ADMIN_CLIENT_CA"));
+        // Empty means unset, so a ConfigMap can spell every variable out.
+        let c = parse(&[
+            "--demo",
+            "--tls-cert",
+            "",
+            "--tls-key",
+            "",
+            "--admin-client-ca",
+            "",
+        ])
+        .unwrap();
+        assert!(c.tls.is_none() && c.admin_tls.is_none());
+    }
+
+    #[test]
+    fn redis_tls_settings_need_a_tls_url() {
+        let ok = parse(&[
+            "--demo",
+            "--redis-url",
+            "rediss://redis.internal:6380",
+            "--redis-ca",
+            "ca.pem",
+            "--redis-client-cert",
+            "c.pem",
+            "--redis-client-key",
+            "k.pem",
+            "--redis-password-file",
+            "pw",
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.redis_security,
+            RedisSecurity {
+                ca: Some("ca.pem".into()),
+                client_cert: Some(("c.pem".into(), "k.pem".into())),
+                password_file: Some("pw".into()),
+            }
+        );
+        let e = parse(&[
+            "--demo",
+            "--redis-url",
+            "redis://r:6379",
+            "--redis-ca",
+            "ca.pem",
+        ])
+        .unwrap_err();
+        assert_eq!((e.flag, e.env), ("redis-ca", "REDIS_CA"));
+        let e = parse(&["--demo", "--redis-password-file", "pw"]).unwrap_err();
+        assert_eq!(e.flag, "redis-password-file");
+        let e = parse(&[
+            "--demo",
+            "--redis-url",
+            "rediss://r:1",
+            "--redis-client-cert",
+            "c.pem",
+        ])
+        .unwrap_err();
+        assert_eq!(e.flag, "redis-client-key");
+    }
+
+    #[test]
+    fn log_format_defaults_to_text() {
+        assert_eq!(parse(&["--demo"]).unwrap().log_format, LogFormat::Text);
+        let c = parse(&["--demo", "--log-format", "json"]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(T::try_parse_from(["t", "--demo", "--log-format", "yaml"]).is_err());
     }
 
     #[test]

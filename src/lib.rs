@@ -19,6 +19,7 @@
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
 //! | [`server`]    | listeners: accept loop, limits, HTTP/1.1 + HTTP/2, graceful drain        |
+//! | [`tls`]       | listener TLS (reloadable, mutual TLS on the admin plane), https clients  |
 //! | [`metrics`]   | every metric, declared once, label handles resolved at start-up          |
 //! | [`config`]    | flags and `STATUSD_*` variables parsed once into a typed [`config::Config`] |
 //! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
@@ -61,4 +62,5 @@ pub mod server;
 pub mod snapshot;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod token;

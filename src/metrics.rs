@@ -137,6 +137,12 @@ pub struct Metrics {
     pub jwks_keys: IntGauge,
     /// `notAfter` of the signing key's leaf certificate (`STATUSD_SIGNING_CERT`); 0 without one.
     pub signing_cert_not_after: Gauge,
+    /// TLS handshakes that failed (plain HTTP to a TLS port, untrusted or missing client
+    /// certificates, protocol errors); timed-out ones count in `connections_timed_out`.
+    pub tls_handshake_failures: IntCounter,
+    /// Configuration reloads (SIGHUP) by result: `ok`, or `error` when a new file was refused
+    /// and the old configuration stayed in force.
+    pub config_reloads: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -292,6 +298,26 @@ impl Metrics {
                 "Public requests answered 503 at once because --max-inflight requests were in \
                  flight (not counted in http_requests_total: they were never routed)",
             ),
+            tls_handshake_failures: counter(
+                "tls_handshake_failures_total",
+                "TLS handshakes that failed (not TLS, untrusted or missing client certificate, \
+                 protocol error)",
+            ),
+            config_reloads: {
+                let c = must(IntCounterVec::new(
+                    Opts::new(
+                        "config_reloads_total",
+                        "Configuration reloads (SIGHUP) by result: ok, or error when a new file \
+                         was refused and the old configuration stayed in force",
+                    ),
+                    &["result"],
+                ));
+                must(registry.register(Box::new(c.clone())));
+                for result in ["ok", "error"] {
+                    c.with_label_values(&[result]);
+                }
+                c
+            },
             build_seconds,
             requests,
             registry,

@@ -80,8 +80,9 @@ pub struct Refresher<S> {
     /// The key's source (file or PKCS#11 token) and certificate, checked before every pass
     /// that could sign, and told of every failed signature: signing pauses while it fails.
     pub key_watch: Arc<KeyWatch>,
-    /// Keys published in the JWKS (the signing key and any still-valid previous keys).
-    pub published_keys: KeySet,
+    /// Keys published in the JWKS (the signing key and any still-valid previous keys),
+    /// replaced whole by a reload (SIGHUP); the next synchronisation publishes the new JWKS.
+    pub published_keys: Arc<arc_swap::ArcSwap<KeySet>>,
     pub params: BuildParams,
     pub metrics: Arc<Metrics>,
     pub sync: Arc<SyncState>,
@@ -306,6 +307,7 @@ impl<S: Store> Refresher<S> {
             self.schedule_encodings(&lists, now);
         }
         changed |= self.age(&mut lists, signing, now);
+        changed |= self.jwks_outdated(&current);
         if missing.is_empty() {
             self.sync.mark(now);
             self.metrics.last_sync.set(unix_f64(now));
@@ -592,6 +594,13 @@ impl<S: Store> Refresher<S> {
             .any(|l| l.artefacts.aging != Aging::Fresh)
     }
 
+    /// Whether the published JWKS is not the one the published keys now make (a reload
+    /// replaced them). One serialisation of a few keys per synchronisation.
+    fn jwks_outdated(&self, current: &crate::snapshot::Snapshot) -> bool {
+        current.generation > 0
+            && current.jwks.body != self.published_keys.load().to_jwks().to_string().as_bytes()
+    }
+
     fn publish(&self, lists: HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
         let previous = self.snapshots.load_full();
         let generation = previous.generation + 1;
@@ -610,8 +619,13 @@ impl<S: Store> Refresher<S> {
                 .with_label_values(&[l.meta.id.as_str()])
                 .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
         }
-        let snapshot =
-            build::next_snapshot(&previous, lists, &self.published_keys, &self.params, now);
+        let snapshot = build::next_snapshot(
+            &previous,
+            lists,
+            &self.published_keys.load(),
+            &self.params,
+            now,
+        );
         // Gauges first: whoever sees the snapshot (readiness, a scrape right after) sees the
         // metrics that describe it, even if this thread is preempted in between.
         self.metrics.snapshot_generation.set(generation as i64);

@@ -12,6 +12,7 @@ use crate::issuer::{
 use crate::metrics::Metrics;
 use crate::status::Bits;
 use crate::store::{check_id, NewList, StoreError};
+use crate::tls::ClientSubject;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -62,7 +63,8 @@ type Resp = Response<Full<Bytes>>;
 /// The issuer API.
 pub struct Api {
     issuer: Issuer,
-    tokens: Tokens,
+    /// The admin tokens, replaced whole when the tokens file is reloaded (SIGHUP).
+    tokens: arc_swap::ArcSwap<Tokens>,
     metrics: Arc<Metrics>,
     /// Time a request body has to arrive (`--header-read-timeout`, as on the public plane).
     body_timeout: std::time::Duration,
@@ -281,7 +283,7 @@ impl Api {
     pub fn new(issuer: Issuer, tokens: Tokens, metrics: Arc<Metrics>) -> Self {
         Api {
             issuer,
-            tokens,
+            tokens: arc_swap::ArcSwap::from_pointee(tokens),
             metrics,
             body_timeout: std::time::Duration::from_secs(10),
         }
@@ -293,6 +295,11 @@ impl Api {
         self
     }
 
+    /// Puts `tokens` in force for every request from now on (a reloaded tokens file).
+    pub fn replace_tokens(&self, tokens: Tokens) {
+        self.tokens.store(Arc::new(tokens));
+    }
+
     /// Answers `/v1/…` requests; `None` for other paths.
     pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
         let route = route(req.uri().path())?;
@@ -302,8 +309,9 @@ impl Api {
         })
     }
 
-    fn authorise(&self, req: &Request<Incoming>, needed: Scope) -> Result<Caller, Problem> {
-        if self.tokens.is_empty() {
+    fn authorise(&self, req: &Request<Incoming>, needed: Scope) -> Result<Who, Problem> {
+        let tokens = self.tokens.load();
+        if tokens.is_empty() {
             return Err(Problem::AdminDisabled);
         }
         let token = req
@@ -311,16 +319,16 @@ impl Api {
             .get(header::AUTHORIZATION)
             .and_then(|h| bearer(h.as_bytes()))
             .ok_or(Problem::Unauthorized)?;
-        let caller = self
-            .tokens
-            .authenticate(token)
-            .ok_or(Problem::Unauthorized)?;
+        let caller = tokens.authenticate(token).ok_or(Problem::Unauthorized)?;
         if !caller.may(needed) {
             return Err(Problem::Forbidden {
                 scope: needed.as_str(),
             });
         }
-        Ok(caller)
+        Ok(Who {
+            caller,
+            client_subject: req.extensions().get::<ClientSubject>().cloned(),
+        })
     }
 
     async fn body(&self, req: Request<Incoming>, limit: usize) -> Result<Bytes, Problem> {
@@ -476,7 +484,7 @@ impl Api {
         }
     }
 
-    async fn create_list(&self, caller: &Caller, body: CreateList) -> Result<Resp, Problem> {
+    async fn create_list(&self, caller: &Who, body: CreateList) -> Result<Resp, Problem> {
         let settings = self.issuer.settings();
         check_purpose(&body.purpose).map_err(|p| Problem::BadBody(p.detail))?;
         if let Some(id) = &body.list_id {
@@ -510,7 +518,7 @@ impl Api {
             })
             .await
             .map_err(store_problem)?;
-        tracing::info!(by = %caller.name, list = %view.list_id, "created a list");
+        tracing::info!(by = %caller.name, client = caller.subject(), list = %view.list_id, "created a list");
         Ok(json_response(StatusCode::CREATED, &view))
     }
 
@@ -525,11 +533,11 @@ impl Api {
             .inc();
     }
 
-    async fn single(&self, caller: &Caller, op: Operation) -> Result<Resp, Problem> {
+    async fn single(&self, caller: &Who, op: Operation) -> Result<Resp, Problem> {
         let name = op.name();
         let mut results = match self
             .issuer
-            .execute(&caller.name, std::slice::from_ref(&op))
+            .execute_as(&caller.name, caller.subject(), std::slice::from_ref(&op))
             .await
         {
             Ok(r) => r,
@@ -543,7 +551,7 @@ impl Api {
         };
         let result = results.pop().expect("one result");
         self.count(name, &result);
-        tracing::info!(by = %caller.name, op = name, "issuer operation");
+        tracing::info!(by = %caller.name, client = caller.subject(), op = name, "issuer operation");
         match result {
             Ok(o) => {
                 let status = if o.result == "registered" {
@@ -557,8 +565,12 @@ impl Api {
         }
     }
 
-    async fn batch(&self, caller: &Caller, ops: Vec<Operation>) -> Result<Resp, Problem> {
-        let results = match self.issuer.execute(&caller.name, &ops).await {
+    async fn batch(&self, caller: &Who, ops: Vec<Operation>) -> Result<Resp, Problem> {
+        let results = match self
+            .issuer
+            .execute_as(&caller.name, caller.subject(), &ops)
+            .await
+        {
             Ok(r) => r,
             Err(IssuerError::Invalid(errors)) => return Err(Problem::BatchInvalid(errors)),
             Err(IssuerError::TooLarge) => {
@@ -589,8 +601,28 @@ impl Api {
                 }),
             });
         }
-        tracing::info!(by = %caller.name, items = out.len(), "issuer batch");
+        tracing::info!(by = %caller.name, client = caller.subject(), items = out.len(), "issuer batch");
         Ok(json_response(StatusCode::OK, &json!({ "results": out })))
+    }
+}
+
+/// An authorised caller: its token, and its TLS client certificate's subject when the admin
+/// plane runs mutual TLS (the audit trail records both).
+struct Who {
+    caller: Caller,
+    client_subject: Option<ClientSubject>,
+}
+
+impl Who {
+    fn subject(&self) -> Option<&str> {
+        self.client_subject.as_ref().map(|s| &*s.0)
+    }
+}
+
+impl std::ops::Deref for Who {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
     }
 }
 

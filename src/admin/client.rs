@@ -1,5 +1,6 @@
 //! A small client of the admin API for the command line (`statusd credentials …`,
-//! `statusd lists …`): JSON over HTTP/1.1 with a bearer token, problem+json surfaced as errors.
+//! `statusd lists …`): JSON over HTTP/1.1 (or HTTPS, with a private CA and a client certificate
+//! for mutual TLS) with a bearer token, problem+json surfaced as errors.
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
@@ -11,6 +12,8 @@ use std::time::Duration;
 pub struct Client {
     base: String,
     token: Option<String>,
+    /// Trust and identity for an https:// admin listener.
+    tls: crate::tls::ClientTls,
 }
 
 /// Escapes a path segment (credential ids may hold `/`, `%`, `?`, `#`).
@@ -31,7 +34,14 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
+            tls: crate::tls::ClientTls::default(),
         }
+    }
+
+    /// Reaches an https:// admin listener with `tls` (a private CA, a client certificate).
+    pub fn with_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Sends one request; returns the JSON body of a 2xx answer, or fails with the problem's
@@ -43,8 +53,8 @@ impl Client {
         body: Option<&Json>,
     ) -> anyhow::Result<Json> {
         let url = format!("{}{path}", self.base);
-        if !url.starts_with("http://") {
-            bail!("{url}: the admin API is reached over http:// (loopback or a private network)");
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("{url}: the admin API is reached over http:// or https://");
         }
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -66,7 +76,14 @@ impl Client {
         let req = req
             .body(body)
             .with_context(|| format!("{url} is not a valid URL"))?;
-        let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        let sent = async {
+            if url.starts_with("https://") {
+                self.tls.send(req).await.map_err(anyhow::Error::from)
+            } else {
+                client.request(req).await.map_err(anyhow::Error::from)
+            }
+        };
+        let resp = tokio::time::timeout(Duration::from_secs(60), sent)
             .await
             .with_context(|| format!("{method} {url}: timed out"))?
             .with_context(|| {

@@ -278,6 +278,7 @@ impl Operation {
         Stamp {
             at,
             by: by.to_owned(),
+            client_subject: None,
             op: self.name(),
             reason,
             request_id,
@@ -853,6 +854,17 @@ impl Issuer {
         by: &str,
         ops: &[Operation],
     ) -> Result<Vec<Result<Outcome, ItemProblem>>, IssuerError> {
+        self.execute_as(by, None, ops).await
+    }
+
+    /// [`Issuer::execute`] for a caller that also presented a TLS client certificate, whose
+    /// subject the audit trail records beside the token name.
+    pub async fn execute_as(
+        &self,
+        by: &str,
+        client_subject: Option<&str>,
+        ops: &[Operation],
+    ) -> Result<Vec<Result<Outcome, ItemProblem>>, IssuerError> {
         if ops.len() > MAX_BATCH {
             return Err(IssuerError::TooLarge);
         }
@@ -893,7 +905,7 @@ impl Issuer {
                 }
             }
             let todo: Vec<&Operation> = pending.iter().map(|&i| &ops[i]).collect();
-            let plan = match self.plan(by, at, &todo).await {
+            let plan = match self.plan(by, client_subject, at, &todo).await {
                 Ok(plan) => plan,
                 Err(PlanAbort::Moved) => continue,
                 Err(PlanAbort::Store(e)) if first_plan => return Err(e.into()),
@@ -1177,7 +1189,13 @@ impl Issuer {
     }
 
     /// Plans `ops` (checked already) in order against the store's current state.
-    async fn plan(&self, by: &str, at: u64, ops: &[&Operation]) -> Result<Plan, PlanAbort> {
+    async fn plan(
+        &self,
+        by: &str,
+        client_subject: Option<&str>,
+        at: u64,
+        ops: &[&Operation],
+    ) -> Result<Plan, PlanAbort> {
         let mut metas = self.store.lists().await?;
         // Everything the batch names, located at once.
         let mut names: Vec<String> = Vec::new();
@@ -1218,7 +1236,8 @@ impl Issuer {
         };
         let mut planned: HashMap<String, Location> = HashMap::new();
         for (k, op) in ops.iter().enumerate() {
-            let stamp = op.stamp(by, at);
+            let mut stamp = op.stamp(by, at);
+            stamp.client_subject = client_subject.map(str::to_owned);
             let mut touched = BTreeSet::new();
             let result = self
                 .plan_one(

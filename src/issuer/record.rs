@@ -59,6 +59,9 @@ pub struct Event {
     pub at: u64,
     /// The admin token's name.
     pub by: String,
+    /// The subject of the caller's TLS client certificate (admin plane with mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_subject: Option<String>,
     pub op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -80,6 +83,9 @@ pub struct AuditEvent {
     pub at: String,
     pub at_ms: u64,
     pub by: String,
+    /// The admin client certificate's subject (mutual TLS), beside the token name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_subject: Option<String>,
     pub op: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -101,6 +107,7 @@ impl Event {
             at: humantime::format_rfc3339_millis(time).to_string(),
             at_ms: self.at,
             by: self.by.clone(),
+            client_subject: self.client_subject.clone(),
             op: self.op.clone(),
             reason: self.reason.clone(),
             request_id: self.request_id.clone(),
@@ -137,6 +144,8 @@ impl Record {
 pub struct Stamp {
     pub at: u64,
     pub by: String,
+    /// The caller's TLS client certificate subject, with mutual TLS.
+    pub client_subject: Option<String>,
     pub op: &'static str,
     pub reason: Option<String>,
     pub request_id: Option<String>,
@@ -289,6 +298,7 @@ impl ListWork {
         record.history.push(Event {
             at: stamp.at,
             by: stamp.by.clone(),
+            client_subject: stamp.client_subject.clone(),
             op: stamp.op.to_owned(),
             reason: stamp.reason.clone(),
             request_id: stamp.request_id.clone(),
@@ -412,6 +422,7 @@ fn event(stamp: &Stamp, via: Option<&str>, old: Status, new: Status) -> Event {
     Event {
         at: stamp.at,
         by: stamp.by.clone(),
+        client_subject: stamp.client_subject.clone(),
         op: stamp.op.to_owned(),
         reason: stamp.reason.clone(),
         request_id: stamp.request_id.clone(),
@@ -611,6 +622,7 @@ mod tests {
         let e = Event {
             at: 1_796_587_324_558,
             by: "demo".into(),
+            client_subject: None,
             op: "register".into(),
             reason: None,
             request_id: None,

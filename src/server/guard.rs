@@ -5,7 +5,7 @@
 //! hyper's HTTP/1.1 header-read timeout only starts once the auto builder has read enough bytes
 //! to tell HTTP/1.1 from HTTP/2, so a socket that never sends a byte (or stops inside the
 //! HTTP/2 preface) would hold a connection slot for ever. [`GuardedIo`] wraps the TCP stream
-//! (below any future TLS layer, so a silent handshake is covered too): until the connection's
+//! (below the TLS layer, so a silent handshake is covered too): until the connection's
 //! first request head has been parsed, a read that is still pending at the deadline fails with
 //! `TimedOut`, and hyper closes the connection. After the first request, hyper's own timers
 //! take over (the HTTP/1.1 header-read timeout between requests, HTTP/2 keep-alive pings).
@@ -133,8 +133,8 @@ pub struct GuardedIo<T> {
     deadline: Option<Pin<Box<Sleep>>>,
     /// A rewritten error answer not yet fully written.
     pending: Bytes,
-    /// Counts connections whose first-request deadline passed.
-    timed_out: prometheus::IntCounter,
+    /// Counts connections whose first-request deadline passed (none above TLS: no deadline).
+    timed_out: Option<prometheus::IntCounter>,
 }
 
 impl<T> GuardedIo<T> {
@@ -149,7 +149,21 @@ impl<T> GuardedIo<T> {
             state,
             deadline: Some(Box::pin(tokio::time::sleep(first_request_within))),
             pending: Bytes::new(),
-            timed_out,
+            timed_out: Some(timed_out),
+        }
+    }
+}
+
+impl<T> GuardedIo<T> {
+    /// The layer above TLS: the rewrite of hyper's error answers (which the layer below sees
+    /// only encrypted), no deadline (the layer below carries it).
+    pub fn above_tls(io: T, state: Arc<ConnState>) -> Self {
+        GuardedIo {
+            io,
+            state,
+            deadline: None,
+            pending: Bytes::new(),
+            timed_out: None,
         }
     }
 }
@@ -169,7 +183,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                 if let Some(d) = &mut this.deadline {
                     if d.as_mut().poll(cx).is_ready() {
                         if !this.state.done.swap(true, Ordering::Relaxed) {
-                            this.timed_out.inc();
+                            if let Some(c) = &this.timed_out {
+                                c.inc();
+                            }
                         }
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,

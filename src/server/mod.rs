@@ -5,6 +5,12 @@
 //! request yet ([`guard::Waiting`]); only when every connection is serving requests is the new
 //! one refused. Silent sockets therefore cannot lock verifiers (or the admin plane's `/livez`)
 //! out, even before their first-request deadline closes them.
+//!
+//! With TLS ([`crate::tls`]) the handshake runs in the connection's task, on top of the
+//! [`guard::GuardedIo`] that carries the first-request deadline: a silent or slow handshake is
+//! closed at the same deadline as a silent plain connection, and it holds its slot in the
+//! displacement queue like one. A second `GuardedIo` above TLS, without a deadline, rewrites
+//! hyper's own error answers as it does for plain connections.
 
 pub mod guard;
 
@@ -29,6 +35,30 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// How long in-flight requests get after shutdown is signalled.
     pub grace: Duration,
+}
+
+/// Adds the client certificate's subject of a mutual-TLS connection to each of its requests
+/// (for the audit trail); a plain or one-sided TLS connection adds nothing.
+#[derive(Clone)]
+struct WithSubject<S> {
+    inner: S,
+    subject: Option<crate::tls::ClientSubject>,
+}
+
+impl<S, B> hyper::service::Service<Request<B>> for WithSubject<S>
+where
+    S: hyper::service::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: Request<B>) -> Self::Future {
+        if let Some(subject) = &self.subject {
+            req.extensions_mut().insert(subject.clone());
+        }
+        self.inner.call(req)
+    }
 }
 
 /// The HTTP/1.1 + HTTP/2 connection builder both listeners use (and the load-test baseline, so
@@ -66,11 +96,12 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Serves `service` on `listener` until `shutdown` turns true, then drains connections for at
-/// most `limits.grace`.
+/// most `limits.grace`. With `tls`, every connection starts with a TLS handshake.
 pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     limits: Limits,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -82,7 +113,7 @@ pub async fn serve<S, B>(
     S::Future: Send + 'static,
     B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
 {
-    let builder = builder(limits.header_read_timeout);
+    let builder = Arc::new(builder(limits.header_read_timeout));
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut waiting = guard::Waiting::new(limits.max_connections);
@@ -126,6 +157,41 @@ pub async fn serve<S, B>(
                     limits.header_read_timeout,
                     metrics.connections_timed_out.clone(),
                 );
+                if let Some(tls) = &tls {
+                    let acceptor = tls.acceptor();
+                    let (builder, service, metrics) = (builder.clone(), service.clone(), metrics.clone());
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let conn = async {
+                            let stream = match acceptor.accept(io).await {
+                                Ok(stream) => stream,
+                                Err(e) => {
+                                    // A deadline that passed is counted by GuardedIo already.
+                                    if e.kind() != std::io::ErrorKind::TimedOut {
+                                        metrics.tls_handshake_failures.inc();
+                                        tracing::debug!(error = %e, "TLS handshake failed");
+                                    }
+                                    return;
+                                }
+                            };
+                            let subject = crate::tls::peer_subject(stream.get_ref().1);
+                            let io = guard::GuardedIo::above_tls(stream, state.clone());
+                            let service = guard::FirstRequest {
+                                inner: WithSubject { inner: service, subject },
+                                state: state.clone(),
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(io), service);
+                            let _ = watcher.watch(conn).await;
+                        };
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = state.evicted() => {}
+                        }
+                        state.finish();
+                        drop(permit);
+                    });
+                    continue;
+                }
                 let service = guard::FirstRequest { inner: service.clone(), state: state.clone() };
                 let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
                 let conn = graceful.watch(conn);

@@ -340,8 +340,8 @@ pub fn snapshot(
 }
 
 /// The next snapshot after `previous`: the aggregation document and the JWKS are reused when
-/// the set of lists is the same, so a publication that only changes list states serialises
-/// and hashes nothing but those lists.
+/// the set of lists is the same (and the JWKS when the published keys are the same too), so a
+/// publication that only changes list states hashes nothing but those lists.
 pub fn next_snapshot(
     previous: &Snapshot,
     lists: HashMap<Box<str>, Arc<ListSnapshot>>,
@@ -355,12 +355,17 @@ pub fn next_snapshot(
     if !same_ids {
         return snapshot(previous.generation + 1, lists, published_keys, p, now);
     }
+    let jwks = published_keys.to_jwks().to_string();
     Snapshot {
         generation: previous.generation + 1,
         published_at: now,
         lists,
         aggregation: previous.aggregation.clone(),
-        jwks: previous.jwks.clone(),
+        jwks: if previous.jwks.body == jwks.as_bytes() {
+            previous.jwks.clone()
+        } else {
+            json_representation(jwks.into(), "application/jwk-set+json")
+        },
     }
 }
 

@@ -11,6 +11,12 @@
 //! every command by [`RedisOptions::response_timeout`]; a call made while Redis is down, paused or
 //! restarting fails fast with [`StoreError::Backend`] (`"redis unavailable: …"`) instead of
 //! hanging, and a later call reconnects. The caller (the refresher) owns the retry cadence.
+//!
+//! TLS: `rediss://` (standalone) and `rediss+cluster://` (or comma-separated `rediss://` seeds)
+//! connect over TLS, verified against the system's roots or a private CA, optionally with a
+//! client certificate ([`RedisSecurity`]); the password may come from a file. [`check`] runs
+//! every step of [`RedisStore::connect_secure`] that does not touch the network, so
+//! `--check-config` accepts exactly the URLs start-up accepts.
 
 use super::registry::{Location, Records, Registry, Txn};
 use super::{check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
@@ -185,27 +191,177 @@ enum Target {
     Cluster(Vec<String>),
 }
 
-fn tls_unsupported() -> StoreError {
-    StoreError::Backend(
-        "rediss:// (TLS) is not supported: this build of statusd has no TLS support for Redis; \
-         connect with redis:// (through a TLS tunnel such as stunnel if the network needs one)"
-            .into(),
-    )
+/// TLS material and the password of the connection, read from the files
+/// [`crate::config::RedisSecurity`] names.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// The private CA and client certificate (`rediss://` only).
+    tls: Option<redis::TlsCertificates>,
+    /// The password of `--redis-password-file`.
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("tls", &self.tls)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Reads the files `security` names.
+    pub fn read(security: &crate::config::RedisSecurity) -> Result<Secrets, StoreError> {
+        let read = |path: &std::path::Path, env: &str| {
+            std::fs::read(path).map_err(|e| {
+                StoreError::Backend(format!("reading {} ({env}): {e}", path.display()))
+            })
+        };
+        let root_cert = match &security.ca {
+            Some(ca) => {
+                // Parsed here so that a wrong file is reported at start, not at first connect.
+                crate::tls::roots(ca)
+                    .map_err(|e| StoreError::Backend(format!("{e} (STATUSD_REDIS_CA)")))?;
+                Some(read(ca, "STATUSD_REDIS_CA")?)
+            }
+            None => None,
+        };
+        let client_tls = match &security.client_cert {
+            Some((cert, key)) => {
+                crate::tls::certificates(cert)
+                    .map_err(|e| StoreError::Backend(format!("{e} (STATUSD_REDIS_CLIENT_CERT)")))?;
+                crate::tls::private_key(key)
+                    .map_err(|e| StoreError::Backend(format!("{e} (STATUSD_REDIS_CLIENT_KEY)")))?;
+                Some(redis::ClientTlsConfig {
+                    client_cert: read(cert, "STATUSD_REDIS_CLIENT_CERT")?,
+                    client_key: read(key, "STATUSD_REDIS_CLIENT_KEY")?,
+                })
+            }
+            None => None,
+        };
+        let tls = (root_cert.is_some() || client_tls.is_some()).then_some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        });
+        let password = match &security.password_file {
+            Some(path) => {
+                let bytes = read(path, "STATUSD_REDIS_PASSWORD_FILE")?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    StoreError::Backend(format!(
+                        "{} (STATUSD_REDIS_PASSWORD_FILE) is not UTF-8 text",
+                        path.display()
+                    ))
+                })?;
+                let password = text.trim_end_matches(['\n', '\r']);
+                if password.is_empty() || password.contains(['\n', '\r']) {
+                    return Err(StoreError::Backend(format!(
+                        "{} (STATUSD_REDIS_PASSWORD_FILE) must hold the password on one line",
+                        path.display()
+                    )));
+                }
+                Some(password.to_owned())
+            }
+            None => None,
+        };
+        Ok(Secrets { tls, password })
+    }
+}
+
+/// The clients [`RedisStore::connect_secure`] builds, before anything is sent.
+enum Prepared {
+    Standalone {
+        client: redis::Client,
+        /// The subscription's client (RESP3).
+        subscriber: redis::Client,
+    },
+    Cluster(redis::cluster::ClusterClient),
+}
+
+fn is_tls_url(url: &str) -> bool {
+    url.trim_start().to_ascii_lowercase().starts_with("rediss")
+}
+
+/// A standalone client for `info`, over TLS with `secrets`' certificates for `rediss://`.
+fn standalone_client(
+    info: redis::ConnectionInfo,
+    secrets: &Secrets,
+) -> Result<redis::Client, StoreError> {
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    match &secrets.tls {
+        Some(certs) if tls => redis::Client::build_with_tls(info, certs.clone()),
+        _ => redis::Client::open(info),
+    }
+    .map_err(invalid_url)
+}
+
+/// Every step of connecting that needs no network: the URL, the files, the clients.
+fn prepare(url: &str, secrets: &Secrets, opts: RedisOptions) -> Result<Prepared, StoreError> {
+    if secrets.tls.is_some() && !is_tls_url(url) {
+        return Err(StoreError::Backend(
+            "a Redis CA or client certificate is configured but the URL is not rediss://".into(),
+        ));
+    }
+    match parse_target(url)? {
+        Target::Standalone(url) => {
+            let mut info = url.as_str().into_connection_info().map_err(invalid_url)?;
+            if let Some(password) = &secrets.password {
+                if info.redis_settings().password().is_some() {
+                    return Err(StoreError::Backend(
+                        "the Redis URL holds a password and STATUSD_REDIS_PASSWORD_FILE names \
+                         another: keep one"
+                            .into(),
+                    ));
+                }
+                let settings = info.redis_settings().clone().set_password(password);
+                info = info.set_redis_settings(settings);
+            }
+            let client = standalone_client(info.clone(), secrets)?;
+            // The subscription needs RESP3 (push messages on a multiplexed connection).
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            let subscriber = standalone_client(info.set_redis_settings(settings), secrets)?;
+            Ok(Prepared::Standalone { client, subscriber })
+        }
+        Target::Cluster(nodes) => {
+            let mut builder = redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(opts.connect_timeout)
+                .response_timeout(opts.response_timeout);
+            if let Some(password) = &secrets.password {
+                builder = builder.password(password);
+            }
+            if let Some(certs) = &secrets.tls {
+                builder = builder.certs(certs.clone());
+            }
+            Ok(Prepared::Cluster(builder.build().map_err(invalid_url)?))
+        }
+    }
+}
+
+/// Checks `url` and `security` as [`RedisStore::connect_secure`] would, without connecting:
+/// what `--check-config` runs.
+pub fn check(url: &str, security: &crate::config::RedisSecurity) -> Result<(), StoreError> {
+    let secrets = Secrets::read(security)?;
+    prepare(url, &secrets, RedisOptions::default()).map(drop)
 }
 
 /// Parses the URL forms statusd accepts: `redis://host:port[/db]` (standalone), and a cluster
 /// seed list as `redis+cluster://host1:port1,host2:port2` (credentials, if any, before the
-/// first host apply to all) or as comma-separated `redis://` URLs.
+/// first host apply to all) or as comma-separated `redis://` URLs; each also with TLS
+/// (`rediss://`, `rediss+cluster://`).
 fn parse_target(url: &str) -> Result<Target, StoreError> {
     let url = url.trim();
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("rediss://") || lower.starts_with("rediss+cluster://") {
-        return Err(tls_unsupported());
-    }
-    if let Some(rest) = url
-        .strip_prefix("redis+cluster://")
-        .or_else(|| url.strip_prefix("REDIS+CLUSTER://"))
-    {
+    let cluster = if lower.starts_with("redis+cluster://") {
+        Some(("redis", "redis+cluster://".len()))
+    } else if lower.starts_with("rediss+cluster://") {
+        Some(("rediss", "rediss+cluster://".len()))
+    } else {
+        None
+    };
+    if let Some((scheme, rest)) = cluster.map(|(scheme, at)| (scheme, &url[at..])) {
         let (auth, hosts) = match rest.rsplit_once('@') {
             Some((auth, hosts)) => (format!("{auth}@"), hosts),
             None => (String::new(), rest),
@@ -214,7 +370,7 @@ fn parse_target(url: &str) -> Result<Target, StoreError> {
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .map(|h| format!("redis://{auth}{h}"))
+            .map(|h| format!("{scheme}://{auth}{h}"))
             .collect();
         if nodes.is_empty() {
             return Err(StoreError::Backend(
@@ -230,15 +386,18 @@ fn parse_target(url: &str) -> Result<Target, StoreError> {
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
             .collect();
-        if let Some(bad) = nodes
+        let scheme = if lower.starts_with("rediss://") {
+            "rediss://"
+        } else {
+            "redis://"
+        };
+        if nodes
             .iter()
-            .find(|n| !n.to_ascii_lowercase().starts_with("redis://"))
+            .any(|n| !n.to_ascii_lowercase().starts_with(scheme))
         {
-            if bad.to_ascii_lowercase().starts_with("rediss://") {
-                return Err(tls_unsupported());
-            }
             return Err(StoreError::Backend(
-                "invalid Redis URL: a comma-separated cluster seed list must consist of redis:// URLs"
+                "invalid Redis URL: a comma-separated cluster seed list must consist of redis:// \
+                 URLs, or of rediss:// URLs (TLS), not a mix"
                     .into(),
             ));
         }
@@ -561,17 +720,32 @@ impl RedisStore {
         Self::connect_with(url, RedisOptions::default()).await
     }
 
+    /// [`RedisStore::connect`] with the TLS material and password `security` names (read now).
+    pub async fn connect_secure(
+        url: &str,
+        security: &crate::config::RedisSecurity,
+    ) -> Result<RedisStore, StoreError> {
+        let secrets = Secrets::read(security)?;
+        Self::connect_prepared(url, &secrets, RedisOptions::default()).await
+    }
+
     /// Prepares the connection to Redis at `url`: `redis://host:port[/db]` for a standalone
     /// server, `redis+cluster://host1:port1,host2:port2,…` (or comma-separated `redis://` URLs)
     /// for a cluster. Nothing is sent yet, so this succeeds while Redis is down; it fails only
-    /// on a URL it cannot use (`rediss://` included: this build has no TLS).
+    /// on a URL it cannot use.
     pub async fn connect_with(url: &str, opts: RedisOptions) -> Result<RedisStore, StoreError> {
+        Self::connect_prepared(url, &Secrets::default(), opts).await
+    }
+
+    async fn connect_prepared(
+        url: &str,
+        secrets: &Secrets,
+        opts: RedisOptions,
+    ) -> Result<RedisStore, StoreError> {
         let (wake, seen) = watch::channel(0u64);
         let wake = Arc::new(wake);
-        let (backend, subscriber) = match parse_target(url)? {
-            Target::Standalone(url) => {
-                let info = url.as_str().into_connection_info().map_err(invalid_url)?;
-                let client = redis::Client::open(info.clone()).map_err(invalid_url)?;
+        let (backend, subscriber) = match prepare(url, secrets, opts)? {
+            Prepared::Standalone { client, subscriber } => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(opts.connect_timeout))
                     .set_response_timeout(Some(opts.response_timeout))
@@ -581,14 +755,7 @@ impl RedisStore {
                 let manager =
                     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                         .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
-                // The subscription needs RESP3 (push messages on a multiplexed connection).
-                let settings = info
-                    .redis_settings()
-                    .clone()
-                    .set_protocol(ProtocolVersion::RESP3);
-                let sub_client =
-                    redis::Client::open(info.set_redis_settings(settings)).map_err(invalid_url)?;
-                let task = tokio::spawn(subscribe(sub_client, opts, wake.clone()));
+                let task = tokio::spawn(subscribe(subscriber, opts, wake.clone()));
                 let backend = Backend::Standalone(Box::new(Standalone {
                     client,
                     config,
@@ -596,12 +763,7 @@ impl RedisStore {
                 }));
                 (backend, Some(task.abort_handle()))
             }
-            Target::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::builder(nodes)
-                    .connection_timeout(opts.connect_timeout)
-                    .response_timeout(opts.response_timeout)
-                    .build()
-                    .map_err(invalid_url)?;
+            Prepared::Cluster(client) => {
                 let config = redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(opts.connect_timeout)
                     .set_response_timeout(opts.response_timeout);
@@ -1288,13 +1450,21 @@ mod tests {
             parse_target("redis://a:1,redis://b:2").unwrap(),
             Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
         );
-        for tls in [
-            "rediss://a:1",
-            "rediss+cluster://a:1",
-            "redis://a:1,rediss://b:2",
-        ] {
-            let e = parse_target(tls).unwrap_err().to_string();
-            assert!(e.contains("TLS"), "{e}");
+        assert_eq!(
+            parse_target("rediss://a:1").unwrap(),
+            Target::Standalone("rediss://a:1".into())
+        );
+        assert_eq!(
+            parse_target("rediss+cluster://u:p@a:1,b:2").unwrap(),
+            Target::Cluster(vec!["rediss://u:p@a:1".into(), "rediss://u:p@b:2".into()])
+        );
+        assert_eq!(
+            parse_target("rediss://a:1,rediss://b:2").unwrap(),
+            Target::Cluster(vec!["rediss://a:1".into(), "rediss://b:2".into()])
+        );
+        for mixed in ["redis://a:1,rediss://b:2", "rediss://a:1,redis://b:2"] {
+            let e = parse_target(mixed).unwrap_err().to_string();
+            assert!(e.contains("not a mix"), "{e}");
         }
         assert!(parse_target("redis+cluster://").is_err());
         assert!(parse_target("redis://a:1,http://b:2").is_err());

@@ -257,8 +257,9 @@ fn inspect_failures_exit_non_zero_with_a_precise_message() {
         "reading /does/not/exist",
     );
     fails_with(
-        &statusd(&["inspect", "https://status.example/statuslists/1"]),
-        "https URLs are not fetched",
+        // https is fetched now (tests/it/tls.rs); an unreachable server is a clear error.
+        &statusd(&["inspect", "https://127.0.0.1:1/statuslists/1"]),
+        "fetching https://127.0.0.1:1/statuslists/1",
     );
     fails_with(
         &statusd(&[

@@ -1,0 +1,355 @@
+//! Reload without restart: a real `statusd serve` process gets SIGHUP while a load generator
+//! keeps keep-alive TLS connections busy; the new certificate is served to new connections
+//! with zero failed requests, an invalid one leaves the old one serving, and a rotated admin
+//! tokens file takes effect at once.
+
+use crate::support::TempDir;
+use crate::tls::{client_config, connect, https, Pki};
+use http_body_util::{BodyExt, Empty};
+use hyper::StatusCode;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
+/// A `statusd serve --demo` process with JSON logs, and its log events as they come.
+struct Process {
+    child: Child,
+    events: mpsc::Receiver<serde_json::Value>,
+    public: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Process {
+    fn start(dir: &std::path::Path, extra: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_statusd"))
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .current_dir(dir)
+            .env_remove("STATUSD_SIGNING_KEY")
+            .env_remove("STATUSD_DATA_DIR")
+            .env_remove("STATUSD_REDIS_URL")
+            .env("STATUSD_LOG_FORMAT", "json")
+            .env("STATUSD_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, events) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let mut p = Process {
+            child,
+            events,
+            public: "0.0.0.0:0".parse().unwrap(),
+            admin: "0.0.0.0:0".parse().unwrap(),
+        };
+        let listening = p.wait_for("statusd listening");
+        p.public = listening["public_addr"].as_str().unwrap().parse().unwrap();
+        p.admin = listening["admin_addr"].as_str().unwrap().parse().unwrap();
+        p
+    }
+
+    /// The next event whose message is `message` (earlier ones are skipped).
+    fn wait_for(&mut self, message: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Ok(e) = self.events.recv_timeout(deadline - Instant::now()) {
+            if e["message"] == message {
+                return e;
+            }
+        }
+        let _ = self.child.kill();
+        panic!("statusd never logged {message:?}");
+    }
+
+    /// Sends SIGHUP and returns the reload's summary event.
+    fn hup(&mut self) -> serde_json::Value {
+        assert!(Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        self.wait_for("configuration reload done")
+    }
+
+    fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // A failed test must not leave the process (and the test harness) behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The leaf certificate a new connection to `addr` is served.
+async fn served_leaf(addr: SocketAddr, ca: &std::path::Path) -> Vec<u8> {
+    let tls = connect(addr, client_config(ca, &[b"http/1.1"], None))
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_rotates_the_certificate_under_load_without_a_failed_request() {
+    let dir = TempDir::new("reload-cert");
+    let pki = Pki::new(&dir.0, "main");
+    let first = pki.server("server", "statusd first");
+    let (cert, key) = (first.cert.clone(), first.key.clone());
+    let mut p = Process::start(
+        &dir.0,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        served_leaf(p.public, &pki.ca_cert).await,
+        der(&first.cert_pem)
+    );
+    let ready = client_config(&pki.ca_cert, &[b"h2"], None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while https(p.admin, ready.clone(), "GET", "/readyz", &[], None)
+        .await
+        .map(|r| r.0)
+        != Ok(StatusCode::OK)
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The load: 8 keep-alive connections (h2 and HTTP/1.1) requesting back to back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for n in 0..8 {
+        let alpn: &[u8] = if n % 2 == 0 { b"h2" } else { b"http/1.1" };
+        let config = client_config(&pki.ca_cert, &[alpn], None);
+        let (stop, ok, failed, public) = (stop.clone(), ok.clone(), failed.clone(), p.public);
+        load.push(tokio::spawn(async move {
+            let tls = connect(public, config).await.unwrap();
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let uri = format!("https://localhost:{}/.well-known/jwks.json", public.port());
+            let req = || {
+                hyper::Request::get(&uri)
+                    .header("host", "localhost")
+                    .body(Empty::<bytes::Bytes>::new())
+                    .unwrap()
+            };
+            macro_rules! drive {
+                ($send:expr) => {
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = match $send.send_request(req()).await {
+                            Ok(resp) if resp.status() == StatusCode::OK => {
+                                resp.into_body().collect().await.is_ok()
+                            }
+                            other => {
+                                if failed.load(Ordering::Relaxed) == 0 {
+                                    eprintln!("first failure: {other:?}");
+                                }
+                                false
+                            }
+                        };
+                        if r { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                    }
+                };
+            }
+            if h2 {
+                let (mut send, conn) =
+                    hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                drive!(send);
+            } else {
+                let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                drive!(send);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = pki.server("server", "statusd second");
+    let summary = tokio::task::block_in_place(|| p.hup());
+    assert_eq!(summary["result"], "ok", "{summary}");
+    assert_eq!(
+        served_leaf(p.public, &pki.ca_cert).await,
+        der(&second.cert_pem),
+        "new connections get the new certificate"
+    );
+    // An invalid certificate is refused; the second one keeps serving.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    let summary = tokio::task::block_in_place(|| p.hup());
+    assert_eq!(summary["result"], "error", "{summary}");
+    assert_eq!(
+        served_leaf(p.public, &pki.ca_cert).await,
+        der(&second.cert_pem)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{failed} failed requests of {}", ok + failed);
+    assert!(ok > 100, "the load ran: {ok} requests");
+    let metrics = https(
+        p.admin,
+        client_config(&pki.ca_cert, &[b"h2"], None),
+        "GET",
+        "/metrics",
+        &[],
+        None,
+    )
+    .await
+    .unwrap()
+    .1;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("statusd_config_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("statusd_config_reloads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
+    p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rotates_admin_tokens_a_removed_token_is_refused_and_a_new_one_works() {
+    let dir = TempDir::new("reload-tokens");
+    let tokens = dir.0.join("tokens");
+    let (old, new) = (
+        "old-token-0123456789abcdef0123",
+        "new-token-0123456789abcdef0123",
+    );
+    std::fs::write(&tokens, format!("ops admin {old}\n")).unwrap();
+    let mut p = Process::start(&dir.0, &["--admin-tokens", tokens.to_str().unwrap()]);
+    let admin = p.admin;
+    let lists = |token: &str| {
+        let url = format!("http://{admin}/v1/lists");
+        let auth = format!("Bearer {token}");
+        async move {
+            crate::support::get(&url, &[("authorization", auth.as_str())])
+                .await
+                .0
+        }
+    };
+    assert_eq!(lists(old).await, StatusCode::OK);
+    assert_eq!(lists(new).await, StatusCode::UNAUTHORIZED);
+    std::fs::write(&tokens, format!("ops admin {new}\n")).unwrap();
+    let summary = tokio::task::block_in_place(|| p.hup());
+    assert_eq!(summary["result"], "ok", "{summary}");
+    assert_eq!(lists(old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(lists(new).await, StatusCode::OK);
+    // A broken file is refused: the tokens in force stay.
+    std::fs::write(&tokens, "ops\n").unwrap();
+    let summary = tokio::task::block_in_place(|| p.hup());
+    assert_eq!(summary["result"], "error", "{summary}");
+    assert_eq!(lists(new).await, StatusCode::OK);
+    p.stop();
+}
+
+/// The `kid`s of the JWKS the public plane serves.
+async fn served_kids(public: SocketAddr) -> Vec<String> {
+    let (_, _, body) =
+        crate::support::get(&format!("http://{public}/.well-known/jwks.json"), &[]).await;
+    let jwks: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The reload SIGHUP runs (`Running::reload`), in process: a key added to the published-keys
+/// file reaches the JWKS without a restart; an unreadable file leaves the JWKS as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_publishes_a_new_key_and_refuses_a_broken_key_file() {
+    use statusd::token::keys::{Algorithm, SigningKey};
+    let dir = TempDir::new("reload-keys");
+    let file = dir.0.join("published.pem");
+    let (next, other) = (
+        SigningKey::generate(Algorithm::Es256),
+        SigningKey::generate(Algorithm::EdDsa),
+    );
+    std::fs::write(&file, next.verifying_key().to_public_pem()).unwrap();
+    let running =
+        crate::support::start_with(&dir.0, &[], &["--published-keys", file.to_str().unwrap()])
+            .await;
+    let before = served_kids(running.public_addr).await;
+    assert_eq!(before.len(), 2);
+    assert!(before.contains(&next.kid().to_owned()));
+    std::fs::write(
+        &file,
+        format!(
+            "{}{}",
+            next.verifying_key().to_public_pem(),
+            other.verifying_key().to_public_pem()
+        ),
+    )
+    .unwrap();
+    assert!(running.reload().is_empty(), "reloaded");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served_kids(running.public_addr)
+        .await
+        .contains(&other.kid().to_owned())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the new key never reached the JWKS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        crate::support::metric(running.admin_addr, "statusd_jwks_keys").await,
+        3.0
+    );
+    std::fs::write(&file, "-----BEGIN PUBLIC KEY-----\ngarbage\n").unwrap();
+    let refused = running.reload();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("published keys"), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        served_kids(running.public_addr).await.len(),
+        3,
+        "the JWKS stays"
+    );
+    running.stop().await;
+}
