@@ -207,7 +207,9 @@ impl RedisCluster {
         })
     }
 
-    fn start_nodes(mut start: impl FnMut(&[&str]) -> RedisServer) -> RedisCluster {
+    /// A cluster of three nodes that `start` launches with the cluster arguments it is given
+    /// (plus its own, e.g. TLS), created over their plain ports.
+    pub fn start_nodes(mut start: impl FnMut(&[&str]) -> RedisServer) -> RedisCluster {
         require("redis-cli");
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {

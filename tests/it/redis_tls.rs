@@ -248,3 +248,89 @@ async fn a_wrong_ca_is_refused_with_a_clear_error_and_check_config_agrees_with_s
         assert_eq!(checked, started, "{url}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_serves_and_follows_a_redis_cluster_over_tls() {
+    use crate::redis_harness::{free_ports, RedisCluster};
+    use statusd::store::{Change, NewList};
+    let dir = TempDir::new("redis-tls-cluster");
+    let pki = Pki::new(&dir.0, "cluster");
+    let cert = pki.peer("redis-node", "redis");
+    let tls_ports = free_ports::<3>();
+    let mut next = tls_ports.into_iter();
+    // The nodes talk TLS to each other too (tls-cluster), and tell TLS clients their TLS ports.
+    let cluster = RedisCluster::start_nodes(|args| {
+        let tls_port = next.next().expect("three ports").to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            cert.cert.to_str().unwrap(),
+            "--tls-key-file",
+            cert.key.to_str().unwrap(),
+            "--tls-ca-cert-file",
+            pki.ca_cert.to_str().unwrap(),
+            "--tls-auth-clients",
+            "optional",
+            "--tls-cluster",
+            "yes",
+        ]);
+        RedisServer::start_with(&all)
+    });
+    let url = format!(
+        "rediss+cluster://{}",
+        tls_ports.map(|p| format!("127.0.0.1:{p}")).join(",")
+    );
+    let flags = [
+        "--redis-url",
+        &url,
+        "--redis-ca",
+        pki.ca_cert.to_str().unwrap(),
+    ];
+    let config = config(&dir.0, &flags);
+    let store = app::open_store_secure(config.redis_url.as_deref(), &config.redis_security, &dir.0)
+        .await
+        .unwrap();
+    store
+        .create_list(NewList {
+            id: "tls-cluster".into(),
+            bits: statusd::status::Bits::Two,
+            size: 1024,
+            purpose: None,
+        })
+        .await
+        .expect("a write through the TLS cluster");
+    let running = app::start(&config).await.expect("start");
+    assert!(
+        running.ready(Duration::from_secs(20)).await,
+        "ready over TLS"
+    );
+    store
+        .apply(
+            "tls-cluster",
+            &[Change {
+                idx: 5,
+                status: statusd::status::Status(1),
+            }],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, _, body) = get(
+            &format!("http://{}/statuses/tls-cluster/5", running.public_addr),
+            &[],
+        )
+        .await;
+        if s == StatusCode::OK
+            && serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"] == 1
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the change never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await;
+    drop(cluster);
+}

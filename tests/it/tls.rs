@@ -81,6 +81,19 @@ impl Pki {
         self.issue(file, p)
     }
 
+    /// A certificate for localhost and 127.0.0.1 that serves and also authenticates as a
+    /// client (Redis cluster nodes present theirs to each other).
+    pub fn peer(&self, file: &str, cn: &str) -> Issued {
+        let mut p =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue(file, p)
+    }
+
     /// A client certificate for `cn`, valid now unless `expired`.
     pub fn client(&self, file: &str, cn: &str, expired: bool) -> Issued {
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
