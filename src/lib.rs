@@ -22,6 +22,7 @@
 //! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
 //! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
 //! | [`cli`]       | the command line                                                         |
+//! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
 //! | `fuzzing`     | fuzz-target bodies shared by `fuzz/` and the corpus replay test (hidden) |
 //!
 //! # Flows
@@ -57,3 +58,4 @@ pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod token;
+pub mod verifier;

@@ -21,3 +21,4 @@ mod rotation;
 mod shedding;
 mod signing_key;
 mod support;
+mod verify;
