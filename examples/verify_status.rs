@@ -27,7 +27,9 @@ async fn main() -> ExitCode {
     };
     let opts = Options {
         // Keep lists across runs: within a list's ttl no request is made at all.
-        cache: Some(Cache::new(args.next().map_or_else(Cache::default_dir, Into::into))),
+        cache: Some(Cache::new(
+            args.next().map_or_else(Cache::default_dir, Into::into),
+        )),
         ..Options::default()
     };
     match Verifier::new(opts).verify(&credential).await {

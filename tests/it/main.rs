@@ -11,6 +11,7 @@ mod deploy;
 mod first_hour;
 mod fuzz_regressions;
 mod http;
+mod interop;
 mod issuer;
 mod openapi;
 mod properties;
