@@ -47,6 +47,16 @@ pub enum Reference {
         #[serde(rename = "statusSize")]
         size: u8,
     },
+    /// W3C CCG `StatusList2021Entry` (the VC 1.1 form): one bit per credential.
+    #[serde(rename = "StatusList2021Entry")]
+    StatusList2021 {
+        #[serde(rename = "statusListCredential")]
+        url: String,
+        #[serde(rename = "statusListIndex")]
+        index: u64,
+        #[serde(rename = "statusPurpose")]
+        purpose: String,
+    },
 }
 
 impl Reference {
@@ -54,7 +64,35 @@ impl Reference {
     pub fn url(&self) -> &str {
         match self {
             Reference::TokenStatusList { uri, .. } => uri,
-            Reference::Bitstring { url, .. } => url,
+            Reference::Bitstring { url, .. } | Reference::StatusList2021 { url, .. } => url,
+        }
+    }
+
+    /// The index into the list.
+    pub fn index(&self) -> u64 {
+        match self {
+            Reference::TokenStatusList { idx, .. } => *idx,
+            Reference::Bitstring { index, .. } | Reference::StatusList2021 { index, .. } => *index,
+        }
+    }
+
+    /// The W3C `statusPurpose`; `None` for an IETF reference, whose value is a status type.
+    pub fn purpose(&self) -> Option<&str> {
+        match self {
+            Reference::TokenStatusList { .. } => None,
+            Reference::Bitstring { purpose, .. } | Reference::StatusList2021 { purpose, .. } => {
+                Some(purpose)
+            }
+        }
+    }
+
+    /// The entry width the reference expects (`statusSize`; 1 for Status List 2021); `None`
+    /// for an IETF reference, whose width is the list's `bits`.
+    pub fn status_size(&self) -> Option<u8> {
+        match self {
+            Reference::TokenStatusList { .. } => None,
+            Reference::Bitstring { size, .. } => Some(*size),
+            Reference::StatusList2021 { .. } => Some(1),
         }
     }
 }
@@ -208,9 +246,9 @@ fn w3c(format: CredentialFormat, vc: &Json) -> Result<Credential, CredentialErro
 
 fn w3c_entry(e: &Json) -> Result<Reference, CredentialError> {
     let typ = e.get("type").and_then(Json::as_str).unwrap_or("");
-    if typ != "BitstringStatusListEntry" {
+    if typ != "BitstringStatusListEntry" && typ != "StatusList2021Entry" {
         return Err(bad(format!(
-            "credentialStatus type {typ:?} is not supported (BitstringStatusListEntry is)"
+            "credentialStatus type {typ:?} is not supported (BitstringStatusListEntry and StatusList2021Entry are)"
         )));
     }
     let field = |k: &str| {
@@ -230,6 +268,13 @@ fn w3c_entry(e: &Json) -> Result<Reference, CredentialError> {
             ))
         })?;
     let purpose = field("statusPurpose")?.to_owned();
+    if typ == "StatusList2021Entry" {
+        return Ok(Reference::StatusList2021 {
+            url,
+            index,
+            purpose,
+        });
+    }
     let size = match e.get("statusSize") {
         None => 1,
         Some(n) => match n.as_u64() {

@@ -18,6 +18,7 @@
 pub mod cache;
 pub mod credential;
 pub mod fetch;
+pub mod sl2021;
 
 pub use cache::Cache;
 pub use credential::{Credential, CredentialError, CredentialFormat, Reference};
@@ -49,6 +50,8 @@ pub const ACCEPT_TOKEN: &str = "application/statuslist+jwt, application/statusli
 pub const ACCEPT_TOKEN_CBOR: &str = "application/statuslist+cwt, application/statuslist+jwt;q=0.9";
 /// `Accept` for W3C status list credentials secured as JWTs.
 pub const ACCEPT_VC: &str = "application/vc+jwt";
+/// `Accept` for Status List 2021 credentials (VC-JWT 1.1).
+pub const ACCEPT_VC_1_1: &str = "application/jwt, application/vc+jwt;q=0.9";
 /// `Accept` for a JWKS.
 pub const ACCEPT_JWKS: &str = "application/jwk-set+json, application/json;q=0.9";
 /// Default longest time a list is reused without asking: a malicious or careless `ttl` must
@@ -289,6 +292,7 @@ impl Verifier {
             (Reference::TokenStatusList { .. }, CredentialFormat::Cose) => ACCEPT_TOKEN_CBOR,
             (Reference::TokenStatusList { .. }, _) => ACCEPT_TOKEN,
             (Reference::Bitstring { .. }, _) => ACCEPT_VC,
+            (Reference::StatusList2021 { .. }, _) => ACCEPT_VC_1_1,
         };
         let fetched = self.fetch(url, accept, now).await?;
         let (verified, key_source) = self.verify_list(reference, &fetched.body, now).await?;
@@ -330,33 +334,24 @@ impl Verifier {
                 },
             })
         };
-        let (status, value, outcome) = match reference {
-            Reference::TokenStatusList { idx, .. } => {
-                let s = read(*idx)?;
-                (s.name().to_owned(), s.0, outcome_of(s))
-            }
-            Reference::Bitstring {
-                index,
-                purpose,
-                size,
-                ..
-            } => {
+        let (status, value, outcome) = match (reference.purpose(), reference.status_size()) {
+            (Some(purpose), Some(size)) => {
                 if !verified.purposes.iter().any(|p| p == purpose) {
                     return Err(VerifyError::PurposeMismatch {
                         url: url.to_owned(),
-                        purpose: purpose.clone(),
+                        purpose: purpose.to_owned(),
                         published: verified.purposes.clone(),
                     });
                 }
-                if *size != list.bits().get() {
+                if size != list.bits().get() {
                     return Err(VerifyError::SizeMismatch {
                         url: url.to_owned(),
-                        entry: *size,
+                        entry: size,
                         list: list.bits().get(),
                     });
                 }
-                let v = read(*index)?.0;
-                let (name, outcome) = match (purpose.as_str(), v) {
+                let v = read(reference.index())?.0;
+                let (name, outcome) = match (purpose, v) {
                     (_, 0) => ("VALID".to_owned(), Outcome::Valid),
                     ("revocation", _) => ("INVALID".to_owned(), Outcome::Invalid),
                     ("suspension", _) => ("SUSPENDED".to_owned(), Outcome::Suspended),
@@ -364,6 +359,10 @@ impl Verifier {
                     (p, _) => (p.to_ascii_uppercase(), Outcome::Other),
                 };
                 (name, v, outcome)
+            }
+            _ => {
+                let s = read(reference.index())?;
+                (s.name().to_owned(), s.0, outcome_of(s))
             }
         };
         Ok(Checked {
@@ -588,6 +587,7 @@ impl Verifier {
                     source,
                 ))
             }
+            Reference::StatusList2021 { .. } => self.verify_sl2021(url, body, now).await,
             Reference::Bitstring { .. } => {
                 let t = std::str::from_utf8(body)
                     .map(str::trim)
@@ -667,6 +667,116 @@ impl Verifier {
                 ))
             }
         }
+    }
+}
+
+impl Verifier {
+    /// A `StatusList2021Credential` secured as a VC-JWT 1.1: the JWS (any `typ` but another
+    /// token type's), its signature, the JWT's `exp`/`nbf`, then the credential in `vc` (or
+    /// the payload itself) with its `issuanceDate` / `expirationDate`.
+    async fn verify_sl2021(
+        &self,
+        url: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(Verified, String), VerifyError> {
+        use crate::token::jws::Jws;
+        let token_err = |error: TokenError| VerifyError::Token {
+            url: url.to_owned(),
+            error,
+        };
+        let list_err = |reason: String| VerifyError::List {
+            url: url.to_owned(),
+            reason,
+        };
+        let validity = |reason: String| VerifyError::Validity {
+            url: url.to_owned(),
+            reason,
+        };
+        let t = std::str::from_utf8(body)
+            .map(str::trim)
+            .map_err(|_| token_err(TokenError::Malformed("not a JWT".into())))?;
+        let jws = Jws::parse(t).map_err(token_err)?;
+        if let Some(typ) = jws.typ() {
+            let typ = typ.to_ascii_lowercase();
+            if typ != "jwt" && !typ.ends_with("vc+jwt") {
+                return Err(token_err(TokenError::WrongType {
+                    expected: "JWT",
+                    found: typ,
+                }));
+            }
+        }
+        let payload: serde_json::Value = serde_json::from_slice(jws.payload())
+            .map_err(|e| token_err(TokenError::Malformed(format!("payload is not JSON: {e}"))))?;
+        let credential = payload.get("vc").unwrap_or(&payload).clone();
+        let issuer = payload
+            .get("iss")
+            .and_then(|v| v.as_str())
+            .or_else(|| match credential.get("issuer") {
+                Some(serde_json::Value::Object(o)) => o.get("id").and_then(|v| v.as_str()),
+                Some(v) => v.as_str(),
+                None => None,
+            })
+            .map(str::to_owned);
+        let (keys, mut source) = self.keys(url, issuer.as_deref(), now, false).await?;
+        match jws.verify(&keys) {
+            Err(TokenError::UnknownKey(_)) if self.opts.keys.is_none() && !self.opts.offline => {
+                let (keys, s) = self.keys(url, issuer.as_deref(), now, true).await?;
+                jws.verify(&keys).map_err(token_err)?;
+                source = s;
+            }
+            other => other.map_err(token_err)?,
+        }
+        let exp = payload.get("exp").and_then(|v| v.as_u64());
+        if let Some(exp) = exp.filter(|&e| now >= e) {
+            return Err(token_err(TokenError::Expired { exp, now }));
+        }
+        if let Some(nbf) = payload.get("nbf").and_then(|v| v.as_u64()) {
+            if nbf > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+                return Err(token_err(TokenError::NotYetValid { iat: nbf, now }));
+            }
+        }
+        let parsed = sl2021::parse(&credential, self.opts.min_entries).map_err(list_err)?;
+        if let Some(id) = parsed.id.filter(|id| id != url) {
+            return Err(VerifyError::IdMismatch {
+                url: url.to_owned(),
+                id,
+            });
+        }
+        if let Some(from) = &parsed.issuance_date {
+            let t = rfc3339_secs(from)
+                .ok_or_else(|| validity(format!("issuanceDate {from:?} is not a date-time")))?;
+            if t > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+                return Err(validity(format!("not yet valid: issuanceDate is {from}")));
+            }
+        }
+        let valid_until = match parsed.expiration_date {
+            Some(until) => {
+                let t = rfc3339_secs(&until).ok_or_else(|| {
+                    validity(format!("expirationDate {until:?} is not a date-time"))
+                })?;
+                if now >= t {
+                    return Err(validity(format!(
+                        "expired: expirationDate {until} has passed, so the list must not be relied on"
+                    )));
+                }
+                Some((until, t))
+            }
+            None => None,
+        };
+        Ok((
+            Verified {
+                list: parsed.list,
+                format: "StatusList2021Credential (VC-JWT 1.1)",
+                kid: jws.kid().map(str::to_owned),
+                iat: payload.get("iat").and_then(|v| v.as_u64()),
+                exp,
+                ttl: None,
+                valid_until,
+                purposes: vec![parsed.purpose],
+            },
+            source,
+        ))
     }
 }
 
