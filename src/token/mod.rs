@@ -23,6 +23,7 @@ pub mod jws;
 pub mod keys;
 pub mod statuslist;
 pub mod vc;
+pub mod vc11;
 
 #[cfg(test)]
 mod test_vectors;

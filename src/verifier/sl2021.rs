@@ -11,10 +11,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::Value as Json;
 
-/// The VC 1.1 base context.
-pub const VC_V1_CONTEXT: &str = "https://www.w3.org/2018/credentials/v1";
-/// The Status List 2021 context.
-pub const SL2021_CONTEXT: &str = "https://w3id.org/vc/status-list/2021/v1";
+pub use crate::status::sl2021::{SL2021_CONTEXT, VC_V1_CONTEXT};
 
 /// A `StatusList2021Credential` read back, with its bitstring expanded.
 #[derive(Clone, Debug, PartialEq)]

@@ -216,14 +216,16 @@ fn rust_decoders(c: &Case) -> Vec<(&'static str, Result<Vec<u8>, String>)> {
     vec![("miniz_oxide", miniz), ("zlib-rs", zlib_rs)]
 }
 
-fn interop_dir() -> PathBuf {
+pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Installs pako and fflate from the lock file into tests/interop/node_modules when missing.
-fn npm_install() {
+/// Installs tests/interop's npm packages (pako, fflate, @digitalbazaar/vc-status-list) from
+/// the lock file into tests/interop/node_modules when any is missing.
+pub fn npm_install() {
     let dir = interop_dir();
-    if dir.join("node_modules/pako").is_dir() && dir.join("node_modules/fflate").is_dir() {
+    let have = |p: &str| dir.join("node_modules").join(p).is_dir();
+    if have("pako") && have("fflate") && have("@digitalbazaar/vc-status-list") {
         return;
     }
     let out = Command::new("npm")

@@ -439,3 +439,91 @@ async fn verify_refuses_tampered_lists_wrong_sub_out_of_range_and_unreachable_li
     );
     running.stop().await;
 }
+
+/// A VC 1.1 credential whose `credentialStatus` holds `entries`, issued by `issuer`.
+fn vc_1_1(issuer: &str, entries: Value) -> Value {
+    json!({"@context": ["https://www.w3.org/2018/credentials/v1",
+                        "https://w3id.org/vc/status-list/2021/v1"],
+           "id": "urn:uuid:5b1b0f6e-7c1a-4d4e-9d0c-2f4d8c1e9a11",
+           "type": ["VerifiableCredential"], "issuer": issuer,
+           "issuanceDate": "2026-01-01T00:00:00Z",
+           "credentialSubject": {"id": "did:example:holder"},
+           "credentialStatus": entries})
+}
+
+/// Digital Bazaar's checker over `credential`: `verified` (no status bit set) or its error.
+async fn digitalbazaar_check(credential: &Value, dir: &TempDir) -> Value {
+    let path = dir.0.join(format!("cred-{:x}.json", rand::random::<u64>()));
+    std::fs::write(&path, credential.to_string()).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::interop::npm_install();
+        Command::new("node")
+            .arg("sl2021_check.mjs")
+            .arg(&path)
+            .current_dir(crate::interop::interop_dir())
+            .output()
+            .expect("run node (scripts/test installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON result")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_list_2021_views_are_read_by_statusd_verify_and_digitalbazaar_vc_status_list() {
+    let dir = TempDir::new("verify-sl2021");
+    let running = start_with(&dir.0, &lists(), &[]).await;
+    let base = format!("http://{}", running.public_addr);
+    let cache = TempDir::new("verify-sl2021-cache");
+    let entry = |purpose: &str, idx: u32| {
+        let url = format!("{base}/statuslist2021/v/{purpose}");
+        statusd::status::sl2021::status_entry(&url, idx, purpose.parse().unwrap())
+    };
+    for (idx, code, revoked, suspended) in [
+        (0, 0, false, false),
+        (1, 10, true, false),
+        (2, 11, false, true),
+        (3, 0, false, false),
+    ] {
+        let both = json!([entry("revocation", idx), entry("suspension", idx)]);
+        let jwt_1_1 = jwt("JWT", &json!({"iss": base, "vc": vc_1_1(&base, both)}));
+        let (got, r) = report(&verify(args(&jwt_1_1, &cache, &[])).await);
+        assert_eq!(got, code, "idx {idx}: {r}");
+        assert_eq!(
+            r["references"][0]["reference"]["type"],
+            "StatusList2021Entry"
+        );
+        assert_eq!(
+            r["references"][0]["list"]["format"],
+            "StatusList2021Credential (VC-JWT 1.1)"
+        );
+        assert_eq!(
+            r["references"][0]["status"],
+            if revoked { "INVALID" } else { "VALID" }
+        );
+        assert_eq!(
+            r["references"][1]["status"],
+            if suspended { "SUSPENDED" } else { "VALID" }
+        );
+
+        for (purpose, set) in [("revocation", revoked), ("suspension", suspended)] {
+            let c = vc_1_1(&base, entry(purpose, idx));
+            let db = digitalbazaar_check(&c, &dir).await;
+            assert_eq!(db["error"], Value::Null, "{purpose} {idx}: {db}");
+            assert_eq!(db["verified"], !set, "{purpose} {idx}: {db}");
+        }
+    }
+    // The library refuses a list of another issuer: statusd signs with its own.
+    let c = vc_1_1("https://someone-else.example", entry("revocation", 0));
+    assert_eq!(digitalbazaar_check(&c, &dir).await["verified"], false);
+    // Small lists have no view, like the Bitstring views.
+    let (status, _, _) =
+        crate::support::get(&format!("{base}/statuslist2021/v/message"), &[]).await;
+    assert_eq!(status, 404);
+    running.stop().await;
+}
