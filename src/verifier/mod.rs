@@ -296,19 +296,15 @@ impl Verifier {
         };
         let fetched = self.fetch(url, accept, now).await?;
         let (verified, key_source) = self.verify_list(reference, &fetched.body, now).await?;
-        // Freshness from the token first; Cache-Control only without a ttl (draft §8.2).
-        let ttl = verified
-            .ttl
-            .or_else(|| fetched.cache_control.as_deref().and_then(cache::max_age))
-            .unwrap_or(0)
-            .min(self.opts.max_ttl.as_secs());
         let mut meta = fetched.meta;
         if fetched.source != Source::Cache {
-            meta.fresh_until = meta.fetched_at.saturating_add(ttl);
-            let end = verified.exp.or(verified.valid_until.as_ref().map(|v| v.1));
-            if let Some(end) = end {
-                meta.fresh_until = meta.fresh_until.min(end);
-            }
+            meta.fresh_until = fresh_until(
+                meta.fetched_at,
+                verified.ttl,
+                fetched.cache_control.as_deref(),
+                verified.exp.or(verified.valid_until.as_ref().map(|v| v.1)),
+                self.opts.max_ttl,
+            );
             if let Some(c) = &self.opts.cache {
                 c.put(&cache::Entry {
                     meta: meta.clone(),
@@ -780,6 +776,25 @@ impl Verifier {
     }
 }
 
+/// Until when a list fetched (or revalidated) at `fetched_at` is reused without asking: the
+/// token's `ttl` first, `Cache-Control: max-age` only without one (draft §8.2: `exp`/`ttl` take
+/// priority over HTTP caching), neither meaning no reuse; capped by `max_ttl` (draft §11.5's
+/// sanity bound) and by the list's end of validity (`exp` / `validUntil`).
+pub fn fresh_until(
+    fetched_at: u64,
+    ttl: Option<u64>,
+    cache_control: Option<&str>,
+    end: Option<u64>,
+    max_ttl: Duration,
+) -> u64 {
+    let ttl = ttl
+        .or_else(|| cache_control.and_then(cache::max_age))
+        .unwrap_or(0)
+        .min(max_ttl.as_secs());
+    let until = fetched_at.saturating_add(ttl);
+    end.map_or(until, |end| until.min(end))
+}
+
 fn outcome_of(s: Status) -> Outcome {
     match s {
         Status::VALID => Outcome::Valid,
@@ -801,6 +816,38 @@ mod tests {
         assert_eq!(worst(&[Outcome::Suspended, Outcome::Invalid]), 10);
         assert_eq!(worst(&[Outcome::Other, Outcome::Valid]), 12);
         assert_eq!(worst(&[Outcome::Other, Outcome::Suspended]), 11);
+    }
+
+    #[test]
+    fn freshness_follows_ttl_before_cache_control_and_never_passes_exp() {
+        let day = DEFAULT_MAX_TTL;
+        let cc = Some("public, max-age=60");
+        assert_eq!(
+            fresh_until(1000, Some(300), cc, None, day),
+            1300,
+            "ttl wins"
+        );
+        assert_eq!(
+            fresh_until(1000, None, cc, None, day),
+            1060,
+            "max-age without ttl"
+        );
+        assert_eq!(
+            fresh_until(1000, None, None, None, day),
+            1000,
+            "neither: no reuse"
+        );
+        assert_eq!(fresh_until(1000, None, Some("no-store"), None, day), 1000);
+        assert_eq!(
+            fresh_until(1000, Some(300), None, Some(1100), day),
+            1100,
+            "capped by exp"
+        );
+        assert_eq!(
+            fresh_until(1000, Some(10_000_000), None, None, day),
+            1000 + 86_400,
+            "a hostile ttl is bounded"
+        );
     }
 
     #[test]
