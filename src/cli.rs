@@ -68,6 +68,10 @@ pub enum Command {
     /// Probe a running statusd's admin plane (`/readyz` by default): exit 0 on a 2xx answer, 1
     /// otherwise. For container health checks in images that have no shell or curl.
     Health(HealthArgs),
+    /// Check a credential's status as a relying party: follow its status references, fetch
+    /// each whole list through an on-disk cache, verify it and read the entry. Exit 0 VALID,
+    /// 10 INVALID, 11 SUSPENDED, 12 any other status, 1 the check failed.
+    Verify(VerifyArgs),
     /// Print a shell completion script (e.g. `statusd completions bash >
     /// /etc/bash_completion.d/statusd`).
     Completions {
@@ -364,6 +368,43 @@ pub struct InspectArgs {
     pub ca: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The credential: a file, `-` for standard input, or the credential itself (a JWT or
+    /// SD-JWT, a W3C VC as JSON, or a COSE_Sign1 in hex or base64url). Its own signature is
+    /// not checked: verify it first.
+    pub credential: String,
+    /// Use only the cache: make no request, fail if a list (or its JWKS) is not cached.
+    #[arg(long)]
+    pub offline: bool,
+    /// Cache directory (default: $STATUSD_CACHE_DIR, $XDG_CACHE_HOME/statusd or
+    /// ~/.cache/statusd).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the cache (every list is fetched).
+    #[arg(long, conflicts_with_all = ["offline", "cache_dir"])]
+    pub no_cache: bool,
+    /// Pinned verification key: a JWKS (JSON) or PEM file, or an http:// URL of a JWKS.
+    /// Without it the JWKS is discovered at the list issuer's /.well-known/jwks.json.
+    #[arg(long, conflicts_with = "trust_anchor")]
+    pub key: Option<String>,
+    /// Trust anchor (PEM) for lists signed with an x5c / x5chain certificate chain.
+    #[arg(long)]
+    pub trust_anchor: Option<PathBuf>,
+    /// Longest time in seconds a list is reused without asking, whatever its ttl says.
+    #[arg(long, default_value_t = crate::verifier::DEFAULT_MAX_TTL.as_secs())]
+    pub max_ttl: u64,
+    /// Minimum entries of a W3C list (the REC's 131,072 unless your ecosystem sets less).
+    #[arg(long, default_value_t = MIN_ENTRIES)]
+    pub min_entries: u32,
+    /// Check at this Unix time (seconds) instead of now.
+    #[arg(long)]
+    pub at: Option<u64>,
+    /// Seconds to wait for each list or key set.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -375,6 +416,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Credentials(args) => credentials(args),
         Command::Lists(args) => lists(args),
         Command::Health(args) => health(args),
+        Command::Verify(args) => verify(args),
         Command::Completions { shell } => completions(shell),
         Command::Man { out_dir } => man(out_dir),
     }
@@ -824,6 +866,80 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{}: verification failed", args.input))?;
     print_out(&serde_json::to_string_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A key set from a JWKS or PEM file, or an http:// URL of a JWKS.
+fn read_key_set(k: &str) -> anyhow::Result<KeySet> {
+    let bytes = read_input(
+        k,
+        "application/jwk-set+json, application/json",
+        "the key set (--key)",
+        &crate::tls::ClientTls {
+            ca: None,
+            identity: None,
+        },
+    )?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{k}: the key set is not UTF-8 text (expected a JWKS or PEM)"))?;
+    let set = if text.trim_start().starts_with('{') {
+        KeySet::from_jwks_json(&text)
+    } else {
+        KeySet::from_pem(&text)
+    };
+    set.with_context(|| format!("{k}: not a usable key set (JWKS or PEM)"))
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    use crate::verifier::{Cache, Options, Verifier, EXIT_CHECK_FAILED};
+    if args.trust_anchor.is_some() {
+        bail!("--trust-anchor: statusd does not publish x5c / x5chain certificate chains yet (issue 13), so there is no chain to check; pin the key with --key or rely on JWKS discovery");
+    }
+    let keys = args.key.as_deref().map(read_key_set).transpose()?;
+    let credential = if args.credential == "-" || std::path::Path::new(&args.credential).is_file() {
+        read_input(
+            &args.credential,
+            "*/*",
+            "the credential",
+            &crate::tls::ClientTls {
+                ca: None,
+                identity: None,
+            },
+        )?
+    } else {
+        args.credential.clone().into_bytes()
+    };
+    let cache = if args.no_cache {
+        None
+    } else {
+        Some(Cache::new(
+            args.cache_dir.unwrap_or_else(Cache::default_dir),
+        ))
+    };
+    let verifier = Verifier::new(Options {
+        cache,
+        offline: args.offline,
+        keys,
+        now: args.at,
+        min_entries: args.min_entries,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        max_ttl: std::time::Duration::from_secs(args.max_ttl),
+    });
+    match runtime()?.block_on(verifier.verify(&credential)) {
+        Ok(report) => {
+            print_out(&serde_json::to_string_pretty(&report)?)?;
+            Ok(ExitCode::from(report.exit_code))
+        }
+        Err(e) => {
+            // The reason goes to stdout as JSON for programs and to stderr for people.
+            print_out(&serde_json::to_string_pretty(&serde_json::json!({
+                "status": "CHECK_FAILED",
+                "exit_code": EXIT_CHECK_FAILED,
+                "error": e.to_string(),
+            }))?)?;
+            eprintln!("statusd: status check failed: {e}");
+            Ok(ExitCode::from(EXIT_CHECK_FAILED))
+        }
+    }
 }
 
 fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {

@@ -25,6 +25,7 @@
 //! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
 //! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
 //! | [`cli`]       | the command line                                                         |
+//! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
 //! | `fuzzing`     | fuzz-target bodies shared by `fuzz/` and the corpus replay test (hidden) |
 //!
 //! # Flows
@@ -64,3 +65,4 @@ pub mod status;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod verifier;

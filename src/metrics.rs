@@ -26,10 +26,12 @@ pub enum Route {
     AdminMetrics,
     AdminHealth,
     AdminApi,
+    /// `/statuslist2021/{id}/{purpose}`: the VC 1.1 Status List 2021 views.
+    StatusList2021,
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::Aggregation,
         Route::StatusList,
         Route::Bitstring,
@@ -41,6 +43,7 @@ impl Route {
         Route::AdminMetrics,
         Route::AdminHealth,
         Route::AdminApi,
+        Route::StatusList2021,
     ];
 
     pub const fn label(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Route {
             Route::AdminMetrics => "admin_metrics",
             Route::AdminHealth => "admin_health",
             Route::AdminApi => "admin_api",
+            Route::StatusList2021 => "statuslist2021",
         }
     }
 

@@ -18,7 +18,7 @@ pub mod problem;
 pub use head::{check_header_size, MAX_HEADER_BYTES};
 
 use crate::metrics::{Metrics, Route};
-use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC_JWT_TYPE};
+use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC11_JWT_TYPE, VC_JWT_TYPE};
 use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotStore};
 use crate::status::{sparse, w3c::Purpose, Status};
 use crate::store::MAX_ID_LEN;
@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 pub const LIST_OFFERS: &[&str] = &[JWT_TYPE, CWT_TYPE, sparse::MEDIA_TYPE];
 /// Representations of `/bitstringlists/{id}/{purpose}`.
 pub const VC_OFFERS: &[&str] = &[VC_JWT_TYPE, "application/jwt"];
+/// Representations of `/statuslist2021/{id}/{purpose}` (VC-JWT 1.1).
+pub const VC11_OFFERS: &[&str] = &[VC11_JWT_TYPE, "application/vc+jwt"];
 /// Most indices one batch lookup may ask for.
 pub const MAX_BATCH: usize = 1000;
 /// Largest batch lookup body: 1,000 ten-digit indices with separators fit comfortably.
@@ -344,6 +346,7 @@ impl Inner {
             (Some("statuslists"), None, _, _) => Route::Aggregation,
             (Some("statuslists"), Some(_), None, _) => Route::StatusList,
             (Some("bitstringlists"), Some(_), Some(_), None) => Route::Bitstring,
+            (Some("statuslist2021"), Some(_), Some(_), None) => Route::StatusList2021,
             (Some("statuses"), Some(_), Some(_), None) => Route::Lookup,
             (Some("statuses"), Some(_), None, _) => Route::BatchLookup,
             (Some(".well-known"), Some("jwks.json"), None, _) => Route::Jwks,
@@ -417,6 +420,23 @@ impl Inner {
                     .ok_or(Problem::UnknownPurpose)?;
                 negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), VC_OFFERS)
                     .ok_or(Problem::NotAcceptable { offered: VC_OFFERS })?;
+                Ok(self.list_response(list, rep, headers))
+            }
+            Route::StatusList2021 => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(arg1)?;
+                let list = lookup_list(snap, id, true)?;
+                let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
+                signed(list)?;
+                let rep = list
+                    .artefacts
+                    .sl2021(purpose)
+                    .filter(|r| !r.body.is_empty())
+                    .ok_or(Problem::UnknownPurpose)?;
+                negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), VC11_OFFERS)
+                    .ok_or(Problem::NotAcceptable {
+                        offered: VC11_OFFERS,
+                    })?;
                 Ok(self.list_response(list, rep, headers))
             }
             Route::Lookup => {

@@ -411,6 +411,9 @@ pub struct Assignment {
     /// W3C `credentialStatus` entries for the revocation and suspension views (empty for lists
     /// under the 131,072 entries the W3C REC requires, which have no W3C view).
     pub credential_status: Json,
+    /// The same two views as VC 1.1 `StatusList2021Entry` entries, for VC 1.1 credentials
+    /// (empty under 131,072 entries, like `credential_status`).
+    pub credential_status_2021: Json,
 }
 
 /// The result of one item.
@@ -680,6 +683,18 @@ impl Issuer {
             cwt_status_claim: claim,
             cwt_status_claim_cbor: cbor,
             credential_status: Json::Array(entries),
+            credential_status_2021: Json::Array(
+                w3c_views
+                    .iter()
+                    .map(|&p| {
+                        crate::status::sl2021::status_entry(
+                            &self.urls.sl2021_url(&at.list, p),
+                            at.idx,
+                            p,
+                        )
+                    })
+                    .collect(),
+            ),
         }
     }
 

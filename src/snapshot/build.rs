@@ -25,6 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const JWT_TYPE: &str = "application/statuslist+jwt";
 pub const CWT_TYPE: &str = "application/statuslist+cwt";
 pub const VC_JWT_TYPE: &str = "application/vc+jwt";
+/// Status List 2021 credentials, secured as VC-JWT 1.1.
+pub use crate::token::vc11::VC11_JWT_TYPE;
 
 /// Slack between the refresher deciding to re-sign and the new token being published.
 const RESIGN_MARGIN: Duration = Duration::from_secs(60);
@@ -51,6 +53,11 @@ impl BuildParams {
     /// The URL of a list's W3C credential for `purpose`.
     pub fn credential_url(&self, id: &str, purpose: Purpose) -> String {
         format!("{}/bitstringlists/{id}/{purpose}", self.public_url)
+    }
+
+    /// The URL of a list's Status List 2021 credential (VC 1.1) for `purpose`.
+    pub fn sl2021_url(&self, id: &str, purpose: Purpose) -> String {
+        format!("{}/statuslist2021/{id}/{purpose}", self.public_url)
     }
 
     /// The Status List Aggregation URL.
@@ -246,6 +253,7 @@ pub fn unsigned(meta: ListMeta, list: StatusList, kid: &str) -> ListSnapshot {
         cwt: empty(CWT_TYPE),
         roaring: empty(sparse::MEDIA_TYPE),
         w3c: [empty(VC_JWT_TYPE), empty(VC_JWT_TYPE), empty(VC_JWT_TYPE)],
+        sl2021: [empty(VC11_JWT_TYPE), empty(VC11_JWT_TYPE)],
         iat: 0,
         exp: 0,
         kid: kid.to_owned(),
@@ -298,6 +306,29 @@ pub fn artefacts(
     let w3c = w3c
         .try_into()
         .unwrap_or_else(|_| unreachable!("one representation per published purpose"));
+    let mut sl2021 = Vec::with_capacity(crate::status::sl2021::PURPOSES.len());
+    for purpose in crate::status::sl2021::PURPOSES {
+        let id = p.sl2021_url(&meta.id, purpose);
+        let params = CredentialParams {
+            id: &id,
+            issuer: &p.issuer,
+            valid_from: now,
+            valid_until: Some(UNIX_EPOCH + Duration::from_secs(exp)),
+            ttl_ms: None,
+        };
+        sl2021.push(
+            match crate::status::sl2021::credential(list, purpose, &params) {
+                Ok(vc_json) => text_representation(
+                    crate::token::vc11::sign_vc_jwt_1_1(&vc_json, iat, Some(exp), key)?.into(),
+                    VC11_JWT_TYPE,
+                ),
+                Err(_) => json_representation(Bytes::new(), VC11_JWT_TYPE),
+            },
+        );
+    }
+    let sl2021 = sl2021
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one representation per Status List 2021 purpose"));
     Ok(Artefacts {
         version: meta.version,
         surrogate_key: header(format!("list-{}", meta.id)),
@@ -310,6 +341,7 @@ pub fn artefacts(
         cwt: json_representation(cwt.into(), CWT_TYPE),
         roaring: json_representation(sparse::encode(list).into(), sparse::MEDIA_TYPE),
         w3c,
+        sl2021,
         iat,
         exp,
         kid: key.kid().to_owned(),

@@ -75,6 +75,9 @@ pub struct Artefacts {
     pub cache_control: HeaderValue,
     /// Whether signing paused since these were signed, and what that means for serving them.
     pub aging: Aging,
+    /// Status List 2021 credentials (VC-JWT 1.1), indexed like
+    /// [`crate::status::sl2021::PURPOSES`]; empty bodies for lists under 131,072 entries.
+    pub sl2021: [Representation; 2],
     /// `Surrogate-Key` / `Cache-Tag`: `list-{id}`, for targeted CDN purges.
     pub surrogate_key: HeaderValue,
 }
@@ -99,6 +102,14 @@ impl Artefacts {
             .iter()
             .position(|p| *p == purpose)
             .map(|i| &self.w3c[i])
+    }
+
+    /// The Status List 2021 representation of `purpose`, if statusd publishes it.
+    pub fn sl2021(&self, purpose: Purpose) -> Option<&Representation> {
+        crate::status::sl2021::PURPOSES
+            .iter()
+            .position(|p| *p == purpose)
+            .map(|i| &self.sl2021[i])
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod deflate;
 pub mod ietf;
 pub mod packing;
+pub mod sl2021;
 pub mod sparse;
 pub mod w3c;
 

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod signer;
 pub mod statuslist;
 pub mod vc;
+pub mod vc11;
 
 #[cfg(test)]
 mod test_vectors;

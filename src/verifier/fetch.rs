@@ -1,0 +1,189 @@
+//! One GET for the verifier: `Accept`, an optional `If-None-Match`, redirects followed with a
+//! loop guard (RFC 9110 §15.4, draft §11), a time limit and a size limit.
+//!
+//! Owns HTTP only; what the body means is the verifier's business.
+
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper::header;
+use std::time::Duration;
+
+/// Most redirects followed before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+/// Largest body accepted: twice the largest list statusd decodes.
+pub const MAX_BODY: usize = 256 << 20;
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("{0}: https is not fetched by this build (TLS arrives with issue 14); fetch it through a local http mirror or pass the list from the cache")]
+    HttpsUnsupported(String),
+    #[error("{url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("{url}: no complete answer within {secs} s")]
+    Timeout { url: String, secs: u64 },
+    #[error("{url}: more than {MAX_REDIRECTS} redirects (or a redirect loop)")]
+    Redirects { url: String },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// A 200 or a 304.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub not_modified: bool,
+    pub etag: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// GETs `url`, following redirects.
+pub async fn get(
+    url: &str,
+    accept: &str,
+    if_none_match: Option<&str>,
+    timeout: Duration,
+) -> Result<Answer, FetchError> {
+    tokio::time::timeout(timeout, get_inner(url, accept, if_none_match))
+        .await
+        .map_err(|_| FetchError::Timeout {
+            url: url.to_owned(),
+            secs: timeout.as_secs(),
+        })?
+}
+
+async fn get_inner(
+    url: &str,
+    accept: &str,
+    if_none_match: Option<&str>,
+) -> Result<Answer, FetchError> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let mut current = url.to_owned();
+    let mut seen = vec![current.clone()];
+    loop {
+        if current.starts_with("https://") {
+            return Err(FetchError::HttpsUnsupported(current));
+        }
+        let transport = |reason: String| FetchError::Transport {
+            url: current.clone(),
+            reason,
+        };
+        let mut req = hyper::Request::get(current.as_str()).header(header::ACCEPT, accept);
+        if let Some(inm) = if_none_match {
+            req = req.header(header::IF_NONE_MATCH, inm);
+        }
+        let req = req
+            .body(Empty::new())
+            .map_err(|e| transport(format!("not a valid URL: {e}")))?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| transport(error_chain(&e)))?;
+        let status = resp.status();
+        let text = |name: header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if status.is_redirection() && status != hyper::StatusCode::NOT_MODIFIED {
+            let location = text(header::LOCATION)
+                .ok_or_else(|| transport(format!("HTTP {status} without Location")))?;
+            let next = resolve(&current, &location);
+            if seen.contains(&next) || seen.len() > MAX_REDIRECTS {
+                return Err(FetchError::Redirects {
+                    url: url.to_owned(),
+                });
+            }
+            seen.push(next.clone());
+            current = next;
+            continue;
+        }
+        let (etag, cache_control, content_type) = (
+            text(header::ETAG),
+            text(header::CACHE_CONTROL),
+            text(header::CONTENT_TYPE),
+        );
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| transport(format!("reading the body: {e}")))?
+            .to_bytes()
+            .to_vec();
+        if status == hyper::StatusCode::NOT_MODIFIED || status.is_success() {
+            return Ok(Answer {
+                not_modified: status == hyper::StatusCode::NOT_MODIFIED,
+                etag,
+                cache_control,
+                content_type,
+                body,
+            });
+        }
+        return Err(FetchError::Status {
+            url: current,
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+        });
+    }
+}
+
+/// `location` resolved against `base` (absolute URLs, absolute paths).
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let origin_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    if location.starts_with('/') {
+        format!("{}{location}", &base[..origin_end])
+    } else {
+        let dir_end = base
+            .rfind('/')
+            .filter(|&i| i >= origin_end)
+            .unwrap_or(origin_end);
+        format!("{}/{location}", &base[..dir_end])
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The origin (`scheme://authority`) of `url`.
+pub fn origin(url: &str) -> &str {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url, |i| &url[..scheme_end + i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve() {
+        assert_eq!(resolve("http://a:1/x/y", "/z"), "http://a:1/z");
+        assert_eq!(resolve("http://a:1/x/y", "z"), "http://a:1/x/z");
+        assert_eq!(resolve("http://a:1/x", "http://b/c"), "http://b/c");
+        assert_eq!(origin("http://a:1/x/y?q"), "http://a:1");
+        assert_eq!(origin("https://a"), "https://a");
+    }
+}
