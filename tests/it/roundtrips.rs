@@ -1,0 +1,191 @@
+//! Round trips to Redis per single-item issuer operation (issue #22), counted by a proxy on
+//! loopback in front of a real `redis-server` ([`crate::proxy`]). Each operation has a budget;
+//! a change that adds a round trip to one fails here. With Redis in another zone every round
+//! trip is the whole latency of a loss report.
+
+use crate::proxy::Proxy;
+use crate::redis_harness::RedisServer;
+use statusd::issuer::{
+    HoldOp, Issuer, Operation, Outcome, Registration, ReissueOp, RevokeOp, Settings,
+};
+use statusd::snapshot::build::BuildParams;
+use statusd::status::Bits;
+use statusd::store::any::AnyStore;
+use statusd::store::redis::RedisStore;
+use statusd::store::NewList;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn urls() -> BuildParams {
+    BuildParams {
+        public_url: "https://status.example".into(),
+        issuer: "https://status.example".into(),
+        ttl: Duration::from_secs(300),
+        lifetime: Duration::from_secs(86_400),
+        tick: Duration::from_secs(1),
+    }
+}
+
+pub fn register(id: &str, kind: &str, parent: Option<&str>, purpose: Option<&str>) -> Operation {
+    Operation::Register(Registration {
+        credential_id: id.into(),
+        kind: kind.into(),
+        parent: parent.map(Into::into),
+        purpose: purpose.map(Into::into),
+        reason: None,
+        request_id: None,
+    })
+}
+
+pub fn hold(id: &str) -> HoldOp {
+    HoldOp {
+        credential_id: id.into(),
+        reason: "reported lost".into(),
+        hold: None,
+        request_id: None,
+    }
+}
+
+pub fn reissue(old: &str, new: &str, parent: Option<&str>) -> Operation {
+    Operation::Reissue(ReissueOp {
+        credential_id: old.into(),
+        new_credential_id: new.into(),
+        parent: parent.map(Into::into),
+        reason: "replaced".into(),
+        request_id: None,
+    })
+}
+
+async fn one(issuer: &Issuer, op: Operation) -> Outcome {
+    let mut r = issuer
+        .execute("clerk", std::slice::from_ref(&op))
+        .await
+        .unwrap_or_else(|e| panic!("{op:?}: {e:?}"));
+    r.pop()
+        .expect("one result")
+        .unwrap_or_else(|p| panic!("{op:?}: {p:?}"))
+}
+
+/// The budget per single-item operation, in round trips to a standalone Redis.
+const BUDGET: &[(&str, u64)] = &[
+    ("register", 7),
+    ("register derived", 8),
+    ("register again (exists)", 6),
+    ("suspend", 6),
+    ("suspend with a derived card", 7),
+    ("reinstate", 6),
+    ("revoke", 6),
+    ("reissue in one list", 8),
+    ("reissue across lists", 14),
+];
+
+/// Every single-item write stays within its round-trip budget on standalone Redis, measured
+/// after a warm-up (the commit script loaded, the pool's lists created, the allocation bitmaps
+/// cached: the steady state of a running replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_writes_stay_within_their_round_trip_budget() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port, Duration::ZERO).await;
+    let store = RedisStore::connect(&proxy.url()).await.expect("connect");
+    let store = Arc::new(AnyStore::Redis(store));
+    let settings = Settings {
+        list_size: 1 << 17,
+        ..Settings::default()
+    };
+    let issuer = Issuer::new(store, urls(), settings);
+    // Warm-up: lists of the default pool, a branch pool, the script, the bitmaps.
+    issuer
+        .create_list(NewList {
+            id: "branch-1".into(),
+            bits: Bits::Two,
+            size: 1 << 17,
+            purpose: Some("branch".into()),
+        })
+        .await
+        .expect("branch list");
+    for i in 0..4 {
+        one(
+            &issuer,
+            register(&format!("warm-{i}"), "physical", None, None),
+        )
+        .await;
+    }
+    one(&issuer, register("B", "physical", None, Some("branch"))).await;
+    one(&issuer, register("S", "physical", None, None)).await;
+
+    let mut counts: Vec<(&str, u64)> = Vec::new();
+    let mut measure = |name: &'static str, trips: u64| counts.push((name, trips));
+    macro_rules! trips {
+        ($op:expr) => {{
+            let before = proxy.round_trips();
+            let outcome = one(&issuer, $op).await;
+            (proxy.round_trips() - before, outcome)
+        }};
+    }
+    let (n, o) = trips!(register("P", "physical", None, None));
+    assert_eq!(o.result, "registered");
+    measure("register", n);
+    let (n, o) = trips!(register("M", "mobile", Some("P"), None));
+    assert_eq!(o.result, "registered");
+    measure("register derived", n);
+    let (n, o) = trips!(register("P", "physical", None, None));
+    assert_eq!(o.result, "exists");
+    measure("register again (exists)", n);
+    let (n, o) = trips!(Operation::Suspend(hold("S")));
+    assert_eq!((o.result, o.status), ("changed", "SUSPENDED"));
+    measure("suspend", n);
+    let (n, o) = trips!(Operation::Suspend(hold("P")));
+    assert_eq!(o.affected.len(), 1, "{o:?}");
+    measure("suspend with a derived card", n);
+    let (n, o) = trips!(Operation::Reinstate(hold("S")));
+    assert_eq!((o.result, o.status), ("changed", "VALID"));
+    measure("reinstate", n);
+    let (n, o) = trips!(Operation::Revoke(RevokeOp {
+        credential_id: "S".into(),
+        reason: "fraud".into(),
+        request_id: None,
+    }));
+    assert_eq!((o.result, o.status), ("changed", "INVALID"));
+    measure("revoke", n);
+    let (n, o) = trips!(reissue("M", "M2", Some("P")));
+    let new = o.new_credential.expect("a new card");
+    assert_eq!(
+        new.assignment.as_ref().map(|a| a.list_id.as_str()),
+        Some(o_list(&issuer, "P").await.as_str())
+    );
+    measure("reissue in one list", n);
+    let branch = o_list(&issuer, "B").await;
+    let (n, o) = trips!(reissue("M2", "M3", Some("B")));
+    let new = o.new_credential.expect("a new card");
+    assert_eq!(
+        new.assignment.as_ref().map(|a| a.list_id.as_str()),
+        Some(branch.as_str())
+    );
+    measure("reissue across lists", n);
+
+    for (name, n) in &counts {
+        println!("round trips: {name}: {n}");
+    }
+    for ((name, n), (budget_name, budget)) in counts.iter().zip(BUDGET) {
+        assert_eq!(name, budget_name);
+        assert!(
+            *n >= 1,
+            "{name}: the proxy saw no round trip: is it in the path?"
+        );
+        assert!(
+            n <= budget,
+            "{name}: {n} round trips to Redis, over its budget of {budget}"
+        );
+    }
+    assert_eq!(counts.len(), BUDGET.len());
+}
+
+async fn o_list(issuer: &Issuer, id: &str) -> String {
+    issuer
+        .credential(id)
+        .await
+        .expect("read")
+        .expect("registered")
+        .0
+        .list
+}
