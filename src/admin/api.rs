@@ -514,6 +514,17 @@ impl Api {
         Ok(json_response(StatusCode::CREATED, &view))
     }
 
+    /// Runs issuer request `op`, observing its latency and its requests to the store.
+    async fn timed<T>(&self, op: &str, f: impl std::future::Future<Output = T>) -> T {
+        let start = std::time::Instant::now();
+        let (out, requests) = crate::store::count_requests(f).await;
+        if let Some(h) = self.metrics.issuer_op(op) {
+            h.seconds.observe(start.elapsed().as_secs_f64());
+            h.store_requests.observe(f64::from(requests));
+        }
+        out
+    }
+
     fn count(&self, op: &str, result: &Result<Outcome, ItemProblem>) {
         let label = match result {
             Ok(o) => o.result,
@@ -527,11 +538,13 @@ impl Api {
 
     async fn single(&self, caller: &Caller, op: Operation) -> Result<Resp, Problem> {
         let name = op.name();
-        let mut results = match self
-            .issuer
-            .execute(&caller.name, std::slice::from_ref(&op))
-            .await
-        {
+        let executed = self
+            .timed(
+                name,
+                self.issuer.execute(&caller.name, std::slice::from_ref(&op)),
+            )
+            .await;
+        let mut results = match executed {
             Ok(r) => r,
             Err(IssuerError::Invalid(mut errors)) => {
                 let (_, p) = errors.pop().expect("one item");
@@ -558,7 +571,10 @@ impl Api {
     }
 
     async fn batch(&self, caller: &Caller, ops: Vec<Operation>) -> Result<Resp, Problem> {
-        let results = match self.issuer.execute(&caller.name, &ops).await {
+        let results = match self
+            .timed("batch", self.issuer.execute(&caller.name, &ops))
+            .await
+        {
             Ok(r) => r,
             Err(IssuerError::Invalid(errors)) => return Err(Problem::BatchInvalid(errors)),
             Err(IssuerError::TooLarge) => {

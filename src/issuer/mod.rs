@@ -584,6 +584,38 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Every list's metadata, read once per plan, and only when a top-level card needs a list
+/// chosen; lists this plan creates are added.
+type Metas = Option<Vec<ListMeta>>;
+
+/// Takes the records read at `want` into `lp` (rebuilding its work so the status of every
+/// record as read is captured); returns the indices they link to.
+fn take_records(
+    lp: &mut ListPlan,
+    list: &str,
+    want: &[u32],
+    recs: Vec<Option<Vec<u8>>>,
+) -> Result<Vec<u32>, StoreError> {
+    let mut next = Vec::new();
+    if want.is_empty() {
+        return Ok(next);
+    }
+    let mut loaded = std::mem::take(&mut lp.work.records);
+    for (&idx, bytes) in want.iter().zip(recs) {
+        let Some(bytes) = bytes else { continue };
+        let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+            list: list.to_owned(),
+            reason: format!("record {idx}: {e}"),
+        })?;
+        next.extend(rec.children.iter().copied());
+        next.extend(rec.parent.as_ref().map(|p| p.idx));
+        loaded.insert(idx, rec);
+    }
+    debug_assert!(lp.work.claims.is_empty() && !lp.work.is_dirty());
+    lp.work = ListWork::new(lp.work.bits, loaded);
+    Ok(next)
+}
+
 /// One list's state during planning.
 struct ListPlan {
     meta: ListMeta,
@@ -1100,73 +1132,67 @@ impl Issuer {
     }
 
     /// Loads (once) the records at `idxs` of `list` and everything they link to, at one
-    /// version.
+    /// version. A list not loaded yet is read with its metadata in one round trip (none when
+    /// `metas` holds it and no record is wanted); each generation of linked cards not read yet
+    /// (a card's children, a derived card's parent) costs one more.
     async fn load(
         &self,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &[ListMeta],
+        metas: &Metas,
         list: &str,
         idxs: &[u32],
     ) -> Result<(), PlanAbort> {
-        if !lists.contains_key(list) {
-            let meta = metas
-                .iter()
-                .find(|m| m.id == list)
-                .cloned()
-                .ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
-            let (version, _) = self.store.records(list, &[]).await?;
-            lists.insert(
-                list.to_owned(),
-                ListPlan {
-                    work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
-                    meta,
-                    version,
-                    allocated: None,
-                },
-            );
-        }
         let mut want: Vec<u32> = idxs.to_vec();
-        while !want.is_empty() {
+        want.sort_unstable();
+        want.dedup();
+        if !lists.contains_key(list) {
+            let known = metas
+                .as_ref()
+                .and_then(|all| all.iter().find(|m| m.id == list));
+            let (meta, recs) = match known {
+                Some(meta) if want.is_empty() => (meta.clone(), Vec::new()),
+                _ => self.store.list_records(list, &want).await?,
+            };
+            let lp = ListPlan {
+                work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
+                version: meta.version,
+                meta,
+                allocated: None,
+            };
+            let lp = lists.entry(list.to_owned()).or_insert(lp);
+            want = take_records(lp, list, &want, recs)?;
+        }
+        loop {
             let lp = lists.get_mut(list).expect("inserted above");
             want.retain(|i| !lp.work.records.contains_key(i));
             want.sort_unstable();
             want.dedup();
             if want.is_empty() {
-                break;
+                return Ok(());
             }
             let (version, recs) = self.store.records(list, &want).await?;
             if version != lp.version {
                 return Err(PlanAbort::Moved);
             }
-            let mut next = Vec::new();
-            let mut loaded = std::mem::take(&mut lp.work.records);
-            for (&idx, bytes) in want.iter().zip(recs) {
-                let Some(bytes) = bytes else { continue };
-                let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
-                    list: list.to_owned(),
-                    reason: format!("record {idx}: {e}"),
-                })?;
-                next.extend(rec.children.iter().copied());
-                next.extend(rec.parent.as_ref().map(|p| p.idx));
-                loaded.insert(idx, rec);
-            }
-            // Rebuild to capture the status of every record as read.
-            debug_assert!(lp.work.claims.is_empty() && !lp.work.is_dirty());
-            lp.work = ListWork::new(lp.work.bits, loaded);
-            want = next;
+            want = take_records(lp, list, &want, recs)?;
         }
-        Ok(())
     }
 
+    /// Makes sure `list` is loaded with its allocated indices: from this replica's cache of
+    /// them when the store keeps one (no round trip), else read at the list's version.
     async fn ensure_allocated(
         &self,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &[ListMeta],
+        metas: &Metas,
         list: &str,
     ) -> Result<(), PlanAbort> {
         self.load(lists, metas, list, &[]).await?;
         let lp = lists.get_mut(list).expect("loaded");
         if lp.allocated.is_none() {
+            if let Some(bitmap) = self.store.allocated_cached(list) {
+                lp.allocated = Some(bitmap);
+                return Ok(());
+            }
             let (version, bitmap) = self.store.allocated(list).await?;
             if version != lp.version {
                 return Err(PlanAbort::Moved);
@@ -1178,7 +1204,6 @@ impl Issuer {
 
     /// Plans `ops` (checked already) in order against the store's current state.
     async fn plan(&self, by: &str, at: u64, ops: &[&Operation]) -> Result<Plan, PlanAbort> {
-        let mut metas = self.store.lists().await?;
         // Everything the batch names, located at once.
         let mut names: Vec<String> = Vec::new();
         for op in ops {
@@ -1194,10 +1219,22 @@ impl Issuer {
         }
         names.sort_unstable();
         names.dedup();
+        // Every list's metadata is needed only to choose a list for a new top-level card: read
+        // alongside the locations when the batch registers one (the requests share a round
+        // trip), later if a reissue turns out to need it.
+        let top_level = ops
+            .iter()
+            .any(|op| matches!(op, Operation::Register(r) if r.parent.is_none()));
+        let (mut metas, found): (Metas, _) = if top_level {
+            let (all, found) = tokio::join!(self.store.lists(), self.store.locate(&names));
+            (Some(all?), found?)
+        } else {
+            (None, self.store.locate(&names).await?)
+        };
         let located: HashMap<String, Location> = names
             .iter()
             .cloned()
-            .zip(self.store.locate(&names).await?)
+            .zip(found)
             .filter_map(|(n, l)| Some((n, l?)))
             .collect();
         let mut lists: BTreeMap<String, ListPlan> = BTreeMap::new();
@@ -1253,7 +1290,7 @@ impl Issuer {
         located: &HashMap<String, Location>,
         planned: &mut HashMap<String, Location>,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &mut Vec<ListMeta>,
+        metas: &mut Metas,
         plan: &mut Plan,
         touched: &mut BTreeSet<String>,
     ) -> Result<Outcome, Step> {
@@ -1511,7 +1548,7 @@ impl Issuer {
         located: &HashMap<String, Location>,
         planned: &mut HashMap<String, Location>,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &mut Vec<ListMeta>,
+        metas: &mut Metas,
         touched: &mut BTreeSet<String>,
     ) -> Result<Location, Step> {
         let parent = match &r.parent {
@@ -1612,8 +1649,17 @@ impl Issuer {
         &self,
         purpose: &str,
         lists: &BTreeMap<String, ListPlan>,
-        metas: &mut Vec<ListMeta>,
+        metas: &mut Metas,
     ) -> Result<String, Step> {
+        if metas.is_none() {
+            let all = self
+                .store
+                .lists()
+                .await
+                .map_err(|e| Step::Abort(e.into()))?;
+            *metas = Some(all);
+        }
+        let metas = metas.as_mut().expect("read above");
         let open = |metas: &Vec<ListMeta>| -> Vec<String> {
             metas
                 .iter()
