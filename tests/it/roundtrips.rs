@@ -218,3 +218,39 @@ async fn o_list(issuer: &Issuer, id: &str) -> String {
         .0
         .list
 }
+
+/// The embedded store's side of the same idea: a single suspend, reinstate or revoke is three
+/// transactions (locate, the list's metadata and records together, the commit), as counted by
+/// what `statusd_issuer_store_requests` reports; before issue #22 it was five (every list's
+/// metadata, the locate, two reads of the list, the commit).
+#[tokio::test]
+async fn single_writes_on_the_embedded_store_take_three_transactions() {
+    let dir = crate::support::TempDir::new("roundtrips-embedded");
+    let store = statusd::store::embedded::EmbeddedStore::open(&dir.0).expect("open");
+    let settings = Settings {
+        list_size: 1 << 17,
+        ..Settings::default()
+    };
+    let issuer = Issuer::new(Arc::new(AnyStore::Embedded(store)), urls(), settings);
+    one(&issuer, register("warm", "physical", None, None)).await;
+    one(&issuer, register("S", "physical", None, None)).await;
+    for op in [
+        Operation::Suspend(hold("S")),
+        Operation::Reinstate(hold("S")),
+        Operation::Revoke(RevokeOp {
+            credential_id: "S".into(),
+            reason: "fraud".into(),
+            request_id: None,
+        }),
+    ] {
+        let name = op.name();
+        let (r, transactions) =
+            statusd::store::count_requests(issuer.execute("clerk", std::slice::from_ref(&op)))
+                .await;
+        assert_eq!(
+            r.expect("runs")[0].as_ref().map(|o| o.result),
+            Ok("changed")
+        );
+        assert_eq!(transactions, 3, "{name}");
+    }
+}
