@@ -10,8 +10,10 @@
 //! | this file  | batches: validate everything, plan against the store, commit per list  |
 //!
 //! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
-//! credential the batch names, read the records of each list involved (at one version per
-//! list), allocate indices and run the rules in memory, item by item in order; if any item
+//! credential the batch names, read the records of each list involved with its metadata (at
+//! one version per list; every list's first read together, so a single write costs one round
+//! trip to locate, one to read, one to commit: issue #22), allocate indices and run the rules
+//! in memory, item by item in order; if any item
 //! fails, nothing is written and every failure is reported. **Commit**: one compare-and-set per
 //! list ([`Registry::commit`]); a list that changed meanwhile is planned again (the items of
 //! lists already committed are done). Derived cards live in their parent's list, so an item
@@ -29,7 +31,7 @@ use crate::snapshot::build::BuildParams;
 use crate::status::w3c::{self, Purpose};
 use crate::status::Bits;
 use crate::store::any::AnyStore;
-use crate::store::registry::{check_credential_id, Location, Registry, Txn};
+use crate::store::registry::{check_credential_id, Location, MetaRecords, Registry, Txn};
 use crate::store::{check_id, ListMeta, NewList, Store, StoreError};
 use record::{ListWork, Record, RuleError, Stamp, PHYSICAL};
 use roaring::RoaringBitmap;
@@ -587,6 +589,52 @@ fn now_ms() -> u64 {
 /// Every list's metadata, read once per plan, and only when a top-level card needs a list
 /// chosen; lists this plan creates are added.
 type Metas = Option<Vec<ListMeta>>;
+
+/// Adds `list` to the plan's lists from its first read (its metadata and the records at
+/// `want`); returns the indices those records link to.
+fn first_read(
+    lists: &mut BTreeMap<String, ListPlan>,
+    list: &str,
+    want: &[u32],
+    (meta, recs): MetaRecords,
+) -> Result<Vec<u32>, PlanAbort> {
+    let lp = ListPlan {
+        work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
+        version: meta.version,
+        meta,
+        allocated: None,
+    };
+    let lp = lists.entry(list.to_owned()).or_insert(lp);
+    Ok(take_records(lp, list, want, recs)?)
+}
+
+/// Runs `futures` together on this task (their requests share a round trip), returning their
+/// outputs in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
 
 /// Takes the records read at `want` into `lp` (rebuilding its work so the status of every
 /// record as read is captured); returns the indices they link to.
@@ -1149,18 +1197,11 @@ impl Issuer {
             let known = metas
                 .as_ref()
                 .and_then(|all| all.iter().find(|m| m.id == list));
-            let (meta, recs) = match known {
+            let read = match known {
                 Some(meta) if want.is_empty() => (meta.clone(), Vec::new()),
                 _ => self.store.list_records(list, &want).await?,
             };
-            let lp = ListPlan {
-                work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
-                version: meta.version,
-                meta,
-                allocated: None,
-            };
-            let lp = lists.entry(list.to_owned()).or_insert(lp);
-            want = take_records(lp, list, &want, recs)?;
+            want = first_read(lists, list, &want, read)?;
         }
         loop {
             let lp = lists.get_mut(list).expect("inserted above");
@@ -1242,8 +1283,26 @@ impl Issuer {
         for l in located.values() {
             by_list.entry(&l.list).or_default().push(l.idx);
         }
-        for (list, idxs) in by_list {
-            self.load(&mut lists, &metas, list, &idxs).await?;
+        // Every list's first read at once: one round trip however many lists the batch names
+        // (two for a reissue across lists); then what those records link to, list by list.
+        let firsts: Vec<(&str, Vec<u32>)> = by_list
+            .into_iter()
+            .map(|(list, mut idxs)| {
+                idxs.sort_unstable();
+                idxs.dedup();
+                (list, idxs)
+            })
+            .collect();
+        let reads = join_all(
+            firsts
+                .iter()
+                .map(|(list, idxs)| self.store.list_records(list, idxs))
+                .collect(),
+        )
+        .await;
+        for ((list, idxs), read) in firsts.iter().zip(reads) {
+            let linked = first_read(&mut lists, list, idxs, read?)?;
+            self.load(&mut lists, &metas, list, &linked).await?;
         }
 
         let mut plan = Plan {
