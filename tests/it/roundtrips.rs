@@ -254,3 +254,57 @@ async fn single_writes_on_the_embedded_store_take_three_transactions() {
         assert_eq!(transactions, 3, "{name}");
     }
 }
+
+/// On a Redis Cluster the proxy cannot stand in the path (clients follow the slot map to each
+/// node), so the requests are counted instead, as `statusd_issuer_store_requests` reports them:
+/// a single suspend, reinstate or revoke is the same three requests as on a standalone server
+/// (the locate, the list's read, whose keys share a slot, and the write script), each one
+/// round trip. A top-level registration also reads the list set and each list's metadata, one
+/// concurrent command per list (one round trip, more requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_writes_on_a_cluster_make_three_requests() {
+    let cluster = crate::redis_harness::RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    assert!(store.is_cluster());
+    let settings = Settings {
+        list_size: 1 << 17,
+        ..Settings::default()
+    };
+    let issuer = Issuer::new(Arc::new(AnyStore::Redis(store)), urls(), settings);
+    for i in 0..4 {
+        one(
+            &issuer,
+            register(&format!("warm-{i}"), "physical", None, None),
+        )
+        .await;
+    }
+    let (r, requests) = statusd::store::count_requests(
+        issuer.execute("clerk", &[register("S", "physical", None, None)]),
+    )
+    .await;
+    assert_eq!(
+        r.expect("runs")[0].as_ref().map(|o| o.result),
+        Ok("registered")
+    );
+    println!("cluster requests: register: {requests}");
+    for op in [
+        Operation::Suspend(hold("S")),
+        Operation::Reinstate(hold("S")),
+        Operation::Revoke(RevokeOp {
+            credential_id: "S".into(),
+            reason: "fraud".into(),
+            request_id: None,
+        }),
+    ] {
+        let name = op.name();
+        let (r, requests) =
+            statusd::store::count_requests(issuer.execute("clerk", std::slice::from_ref(&op)))
+                .await;
+        assert_eq!(
+            r.expect("runs")[0].as_ref().map(|o| o.result),
+            Ok("changed")
+        );
+        println!("cluster requests: {name}: {requests}");
+        assert_eq!(requests, 3, "{name}");
+    }
+}
