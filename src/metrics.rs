@@ -3,8 +3,8 @@
 //! per-request ones are sharded by thread ([`requests`]).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +123,9 @@ pub struct Metrics {
     /// Issuer operations by operation and result (`registered`, `exists`, `changed`,
     /// `unchanged`, or the problem slug).
     pub issuer_operations: IntCounterVec,
+    /// Latency and store requests of each issuer request, by operation (a single item's, or
+    /// `batch`), in [`ISSUER_OPS`] order; see [`Metrics::issuer_op`].
+    issuer_ops: Vec<IssuerOpMetrics>,
     /// Consistency check ([`crate::consistency`]): entries compared with the store, mismatches
     /// found, and rounds skipped because the list was changing.
     pub consistency_compared: IntCounter,
@@ -147,6 +150,26 @@ pub struct Metrics {
     /// Configuration reloads (SIGHUP) by result: `ok`, or `error` when a new file was refused
     /// and the old configuration stayed in force.
     pub config_reloads: IntCounterVec,
+}
+
+/// The issuer requests [`Metrics::issuer_op`] knows: the single-item operations and `batch`.
+pub const ISSUER_OPS: [&str; 6] = [
+    "register",
+    "suspend",
+    "reinstate",
+    "revoke",
+    "reissue",
+    "batch",
+];
+
+/// One issuer operation's handles, resolved at start-up.
+pub struct IssuerOpMetrics {
+    /// `statusd_issuer_operation_seconds{op}`: from the checked request to its outcome.
+    pub seconds: Histogram,
+    /// `statusd_issuer_store_requests{op}`: requests to the store (a Redis command, pipeline
+    /// or script; an embedded transaction) per operation; on a distant Redis each costs up to a
+    /// round trip (issue #22: 3 for a single suspend, reinstate or revoke).
+    pub store_requests: Histogram,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -209,6 +232,36 @@ impl Metrics {
             &["op", "result"],
         ));
         must(registry.register(Box::new(issuer_operations.clone())));
+        let issuer_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "issuer_operation_seconds",
+                "Issuer API request latency by operation (a single item's, or batch)",
+            )
+            .buckets(vec![
+                0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["op"],
+        ));
+        must(registry.register(Box::new(issuer_seconds.clone())));
+        let issuer_store_requests = must(HistogramVec::new(
+            HistogramOpts::new(
+                "issuer_store_requests",
+                "Requests to the store per issuer API request, by operation (a Redis command, \
+                 pipeline or script counts as one, as does an embedded transaction)",
+            )
+            .buckets(vec![
+                1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0, 100.0,
+            ]),
+            &["op"],
+        ));
+        must(registry.register(Box::new(issuer_store_requests.clone())));
+        let issuer_ops = ISSUER_OPS
+            .iter()
+            .map(|op| IssuerOpMetrics {
+                seconds: issuer_seconds.with_label_values(&[op]),
+                store_requests: issuer_store_requests.with_label_values(&[op]),
+            })
+            .collect();
         let signing_key_info = must(IntGaugeVec::new(
             Opts::new(
                 "signing_key_info",
@@ -232,6 +285,7 @@ impl Metrics {
             ),
             list_allocated_ratio,
             issuer_operations,
+            issuer_ops,
             signing_key_info,
             signing_key_ok: int_gauge(
                 "signing_key_ok",
@@ -334,6 +388,12 @@ impl Metrics {
         self.requests.observe(route, status, elapsed, body_bytes);
     }
 
+    /// The handles of issuer operation `op` (one of [`ISSUER_OPS`]).
+    pub fn issuer_op(&self, op: &str) -> Option<&IssuerOpMetrics> {
+        let i = ISSUER_OPS.iter().position(|o| *o == op)?;
+        self.issuer_ops.get(i)
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
@@ -372,5 +432,28 @@ mod tests {
         assert!(text.contains(
             r#"statusd_http_response_body_bytes_total{plane="public",route="lookup"} 60"#
         ));
+    }
+
+    #[test]
+    fn every_issuer_operation_has_its_histograms() {
+        let m = Metrics::new();
+        for op in ISSUER_OPS {
+            let h = m.issuer_op(op).expect(op);
+            h.seconds.observe(0.25);
+            h.store_requests.observe(3.0);
+        }
+        assert!(m.issuer_op("rename").is_none());
+        let text = String::from_utf8(m.encode()).unwrap();
+        for op in ISSUER_OPS {
+            assert!(
+                text.contains(&format!(
+                    "statusd_issuer_store_requests_bucket{{op=\"{op}\",le=\"3\"}} 1"
+                )),
+                "{op}: {text}"
+            );
+            assert!(text.contains(&format!(
+                "statusd_issuer_operation_seconds_count{{op=\"{op}\"}} 1"
+            )));
+        }
     }
 }

@@ -522,6 +522,17 @@ impl Api {
         Ok(json_response(StatusCode::CREATED, &view))
     }
 
+    /// Runs issuer request `op`, observing its latency and its requests to the store.
+    async fn timed<T>(&self, op: &str, f: impl std::future::Future<Output = T>) -> T {
+        let start = std::time::Instant::now();
+        let (out, requests) = crate::store::count_requests(f).await;
+        if let Some(h) = self.metrics.issuer_op(op) {
+            h.seconds.observe(start.elapsed().as_secs_f64());
+            h.store_requests.observe(f64::from(requests));
+        }
+        out
+    }
+
     fn count(&self, op: &str, result: &Result<Outcome, ItemProblem>) {
         let label = match result {
             Ok(o) => o.result,
@@ -535,11 +546,14 @@ impl Api {
 
     async fn single(&self, caller: &Who, op: Operation) -> Result<Resp, Problem> {
         let name = op.name();
-        let mut results = match self
-            .issuer
-            .execute_as(&caller.name, caller.subject(), std::slice::from_ref(&op))
-            .await
-        {
+        let executed = self
+            .timed(
+                name,
+                self.issuer
+                    .execute_as(&caller.name, caller.subject(), std::slice::from_ref(&op)),
+            )
+            .await;
+        let mut results = match executed {
             Ok(r) => r,
             Err(IssuerError::Invalid(mut errors)) => {
                 let (_, p) = errors.pop().expect("one item");
@@ -567,8 +581,10 @@ impl Api {
 
     async fn batch(&self, caller: &Who, ops: Vec<Operation>) -> Result<Resp, Problem> {
         let results = match self
-            .issuer
-            .execute_as(&caller.name, caller.subject(), &ops)
+            .timed(
+                "batch",
+                self.issuer.execute_as(&caller.name, caller.subject(), &ops),
+            )
             .await
         {
             Ok(r) => r,

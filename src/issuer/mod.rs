@@ -10,8 +10,10 @@
 //! | this file  | batches: validate everything, plan against the store, commit per list  |
 //!
 //! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
-//! credential the batch names, read the records of each list involved (at one version per
-//! list), allocate indices and run the rules in memory, item by item in order; if any item
+//! credential the batch names, read the records of each list involved with its metadata (at
+//! one version per list; every list's first read together, so a single write costs one round
+//! trip to locate, one to read, one to commit: issue #22), allocate indices and run the rules
+//! in memory, item by item in order; if any item
 //! fails, nothing is written and every failure is reported. **Commit**: one compare-and-set per
 //! list ([`Registry::commit`]); a list that changed meanwhile is planned again (the items of
 //! lists already committed are done). Derived cards live in their parent's list, so an item
@@ -29,7 +31,7 @@ use crate::snapshot::build::BuildParams;
 use crate::status::w3c::{self, Purpose};
 use crate::status::Bits;
 use crate::store::any::AnyStore;
-use crate::store::registry::{check_credential_id, Location, Registry, Txn};
+use crate::store::registry::{check_credential_id, Location, MetaRecords, Registry, Txn};
 use crate::store::{check_id, ListMeta, NewList, Store, StoreError};
 use record::{ListWork, Record, RuleError, Stamp, PHYSICAL};
 use roaring::RoaringBitmap;
@@ -588,6 +590,84 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Every list's metadata, read once per plan, and only when a top-level card needs a list
+/// chosen; lists this plan creates are added.
+type Metas = Option<Vec<ListMeta>>;
+
+/// Adds `list` to the plan's lists from its first read (its metadata and the records at
+/// `want`); returns the indices those records link to.
+fn first_read(
+    lists: &mut BTreeMap<String, ListPlan>,
+    list: &str,
+    want: &[u32],
+    (meta, recs): MetaRecords,
+) -> Result<Vec<u32>, PlanAbort> {
+    let lp = ListPlan {
+        work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
+        version: meta.version,
+        meta,
+        allocated: None,
+    };
+    let lp = lists.entry(list.to_owned()).or_insert(lp);
+    Ok(take_records(lp, list, want, recs)?)
+}
+
+/// Runs `futures` together on this task (their requests share a round trip), returning their
+/// outputs in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+/// Takes the records read at `want` into `lp` (rebuilding its work so the status of every
+/// record as read is captured); returns the indices they link to.
+fn take_records(
+    lp: &mut ListPlan,
+    list: &str,
+    want: &[u32],
+    recs: Vec<Option<Vec<u8>>>,
+) -> Result<Vec<u32>, StoreError> {
+    let mut next = Vec::new();
+    if want.is_empty() {
+        return Ok(next);
+    }
+    let mut loaded = std::mem::take(&mut lp.work.records);
+    for (&idx, bytes) in want.iter().zip(recs) {
+        let Some(bytes) = bytes else { continue };
+        let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+            list: list.to_owned(),
+            reason: format!("record {idx}: {e}"),
+        })?;
+        next.extend(rec.children.iter().copied());
+        next.extend(rec.parent.as_ref().map(|p| p.idx));
+        loaded.insert(idx, rec);
+    }
+    debug_assert!(lp.work.claims.is_empty() && !lp.work.is_dirty());
+    lp.work = ListWork::new(lp.work.bits, loaded);
+    Ok(next)
+}
+
 /// One list's state during planning.
 struct ListPlan {
     meta: ListMeta,
@@ -1127,73 +1207,60 @@ impl Issuer {
     }
 
     /// Loads (once) the records at `idxs` of `list` and everything they link to, at one
-    /// version.
+    /// version. A list not loaded yet is read with its metadata in one round trip (none when
+    /// `metas` holds it and no record is wanted); each generation of linked cards not read yet
+    /// (a card's children, a derived card's parent) costs one more.
     async fn load(
         &self,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &[ListMeta],
+        metas: &Metas,
         list: &str,
         idxs: &[u32],
     ) -> Result<(), PlanAbort> {
-        if !lists.contains_key(list) {
-            let meta = metas
-                .iter()
-                .find(|m| m.id == list)
-                .cloned()
-                .ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
-            let (version, _) = self.store.records(list, &[]).await?;
-            lists.insert(
-                list.to_owned(),
-                ListPlan {
-                    work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
-                    meta,
-                    version,
-                    allocated: None,
-                },
-            );
-        }
         let mut want: Vec<u32> = idxs.to_vec();
-        while !want.is_empty() {
+        want.sort_unstable();
+        want.dedup();
+        if !lists.contains_key(list) {
+            let known = metas
+                .as_ref()
+                .and_then(|all| all.iter().find(|m| m.id == list));
+            let read = match known {
+                Some(meta) if want.is_empty() => (meta.clone(), Vec::new()),
+                _ => self.store.list_records(list, &want).await?,
+            };
+            want = first_read(lists, list, &want, read)?;
+        }
+        loop {
             let lp = lists.get_mut(list).expect("inserted above");
             want.retain(|i| !lp.work.records.contains_key(i));
             want.sort_unstable();
             want.dedup();
             if want.is_empty() {
-                break;
+                return Ok(());
             }
             let (version, recs) = self.store.records(list, &want).await?;
             if version != lp.version {
                 return Err(PlanAbort::Moved);
             }
-            let mut next = Vec::new();
-            let mut loaded = std::mem::take(&mut lp.work.records);
-            for (&idx, bytes) in want.iter().zip(recs) {
-                let Some(bytes) = bytes else { continue };
-                let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
-                    list: list.to_owned(),
-                    reason: format!("record {idx}: {e}"),
-                })?;
-                next.extend(rec.children.iter().copied());
-                next.extend(rec.parent.as_ref().map(|p| p.idx));
-                loaded.insert(idx, rec);
-            }
-            // Rebuild to capture the status of every record as read.
-            debug_assert!(lp.work.claims.is_empty() && !lp.work.is_dirty());
-            lp.work = ListWork::new(lp.work.bits, loaded);
-            want = next;
+            want = take_records(lp, list, &want, recs)?;
         }
-        Ok(())
     }
 
+    /// Makes sure `list` is loaded with its allocated indices: from this replica's cache of
+    /// them when the store keeps one (no round trip), else read at the list's version.
     async fn ensure_allocated(
         &self,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &[ListMeta],
+        metas: &Metas,
         list: &str,
     ) -> Result<(), PlanAbort> {
         self.load(lists, metas, list, &[]).await?;
         let lp = lists.get_mut(list).expect("loaded");
         if lp.allocated.is_none() {
+            if let Some(bitmap) = self.store.allocated_cached(list) {
+                lp.allocated = Some(bitmap);
+                return Ok(());
+            }
             let (version, bitmap) = self.store.allocated(list).await?;
             if version != lp.version {
                 return Err(PlanAbort::Moved);
@@ -1211,7 +1278,6 @@ impl Issuer {
         at: u64,
         ops: &[&Operation],
     ) -> Result<Plan, PlanAbort> {
-        let mut metas = self.store.lists().await?;
         // Everything the batch names, located at once.
         let mut names: Vec<String> = Vec::new();
         for op in ops {
@@ -1227,10 +1293,22 @@ impl Issuer {
         }
         names.sort_unstable();
         names.dedup();
+        // Every list's metadata is needed only to choose a list for a new top-level card: read
+        // alongside the locations when the batch registers one (the requests share a round
+        // trip), later if a reissue turns out to need it.
+        let top_level = ops
+            .iter()
+            .any(|op| matches!(op, Operation::Register(r) if r.parent.is_none()));
+        let (mut metas, found): (Metas, _) = if top_level {
+            let (all, found) = tokio::join!(self.store.lists(), self.store.locate(&names));
+            (Some(all?), found?)
+        } else {
+            (None, self.store.locate(&names).await?)
+        };
         let located: HashMap<String, Location> = names
             .iter()
             .cloned()
-            .zip(self.store.locate(&names).await?)
+            .zip(found)
             .filter_map(|(n, l)| Some((n, l?)))
             .collect();
         let mut lists: BTreeMap<String, ListPlan> = BTreeMap::new();
@@ -1238,8 +1316,26 @@ impl Issuer {
         for l in located.values() {
             by_list.entry(&l.list).or_default().push(l.idx);
         }
-        for (list, idxs) in by_list {
-            self.load(&mut lists, &metas, list, &idxs).await?;
+        // Every list's first read at once: one round trip however many lists the batch names
+        // (two for a reissue across lists); then what those records link to, list by list.
+        let firsts: Vec<(&str, Vec<u32>)> = by_list
+            .into_iter()
+            .map(|(list, mut idxs)| {
+                idxs.sort_unstable();
+                idxs.dedup();
+                (list, idxs)
+            })
+            .collect();
+        let reads = join_all(
+            firsts
+                .iter()
+                .map(|(list, idxs)| self.store.list_records(list, idxs))
+                .collect(),
+        )
+        .await;
+        for ((list, idxs), read) in firsts.iter().zip(reads) {
+            let linked = first_read(&mut lists, list, idxs, read?)?;
+            self.load(&mut lists, &metas, list, &linked).await?;
         }
 
         let mut plan = Plan {
@@ -1287,7 +1383,7 @@ impl Issuer {
         located: &HashMap<String, Location>,
         planned: &mut HashMap<String, Location>,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &mut Vec<ListMeta>,
+        metas: &mut Metas,
         plan: &mut Plan,
         touched: &mut BTreeSet<String>,
     ) -> Result<Outcome, Step> {
@@ -1545,7 +1641,7 @@ impl Issuer {
         located: &HashMap<String, Location>,
         planned: &mut HashMap<String, Location>,
         lists: &mut BTreeMap<String, ListPlan>,
-        metas: &mut Vec<ListMeta>,
+        metas: &mut Metas,
         touched: &mut BTreeSet<String>,
     ) -> Result<Location, Step> {
         let parent = match &r.parent {
@@ -1646,8 +1742,17 @@ impl Issuer {
         &self,
         purpose: &str,
         lists: &BTreeMap<String, ListPlan>,
-        metas: &mut Vec<ListMeta>,
+        metas: &mut Metas,
     ) -> Result<String, Step> {
+        if metas.is_none() {
+            let all = self
+                .store
+                .lists()
+                .await
+                .map_err(|e| Step::Abort(e.into()))?;
+            *metas = Some(all);
+        }
+        let metas = metas.as_mut().expect("read above");
         let open = |metas: &Vec<ListMeta>| -> Vec<String> {
             metas
                 .iter()

@@ -3,7 +3,7 @@
 
 use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
-use super::registry::{Location, Records, Registry, Txn};
+use super::registry::{Location, MetaRecords, Records, Registry, Txn};
 use super::{Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusList};
 use roaring::RoaringBitmap;
@@ -87,6 +87,14 @@ impl Registry for AnyStore {
 
     async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
         dispatch!(self, s => s.records(list, idxs).await)
+    }
+
+    async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
+        dispatch!(self, s => s.list_records(list, idxs).await)
+    }
+
+    fn allocated_cached(&self, list: &str) -> Option<RoaringBitmap> {
+        dispatch!(self, s => s.allocated_cached(list))
     }
 
     async fn commit(&self, list: &str, txn: &Txn) -> Result<u64, StoreError> {

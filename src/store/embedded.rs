@@ -11,7 +11,7 @@
 //! entries. Allocated indices are the keys of `creds`; a per-list bitmap of them is kept in
 //! memory (built on first use) and updated under the same lock as every registry commit.
 
-use super::registry::{Location, Records, Registry, Txn};
+use super::registry::{Location, MetaRecords, Records, Registry, Txn};
 use super::{check_change, check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::{Bits, Status, StatusList};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -95,6 +95,7 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
+        super::note_requests(1);
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
@@ -232,14 +233,19 @@ impl Registry for EmbeddedStore {
     }
 
     async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
+        let (meta, records) = self.list_records(list, idxs).await?;
+        Ok((meta.version, records))
+    }
+
+    async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
         let id = list.to_owned();
         let idxs = idxs.to_vec();
         self.blocking(move |db| {
             // One read transaction: the records are exactly those of the version read.
             let tx = db.begin_read().map_err(backend)?;
             let lists = tx.open_table(LISTS).map_err(backend)?;
-            let version = match lists.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode_meta(&id, v.value())?.version,
+            let meta = match lists.get(id.as_str()).map_err(backend)? {
+                Some(v) => decode_meta(&id, v.value())?,
                 None => return Err(StoreError::UnknownList(id)),
             };
             let creds = tx.open_table(CREDS).map_err(backend)?;
@@ -252,7 +258,7 @@ impl Registry for EmbeddedStore {
                         .map(|v| v.value().to_vec()),
                 );
             }
-            Ok((version, out))
+            Ok((meta, out))
         })
         .await
     }

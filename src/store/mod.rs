@@ -220,3 +220,26 @@ mod tests {
         assert!(check_change(Bits::One, 8, Status::VALID, c(0, 2)).is_err());
     }
 }
+
+tokio::task_local! {
+    /// Requests sent to the backend by the task running inside [`count_requests`].
+    static REQUESTS: std::cell::Cell<u32>;
+}
+
+/// Runs `f`, counting the requests this task sends to the store's backend meanwhile: a Redis
+/// command, pipeline or script counts as one (requests sent together, sharing a round trip,
+/// each count), as does an embedded store transaction. The issuer reports it per operation
+/// (`statusd_issuer_store_requests`): on a distant Redis each one costs up to a round trip.
+pub async fn count_requests<F: Future>(f: F) -> (F::Output, u32) {
+    REQUESTS
+        .scope(std::cell::Cell::new(0), async move {
+            let out = f.await;
+            (out, REQUESTS.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Notes `n` requests to the backend for [`count_requests`] (nothing outside one).
+pub(crate) fn note_requests(n: u32) {
+    let _ = REQUESTS.try_with(|c| c.set(c.get().saturating_add(n)));
+}

@@ -18,7 +18,7 @@
 //! every step of [`RedisStore::connect_secure`] that does not touch the network, so
 //! `--check-config` accepts exactly the URLs start-up accepts.
 
-use super::registry::{Location, Records, Registry, Txn};
+use super::registry::{Location, MetaRecords, Records, Registry, Txn};
 use super::{check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::packing::{packed_len, unpack, Order};
 use crate::status::{Bits, Status, StatusError, StatusList};
@@ -119,12 +119,24 @@ struct Inner {
     seen: tokio::sync::Mutex<watch::Receiver<u64>>,
     /// The subscription task (standalone only), stopped with the last clone of the store.
     subscriber: Option<tokio::task::AbortHandle>,
+    /// What this store remembers between calls to save reads and round trips (see
+    /// [`Remembered`]).
+    allocated: Remembered,
+}
+
+/// What a [`RedisStore`] remembers between calls. Neither is ever taken as the truth: each only
+/// lets a read be skipped or sent earlier, and is checked against the store.
+#[derive(Default)]
+struct Remembered {
     /// Allocation bitmaps read before, by list, kept up to date with this store's own claims.
     /// Allocations only ever add indices, so a cached bitmap is a subset of the truth, and the
     /// commit script refuses to claim an index another writer took meanwhile (`conflict
     /// claimed`), after which the list's bitmap is read afresh. Without it every registration
     /// would read the whole bitmap (128 KiB for a 2^20-entry list).
-    allocated: Mutex<std::collections::HashMap<String, RoaringBitmap>>,
+    bitmaps: Mutex<std::collections::HashMap<String, RoaringBitmap>>,
+    /// The list ids last read from [`LISTS_KEY`]: [`Store::lists`] reads their metadata in the
+    /// same round trip as the set itself, and only lists new to it in a second one.
+    list_ids: Mutex<Vec<String>>,
 }
 
 impl Drop for Inner {
@@ -158,6 +170,7 @@ enum Conn {
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        super::note_requests(1);
         match self {
             Conn::Standalone(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
@@ -170,6 +183,7 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
+        super::note_requests(1);
         match self {
             Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
@@ -870,6 +884,8 @@ impl Inner {
             Conn::Cluster(c) => {
                 let mut tasks = tokio::task::JoinSet::new();
                 let n = keys.len();
+                // Counted here: the spawned tasks are outside the caller's count.
+                super::note_requests(u32::try_from(n).unwrap_or(u32::MAX));
                 for (i, key) in keys.into_iter().enumerate() {
                     let mut c = c.clone();
                     tasks.spawn(async move {
@@ -996,6 +1012,7 @@ impl Registry for RedisStore {
         let inner = &self.inner;
         let cached = inner
             .allocated
+            .bitmaps
             .lock()
             .expect("not poisoned")
             .get(list)
@@ -1031,6 +1048,7 @@ impl Registry for RedisStore {
         }
         inner
             .allocated
+            .bitmaps
             .lock()
             .expect("not poisoned")
             .insert(list.to_owned(), bitmap.clone());
@@ -1038,6 +1056,11 @@ impl Registry for RedisStore {
     }
 
     async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
+        let (meta, records) = self.list_records(list, idxs).await?;
+        Ok((meta.version, records))
+    }
+
+    async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
         check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
         let inner = &self.inner;
         let mut pipe = redis::pipe();
@@ -1064,7 +1087,17 @@ impl Registry for RedisStore {
                 .collect::<Result<_, _>>()?,
             _ => return Err(bad()),
         };
-        Ok((meta.version, records))
+        Ok((meta, records))
+    }
+
+    fn allocated_cached(&self, list: &str) -> Option<RoaringBitmap> {
+        self.inner
+            .allocated
+            .bitmaps
+            .lock()
+            .expect("not poisoned")
+            .get(list)
+            .cloned()
     }
 
     async fn commit(&self, list: &str, txn: &Txn) -> Result<u64, StoreError> {
@@ -1091,7 +1124,12 @@ impl Registry for RedisStore {
             Err(e) if e.to_string().contains("STATUSD conflict") => {
                 if e.to_string().contains("STATUSD conflict claimed") {
                     // Another writer took an index our bitmap showed free: read it afresh.
-                    inner.allocated.lock().expect("not poisoned").remove(list);
+                    inner
+                        .allocated
+                        .bitmaps
+                        .lock()
+                        .expect("not poisoned")
+                        .remove(list);
                 }
                 return Err(StoreError::Conflict(list.to_owned()));
             }
@@ -1103,7 +1141,13 @@ impl Registry for RedisStore {
             }
         };
         if !txn.claim.is_empty() {
-            if let Some(bitmap) = inner.allocated.lock().expect("not poisoned").get_mut(list) {
+            if let Some(bitmap) = inner
+                .allocated
+                .bitmaps
+                .lock()
+                .expect("not poisoned")
+                .get_mut(list)
+            {
                 bitmap.extend(txn.claim.iter().copied());
             }
         }
@@ -1148,6 +1192,7 @@ impl Registry for RedisStore {
             Conn::Cluster(c) => {
                 let mut out = Vec::with_capacity(binds.len());
                 for (cid, at) in binds {
+                    super::note_requests(1);
                     let v: Value = redis::cmd("SET")
                         .arg(cid_key(cid))
                         .arg(at.to_string())
@@ -1186,11 +1231,23 @@ impl Registry for RedisStore {
 impl Store for RedisStore {
     async fn lists(&self) -> Result<Vec<ListMeta>, StoreError> {
         let inner = &self.inner;
-        let raw: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
-            .arg(LISTS_KEY)
-            .query_async(&mut inner.conn())
-            .await
-            .map_err(|e| inner.error(None, e))?;
+        // The set and the metadata of the lists it held last time, in one round trip; the
+        // metadata of lists new to this store in a second one.
+        let known: Vec<String> = inner
+            .allocated
+            .list_ids
+            .lock()
+            .expect("not poisoned")
+            .clone();
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(LISTS_KEY);
+        let mut conn = inner.conn();
+        let (raw, known_replies) = tokio::join!(
+            members.query_async::<Vec<Vec<u8>>>(&mut conn),
+            inner.hgetall_many(known.iter().map(|id| meta_key(id)).collect())
+        );
+        let raw = raw.map_err(|e| inner.error(None, e))?;
+        let known_replies = known_replies.map_err(|e| inner.error(None, e))?;
         let mut ids = Vec::with_capacity(raw.len());
         // One bad entry written by another system must not stop updates of every list: it is
         // skipped and logged, and the refresher keeps serving such a list's last good version.
@@ -1207,10 +1264,25 @@ impl Store for RedisStore {
             }
         }
         ids.sort_unstable();
-        let replies = inner
-            .hgetall_many(ids.iter().map(|id| meta_key(id)).collect())
+        let mut by_id: std::collections::HashMap<&str, Value> = known
+            .iter()
+            .map(String::as_str)
+            .zip(known_replies)
+            .collect();
+        let fresh: Vec<&String> = ids
+            .iter()
+            .filter(|id| !by_id.contains_key(id.as_str()))
+            .collect();
+        let fresh_replies = inner
+            .hgetall_many(fresh.iter().map(|id| meta_key(id)).collect())
             .await
             .map_err(|e| inner.error(None, e))?;
+        by_id.extend(fresh.iter().map(|id| id.as_str()).zip(fresh_replies));
+        let replies: Vec<Value> = ids
+            .iter()
+            .map(|id| by_id.remove(id.as_str()).unwrap_or(Value::Nil))
+            .collect();
+        *inner.allocated.list_ids.lock().expect("not poisoned") = ids.clone();
         let mut out = Vec::with_capacity(ids.len());
         for (id, reply) in ids.iter().zip(&replies) {
             // An id without meta is being created (or was deleted): not a list yet. Corrupt

@@ -16,7 +16,7 @@
 //!   that created its record; a registration whose bind loses a race leaves a record nothing
 //!   points to, which costs one index and nothing else.
 
-use super::{Change, Store, StoreError};
+use super::{Change, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;
 use std::fmt;
 use std::future::Future;
@@ -61,6 +61,9 @@ pub fn check_credential_id(id: &str) -> bool {
 /// A list's version and the records read at it (`None` where there is none).
 pub type Records = (u64, Vec<Option<Vec<u8>>>);
 
+/// A list's metadata (its `version` among it) and the records read with it, at that version.
+pub type MetaRecords = (ListMeta, Vec<Option<Vec<u8>>>);
+
 /// One compare-and-set commit to one list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Txn {
@@ -90,6 +93,22 @@ pub trait Registry: Store {
         list: &str,
         idxs: &[u32],
     ) -> impl Future<Output = Result<Records, StoreError>> + Send;
+
+    /// The list's metadata and the records at `idxs` (`None` where there is none), read
+    /// together in one round trip: what planning a single operation needs of its list.
+    fn list_records(
+        &self,
+        list: &str,
+        idxs: &[u32],
+    ) -> impl Future<Output = Result<MetaRecords, StoreError>> + Send;
+
+    /// The allocated indices this store holds in memory for `list`, if any, read without a
+    /// round trip. It may lag behind the store (allocations only ever add indices, so it is a
+    /// subset of the truth), which [`Registry::commit`] makes safe: a claim of an index taken
+    /// meanwhile is refused as a conflict and the cache is dropped.
+    fn allocated_cached(&self, _list: &str) -> Option<RoaringBitmap> {
+        None
+    }
 
     /// Commits `txn` to `list` atomically, returning the new version (see the module docs).
     fn commit(&self, list: &str, txn: &Txn)

@@ -244,6 +244,29 @@ async fn data_is_in_redis_bit_order() {
     assert_eq!((list.size(), nonzero(&list)), (1024, vec![(2, 2)]));
 }
 
+/// `lists` reads the metadata of the lists it saw last time together with the list set (one
+/// round trip, issue #22): lists another writer created meanwhile, changed or took out of the
+/// set are still seen as they are now.
+#[tokio::test]
+async fn lists_follows_other_writers_after_the_first_read() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server).await, store(&server).await);
+    a.create_list(new_list("x", Bits::One, 8)).await.unwrap();
+    let versions = |metas: Vec<statusd::store::ListMeta>| -> Vec<(String, u64)> {
+        metas.into_iter().map(|m| (m.id, m.version)).collect()
+    };
+    assert_eq!(versions(a.lists().await.unwrap()), vec![("x".into(), 0)]);
+    b.create_list(new_list("y", Bits::One, 8)).await.unwrap();
+    b.apply("x", &[c(1, 1)]).await.unwrap();
+    assert_eq!(
+        versions(a.lists().await.unwrap()),
+        vec![("x".into(), 1), ("y".into(), 0)]
+    );
+    let _: i64 = server.query(redis::cmd("SREM").arg(LISTS_KEY).arg("x"));
+    b.apply("y", &[c(2, 1)]).await.unwrap();
+    assert_eq!(versions(a.lists().await.unwrap()), vec![("y".into(), 1)]);
+}
+
 #[tokio::test]
 async fn lists_skips_ids_without_meta_and_creation_repairs_the_set() {
     let server = RedisServer::start();
