@@ -391,6 +391,10 @@ pub struct VerifyArgs {
     /// Trust anchor (PEM) for lists signed with an x5c / x5chain certificate chain.
     #[arg(long)]
     pub trust_anchor: Option<PathBuf>,
+    /// PEM CA certificates that verify https:// lists and key sets (a private CA). Default: the
+    /// system's roots.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Longest time in seconds a list is reused without asking, whatever its ttl says.
     #[arg(long, default_value_t = crate::verifier::DEFAULT_MAX_TTL.as_secs())]
     pub max_ttl: u64,
@@ -868,16 +872,13 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A key set from a JWKS or PEM file, or an http:// URL of a JWKS.
-fn read_key_set(k: &str) -> anyhow::Result<KeySet> {
+/// A key set from a JWKS or PEM file, or an http:// or https:// URL of a JWKS.
+fn read_key_set(k: &str, tls: &crate::tls::ClientTls) -> anyhow::Result<KeySet> {
     let bytes = read_input(
         k,
         "application/jwk-set+json, application/json",
         "the key set (--key)",
-        &crate::tls::ClientTls {
-            ca: None,
-            identity: None,
-        },
+        tls,
     )?;
     let text = String::from_utf8(bytes)
         .with_context(|| format!("{k}: the key set is not UTF-8 text (expected a JWKS or PEM)"))?;
@@ -892,19 +893,19 @@ fn read_key_set(k: &str) -> anyhow::Result<KeySet> {
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     use crate::verifier::{Cache, Options, Verifier, EXIT_CHECK_FAILED};
     if args.trust_anchor.is_some() {
-        bail!("--trust-anchor: statusd does not publish x5c / x5chain certificate chains yet (issue 13), so there is no chain to check; pin the key with --key or rely on JWKS discovery");
+        bail!("--trust-anchor: statusd verify does not validate x5c / x5chain chains yet (issue 15 follow-up); validate a list's chain with `statusd inspect URL --trust-anchor ROOT.pem`, and here pin the key with --key or rely on JWKS discovery");
     }
-    let keys = args.key.as_deref().map(read_key_set).transpose()?;
+    let tls = crate::tls::ClientTls {
+        ca: args.ca.clone(),
+        identity: None,
+    };
+    let keys = args
+        .key
+        .as_deref()
+        .map(|k| read_key_set(k, &tls))
+        .transpose()?;
     let credential = if args.credential == "-" || std::path::Path::new(&args.credential).is_file() {
-        read_input(
-            &args.credential,
-            "*/*",
-            "the credential",
-            &crate::tls::ClientTls {
-                ca: None,
-                identity: None,
-            },
-        )?
+        read_input(&args.credential, "*/*", "the credential", &tls)?
     } else {
         args.credential.clone().into_bytes()
     };
@@ -923,6 +924,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         min_entries: args.min_entries,
         timeout: std::time::Duration::from_secs(args.timeout),
         max_ttl: std::time::Duration::from_secs(args.max_ttl),
+        tls,
     });
     match runtime()?.block_on(verifier.verify(&credential)) {
         Ok(report) => {

@@ -1,8 +1,10 @@
 //! One GET for the verifier: `Accept`, an optional `If-None-Match`, redirects followed with a
 //! loop guard (RFC 9110 §15.4, draft §11), a time limit and a size limit.
 //!
-//! Owns HTTP only; what the body means is the verifier's business.
+//! https goes through [`crate::tls::ClientTls`] (system roots, or `--ca`), the same client
+//! `statusd inspect` uses. Owns HTTP only; what the body means is the verifier's business.
 
+use crate::tls::ClientTls;
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::header;
 use std::time::Duration;
@@ -15,8 +17,6 @@ pub const MAX_BODY: usize = 256 << 20;
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum FetchError {
-    #[error("{0}: https is not fetched by this build (TLS arrives with issue 14); fetch it through a local http mirror or pass the list from the cache")]
-    HttpsUnsupported(String),
     #[error("{url}: {reason}")]
     Transport { url: String, reason: String },
     #[error("{url}: no complete answer within {secs} s")]
@@ -41,14 +41,15 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// GETs `url`, following redirects.
+/// GETs `url`, following redirects; `tls` authenticates https servers.
 pub async fn get(
     url: &str,
     accept: &str,
     if_none_match: Option<&str>,
     timeout: Duration,
+    tls: &ClientTls,
 ) -> Result<Answer, FetchError> {
-    tokio::time::timeout(timeout, get_inner(url, accept, if_none_match))
+    tokio::time::timeout(timeout, get_inner(url, accept, if_none_match, tls))
         .await
         .map_err(|_| FetchError::Timeout {
             url: url.to_owned(),
@@ -60,15 +61,13 @@ async fn get_inner(
     url: &str,
     accept: &str,
     if_none_match: Option<&str>,
+    tls: &ClientTls,
 ) -> Result<Answer, FetchError> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes::Bytes>>();
     let mut current = url.to_owned();
     let mut seen = vec![current.clone()];
     loop {
-        if current.starts_with("https://") {
-            return Err(FetchError::HttpsUnsupported(current));
-        }
         let transport = |reason: String| FetchError::Transport {
             url: current.clone(),
             reason,
@@ -80,10 +79,16 @@ async fn get_inner(
         let req = req
             .body(Empty::new())
             .map_err(|e| transport(format!("not a valid URL: {e}")))?;
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| transport(error_chain(&e)))?;
+        let resp = if current.starts_with("https://") {
+            tls.send(req)
+                .await
+                .map_err(|e| transport(error_chain(&e)))?
+        } else {
+            client
+                .request(req)
+                .await
+                .map_err(|e| transport(error_chain(&e)))?
+        };
         let status = resp.status();
         let text = |name: header::HeaderName| {
             resp.headers()

@@ -76,6 +76,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Longest reuse of a cached list without revalidation, whatever `ttl` says.
     pub max_ttl: Duration,
+    /// How https lists and key sets are fetched: system roots, or a private CA (`--ca`).
+    pub tls: crate::tls::ClientTls,
 }
 
 impl Default for Options {
@@ -88,6 +90,7 @@ impl Default for Options {
             min_entries: w3c::MIN_ENTRIES,
             timeout: Duration::from_secs(30),
             max_ttl: DEFAULT_MAX_TTL,
+            tls: crate::tls::ClientTls::default(),
         }
     }
 }
@@ -406,9 +409,15 @@ impl Verifier {
         }
         let cached = self.opts.cache.as_ref().and_then(|c| c.get(url, accept));
         let inm = cached.as_ref().and_then(|e| e.meta.etag.clone());
-        let answer = fetch::get(url, accept, inm.as_deref(), self.opts.timeout)
-            .await
-            .map_err(VerifyError::Fetch)?;
+        let answer = fetch::get(
+            url,
+            accept,
+            inm.as_deref(),
+            self.opts.timeout,
+            &self.opts.tls,
+        )
+        .await
+        .map_err(VerifyError::Fetch)?;
         let (body, source, etag) = match (answer.not_modified, cached) {
             (true, Some(e)) => (e.body, Source::Revalidated, answer.etag.or(e.meta.etag)),
             (true, None) => {
@@ -467,9 +476,15 @@ impl Verifier {
                 )))
             }
             _ => {
-                let a = fetch::get(&jwks_url, ACCEPT_JWKS, None, self.opts.timeout)
-                    .await
-                    .map_err(|e| keys_err(e.to_string()))?;
+                let a = fetch::get(
+                    &jwks_url,
+                    ACCEPT_JWKS,
+                    None,
+                    self.opts.timeout,
+                    &self.opts.tls,
+                )
+                .await
+                .map_err(|e| keys_err(e.to_string()))?;
                 if let Some(c) = &self.opts.cache {
                     let age = a.cache_control.as_deref().and_then(cache::max_age);
                     let entry = cache::Entry {

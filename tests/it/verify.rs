@@ -2,7 +2,8 @@
 //! (SD-JWT VC / JWT `status`, W3C VC-JWT 1.1 and 2.0 `credentialStatus`, mdoc MSO COSE_Sign1),
 //! every status and its exit code, the cache (reuse within `ttl`, refetch after it, expiry),
 //! and each way the check must fail: a tampered token, a wrong `sub`, an index out of range,
-//! an unreachable list, offline without a cache.
+//! an unreachable list, offline without a cache; lists and key sets over https (a private CA
+//! with `--ca`, refused without it).
 
 use crate::support::{start_with, TempDir};
 use ciborium::Value as Cbor;
@@ -526,5 +527,57 @@ async fn status_list_2021_views_are_read_by_statusd_verify_and_digitalbazaar_vc_
     let (status, _, _) =
         crate::support::get(&format!("{base}/statuslist2021/v/message"), &[]).await;
     assert_eq!(status, 404);
+    running.stop().await;
+}
+
+/// Issue #15 follow-up: https lists and JWKS are fetched through the TLS client `inspect` uses.
+/// The server's CA is generated at test time; with `--ca` the list is read, without it the
+/// server is not trusted and the check fails with the handshake named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fetches_https_lists_with_a_private_ca_and_refuses_an_untrusted_server() {
+    let dir = TempDir::new("verify-https");
+    let pki = crate::tls::Pki::new(&dir.0, "verify");
+    let server = pki.server("server", "statusd public");
+    let running = start_with(
+        &dir.0,
+        &lists(),
+        &[
+            "--tls-cert",
+            server.cert.to_str().unwrap(),
+            "--tls-key",
+            server.key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let uri = format!("https://{}/statuslists/v", running.public_addr);
+    let ca = pki.ca_cert.to_str().unwrap();
+    for (idx, code, outcome) in [(0, 0, "VALID"), (2, 11, "SUSPENDED")] {
+        let cache = TempDir::new("verify-https-cache");
+        let (got, r) = report(&verify(args(&sd_jwt_vc(&uri, idx), &cache, &["--ca", ca])).await);
+        assert_eq!((got, r["status"].as_str()), (code, Some(outcome)), "{r}");
+        let list = &r["references"][0]["list"];
+        assert_eq!(list["source"], "network");
+        assert_eq!(
+            list["key_source"],
+            format!("https://{}/.well-known/jwks.json", running.public_addr)
+        );
+        // The mdoc (statuslist+cwt) over https too.
+        let (got, r) = report(
+            &verify(vec![
+                mdoc_mso_hex(&uri, idx),
+                "--no-cache".into(),
+                "--ca".into(),
+                ca.into(),
+            ])
+            .await,
+        );
+        assert_eq!(got, code, "mdoc {r}");
+    }
+    // Without --ca the system roots do not know the test CA: refused, with the reason.
+    let cache = TempDir::new("verify-https-untrusted");
+    let out = verify(args(&sd_jwt_vc(&uri, 0), &cache, &[])).await;
+    fails_with(&out, "TLS handshake");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&uri) && err.contains("certificate"), "{err}");
     running.stop().await;
 }
