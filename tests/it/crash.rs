@@ -175,7 +175,14 @@ async fn drill(redis: Option<&RedisServer>) {
     let writers: Vec<_> = (0..4)
         .map(|t| tokio::spawn(writer(server.admin.clone(), t, ledger.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // At least 1.5 s of writes, and at least 10 acknowledged registrations (a loaded machine
+    // made only 8 in 1.5 s and the test failed for want of writes, not of durability).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500)
+        || (ledger.lock().unwrap().acked.len() < 10 && started.elapsed() < Duration::from_secs(30))
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.child.kill().expect("SIGKILL");
     server.child.wait().unwrap();
     drop(server);
