@@ -187,6 +187,7 @@ impl Problem {
                 404 => "Unknown credential",
                 422 => "Invalid relationship",
                 503 => "Temporarily unavailable",
+                507 => "Insufficient storage",
                 500 => "Internal error",
                 _ => "Conflict with the credential's state",
             },
