@@ -110,6 +110,8 @@ pub struct Metrics {
     pub propagation_seconds: Histogram,
     pub lists_rebuilt: IntCounter,
     pub refresh_errors: IntCounter,
+    /// Failed writes of the last-good snapshot file (a full disk, among others).
+    pub persist_errors: IntCounter,
     pub last_sync: Gauge,
     pub connections_refused: IntCounter,
     /// Connections closed to make room at the connection limit: they had sent no request.
@@ -332,6 +334,10 @@ impl Metrics {
             refresh_errors: counter(
                 "refresh_errors_total",
                 "Failed synchronisations with the source of truth",
+            ),
+            persist_errors: counter(
+                "snapshot_persist_errors_total",
+                "Failed writes of the last-good snapshot file; the previous file is kept",
             ),
             last_sync: gauge(
                 "last_sync_timestamp_seconds",

@@ -188,8 +188,14 @@ impl<S: Store> Refresher<S> {
         let res = tokio::task::spawn_blocking(move || persist::write(&path, &snap)).await;
         match res {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not persist the last good snapshot"),
-            Err(e) => tracing::warn!(error = %e, "snapshot persistence task failed"),
+            Ok(Err(e)) => {
+                self.metrics.persist_errors.inc();
+                tracing::warn!(error = %e, "could not persist the last good snapshot; the previous file is kept");
+            }
+            Err(e) => {
+                self.metrics.persist_errors.inc();
+                tracing::warn!(error = %e, "snapshot persistence task failed");
+            }
         }
     }
 

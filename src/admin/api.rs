@@ -561,6 +561,9 @@ impl Api {
                 return Err(Problem::Issuer(p));
             }
             Err(IssuerError::TooLarge) => unreachable!("one item"),
+            Err(IssuerError::Store(e @ StoreError::Full(_))) => {
+                return Err(Problem::Issuer(e.into()))
+            }
             Err(IssuerError::Store(e)) => return Err(Problem::StoreUnavailable(e.to_string())),
         };
         let result = results.pop().expect("one result");
@@ -594,6 +597,9 @@ impl Api {
                     what: "a batch",
                     limit: MAX_BATCH,
                 })
+            }
+            Err(IssuerError::Store(e @ StoreError::Full(_))) => {
+                return Err(Problem::Issuer(e.into()))
             }
             Err(IssuerError::Store(e)) => return Err(Problem::StoreUnavailable(e.to_string())),
         };

@@ -187,6 +187,7 @@ impl Problem {
                 404 => "Unknown credential",
                 422 => "Invalid relationship",
                 503 => "Temporarily unavailable",
+                507 => "Insufficient storage",
                 500 => "Internal error",
                 _ => "Conflict with the credential's state",
             },
@@ -321,6 +322,12 @@ mod tests {
             "urn:statusd:problem:overloaded"
         );
         assert_eq!(Problem::BodyTimeout.status(), 408);
+        let full = Problem::Issuer(ItemProblem::from(crate::store::StoreError::Full(
+            "No space left on device".into(),
+        )))
+        .response();
+        assert_eq!(full.status(), 507);
+        assert!(full.headers().get(header::RETRY_AFTER).is_none());
         let w3c = Problem::UnknownList { w3c: true };
         assert!(w3c.type_uri().ends_with("#STATUS_RETRIEVAL_ERROR"));
     }

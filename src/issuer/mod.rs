@@ -351,6 +351,7 @@ impl ItemProblem {
             "unknown-credential" => 404,
             "unknown-parent" | "parent-not-physical" | "cycle" | "unknown-pool" => 422,
             "store-unavailable" | "contention" => 503,
+            "insufficient-storage" => 507,
             "corrupt" => 500,
             _ => 409,
         }
@@ -379,6 +380,11 @@ impl From<StoreError> for ItemProblem {
             ),
             StoreError::Corrupt { .. } => ItemProblem::new("corrupt", e.to_string()),
             StoreError::ListLimit { .. } => ItemProblem::new("list-limit", e.to_string()),
+            StoreError::Full(_) => ItemProblem::new(
+                "insufficient-storage",
+                "the embedded store's disk is full; nothing was written. Free space in the \
+                 data directory and retry",
+            ),
             StoreError::Terminal { .. } => ItemProblem::new(
                 "terminal",
                 format!("the published entry is INVALID (terminal): {e}"),

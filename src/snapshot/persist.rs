@@ -60,12 +60,16 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
         // On Redis nothing else creates the data directory.
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(&bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // A full disk fails here: the previous file is untouched, and the partial temporary
+        // file is removed so that it does not hold the space a later write needs.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(dir) = path.parent() {
         // Make the rename itself durable.
         if let Ok(d) = std::fs::File::open(dir) {
@@ -142,5 +146,58 @@ mod tests {
         write(&path, &Snapshot::empty()).expect("written into a new directory");
         assert_eq!(read(&path).unwrap().map(|l| l.len()), Some(0));
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Issue #20, item 3: on a full disk the write fails with the typed error, the previous
+    /// file stays readable, no partial temporary file is left, and the next write after space
+    /// returns succeeds. Mounts its own tmpfs (tests run as root); fails if it cannot.
+    #[test]
+    fn full_disk_keeps_the_previous_file() {
+        use std::process::Command;
+        let dir = std::env::temp_dir().join(format!("statusd-persist-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            mounted.success(),
+            "cannot mount a tmpfs (the test needs root)"
+        );
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg(self.0).status();
+                let _ = std::fs::remove_dir(self.0);
+            }
+        }
+        let _unmount = Unmount(&dir);
+        let path = dir.join(FILE);
+        write(&path, &Snapshot::empty()).expect("first write");
+        let before = std::fs::read(&path).unwrap();
+        let filler = dir.join("filler");
+        {
+            let mut f = std::fs::File::create(&filler).unwrap();
+            while f.write(&[0u8; 4096]).is_ok_and(|n| n > 0) {}
+        }
+        match write(&path, &Snapshot::empty()) {
+            Err(PersistError::Io { source, .. }) => {
+                assert!(crate::store::is_disk_full(&source), "{source}")
+            }
+            other => panic!("a write on a full disk answered {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "previous file changed"
+        );
+        assert!(
+            !path.with_extension("tmp").exists(),
+            "partial file left behind"
+        );
+        assert_eq!(read(&path).unwrap().map(|l| l.len()), Some(0));
+        std::fs::remove_file(&filler).unwrap();
+        write(&path, &Snapshot::empty()).expect("write after space returns");
     }
 }

@@ -17,8 +17,9 @@ use crate::status::{Bits, Status, StatusList};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use roaring::RoaringBitmap;
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
@@ -33,7 +34,13 @@ pub const DB_FILE: &str = "statusd.redb";
 /// The embedded store. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    /// The open database. A failed write (a full disk) leaves redb refusing every later write
+    /// until it is reopened, so `blocking` swaps in a fresh handle under the write lock.
+    db: Arc<RwLock<Database>>,
+    /// Where `db` lives, to reopen it.
+    path: Arc<PathBuf>,
+    /// Set when an operation hit an I/O error; the next operation reopens the database first.
+    reopen: Arc<AtomicBool>,
     /// Bumped after every commit; the refresher waits on it.
     commits: watch::Sender<u64>,
     /// The refresher's view of `commits`.
@@ -42,8 +49,58 @@ pub struct EmbeddedStore {
     allocated: Arc<Mutex<HashMap<String, RoaringBitmap>>>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// Maps a redb error, telling a full disk (`ENOSPC`) apart from other failures.
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    let e: redb::Error = e.into();
+    match &e {
+        redb::Error::Io(io) if super::is_disk_full(io) => StoreError::Full(e.to_string()),
+        redb::Error::Io(_) | redb::Error::PreviousIo => {
+            StoreError::Backend(format!("{IO_FAILED}{e}"))
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// Prefix of the errors after which the database is reopened before the next operation.
+const IO_FAILED: &str = "I/O failure (the database is reopened before the next operation): ";
+
+/// Whether an error leaves redb refusing writes until the database is reopened.
+fn needs_reopen(e: &StoreError) -> bool {
+    match e {
+        StoreError::Full(_) => true,
+        StoreError::Backend(m) => m.starts_with(IO_FAILED),
+        _ => false,
+    }
+}
+
+/// Closes and reopens the database after an I/O error (redb's recovery runs on open). While the
+/// disk is still full, the reopen fails the same way and the flag stays set for the next try.
+fn reopen_db(db: &RwLock<Database>, path: &Path, flag: &AtomicBool) -> Result<(), StoreError> {
+    let mut guard = db
+        .write()
+        .map_err(|_| StoreError::Backend("database lock poisoned".into()))?;
+    if !flag.load(Ordering::Acquire) {
+        return Ok(()); // another operation reopened it meanwhile
+    }
+    // redb holds a file lock: the old handle must be closed before a new one can open. A
+    // throwaway in-memory database stands in for the moment between the two.
+    let placeholder = Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(|e| StoreError::Backend(format!("reopening {}: {e}", path.display())))?;
+    drop(std::mem::replace(&mut *guard, placeholder));
+    let fresh = Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::Storage(s) => backend(s),
+        e => StoreError::Backend(format!("reopening {}: {e}", path.display())),
+    });
+    match fresh {
+        Ok(fresh) => {
+            *guard = fresh;
+            flag.store(false, Ordering::Release);
+            tracing::info!(path = %path.display(), "embedded store reopened after an I/O error");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn now_ms() -> u64 {
@@ -83,7 +140,9 @@ impl EmbeddedStore {
         tx.commit().map_err(backend)?;
         let (commits, seen) = watch::channel(0);
         Ok(EmbeddedStore {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(db)),
+            path: Arc::new(path),
+            reopen: Arc::default(),
             commits,
             seen: Arc::new(tokio::sync::Mutex::new(seen)),
             allocated: Arc::default(),
@@ -95,10 +154,26 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
+        let path = self.path.clone();
+        let reopen = self.reopen.clone();
         super::note_requests(1);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            if reopen.load(Ordering::Acquire) {
+                reopen_db(&db, &path, &reopen)?;
+            }
+            let guard = db
+                .read()
+                .map_err(|_| StoreError::Backend("database lock poisoned".into()))?;
+            let res = f(&guard);
+            if let Err(e) = &res {
+                if needs_reopen(e) {
+                    reopen.store(true, Ordering::Release);
+                }
+            }
+            res
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
     }
 
     fn notify(&self) {
@@ -185,7 +260,7 @@ fn write_changes(
     meta.version += 1;
     meta.updated_ms = now_ms();
     meta.updated_at = meta.updated_ms / 1000;
-    let bytes = serde_json::to_vec(&meta).map_err(backend)?;
+    let bytes = serde_json::to_vec(&meta).map_err(|e| StoreError::Backend(e.to_string()))?;
     lists.insert(id, bytes.as_slice()).map_err(backend)?;
     Ok(Applied {
         version: meta.version,
@@ -221,7 +296,7 @@ impl Registry for EmbeddedStore {
         self.blocking(move |db| {
             let mut cache = cache
                 .lock()
-                .map_err(|_| backend("allocation lock poisoned"))?;
+                .map_err(|_| StoreError::Backend("allocation lock poisoned".into()))?;
             let version = version_of(db, &id)?;
             if !cache.contains_key(&id) {
                 let bitmap = scan_allocated(db, &id)?;
@@ -272,7 +347,7 @@ impl Registry for EmbeddedStore {
                 // Held across the commit: the bitmap and the table never disagree.
                 let mut cache = cache
                     .lock()
-                    .map_err(|_| backend("allocation lock poisoned"))?;
+                    .map_err(|_| StoreError::Backend("allocation lock poisoned".into()))?;
                 if !cache.contains_key(&id) {
                     let bitmap = scan_allocated(db, &id)?;
                     cache.insert(id.clone(), bitmap);
@@ -410,7 +485,8 @@ impl Store for EmbeddedStore {
                         purpose: new.purpose.clone(),
                         allocated: 0,
                     };
-                    let bytes = serde_json::to_vec(&meta).map_err(backend)?;
+                    let bytes = serde_json::to_vec(&meta)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
                     lists
                         .insert(new.id.as_str(), bytes.as_slice())
                         .map_err(backend)?;

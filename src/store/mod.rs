@@ -87,6 +87,10 @@ pub enum StoreError {
     Corrupt { list: String, reason: String },
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The disk under the store is full (`ENOSPC`): nothing was written; writes succeed again
+    /// once space is freed.
+    #[error("the store's disk is full; nothing was written: {0}")]
+    Full(String),
     /// A registry commit found the list changed since it was read ([`registry::Txn`]): read
     /// again and retry.
     #[error("list {0:?} changed concurrently")]
@@ -98,6 +102,14 @@ pub enum StoreError {
          STATUSD_MAX_LISTS); no list was created"
     )]
     ListLimit { limit: usize },
+}
+
+/// Whether an I/O error means the disk (or its quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Checks a list id: it goes into URLs, file names and Redis keys unescaped.

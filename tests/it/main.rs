@@ -9,6 +9,7 @@ mod consistency;
 mod crash;
 mod deploy;
 mod first_hour;
+mod full_disk;
 mod fuzz_regressions;
 mod hsm;
 mod http;
