@@ -18,7 +18,8 @@
 //! | [`http`]      | the public plane: routing, negotiation, caching headers, problem+json    |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
-//! | [`server`]    | listeners: accept loop, limits, HTTP/1.1 + HTTP/2, graceful drain        |
+//! | [`server`]    | listeners: accept loop, limits, first-request deadline and displacement  |
+//! |               | of silent connections (`server::guard`), HTTP/1.1 + HTTP/2, graceful drain |
 //! | [`tls`]       | listener TLS (reloadable, mutual TLS on the admin plane), https clients  |
 //! | [`metrics`]   | every metric, declared once, label handles resolved at start-up          |
 //! | [`config`]    | flags and `STATUSD_*` variables parsed once into a typed [`config::Config`] |
