@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Sleep;
 
 /// What the accept loop, the IO wrapper and the service wrapper share about one connection.
@@ -34,8 +33,14 @@ pub struct ConnState {
     first_request: AtomicBool,
     /// Set when the connection task has ended (its entry in the queue is then stale).
     done: AtomicBool,
-    /// Woken to close a connection displaced at the connection limit.
-    evict: Notify,
+    /// Set when the accept loop displaces the connection at the connection limit; its reads
+    /// then fail (only a connection without a request can be displaced, and until its first
+    /// request every read goes through the deadline branch of [`GuardedIo::poll_read`], so
+    /// nothing is checked per request).
+    evicted: AtomicBool,
+    /// The connection task's waker while it waits for its first request, so that displacement
+    /// wakes it.
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
 }
 
 impl ConnState {
@@ -48,9 +53,32 @@ impl ConnState {
         self.done.store(true, Ordering::Relaxed);
     }
 
-    /// Resolves when the accept loop displaces this connection.
-    pub async fn evicted(&self) {
-        self.evict.notified().await
+    fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::SeqCst)
+    }
+
+    /// Remembers the task to wake on displacement.
+    fn park(&self, waker: &std::task::Waker) {
+        let mut w = self
+            .waker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !w.as_ref().is_some_and(|x| x.will_wake(waker)) {
+            *w = Some(waker.clone());
+        }
+    }
+
+    /// Closes the connection: its next read fails.
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::SeqCst);
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// Still waiting for its first request, so displaceable.
@@ -93,7 +121,7 @@ impl Waiting {
             if c.idle() {
                 // Marked done now so that a second displacement never picks it again.
                 c.finish();
-                c.evict.notify_one();
+                c.evict();
                 return true;
             }
         }
@@ -168,6 +196,14 @@ impl<T> GuardedIo<T> {
     }
 }
 
+/// The error a displaced connection's read returns.
+fn displaced() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "displaced at the connection limit before its first request",
+    )
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -175,12 +211,21 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.deadline.is_some() && this.state.has_request() {
-            this.deadline = None;
+        if this.deadline.is_some() {
+            if this.state.has_request() {
+                this.deadline = None;
+            } else if this.state.is_evicted() {
+                return Poll::Ready(Err(displaced()));
+            }
         }
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Pending => {
                 if let Some(d) = &mut this.deadline {
+                    // Registered before the check, so a displacement in between still wakes us.
+                    this.state.park(cx.waker());
+                    if this.state.is_evicted() {
+                        return Poll::Ready(Err(displaced()));
+                    }
                     if d.as_mut().poll(cx).is_ready() {
                         if !this.state.done.swap(true, Ordering::Relaxed) {
                             if let Some(c) = &this.timed_out {
