@@ -407,36 +407,23 @@ impl Inner {
                 let rep = [&a.jwt, &a.cwt, &a.roaring][chosen];
                 Ok(self.list_response(list, rep, headers))
             }
-            Route::Bitstring => {
+            // The two W3C views differ only in which artefact and which media types they offer.
+            Route::Bitstring | Route::StatusList2021 => {
                 read_only("GET, HEAD, OPTIONS")?;
                 let id = list_id(arg1)?;
                 let list = lookup_list(snap, id, true)?;
                 let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
                 signed(list)?;
-                let rep = list
-                    .artefacts
-                    .w3c(purpose)
+                let (rep, offered) = if route == Route::Bitstring {
+                    (list.artefacts.w3c(purpose), VC_OFFERS)
+                } else {
+                    (list.artefacts.sl2021(purpose), VC11_OFFERS)
+                };
+                let rep = rep
                     .filter(|r| !r.body.is_empty())
                     .ok_or(Problem::UnknownPurpose)?;
-                negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), VC_OFFERS)
-                    .ok_or(Problem::NotAcceptable { offered: VC_OFFERS })?;
-                Ok(self.list_response(list, rep, headers))
-            }
-            Route::StatusList2021 => {
-                read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(arg1)?;
-                let list = lookup_list(snap, id, true)?;
-                let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
-                signed(list)?;
-                let rep = list
-                    .artefacts
-                    .sl2021(purpose)
-                    .filter(|r| !r.body.is_empty())
-                    .ok_or(Problem::UnknownPurpose)?;
-                negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), VC11_OFFERS)
-                    .ok_or(Problem::NotAcceptable {
-                        offered: VC11_OFFERS,
-                    })?;
+                negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), offered)
+                    .ok_or(Problem::NotAcceptable { offered })?;
                 Ok(self.list_response(list, rep, headers))
             }
             Route::Lookup => {
