@@ -563,6 +563,10 @@ async fn snapshot_swaps_never_show_a_half_built_state() {
     let base = format!("http://{}", srv.public_addr);
     let keys = jwks(&base).await;
     let store = srv.store.clone();
+    // Readers keep reading until the writer is done (and at least 60 times), so that how many
+    // versions they see depends on publication, not on how fast the machine ran the readers.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still_writing = writing.clone();
     let writer = tokio::spawn(async move {
         for k in 0..40u32 {
             let changes = [
@@ -576,16 +580,24 @@ async fn snapshot_swaps_never_show_a_half_built_state() {
                 },
             ];
             store.apply("s", &changes).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(15)).await;
+            // Paced for a debug build: each publication re-signs seven tokens (JWT, CWT, three
+            // W3C and two Status List 2021 views), and at 15 ms between batches a busy machine published only
+            // three versions of the 40.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        still_writing.store(false, std::sync::atomic::Ordering::SeqCst);
     });
     let mut readers = Vec::new();
     for r in 0..4 {
         let base = base.clone();
         let keys = keys.clone();
+        let writing = writing.clone();
         readers.push(tokio::spawn(async move {
             let mut seen = std::collections::BTreeSet::new();
-            for _ in 0..60 {
+            let mut reads = 0;
+            while reads < 60 || (writing.load(std::sync::atomic::Ordering::SeqCst) && reads < 5000)
+            {
+                reads += 1;
                 let (s, _, body) = get(
                     &format!("{base}/statuslists/s"),
                     &[(
