@@ -666,7 +666,7 @@ pub fn admin_json(data: &[u8]) {
                 assert!(ops.len() <= MAX_BATCH);
                 ops.iter().for_each(check_operation);
             }
-            Err(crate::http::problem::Problem::BatchInvalid(items)) => {
+            Err(crate::problem::Problem::BatchInvalid(items)) => {
                 assert!(!items.is_empty());
                 assert!(items.windows(2).all(|w| w[0].0 < w[1].0));
             }

@@ -15,7 +15,8 @@
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
 //! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
-//! | [`http`]      | the public plane: routing, negotiation, caching headers, problem+json    |
+//! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
+//! | [`http`]      | the public plane: routing, negotiation, caching headers                  |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
 //! | [`server`]    | listeners: accept loop, limits, first-request deadline and displacement  |
@@ -59,6 +60,7 @@ pub mod issuer;
 pub mod keyfile;
 pub mod metrics;
 pub mod pkcs11;
+pub mod problem;
 pub mod refresh;
 pub mod server;
 pub mod snapshot;

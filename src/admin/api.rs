@@ -3,13 +3,13 @@
 //! against it); requests are parsed here, run by [`crate::issuer::Issuer`], and every failure
 //! leaves as a [`Problem`]. Credential ids and reasons are never logged.
 
-use crate::http::problem::Problem;
 use crate::issuer::auth::{bearer, Caller, Scope, Tokens};
 use crate::issuer::{
     check_purpose, last_number, strict_json, HoldOp, Issuer, IssuerError, ItemProblem, Operation,
     Outcome, ReissueOp, RevokeOp, MAX_BATCH,
 };
 use crate::metrics::Metrics;
+use crate::problem::Problem;
 use crate::status::Bits;
 use crate::store::{check_id, NewList, StoreError};
 use crate::tls::ClientSubject;

@@ -5,8 +5,8 @@
 pub mod api;
 pub mod client;
 
-use crate::http::problem::Problem;
 use crate::metrics::{Metrics, Route};
+use crate::problem::Problem;
 use crate::refresh::SyncState;
 use crate::snapshot::SnapshotStore;
 use bytes::Bytes;

@@ -6,7 +6,7 @@
 //! Everything here but [`read_body`] runs on the request path: no allocation unless a list
 //! field really is repeated.
 
-use super::problem::Problem;
+use crate::problem::Problem;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::header::{self, HeaderMap, HeaderName};

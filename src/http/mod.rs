@@ -13,11 +13,11 @@
 
 pub mod head;
 pub mod negotiate;
-pub mod problem;
 
 pub use head::{check_header_size, MAX_HEADER_BYTES};
 
 use crate::metrics::{Metrics, Route};
+use crate::problem::Problem;
 use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC11_JWT_TYPE, VC_JWT_TYPE};
 use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotStore};
 use crate::status::{sparse, w3c::Purpose, Status};
@@ -27,7 +27,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use problem::Problem;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -17,7 +17,7 @@
 //! tree of small values costs tens of times their text). Nesting is bounded by serde_json's
 //! recursion limit (128), in both passes.
 
-use crate::http::problem::Problem;
+use crate::problem::Problem;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor,
 };

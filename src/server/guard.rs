@@ -312,7 +312,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
 
 /// The problem+json answers that replace hyper's bodiless ones, by status.
 fn replacement_body(status: &[u8]) -> Option<&'static Bytes> {
-    use crate::http::problem::Problem;
+    use crate::problem::Problem;
     use std::sync::OnceLock;
     static BODIES: OnceLock<[Bytes; 3]> = OnceLock::new();
     let bodies = BODIES.get_or_init(|| {

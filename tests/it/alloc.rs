@@ -164,7 +164,7 @@ const TOKEN_MAX: u64 = 2;
 #[test]
 fn batch_bodies_are_counted_before_they_are_built() {
     use statusd::admin::api::{parse_batch, MAX_BATCH_BODY};
-    use statusd::http::problem::Problem;
+    use statusd::problem::Problem;
     const MIB: u64 = 1 << 20;
     let body = |items: &str, n: usize| {
         let mut b = String::with_capacity(MAX_BATCH_BODY);

@@ -17,7 +17,7 @@ const ISSUER_RS: &str = include_str!("../../src/issuer/mod.rs");
 const RECORD_RS: &str = include_str!("../../src/issuer/record.rs");
 const API_RS: &str = include_str!("../../src/admin/api.rs");
 const ADMIN_RS: &str = include_str!("../../src/admin/mod.rs");
-const PROBLEM_RS: &str = include_str!("../../src/http/problem.rs");
+const PROBLEM_RS: &str = include_str!("../../src/problem.rs");
 
 const PROBLEM_PREFIX: &str = "urn:statusd:problem:";
 const METHODS: [&str; 8] = [
