@@ -53,6 +53,9 @@ pub struct Running {
         Arc<Signer>,
         Arc<arc_swap::ArcSwap<KeySet>>,
     ),
+    /// The signing certificate file (`STATUSD_SIGNING_CERT`) and the watch that checks its
+    /// chain before every signing pass, both replaced by [`Running::reload`].
+    signing_cert: Option<(std::path::PathBuf, Arc<KeyWatch>)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -67,7 +70,8 @@ impl Running {
     }
 
     /// Reloads what can change without a restart (SIGHUP): the listeners' TLS certificates,
-    /// keys and client CA, the admin tokens file, and the `--published-keys` files (the JWKS). Each file that is refused is logged and
+    /// keys and client CA, the admin tokens file, the signing key's certificate chain, and the
+    /// `--published-keys` files (the JWKS). Each file that is refused is logged and
     /// leaves its old version in force; the others still take effect. Open connections keep
     /// the session they negotiated. Counted in `statusd_config_reloads_total{result}`: `ok`
     /// when everything reloaded, `error` when anything was refused. Returns the refusals.
@@ -100,6 +104,21 @@ impl Running {
             }
         }
         let (paths, key, published) = &self.published;
+        // Before the published keys: the JWKS publishes the signing key with its chain (`x5c`).
+        if let Some((path, watch)) = &self.signing_cert {
+            match self.reload_signing_cert(path, watch, key) {
+                Ok(chain) => {
+                    tracing::info!(path = %path.display(), certificates = chain.der().len(), not_after = %humantime::format_rfc3339_seconds(chain.not_after()), "signing certificate reloaded; each list's next token carries it")
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "signing certificate reload refused; the previous chain stays in force"
+                    );
+                    refused.push(format!("signing certificate: {e:#}"));
+                }
+            }
+        }
         match read_published_keys(paths, key) {
             Ok(set) => {
                 if set.to_jwks() != published.load().to_jwks() {
@@ -126,6 +145,30 @@ impl Running {
             .inc();
         tracing::info!(result, refused = refused.len(), "configuration reload done");
         refused
+    }
+
+    /// Reads `path` again and, if its leaf certifies the signing key for a token signed now,
+    /// puts the chain in force: in the key's token headers (`x5c`, `x5chain`) and JWK, and in
+    /// the check before every signing pass. The old chain stays in force otherwise.
+    fn reload_signing_cert(
+        &self,
+        path: &Path,
+        watch: &KeyWatch,
+        key: &Signer,
+    ) -> anyhow::Result<Arc<crate::cert::CertChain>> {
+        let chain = Arc::new(crate::cert::CertChain::load(path)?);
+        let checked = watch
+            .check_certificate(&chain, std::time::SystemTime::now())
+            .with_context(|| format!("{} cannot vouch for the signing key", path.display()))?;
+        anyhow::ensure!(checked, "statusd started without a signing certificate");
+        // The signer first: a pass between the two checks the old chain and signs with the new
+        // one, never the other way round (the old chain may be the one that no longer holds).
+        key.set_chain(chain.der().to_vec());
+        watch.set_certificate(chain.clone());
+        self.metrics
+            .signing_cert_not_after
+            .set(crate::cert::unix_seconds(chain.not_after()));
+        Ok(chain)
     }
 
     /// Waits until ready as `/readyz` defines it: a snapshot is published and synchronised
@@ -357,7 +400,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             let chain = crate::cert::CertChain::load(path)?;
             chain
                 .check_leaf(
-                    key.verifying_key(),
+                    &key.verifying_key(),
                     config.token_lifetime,
                     std::time::SystemTime::now(),
                 )
@@ -369,13 +412,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 })?;
             cert_not_after = Some(chain.not_after());
             tracing::info!(path = %path.display(), certificates = chain.der().len(), not_after = %humantime::format_rfc3339_seconds(chain.not_after()), "publishing the signing key's certificate chain");
-            let public = key.verifying_key().clone();
+            let public = key.verifying_key();
             let der = chain.der().to_vec();
             key_watch = key_watch.with_certificate(Arc::new(chain), public, config.token_lifetime);
             key.with_chain(der)
         }
     };
     let key = Arc::new(key);
+    let key_watch = Arc::new(key_watch);
+    let signing_cert = config
+        .signing_cert
+        .clone()
+        .map(|path| (path, key_watch.clone()));
     let (tokens, tokens_path) = admin_tokens(config)?;
     let jwks = published_keys(config, &key)?;
     if config.demo {
@@ -460,7 +508,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         snapshots: snapshots.clone(),
         published_keys: published.clone(),
         key,
-        key_watch: Arc::new(key_watch),
+        key_watch,
         params: build_params,
         metrics: metrics.clone(),
         sync: sync.clone(),
@@ -547,6 +595,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         api: issuer_api,
         tokens_path,
         published: (config.published_keys.clone(), key_for_reload, published),
+        signing_cert,
         shutdown,
         tasks,
     })

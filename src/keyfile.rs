@@ -137,29 +137,67 @@ pub struct KeyWatch {
     /// `None` when the key was given in memory (tests that build a refresher directly).
     source: Option<KeySource>,
     /// The signing key's certificate chain, its key and the token lifetime: the leaf must hold
-    /// the key and outlive every token signed now ([`CertChain::check_leaf`]).
-    cert: Option<(Arc<CertChain>, VerifyingKey, std::time::Duration)>,
+    /// the key and outlive every token signed now ([`CertChain::check_leaf`]). Replaced whole
+    /// by a reload ([`KeyWatch::set_certificate`]).
+    cert: arc_swap::ArcSwapOption<CertCheck>,
     ok: AtomicBool,
+}
+
+/// What [`KeyWatch`] checks of the certificate before every signing pass.
+struct CertCheck {
+    chain: Arc<CertChain>,
+    key: VerifyingKey,
+    lifetime: std::time::Duration,
 }
 
 impl KeyWatch {
     pub fn new(source: Option<KeySource>) -> KeyWatch {
         KeyWatch {
             source,
-            cert: None,
+            cert: arc_swap::ArcSwapOption::empty(),
             ok: AtomicBool::new(true),
         }
     }
 
     /// Also checks, before every pass, that `chain`'s leaf certifies `key` for `lifetime`.
     pub fn with_certificate(
-        mut self,
+        self,
         chain: Arc<CertChain>,
         key: VerifyingKey,
         lifetime: std::time::Duration,
     ) -> KeyWatch {
-        self.cert = Some((chain, key, lifetime));
+        self.cert.store(Some(Arc::new(CertCheck {
+            chain,
+            key,
+            lifetime,
+        })));
         self
+    }
+
+    /// Whether `chain` could replace the certificate in force (a SIGHUP reload): its leaf
+    /// certifies the signing key and outlives a token signed `now`. `Ok(false)` when statusd
+    /// started without a certificate (there is nothing to replace).
+    pub fn check_certificate(
+        &self,
+        chain: &CertChain,
+        now: std::time::SystemTime,
+    ) -> Result<bool, crate::cert::CertError> {
+        match &*self.cert.load() {
+            None => Ok(false),
+            Some(c) => chain.check_leaf(&c.key, c.lifetime, now).map(|()| true),
+        }
+    }
+
+    /// Puts `chain`, checked by [`Self::check_certificate`], in force from the next pass.
+    pub fn set_certificate(&self, chain: Arc<CertChain>) {
+        let current = self.cert.load_full();
+        if let Some(c) = current {
+            self.cert.store(Some(Arc::new(CertCheck {
+                chain,
+                key: c.key.clone(),
+                lifetime: c.lifetime,
+            })));
+        }
     }
 
     /// A signature failed while building artefacts (the token went away between two checks):
@@ -176,16 +214,18 @@ impl KeyWatch {
     /// Checks the key file on the blocking pool and records the outcome. Returns whether this
     /// pass may sign.
     pub async fn may_sign(&self, metrics: &Metrics) -> bool {
-        if self.source.is_none() && self.cert.is_none() {
+        let cert = self.cert.load_full();
+        if self.source.is_none() && cert.is_none() {
             return true;
         }
-        let (source, cert) = (self.source.clone(), self.cert.clone());
+        let source = self.source.clone();
         let check = move || -> Result<(), KeyCheckError> {
             if let Some(source) = source {
                 source.check()?;
             }
-            if let Some((chain, key, lifetime)) = cert {
-                chain.check_leaf(&key, lifetime, std::time::SystemTime::now())?;
+            if let Some(c) = cert {
+                c.chain
+                    .check_leaf(&c.key, c.lifetime, std::time::SystemTime::now())?;
             }
             Ok(())
         };

@@ -63,7 +63,7 @@ pub fn sign1_tagged(
     let mut protected = HeaderBuilder::new()
         .algorithm(alg)
         .value(LABEL_TYP, Cbor::Text(protected_typ.to_owned()));
-    match key.x5c() {
+    match &*key.x5c() {
         [] => {}
         [leaf] => protected = protected.value(LABEL_X5CHAIN, Cbor::Bytes(leaf.clone())),
         chain => {

@@ -24,8 +24,9 @@ pub fn sign_compact(
 ) -> Result<String, SignError> {
     header.insert("alg".into(), Value::from(key.algorithm().jose_name()));
     header.insert("kid".into(), Value::from(key.kid()));
-    if !key.x5c().is_empty() {
-        header.insert("x5c".into(), x5c_json(key.x5c()));
+    let chain = key.x5c();
+    if !chain.is_empty() {
+        header.insert("x5c".into(), x5c_json(&chain));
     }
     let header_json =
         serde_json::to_vec(&Value::Object(header)).expect("serialising a JSON map cannot fail");

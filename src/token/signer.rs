@@ -8,8 +8,12 @@
 //! caller never publishes a token whose signature failed. Nothing here holds or prints a PIN.
 
 use super::keys::{Algorithm, SigningKey, VerifyingKey};
+use arc_swap::ArcSwap;
 use std::fmt;
 use std::sync::Arc;
+
+/// A certificate chain as DER, leaf first; empty without one.
+pub type Chain = Arc<[Vec<u8>]>;
 
 /// Why a signature could not be made. Carries the backend's reason, never key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,9 +26,10 @@ pub struct SignError(pub String);
 pub trait TokenSigner {
     fn algorithm(&self) -> Algorithm;
     fn kid(&self) -> &str;
-    /// The certificate chain, leaf first, as DER; empty without one.
-    fn x5c(&self) -> &[Vec<u8>] {
-        &[]
+    /// The certificate chain, leaf first, as DER; empty without one. A handle rather than a
+    /// borrow: a replica's chain can be replaced while it runs (SIGHUP).
+    fn x5c(&self) -> Chain {
+        Arc::from(Vec::new())
     }
     fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError>;
 }
@@ -56,12 +61,30 @@ enum Backend {
 }
 
 /// The key a replica signs with, and the certificate chain published with it.
+///
+/// Clones share the chain: [`Signer::set_chain`] (a SIGHUP reload of `STATUSD_SIGNING_CERT`)
+/// reaches every holder, and the next token signed carries the new chain.
 #[derive(Clone)]
 pub struct Signer {
     backend: Backend,
+    /// The public half without a chain: what the leaf certificate must certify.
     public: VerifyingKey,
-    /// DER certificates, leaf first.
-    chain: Vec<Vec<u8>>,
+    certified: Arc<ArcSwap<Certified>>,
+}
+
+/// The chain in force and the public key as published with it (its JWK's `x5c`).
+struct Certified {
+    chain: Chain,
+    public: VerifyingKey,
+}
+
+impl Certified {
+    fn new(public: &VerifyingKey, chain: Vec<Vec<u8>>) -> Arc<Self> {
+        Arc::new(Certified {
+            public: public.clone().with_x5c(chain.clone()),
+            chain: chain.into(),
+        })
+    }
 }
 
 impl fmt::Debug for Signer {
@@ -76,17 +99,18 @@ impl fmt::Debug for Signer {
                     Backend::External(_) => "external",
                 },
             )
-            .field("certificates", &self.chain.len())
+            .field("certificates", &self.certified.load().chain.len())
             .finish_non_exhaustive()
     }
 }
 
 impl From<SigningKey> for Signer {
     fn from(key: SigningKey) -> Self {
+        let public = key.verifying_key();
         Signer {
-            public: key.verifying_key(),
+            certified: Arc::new(ArcSwap::new(Certified::new(&public, Vec::new()))),
             backend: Backend::Key(Box::new(key)),
-            chain: Vec::new(),
+            public,
         }
     }
 }
@@ -95,23 +119,28 @@ impl Signer {
     /// A key held by `backend`, whose public half is `public` (with the `kid` to sign under).
     pub fn external(public: VerifyingKey, backend: Arc<dyn ExternalSigner>) -> Self {
         Signer {
+            certified: Arc::new(ArcSwap::new(Certified::new(&public, Vec::new()))),
             backend: Backend::External(backend),
             public,
-            chain: Vec::new(),
         }
     }
 
     /// The same key with a certificate chain (DER, leaf first) to publish in token headers.
     /// The caller has checked that the leaf certifies this key.
-    pub fn with_chain(mut self, chain: Vec<Vec<u8>>) -> Self {
-        self.public = self.public.with_x5c(chain.clone());
-        self.chain = chain;
+    pub fn with_chain(self, chain: Vec<Vec<u8>>) -> Self {
+        self.set_chain(chain);
         self
     }
 
-    /// The public half, with the `kid` tokens carry.
-    pub fn verifying_key(&self) -> &VerifyingKey {
-        &self.public
+    /// Replaces the chain for every clone of this signer: tokens signed from now on carry it.
+    /// The caller has checked that the new leaf certifies this key.
+    pub fn set_chain(&self, chain: Vec<Vec<u8>>) {
+        self.certified.store(Certified::new(&self.public, chain));
+    }
+
+    /// The public half, with the `kid` tokens carry and the chain in force as its `x5c`.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.certified.load().public.clone()
     }
 }
 
@@ -124,8 +153,8 @@ impl TokenSigner for Signer {
         self.public.kid()
     }
 
-    fn x5c(&self) -> &[Vec<u8>] {
-        &self.chain
+    fn x5c(&self) -> Chain {
+        self.certified.load().chain.clone()
     }
 
     fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {

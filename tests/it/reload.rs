@@ -353,3 +353,150 @@ async fn reload_publishes_a_new_key_and_refuses_a_broken_key_file() {
     );
     running.stop().await;
 }
+
+/// The `x5c` chain (DER, leaf first) in the header of the list's current `statuslist+jwt`.
+async fn token_x5c(public: SocketAddr) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let (_, _, body) = crate::support::get(
+        &format!("http://{public}/statuslists/1"),
+        &[("accept", "application/statuslist+jwt")],
+    )
+    .await;
+    let token = String::from_utf8(body.to_vec()).unwrap();
+    let header = statusd::token::jws::Jws::parse(&token)
+        .unwrap()
+        .header()
+        .clone();
+    header["x5c"]
+        .as_array()
+        .expect("x5c in the header")
+        .iter()
+        .map(|c| {
+            base64::engine::general_purpose::STANDARD
+                .decode(c.as_str().unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The `x5c` of the signing key's JWKS entry.
+async fn jwks_x5c(public: SocketAddr) -> serde_json::Value {
+    let (_, _, body) =
+        crate::support::get(&format!("http://{public}/.well-known/jwks.json"), &[]).await;
+    let jwks: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    jwks["keys"][0]["x5c"].clone()
+}
+
+/// The reload SIGHUP runs, in process: a renewed certificate for the same key replaces the
+/// chain in the JWKS and in the next token, and the not-after gauge moves; a chain for another
+/// key is refused and the renewed chain stays in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_installs_a_renewed_signing_certificate_and_refuses_one_for_another_key() {
+    use statusd::cert::CertChain;
+    use statusd::status::{Bits, Status};
+    use statusd::store::{Change, Store as _};
+    use statusd::token::keys::{Algorithm, SigningKey};
+    let dir = TempDir::new("reload-signing-cert");
+    let key = SigningKey::generate(Algorithm::Es256);
+    let key_file = dir.0.join("signing.pem");
+    std::fs::write(&key_file, key.to_pkcs8_pem()).unwrap();
+    let pki = statusd::cert::test_pki::Pki::new();
+    let public = key.verifying_key().to_public_pem();
+    let first = CertChain::load(&pki.leaf("first", &public, "leaf", 30)).unwrap();
+    let renewed_file = pki.leaf("renewed", &public, "leaf", 90);
+    let renewed = CertChain::load(&renewed_file).unwrap();
+    let chain_file = dir.0.join("chain.pem");
+    std::fs::copy(pki.dir.join("first.chain.pem"), &chain_file).unwrap();
+    let running = crate::support::start_with(
+        &dir.0,
+        &[("1", Bits::One, 1024, vec![])],
+        &[
+            "--signing-key",
+            key_file.to_str().unwrap(),
+            "--signing-cert",
+            chain_file.to_str().unwrap(),
+            "--reencode-interval",
+            "0",
+        ],
+    )
+    .await;
+    let (public_addr, admin) = (running.public_addr, running.admin_addr);
+    assert_eq!(token_x5c(public_addr).await, first.der());
+    let not_after = |c: &CertChain| statusd::cert::unix_seconds(c.not_after()) as f64;
+    let gauge = "statusd_signing_cert_not_after_timestamp_seconds";
+    assert_eq!(
+        crate::support::metric(admin, gauge).await,
+        not_after(&first)
+    );
+
+    std::fs::copy(&renewed_file, &chain_file).unwrap();
+    assert!(running.reload().is_empty(), "the renewed chain is taken");
+    assert_eq!(
+        crate::support::metric(admin, gauge).await,
+        not_after(&renewed)
+    );
+    // A change makes the list's next token, which carries the renewed chain; the JWKS follows
+    // with the same synchronisation.
+    running
+        .store
+        .apply(
+            "1",
+            &[Change {
+                idx: 7,
+                status: Status(1),
+            }],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while token_x5c(public_addr).await != renewed.der() {
+        assert!(
+            Instant::now() < deadline,
+            "no token carries the renewed chain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let renewed_jwks = jwks_x5c(public_addr).await;
+    assert_eq!(renewed_jwks.as_array().unwrap().len(), renewed.der().len());
+    assert_eq!(
+        renewed_jwks,
+        statusd::token::jws::x5c_json(renewed.der()),
+        "the JWKS entry carries the renewed chain"
+    );
+
+    // A chain whose leaf certifies another key: refused, the renewed chain stays.
+    let other = SigningKey::generate(Algorithm::Es256);
+    let foreign = pki.leaf(
+        "foreign",
+        &other.verifying_key().to_public_pem(),
+        "leaf",
+        30,
+    );
+    std::fs::copy(&foreign, &chain_file).unwrap();
+    let refused = running.reload();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("signing certificate:"),
+        "{refused:?}"
+    );
+    assert!(refused[0].contains("another key"), "{refused:?}");
+    assert_eq!(
+        crate::support::metric(admin, gauge).await,
+        not_after(&renewed)
+    );
+    running
+        .store
+        .apply(
+            "1",
+            &[Change {
+                idx: 8,
+                status: Status(1),
+            }],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(token_x5c(public_addr).await, renewed.der());
+    assert_eq!(jwks_x5c(public_addr).await, renewed_jwks);
+    running.stop().await;
+}
