@@ -243,6 +243,17 @@ fn signing_key(config: &Config) -> anyhow::Result<(Signer, KeySource)> {
         return open_pkcs11(p11);
     }
     let (key, file) = signing_key_file(config)?;
+    let key = match config.rsa_alg {
+        None => key,
+        Some(alg) if matches!(key.algorithm(), Algorithm::Ps256 | Algorithm::Rs256) => {
+            key.with_rsa_algorithm(alg)
+        }
+        Some(_) => anyhow::bail!(
+            "--signing-alg (STATUSD_SIGNING_ALG) chooses how an RSA key signs, but the signing \
+             key is {}",
+            key.algorithm()
+        ),
+    };
     Ok((Signer::from(key), KeySource::File(Box::new(file))))
 }
 

@@ -54,8 +54,8 @@ pub struct ServeArgs {
     /// `x5c` (JWS, JWKS) and `x5chain` (CWT).
     #[arg(long, env = "STATUSD_SIGNING_CERT")]
     pub signing_cert: Option<PathBuf>,
-    /// Algorithm of an RSA key in a PKCS#11 token: PS256 (default) or RS256 (for verifiers
-    /// that need it). Other keys have one algorithm each.
+    /// Algorithm of an RSA signing key (a key file or a key in a PKCS#11 token): PS256
+    /// (default) or RS256 (for verifiers that need it). Other keys have one algorithm each.
     #[arg(long, env = "STATUSD_SIGNING_ALG")]
     pub signing_alg: Option<RsaSigningAlg>,
     /// Extra public keys to publish in the JWKS beside the signing key, for key rotation:
@@ -229,6 +229,9 @@ pub struct Config {
     pub pkcs11: Option<Pkcs11Config>,
     /// PEM certificate chain of the signing key, leaf first.
     pub signing_cert: Option<PathBuf>,
+    /// `--signing-alg`: how an RSA signing key signs (PS256 without it). Refused at start for a
+    /// key that is not RSA.
+    pub rsa_alg: Option<crate::token::Algorithm>,
     /// PEM files of keys published in the JWKS besides the signing key (rotation).
     pub published_keys: Vec<PathBuf>,
     pub redis_url: Option<String>,
@@ -527,21 +530,9 @@ impl Config {
             ));
         }
         let mut pkcs11 = pkcs11_config(args)?;
-        if let Some(alg) = args.signing_alg {
-            let alg = match alg {
-                RsaSigningAlg::Ps256 => crate::token::Algorithm::Ps256,
-                RsaSigningAlg::Rs256 => crate::token::Algorithm::Rs256,
-            };
-            match &mut pkcs11 {
-                Some(p11) => p11.rsa_alg = alg,
-                None => {
-                    return Err(err(
-                        "signing-alg",
-                        "SIGNING_ALG",
-                        "is only used with an RSA key in a PKCS#11 token",
-                    ))
-                }
-            }
+        let rsa_alg = args.signing_alg.map(RsaSigningAlg::algorithm);
+        if let (Some(p11), Some(alg)) = (&mut pkcs11, rsa_alg) {
+            p11.rsa_alg = alg;
         }
         let published_keys = published_keys(args.published_keys.as_deref())?;
         if let Some(url) = &args.redis_url {
@@ -622,6 +613,7 @@ impl Config {
             signing_key: args.signing_key.clone(),
             pkcs11,
             signing_cert: args.signing_cert.clone(),
+            rsa_alg,
             published_keys,
             redis_url: args.redis_url.clone(),
             admin_tokens: args.admin_tokens.clone(),
@@ -640,13 +632,22 @@ impl Config {
     }
 }
 
-/// How an RSA key in a PKCS#11 token signs (`--signing-alg`).
+/// How an RSA signing key signs (`--signing-alg`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RsaSigningAlg {
     #[value(name = "PS256")]
     Ps256,
     #[value(name = "RS256")]
     Rs256,
+}
+
+impl RsaSigningAlg {
+    pub fn algorithm(self) -> crate::token::Algorithm {
+        match self {
+            RsaSigningAlg::Ps256 => crate::token::Algorithm::Ps256,
+            RsaSigningAlg::Rs256 => crate::token::Algorithm::Rs256,
+        }
+    }
 }
 
 /// The PKCS#11 module and PIN file of a `pkcs11:` signing key.
@@ -1065,8 +1066,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(rs.pkcs11.unwrap().rsa_alg, crate::token::Algorithm::Rs256);
-        let e = parse(&["--signing-key", "k.pem", "--signing-alg", "RS256"]).unwrap_err();
-        assert_eq!(e.flag, "signing-alg");
+        // A key file's algorithm is known once it is read: app::start refuses it for non-RSA.
+        let file = parse(&["--signing-key", "k.pem", "--signing-alg", "RS256"]).unwrap();
+        assert_eq!(file.rsa_alg, Some(crate::token::Algorithm::Rs256));
         // Only PS256 and RS256 parse.
         assert!(T::try_parse_from(["t", "--signing-alg", "ES256"]).is_err());
     }

@@ -85,7 +85,10 @@ impl KeyFile {
         if Sha256::digest(&pem)[..] == self.digest {
             return Ok(());
         }
-        let found = parse(&self.path, &pem)?.verifying_key();
+        // An RSA key signs with the algorithm chosen at start (`--signing-alg`).
+        let found = parse(&self.path, &pem)?
+            .with_rsa_algorithm(self.loaded.algorithm())
+            .verifying_key();
         if found != self.loaded {
             return Err(KeyFileError::Replaced {
                 path: self.path.clone(),

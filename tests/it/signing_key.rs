@@ -260,3 +260,128 @@ async fn an_unreadable_key_file_pauses_signing_and_nothing_is_served_past_exp() 
     r.stop().await;
     eprintln!("signing_key test took {:?}", started.elapsed());
 }
+
+/// `openssl` in `dir`, which must succeed; its stdout.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The JWT the replica serves once it is signed with `alg`; openssl verifies its signature
+/// with the public key in `pub.pem` (`padding`: openssl's `-sigopt`s for PSS or PKCS#1 v1.5).
+async fn openssl_verifies_the_served_jwt(
+    dir: &Path,
+    running: &Running,
+    alg: &str,
+    padding: &[&str],
+) {
+    use base64::Engine as _;
+    let base = format!("http://{}", running.public_addr);
+    let (_, _, body) = get(&format!("{base}/statuslists/1"), &[("accept", JWT)]).await;
+    let token = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(decode_jwt_unverified(&token).unwrap().header["alg"], alg);
+    let (_, _, jwks) = get(&format!("{base}/.well-known/jwks.json"), &[]).await;
+    let keys = KeySet::from_jwks_json(std::str::from_utf8(&jwks).unwrap()).unwrap();
+    assert_eq!(keys.keys[0].algorithm().jose_name(), alg);
+    verify_jwt(&token, &keys).expect("the project's decoder verifies it");
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    std::fs::write(dir.join("input"), input).unwrap();
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .unwrap();
+    std::fs::write(dir.join("sig"), sig).unwrap();
+    let mut args = vec!["dgst", "-sha256"];
+    args.extend_from_slice(padding);
+    args.extend(["-verify", "pub.pem", "-signature", "sig", "input"]);
+    assert!(openssl(dir, &args).contains("Verified OK"));
+}
+
+/// Government PKIs are often RSA-only: an RSA key file signs PS256 (RSASSA-PSS, SHA-256, 32-byte
+/// salt), or RS256 with `--signing-alg`; openssl verifies both. A PKCS#1 file and
+/// `--signing-alg` for an EC key are refused with a message that says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_key_file_signs_ps256_or_rs256_and_openssl_verifies_both() {
+    let dir = TempDir::new("rsa-key-file");
+    openssl(
+        &dir.0,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:3072",
+            "-out",
+            "rsa.pem",
+        ],
+    );
+    openssl(
+        &dir.0,
+        &["pkey", "-in", "rsa.pem", "-pubout", "-out", "pub.pem"],
+    );
+    let key = dir.0.join("rsa.pem");
+    let key = key.to_str().unwrap();
+    let lists = [("1", Bits::One, 1024, vec![(3, 1)])];
+    let data = TempDir::new("rsa-key-file-ps256");
+    let running = start_with(&data.0, &lists, &["--signing-key", key]).await;
+    let pss = [
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+    ];
+    openssl_verifies_the_served_jwt(&dir.0, &running, "PS256", &pss).await;
+    running.stop().await;
+
+    let data = TempDir::new("rsa-key-file-rs256");
+    let running = start_with(
+        &data.0,
+        &lists,
+        &["--signing-key", key, "--signing-alg", "RS256"],
+    )
+    .await;
+    openssl_verifies_the_served_jwt(&dir.0, &running, "RS256", &[]).await;
+    running.stop().await;
+
+    // PKCS#1 ("RSA PRIVATE KEY"): refused, with the conversion to use.
+    openssl(
+        &dir.0,
+        &["rsa", "-in", "rsa.pem", "-traditional", "-out", "pkcs1.pem"],
+    );
+    let pkcs1 = dir.0.join("pkcs1.pem");
+    let data = TempDir::new("rsa-key-file-pkcs1");
+    let e = statusd::app::start(&crate::support::config(
+        &data.0,
+        &["--signing-key", pkcs1.to_str().unwrap()],
+    ))
+    .await
+    .err()
+    .expect("a PKCS#1 key is refused");
+    assert!(format!("{e:#}").contains("openssl pkcs8 -topk8"), "{e:#}");
+
+    // --signing-alg names an RSA algorithm: for an EC key it is a mistake, said at start.
+    let ec = dir.0.join("ec.pem");
+    std::fs::write(&ec, SigningKey::generate(Algorithm::Es256).to_pkcs8_pem()).unwrap();
+    let data = TempDir::new("rsa-key-file-ec");
+    let e = statusd::app::start(&crate::support::config(
+        &data.0,
+        &[
+            "--signing-key",
+            ec.to_str().unwrap(),
+            "--signing-alg",
+            "PS256",
+        ],
+    ))
+    .await
+    .err()
+    .expect("--signing-alg with an EC key is refused");
+    assert!(format!("{e:#}").contains("STATUSD_SIGNING_ALG"), "{e:#}");
+}
