@@ -1,0 +1,143 @@
+"""Checks of loadtest/lib/charts.py, run by `loadtest/charts --test` (and so by scripts/test):
+every chart draws from the committed result files, the committed SVGs are exactly what the
+script draws from them (none edited by hand, none left stale after a new result file), and a
+malformed result file fails the script, naming the file, instead of drawing half a chart."""
+import contextlib
+import glob
+import io
+import os
+import re
+import shutil
+import sys
+import tempfile
+import unittest
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import charts  # noqa: E402
+
+NAMES = {"throughput.svg", "tls.svg", "faults.svg", "drill.svg", "propagation.svg", "cdn.svg"}
+
+
+def run(results, out):
+    """charts.main on RESULTS into OUT: (exit status, what it printed on stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = charts.main(["--results", results, "--out", out])
+    return rc, err.getvalue()
+
+
+class Charts(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="charts-test.")
+        self.out = os.path.join(self.tmp, "out")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def test_every_chart_draws_from_the_committed_results(self):
+        rc, err = run(charts.RESULTS, self.out)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual(set(os.listdir(self.out)), NAMES)
+        for name in NAMES:
+            root = ET.parse(os.path.join(self.out, name)).getroot()
+            self.assertTrue(root.tag.endswith("svg"), name)
+            text = "".join(root.itertext())
+            self.assertIn("drawn by loadtest/charts", text, name)
+            self.assertRegex(text, r"data: [a-z-]+-\d{4}-\d\d-\d\dT\d{6}Z\.md", name)
+
+    def test_committed_charts_are_what_the_script_draws(self):
+        rc, err = run(charts.RESULTS, self.out)
+        self.assertEqual((rc, err), (0, ""))
+        committed = os.path.join(charts.RESULTS, "charts")
+        self.assertEqual(set(os.listdir(committed)), NAMES,
+                         "loadtest/results/charts/ holds exactly the charts loadtest/charts draws")
+        for name in sorted(NAMES):
+            with open(os.path.join(self.out, name), "rb") as a, open(os.path.join(committed, name), "rb") as b:
+                self.assertTrue(a.read() == b.read(),
+                                f"loadtest/results/charts/{name} is not what loadtest/charts draws from the "
+                                "committed result files: run loadtest/charts and commit the SVGs")
+
+    def corrupt(self, tool, old, new, count=1):
+        """A copy of the committed results in which the newest TOOL file has OLD replaced."""
+        results = os.path.join(self.tmp, "results")
+        if not os.path.isdir(results):
+            shutil.copytree(charts.RESULTS, results, ignore=shutil.ignore_patterns("charts", "smoke"))
+        path = sorted(glob.glob(os.path.join(results, f"{tool}-*.md")))[-1]
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        changed, n = re.subn(old, new, text, count=count, flags=re.M)
+        self.assertEqual(n, count, f"{tool}: pattern {old!r} not in {os.path.basename(path)}")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(changed)
+        return results, os.path.basename(path)
+
+    def assert_fails(self, results, name, chart, why):
+        """The chart refuses the file, naming it and what is wrong, and writes nothing. (One chart
+        only: drawing all of them for every case would make this test slow.)"""
+        os.makedirs(self.out)
+        with self.assertRaises(charts.Malformed) as e:
+            getattr(charts, chart)(results, self.out)
+        self.assertTrue(str(e.exception).startswith(f"{name}: "), str(e.exception))
+        self.assertIn(why, str(e.exception))
+        self.assertEqual(os.listdir(self.out), [])
+
+    def test_a_ratio_that_is_not_statusd_over_baseline(self):
+        results, name = self.corrupt("wrk-ab", r"(\| lookup [^|]*\| [0-9]+ \| [0-9]+ \| )[0-9.]+", r"\g<1>0.500")
+        self.assert_fails(results, name, "throughput", "is not statusd / baseline")
+
+    def test_a_summary_row_with_a_missing_cell(self):
+        results, name = self.corrupt("wrk-ab", r"^(\| list 304 [^|]*\|[^|]*\|)[^|]*\|", r"\1")
+        self.assert_fails(results, name, "throughput", "row has")
+
+    def test_a_tls_table_with_other_columns(self):
+        results, name = self.corrupt("tls-ab", r"TLS ÷ plain", "TLS / plain")
+        self.assert_fails(results, name, "tls", "unexpected columns")
+
+    def test_a_phase_without_its_max_latency(self):
+        results, name = self.corrupt("faults", r"^(\| down \|[^|]*\|[^|]*\| [0-9.]+ / [0-9.]+) / [0-9.]+", r"\1")
+        self.assert_fails(results, name, "faults", "is not p50 / p99 / max")
+
+    def test_a_latency_that_is_not_a_number(self):
+        results, name = self.corrupt("faults", r"^(\| steady \|[^|]*\|[^|]*\| )[0-9.]+", r"\1none")
+        self.assert_fails(results, name, "faults", "no number in 'none'")
+
+    def test_a_drill_without_its_acknowledgement(self):
+        results, name = self.corrupt("drill", r'"acknowledged_seconds"', '"acked"')
+        self.assert_fails(results, name, "drill", "drill JSON: 'acknowledged_seconds'")
+
+    def test_a_drill_lookup_row_without_p99(self):
+        results, name = self.corrupt("drill", r"p99_us=[0-9]+ ", "")
+        self.assert_fails(results, name, "drill", "lacks p99_us=")
+
+    def test_a_histogram_without_its_inf_bucket(self):
+        results, name = self.corrupt("propagation", r'^statusd_propagation_seconds_bucket\{le="\+Inf"\}.*\n', "")
+        self.assert_fails(results, name, "propagation", "histogram incomplete")
+
+    def test_a_histogram_that_is_not_cumulative(self):
+        results, name = self.corrupt("propagation", r'(le="0\.01"\}) [0-9]+', r"\1 1")
+        self.assert_fails(results, name, "propagation", "not cumulative")
+
+    def test_a_cdn_run_without_origin_offload(self):
+        results, name = self.corrupt("cdn", r"^\| origin offload.*\n", "")
+        self.assert_fails(results, name, "cdn", "no 'origin offload' row")
+
+    def test_no_result_files_at_all(self):
+        empty = os.path.join(self.tmp, "empty")
+        os.mkdir(empty)
+        rc, err = run(empty, self.out)
+        self.assertEqual(rc, 1)
+        for tool in ("wrk-ab", "tls-ab", "faults", "drill", "propagation", "cdn"):
+            self.assertIn(f"no {tool}-<UTC time>.md in {empty}", err)
+        self.assertEqual(os.listdir(self.out), [])
+
+    def test_one_malformed_file_fails_the_script_and_spares_the_other_charts(self):
+        results, name = self.corrupt("cdn", r"^\| origin offload.*\n", "")
+        rc, err = run(results, self.out)
+        self.assertEqual(rc, 1)
+        self.assertEqual(err, f"charts: cdn: malformed result: {name}: no 'origin offload' row\n")
+        self.assertEqual(set(os.listdir(self.out)), NAMES - {"cdn.svg"})
+
+
+if __name__ == "__main__":
+    unittest.main()
