@@ -360,15 +360,16 @@ def drill(results, out):
                  f"{len(published)} replicas", fontsize=10)
     if series:
         t = [float(s["t"]) for s in series]
-        ax1.plot(t, [float(s["p50_us"]) / 1000 for s in series], color=BASE, label="lookup p50")
-        ax1.plot(t, [float(s["p99_us"]) / 1000 for s in series], color=RED, label="lookup p99")
+        ax1.plot(t, [float(s["p50_us"]) / 1000 for s in series], "o-", ms=3, color=BASE, label="lookup p50")
+        ax1.plot(t, [float(s["p99_us"]) / 1000 for s in series], "o-", ms=3, color=RED, label="lookup p99")
         ax1.set_ylabel("lookup latency on replica 1, ms")
         ax1.set_xlabel("seconds since the writes started")
         ax1.axvline(ack, color="black", lw=1, ls="--", label=f"Redis acknowledged all ({ack:.1f} s)")
         for i, p in enumerate(published):
             ax1.axvline(p, color=OURS, lw=1, label="a replica published all" if i == 0 else None)
         ax1.legend(fontsize=7)
-        ax1.set_title("lookups through the drill")
+        ax1.set_yscale("log")
+        ax1.set_title("lookups through the drill (one point per wrk run)")
     else:
         labels = ["Redis acknowledged\nevery write"] + [f"replica {i + 1}\npublished every list"
                                                        for i in range(len(published))]
@@ -432,6 +433,9 @@ def propagation(results, out):
     finite = [(float(le) * 1000, v / total) for le, v in buckets[:-1]]
     if any(b[1] < a[1] for a, b in zip(finite, finite[1:])):
         r.fail("statusd_propagation_seconds buckets are not cumulative")
+    samples_ms = None
+    if r.sidecar and r.sidecar.endswith(".csv"):
+        samples_ms = sorted(float(x["latency_ms"]) for x in read_csv(r, r.sidecar, ("latency_ms",)))
     upto = next((i for i, (_, f) in enumerate(finite) if f >= 1.0), len(finite) - 1)
     shown = finite[: upto + 2]
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -439,7 +443,11 @@ def propagation(results, out):
                  f"of {int(r.knob('SIZE')):,}, {r.knob('DURATION')} s)", fontsize=10)
     ax.step([0] + [b for b, _ in shown], [0] + [100 * f for _, f in shown], where="post", color=OURS, lw=1.6,
             label=f"statusd_propagation_seconds: {total:,.0f} changes (bucket bounds)")
-    for (k, ls) in (("p50", ":"), ("p90", "-."), ("p99", "--")):
+    if samples_ms:
+        n = len(samples_ms)
+        ax.plot(samples_ms, [100 * (i + 1) / n for i in range(n)], color=BASE, lw=1,
+                label=f"driver's sample, every one of {n:,} changes")
+    for k in ("p50", "p90", "p99"):
         q = {"p50": 50, "p90": 90, "p99": 99}[k]
         ax.plot([pct[k]], [q], "o", color=BASE, ms=5)
         ax.annotate(f"{k} {pct[k]:.1f} ms", (pct[k], q), xytext=(6, -10), textcoords="offset points",
@@ -452,7 +460,7 @@ def propagation(results, out):
     ax.set_ylim(0, 102)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return save(fig, out, "propagation.svg", [r.source()])
+    return save(fig, out, "propagation.svg", [r.source()] + ([os.path.basename(r.sidecar)] if samples_ms else []))
 
 
 def cdn(results, out):

@@ -5,6 +5,7 @@ malformed result file fails the script, naming the file, instead of drawing half
 import contextlib
 import glob
 import io
+import json
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ def run(results, out):
 
 class Charts(unittest.TestCase):
     def setUp(self):
+        charts.setup()
         self.tmp = tempfile.mkdtemp(prefix="charts-test.")
         self.out = os.path.join(self.tmp, "out")
 
@@ -121,6 +123,39 @@ class Charts(unittest.TestCase):
     def test_a_cdn_run_without_origin_offload(self):
         results, name = self.corrupt("cdn", r"^\| origin offload.*\n", "")
         self.assert_fails(results, name, "cdn", "no 'origin offload' row")
+
+    def sidecar(self, tool, ext, text):
+        """A copy of the committed results with TEXT as the machine-readable file beside the
+        newest TOOL result (what the tools write since they write one)."""
+        results, name = self.corrupt(tool, r"^#", "#")
+        with open(os.path.join(results, name[: -len(".md")] + ext), "w", encoding="utf-8") as f:
+            f.write(text)
+        return results, name
+
+    def test_a_series_beside_the_result_is_what_the_chart_plots(self):
+        series = [{"t": i + 0.5, "p50_ms": 0.3, "p99_ms": 20.0 + i, "max_ms": 50.0 + i} for i in range(80)]
+        results, name = self.sidecar("faults", ".json", json.dumps({"series": series}))
+        os.makedirs(self.out)
+        path = charts.faults(results, self.out)
+        text = "".join(ET.parse(path).getroot().itertext())
+        self.assertIn(name[: -len(".md")] + ".json", text)
+        self.assertIn("p99 (per second)", text)
+        results, name = self.sidecar("drill", ".csv", "t,rps,p50_us,p99_us,max_us,errors,requests\n"
+                                     + "".join(f"{i}.5,20000,900,{5000 + i},9000,0,20000\n" for i in range(40)))
+        text = "".join(ET.parse(charts.drill(results, self.out)).getroot().itertext())
+        self.assertIn(name[: -len(".md")] + ".csv", text)
+        self.assertIn("lookups through the drill", text)
+        results, name = self.sidecar("propagation", ".csv", "latency_ms\n" + "".join(f"{i / 10}\n" for i in range(1, 500)))
+        text = "".join(ET.parse(charts.propagation(results, self.out)).getroot().itertext())
+        self.assertIn("every one of 499 changes", text)
+
+    def test_a_series_that_does_not_parse(self):
+        results, name = self.sidecar("faults", ".json", '{"series": [{"t": 0.5, "p50_ms": 1}]}')
+        self.assert_fails(results, name, "faults", "no per-second series ('p99_ms')")
+
+    def test_a_drill_series_with_a_missing_number(self):
+        results, name = self.sidecar("drill", ".csv", "t,rps,p50_us,p99_us\n0.5,100,900,\n")
+        self.assert_fails(results, name, "drill", "lacks a number in column p99_us")
 
     def test_no_result_files_at_all(self):
         empty = os.path.join(self.tmp, "empty")
