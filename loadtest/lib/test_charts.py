@@ -60,16 +60,17 @@ class Charts(unittest.TestCase):
                                 f"loadtest/results/charts/{name} is not what loadtest/charts draws from the "
                                 "committed result files: run loadtest/charts and commit the SVGs")
 
-    def corrupt(self, tool, old, new, count=1):
-        """A copy of the committed results in which the newest TOOL file has OLD replaced."""
-        results = os.path.join(self.tmp, "results")
+    def corrupt(self, tool, old, new, case="results"):
+        """A copy of the committed results (in the directory CASE) in which the newest TOOL file
+        has OLD (a regex, matched once) replaced by NEW."""
+        results = os.path.join(self.tmp, case)
         if not os.path.isdir(results):
             shutil.copytree(charts.RESULTS, results, ignore=shutil.ignore_patterns("charts", "smoke"))
         path = sorted(glob.glob(os.path.join(results, f"{tool}-*.md")))[-1]
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        changed, n = re.subn(old, new, text, count=count, flags=re.M)
-        self.assertEqual(n, count, f"{tool}: pattern {old!r} not in {os.path.basename(path)}")
+        changed, n = re.subn(old, new, text, count=1, flags=re.M)
+        self.assertEqual(n, 1, f"{tool}: pattern {old!r} not in {os.path.basename(path)}")
         with open(path, "w", encoding="utf-8") as f:
             f.write(changed)
         return results, os.path.basename(path)
@@ -77,52 +78,40 @@ class Charts(unittest.TestCase):
     def assert_fails(self, results, name, chart, why):
         """The chart refuses the file, naming it and what is wrong, and writes nothing. (One chart
         only: drawing all of them for every case would make this test slow.)"""
-        os.makedirs(self.out)
+        out = os.path.join(results, "out")
+        os.makedirs(out)
         with self.assertRaises(charts.Malformed) as e:
-            getattr(charts, chart)(results, self.out)
+            getattr(charts, chart)(results, out)
         self.assertTrue(str(e.exception).startswith(f"{name}: "), str(e.exception))
         self.assertIn(why, str(e.exception))
-        self.assertEqual(os.listdir(self.out), [])
+        self.assertEqual(os.listdir(out), [])
 
-    def test_a_ratio_that_is_not_statusd_over_baseline(self):
-        results, name = self.corrupt("wrk-ab", r"(\| lookup [^|]*\| [0-9]+ \| [0-9]+ \| )[0-9.]+", r"\g<1>0.500")
-        self.assert_fails(results, name, "throughput", "is not statusd / baseline")
+    # (what is broken, tool, regex in its newest result, replacement, chart, what the error says)
+    MALFORMED = [
+        ("a ratio that is not statusd / baseline", "wrk-ab", r"(\| lookup [^|]*\| [0-9]+ \| [0-9]+ \| )[0-9.]+",
+         r"\g<1>0.500", "throughput", "is not statusd / baseline"),
+        ("a summary row with a missing cell", "wrk-ab", r"^(\| list 304 [^|]*\|[^|]*\|)[^|]*\|", r"\1",
+         "throughput", "row has"),
+        ("a TLS table with other columns", "tls-ab", r"TLS ÷ plain", "TLS / plain", "tls", "unexpected columns"),
+        ("a phase without its max latency", "faults", r"^(\| down \|[^|]*\|[^|]*\| [0-9.]+ / [0-9.]+) / [0-9.]+",
+         r"\1", "faults", "is not p50 / p99 / max"),
+        ("a latency that is not a number", "faults", r"^(\| steady \|[^|]*\|[^|]*\| )[0-9.]+", r"\1none",
+         "faults", "no number in 'none'"),
+        ("a drill without its acknowledgement", "drill", r'"acknowledged_seconds"', '"acked"', "drill",
+         "drill JSON: 'acknowledged_seconds'"),
+        ("a drill lookup row without p99", "drill", r"p99_us=[0-9]+ ", "", "drill", "lacks p99_us="),
+        ("a histogram without its +Inf bucket", "propagation",
+         r'^statusd_propagation_seconds_bucket\{le="\+Inf"\}.*\n', "", "propagation", "histogram incomplete"),
+        ("a histogram that is not cumulative", "propagation", r'(le="0\.01"\}) [0-9]+', r"\1 1", "propagation",
+         "not cumulative"),
+        ("a CDN run without origin offload", "cdn", r"^\| origin offload.*\n", "", "cdn", "no 'origin offload' row"),
+    ]
 
-    def test_a_summary_row_with_a_missing_cell(self):
-        results, name = self.corrupt("wrk-ab", r"^(\| list 304 [^|]*\|[^|]*\|)[^|]*\|", r"\1")
-        self.assert_fails(results, name, "throughput", "row has")
-
-    def test_a_tls_table_with_other_columns(self):
-        results, name = self.corrupt("tls-ab", r"TLS ÷ plain", "TLS / plain")
-        self.assert_fails(results, name, "tls", "unexpected columns")
-
-    def test_a_phase_without_its_max_latency(self):
-        results, name = self.corrupt("faults", r"^(\| down \|[^|]*\|[^|]*\| [0-9.]+ / [0-9.]+) / [0-9.]+", r"\1")
-        self.assert_fails(results, name, "faults", "is not p50 / p99 / max")
-
-    def test_a_latency_that_is_not_a_number(self):
-        results, name = self.corrupt("faults", r"^(\| steady \|[^|]*\|[^|]*\| )[0-9.]+", r"\1none")
-        self.assert_fails(results, name, "faults", "no number in 'none'")
-
-    def test_a_drill_without_its_acknowledgement(self):
-        results, name = self.corrupt("drill", r'"acknowledged_seconds"', '"acked"')
-        self.assert_fails(results, name, "drill", "drill JSON: 'acknowledged_seconds'")
-
-    def test_a_drill_lookup_row_without_p99(self):
-        results, name = self.corrupt("drill", r"p99_us=[0-9]+ ", "")
-        self.assert_fails(results, name, "drill", "lacks p99_us=")
-
-    def test_a_histogram_without_its_inf_bucket(self):
-        results, name = self.corrupt("propagation", r'^statusd_propagation_seconds_bucket\{le="\+Inf"\}.*\n', "")
-        self.assert_fails(results, name, "propagation", "histogram incomplete")
-
-    def test_a_histogram_that_is_not_cumulative(self):
-        results, name = self.corrupt("propagation", r'(le="0\.01"\}) [0-9]+', r"\1 1")
-        self.assert_fails(results, name, "propagation", "not cumulative")
-
-    def test_a_cdn_run_without_origin_offload(self):
-        results, name = self.corrupt("cdn", r"^\| origin offload.*\n", "")
-        self.assert_fails(results, name, "cdn", "no 'origin offload' row")
+    def test_malformed_result_files_are_refused(self):
+        for n, (what, tool, old, new, chart, why) in enumerate(self.MALFORMED):
+            with self.subTest(what):
+                results, name = self.corrupt(tool, old, new, case=f"case-{n}")
+                self.assert_fails(results, name, chart, why)
 
     def sidecar(self, tool, ext, text):
         """A copy of the committed results with TEXT as the machine-readable file beside the
