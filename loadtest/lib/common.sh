@@ -122,7 +122,7 @@ cargo_build() {
     debug) BIN_DIR=$target_dir/debug ;;
     *) die "BUILD must be release or debug" ;;
     esac
-    log "cargo build --$BUILD --locked $*"
+    log "cargo build ($BUILD) --locked $*"
     if [[ $BUILD == release ]]; then cargo build -q --release --locked "$@"; else cargo build -q --locked "$@"; fi
 }
 
