@@ -20,6 +20,8 @@
 //! `--post-body-file` answers POST requests with a second fixed body (the batch lookup answer
 //! in `loadtest/run lookups`), so both servers send bodies of the same size for every request.
 
+mod support;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -72,105 +74,61 @@ impl Fixed {
     }
 }
 
+/// The bare hyper baseline of `loadtest/wrk-ab`: one fixed answer to every request.
+#[derive(clap::Parser)]
+#[command(group(clap::ArgGroup::new("body").required(true).args(["body_file", "body_size"])))]
 struct Args {
+    /// Address to listen on (port 0: the kernel picks one; the log line names it).
+    #[arg(long)]
     listen: SocketAddr,
-    fixed: Fixed,
+    /// The body of every answer (to GET, and to POST without --post-body-file).
+    #[arg(long, value_name = "PATH", value_parser = support::file_bytes)]
+    body_file: Option<Bytes>,
+    /// A body of N bytes of 'x' instead of --body-file.
+    #[arg(long, value_name = "N")]
+    body_size: Option<usize>,
+    /// The body of every answer to POST (the batch lookup answer).
+    #[arg(long, value_name = "PATH", value_parser = support::file_bytes)]
+    post_body_file: Option<Bytes>,
+    #[arg(long, value_name = "TYPE", default_value = "application/octet-stream", value_parser = support::header_value)]
+    content_type: HeaderValue,
+    /// ETag of every 200; a byte-equal If-None-Match gets an empty 304.
+    #[arg(long, value_parser = support::header_value)]
+    etag: Option<HeaderValue>,
+    /// A fixed response header, 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "'Name: value'", value_parser = support::header)]
+    extra: Vec<(HeaderName, HeaderValue)>,
+    /// statusd's default.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = support::seconds)]
     header_read_timeout: Duration,
 }
 
-const USAGE: &str = "usage: baseline --listen ADDR (--body-file PATH | --body-size N) \
-[--post-body-file PATH] [--content-type TYPE] [--etag ETAG] [--header 'Name: value']... [--header-read-timeout SECS]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut listen = None;
-    let mut body = None;
-    let mut post_body = None;
-    let mut content_type = HeaderValue::from_static("application/octet-stream");
-    let mut etag = None;
-    let mut extra = Vec::new();
-    let mut header_read_timeout = Duration::from_secs(10); // statusd's default
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--listen" => {
-                listen = Some(
-                    value
-                        .parse::<SocketAddr>()
-                        .map_err(|e| format!("--listen {value:?}: {e}"))?,
-                )
-            }
-            "--body-file" => {
-                let b = std::fs::read(&value).map_err(|e| format!("--body-file {value}: {e}"))?;
-                body = Some(Bytes::from(b));
-            }
-            "--post-body-file" => {
-                let b =
-                    std::fs::read(&value).map_err(|e| format!("--post-body-file {value}: {e}"))?;
-                post_body = Some(Bytes::from(b));
-            }
-            "--body-size" => {
-                let n: usize = value
-                    .parse()
-                    .map_err(|e| format!("--body-size {value:?}: {e}"))?;
-                body = Some(Bytes::from(vec![b'x'; n]));
-            }
-            "--content-type" => {
-                content_type = HeaderValue::try_from(value.as_str())
-                    .map_err(|e| format!("--content-type {value:?}: {e}"))?
-            }
-            "--etag" => {
-                etag = Some(
-                    HeaderValue::try_from(value.as_str())
-                        .map_err(|e| format!("--etag {value:?}: {e}"))?,
-                )
-            }
-            "--header" => {
-                let (k, v) = value
-                    .split_once(':')
-                    .ok_or_else(|| format!("--header {value:?}: expected 'Name: value'"))?;
-                let k = HeaderName::try_from(k.trim())
-                    .map_err(|e| format!("--header {value:?}: {e}"))?;
-                let v = HeaderValue::try_from(v.trim())
-                    .map_err(|e| format!("--header {value:?}: {e}"))?;
-                extra.push((k, v));
-            }
-            "--header-read-timeout" => {
-                let s: u64 = value
-                    .parse()
-                    .map_err(|e| format!("--header-read-timeout {value:?}: {e}"))?;
-                header_read_timeout = Duration::from_secs(s);
-            }
-            other => return Err(format!("unknown flag {other}")),
+impl Args {
+    fn fixed(&mut self) -> Fixed {
+        Fixed {
+            body: self
+                .body_file
+                .take()
+                .unwrap_or_else(|| Bytes::from(vec![b'x'; self.body_size.unwrap_or(0)])),
+            post_body: self.post_body_file.take(),
+            content_type: self.content_type.clone(),
+            etag: self.etag.take(),
+            extra: std::mem::take(&mut self.extra),
         }
     }
-    Ok(Args {
-        listen: listen.ok_or("--listen is required")?,
-        fixed: Fixed {
-            body: body.ok_or("--body-file or --body-size is required")?,
-            post_body,
-            content_type,
-            etag,
-            extra,
-        },
-        header_read_timeout,
-    })
 }
 
-async fn serve(args: Args) -> std::io::Result<()> {
+async fn serve(mut args: Args) -> std::io::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
+    let fixed = args.fixed();
     eprintln!(
         "baseline listening on {} ({} body bytes)",
         listener.local_addr()?,
-        args.fixed.body.len()
+        fixed.body.len()
     );
     // The very builder statusd's listeners use.
     let builder = statusd::server::builder(args.header_read_timeout);
-    let fixed = Arc::new(args.fixed);
+    let fixed = Arc::new(fixed);
     loop {
         let (stream, _peer) = match listener.accept().await {
             Ok(s) => s,
@@ -203,13 +161,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("baseline: {e}\n{USAGE}");
-            std::process::exit(64);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     // statusd's runtime (src/cli.rs): default worker count, all drivers.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

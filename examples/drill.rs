@@ -11,6 +11,8 @@
 //! Prints one JSON object: entries revoked, seconds until Redis acknowledged every write, and
 //! seconds until each replica published every list. Loopback only.
 
+mod support;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use rand::Rng;
@@ -21,10 +23,18 @@ use statusd::store::{Change, Store};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// Mass-revocation drill: revoke entries in every list at once, time the replicas.
+#[derive(clap::Parser)]
+struct Args {
+    /// The Redis the replicas read (loopback only).
+    #[arg(long, value_parser = support::loopback_url)]
+    redis: String,
+    /// Every replica's public listener, comma-separated (loopback only).
+    #[arg(long, value_name = "URL,URL", required = true, value_delimiter = ',', value_parser = support::loopback_url)]
+    replicas: Vec<String>,
+    /// Entries revoked in each list.
+    #[arg(long, default_value = "20000")]
+    per_list: usize,
 }
 
 async fn token(url: &str) -> Option<String> {
@@ -40,22 +50,11 @@ async fn token(url: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let redis = flag(&args, "--redis").expect("--redis URL");
-    let replicas: Vec<String> = flag(&args, "--replicas")
-        .expect("--replicas URL,URL")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    for u in replicas.iter().chain(std::iter::once(&redis)) {
-        let host = u.split("://").nth(1).unwrap_or("");
-        assert!(
-            host.starts_with("127.") || host.starts_with("localhost"),
-            "loopback only: {u}"
-        );
-    }
-    let per_list: usize =
-        flag(&args, "--per-list").map_or(20_000, |v| v.parse().expect("a number"));
+    let Args {
+        redis,
+        replicas,
+        per_list,
+    } = clap::Parser::parse();
     // 50 scripts of 20,000 changes queue up in Redis: allow each a minute, not the 2 s a
     // replica allows itself.
     let opts = statusd::store::redis::RedisOptions {

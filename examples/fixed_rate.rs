@@ -13,53 +13,33 @@
 //! p999_us=… max_us=…`. `late` counts requests sent more than 1 ms after their slot (the
 //! generator or the server fell behind).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// Lookups at a fixed rate, latency from each request's scheduled send time.
+#[derive(clap::Parser)]
 struct Args {
+    /// statusd's public listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = support::loopback_addr)]
     target: SocketAddr,
+    /// Requests per second, over all connections.
+    #[arg(long, default_value = "5000", value_parser = support::positive)]
     rate: u64,
+    /// Length of the run in seconds.
+    #[arg(long, default_value = "10", value_parser = support::positive)]
     secs: u64,
+    /// Keep-alive connections.
+    #[arg(long, default_value = "16", value_parser = support::positive)]
     conns: u64,
+    /// The list looked up.
+    #[arg(long, default_value = "1")]
     list: String,
+    /// Entries in that list (indices are random below it).
+    #[arg(long, default_value = "1048576", value_parser = support::positive)]
     size: u64,
-}
-
-fn args() -> Result<Args, String> {
-    let mut a = Args {
-        target: "127.0.0.1:8080".parse().expect("valid"),
-        rate: 5000,
-        secs: 10,
-        conns: 16,
-        list: "1".into(),
-        size: 1 << 20,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let num = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag}: not a number: {v}"))
-        };
-        match flag.as_str() {
-            "--target" => a.target = v.parse().map_err(|_| format!("--target: {v}"))?,
-            "--rate" => a.rate = num(v)?,
-            "--secs" => a.secs = num(v)?,
-            "--conns" => a.conns = num(v)?,
-            "--list" => a.list = v.clone(),
-            "--size" => a.size = num(v)?,
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if !a.target.ip().is_loopback() {
-        return Err(format!("load tests target loopback only, not {}", a.target));
-    }
-    if a.rate == 0 || a.conns == 0 || a.secs == 0 || a.size == 0 {
-        return Err("--rate, --conns, --secs and --size must be positive".into());
-    }
-    Ok(a)
 }
 
 /// What one connection saw: latencies in µs of the answered requests, errors, late sends.
@@ -152,13 +132,7 @@ fn connection(a: &Args, n: u64, start: Instant) -> Seen {
 }
 
 fn main() {
-    let a = match args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("fixed_rate: {e}");
-            std::process::exit(64);
-        }
-    };
+    let a = <Args as clap::Parser>::parse();
     let start = Instant::now() + Duration::from_millis(100);
     let seen: Vec<Seen> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..a.conns)

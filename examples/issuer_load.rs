@@ -12,53 +12,35 @@
 //! Prints one JSON line per phase: items, seconds, items per second. Bodies are built before
 //! the clock starts, so the figures are the server's, not the driver's JSON encoding.
 
+mod support;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use std::time::Instant;
 
+/// Issuer API load: batches of registrations, then suspensions and reinstatements.
+#[derive(clap::Parser)]
 struct Args {
+    /// statusd's admin listener (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:9090", value_parser = support::loopback_url)]
     admin: String,
+    /// A `write`-scope admin token.
+    #[arg(long, default_value = "")]
     token: String,
+    #[arg(long, default_value = "200000")]
     registrations: usize,
+    #[arg(long, default_value = "200000")]
     changes: usize,
+    /// Operations per batch request.
+    #[arg(long, default_value = "10000")]
     batch: usize,
+    /// Batches in flight.
+    #[arg(long, default_value = "2")]
     concurrency: usize,
+    /// The issuer pool registered into.
+    #[arg(long, default_value = "default")]
     purpose: String,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        admin: "http://127.0.0.1:9090".into(),
-        token: String::new(),
-        registrations: 200_000,
-        changes: 200_000,
-        batch: 10_000,
-        concurrency: 2,
-        purpose: "default".into(),
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--admin" => a.admin = v.clone(),
-            "--token" => a.token = v.clone(),
-            "--registrations" => a.registrations = v.parse().expect("a number"),
-            "--changes" => a.changes = v.parse().expect("a number"),
-            "--batch" => a.batch = v.parse().expect("a number"),
-            "--concurrency" => a.concurrency = v.parse().expect("a number"),
-            "--purpose" => a.purpose = v.clone(),
-            other => panic!("unknown flag {other}"),
-        }
-    }
-    let host = a.admin.trim_start_matches("http://");
-    assert!(
-        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]"),
-        "load tests target loopback only, not {}",
-        a.admin
-    );
-    a
 }
 
 /// Sends every body (at most `concurrency` at a time); returns the seconds taken. Every item
@@ -114,7 +96,7 @@ fn report(phase: &str, items: usize, secs: f64) {
 
 #[tokio::main]
 async fn main() {
-    let a = args();
+    let a = <Args as clap::Parser>::parse();
     let run_id: u32 = rand::random();
     let ids: Vec<String> = (0..a.registrations)
         .map(|i| format!("load-{run_id:08x}-{i}"))

@@ -7,7 +7,10 @@
 //! cargo run --release --example propagation -- --redis redis://127.0.0.1:6390 \
 //!     --replica http://127.0.0.1:8080 --lists 50 --size 1048576 --rate 1000 --duration 30
 //! ```
+//! `--samples FILE` also writes every sampled latency (CSV, sorted) for `loadtest/charts`.
 //! `loadtest/propagation` runs the whole setup (Redis, seed, statusd) around it.
+
+mod support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -19,50 +22,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Revocation-to-visible latency on one replica.
+#[derive(clap::Parser)]
 struct Args {
+    /// The Redis the replica reads (loopback only).
+    #[arg(long, default_value = "redis://127.0.0.1:6379", value_parser = support::loopback_url)]
     redis: String,
+    /// The replica's public listener (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = support::loopback_url)]
     replica: String,
+    /// Lists seeded (written to `1..=lists`).
+    #[arg(long, default_value = "50")]
     lists: u32,
+    /// Entries per list.
+    #[arg(long, default_value = "1048576")]
     size: u32,
+    /// Changes written per second.
+    #[arg(long, default_value = "1000")]
     rate: u64,
+    /// Length of the write run, whole seconds.
+    #[arg(long, default_value = "30", value_parser = support::seconds)]
     duration: Duration,
+    /// Every n-th change is followed until it is visible.
+    #[arg(long, default_value = "5", value_parser = support::positive)]
     sample_every: u64,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        redis: "redis://127.0.0.1:6379".into(),
-        replica: "http://127.0.0.1:8080".into(),
-        lists: 50,
-        size: 1 << 20,
-        rate: 1000,
-        duration: Duration::from_secs(30),
-        sample_every: 5,
-    };
-    let v: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i + 1 < v.len() {
-        let val = v[i + 1].clone();
-        match v[i].as_str() {
-            "--redis" => a.redis = val,
-            "--replica" => a.replica = val,
-            "--lists" => a.lists = val.parse().expect("--lists"),
-            "--size" => a.size = val.parse().expect("--size"),
-            "--rate" => a.rate = val.parse().expect("--rate"),
-            "--duration" => a.duration = Duration::from_secs(val.parse().expect("--duration")),
-            "--sample-every" => a.sample_every = val.parse().expect("--sample-every"),
-            other => panic!("unknown flag {other}"),
-        }
-        i += 2;
-    }
-    for url in [&a.redis, &a.replica] {
-        let host = url.split("://").nth(1).unwrap_or("");
-        assert!(
-            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]"),
-            "loopback targets only: {url}"
-        );
-    }
-    a
+    /// Also write every sampled latency to this file: CSV, one column `latency_ms`, sorted.
+    #[arg(long, value_name = "FILE")]
+    samples: Option<std::path::PathBuf>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -74,7 +60,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let a = args();
+    let a = <Args as clap::Parser>::parse();
     let store = RedisStore::connect(&a.redis)
         .await
         .expect("connect to Redis");
@@ -159,6 +145,13 @@ async fn main() {
     }
     let mut l = latencies.lock().unwrap().clone();
     l.sort();
+    if let Some(path) = &a.samples {
+        let mut csv = String::from("latency_ms\n");
+        for d in &l {
+            csv.push_str(&format!("{:.3}\n", d.as_secs_f64() * 1e3));
+        }
+        std::fs::write(path, csv).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     let w = written.load(Ordering::Relaxed);
     let summary = serde_json::json!({
         "changes_written": w,

@@ -15,6 +15,7 @@
 
 #[path = "../tests/it/proxy.rs"]
 mod proxy;
+mod support;
 
 use proxy::Proxy;
 use statusd::issuer::{HoldOp, Issuer, Operation, Registration, ReissueOp, RevokeOp, Settings};
@@ -74,28 +75,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank - 1]
 }
 
+/// Latency of single issuer writes with Redis a round trip away.
+#[derive(clap::Parser)]
+struct Args {
+    /// Delays added each way between statusd and Redis, in milliseconds.
+    #[arg(long, default_value = "0,50,200", value_parser = support::numbers)]
+    delays: Vec<u64>,
+    /// Writes per operation and delay.
+    #[arg(long, default_value = "20")]
+    samples: usize,
+}
+
 const OPS: [&str; 5] = ["register", "suspend", "reinstate", "reissue", "revoke"];
 
 #[tokio::main]
 async fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut delays = vec![0u64, 50, 200];
-    let mut samples = 20usize;
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--delays" => {
-                delays = it
-                    .next()
-                    .expect("--delays 0,50,200")
-                    .split(',')
-                    .map(|d| d.parse().expect("milliseconds"))
-                    .collect()
-            }
-            "--samples" => samples = it.next().expect("--samples N").parse().expect("a count"),
-            other => panic!("unknown argument {other:?}"),
-        }
-    }
+    let Args { delays, samples } = clap::Parser::parse();
     let (_redis, port) = start_redis();
     let urls = BuildParams {
         public_url: "https://status.example".into(),

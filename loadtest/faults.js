@@ -29,6 +29,16 @@ const serverErrors = new Counter('server_errors');
 const noAnswer = new Counter('no_answer');
 const wrongValues = new Counter('wrong_values');
 
+// Every read is also tagged with the slice of SLICE_S seconds it started in (0 = the first
+// second of the first phase), and a threshold that cannot fail on each slice's duration makes
+// k6's summary export the slice's p50 / p99 / max: the per-second series loadtest/charts plots.
+const SLICE_MS = Number(__ENV.SLICE_S || 1) * 1000;
+const NSLICES = Math.ceil((PHASES.length * PHASE_MS) / SLICE_MS);
+function sliceAt(ms) {
+  const i = Math.floor((ms - T0_MS) / SLICE_MS);
+  return i >= 0 && i < NSLICES ? String(i) : null;
+}
+
 function phaseAt(ms) {
   const i = Math.floor((ms - T0_MS) / PHASE_MS);
   if (i < 0) return 'warmup';
@@ -55,6 +65,7 @@ for (const p of PHASES) {
   thresholds[`http_req_duration{phase:${p}}`] = ['max>=0'];
   thresholds[`http_reqs{phase:${p}}`] = ['count>=0'];
 }
+for (let i = 0; i < NSLICES; i++) thresholds[`http_req_duration{slice:${i}}`] = ['max>=0'];
 
 export const options = {
   scenarios,
@@ -68,8 +79,11 @@ const JWT = { Accept: 'application/statuslist+jwt', 'Accept-Encoding': 'gzip' };
 
 export function read() {
   const base = __ENV.TARGET;
-  const phase = phaseAt(Date.now());
+  const now = Date.now();
+  const phase = phaseAt(now);
   const tags = { phase };
+  const slice = sliceAt(now);
+  if (slice !== null) tags.slice = slice;
   const u = Math.random();
   let res;
   let ok = true;

