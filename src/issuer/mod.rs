@@ -211,13 +211,13 @@ impl Operation {
                     id("parent", p)?;
                     if *p == r.credential_id {
                         return Err(ItemProblem::new(
-                            "cycle",
+                            ItemError::Cycle,
                             "a credential cannot be its own parent",
                         ));
                     }
                     if r.kind == PHYSICAL {
                         return Err(ItemProblem::new(
-                            "cycle",
+                            ItemError::Cycle,
                             "a physical card derives from no other card: it cannot have a parent",
                         ));
                     }
@@ -255,7 +255,7 @@ impl Operation {
                     id("parent", p)?;
                     if *p == r.new_credential_id || *p == r.credential_id {
                         return Err(ItemProblem::new(
-                            "cycle",
+                            ItemError::Cycle,
                             "the new card cannot derive from itself or from the card it replaces",
                         ));
                     }
@@ -317,57 +317,119 @@ fn check_hold(hold: &str) -> Result<(), ItemProblem> {
     }
 }
 
-/// Why one item of a batch failed: a problem `type` slug and a detail.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What went wrong with one item of a batch: a closed set, mapped to its problem `type` slug
+/// and HTTP status in one place, [`crate::problem`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemError {
+    /// The operation is malformed (a field's syntax, an unaccepted kind, a bad pool name).
+    BadItem,
+    /// No credential with the id is registered.
+    UnknownCredential,
+    /// The parent a registration names is not registered.
+    UnknownParent,
+    /// The parent's kind may not have derived cards.
+    ParentNotPhysical,
+    /// A card would derive from itself, from the card it replaces, or a parent kind from a card.
+    Cycle,
+    /// The pool a registration names does not exist.
+    UnknownPool,
+    /// The store failed or cannot be reached.
+    StoreUnavailable,
+    /// The list kept changing concurrently (planned again until the attempts ran out).
+    Contention,
+    /// The embedded store's disk is full.
+    InsufficientStorage,
+    /// The store holds something unreadable or inconsistent.
+    Corrupt,
+    /// The credential is revoked: nothing changes it any more.
+    Terminal,
+    /// A hold on a card whose status cannot be suspended.
+    NotSuspendable,
+    /// The card's parent is revoked.
+    ParentRevoked,
+    /// The card was already reissued as another credential.
+    AlreadyReissued,
+    /// The id is registered with other parameters.
+    RegistrationConflict,
+    /// A batch registers the same id twice.
+    DuplicateInBatch,
+    /// No free index is left where the card must go.
+    ListFull,
+    /// Another request registered a reissue's new id first.
+    RegisteredConcurrently,
+    /// `POST /v1/lists` names a list that exists.
+    ListExists,
+    /// The store holds the most lists `--max-lists` allows.
+    ListLimit,
+}
+
+impl ItemError {
+    /// Every variant, for the documentation check (`tests/it/openapi.rs`): a variant added
+    /// above belongs here too.
+    pub const ALL: [ItemError; 20] = {
+        use ItemError::*;
+        [
+            BadItem,
+            UnknownCredential,
+            UnknownParent,
+            ParentNotPhysical,
+            Cycle,
+            UnknownPool,
+            StoreUnavailable,
+            Contention,
+            InsufficientStorage,
+            Corrupt,
+            Terminal,
+            NotSuspendable,
+            ParentRevoked,
+            AlreadyReissued,
+            RegistrationConflict,
+            DuplicateInBatch,
+            ListFull,
+            RegisteredConcurrently,
+            ListExists,
+            ListLimit,
+        ]
+    };
+}
+
+/// Why one item of a batch failed: what went wrong and a detail for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ItemProblem {
-    #[serde(rename = "type")]
-    pub slug: &'static str,
+    pub error: ItemError,
     pub detail: String,
 }
 
 impl ItemProblem {
-    pub fn new(slug: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(error: ItemError, detail: impl Into<String>) -> Self {
         ItemProblem {
-            slug,
+            error,
             detail: detail.into(),
         }
     }
 
     pub fn bad(detail: impl Into<String>) -> Self {
-        ItemProblem::new("bad-item", detail)
+        ItemProblem::new(ItemError::BadItem, detail)
     }
 
     fn unknown(id: &str) -> Self {
         ItemProblem::new(
-            "unknown-credential",
+            ItemError::UnknownCredential,
             format!("no credential {id:?} is registered"),
         )
-    }
-
-    /// The HTTP status of this problem when it is the only item.
-    pub fn status(&self) -> u16 {
-        match self.slug {
-            "bad-item" => 400,
-            "unknown-credential" => 404,
-            "unknown-parent" | "parent-not-physical" | "cycle" | "unknown-pool" => 422,
-            "store-unavailable" | "contention" => 503,
-            "insufficient-storage" => 507,
-            "corrupt" => 500,
-            _ => 409,
-        }
     }
 }
 
 impl From<RuleError> for ItemProblem {
     fn from(e: RuleError) -> Self {
-        let slug = match e {
-            RuleError::Terminal(_) => "terminal",
-            RuleError::NotSuspendable { .. } => "not-suspendable",
-            RuleError::ParentRevoked(_) => "parent-revoked",
-            RuleError::ParentNotPhysical(_) => "parent-not-physical",
-            RuleError::AlreadyReissued(..) => "already-reissued",
+        let error = match e {
+            RuleError::Terminal(_) => ItemError::Terminal,
+            RuleError::NotSuspendable { .. } => ItemError::NotSuspendable,
+            RuleError::ParentRevoked(_) => ItemError::ParentRevoked,
+            RuleError::ParentNotPhysical(_) => ItemError::ParentNotPhysical,
+            RuleError::AlreadyReissued(..) => ItemError::AlreadyReissued,
         };
-        ItemProblem::new(slug, e.to_string())
+        ItemProblem::new(error, e.to_string())
     }
 }
 
@@ -375,21 +437,21 @@ impl From<StoreError> for ItemProblem {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(_) => ItemProblem::new(
-                "contention",
+                ItemError::Contention,
                 "the list kept changing concurrently; retry the request",
             ),
-            StoreError::Corrupt { .. } => ItemProblem::new("corrupt", e.to_string()),
-            StoreError::ListLimit { .. } => ItemProblem::new("list-limit", e.to_string()),
+            StoreError::Corrupt { .. } => ItemProblem::new(ItemError::Corrupt, e.to_string()),
+            StoreError::ListLimit { .. } => ItemProblem::new(ItemError::ListLimit, e.to_string()),
             StoreError::Full(_) => ItemProblem::new(
-                "insufficient-storage",
+                ItemError::InsufficientStorage,
                 "the embedded store's disk is full; nothing was written. Free space in the \
                  data directory and retry",
             ),
             StoreError::Terminal { .. } => ItemProblem::new(
-                "terminal",
+                ItemError::Terminal,
                 format!("the published entry is INVALID (terminal): {e}"),
             ),
-            other => ItemProblem::new("store-unavailable", other.to_string()),
+            other => ItemProblem::new(ItemError::StoreUnavailable, other.to_string()),
         }
     }
 }
@@ -1070,7 +1132,7 @@ impl Issuer {
         let (_, mut recs) = self.store.records(&at.list, &[at.idx]).await?;
         let corrupt = |why: &str| {
             ItemProblem::new(
-                "corrupt",
+                ItemError::Corrupt,
                 format!("{:?} is bound to {at}, {why}", r.credential_id),
             )
         };
@@ -1174,7 +1236,7 @@ impl Issuer {
                             lost.insert(
                                 b.item,
                                 ItemProblem::new(
-                                    "registered-concurrently",
+                                    ItemError::RegisteredConcurrently,
                                     format!(
                                         "{:?} was registered concurrently by another request",
                                         b.credential_id
@@ -1403,7 +1465,7 @@ impl Issuer {
                 }
                 if planned.contains_key(&r.credential_id) {
                     return Err(Step::Item(ItemProblem::new(
-                        "duplicate-in-batch",
+                        ItemError::DuplicateInBatch,
                         format!("{:?} is registered twice in this batch", r.credential_id),
                     )));
                 }
@@ -1491,7 +1553,7 @@ impl Issuer {
                         let rec = lists[&at.list].work.get(at.idx);
                         if rec.and_then(|n| n.replaces.as_deref()) != Some(&r.credential_id) {
                             return Err(Step::Item(ItemProblem::new(
-                                "registration-conflict",
+                                ItemError::RegistrationConflict,
                                 format!(
                                     "{:?} is already registered, not as the replacement of {:?}",
                                     r.new_credential_id, r.credential_id
@@ -1589,7 +1651,7 @@ impl Issuer {
     ) -> Result<Outcome, Step> {
         let rec = lists[&at.list].work.get(at.idx).ok_or_else(|| {
             Step::Item(ItemProblem::new(
-                "corrupt",
+                ItemError::Corrupt,
                 format!(
                     "{:?} is bound to {at}, which has no record",
                     r.credential_id
@@ -1614,7 +1676,7 @@ impl Issuer {
             && (r.purpose.is_none() || rec.purpose == r.purpose);
         if !same {
             return Err(ItemProblem::new(
-                "registration-conflict",
+                ItemError::RegistrationConflict,
                 format!(
                     "{:?} is already registered with different parameters: kind {:?}, {}; \
                      a retry must repeat them, a new card needs a new id",
@@ -1658,13 +1720,13 @@ impl Issuer {
                     .cloned()
                     .ok_or_else(|| {
                         Step::Item(ItemProblem::new(
-                            "unknown-parent",
+                            ItemError::UnknownParent,
                             format!("parent {p:?} is not registered"),
                         ))
                     })?;
                 let prec = lists[&at.list].work.get(at.idx).ok_or_else(|| {
                     Step::Item(ItemProblem::new(
-                        "unknown-parent",
+                        ItemError::UnknownParent,
                         format!("parent {p:?} has no record"),
                     ))
                 })?;
@@ -1703,7 +1765,7 @@ impl Issuer {
         )
         .ok_or_else(|| {
             Step::Item(ItemProblem::new(
-                "list-full",
+                ItemError::ListFull,
                 format!(
                     "list {list:?} has no free index left{}",
                     if parent.is_some() {
@@ -1777,7 +1839,7 @@ impl Issuer {
             && !metas.iter().any(|m| m.purpose.as_deref() == Some(purpose))
         {
             return Err(Step::Item(ItemProblem::new(
-                "unknown-pool",
+                ItemError::UnknownPool,
                 format!(
                     "pool {purpose:?} does not exist: pools are created by an admin, with their \
                      first list (POST /v1/lists with this purpose)"
@@ -1797,7 +1859,7 @@ impl Issuer {
         if candidates.is_empty() {
             return Err(Step::Item(if bounded {
                 ItemProblem::new(
-                    "list-limit",
+                    ItemError::ListLimit,
                     format!(
                         "pool {purpose:?} has no list with room, and none can be created: {}",
                         StoreError::ListLimit {
@@ -1807,7 +1869,7 @@ impl Issuer {
                 )
             } else {
                 ItemProblem::new(
-                    "list-full",
+                    ItemError::ListFull,
                     format!("pool {purpose:?} has no list with room, and none could be created"),
                 )
             }));
