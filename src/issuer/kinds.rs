@@ -5,7 +5,8 @@
 //! This module only answers "is this kind accepted / may it be a parent"; the lifecycle rules
 //! that follow from a card having a parent are in [`super::record`].
 
-use super::{is_name, ItemError, ItemProblem, Operation, MAX_KIND};
+use super::operation::{is_name, MAX_KIND};
+use super::{ItemError, ItemProblem, Operation};
 use std::fmt::Write as _;
 
 /// The accepted kinds, in the order configured, and the subset that may be parents.

@@ -1,0 +1,159 @@
+//! Why an issuer operation fails: [`ItemError`], a closed set (its problem `type` slug and HTTP
+//! status are assigned in [`crate::problem`], and nowhere else), with a detail for people in
+//! [`ItemProblem`]; and [`IssuerError`], the failures of a whole batch. The store's and the
+//! lifecycle rules' errors become item problems here.
+
+use super::record::RuleError;
+use super::MAX_BATCH;
+use crate::store::StoreError;
+
+/// What went wrong with one item of a batch: a closed set, mapped to its problem `type` slug
+/// and HTTP status in one place, [`crate::problem`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemError {
+    /// The operation is malformed (a field's syntax, an unaccepted kind, a bad pool name).
+    BadItem,
+    /// No credential with the id is registered.
+    UnknownCredential,
+    /// The parent a registration names is not registered.
+    UnknownParent,
+    /// The parent's kind may not have derived cards.
+    ParentNotPhysical,
+    /// A card would derive from itself, from the card it replaces, or a parent kind from a card.
+    Cycle,
+    /// The pool a registration names does not exist.
+    UnknownPool,
+    /// The store failed or cannot be reached.
+    StoreUnavailable,
+    /// The list kept changing concurrently (planned again until the attempts ran out).
+    Contention,
+    /// The embedded store's disk is full.
+    InsufficientStorage,
+    /// The store holds something unreadable or inconsistent.
+    Corrupt,
+    /// The credential is revoked: nothing changes it any more.
+    Terminal,
+    /// A hold on a card whose status cannot be suspended.
+    NotSuspendable,
+    /// The card's parent is revoked.
+    ParentRevoked,
+    /// The card was already reissued as another credential.
+    AlreadyReissued,
+    /// The id is registered with other parameters.
+    RegistrationConflict,
+    /// A batch registers the same id twice.
+    DuplicateInBatch,
+    /// No free index is left where the card must go.
+    ListFull,
+    /// Another request registered a reissue's new id first.
+    RegisteredConcurrently,
+    /// `POST /v1/lists` names a list that exists.
+    ListExists,
+    /// The store holds the most lists `--max-lists` allows.
+    ListLimit,
+}
+
+impl ItemError {
+    /// Every variant, for the documentation check (`tests/it/openapi.rs`): a variant added
+    /// above belongs here too.
+    pub const ALL: [ItemError; 20] = {
+        use ItemError::*;
+        [
+            BadItem,
+            UnknownCredential,
+            UnknownParent,
+            ParentNotPhysical,
+            Cycle,
+            UnknownPool,
+            StoreUnavailable,
+            Contention,
+            InsufficientStorage,
+            Corrupt,
+            Terminal,
+            NotSuspendable,
+            ParentRevoked,
+            AlreadyReissued,
+            RegistrationConflict,
+            DuplicateInBatch,
+            ListFull,
+            RegisteredConcurrently,
+            ListExists,
+            ListLimit,
+        ]
+    };
+}
+
+/// Why one item of a batch failed: what went wrong and a detail for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemProblem {
+    pub error: ItemError,
+    pub detail: String,
+}
+
+impl ItemProblem {
+    pub fn new(error: ItemError, detail: impl Into<String>) -> Self {
+        ItemProblem {
+            error,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn bad(detail: impl Into<String>) -> Self {
+        ItemProblem::new(ItemError::BadItem, detail)
+    }
+
+    pub(super) fn unknown(id: &str) -> Self {
+        ItemProblem::new(
+            ItemError::UnknownCredential,
+            format!("no credential {id:?} is registered"),
+        )
+    }
+}
+
+impl From<RuleError> for ItemProblem {
+    fn from(e: RuleError) -> Self {
+        let error = match e {
+            RuleError::Terminal(_) => ItemError::Terminal,
+            RuleError::NotSuspendable { .. } => ItemError::NotSuspendable,
+            RuleError::ParentRevoked(_) => ItemError::ParentRevoked,
+            RuleError::ParentNotPhysical(_) => ItemError::ParentNotPhysical,
+            RuleError::AlreadyReissued(..) => ItemError::AlreadyReissued,
+        };
+        ItemProblem::new(error, e.to_string())
+    }
+}
+
+impl From<StoreError> for ItemProblem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) => ItemProblem::new(
+                ItemError::Contention,
+                "the list kept changing concurrently; retry the request",
+            ),
+            StoreError::Corrupt { .. } => ItemProblem::new(ItemError::Corrupt, e.to_string()),
+            StoreError::ListLimit { .. } => ItemProblem::new(ItemError::ListLimit, e.to_string()),
+            StoreError::Full(_) => ItemProblem::new(
+                ItemError::InsufficientStorage,
+                "the embedded store's disk is full; nothing was written. Free space in the \
+                 data directory and retry",
+            ),
+            StoreError::Terminal { .. } => ItemProblem::new(
+                ItemError::Terminal,
+                format!("the published entry is INVALID (terminal): {e}"),
+            ),
+            other => ItemProblem::new(ItemError::StoreUnavailable, other.to_string()),
+        }
+    }
+}
+
+/// Errors of a whole batch.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    /// One or more items failed validation; nothing was applied. Positions are 0-based.
+    #[error("{} of the batch's items are invalid; nothing was applied", .0.len())]
+    Invalid(Vec<(usize, ItemProblem)>),
+    #[error("a batch holds at most {MAX_BATCH} operations")]
+    TooLarge,
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+}
