@@ -216,3 +216,84 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use std::time::Duration;
+
+    /// An embedded store in a directory of its own, removed afterwards.
+    pub(crate) struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub(crate) fn issuer_with(settings: Settings) -> (Issuer, Scratch) {
+        let dir = std::env::temp_dir().join(format!(
+            "statusd-plan-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let urls = BuildParams {
+            public_url: "https://status.example".into(),
+            issuer: "https://status.example".into(),
+            ttl: Duration::from_secs(300),
+            lifetime: Duration::from_secs(86_400),
+            tick: Duration::from_secs(1),
+        };
+        let issuer = Issuer::new(Arc::new(AnyStore::Embedded(store)), urls, settings);
+        (issuer, Scratch(dir))
+    }
+
+    /// Small lists: planning decisions do not depend on the size.
+    pub(crate) fn issuer() -> (Issuer, Scratch) {
+        issuer_with(Settings {
+            list_size: 1024,
+            ..Settings::default()
+        })
+    }
+
+    /// Issue 21: of 20 concurrent registrations of one id on a replica, 2 were answered 409
+    /// `registered-concurrently` instead of the idempotent answer, and indices were burnt.
+    /// They now run one after the other: one `registered`, the rest `exists`, one index used.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_21_concurrent_registrations_of_one_id_are_one_card() {
+        let (issuer, _dir) = issuer();
+        let op = Operation::Register(Registration {
+            credential_id: "card-1".into(),
+            kind: "physical".into(),
+            parent: None,
+            purpose: None,
+            reason: None,
+            request_id: None,
+        });
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (issuer, op) = (issuer.clone(), op.clone());
+                tokio::spawn(async move { issuer.execute("clerk", &[op]).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            let mut out = t.await.unwrap().expect("a valid batch");
+            results.push(out.pop().unwrap().expect("registered or exists").result);
+        }
+        results.sort_unstable();
+        assert_eq!(results[19], "registered");
+        assert!(results[..19].iter().all(|r| *r == "exists"), "{results:?}");
+        let allocated: u64 = issuer
+            .lists()
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.allocated)
+            .sum();
+        assert_eq!(allocated, 1);
+    }
+}

@@ -264,3 +264,171 @@ pub struct Affected {
     pub credential_id: String,
     pub status: &'static str,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(id: &str, kind: &str, parent: Option<&str>) -> Operation {
+        Operation::Register(Registration {
+            credential_id: id.into(),
+            kind: kind.into(),
+            parent: parent.map(Into::into),
+            purpose: None,
+            reason: None,
+            request_id: None,
+        })
+    }
+
+    fn suspend(id: &str, hold: Option<&str>) -> Operation {
+        Operation::Suspend(HoldOp {
+            credential_id: id.into(),
+            reason: "card lost".into(),
+            hold: hold.map(Into::into),
+            request_id: None,
+        })
+    }
+
+    fn reissue(old: &str, new: &str, parent: Option<&str>) -> Operation {
+        Operation::Reissue(ReissueOp {
+            credential_id: old.into(),
+            new_credential_id: new.into(),
+            parent: parent.map(Into::into),
+            reason: "replacement".into(),
+            request_id: None,
+        })
+    }
+
+    fn error(op: &Operation) -> ItemError {
+        op.check().expect_err("refused").error
+    }
+
+    #[test]
+    fn well_formed_operations_pass() {
+        for op in [
+            register("card-1", "physical", None),
+            register("phone-1", "mobile", Some("card-1")),
+            suspend("card-1", None),
+            suspend("card-1", Some("fraud_check")),
+            Operation::Revoke(RevokeOp {
+                credential_id: "card-1".into(),
+                reason: "deceased".into(),
+                request_id: Some("ticket-42".into()),
+            }),
+            reissue("card-1", "card-2", None),
+        ] {
+            assert_eq!(op.check(), Ok(()), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_fields_are_bad_items() {
+        assert_eq!(error(&register("", "physical", None)), ItemError::BadItem);
+        assert_eq!(
+            error(&register("a b", "physical", None)),
+            ItemError::BadItem
+        );
+        assert_eq!(
+            error(&register(&"x".repeat(201), "physical", None)),
+            ItemError::BadItem
+        );
+        assert_eq!(
+            error(&register("card-1", "Physical", None)),
+            ItemError::BadItem
+        );
+        assert_eq!(
+            error(&register("card-1", &"k".repeat(33), None)),
+            ItemError::BadItem
+        );
+        assert_eq!(error(&suspend("card-1", Some("Loss"))), ItemError::BadItem);
+        assert_eq!(error(&suspend("card-1", Some(""))), ItemError::BadItem);
+        let no_reason = Operation::Revoke(RevokeOp {
+            credential_id: "card-1".into(),
+            reason: String::new(),
+            request_id: None,
+        });
+        assert_eq!(error(&no_reason), ItemError::BadItem);
+        let long_reason = Operation::Reinstate(HoldOp {
+            credential_id: "card-1".into(),
+            reason: "r".repeat(MAX_REASON + 1),
+            hold: None,
+            request_id: None,
+        });
+        assert_eq!(error(&long_reason), ItemError::BadItem);
+        let mut bad_pool = Registration {
+            credential_id: "card-1".into(),
+            kind: "physical".into(),
+            parent: None,
+            purpose: Some("a".repeat(MAX_PURPOSE + 1)),
+            reason: None,
+            request_id: None,
+        };
+        assert_eq!(
+            error(&Operation::Register(bad_pool.clone())),
+            ItemError::BadItem
+        );
+        bad_pool.purpose = Some("a".repeat(MAX_PURPOSE));
+        assert_eq!(Operation::Register(bad_pool).check(), Ok(()));
+        let e = reissue("card-1", "card-1", None).check().unwrap_err();
+        assert_eq!(e.error, ItemError::BadItem);
+        assert_eq!(e.detail, "new_credential_id must differ from credential_id");
+    }
+
+    #[test]
+    fn cycles_are_refused_before_the_store_is_read() {
+        assert_eq!(
+            error(&register("card-1", "mobile", Some("card-1"))),
+            ItemError::Cycle
+        );
+        assert_eq!(
+            error(&register("card-1", PHYSICAL, Some("card-0"))),
+            ItemError::Cycle
+        );
+        assert_eq!(
+            error(&reissue("phone-1", "phone-2", Some("phone-2"))),
+            ItemError::Cycle
+        );
+        assert_eq!(
+            error(&reissue("phone-1", "phone-2", Some("phone-1"))),
+            ItemError::Cycle
+        );
+    }
+
+    #[test]
+    fn a_hold_without_a_name_is_the_loss_hold() {
+        let stamp = suspend("card-1", None).stamp("clerk", 7);
+        assert_eq!(stamp.hold.as_deref(), Some(DEFAULT_HOLD));
+        assert_eq!(
+            (stamp.op, stamp.by.as_str(), stamp.at),
+            ("suspend", "clerk", 7)
+        );
+        assert_eq!(stamp.reason.as_deref(), Some("card lost"));
+        let stamp = suspend("card-1", Some("fraud")).stamp("clerk", 7);
+        assert_eq!(stamp.hold.as_deref(), Some("fraud"));
+        assert_eq!(
+            register("card-1", "physical", None).stamp("clerk", 7).hold,
+            None
+        );
+    }
+
+    #[test]
+    fn operations_are_tagged_by_op_and_refuse_unknown_fields() {
+        let op: Operation =
+            serde_json::from_str(r#"{"op":"suspend","credential_id":"card-1","reason":"lost"}"#)
+                .unwrap();
+        assert_eq!((op.name(), op.credential_id()), ("suspend", "card-1"));
+        assert!(serde_json::from_str::<Operation>(
+            r#"{"op":"revoke","credential_id":"card-1","reason":"x","hold":"loss"}"#
+        )
+        .is_err());
+        assert!(
+            serde_json::from_str::<Operation>(r#"{"op":"delete","credential_id":"c"}"#).is_err()
+        );
+        let back = serde_json::to_value(reissue("a", "b", None)).unwrap();
+        assert_eq!(back["op"], "reissue");
+        assert!(
+            back.get("parent").is_none(),
+            "absent options are not serialised"
+        );
+    }
+}

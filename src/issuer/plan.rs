@@ -788,3 +788,428 @@ fn changed_outcome(
         new_credential: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::tests::{issuer, issuer_with};
+    use crate::issuer::{HoldOp, IssuerError, RevokeOp, Settings};
+
+    fn register(id: &str, kind: &str, parent: Option<&str>) -> Operation {
+        Operation::Register(Registration {
+            credential_id: id.into(),
+            kind: kind.into(),
+            parent: parent.map(Into::into),
+            purpose: None,
+            reason: None,
+            request_id: None,
+        })
+    }
+
+    fn hold_op(id: &str, hold: Option<&str>) -> HoldOp {
+        HoldOp {
+            credential_id: id.into(),
+            reason: "reported".into(),
+            hold: hold.map(Into::into),
+            request_id: None,
+        }
+    }
+
+    fn suspend(id: &str, hold: Option<&str>) -> Operation {
+        Operation::Suspend(hold_op(id, hold))
+    }
+
+    fn reinstate(id: &str, hold: Option<&str>) -> Operation {
+        Operation::Reinstate(hold_op(id, hold))
+    }
+
+    fn revoke(id: &str) -> Operation {
+        Operation::Revoke(RevokeOp {
+            credential_id: id.into(),
+            reason: "revoked".into(),
+            request_id: None,
+        })
+    }
+
+    fn reissue(old: &str, new: &str) -> Operation {
+        Operation::Reissue(ReissueOp {
+            credential_id: old.into(),
+            new_credential_id: new.into(),
+            parent: None,
+            reason: "replaced".into(),
+            request_id: None,
+        })
+    }
+
+    /// Runs `ops` as one batch that must be valid; returns every item's outcome.
+    async fn run(issuer: &Issuer, ops: &[Operation]) -> Vec<Outcome> {
+        issuer
+            .execute("clerk", ops)
+            .await
+            .expect("a valid batch")
+            .into_iter()
+            .map(|r| r.expect("the item succeeds"))
+            .collect()
+    }
+
+    /// Runs `ops` as one batch that must be refused; returns the failing items' errors.
+    async fn refused(issuer: &Issuer, ops: &[Operation]) -> Vec<(usize, ItemError)> {
+        match issuer.execute("clerk", ops).await {
+            Err(IssuerError::Invalid(items)) => {
+                items.into_iter().map(|(i, p)| (i, p.error)).collect()
+            }
+            other => panic!("expected the batch to be refused: {other:?}"),
+        }
+    }
+
+    async fn status(issuer: &Issuer, id: &str) -> &'static str {
+        issuer.view(id).await.unwrap().expect("registered").status
+    }
+
+    fn affected(o: &Outcome) -> Vec<(&str, &str)> {
+        o.affected
+            .iter()
+            .map(|a| (a.credential_id.as_str(), a.status))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn planning_writes_nothing_and_plans_items_in_order() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let actor = Actor {
+            by: "clerk",
+            client_subject: None,
+            at: 1,
+        };
+        let ops = [
+            suspend("card-1", None),
+            reinstate("card-1", None),
+            revoke("card-1"),
+        ];
+        let plan = issuer
+            .plan(&actor, &ops.iter().collect::<Vec<_>>())
+            .await
+            .ok()
+            .expect("planned");
+        let outcomes: Vec<_> = plan
+            .items
+            .iter()
+            .map(|(r, touched)| {
+                let o = r.as_ref().expect("plans");
+                (o.result, o.status, touched.len())
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("changed", "SUSPENDED", 1),
+                ("changed", "VALID", 1),
+                ("changed", "INVALID", 1)
+            ]
+        );
+        assert!(plan.binds.is_empty() && plan.reserve.is_empty() && plan.first.is_empty());
+        // Nothing reached the store.
+        assert_eq!(status(&issuer, "card-1").await, "VALID");
+    }
+
+    /// A loss report on a physical card puts its derived cards on hold too (`parent:loss`),
+    /// and the outcome names them; reinstating lifts only what it put.
+    #[tokio::test]
+    async fn a_hold_on_a_card_reaches_its_family_and_is_reported() {
+        let (issuer, _dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+                register("phone-2", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        let card = issuer.view("card-1").await.unwrap().unwrap();
+        let phone = issuer.view("phone-1").await.unwrap().unwrap();
+        assert_eq!(
+            phone.assignment.list_id, card.assignment.list_id,
+            "a derived card lives in its parent's list"
+        );
+        assert_eq!(card.children, ["phone-1", "phone-2"]);
+
+        run(&issuer, &[suspend("phone-2", Some("fraud"))]).await;
+        let out = run(&issuer, &[suspend("card-1", None)]).await;
+        assert_eq!(
+            affected(&out[0]),
+            [("phone-1", "SUSPENDED")],
+            "phone-2 was suspended already: its status did not change"
+        );
+        let out = run(&issuer, &[reinstate("card-1", None)]).await;
+        assert_eq!(affected(&out[0]), [("phone-1", "VALID")]);
+        assert_eq!(
+            status(&issuer, "phone-2").await,
+            "SUSPENDED",
+            "its own hold stays"
+        );
+
+        let out = run(&issuer, &[revoke("card-1")]).await;
+        assert_eq!(
+            affected(&out[0]),
+            [("phone-1", "INVALID"), ("phone-2", "INVALID")]
+        );
+    }
+
+    /// Holds are named: a card stays suspended while any hold remains, and lifting a hold it
+    /// does not have changes nothing.
+    #[tokio::test]
+    async fn a_card_stays_suspended_until_its_last_hold_is_lifted() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let out = run(
+            &issuer,
+            &[suspend("card-1", None), suspend("card-1", Some("fraud"))],
+        )
+        .await;
+        assert_eq!((out[1].result, out[1].status), ("changed", "SUSPENDED"));
+        let out = run(&issuer, &[reinstate("card-1", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "SUSPENDED"));
+        let out = run(&issuer, &[reinstate("card-1", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("unchanged", "SUSPENDED"));
+        let out = run(&issuer, &[reinstate("card-1", Some("fraud"))]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "VALID"));
+        let view = issuer.view("card-1").await.unwrap().unwrap();
+        assert!(view.holds.is_empty());
+    }
+
+    #[tokio::test]
+    async fn revocation_is_terminal() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        run(&issuer, &[revoke("card-1")]).await;
+        let out = run(&issuer, &[revoke("card-1")]).await;
+        assert_eq!((out[0].result, out[0].status), ("unchanged", "INVALID"));
+        for op in [suspend("card-1", None), reinstate("card-1", None)] {
+            assert_eq!(refused(&issuer, &[op]).await, [(0, ItemError::Terminal)]);
+        }
+        assert_eq!(
+            refused(&issuer, &[register("phone-1", "mobile", Some("card-1"))]).await,
+            [(0, ItemError::ParentRevoked)]
+        );
+    }
+
+    /// A failing item fails the whole batch before anything is written, and every failure is
+    /// reported with its position.
+    #[tokio::test]
+    async fn a_batch_with_a_failing_item_writes_nothing() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let errors = refused(
+            &issuer,
+            &[
+                suspend("card-1", None),
+                suspend("nobody", None),
+                register("card-2", "physical", None),
+                register("card-2", "physical", None),
+                register("phone-1", "mobile", Some("nobody")),
+                register("phone-2", "mobile", Some("card-1")),
+                register("phone-3", "mobile", Some("phone-2")),
+            ],
+        )
+        .await;
+        assert_eq!(
+            errors,
+            [
+                (1, ItemError::UnknownCredential),
+                (3, ItemError::DuplicateInBatch),
+                (4, ItemError::UnknownParent),
+                (6, ItemError::ParentNotPhysical),
+            ]
+        );
+        assert_eq!(status(&issuer, "card-1").await, "VALID");
+        assert!(issuer.view("card-2").await.unwrap().is_none());
+    }
+
+    /// A registration repeated with the same parameters is answered `exists` (a retry); with
+    /// other parameters it is a conflict, never a second card.
+    #[tokio::test]
+    async fn a_repeated_registration_is_a_retry_or_a_conflict() {
+        let (issuer, _dir) = issuer();
+        let first = run(&issuer, &[register("card-1", "physical", None)]).await;
+        assert_eq!(first[0].result, "registered");
+        let again = run(&issuer, &[register("card-1", "physical", None)]).await;
+        assert_eq!(again[0].result, "exists");
+        assert_eq!(again[0].assignment, first[0].assignment);
+        assert_eq!(
+            refused(&issuer, &[register("card-1", "mobile", None)]).await,
+            [(0, ItemError::RegistrationConflict)]
+        );
+    }
+
+    /// The default pool grows ahead of demand (`min_open_lists` lists `default-<n>`); any
+    /// other pool must be created by an admin first (issue 21: a `write` token only grows
+    /// pools).
+    #[tokio::test]
+    async fn issue_21_a_registration_creates_no_pool_but_the_default() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let lists: Vec<_> = issuer.lists().await.unwrap();
+        let ids: Vec<_> = lists.iter().map(|l| l.list_id.as_str()).collect();
+        assert_eq!(ids, ["default-1", "default-2"]);
+        let mut elsewhere = Registration {
+            credential_id: "card-2".into(),
+            kind: "physical".into(),
+            parent: None,
+            purpose: Some("transit".into()),
+            reason: None,
+            request_id: None,
+        };
+        assert_eq!(
+            refused(&issuer, &[Operation::Register(elsewhere.clone())]).await,
+            [(0, ItemError::UnknownPool)]
+        );
+        issuer
+            .create_list(crate::store::NewList {
+                id: "transit-1".into(),
+                bits: crate::status::Bits::Two,
+                size: 1024,
+                purpose: Some("transit".into()),
+            })
+            .await
+            .unwrap();
+        let out = run(&issuer, &[Operation::Register(elsewhere.clone())]).await;
+        let list = &out[0].assignment.as_ref().unwrap().list_id;
+        assert!(list.starts_with("transit-"), "{list}");
+        // The pool was grown to two open lists, numbered after the admin's.
+        let ids: Vec<_> = issuer
+            .lists()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.list_id)
+            .collect();
+        assert_eq!(ids, ["default-1", "default-2", "transit-1", "transit-2"]);
+        elsewhere.credential_id = "card-3".into();
+        elsewhere.parent = Some("card-1".into());
+        elsewhere.kind = "mobile".into();
+        assert_eq!(
+            refused(&issuer, &[Operation::Register(elsewhere)]).await,
+            [(0, ItemError::BadItem)],
+            "a derived card lives in its parent's list, in its parent's pool"
+        );
+    }
+
+    /// Issue 21: at `--max-lists`, a registration that needs a new list is refused with
+    /// `list-limit`, and no list is created beyond the bound.
+    #[tokio::test]
+    async fn issue_21_no_list_is_created_beyond_max_lists() {
+        let (issuer, _dir) = issuer_with(Settings {
+            list_size: 1024,
+            max_lists: 1,
+            ..Settings::default()
+        });
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        assert_eq!(issuer.lists().await.unwrap().len(), 1);
+        let (full, _dir) = issuer_with(Settings {
+            list_size: 1024,
+            max_lists: 0,
+            ..Settings::default()
+        });
+        assert_eq!(
+            refused(&full, &[register("card-1", "physical", None)]).await,
+            [(0, ItemError::ListLimit)]
+        );
+        assert!(full.lists().await.unwrap().is_empty());
+    }
+
+    /// A reissue registers the new card and revokes the old one as replaced by it; repeating
+    /// it is a retry, reissuing the old card as another card is refused.
+    #[tokio::test]
+    async fn a_card_is_reissued_once() {
+        let (issuer, _dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        let out = run(&issuer, &[reissue("card-1", "card-2")]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
+        assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
+        let new = out[0].new_credential.as_ref().expect("the new card");
+        assert_eq!(
+            (new.credential_id.as_str(), new.status),
+            ("card-2", "VALID")
+        );
+        let old = issuer.view("card-1").await.unwrap().unwrap();
+        assert_eq!(old.replaced_by.as_deref(), Some("card-2"));
+        let view = issuer.view("card-2").await.unwrap().unwrap();
+        assert_eq!(view.replaces.as_deref(), Some("card-1"));
+
+        let retry = run(&issuer, &[reissue("card-1", "card-2")]).await;
+        assert_eq!(retry[0].result, "unchanged");
+        assert_eq!(
+            retry[0].new_credential.as_ref().unwrap().assignment,
+            new.assignment
+        );
+        assert_eq!(
+            refused(&issuer, &[reissue("card-1", "card-3")]).await,
+            [(0, ItemError::AlreadyReissued)]
+        );
+        assert_eq!(
+            refused(&issuer, &[reissue("phone-1", "card-2")]).await,
+            [(0, ItemError::RegistrationConflict)],
+            "card-2 exists, as the replacement of another card"
+        );
+    }
+
+    #[test]
+    fn a_registration_repeats_only_with_the_same_kind_parent_and_pool() {
+        let rec = Record {
+            credential_id: "phone-1".into(),
+            kind: "mobile".into(),
+            parent: Some(crate::issuer::record::Parent {
+                credential_id: "card-1".into(),
+                idx: 3,
+            }),
+            children: Vec::new(),
+            holds: BTreeSet::new(),
+            revoked: false,
+            replaced_by: None,
+            replaces: None,
+            purpose: Some("transit".into()),
+            history: Vec::new(),
+        };
+        let mut r = Registration {
+            credential_id: "phone-1".into(),
+            kind: "mobile".into(),
+            parent: Some("card-1".into()),
+            purpose: None,
+            reason: Some("any reason".into()),
+            request_id: None,
+        };
+        assert_eq!(
+            same_registration(&r, &rec),
+            Ok(()),
+            "the pool may be left out"
+        );
+        r.purpose = Some("transit".into());
+        assert_eq!(same_registration(&r, &rec), Ok(()));
+        let changes: [fn(&mut Registration); 4] = [
+            |r| r.purpose = Some("default".into()),
+            |r| r.kind = "physical".into(),
+            |r| r.parent = None,
+            |r| r.parent = Some("card-2".into()),
+        ];
+        for change in changes {
+            let mut other = r.clone();
+            change(&mut other);
+            let e = same_registration(&other, &rec).unwrap_err();
+            assert_eq!(e.error, ItemError::RegistrationConflict);
+            assert!(
+                e.detail.contains("kind \"mobile\", parent \"card-1\""),
+                "{}",
+                e.detail
+            );
+        }
+    }
+}

@@ -179,3 +179,60 @@ pub fn last_number<'a>(purpose: &str, ids: impl Iterator<Item = &'a str>) -> u32
     .max()
     .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: &str, purpose: Option<&str>, allocated: u64, size: u32) -> ListMeta {
+        ListMeta {
+            id: id.into(),
+            bits: 2,
+            size,
+            version: 0,
+            updated_at: 0,
+            updated_ms: 0,
+            purpose: purpose.map(Into::into),
+            allocated,
+        }
+    }
+
+    #[test]
+    fn the_next_list_follows_the_highest_number_of_its_own_pool() {
+        let ids = [
+            "default-1",
+            "default-7",
+            "default-x",
+            "defaults-9",
+            "other-12",
+            "default-",
+        ];
+        assert_eq!(last_number("default", ids.into_iter()), 7);
+        assert_eq!(last_number("other", ids.into_iter()), 12);
+        assert_eq!(last_number("new", ids.into_iter()), 0);
+        // A pool whose name extends another's keeps its own numbering.
+        assert_eq!(last_number("default", ["default-7-1"].into_iter()), 0);
+        assert_eq!(last_number("default-7", ["default-7-1"].into_iter()), 1);
+    }
+
+    #[test]
+    fn open_lists_count_the_claims_of_the_batch_being_planned() {
+        let metas = [
+            meta("default-1", Some("default"), 70, 100),
+            meta("default-2", Some("default"), 74, 100),
+            meta("default-3", Some("default"), 75, 100),
+            meta("other-1", Some("other"), 0, 100),
+            meta("demo", None, 0, 100),
+        ];
+        let none = |_: &str| 0;
+        assert_eq!(
+            open_lists(&metas, "default", none, 0.75),
+            ["default-1", "default-2"]
+        );
+        let claims = |id: &str| if id == "default-1" { 5 } else { 0 };
+        assert_eq!(open_lists(&metas, "default", claims, 0.75), ["default-2"]);
+        assert_eq!(open_lists(&metas, "other", none, 0.75), ["other-1"]);
+        assert!(open_lists(&metas, "nobody", none, 0.75).is_empty());
+        assert!(is_open(&metas[1], 0.75) && !is_open(&metas[2], 0.75));
+    }
+}

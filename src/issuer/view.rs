@@ -197,3 +197,51 @@ impl Issuer {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::issuer::tests::issuer;
+    use crate::status::w3c::MIN_ENTRIES;
+    use crate::store::registry::Location;
+    use serde_json::json;
+
+    #[test]
+    fn an_assignment_points_at_the_list_in_every_form() {
+        let (issuer, _dir) = issuer();
+        let at = Location {
+            list: "default-1".into(),
+            idx: 42,
+        };
+        let claim = json!({"status_list": {
+            "idx": 42,
+            "uri": "https://status.example/statuslists/default-1",
+        }});
+        let small = issuer.assignment(&at, MIN_ENTRIES - 1);
+        assert_eq!(small.status_claim, claim);
+        assert_eq!(small.cwt_status_claim, claim);
+        let cbor = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &small.cwt_status_claim_cbor,
+        )
+        .unwrap();
+        let decoded: serde_json::Value = ciborium::from_reader(&cbor[..]).unwrap();
+        assert_eq!(decoded, claim);
+        assert_eq!(
+            small.credential_status,
+            json!([]),
+            "no W3C view under 131,072"
+        );
+        assert_eq!(small.credential_status_2021, json!([]));
+
+        let big = issuer.assignment(&at, MIN_ENTRIES);
+        let w3c = big.credential_status.as_array().unwrap();
+        let purposes: Vec<_> = w3c.iter().map(|e| &e["statusPurpose"]).collect();
+        assert_eq!(purposes, ["revocation", "suspension"]);
+        assert_eq!(w3c[0]["statusListIndex"], "42");
+        assert_eq!(
+            w3c[1]["statusListCredential"],
+            "https://status.example/bitstringlists/default-1/suspension"
+        );
+        assert_eq!(big.credential_status_2021.as_array().unwrap().len(), 2);
+    }
+}
