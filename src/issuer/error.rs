@@ -7,10 +7,26 @@ use super::record::RuleError;
 use super::MAX_BATCH;
 use crate::store::StoreError;
 
-/// What went wrong with one item of a batch: a closed set, mapped to its problem `type` slug
-/// and HTTP status in one place, [`crate::problem`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ItemError {
+/// Declares [`ItemError`] and [`ItemError::ALL`] from one list, so that `ALL` (which the
+/// documentation check walks) cannot miss a variant.
+macro_rules! item_errors {
+    ($($(#[doc = $doc:literal])* $variant:ident,)*) => {
+        /// What went wrong with one item of a batch: a closed set, mapped to its problem `type`
+        /// slug and HTTP status in one place, [`crate::problem`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ItemError {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ItemError {
+            /// Every variant, in the order declared (`tests/it/openapi.rs` checks that the
+            /// OpenAPI document lists exactly these).
+            pub const ALL: &'static [ItemError] = &[$(ItemError::$variant,)*];
+        }
+    };
+}
+
+item_errors! {
     /// The operation is malformed (a field's syntax, an unaccepted kind, a bad pool name).
     BadItem,
     /// No credential with the id is registered.
@@ -51,36 +67,6 @@ pub enum ItemError {
     ListExists,
     /// The store holds the most lists `--max-lists` allows.
     ListLimit,
-}
-
-impl ItemError {
-    /// Every variant, for the documentation check (`tests/it/openapi.rs`): a variant added
-    /// above belongs here too.
-    pub const ALL: [ItemError; 20] = {
-        use ItemError::*;
-        [
-            BadItem,
-            UnknownCredential,
-            UnknownParent,
-            ParentNotPhysical,
-            Cycle,
-            UnknownPool,
-            StoreUnavailable,
-            Contention,
-            InsufficientStorage,
-            Corrupt,
-            Terminal,
-            NotSuspendable,
-            ParentRevoked,
-            AlreadyReissued,
-            RegistrationConflict,
-            DuplicateInBatch,
-            ListFull,
-            RegisteredConcurrently,
-            ListExists,
-            ListLimit,
-        ]
-    };
 }
 
 /// Why one item of a batch failed: what went wrong and a detail for people.

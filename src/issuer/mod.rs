@@ -259,20 +259,59 @@ pub(crate) mod tests {
         })
     }
 
+    pub(crate) fn register(id: &str, kind: &str, parent: Option<&str>) -> Operation {
+        Operation::Register(Registration {
+            credential_id: id.into(),
+            kind: kind.into(),
+            parent: parent.map(Into::into),
+            purpose: None,
+            reason: None,
+            request_id: None,
+        })
+    }
+
+    fn hold_op(id: &str, hold: Option<&str>) -> HoldOp {
+        HoldOp {
+            credential_id: id.into(),
+            reason: "card lost".into(),
+            hold: hold.map(Into::into),
+            request_id: None,
+        }
+    }
+
+    pub(crate) fn suspend(id: &str, hold: Option<&str>) -> Operation {
+        Operation::Suspend(hold_op(id, hold))
+    }
+
+    pub(crate) fn reinstate(id: &str, hold: Option<&str>) -> Operation {
+        Operation::Reinstate(hold_op(id, hold))
+    }
+
+    pub(crate) fn revoke(id: &str) -> Operation {
+        Operation::Revoke(RevokeOp {
+            credential_id: id.into(),
+            reason: "revoked".into(),
+            request_id: None,
+        })
+    }
+
+    pub(crate) fn reissue(old: &str, new: &str, parent: Option<&str>) -> Operation {
+        Operation::Reissue(ReissueOp {
+            credential_id: old.into(),
+            new_credential_id: new.into(),
+            parent: parent.map(Into::into),
+            reason: "replaced".into(),
+            request_id: None,
+        })
+    }
+
     /// Issue 21: of 20 concurrent registrations of one id on a replica, 2 were answered 409
     /// `registered-concurrently` instead of the idempotent answer, and indices were burnt.
     /// They now run one after the other: one `registered`, the rest `exists`, one index used.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn issue_21_concurrent_registrations_of_one_id_are_one_card() {
         let (issuer, _dir) = issuer();
-        let op = Operation::Register(Registration {
-            credential_id: "card-1".into(),
-            kind: "physical".into(),
-            parent: None,
-            purpose: None,
-            reason: None,
-            request_id: None,
-        });
+        let op = register("card-1", "physical", None);
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let (issuer, op) = (issuer.clone(), op.clone());

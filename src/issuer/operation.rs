@@ -268,36 +268,7 @@ pub struct Affected {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn register(id: &str, kind: &str, parent: Option<&str>) -> Operation {
-        Operation::Register(Registration {
-            credential_id: id.into(),
-            kind: kind.into(),
-            parent: parent.map(Into::into),
-            purpose: None,
-            reason: None,
-            request_id: None,
-        })
-    }
-
-    fn suspend(id: &str, hold: Option<&str>) -> Operation {
-        Operation::Suspend(HoldOp {
-            credential_id: id.into(),
-            reason: "card lost".into(),
-            hold: hold.map(Into::into),
-            request_id: None,
-        })
-    }
-
-    fn reissue(old: &str, new: &str, parent: Option<&str>) -> Operation {
-        Operation::Reissue(ReissueOp {
-            credential_id: old.into(),
-            new_credential_id: new.into(),
-            parent: parent.map(Into::into),
-            reason: "replacement".into(),
-            request_id: None,
-        })
-    }
+    use crate::issuer::tests::{register, reissue, suspend};
 
     fn error(op: &Operation) -> ItemError {
         op.check().expect_err("refused").error

@@ -792,54 +792,10 @@ fn changed_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::issuer::tests::{issuer, issuer_with};
-    use crate::issuer::{HoldOp, IssuerError, RevokeOp, Settings};
-
-    fn register(id: &str, kind: &str, parent: Option<&str>) -> Operation {
-        Operation::Register(Registration {
-            credential_id: id.into(),
-            kind: kind.into(),
-            parent: parent.map(Into::into),
-            purpose: None,
-            reason: None,
-            request_id: None,
-        })
-    }
-
-    fn hold_op(id: &str, hold: Option<&str>) -> HoldOp {
-        HoldOp {
-            credential_id: id.into(),
-            reason: "reported".into(),
-            hold: hold.map(Into::into),
-            request_id: None,
-        }
-    }
-
-    fn suspend(id: &str, hold: Option<&str>) -> Operation {
-        Operation::Suspend(hold_op(id, hold))
-    }
-
-    fn reinstate(id: &str, hold: Option<&str>) -> Operation {
-        Operation::Reinstate(hold_op(id, hold))
-    }
-
-    fn revoke(id: &str) -> Operation {
-        Operation::Revoke(RevokeOp {
-            credential_id: id.into(),
-            reason: "revoked".into(),
-            request_id: None,
-        })
-    }
-
-    fn reissue(old: &str, new: &str) -> Operation {
-        Operation::Reissue(ReissueOp {
-            credential_id: old.into(),
-            new_credential_id: new.into(),
-            parent: None,
-            reason: "replaced".into(),
-            request_id: None,
-        })
-    }
+    use crate::issuer::tests::{
+        issuer, issuer_with, register, reinstate, reissue, revoke, suspend,
+    };
+    use crate::issuer::{IssuerError, Settings};
 
     /// Runs `ops` as one batch that must be valid; returns every item's outcome.
     async fn run(issuer: &Issuer, ops: &[Operation]) -> Vec<Outcome> {
@@ -1132,7 +1088,7 @@ mod tests {
             ],
         )
         .await;
-        let out = run(&issuer, &[reissue("card-1", "card-2")]).await;
+        let out = run(&issuer, &[reissue("card-1", "card-2", None)]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
         let new = out[0].new_credential.as_ref().expect("the new card");
@@ -1145,18 +1101,18 @@ mod tests {
         let view = issuer.view("card-2").await.unwrap().unwrap();
         assert_eq!(view.replaces.as_deref(), Some("card-1"));
 
-        let retry = run(&issuer, &[reissue("card-1", "card-2")]).await;
+        let retry = run(&issuer, &[reissue("card-1", "card-2", None)]).await;
         assert_eq!(retry[0].result, "unchanged");
         assert_eq!(
             retry[0].new_credential.as_ref().unwrap().assignment,
             new.assignment
         );
         assert_eq!(
-            refused(&issuer, &[reissue("card-1", "card-3")]).await,
+            refused(&issuer, &[reissue("card-1", "card-3", None)]).await,
             [(0, ItemError::AlreadyReissued)]
         );
         assert_eq!(
-            refused(&issuer, &[reissue("phone-1", "card-2")]).await,
+            refused(&issuer, &[reissue("phone-1", "card-2", None)]).await,
             [(0, ItemError::RegistrationConflict)],
             "card-2 exists, as the replacement of another card"
         );
