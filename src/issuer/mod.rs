@@ -1,21 +1,21 @@
 //! The issuer side: registering credentials, allocating their indices, and the lifecycle
 //! operations (loss reports as holds, revocation, reissue) with their audit trail.
 //!
-//! | module         | owns                                                                  |
-//! |----------------|-----------------------------------------------------------------------|
-//! | `operation.rs` | the [`Operation`]s of a batch, their syntax checks, each [`Outcome`]   |
-//! | `error.rs`     | [`ItemError`] (closed; slug and HTTP status in [`crate::problem`]), [`IssuerError`] |
-//! | `plan.rs`      | planning a batch against the store, in memory, nothing written         |
-//! | `pool.rs`      | pools: which list a new top-level card goes to, lists opened ahead of demand |
-//! | `apply.rs`     | [`Issuer::execute`]: check, plan, commit per list, plan again on a race |
-//! | `view.rs`      | what the admin API shows: [`Assignment`], [`CredentialView`], [`ListView`] |
-//! | [`record`]     | the lifecycle rules, pure: holds, cascades, terminal revocation, audit |
-//! | [`alloc`]      | unpredictable, uniform, never-reused index allocation                  |
-//! | [`auth`]       | admin bearer tokens and scopes                                         |
-//! | [`kinds`]      | the accepted credential kinds and which may be parents (configuration) |
-//! | [`text`]       | free text (reasons, request ids): what may reach the audit trail       |
-//! | [`strict_json`] | strict JSON for request bodies (both planes): duplicate keys refused  |
-//! | this file      | [`Settings`], the [`Issuer`] and what its batches share on a replica   |
+//! | module          | owns                                                                       |
+//! |-----------------|----------------------------------------------------------------------------|
+//! | `operation.rs`  | the [`Operation`]s of a batch, their syntax checks, each [`Outcome`]       |
+//! | `error.rs`      | [`ItemError`], closed (slug, status: [`crate::problem`]); [`IssuerError`]  |
+//! | `plan.rs`       | planning a batch against the store, in memory, nothing written             |
+//! | `pool.rs`       | where a new top-level card goes; lists opened ahead of demand              |
+//! | `apply.rs`      | [`Issuer::execute`]: check, plan, commit per list, plan again on a race    |
+//! | `view.rs`       | what the admin API shows: [`Assignment`], [`CredentialView`], [`ListView`] |
+//! | [`record`]      | the lifecycle rules, pure: holds, cascades, terminal revocation, audit     |
+//! | [`alloc`]       | unpredictable, uniform, never-reused index allocation                      |
+//! | [`auth`]        | admin bearer tokens and scopes                                             |
+//! | [`kinds`]       | the accepted credential kinds and which may be parents (configuration)     |
+//! | [`text`]        | free text (reasons, request ids): what may reach the audit trail           |
+//! | [`strict_json`] | strict JSON for request bodies (both planes): duplicate keys refused       |
+//! | this file       | [`Settings`], the [`Issuer`] and what its batches share on a replica       |
 //!
 //! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
 //! credential the batch names, read the records of each list involved with its metadata (at
