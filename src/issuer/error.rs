@@ -143,3 +143,52 @@ pub enum IssuerError {
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::Problem;
+    use hyper::header;
+
+    async fn body(p: Problem) -> String {
+        let body = http_body_util::BodyExt::collect(p.response().into_body())
+            .await
+            .expect("a full body")
+            .to_bytes();
+        String::from_utf8(body.to_vec()).expect("UTF-8")
+    }
+
+    /// The issuer's problems on the wire, byte for byte as they were when item problems were
+    /// strings (issue 17 turned them into `ItemError` without changing a byte).
+    #[tokio::test]
+    async fn issuer_problems_keep_their_wire_form() {
+        let cycle = ItemProblem::new(ItemError::Cycle, "a credential cannot be its own parent");
+        assert_eq!(
+            body(Problem::BatchInvalid(vec![(3, cycle.clone())])).await,
+            r#"{"detail":"1 item(s) are invalid (see errors); nothing was applied","errors":[{"detail":"a credential cannot be its own parent","index":3,"type":"urn:statusd:problem:cycle"}],"status":422,"title":"Invalid batch","type":"urn:statusd:problem:batch-invalid"}"#
+        );
+        assert_eq!(
+            body(Problem::Issuer(cycle)).await,
+            r#"{"detail":"a credential cannot be its own parent","status":422,"title":"Invalid relationship","type":"urn:statusd:problem:cycle"}"#
+        );
+        let terminal = ItemProblem::new(ItemError::Terminal, "revoked");
+        assert_eq!(
+            body(Problem::Issuer(terminal)).await,
+            r#"{"detail":"revoked","status":409,"title":"Conflict with the credential's state","type":"urn:statusd:problem:terminal"}"#
+        );
+    }
+
+    /// Each item error has its own slug (a closed enum replaced free strings: issue 17).
+    #[test]
+    fn item_errors_have_distinct_slugs() {
+        let slugs: std::collections::BTreeSet<_> =
+            ItemError::ALL.iter().map(|e| e.slug()).collect();
+        assert_eq!(slugs.len(), ItemError::ALL.len());
+        let unknown = ItemProblem::new(ItemError::UnknownCredential, "no credential");
+        assert_eq!(unknown.type_uri(), "urn:statusd:problem:unknown-credential");
+        assert_eq!(Problem::Issuer(unknown).status(), 404);
+        let busy = Problem::Issuer(ItemProblem::new(ItemError::Contention, "retry")).response();
+        assert_eq!(busy.status(), 503);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+    }
+}
