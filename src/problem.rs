@@ -6,7 +6,7 @@
 //! (`https://www.w3.org/ns/credentials/status-list#<CODE>`). Details never echo credential
 //! indices or request bodies.
 
-use crate::issuer::ItemProblem;
+use crate::issuer::{ItemError, ItemProblem};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
@@ -68,7 +68,7 @@ pub enum Problem {
     Forbidden { scope: &'static str },
     /// 401: the issuer API is off because no admin tokens are configured.
     AdminDisabled,
-    /// An issuer operation failed (status from [`ItemProblem::status`]).
+    /// An issuer operation failed (status from [`ItemError::status`]).
     Issuer(ItemProblem),
     /// 422: items of a batch failed validation; nothing was applied.
     BatchInvalid(Vec<(usize, ItemProblem)>),
@@ -104,9 +104,7 @@ impl Problem {
             NotReady | Stale => StatusCode::SERVICE_UNAVAILABLE,
             Unauthorized | AdminDisabled => StatusCode::UNAUTHORIZED,
             Forbidden { .. } => StatusCode::FORBIDDEN,
-            Issuer(p) => {
-                StatusCode::from_u16(p.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
+            Issuer(p) => p.error.status(),
             BatchInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             StoreUnavailable(_) | Overloaded | SigningUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -118,7 +116,7 @@ impl Problem {
     fn type_uri(&self) -> Cow<'static, str> {
         use Problem::*;
         Cow::Borrowed(match self {
-            Issuer(p) => return Cow::Owned(format!("urn:statusd:problem:{}", p.slug)),
+            Issuer(p) => return Cow::Owned(p.type_uri()),
             AdminDisabled => "urn:statusd:problem:admin-disabled",
             BatchInvalid(_) => "urn:statusd:problem:batch-invalid",
             StoreUnavailable(_) => "urn:statusd:problem:store-unavailable",
@@ -182,7 +180,7 @@ impl Problem {
             Stale => "Stale",
             Unauthorized | AdminDisabled => "Unauthorized",
             Forbidden { .. } => "Forbidden",
-            Issuer(p) => match p.status() {
+            Issuer(p) => match p.error.status().as_u16() {
                 400 => "Invalid operation",
                 404 => "Unknown credential",
                 422 => "Invalid relationship",
@@ -251,7 +249,7 @@ impl Problem {
                 .map(|(index, p)| {
                     serde_json::json!({
                         "index": index,
-                        "type": format!("urn:statusd:problem:{}", p.slug),
+                        "type": p.type_uri(),
                         "detail": p.detail,
                     })
                 })
@@ -288,7 +286,7 @@ impl Problem {
             Problem::NotReady | Problem::StoreUnavailable(_) | Problem::Overloaded => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Problem::Issuer(p) if p.status() == 503 => {
+            Problem::Issuer(p) if p.error.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // Signing waits for an operator to restore the key file: not a matter of seconds.
@@ -298,6 +296,71 @@ impl Problem {
             _ => {}
         }
         resp
+    }
+}
+
+/// The issuer's item errors on the wire: their problem `type` and HTTP status, alone in a
+/// response or as an item's `error` in a batch.
+impl ItemError {
+    /// The slug of the problem type `urn:statusd:problem:<slug>` (also the `result` label of the
+    /// issuer operations counter).
+    pub fn slug(self) -> &'static str {
+        use ItemError::*;
+        match self {
+            BadItem => "bad-item",
+            UnknownCredential => "unknown-credential",
+            UnknownParent => "unknown-parent",
+            ParentNotPhysical => "parent-not-physical",
+            Cycle => "cycle",
+            UnknownPool => "unknown-pool",
+            StoreUnavailable => "store-unavailable",
+            Contention => "contention",
+            InsufficientStorage => "insufficient-storage",
+            Corrupt => "corrupt",
+            Terminal => "terminal",
+            NotSuspendable => "not-suspendable",
+            ParentRevoked => "parent-revoked",
+            AlreadyReissued => "already-reissued",
+            RegistrationConflict => "registration-conflict",
+            DuplicateInBatch => "duplicate-in-batch",
+            ListFull => "list-full",
+            RegisteredConcurrently => "registered-concurrently",
+            ListExists => "list-exists",
+            ListLimit => "list-limit",
+        }
+    }
+
+    /// The HTTP status when this is a request's only operation (in a batch: the item's
+    /// `status`).
+    pub fn status(self) -> StatusCode {
+        use ItemError::*;
+        match self {
+            BadItem => StatusCode::BAD_REQUEST,
+            UnknownCredential => StatusCode::NOT_FOUND,
+            UnknownParent | ParentNotPhysical | Cycle | UnknownPool => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            StoreUnavailable | Contention => StatusCode::SERVICE_UNAVAILABLE,
+            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
+            Terminal
+            | NotSuspendable
+            | ParentRevoked
+            | AlreadyReissued
+            | RegistrationConflict
+            | DuplicateInBatch
+            | ListFull
+            | RegisteredConcurrently
+            | ListExists
+            | ListLimit => StatusCode::CONFLICT,
+        }
+    }
+}
+
+impl ItemProblem {
+    /// `urn:statusd:problem:<slug>`.
+    pub fn type_uri(&self) -> String {
+        format!("urn:statusd:problem:{}", self.error.slug())
     }
 }
 

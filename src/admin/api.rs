@@ -5,8 +5,8 @@
 
 use crate::issuer::auth::{bearer, Caller, Scope, Tokens};
 use crate::issuer::{
-    check_purpose, last_number, strict_json, HoldOp, Issuer, IssuerError, ItemProblem, Operation,
-    Outcome, ReissueOp, RevokeOp, MAX_BATCH,
+    check_purpose, last_number, strict_json, HoldOp, Issuer, IssuerError, ItemError, ItemProblem,
+    Operation, Outcome, ReissueOp, RevokeOp, MAX_BATCH,
 };
 use crate::metrics::Metrics;
 use crate::problem::Problem;
@@ -186,7 +186,7 @@ impl<'de> Deserialize<'de> for Items {
                         Ok(op) => items.ops.push(op),
                         Err(e) => items.invalid.push((
                             items.ops.len() + items.invalid.len(),
-                            ItemProblem::new("bad-item", format!("invalid operation: {e}")),
+                            ItemProblem::new(ItemError::BadItem, format!("invalid operation: {e}")),
                         )),
                     }
                 }
@@ -261,7 +261,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Operation>, Problem> {
 /// 404 for a credential id in the path (the id is not echoed).
 fn unknown_credential() -> Problem {
     Problem::Issuer(ItemProblem::new(
-        "unknown-credential",
+        ItemError::UnknownCredential,
         "no credential with this id is registered",
     ))
 }
@@ -269,11 +269,11 @@ fn unknown_credential() -> Problem {
 fn store_problem(e: StoreError) -> Problem {
     match e {
         StoreError::ListExists(id) => Problem::Issuer(ItemProblem::new(
-            "list-exists",
+            ItemError::ListExists,
             format!("list {id:?} already exists"),
         )),
         StoreError::InvalidId(_) | StoreError::Status(_) => {
-            Problem::Issuer(ItemProblem::new("bad-item", e.to_string()))
+            Problem::Issuer(ItemProblem::new(ItemError::BadItem, e.to_string()))
         }
         other => Problem::Issuer(ItemProblem::from(other)),
     }
@@ -536,7 +536,7 @@ impl Api {
     fn count(&self, op: &str, result: &Result<Outcome, ItemProblem>) {
         let label = match result {
             Ok(o) => o.result,
-            Err(p) => p.slug,
+            Err(p) => p.error.slug(),
         };
         self.metrics
             .issuer_operations
@@ -616,8 +616,8 @@ impl Api {
                     "index": i,
                     "credential_id": op.credential_id(),
                     "error": {
-                        "type": format!("urn:statusd:problem:{}", p.slug),
-                        "status": p.status(),
+                        "type": p.type_uri(),
+                        "status": p.error.status().as_u16(),
                         "detail": p.detail,
                     }
                 }),

@@ -5,7 +5,8 @@
 //! This module only answers "is this kind accepted / may it be a parent"; the lifecycle rules
 //! that follow from a card having a parent are in [`super::record`].
 
-use super::{is_name, ItemProblem, Operation, MAX_KIND};
+use super::operation::{is_name, MAX_KIND};
+use super::{ItemError, ItemProblem, Operation};
 use std::fmt::Write as _;
 
 /// The accepted kinds, in the order configured, and the subset that may be parents.
@@ -100,7 +101,7 @@ impl Kinds {
         }
         if r.parent.is_some() && self.may_be_parent(&r.kind) {
             return Err(ItemProblem::new(
-                "cycle",
+                ItemError::Cycle,
                 format!(
                     "a {} card may have derived cards, so it derives from no other card: \
                      register it without --parent",
@@ -114,7 +115,7 @@ impl Kinds {
     /// The problem for a parent whose kind may not have derived cards.
     pub fn not_a_parent(&self, parent: &str, kind: &str) -> ItemProblem {
         ItemProblem::new(
-            "parent-not-physical",
+            ItemError::ParentNotPhysical,
             if self.parents.is_empty() {
                 format!(
                     "parent {parent:?} is a {kind} card, and no kind may have derived cards \
@@ -166,7 +167,7 @@ mod tests {
     fn a_mistyped_kind_is_refused_with_the_accepted_kinds() {
         let k = Kinds::default();
         let e = k.check(&register("mobil", Some("p-1"))).unwrap_err();
-        assert_eq!(e.slug, "bad-item");
+        assert_eq!(e.error, ItemError::BadItem);
         assert!(
             e.detail.contains(
                 "kind \"mobil\" is not accepted; the accepted kinds are physical and mobile"
@@ -179,8 +180,8 @@ mod tests {
         assert_eq!(
             k.check(&register("physical", Some("p-1")))
                 .unwrap_err()
-                .slug,
-            "cycle"
+                .error,
+            ItemError::Cycle
         );
     }
 

@@ -95,7 +95,7 @@ mod tests {
         ] {
             assert!(is_format(c), "U+{:04X}", u32::from(c));
             let e = check("reason", &format!("lost{c}card"), 500, true).unwrap_err();
-            assert_eq!(e.slug, "bad-item");
+            assert_eq!(e.error, crate::issuer::ItemError::BadItem);
             assert!(e.detail.starts_with("reason "), "{}", e.detail);
             assert!(
                 e.detail

@@ -7,13 +7,14 @@
 use serde_json::{json, Map, Value as Json};
 use statusd::admin::api::{MAX_BATCH_BODY, MAX_BODY, ROUTES};
 use statusd::issuer::auth::Scope;
-use statusd::issuer::{ItemProblem, Operation, MAX_BATCH, MAX_REASON, MAX_REQUEST_ID};
+use statusd::issuer::{ItemError, Operation, MAX_BATCH, MAX_REASON, MAX_REQUEST_ID};
 use statusd::store::registry::MAX_CREDENTIAL_ID_LEN;
 use statusd::store::MAX_ID_LEN;
 use std::collections::{BTreeMap, BTreeSet};
 
 const DOC: &str = include_str!("../../docs/admin-api.yaml");
-const ISSUER_RS: &str = include_str!("../../src/issuer/mod.rs");
+const OPERATION_RS: &str = include_str!("../../src/issuer/operation.rs");
+const VIEW_RS: &str = include_str!("../../src/issuer/view.rs");
 const RECORD_RS: &str = include_str!("../../src/issuer/record.rs");
 const API_RS: &str = include_str!("../../src/admin/api.rs");
 const ADMIN_RS: &str = include_str!("../../src/admin/mod.rs");
@@ -535,7 +536,7 @@ fn request_bodies_match_the_structs_that_parse_them() {
         );
     }
     // The registration body is the whole Registration (the route adds `op`).
-    let (fields, deny) = rust_struct(ISSUER_RS, "Registration");
+    let (fields, deny) = rust_struct(OPERATION_RS, "Registration");
     let (props, required) = props_required(schema(&doc, "RegistrationBody"));
     assert!(deny);
     assert_eq!(props, fields.iter().map(|f| f.name.clone()).collect());
@@ -569,11 +570,11 @@ fn request_bodies_match_the_structs_that_parse_them() {
 fn response_objects_match_their_structs() {
     let doc = doc();
     for (schema_name, src, rust) in [
-        ("Outcome", ISSUER_RS, "Outcome"),
-        ("Affected", ISSUER_RS, "Affected"),
-        ("Assignment", ISSUER_RS, "Assignment"),
-        ("CredentialView", ISSUER_RS, "CredentialView"),
-        ("ListView", ISSUER_RS, "ListView"),
+        ("Outcome", OPERATION_RS, "Outcome"),
+        ("Affected", OPERATION_RS, "Affected"),
+        ("Assignment", VIEW_RS, "Assignment"),
+        ("CredentialView", VIEW_RS, "CredentialView"),
+        ("ListView", VIEW_RS, "ListView"),
         ("Event", RECORD_RS, "AuditEvent"),
     ] {
         let (fields, _) = rust_struct(src, rust);
@@ -778,29 +779,9 @@ fn urn_enum(doc: &Json, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Item problem slugs the issuer code creates: literal `ItemProblem::new("…"` calls, and the
-/// slugs `From<RuleError>` maps to.
+/// Item problem slugs the issuer can answer with: every [`ItemError`].
 fn item_slugs_in_code() -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for src in [ISSUER_RS, API_RS] {
-        for (i, _) in src.match_indices("ItemProblem::new(") {
-            let rest = src[i + "ItemProblem::new(".len()..].trim_start();
-            if let Some(lit) = rest.strip_prefix('"') {
-                out.insert(lit.split('"').next().unwrap().to_owned());
-            }
-        }
-    }
-    let block = ISSUER_RS
-        .split_once("impl From<RuleError> for ItemProblem")
-        .expect("the RuleError mapping")
-        .1;
-    let block = &block[..block.find("\n}\n").expect("its end")];
-    for line in block.lines() {
-        if let Some((_, lit)) = line.split_once("=> \"") {
-            out.insert(lit.split('"').next().unwrap().to_owned());
-        }
-    }
-    out
+    ItemError::ALL.iter().map(|e| e.slug().to_owned()).collect()
 }
 
 /// Problem types of the `Problem` variants the admin plane constructs, from `type_uri`.
@@ -853,7 +834,7 @@ fn problem_types_exist_in_the_code() {
     let mut slugs = BTreeSet::new();
     documented_slugs(&doc, &mut slugs);
     assert!(!slugs.contains(""), "a problem type without a slug");
-    let sources = [ISSUER_RS, API_RS, PROBLEM_RS];
+    let sources = [API_RS, PROBLEM_RS];
     for slug in &slugs {
         let literal = format!("\"{slug}\"");
         let urn = format!("\"{PROBLEM_PREFIX}{slug}\"");
@@ -870,7 +851,7 @@ fn problem_types_exist_in_the_code() {
         "ProblemType lists every problem type the document names"
     );
 
-    // Issuer problems: the documented HTTP status is ItemProblem::status().
+    // Issuer problems: the documented HTTP status is ItemError::status().
     let item = schema(&doc, "ItemProblemType");
     let statuses = item["x-statusd-status"]
         .as_object()
@@ -882,18 +863,17 @@ fn problem_types_exist_in_the_code() {
         "ItemProblemType: enum and x-statusd-status agree"
     );
     for (slug, status) in statuses {
-        let slug: &'static str = slug.clone().leak();
+        let error = ItemError::ALL.iter().find(|e| e.slug() == slug);
         assert_eq!(
-            Some(u64::from(ItemProblem::new(slug, "").status())),
+            error.map(|e| u64::from(e.status().as_u16())),
             status.as_u64(),
             "ItemProblemType: the status of {slug}"
         );
     }
-    let in_code = item_slugs_in_code();
-    let missing: Vec<_> = in_code.difference(&items).collect();
-    assert!(
-        missing.is_empty(),
-        "issuer problem types the document does not list: {missing:?}"
+    assert_eq!(
+        item_slugs_in_code(),
+        items,
+        "ItemProblemType lists exactly the issuer's item errors"
     );
     let plane = plane_slugs_in_code();
     let missing: Vec<_> = plane.difference(&all).collect();

@@ -815,7 +815,8 @@ async fn a_stale_allocation_bitmap_never_hands_out_an_index_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_racing_on_one_card_leave_no_debris() {
     use statusd::issuer::{
-        Issuer, IssuerError, ItemProblem, Operation, Outcome, Registration, ReissueOp, Settings,
+        Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, Registration, ReissueOp,
+        Settings,
     };
     use statusd::snapshot::build::BuildParams;
     use statusd::store::any::AnyStore;
@@ -927,7 +928,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
         assert_eq!(winners.len(), 1, "{old}: {results:?}");
         for (i, r) in results.iter().enumerate() {
             if let Err(p) = r {
-                assert_eq!(p.slug, "already-reissued", "{old} #{i}: {p:?}");
+                assert_eq!(p.error, ItemError::AlreadyReissued, "{old} #{i}: {p:?}");
             }
         }
         let ids: Vec<String> = (0..20).map(|i| format!("{cards}-{i}")).collect();

@@ -1,0 +1,297 @@
+//! Applying a batch, the flow of [`Issuer::execute`]: check every item, plan them all
+//! ([`super::plan`]), then commit the plan one compare-and-set per list; a list that changed
+//! meanwhile is planned again, for the items not done yet.
+
+use super::plan::{Actor, Bind, Plan, PlanAbort};
+use super::record::Record;
+use super::{
+    now_ms, Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, Registration,
+    MAX_BATCH,
+};
+use crate::store::registry::{Location, Registry, Txn};
+use crate::store::StoreError;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How often a batch is planned again after losing a race on a list. Retries on one replica
+/// queue in the retry lane (`Coordination::retry_lane`), so this only bounds races with other
+/// replicas, each of which makes progress.
+const MAX_ATTEMPTS: usize = 64;
+
+/// A random pause before retrying a batch that keeps losing races (to other replicas, once it
+/// holds the retry lane): up to 1, 2, 4, … 32 ms.
+async fn backoff(retry: usize) {
+    use rand::Rng;
+    let cap = 1u64 << retry.min(5);
+    let ms = rand::rngs::OsRng.gen_range(0..=cap);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+impl Issuer {
+    /// Runs a batch for caller `by`: all items are checked and planned before anything is
+    /// written; returns one outcome per item, in order.
+    pub async fn execute(
+        &self,
+        by: &str,
+        ops: &[Operation],
+    ) -> Result<Vec<Result<Outcome, ItemProblem>>, IssuerError> {
+        self.execute_as(by, None, ops).await
+    }
+
+    /// [`Issuer::execute`] for a caller that also presented a TLS client certificate, whose
+    /// subject the audit trail records beside the token name.
+    pub async fn execute_as(
+        &self,
+        by: &str,
+        client_subject: Option<&str>,
+        ops: &[Operation],
+    ) -> Result<Vec<Result<Outcome, ItemProblem>>, IssuerError> {
+        if ops.len() > MAX_BATCH {
+            return Err(IssuerError::TooLarge);
+        }
+        let invalid: Vec<(usize, ItemProblem)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| {
+                op.check()
+                    .and_then(|()| self.settings.kinds.check(op))
+                    .err()
+                    .map(|e| (i, e))
+            })
+            .collect();
+        if !invalid.is_empty() {
+            return Err(IssuerError::Invalid(invalid));
+        }
+        // Registrations of one id on this replica run one after the other (see Coordination).
+        let ids = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::Register(r) => Some(r.credential_id.clone()),
+                Operation::Reissue(r) => Some(r.new_credential_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let _registering = self.coord.registering(ids).await;
+        let actor = Actor {
+            by,
+            client_subject,
+            at: now_ms(),
+        };
+        let mut results: Vec<Option<Result<Outcome, ItemProblem>>> = vec![None; ops.len()];
+        let mut pending: Vec<usize> = (0..ops.len()).collect();
+        // Until a plan is complete nothing is written, and a failing item fails the batch.
+        let mut first_plan = true;
+        let mut lane = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                match lane {
+                    None => lane = Some(self.coord.retry_lane.lock().await),
+                    Some(_) => backoff(attempt).await,
+                }
+            }
+            let todo: Vec<&Operation> = pending.iter().map(|&i| &ops[i]).collect();
+            let plan = match self.plan(&actor, &todo).await {
+                Ok(plan) => plan,
+                Err(PlanAbort::Moved) => continue,
+                Err(PlanAbort::Store(e)) if first_plan => return Err(e.into()),
+                Err(PlanAbort::Store(e)) => {
+                    let p = ItemProblem::from(e);
+                    for &i in &pending {
+                        results[i] = Some(Err(p.clone()));
+                    }
+                    pending.clear();
+                    break;
+                }
+            };
+            if first_plan {
+                let invalid: Vec<(usize, ItemProblem)> = plan
+                    .items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, (r, _))| r.as_ref().err().map(|e| (pending[k], e.clone())))
+                    .collect();
+                if !invalid.is_empty() {
+                    return Err(IssuerError::Invalid(invalid));
+                }
+                first_plan = false;
+            }
+            let (done, failed, elsewhere) = self.commit(plan, &pending, &mut results).await;
+            // Registrations whose id another replica bound first: the idempotent answer.
+            for (i, bound) in elsewhere {
+                if let Operation::Register(r) = &ops[i] {
+                    results[i] = Some(self.registered_elsewhere(r, &bound).await);
+                }
+            }
+            pending.retain(|i| !done.contains(i));
+            if let Some(e) = failed {
+                let p = ItemProblem::from(e);
+                for &i in &pending {
+                    results[i] = Some(Err(p.clone()));
+                }
+                pending.clear();
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        drop(lane);
+        for &i in &pending {
+            results[i] = Some(Err(ItemProblem::from(StoreError::Conflict(String::new()))));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every item has a result"))
+            .collect())
+    }
+
+    /// The answer to registration `r` whose id is bound to `at` by another request: `exists`
+    /// if that registration has the same parameters, `registration-conflict` if not.
+    async fn registered_elsewhere(
+        &self,
+        r: &Registration,
+        at: &Location,
+    ) -> Result<Outcome, ItemProblem> {
+        let (_, mut recs) = self.store.records(&at.list, &[at.idx]).await?;
+        let corrupt = |why: &str| {
+            ItemProblem::new(
+                ItemError::Corrupt,
+                format!("{:?} is bound to {at}, {why}", r.credential_id),
+            )
+        };
+        let bytes = recs
+            .pop()
+            .flatten()
+            .ok_or_else(|| corrupt("which has no record"))?;
+        let rec = Record::from_bytes(&bytes)
+            .map_err(|e| corrupt(&format!("whose record is unreadable: {e}")))?;
+        if rec.credential_id != r.credential_id {
+            return Err(corrupt("which holds another credential"));
+        }
+        let size = self.meta(&at.list).await?.map_or(0, |m| m.size);
+        self.existing_outcome(r, at, &rec, size)
+    }
+
+    /// Commits a plan list by list; returns the positions (in `ops`) of the items now done,
+    /// the error that stopped it, if any (a conflict is not one: the caller plans again), and
+    /// the registrations done whose id another request bound first, with that binding.
+    ///
+    /// Order: reissues' reservations ([`ListWork::reserve`]) first, each list's alone; then
+    /// the lists holding the new cards of reissues whose old card is elsewhere; then the rest.
+    /// A conflict on a reservation leaves nothing written, so of concurrent reissues of one
+    /// card, the losers never write their new cards.
+    async fn commit(
+        &self,
+        plan: Plan,
+        pending: &[usize],
+        results: &mut [Option<Result<Outcome, ItemProblem>>],
+    ) -> (BTreeSet<usize>, Option<StoreError>, Vec<(usize, Location)>) {
+        let Plan {
+            lists,
+            items,
+            binds,
+            first,
+            reserve,
+        } = plan;
+        let mut expect: BTreeMap<&str, u64> = lists
+            .iter()
+            .map(|(l, lp)| (l.as_str(), lp.version))
+            .collect();
+        for (list, records) in &reserve {
+            let txn = Txn {
+                expect_version: expect[list.as_str()],
+                claim: Vec::new(),
+                records: records.clone(),
+                changes: Vec::new(),
+            };
+            match self.store.commit(list, &txn).await {
+                Ok(version) => {
+                    expect.insert(list, version);
+                }
+                Err(StoreError::Conflict(_)) => return (BTreeSet::new(), None, Vec::new()),
+                Err(e) => return (BTreeSet::new(), Some(e), Vec::new()),
+            }
+        }
+        let mut order: Vec<&String> = lists.keys().filter(|l| first.contains(*l)).collect();
+        order.extend(lists.keys().filter(|l| !first.contains(*l)));
+        let mut committed: BTreeSet<String> = BTreeSet::new();
+        let mut lost: BTreeMap<usize, ItemProblem> = BTreeMap::new();
+        let mut elsewhere: BTreeMap<usize, Location> = BTreeMap::new();
+        let mut stop = None;
+        for list in order {
+            let lp = &lists[list];
+            if lp.work.is_dirty() {
+                let (records, changes) = lp.work.writes();
+                let txn = Txn {
+                    expect_version: expect[list.as_str()],
+                    claim: lp.work.claims.iter().collect(),
+                    records,
+                    changes,
+                };
+                match self.store.commit(list, &txn).await {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict(_)) => break,
+                    Err(e) => {
+                        stop = Some(e);
+                        break;
+                    }
+                }
+            }
+            committed.insert(list.clone());
+            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == *list).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let pairs: Vec<(String, Location)> = mine
+                .iter()
+                .map(|b| (b.credential_id.clone(), b.at.clone()))
+                .collect();
+            match self.store.bind(&pairs).await {
+                Ok(bound) => {
+                    for (b, bound) in mine.into_iter().zip(bound) {
+                        if bound == b.at {
+                            continue;
+                        }
+                        // Another request registered the id first (on another replica: on
+                        // this one, registrations of one id do not overlap). This one's index
+                        // stays allocated, unused.
+                        if b.reissue {
+                            lost.insert(
+                                b.item,
+                                ItemProblem::new(
+                                    ItemError::RegisteredConcurrently,
+                                    format!(
+                                        "{:?} was registered concurrently by another request",
+                                        b.credential_id
+                                    ),
+                                ),
+                            );
+                        } else {
+                            elsewhere.insert(b.item, bound);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let p = ItemProblem::from(e);
+                    for b in mine {
+                        lost.insert(b.item, p.clone());
+                    }
+                }
+            }
+        }
+        let mut done = BTreeSet::new();
+        let mut moved = Vec::new();
+        for (k, (result, touched)) in items.into_iter().enumerate() {
+            if touched.iter().all(|l| committed.contains(l)) {
+                let i = pending[k];
+                results[i] = Some(match lost.remove(&k) {
+                    Some(p) => Err(p),
+                    None => result,
+                });
+                if let Some(at) = elsewhere.remove(&k) {
+                    moved.push((i, at));
+                }
+                done.insert(i);
+            }
+        }
+        (done, stop, moved)
+    }
+}

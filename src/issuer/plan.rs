@@ -1,0 +1,1171 @@
+//! Planning a batch, the second of its three steps: locate every credential the batch names,
+//! read what their lists hold (at one version per list; every list's first read together, so a
+//! single write costs one round trip to locate and one to read: issue #22), then run the items
+//! in order against that state in memory, allocating indices ([`alloc`]) and applying the
+//! lifecycle rules ([`record`]). Nothing is written here: the result is a [`Plan`], which the
+//! apply flow commits list by list.
+//!
+//! [`alloc`]: super::alloc
+//! [`record`]: super::record
+
+use super::record::{ListWork, Record, RuleError, Stamp};
+use super::{
+    alloc, Affected, Issuer, ItemError, ItemProblem, Operation, Outcome, Registration, ReissueOp,
+    DEFAULT_HOLD,
+};
+use crate::status::Status;
+use crate::store::registry::{Location, MetaRecords, Registry};
+use crate::store::{ListMeta, Store, StoreError};
+use roaring::RoaringBitmap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Every list's metadata, read once per plan, and only when a top-level card needs a list
+/// chosen; lists this plan creates are added.
+type Metas = Option<Vec<ListMeta>>;
+
+/// One list's state during planning.
+pub(super) struct ListPlan {
+    pub(super) meta: ListMeta,
+    /// The version the list was read at: its commit expects it.
+    pub(super) version: u64,
+    pub(super) work: ListWork,
+    /// The list's allocated indices, read when the plan allocates one there.
+    allocated: Option<RoaringBitmap>,
+}
+
+/// A planned batch.
+pub(super) struct Plan {
+    pub(super) lists: BTreeMap<String, ListPlan>,
+    /// Per item (by position among the planned items): its outcome or failure, and the lists
+    /// it writes.
+    pub(super) items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
+    /// New bindings, committed with their list.
+    pub(super) binds: Vec<Bind>,
+    /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
+    pub(super) first: BTreeSet<String>,
+    /// Per list, the reservations of reissues whose new card lands in another list (records
+    /// as read plus `replaced_by`): committed alone, before everything else.
+    pub(super) reserve: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
+}
+
+/// A credential id to bind once its list is committed.
+pub(super) struct Bind {
+    pub(super) credential_id: String,
+    pub(super) at: Location,
+    /// The item (by position among the planned items).
+    pub(super) item: usize,
+    /// The new card of a reissue (not a registration).
+    pub(super) reissue: bool,
+}
+
+/// Why planning stopped: a list moved between two reads (plan again), or the store failed.
+pub(super) enum PlanAbort {
+    Moved,
+    Store(StoreError),
+}
+
+impl From<StoreError> for PlanAbort {
+    fn from(e: StoreError) -> Self {
+        PlanAbort::Store(e)
+    }
+}
+
+/// Why planning one item stopped: the item fails (the plan goes on), or the plan does.
+pub(super) enum Step {
+    Item(ItemProblem),
+    Abort(PlanAbort),
+}
+
+impl From<PlanAbort> for Step {
+    fn from(a: PlanAbort) -> Self {
+        Step::Abort(a)
+    }
+}
+
+impl From<ItemProblem> for Step {
+    fn from(p: ItemProblem) -> Self {
+        Step::Item(p)
+    }
+}
+
+/// Who runs a batch and when: what every item's audit stamp records.
+pub(super) struct Actor<'a> {
+    /// The admin token's name.
+    pub(super) by: &'a str,
+    /// The subject of the TLS client certificate presented with it, if any.
+    pub(super) client_subject: Option<&'a str>,
+    /// Unix milliseconds.
+    pub(super) at: u64,
+}
+
+/// One planning pass: what the store held when it began, and what the items planned so far did
+/// to it.
+struct Planner<'a> {
+    issuer: &'a Issuer,
+    actor: &'a Actor<'a>,
+    /// Where the credentials the batch names were bound when planning began.
+    located: HashMap<String, Location>,
+    /// Where the credentials this plan registers go.
+    planned: HashMap<String, Location>,
+    metas: Metas,
+    /// Every list read so far, with the plan's changes to it.
+    lists: BTreeMap<String, ListPlan>,
+    items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
+    binds: Vec<Bind>,
+    first: BTreeSet<String>,
+    reserve: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
+}
+
+impl Issuer {
+    /// Plans `ops` (checked already) in order against the store's current state.
+    pub(super) async fn plan(
+        &self,
+        actor: &Actor<'_>,
+        ops: &[&Operation],
+    ) -> Result<Plan, PlanAbort> {
+        let mut planner = Planner::read(self, actor, ops).await?;
+        for (k, op) in ops.iter().enumerate() {
+            planner.item(k, op).await?;
+        }
+        Ok(planner.finish())
+    }
+
+    /// Registration `r` against the record `rec` its id is bound to, at `at` in a list of
+    /// `size` entries: `exists`, or `registration-conflict` if the parameters differ.
+    pub(super) fn existing_outcome(
+        &self,
+        r: &Registration,
+        at: &Location,
+        rec: &Record,
+        size: u32,
+    ) -> Result<Outcome, ItemProblem> {
+        same_registration(r, rec)?;
+        Ok(Outcome {
+            credential_id: r.credential_id.clone(),
+            result: "exists",
+            status: rec.status().name(),
+            assignment: Some(self.assignment(at, size)),
+            affected: Vec::new(),
+            new_credential: None,
+        })
+    }
+}
+
+/// Whether registration `r` repeats the one that wrote `rec` (a retry must repeat its kind and
+/// parent, and its pool if it names one); if not, the `registration-conflict`.
+fn same_registration(r: &Registration, rec: &Record) -> Result<(), ItemProblem> {
+    let same = rec.kind == r.kind
+        && rec.parent.as_ref().map(|p| &p.credential_id) == r.parent.as_ref()
+        && (r.purpose.is_none() || rec.purpose == r.purpose);
+    if same {
+        return Ok(());
+    }
+    Err(ItemProblem::new(
+        ItemError::RegistrationConflict,
+        format!(
+            "{:?} is already registered with different parameters: kind {:?}, {}; \
+             a retry must repeat them, a new card needs a new id",
+            r.credential_id,
+            rec.kind,
+            match &rec.parent {
+                Some(p) => format!("parent {:?}", p.credential_id),
+                None => "no parent".to_owned(),
+            }
+        ),
+    ))
+}
+
+impl<'a> Planner<'a> {
+    /// Locates everything the batch names and reads what planning it needs to start with.
+    async fn read(
+        issuer: &'a Issuer,
+        actor: &'a Actor<'a>,
+        ops: &[&Operation],
+    ) -> Result<Planner<'a>, PlanAbort> {
+        // Everything the batch names, located at once.
+        let mut names: Vec<String> = Vec::new();
+        for op in ops {
+            names.push(op.credential_id().to_owned());
+            match op {
+                Operation::Register(r) => names.extend(r.parent.clone()),
+                Operation::Reissue(r) => {
+                    names.push(r.new_credential_id.clone());
+                    names.extend(r.parent.clone());
+                }
+                _ => {}
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        // Every list's metadata is needed only to choose a list for a new top-level card: read
+        // alongside the locations when the batch registers one (the requests share a round
+        // trip), later if a reissue turns out to need it.
+        let top_level = ops
+            .iter()
+            .any(|op| matches!(op, Operation::Register(r) if r.parent.is_none()));
+        let store = &issuer.store;
+        let (metas, found): (Metas, _) = if top_level {
+            let (all, found) = tokio::join!(store.lists(), store.locate(&names));
+            (Some(all?), found?)
+        } else {
+            (None, store.locate(&names).await?)
+        };
+        let located: HashMap<String, Location> = names
+            .into_iter()
+            .zip(found)
+            .filter_map(|(n, l)| Some((n, l?)))
+            .collect();
+        let mut by_list: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for l in located.values() {
+            by_list.entry(l.list.clone()).or_default().push(l.idx);
+        }
+        for idxs in by_list.values_mut() {
+            idxs.sort_unstable();
+            idxs.dedup();
+        }
+        let mut planner = Planner {
+            issuer,
+            actor,
+            located,
+            planned: HashMap::new(),
+            metas,
+            lists: BTreeMap::new(),
+            items: Vec::with_capacity(ops.len()),
+            binds: Vec::new(),
+            first: BTreeSet::new(),
+            reserve: BTreeMap::new(),
+        };
+        // Every list's first read at once: one round trip however many lists the batch names
+        // (two for a reissue across lists); then what those records link to, list by list.
+        let reads = join_all(
+            by_list
+                .iter()
+                .map(|(list, idxs)| store.list_records(list, idxs))
+                .collect(),
+        )
+        .await;
+        for ((list, idxs), read) in by_list.iter().zip(reads) {
+            let linked = planner.first_read(list, idxs, read?)?;
+            planner.load(list, &linked).await?;
+        }
+        Ok(planner)
+    }
+
+    /// The plan, once every item is planned.
+    fn finish(self) -> Plan {
+        Plan {
+            lists: self.lists,
+            items: self.items,
+            binds: self.binds,
+            first: self.first,
+            reserve: self.reserve,
+        }
+    }
+
+    /// Where credential `id` is: bound when planning began, or placed by this plan.
+    fn find(&self, id: &str) -> Option<Location> {
+        self.located
+            .get(id)
+            .or_else(|| self.planned.get(id))
+            .cloned()
+    }
+
+    /// Adds `list` to the plan's lists from its first read (its metadata and the records at
+    /// `want`); returns the indices those records link to.
+    fn first_read(
+        &mut self,
+        list: &str,
+        want: &[u32],
+        (meta, recs): MetaRecords,
+    ) -> Result<Vec<u32>, PlanAbort> {
+        let lp = ListPlan {
+            work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
+            version: meta.version,
+            meta,
+            allocated: None,
+        };
+        let lp = self.lists.entry(list.to_owned()).or_insert(lp);
+        Ok(take_records(lp, list, want, recs)?)
+    }
+
+    /// Loads (once) the records at `idxs` of `list` and everything they link to, at one
+    /// version. A list not loaded yet is read with its metadata in one round trip (none when
+    /// `metas` holds it and no record is wanted); each generation of linked cards not read yet
+    /// (a card's children, a derived card's parent) costs one more.
+    async fn load(&mut self, list: &str, idxs: &[u32]) -> Result<(), PlanAbort> {
+        let store = &self.issuer.store;
+        let mut want: Vec<u32> = idxs.to_vec();
+        want.sort_unstable();
+        want.dedup();
+        if !self.lists.contains_key(list) {
+            let known = self
+                .metas
+                .as_ref()
+                .and_then(|all| all.iter().find(|m| m.id == list));
+            let read = match known {
+                Some(meta) if want.is_empty() => (meta.clone(), Vec::new()),
+                _ => store.list_records(list, &want).await?,
+            };
+            want = self.first_read(list, &want, read)?;
+        }
+        loop {
+            let lp = self.lists.get_mut(list).expect("inserted above");
+            want.retain(|i| !lp.work.records.contains_key(i));
+            want.sort_unstable();
+            want.dedup();
+            if want.is_empty() {
+                return Ok(());
+            }
+            let (version, recs) = store.records(list, &want).await?;
+            if version != lp.version {
+                return Err(PlanAbort::Moved);
+            }
+            want = take_records(lp, list, &want, recs)?;
+        }
+    }
+
+    /// Makes sure `list` is loaded with its allocated indices: from this replica's cache of
+    /// them when the store keeps one (no round trip), else read at the list's version.
+    async fn ensure_allocated(&mut self, list: &str) -> Result<(), PlanAbort> {
+        self.load(list, &[]).await?;
+        let store = &self.issuer.store;
+        let lp = self.lists.get_mut(list).expect("loaded");
+        if lp.allocated.is_none() {
+            if let Some(bitmap) = store.allocated_cached(list) {
+                lp.allocated = Some(bitmap);
+                return Ok(());
+            }
+            let (version, bitmap) = store.allocated(list).await?;
+            if version != lp.version {
+                return Err(PlanAbort::Moved);
+            }
+            lp.allocated = Some(bitmap);
+        }
+        Ok(())
+    }
+
+    /// Plans item `k`: its outcome or problem joins the plan; only a plan-wide abort stops it.
+    async fn item(&mut self, k: usize, op: &Operation) -> Result<(), PlanAbort> {
+        let mut stamp = op.stamp(self.actor.by, self.actor.at);
+        stamp.client_subject = self.actor.client_subject.map(str::to_owned);
+        let mut touched = BTreeSet::new();
+        let result = match op {
+            Operation::Register(r) => self.register(k, r, &stamp, &mut touched).await,
+            Operation::Suspend(h) | Operation::Reinstate(h) => {
+                let suspend = matches!(op, Operation::Suspend(_));
+                self.hold(
+                    suspend,
+                    &h.credential_id,
+                    h.hold.as_deref(),
+                    &stamp,
+                    &mut touched,
+                )
+            }
+            Operation::Revoke(r) => self.revoke(&r.credential_id, &stamp, &mut touched),
+            Operation::Reissue(r) => self.reissue(k, r, &stamp, &mut touched).await,
+        };
+        let result = match result {
+            Ok(o) => Ok(o),
+            Err(Step::Item(p)) => Err(p),
+            Err(Step::Abort(a)) => return Err(a),
+        };
+        self.items.push((result, touched));
+        Ok(())
+    }
+
+    /// `register`: an idempotent retry, a conflicting one, or a new card.
+    async fn register(
+        &mut self,
+        k: usize,
+        r: &Registration,
+        stamp: &Stamp,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Outcome, Step> {
+        if let Some(at) = self.located.get(&r.credential_id) {
+            return self.existing(r, at);
+        }
+        if self.planned.contains_key(&r.credential_id) {
+            return Err(Step::Item(ItemProblem::new(
+                ItemError::DuplicateInBatch,
+                format!("{:?} is registered twice in this batch", r.credential_id),
+            )));
+        }
+        let at = self.place(r, None, stamp, touched).await?;
+        let lp = &self.lists[&at.list];
+        let outcome = Outcome {
+            credential_id: r.credential_id.clone(),
+            result: "registered",
+            status: lp.work.get(at.idx).expect("registered").status().name(),
+            assignment: Some(self.issuer.assignment(&at, lp.meta.size)),
+            affected: Vec::new(),
+            new_credential: None,
+        };
+        self.binds.push(Bind {
+            credential_id: r.credential_id.clone(),
+            at,
+            item: k,
+            reissue: false,
+        });
+        Ok(outcome)
+    }
+
+    /// `suspend` (`suspend` true) or `reinstate` of hold `hold` (default `loss`).
+    fn hold(
+        &mut self,
+        suspend: bool,
+        id: &str,
+        hold: Option<&str>,
+        stamp: &Stamp,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Outcome, Step> {
+        let at = self.find(id).ok_or_else(|| ItemProblem::unknown(id))?;
+        let hold = hold.unwrap_or(DEFAULT_HOLD);
+        let lp = self
+            .lists
+            .get_mut(&at.list)
+            .expect("located lists are loaded");
+        let before = family_status(&lp.work, at.idx);
+        let changed = if suspend {
+            lp.work.suspend(at.idx, hold, stamp)
+        } else {
+            lp.work.reinstate(at.idx, hold, stamp)
+        }
+        .map_err(ItemProblem::from)?;
+        touched.insert(at.list.clone());
+        Ok(changed_outcome(id, &lp.work, at.idx, changed, &before))
+    }
+
+    /// `revoke`.
+    fn revoke(
+        &mut self,
+        id: &str,
+        stamp: &Stamp,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Outcome, Step> {
+        let at = self.find(id).ok_or_else(|| ItemProblem::unknown(id))?;
+        let lp = self
+            .lists
+            .get_mut(&at.list)
+            .expect("located lists are loaded");
+        let before = family_status(&lp.work, at.idx);
+        let changed = lp
+            .work
+            .revoke(at.idx, None, stamp)
+            .map_err(ItemProblem::from)?;
+        touched.insert(at.list.clone());
+        Ok(changed_outcome(id, &lp.work, at.idx, changed, &before))
+    }
+
+    /// `reissue`: the new card (already there from an earlier attempt, or registered now),
+    /// then the old one revoked as replaced by it.
+    async fn reissue(
+        &mut self,
+        k: usize,
+        r: &ReissueOp,
+        stamp: &Stamp,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Outcome, Step> {
+        let old_at = self
+            .find(&r.credential_id)
+            .ok_or_else(|| ItemProblem::unknown(&r.credential_id))?;
+        let old = self.lists[&old_at.list]
+            .work
+            .get(old_at.idx)
+            .expect("located records are loaded")
+            .clone();
+        if let Some(done) = &old.replaced_by {
+            if *done != r.new_credential_id {
+                return Err(Step::Item(
+                    RuleError::AlreadyReissued(old.credential_id, done.clone()).into(),
+                ));
+            }
+        }
+        let new_at = match self.find(&r.new_credential_id) {
+            Some(at) => {
+                let rec = self.lists[&at.list].work.get(at.idx);
+                if rec.and_then(|n| n.replaces.as_deref()) != Some(&r.credential_id) {
+                    return Err(Step::Item(ItemProblem::new(
+                        ItemError::RegistrationConflict,
+                        format!(
+                            "{:?} is already registered, not as the replacement of {:?}",
+                            r.new_credential_id, r.credential_id
+                        ),
+                    )));
+                }
+                at
+            }
+            None => {
+                let parent = match (&r.parent, &old.parent) {
+                    (Some(p), _) => Some(p.clone()),
+                    (None, Some(p)) => Some(p.credential_id.clone()),
+                    (None, None) => None,
+                };
+                let reg = Registration {
+                    credential_id: r.new_credential_id.clone(),
+                    kind: old.kind.clone(),
+                    parent,
+                    purpose: old.purpose.clone(),
+                    reason: Some(r.reason.clone()),
+                    request_id: r.request_id.clone(),
+                };
+                let at = self
+                    .place(&reg, Some(&r.credential_id), stamp, touched)
+                    .await?;
+                self.binds.push(Bind {
+                    credential_id: r.new_credential_id.clone(),
+                    at: at.clone(),
+                    item: k,
+                    reissue: true,
+                });
+                if at.list != old_at.list {
+                    // The new card is written before the old one is revoked, in two
+                    // commits: first reserve the old card for it, so that a concurrent
+                    // reissue of the same card loses before writing anything.
+                    let lp = self.lists.get_mut(&old_at.list).expect("loaded");
+                    if let Some(bytes) = lp.work.reserve(old_at.idx, &r.new_credential_id, stamp) {
+                        self.reserve
+                            .entry(old_at.list.clone())
+                            .or_default()
+                            .push((old_at.idx, bytes));
+                    }
+                }
+                at
+            }
+        };
+        if new_at.list != old_at.list {
+            self.first.insert(new_at.list.clone());
+        }
+        let lp = self.lists.get_mut(&old_at.list).expect("loaded");
+        let before = family_status(&lp.work, old_at.idx);
+        let changed = lp
+            .work
+            .revoke(old_at.idx, Some(&r.new_credential_id), stamp)
+            .map_err(ItemProblem::from)?;
+        touched.insert(old_at.list.clone());
+        let mut outcome = changed_outcome(&r.credential_id, &lp.work, old_at.idx, changed, &before);
+        let new_lp = &self.lists[&new_at.list];
+        outcome.new_credential = Some(Box::new(Outcome {
+            credential_id: r.new_credential_id.clone(),
+            result: "registered",
+            status: new_lp
+                .work
+                .get(new_at.idx)
+                .expect("registered")
+                .status()
+                .name(),
+            assignment: Some(self.issuer.assignment(&new_at, new_lp.meta.size)),
+            affected: Vec::new(),
+            new_credential: None,
+        }));
+        Ok(outcome)
+    }
+
+    /// An idempotent retry of a registration, or a conflicting one.
+    fn existing(&self, r: &Registration, at: &Location) -> Result<Outcome, Step> {
+        let lp = &self.lists[&at.list];
+        let rec = lp.work.get(at.idx).ok_or_else(|| {
+            ItemProblem::new(
+                ItemError::Corrupt,
+                format!(
+                    "{:?} is bound to {at}, which has no record",
+                    r.credential_id
+                ),
+            )
+        })?;
+        self.issuer
+            .existing_outcome(r, at, rec, lp.meta.size)
+            .map_err(Step::Item)
+    }
+
+    /// Places and records a new credential (the new card of a reissue of `replaces`, if
+    /// given); returns where.
+    async fn place(
+        &mut self,
+        r: &Registration,
+        replaces: Option<&str>,
+        stamp: &Stamp,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<Location, Step> {
+        let kinds = &self.issuer.settings.kinds;
+        let parent = match &r.parent {
+            Some(p) => {
+                let at = self.find(p).ok_or_else(|| {
+                    ItemProblem::new(
+                        ItemError::UnknownParent,
+                        format!("parent {p:?} is not registered"),
+                    )
+                })?;
+                let prec = self.lists[&at.list].work.get(at.idx).ok_or_else(|| {
+                    ItemProblem::new(
+                        ItemError::UnknownParent,
+                        format!("parent {p:?} has no record"),
+                    )
+                })?;
+                if !kinds.may_be_parent(&prec.kind) {
+                    return Err(Step::Item(kinds.not_a_parent(p, &prec.kind)));
+                }
+                if let Some(purpose) = &r.purpose {
+                    if self.lists[&at.list].meta.purpose.as_ref() != Some(purpose) {
+                        return Err(Step::Item(ItemProblem::bad(format!(
+                            "a derived card lives in its parent's list, whose pool is not {purpose:?}"
+                        ))));
+                    }
+                }
+                Some(at)
+            }
+            None => None,
+        };
+        let list = match &parent {
+            Some(p) => p.list.clone(),
+            None => {
+                let purpose = r
+                    .purpose
+                    .clone()
+                    .unwrap_or_else(|| self.issuer.settings.default_purpose.clone());
+                self.choose_list(&purpose).await?
+            }
+        };
+        self.ensure_allocated(&list).await.map_err(Step::Abort)?;
+        let lp = self.lists.get_mut(&list).expect("loaded");
+        let idx = alloc::pick_free(
+            lp.meta.size,
+            lp.allocated.as_ref().expect("loaded"),
+            &lp.work.claims,
+        )
+        .ok_or_else(|| {
+            ItemProblem::new(
+                ItemError::ListFull,
+                format!(
+                    "list {list:?} has no free index left{}",
+                    if parent.is_some() {
+                        " for a card derived from a card in it"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })?;
+        let record = Record {
+            credential_id: r.credential_id.clone(),
+            kind: r.kind.clone(),
+            parent: None,
+            children: Vec::new(),
+            holds: BTreeSet::new(),
+            revoked: false,
+            replaced_by: None,
+            replaces: replaces.map(str::to_owned),
+            purpose: r.purpose.clone(),
+            history: Vec::new(),
+        };
+        let mut reg_stamp = stamp.clone();
+        reg_stamp.op = if replaces.is_some() {
+            "reissue"
+        } else {
+            "register"
+        };
+        reg_stamp.hold = None;
+        lp.work
+            .register(idx, record, parent.as_ref().map(|p| p.idx), &reg_stamp)
+            .map_err(ItemProblem::from)?;
+        touched.insert(list.clone());
+        let at = Location { list, idx };
+        self.planned.insert(r.credential_id.clone(), at.clone());
+        Ok(at)
+    }
+
+    /// The list of pool `purpose` a new top-level card goes to ([`Issuer::choose_list`]),
+    /// reading every list's metadata first if this plan has not.
+    async fn choose_list(&mut self, purpose: &str) -> Result<String, Step> {
+        if self.metas.is_none() {
+            let all = self
+                .issuer
+                .store
+                .lists()
+                .await
+                .map_err(|e| Step::Abort(e.into()))?;
+            self.metas = Some(all);
+        }
+        let metas = self.metas.as_mut().expect("read above");
+        let lists = &self.lists;
+        let claims = |id: &str| lists.get(id).map_or(0, |lp| lp.work.claims.len());
+        self.issuer.choose_list(purpose, claims, metas).await
+    }
+}
+
+/// Runs `futures` together on this task (their requests share a round trip), returning their
+/// outputs in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+/// Takes the records read at `want` into `lp` (rebuilding its work so the status of every
+/// record as read is captured); returns the indices they link to.
+fn take_records(
+    lp: &mut ListPlan,
+    list: &str,
+    want: &[u32],
+    recs: Vec<Option<Vec<u8>>>,
+) -> Result<Vec<u32>, StoreError> {
+    let mut next = Vec::new();
+    if want.is_empty() {
+        return Ok(next);
+    }
+    let mut loaded = std::mem::take(&mut lp.work.records);
+    for (&idx, bytes) in want.iter().zip(recs) {
+        let Some(bytes) = bytes else { continue };
+        let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+            list: list.to_owned(),
+            reason: format!("record {idx}: {e}"),
+        })?;
+        next.extend(rec.children.iter().copied());
+        next.extend(rec.parent.as_ref().map(|p| p.idx));
+        loaded.insert(idx, rec);
+    }
+    debug_assert!(lp.work.claims.is_empty() && !lp.work.is_dirty());
+    lp.work = ListWork::new(lp.work.bits, loaded);
+    Ok(next)
+}
+
+/// The status of a credential's derived cards, to report which ones an operation changed.
+fn family_status(work: &ListWork, idx: u32) -> Vec<(u32, Status)> {
+    work.get(idx)
+        .map(|r| {
+            r.children
+                .iter()
+                .filter_map(|&c| work.get(c).map(|cr| (c, cr.status())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The outcome of an operation on the card at `idx` (`changed` or `unchanged`), naming the
+/// derived cards whose status moved from `before`.
+fn changed_outcome(
+    id: &str,
+    work: &ListWork,
+    idx: u32,
+    changed: bool,
+    before: &[(u32, Status)],
+) -> Outcome {
+    let affected = before
+        .iter()
+        .filter_map(|&(c, old)| {
+            let r = work.get(c)?;
+            (r.status() != old).then(|| Affected {
+                credential_id: r.credential_id.clone(),
+                status: r.status().name(),
+            })
+        })
+        .collect();
+    Outcome {
+        credential_id: id.to_owned(),
+        result: if changed { "changed" } else { "unchanged" },
+        status: work.get(idx).expect("loaded").status().name(),
+        assignment: None,
+        affected,
+        new_credential: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::tests::{
+        issuer, issuer_with, register, reinstate, reissue, revoke, suspend,
+    };
+    use crate::issuer::{IssuerError, Settings};
+
+    /// Runs `ops` as one batch that must be valid; returns every item's outcome.
+    async fn run(issuer: &Issuer, ops: &[Operation]) -> Vec<Outcome> {
+        issuer
+            .execute("clerk", ops)
+            .await
+            .expect("a valid batch")
+            .into_iter()
+            .map(|r| r.expect("the item succeeds"))
+            .collect()
+    }
+
+    /// Runs `ops` as one batch that must be refused; returns the failing items' errors.
+    async fn refused(issuer: &Issuer, ops: &[Operation]) -> Vec<(usize, ItemError)> {
+        match issuer.execute("clerk", ops).await {
+            Err(IssuerError::Invalid(items)) => {
+                items.into_iter().map(|(i, p)| (i, p.error)).collect()
+            }
+            other => panic!("expected the batch to be refused: {other:?}"),
+        }
+    }
+
+    async fn status(issuer: &Issuer, id: &str) -> &'static str {
+        issuer.view(id).await.unwrap().expect("registered").status
+    }
+
+    fn affected(o: &Outcome) -> Vec<(&str, &str)> {
+        o.affected
+            .iter()
+            .map(|a| (a.credential_id.as_str(), a.status))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn planning_writes_nothing_and_plans_items_in_order() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let actor = Actor {
+            by: "clerk",
+            client_subject: None,
+            at: 1,
+        };
+        let ops = [
+            suspend("card-1", None),
+            reinstate("card-1", None),
+            revoke("card-1"),
+        ];
+        let plan = issuer
+            .plan(&actor, &ops.iter().collect::<Vec<_>>())
+            .await
+            .ok()
+            .expect("planned");
+        let outcomes: Vec<_> = plan
+            .items
+            .iter()
+            .map(|(r, touched)| {
+                let o = r.as_ref().expect("plans");
+                (o.result, o.status, touched.len())
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("changed", "SUSPENDED", 1),
+                ("changed", "VALID", 1),
+                ("changed", "INVALID", 1)
+            ]
+        );
+        assert!(plan.binds.is_empty() && plan.reserve.is_empty() && plan.first.is_empty());
+        // Nothing reached the store.
+        assert_eq!(status(&issuer, "card-1").await, "VALID");
+    }
+
+    /// A loss report on a physical card puts its derived cards on hold too (`parent:loss`),
+    /// and the outcome names them; reinstating lifts only what it put.
+    #[tokio::test]
+    async fn a_hold_on_a_card_reaches_its_family_and_is_reported() {
+        let (issuer, _dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+                register("phone-2", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        let card = issuer.view("card-1").await.unwrap().unwrap();
+        let phone = issuer.view("phone-1").await.unwrap().unwrap();
+        assert_eq!(
+            phone.assignment.list_id, card.assignment.list_id,
+            "a derived card lives in its parent's list"
+        );
+        assert_eq!(card.children, ["phone-1", "phone-2"]);
+
+        run(&issuer, &[suspend("phone-2", Some("fraud"))]).await;
+        let out = run(&issuer, &[suspend("card-1", None)]).await;
+        assert_eq!(
+            affected(&out[0]),
+            [("phone-1", "SUSPENDED")],
+            "phone-2 was suspended already: its status did not change"
+        );
+        let out = run(&issuer, &[reinstate("card-1", None)]).await;
+        assert_eq!(affected(&out[0]), [("phone-1", "VALID")]);
+        assert_eq!(
+            status(&issuer, "phone-2").await,
+            "SUSPENDED",
+            "its own hold stays"
+        );
+
+        let out = run(&issuer, &[revoke("card-1")]).await;
+        assert_eq!(
+            affected(&out[0]),
+            [("phone-1", "INVALID"), ("phone-2", "INVALID")]
+        );
+    }
+
+    /// Holds are named: a card stays suspended while any hold remains, and lifting a hold it
+    /// does not have changes nothing.
+    #[tokio::test]
+    async fn a_card_stays_suspended_until_its_last_hold_is_lifted() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let out = run(
+            &issuer,
+            &[suspend("card-1", None), suspend("card-1", Some("fraud"))],
+        )
+        .await;
+        assert_eq!((out[1].result, out[1].status), ("changed", "SUSPENDED"));
+        let out = run(&issuer, &[reinstate("card-1", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "SUSPENDED"));
+        let out = run(&issuer, &[reinstate("card-1", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("unchanged", "SUSPENDED"));
+        let out = run(&issuer, &[reinstate("card-1", Some("fraud"))]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "VALID"));
+        let view = issuer.view("card-1").await.unwrap().unwrap();
+        assert!(view.holds.is_empty());
+    }
+
+    #[tokio::test]
+    async fn revocation_is_terminal() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        run(&issuer, &[revoke("card-1")]).await;
+        let out = run(&issuer, &[revoke("card-1")]).await;
+        assert_eq!((out[0].result, out[0].status), ("unchanged", "INVALID"));
+        for op in [suspend("card-1", None), reinstate("card-1", None)] {
+            assert_eq!(refused(&issuer, &[op]).await, [(0, ItemError::Terminal)]);
+        }
+        assert_eq!(
+            refused(&issuer, &[register("phone-1", "mobile", Some("card-1"))]).await,
+            [(0, ItemError::ParentRevoked)]
+        );
+    }
+
+    /// A failing item fails the whole batch before anything is written, and every failure is
+    /// reported with its position.
+    #[tokio::test]
+    async fn a_batch_with_a_failing_item_writes_nothing() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let errors = refused(
+            &issuer,
+            &[
+                suspend("card-1", None),
+                suspend("nobody", None),
+                register("card-2", "physical", None),
+                register("card-2", "physical", None),
+                register("phone-1", "mobile", Some("nobody")),
+                register("phone-2", "mobile", Some("card-1")),
+                register("phone-3", "mobile", Some("phone-2")),
+            ],
+        )
+        .await;
+        assert_eq!(
+            errors,
+            [
+                (1, ItemError::UnknownCredential),
+                (3, ItemError::DuplicateInBatch),
+                (4, ItemError::UnknownParent),
+                (6, ItemError::ParentNotPhysical),
+            ]
+        );
+        assert_eq!(status(&issuer, "card-1").await, "VALID");
+        assert!(issuer.view("card-2").await.unwrap().is_none());
+    }
+
+    /// A registration repeated with the same parameters is answered `exists` (a retry); with
+    /// other parameters it is a conflict, never a second card.
+    #[tokio::test]
+    async fn a_repeated_registration_is_a_retry_or_a_conflict() {
+        let (issuer, _dir) = issuer();
+        let first = run(&issuer, &[register("card-1", "physical", None)]).await;
+        assert_eq!(first[0].result, "registered");
+        let again = run(&issuer, &[register("card-1", "physical", None)]).await;
+        assert_eq!(again[0].result, "exists");
+        assert_eq!(again[0].assignment, first[0].assignment);
+        assert_eq!(
+            refused(&issuer, &[register("card-1", "mobile", None)]).await,
+            [(0, ItemError::RegistrationConflict)]
+        );
+    }
+
+    /// The default pool grows ahead of demand (`min_open_lists` lists `default-<n>`); any
+    /// other pool must be created by an admin first (issue 21: a `write` token only grows
+    /// pools).
+    #[tokio::test]
+    async fn issue_21_a_registration_creates_no_pool_but_the_default() {
+        let (issuer, _dir) = issuer();
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        let lists: Vec<_> = issuer.lists().await.unwrap();
+        let ids: Vec<_> = lists.iter().map(|l| l.list_id.as_str()).collect();
+        assert_eq!(ids, ["default-1", "default-2"]);
+        let mut elsewhere = Registration {
+            credential_id: "card-2".into(),
+            kind: "physical".into(),
+            parent: None,
+            purpose: Some("transit".into()),
+            reason: None,
+            request_id: None,
+        };
+        assert_eq!(
+            refused(&issuer, &[Operation::Register(elsewhere.clone())]).await,
+            [(0, ItemError::UnknownPool)]
+        );
+        issuer
+            .create_list(crate::store::NewList {
+                id: "transit-1".into(),
+                bits: crate::status::Bits::Two,
+                size: 1024,
+                purpose: Some("transit".into()),
+            })
+            .await
+            .unwrap();
+        let out = run(&issuer, &[Operation::Register(elsewhere.clone())]).await;
+        let list = &out[0].assignment.as_ref().unwrap().list_id;
+        assert!(list.starts_with("transit-"), "{list}");
+        // The pool was grown to two open lists, numbered after the admin's.
+        let ids: Vec<_> = issuer
+            .lists()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.list_id)
+            .collect();
+        assert_eq!(ids, ["default-1", "default-2", "transit-1", "transit-2"]);
+        elsewhere.credential_id = "card-3".into();
+        elsewhere.parent = Some("card-1".into());
+        elsewhere.kind = "mobile".into();
+        assert_eq!(
+            refused(&issuer, &[Operation::Register(elsewhere)]).await,
+            [(0, ItemError::BadItem)],
+            "a derived card lives in its parent's list, in its parent's pool"
+        );
+    }
+
+    /// Issue 21: at `--max-lists`, a registration that needs a new list is refused with
+    /// `list-limit`, and no list is created beyond the bound.
+    #[tokio::test]
+    async fn issue_21_no_list_is_created_beyond_max_lists() {
+        let (issuer, _dir) = issuer_with(Settings {
+            list_size: 1024,
+            max_lists: 1,
+            ..Settings::default()
+        });
+        run(&issuer, &[register("card-1", "physical", None)]).await;
+        assert_eq!(issuer.lists().await.unwrap().len(), 1);
+        let (full, _dir) = issuer_with(Settings {
+            list_size: 1024,
+            max_lists: 0,
+            ..Settings::default()
+        });
+        assert_eq!(
+            refused(&full, &[register("card-1", "physical", None)]).await,
+            [(0, ItemError::ListLimit)]
+        );
+        assert!(full.lists().await.unwrap().is_empty());
+    }
+
+    /// A reissue registers the new card and revokes the old one as replaced by it; repeating
+    /// it is a retry, reissuing the old card as another card is refused.
+    #[tokio::test]
+    async fn a_card_is_reissued_once() {
+        let (issuer, _dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        let out = run(&issuer, &[reissue("card-1", "card-2", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
+        assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
+        let new = out[0].new_credential.as_ref().expect("the new card");
+        assert_eq!(
+            (new.credential_id.as_str(), new.status),
+            ("card-2", "VALID")
+        );
+        let old = issuer.view("card-1").await.unwrap().unwrap();
+        assert_eq!(old.replaced_by.as_deref(), Some("card-2"));
+        let view = issuer.view("card-2").await.unwrap().unwrap();
+        assert_eq!(view.replaces.as_deref(), Some("card-1"));
+
+        let retry = run(&issuer, &[reissue("card-1", "card-2", None)]).await;
+        assert_eq!(retry[0].result, "unchanged");
+        assert_eq!(
+            retry[0].new_credential.as_ref().unwrap().assignment,
+            new.assignment
+        );
+        assert_eq!(
+            refused(&issuer, &[reissue("card-1", "card-3", None)]).await,
+            [(0, ItemError::AlreadyReissued)]
+        );
+        assert_eq!(
+            refused(&issuer, &[reissue("phone-1", "card-2", None)]).await,
+            [(0, ItemError::RegistrationConflict)],
+            "card-2 exists, as the replacement of another card"
+        );
+    }
+
+    #[test]
+    fn a_registration_repeats_only_with_the_same_kind_parent_and_pool() {
+        let rec = Record {
+            credential_id: "phone-1".into(),
+            kind: "mobile".into(),
+            parent: Some(crate::issuer::record::Parent {
+                credential_id: "card-1".into(),
+                idx: 3,
+            }),
+            children: Vec::new(),
+            holds: BTreeSet::new(),
+            revoked: false,
+            replaced_by: None,
+            replaces: None,
+            purpose: Some("transit".into()),
+            history: Vec::new(),
+        };
+        let mut r = Registration {
+            credential_id: "phone-1".into(),
+            kind: "mobile".into(),
+            parent: Some("card-1".into()),
+            purpose: None,
+            reason: Some("any reason".into()),
+            request_id: None,
+        };
+        assert_eq!(
+            same_registration(&r, &rec),
+            Ok(()),
+            "the pool may be left out"
+        );
+        r.purpose = Some("transit".into());
+        assert_eq!(same_registration(&r, &rec), Ok(()));
+        let changes: [fn(&mut Registration); 4] = [
+            |r| r.purpose = Some("default".into()),
+            |r| r.kind = "physical".into(),
+            |r| r.parent = None,
+            |r| r.parent = Some("card-2".into()),
+        ];
+        for change in changes {
+            let mut other = r.clone();
+            change(&mut other);
+            let e = same_registration(&other, &rec).unwrap_err();
+            assert_eq!(e.error, ItemError::RegistrationConflict);
+            assert!(
+                e.detail.contains("kind \"mobile\", parent \"card-1\""),
+                "{}",
+                e.detail
+            );
+        }
+    }
+}
