@@ -9,6 +9,7 @@
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
 //! | [`cert`]      | the signing key's X.509 chain: leaf checks, validation up to a trust anchor |
+//! | [`anchor`]    | a token's own chain (`x5c` / `x5chain`) → validated to the caller's anchors → key |
 //! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
@@ -46,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod anchor;
 pub mod app;
 pub mod cert;
 pub mod cli;
