@@ -28,6 +28,8 @@
 //! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
 //! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
 //! | [`cli`]       | the command line                                                         |
+//! | [`w3c_proof`] | Data Integrity proofs on the W3C views (ecdsa-rdfc-2019, eddsa-rdfc-2022), |
+//! |               | RDFC-1.0 with bundled contexts, the issuer's controller document         |
 //! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
 //! | `fuzzing`     | fuzz-target bodies shared by `fuzz/` and the corpus replay test (hidden) |
 //!
@@ -71,3 +73,4 @@ pub mod store;
 pub mod tls;
 pub mod token;
 pub mod verifier;
+pub mod w3c_proof;
