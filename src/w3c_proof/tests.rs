@@ -53,6 +53,14 @@ const ECDSA_SIGNED: &str = r#"{
   }
 }"#;
 
+/// `TestVectors/ecdsa-rdfc-2019-p256/proofCanonECDSAP256.txt` (same commit).
+const ECDSA_PROOF_CANON: &str = "_:c14n0 <http://purl.org/dc/terms/created> \"2023-02-24T23:36:38Z\"^^<http://www.w3.org/2001/XMLSchema#dateTime> .
+_:c14n0 <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <https://w3id.org/security#DataIntegrityProof> .
+_:c14n0 <https://w3id.org/security#cryptosuite> \"ecdsa-rdfc-2019\"^^<https://w3id.org/security#cryptosuiteString> .
+_:c14n0 <https://w3id.org/security#proofPurpose> <https://w3id.org/security#assertionMethod> .
+_:c14n0 <https://w3id.org/security#verificationMethod> <did:key:zDnaepBuvsQ8cpsWrVKw8fbpGpvPeNSjVPTWoq6cRqaYzBKVP#zDnaepBuvsQ8cpsWrVKw8fbpGpvPeNSjVPTWoq6cRqaYzBKVP> .
+";
+
 /// The key a spec vector's verification method names in its fragment (a multibase key).
 fn vector_key(signed: &Json) -> VerifyingKey {
     let vm = signed["proof"]["verificationMethod"].as_str().unwrap();
@@ -102,8 +110,15 @@ fn eddsa_rdfc_2022_spec_vector_canonicalises_and_verifies() {
 }
 
 #[test]
-fn ecdsa_rdfc_2019_p256_spec_vector_verifies() {
+fn ecdsa_rdfc_2019_p256_spec_vector_canonicalises_and_verifies() {
     let signed: Json = serde_json::from_str(ECDSA_SIGNED).unwrap();
+    let mut config = signed["proof"].as_object().unwrap().clone();
+    config.remove("proofValue");
+    config.insert("@context".into(), signed["@context"].clone());
+    assert_eq!(
+        canonicalize(&Json::Object(config)).unwrap(),
+        ECDSA_PROOF_CANON
+    );
     verify_proof(&signed, &vector_key(&signed)).expect("the spec's proof verifies");
     let mut tampered = signed.clone();
     tampered["validFrom"] = json!("2023-01-02T00:00:00Z");

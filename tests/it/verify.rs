@@ -453,7 +453,9 @@ fn vc_1_1(issuer: &str, entries: Value) -> Value {
            "credentialStatus": entries})
 }
 
-/// Digital Bazaar's checker over `credential`: `verified` (no status bit set) or its error.
+/// Digital Bazaar's checker over `credential`: `verified` (no status bit set) or its error. The
+/// list credential is fetched in its Data Integrity form and its proof verified (key found through
+/// the controller document statusd serves).
 async fn digitalbazaar_check(credential: &Value, dir: &TempDir) -> Value {
     let path = dir.0.join(format!("cred-{:x}.json", rand::random::<u64>()));
     std::fs::write(&path, credential.to_string()).unwrap();
