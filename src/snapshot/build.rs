@@ -683,4 +683,42 @@ mod tests {
         assert_ne!(a.jwt.etag, a.jwt.gzip.as_ref().unwrap().1);
         assert_eq!(a.last_modified, "Fri, 15 Jan 2027 08:00:00 GMT");
     }
+
+    /// Issue 15 item 4: the Data Integrity forms follow the key's cryptosuite, carry the same
+    /// list as the JWT forms and are built here, with them; a P-384 key builds none.
+    #[test]
+    fn data_integrity_forms_follow_the_signing_keys_cryptosuite() {
+        let list = StatusList::from_entries(Bits::Two, 1 << 17, [(7, Status::SUSPENDED)]).unwrap();
+        let meta = ListMeta {
+            id: "7".into(),
+            bits: 2,
+            size: 1 << 17,
+            version: 3,
+            ..Default::default()
+        };
+        let p = params(300, 86_400);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (alg, suite) in [
+            (Algorithm::Es256, Some("ecdsa-rdfc-2019")),
+            (Algorithm::EdDsa, Some("eddsa-rdfc-2022")),
+            (Algorithm::Es384, None),
+        ] {
+            let key = SigningKey::generate(alg);
+            let a = artefacts(&meta, &list, &key, &p, now).unwrap();
+            for r in a.w3c_di.iter().chain(&a.sl2021_di) {
+                assert_eq!(r.body.is_empty(), suite.is_none(), "{alg:?}");
+            }
+            let Some(suite) = suite else { continue };
+            let secured: serde_json::Value = serde_json::from_slice(&a.w3c_di[1].body).unwrap();
+            assert_eq!(secured["proof"]["cryptosuite"], suite);
+            assert_eq!(secured["proof"]["created"], "2027-01-15T08:00:00Z");
+            crate::w3c_proof::verify_proof(&secured, &key.verifying_key()).unwrap();
+            let parsed = w3c::parse_credential(&secured, w3c::MIN_ENTRIES).unwrap();
+            assert_eq!(parsed.purposes, vec!["suspension"]);
+            assert_eq!(parsed.list.get(7).unwrap(), Status(1));
+            let sl: serde_json::Value = serde_json::from_slice(&a.sl2021_di[1].body).unwrap();
+            crate::w3c_proof::verify_proof(&sl, &key.verifying_key()).unwrap();
+            assert_eq!(a.sl2021_di[0].content_type, DI_MEDIA_TYPE_1_1);
+        }
+    }
 }
