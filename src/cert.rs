@@ -1,5 +1,5 @@
 //! The signing key's X.509 certificate chain (`STATUSD_SIGNING_CERT`), and chain validation up
-//! to a trust anchor for `statusd inspect --trust-anchor`.
+//! to a trust anchor (used through [`crate::anchor`] by `statusd inspect` and `statusd verify`).
 //!
 //! Owns reading the PEM chain (leaf first, then intermediates), the checks a replica makes of
 //! its leaf at start and before every signing pass ([`CertChain::check_leaf`]: the leaf holds
@@ -351,14 +351,14 @@ pub fn validate(
     chain.leaf_key()
 }
 
-/// Reads a trust anchor: the first `CERTIFICATE` block of a PEM file's text.
-pub fn anchor_from_pem(pem: &[u8]) -> Result<Certificate, String> {
+/// Reads trust anchors: every `CERTIFICATE` block of a PEM file's text (one root, or a bundle).
+pub fn anchors_from_pem(pem: &[u8]) -> Result<Vec<Certificate>, String> {
     let certs =
         Certificate::load_pem_chain(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
-    certs
-        .into_iter()
-        .next()
-        .ok_or_else(|| "no CERTIFICATE block".into())
+    if certs.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(certs)
 }
 
 /// A PKCS#10 certificate signing request (PEM `CERTIFICATE REQUEST`) for the operator's CA:
@@ -732,7 +732,9 @@ mod tests {
         let key = SigningKey::generate(Algorithm::Es256);
         let public = key.verifying_key();
         let chain = CertChain::load(&pki.leaf("ok", &public.to_public_pem(), "leaf", 30)).unwrap();
-        let root = anchor_from_pem(&std::fs::read(pki.root()).unwrap()).unwrap();
+        let root = anchors_from_pem(&std::fs::read(pki.root()).unwrap())
+            .unwrap()
+            .remove(0);
         let now = SystemTime::now();
         assert_eq!(validate(&chain, &root, now).unwrap(), public);
         // Outside the leaf's validity.
@@ -742,7 +744,9 @@ mod tests {
         ));
         // Another root.
         let other = Pki::new();
-        let other_root = anchor_from_pem(&std::fs::read(other.root()).unwrap()).unwrap();
+        let other_root = anchors_from_pem(&std::fs::read(other.root()).unwrap())
+            .unwrap()
+            .remove(0);
         assert!(matches!(
             validate(&chain, &other_root, now),
             Err(CertError::UntrustedRoot { .. })

@@ -358,8 +358,8 @@ pub struct InspectArgs {
     /// Check the validity period at this Unix time (seconds) instead of now.
     #[arg(long)]
     pub at: Option<u64>,
-    /// PEM root certificate: validate the token's `x5c` / `x5chain` up to it (signatures,
-    /// validity at `iat`, key usage) and verify the token with the leaf's key.
+    /// PEM root certificate(s): validate the token's `x5c` / `x5chain` up to one of them
+    /// (signatures, validity at `iat`, key usage) and verify the token with the leaf's key.
     #[arg(long)]
     pub trust_anchor: Option<PathBuf>,
     /// PEM CA certificates that verify https:// inputs and keys (a private CA). Default: the
@@ -388,7 +388,9 @@ pub struct VerifyArgs {
     /// Without it the JWKS is discovered at the list issuer's /.well-known/jwks.json.
     #[arg(long, conflicts_with = "trust_anchor")]
     pub key: Option<String>,
-    /// Trust anchor (PEM) for lists signed with an x5c / x5chain certificate chain.
+    /// Trust anchor(s), a PEM file of one or more root certificates: each list's `x5c` /
+    /// `x5chain` must validate up to one of them (signatures, validity now, key usage, CA
+    /// constraints) and the leaf's key must verify the list; no JWKS is fetched.
     #[arg(long)]
     pub trust_anchor: Option<PathBuf>,
     /// PEM CA certificates that verify https:// lists and key sets (a private CA). Default: the
@@ -840,17 +842,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             Some(set.with_context(|| format!("{k}: not a usable key set (JWKS or PEM)"))?)
         }
     };
-    let trust_anchor = match &args.trust_anchor {
-        None => None,
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("reading trust anchor {}", path.display()))?;
-            Some(
-                crate::cert::anchor_from_pem(&pem)
-                    .map_err(|e| anyhow::anyhow!("trust anchor {}: {e}", path.display()))?,
-            )
-        }
-    };
+    let trust_anchors = read_trust_anchors(args.trust_anchor.as_deref())?;
     let input = read_input(&args.input, &args.accept, "the token", &tls)?;
     let now = match args.at {
         Some(t) => t,
@@ -864,7 +856,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         all: args.all,
         now,
         min_entries: args.min_entries,
-        trust_anchor,
+        trust_anchors,
     };
     let report = inspect::inspect(&input, &opts)
         .with_context(|| format!("{}: verification failed", args.input))?;
@@ -890,11 +882,22 @@ fn read_key_set(k: &str, tls: &crate::tls::ClientTls) -> anyhow::Result<KeySet> 
     set.with_context(|| format!("{k}: not a usable key set (JWKS or PEM)"))
 }
 
+/// `--trust-anchor FILE`: every certificate of the PEM file (one root or a bundle); none without
+/// the flag.
+fn read_trust_anchors(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<x509_cert::Certificate>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let pem =
+        std::fs::read(path).with_context(|| format!("reading trust anchor {}", path.display()))?;
+    crate::cert::anchors_from_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("trust anchor {}: {e}", path.display()))
+}
+
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     use crate::verifier::{Cache, Options, Verifier, EXIT_CHECK_FAILED};
-    if args.trust_anchor.is_some() {
-        bail!("--trust-anchor: statusd verify does not validate x5c / x5chain chains yet (issue 15 follow-up); validate a list's chain with `statusd inspect URL --trust-anchor ROOT.pem`, and here pin the key with --key or rely on JWKS discovery");
-    }
     let tls = crate::tls::ClientTls {
         ca: args.ca.clone(),
         identity: None,
@@ -904,6 +907,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|k| read_key_set(k, &tls))
         .transpose()?;
+    let trust_anchors = read_trust_anchors(args.trust_anchor.as_deref())?;
     let credential = if args.credential == "-" || std::path::Path::new(&args.credential).is_file() {
         read_input(&args.credential, "*/*", "the credential", &tls)?
     } else {
@@ -920,6 +924,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         cache,
         offline: args.offline,
         keys,
+        trust_anchors,
         now: args.at,
         min_entries: args.min_entries,
         timeout: std::time::Duration::from_secs(args.timeout),

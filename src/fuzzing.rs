@@ -617,7 +617,7 @@ pub fn inspect_any(data: &[u8]) {
         all: false,
         now: 1_700_000_000,
         min_entries: 8,
-        trust_anchor: None,
+        trust_anchors: Vec::new(),
     };
     let plain = inspect::inspect(data, &opts);
     if let Ok(r) = &plain {

@@ -65,9 +65,10 @@ pub struct Options {
     pub now: u64,
     /// Minimum W3C list length (131,072 unless an ecosystem sets a lower bound).
     pub min_entries: u32,
-    /// X.509 root to validate the token's chain (`x5c`, `x5chain`) against; the leaf's key
-    /// must then verify the token, in addition to `keys` if given.
-    pub trust_anchor: Option<x509_cert::Certificate>,
+    /// X.509 roots to validate the token's chain (`x5c`, `x5chain`) against (empty: the chain
+    /// is not checked); the leaf's key must then verify the token, in addition to `keys` if
+    /// given.
+    pub trust_anchors: Vec<x509_cert::Certificate>,
 }
 
 /// One entry read from the list.
@@ -142,9 +143,7 @@ pub enum InspectError {
     #[error("invalid JSON: {0}")]
     Json(String),
     #[error("certificate chain: {0}")]
-    Chain(String),
-    #[error("certificate chain")]
-    Cert(#[from] crate::cert::CertError),
+    Chain(#[from] crate::anchor::AnchorError),
 }
 
 fn detect(input: &[u8]) -> Result<Format, InspectError> {
@@ -360,8 +359,8 @@ pub fn inspect(input: &[u8], opts: &Options) -> Result<Report, InspectError> {
             (empty(format, "unsigned", &list), list)
         }
     };
-    if let Some(anchor) = &opts.trust_anchor {
-        anchored(input, format, anchor, &mut report, opts)?;
+    if !opts.trust_anchors.is_empty() {
+        anchored(input, format, &opts.trust_anchors, &mut report, opts)?;
     }
     for (_, status) in list.iter_nonzero() {
         *report.non_valid.entry(status.name()).or_default() += 1;
@@ -389,88 +388,33 @@ fn entry(idx: u64, status: Status) -> Entry {
     }
 }
 
-/// The certificate chain a token carries: `x5c` in a JWS header, `x5chain` (label 33) in a
-/// CWT's protected header.
-fn token_chain(input: &[u8], format: Format) -> Result<Vec<Vec<u8>>, InspectError> {
-    use base64::Engine as _;
-    let missing = || InspectError::Chain(format!("the {format:?} carries no certificate chain"));
-    match format {
-        Format::StatusListJwt | Format::VcJwt => {
-            let text = std::str::from_utf8(input).map(str::trim).unwrap_or("");
-            let jws = crate::token::jws::Jws::parse(text).map_err(token(format))?;
-            let x5c = jws.header().get("x5c").ok_or_else(missing)?;
-            let items = x5c
-                .as_array()
-                .ok_or_else(|| InspectError::Chain("x5c is not an array".into()))?;
-            items
-                .iter()
-                .map(|c| {
-                    c.as_str()
-                        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                        .ok_or_else(|| {
-                            InspectError::Chain("an x5c entry is not standard base64".into())
-                        })
-                })
-                .collect()
-        }
-        Format::StatusListCwt => {
-            use coset::TaggedCborSerializable as _;
-            let msg = coset::CoseSign1::from_tagged_slice(input)
-                .map_err(|e| InspectError::Chain(format!("not a COSE_Sign1: {e}")))?;
-            let value = msg
-                .protected
-                .header
-                .rest
-                .iter()
-                .find(|(l, _)| *l == coset::Label::Int(crate::token::cose::LABEL_X5CHAIN))
-                .map(|(_, v)| v.clone())
-                .ok_or_else(missing)?;
-            let bad =
-                || InspectError::Chain("x5chain is not a byte string or an array of them".into());
-            match value {
-                ciborium::Value::Bytes(b) => Ok(vec![b]),
-                ciborium::Value::Array(items) => items
-                    .into_iter()
-                    .map(|i| i.into_bytes().map_err(|_| bad()))
-                    .collect(),
-                _ => Err(bad()),
-            }
-        }
-        other => Err(InspectError::NothingToVerify(other)),
-    }
-}
-
-/// Validates the token's chain up to `anchor` at the token's `iat` (or `opts.now`) and verifies
-/// the token with the leaf's key.
+/// Validates the token's chain up to one of `anchors` at the token's `iat` (or `opts.now`: an
+/// operator asks whether the chain vouched for the token when it was signed) and verifies the
+/// token with the leaf's key.
 fn anchored(
     input: &[u8],
     format: Format,
-    anchor: &x509_cert::Certificate,
+    anchors: &[x509_cert::Certificate],
     report: &mut Report,
     opts: &Options,
 ) -> Result<(), InspectError> {
-    let ders = token_chain(input, format)?;
-    let chain = crate::cert::CertChain::from_der(&ders).map_err(InspectError::Chain)?;
+    if !matches!(
+        format,
+        Format::StatusListJwt | Format::VcJwt | Format::StatusListCwt
+    ) {
+        return Err(InspectError::NothingToVerify(format));
+    }
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(report.iat.unwrap_or(opts.now));
-    let leaf = crate::cert::validate(&chain, anchor, at)?;
-    let leaf = match &report.kid {
-        Some(kid) => leaf.with_kid(kid.clone()),
-        None => leaf,
-    };
-    let keys = KeySet::from(leaf);
+    let anchored = crate::anchor::keys(input, anchors, at)?;
     let text = || std::str::from_utf8(input).map(str::trim).unwrap_or("");
     match format {
-        Format::StatusListJwt => statuslist::verify_jwt(text(), &keys).map(drop),
-        Format::VcJwt => vc::verify_vc_jwt(text(), &keys).map(drop),
-        _ => statuslist::verify_cwt(input, &keys).map(drop),
+        Format::StatusListJwt => statuslist::verify_jwt(text(), &anchored.keys).map(drop),
+        Format::VcJwt => vc::verify_vc_jwt(text(), &anchored.keys).map(drop),
+        _ => statuslist::verify_cwt(input, &anchored.keys).map(drop),
     }
     .map_err(token(format))?;
     report.signature = "verified";
-    report.chain = Some(format!(
-        "{} certificate(s) validated to {}",
-        ders.len(),
-        anchor.tbs_certificate.subject
-    ));
+    report.chain = Some(anchored.describe());
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! |               | sparse ZLIB/GZIP writer, IETF JSON/CBOR, W3C `encodedList`, roaring form |
 //! | [`token`]     | keys (ES256, Ed25519), JWS/JWT, COSE_Sign1/CWT, `vc+jwt`, JWKS           |
 //! | [`cert`]      | the signing key's X.509 chain: leaf checks, validation up to a trust anchor |
+//! | [`anchor`]    | a token's own chain (`x5c` / `x5chain`) → validated to the caller's anchors → key |
 //! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
@@ -27,6 +28,8 @@
 //! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
 //! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
 //! | [`cli`]       | the command line                                                         |
+//! | [`w3c_proof`] | Data Integrity proofs on the W3C views (ecdsa-rdfc-2019, eddsa-rdfc-2022), |
+//! |               | RDFC-1.0 with bundled contexts, the issuer's controller document         |
 //! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
 //! | `fuzzing`     | fuzz-target bodies shared by `fuzz/` and the corpus replay test (hidden) |
 //!
@@ -46,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod anchor;
 pub mod app;
 pub mod cert;
 pub mod cli;
@@ -69,3 +73,4 @@ pub mod store;
 pub mod tls;
 pub mod token;
 pub mod verifier;
+pub mod w3c_proof;

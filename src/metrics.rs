@@ -28,10 +28,12 @@ pub enum Route {
     AdminApi,
     /// `/statuslist2021/{id}/{purpose}`: the VC 1.1 Status List 2021 views.
     StatusList2021,
+    /// `/`: the issuer's controller document (Data Integrity verification methods).
+    Controller,
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::Aggregation,
         Route::StatusList,
         Route::Bitstring,
@@ -44,6 +46,7 @@ impl Route {
         Route::AdminHealth,
         Route::AdminApi,
         Route::StatusList2021,
+        Route::Controller,
     ];
 
     pub const fn label(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Route {
             Route::AdminHealth => "admin_health",
             Route::AdminApi => "admin_api",
             Route::StatusList2021 => "statuslist2021",
+            Route::Controller => "controller",
         }
     }
 

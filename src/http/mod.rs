@@ -18,7 +18,9 @@ pub use head::{check_header_size, MAX_HEADER_BYTES};
 
 use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;
-use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC11_JWT_TYPE, VC_JWT_TYPE};
+use crate::snapshot::build::{
+    CWT_TYPE, DI_MEDIA_TYPE, DI_MEDIA_TYPE_1_1, JWT_TYPE, VC11_JWT_TYPE, VC_JWT_TYPE,
+};
 use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotStore};
 use crate::status::{sparse, w3c::Purpose, Status};
 use crate::store::MAX_ID_LEN;
@@ -36,10 +38,18 @@ use std::time::{Duration, Instant};
 
 /// Representations of `/statuslists/{id}`, in order of preference.
 pub const LIST_OFFERS: &[&str] = &[JWT_TYPE, CWT_TYPE, sparse::MEDIA_TYPE];
-/// Representations of `/bitstringlists/{id}/{purpose}`.
-pub const VC_OFFERS: &[&str] = &[VC_JWT_TYPE, "application/jwt"];
-/// Representations of `/statuslist2021/{id}/{purpose}` (VC-JWT 1.1).
-pub const VC11_OFFERS: &[&str] = &[VC11_JWT_TYPE, "application/vc+jwt"];
+/// Representations of `/bitstringlists/{id}/{purpose}`: the `vc+jwt`, then (from index
+/// [`DI_OFFERED_FROM`]) the credential with a Data Integrity proof.
+pub const VC_OFFERS: &[&str] = &[VC_JWT_TYPE, "application/jwt", DI_MEDIA_TYPE];
+/// Representations of `/statuslist2021/{id}/{purpose}`: VC-JWT 1.1, then Data Integrity.
+pub const VC11_OFFERS: &[&str] = &[
+    VC11_JWT_TYPE,
+    "application/vc+jwt",
+    DI_MEDIA_TYPE_1_1,
+    DI_MEDIA_TYPE,
+];
+/// Index in [`VC_OFFERS`] and [`VC11_OFFERS`] of the first Data Integrity media type.
+const DI_OFFERED_FROM: usize = 2;
 /// Most indices one batch lookup may ask for.
 pub const MAX_BATCH: usize = 1000;
 /// Largest batch lookup body: 1,000 ten-digit indices with separators fit comfortably.
@@ -349,6 +359,7 @@ impl Inner {
             (Some("statuses"), Some(_), Some(_), None) => Route::Lookup,
             (Some("statuses"), Some(_), None, _) => Route::BatchLookup,
             (Some(".well-known"), Some("jwks.json"), None, _) => Route::Jwks,
+            (Some(""), None, _, _) => Route::Controller,
             _ => Route::Unmatched,
         };
         let resp = if let Err(p) = check_header_size(headers) {
@@ -389,6 +400,12 @@ impl Inner {
                 ready(snap)?;
                 Ok(self.simple(&snap.jwks, headers))
             }
+            // The issuer URL (statusd's own by default) dereferences to its controller document.
+            Route::Controller => {
+                read_only("GET, HEAD, OPTIONS")?;
+                ready(snap)?;
+                Ok(self.simple(&snap.controller, headers))
+            }
             Route::StatusList => {
                 read_only("GET, HEAD, OPTIONS")?;
                 let id = list_id(arg1)?;
@@ -413,17 +430,27 @@ impl Inner {
                 let list = lookup_list(snap, id, true)?;
                 let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
                 signed(list)?;
-                let (rep, offered) = if route == Route::Bitstring {
-                    (list.artefacts.w3c(purpose), VC_OFFERS)
+                let a = &list.artefacts;
+                let (rep, di, offered) = if route == Route::Bitstring {
+                    (a.w3c(purpose), a.w3c_di(purpose), VC_OFFERS)
                 } else {
-                    (list.artefacts.sl2021(purpose), VC11_OFFERS)
+                    (a.sl2021(purpose), a.sl2021_di(purpose), VC11_OFFERS)
                 };
                 let rep = rep
                     .filter(|r| !r.body.is_empty())
                     .ok_or(Problem::UnknownPurpose)?;
-                negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), offered)
+                let chosen =
+                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), offered)
+                        .ok_or(Problem::NotAcceptable { offered })?;
+                if chosen < DI_OFFERED_FROM {
+                    return Ok(self.list_response(list, rep, headers));
+                }
+                // No proof when the signing key has no Data Integrity cryptosuite.
+                let offered = &offered[..DI_OFFERED_FROM];
+                let di = di
+                    .filter(|r| !r.body.is_empty())
                     .ok_or(Problem::NotAcceptable { offered })?;
-                Ok(self.list_response(list, rep, headers))
+                Ok(self.list_response(list, di, headers))
             }
             Route::Lookup => {
                 read_only("GET, HEAD, OPTIONS")?;

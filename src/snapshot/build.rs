@@ -27,6 +27,8 @@ pub const CWT_TYPE: &str = "application/statuslist+cwt";
 pub const VC_JWT_TYPE: &str = "application/vc+jwt";
 /// Status List 2021 credentials, secured as VC-JWT 1.1.
 pub use crate::token::vc11::VC11_JWT_TYPE;
+/// The W3C views secured with a Data Integrity proof.
+pub use crate::w3c_proof::{DI_MEDIA_TYPE, DI_MEDIA_TYPE_1_1};
 
 /// Slack between the refresher deciding to re-sign and the new token being published.
 const RESIGN_MARGIN: Duration = Duration::from_secs(60);
@@ -254,6 +256,12 @@ pub fn unsigned(meta: ListMeta, list: StatusList, kid: &str) -> ListSnapshot {
         roaring: empty(sparse::MEDIA_TYPE),
         w3c: [empty(VC_JWT_TYPE), empty(VC_JWT_TYPE), empty(VC_JWT_TYPE)],
         sl2021: [empty(VC11_JWT_TYPE), empty(VC11_JWT_TYPE)],
+        w3c_di: [
+            empty(DI_MEDIA_TYPE),
+            empty(DI_MEDIA_TYPE),
+            empty(DI_MEDIA_TYPE),
+        ],
+        sl2021_di: [empty(DI_MEDIA_TYPE_1_1), empty(DI_MEDIA_TYPE_1_1)],
         iat: 0,
         exp: 0,
         kid: kid.to_owned(),
@@ -286,7 +294,9 @@ pub fn artefacts(
     };
     let jwt = statuslist::sign_jwt(&claims, key)?;
     let cwt = statuslist::sign_cwt(&claims, key)?;
+    let created = humantime::format_rfc3339_seconds(now).to_string();
     let mut w3c = Vec::with_capacity(Purpose::PUBLISHED.len());
+    let mut w3c_di = Vec::with_capacity(Purpose::PUBLISHED.len());
     for purpose in Purpose::PUBLISHED {
         let id = p.credential_url(&meta.id, purpose);
         let params = CredentialParams {
@@ -298,15 +308,29 @@ pub fn artefacts(
         };
         // Lists shorter than the W3C minimum publish no W3C view; an empty body here is
         // answered 404 by the HTTP layer.
-        w3c.push(match w3c::credential(list, purpose, &params) {
-            Ok(vc_json) => text_representation(vc::sign_vc_jwt(&vc_json, key)?.into(), VC_JWT_TYPE),
-            Err(_) => json_representation(Bytes::new(), VC_JWT_TYPE),
-        });
+        match w3c::credential(list, purpose, &params) {
+            Ok(vc_json) => {
+                w3c.push(text_representation(
+                    vc::sign_vc_jwt(&vc_json, key)?.into(),
+                    VC_JWT_TYPE,
+                ));
+                let vc_json = crate::w3c_proof::with_issuer_dependent_terms(&vc_json);
+                w3c_di.push(data_integrity(&vc_json, key, p, &created, DI_MEDIA_TYPE)?);
+            }
+            Err(_) => {
+                w3c.push(json_representation(Bytes::new(), VC_JWT_TYPE));
+                w3c_di.push(json_representation(Bytes::new(), DI_MEDIA_TYPE));
+            }
+        }
     }
     let w3c = w3c
         .try_into()
         .unwrap_or_else(|_| unreachable!("one representation per published purpose"));
+    let w3c_di = w3c_di
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one representation per published purpose"));
     let mut sl2021 = Vec::with_capacity(crate::status::sl2021::PURPOSES.len());
+    let mut sl2021_di = Vec::with_capacity(crate::status::sl2021::PURPOSES.len());
     for purpose in crate::status::sl2021::PURPOSES {
         let id = p.sl2021_url(&meta.id, purpose);
         let params = CredentialParams {
@@ -316,16 +340,29 @@ pub fn artefacts(
             valid_until: Some(UNIX_EPOCH + Duration::from_secs(exp)),
             ttl_ms: None,
         };
-        sl2021.push(
-            match crate::status::sl2021::credential(list, purpose, &params) {
-                Ok(vc_json) => text_representation(
+        match crate::status::sl2021::credential(list, purpose, &params) {
+            Ok(vc_json) => {
+                sl2021.push(text_representation(
                     crate::token::vc11::sign_vc_jwt_1_1(&vc_json, iat, Some(exp), key)?.into(),
                     VC11_JWT_TYPE,
-                ),
-                Err(_) => json_representation(Bytes::new(), VC11_JWT_TYPE),
-            },
-        );
+                ));
+                sl2021_di.push(data_integrity(
+                    &vc_json,
+                    key,
+                    p,
+                    &created,
+                    DI_MEDIA_TYPE_1_1,
+                )?);
+            }
+            Err(_) => {
+                sl2021.push(json_representation(Bytes::new(), VC11_JWT_TYPE));
+                sl2021_di.push(json_representation(Bytes::new(), DI_MEDIA_TYPE_1_1));
+            }
+        }
     }
+    let sl2021_di = sl2021_di
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one representation per Status List 2021 purpose"));
     let sl2021 = sl2021
         .try_into()
         .unwrap_or_else(|_| unreachable!("one representation per Status List 2021 purpose"));
@@ -342,10 +379,43 @@ pub fn artefacts(
         roaring: json_representation(sparse::encode(list).into(), sparse::MEDIA_TYPE),
         w3c,
         sl2021,
+        w3c_di,
+        sl2021_di,
         iat,
         exp,
         kid: key.kid().to_owned(),
     })
+}
+
+/// `credential` secured with a Data Integrity proof by `key` (verification method
+/// `{issuer}#{kid}`); an empty body (answered 406) when the key's algorithm has no cryptosuite.
+/// A canonicalisation failure fails the signing pass like a signature failure: it is a defect
+/// in statusd's own documents, to be seen, not a proof silently left out.
+fn data_integrity(
+    credential: &serde_json::Value,
+    key: &(impl TokenSigner + ?Sized),
+    p: &BuildParams,
+    created: &str,
+    media_type: &'static str,
+) -> Result<Representation, SignError> {
+    use crate::w3c_proof::{add_proof, Cryptosuite, ProofError};
+    if Cryptosuite::for_algorithm(key.algorithm()).is_none() {
+        return Ok(json_representation(Bytes::new(), media_type));
+    }
+    match add_proof(credential, key, &p.issuer, created) {
+        Ok(secured) => Ok(text_representation(secured.to_string().into(), media_type)),
+        Err(ProofError::Sign(e)) => Err(e),
+        Err(e) => Err(SignError(format!("Data Integrity proof: {e}"))),
+    }
+}
+
+/// The issuer's controller document: the published keys as `Multikey` assertion methods.
+fn controller(published_keys: &KeySet, p: &BuildParams) -> Representation {
+    let doc = crate::w3c_proof::controller_document(&p.issuer, published_keys);
+    json_representation(
+        doc.to_string().into(),
+        crate::w3c_proof::CONTROLLER_MEDIA_TYPE,
+    )
 }
 
 /// Assembles a snapshot from per-list parts (shared by `Arc` with the previous snapshot).
@@ -368,6 +438,7 @@ pub fn snapshot(
             published_keys.to_jwks().to_string().into(),
             "application/jwk-set+json",
         ),
+        controller: controller(published_keys, p),
     }
 }
 
@@ -393,6 +464,11 @@ pub fn next_snapshot(
         published_at: now,
         lists,
         aggregation: previous.aggregation.clone(),
+        controller: if previous.jwks.body == jwks.as_bytes() {
+            previous.controller.clone()
+        } else {
+            controller(published_keys, p)
+        },
         jwks: if previous.jwks.body == jwks.as_bytes() {
             previous.jwks.clone()
         } else {
@@ -606,5 +682,43 @@ mod tests {
         assert_eq!(sparse::decode(&a.roaring.body).unwrap(), list);
         assert_ne!(a.jwt.etag, a.jwt.gzip.as_ref().unwrap().1);
         assert_eq!(a.last_modified, "Fri, 15 Jan 2027 08:00:00 GMT");
+    }
+
+    /// Issue 15 item 4: the Data Integrity forms follow the key's cryptosuite, carry the same
+    /// list as the JWT forms and are built here, with them; a P-384 key builds none.
+    #[test]
+    fn data_integrity_forms_follow_the_signing_keys_cryptosuite() {
+        let list = StatusList::from_entries(Bits::Two, 1 << 17, [(7, Status::SUSPENDED)]).unwrap();
+        let meta = ListMeta {
+            id: "7".into(),
+            bits: 2,
+            size: 1 << 17,
+            version: 3,
+            ..Default::default()
+        };
+        let p = params(300, 86_400);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (alg, suite) in [
+            (Algorithm::Es256, Some("ecdsa-rdfc-2019")),
+            (Algorithm::EdDsa, Some("eddsa-rdfc-2022")),
+            (Algorithm::Es384, None),
+        ] {
+            let key = SigningKey::generate(alg);
+            let a = artefacts(&meta, &list, &key, &p, now).unwrap();
+            for r in a.w3c_di.iter().chain(&a.sl2021_di) {
+                assert_eq!(r.body.is_empty(), suite.is_none(), "{alg:?}");
+            }
+            let Some(suite) = suite else { continue };
+            let secured: serde_json::Value = serde_json::from_slice(&a.w3c_di[1].body).unwrap();
+            assert_eq!(secured["proof"]["cryptosuite"], suite);
+            assert_eq!(secured["proof"]["created"], "2027-01-15T08:00:00Z");
+            crate::w3c_proof::verify_proof(&secured, &key.verifying_key()).unwrap();
+            let parsed = w3c::parse_credential(&secured, w3c::MIN_ENTRIES).unwrap();
+            assert_eq!(parsed.purposes, vec!["suspension"]);
+            assert_eq!(parsed.list.get(7).unwrap(), Status(1));
+            let sl: serde_json::Value = serde_json::from_slice(&a.sl2021_di[1].body).unwrap();
+            crate::w3c_proof::verify_proof(&sl, &key.verifying_key()).unwrap();
+            assert_eq!(a.sl2021_di[0].content_type, DI_MEDIA_TYPE_1_1);
+        }
     }
 }

@@ -78,6 +78,13 @@ pub struct Artefacts {
     /// Status List 2021 credentials (VC-JWT 1.1), indexed like
     /// [`crate::status::sl2021::PURPOSES`]; empty bodies for lists under 131,072 entries.
     pub sl2021: [Representation; 2],
+    /// The W3C credentials of [`Self::w3c`] with a Data Integrity proof (`application/vc`);
+    /// empty bodies where there is no view, or the signing key has no cryptosuite
+    /// ([`crate::w3c_proof`]).
+    pub w3c_di: [Representation; 3],
+    /// The Status List 2021 credentials with a Data Integrity proof
+    /// (`application/vc+ld+json`), like [`Self::w3c_di`].
+    pub sl2021_di: [Representation; 2],
     /// `Surrogate-Key` / `Cache-Tag`: `list-{id}`, for targeted CDN purges.
     pub surrogate_key: HeaderValue,
 }
@@ -111,6 +118,22 @@ impl Artefacts {
             .position(|p| *p == purpose)
             .map(|i| &self.sl2021[i])
     }
+
+    /// The Data Integrity form of [`Self::w3c`].
+    pub fn w3c_di(&self, purpose: Purpose) -> Option<&Representation> {
+        Purpose::PUBLISHED
+            .iter()
+            .position(|p| *p == purpose)
+            .map(|i| &self.w3c_di[i])
+    }
+
+    /// The Data Integrity form of [`Self::sl2021`].
+    pub fn sl2021_di(&self, purpose: Purpose) -> Option<&Representation> {
+        crate::status::sl2021::PURPOSES
+            .iter()
+            .position(|p| *p == purpose)
+            .map(|i| &self.sl2021_di[i])
+    }
 }
 
 /// The whole published state at one instant.
@@ -124,6 +147,9 @@ pub struct Snapshot {
     pub aggregation: Representation,
     /// The JWKS verifiers use (`application/jwk-set+json`).
     pub jwks: Representation,
+    /// The issuer's controller document (`application/ld+json`): the published keys as the
+    /// verification methods of the Data Integrity proofs.
+    pub controller: Representation,
 }
 
 impl Snapshot {
@@ -135,7 +161,8 @@ impl Snapshot {
             published_at: SystemTime::UNIX_EPOCH,
             lists: HashMap::new(),
             aggregation: empty.clone(),
-            jwks: empty,
+            jwks: empty.clone(),
+            controller: empty,
         }
     }
 

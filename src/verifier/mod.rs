@@ -65,9 +65,13 @@ pub struct Options {
     pub cache: Option<Cache>,
     /// Use only the cache: no request is made, a missing entry fails the check.
     pub offline: bool,
-    /// Pinned verification keys. Without them the JWKS is discovered at
-    /// `{iss}/.well-known/jwks.json` (the list's `iss`, or the list URL's origin).
+    /// Pinned verification keys. Without them (and without trust anchors) the JWKS is
+    /// discovered at `{iss}/.well-known/jwks.json` (the list's `iss`, or the list URL's origin).
     pub keys: Option<KeySet>,
+    /// X.509 trust anchors: when given, every list must carry a certificate chain (`x5c` /
+    /// `x5chain`) that validates up to one of them at the time of the check, and the leaf's key
+    /// must verify it; `keys` is then not used and no JWKS is fetched.
+    pub trust_anchors: Vec<x509_cert::Certificate>,
     /// Unix seconds to check validity at; `None` is the system clock.
     pub now: Option<u64>,
     /// Minimum entries of a W3C list (131,072 unless an ecosystem sets less).
@@ -86,6 +90,7 @@ impl Default for Options {
             cache: Some(Cache::new(Cache::default_dir())),
             offline: false,
             keys: None,
+            trust_anchors: Vec::new(),
             now: None,
             min_entries: w3c::MIN_ENTRIES,
             timeout: Duration::from_secs(30),
@@ -144,7 +149,8 @@ pub struct ListInfo {
     pub etag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// `--key`, or the URL of the discovered JWKS.
+    /// `--key`, the URL of the discovered JWKS, or the certificate chain validated to a trust
+    /// anchor ("2 certificate(s) validated to CN=…").
     pub key_source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
@@ -194,6 +200,11 @@ pub enum VerifyError {
     Token { url: String, error: TokenError },
     #[error("{url}: no usable verification key: {reason}")]
     Keys { url: String, reason: String },
+    #[error("{url}: certificate chain: {error}")]
+    Chain {
+        url: String,
+        error: crate::anchor::AnchorError,
+    },
     #[error("{url}: the list's sub {sub:?} is not the URI the credential references, so the list must be rejected")]
     SubjectMismatch { url: String, sub: String },
     #[error("{url}: the list credential's id {id:?} is not the URL the credential references")]
@@ -444,14 +455,44 @@ impl Verifier {
         })
     }
 
-    /// Pinned keys, or the JWKS of `issuer` (an http(s) URL) or of the list's origin.
+    /// Whether keys come from a JWKS that may be fetched again when a `kid` is unknown (a key
+    /// rotated since it was cached).
+    fn may_rediscover(&self) -> bool {
+        self.opts.keys.is_none() && self.opts.trust_anchors.is_empty() && !self.opts.offline
+    }
+
+    /// The key of the chain `body` carries, validated up to a trust anchor at `now` (the
+    /// relying party relies on the list now, so every certificate must be valid now).
+    fn anchored_keys(
+        &self,
+        list_url: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(KeySet, String), VerifyError> {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(now);
+        let a = crate::anchor::keys(body, &self.opts.trust_anchors, at).map_err(|error| {
+            VerifyError::Chain {
+                url: list_url.to_owned(),
+                error,
+            }
+        })?;
+        let source = a.describe();
+        Ok((a.keys, source))
+    }
+
+    /// The keys to verify `body` with: from its certificate chain (trust anchors given), the
+    /// pinned keys, or the JWKS of `issuer` (an http(s) URL) or of the list's origin.
     async fn keys(
         &self,
         list_url: &str,
         issuer: Option<&str>,
+        body: &[u8],
         now: u64,
         refresh: bool,
     ) -> Result<(KeySet, String), VerifyError> {
+        if !self.opts.trust_anchors.is_empty() {
+            return self.anchored_keys(list_url, body, now);
+        }
         if let Some(k) = &self.opts.keys {
             return Ok((k.clone(), "--key".to_owned()));
         }
@@ -554,13 +595,12 @@ impl Verifier {
                         statuslist::verify_jwt(text.unwrap_or_default(), keys)
                     }
                 };
-                let (keys, source) = self.keys(url, issuer.as_deref(), now, false).await?;
+                let (keys, source) = self.keys(url, issuer.as_deref(), body, now, false).await?;
                 let (claims, source) = match verify(&keys) {
                     // A key rotated since the JWKS was cached: ask once more.
-                    Err(TokenError::UnknownKey(_))
-                        if self.opts.keys.is_none() && !self.opts.offline =>
-                    {
-                        let (keys, source) = self.keys(url, issuer.as_deref(), now, true).await?;
+                    Err(TokenError::UnknownKey(_)) if self.may_rediscover() => {
+                        let (keys, source) =
+                            self.keys(url, issuer.as_deref(), body, now, true).await?;
                         (verify(&keys).map_err(token_err)?, source)
                     }
                     other => (other.map_err(token_err)?, source),
@@ -615,12 +655,11 @@ impl Verifier {
                     .get("kid")
                     .and_then(|k| k.as_str())
                     .map(str::to_owned);
-                let (keys, source) = self.keys(url, issuer.as_deref(), now, false).await?;
+                let (keys, source) = self.keys(url, issuer.as_deref(), body, now, false).await?;
                 let (credential, source) = match vc::verify_vc_jwt(t, &keys) {
-                    Err(TokenError::UnknownKey(_))
-                        if self.opts.keys.is_none() && !self.opts.offline =>
-                    {
-                        let (keys, source) = self.keys(url, issuer.as_deref(), now, true).await?;
+                    Err(TokenError::UnknownKey(_)) if self.may_rediscover() => {
+                        let (keys, source) =
+                            self.keys(url, issuer.as_deref(), body, now, true).await?;
                         (vc::verify_vc_jwt(t, &keys).map_err(token_err)?, source)
                     }
                     other => (other.map_err(token_err)?, source),
@@ -729,10 +768,10 @@ impl Verifier {
                 None => None,
             })
             .map(str::to_owned);
-        let (keys, mut source) = self.keys(url, issuer.as_deref(), now, false).await?;
+        let (keys, mut source) = self.keys(url, issuer.as_deref(), body, now, false).await?;
         match jws.verify(&keys) {
-            Err(TokenError::UnknownKey(_)) if self.opts.keys.is_none() && !self.opts.offline => {
-                let (keys, s) = self.keys(url, issuer.as_deref(), now, true).await?;
+            Err(TokenError::UnknownKey(_)) if self.may_rediscover() => {
+                let (keys, s) = self.keys(url, issuer.as_deref(), body, now, true).await?;
                 jws.verify(&keys).map_err(token_err)?;
                 source = s;
             }

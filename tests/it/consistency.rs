@@ -76,6 +76,7 @@ async fn a_corrupted_snapshot_entry_is_detected() {
         lists,
         aggregation: snap.aggregation.clone(),
         jwks: snap.jwks.clone(),
+        controller: snap.controller.clone(),
     });
 
     let deadline = Instant::now() + Duration::from_secs(10);

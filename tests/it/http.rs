@@ -351,7 +351,7 @@ async fn every_error_is_a_precise_problem() {
             404,
             "no-route",
         ),
-        (Method::GET, "/".into(), vec![], None, 404, "no-route"),
+        (Method::GET, "//".into(), vec![], None, 404, "no-route"),
         (
             Method::DELETE,
             "/statuslists/e".into(),

@@ -220,12 +220,19 @@ pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Installs tests/interop's npm packages (pako, fflate, @digitalbazaar/vc-status-list) from
-/// the lock file into tests/interop/node_modules when any is missing.
+/// Installs tests/interop's npm packages (pako, fflate, Digital Bazaar's vc-status-list, vc and
+/// Data Integrity cryptosuites) from the lock file into tests/interop/node_modules when any is
+/// missing.
 pub fn npm_install() {
     let dir = interop_dir();
     let have = |p: &str| dir.join("node_modules").join(p).is_dir();
-    if have("pako") && have("fflate") && have("@digitalbazaar/vc-status-list") {
+    if have("pako")
+        && have("fflate")
+        && have("@digitalbazaar/vc-status-list")
+        && have("@digitalbazaar/vc")
+        && have("@digitalbazaar/eddsa-rdfc-2022-cryptosuite")
+        && have("did-context")
+    {
         return;
     }
     let out = Command::new("npm")

@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod consistency;
 mod crash;
+mod data_integrity;
 mod deploy;
 mod first_hour;
 mod full_disk;

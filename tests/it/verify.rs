@@ -453,7 +453,9 @@ fn vc_1_1(issuer: &str, entries: Value) -> Value {
            "credentialStatus": entries})
 }
 
-/// Digital Bazaar's checker over `credential`: `verified` (no status bit set) or its error.
+/// Digital Bazaar's checker over `credential`: `verified` (no status bit set) or its error. The
+/// list credential is fetched in its Data Integrity form and its proof verified (key found through
+/// the controller document statusd serves).
 async fn digitalbazaar_check(credential: &Value, dir: &TempDir) -> Value {
     let path = dir.0.join(format!("cred-{:x}.json", rand::random::<u64>()));
     std::fs::write(&path, credential.to_string()).unwrap();
@@ -579,5 +581,139 @@ async fn verify_fetches_https_lists_with_a_private_ca_and_refuses_an_untrusted_s
     fails_with(&out, "TLS handshake");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&uri) && err.contains("certificate"), "{err}");
+    running.stop().await;
+}
+
+/// Issue 15 item 1, `--trust-anchor`: statusd signs with a certificate chain (a test PKI made
+/// with openssl at test time); every list form (statuslist+jwt, statuslist+cwt, vc+jwt and the
+/// VC-JWT 1.1 Status List 2021 view) is trusted through its `x5c` / `x5chain` validated up to
+/// the root, without any JWKS. A chain from another CA, and a leaf that has expired by the time
+/// of the check, fail the check (exit 1) with the failed step named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_with_a_trust_anchor_validates_each_lists_chain_and_refuses_another_ca_or_an_expired_leaf(
+) {
+    let dir = TempDir::new("verify-anchor");
+    let pki = statusd::cert::test_pki::Pki::new();
+    let other = statusd::cert::test_pki::Pki::new();
+    let key = SigningKey::generate(Algorithm::Es256);
+    let key_file = dir.0.join("signing-key.pem");
+    std::fs::write(&key_file, key.to_pkcs8_pem()).unwrap();
+    // Valid for one day: long enough for the one-hour tokens, expired two days from now.
+    let chain = pki.leaf("signer", &key.verifying_key().to_public_pem(), "leaf", 1);
+    let running = start_with(
+        &dir.0,
+        &lists(),
+        &[
+            "--signing-key",
+            key_file.to_str().unwrap(),
+            "--signing-cert",
+            chain.to_str().unwrap(),
+            "--token-lifetime",
+            "3600",
+        ],
+    )
+    .await;
+    let base = format!("http://{}", running.public_addr);
+    let uri = format!("{base}/statuslists/v");
+    let root = pki.root();
+    let root = root.to_str().unwrap();
+    // A bundle: the anchors are every certificate of the file, the right one last.
+    let bundle = dir.0.join("bundle.pem");
+    std::fs::write(
+        &bundle,
+        std::fs::read_to_string(other.root()).unwrap()
+            + &std::fs::read_to_string(pki.root()).unwrap(),
+    )
+    .unwrap();
+    let sl2021 = |purpose: &str, idx: u32| {
+        let url = format!("{base}/statuslist2021/v/{purpose}");
+        statusd::status::sl2021::status_entry(&url, idx, purpose.parse().unwrap())
+    };
+    let validated = "2 certificate(s) validated to CN=Test Root";
+    for (idx, code) in [(0u32, 0), (1, 10), (2, 11), (3, 12)] {
+        let i = u64::from(idx);
+        let mut credentials = vec![
+            (sd_jwt_vc(&uri, i), "statuslist+jwt"),
+            (mdoc_mso_hex(&uri, i), "statuslist+cwt"),
+        ];
+        if idx < 3 {
+            // The W3C views: revocation (INVALID) and suspension (SUSPENDED) entries.
+            let purpose = if idx == 2 { "suspension" } else { "revocation" };
+            credentials.push((vc_jwt_2(entry(&base, purpose, i, None)), "vc+jwt"));
+            let v = vc_1_1(&base, sl2021(purpose, idx));
+            credentials.push((
+                jwt("JWT", &json!({"iss": base, "vc": v})),
+                "StatusList2021Credential (VC-JWT 1.1)",
+            ));
+        }
+        for (credential, format) in credentials {
+            for anchors in [root, bundle.to_str().unwrap()] {
+                let out = verify(vec![
+                    credential.clone(),
+                    "--no-cache".into(),
+                    "--trust-anchor".into(),
+                    anchors.into(),
+                ])
+                .await;
+                let (got, r) = report(&out);
+                assert_eq!(got, code, "{format} idx {idx}: {r}");
+                let list = &r["references"][0]["list"];
+                assert_eq!(list["format"], format, "{r}");
+                assert_eq!(list["key_source"], validated, "{r}");
+            }
+        }
+    }
+
+    // A chain from another CA: the check fails, naming the anchor it does not reach.
+    let cache = TempDir::new("verify-anchor-cache");
+    for credential in [sd_jwt_vc(&uri, 0), mdoc_mso_hex(&uri, 0)] {
+        let out = verify(args(
+            &credential,
+            &cache,
+            &["--trust-anchor", other.root().to_str().unwrap()],
+        ))
+        .await;
+        fails_with(
+            &out,
+            "certificate chain: the chain does not end at the trust anchor (CN=Test Root)",
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&uri),
+            "the list is named"
+        );
+    }
+    // Two days on, the leaf has expired: refused for the certificate, before the token's exp
+    // is even looked at.
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2 * 86_400)
+        .to_string();
+    for credential in [sd_jwt_vc(&uri, 0), mdoc_mso_hex(&uri, 0)] {
+        let out = verify(vec![
+            credential,
+            "--no-cache".into(),
+            "--trust-anchor".into(),
+            root.into(),
+            "--at".into(),
+            later.clone(),
+        ])
+        .await;
+        fails_with(
+            &out,
+            "certificate chain: certificate 0 (CN=Revocation List Signer) is not valid at",
+        );
+    }
+    // --key and --trust-anchor are two trust models: not both.
+    let out = verify(vec![
+        sd_jwt_vc(&uri, 0),
+        "--trust-anchor".into(),
+        root.into(),
+        "--key".into(),
+        format!("{base}/.well-known/jwks.json"),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     running.stop().await;
 }
