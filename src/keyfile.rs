@@ -131,7 +131,7 @@ impl KeySource {
 }
 
 /// Whether signing may proceed: the outcome of the last check of the key's source (and of the
-/// last signature), with the `statusd_signing_key_ok` gauge, the error counter and one log
+/// last signature) and, when given one, the clock's verdict ([`crate::clock`]), with the `statusd_signing_key_ok` gauge, the error counter and one log
 /// line per transition.
 pub struct KeyWatch {
     /// `None` when the key was given in memory (tests that build a refresher directly).
@@ -139,6 +139,8 @@ pub struct KeyWatch {
     /// The signing key's certificate chain, its key and the token lifetime: the leaf must hold
     /// the key and outlive every token signed now ([`CertChain::check_leaf`]).
     cert: Option<(Arc<CertChain>, VerifyingKey, std::time::Duration)>,
+    /// This replica's clock against the store's: signing also pauses while it is too far off.
+    clock: Option<Arc<crate::clock::ClockWatch>>,
     ok: AtomicBool,
 }
 
@@ -147,6 +149,7 @@ impl KeyWatch {
         KeyWatch {
             source,
             cert: None,
+            clock: None,
             ok: AtomicBool::new(true),
         }
     }
@@ -162,6 +165,17 @@ impl KeyWatch {
         self
     }
 
+    /// Also pauses signing while `clock` says this replica's clock is too far off the store's
+    /// (the key's gauge and error counter are left alone: the key is fine).
+    pub fn with_clock(mut self, clock: Arc<crate::clock::ClockWatch>) -> KeyWatch {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn clock_ok(&self) -> bool {
+        self.clock.as_ref().is_none_or(|c| c.may_sign())
+    }
+
     /// A signature failed while building artefacts (the token went away between two checks):
     /// signing pauses until the next check passes.
     pub fn sign_failed(&self, e: &SignError, metrics: &Metrics) {
@@ -170,12 +184,16 @@ impl KeyWatch {
 
     /// The outcome of the last check: false while signing is paused.
     pub fn is_ok(&self) -> bool {
-        self.ok.load(Ordering::Relaxed)
+        self.ok.load(Ordering::Relaxed) && self.clock_ok()
     }
 
     /// Checks the key file on the blocking pool and records the outcome. Returns whether this
     /// pass may sign.
     pub async fn may_sign(&self, metrics: &Metrics) -> bool {
+        self.key_may_sign(metrics).await && self.clock_ok()
+    }
+
+    async fn key_may_sign(&self, metrics: &Metrics) -> bool {
         if self.source.is_none() && self.cert.is_none() {
             return true;
         }

@@ -4,6 +4,7 @@ mod alloc;
 mod bad_input;
 mod cdn;
 mod cli;
+mod clock_skew;
 mod conformance;
 mod consistency;
 mod crash;
