@@ -17,6 +17,7 @@ mod http;
 mod interop;
 mod issuer;
 mod logs;
+mod net_faults;
 mod openapi;
 mod properties;
 mod proxy;
