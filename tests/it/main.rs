@@ -9,6 +9,7 @@ mod conformance;
 mod consistency;
 mod crash;
 mod deploy;
+mod failover;
 mod first_hour;
 mod full_disk;
 mod fuzz_regressions;

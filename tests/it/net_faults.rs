@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const TOKEN: &str = "net-faults-token-0123456789abcdef";
+pub const TOKEN: &str = "net-faults-token-0123456789abcdef";
 /// Longest a write may take before it counts as hung: statusd's Redis timeouts are 2 s each.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Reads per second per replica.
@@ -329,7 +329,7 @@ impl Replica {
 }
 
 /// One admin call with the write timeout: `Err(elapsed)` if it did not answer in time.
-async fn call(
+pub async fn call(
     admin: &str,
     method: Method,
     path: &str,
@@ -369,7 +369,7 @@ struct Writes {
 }
 
 /// Checks a refusal: 503 `store-unavailable` as problem+json with `Retry-After`.
-fn refused(s: StatusCode, h: &hyper::HeaderMap, v: &Value, what: &str) {
+pub fn refused(s: StatusCode, h: &hyper::HeaderMap, v: &Value, what: &str) {
     assert_eq!(
         s,
         StatusCode::SERVICE_UNAVAILABLE,
