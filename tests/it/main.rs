@@ -31,6 +31,7 @@ mod rotation;
 mod roundtrips;
 mod shedding;
 mod signing_key;
+mod soak;
 mod support;
 mod tls;
 mod verify;

@@ -274,10 +274,10 @@ impl Drop for Relay {
 }
 
 /// A statusd replica process, killed on drop.
-struct Replica {
-    child: Child,
-    public: String,
-    admin: String,
+pub struct Replica {
+    pub child: Child,
+    pub public: String,
+    pub admin: String,
 }
 
 impl Drop for Replica {
@@ -289,10 +289,16 @@ impl Drop for Replica {
 
 impl Replica {
     fn spawn(dir: &std::path::Path, redis: &str) -> Replica {
+        Self::spawn_with(dir, redis, &[])
+    }
+
+    /// A replica with the admin tokens in `dir/tokens` and `extra` flags.
+    pub fn spawn_with(dir: &std::path::Path, redis: &str, extra: &[&str]) -> Replica {
         let [public, admin] = free_ports::<2>();
         let child = Command::new(env!("CARGO_BIN_EXE_statusd"))
             .args(["serve", "--demo", "--reencode-interval", "1"])
             .args(["--list-size", "131072"])
+            .args(extra)
             .arg("--listen")
             .arg(format!("127.0.0.1:{public}"))
             .arg("--admin-listen")
@@ -315,7 +321,7 @@ impl Replica {
         }
     }
 
-    async fn ready(&mut self) -> bool {
+    pub async fn ready(&mut self) -> bool {
         let url = format!("{}/readyz", self.admin);
         let probe = tokio::spawn(async move { support::get(&url, &[]).await.0 });
         if let Some(status) = self.child.try_wait().unwrap() {
