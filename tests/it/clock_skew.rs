@@ -198,6 +198,7 @@ async fn a_skewed_clock_is_reported_and_pauses_signing_until_it_is_back_within_b
 
     // Two minutes ahead: measured within a check (5 s) plus libfaketime's cache (1 s).
     r.set_offset("+120");
+    let jumped = Instant::now();
     until(
         "the skew ahead to be measured",
         Duration::from_secs(15),
@@ -207,6 +208,7 @@ async fn a_skewed_clock_is_reported_and_pauses_signing_until_it_is_back_within_b
         },
     )
     .await;
+    let detected = jumped.elapsed();
     // Signing is paused: what is served stops changing, lookups follow the store, and the
     // token is withheld before its exp (10 s lifetime) rather than re-signed with a wrong clock.
     // It may have been re-signed once with the skewed clock before the measurement (at most one
@@ -229,6 +231,7 @@ async fn a_skewed_clock_is_reported_and_pauses_signing_until_it_is_back_within_b
         assert!(Instant::now() < deadline, "the token was not withheld");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let withheld_after = jumped.elapsed();
     assert_eq!(
         withheld,
         (503, "urn:statusd:problem:signing-unavailable".to_owned())
@@ -258,6 +261,7 @@ async fn a_skewed_clock_is_reported_and_pauses_signing_until_it_is_back_within_b
 
     // Back within the bound: signing resumes on the real clock, with the change made meanwhile.
     r.set_offset("+0");
+    let back = Instant::now();
     let resumed = until(
         "signing to resume",
         Duration::from_secs(20),
@@ -269,6 +273,11 @@ async fn a_skewed_clock_is_reported_and_pauses_signing_until_it_is_back_within_b
         "iat {} at {}",
         resumed.iat,
         now()
+    );
+    eprintln!(
+        "clock skew: +120 s measured after {detected:?}, token withheld {withheld_after:?} after \
+         the jump, signing resumed {:?} after the clock came back",
+        back.elapsed()
     );
     let list = resumed.status_list.decode().unwrap();
     assert_eq!(list.get(7).unwrap(), Status(2));
