@@ -370,8 +370,8 @@ struct Writes {
     acked: Vec<(String, bool)>,
     /// Registrations or suspensions refused (503 with a problem): credential id and operation.
     refused: Vec<(String, &'static str)>,
-    /// Longest answer, and every answer's latency by phase.
-    latencies: Vec<(usize, Duration)>,
+    /// Every answer by phase: its latency and whether it was an acknowledgement.
+    latencies: Vec<(usize, Duration, bool)>,
 }
 
 /// Checks a refusal: 503 `store-unavailable` as problem+json with `Retry-After`.
@@ -405,7 +405,8 @@ async fn writer(
         let body = json!({"credential_id": id, "kind": "physical"});
         let answer = call(&admin, Method::POST, "/v1/credentials", Some(body)).await;
         let took = started.elapsed();
-        w.lock().unwrap().latencies.push((p, took));
+        let acked = matches!(answer, Ok((StatusCode::CREATED, _, _)));
+        w.lock().unwrap().latencies.push((p, took, acked));
         match answer {
             Ok((StatusCode::CREATED, _, _)) => {}
             Ok((s, h, v)) => {
@@ -420,7 +421,11 @@ async fn writer(
         let started = Instant::now();
         let path = format!("/v1/credentials/{id}/suspend");
         let answer = call(&admin, Method::POST, &path, Some(json!({"reason": "lost"}))).await;
-        w.lock().unwrap().latencies.push((p, started.elapsed()));
+        let acked = matches!(answer, Ok((StatusCode::OK, _, _)));
+        w.lock()
+            .unwrap()
+            .latencies
+            .push((p, started.elapsed(), acked));
         match answer {
             Ok((StatusCode::OK, _, _)) => {
                 let mut w = w.lock().unwrap();
@@ -704,23 +709,25 @@ async fn reads_never_fail_and_no_acknowledged_write_is_lost_through_latency_loss
     let r = reads.lock().unwrap().clone();
     eprintln!("net faults (partition {partition:?}):");
     eprintln!(
-        "| phase | reads | failed | wrong | read p99 | writes answered | write p99 | write max |"
+        "| phase | reads | failed | wrong | read p99 | writes acked | writes refused | write p99 | write max |"
     );
     let mut failed = 0;
     for (i, name) in PHASES.iter().enumerate() {
-        let wl: Vec<Duration> = w
+        let phase: Vec<(Duration, bool)> = w
             .latencies
             .iter()
-            .filter(|(p, _)| *p == i)
-            .map(|(_, d)| *d)
+            .filter(|(p, _, _)| *p == i)
+            .map(|(_, d, acked)| (*d, *acked))
             .collect();
+        let wl: Vec<Duration> = phase.iter().map(|(d, _)| *d).collect();
+        let acked = phase.iter().filter(|(_, a)| *a).count();
         eprintln!(
-            "| {name} | {} | {} | {} | {:?} | {} | {:?} | {:?} |",
+            "| {name} | {} | {} | {} | {:?} | {acked} | {} | {:?} | {:?} |",
             r[i].attempted,
             r[i].failed,
             r[i].wrong,
             p99(r[i].latencies.clone()),
-            wl.len(),
+            phase.len() - acked,
             p99(wl.clone()),
             wl.iter().max().copied().unwrap_or_default()
         );
