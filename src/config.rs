@@ -764,6 +764,7 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
         assert_eq!(c.issuer, c.public_url);
         assert_eq!(c.ttl, Duration::from_secs(300));
+        assert_eq!(c.max_clock_skew, Duration::from_secs(30));
     }
 
     #[test]
@@ -793,6 +794,12 @@ mod tests {
             "public-url"
         );
         assert_eq!(parse(&["--demo", "--ttl", "0"]).unwrap_err().flag, "ttl");
+        assert_eq!(
+            parse(&["--demo", "--max-clock-skew", "0"])
+                .unwrap_err()
+                .flag,
+            "max-clock-skew"
+        );
         assert_eq!(
             parse(&["--demo", "--ttl", "600", "--token-lifetime", "1200"])
                 .unwrap_err()

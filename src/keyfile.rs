@@ -131,8 +131,8 @@ impl KeySource {
 }
 
 /// Whether signing may proceed: the outcome of the last check of the key's source (and of the
-/// last signature) and, when given one, the clock's verdict ([`crate::clock`]), with the `statusd_signing_key_ok` gauge, the error counter and one log
-/// line per transition.
+/// last signature) and, when given one, the clock's verdict ([`crate::clock`]); for the key, the
+/// `statusd_signing_key_ok` gauge, the error counter and one log line per transition.
 pub struct KeyWatch {
     /// `None` when the key was given in memory (tests that build a refresher directly).
     source: Option<KeySource>,

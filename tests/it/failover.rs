@@ -147,6 +147,13 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
     );
     let r = statusd::app::start(&config).await.expect("start statusd");
     assert!(r.ready(Duration::from_secs(20)).await, "not ready");
+    // The clock check reads TIME from some node of the cluster.
+    assert!(
+        statusd::clock::measure(&r.store, Duration::from_secs(1))
+            .await
+            .is_some_and(|s| s.seconds.abs() < 1.0),
+        "Redis Cluster TIME"
+    );
     let public = format!("http://{}", r.public_addr);
     let admin = format!("http://{}", r.admin_addr);
 
