@@ -173,10 +173,20 @@ async fn a_replica_under_constant_resigning_and_writes_does_not_grow() {
         .unwrap();
         assert_eq!(store.lists().await.unwrap().len(), 1);
     }
+    // --max-connections 256: the accept loop keeps the state of up to twice this many recent
+    // connections until it compacts them (server::guard::Waiting); at the default 10,000 and
+    // 100 new connections a second that is 200 s of bounded growth, which would hide a leak.
     let mut r = Replica::spawn_with(
         &dir.0,
         &redis.url(),
-        &["--ttl", "2", "--token-lifetime", "10"],
+        &[
+            "--ttl",
+            "2",
+            "--token-lifetime",
+            "10",
+            "--max-connections",
+            "256",
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !r.ready().await {
