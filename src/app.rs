@@ -403,7 +403,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .await?,
     );
     let (key, key_source) = signing_key(config)?;
-    let mut key_watch = KeyWatch::new(Some(key_source));
+    let clock = Arc::new(crate::clock::ClockWatch::new(config.max_clock_skew));
+    let mut key_watch = KeyWatch::new(Some(key_source)).with_clock(clock.clone());
     let mut cert_not_after = None;
     let key = match &config.signing_cert {
         None => key,
@@ -455,6 +456,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .set(crate::cert::unix_seconds(t));
     }
     metrics.jwks_keys.set(jwks.keys.len() as i64);
+    metrics
+        .clock_skew_max
+        .set(config.max_clock_skew.as_secs_f64());
+    // Before anything is signed (the restored snapshot below is re-signed): a replica started
+    // with a skewed clock must not sign even once. A store that does not answer leaves it
+    // signing, as before any measurement.
+    if let Some(skew) = crate::clock::measure(&store, std::time::Duration::from_secs(1)).await {
+        clock.record(skew, &metrics);
+    }
     tracing::info!(
         signing_kid = key.kid(),
         published_kids = ?jwks.keys.iter().map(|k| k.kid()).collect::<Vec<_>>(),
@@ -569,6 +579,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Box::pin(crate::consistency::run(
             config.consistency,
             snapshots.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )),
+        Box::pin(crate::clock::run(
+            clock,
             store.clone(),
             metrics.clone(),
             shutdown_rx.clone(),

@@ -90,6 +90,11 @@ pub struct ServeArgs {
     /// reports not ready (requests are still answered from the last good snapshot).
     #[arg(long, env = "STATUSD_MAX_STALENESS", default_value_t = 30)]
     pub max_staleness: u64,
+    /// Seconds this replica's clock may differ from Redis's `TIME` (either way) before it
+    /// pauses signing: tokens it signed would carry an `iat`/`exp` verifiers reject or trust
+    /// too long. Measured every 5 s; no effect on the embedded store.
+    #[arg(long, env = "STATUSD_MAX_CLOCK_SKEW", default_value_t = 30)]
+    pub max_clock_skew: u64,
     /// Maximum concurrent connections per listener.
     #[arg(long, env = "STATUSD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -240,6 +245,8 @@ pub struct Config {
     pub token_lifetime: Duration,
     pub lookup_max_age: Duration,
     pub max_staleness: Duration,
+    /// Clock difference with the store beyond which signing pauses ([`crate::clock`]).
+    pub max_clock_skew: Duration,
     pub reencode_interval: Duration,
     pub max_connections: NonZeroUsize,
     /// Public-plane requests in flight past which new ones are shed with 503.
@@ -502,6 +509,13 @@ impl Config {
                 "must be at least 1 second",
             ));
         }
+        if args.max_clock_skew == 0 {
+            return Err(err(
+                "max-clock-skew",
+                "MAX_CLOCK_SKEW",
+                "must be at least 1 second",
+            ));
+        }
         let max_connections = NonZeroUsize::new(args.max_connections)
             .ok_or_else(|| err("max-connections", "MAX_CONNECTIONS", "must be at least 1"))?;
         let max_inflight = NonZeroUsize::new(args.max_inflight).ok_or_else(|| {
@@ -621,6 +635,7 @@ impl Config {
             token_lifetime: Duration::from_secs(args.token_lifetime),
             lookup_max_age: Duration::from_secs(args.lookup_max_age),
             max_staleness: Duration::from_secs(args.max_staleness),
+            max_clock_skew: Duration::from_secs(args.max_clock_skew),
             reencode_interval: Duration::from_secs(args.reencode_interval),
             max_connections,
             max_inflight,
@@ -750,6 +765,7 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
         assert_eq!(c.issuer, c.public_url);
         assert_eq!(c.ttl, Duration::from_secs(300));
+        assert_eq!(c.max_clock_skew, Duration::from_secs(30));
     }
 
     #[test]
@@ -779,6 +795,12 @@ mod tests {
             "public-url"
         );
         assert_eq!(parse(&["--demo", "--ttl", "0"]).unwrap_err().flag, "ttl");
+        assert_eq!(
+            parse(&["--demo", "--max-clock-skew", "0"])
+                .unwrap_err()
+                .flag,
+            "max-clock-skew"
+        );
         assert_eq!(
             parse(&["--demo", "--ttl", "600", "--token-lifetime", "1200"])
                 .unwrap_err()

@@ -134,8 +134,8 @@ impl KeySource {
 }
 
 /// Whether signing may proceed: the outcome of the last check of the key's source (and of the
-/// last signature), with the `statusd_signing_key_ok` gauge, the error counter and one log
-/// line per transition.
+/// last signature) and, when given one, the clock's verdict ([`crate::clock`]); for the key, the
+/// `statusd_signing_key_ok` gauge, the error counter and one log line per transition.
 pub struct KeyWatch {
     /// `None` when the key was given in memory (tests that build a refresher directly).
     source: Option<KeySource>,
@@ -143,6 +143,8 @@ pub struct KeyWatch {
     /// the key and outlive every token signed now ([`CertChain::check_leaf`]). Replaced whole
     /// by a reload ([`KeyWatch::set_certificate`]).
     cert: arc_swap::ArcSwapOption<CertCheck>,
+    /// This replica's clock against the store's: signing also pauses while it is too far off.
+    clock: Option<Arc<crate::clock::ClockWatch>>,
     ok: AtomicBool,
 }
 
@@ -158,6 +160,7 @@ impl KeyWatch {
         KeyWatch {
             source,
             cert: arc_swap::ArcSwapOption::empty(),
+            clock: None,
             ok: AtomicBool::new(true),
         }
     }
@@ -203,6 +206,17 @@ impl KeyWatch {
         }
     }
 
+    /// Also pauses signing while `clock` says this replica's clock is too far off the store's
+    /// (the key's gauge and error counter are left alone: the key is fine).
+    pub fn with_clock(mut self, clock: Arc<crate::clock::ClockWatch>) -> KeyWatch {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn clock_ok(&self) -> bool {
+        self.clock.as_ref().is_none_or(|c| c.may_sign())
+    }
+
     /// A signature failed while building artefacts (the token went away between two checks):
     /// signing pauses until the next check passes.
     pub fn sign_failed(&self, e: &SignError, metrics: &Metrics) {
@@ -211,12 +225,16 @@ impl KeyWatch {
 
     /// The outcome of the last check: false while signing is paused.
     pub fn is_ok(&self) -> bool {
-        self.ok.load(Ordering::Relaxed)
+        self.ok.load(Ordering::Relaxed) && self.clock_ok()
     }
 
     /// Checks the key file on the blocking pool and records the outcome. Returns whether this
     /// pass may sign.
     pub async fn may_sign(&self, metrics: &Metrics) -> bool {
+        self.key_may_sign(metrics).await && self.clock_ok()
+    }
+
+    async fn key_may_sign(&self, metrics: &Metrics) -> bool {
         let cert = self.cert.load_full();
         if self.source.is_none() && cert.is_none() {
             return true;

@@ -12,6 +12,7 @@
 //! | [`anchor`]    | a token's own chain (`x5c` / `x5chain`) → validated to the caller's anchors → key |
 //! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
+//! | [`clock`]     | this replica's clock against Redis's `TIME`; signing pauses beyond a bound |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
@@ -44,7 +45,8 @@
 //! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
 //! shares every unchanged list by `Arc`. It signs only while the signing key is usable (the key
 //! file still holds it, or the PKCS#11 token still signs with it: [`keyfile`], [`pkcs11`]) and
-//! its certificate still vouches for it ([`cert`]); otherwise lookups keep following the store
+//! its certificate still vouches for it ([`cert`]) and its clock is close to the store's
+//! ([`clock`]); otherwise lookups keep following the store
 //! while the last signed tokens age: shorter `Cache-Control`, then 503 before their `exp`.
 #![forbid(unsafe_code)]
 
@@ -53,6 +55,7 @@ pub mod anchor;
 pub mod app;
 pub mod cert;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod consistency;
 pub mod demo;

@@ -150,6 +150,11 @@ pub struct Metrics {
     pub jwks_keys: IntGauge,
     /// `notAfter` of the signing key's leaf certificate (`STATUSD_SIGNING_CERT`); 0 without one.
     pub signing_cert_not_after: Gauge,
+    /// This replica's clock minus Redis's `TIME`, in seconds (positive: ahead); 0 on the
+    /// embedded store, whose clock is this machine's ([`crate::clock`]).
+    pub clock_skew: Gauge,
+    /// `--max-clock-skew`: beyond it (either way) this replica pauses signing.
+    pub clock_skew_max: Gauge,
     /// TLS handshakes that failed (plain HTTP to a TLS port, untrusted or missing client
     /// certificates, protocol errors); timed-out ones count in `connections_timed_out`.
     pub tls_handshake_failures: IntCounter,
@@ -308,6 +313,14 @@ impl Metrics {
             signing_cert_not_after: gauge(
                 "signing_cert_not_after_timestamp_seconds",
                 "notAfter (Unix time) of the signing key's leaf certificate; 0 without a certificate",
+            ),
+            clock_skew: gauge(
+                "clock_skew_seconds",
+                "This replica's clock minus the store's (Redis TIME), in seconds; positive when ahead, 0 on the embedded store",
+            ),
+            clock_skew_max: gauge(
+                "clock_skew_max_seconds",
+                "--max-clock-skew: beyond this skew either way the replica pauses signing",
             ),
             token_expiry: gauge(
                 "token_expiry_timestamp_seconds",

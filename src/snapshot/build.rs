@@ -141,13 +141,17 @@ pub fn windows_before_exp(
 /// `margin` before `exp` ([`windows_before_exp`]), or withheld once no more than `margin` is left.
 /// `margin` covers the time until the refresher next looks (the request path never reads the
 /// clock) plus a second for caches counting `Age` in whole seconds. `None` when `a` already
-/// is as it should be.
+/// is as it should be. Withheld is final until re-signed: a clock stepped back (a replica
+/// paused for clock skew, [`crate::clock`]) must not serve again a token it withheld.
 pub fn aged(
     a: &Artefacts,
     p: &BuildParams,
     now: SystemTime,
     margin: Duration,
 ) -> Option<Artefacts> {
+    if a.aging == Aging::Withheld {
+        return None;
+    }
     let normal = p.cache_windows();
     let (aging, cache_control) = match windows_before_exp(normal, a.exp, now, margin) {
         // The common case, checked on every pass for every list: nothing to format.
@@ -640,6 +644,9 @@ mod tests {
         let withheld = aged(&short, &p, at(86_399), margin).unwrap();
         assert_eq!(withheld.aging, Aging::Withheld);
         assert!(aged(&withheld, &p, at(86_500), margin).is_none());
+        // The clock stepped back two minutes: still withheld.
+        let stepped_back = UNIX_EPOCH + Duration::from_secs(iat + 86_399 - 120);
+        assert!(aged(&withheld, &p, stepped_back, margin).is_none());
         let placeholder = unsigned(meta, list, key.kid());
         assert_eq!(placeholder.artefacts.aging, Aging::Withheld);
         assert!(aged(&placeholder.artefacts, &p, at(0), margin).is_none());

@@ -1500,6 +1500,19 @@ impl Store for RedisStore {
     }
 }
 
+/// The store's clock, for [`crate::clock`]: kept apart from the [`Store`] operations.
+impl RedisStore {
+    /// Redis's `TIME` (any node of a cluster).
+    pub async fn server_time(&self) -> Result<SystemTime, StoreError> {
+        let mut conn = self.inner.conn();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.inner.error(None, e))?;
+        Ok(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

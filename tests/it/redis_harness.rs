@@ -189,7 +189,7 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of three masters without replicas.
+/// A Redis Cluster of three masters, without replicas or with one each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
@@ -209,23 +209,55 @@ impl RedisCluster {
 
     /// A cluster of three nodes that `start` launches with the cluster arguments it is given
     /// (plus its own, e.g. TLS), created over their plain ports.
-    pub fn start_nodes(mut start: impl FnMut(&[&str]) -> RedisServer) -> RedisCluster {
+    pub fn start_nodes(start: impl FnMut(&[&str]) -> RedisServer) -> RedisCluster {
+        Self::create(start, 0, &[])
+    }
+
+    /// Three masters with one replica each (six nodes; `nodes[..3]` are the masters as
+    /// created), failing a master over after one second without it (`cluster-node-timeout`).
+    pub fn start_with_replicas() -> RedisCluster {
+        let cluster = Self::create(
+            RedisServer::start_with,
+            1,
+            &["--cluster-node-timeout", "1000"],
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &cluster.nodes[3..] {
+            loop {
+                let info: String = node.query(redis::cmd("INFO").arg("replication"));
+                if info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {} not in sync: {info}",
+                    node.port
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    fn create(
+        mut start: impl FnMut(&[&str]) -> RedisServer,
+        replicas: usize,
+        extra: &[&str],
+    ) -> RedisCluster {
         require("redis-cli");
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes-{port}.conf",
-                ])
-            })
-            .collect();
+        let mut args = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes-{port}.conf",
+        ];
+        args.extend_from_slice(extra);
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas)).map(|_| start(&args)).collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("redis-cli: {e}; {HOW_TO_INSTALL}"));
@@ -261,6 +293,12 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Whether the node on `port` is a master now (a replica promoted by a failover is).
+    pub fn is_master(&self, port: u16) -> bool {
+        query::<String>(port, redis::cmd("INFO").arg("replication"))
+            .is_ok_and(|info| info.contains("role:master"))
     }
 
     /// The node that holds `key` (the others answer MOVED).
