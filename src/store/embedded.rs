@@ -116,6 +116,17 @@ fn decode_meta(id: &str, bytes: &[u8]) -> Result<ListMeta, StoreError> {
     })
 }
 
+/// The metadata of list `id` in the `lists` table; [`StoreError::UnknownList`] if it has none.
+fn meta_of(
+    lists: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<ListMeta, StoreError> {
+    match lists.get(id).map_err(backend)? {
+        Some(v) => decode_meta(id, v.value()),
+        None => Err(StoreError::UnknownList(id.to_owned())),
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database in `dir`, creating the directory if needed.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -194,10 +205,7 @@ impl EmbeddedStore {
     fn load_sync(db: &Database, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         let tx = db.begin_read().map_err(backend)?;
         let lists = tx.open_table(LISTS).map_err(backend)?;
-        let meta = match lists.get(id).map_err(backend)? {
-            Some(v) => decode_meta(id, v.value())?,
-            None => return Err(StoreError::UnknownList(id.to_owned())),
-        };
+        let meta = meta_of(&lists, id)?;
         let bits = meta.bits()?;
         let entries = tx.open_table(ENTRIES).map_err(backend)?;
         let mut pairs = Vec::new();
@@ -233,10 +241,7 @@ fn write_changes(
     also: impl FnOnce(&mut ListMeta) -> Result<(), StoreError>,
 ) -> Result<Applied, StoreError> {
     let mut lists = tx.open_table(LISTS).map_err(backend)?;
-    let mut meta = match lists.get(id).map_err(backend)? {
-        Some(v) => decode_meta(id, v.value())?,
-        None => return Err(StoreError::UnknownList(id.to_owned())),
-    };
+    let mut meta = meta_of(&lists, id)?;
     if expect.is_some_and(|v| v != meta.version) {
         return Err(StoreError::Conflict(id.to_owned()));
     }
@@ -319,10 +324,7 @@ impl Registry for EmbeddedStore {
             // One read transaction: the records are exactly those of the version read.
             let tx = db.begin_read().map_err(backend)?;
             let lists = tx.open_table(LISTS).map_err(backend)?;
-            let meta = match lists.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode_meta(&id, v.value())?,
-                None => return Err(StoreError::UnknownList(id)),
-            };
+            let meta = meta_of(&lists, &id)?;
             let creds = tx.open_table(CREDS).map_err(backend)?;
             let mut out = Vec::with_capacity(idxs.len());
             for idx in idxs {
@@ -531,10 +533,7 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
             let lists = tx.open_table(LISTS).map_err(backend)?;
-            let meta = match lists.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode_meta(&id, v.value())?,
-                None => return Err(StoreError::UnknownList(id)),
-            };
+            let meta = meta_of(&lists, &id)?;
             let entries = tx.open_table(ENTRIES).map_err(backend)?;
             let mut out = Vec::with_capacity(idxs.len());
             for idx in idxs {
