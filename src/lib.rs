@@ -28,7 +28,6 @@
 //! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
 //! | [`cli`]       | the command line                                                         |
 //! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
-//! | `fuzzing`     | fuzz-target bodies shared by `fuzz/` and the corpus replay test (hidden) |
 //!
 //! # Flows
 //!
@@ -52,8 +51,6 @@ pub mod cli;
 pub mod config;
 pub mod consistency;
 pub mod demo;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod http;
 pub mod inspect;
 pub mod issuer;

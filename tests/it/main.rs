@@ -10,7 +10,6 @@ mod crash;
 mod deploy;
 mod first_hour;
 mod full_disk;
-mod fuzz_regressions;
 mod hsm;
 mod http;
 mod interop;
