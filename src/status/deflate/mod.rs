@@ -48,6 +48,11 @@
 //! CRC over long zero runs in O(log run) by multiplying with x^(8 run) modulo the CRC polynomial
 //! (as zlib's `crc32_combine` does), so even the checksum never touches every byte of a sparse
 //! array.
+//!
+//! Layout: `tables` holds RFC 1951's fixed tables; `parse` turns a sparse array into tokens and
+//! counts them; `huffman` builds the codes; `emit` plans a block and writes the bits; `checksum`
+//! computes Adler-32 and CRC-32 of sparse arrays; `inflate` reads untrusted input; this file is
+//! the public writer API.
 
 mod checksum;
 mod emit;

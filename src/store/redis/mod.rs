@@ -17,6 +17,11 @@
 //! client certificate ([`RedisSecurity`]); the password may come from a file. [`check`] runs
 //! every step of [`RedisStore::connect_secure`] that does not touch the network, so
 //! `--check-config` accepts exactly the URLs start-up accepts.
+//!
+//! Layout: `keys` names every Redis key and the change channel; `connection` prepares URLs and
+//! TLS, holds the connection (standalone manager or cluster client), classifies errors and runs
+//! the wake-up subscription; `parse` reads every reply strictly; `registry` is the issuer
+//! registry on Redis; this file is the [`Store`] itself.
 
 mod connection;
 mod keys;
