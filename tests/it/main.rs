@@ -27,6 +27,7 @@ mod rotation;
 mod roundtrips;
 mod shedding;
 mod signing_key;
+mod store_contract;
 mod support;
 mod tls;
 mod verify;

@@ -76,6 +76,29 @@ pub fn config(dir: &std::path::Path, extra: &[&str]) -> Config {
     Config::from_args(&a.a).expect("valid test config")
 }
 
+/// A change of entry `idx` to status `v`.
+pub fn change(idx: u32, v: u8) -> Change {
+    Change {
+        idx,
+        status: Status(v),
+    }
+}
+
+/// A list to create: `id` with `size` entries of `bits` bits, no purpose.
+pub fn new_list(id: &str, bits: Bits, size: u32) -> NewList {
+    NewList {
+        id: id.into(),
+        bits,
+        size,
+        purpose: None,
+    }
+}
+
+/// The non-VALID entries of `list` as `(index, value)`.
+pub fn nonzero(list: &statusd::status::StatusList) -> Vec<(u32, u8)> {
+    list.iter_nonzero().map(|(i, s)| (i, s.0)).collect()
+}
+
 /// A list to seed: id, bits, size and `(index, value)` entries.
 pub type SeedList<'a> = (&'a str, Bits, u32, Vec<(u32, u8)>);
 
