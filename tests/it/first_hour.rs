@@ -144,17 +144,7 @@ fn the_walkthrough_messages_say_what_to_do_next() {
     };
 
     // A second statusd on the same data directory says who probably holds it.
-    let out = run(
-        &[
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
+    let out = serve_demo().current_dir(d).output().expect("run statusd");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
