@@ -412,6 +412,9 @@ fn softhsm_signer() -> (
         ),
     )
     .unwrap();
+    // SoftHSM2, loaded into this process, reads its configuration path from the environment
+    // only; the bench sets it before it starts any thread.
+    #[allow(clippy::disallowed_methods)]
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let run = |program: &str, args: &[&str]| {
         let out = Command::new(program).args(args).output().unwrap();

@@ -3,8 +3,8 @@
 
 Seeds come from the spec vectors in tests/data/vectors.json (IETF draft lists, JWT and CWT
 tokens, the W3C example credential) and from a few hand-written inputs in the framing each
-target expects (see src/fuzzing.rs). The output is deterministic and committed; CI replays it
-through tests/it/fuzz_regressions.rs. Run from anywhere: paths are relative to this file.
+target expects (see fuzz/src/lib.rs). The output is deterministic and committed; CI replays it
+through fuzz/src/replay.rs. Run from anywhere: paths are relative to this file.
 """
 
 import base64

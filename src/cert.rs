@@ -239,16 +239,12 @@ fn verify_signed_by(c: &Certificate, index: usize, issuer: &Certificate) -> Resu
         subject: subject(c),
     };
     match (alg.as_str(), key.algorithm()) {
-        (ECDSA_SHA256, crate::token::Algorithm::Es256) => {
-            // X.509 carries ECDSA signatures in DER; the key verifies the fixed-size form.
-            let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
-            key.verify(&tbs, &sig.to_bytes()).map_err(|_| bad())
+        (ECDSA_SHA256, crate::token::Algorithm::Es256)
+        | (ECDSA_SHA384, crate::token::Algorithm::Es384)
+        | (ED25519, crate::token::Algorithm::EdDsa) => {
+            let sig = signature_from_x509(key.algorithm(), sig).map_err(|_| bad())?;
+            key.verify(&tbs, &sig).map_err(|_| bad())
         }
-        (ECDSA_SHA384, crate::token::Algorithm::Es384) => {
-            let sig = p384::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
-            key.verify(&tbs, &sig.to_bytes()).map_err(|_| bad())
-        }
-        (ED25519, crate::token::Algorithm::EdDsa) => key.verify(&tbs, sig).map_err(|_| bad()),
         // Government CAs often sign with RSA PKCS#1 v1.5.
         (SHA256_WITH_RSA, crate::token::Algorithm::Ps256 | crate::token::Algorithm::Rs256) => key
             .with_rsa_algorithm(crate::token::Algorithm::Rs256)
@@ -385,28 +381,15 @@ pub fn csr_pem(subject: &str, signer: &crate::token::Signer) -> Result<String, C
         .to_der()
         .map_err(|e| CsrError::Encoding(e.to_string()))?;
     let sig = signer.try_sign(&tbs)?;
-    let (oid, sig) = match signer.algorithm() {
-        // X.509 carries ECDSA signatures as a DER Ecdsa-Sig-Value, not R‖S.
-        Algorithm::Es256 => (
-            ECDSA_SHA256,
-            p256::ecdsa::Signature::from_slice(&sig)
-                .map_err(|e| CsrError::Encoding(e.to_string()))?
-                .to_der()
-                .as_bytes()
-                .to_vec(),
-        ),
-        Algorithm::EdDsa => (ED25519, sig),
-        Algorithm::Es384 => (
-            ECDSA_SHA384,
-            p384::ecdsa::Signature::from_slice(&sig)
-                .map_err(|e| CsrError::Encoding(e.to_string()))?
-                .to_der()
-                .as_bytes()
-                .to_vec(),
-        ),
-        Algorithm::Ps256 => (RSASSA_PSS, sig),
-        Algorithm::Rs256 => (SHA256_WITH_RSA, sig),
+    let oid = match signer.algorithm() {
+        Algorithm::Es256 => ECDSA_SHA256,
+        Algorithm::EdDsa => ED25519,
+        Algorithm::Es384 => ECDSA_SHA384,
+        Algorithm::Ps256 => RSASSA_PSS,
+        Algorithm::Rs256 => SHA256_WITH_RSA,
     };
+    let sig = signature_to_x509(signer.algorithm(), &sig)
+        .map_err(|e| CsrError::Encoding(e.to_string()))?;
     let parameters = match signer.algorithm() {
         // RSASSA-PSS-params: SHA-256, MGF1 with SHA-256, salt 32 (RFC 4055 §3.1).
         Algorithm::Ps256 => Some(
@@ -437,6 +420,39 @@ pub enum CsrError {
     Encoding(String),
     #[error(transparent)]
     Sign(#[from] crate::token::SignError),
+}
+
+/// X.509 carries an ECDSA signature as a DER `Ecdsa-Sig-Value`; JOSE, COSE and the signing keys
+/// use the fixed-size `R‖S` form. Every other algorithm has one form, returned as it is.
+fn signature_to_x509(
+    alg: crate::token::Algorithm,
+    sig: &[u8],
+) -> Result<Vec<u8>, p256::ecdsa::Error> {
+    use crate::token::Algorithm;
+    Ok(match alg {
+        Algorithm::Es256 => p256::ecdsa::Signature::from_slice(sig)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Algorithm::Es384 => p384::ecdsa::Signature::from_slice(sig)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Algorithm::EdDsa | Algorithm::Ps256 | Algorithm::Rs256 => sig.to_vec(),
+    })
+}
+
+/// The inverse of [`signature_to_x509`]: the form [`VerifyingKey::verify`] takes.
+fn signature_from_x509(
+    alg: crate::token::Algorithm,
+    sig: &[u8],
+) -> Result<Vec<u8>, p256::ecdsa::Error> {
+    use crate::token::Algorithm;
+    Ok(match alg {
+        Algorithm::Es256 => p256::ecdsa::Signature::from_der(sig)?.to_bytes().to_vec(),
+        Algorithm::Es384 => p384::ecdsa::Signature::from_der(sig)?.to_bytes().to_vec(),
+        Algorithm::EdDsa | Algorithm::Ps256 | Algorithm::Rs256 => sig.to_vec(),
+    })
 }
 
 /// Seconds since the epoch, for the `notAfter` gauge.

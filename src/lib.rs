@@ -32,7 +32,6 @@
 //! | [`w3c_proof`] | Data Integrity proofs on the W3C views (ecdsa-rdfc-2019, eddsa-rdfc-2022), |
 //! |               | RDFC-1.0 with bundled contexts, the issuer's controller document         |
 //! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
-//! | `fuzzing`     | fuzz-target bodies shared by `fuzz/` and the corpus replay test (hidden) |
 //!
 //! # Flows
 //!
@@ -59,8 +58,6 @@ pub mod clock;
 pub mod config;
 pub mod consistency;
 pub mod demo;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod http;
 pub mod inspect;
 pub mod issuer;

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd::fuzzing::admin_json(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd_fuzz::admin_json(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd::fuzzing::codec_roundtrip(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd_fuzz::codec_roundtrip(data));

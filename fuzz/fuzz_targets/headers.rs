@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd::fuzzing::headers(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd_fuzz::headers(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd::fuzzing::ietf_list(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd_fuzz::ietf_list(data));

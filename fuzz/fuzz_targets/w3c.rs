@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd::fuzzing::w3c_credential(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| statusd_fuzz::w3c_credential(data));

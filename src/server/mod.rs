@@ -157,51 +157,39 @@ pub async fn serve<S, B>(
                     limits.header_read_timeout,
                     metrics.connections_timed_out.clone(),
                 );
-                if let Some(tls) = &tls {
-                    let acceptor = tls.acceptor();
-                    let (builder, service, metrics) = (builder.clone(), service.clone(), metrics.clone());
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let conn = async {
-                            let stream = match acceptor.accept(io).await {
-                                Ok(stream) => stream,
-                                Err(e) => {
-                                    // A deadline that passed is counted by GuardedIo already.
-                                    if !matches!(
-                                        e.kind(),
-                                        std::io::ErrorKind::TimedOut
-                                            | std::io::ErrorKind::ConnectionAborted
-                                    ) {
-                                        metrics.tls_handshake_failures.inc();
-                                        tracing::debug!(error = %e, "TLS handshake failed");
-                                    }
-                                    return;
-                                }
-                            };
-                            let subject = crate::tls::peer_subject(stream.get_ref().1);
-                            let io = guard::GuardedIo::above_tls(stream, state.clone());
-                            let service = guard::FirstRequest {
-                                inner: WithSubject { inner: service, subject },
-                                state: state.clone(),
-                            };
-                            let conn = builder.serve_connection(TokioIo::new(io), service);
-                            let _ = watcher.watch(conn).await;
-                        };
-                        conn.await;
-                        state.finish();
-                        drop(permit);
-                    });
-                    continue;
-                }
-                let service = guard::FirstRequest { inner: service.clone(), state: state.clone() };
-                let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                let conn = graceful.watch(conn);
+                let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+                let (builder, service, metrics) = (builder.clone(), service.clone(), metrics.clone());
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    // Client resets and protocol errors end one connection; nothing to report
-                    // (timeouts and displacements are counted where they happen, and a
-                    // displaced connection ends through a failed read: no second future polled
-                    // on every wake-up).
-                    let _ = conn.await;
+                    let conn = async {
+                        let Some(acceptor) = acceptor else {
+                            let service = guard::FirstRequest { inner: service, state: state.clone() };
+                            return drive(&builder, io, service, watcher).await;
+                        };
+                        let stream = match acceptor.accept(io).await {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                // A deadline that passed is counted by GuardedIo already.
+                                if !matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::TimedOut
+                                        | std::io::ErrorKind::ConnectionAborted
+                                ) {
+                                    metrics.tls_handshake_failures.inc();
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                }
+                                return;
+                            }
+                        };
+                        let subject = crate::tls::peer_subject(stream.get_ref().1);
+                        let io = guard::GuardedIo::above_tls(stream, state.clone());
+                        let service = guard::FirstRequest {
+                            inner: WithSubject { inner: service, subject },
+                            state: state.clone(),
+                        };
+                        drive(&builder, io, service, watcher).await;
+                    };
+                    conn.await;
                     state.finish();
                     drop(permit);
                 });
@@ -216,6 +204,28 @@ pub async fn serve<S, B>(
             tracing::warn!(grace = ?limits.grace, "grace period over; closing remaining connections");
         }
     }
+}
+
+/// Serves one connection to its end under the graceful drain. Client resets and protocol errors
+/// end one connection; nothing to report (timeouts and displacements are counted where they
+/// happen, and a displaced connection ends through a failed read: no second future polled on
+/// every wake-up).
+async fn drive<I, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
+{
+    let _ = watcher
+        .watch(builder.serve_connection(TokioIo::new(io), service))
+        .await;
 }
 
 /// The nice value of background threads (Linux): the admin plane and list builds.

@@ -10,6 +10,9 @@
 //! `cids` (credential id → `<list>/<index>`), committed in the same transactions as the
 //! entries. Allocated indices are the keys of `creds`; a per-list bitmap of them is kept in
 //! memory (built on first use) and updated under the same lock as every registry commit.
+//!
+//! What it promises as a [`Store`] is tested with the Redis store's, by one contract suite
+//! (`tests/it/store_contract.rs`).
 
 use super::registry::{Location, MetaRecords, Records, Registry, Txn};
 use super::{check_change, check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
@@ -116,6 +119,17 @@ fn decode_meta(id: &str, bytes: &[u8]) -> Result<ListMeta, StoreError> {
     })
 }
 
+/// The metadata of list `id` in the `lists` table; [`StoreError::UnknownList`] if it has none.
+fn meta_of(
+    lists: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<ListMeta, StoreError> {
+    match lists.get(id).map_err(backend)? {
+        Some(v) => decode_meta(id, v.value()),
+        None => Err(StoreError::UnknownList(id.to_owned())),
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database in `dir`, creating the directory if needed.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -194,10 +208,7 @@ impl EmbeddedStore {
     fn load_sync(db: &Database, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         let tx = db.begin_read().map_err(backend)?;
         let lists = tx.open_table(LISTS).map_err(backend)?;
-        let meta = match lists.get(id).map_err(backend)? {
-            Some(v) => decode_meta(id, v.value())?,
-            None => return Err(StoreError::UnknownList(id.to_owned())),
-        };
+        let meta = meta_of(&lists, id)?;
         let bits = meta.bits()?;
         let entries = tx.open_table(ENTRIES).map_err(backend)?;
         let mut pairs = Vec::new();
@@ -233,10 +244,7 @@ fn write_changes(
     also: impl FnOnce(&mut ListMeta) -> Result<(), StoreError>,
 ) -> Result<Applied, StoreError> {
     let mut lists = tx.open_table(LISTS).map_err(backend)?;
-    let mut meta = match lists.get(id).map_err(backend)? {
-        Some(v) => decode_meta(id, v.value())?,
-        None => return Err(StoreError::UnknownList(id.to_owned())),
-    };
+    let mut meta = meta_of(&lists, id)?;
     if expect.is_some_and(|v| v != meta.version) {
         return Err(StoreError::Conflict(id.to_owned()));
     }
@@ -319,10 +327,7 @@ impl Registry for EmbeddedStore {
             // One read transaction: the records are exactly those of the version read.
             let tx = db.begin_read().map_err(backend)?;
             let lists = tx.open_table(LISTS).map_err(backend)?;
-            let meta = match lists.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode_meta(&id, v.value())?,
-                None => return Err(StoreError::UnknownList(id)),
-            };
+            let meta = meta_of(&lists, &id)?;
             let creds = tx.open_table(CREDS).map_err(backend)?;
             let mut out = Vec::with_capacity(idxs.len());
             for idx in idxs {
@@ -531,10 +536,7 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
             let lists = tx.open_table(LISTS).map_err(backend)?;
-            let meta = match lists.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode_meta(&id, v.value())?,
-                None => return Err(StoreError::UnknownList(id)),
-            };
+            let meta = meta_of(&lists, &id)?;
             let entries = tx.open_table(ENTRIES).map_err(backend)?;
             let mut out = Vec::with_capacity(idxs.len());
             for idx in idxs {
@@ -560,115 +562,5 @@ impl Store for EmbeddedStore {
     async fn changed(&self, timeout: Duration) {
         let mut seen = self.seen.lock().await;
         let _ = tokio::time::timeout(timeout, seen.changed()).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmp() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "statusd-embedded-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    #[tokio::test]
-    async fn create_apply_load_and_reopen() {
-        let dir = tmp();
-        let s = EmbeddedStore::open(&dir).unwrap();
-        let meta = s
-            .create_list(NewList {
-                id: "a".into(),
-                bits: Bits::Two,
-                size: 1024,
-                purpose: None,
-            })
-            .await
-            .unwrap();
-        assert_eq!(meta.version, 0);
-        let c = |idx, v| Change {
-            idx,
-            status: Status(v),
-        };
-        let a = s.apply("a", &[c(5, 2), c(9, 1)]).await.unwrap();
-        assert_eq!(
-            a,
-            Applied {
-                version: 1,
-                previous: vec![Status(0), Status(0)]
-            }
-        );
-        let a = s.apply("a", &[c(5, 0)]).await.unwrap();
-        assert_eq!(a.previous, vec![Status(2)]);
-        assert_eq!(
-            s.entries("a", &[9, 5, 0]).await.unwrap(),
-            (2, vec![Status(1), Status(0), Status(0)])
-        );
-        assert!(s.entries("a", &[1024]).await.is_err());
-        drop(s);
-        let s = EmbeddedStore::open(&dir).unwrap();
-        let (meta, list) = s.load("a").await.unwrap();
-        assert_eq!(meta.version, 2);
-        assert_eq!(
-            list.iter_nonzero().collect::<Vec<_>>(),
-            vec![(9, Status(1))]
-        );
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_rejected_batch_changes_nothing() {
-        let dir = tmp();
-        let s = EmbeddedStore::open(&dir).unwrap();
-        s.create_list(NewList {
-            id: "b".into(),
-            bits: Bits::Two,
-            size: 64,
-            purpose: None,
-        })
-        .await
-        .unwrap();
-        let c = |idx, v| Change {
-            idx,
-            status: Status(v),
-        };
-        s.apply("b", &[c(1, 1)]).await.unwrap();
-        let err = s.apply("b", &[c(2, 2), c(1, 0)]).await.unwrap_err();
-        assert!(matches!(err, StoreError::Terminal { idx: 1, .. }), "{err}");
-        let err = s.apply("b", &[c(3, 2), c(64, 1)]).await.unwrap_err();
-        assert!(matches!(err, StoreError::Status(_)), "{err}");
-        let (meta, list) = s.load("b").await.unwrap();
-        assert_eq!(meta.version, 1);
-        assert_eq!(list.count_nonzero(), 1);
-        assert!(matches!(
-            s.apply("zz", &[]).await,
-            Err(StoreError::UnknownList(_))
-        ));
-        assert!(matches!(
-            s.create_list(NewList {
-                id: "b".into(),
-                bits: Bits::One,
-                size: 8,
-                purpose: None,
-            })
-            .await,
-            Err(StoreError::ListExists(_))
-        ));
-        assert!(matches!(
-            s.create_list(NewList {
-                id: "a/b".into(),
-                bits: Bits::One,
-                size: 8,
-                purpose: None,
-            })
-            .await,
-            Err(StoreError::InvalidId(_))
-        ));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

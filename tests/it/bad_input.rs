@@ -1775,8 +1775,7 @@ async fn tokens_credential_ids_and_reasons_never_reach_the_logs() {
     use crate::support::request;
     use bytes::Bytes;
     use hyper::Method;
-    use std::io::{BufRead as _, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     const WRONG: &str = "wrong-token-SECRET-0123456789abcdef";
     const CRED: &str = "cred-SECRET-7731";
@@ -1805,47 +1804,16 @@ async fn tokens_credential_ids_and_reasons_never_reach_the_logs() {
         .await
         .unwrap();
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statusd"))
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--list-size", "131072", "--data-dir"])
-        .arg(&dir.0)
-        .arg("--admin-tokens")
-        .arg(&tokens)
-        .env_remove("STATUSD_SIGNING_KEY")
-        .env_remove("STATUSD_REDIS_URL")
-        .env("STATUSD_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
-    let mut admin = None;
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        if let Some(rest) = line.split("admin_addr=").nth(1) {
-            admin = Some(rest.split_whitespace().next().unwrap().to_owned());
-            break;
-        }
-    }
-    let Some(admin) = admin else {
-        let _ = child.kill();
-        panic!("statusd never logged its admin address");
-    };
+    let mut served = crate::support::Served::start(
+        crate::support::serve_demo()
+            .args(["--list-size", "131072", "--data-dir"])
+            .arg(&dir.0)
+            .arg("--admin-tokens")
+            .arg(&tokens)
+            .env("STATUSD_LOG", "debug")
+            .stdout(Stdio::null()),
+    );
+    let admin = served.admin.clone();
     let base = format!("http://{admin}");
     let call = |token: &'static str, method: Method, path: String, body: Option<String>| {
         let url = format!("{base}{path}");
@@ -1953,9 +1921,10 @@ async fn tokens_credential_ids_and_reasons_never_reach_the_logs() {
         let got = call(token, method, path, body).await;
         assert_eq!(got.as_u16(), want, "{what}");
     }
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    assert!(child.wait().unwrap().success());
-    let log = reader.join().unwrap().join("\n");
+    assert!(served.stop().success());
+    let mut log = std::mem::take(&mut served.startup);
+    log.extend(served.log.iter());
+    let log = log.join("\n");
     assert!(
         log.contains("issuer operation"),
         "operations are logged:\n{log}"
@@ -1970,16 +1939,12 @@ async fn tokens_credential_ids_and_reasons_never_reach_the_logs() {
 /// flag, the variable and the way out named) unless `--admin-allow-public`.
 #[test]
 fn the_admin_listener_refuses_public_addresses_without_the_flag() {
-    use std::process::Command;
     let dir = TempDir::new("admin-public");
     let run = |extra: &[&str], env: Option<(&str, &str)>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_statusd"));
+        let mut cmd = crate::support::statusd();
         cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir.0)
-            .args(extra)
-            .env_remove("STATUSD_ADMIN_LISTEN")
-            .env_remove("STATUSD_ADMIN_ALLOW_PUBLIC")
-            .env_remove("STATUSD_SIGNING_KEY");
+            .args(extra);
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }

@@ -1,17 +1,11 @@
 //! The `statusd` binary: keygen, inspect (every format, every failure exits non-zero with a
 //! precise message), serve --check-config and serve --demo.
 
-use crate::support::{get, hex, vectors, TempDir};
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Output, Stdio};
+use crate::support::{self, get, hex, vectors, Served, TempDir};
+use std::process::{Output, Stdio};
 
 fn statusd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_statusd"))
-        .args(args)
-        .env_remove("STATUSD_SIGNING_KEY")
-        .env_remove("STATUSD_REDIS_URL")
-        .output()
-        .expect("run statusd")
+    support::statusd().args(args).output().expect("run statusd")
 }
 
 fn ok_json(out: &Output) -> serde_json::Value {
@@ -91,7 +85,7 @@ fn inspect_verifies_the_spec_tokens() {
     assert_eq!(r["signature"], "not checked (no key given)");
 
     // Standard input.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statusd"))
+    let mut child = support::statusd()
         .args(["inspect", "-", "--key", &jwks])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -326,43 +320,16 @@ fn check_config_reports_bad_settings_with_exit_64() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_demo_works_out_of_the_box() {
     let dir = TempDir::new("demo");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statusd"))
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(&dir.0)
-        .env_remove("STATUSD_SIGNING_KEY")
-        .env_remove("STATUSD_DATA_DIR")
-        .env("STATUSD_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read the log on a thread so a missing line fails the test instead of hanging it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut public = None;
-    let mut saw_key_notice = false;
-    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
-        saw_key_notice |= line.contains("generated a demo ES256 signing key");
-        if let Some(rest) = line.split("public_addr=").nth(1) {
-            public = Some(rest.split_whitespace().next().unwrap().to_owned());
-            break;
-        }
-    }
-    let Some(public) = public else {
-        let _ = child.kill();
-        panic!("statusd never logged its public address");
-    };
+    let mut served = Served::start(
+        support::serve_demo()
+            .current_dir(&dir.0)
+            .env("STATUSD_LOG", "info"),
+    );
+    let public = served.public.clone();
+    let saw_key_notice = served
+        .startup
+        .iter()
+        .any(|line| line.contains("generated a demo ES256 signing key"));
     let base = format!("http://{public}");
     assert!(saw_key_notice, "the generated key is announced");
     let mut ok = false;
@@ -397,7 +364,6 @@ async fn serve_demo_works_out_of_the_box() {
     assert_eq!(r["non_valid"]["SUSPENDED"], 2_097);
     assert!(dir.0.join("statusd-data/demo-signing-key.pem").exists());
     // SIGTERM drains and exits cleanly.
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let status = child.wait().unwrap();
+    let status = served.stop();
     assert!(status.success(), "{status}");
 }

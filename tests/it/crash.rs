@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use statusd::app;
 use statusd::status::Bits;
 use statusd::store::{NewList, Store};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ impl Drop for Server {
 }
 
 fn spawn(dir: &std::path::Path, redis: Option<&str>, ports: [u16; 2]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_statusd"));
+    let mut cmd = crate::support::statusd();
     cmd.args([
         "serve",
         "--demo",

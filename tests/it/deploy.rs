@@ -16,7 +16,7 @@ use statusd::app;
 use statusd::status::Bits;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Labels Prometheus attaches to every scraped series; statusd itself never exports them.
 const TARGET_LABELS: [&str; 2] = ["job", "instance"];
@@ -65,7 +65,7 @@ fn run_healthcheck(admin: &str, path: &str) -> Output {
         args.iter().any(|a| a.contains(admin)),
         "the HEALTHCHECK names no http://127.0.0.1:9090 URL to redirect: {argv:?}"
     );
-    Command::new(env!("CARGO_BIN_EXE_statusd"))
+    crate::support::statusd()
         .args(&args)
         .output()
         .expect("run statusd health")

@@ -4,32 +4,13 @@
 //! completions and man pages exist, and the test script never pip-installs into the system
 //! Python.
 
-use crate::support::{hex, vectors, TempDir};
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use crate::support::{hex, serve_demo, statusd, vectors, Served, TempDir};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_statusd"));
-    for var in [
-        "STATUSD_SIGNING_KEY",
-        "STATUSD_REDIS_URL",
-        "STATUSD_DATA_DIR",
-        "STATUSD_ADMIN_TOKEN",
-        "STATUSD_ADMIN_TOKENS",
-        "STATUSD_ADMIN_URL",
-        "STATUSD_CREDENTIAL_KINDS",
-        "STATUSD_PARENT_KINDS",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 fn run(args: &[&str], dir: &Path) -> Output {
-    bin()
+    statusd()
         .args(args)
         .current_dir(dir)
         .output()
@@ -43,7 +24,7 @@ fn stderr(out: &Output) -> String {
 /// Runs `statusd args` with its stdout a pipe whose reading end is closed before statusd
 /// writes, as `statusd … | head` leaves it once `head` has read enough.
 fn with_closed_stdout(args: &[&str], dir: &Path) -> Output {
-    let mut child = bin()
+    let mut child = statusd()
         .args(args)
         .current_dir(dir)
         .stdout(Stdio::piped())
@@ -104,83 +85,15 @@ fn broken_pipe_on_stdout_ends_every_printing_command_quietly() {
     }
 }
 
-/// A `statusd serve --demo` in `dir`, its log read on a thread.
-struct Demo {
-    child: Child,
-    /// Kept so the reading thread keeps draining statusd's stderr.
-    _log: mpsc::Receiver<String>,
-    /// What it logged before it listened.
-    startup: Vec<String>,
-    admin: String,
+/// A `statusd serve --demo` in `dir`.
+fn start_demo(dir: &Path) -> Served {
+    Served::start(serve_demo().current_dir(dir).env("STATUSD_LOG", "info"))
 }
 
-impl Demo {
-    fn start(dir: &Path) -> Demo {
-        let mut child = bin()
-            .args([
-                "serve",
-                "--demo",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(dir)
-            .env("STATUSD_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, log) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut startup = Vec::new();
-        let line = loop {
-            match log.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.contains("statusd listening") => break line,
-                Ok(line) => startup.push(line),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("statusd never listened; it logged {startup:#?}");
-                }
-            }
-        };
-        let admin = line
-            .split("admin_addr=")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no admin_addr in {line:?}"))
-            .to_owned();
-        Demo {
-            child,
-            _log: log,
-            startup,
-            admin,
-        }
-    }
-
-    /// SIGTERM, and a clean exit.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status}");
-    }
-}
-
-impl Drop for Demo {
-    /// A failed assertion must not leave the server running (it would also hold the test
-    /// harness's output pipe open).
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// SIGTERM, and a clean exit.
+fn stop(mut demo: Served) {
+    let status = demo.stop();
+    assert!(status.success(), "{status}");
 }
 
 /// Issue 19 items 4, 5 and 7, in the order the README's walk-through meets them.
@@ -218,7 +131,7 @@ fn the_walkthrough_messages_say_what_to_do_next() {
     );
     drop(taken);
 
-    let demo = Demo::start(d);
+    let demo = start_demo(d);
     let admin_url = format!("http://{}", demo.admin);
     let tokens = "statusd-data/demo-admin-tokens";
     let cred = |args: &[&str], token: bool| {
@@ -231,17 +144,7 @@ fn the_walkthrough_messages_say_what_to_do_next() {
     };
 
     // A second statusd on the same data directory says who probably holds it.
-    let out = run(
-        &[
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
+    let out = serve_demo().current_dir(d).output().expect("run statusd");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -339,11 +242,11 @@ fn the_walkthrough_messages_say_what_to_do_next() {
         "--audit",
     ];
     assert_quiet_success(&args, &with_closed_stdout(&args, d));
-    demo.stop();
+    stop(demo);
 
     // A restart on the embedded store is routine, and its log says so: it used to read
     // "serving the last good snapshot until the store answers", as if the store were down.
-    let demo = Demo::start(d);
+    let demo = start_demo(d);
     let restored = demo
         .startup
         .iter()
@@ -360,7 +263,7 @@ fn the_walkthrough_messages_say_what_to_do_next() {
             "a routine restart logs {line}"
         );
     }
-    demo.stop();
+    stop(demo);
 }
 
 /// Issue 19 item 4: an unreadable `--key` URL was reported as a problem with "the token", and

@@ -77,6 +77,13 @@ impl SoftHsm {
         c
     }
 
+    /// [`crate::support::statusd`] with this installation's `SOFTHSM2_CONF`.
+    pub fn statusd(&self) -> Command {
+        let mut c = crate::support::statusd();
+        c.env("SOFTHSM2_CONF", &self.conf);
+        c
+    }
+
     /// Generates a key pair inside the token (`key_type` as pkcs11-tool spells it, e.g.
     /// `EC:prime256v1`), labelled `label`, with `id`.
     pub fn keygen(&self, key_type: &str, label: &str, id: &str) {
@@ -144,7 +151,7 @@ impl Server {
     /// and waits until it logs its addresses. `Err` holds the log of a process that exited.
     pub fn start(hsm: &SoftHsm, data: &Path, args: &[&str]) -> Result<Server, String> {
         let mut child = hsm
-            .cmd(env!("CARGO_BIN_EXE_statusd"))
+            .statusd()
             .args([
                 "serve",
                 "--listen",
@@ -156,7 +163,6 @@ impl Server {
             .arg(data)
             .args(args)
             .env("STATUSD_LOG", "trace")
-            .env_remove("STATUSD_SIGNING_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -791,7 +797,7 @@ async fn a_certificate_that_cannot_vouch_for_the_signing_key_stops_the_start() {
 
 /// `statusd inspect` with `args`.
 fn inspect(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_statusd"))
+    crate::support::statusd()
         .arg("inspect")
         .args(args)
         .output()
@@ -806,7 +812,7 @@ async fn a_csr_for_the_token_key_gets_certified_and_served() {
     hsm.keygen("EC:prime256v1", OBJECT, "01");
     let pki = statusd::cert::test_pki::Pki::new();
     let req = pki.dir.join("req.pem");
-    let mut csr = hsm.cmd(env!("CARGO_BIN_EXE_statusd"));
+    let mut csr = hsm.statusd();
     csr.args(["csr", "--subject", "CN=Revocation List Signer,O=Example"])
         .arg("--out")
         .arg(&req)
@@ -912,7 +918,7 @@ async fn an_rsa_key_in_softhsm_signs_ps256() {
     seed(&data.0, 1024).await;
     let args = pkcs11_args(&hsm);
     let req = data.0.join("req.pem");
-    let mut csr = hsm.cmd(env!("CARGO_BIN_EXE_statusd"));
+    let mut csr = hsm.statusd();
     csr.args(["csr", "--subject", "CN=Revocation List Signer"])
         .arg("--out")
         .arg(&req)

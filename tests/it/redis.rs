@@ -1,36 +1,17 @@
-//! The Redis store against real `redis-server` processes: the same behaviour as the embedded
-//! store, the data model of docs/redis.md as other writers see it, a cluster, and failures
-//! (a paused, a killed and restarted, and an absent server).
+//! The Redis store against real `redis-server` processes: the data model of docs/redis.md as
+//! other writers see it, a cluster, and failures (a paused, a killed and restarted, and an
+//! absent server). The behaviour it shares with the embedded store is `store_contract.rs`.
 
 use crate::redis_harness::{free_port, free_ports, RedisCluster, RedisServer};
+use crate::support::{change as c, new_list, nonzero};
 use statusd::status::packing::{pack_dense, Order};
-use statusd::status::{Bits, Status, StatusError};
+use statusd::status::{Bits, Status};
 use statusd::store::redis::{data_key, feed_key, meta_key, RedisOptions, RedisStore, LISTS_KEY};
-use statusd::store::{Applied, Change, NewList, Store, StoreError};
+use statusd::store::{Change, NewList, Store, StoreError};
 use std::time::{Duration, Instant};
-
-fn c(idx: u32, v: u8) -> Change {
-    Change {
-        idx,
-        status: Status(v),
-    }
-}
-
-fn new_list(id: &str, bits: Bits, size: u32) -> NewList {
-    NewList {
-        id: id.into(),
-        bits,
-        size,
-        purpose: None,
-    }
-}
 
 async fn store(server: &RedisServer) -> RedisStore {
     RedisStore::connect(&server.url()).await.expect("connect")
-}
-
-fn nonzero(list: &statusd::status::StatusList) -> Vec<(u32, u8)> {
-    list.iter_nonzero().map(|(i, s)| (i, s.0)).collect()
 }
 
 /// Retries `f` until it succeeds or `within` has passed.
@@ -51,137 +32,26 @@ where
     }
 }
 
+/// The Redis side of `store_contract`'s refused batches: the script checks the whole batch
+/// before it writes, so neither `data` nor the feed sees a refused batch.
 #[tokio::test]
-async fn create_apply_load_and_reconnect() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    assert!(s.lists().await.unwrap().is_empty());
-    let meta = s.create_list(new_list("a", Bits::Two, 1024)).await.unwrap();
-    assert_eq!(
-        (meta.id.as_str(), meta.bits, meta.size, meta.version),
-        ("a", 2, 1024, 0)
-    );
-    let a = s.apply("a", &[c(5, 2), c(9, 1)]).await.unwrap();
-    assert_eq!(
-        a,
-        Applied {
-            version: 1,
-            previous: vec![Status(0), Status(0)]
-        }
-    );
-    let a = s.apply("a", &[c(5, 0)]).await.unwrap();
-    assert_eq!(a.previous, vec![Status(2)]);
-    drop(s);
-    // A new store (a new replica) sees the same state.
-    let s = store(&server).await;
-    let (meta, list) = s.load("a").await.unwrap();
-    assert_eq!(meta.version, 2);
-    assert_eq!((list.bits(), list.size()), (Bits::Two, 1024));
-    assert_eq!(nonzero(&list), vec![(9, 1)]);
-    let lists = s.lists().await.unwrap();
-    assert_eq!(lists, vec![meta.clone()]);
-    assert!(meta.updated_at > 1_600_000_000);
-    assert!(matches!(
-        s.load("zz").await,
-        Err(StoreError::UnknownList(_))
-    ));
-    assert!(matches!(
-        s.load("a/b").await,
-        Err(StoreError::UnknownList(_))
-    ));
-}
-
-#[tokio::test]
-async fn a_rejected_batch_changes_nothing() {
+async fn a_rejected_batch_leaves_data_and_feed_untouched() {
     let server = RedisServer::start();
     let s = store(&server).await;
     s.create_list(new_list("b", Bits::Two, 64)).await.unwrap();
     s.apply("b", &[c(1, 1)]).await.unwrap();
     let data_before: Vec<u8> = server.query(redis::cmd("GET").arg(data_key("b")));
-
-    let err = s.apply("b", &[c(2, 2), c(1, 0)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Terminal {
-                idx: 1,
-                to: Status::VALID
-            }
-        ),
-        "{err}"
-    );
-    let err = s.apply("b", &[c(3, 2), c(64, 1)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Status(StatusError::IndexOutOfRange { idx: 64, size: 64 })
-        ),
-        "{err}"
-    );
-    let err = s.apply("b", &[c(3, 2), c(4, 4)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Status(StatusError::ValueTooWide { value: 4, bits: 2 })
-        ),
-        "{err}"
-    );
-
-    let (meta, list) = s.load("b").await.unwrap();
-    assert_eq!(meta.version, 1);
-    assert_eq!(list.count_nonzero(), 1);
+    for batch in [
+        &[c(2, 2), c(1, 0)][..],
+        &[c(3, 2), c(64, 1)][..],
+        &[c(3, 2), c(4, 4)][..],
+    ] {
+        assert!(s.apply("b", batch).await.is_err());
+    }
     let data_after: Vec<u8> = server.query(redis::cmd("GET").arg(data_key("b")));
     assert_eq!(data_before, data_after);
     let feed_len: u64 = server.query(redis::cmd("XLEN").arg(feed_key("b")));
     assert_eq!(feed_len, 1);
-
-    assert!(matches!(
-        s.apply("zz", &[]).await,
-        Err(StoreError::UnknownList(_))
-    ));
-    assert!(matches!(
-        s.create_list(new_list("b", Bits::One, 8)).await,
-        Err(StoreError::ListExists(_))
-    ));
-    assert!(matches!(
-        s.create_list(new_list("a/b", Bits::One, 8)).await,
-        Err(StoreError::InvalidId(_))
-    ));
-    assert!(matches!(
-        s.create_list(new_list("odd", Bits::Two, 3)).await,
-        Err(StoreError::Status(StatusError::InvalidSize(3)))
-    ));
-    // An empty batch is a batch: it moves the version, like the embedded store.
-    assert_eq!(s.apply("b", &[]).await.unwrap().version, 2);
-}
-
-#[tokio::test]
-async fn a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal() {
-    let server = RedisServer::start();
-    let s = store(&server).await;
-    s.create_list(new_list("o", Bits::Two, 16)).await.unwrap();
-    let a = s.apply("o", &[c(3, 2), c(3, 0), c(3, 1)]).await.unwrap();
-    assert_eq!(a.previous, vec![Status(0), Status(2), Status(0)]);
-    // INVALID again is allowed.
-    let a = s.apply("o", &[c(3, 1)]).await.unwrap();
-    assert_eq!((a.version, a.previous), (2, vec![Status::INVALID]));
-    // A change that makes an entry INVALID binds the rest of its own batch.
-    let err = s.apply("o", &[c(4, 1), c(4, 2)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Terminal {
-                idx: 4,
-                to: Status(2)
-            }
-        ),
-        "{err}"
-    );
-    let err = s.apply("o", &[c(5, 2), c(3, 0)]).await.unwrap_err();
-    assert!(matches!(err, StoreError::Terminal { idx: 3, .. }), "{err}");
-    let (meta, list) = s.load("o").await.unwrap();
-    assert_eq!(meta.version, 2);
-    assert_eq!(nonzero(&list), vec![(3, 1)]);
 }
 
 #[tokio::test]

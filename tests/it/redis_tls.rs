@@ -207,10 +207,9 @@ async fn a_wrong_ca_is_refused_with_a_clear_error_and_check_config_agrees_with_s
     // --check-config: a rediss:// URL with its files is accepted, as start-up accepts it; a
     // missing CA file or a password file that is not one line is refused with exit 64.
     let check = |flags: &[String]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
+        crate::support::statusd()
             .args(["serve", "--check-config", "--demo"])
             .args(flags)
-            .env_remove("STATUSD_REDIS_URL")
             .output()
             .unwrap()
     };

@@ -3,85 +3,59 @@
 //! with zero failed requests, an invalid one leaves the old one serving, and a rotated admin
 //! tokens file takes effect at once.
 
-use crate::support::TempDir;
+use crate::support::{serve_demo, Served, TempDir};
 use crate::tls::{client_config, connect, https, Pki};
 use http_body_util::{BodyExt, Empty};
 use hyper::StatusCode;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// A `statusd serve --demo` process with JSON logs, and its log events as they come.
 struct Process {
-    child: Child,
-    events: mpsc::Receiver<serde_json::Value>,
+    served: Served,
     public: SocketAddr,
     admin: SocketAddr,
 }
 
 impl Process {
     fn start(dir: &std::path::Path, extra: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_statusd"))
-            .args([
-                "serve",
-                "--demo",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .current_dir(dir)
-            .env_remove("STATUSD_SIGNING_KEY")
-            .env_remove("STATUSD_DATA_DIR")
-            .env_remove("STATUSD_REDIS_URL")
-            .env("STATUSD_LOG_FORMAT", "json")
-            .env("STATUSD_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, events) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        let mut p = Process {
-            child,
-            events,
-            public: "0.0.0.0:0".parse().unwrap(),
-            admin: "0.0.0.0:0".parse().unwrap(),
-        };
-        let listening = p.wait_for("statusd listening");
-        p.public = listening["public_addr"].as_str().unwrap().parse().unwrap();
-        p.admin = listening["admin_addr"].as_str().unwrap().parse().unwrap();
-        p
+        let served = Served::start(
+            serve_demo()
+                .args(extra)
+                .current_dir(dir)
+                .env("STATUSD_LOG_FORMAT", "json")
+                .env("STATUSD_LOG", "info"),
+        );
+        Process {
+            public: served.public.parse().unwrap(),
+            admin: served.admin.parse().unwrap(),
+            served,
+        }
     }
 
     /// The next event whose message is `message` (earlier ones are skipped).
     fn wait_for(&mut self, message: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while let Ok(e) = self.events.recv_timeout(deadline - Instant::now()) {
+        while let Ok(line) = self.served.log.recv_timeout(deadline - Instant::now()) {
+            let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             if e["message"] == message {
                 return e;
             }
         }
-        let _ = self.child.kill();
         panic!("statusd never logged {message:?}");
     }
 
     /// Sends SIGHUP and returns the reload's summary event.
     fn hup(&mut self) -> serde_json::Value {
         assert!(Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args(["-HUP", &self.served.child.id().to_string()])
             .status()
             .unwrap()
             .success());
@@ -89,22 +63,7 @@ impl Process {
     }
 
     fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // A failed test must not leave the process (and the test harness) behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(self.served.stop().success());
     }
 }
 

@@ -76,6 +76,29 @@ pub fn config(dir: &std::path::Path, extra: &[&str]) -> Config {
     Config::from_args(&a.a).expect("valid test config")
 }
 
+/// A change of entry `idx` to status `v`.
+pub fn change(idx: u32, v: u8) -> Change {
+    Change {
+        idx,
+        status: Status(v),
+    }
+}
+
+/// A list to create: `id` with `size` entries of `bits` bits, no purpose.
+pub fn new_list(id: &str, bits: Bits, size: u32) -> NewList {
+    NewList {
+        id: id.into(),
+        bits,
+        size,
+        purpose: None,
+    }
+}
+
+/// The non-VALID entries of `list` as `(index, value)`.
+pub fn nonzero(list: &statusd::status::StatusList) -> Vec<(u32, u8)> {
+    list.iter_nonzero().map(|(i, s)| (i, s.0)).collect()
+}
+
 /// A list to seed: id, bits, size and `(index, value)` entries.
 pub type SeedList<'a> = (&'a str, Bits, u32, Vec<(u32, u8)>);
 
@@ -163,4 +186,121 @@ pub fn problem(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Value {
     assert!(v["type"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(v["title"].as_str().is_some());
     v
+}
+
+/// The `statusd` binary under test, without any `STATUSD_*` variable of the environment the
+/// tests run in: a child gets exactly the configuration its test passes (flags, `Command::env`).
+pub fn statusd() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_statusd"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("STATUSD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// `statusd serve --demo` with both planes on loopback port 0; add flags, variables and a
+/// directory, then [`Served::start`] it.
+pub fn serve_demo() -> std::process::Command {
+    let mut cmd = statusd();
+    cmd.args([
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
+/// A `statusd serve` process started by [`Served::start`]: its log (stderr) read line by line
+/// on a thread, its addresses taken from its `statusd listening` line, text or JSON. Killed on
+/// drop, so a failed assertion does not leave it (and the harness's output pipe) behind.
+pub struct Served {
+    pub child: std::process::Child,
+    /// The public plane's `host:port`.
+    pub public: String,
+    /// The admin plane's `host:port`.
+    pub admin: String,
+    /// The log lines before the `statusd listening` line, and that line last.
+    pub startup: Vec<String>,
+    /// Every later log line, as it comes; after [`Served::stop`], `log.iter()` reads to the end.
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Spawns `cmd` (a `statusd serve …` command, e.g. from [`statusd`]) with its stderr piped
+    /// and waits up to a minute for it to listen; panics with what it logged if it does not.
+    pub fn start(cmd: &mut std::process::Command) -> Served {
+        use std::io::BufRead as _;
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn statusd");
+        let (tx, log) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut startup = Vec::new();
+        while let Ok(line) = log.recv_timeout(Duration::from_secs(60)) {
+            startup.push(line);
+            let line = startup.last().expect("just pushed");
+            if !line.contains("statusd listening") {
+                continue;
+            }
+            let (public, admin) = (
+                log_field(line, "public_addr"),
+                log_field(line, "admin_addr"),
+            );
+            let (Some(public), Some(admin)) = (public, admin) else {
+                continue;
+            };
+            return Served {
+                child,
+                public,
+                admin,
+                startup,
+                log,
+            };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("statusd never logged that it listens; it logged {startup:#?}");
+    }
+
+    /// SIGTERM, and the exit status once it has drained.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for statusd")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The value of field `name` in one log line: a top-level member of a JSON event, or
+/// `name=value` in the text format.
+pub fn log_field(line: &str, name: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let event: Value = serde_json::from_str(line).ok()?;
+        return event[name].as_str().map(str::to_owned);
+    }
+    let rest = line.split(&format!("{name}=")).nth(1)?;
+    Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
 }

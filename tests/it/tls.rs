@@ -612,16 +612,9 @@ async fn mutual_tls_refuses_missing_untrusted_and_expired_client_certificates_an
 
 /// Runs the statusd binary off the async threads.
 async fn statusd(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_statusd"))
-            .args(&args)
-            .env_remove("STATUSD_ADMIN_URL")
-            .env_remove("STATUSD_ADMIN_TOKEN")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || crate::support::statusd().args(&args).output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,10 +24,9 @@ fn lists() -> Vec<crate::support::SeedList<'static>> {
 /// Runs `statusd verify` off the async threads (the server runs on them).
 async fn verify(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_statusd"))
+        crate::support::statusd()
             .arg("verify")
             .args(&args)
-            .env_remove("STATUSD_CACHE_DIR")
             .output()
             .expect("run statusd verify")
     })

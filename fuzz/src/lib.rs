@@ -1,25 +1,30 @@
-//! The bodies of the fuzz targets, shared by `fuzz/` (libFuzzer) and the regression test
-//! `tests/it/fuzz_regressions.rs`, which replays the committed corpus through [`TARGETS`] in CI.
+//! The bodies of the fuzz targets, shared by the libFuzzer targets (`fuzz_targets/`) and the
+//! regression test beside them ([`replay`](mod@replay), run by scripts/test), which replays the
+//! committed corpus through [`TARGETS`] in CI.
 //!
 //! Each body takes arbitrary bytes, feeds them to one untrusted-input entry point and asserts
 //! the properties that matter: no panic, decoded lists within [`MAX_ENTRIES`] and consistent with
 //! their declared width, and encode → decode round trips wherever an encoder exists. A failed
-//! assertion is a finding. Nothing here is used by the service itself.
+//! assertion is a finding. Nothing here is used by the service itself, which is why it lives
+//! outside statusd's library.
 
-use crate::http::{negotiate, Public, PublicSettings, LIST_OFFERS, VC_OFFERS};
-use crate::inspect::{self, Options};
-use crate::issuer::auth::{bearer, Tokens};
-use crate::issuer::{Operation, MAX_BATCH};
-use crate::metrics::{Metrics, Route};
-use crate::snapshot::{build, Snapshot, SnapshotStore};
-use crate::status::ietf::IetfList;
-use crate::status::packing::{self, Order};
-use crate::status::{deflate, sparse, w3c, Bits, Status, StatusList, MAX_ENTRIES};
-use crate::store::{redis as redis_store, ListMeta};
-use crate::token::{statuslist, vc, KeySet, SigningKey};
+#[cfg(test)]
+mod replay;
+
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde_json::Value as Json;
+use statusd::http::{negotiate, Public, PublicSettings, LIST_OFFERS, VC_OFFERS};
+use statusd::inspect::{self, Options};
+use statusd::issuer::auth::{bearer, Tokens};
+use statusd::issuer::{Operation, MAX_BATCH};
+use statusd::metrics::{Metrics, Route};
+use statusd::snapshot::{build, Snapshot, SnapshotStore};
+use statusd::status::ietf::IetfList;
+use statusd::status::packing::{self, Order};
+use statusd::status::{deflate, sparse, w3c, Bits, Status, StatusList, MAX_ENTRIES};
+use statusd::store::{redis as redis_store, ListMeta};
+use statusd::token::{statuslist, vc, KeySet, SigningKey};
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::{Arc, OnceLock};
@@ -661,12 +666,12 @@ pub fn admin_json(data: &[u8]) {
                 check_operation(&op);
             }
         }
-        1 => match crate::admin::api::parse_batch(body) {
+        1 => match statusd::admin::api::parse_batch(body) {
             Ok(ops) => {
                 assert!(ops.len() <= MAX_BATCH);
                 ops.iter().for_each(check_operation);
             }
-            Err(crate::problem::Problem::BatchInvalid(items)) => {
+            Err(statusd::problem::Problem::BatchInvalid(items)) => {
                 assert!(!items.is_empty());
                 assert!(items.windows(2).all(|w| w[0].0 < w[1].0));
             }
@@ -706,7 +711,7 @@ fn check_operation(op: &Operation) {
         Some(op)
     );
     if op.check().is_ok() {
-        assert!(crate::store::registry::check_credential_id(
+        assert!(statusd::store::registry::check_credential_id(
             op.credential_id()
         ));
     }

@@ -1,12 +1,13 @@
 //! Replays the fuzz corpus without a fuzzer: every committed seed (`fuzz/corpus/<target>/seed-*`)
 //! and every input that once crashed a target (`tests/data/fuzz-regressions/<target>/*`) runs
-//! through the same body the libFuzzer target runs (`statusd::fuzzing::TARGETS`), so a fixed
-//! crash stays fixed and the property checks run in CI. `scripts/fuzz` fills both directories.
+//! through the same body the libFuzzer target runs ([`TARGETS`]), so a fixed crash stays fixed
+//! and the property checks run in CI. `scripts/fuzz` fills both directories.
 
-use statusd::fuzzing::TARGETS;
+use crate::TARGETS;
 use std::path::{Path, PathBuf};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The repository root (this crate lives in `fuzz/`).
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The files of one target's directory under `base`, sorted; none if it does not exist.
 fn inputs(base: &str, target: &str, seeds_only: bool) -> Vec<PathBuf> {

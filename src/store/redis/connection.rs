@@ -1,0 +1,638 @@
+//! The connection to Redis: URL and TLS preparation (shared with `--check-config`), the
+//! standalone connection manager or cluster client, replacing a connection that would not recover
+//! by itself, error classification, and the wake-up subscription.
+
+use super::keys::CHANNEL;
+use super::parse::corrupt;
+use super::{RedisStore, APPLY_LUA, CREATE_LUA};
+use crate::store::StoreError;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, ProtocolVersion, PushKind,
+    RedisError, RedisFuture, Script, ServerErrorKind, Value,
+};
+use roaring::RoaringBitmap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Timeouts of the connection to Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// One attempt to connect (TCP and handshake) to one server.
+    pub connect_timeout: Duration,
+    /// One command (a pipeline or a script counts as one) on an established connection. It must
+    /// cover the largest full load: a 2^26-entry 8-bit list is 64 MiB.
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+pub(super) struct Inner {
+    backend: Backend,
+    pub(super) apply: Script,
+    pub(super) create: Script,
+    /// Bumped on every hint that a list may have changed: a `statusd:changes` message, a
+    /// (re)subscription (messages may have been missed meanwhile) or a write through this store.
+    wake: Arc<watch::Sender<u64>>,
+    /// The refresher's view of `wake`.
+    pub(super) seen: tokio::sync::Mutex<watch::Receiver<u64>>,
+    /// The subscription task (standalone only), stopped with the last clone of the store.
+    subscriber: Option<tokio::task::AbortHandle>,
+    /// What this store remembers between calls to save reads and round trips (see
+    /// [`Remembered`]).
+    pub(super) allocated: Remembered,
+}
+
+/// What a [`RedisStore`] remembers between calls. Neither is ever taken as the truth: each only
+/// lets a read be skipped or sent earlier, and is checked against the store.
+#[derive(Default)]
+pub(super) struct Remembered {
+    /// Allocation bitmaps read before, by list, kept up to date with this store's own claims.
+    /// Allocations only ever add indices, so a cached bitmap is a subset of the truth, and the
+    /// commit script refuses to claim an index another writer took meanwhile (`conflict
+    /// claimed`), after which the list's bitmap is read afresh. Without it every registration
+    /// would read the whole bitmap (128 KiB for a 2^20-entry list).
+    pub(super) bitmaps: Mutex<std::collections::HashMap<String, RoaringBitmap>>,
+    /// The list ids last read from [`LISTS_KEY`](super::LISTS_KEY):
+    /// [`Store::lists`](crate::store::Store::lists) reads their metadata in the same round trip
+    /// as the set itself, and only lists new to it in a second one.
+    pub(super) list_ids: Mutex<Vec<String>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.subscriber {
+            task.abort();
+        }
+    }
+}
+
+pub(super) enum Backend {
+    Standalone(Box<Standalone>),
+    Cluster(ClusterConnection),
+}
+
+/// A standalone server behind the redis crate's reconnecting [`ConnectionManager`].
+pub(super) struct Standalone {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// The manager in use, and when it was last replaced (see [`Inner::note_error`]).
+    current: Mutex<(ConnectionManager, Option<Instant>)>,
+}
+
+/// One handle for one operation. Both kinds speak [`ConnectionLike`], so every operation is
+/// written once; cluster routing (by the `{<id>}` hash tag) happens inside the cluster client.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        crate::store::note_requests(1);
+        match self {
+            Conn::Standalone(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        crate::store::note_requests(1);
+        match self {
+            Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where `connect` goes.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Target {
+    Standalone(String),
+    Cluster(Vec<String>),
+}
+
+/// TLS material and the password of the connection, read from the files
+/// [`crate::config::RedisSecurity`] names.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// The private CA and client certificate (`rediss://` only).
+    tls: Option<redis::TlsCertificates>,
+    /// The password of `--redis-password-file`.
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("tls", &self.tls)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Reads the files `security` names.
+    pub fn read(security: &crate::config::RedisSecurity) -> Result<Secrets, StoreError> {
+        let read = |path: &std::path::Path, env: &str| {
+            std::fs::read(path).map_err(|e| {
+                StoreError::Backend(format!("reading {} ({env}): {e}", path.display()))
+            })
+        };
+        let root_cert = match &security.ca {
+            Some(ca) => {
+                // Parsed here so that a wrong file is reported at start, not at first connect.
+                crate::tls::roots(ca)
+                    .map_err(|e| StoreError::Backend(format!("{e} (STATUSD_REDIS_CA)")))?;
+                Some(read(ca, "STATUSD_REDIS_CA")?)
+            }
+            None => None,
+        };
+        let client_tls = match &security.client_cert {
+            Some((cert, key)) => {
+                crate::tls::certificates(cert)
+                    .map_err(|e| StoreError::Backend(format!("{e} (STATUSD_REDIS_CLIENT_CERT)")))?;
+                crate::tls::private_key(key)
+                    .map_err(|e| StoreError::Backend(format!("{e} (STATUSD_REDIS_CLIENT_KEY)")))?;
+                Some(redis::ClientTlsConfig {
+                    client_cert: read(cert, "STATUSD_REDIS_CLIENT_CERT")?,
+                    client_key: read(key, "STATUSD_REDIS_CLIENT_KEY")?,
+                })
+            }
+            None => None,
+        };
+        let tls = (root_cert.is_some() || client_tls.is_some()).then_some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        });
+        let password = match &security.password_file {
+            Some(path) => {
+                let bytes = read(path, "STATUSD_REDIS_PASSWORD_FILE")?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    StoreError::Backend(format!(
+                        "{} (STATUSD_REDIS_PASSWORD_FILE) is not UTF-8 text",
+                        path.display()
+                    ))
+                })?;
+                let password = text.trim_end_matches(['\n', '\r']);
+                if password.is_empty() || password.contains(['\n', '\r']) {
+                    return Err(StoreError::Backend(format!(
+                        "{} (STATUSD_REDIS_PASSWORD_FILE) must hold the password on one line",
+                        path.display()
+                    )));
+                }
+                Some(password.to_owned())
+            }
+            None => None,
+        };
+        Ok(Secrets { tls, password })
+    }
+}
+
+/// The clients [`RedisStore::connect_secure`] builds, before anything is sent.
+enum Prepared {
+    Standalone {
+        client: redis::Client,
+        /// The subscription's client (RESP3).
+        subscriber: redis::Client,
+    },
+    Cluster(redis::cluster::ClusterClient),
+}
+
+fn is_tls_url(url: &str) -> bool {
+    url.trim_start().to_ascii_lowercase().starts_with("rediss")
+}
+
+/// A standalone client for `info`, over TLS with `secrets`' certificates for `rediss://`.
+fn standalone_client(
+    info: redis::ConnectionInfo,
+    secrets: &Secrets,
+) -> Result<redis::Client, StoreError> {
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    match &secrets.tls {
+        Some(certs) if tls => redis::Client::build_with_tls(info, certs.clone()),
+        _ => redis::Client::open(info),
+    }
+    .map_err(invalid_url)
+}
+
+/// Every step of connecting that needs no network: the URL, the files, the clients.
+fn prepare(url: &str, secrets: &Secrets, opts: RedisOptions) -> Result<Prepared, StoreError> {
+    if secrets.tls.is_some() && !is_tls_url(url) {
+        return Err(StoreError::Backend(
+            "a Redis CA or client certificate is configured but the URL is not rediss://".into(),
+        ));
+    }
+    match parse_target(url)? {
+        Target::Standalone(url) => {
+            let mut info = url.as_str().into_connection_info().map_err(invalid_url)?;
+            if let Some(password) = &secrets.password {
+                if info.redis_settings().password().is_some() {
+                    return Err(StoreError::Backend(
+                        "the Redis URL holds a password and STATUSD_REDIS_PASSWORD_FILE names \
+                         another: keep one"
+                            .into(),
+                    ));
+                }
+                let settings = info.redis_settings().clone().set_password(password);
+                info = info.set_redis_settings(settings);
+            }
+            let client = standalone_client(info.clone(), secrets)?;
+            // The subscription needs RESP3 (push messages on a multiplexed connection).
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            let subscriber = standalone_client(info.set_redis_settings(settings), secrets)?;
+            Ok(Prepared::Standalone { client, subscriber })
+        }
+        Target::Cluster(nodes) => {
+            let mut builder = redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(opts.connect_timeout)
+                .response_timeout(opts.response_timeout);
+            if let Some(password) = &secrets.password {
+                builder = builder.password(password);
+            }
+            if let Some(certs) = &secrets.tls {
+                builder = builder.certs(certs.clone());
+            }
+            Ok(Prepared::Cluster(builder.build().map_err(invalid_url)?))
+        }
+    }
+}
+
+/// Checks `url` and `security` as [`RedisStore::connect_secure`] would, without connecting:
+/// what `--check-config` runs.
+pub fn check(url: &str, security: &crate::config::RedisSecurity) -> Result<(), StoreError> {
+    let secrets = Secrets::read(security)?;
+    prepare(url, &secrets, RedisOptions::default()).map(drop)
+}
+
+/// Parses the URL forms statusd accepts: `redis://host:port[/db]` (standalone), and a cluster
+/// seed list as `redis+cluster://host1:port1,host2:port2` (credentials, if any, before the
+/// first host apply to all) or as comma-separated `redis://` URLs; each also with TLS
+/// (`rediss://`, `rediss+cluster://`).
+pub(super) fn parse_target(url: &str) -> Result<Target, StoreError> {
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    let cluster = if lower.starts_with("redis+cluster://") {
+        Some(("redis", "redis+cluster://".len()))
+    } else if lower.starts_with("rediss+cluster://") {
+        Some(("rediss", "rediss+cluster://".len()))
+    } else {
+        None
+    };
+    if let Some((scheme, rest)) = cluster.map(|(scheme, at)| (scheme, &url[at..])) {
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{auth}{h}"))
+            .collect();
+        if nodes.is_empty() {
+            return Err(StoreError::Backend(
+                "invalid Redis URL: redis+cluster:// names no node".into(),
+            ));
+        }
+        return Ok(Target::Cluster(nodes));
+    }
+    if url.contains(',') {
+        let nodes: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let scheme = if lower.starts_with("rediss://") {
+            "rediss://"
+        } else {
+            "redis://"
+        };
+        if nodes
+            .iter()
+            .any(|n| !n.to_ascii_lowercase().starts_with(scheme))
+        {
+            return Err(StoreError::Backend(
+                "invalid Redis URL: a comma-separated cluster seed list must consist of redis:// \
+                 URLs, or of rediss:// URLs (TLS), not a mix"
+                    .into(),
+            ));
+        }
+        return Ok(Target::Cluster(nodes));
+    }
+    Ok(Target::Standalone(url.to_owned()))
+}
+
+fn invalid_url(e: RedisError) -> StoreError {
+    // The URL is not echoed: it may carry a password.
+    StoreError::Backend(format!("invalid Redis URL: {e}"))
+}
+
+/// Errors after which the connection manager must be replaced, because it would not replace
+/// the connection itself (it reconnects only after a connection error):
+/// * a failed handshake, which it caches for every later call: a wrong password fixed by the
+///   operator, `SELECT` or `AUTH` answered while a restarted server is still loading its data;
+/// * a response timeout, which leaves the connection in place: right for a server that is merely
+///   slow or paused, but a connection whose packets are silently dropped (a failover that moved
+///   the address, a network partition) would otherwise hang until TCP gives up, many minutes.
+fn needs_new_connection(e: &RedisError) -> bool {
+    e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::AuthenticationFailed
+                | ErrorKind::Client
+                | ErrorKind::Server(ServerErrorKind::BusyLoading)
+        )
+        || e.to_string().contains("refused to switch database")
+}
+
+/// Errors that mean Redis cannot be reached (as opposed to Redis answering with an error).
+fn is_unavailable(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(ServerErrorKind::BusyLoading)
+                | ErrorKind::Server(ServerErrorKind::ClusterDown)
+                | ErrorKind::Server(ServerErrorKind::MasterDown)
+                | ErrorKind::Server(ServerErrorKind::TryAgain)
+        )
+}
+
+pub(super) fn is_wrong_type(e: &RedisError) -> bool {
+    e.to_string().contains("WRONGTYPE")
+}
+
+impl RedisStore {
+    /// Connects to Redis at `url` with the default [`RedisOptions`]; see
+    /// [`RedisStore::connect_with`].
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// [`RedisStore::connect`] with the TLS material and password `security` names (read now).
+    pub async fn connect_secure(
+        url: &str,
+        security: &crate::config::RedisSecurity,
+    ) -> Result<RedisStore, StoreError> {
+        let secrets = Secrets::read(security)?;
+        Self::connect_prepared(url, &secrets, RedisOptions::default()).await
+    }
+
+    /// Prepares the connection to Redis at `url`: `redis://host:port[/db]` for a standalone
+    /// server, `redis+cluster://host1:port1,host2:port2,…` (or comma-separated `redis://` URLs)
+    /// for a cluster. Nothing is sent yet, so this succeeds while Redis is down; it fails only
+    /// on a URL it cannot use.
+    pub async fn connect_with(url: &str, opts: RedisOptions) -> Result<RedisStore, StoreError> {
+        Self::connect_prepared(url, &Secrets::default(), opts).await
+    }
+
+    async fn connect_prepared(
+        url: &str,
+        secrets: &Secrets,
+        opts: RedisOptions,
+    ) -> Result<RedisStore, StoreError> {
+        let (wake, seen) = watch::channel(0u64);
+        let wake = Arc::new(wake);
+        let (backend, subscriber) = match prepare(url, secrets, opts)? {
+            Prepared::Standalone { client, subscriber } => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opts.connect_timeout))
+                    .set_response_timeout(Some(opts.response_timeout))
+                    // One attempt per call: while Redis is down a call fails at once and the
+                    // next call tries again, so the caller's cadence is the backoff.
+                    .set_number_of_retries(0);
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                        .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
+                let task = tokio::spawn(subscribe(subscriber, opts, wake.clone()));
+                let backend = Backend::Standalone(Box::new(Standalone {
+                    client,
+                    config,
+                    current: Mutex::new((manager, None)),
+                }));
+                (backend, Some(task.abort_handle()))
+            }
+            Prepared::Cluster(client) => {
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(opts.connect_timeout)
+                    .set_response_timeout(opts.response_timeout);
+                // Connects in the background: a cluster that is down fails the calls, not this.
+                let conn = client.get_pending_async_connection_with_config(config);
+                (Backend::Cluster(conn), None)
+            }
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                backend,
+                apply: Script::new(APPLY_LUA),
+                create: Script::new(CREATE_LUA),
+                wake,
+                seen: tokio::sync::Mutex::new(seen),
+                subscriber,
+                allocated: Default::default(),
+            }),
+        })
+    }
+
+    /// Whether this store talks to a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.backend, Backend::Cluster(_))
+    }
+}
+
+impl Inner {
+    pub(super) fn conn(&self) -> Conn {
+        match &self.backend {
+            Backend::Standalone(s) => {
+                let current = s.current.lock().unwrap_or_else(|p| p.into_inner());
+                Conn::Standalone(current.0.clone())
+            }
+            Backend::Cluster(c) => Conn::Cluster(c.clone()),
+        }
+    }
+
+    /// Replaces the standalone connection manager after an error it would not recover from by
+    /// itself ([`needs_new_connection`]), at most once a second. Calls in flight keep the old one.
+    fn note_error(&self, e: &RedisError) {
+        let Backend::Standalone(s) = &self.backend else {
+            return;
+        };
+        if !needs_new_connection(e) {
+            return;
+        }
+        let mut current = s.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current
+            .1
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        if let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(s.client.clone(), s.config.clone())
+        {
+            if e.is_timeout() {
+                tracing::debug!(error = %e, "replacing the Redis connection");
+            } else {
+                tracing::warn!(error = %e, "replacing the Redis connection");
+            }
+            *current = (fresh, Some(Instant::now()));
+        }
+    }
+
+    /// Maps a Redis error of an operation on list `id` (if any) to a [`StoreError`].
+    pub(super) fn error(&self, id: Option<&str>, e: RedisError) -> StoreError {
+        self.note_error(&e);
+        match id {
+            Some(id) if is_wrong_type(&e) => corrupt(id, format!("a key has the wrong type: {e}")),
+            _ if is_unavailable(&e) => StoreError::Backend(format!("redis unavailable: {e}")),
+            _ => StoreError::Backend(format!("redis: {e}")),
+        }
+    }
+
+    pub(super) fn notify(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// `HGETALL` of many `meta` keys.
+    pub(super) async fn hgetall_many(&self, keys: Vec<String>) -> Result<Vec<Value>, RedisError> {
+        self.per_key("HGETALL", keys).await
+    }
+
+    /// One single-key command (`HGETALL`, `GET`) on many keys: one pipeline on a standalone
+    /// server; concurrent commands on a cluster, where a pipeline must stay within one slot.
+    pub(super) async fn per_key(
+        &self,
+        cmd: &'static str,
+        keys: Vec<String>,
+    ) -> Result<Vec<Value>, RedisError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.conn() {
+            Conn::Standalone(c) => {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd(cmd).arg(k);
+                }
+                pipe.query_async(&mut Conn::Standalone(c)).await
+            }
+            Conn::Cluster(c) => {
+                let mut tasks = tokio::task::JoinSet::new();
+                let n = keys.len();
+                // Counted here: the spawned tasks are outside the caller's count.
+                crate::store::note_requests(u32::try_from(n).unwrap_or(u32::MAX));
+                for (i, key) in keys.into_iter().enumerate() {
+                    let mut c = c.clone();
+                    tasks.spawn(async move {
+                        let v: Result<Value, RedisError> =
+                            redis::cmd(cmd).arg(key).query_async(&mut c).await;
+                        (i, v)
+                    });
+                }
+                let mut out = vec![Value::Nil; n];
+                while let Some(done) = tasks.join_next().await {
+                    let (i, v) = done.map_err(|e| {
+                        RedisError::from((ErrorKind::Client, "redis task failed", e.to_string()))
+                    })?;
+                    out[i] = v?;
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Keeps a subscription to [`CHANNEL`] and turns its messages into wake-ups, reconnecting with
+/// backoff (100 ms doubling to 5 s) for as long as the store lives. A silent connection is
+/// pinged every few seconds so that a half-open one is noticed.
+async fn subscribe(client: redis::Client, opts: RedisOptions, wake: Arc<watch::Sender<u64>>) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(100);
+    const MAX_BACKOFF: Duration = Duration::from_secs(5);
+    const PING_EVERY: Duration = Duration::from_secs(5);
+    let mut backoff = MIN_BACKOFF;
+    let mut warned = false;
+    loop {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.response_timeout))
+            .set_push_sender(tx);
+        let subscribed = async {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            conn.subscribe(CHANNEL).await?;
+            Ok::<_, RedisError>(conn)
+        }
+        .await;
+        match subscribed {
+            Ok(mut conn) => {
+                if warned {
+                    tracing::info!("subscribed to {CHANNEL} again");
+                }
+                backoff = MIN_BACKOFF;
+                warned = false;
+                // Messages published while unsubscribed are lost: have the refresher look.
+                wake.send_modify(|n| *n = n.wrapping_add(1));
+                loop {
+                    match tokio::time::timeout(PING_EVERY, rx.recv()).await {
+                        Ok(Some(push)) => match push.kind {
+                            PushKind::Message => wake.send_modify(|n| *n = n.wrapping_add(1)),
+                            PushKind::Disconnection => break,
+                            _ => {}
+                        },
+                        Ok(None) => break,
+                        Err(_) => {
+                            let pong: Result<Value, _> =
+                                redis::cmd("PING").query_async(&mut conn).await;
+                            if pong.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                tracing::debug!("subscription to {CHANNEL} lost; resubscribing");
+            }
+            Err(e) => {
+                if warned {
+                    tracing::debug!(error = %e, "subscribing to {CHANNEL} failed");
+                } else {
+                    tracing::warn!(error = %e, "subscribing to {CHANNEL} failed; polling meanwhile, retrying with backoff");
+                    warned = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

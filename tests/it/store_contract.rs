@@ -1,0 +1,191 @@
+//! One contract, both stores: what the [`Store`] trait promises (create, apply, load, entries,
+//! lists, the order of changes within a batch, the errors of a refused batch), run against the
+//! embedded store and against a real `redis-server` alike. What only one store has (the Redis
+//! data model, its failures and clusters; the embedded file) is tested in `redis.rs` and beside
+//! the embedded store.
+
+use crate::redis_harness::RedisServer;
+use crate::support::{change as c, new_list, nonzero, TempDir};
+use statusd::status::{Bits, Status, StatusError};
+use statusd::store::embedded::EmbeddedStore;
+use statusd::store::redis::RedisStore;
+use statusd::store::{Applied, Store, StoreError};
+
+/// A store under test: opened afresh by each call, as a restart or another replica would.
+trait Subject {
+    type S: Store;
+    async fn open(&self) -> Self::S;
+}
+
+/// The embedded store in a fresh directory.
+struct Embedded(TempDir);
+
+impl Subject for Embedded {
+    type S = EmbeddedStore;
+    async fn open(&self) -> EmbeddedStore {
+        EmbeddedStore::open(&self.0 .0).expect("open the embedded store")
+    }
+}
+
+/// A store on a fresh `redis-server`.
+struct Redis(RedisServer);
+
+impl Subject for Redis {
+    type S = RedisStore;
+    async fn open(&self) -> RedisStore {
+        RedisStore::connect(&self.0.url()).await.expect("connect")
+    }
+}
+
+async fn create_apply_load_and_reopen(subject: impl Subject) {
+    let s = subject.open().await;
+    assert!(s.lists().await.unwrap().is_empty());
+    let meta = s.create_list(new_list("a", Bits::Two, 1024)).await.unwrap();
+    assert_eq!(
+        (meta.id.as_str(), meta.bits, meta.size, meta.version),
+        ("a", 2, 1024, 0)
+    );
+    let a = s.apply("a", &[c(5, 2), c(9, 1)]).await.unwrap();
+    assert_eq!(
+        a,
+        Applied {
+            version: 1,
+            previous: vec![Status(0), Status(0)]
+        }
+    );
+    let a = s.apply("a", &[c(5, 0)]).await.unwrap();
+    assert_eq!(a.previous, vec![Status(2)]);
+    assert_eq!(
+        s.entries("a", &[9, 5, 0]).await.unwrap(),
+        (2, vec![Status(1), Status(0), Status(0)])
+    );
+    assert!(s.entries("a", &[1024]).await.is_err());
+    drop(s);
+    // Opened again (a restart, or a new replica): the same state.
+    let s = subject.open().await;
+    let (meta, list) = s.load("a").await.unwrap();
+    assert_eq!(meta.version, 2);
+    assert_eq!((list.bits(), list.size()), (Bits::Two, 1024));
+    assert_eq!(nonzero(&list), vec![(9, 1)]);
+    assert_eq!(s.lists().await.unwrap(), vec![meta.clone()]);
+    assert!(meta.updated_at > 1_600_000_000);
+    assert!(matches!(
+        s.load("zz").await,
+        Err(StoreError::UnknownList(_))
+    ));
+    assert!(matches!(
+        s.load("a/b").await,
+        Err(StoreError::UnknownList(_))
+    ));
+}
+
+async fn a_rejected_batch_changes_nothing(subject: impl Subject) {
+    let s = subject.open().await;
+    s.create_list(new_list("b", Bits::Two, 64)).await.unwrap();
+    s.apply("b", &[c(1, 1)]).await.unwrap();
+    let err = s.apply("b", &[c(2, 2), c(1, 0)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Terminal {
+                idx: 1,
+                to: Status::VALID
+            }
+        ),
+        "{err}"
+    );
+    let err = s.apply("b", &[c(3, 2), c(64, 1)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Status(StatusError::IndexOutOfRange { idx: 64, size: 64 })
+        ),
+        "{err}"
+    );
+    let err = s.apply("b", &[c(3, 2), c(4, 4)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Status(StatusError::ValueTooWide { value: 4, bits: 2 })
+        ),
+        "{err}"
+    );
+    let (meta, list) = s.load("b").await.unwrap();
+    assert_eq!(meta.version, 1);
+    assert_eq!(nonzero(&list), vec![(1, 1)]);
+
+    assert!(matches!(
+        s.apply("zz", &[]).await,
+        Err(StoreError::UnknownList(_))
+    ));
+    assert!(matches!(
+        s.create_list(new_list("b", Bits::One, 8)).await,
+        Err(StoreError::ListExists(_))
+    ));
+    assert!(matches!(
+        s.create_list(new_list("a/b", Bits::One, 8)).await,
+        Err(StoreError::InvalidId(_))
+    ));
+    assert!(matches!(
+        s.create_list(new_list("odd", Bits::Two, 3)).await,
+        Err(StoreError::Status(StatusError::InvalidSize(3)))
+    ));
+    // An empty batch is a batch: it moves the version.
+    assert_eq!(s.apply("b", &[]).await.unwrap().version, 2);
+}
+
+async fn a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal(subject: impl Subject) {
+    let s = subject.open().await;
+    s.create_list(new_list("o", Bits::Two, 16)).await.unwrap();
+    let a = s.apply("o", &[c(3, 2), c(3, 0), c(3, 1)]).await.unwrap();
+    assert_eq!(a.previous, vec![Status(0), Status(2), Status(0)]);
+    // INVALID again is allowed.
+    let a = s.apply("o", &[c(3, 1)]).await.unwrap();
+    assert_eq!((a.version, a.previous), (2, vec![Status::INVALID]));
+    // A change that makes an entry INVALID binds the rest of its own batch.
+    let err = s.apply("o", &[c(4, 1), c(4, 2)]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Terminal {
+                idx: 4,
+                to: Status(2)
+            }
+        ),
+        "{err}"
+    );
+    let err = s.apply("o", &[c(5, 2), c(3, 0)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Terminal { idx: 3, .. }), "{err}");
+    let (meta, list) = s.load("o").await.unwrap();
+    assert_eq!(meta.version, 2);
+    assert_eq!(nonzero(&list), vec![(3, 1)]);
+}
+
+/// Each contract test once per store: `store_contract::embedded::<name>` and
+/// `store_contract::redis::<name>`.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Embedded(crate::support::TempDir::new("contract"))).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Redis(crate::redis_harness::RedisServer::start())).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    create_apply_load_and_reopen,
+    a_rejected_batch_changes_nothing,
+    a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal,
+);
