@@ -687,11 +687,19 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
     // any retry (`exists`, or a conflict if its parameters differ).
     let mut carry: Vec<Item> = Vec::new();
     let mut end_of_file = false;
+    // A batch of derived cards waiting for the batches before it.
+    let mut held: Option<Vec<Item>> = None;
     let mut stop: Option<Stop> = None;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        while stop.is_none()
+        if let Some(batch) = held.take_if(|_| inflight.is_empty()) {
+            if stop.is_none() {
+                inflight.spawn(send_batch(shared.clone(), batch));
+            }
+        }
+        while held.is_none()
+            && stop.is_none()
             && !(end_of_file && carry.is_empty())
             && inflight.len() < opts.concurrency
         {
@@ -733,6 +741,12 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
                 }
             }
             if batch.is_empty() {
+                break;
+            }
+            // A derived card needs its parent registered: its batch waits until every batch
+            // before it is answered (a file lists parents first; one batch may hold both).
+            if batch.iter().any(|i| i.reg.parent.is_some()) && !inflight.is_empty() {
+                held = Some(batch);
                 break;
             }
             inflight.spawn(send_batch(shared.clone(), batch));

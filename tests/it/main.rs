@@ -14,6 +14,7 @@ mod full_disk;
 mod fuzz_regressions;
 mod hsm;
 mod http;
+mod import;
 mod interop;
 mod issuer;
 mod logs;
