@@ -1082,24 +1082,16 @@ fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = app::open_store(args.redis_url.as_deref(), &args.data_dir).await?;
         let started = std::time::Instant::now();
-        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let pb = crate::progress::bar(u64::from(args.lists), "lists");
+        pb.set_message("seeding");
         for n in 1..=args.lists {
             let id = format!("{}{n}", args.prefix);
             crate::demo::seed_list(&store, &id, bits, args.size, args.invalid, args.suspended)
                 .await
                 .with_context(|| format!("seeding list {id:?}"))?;
-            if tty {
-                eprint!(
-                    "\rseeded {n}/{} lists ({:.1} s)",
-                    args.lists,
-                    started.elapsed().as_secs_f64()
-                );
-                let _ = std::io::stderr().flush();
-            }
+            pb.inc(1);
         }
-        if tty {
-            eprintln!();
-        }
+        pb.finish_and_clear();
         print_out(
             &serde_json::json!({
                 "store": store.kind(),

@@ -5,7 +5,7 @@
 //! draws nothing, and standard output, which carries the jobs' machine-readable results, is
 //! never touched. Never used by the server.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::time::Duration;
 
 /// A bar of `len` steps counted in `unit` (`lines`, `lists`), on standard error, ticking on its
@@ -13,10 +13,21 @@ use std::time::Duration;
 pub fn bar(len: u64, unit: &str) -> ProgressBar {
     let template = format!(
         "{{spinner}} {{msg}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} \
-         {unit} ({{per_sec}}, ETA {{eta}})"
+         {unit} ({{rate}}, ETA {{eta}})"
     );
     let style = ProgressStyle::with_template(&template)
         .expect("the template is valid")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let rate = state.per_sec();
+                let _ = if rate >= 10.0 {
+                    write!(w, "{rate:.0}/s")
+                } else {
+                    write!(w, "{rate:.1}/s")
+                };
+            },
+        )
         .progress_chars("=> ");
     let pb =
         ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(style);

@@ -789,7 +789,7 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
         ));
     }
     refused_file.flush()?;
-    pb.finish();
+    pb.finish_and_clear();
     summary.registered = shared.registered.load(Ordering::Relaxed);
     summary.existing = shared.existing.load(Ordering::Relaxed);
     summary.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
