@@ -440,3 +440,115 @@ async fn refused_lines_are_listed_with_their_problem_and_exit_statuses_say_what_
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("retry 1 in"));
 }
+
+/// Ctrl-C (SIGINT) mid-way: the batches in flight are answered, the summary says where it
+/// stopped, exit 130; the rerun completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_after_the_batches_in_flight_with_exit_130() {
+    let env = Env::start(false).await;
+    let file = env.path("cards.jsonl");
+    let lines = cards(&file, 2_000) as u64;
+    let child = env
+        .importer(&file, &["--batch-size", "50", "--concurrency", "2"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env.allocated().await < 200 {
+        assert!(Instant::now() < deadline, "the importer made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(130), "{s}");
+    assert_eq!(s["complete"], false);
+    assert!(
+        s["error"].as_str().unwrap().starts_with("interrupted"),
+        "{s}"
+    );
+    let answered = s["registered"].as_u64().unwrap();
+    assert!(answered > 0 && answered < lines, "{s}");
+    // Every batch it sent was answered before it stopped: nothing registered is unaccounted.
+    assert_eq!(env.allocated().await, answered, "{s}");
+    let out = run(env.importer(&file, &[])).await;
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert_eq!(s["existing"], answered);
+    assert_eq!(s["registered"].as_u64().unwrap() + answered, lines);
+}
+
+/// The importer over https with a private CA and a client certificate (mutual TLS on the admin
+/// plane), as the other admin commands; without the CA the server is not trusted and the
+/// import fails at once (exit 1), not after minutes of retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_speaks_https_with_a_private_ca_and_mutual_tls() {
+    use crate::tls::Pki;
+    let dir = TempDir::new("import-tls");
+    let pki = Pki::new(&dir.0, "main");
+    let server = pki.server("server", "statusd");
+    let client = pki.client("importer", "importer", false);
+    let tokens = dir.0.join("tokens");
+    std::fs::write(&tokens, format!("importer write {TOKEN}\n")).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let running = support::start_with(
+        &dir.0,
+        // A list in the store keeps --demo from seeding its demo lists.
+        &[("other", Bits::Two, 1024, vec![])],
+        &[
+            "--tls-cert",
+            &s(&server.cert),
+            "--tls-key",
+            &s(&server.key),
+            "--admin-client-ca",
+            &s(&pki.ca_cert),
+            "--admin-tokens",
+            &s(&tokens),
+            "--list-size",
+            "131072",
+        ],
+    )
+    .await;
+    let file = dir.0.join("cards.jsonl");
+    let lines = cards(&file, 30) as u64;
+    let admin = format!("https://localhost:{}", running.admin_addr.port());
+    let identity = [
+        "--client-cert".to_owned(),
+        s(&client.cert),
+        "--client-key".to_owned(),
+        s(&client.key),
+    ];
+    let mut with_ca = vec!["--ca".to_owned(), s(&pki.ca_cert)];
+    with_ca.extend(identity.iter().cloned());
+    let out = run(importer(
+        &admin,
+        TOKEN,
+        &file,
+        &with_ca.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .await;
+    let summary = summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    assert_eq!(summary["registered"], lines);
+
+    let out = run(importer(
+        &admin,
+        TOKEN,
+        &file,
+        &identity.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("certificate"));
+    assert!(
+        !stderr.contains("retry"),
+        "an untrusted server is not retried: {stderr}"
+    );
+    running.stop().await;
+}
