@@ -164,36 +164,43 @@ fn parse_line(text: &[u8]) -> Result<Option<Registration>, (Json, String)> {
     if text.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let shown = || Json::String(String::from_utf8_lossy(text).into_owned());
-    let value: Json = strict_json::from_slice(text, Limits::default()).map_err(|e| {
+    strict_json::check(text, Limits::default()).map_err(|e| {
         let why = e.to_string().replace(" at line 1 column ", " at column ");
-        (shown(), format!("not JSON: {why}"))
+        let shown = Json::String(String::from_utf8_lossy(text).into_owned());
+        (shown, format!("not JSON: {why}"))
     })?;
-    let Json::Object(object) = &value else {
-        return Err((value, "not a JSON object".into()));
+    let as_read = || serde_json::from_slice::<Json>(text).expect("checked as JSON above");
+    // The common line, a registration without `op`, is parsed straight into its type; any
+    // other goes through a tree, for `op` and for a precise reason.
+    let op = match serde_json::from_slice::<Registration>(text) {
+        Ok(reg) => Operation::Register(reg),
+        Err(_) => {
+            let item = as_read();
+            let Json::Object(object) = &item else {
+                return Err((item, "not a JSON object".into()));
+            };
+            let mut op = object.clone();
+            op.entry("op")
+                .or_insert_with(|| Json::String("register".into()));
+            match serde_json::from_value::<Operation>(Json::Object(op)) {
+                Ok(op) => op,
+                Err(e) => return Err((item, format!("not a register operation: {e}"))),
+            }
+        }
     };
-    let mut op = object.clone();
-    op.entry("op")
-        .or_insert_with(|| Json::String("register".into()));
-    let item = value;
-    let op: Operation = match serde_json::from_value(Json::Object(op)) {
-        Ok(op) => op,
-        Err(e) => return Err((item, format!("not a register operation: {e}"))),
-    };
-    let Operation::Register(reg) = op else {
+    if !matches!(op, Operation::Register(_)) {
         let why = format!(
             "only register operations are imported; {:?} goes to its own route or to \
              POST /v1/credentials/batch",
             op.name()
         );
-        return Err((item, why));
-    };
-    let reg_op = Operation::Register(reg);
-    if let Err(p) = reg_op.check() {
-        return Err((item, p.detail));
+        return Err((as_read(), why));
     }
-    let Operation::Register(reg) = reg_op else {
-        unreachable!("built as a registration above")
+    if let Err(p) = op.check() {
+        return Err((as_read(), p.detail));
+    }
+    let Operation::Register(reg) = op else {
+        unreachable!("checked to be a registration above")
     };
     Ok(Some(reg))
 }
