@@ -61,6 +61,11 @@ impl Env {
         }
     }
 
+    /// Stops statusd before its directory goes, so nothing is written there afterwards.
+    async fn stop(self) {
+        self.running.stop().await;
+    }
+
     fn admin(&self) -> String {
         format!("http://{}", self.running.admin_addr)
     }
@@ -253,12 +258,14 @@ async fn interrupted_import_resumes_without_duplicates(env: &Env) {
 async fn import_killed_midway_and_rerun_registers_every_line_once_embedded() {
     let env = Env::start(false).await;
     interrupted_import_resumes_without_duplicates(&env).await;
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_killed_midway_and_rerun_registers_every_line_once_redis() {
     let env = Env::start(true).await;
     interrupted_import_resumes_without_duplicates(&env).await;
+    env.stop().await;
 }
 
 /// Redis stops answering for a few seconds in the middle of an import: the server answers 503
@@ -296,6 +303,7 @@ async fn import_retries_through_a_redis_pause() {
     // leaves its index unused; the retry registers the card elsewhere. At most the batches in
     // flight.
     env.each_line_holds_its_own_index(&file, 2 * 50).await;
+    env.stop().await;
 }
 
 /// Refused lines: each in the refused file with its line number, the item and the problem;
@@ -439,6 +447,7 @@ async fn refused_lines_are_listed_with_their_problem_and_exit_statuses_say_what_
         "{error}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("retry 1 in"));
+    env.stop().await;
 }
 
 /// Ctrl-C (SIGINT) mid-way: the batches in flight are answered, the summary says where it
@@ -481,6 +490,7 @@ async fn sigint_stops_after_the_batches_in_flight_with_exit_130() {
     assert_eq!(out.status.code(), Some(0), "{s}");
     assert_eq!(s["existing"], answered);
     assert_eq!(s["registered"].as_u64().unwrap() + answered, lines);
+    env.stop().await;
 }
 
 /// The importer over https with a private CA and a client certificate (mutual TLS on the admin
