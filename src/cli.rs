@@ -261,17 +261,22 @@ pub struct ImportArgs {
     /// with Retry-After) before stopping with exit 75.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub retry_for: std::time::Duration,
+    /// Start at this line (1-based), skipping the lines before it unread: the `resume_from` of
+    /// a stopped import's summary. The refused file is then appended to.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub from_line: u64,
 }
 
 /// The end of `statusd credentials import --help`.
 const IMPORT_HELP: &str = "\
 Each line is sent once per run. Registration is idempotent by credential id, so a rerun of
 the same file after an interruption skips what is registered (answered `exists`) and
-registers the rest; nothing is registered twice.
+registers the rest; nothing is registered twice. A stopped import's summary gives
+`resume_from`: rerun with --from-line that line to skip the lines already answered.
 
-Standard output: one JSON summary (lines, registered, existing, refused, seconds,
-per_second, complete, exit_code). Standard error: the progress bar (on a terminal only),
-retries and the first refused lines.
+Standard output: one JSON summary (lines, registered, existing, refused, skipped, seconds,
+per_second, complete, exit_code; resume_from and error when it stopped early). Standard
+error: the progress bar (on a terminal only), retries and the first refused lines.
 
 Exit status:
   0    every line is registered (now or before)
@@ -695,6 +700,7 @@ fn import(args: ImportArgs, conn: &AdminConn) -> anyhow::Result<ExitCode> {
         batch_size: args.batch_size,
         concurrency: usize::from(args.concurrency),
         retry_for: args.retry_for,
+        from_line: args.from_line,
     };
     let summary = match runtime()?.block_on(import::run(client, &opts)) {
         Ok(s) => s,

@@ -70,6 +70,9 @@ pub struct Options {
     /// How long one batch keeps being retried through transient failures before the import
     /// stops with [`EXIT_UNAVAILABLE`].
     pub retry_for: Duration,
+    /// The first line to send (1: the whole file); the lines before it are skipped unread, and
+    /// the refused file is appended to rather than created anew.
+    pub from_line: u64,
 }
 
 impl Options {
@@ -107,8 +110,14 @@ pub struct Summary {
     pub existing: u64,
     pub refused: u64,
     pub refused_file: PathBuf,
+    /// Lines before `--from-line`, skipped unread.
+    pub skipped: u64,
     /// Every line of the file was answered (registered, existing or refused).
     pub complete: bool,
+    /// When the import stopped early: every line before this one is answered, so a rerun with
+    /// `--from-line` this skips them (a rerun without it sends them again, answered `exists`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<u64>,
     pub seconds: f64,
     /// Lines answered per second.
     pub per_second: f64,
@@ -276,12 +285,15 @@ fn scan(path: &Path) -> Result<u64, ImportError> {
 /// The input file, read one line at a time.
 struct Lines {
     reader: BufReader<std::fs::File>,
+    /// Lines before this one are skipped unread.
+    from: u64,
     /// The number of the last line read.
     line: u64,
     buf: Vec<u8>,
 }
 
 enum Read {
+    Skipped,
     Item(Item),
     Refused(Refusal),
     Blank,
@@ -289,11 +301,12 @@ enum Read {
 }
 
 impl Lines {
-    fn open(path: &Path) -> Result<Lines, ImportError> {
+    fn open(path: &Path, from: u64) -> Result<Lines, ImportError> {
         let file = std::fs::File::open(path)
             .map_err(|e| ImportError::BadInput(format!("cannot read {}: {e}", path.display())))?;
         Ok(Lines {
             reader: BufReader::with_capacity(1 << 16, file),
+            from,
             line: 0,
             buf: Vec::new(),
         })
@@ -305,6 +318,9 @@ impl Lines {
             return Ok(Read::End);
         }
         self.line += 1;
+        if self.line < self.from {
+            return Ok(Read::Skipped);
+        }
         Ok(match parse_line(&self.buf) {
             Ok(None) => Read::Blank,
             Ok(Some(reg)) => Read::Item(Item {
@@ -342,6 +358,16 @@ struct Stop {
 struct Report {
     refused: Vec<Refusal>,
     stop: Option<Stop>,
+    /// The first line of the batch left unanswered, when it stopped.
+    unanswered: Option<u64>,
+}
+
+impl Report {
+    /// The report of a batch that ends with `todo` unanswered.
+    fn left(mut self, todo: &[Item]) -> Self {
+        self.unanswered = todo.iter().map(|i| i.line).min();
+        self
+    }
 }
 
 /// `{"operations": [...]}` for `items`.
@@ -435,7 +461,7 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
         {
             Err(SendError::Fatal(e)) => {
                 report.stop = Some(stop(EXIT_FAILURE, format!("{e:#}"), todo.len()));
-                return report;
+                return report.left(&todo);
             }
             Err(SendError::Transport(e)) => (format!("{e:#}"), None),
             Ok(a) if a.status.is_success() => {
@@ -449,7 +475,7 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
                             format!("unexpected answer to the batch: {shown}"),
                             todo.len(),
                         ));
-                        return report;
+                        return report.left(&todo);
                     }
                 };
                 let sent = todo.len();
@@ -487,7 +513,7 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
                 again.extend(slots.into_iter().flatten());
                 shared.pb.inc((sent - again.len()) as u64);
                 if again.is_empty() {
-                    return report;
+                    return report.left(&todo);
                 }
                 if again.len() < sent {
                     failing_since = None;
@@ -515,7 +541,7 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
                             ),
                             todo.len(),
                         ));
-                        return report;
+                        return report.left(&todo);
                     }
                     for e in p.errors {
                         let item = &todo[e.index];
@@ -552,7 +578,7 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
                             format!("{what}; {hint}"),
                             todo.len(),
                         ));
-                        return report;
+                        return report.left(&todo);
                     }
                     413 => {
                         report.stop = Some(stop(
@@ -560,19 +586,19 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
                             format!("{what}; use a smaller --batch-size"),
                             todo.len(),
                         ));
-                        return report;
+                        return report.left(&todo);
                     }
                     429 | 502 | 503 | 504 => (what, a.retry_after),
                     _ => {
                         report.stop = Some(stop(EXIT_FAILURE, what, todo.len()));
-                        return report;
+                        return report.left(&todo);
                     }
                 }
             }
         };
         if shared.stopping.load(Ordering::Relaxed) {
             // Another batch stopped the import and said why; these lines stay unanswered.
-            return report;
+            return report.left(&todo);
         }
         let since = *failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= shared.retry_for {
@@ -584,7 +610,7 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
                 ),
                 todo.len(),
             ));
-            return report;
+            return report.left(&todo);
         }
         attempt += 1;
         let wait = backoff(attempt, retry_after);
@@ -610,8 +636,16 @@ struct RefusedFile {
 }
 
 impl RefusedFile {
-    fn create(path: &Path) -> Result<Self, ImportError> {
-        let file = std::fs::File::create(path).map_err(|source| ImportError::Output {
+    /// Creates the file anew, or appends to it (`append`, a resumed import: the refusals of
+    /// the lines it skips stay).
+    fn create(path: &Path, append: bool) -> Result<Self, ImportError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path);
+        let file = file.map_err(|source| ImportError::Output {
             path: path.to_owned(),
             source,
         })?;
@@ -670,8 +704,8 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
         "batch size checked by the caller"
     );
     let total = scan(&opts.file)?;
-    let mut lines = Lines::open(&opts.file)?;
-    let mut refused_file = RefusedFile::create(&opts.refused)?;
+    let mut lines = Lines::open(&opts.file, opts.from_line)?;
+    let mut refused_file = RefusedFile::create(&opts.refused, opts.from_line > 1)?;
     let started = Instant::now();
     let pb = progress::bar(total, "lines");
     pb.set_message("importing");
@@ -697,11 +731,13 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
     // A batch of derived cards waiting for the batches before it.
     let mut held: Option<Vec<Item>> = None;
     let mut stop: Option<Stop> = None;
+    // The first line a stopped batch left unanswered.
+    let mut unanswered = u64::MAX;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        if let Some(batch) = held.take_if(|_| inflight.is_empty()) {
-            if stop.is_none() {
+        if stop.is_none() {
+            if let Some(batch) = held.take_if(|_| inflight.is_empty()) {
                 inflight.spawn(send_batch(shared.clone(), batch));
             }
         }
@@ -731,6 +767,10 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
                 })?;
                 match read {
                     Read::End => end_of_file = true,
+                    Read::Skipped => {
+                        summary.skipped += 1;
+                        pb.inc(1);
+                    }
                     Read::Blank => pb.inc(1),
                     Read::Refused(r) => {
                         summary.lines += 1;
@@ -779,6 +819,7 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
         for r in report.refused {
             refused_file.add(r, &pb, &mut summary)?;
         }
+        unanswered = unanswered.min(report.unanswered.unwrap_or(u64::MAX));
         refused_file.flush()?;
         if let Some(s) = report.stop {
             // The first reason is kept; batches still in flight finish on their own.
@@ -804,12 +845,25 @@ pub async fn run(client: Client, opts: &Options) -> Result<Summary, ImportError>
     summary.per_second = (answered as f64 / started.elapsed().as_secs_f64().max(1e-3)).round();
     match stop {
         Some(s) => {
+            // Every line before the first one left unanswered (in a stopped batch, a held or
+            // deferred one, or not read yet) is answered.
+            let mut resume = unanswered;
+            for item in held.iter().flatten().chain(&carry) {
+                resume = resume.min(item.line);
+            }
+            if !end_of_file {
+                resume = resume.min(lines.line + 1);
+            }
+            summary.resume_from = (resume != u64::MAX).then_some(resume);
             summary.exit_code = s.exit;
             summary.error = Some(format!(
-                "{}; stopped with {answered} operations answered, the file has {total} lines; \
-                 run the same command again to resume (registered lines are answered `exists`, \
-                 nothing is registered twice)",
+                "{}; stopped with {answered} operations answered, every line before line {} \
+                 among them; to resume, run the same command again with --from-line {} (or \
+                 without it: registered lines are answered `exists`, nothing is registered \
+                 twice)",
                 s.error,
+                summary.resume_from.unwrap_or(total + 1),
+                summary.resume_from.unwrap_or(total + 1),
             ));
         }
         None => {
