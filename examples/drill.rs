@@ -105,8 +105,12 @@ async fn main() {
     // Every replica is polled at the same time, each until all its lists show the sample.
     let plan = std::sync::Arc::new(plan);
     let mut polls = tokio::task::JoinSet::new();
+    // Lists published per replica; on standard error, on a terminal only.
+    let pb = statusd::progress::bar((plan.len() * replicas.len()) as u64, "lists published");
+    pb.set_message(format!("{total} revoked"));
     for base in replicas.clone() {
         let plan = plan.clone();
+        let pb = pb.clone();
         polls.spawn(async move {
             let mut pending: Vec<usize> = (0..plan.len()).collect();
             while !pending.is_empty() {
@@ -123,7 +127,9 @@ async fn main() {
                         }
                         None => false,
                     };
-                    if !done {
+                    if done {
+                        pb.inc(1);
+                    } else {
                         still.push(k);
                     }
                 }
@@ -140,6 +146,7 @@ async fn main() {
     while let Some(r) = polls.join_next().await {
         published.push(r.expect("poll task"));
     }
+    pb.finish_and_clear();
     println!(
         "{}",
         json!({

@@ -43,9 +43,12 @@ struct Args {
     purpose: String,
 }
 
-/// Sends every body (at most `concurrency` at a time); returns the seconds taken. Every item
-/// of every answer must have succeeded.
-async fn run(a: &Args, bodies: Vec<Bytes>) -> f64 {
+/// Sends every body (at most `concurrency` at a time) of `items` operations in all, with a
+/// progress bar on a terminal; returns the seconds taken. Every item of every answer must have
+/// succeeded.
+async fn run(a: &Args, bodies: Vec<Bytes>, items: usize, what: &str) -> f64 {
+    let pb = statusd::progress::bar(items as u64, "items");
+    pb.set_message(what.to_owned());
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let url = format!("{}/v1/credentials/batch", a.admin);
@@ -55,6 +58,7 @@ async fn run(a: &Args, bodies: Vec<Bytes>) -> f64 {
     let mut tasks = Vec::new();
     for _ in 0..a.concurrency {
         let (client, url, auth, queue) = (client.clone(), url.clone(), auth.clone(), queue.clone());
+        let pb = pb.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some(body) = queue.lock().unwrap().pop() else {
@@ -74,15 +78,18 @@ async fn run(a: &Args, bodies: Vec<Bytes>) -> f64 {
                     String::from_utf8_lossy(&bytes[..bytes.len().min(400)])
                 );
                 let v: Value = serde_json::from_slice(&bytes).expect("JSON");
-                for r in v["results"].as_array().expect("results") {
+                let results = v["results"].as_array().expect("results");
+                for r in results {
                     assert!(r.get("error").is_none(), "item failed: {r}");
                 }
+                pb.inc(results.len() as u64);
             }
         }));
     }
     for t in tasks {
         t.await.expect("worker");
     }
+    pb.finish_and_clear();
     start.elapsed().as_secs_f64()
 }
 
@@ -111,7 +118,7 @@ async fn main() {
             Bytes::from(json!({"operations": ops}).to_string())
         })
         .collect();
-    let secs = run(&a, register).await;
+    let secs = run(&a, register, a.registrations, "register").await;
     report("register", a.registrations, secs);
 
     // Status changes: suspend cards (batches in parallel: distinct cards), then reinstate them.
@@ -129,6 +136,7 @@ async fn main() {
             .collect()
     };
     let (suspend, reinstate) = (batches("suspend"), batches("reinstate"));
-    let total = run(&a, suspend).await + run(&a, reinstate).await;
+    let total =
+        run(&a, suspend, half, "suspend").await + run(&a, reinstate, half, "reinstate").await;
     report("change", 2 * half, total);
 }

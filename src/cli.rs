@@ -224,6 +224,11 @@ pub enum CredentialsCommand {
         #[arg(long)]
         request_id: Option<String>,
     },
+    /// Register credentials in bulk from a JSON Lines file, through the batch API, with a
+    /// progress bar; run it again to resume after an interruption. Exit 0 every line
+    /// registered, 3 some lines refused (see --refused), 65 not a JSON Lines file, 75 the admin
+    /// API stayed unavailable (rerun to resume), 77 token refused, 130 interrupted, 1 other.
+    Import(ImportArgs),
     /// Show a credential (and, with --audit, its audit trail).
     Show {
         /// The credential to show.
@@ -232,6 +237,62 @@ pub enum CredentialsCommand {
         #[arg(long)]
         audit: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = IMPORT_HELP)]
+pub struct ImportArgs {
+    /// The JSON Lines file: one registration per line, with the fields of a register operation
+    /// of the batch API (credential_id, kind; optionally parent, purpose, reason, request_id;
+    /// "op": "register" may be given).
+    pub file: PathBuf,
+    /// Registrations per request (1 to 10000).
+    #[arg(long, default_value_t = crate::admin::import::DEFAULT_BATCH, value_parser = batch_size)]
+    pub batch_size: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = crate::admin::import::DEFAULT_CONCURRENCY as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Where refused lines are written, one JSON object per line (line, item, problem);
+    /// default: FILE.refused.jsonl. Created anew on every run.
+    #[arg(long)]
+    pub refused: Option<PathBuf>,
+    /// How long to keep retrying a batch through transient failures (connection errors, 503
+    /// with Retry-After) before stopping with exit 75.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retry_for: std::time::Duration,
+    /// Start at this line (1-based), skipping the lines before it unread: the `resume_from` of
+    /// a stopped import's summary. The refused file is then appended to.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub from_line: u64,
+}
+
+/// The end of `statusd credentials import --help`.
+const IMPORT_HELP: &str = "\
+Each line is sent once per run. Registration is idempotent by credential id, so a rerun of
+the same file after an interruption skips what is registered (answered `exists`) and
+registers the rest; nothing is registered twice. A stopped import's summary gives
+`resume_from`: rerun with --from-line that line to skip the lines already answered.
+
+Standard output: one JSON summary (lines, registered, existing, refused, skipped, seconds,
+per_second, complete, exit_code; resume_from and error when it stopped early). Standard
+error: the progress bar (on a terminal only), retries and the first refused lines.
+
+Exit status:
+  0    every line is registered (now or before)
+  3    the file was imported, but some lines were refused: see the refused file
+  65   the file cannot be read, is empty, or is not JSON Lines at all
+  75   the admin API stayed unreachable or unavailable past --retry-for; rerun to resume
+  77   the admin API refused the token (401, or 403 without the write scope)
+  130  interrupted (Ctrl-C) after the batches in flight were answered; rerun to resume
+  1    any other failure (an unexpected answer, the refused file cannot be written)";
+
+fn batch_size(s: &str) -> Result<usize, String> {
+    let max = crate::issuer::MAX_BATCH;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("a number from 1 to {max}")),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -611,6 +672,7 @@ fn credentials(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
             )),
             c,
         ),
+        CredentialsCommand::Import(args) => import(args, c),
         CredentialsCommand::Show {
             credential_id,
             audit,
@@ -625,6 +687,41 @@ fn credentials(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
             c,
         ),
     }
+}
+
+fn import(args: ImportArgs, conn: &AdminConn) -> anyhow::Result<ExitCode> {
+    use crate::admin::import::{self, ImportError, Options, EXIT_BAD_INPUT};
+    let client = admin_client(conn)?;
+    let opts = Options {
+        refused: args
+            .refused
+            .unwrap_or_else(|| Options::default_refused(&args.file)),
+        file: args.file,
+        batch_size: args.batch_size,
+        concurrency: usize::from(args.concurrency),
+        retry_for: args.retry_for,
+        from_line: args.from_line,
+    };
+    let summary = match runtime()?.block_on(import::run(client, &opts)) {
+        Ok(s) => s,
+        Err(e @ ImportError::BadInput(_)) => {
+            eprintln!("statusd: {e}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    print_out(&serde_json::to_string(&summary)?)?;
+    if let Some(e) = &summary.error {
+        eprintln!("statusd: import stopped: {e}");
+    } else if summary.refused > 0 {
+        eprintln!(
+            "statusd: {} of {} lines refused; they are listed in {}",
+            summary.refused,
+            summary.lines,
+            summary.refused_file.display()
+        );
+    }
+    Ok(ExitCode::from(summary.exit_code))
 }
 
 fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
@@ -991,24 +1088,16 @@ fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
         let store = app::open_store(args.redis_url.as_deref(), &args.data_dir).await?;
         let started = std::time::Instant::now();
-        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let pb = crate::progress::bar(u64::from(args.lists), "lists");
+        pb.set_message("seeding");
         for n in 1..=args.lists {
             let id = format!("{}{n}", args.prefix);
             crate::demo::seed_list(&store, &id, bits, args.size, args.invalid, args.suspended)
                 .await
                 .with_context(|| format!("seeding list {id:?}"))?;
-            if tty {
-                eprint!(
-                    "\rseeded {n}/{} lists ({:.1} s)",
-                    args.lists,
-                    started.elapsed().as_secs_f64()
-                );
-                let _ = std::io::stderr().flush();
-            }
+            pb.inc(1);
         }
-        if tty {
-            eprintln!();
-        }
+        pb.finish_and_clear();
         print_out(
             &serde_json::json!({
                 "store": store.kind(),

@@ -20,6 +20,7 @@
 //! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
 //! | [`http`]      | the public plane: routing, negotiation, caching headers                  |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
+//! |               | and its command-line client, bulk import included (`admin::import`)      |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
 //! | [`server`]    | listeners: accept loop, limits, first-request deadline and displacement  |
 //! |               | of silent connections (`server::guard`), HTTP/1.1 + HTTP/2, graceful drain |
@@ -29,6 +30,7 @@
 //! | [`app`]       | wiring: store, key, demo data, refresher, listeners, shutdown            |
 //! | [`inspect`]   | decode and verify any published artefact (`statusd inspect`)             |
 //! | [`cli`]       | the command line                                                         |
+//! | [`progress`]  | progress bars of the long command-line jobs (stderr, terminals only)     |
 //! | [`w3c_proof`] | Data Integrity proofs on the W3C views (ecdsa-rdfc-2019, eddsa-rdfc-2022), |
 //! |               | RDFC-1.0 with bundled contexts, the issuer's controller document         |
 //! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
@@ -65,6 +67,7 @@ pub mod keyfile;
 pub mod metrics;
 pub mod pkcs11;
 pub mod problem;
+pub mod progress;
 pub mod refresh;
 pub mod server;
 pub mod snapshot;

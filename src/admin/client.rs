@@ -2,11 +2,15 @@
 //! `statusd lists …`): JSON over HTTP/1.1 (or HTTPS, with a private CA and a client certificate
 //! for mutual TLS) with a bearer token, problem+json surfaced as errors.
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value as Json;
 use std::time::Duration;
+
+/// How long one request may take, answer included (a batch of 10,000 items takes well under
+/// a second on a healthy store).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the admin API is and how to authenticate.
 pub struct Client {
@@ -14,6 +18,40 @@ pub struct Client {
     token: Option<String>,
     /// Trust and identity for an https:// admin listener.
     tls: crate::tls::ClientTls,
+    /// Plain http:// requests, keeping connections alive between the requests of one command.
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+/// An answer of any status.
+pub struct Answer {
+    pub status: hyper::StatusCode,
+    /// `Retry-After` in seconds, when the answer has one.
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+/// Why no answer came.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Connection refused or reset, a timeout, a TLS connection cut: worth retrying.
+    #[error("{0:#}")]
+    Transport(anyhow::Error),
+    /// A bad URL, unreadable TLS files, a certificate the CA does not vouch for: a retry would
+    /// fail the same way.
+    #[error("{0:#}")]
+    Fatal(anyhow::Error),
+}
+
+impl SendError {
+    fn context(self, c: String) -> Self {
+        match self {
+            SendError::Transport(e) => SendError::Transport(e.context(c)),
+            SendError::Fatal(e) => SendError::Fatal(e.context(c)),
+        }
+    }
 }
 
 /// Escapes a path segment (credential ids may hold `/`, `%`, `?`, `#`).
@@ -35,6 +73,8 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
             tls: crate::tls::ClientTls::default(),
+            http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http(),
         }
     }
 
@@ -44,21 +84,20 @@ impl Client {
         self
     }
 
-    /// Sends one request; returns the JSON body of a 2xx answer, or fails with the problem's
-    /// status, title and detail.
-    pub async fn call(
+    /// Sends one request and returns the answer whatever its status; fails only when no
+    /// answer came (see [`SendError`]). `body` is JSON, sent as is.
+    pub async fn exchange(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Json>,
-    ) -> anyhow::Result<Json> {
+        body: Option<Bytes>,
+    ) -> Result<Answer, SendError> {
         let url = format!("{}{path}", self.base);
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("{url}: the admin API is reached over http:// or https://");
+            return Err(SendError::Fatal(anyhow::anyhow!(
+                "{url}: the admin API is reached over http:// or https://"
+            )));
         }
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(&url)
@@ -69,35 +108,95 @@ impl Client {
         let body = match body {
             Some(b) => {
                 req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(serde_json::to_vec(b)?))
+                Full::new(b)
             }
             None => Full::new(Bytes::new()),
         };
-        let req = req
-            .body(body)
-            .with_context(|| format!("{url} is not a valid URL"))?;
-        let sent = async {
-            if url.starts_with("https://") {
-                self.tls.send(req).await.map_err(anyhow::Error::from)
+        let req = req.body(body).map_err(|e| {
+            SendError::Fatal(anyhow::Error::new(e).context(format!("{url} is not a valid URL")))
+        })?;
+        let answer = async {
+            let resp = if url.starts_with("https://") {
+                self.tls.send(req).await.map_err(|e| match e {
+                    // Unreadable CA or client files, a bad URL, a certificate the CA does not
+                    // vouch for: no retry mends them.
+                    crate::tls::ClientError::Files(_) | crate::tls::ClientError::Url(_) => {
+                        SendError::Fatal(e.into())
+                    }
+                    crate::tls::ClientError::Handshake { ref source, .. }
+                        if source.kind() == std::io::ErrorKind::InvalidData =>
+                    {
+                        SendError::Fatal(e.into())
+                    }
+                    e => SendError::Transport(e.into()),
+                })?
             } else {
-                client.request(req).await.map_err(anyhow::Error::from)
-            }
+                self.http
+                    .request(req)
+                    .await
+                    .map_err(|e| SendError::Transport(e.into()))?
+            };
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let bytes = Limited::new(resp.into_body(), 64 << 20)
+                .collect()
+                .await
+                .map_err(|e| SendError::Transport(anyhow::anyhow!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                retry_after,
+                body: bytes,
+            })
         };
-        let resp = tokio::time::timeout(Duration::from_secs(60), sent)
+        tokio::time::timeout(REQUEST_TIMEOUT, answer)
             .await
-            .with_context(|| format!("{method} {url}: timed out"))?
-            .with_context(|| {
-                format!(
-                    "{method} {url}: no answer; is `statusd serve` running with its admin \
-                     listener there? (set --admin-url or STATUSD_ADMIN_URL)"
-                )
-            })?;
-        let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), 64 << 20)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the answer of {url}: {e}"))?
-            .to_bytes();
+            .map_err(|_| {
+                SendError::Transport(anyhow::anyhow!(
+                    "no complete answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e: SendError| e.context(format!("{method} {url}")))
+    }
+
+    /// What to do about a 401: give a token, or a token the server knows.
+    pub fn unauthorized_hint(&self) -> &'static str {
+        match self.token {
+            None => {
+                "no admin token was given: pass --token-file FILE (with `serve --demo`: \
+                 statusd-data/demo-admin-tokens) or set STATUSD_ADMIN_TOKEN"
+            }
+            Some(_) => {
+                "the server refused the admin token: use one from the file its \
+                 STATUSD_ADMIN_TOKENS names (with `serve --demo`: statusd-data/demo-admin-tokens)"
+            }
+        }
+    }
+
+    /// Sends one request; returns the JSON body of a 2xx answer, or fails with the problem's
+    /// status, title and detail.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Json>,
+    ) -> anyhow::Result<Json> {
+        let body = body.map(serde_json::to_vec).transpose()?.map(Bytes::from);
+        let answer =
+            match self.exchange(method, path, body).await {
+                Ok(a) => a,
+                Err(SendError::Fatal(e)) => return Err(e),
+                Err(SendError::Transport(e)) => return Err(e.context(
+                    "no answer; is `statusd serve` running with its admin listener there? (set \
+                     --admin-url or STATUSD_ADMIN_URL)",
+                )),
+            };
+        let (status, bytes) = (answer.status, answer.body);
         let json: Json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             Json::String(String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned())
         });
@@ -113,17 +212,8 @@ impl Client {
                 status.as_u16()
             );
             if status == hyper::StatusCode::UNAUTHORIZED {
-                msg.push_str(match self.token {
-                    None => {
-                        "\n  no admin token was given: pass --token-file FILE (with `serve \
-                         --demo`: statusd-data/demo-admin-tokens) or set STATUSD_ADMIN_TOKEN"
-                    }
-                    Some(_) => {
-                        "\n  the server refused the admin token: use one from the file its \
-                         STATUSD_ADMIN_TOKENS names (with `serve --demo`: \
-                         statusd-data/demo-admin-tokens)"
-                    }
-                });
+                msg.push_str("\n  ");
+                msg.push_str(self.unauthorized_hint());
             }
             if let Some(errors) = json.get("errors").and_then(Json::as_array) {
                 for e in errors.iter().take(20) {

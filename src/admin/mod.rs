@@ -1,9 +1,11 @@
 //! The admin plane: Prometheus metrics, liveness and readiness (unauthenticated), and the
 //! issuer API ([`api`], behind bearer tokens). It listens on its own port, loopback by default,
-//! never shared with the public plane. Routing is a plain `match`.
+//! never shared with the public plane. Routing is a plain `match`. Its command-line client
+//! ([`client`]) and the bulk import built on it ([`import`]) live here too.
 
 pub mod api;
 pub mod client;
+pub mod import;
 
 use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;

@@ -15,6 +15,7 @@ mod first_hour;
 mod full_disk;
 mod hsm;
 mod http;
+mod import;
 mod interop;
 mod issuer;
 mod logs;
