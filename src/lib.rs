@@ -16,6 +16,7 @@
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
 //! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
 //! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
+//! | [`wire`]      | HTTP plumbing both planes share: head checks, limits, body reader, strict JSON |
 //! | [`http`]      | the public plane: routing, negotiation, caching headers                  |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
@@ -69,3 +70,4 @@ pub mod store;
 pub mod tls;
 pub mod token;
 pub mod verifier;
+pub mod wire;

@@ -9,6 +9,7 @@ use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;
 use crate::refresh::SyncState;
 use crate::snapshot::SnapshotStore;
+use crate::wire::head;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -112,12 +113,10 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
         let start = Instant::now();
         let this = self.clone();
         Box::pin(async move {
-            let head = crate::http::head::check_header_size(req.headers())
-                .and_then(|()| crate::http::head::check(req.version(), req.headers()))
-                .and_then(|()| {
-                    crate::http::head::single(req.headers(), header::AUTHORIZATION, "Authorization")
-                });
-            let (route, resp) = if let Err(p) = head {
+            let checked = head::check_header_size(req.headers())
+                .and_then(|()| head::check(req.version(), req.headers()))
+                .and_then(|()| head::single(req.headers(), header::AUTHORIZATION, "Authorization"));
+            let (route, resp) = if let Err(p) = checked {
                 // Checked before any token is read: an over-long Authorization is refused as
                 // such, on every route.
                 let route = if req.uri().path().starts_with("/v1/") {

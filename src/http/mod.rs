@@ -11,10 +11,7 @@
 //! lookups whose body arrives slowly count, answered lookups do not. Past `--max-inflight`, a
 //! request is answered 503 `overloaded` at once, from a prebuilt response.
 
-pub mod head;
 pub mod negotiate;
-
-pub use head::{check_header_size, MAX_HEADER_BYTES};
 
 use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;
@@ -22,6 +19,7 @@ use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC11_JWT_TYPE, VC_JWT_TYPE};
 use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotStore};
 use crate::status::{sparse, w3c::Purpose, Status};
 use crate::store::MAX_ID_LEN;
+use crate::wire::{body_bytes, check_header_size, head, strict_json};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -229,17 +227,6 @@ impl Public {
 /// values fixed for the server's life.
 fn static_value(s: String) -> HeaderValue {
     HeaderValue::from_static(s.leak())
-}
-
-/// The bytes of a prebuilt body.
-pub(crate) fn body_bytes(body: Full<Bytes>) -> Bytes {
-    use hyper::body::Body as _;
-    let mut body = std::pin::pin!(body);
-    let waker = std::task::Waker::noop();
-    match body.as_mut().poll_frame(&mut Context::from_waker(waker)) {
-        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-        _ => Bytes::new(),
-    }
 }
 
 /// A list-valued request field, repeated fields combined ([`head::list_field`]).
@@ -585,8 +572,8 @@ impl Inner {
             idx: Vec<u64>,
         }
         // Strict JSON (a duplicate key is refused), the indices counted as they are read.
-        let limits = crate::issuer::strict_json::Limits {
-            items: Some(crate::issuer::strict_json::Items {
+        let limits = strict_json::Limits {
+            items: Some(strict_json::Items {
                 key: "idx",
                 max: MAX_BATCH,
                 what: "a batch lookup",
@@ -595,7 +582,7 @@ impl Inner {
                 values_what: "an index",
             }),
         };
-        let batch: Batch = crate::issuer::strict_json::from_slice(bytes, limits)
+        let batch: Batch = strict_json::from_slice(bytes, limits)
             .map_err(|e| e.problem("expected {\"idx\":[non-negative integers]}"))?;
         if batch.idx.len() > MAX_BATCH {
             return Err(Problem::TooLarge {
@@ -633,12 +620,8 @@ impl Inner {
 fn batch_target<'p>(path: &'p str, headers: &HeaderMap) -> Result<&'p str, Problem> {
     check_header_size(headers)?;
     let id = list_id(path.split('/').nth(2).unwrap_or(""))?;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(Problem::UnsupportedMediaType);
-        }
+    if head::declares_json(headers) == Some(false) {
+        return Err(Problem::UnsupportedMediaType);
     }
     Ok(id)
 }
@@ -900,20 +883,5 @@ mod tests {
         let bytes = body_bytes(r.into_body().bytes);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["type"], "urn:statusd:problem:overloaded");
-    }
-
-    #[test]
-    fn header_size_limit_is_16_kib_of_names_and_values() {
-        let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        assert_eq!(check_header_size(&h), Ok(()));
-        let big = HeaderValue::try_from("t".repeat(MAX_HEADER_BYTES)).unwrap();
-        h.insert(header::AUTHORIZATION, big);
-        assert_eq!(
-            check_header_size(&h),
-            Err(Problem::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES
-            })
-        );
     }
 }

@@ -24,7 +24,6 @@ pub mod alloc;
 pub mod auth;
 pub mod kinds;
 pub mod record;
-pub mod strict_json;
 pub mod text;
 
 use crate::snapshot::build::BuildParams;

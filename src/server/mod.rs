@@ -14,8 +14,8 @@
 
 pub mod guard;
 
-use crate::http::MAX_HEADER_BYTES;
 use crate::metrics::Metrics;
+use crate::wire::MAX_HEADER_BYTES;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
