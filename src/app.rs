@@ -11,6 +11,7 @@ use crate::issuer::Issuer;
 use crate::keyfile::{KeyFile, KeySource, KeyWatch};
 use crate::metrics::Metrics;
 use crate::refresh::{Refresher, SyncState};
+use crate::routes::PublicUrls;
 use crate::server::{self, Limits};
 use crate::snapshot::build::BuildParams;
 use crate::snapshot::persist;
@@ -494,7 +495,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let sync = Arc::new(SyncState::new(config.max_staleness));
     let persist_path = config.data_dir.join(persist::FILE);
     let build_params = BuildParams {
-        public_url,
+        urls: PublicUrls::new(public_url),
         issuer,
         ttl: config.ttl,
         lifetime: config.token_lifetime,
@@ -504,7 +505,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         crate::admin::api::Api::new(
             Issuer::new(
                 store.clone(),
-                build_params.clone(),
+                build_params.urls.clone(),
                 config.issuer_settings.clone(),
             ),
             tokens,

@@ -6,11 +6,12 @@
 //! their declared width, and encode → decode round trips wherever an encoder exists. A failed
 //! assertion is a finding. Nothing here is used by the service itself.
 
-use crate::http::{negotiate, Public, PublicSettings, LIST_OFFERS, VC_OFFERS};
+use crate::http::{negotiate, Public, PublicSettings};
 use crate::inspect::{self, Options};
 use crate::issuer::auth::{bearer, Tokens};
 use crate::issuer::{Operation, MAX_BATCH};
 use crate::metrics::{Metrics, Route};
+use crate::routes::{LIST_OFFERS, VC_OFFERS};
 use crate::snapshot::{build, Snapshot, SnapshotStore};
 use crate::status::ietf::IetfList;
 use crate::status::packing::{self, Order};
@@ -124,7 +125,7 @@ fn public() -> &'static (Public, Arc<Snapshot>) {
     PUBLIC.get_or_init(|| {
         let (key, keys) = spec_key();
         let p = build::BuildParams {
-            public_url: "https://status.example".into(),
+            urls: crate::routes::PublicUrls::new("https://status.example"),
             issuer: "https://issuer.example".into(),
             ttl: Duration::from_secs(300),
             lifetime: Duration::from_secs(86_400),

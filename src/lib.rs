@@ -16,6 +16,7 @@
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
 //! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
 //! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
+//! | [`routes`]    | the public URL scheme: paths and media types, built (builder, issuer) and parsed (router) |
 //! | [`wire`]      | HTTP plumbing both planes share: head checks, limits, body reader, strict JSON |
 //! | [`http`]      | the public plane: routing, negotiation, caching headers                  |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
@@ -63,6 +64,7 @@ pub mod metrics;
 pub mod pkcs11;
 pub mod problem;
 pub mod refresh;
+pub mod routes;
 pub mod server;
 pub mod snapshot;
 pub mod status;

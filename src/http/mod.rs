@@ -15,9 +15,9 @@ pub mod negotiate;
 
 use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;
-use crate::snapshot::build::{CWT_TYPE, JWT_TYPE, VC11_JWT_TYPE, VC_JWT_TYPE};
+use crate::routes::{Target, LIST_OFFERS, VC11_OFFERS, VC_OFFERS};
 use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotStore};
-use crate::status::{sparse, w3c::Purpose, Status};
+use crate::status::{w3c::Purpose, Status};
 use crate::store::MAX_ID_LEN;
 use crate::wire::{body_bytes, check_header_size, head, strict_json};
 use bytes::Bytes;
@@ -32,12 +32,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Representations of `/statuslists/{id}`, in order of preference.
-pub const LIST_OFFERS: &[&str] = &[JWT_TYPE, CWT_TYPE, sparse::MEDIA_TYPE];
-/// Representations of `/bitstringlists/{id}/{purpose}`.
-pub const VC_OFFERS: &[&str] = &[VC_JWT_TYPE, "application/jwt"];
-/// Representations of `/statuslist2021/{id}/{purpose}` (VC-JWT 1.1).
-pub const VC11_OFFERS: &[&str] = &[VC11_JWT_TYPE, "application/vc+jwt"];
 /// Most indices one batch lookup may ask for.
 pub const MAX_BATCH: usize = 1000;
 /// Largest batch lookup body: 1,000 ten-digit indices with separators fit comfortably.
@@ -50,7 +44,7 @@ const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("Accept");
 const ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
 const EXPOSE: HeaderValue = HeaderValue::from_static("ETag, Last-Modified, Cache-Control");
 const GZIP: HeaderValue = HeaderValue::from_static("gzip");
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const JSON: HeaderValue = HeaderValue::from_static(crate::routes::JSON);
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 /// Settings of the public plane that are not part of the snapshot.
@@ -310,6 +304,20 @@ fn lookup_len(id: &str, idx: u64, status: Status) -> usize {
         + digits(status.0.into())
 }
 
+/// The metrics label of a request for `target`.
+fn metric_route(target: Target<'_>) -> Route {
+    match target {
+        Target::Aggregation => Route::Aggregation,
+        Target::StatusList(_) => Route::StatusList,
+        Target::Bitstring(..) => Route::Bitstring,
+        Target::StatusList2021(..) => Route::StatusList2021,
+        Target::Lookup(..) => Route::Lookup,
+        Target::Batch(_) => Route::BatchLookup,
+        Target::Jwks => Route::Jwks,
+        Target::Unmatched => Route::Unmatched,
+    }
+}
+
 fn cors(h: &mut HeaderMap) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
@@ -324,26 +332,14 @@ impl Inner {
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> (Route, Resp) {
-        let mut segs = path.strip_prefix('/').unwrap_or(path).split('/');
-        let s = (segs.next(), segs.next(), segs.next(), segs.next());
-        // The path is split once: the route's arguments are its second and third segments.
-        let args = [s.1.unwrap_or(""), s.2.unwrap_or("")];
-        let route = match s {
-            (Some("statuslists"), None, _, _) => Route::Aggregation,
-            (Some("statuslists"), Some(_), None, _) => Route::StatusList,
-            (Some("bitstringlists"), Some(_), Some(_), None) => Route::Bitstring,
-            (Some("statuslist2021"), Some(_), Some(_), None) => Route::StatusList2021,
-            (Some("statuses"), Some(_), Some(_), None) => Route::Lookup,
-            (Some("statuses"), Some(_), None, _) => Route::BatchLookup,
-            (Some(".well-known"), Some("jwks.json"), None, _) => Route::Jwks,
-            _ => Route::Unmatched,
-        };
+        let target = Target::parse(path);
+        let route = metric_route(target);
         let resp = if let Err(p) = check_header_size(headers) {
             Err(p)
         } else if *method == Method::OPTIONS && route != Route::Unmatched {
             return (Route::Preflight, preflight(route));
         } else {
-            self.dispatch(snap, route, method, args, query, headers)
+            self.dispatch(snap, target, method, query, headers)
         };
         (route, resp.unwrap_or_else(|p| p.response()))
     }
@@ -351,9 +347,8 @@ impl Inner {
     fn dispatch(
         &self,
         snap: &Snapshot,
-        route: Route,
+        target: Target<'_>,
         method: &Method,
-        [arg1, arg2]: [&str; 2],
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<Resp, Problem> {
@@ -364,21 +359,21 @@ impl Inner {
                 Err(Problem::MethodNotAllowed { allow })
             }
         };
-        match route {
-            Route::Unmatched => Err(Problem::NoRoute),
-            Route::Aggregation => {
+        match target {
+            Target::Unmatched => Err(Problem::NoRoute),
+            Target::Aggregation => {
                 read_only("GET, HEAD, OPTIONS")?;
                 ready(snap)?;
                 Ok(self.simple(&snap.aggregation, headers))
             }
-            Route::Jwks => {
+            Target::Jwks => {
                 read_only("GET, HEAD, OPTIONS")?;
                 ready(snap)?;
                 Ok(self.simple(&snap.jwks, headers))
             }
-            Route::StatusList => {
+            Target::StatusList(id) => {
                 read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(arg1)?;
+                let id = list_id(id)?;
                 if head::has_query_param(query, "time") {
                     return Err(Problem::HistoryNotSupported);
                 }
@@ -394,13 +389,13 @@ impl Inner {
                 Ok(self.list_response(list, rep, headers))
             }
             // The two W3C views differ only in which artefact and which media types they offer.
-            Route::Bitstring | Route::StatusList2021 => {
+            Target::Bitstring(id, purpose) | Target::StatusList2021(id, purpose) => {
                 read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(arg1)?;
+                let id = list_id(id)?;
                 let list = lookup_list(snap, id, true)?;
-                let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
+                let purpose: Purpose = purpose.parse().map_err(|_| Problem::UnknownPurpose)?;
                 signed(list)?;
-                let (rep, offered) = if route == Route::Bitstring {
+                let (rep, offered) = if matches!(target, Target::Bitstring(..)) {
                     (list.artefacts.w3c(purpose), VC_OFFERS)
                 } else {
                     (list.artefacts.sl2021(purpose), VC11_OFFERS)
@@ -412,22 +407,19 @@ impl Inner {
                     .ok_or(Problem::NotAcceptable { offered })?;
                 Ok(self.list_response(list, rep, headers))
             }
-            Route::Lookup => {
+            Target::Lookup(id, idx) => {
                 read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(arg1)?;
-                let idx = parse_index(arg2)?;
+                let id = list_id(id)?;
+                let idx = parse_index(idx)?;
                 let list = lookup_list(snap, id, false)?;
                 let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
                     size: list.list.size(),
                 })?;
                 Ok(self.lookup_response(id, idx, status, headers))
             }
-            Route::BatchLookup => Err(Problem::MethodNotAllowed {
+            Target::Batch(_) => Err(Problem::MethodNotAllowed {
                 allow: "POST, OPTIONS",
             }),
-            Route::Preflight | Route::AdminApi | Route::AdminHealth | Route::AdminMetrics => {
-                Err(Problem::NoRoute)
-            }
         }
     }
 

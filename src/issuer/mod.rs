@@ -26,7 +26,7 @@ pub mod kinds;
 pub mod record;
 pub mod text;
 
-use crate::snapshot::build::BuildParams;
+use crate::routes::PublicUrls;
 use crate::status::w3c::{self, Purpose};
 use crate::status::Bits;
 use crate::store::any::AnyStore;
@@ -487,7 +487,7 @@ pub struct ListView {
 #[derive(Clone)]
 pub struct Issuer {
     store: Arc<AnyStore>,
-    urls: BuildParams,
+    urls: PublicUrls,
     settings: Settings,
     coord: Arc<Coordination>,
 }
@@ -719,7 +719,7 @@ impl From<StoreError> for PlanAbort {
 }
 
 impl Issuer {
-    pub fn new(store: Arc<AnyStore>, urls: BuildParams, settings: Settings) -> Self {
+    pub fn new(store: Arc<AnyStore>, urls: PublicUrls, settings: Settings) -> Self {
         Issuer {
             store,
             urls,
@@ -734,7 +734,7 @@ impl Issuer {
 
     /// What the issuer embeds for a credential at `at` in a list of `size` entries.
     pub fn assignment(&self, at: &Location, size: u32) -> Assignment {
-        let uri = self.urls.list_url(&at.list);
+        let uri = self.urls.list(&at.list);
         let claim = json!({"status_list": {"idx": at.idx, "uri": uri}});
         let cbor = {
             use ciborium::Value as C;
@@ -757,9 +757,7 @@ impl Issuer {
         let entries: Vec<Json> = w3c_views
             .iter()
             .copied()
-            .map(|p| {
-                w3c::status_entry(&self.urls.credential_url(&at.list, p), at.idx, p, Bits::One)
-            })
+            .map(|p| w3c::status_entry(&self.urls.credential(&at.list, p), at.idx, p, Bits::One))
             .collect();
         Assignment {
             list_id: at.list.clone(),
@@ -773,7 +771,7 @@ impl Issuer {
                     .iter()
                     .map(|&p| {
                         crate::status::sl2021::status_entry(
-                            &self.urls.sl2021_url(&at.list, p),
+                            &self.urls.sl2021(&at.list, p),
                             at.idx,
                             p,
                         )

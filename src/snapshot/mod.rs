@@ -129,7 +129,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// What is served before the first publication: nothing, and not ready.
     pub fn empty() -> Snapshot {
-        let empty = build::json_representation(b"{}".to_vec().into(), "application/json");
+        let empty = build::json_representation(b"{}".to_vec().into(), crate::routes::JSON);
         Snapshot {
             generation: 0,
             published_at: SystemTime::UNIX_EPOCH,
