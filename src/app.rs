@@ -10,12 +10,13 @@ use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
 use crate::keyfile::{KeyFile, KeySource, KeyWatch};
 use crate::metrics::Metrics;
-use crate::refresh::{Refresher, SyncState};
+use crate::refresh::{Refresher, Signing};
 use crate::routes::PublicUrls;
+use crate::runtime;
 use crate::server::{self, Limits};
 use crate::snapshot::build::BuildParams;
 use crate::snapshot::persist;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotStore, SyncState};
 use crate::store::any::AnyStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
@@ -515,22 +516,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     );
     let published = Arc::new(arc_swap::ArcSwap::from_pointee(jwks));
     let key_for_reload = key.clone();
-    let refresher = Refresher {
-        store: store.clone(),
-        snapshots: snapshots.clone(),
-        published_keys: published.clone(),
+    let signing = Signing {
         key,
-        key_watch,
-        params: build_params,
-        metrics: metrics.clone(),
-        sync: sync.clone(),
-        persist_to: Some(persist_path.clone()),
-        rejected: Default::default(),
-        reencode_every: config.reencode_interval,
-        encoding: Default::default(),
-        built: Default::default(),
-        missing_warned: Default::default(),
+        watch: key_watch,
+        published_keys: published.clone(),
     };
+    let refresher = Refresher::new(
+        store.clone(),
+        snapshots.clone(),
+        signing,
+        build_params,
+        metrics.clone(),
+        sync.clone(),
+    )
+    .persist_to(persist_path.clone())
+    .reencode_every(config.reencode_interval);
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.
     match persist::read(&persist_path) {
@@ -640,12 +640,12 @@ fn spawn_admin(
     let thread = std::thread::Builder::new()
         .name("statusd-admin".into())
         .spawn(move || {
-            server::lower_priority(server::BACKGROUND_NICE);
+            runtime::lower_priority(runtime::BACKGROUND_NICE);
             // Its own workers (`--admin-workers`), every one at the background priority.
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
                 .thread_name("statusd-admin")
-                .on_thread_start(|| server::lower_priority(server::BACKGROUND_NICE))
+                .on_thread_start(|| runtime::lower_priority(runtime::BACKGROUND_NICE))
                 .enable_all()
                 .build()
             {

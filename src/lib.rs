@@ -12,8 +12,10 @@
 //! | [`keyfile`]   | the signing key file: read at start, checked before every signing pass   |
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
-//! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
+//! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`], its pure builder, the    |
+//! |               | readiness latch ([`snapshot::SyncState`]) and the copy kept on disk      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
+//! | [`runtime`]   | background work beside the listeners: shutdown signal, lowered priority  |
 //! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
 //! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
 //! | [`routes`]    | the public URL scheme: paths and media types, built (builder, issuer) and parsed (router) |
@@ -41,7 +43,9 @@
 //! **Refresh**: the store signals a change (or a 1 s tick) → [`refresh::Refresher`] compares
 //! list versions with the published snapshot → rebuilds the changed lists (and those whose
 //! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
-//! shares every unchanged list by `Arc`. It signs only while the signing key is usable (the key
+//! shares every unchanged list by `Arc`. Re-encodings (changed lists, re-signing) run in the
+//! background and are attached to the published snapshot as soon as they finish, without
+//! asking the store again. It signs only while the signing key is usable (the key
 //! file still holds it, or the PKCS#11 token still signs with it: [`keyfile`], [`pkcs11`]) and
 //! its certificate still vouches for it ([`cert`]); otherwise lookups keep following the store
 //! while the last signed tokens age: shorter `Cache-Control`, then 503 before their `exp`.
@@ -65,6 +69,7 @@ pub mod pkcs11;
 pub mod problem;
 pub mod refresh;
 pub mod routes;
+pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod status;

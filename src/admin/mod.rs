@@ -7,8 +7,7 @@ pub mod client;
 
 use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;
-use crate::refresh::SyncState;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Readiness, SnapshotStore, SyncState};
 use crate::wire::head;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -85,15 +84,12 @@ impl Admin {
             }
             "/livez" if get => (Route::AdminHealth, text(StatusCode::OK, "ok\n")),
             "/readyz" if get => {
-                // Serving a snapshot is not enough: a replica cut off from its store for longer
-                // than the staleness limit asks the load balancer to prefer fresher ones.
-                if self.snapshots.is_ready() && self.sync.is_fresh() {
-                    (Route::AdminHealth, text(StatusCode::OK, "ready\n"))
-                } else if self.snapshots.is_ready() {
-                    (Route::AdminHealth, Problem::Stale.response())
-                } else {
-                    (Route::AdminHealth, Problem::NotReady.response())
-                }
+                let resp = match self.sync.readiness(&self.snapshots) {
+                    Readiness::Ready => text(StatusCode::OK, "ready\n"),
+                    Readiness::Stale => Problem::Stale.response(),
+                    Readiness::NotReady => Problem::NotReady.response(),
+                };
+                (Route::AdminHealth, resp)
             }
             "/metrics" | "/livez" | "/readyz" => (
                 Route::AdminHealth,

@@ -9,6 +9,9 @@
 
 pub mod build;
 pub mod persist;
+pub mod readiness;
+
+pub use readiness::{Readiness, SyncState};
 
 use crate::status::w3c::Purpose;
 use crate::status::StatusList;
