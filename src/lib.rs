@@ -18,9 +18,12 @@
 //! | [`runtime`]   | background work beside the listeners: shutdown signal, lowered priority  |
 //! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
 //! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
-//! | [`routes`]    | the public URL scheme: paths and media types, built (builder, issuer) and parsed (router) |
-//! | [`wire`]      | HTTP plumbing both planes share: head checks, limits, body reader, strict JSON |
-//! | [`http`]      | the public plane: routing, negotiation, caching headers                  |
+//! | [`routes`]    | the public URL scheme: paths and media types, built by the builder and   |
+//! |               | the issuer, parsed by the router                                         |
+//! | [`wire`]      | HTTP plumbing both planes share: head checks, limits, body reader,       |
+//! |               | strict JSON                                                              |
+//! | [`http`]      | the public plane: service and load shedding, routing over the parsed     |
+//! |               | path, responses (the 304 logic once), batch lookups, negotiation         |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
 //! | [`server`]    | listeners: accept loop, limits, first-request deadline and displacement  |
@@ -37,7 +40,7 @@
 //! # Flows
 //!
 //! **Request** (public plane): hyper → [`http::Public`] → one `ArcSwap` load of the current
-//! snapshot → route `match` on the path → clone prebuilt `Bytes` and headers (or, for a lookup,
+//! snapshot → one parse of the path ([`routes::Target`]) → route `match` → clone prebuilt `Bytes` and headers (or, for a lookup,
 //! read the bitmaps and write ~70 bytes of JSON). No I/O, no locks, no signing.
 //!
 //! **Refresh**: the store signals a change (or a 1 s tick) → [`refresh::Refresher`] compares
