@@ -5,7 +5,7 @@
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::demo;
-use crate::http::{Public, PublicSettings};
+use crate::http::Public;
 use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
 use crate::keyfile::{KeyFile, KeySource, KeyWatch};
@@ -339,7 +339,7 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 /// [`open_store`] with the Redis TLS material and password file of `security`.
 pub async fn open_store_secure(
     redis_url: Option<&str>,
-    security: &crate::config::RedisSecurity,
+    security: &crate::store::RedisSecurity,
     data_dir: &Path,
 ) -> anyhow::Result<AnyStore> {
     if let Some(url) = redis_url.filter(|_| *security != Default::default()) {
@@ -548,18 +548,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring an unreadable last good snapshot"),
     }
-    let limits = Limits {
-        max_connections: config.max_connections.get(),
-        header_read_timeout: config.header_read_timeout,
-        grace: config.shutdown_grace,
-    };
-    let public = Public::new(
-        snapshots.clone(),
-        metrics.clone(),
-        PublicSettings::new(config.lookup_max_age)
-            .with_max_inflight(config.max_inflight)
-            .with_body_timeout(config.header_read_timeout),
-    );
+    let limits = config.limits();
+    let public = Public::new(snapshots.clone(), metrics.clone(), config.public_settings());
     let admin =
         Admin::new(snapshots.clone(), metrics.clone(), sync.clone()).with_api(issuer_api.clone());
     // The refresher and the consistency check run beside the admin plane, off the public
