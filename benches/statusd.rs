@@ -166,7 +166,7 @@ fn lookup(c: &mut Criterion) {
 
 fn params() -> BuildParams {
     BuildParams {
-        public_url: "https://status.example.kr".into(),
+        urls: statusd::routes::PublicUrls::new("https://status.example.kr"),
         issuer: "https://status.example.kr".into(),
         ttl: Duration::from_secs(300),
         lifetime: Duration::from_secs(86_400),

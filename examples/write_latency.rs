@@ -19,7 +19,7 @@ mod support;
 
 use proxy::Proxy;
 use statusd::issuer::{HoldOp, Issuer, Operation, Registration, ReissueOp, RevokeOp, Settings};
-use statusd::snapshot::build::BuildParams;
+use statusd::routes::PublicUrls;
 use statusd::store::any::AnyStore;
 use statusd::store::redis::RedisStore;
 use statusd::store::registry::Registry;
@@ -92,13 +92,7 @@ const OPS: [&str; 5] = ["register", "suspend", "reinstate", "reissue", "revoke"]
 async fn main() {
     let Args { delays, samples } = clap::Parser::parse();
     let (_redis, port) = start_redis();
-    let urls = BuildParams {
-        public_url: "https://status.example".into(),
-        issuer: "https://status.example".into(),
-        ttl: Duration::from_secs(300),
-        lifetime: Duration::from_secs(86_400),
-        tick: Duration::from_secs(1),
-    };
+    let urls = PublicUrls::new("https://status.example");
     println!("| added each way | RTT | operation | p50 | p99 | round trips | samples |");
     println!("|---|---|---|---|---|---|---|");
     for delay in delays {

@@ -5,16 +5,18 @@
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::demo;
-use crate::http::{Public, PublicSettings};
+use crate::http::Public;
 use crate::issuer::auth::Tokens;
 use crate::issuer::Issuer;
 use crate::keyfile::{KeyFile, KeySource, KeyWatch};
 use crate::metrics::Metrics;
-use crate::refresh::{Refresher, SyncState};
+use crate::refresh::{Refresher, Signing};
+use crate::routes::PublicUrls;
+use crate::runtime;
 use crate::server::{self, Limits};
 use crate::snapshot::build::BuildParams;
 use crate::snapshot::persist;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{SnapshotStore, SyncState};
 use crate::store::any::AnyStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::token::keys::{Algorithm, KeySet, SigningKey};
@@ -337,7 +339,7 @@ pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Res
 /// [`open_store`] with the Redis TLS material and password file of `security`.
 pub async fn open_store_secure(
     redis_url: Option<&str>,
-    security: &crate::config::RedisSecurity,
+    security: &crate::store::RedisSecurity,
     data_dir: &Path,
 ) -> anyhow::Result<AnyStore> {
     if let Some(url) = redis_url.filter(|_| *security != Default::default()) {
@@ -504,7 +506,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let sync = Arc::new(SyncState::new(config.max_staleness));
     let persist_path = config.data_dir.join(persist::FILE);
     let build_params = BuildParams {
-        public_url,
+        urls: PublicUrls::new(public_url),
         issuer,
         ttl: config.ttl,
         lifetime: config.token_lifetime,
@@ -514,7 +516,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         crate::admin::api::Api::new(
             Issuer::new(
                 store.clone(),
-                build_params.clone(),
+                build_params.urls.clone(),
                 config.issuer_settings.clone(),
             ),
             tokens,
@@ -524,22 +526,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     );
     let published = Arc::new(arc_swap::ArcSwap::from_pointee(jwks));
     let key_for_reload = key.clone();
-    let refresher = Refresher {
-        store: store.clone(),
-        snapshots: snapshots.clone(),
-        published_keys: published.clone(),
+    let signing = Signing {
         key,
-        key_watch,
-        params: build_params,
-        metrics: metrics.clone(),
-        sync: sync.clone(),
-        persist_to: Some(persist_path.clone()),
-        rejected: Default::default(),
-        reencode_every: config.reencode_interval,
-        encoding: Default::default(),
-        built: Default::default(),
-        missing_warned: Default::default(),
+        watch: key_watch,
+        published_keys: published.clone(),
     };
+    let refresher = Refresher::new(
+        store.clone(),
+        snapshots.clone(),
+        signing,
+        build_params,
+        metrics.clone(),
+        sync.clone(),
+    )
+    .persist_to(persist_path.clone())
+    .reencode_every(config.reencode_interval);
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.
     match persist::read(&persist_path) {
@@ -557,18 +558,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring an unreadable last good snapshot"),
     }
-    let limits = Limits {
-        max_connections: config.max_connections.get(),
-        header_read_timeout: config.header_read_timeout,
-        grace: config.shutdown_grace,
-    };
-    let public = Public::new(
-        snapshots.clone(),
-        metrics.clone(),
-        PublicSettings::new(config.lookup_max_age)
-            .with_max_inflight(config.max_inflight)
-            .with_body_timeout(config.header_read_timeout),
-    );
+    let limits = config.limits();
+    let public = Public::new(snapshots.clone(), metrics.clone(), config.public_settings());
     let admin =
         Admin::new(snapshots.clone(), metrics.clone(), sync.clone()).with_api(issuer_api.clone());
     // The refresher and the consistency check run beside the admin plane, off the public
@@ -655,12 +646,12 @@ fn spawn_admin(
     let thread = std::thread::Builder::new()
         .name("statusd-admin".into())
         .spawn(move || {
-            server::lower_priority(server::BACKGROUND_NICE);
+            runtime::lower_priority(runtime::BACKGROUND_NICE);
             // Its own workers (`--admin-workers`), every one at the background priority.
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
                 .thread_name("statusd-admin")
-                .on_thread_start(|| server::lower_priority(server::BACKGROUND_NICE))
+                .on_thread_start(|| runtime::lower_priority(runtime::BACKGROUND_NICE))
                 .enable_all()
                 .build()
             {

@@ -139,7 +139,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
-            _ = crate::server::stopped(&mut shutdown) => break,
+            _ = crate::runtime::stopped(&mut shutdown) => break,
         }
     }
 }

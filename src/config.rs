@@ -3,22 +3,19 @@
 //! [`ServeArgs`] is the raw command line (every flag also readable from its environment
 //! variable); [`Config::from_args`] validates it once into typed values. Nothing else in the
 //! crate looks at the environment. `statusd serve --check-config` runs exactly this and exits.
+//!
+//! Each module owns its settings type (`http::PublicSettings`, `server::Limits`,
+//! `issuer::Settings`, `consistency::Settings`, `store::RedisSecurity`, `tls::ServerFiles`);
+//! this module builds them from the flags, so it sits above every one of them in the import
+//! graph and none of them imports it.
 
+use crate::http::PublicSettings;
+use crate::server::Limits;
+use crate::store::RedisSecurity;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Default of `--max-inflight`.
-///
-/// The public plane answers from memory in microseconds, so a healthy replica has few requests
-/// in flight: at 100,000 requests/s and 1 ms from request to the last byte handed to the socket,
-/// Little's law gives 100. What stays in flight longer are HTTP/2 streams whose client does not
-/// read (their response waits for flow-control window) and batch lookups whose body arrives
-/// slowly. 1,024 leaves ten times the healthy concurrency as headroom while bounding what those
-/// can pin: at most 1,024 × (16 KiB batch body + ~70 KiB batch answer), under 90 MiB. It stays
-/// far below `--max-connections` × 256 streams, so it is the limit that binds first.
-pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
 
 /// Flags of `statusd serve`. The environment variable names are a contract.
 #[derive(Debug, Clone, clap::Args)]
@@ -209,17 +206,6 @@ pub enum LogFormat {
     Text,
 }
 
-/// How statusd reaches a `rediss://` Redis and authenticates to any Redis.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RedisSecurity {
-    /// PEM CA certificates of the server (default: the system's roots).
-    pub ca: Option<PathBuf>,
-    /// PEM client certificate and key.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    /// A file holding the password.
-    pub password_file: Option<PathBuf>,
-}
-
 /// Validated configuration of `statusd serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -267,6 +253,24 @@ pub struct Config {
     pub redis_security: RedisSecurity,
     /// `--log-format`.
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The public plane's settings.
+    pub fn public_settings(&self) -> PublicSettings {
+        PublicSettings::new(self.lookup_max_age)
+            .with_max_inflight(self.max_inflight)
+            .with_body_timeout(self.header_read_timeout)
+    }
+
+    /// The limits both listeners apply.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections.get(),
+            header_read_timeout: self.header_read_timeout,
+            grace: self.shutdown_grace,
+        }
+    }
 }
 
 /// A configuration value that cannot be used, with the flag and variable that carry it.
@@ -862,7 +866,7 @@ mod tests {
     fn max_inflight_defaults_and_must_be_positive() {
         assert_eq!(
             parse(&["--demo"]).unwrap().max_inflight.get(),
-            DEFAULT_MAX_INFLIGHT
+            crate::http::DEFAULT_MAX_INFLIGHT
         );
         assert_eq!(
             parse(&["--demo", "--max-inflight", "8"])

@@ -14,11 +14,18 @@
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`clock`]     | this replica's clock against Redis's `TIME`; signing pauses beyond a bound |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
-//! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`] and its pure builder      |
+//! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`], its pure builder, the    |
+//! |               | readiness latch ([`snapshot::SyncState`]) and the copy kept on disk      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
+//! | [`runtime`]   | background work beside the listeners: shutdown signal, lowered priority  |
 //! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
 //! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
-//! | [`http`]      | the public plane: routing, negotiation, caching headers                  |
+//! | [`routes`]    | the public URL scheme: paths and media types, built by the builder and   |
+//! |               | the issuer, parsed by the router                                         |
+//! | [`wire`]      | HTTP plumbing both planes share: head checks, limits, body reader,       |
+//! |               | strict JSON                                                              |
+//! | [`http`]      | the public plane: service and load shedding, routing over the parsed     |
+//! |               | path, responses (the 304 logic once), batch lookups, negotiation         |
 //! | [`admin`]     | the admin plane: metrics, liveness, readiness, the issuer API (`/v1`)    |
 //! |               | and its command-line client, bulk import included (`admin::import`)      |
 //! | [`issuer`]    | credential registration, index allocation, holds, revocation, reissue, audit |
@@ -38,13 +45,15 @@
 //! # Flows
 //!
 //! **Request** (public plane): hyper → [`http::Public`] → one `ArcSwap` load of the current
-//! snapshot → route `match` on the path → clone prebuilt `Bytes` and headers (or, for a lookup,
+//! snapshot → one parse of the path ([`routes::Target`]) → route `match` → clone prebuilt `Bytes` and headers (or, for a lookup,
 //! read the bitmaps and write ~70 bytes of JSON). No I/O, no locks, no signing.
 //!
 //! **Refresh**: the store signals a change (or a 1 s tick) → [`refresh::Refresher`] compares
 //! list versions with the published snapshot → rebuilds the changed lists (and those whose
 //! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
-//! shares every unchanged list by `Arc`. It signs only while the signing key is usable (the key
+//! shares every unchanged list by `Arc`. Re-encodings (changed lists, re-signing) run in the
+//! background and are attached to the published snapshot as soon as they finish, without
+//! asking the store again. It signs only while the signing key is usable (the key
 //! file still holds it, or the PKCS#11 token still signs with it: [`keyfile`], [`pkcs11`]) and
 //! its certificate still vouches for it ([`cert`]) and its clock is close to the store's
 //! ([`clock`]); otherwise lookups keep following the store
@@ -69,6 +78,8 @@ pub mod pkcs11;
 pub mod problem;
 pub mod progress;
 pub mod refresh;
+pub mod routes;
+pub mod runtime;
 pub mod server;
 pub mod snapshot;
 pub mod status;
@@ -77,3 +88,4 @@ pub mod tls;
 pub mod token;
 pub mod verifier;
 pub mod w3c_proof;
+pub mod wire;

@@ -8,6 +8,11 @@
 //! vanishes from the store keeps being served, and tokens are re-signed from the state in memory
 //! when the store does not answer, so nothing is ever served past its `exp`.
 //!
+//! Background builds hand their artefacts back through [`Built`], whose wake-up publishes them
+//! into the current snapshot at once, without asking the store again. Readiness (whether a
+//! synchronisation happened recently enough) is marked here and kept next to the snapshot
+//! ([`SyncState`]).
+//!
 //! Signing also waits for the signing key ([`KeyWatch`], checked before every pass and told of
 //! every failed signature): while the key file does not hold it, the PKCS#11 token does not sign
 //! with it, or its certificate no longer vouches for it, lists keep following the store for
@@ -17,18 +22,20 @@
 
 use crate::keyfile::KeyWatch;
 use crate::metrics::Metrics;
+use crate::runtime;
 use crate::snapshot::build::{self, BuildParams};
-use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, SnapshotStore};
+use crate::snapshot::readiness::unix_ms;
+use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, SnapshotStore, SyncState};
 use crate::status::StatusList;
 use crate::store::{ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
-use crate::token::{Signer, TokenSigner as _};
+use crate::token::{SignError, Signer, TokenSigner as _};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// After a wake-up, how long to wait for more changes before synchronising.
@@ -36,76 +43,57 @@ const COALESCE: Duration = Duration::from_millis(5);
 /// How often the last good snapshot is written to disk at most.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);
 
-/// Freshness of the published state, shared with the admin plane's `/readyz`.
-#[derive(Debug)]
-pub struct SyncState {
-    /// Unix milliseconds of the last successful synchronisation; 0 = never.
-    last_sync_ms: AtomicU64,
-    max_staleness: Duration,
-}
-
-impl SyncState {
-    pub fn new(max_staleness: Duration) -> Self {
-        SyncState {
-            last_sync_ms: AtomicU64::new(0),
-            max_staleness,
-        }
-    }
-
-    fn mark(&self, now: SystemTime) {
-        self.last_sync_ms.store(unix_ms(now), Ordering::Relaxed);
-    }
-
-    /// Time since the last successful synchronisation, or `None` if there was none.
-    pub fn staleness(&self) -> Option<Duration> {
-        match self.last_sync_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(Duration::from_millis(
-                unix_ms(SystemTime::now()).saturating_sub(ms),
-            )),
-        }
-    }
-
-    /// Synchronised recently enough to be worth routing traffic to.
-    pub fn is_fresh(&self) -> bool {
-        self.staleness().is_some_and(|s| s <= self.max_staleness)
-    }
-}
-
-/// Everything the refresher needs.
-pub struct Refresher<S> {
-    pub store: Arc<S>,
-    pub snapshots: Arc<SnapshotStore>,
+/// What the refresher signs with.
+pub struct Signing {
+    /// The signing key (a key file's, or a PKCS#11 token's).
     pub key: Arc<Signer>,
     /// The key's source (file or PKCS#11 token) and certificate, checked before every pass
     /// that could sign, and told of every failed signature: signing pauses while it fails.
-    pub key_watch: Arc<KeyWatch>,
+    pub watch: Arc<KeyWatch>,
     /// Keys published in the JWKS (the signing key and any still-valid previous keys),
     /// replaced whole by a reload (SIGHUP); the next synchronisation publishes the new JWKS.
     pub published_keys: Arc<arc_swap::ArcSwap<KeySet>>,
-    pub params: BuildParams,
-    pub metrics: Arc<Metrics>,
-    pub sync: Arc<SyncState>,
+}
+
+/// The refresher: built with [`Refresher::new`], run with [`Refresher::run`].
+pub struct Refresher<S> {
+    /// The source of truth it follows.
+    store: Arc<S>,
+    /// Where it publishes, and what it compares the store with.
+    snapshots: Arc<SnapshotStore>,
+    /// The signing key.
+    key: Arc<Signer>,
+    /// See [`Signing::watch`].
+    key_watch: Arc<KeyWatch>,
+    /// See [`Signing::published_keys`].
+    published_keys: Arc<arc_swap::ArcSwap<KeySet>>,
+    /// URLs, issuer, token lifetimes and the tick every artefact is built with.
+    params: BuildParams,
+    metrics: Arc<Metrics>,
+    /// Marked after every synchronisation; `/readyz` reads it.
+    sync: Arc<SyncState>,
     /// Where the last good snapshot is kept for a start while the store is down.
-    pub persist_to: Option<PathBuf>,
+    persist_to: Option<PathBuf>,
+    /// The generation last written to [`Self::persist_to`], and when.
+    persisted: (u64, Option<Instant>),
     /// Lists whose state at a version failed validation, and when: retried every
     /// [`RETRY_REJECTED`] rather than on every poll, so a corrupt list does not flood the log.
-    pub rejected: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
+    rejected: Mutex<HashMap<String, (u64, Instant)>>,
     /// Shortest time between two re-encodings of a list that keeps changing. Lookups see every
     /// change at once; tokens follow within this interval (0: re-encode after every change).
-    pub reencode_every: Duration,
+    reencode_every: Duration,
     /// Artefact builds running on the blocking pool, by list id.
-    pub encoding: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
-    /// Artefacts of background builds that finished, waiting for the next pass to attach them.
-    pub built: Arc<Built>,
+    encoding: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Artefacts of background builds that finished, waiting to be attached.
+    built: Arc<Built>,
     /// When lists missing from the store were last logged ([`Self::warn_missing`]).
-    pub missing_warned: std::sync::Mutex<Option<Instant>>,
+    missing_warned: Mutex<Option<Instant>>,
 }
 
 /// Where background builds leave their artefacts, and the wake-up that gets them published at
 /// once rather than a tick later (cache windows leave [`BuildParams::margin`] for one tick).
 #[derive(Default)]
-pub struct Built {
+struct Built {
     artefacts: std::sync::Mutex<Vec<(String, Artefacts)>>,
     notify: tokio::sync::Notify,
 }
@@ -129,11 +117,53 @@ const MAX_BACKGROUND_BUILDS: usize = 1;
 const RETRY_REJECTED: Duration = Duration::from_secs(5);
 
 impl<S: Store> Refresher<S> {
-    /// Runs until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// A refresher that follows `store` and publishes into `snapshots`, marking `sync` after
+    /// every synchronisation. It persists nothing and re-encodes after every change unless
+    /// told otherwise ([`Self::persist_to`], [`Self::reencode_every`]).
+    pub fn new(
+        store: Arc<S>,
+        snapshots: Arc<SnapshotStore>,
+        signing: Signing,
+        params: BuildParams,
+        metrics: Arc<Metrics>,
+        sync: Arc<SyncState>,
+    ) -> Self {
+        Refresher {
+            store,
+            snapshots,
+            key: signing.key,
+            key_watch: signing.watch,
+            published_keys: signing.published_keys,
+            params,
+            metrics,
+            sync,
+            persist_to: None,
+            persisted: (0, None),
+            rejected: Mutex::default(),
+            reencode_every: Duration::ZERO,
+            encoding: Mutex::default(),
+            built: Arc::default(),
+            missing_warned: Mutex::default(),
+        }
+    }
+
+    /// Keeps the last good snapshot in `path`, for a start while the store is down.
+    pub fn persist_to(mut self, path: PathBuf) -> Self {
+        self.persist_to = Some(path);
+        self
+    }
+
+    /// Re-encodes a list that keeps changing at most every `interval` (lookups see every
+    /// change at once; tokens follow within this interval).
+    pub fn reencode_every(mut self, interval: Duration) -> Self {
+        self.reencode_every = interval;
+        self
+    }
+
+    /// Runs until `shutdown` turns true: synchronise, then wait for a change in the store, the
+    /// tick, or a finished background build (attached at once, no synchronisation).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
-        let mut persisted_at: Option<Instant> = None;
-        let mut persisted_generation = 0;
         loop {
             let mut wait = match self.sync_once().await {
                 Ok(_) => {
@@ -153,25 +183,41 @@ impl<S: Store> Refresher<S> {
                 // longer wait (a failing store's backoff would be longer).
                 wait = wait.min(self.params.tick);
             }
-            let generation = self.snapshots.load().generation;
-            if generation != persisted_generation
-                && persisted_at.is_none_or(|t| t.elapsed() >= PERSIST_EVERY)
-            {
-                self.persist().await;
-                persisted_generation = generation;
-                persisted_at = Some(Instant::now());
-            }
-            tokio::select! {
-                _ = self.store.changed(wait) => {
-                    // Let a burst of writes land so one synchronisation picks them all up.
-                    tokio::time::sleep(COALESCE).await;
+            self.persist_if_due().await;
+            // The next synchronisation is due after `wait`, however many builds finish before.
+            let due = tokio::time::Instant::now() + wait;
+            loop {
+                let wait = due.saturating_duration_since(tokio::time::Instant::now());
+                tokio::select! {
+                    _ = self.store.changed(wait) => {
+                        // Let a burst of writes land so one synchronisation picks them all up.
+                        tokio::time::sleep(COALESCE).await;
+                        break;
+                    }
+                    _ = self.built.notify.notified() => {
+                        if self.attach_built().await {
+                            self.persist_if_due().await;
+                        }
+                    }
+                    _ = runtime::stopped(&mut shutdown) => {
+                        if self.snapshots.load().generation != self.persisted.0 {
+                            self.persist().await;
+                        }
+                        return;
+                    }
                 }
-                _ = self.built.notify.notified() => {}
-                _ = crate::server::stopped(&mut shutdown) => break,
             }
         }
-        if self.snapshots.load().generation != persisted_generation {
+    }
+
+    /// Persists the published snapshot if it changed since the last write, at most every
+    /// [`PERSIST_EVERY`].
+    async fn persist_if_due(&mut self) {
+        let generation = self.snapshots.load().generation;
+        let (persisted, at) = self.persisted;
+        if generation != persisted && at.is_none_or(|t| t.elapsed() >= PERSIST_EVERY) {
             self.persist().await;
+            self.persisted = (generation, Some(Instant::now()));
         }
     }
 
@@ -258,7 +304,11 @@ impl<S: Store> Refresher<S> {
             let Some(ls) = current.lists.get(&id) else {
                 match self.store.load(&meta.id).await {
                     Ok((meta, list)) if signing => {
-                        new_lists.push(self.spawn_build(meta, list, now));
+                        new_lists.push(self.spawn_build(
+                            move |key, p| build::list_snapshot(meta, list, key, p, now),
+                            |u| &u.error,
+                            |built| built,
+                        ));
                     }
                     Ok((meta, list)) => {
                         lists.insert(id, Arc::new(build::unsigned(meta, list, self.key.kid())));
@@ -414,6 +464,23 @@ impl<S: Store> Refresher<S> {
         attached
     }
 
+    /// Publishes the background builds that finished into the current snapshot, without a
+    /// store round trip (the lists' states are those published), and starts the next due
+    /// builds. Returns whether a snapshot was published.
+    async fn attach_built(&self) -> bool {
+        let signing = self.key_watch.may_sign(&self.metrics).await;
+        let mut lists = self.snapshots.load().lists.clone();
+        if !self.attach_finished(&mut lists).await {
+            return false;
+        }
+        let now = SystemTime::now();
+        if signing {
+            self.schedule_encodings(&lists, now);
+        }
+        self.publish(lists, now);
+        true
+    }
+
     /// Starts background builds for lists whose artefacts are behind their state (at most every
     /// `reencode_every`) or due for re-signing.
     fn schedule_encodings(&self, lists: &HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
@@ -436,29 +503,18 @@ impl<S: Store> Refresher<S> {
                 break;
             }
             let (meta, list) = (ls.meta.clone(), ls.list.clone());
-            let key = self.key.clone();
-            let params = self.params.clone();
-            let metrics = self.metrics.clone();
-            let built = self.built.clone();
-            let watch = self.key_watch.clone();
-            let id = ls.meta.id.clone();
-            let handle = tokio::task::spawn_blocking(move || {
-                // Re-encoding and signing a list is tens of milliseconds of CPU: never ahead
-                // of lookups. Blocking-pool threads only ever run background work.
-                crate::server::lower_priority(crate::server::BACKGROUND_NICE);
-                let started = Instant::now();
-                match build::artefacts(&meta, &list, &*key, &params, SystemTime::now()) {
-                    Ok(a) => {
-                        metrics
-                            .build_seconds
-                            .observe(started.elapsed().as_secs_f64());
-                        metrics.lists_rebuilt.inc();
+            let (id, built) = (ls.meta.id.clone(), self.built.clone());
+            let handle = self.spawn_build(
+                move |key, p| build::artefacts(&meta, &list, key, p, SystemTime::now()),
+                |e| e,
+                // On failure the list keeps its last signed artefacts, which age while signing
+                // fails.
+                move |a| {
+                    if let Ok(a) = a {
                         built.put(id, a);
                     }
-                    // The list keeps its last signed artefacts, which age while signing fails.
-                    Err(e) => watch.sign_failed(&e, &metrics),
-                }
-            });
+                },
+            );
             encoding.insert(ls.meta.id.clone(), handle);
         }
     }
@@ -496,30 +552,40 @@ impl<S: Store> Refresher<S> {
         self.store.load(&meta.id).await
     }
 
-    fn spawn_build(
+    /// Runs `build` on the blocking pool, at background priority: re-encoding and signing a
+    /// list is tens of milliseconds of CPU, never ahead of lookups (blocking-pool threads only
+    /// ever run background work). A build that succeeds is timed and counted; one whose
+    /// signature failed is reported to the key watch (`sign_error` finds the error), which
+    /// pauses signing. `deliver` then takes the outcome, on the same thread.
+    fn spawn_build<T, E, R>(
         &self,
-        meta: ListMeta,
-        list: StatusList,
-        now: SystemTime,
-    ) -> tokio::task::JoinHandle<Result<ListSnapshot, build::Unsigned>> {
+        build: impl FnOnce(&Signer, &BuildParams) -> Result<T, E> + Send + 'static,
+        sign_error: fn(&E) -> &SignError,
+        deliver: impl FnOnce(Result<T, E>) -> R + Send + 'static,
+    ) -> JoinHandle<R>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        R: Send + 'static,
+    {
         let key = self.key.clone();
         let params = self.params.clone();
         let metrics = self.metrics.clone();
         let watch = self.key_watch.clone();
         tokio::task::spawn_blocking(move || {
-            crate::server::lower_priority(crate::server::BACKGROUND_NICE);
+            runtime::lower_priority(runtime::BACKGROUND_NICE);
             let started = Instant::now();
-            let ls = build::list_snapshot(meta, list, &*key, &params, now);
-            match &ls {
+            let built = build(&key, &params);
+            match &built {
                 Ok(_) => {
                     metrics
                         .build_seconds
                         .observe(started.elapsed().as_secs_f64());
                     metrics.lists_rebuilt.inc();
                 }
-                Err(u) => watch.sign_failed(&u.error, &metrics),
+                Err(e) => watch.sign_failed(sign_error(e), &metrics),
             }
-            ls
+            deliver(built)
         })
     }
 
@@ -548,10 +614,13 @@ impl<S: Store> Refresher<S> {
         }
         let mut lists = current.lists.clone();
         for ls in due {
-            match self
-                .spawn_build(ls.meta.clone(), ls.list.clone(), now)
-                .await
-            {
+            let (meta, list) = (ls.meta.clone(), ls.list.clone());
+            let resigned = self.spawn_build(
+                move |key, p| build::list_snapshot(meta, list, key, p, now),
+                |u| &u.error,
+                |built| built,
+            );
+            match resigned.await {
                 Ok(Ok(fresh)) => {
                     lists.insert(fresh.meta.id.as_str().into(), Arc::new(fresh));
                 }
@@ -649,11 +718,6 @@ impl<S: Store> Refresher<S> {
         self.snapshots.publish(snapshot);
         tracing::debug!(generation, lists = count, "published snapshot");
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn unix_f64(t: SystemTime) -> f64 {

@@ -14,7 +14,8 @@ mod replay;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde_json::Value as Json;
-use statusd::http::{negotiate, Public, PublicSettings, LIST_OFFERS, VC_OFFERS};
+use statusd::http::{negotiate, Public, PublicSettings};
+use statusd::routes::{LIST_OFFERS, VC_OFFERS};
 use statusd::inspect::{self, Options};
 use statusd::issuer::auth::{bearer, Tokens};
 use statusd::issuer::{Operation, MAX_BATCH};
@@ -129,7 +130,7 @@ fn public() -> &'static (Public, Arc<Snapshot>) {
     PUBLIC.get_or_init(|| {
         let (key, keys) = spec_key();
         let p = build::BuildParams {
-            public_url: "https://status.example".into(),
+            urls: statusd::routes::PublicUrls::new("https://status.example"),
             issuer: "https://issuer.example".into(),
             ttl: Duration::from_secs(300),
             lifetime: Duration::from_secs(86_400),

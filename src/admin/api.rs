@@ -5,14 +5,15 @@
 
 use crate::issuer::auth::{bearer, Caller, Scope, Tokens};
 use crate::issuer::{
-    check_purpose, last_number, strict_json, HoldOp, Issuer, IssuerError, ItemError, ItemProblem,
-    Operation, Outcome, ReissueOp, RevokeOp, MAX_BATCH,
+    check_purpose, last_number, HoldOp, Issuer, IssuerError, ItemError, ItemProblem, Operation,
+    Outcome, ReissueOp, RevokeOp, MAX_BATCH,
 };
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::status::Bits;
 use crate::store::{check_id, NewList, StoreError};
 use crate::tls::ClientSubject;
+use crate::wire::{head, strict_json};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -332,17 +333,11 @@ impl Api {
     }
 
     async fn body(&self, req: Request<Incoming>, limit: usize) -> Result<Bytes, Problem> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
+        if head::declares_json(req.headers()) != Some(true) {
             return Err(Problem::UnsupportedMediaType);
         }
         let (parts, body) = req.into_parts();
-        crate::http::head::read_body(body, &parts.headers, limit, self.body_timeout).await
+        head::read_body(body, &parts.headers, limit, self.body_timeout).await
     }
 
     async fn serve(

@@ -19,9 +19,9 @@
 //! of it. The importer records those items as refused and sends the rest again.
 
 use crate::admin::client::{Client, SendError};
-use crate::issuer::strict_json::{self, Limits};
 use crate::issuer::{Operation, Registration, MAX_BATCH};
 use crate::progress;
+use crate::wire::strict_json::{self, Limits};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;

@@ -9,8 +9,8 @@ pub mod import;
 
 use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;
-use crate::refresh::SyncState;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{Readiness, SnapshotStore, SyncState};
+use crate::wire::head;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -86,15 +86,12 @@ impl Admin {
             }
             "/livez" if get => (Route::AdminHealth, text(StatusCode::OK, "ok\n")),
             "/readyz" if get => {
-                // Serving a snapshot is not enough: a replica cut off from its store for longer
-                // than the staleness limit asks the load balancer to prefer fresher ones.
-                if self.snapshots.is_ready() && self.sync.is_fresh() {
-                    (Route::AdminHealth, text(StatusCode::OK, "ready\n"))
-                } else if self.snapshots.is_ready() {
-                    (Route::AdminHealth, Problem::Stale.response())
-                } else {
-                    (Route::AdminHealth, Problem::NotReady.response())
-                }
+                let resp = match self.sync.readiness(&self.snapshots) {
+                    Readiness::Ready => text(StatusCode::OK, "ready\n"),
+                    Readiness::Stale => Problem::Stale.response(),
+                    Readiness::NotReady => Problem::NotReady.response(),
+                };
+                (Route::AdminHealth, resp)
             }
             "/metrics" | "/livez" | "/readyz" => (
                 Route::AdminHealth,
@@ -114,12 +111,10 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
         let start = Instant::now();
         let this = self.clone();
         Box::pin(async move {
-            let head = crate::http::head::check_header_size(req.headers())
-                .and_then(|()| crate::http::head::check(req.version(), req.headers()))
-                .and_then(|()| {
-                    crate::http::head::single(req.headers(), header::AUTHORIZATION, "Authorization")
-                });
-            let (route, resp) = if let Err(p) = head {
+            let checked = head::check_header_size(req.headers())
+                .and_then(|()| head::check(req.version(), req.headers()))
+                .and_then(|()| head::single(req.headers(), header::AUTHORIZATION, "Authorization"));
+            let (route, resp) = if let Err(p) = checked {
                 // Checked before any token is read: an over-long Authorization is refused as
                 // such, on every route.
                 let route = if req.uri().path().starts_with("/v1/") {

@@ -1,9 +1,13 @@
 //! The public plane: status lists, W3C credentials, per-credential lookups, aggregation, JWKS.
 //!
 //! [`Public::respond`] is a pure function of (request head, current snapshot): one
-//! `SnapshotStore::load`, a route `match` on the path, and refcount bumps of prebuilt bodies and
-//! headers. Only the batch lookup reads a body. Nothing here logs request paths: a lookup path
-//! names the credential being verified.
+//! `SnapshotStore::load`, one parse of the path ([`crate::routes::Target`]), a route `match`
+//! (`route.rs`), and refcount bumps of prebuilt bodies and headers (`respond.rs`, where the
+//! `If-None-Match` → 304 logic is written once). Only the batch lookup reads a body
+//! (`batch.rs`). Nothing here logs request paths: a lookup path names the
+//! credential being verified.
+//!
+//! This file holds the service: settings, load shedding, the response body and futures.
 //!
 //! Load shedding: every request takes a [`Slot`] (one atomic counter, no lock) that lives in
 //! its response body until hyper drops it, so a request counts as in flight until its last byte
@@ -11,23 +15,23 @@
 //! lookups whose body arrives slowly count, answered lookups do not. Past `--max-inflight`, a
 //! request is answered 503 `overloaded` at once, from a prebuilt response.
 
-pub mod head;
+mod batch;
 pub mod negotiate;
+mod respond;
+mod route;
 
-pub use head::{check_header_size, MAX_HEADER_BYTES};
+pub use batch::{MAX_BATCH, MAX_BATCH_BODY};
+pub use route::parse_index;
 
 use crate::metrics::{Metrics, Route};
 use crate::problem::Problem;
-use crate::snapshot::build::{
-    CWT_TYPE, DI_MEDIA_TYPE, DI_MEDIA_TYPE_1_1, JWT_TYPE, VC11_JWT_TYPE, VC_JWT_TYPE,
-};
-use crate::snapshot::{Aging, ListSnapshot, Representation, Snapshot, SnapshotStore};
-use crate::status::{sparse, w3c::Purpose, Status};
-use crate::store::MAX_ID_LEN;
+use crate::routes::Target;
+use crate::snapshot::SnapshotStore;
+use crate::wire::{body_bytes, head};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use std::future::Future;
 use std::pin::Pin;
@@ -36,36 +40,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Representations of `/statuslists/{id}`, in order of preference.
-pub const LIST_OFFERS: &[&str] = &[JWT_TYPE, CWT_TYPE, sparse::MEDIA_TYPE];
-/// Representations of `/bitstringlists/{id}/{purpose}`: the `vc+jwt`, then (from index
-/// [`DI_OFFERED_FROM`]) the credential with a Data Integrity proof.
-pub const VC_OFFERS: &[&str] = &[VC_JWT_TYPE, "application/jwt", DI_MEDIA_TYPE];
-/// Representations of `/statuslist2021/{id}/{purpose}`: VC-JWT 1.1, then Data Integrity.
-pub const VC11_OFFERS: &[&str] = &[
-    VC11_JWT_TYPE,
-    "application/vc+jwt",
-    DI_MEDIA_TYPE_1_1,
-    DI_MEDIA_TYPE,
-];
-/// Index in [`VC_OFFERS`] and [`VC11_OFFERS`] of the first Data Integrity media type.
-const DI_OFFERED_FROM: usize = 2;
-/// Most indices one batch lookup may ask for.
-pub const MAX_BATCH: usize = 1000;
-/// Largest batch lookup body: 1,000 ten-digit indices with separators fit comfortably.
-pub const MAX_BATCH_BODY: usize = 16 * 1024;
+/// Default of `--max-inflight`.
+///
+/// The public plane answers from memory in microseconds, so a healthy replica has few requests
+/// in flight: at 100,000 requests/s and 1 ms from request to the last byte handed to the socket,
+/// Little's law gives 100. What stays in flight longer are HTTP/2 streams whose client does not
+/// read (their response waits for flow-control window) and batch lookups whose body arrives
+/// slowly. 1,024 leaves ten times the healthy concurrency as headroom while bounding what those
+/// can pin: at most 1,024 × (16 KiB batch body + ~70 KiB batch answer), under 90 MiB. It stays
+/// far below `--max-connections` × 256 streams, so it is the limit that binds first.
+pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
 
-static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
-static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
-const VARY_LIST: HeaderValue = HeaderValue::from_static("Accept, Accept-Encoding");
-const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("Accept");
-const ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
-const EXPOSE: HeaderValue = HeaderValue::from_static("ETag, Last-Modified, Cache-Control");
-const GZIP: HeaderValue = HeaderValue::from_static("gzip");
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
-const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-
-/// Settings of the public plane that are not part of the snapshot.
+/// Settings of the public plane that are not part of the snapshot (built by `config`).
 #[derive(Clone, Debug)]
 pub struct PublicSettings {
     /// `Cache-Control` of lookup responses.
@@ -85,7 +71,7 @@ impl PublicSettings {
         };
         PublicSettings {
             lookup_cache_control: static_value(cc),
-            max_inflight: crate::config::DEFAULT_MAX_INFLIGHT,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
             body_timeout: Duration::from_secs(10),
         }
     }
@@ -220,14 +206,18 @@ impl Public {
         headers: &HeaderMap,
     ) -> (Route, Resp) {
         let snap = self.inner.snapshots.load();
-        self.inner.route(&snap, method, path, query, headers)
+        self.inner
+            .route(&snap, method, Target::parse(path), query, headers)
     }
 
     /// Answers a batch lookup (`POST /statuses/{list_id}`) whose body has been read: the
     /// service's work once the body is in, without a socket (benches).
     pub fn respond_batch(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> Resp {
-        batch_target(path, headers)
-            .and_then(|id| self.inner.batch_answer(id, body))
+        let id = match Target::parse(path) {
+            Target::Batch(id) => batch::batch_target(id, headers),
+            _ => Err(Problem::NoRoute),
+        };
+        id.and_then(|id| self.inner.batch_answer(id, body))
             .unwrap_or_else(|p| p.response())
     }
 }
@@ -239,490 +229,6 @@ impl Public {
 /// values fixed for the server's life.
 fn static_value(s: String) -> HeaderValue {
     HeaderValue::from_static(s.leak())
-}
-
-/// The bytes of a prebuilt body.
-pub(crate) fn body_bytes(body: Full<Bytes>) -> Bytes {
-    use hyper::body::Body as _;
-    let mut body = std::pin::pin!(body);
-    let waker = std::task::Waker::noop();
-    match body.as_mut().poll_frame(&mut Context::from_waker(waker)) {
-        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-        _ => Bytes::new(),
-    }
-}
-
-/// A list-valued request field, repeated fields combined ([`head::list_field`]).
-fn get(headers: &HeaderMap, name: HeaderName) -> Option<std::borrow::Cow<'_, [u8]>> {
-    head::list_field(headers, name)
-}
-
-/// A path segment that is a valid list id.
-fn list_id(seg: &str) -> Result<&str, Problem> {
-    let ok = !seg.is_empty()
-        && seg.len() <= MAX_ID_LEN
-        && seg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(seg)
-    } else {
-        Err(Problem::BadListId)
-    }
-}
-
-/// A canonical decimal index: digits only, no leading zeros, at most 10 digits (u32 range is
-/// checked against the list size afterwards).
-pub fn parse_index(seg: &str) -> Result<u64, Problem> {
-    let b = seg.as_bytes();
-    if b.is_empty()
-        || b.len() > 10
-        || !b.iter().all(u8::is_ascii_digit)
-        || (b.len() > 1 && b[0] == b'0')
-    {
-        return Err(Problem::BadIndex);
-    }
-    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// Appends `n` in decimal without allocating beyond `out`.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-/// One lookup result as JSON: `{"list_id":…,"idx":…,"status":…,"value":…}`.
-fn push_lookup(out: &mut Vec<u8>, id: &str, idx: u64, status: Status) {
-    out.extend_from_slice(b"{\"list_id\":\"");
-    out.extend_from_slice(id.as_bytes()); // ids are [A-Za-z0-9_-]: nothing to escape
-    out.extend_from_slice(b"\",\"idx\":");
-    push_u64(out, idx);
-    out.extend_from_slice(b",\"status\":\"");
-    out.extend_from_slice(status.name().as_bytes());
-    out.extend_from_slice(b"\",\"value\":");
-    push_u64(out, status.0.into());
-    out.push(b'}');
-}
-
-/// A 200 response with room for `headers` header fields, so inserting them never reallocates.
-/// Sized per route: a map for 16 fields is a 2.7 KB allocation, past the allocator's per-thread
-/// cache, where a lookup's 4 fields fit in 700 bytes.
-fn response(body: Bytes, headers: usize) -> Resp {
-    let mut r = Response::new(Full::new(body));
-    *r.headers_mut() = HeaderMap::with_capacity(headers);
-    r
-}
-
-/// Exact length of [`push_lookup`]'s output, so the body is allocated once at its final size
-/// (a `Vec` whose length equals its capacity becomes `Bytes` without another allocation).
-fn lookup_len(id: &str, idx: u64, status: Status) -> usize {
-    let digits = |n: u64| n.checked_ilog10().map_or(1, |l| l as usize + 1);
-    r#"{"list_id":"","idx":,"status":"","value":}"#.len()
-        + id.len()
-        + digits(idx)
-        + status.name().len()
-        + digits(status.0.into())
-}
-
-fn cors(h: &mut HeaderMap) {
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
-    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
-}
-
-impl Inner {
-    fn route(
-        &self,
-        snap: &Snapshot,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-        headers: &HeaderMap,
-    ) -> (Route, Resp) {
-        let mut segs = path.strip_prefix('/').unwrap_or(path).split('/');
-        let s = (segs.next(), segs.next(), segs.next(), segs.next());
-        // The path is split once: the route's arguments are its second and third segments.
-        let args = [s.1.unwrap_or(""), s.2.unwrap_or("")];
-        let route = match s {
-            (Some("statuslists"), None, _, _) => Route::Aggregation,
-            (Some("statuslists"), Some(_), None, _) => Route::StatusList,
-            (Some("bitstringlists"), Some(_), Some(_), None) => Route::Bitstring,
-            (Some("statuslist2021"), Some(_), Some(_), None) => Route::StatusList2021,
-            (Some("statuses"), Some(_), Some(_), None) => Route::Lookup,
-            (Some("statuses"), Some(_), None, _) => Route::BatchLookup,
-            (Some(".well-known"), Some("jwks.json"), None, _) => Route::Jwks,
-            (Some(""), None, _, _) => Route::Controller,
-            _ => Route::Unmatched,
-        };
-        let resp = if let Err(p) = check_header_size(headers) {
-            Err(p)
-        } else if *method == Method::OPTIONS && route != Route::Unmatched {
-            return (Route::Preflight, preflight(route));
-        } else {
-            self.dispatch(snap, route, method, args, query, headers)
-        };
-        (route, resp.unwrap_or_else(|p| p.response()))
-    }
-
-    fn dispatch(
-        &self,
-        snap: &Snapshot,
-        route: Route,
-        method: &Method,
-        [arg1, arg2]: [&str; 2],
-        query: Option<&str>,
-        headers: &HeaderMap,
-    ) -> Result<Resp, Problem> {
-        let read_only = |allow| {
-            if *method == Method::GET || *method == Method::HEAD {
-                Ok(())
-            } else {
-                Err(Problem::MethodNotAllowed { allow })
-            }
-        };
-        match route {
-            Route::Unmatched => Err(Problem::NoRoute),
-            Route::Aggregation => {
-                read_only("GET, HEAD, OPTIONS")?;
-                ready(snap)?;
-                Ok(self.simple(&snap.aggregation, headers))
-            }
-            Route::Jwks => {
-                read_only("GET, HEAD, OPTIONS")?;
-                ready(snap)?;
-                Ok(self.simple(&snap.jwks, headers))
-            }
-            // The issuer URL (statusd's own by default) dereferences to its controller document.
-            Route::Controller => {
-                read_only("GET, HEAD, OPTIONS")?;
-                ready(snap)?;
-                Ok(self.simple(&snap.controller, headers))
-            }
-            Route::StatusList => {
-                read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(arg1)?;
-                if head::has_query_param(query, "time") {
-                    return Err(Problem::HistoryNotSupported);
-                }
-                let list = lookup_list(snap, id, false)?;
-                signed(list)?;
-                let chosen =
-                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), LIST_OFFERS)
-                        .ok_or(Problem::NotAcceptable {
-                        offered: LIST_OFFERS,
-                    })?;
-                let a = &list.artefacts;
-                let rep = [&a.jwt, &a.cwt, &a.roaring][chosen];
-                Ok(self.list_response(list, rep, headers))
-            }
-            // The two W3C views differ only in which artefact and which media types they offer.
-            Route::Bitstring | Route::StatusList2021 => {
-                read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(arg1)?;
-                let list = lookup_list(snap, id, true)?;
-                let purpose: Purpose = arg2.parse().map_err(|_| Problem::UnknownPurpose)?;
-                signed(list)?;
-                let a = &list.artefacts;
-                let (rep, di, offered) = if route == Route::Bitstring {
-                    (a.w3c(purpose), a.w3c_di(purpose), VC_OFFERS)
-                } else {
-                    (a.sl2021(purpose), a.sl2021_di(purpose), VC11_OFFERS)
-                };
-                let rep = rep
-                    .filter(|r| !r.body.is_empty())
-                    .ok_or(Problem::UnknownPurpose)?;
-                let chosen =
-                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), offered)
-                        .ok_or(Problem::NotAcceptable { offered })?;
-                if chosen < DI_OFFERED_FROM {
-                    return Ok(self.list_response(list, rep, headers));
-                }
-                // No proof when the signing key has no Data Integrity cryptosuite.
-                let offered = &offered[..DI_OFFERED_FROM];
-                let di = di
-                    .filter(|r| !r.body.is_empty())
-                    .ok_or(Problem::NotAcceptable { offered })?;
-                Ok(self.list_response(list, di, headers))
-            }
-            Route::Lookup => {
-                read_only("GET, HEAD, OPTIONS")?;
-                let id = list_id(arg1)?;
-                let idx = parse_index(arg2)?;
-                let list = lookup_list(snap, id, false)?;
-                let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
-                    size: list.list.size(),
-                })?;
-                Ok(self.lookup_response(id, idx, status, headers))
-            }
-            Route::BatchLookup => Err(Problem::MethodNotAllowed {
-                allow: "POST, OPTIONS",
-            }),
-            Route::Preflight | Route::AdminApi | Route::AdminHealth | Route::AdminMetrics => {
-                Err(Problem::NoRoute)
-            }
-        }
-    }
-
-    fn lookup_response(&self, id: &str, idx: u64, status: Status, headers: &HeaderMap) -> Resp {
-        let etag = &self.lookup_etags[usize::from(status.0)];
-        if let Some(inm) = get(headers, header::IF_NONE_MATCH).as_deref() {
-            if negotiate::none_match(inm, etag.as_bytes()) {
-                let mut r = response(Bytes::new(), 3);
-                *r.status_mut() = StatusCode::NOT_MODIFIED;
-                let h = r.headers_mut();
-                h.insert(header::ETAG, etag.clone());
-                h.insert(
-                    header::CACHE_CONTROL,
-                    self.settings.lookup_cache_control.clone(),
-                );
-                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
-                return r;
-            }
-        }
-        let mut body = Vec::with_capacity(lookup_len(id, idx, status));
-        push_lookup(&mut body, id, idx, status);
-        debug_assert_eq!(body.len(), body.capacity());
-        let mut r = response(Bytes::from(body), 4);
-        let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, JSON);
-        h.insert(header::ETAG, etag.clone());
-        h.insert(
-            header::CACHE_CONTROL,
-            self.settings.lookup_cache_control.clone(),
-        );
-        // The lookup's ETag only matters to caches, so no Expose-Headers: fewer bytes per answer.
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
-        r
-    }
-
-    /// A list representation with caching headers, gzip when accepted, 304 when revalidated.
-    fn list_response(
-        &self,
-        list: &ListSnapshot,
-        rep: &Representation,
-        headers: &HeaderMap,
-    ) -> Resp {
-        let gz = rep
-            .gzip
-            .as_ref()
-            .filter(|_| negotiate::accepts_gzip(get(headers, header::ACCEPT_ENCODING).as_deref()));
-        let (body, etag) = match gz {
-            Some((b, e)) => (b, e),
-            None => (&rep.body, &rep.etag),
-        };
-        let not_modified = get(headers, header::IF_NONE_MATCH)
-            .as_deref()
-            .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
-        // A 304 carries 4 fields, a 200 up to 10.
-        let mut r = if not_modified {
-            response(Bytes::new(), 4)
-        } else {
-            response(body.clone(), 10)
-        };
-        if not_modified {
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-        }
-        let h = r.headers_mut();
-        let a = &list.artefacts;
-        h.insert(header::ETAG, etag.clone());
-        h.insert(header::CACHE_CONTROL, a.cache_control.clone());
-        h.insert(
-            header::VARY,
-            if rep.gzip.is_some() {
-                VARY_LIST
-            } else {
-                VARY_ACCEPT
-            },
-        );
-        // A 304 carries what RFC 9110 §15.4.5 requires for cache updates (ETag, Cache-Control,
-        // Vary) and the CORS grant a browser checks; the rest stays with the stored 200.
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
-        if !not_modified {
-            h.insert(header::CONTENT_TYPE, rep.content_type.clone());
-            if gz.is_some() {
-                h.insert(header::CONTENT_ENCODING, GZIP);
-            }
-            h.insert(header::LAST_MODIFIED, a.last_modified.clone());
-            h.insert(SURROGATE_KEY.clone(), a.surrogate_key.clone());
-            h.insert(CACHE_TAG.clone(), a.surrogate_key.clone());
-            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
-        }
-        r
-    }
-
-    /// Aggregation and JWKS: small JSON documents with an ETag.
-    fn simple(&self, rep: &Representation, headers: &HeaderMap) -> Resp {
-        let not_modified = get(headers, header::IF_NONE_MATCH)
-            .as_deref()
-            .is_some_and(|inm| negotiate::none_match(inm, rep.etag.as_bytes()));
-        let mut r = if not_modified {
-            response(Bytes::new(), 4)
-        } else {
-            response(rep.body.clone(), 5)
-        };
-        if not_modified {
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-        }
-        let h = r.headers_mut();
-        if !not_modified {
-            h.insert(header::CONTENT_TYPE, rep.content_type.clone());
-        }
-        h.insert(header::ETAG, rep.etag.clone());
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=60"),
-        );
-        cors(h);
-        r
-    }
-
-    async fn batch(self: Arc<Self>, req: Request<Incoming>) -> Resp {
-        match self.batch_inner(req).await {
-            Ok(r) => r,
-            Err(p) => p.response(),
-        }
-    }
-
-    async fn batch_inner(&self, req: Request<Incoming>) -> Result<Resp, Problem> {
-        let (parts, body) = req.into_parts();
-        let id = batch_target(parts.uri.path(), &parts.headers)?.to_owned();
-        let bytes = head::read_body(
-            body,
-            &parts.headers,
-            MAX_BATCH_BODY,
-            self.settings.body_timeout,
-        )
-        .await?;
-        self.batch_answer(&id, &bytes)
-    }
-
-    /// The batch lookup once its body is read: parse, look up every index, one JSON body.
-    fn batch_answer(&self, id: &str, bytes: &[u8]) -> Result<Resp, Problem> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Batch {
-            idx: Vec<u64>,
-        }
-        // Strict JSON (a duplicate key is refused), the indices counted as they are read.
-        let limits = crate::issuer::strict_json::Limits {
-            items: Some(crate::issuer::strict_json::Items {
-                key: "idx",
-                max: MAX_BATCH,
-                what: "a batch lookup",
-                // Each index is parsed as a number at once; nothing to bound.
-                max_values: usize::MAX,
-                values_what: "an index",
-            }),
-        };
-        let batch: Batch = crate::issuer::strict_json::from_slice(bytes, limits)
-            .map_err(|e| e.problem("expected {\"idx\":[non-negative integers]}"))?;
-        if batch.idx.len() > MAX_BATCH {
-            return Err(Problem::TooLarge {
-                what: "a batch lookup",
-                limit: MAX_BATCH,
-            });
-        }
-        let snap = self.snapshots.load_full();
-        let list = lookup_list(&snap, id, false)?;
-        let mut out = Vec::with_capacity(32 + batch.idx.len() * 56);
-        out.extend_from_slice(b"{\"list_id\":\"");
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(b"\",\"statuses\":[");
-        for (n, &idx) in batch.idx.iter().enumerate() {
-            let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
-                size: list.list.size(),
-            })?;
-            if n > 0 {
-                out.push(b',');
-            }
-            push_lookup(&mut out, id, idx, status);
-        }
-        out.extend_from_slice(b"]}");
-        let mut r = response(Bytes::from(out), 4);
-        let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, JSON);
-        h.insert(header::CACHE_CONTROL, NO_STORE);
-        cors(h);
-        Ok(r)
-    }
-}
-
-/// What a batch lookup's head must pass before its body is read: header size, the list id in
-/// `POST /statuses/{list_id}`, and a JSON content type (if one is declared).
-fn batch_target<'p>(path: &'p str, headers: &HeaderMap) -> Result<&'p str, Problem> {
-    check_header_size(headers)?;
-    let id = list_id(path.split('/').nth(2).unwrap_or(""))?;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(Problem::UnsupportedMediaType);
-        }
-    }
-    Ok(id)
-}
-
-fn ready(snap: &Snapshot) -> Result<(), Problem> {
-    if snap.generation == 0 {
-        Err(Problem::NotReady)
-    } else {
-        Ok(())
-    }
-}
-
-fn lookup_list<'a>(
-    snap: &'a Snapshot,
-    id: &str,
-    w3c: bool,
-) -> Result<&'a Arc<ListSnapshot>, Problem> {
-    ready(snap)?;
-    snap.list(id).ok_or(Problem::UnknownList { w3c })
-}
-
-/// The list's signed artefacts may be served: not withheld while signing is paused.
-fn signed(list: &ListSnapshot) -> Result<(), Problem> {
-    if list.artefacts.aging == Aging::Withheld {
-        return Err(Problem::SigningUnavailable);
-    }
-    Ok(())
-}
-
-fn preflight(route: Route) -> Resp {
-    let mut r = response(Bytes::new(), 5);
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(if route == Route::BatchLookup {
-            "POST, OPTIONS"
-        } else {
-            "GET, HEAD, OPTIONS"
-        }),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(
-            "Accept, Accept-Encoding, If-None-Match, If-Modified-Since, Content-Type",
-        ),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    r
 }
 
 /// The response future: ready at once for everything but the batch lookup, which reads a body.
@@ -805,22 +311,30 @@ impl hyper::service::Service<Request<Incoming>> for Public {
                 slot: Some(slot),
             });
         }
-        let is_batch = req.method() == Method::POST
-            && req.uri().path().starts_with("/statuses/")
-            && req.uri().path()[10..].find('/').is_none();
-        let (route, inner) = if is_batch {
-            (
-                Route::BatchLookup,
-                ResponseFuture::Batch(Box::pin(self.inner.clone().batch(req))),
-            )
-        } else {
-            let (route, r) = self.respond(
-                req.method(),
-                req.uri().path(),
-                req.uri().query(),
-                req.headers(),
-            );
-            (route, ResponseFuture::Ready(Some(r)))
+        // The path is parsed once, here; the batch lookup's head is checked before its body
+        // is read.
+        let (route, inner) = match Target::parse(req.uri().path()) {
+            Target::Batch(id) if req.method() == Method::POST => {
+                let inner = match batch::batch_target(id, req.headers()) {
+                    Ok(id) => {
+                        let id = id.to_owned();
+                        ResponseFuture::Batch(Box::pin(self.inner.clone().batch(id, req)))
+                    }
+                    Err(p) => ResponseFuture::Ready(Some(p.response())),
+                };
+                (Route::BatchLookup, inner)
+            }
+            target => {
+                let snap = self.inner.snapshots.load();
+                let (route, r) = self.inner.route(
+                    &snap,
+                    req.method(),
+                    target,
+                    req.uri().query(),
+                    req.headers(),
+                );
+                (route, ResponseFuture::Ready(Some(r)))
+            }
         };
         PublicFuture::Observed(Observed {
             inner,
@@ -834,53 +348,7 @@ impl hyper::service::Service<Request<Incoming>> for Public {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn index_parsing_is_canonical() {
-        assert_eq!(parse_index("0"), Ok(0));
-        assert_eq!(parse_index("1048575"), Ok(1_048_575));
-        assert_eq!(parse_index("9999999999"), Ok(9_999_999_999));
-        for bad in [
-            "",
-            "01",
-            "-1",
-            "+1",
-            "1e3",
-            "12345678901",
-            "0x10",
-            " 1",
-            "１",
-        ] {
-            assert_eq!(parse_index(bad), Err(Problem::BadIndex), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn lookup_len_is_exact() {
-        for (id, idx, v) in [
-            ("a", 0, 0),
-            ("list-1", 9, 1),
-            ("x", 10, 2),
-            ("y", 1_048_575, 3),
-            ("z", u64::from(u32::MAX), 255),
-        ] {
-            let mut out = Vec::new();
-            push_lookup(&mut out, id, idx, Status(v));
-            assert_eq!(out.len(), lookup_len(id, idx, Status(v)), "{id} {idx} {v}");
-        }
-    }
-
-    #[test]
-    fn lookup_json_is_exact() {
-        let mut out = Vec::new();
-        push_lookup(&mut out, "list-1", 1_048_575, Status::SUSPENDED);
-        assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            r#"{"list_id":"list-1","idx":1048575,"status":"SUSPENDED","value":2}"#
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["value"], 2);
-    }
+    use hyper::header;
 
     fn public(max_inflight: usize) -> Public {
         let mut settings = PublicSettings::new(Duration::from_secs(10));
@@ -927,20 +395,5 @@ mod tests {
         let bytes = body_bytes(r.into_body().bytes);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["type"], "urn:statusd:problem:overloaded");
-    }
-
-    #[test]
-    fn header_size_limit_is_16_kib_of_names_and_values() {
-        let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        assert_eq!(check_header_size(&h), Ok(()));
-        let big = HeaderValue::try_from("t".repeat(MAX_HEADER_BYTES)).unwrap();
-        h.insert(header::AUTHORIZATION, big);
-        assert_eq!(
-            check_header_size(&h),
-            Err(Problem::HeadersTooLarge {
-                limit: MAX_HEADER_BYTES
-            })
-        );
     }
 }

@@ -14,7 +14,6 @@
 //! | [`auth`]        | admin bearer tokens and scopes                                             |
 //! | [`kinds`]       | the accepted credential kinds and which may be parents (configuration)     |
 //! | [`text`]        | free text (reasons, request ids): what may reach the audit trail           |
-//! | [`strict_json`] | strict JSON for request bodies (both planes): duplicate keys refused       |
 //! | this file       | [`Settings`], the [`Issuer`] and what its batches share on a replica       |
 //!
 //! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
@@ -39,7 +38,6 @@ mod operation;
 mod plan;
 mod pool;
 pub mod record;
-pub mod strict_json;
 pub mod text;
 mod view;
 
@@ -51,7 +49,7 @@ pub use operation::{
 pub use pool::last_number;
 pub use view::{Assignment, CredentialView, ListView};
 
-use crate::snapshot::build::BuildParams;
+use crate::routes::PublicUrls;
 use crate::status::Bits;
 use crate::store::any::AnyStore;
 use std::collections::HashSet;
@@ -102,14 +100,14 @@ pub struct Issuer {
     /// The source of truth: lists, records and the registry of credential ids.
     store: Arc<AnyStore>,
     /// The public URLs that assignments point at.
-    urls: BuildParams,
+    urls: PublicUrls,
     settings: Settings,
     /// Shared by every clone: what this replica's batches coordinate on.
     coord: Arc<Coordination>,
 }
 
 impl Issuer {
-    pub fn new(store: Arc<AnyStore>, urls: BuildParams, settings: Settings) -> Self {
+    pub fn new(store: Arc<AnyStore>, urls: PublicUrls, settings: Settings) -> Self {
         Issuer {
             store,
             urls,
@@ -221,7 +219,6 @@ fn now_ms() -> u64 {
 pub(crate) mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
-    use std::time::Duration;
 
     /// An embedded store in a directory of its own, removed afterwards.
     pub(crate) struct Scratch(std::path::PathBuf);
@@ -240,13 +237,7 @@ pub(crate) mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let store = EmbeddedStore::open(&dir).unwrap();
-        let urls = BuildParams {
-            public_url: "https://status.example".into(),
-            issuer: "https://status.example".into(),
-            ttl: Duration::from_secs(300),
-            lifetime: Duration::from_secs(86_400),
-            tick: Duration::from_secs(1),
-        };
+        let urls = PublicUrls::new("https://status.example");
         let issuer = Issuer::new(Arc::new(AnyStore::Embedded(store)), urls, settings);
         (issuer, Scratch(dir))
     }

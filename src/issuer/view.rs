@@ -70,7 +70,7 @@ pub struct ListView {
 impl Issuer {
     /// What the issuer embeds for a credential at `at` in a list of `size` entries.
     pub fn assignment(&self, at: &Location, size: u32) -> Assignment {
-        let uri = self.urls.list_url(&at.list);
+        let uri = self.urls.list(&at.list);
         let claim = json!({"status_list": {"idx": at.idx, "uri": uri}});
         let cbor = {
             use ciborium::Value as C;
@@ -93,9 +93,7 @@ impl Issuer {
         let entries: Vec<Json> = w3c_views
             .iter()
             .copied()
-            .map(|p| {
-                w3c::status_entry(&self.urls.credential_url(&at.list, p), at.idx, p, Bits::One)
-            })
+            .map(|p| w3c::status_entry(&self.urls.credential(&at.list, p), at.idx, p, Bits::One))
             .collect();
         Assignment {
             list_id: at.list.clone(),
@@ -109,7 +107,7 @@ impl Issuer {
                     .iter()
                     .map(|&p| {
                         crate::status::sl2021::status_entry(
-                            &self.urls.sl2021_url(&at.list, p),
+                            &self.urls.sl2021(&at.list, p),
                             at.idx,
                             p,
                         )

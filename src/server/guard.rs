@@ -320,10 +320,10 @@ fn replacement_body(status: &[u8]) -> Option<&'static Bytes> {
             Problem::MalformedRequest,
             Problem::UriTooLong,
             Problem::HeadersTooLarge {
-                limit: crate::http::MAX_HEADER_BYTES,
+                limit: crate::wire::MAX_HEADER_BYTES,
             },
         ]
-        .map(|p| crate::http::body_bytes(p.response().into_body()))
+        .map(|p| crate::wire::body_bytes(p.response().into_body()))
     });
     match status {
         b"400" => Some(&bodies[0]),

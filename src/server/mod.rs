@@ -14,8 +14,8 @@
 
 pub mod guard;
 
-use crate::http::MAX_HEADER_BYTES;
 use crate::metrics::Metrics;
+use crate::wire::MAX_HEADER_BYTES;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -84,16 +84,6 @@ pub fn builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
 
 /// How long a new connection at the limit waits for the slot of the connection it displaced.
 const DISPLACE_WAIT: Duration = Duration::from_secs(1);
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // `wait_for` holds a non-Send guard across its await; poll `changed` instead.
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
-}
 
 /// Serves `service` on `listener` until `shutdown` turns true, then drains connections for at
 /// most `limits.grace`. With `tls`, every connection starts with a TLS handshake.
@@ -194,7 +184,7 @@ pub async fn serve<S, B>(
                     drop(permit);
                 });
             }
-            _ = stopped(&mut shutdown) => break,
+            _ = crate::runtime::stopped(&mut shutdown) => break,
         }
     }
     drop(listener);
@@ -226,26 +216,4 @@ async fn drive<I, S, B>(
     let _ = watcher
         .watch(builder.serve_connection(TokioIo::new(io), service))
         .await;
-}
-
-/// The nice value of background threads (Linux): the admin plane and list builds.
-pub const BACKGROUND_NICE: i32 = 10;
-
-/// Lowers the calling thread's scheduling priority to `nice` (Linux; a no-op elsewhere), once
-/// per thread. Background work (the admin plane, list builds) runs this way so that when CPU is
-/// short, the public workers' lookups come first. Raising it back would need privileges, so
-/// only threads that do nothing but background work call it.
-pub fn lower_priority(nice: i32) {
-    thread_local! {
-        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    if LOWERED.with(|l| l.replace(true)) {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        tracing::debug!(error = %e, nice, "could not lower the thread's priority");
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
 }

@@ -4,6 +4,7 @@
 //! blocking pool. Nothing here does I/O.
 
 use super::{Aging, Artefacts, ListSnapshot, Representation, Snapshot};
+use crate::routes::{self, PublicUrls};
 use crate::status::ietf::IetfList;
 use crate::status::w3c::{self, CredentialParams, Purpose};
 use crate::status::{sparse, StatusList};
@@ -22,22 +23,14 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const JWT_TYPE: &str = "application/statuslist+jwt";
-pub const CWT_TYPE: &str = "application/statuslist+cwt";
-pub const VC_JWT_TYPE: &str = "application/vc+jwt";
-/// Status List 2021 credentials, secured as VC-JWT 1.1.
-pub use crate::token::vc11::VC11_JWT_TYPE;
-/// The W3C views secured with a Data Integrity proof.
-pub use crate::w3c_proof::{DI_MEDIA_TYPE, DI_MEDIA_TYPE_1_1};
-
 /// Slack between the refresher deciding to re-sign and the new token being published.
 const RESIGN_MARGIN: Duration = Duration::from_secs(60);
 
 /// What every published artefact shares.
 #[derive(Clone, Debug)]
 pub struct BuildParams {
-    /// Base URL without a trailing slash.
-    pub public_url: String,
+    /// Where the artefacts are published: their `sub`, `id` and aggregation URLs.
+    pub urls: PublicUrls,
     pub issuer: String,
     pub ttl: Duration,
     pub lifetime: Duration,
@@ -47,26 +40,6 @@ pub struct BuildParams {
 }
 
 impl BuildParams {
-    /// The URL of a list's Status List Token: its `sub`, and the `uri` of referenced tokens.
-    pub fn list_url(&self, id: &str) -> String {
-        format!("{}/statuslists/{id}", self.public_url)
-    }
-
-    /// The URL of a list's W3C credential for `purpose`.
-    pub fn credential_url(&self, id: &str, purpose: Purpose) -> String {
-        format!("{}/bitstringlists/{id}/{purpose}", self.public_url)
-    }
-
-    /// The URL of a list's Status List 2021 credential (VC 1.1) for `purpose`.
-    pub fn sl2021_url(&self, id: &str, purpose: Purpose) -> String {
-        format!("{}/statuslist2021/{id}/{purpose}", self.public_url)
-    }
-
-    /// The Status List Aggregation URL.
-    pub fn aggregation_url(&self) -> String {
-        format!("{}/statuslists", self.public_url)
-    }
-
     /// What every cache window keeps clear of `exp`: one [`Self::tick`] (the refresher may
     /// look that late; the request path never reads the clock), a second for caches that count
     /// `Age` in whole seconds, and a second for building and publishing a re-signed token.
@@ -255,17 +228,24 @@ pub fn unsigned(meta: ListMeta, list: StatusList, kid: &str) -> ListSnapshot {
     let artefacts = Artefacts {
         // Older than any state, so the first signing pass builds it.
         version: 0,
-        jwt: empty(JWT_TYPE),
-        cwt: empty(CWT_TYPE),
-        roaring: empty(sparse::MEDIA_TYPE),
-        w3c: [empty(VC_JWT_TYPE), empty(VC_JWT_TYPE), empty(VC_JWT_TYPE)],
-        sl2021: [empty(VC11_JWT_TYPE), empty(VC11_JWT_TYPE)],
-        w3c_di: [
-            empty(DI_MEDIA_TYPE),
-            empty(DI_MEDIA_TYPE),
-            empty(DI_MEDIA_TYPE),
+        jwt: empty(routes::STATUSLIST_JWT),
+        cwt: empty(routes::STATUSLIST_CWT),
+        roaring: empty(routes::ROARING),
+        w3c: [
+            empty(routes::VC_JWT),
+            empty(routes::VC_JWT),
+            empty(routes::VC_JWT),
         ],
-        sl2021_di: [empty(DI_MEDIA_TYPE_1_1), empty(DI_MEDIA_TYPE_1_1)],
+        sl2021: [empty(routes::VC11_JWT), empty(routes::VC11_JWT)],
+        w3c_di: [
+            empty(routes::DI_MEDIA_TYPE),
+            empty(routes::DI_MEDIA_TYPE),
+            empty(routes::DI_MEDIA_TYPE),
+        ],
+        sl2021_di: [
+            empty(routes::DI_MEDIA_TYPE_1_1),
+            empty(routes::DI_MEDIA_TYPE_1_1),
+        ],
         iat: 0,
         exp: 0,
         kid: kid.to_owned(),
@@ -289,12 +269,12 @@ pub fn artefacts(
     let iat = unix(now);
     let exp = iat + p.lifetime.as_secs();
     let claims = statuslist::StatusListClaims {
-        sub: p.list_url(&meta.id),
+        sub: p.urls.list(&meta.id),
         iss: Some(p.issuer.clone()),
         iat,
         exp: Some(exp),
         ttl: Some(p.ttl.as_secs()),
-        status_list: IetfList::encode(list, Some(p.aggregation_url())),
+        status_list: IetfList::encode(list, Some(p.urls.aggregation())),
     };
     let jwt = statuslist::sign_jwt(&claims, key)?;
     let cwt = statuslist::sign_cwt(&claims, key)?;
@@ -302,7 +282,7 @@ pub fn artefacts(
     let mut w3c = Vec::with_capacity(Purpose::PUBLISHED.len());
     let mut w3c_di = Vec::with_capacity(Purpose::PUBLISHED.len());
     for purpose in Purpose::PUBLISHED {
-        let id = p.credential_url(&meta.id, purpose);
+        let id = p.urls.credential(&meta.id, purpose);
         let params = CredentialParams {
             id: &id,
             issuer: &p.issuer,
@@ -316,14 +296,20 @@ pub fn artefacts(
             Ok(vc_json) => {
                 w3c.push(text_representation(
                     vc::sign_vc_jwt(&vc_json, key)?.into(),
-                    VC_JWT_TYPE,
+                    routes::VC_JWT,
                 ));
                 let vc_json = crate::w3c_proof::with_issuer_dependent_terms(&vc_json);
-                w3c_di.push(data_integrity(&vc_json, key, p, &created, DI_MEDIA_TYPE)?);
+                w3c_di.push(data_integrity(
+                    &vc_json,
+                    key,
+                    p,
+                    &created,
+                    routes::DI_MEDIA_TYPE,
+                )?);
             }
             Err(_) => {
-                w3c.push(json_representation(Bytes::new(), VC_JWT_TYPE));
-                w3c_di.push(json_representation(Bytes::new(), DI_MEDIA_TYPE));
+                w3c.push(json_representation(Bytes::new(), routes::VC_JWT));
+                w3c_di.push(json_representation(Bytes::new(), routes::DI_MEDIA_TYPE));
             }
         }
     }
@@ -336,7 +322,7 @@ pub fn artefacts(
     let mut sl2021 = Vec::with_capacity(crate::status::sl2021::PURPOSES.len());
     let mut sl2021_di = Vec::with_capacity(crate::status::sl2021::PURPOSES.len());
     for purpose in crate::status::sl2021::PURPOSES {
-        let id = p.sl2021_url(&meta.id, purpose);
+        let id = p.urls.sl2021(&meta.id, purpose);
         let params = CredentialParams {
             id: &id,
             issuer: &p.issuer,
@@ -348,19 +334,19 @@ pub fn artefacts(
             Ok(vc_json) => {
                 sl2021.push(text_representation(
                     crate::token::vc11::sign_vc_jwt_1_1(&vc_json, iat, Some(exp), key)?.into(),
-                    VC11_JWT_TYPE,
+                    routes::VC11_JWT,
                 ));
                 sl2021_di.push(data_integrity(
                     &vc_json,
                     key,
                     p,
                     &created,
-                    DI_MEDIA_TYPE_1_1,
+                    routes::DI_MEDIA_TYPE_1_1,
                 )?);
             }
             Err(_) => {
-                sl2021.push(json_representation(Bytes::new(), VC11_JWT_TYPE));
-                sl2021_di.push(json_representation(Bytes::new(), DI_MEDIA_TYPE_1_1));
+                sl2021.push(json_representation(Bytes::new(), routes::VC11_JWT));
+                sl2021_di.push(json_representation(Bytes::new(), routes::DI_MEDIA_TYPE_1_1));
             }
         }
     }
@@ -378,9 +364,9 @@ pub fn artefacts(
         )),
         cache_control: p.cache_control(),
         aging: Aging::Fresh,
-        jwt: text_representation(jwt.into(), JWT_TYPE),
-        cwt: json_representation(cwt.into(), CWT_TYPE),
-        roaring: json_representation(sparse::encode(list).into(), sparse::MEDIA_TYPE),
+        jwt: text_representation(jwt.into(), routes::STATUSLIST_JWT),
+        cwt: json_representation(cwt.into(), routes::STATUSLIST_CWT),
+        roaring: json_representation(sparse::encode(list).into(), routes::ROARING),
         w3c,
         sl2021,
         w3c_di,
@@ -430,18 +416,15 @@ pub fn snapshot(
     p: &BuildParams,
     now: SystemTime,
 ) -> Snapshot {
-    let mut urls: Vec<String> = lists.keys().map(|id| p.list_url(id)).collect();
+    let mut urls: Vec<String> = lists.keys().map(|id| p.urls.list(id)).collect();
     urls.sort();
     let aggregation = serde_json::json!({ "status_lists": urls });
     Snapshot {
         generation,
         published_at: now,
         lists,
-        aggregation: json_representation(aggregation.to_string().into(), "application/json"),
-        jwks: json_representation(
-            published_keys.to_jwks().to_string().into(),
-            "application/jwk-set+json",
-        ),
+        aggregation: json_representation(aggregation.to_string().into(), routes::JSON),
+        jwks: json_representation(published_keys.to_jwks().to_string().into(), routes::JWK_SET),
         controller: controller(published_keys, p),
     }
 }
@@ -476,7 +459,7 @@ pub fn next_snapshot(
         jwks: if previous.jwks.body == jwks.as_bytes() {
             previous.jwks.clone()
         } else {
-            json_representation(jwks.into(), "application/jwk-set+json")
+            json_representation(jwks.into(), routes::JWK_SET)
         },
     }
 }
@@ -490,7 +473,7 @@ mod tests {
 
     fn params(ttl: u64, lifetime: u64) -> BuildParams {
         BuildParams {
-            public_url: "https://status.example".into(),
+            urls: PublicUrls::new("https://status.example"),
             issuer: "https://issuer.example".into(),
             ttl: Duration::from_secs(ttl),
             lifetime: Duration::from_secs(lifetime),
@@ -725,7 +708,7 @@ mod tests {
             assert_eq!(parsed.list.get(7).unwrap(), Status(1));
             let sl: serde_json::Value = serde_json::from_slice(&a.sl2021_di[1].body).unwrap();
             crate::w3c_proof::verify_proof(&sl, &key.verifying_key()).unwrap();
-            assert_eq!(a.sl2021_di[0].content_type, DI_MEDIA_TYPE_1_1);
+            assert_eq!(a.sl2021_di[0].content_type, routes::DI_MEDIA_TYPE_1_1);
         }
     }
 }

@@ -9,6 +9,9 @@
 
 pub mod build;
 pub mod persist;
+pub mod readiness;
+
+pub use readiness::{Readiness, SyncState};
 
 use crate::status::w3c::Purpose;
 use crate::status::StatusList;
@@ -155,7 +158,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// What is served before the first publication: nothing, and not ready.
     pub fn empty() -> Snapshot {
-        let empty = build::json_representation(b"{}".to_vec().into(), "application/json");
+        let empty = build::json_representation(b"{}".to_vec().into(), crate::routes::JSON);
         Snapshot {
             generation: 0,
             published_at: SystemTime::UNIX_EPOCH,

@@ -14,9 +14,6 @@ use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
-/// Media type of this form.
-pub const MEDIA_TYPE: &str = "application/vnd.statusd.roaring";
-
 /// Upper bound on the inflated envelope: one full 32-bit bitmap per value of an 8-bit list would
 /// be absurd; the largest honest envelope (every entry of a MAX_ENTRIES list non-VALID) is about
 /// MAX_ENTRIES/8 bytes per plane-sized bitmap.

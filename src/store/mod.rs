@@ -13,6 +13,19 @@ pub mod registry;
 use crate::status::{Bits, Status, StatusError, StatusList};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::path::PathBuf;
+
+/// How statusd reaches a `rediss://` Redis and authenticates to any Redis (the Redis store's
+/// settings, built by `config` from the `--redis-*` flags).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisSecurity {
+    /// PEM CA certificates of the server (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate and key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+}
 
 /// Longest list id; ids appear in URLs and Redis keys.
 pub const MAX_ID_LEN: usize = 64;

@@ -8,9 +8,6 @@ use super::jws::sign_compact;
 use super::{SignError, TokenSigner};
 use serde_json::{json, Map, Value};
 
-/// The media type a VC-JWT 1.1 is served as.
-pub const VC11_JWT_TYPE: &str = "application/jwt";
-
 /// Signs `credential` as a VC-JWT 1.1 with `nbf` (and `exp` when given) in Unix seconds.
 pub fn sign_vc_jwt_1_1(
     credential: &Value,

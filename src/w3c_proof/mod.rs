@@ -22,10 +22,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 
-/// The VCDM 2.0 media type of a credential secured with an embedded proof.
-pub const DI_MEDIA_TYPE: &str = "application/vc";
-/// The VC 1.1 media type of a JSON-LD credential with an embedded proof (Status List 2021).
-pub const DI_MEDIA_TYPE_1_1: &str = "application/vc+ld+json";
+pub use crate::routes::{DI_MEDIA_TYPE, DI_MEDIA_TYPE_1_1};
 /// The media type of the controller document.
 pub const CONTROLLER_MEDIA_TYPE: &str = "application/ld+json";
 /// Added to a VC 1.1 credential's `@context` so the proof's terms are defined (VCDM 2.0's

@@ -74,7 +74,7 @@ fn allocations(f: impl FnOnce()) -> u64 {
 fn public() -> (Public, hyper::header::HeaderValue) {
     let key = SigningKey::generate(Algorithm::Es256);
     let p = BuildParams {
-        public_url: "https://status.example".into(),
+        urls: statusd::routes::PublicUrls::new("https://status.example"),
         issuer: "https://status.example".into(),
         ttl: Duration::from_secs(300),
         lifetime: Duration::from_secs(86_400),

@@ -688,7 +688,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
         Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, Registration, ReissueOp,
         Settings,
     };
-    use statusd::snapshot::build::BuildParams;
+    use statusd::routes::PublicUrls;
     use statusd::store::any::AnyStore;
     use statusd::store::registry::Registry;
     use std::sync::Arc;
@@ -696,13 +696,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
     const REPLICAS: usize = 4;
     let server = RedisServer::start();
     let store = Arc::new(AnyStore::Redis(store(&server).await));
-    let urls = BuildParams {
-        public_url: "https://status.example".into(),
-        issuer: "https://status.example".into(),
-        ttl: Duration::from_secs(300),
-        lifetime: Duration::from_secs(86_400),
-        tick: Duration::from_secs(1),
-    };
+    let urls = PublicUrls::new("https://status.example");
     let settings = Settings {
         list_size: 1 << 17,
         ..Settings::default()

@@ -8,7 +8,7 @@ use crate::redis_harness::RedisServer;
 use statusd::issuer::{
     HoldOp, Issuer, Operation, Outcome, Registration, ReissueOp, RevokeOp, Settings,
 };
-use statusd::snapshot::build::BuildParams;
+use statusd::routes::PublicUrls;
 use statusd::status::Bits;
 use statusd::store::any::AnyStore;
 use statusd::store::redis::RedisStore;
@@ -17,14 +17,8 @@ use statusd::store::{NewList, Store};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn urls() -> BuildParams {
-    BuildParams {
-        public_url: "https://status.example".into(),
-        issuer: "https://status.example".into(),
-        ttl: Duration::from_secs(300),
-        lifetime: Duration::from_secs(86_400),
-        tick: Duration::from_secs(1),
-    }
+pub fn urls() -> PublicUrls {
+    PublicUrls::new("https://status.example")
 }
 
 pub fn register(id: &str, kind: &str, parent: Option<&str>, purpose: Option<&str>) -> Operation {

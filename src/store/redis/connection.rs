@@ -135,7 +135,7 @@ pub(super) enum Target {
 }
 
 /// TLS material and the password of the connection, read from the files
-/// [`crate::config::RedisSecurity`] names.
+/// [`crate::store::RedisSecurity`] names.
 #[derive(Clone, Default)]
 pub struct Secrets {
     /// The private CA and client certificate (`rediss://` only).
@@ -155,7 +155,7 @@ impl std::fmt::Debug for Secrets {
 
 impl Secrets {
     /// Reads the files `security` names.
-    pub fn read(security: &crate::config::RedisSecurity) -> Result<Secrets, StoreError> {
+    pub fn read(security: &crate::store::RedisSecurity) -> Result<Secrets, StoreError> {
         let read = |path: &std::path::Path, env: &str| {
             std::fs::read(path).map_err(|e| {
                 StoreError::Backend(format!("reading {} ({env}): {e}", path.display()))
@@ -285,7 +285,7 @@ fn prepare(url: &str, secrets: &Secrets, opts: RedisOptions) -> Result<Prepared,
 
 /// Checks `url` and `security` as [`RedisStore::connect_secure`] would, without connecting:
 /// what `--check-config` runs.
-pub fn check(url: &str, security: &crate::config::RedisSecurity) -> Result<(), StoreError> {
+pub fn check(url: &str, security: &crate::store::RedisSecurity) -> Result<(), StoreError> {
     let secrets = Secrets::read(security)?;
     prepare(url, &secrets, RedisOptions::default()).map(drop)
 }
@@ -402,7 +402,7 @@ impl RedisStore {
     /// [`RedisStore::connect`] with the TLS material and password `security` names (read now).
     pub async fn connect_secure(
         url: &str,
-        security: &crate::config::RedisSecurity,
+        security: &crate::store::RedisSecurity,
     ) -> Result<RedisStore, StoreError> {
         let secrets = Secrets::read(security)?;
         Self::connect_prepared(url, &secrets, RedisOptions::default()).await

@@ -1,7 +1,7 @@
 //! What every request head must pass on both planes before it is routed (header size, `Host`,
-//! transfer codings), the reading of list-valued fields that may be repeated, and the one way
-//! both planes read a request body (size limit checked before `100 Continue`, content coding,
-//! read timeout).
+//! transfer codings), the reading of list-valued fields that may be repeated, the JSON content
+//! type check, and the one way both planes read a request body (size limit checked before
+//! `100 Continue`, content coding, read timeout).
 //!
 //! Everything here but [`read_body`] runs on the request path: no allocation unless a list
 //! field really is repeated.
@@ -148,6 +148,14 @@ fn valid_host(b: &[u8]) -> bool {
         i += 1;
     }
     true
+}
+
+/// Whether the request declares a JSON body: `None` without a `Content-Type`, else whether its
+/// essence (parameters dropped, case ignored) is `application/json`.
+pub fn declares_json(headers: &HeaderMap) -> Option<bool> {
+    let ct = headers.get(header::CONTENT_TYPE)?;
+    let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("");
+    Some(essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Reads a request body of at most `limit` bytes within `timeout`. A body declared larger
@@ -315,5 +323,20 @@ mod tests {
         );
         let h = headers(&[("authorization", "Bearer a")]);
         assert!(single(&h, header::AUTHORIZATION, "Authorization").is_ok());
+    }
+
+    #[test]
+    fn header_size_limit_is_16_kib_of_names_and_values() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert_eq!(check_header_size(&h), Ok(()));
+        let big = HeaderValue::try_from("t".repeat(MAX_HEADER_BYTES)).unwrap();
+        h.insert(header::AUTHORIZATION, big);
+        assert_eq!(
+            check_header_size(&h),
+            Err(Problem::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES
+            })
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Strict JSON for every request body statusd reads, on both planes: the issuer API's bodies
-//! (`src/admin/api.rs`) and the public batch lookup's (`POST /statuses/{list_id}`).
+//! (`src/admin/api.rs`) and the public batch lookup's (`POST /statuses/{list_id}`, `src/http/`).
 //!
 //! RFC 8259 leaves duplicate object keys to the parser, and parsers disagree: serde_json's
 //! `Value` keeps the last one, derived structs refuse known fields but not nested ones, other

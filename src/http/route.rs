@@ -1,0 +1,233 @@
+//! Routing: a pure function of (method, parsed path, query, headers, snapshot) to a response.
+//! The path is parsed once into a [`Target`] (`crate::routes`); each arm checks its arguments
+//! (list id, index, purpose), reads the snapshot and hands the representation to
+//! `respond.rs`. No I/O, no allocation but the response's own.
+
+use super::respond::preflight;
+use super::{negotiate, Inner, Resp};
+use crate::metrics::Route;
+use crate::problem::Problem;
+use crate::routes::{Target, DI_OFFERED_FROM, LIST_OFFERS, VC11_OFFERS, VC_OFFERS};
+use crate::snapshot::{Aging, ListSnapshot, Snapshot};
+use crate::status::w3c::Purpose;
+use crate::store::MAX_ID_LEN;
+use crate::wire::{check_header_size, head};
+use hyper::header::{self, HeaderMap, HeaderName};
+use hyper::Method;
+use std::sync::Arc;
+
+impl Inner {
+    /// Answers a request for `target` that needs no body (every route but the batch lookup),
+    /// with the route it counts under.
+    pub(super) fn route(
+        &self,
+        snap: &Snapshot,
+        method: &Method,
+        target: Target<'_>,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> (Route, Resp) {
+        let route = metric_route(target);
+        let resp = if let Err(p) = check_header_size(headers) {
+            Err(p)
+        } else if *method == Method::OPTIONS && route != Route::Unmatched {
+            return (Route::Preflight, preflight(route));
+        } else {
+            self.dispatch(snap, target, method, query, headers)
+        };
+        (route, resp.unwrap_or_else(|p| p.response()))
+    }
+
+    fn dispatch(
+        &self,
+        snap: &Snapshot,
+        target: Target<'_>,
+        method: &Method,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Resp, Problem> {
+        let read_only = |allow| {
+            if *method == Method::GET || *method == Method::HEAD {
+                Ok(())
+            } else {
+                Err(Problem::MethodNotAllowed { allow })
+            }
+        };
+        match target {
+            Target::Unmatched => Err(Problem::NoRoute),
+            Target::Aggregation => {
+                read_only("GET, HEAD, OPTIONS")?;
+                ready(snap)?;
+                Ok(self.simple(&snap.aggregation, headers))
+            }
+            Target::Jwks => {
+                read_only("GET, HEAD, OPTIONS")?;
+                ready(snap)?;
+                Ok(self.simple(&snap.jwks, headers))
+            }
+            // The issuer URL (statusd's own by default) dereferences to its controller document.
+            Target::Controller => {
+                read_only("GET, HEAD, OPTIONS")?;
+                ready(snap)?;
+                Ok(self.simple(&snap.controller, headers))
+            }
+            Target::StatusList(id) => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(id)?;
+                if head::has_query_param(query, "time") {
+                    return Err(Problem::HistoryNotSupported);
+                }
+                let list = lookup_list(snap, id, false)?;
+                signed(list)?;
+                let chosen =
+                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), LIST_OFFERS)
+                        .ok_or(Problem::NotAcceptable {
+                        offered: LIST_OFFERS,
+                    })?;
+                let a = &list.artefacts;
+                let rep = [&a.jwt, &a.cwt, &a.roaring][chosen];
+                Ok(self.list_response(list, rep, headers))
+            }
+            // The two W3C views differ only in which artefact and which media types they offer.
+            Target::Bitstring(id, purpose) | Target::StatusList2021(id, purpose) => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(id)?;
+                let list = lookup_list(snap, id, true)?;
+                let purpose: Purpose = purpose.parse().map_err(|_| Problem::UnknownPurpose)?;
+                signed(list)?;
+                let a = &list.artefacts;
+                let (rep, di, offered) = if matches!(target, Target::Bitstring(..)) {
+                    (a.w3c(purpose), a.w3c_di(purpose), VC_OFFERS)
+                } else {
+                    (a.sl2021(purpose), a.sl2021_di(purpose), VC11_OFFERS)
+                };
+                let rep = rep
+                    .filter(|r| !r.body.is_empty())
+                    .ok_or(Problem::UnknownPurpose)?;
+                let chosen =
+                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), offered)
+                        .ok_or(Problem::NotAcceptable { offered })?;
+                if chosen < DI_OFFERED_FROM {
+                    return Ok(self.list_response(list, rep, headers));
+                }
+                // No proof when the signing key has no Data Integrity cryptosuite.
+                let offered = &offered[..DI_OFFERED_FROM];
+                let di = di
+                    .filter(|r| !r.body.is_empty())
+                    .ok_or(Problem::NotAcceptable { offered })?;
+                Ok(self.list_response(list, di, headers))
+            }
+            Target::Lookup(id, idx) => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(id)?;
+                let idx = parse_index(idx)?;
+                let list = lookup_list(snap, id, false)?;
+                let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
+                    size: list.list.size(),
+                })?;
+                Ok(self.lookup_response(id, idx, status, headers))
+            }
+            Target::Batch(_) => Err(Problem::MethodNotAllowed {
+                allow: "POST, OPTIONS",
+            }),
+        }
+    }
+}
+
+/// The metrics label of a request for `target`.
+pub(super) fn metric_route(target: Target<'_>) -> Route {
+    match target {
+        Target::Aggregation => Route::Aggregation,
+        Target::StatusList(_) => Route::StatusList,
+        Target::Bitstring(..) => Route::Bitstring,
+        Target::StatusList2021(..) => Route::StatusList2021,
+        Target::Lookup(..) => Route::Lookup,
+        Target::Batch(_) => Route::BatchLookup,
+        Target::Jwks => Route::Jwks,
+        Target::Controller => Route::Controller,
+        Target::Unmatched => Route::Unmatched,
+    }
+}
+
+/// A list-valued request field, repeated fields combined ([`head::list_field`]).
+pub(super) fn get(headers: &HeaderMap, name: HeaderName) -> Option<std::borrow::Cow<'_, [u8]>> {
+    head::list_field(headers, name)
+}
+
+/// A path segment that is a valid list id.
+pub(super) fn list_id(seg: &str) -> Result<&str, Problem> {
+    let ok = !seg.is_empty()
+        && seg.len() <= MAX_ID_LEN
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(seg)
+    } else {
+        Err(Problem::BadListId)
+    }
+}
+
+/// A canonical decimal index: digits only, no leading zeros, at most 10 digits (u32 range is
+/// checked against the list size afterwards).
+pub fn parse_index(seg: &str) -> Result<u64, Problem> {
+    let b = seg.as_bytes();
+    if b.is_empty()
+        || b.len() > 10
+        || !b.iter().all(u8::is_ascii_digit)
+        || (b.len() > 1 && b[0] == b'0')
+    {
+        return Err(Problem::BadIndex);
+    }
+    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+pub(super) fn ready(snap: &Snapshot) -> Result<(), Problem> {
+    if snap.generation == 0 {
+        Err(Problem::NotReady)
+    } else {
+        Ok(())
+    }
+}
+
+pub(super) fn lookup_list<'a>(
+    snap: &'a Snapshot,
+    id: &str,
+    w3c: bool,
+) -> Result<&'a Arc<ListSnapshot>, Problem> {
+    ready(snap)?;
+    snap.list(id).ok_or(Problem::UnknownList { w3c })
+}
+
+/// The list's signed artefacts may be served: not withheld while signing is paused.
+fn signed(list: &ListSnapshot) -> Result<(), Problem> {
+    if list.artefacts.aging == Aging::Withheld {
+        return Err(Problem::SigningUnavailable);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_parsing_is_canonical() {
+        assert_eq!(parse_index("0"), Ok(0));
+        assert_eq!(parse_index("1048575"), Ok(1_048_575));
+        assert_eq!(parse_index("9999999999"), Ok(9_999_999_999));
+        for bad in [
+            "",
+            "01",
+            "-1",
+            "+1",
+            "1e3",
+            "12345678901",
+            "0x10",
+            " 1",
+            "１",
+        ] {
+            assert_eq!(parse_index(bad), Err(Problem::BadIndex), "{bad:?}");
+        }
+    }
+}
