@@ -170,8 +170,8 @@ mod tests {
         assert_eq!(Target::parse("/statuses/"), Target::Batch(""));
         assert_eq!(Target::parse("/statuslists/"), Target::StatusList(""));
         assert_eq!(Target::parse("/.well-known/jwks.json"), Target::Jwks);
+        assert_eq!(Target::parse("/"), Target::Controller);
         for unmatched in [
-            "/",
             "*",
             "//statuses/a",
             "/statuses",
