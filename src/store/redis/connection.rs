@@ -238,6 +238,13 @@ fn standalone_client(
     .map_err(invalid_url)
 }
 
+/// TCP settings of every connection to Redis: `TCP_NODELAY`, so that a command written right
+/// after another (a pipeline's tail, the commit after the planning read) is not held back by
+/// Nagle's algorithm waiting for the server's delayed ACK: up to 40 ms per round trip on Linux.
+fn tcp() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
+}
+
 /// Every step of connecting that needs no network: the URL, the files, the clients.
 fn prepare(url: &str, secrets: &Secrets, opts: RedisOptions) -> Result<Prepared, StoreError> {
     if secrets.tls.is_some() && !is_tls_url(url) {
@@ -247,7 +254,11 @@ fn prepare(url: &str, secrets: &Secrets, opts: RedisOptions) -> Result<Prepared,
     }
     match parse_target(url)? {
         Target::Standalone(url) => {
-            let mut info = url.as_str().into_connection_info().map_err(invalid_url)?;
+            let mut info = url
+                .as_str()
+                .into_connection_info()
+                .map_err(invalid_url)?
+                .set_tcp_settings(tcp());
             if let Some(password) = &secrets.password {
                 if info.redis_settings().password().is_some() {
                     return Err(StoreError::Backend(
@@ -270,6 +281,7 @@ fn prepare(url: &str, secrets: &Secrets, opts: RedisOptions) -> Result<Prepared,
         }
         Target::Cluster(nodes) => {
             let mut builder = redis::cluster::ClusterClient::builder(nodes)
+                .tcp_settings(tcp())
                 .connection_timeout(opts.connect_timeout)
                 .response_timeout(opts.response_timeout);
             if let Some(password) = &secrets.password {
