@@ -15,7 +15,6 @@
 
 #[path = "../tests/it/proxy.rs"]
 mod proxy;
-mod support;
 
 use proxy::Proxy;
 use statusd::issuer::{HoldOp, Issuer, Operation, Registration, ReissueOp, RevokeOp, Settings};
@@ -79,7 +78,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[derive(clap::Parser)]
 struct Args {
     /// Delays added each way between statusd and Redis, in milliseconds.
-    #[arg(long, default_value = "0,50,200", value_parser = support::numbers)]
+    #[arg(
+        long,
+        value_name = "MS,MS",
+        default_value = "0,50,200",
+        value_delimiter = ','
+    )]
     delays: Vec<u64>,
     /// Writes per operation and delay.
     #[arg(long, default_value = "20")]

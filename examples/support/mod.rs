@@ -43,13 +43,6 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{s:?}: {e} (whole seconds)"))
 }
 
-/// A comma-separated list of numbers (`0,50,200`).
-pub fn numbers(s: &str) -> Result<Vec<u64>, String> {
-    s.split(',')
-        .map(|n| n.trim().parse().map_err(|e| format!("{n:?}: {e}")))
-        .collect()
-}
-
 /// The whole content of a file.
 pub fn file_bytes(path: &str) -> Result<bytes::Bytes, String> {
     std::fs::read(path)
