@@ -484,12 +484,7 @@ fn operations_guide_configuration_table_matches_config_rs() {
         read("src/cli.rs").contains(&format!("\"{READ_BY_CLI}\"")),
         "{READ_BY_CLI} is no longer read by src/cli.rs"
     );
-    let guide = read("docs/operations.md");
-    let section = guide
-        .split("\n## Configuration reference\n")
-        .nth(1)
-        .expect("docs/operations.md has a \"## Configuration reference\" section");
-    let section = section.split("\n## ").next().unwrap();
+    let section = crate::support::configuration_reference();
     // Variable → (flag cell, default cell) of each table row.
     let mut rows: BTreeMap<String, (String, String)> = BTreeMap::new();
     for line in section.lines().filter(|l| l.starts_with('|')) {

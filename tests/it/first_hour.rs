@@ -577,12 +577,7 @@ fn readme_quick_start_tells_a_new_user_what_to_expect() {
     ] {
         assert!(readme.contains(link), "README does not link {link}");
     }
-    let guide = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
-    let reference = guide
-        .split("\n## Configuration reference\n")
-        .nth(1)
-        .expect("docs/operations.md has a configuration reference");
-    let reference = reference.split("\n## ").next().unwrap();
+    let reference = crate::support::configuration_reference();
     let help = run(&["serve", "--help"], &repo());
     let help = String::from_utf8(help.stdout).unwrap();
     let mut vars = 0;

@@ -77,6 +77,20 @@ pub fn config(dir: &std::path::Path, extra: &[&str]) -> Config {
 }
 
 /// A change of entry `idx` to status `v`.
+/// The operator guide's "Configuration reference" section (up to the next `## ` heading): the
+/// one table of every setting, which `deploy::` checks against src/config.rs.
+pub fn configuration_reference() -> String {
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+    )
+    .expect("docs/operations.md");
+    let section = guide
+        .split("\n## Configuration reference\n")
+        .nth(1)
+        .expect("docs/operations.md has a \"## Configuration reference\" section");
+    section.split("\n## ").next().unwrap().to_owned()
+}
+
 pub fn change(idx: u32, v: u8) -> Change {
     Change {
         idx,
