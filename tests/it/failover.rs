@@ -12,8 +12,7 @@ use crate::redis_harness::RedisCluster;
 use crate::support::{self, TempDir};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use statusd::status::{Bits, Status};
-use statusd::store::{Change, NewList, Store};
+use statusd::status::Bits;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,23 +114,7 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
     std::fs::write(dir.0.join("tokens"), format!("fo write {TOKEN}\n")).unwrap();
     {
         let store = statusd::app::open_store(Some(&url), &dir.0).await.unwrap();
-        store
-            .create_list(NewList {
-                id: "x".into(),
-                bits: Bits::Two,
-                size: 1024,
-                purpose: None,
-            })
-            .await
-            .unwrap();
-        let seed: Vec<Change> = SEEDED
-            .iter()
-            .map(|&(idx, v)| Change {
-                idx,
-                status: Status(v),
-            })
-            .collect();
-        store.apply("x", &seed).await.unwrap();
+        crate::support::seed_list(&store, "x", Bits::Two, 1024, &SEEDED).await;
     }
     let tokens = dir.0.join("tokens");
     let config = support::config(

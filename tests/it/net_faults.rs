@@ -22,8 +22,7 @@ use crate::support::{self, request, TempDir};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use statusd::status::{Bits, Status};
-use statusd::store::{Change, NewList, Store};
+use statusd::status::Bits;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -524,23 +523,7 @@ async fn reads_never_fail_and_no_acknowledged_write_is_lost_through_latency_loss
     let store = statusd::app::open_store(Some(&url), std::path::Path::new("/nonexistent"))
         .await
         .unwrap();
-    store
-        .create_list(NewList {
-            id: "net".into(),
-            bits: Bits::Two,
-            size: 1024,
-            purpose: None,
-        })
-        .await
-        .unwrap();
-    let seed: Vec<Change> = SEEDED
-        .iter()
-        .map(|&(idx, v)| Change {
-            idx,
-            status: Status(v),
-        })
-        .collect();
-    store.apply("net", &seed).await.unwrap();
+    crate::support::seed_list(&store, "net", Bits::Two, 1024, &SEEDED).await;
     drop(store);
 
     let dirs = [TempDir::new("net-faults-a"), TempDir::new("net-faults-b")];

@@ -76,7 +76,6 @@ pub fn config(dir: &std::path::Path, extra: &[&str]) -> Config {
     Config::from_args(&a.a).expect("valid test config")
 }
 
-/// A change of entry `idx` to status `v`.
 /// The operator guide's "Configuration reference" section (up to the next `## ` heading): the
 /// one table of every setting, which `deploy::` checks against src/config.rs.
 pub fn configuration_reference() -> String {
@@ -91,6 +90,7 @@ pub fn configuration_reference() -> String {
     section.split("\n## ").next().unwrap().to_owned()
 }
 
+/// A change of entry `idx` to status `v`.
 pub fn change(idx: u32, v: u8) -> Change {
     Change {
         idx,
@@ -116,6 +116,18 @@ pub fn nonzero(list: &statusd::status::StatusList) -> Vec<(u32, u8)> {
 /// A list to seed: id, bits, size and `(index, value)` entries.
 pub type SeedList<'a> = (&'a str, Bits, u32, Vec<(u32, u8)>);
 
+/// Creates list `id` (no pool) in `store` and sets `entries` (`(index, value)`) in one write.
+pub async fn seed_list(store: &impl Store, id: &str, bits: Bits, size: u32, entries: &[(u32, u8)]) {
+    store
+        .create_list(new_list(id, bits, size))
+        .await
+        .expect("create list");
+    let changes: Vec<Change> = entries.iter().map(|&(idx, v)| change(idx, v)).collect();
+    if !changes.is_empty() {
+        store.apply(id, &changes).await.expect("seed list");
+    }
+}
+
 /// Starts a server whose store holds `lists` (id, bits, size, entries) and waits until ready.
 pub async fn start_with(dir: &std::path::Path, lists: &[SeedList<'_>], extra: &[&str]) -> Running {
     // Seed before starting so the first snapshot already holds everything (and --demo, which
@@ -123,25 +135,7 @@ pub async fn start_with(dir: &std::path::Path, lists: &[SeedList<'_>], extra: &[
     {
         let store = statusd::store::embedded::EmbeddedStore::open(dir).expect("open store");
         for (id, bits, size, entries) in lists {
-            store
-                .create_list(NewList {
-                    id: (*id).into(),
-                    bits: *bits,
-                    size: *size,
-                    purpose: None,
-                })
-                .await
-                .expect("create list");
-            let changes: Vec<Change> = entries
-                .iter()
-                .map(|&(idx, v)| Change {
-                    idx,
-                    status: Status(v),
-                })
-                .collect();
-            if !changes.is_empty() {
-                store.apply(id, &changes).await.expect("seed list");
-            }
+            seed_list(&store, id, *bits, *size, entries).await;
         }
     }
     let running = app::start(&config(dir, extra))
