@@ -1004,9 +1004,9 @@ async fn exists(env: &Env, id: &str) -> bool {
 
 /// Item 3: a body naming a key twice is refused whole, on both planes: `{"op":"suspend", …,
 /// "op":"revoke"}` used to revoke, and a registration with two `credential_id`s registered the
-/// second.
+/// second. Fixed in 6a042d9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_json_keys_are_refused_on_both_planes() {
+async fn issue_21_a_key_named_twice_in_a_body_took_its_last_value() {
     let env = Env::start(Backend::Embedded, &[]).await;
     env.register("X", "physical", None).await;
     let admin = format!("http://{}", env.running.admin_addr);
@@ -1101,8 +1101,9 @@ async fn duplicate_json_keys_are_refused_on_both_planes() {
 /// Item 4: a `write` token cannot create pools (each new pool used to open two lists of 2^20
 /// entries); an admin creates a pool with its first list, and the writer then grows it. The
 /// number of lists is bounded by `--max-lists`, and reaching it is a clear problem.
+/// Fixed in 6a042d9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
+async fn issue_21_write_tokens_created_pools_and_lists_were_unbounded() {
     // The store holds "other" already: with --max-lists 3, two more lists fit.
     let env = Env::start(
         Backend::Embedded,
@@ -1224,9 +1225,9 @@ async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
 /// wins; the others get 409 `already-reissued`, and none of their new cards exists or cost an
 /// index. The mobile card's new parent lives in another list, so its new card is written in
 /// another commit than the revocation (the case that used to leave debris); the physical card's
-/// new card lands in either of two lists.
+/// new card lands in either of two lists. Fixed in 6a042d9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_reissues_of_one_card_leave_one_winner_and_no_debris() {
+async fn issue_21_concurrent_reissues_of_one_card_left_debris() {
     for backend in BACKENDS {
         let env = Env::start(backend, &[]).await;
         env.register("P1", "physical", None).await;
