@@ -605,34 +605,48 @@ pub mod test_pki {
         pub fn leaf(&self, name: &str, public_pem: &str, ext: &str, days: u32) -> PathBuf {
             let pub_file = format!("{name}.pub.pem");
             std::fs::write(self.dir.join(&pub_file), public_pem).unwrap();
+            // The throwaway request's key is replaced by `public_pem`, its subject too.
+            let key = [
+                "-force_pubkey",
+                &pub_file,
+                "-subj",
+                "/CN=Revocation List Signer",
+            ];
+            self.certify(name, "throwaway.csr", &key, ext, days)
+        }
+
+        /// The certificate request `csr` (a file in the PKI's directory) signed by the
+        /// intermediate, with `extra` arguments to `openssl x509 -req`, extensions section
+        /// `ext`, valid for `days`; returns the chain file `{name}.chain.pem` (leaf,
+        /// intermediate).
+        pub fn certify(
+            &self,
+            name: &str,
+            csr: &str,
+            extra: &[&str],
+            ext: &str,
+            days: u32,
+        ) -> PathBuf {
             let leaf = format!("{name}.pem");
             let days = days.to_string();
-            openssl(
-                &self.dir,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    "throwaway.csr",
-                    "-force_pubkey",
-                    &pub_file,
-                    "-subj",
-                    "/CN=Revocation List Signer",
-                    "-CA",
-                    "inter.pem",
-                    "-CAkey",
-                    "inter.key",
-                    "-CAcreateserial",
-                    "-days",
-                    &days,
-                    "-extfile",
-                    "ext.cnf",
-                    "-extensions",
-                    ext,
-                    "-out",
-                    &leaf,
-                ],
-            );
+            let mut args = vec!["x509", "-req", "-in", csr];
+            args.extend_from_slice(extra);
+            args.extend([
+                "-CA",
+                "inter.pem",
+                "-CAkey",
+                "inter.key",
+                "-CAcreateserial",
+                "-days",
+                &days,
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                ext,
+                "-out",
+                &leaf,
+            ]);
+            openssl(&self.dir, &args);
             let chain = self.dir.join(format!("{name}.chain.pem"));
             let text = std::fs::read_to_string(self.dir.join(&leaf)).unwrap()
                 + &std::fs::read_to_string(self.dir.join("inter.pem")).unwrap();

@@ -86,8 +86,6 @@ fn public() -> (Public, hyper::header::HeaderValue) {
         bits: 2,
         size: 1 << 20,
         version: 1,
-        updated_at: 0,
-        updated_ms: 0,
         ..Default::default()
     };
     let ls = build::list_snapshot(meta, list, &key, &p, SystemTime::now())

@@ -158,6 +158,17 @@ fn check(a: &Answer, want: Expect) -> Result<(), String> {
     Ok(())
 }
 
+/// The status `GET {path}` on `addr` answers.
+async fn status(addr: SocketAddr, path: &str) -> hyper::StatusCode {
+    get(&format!("http://{addr}{path}"), &[]).await.0
+}
+
+/// Checks that this process's resident memory grew by less than 200 MiB since `before` (KiB).
+fn rss_grew_little_since(before: u64) {
+    let grown = vm_rss_kib().saturating_sub(before);
+    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+}
+
 fn vm_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
     status
@@ -237,6 +248,12 @@ fn cases() -> Vec<Case> {
     };
     let admin_get =
         |path: &[u8], auth: &str| raw("GET", path, &[("authorization", auth.as_bytes())], b"");
+    // A writer's registration with `extra` header fields.
+    let register_with = |extra: &[(&str, &[u8])], body: &[u8]| {
+        let mut headers = vec![("authorization", auth_w.as_bytes()), json];
+        headers.extend_from_slice(extra);
+        raw("POST", b"/v1/credentials", &headers, body)
+    };
 
     // Control: the table's server answers well-formed requests.
     add("control lookup", Public, get(b"/statuses/a/7"), Status(200));
@@ -710,15 +727,8 @@ fn cases() -> Vec<Case> {
     add(
         "admin Transfer-Encoding and Content-Length",
         Admin,
-        raw(
-            "POST",
-            b"/v1/credentials",
-            &[
-                ("authorization", auth_w.as_bytes()),
-                json,
-                ("transfer-encoding", b"chunked"),
-                ("content-length", b"2"),
-            ],
+        register_with(
+            &[("transfer-encoding", b"chunked"), ("content-length", b"2")],
             b"2\r\n{}\r\n0\r\n\r\n",
         ),
         Problem(400, "bad-body"),
@@ -1241,14 +1251,8 @@ fn cases() -> Vec<Case> {
     add(
         "gzip-encoded admin body",
         Admin,
-        raw(
-            "POST",
-            b"/v1/credentials",
-            &[
-                ("authorization", auth_w.as_bytes()),
-                json,
-                ("content-encoding", b"gzip"),
-            ],
+        register_with(
+            &[("content-encoding", b"gzip")],
             br#"{"credential_id":"c9","kind":"physical"}"#,
         ),
         Problem(415, "unsupported-content-encoding"),
@@ -1337,14 +1341,8 @@ async fn malformed_and_hostile_requests_get_precise_answers_and_leave_the_server
     let (s, _, body) = get(&format!("http://{}/statuses/a/7", srv.public_addr), &[]).await;
     assert_eq!(s, 200);
     assert!(String::from_utf8_lossy(&body).contains("SUSPENDED"));
-    assert_eq!(
-        get(&format!("http://{}/readyz", srv.admin_addr), &[])
-            .await
-            .0,
-        200
-    );
-    let grown = vm_rss_kib().saturating_sub(rss_before);
-    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(status(srv.admin_addr, "/readyz").await, 200);
+    rss_grew_little_since(rss_before);
     srv.stop().await;
 }
 
@@ -1381,12 +1379,7 @@ async fn slow_loris_headers_are_cut_off_on_both_planes() {
             "{addr}: cut off after {elapsed:?}"
         );
     }
-    assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(status(srv.public_addr, "/statuses/a/7").await, 200);
     srv.stop().await;
 }
 
@@ -1446,12 +1439,7 @@ async fn issue_21_silent_connections_were_never_closed() {
     // hyper's own header timer may close the half request line first; the other four per plane
     // have no timer but the first-request deadline.
     assert!(closed >= 8.0, "{closed} connections counted as timed out");
-    assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(status(srv.public_addr, "/statuses/a/7").await, 200);
     srv.stop().await;
 }
 
@@ -1668,9 +1656,7 @@ async fn http2_stream_floods_and_rapid_resets_are_refused() {
         "{seen:?}"
     );
     assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
+        status(srv.public_addr, "/statuses/a/7").await,
         200,
         "others are served while the flood's streams are held"
     );
@@ -1688,14 +1674,8 @@ async fn http2_stream_floods_and_rapid_resets_are_refused() {
     assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{seen:?}");
     drop(s);
 
-    assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
-        200
-    );
-    let grown = vm_rss_kib().saturating_sub(rss_before);
-    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(status(srv.public_addr, "/statuses/a/7").await, 200);
+    rss_grew_little_since(rss_before);
     srv.stop().await;
 }
 
@@ -1794,17 +1774,7 @@ async fn tokens_credential_ids_and_reasons_never_reach_the_logs() {
     {
         // A list in the store keeps --demo from seeding its large demo lists.
         let store = statusd::store::embedded::EmbeddedStore::open(&dir.0).unwrap();
-        statusd::store::Store::create_list(
-            &store,
-            statusd::store::NewList {
-                id: "other".into(),
-                bits: Bits::Two,
-                size: 1024,
-                purpose: None,
-            },
-        )
-        .await
-        .unwrap();
+        crate::support::seed_list(&store, "other", Bits::Two, 1024, &[]).await;
     }
     let mut served = crate::support::Served::start(
         crate::support::serve_demo()

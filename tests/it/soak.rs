@@ -10,7 +10,7 @@
 //! CI runs 45 s, sampled every 5 s; `loadtest/soak` runs two hours sampled every minute
 //! (`STATUSD_SOAK_SECS`, `STATUSD_SOAK_SAMPLE_SECS`) and keeps the series.
 
-use crate::net_faults::{call, Replica, TOKEN};
+use crate::net_faults::{call, spawn_replica, TOKEN};
 use crate::redis_harness::{query, RedisServer};
 use crate::support::{self, TempDir};
 use hyper::{Method, StatusCode};
@@ -176,7 +176,7 @@ async fn a_replica_under_constant_resigning_and_writes_does_not_grow() {
     // --max-connections 256: the accept loop keeps the state of up to twice this many recent
     // connections until it compacts them (server::guard::Waiting); at the default 10,000 and
     // 100 new connections a second that is 200 s of bounded growth, which would hide a leak.
-    let mut r = Replica::spawn_with(
+    let mut r = spawn_replica(
         &dir.0,
         &redis.url(),
         &[
@@ -188,13 +188,9 @@ async fn a_replica_under_constant_resigning_and_writes_does_not_grow() {
             "256",
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !r.ready().await {
-        assert!(Instant::now() < deadline, "statusd did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    r.wait_ready().await;
     let pid = r.child.id();
-    let admin_addr: std::net::SocketAddr = r.admin.trim_start_matches("http://").parse().unwrap();
+    let admin_addr = r.admin_addr();
 
     let stop = Arc::new(AtomicBool::new(false));
     let lat = Arc::new(Mutex::new(Vec::new()));
