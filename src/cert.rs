@@ -508,21 +508,35 @@ pub mod test_pki {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("ext.cnf"), EXT).unwrap();
             let o = |a: &[&str]| openssl(&dir, a);
-            o(&[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "root.key",
-            ]);
+            // A P-256 key in `{name}.key`.
+            let genkey = |name: &str| {
+                let key = format!("{name}.key");
+                o(&[
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                    &key,
+                ]);
+                key
+            };
+            // A P-256 key in `{name}.key` and a request for it with `subject` in `{name}.csr`.
+            let request = |name: &str, subject: &str| {
+                let (key, csr) = (genkey(name), format!("{name}.csr"));
+                o(&[
+                    "req", "-new", "-key", &key, "-subj", subject, "-out", &csr, "-config",
+                    "ext.cnf",
+                ]);
+            };
+            let root_key = genkey("root");
             o(&[
                 "req",
                 "-x509",
                 "-new",
                 "-key",
-                "root.key",
+                &root_key,
                 "-subj",
                 "/CN=Test Root",
                 "-days",
@@ -534,27 +548,7 @@ pub mod test_pki {
                 "-extensions",
                 "ca",
             ]);
-            o(&[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "inter.key",
-            ]);
-            o(&[
-                "req",
-                "-new",
-                "-key",
-                "inter.key",
-                "-subj",
-                "/CN=Test Intermediate",
-                "-out",
-                "inter.csr",
-                "-config",
-                "ext.cnf",
-            ]);
+            request("inter", "/CN=Test Intermediate");
             o(&[
                 "x509",
                 "-req",
@@ -575,27 +569,7 @@ pub mod test_pki {
                 "inter.pem",
             ]);
             // Any request will do: -force_pubkey puts the signing key in the leaf.
-            o(&[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "throwaway.key",
-            ]);
-            o(&[
-                "req",
-                "-new",
-                "-key",
-                "throwaway.key",
-                "-subj",
-                "/CN=x",
-                "-out",
-                "throwaway.csr",
-                "-config",
-                "ext.cnf",
-            ]);
+            request("throwaway", "/CN=x");
             Pki { dir }
         }
 

@@ -350,45 +350,41 @@ fn cases() -> Vec<Case> {
         get(b"http://evil.example/statuses/a/7"),
         Status(200),
     );
-    add(
-        "admin dot-dot",
-        Admin,
-        admin_get(b"/v1/credentials/../lists", &auth_r),
-        Problem(404, "no-route"),
-    );
-    add(
-        "admin double slash",
-        Admin,
-        admin_get(b"//v1/lists", &auth_r),
-        Problem(404, "no-route"),
-    );
-    add(
-        "admin too many segments",
-        Admin,
-        admin_get(b"/v1/credentials/a/b/c", &auth_r),
-        Problem(404, "no-route"),
-    );
-    add(
-        "admin raw NUL in path",
-        Admin,
-        admin_get(b"/v1/lists/a\0", &auth_r),
-        Problem(400, "malformed-request"),
-    );
-    add(
-        "admin overlong credential id",
-        Admin,
-        admin_get(
-            format!("/v1/credentials/{}", "x".repeat(8000)).as_bytes(),
-            &auth_r,
+    let overlong_id = format!("/v1/credentials/{}", "x".repeat(8000));
+    for (name, path, want) in [
+        (
+            "admin dot-dot",
+            &b"/v1/credentials/../lists"[..],
+            Problem(404, "no-route"),
         ),
-        Problem(404, "unknown-credential"),
-    );
-    add(
-        "admin encoded NUL in list id",
-        Admin,
-        admin_get(b"/v1/lists/%00", &auth_r),
-        Problem(404, "unknown-list"),
-    );
+        (
+            "admin double slash",
+            b"//v1/lists",
+            Problem(404, "no-route"),
+        ),
+        (
+            "admin too many segments",
+            b"/v1/credentials/a/b/c",
+            Problem(404, "no-route"),
+        ),
+        (
+            "admin raw NUL in path",
+            b"/v1/lists/a\0",
+            Problem(400, "malformed-request"),
+        ),
+        (
+            "admin overlong credential id",
+            overlong_id.as_bytes(),
+            Problem(404, "unknown-credential"),
+        ),
+        (
+            "admin encoded NUL in list id",
+            b"/v1/lists/%00",
+            Problem(404, "unknown-list"),
+        ),
+    ] {
+        add(name, Admin, admin_get(path, &auth_r), want);
+    }
 
     // Indices.
     for (name, idx, want) in [
@@ -433,24 +429,18 @@ fn cases() -> Vec<Case> {
         get(b"/statuses/a%/1"),
         Problem(400, "bad-list-id"),
     );
-    add(
-        "admin bad escape",
-        Admin,
-        admin_get(b"/v1/credentials/%zz", &auth_r),
-        Problem(400, "bad-body"),
-    );
-    add(
-        "admin truncated escape",
-        Admin,
-        admin_get(b"/v1/credentials/%4", &auth_r),
-        Problem(400, "bad-body"),
-    );
-    add(
-        "admin escape of invalid UTF-8",
-        Admin,
-        admin_get(b"/v1/credentials/%C3%28", &auth_r),
-        Problem(400, "bad-body"),
-    );
+    for (name, path) in [
+        ("admin bad escape", &b"/v1/credentials/%zz"[..]),
+        ("admin truncated escape", b"/v1/credentials/%4"),
+        ("admin escape of invalid UTF-8", b"/v1/credentials/%C3%28"),
+    ] {
+        add(
+            name,
+            Admin,
+            admin_get(path, &auth_r),
+            Problem(400, "bad-body"),
+        );
+    }
 
     // Header values that are not UTF-8, and malformed header lines.
     add(
