@@ -1127,9 +1127,9 @@ mod tests {
     }
 
     /// Issue 19: `--help` showed `[DEFAULT_MAX_INFLIGHT]` (a rustdoc link), "Accept `Accept`
-    /// value", and arguments with no help at all.
+    /// value", and arguments with no help at all. Fixed in e8a2d9f.
     #[test]
-    fn every_argument_has_one_line_of_help_for_people() {
+    fn issue_19_help_showed_rustdoc_links_and_arguments_without_help() {
         let mut all = Vec::new();
         commands(&Cli::command(), "statusd".into(), &mut all);
         for (path, cmd) in all {

@@ -617,8 +617,9 @@ mod tests {
     }
 
     /// Issue 19: the audit trail showed Unix milliseconds (1796587324558) where people read it.
+    /// Fixed in e8a2d9f.
     #[test]
-    fn audit_times_are_rfc3339_with_the_milliseconds_beside() {
+    fn issue_19_audit_times_were_unix_milliseconds() {
         let e = Event {
             at: 1_796_587_324_558,
             by: "demo".into(),

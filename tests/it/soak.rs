@@ -12,7 +12,7 @@
 //! CI runs 45 s, sampled every 5 s; `loadtest/soak` runs two hours sampled every minute
 //! (`STATUSD_SOAK_SECS`, `STATUSD_SOAK_SAMPLE_SECS`) and keeps the series.
 
-use crate::net_faults::{call, Replica, TOKEN};
+use crate::net_faults::{call, spawn_replica, TOKEN};
 use crate::redis_harness::{query, RedisServer};
 use crate::support::{self, TempDir};
 use hyper::{Method, StatusCode};
@@ -187,18 +187,14 @@ async fn a_replica_under_constant_resigning_and_writes_does_not_grow() {
     }
     // The default --max-connections (10,000): the accept loop's queue of recent connections
     // (server::guard::Waiting) no longer grows with it.
-    let mut r = Replica::spawn_with(
+    let mut r = spawn_replica(
         &dir.0,
         &redis.url(),
         &["--ttl", "2", "--token-lifetime", "10"],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !r.ready().await {
-        assert!(Instant::now() < deadline, "statusd did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    r.wait_ready().await;
     let pid = r.child.id();
-    let admin_addr: std::net::SocketAddr = r.admin.trim_start_matches("http://").parse().unwrap();
+    let admin_addr = r.admin_addr();
 
     let stop = Arc::new(AtomicBool::new(false));
     let lat = Arc::new(Mutex::new(Vec::new()));
