@@ -580,6 +580,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             metrics.clone(),
             shutdown_rx.clone(),
         )),
+        Box::pin(crate::retire::run(
+            store.clone(),
+            config.retire,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )),
     ];
     let tasks = vec![
         tokio::spawn(server::serve(

@@ -712,6 +712,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
             purpose: purpose.map(Into::into),
             reason: None,
             request_id: None,
+            expires_at: None,
         })
     };
     let one = |r: Result<Vec<Result<Outcome, ItemProblem>>, _>| {
@@ -784,6 +785,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
                     parent: parent.map(Into::into),
                     reason: "replaced".into(),
                     request_id: None,
+                    expires_at: None,
                 })
             })
             .collect();

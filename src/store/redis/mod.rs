@@ -27,6 +27,7 @@ mod connection;
 mod keys;
 mod parse;
 mod registry;
+mod retire;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,9 @@ pub const APPLY_LUA: &str = include_str!("../redis_apply.lua");
 
 /// The create-if-absent script for a list's metadata.
 pub const CREATE_LUA: &str = include_str!("../redis_create.lua");
+
+/// The retire and purge script ([`crate::store::retire`]).
+pub const RETIRE_LUA: &str = include_str!("../redis_retire.lua");
 
 /// The most feed entries [`Store::changes_since`] replays; a replica further behind reloads the
 /// list in full, which then costs less than the replay.
@@ -202,6 +206,7 @@ impl Store for RedisStore {
             updated_ms: now * 1000,
             purpose: new.purpose,
             allocated: 0,
+            life: crate::store::Lifetime::new_list(),
         })
     }
 
