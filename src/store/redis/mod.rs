@@ -125,6 +125,16 @@ impl Store for RedisStore {
             // An id without meta is being created (or was deleted): not a list yet. Corrupt
             // meta is skipped the same way, loudly.
             match parse_meta(id, reply) {
+                Ok(Some(meta)) if meta.life.is_retired() => {
+                    // Another replica retired it: this one never allocates there again.
+                    inner
+                        .allocated
+                        .bitmaps
+                        .lock()
+                        .expect("not poisoned")
+                        .remove(id.as_str());
+                    out.push(meta);
+                }
                 Ok(Some(meta)) => out.push(meta),
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "ignoring a list with corrupt metadata"),
