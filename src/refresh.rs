@@ -250,10 +250,14 @@ impl<S: Store> Refresher<S> {
     }
 
     /// Publishes a snapshot read from disk, before the first synchronisation. It is served but
-    /// not fresh, so `/readyz` stays false until the store answers.
-    pub fn restore(&self, lists: Vec<(ListMeta, StatusList)>) -> usize {
+    /// not fresh, so `/readyz` stays false until the store answers. Returns the lists restored.
+    pub fn restore(&self, persisted: persist::Persisted) -> usize {
         let now = SystemTime::now();
-        let built: HashMap<Box<str>, Arc<ListSnapshot>> = lists
+        let retired = persisted.retired.len();
+        *self.retired.lock().expect("not poisoned") =
+            Arc::new(persisted.retired.into_iter().collect());
+        let built: HashMap<Box<str>, Arc<ListSnapshot>> = persisted
+            .lists
             .into_iter()
             .map(|(meta, list)| {
                 // Signing paused from the start (a skewed clock): published unsigned.
@@ -270,7 +274,7 @@ impl<S: Store> Refresher<S> {
             })
             .collect();
         let n = built.len();
-        if n > 0 {
+        if n > 0 || retired > 0 {
             self.publish(built, now);
         }
         n

@@ -19,6 +19,13 @@ const WRITER: &str = "writer-token-0123456789abcdef";
 /// Starts statusd with the issuer API on lists of 8 entries (closed at 6: the fill threshold),
 /// one open list per pool, a grace of 1 s and a retention of 2 s.
 async fn start(dir: &TempDir, redis: Option<&RedisServer>) -> Running {
+    let running = launch(dir, redis).await;
+    assert!(running.ready(Duration::from_secs(20)).await, "not ready");
+    running
+}
+
+/// [`start`] without waiting for readiness.
+async fn launch(dir: &TempDir, redis: Option<&RedisServer>) -> Running {
     let tokens = dir.0.join("tokens");
     std::fs::write(&tokens, format!("issuance write {WRITER}\n")).unwrap();
     let url = redis.map(RedisServer::url);
@@ -39,11 +46,9 @@ async fn start(dir: &TempDir, redis: Option<&RedisServer>) -> Running {
     if let Some(u) = &url {
         args.extend(["--redis-url", u.as_str()]);
     }
-    let running = app::start(&support::config(&dir.0, &args))
+    app::start(&support::config(&dir.0, &args))
         .await
-        .expect("start statusd");
-    assert!(running.ready(Duration::from_secs(20)).await, "not ready");
-    running
+        .expect("start statusd")
 }
 
 /// `POST` of `body` to the admin path `path` with the write token.
@@ -162,7 +167,7 @@ async fn assert_gone(srv: &Running, list: &str) {
     }
 }
 
-async fn a_full_expired_list_is_retired_and_gone_everywhere(redis: Option<RedisServer>) {
+async fn a_full_expired_list_is_retired_and_gone_everywhere(mut redis: Option<RedisServer>) {
     let dir = TempDir::new("retire");
     let srv = start(&dir, redis.as_ref()).await;
     // A second replica on the same Redis.
@@ -324,10 +329,23 @@ async fn a_full_expired_list_is_retired_and_gone_everywhere(redis: Option<RedisS
     )
     .await;
     assert_eq!(status, StatusCode::GONE, "{p}");
-    if let Some(replica) = replica {
-        replica.stop().await;
-    }
     srv.stop().await;
+    if let (Some(replica), Some(r)) = (replica, redis.as_mut()) {
+        // A replica that starts while Redis is down serves its last snapshot from disk: the
+        // retired list still answers 410.
+        replica.stop().await;
+        r.kill();
+        let again = launch(&dir2, Some(r)).await;
+        until_gone(&again, &old).await;
+        assert_gone(&again, &old).await;
+        let (status, _, _) = get(
+            &format!("http://{}/statuslists/{live}", again.public_addr),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "the live list is served");
+        again.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
