@@ -249,6 +249,79 @@ mod tests {
         assert_eq!(due(&m, &s, u64::MAX), None);
     }
 
+    /// Replicas race: of two passes over one store at once, one retires the list and one
+    /// deletes its data later; every other attempt finds it done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_passes_retire_and_purge_once() {
+        use crate::status::Bits;
+        use crate::store::registry::{Registry, Txn};
+        use crate::store::{embedded::EmbeddedStore, Extends, NewList, Store};
+        let dir = std::env::temp_dir().join(format!(
+            "statusd-retire-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let store = EmbeddedStore::open(&dir).unwrap();
+        for id in ["p-1", "p-2"] {
+            store
+                .create_list(NewList {
+                    id: id.into(),
+                    bits: Bits::Two,
+                    size: 8,
+                    purpose: Some("p".into()),
+                })
+                .await
+                .unwrap();
+        }
+        let commit = |list: &'static str, extends| {
+            let store = store.clone();
+            async move {
+                let txn = Txn {
+                    expect_version: 0,
+                    claim: (0..6).collect(),
+                    records: (0..6).map(|i| (i, b"{}".to_vec())).collect(),
+                    extends,
+                    ..Txn::default()
+                };
+                store.commit(list, &txn).await.unwrap();
+            }
+        };
+        commit("p-1", Extends::Until(1_000)).await;
+        // Closed too, but one credential never expires.
+        commit("p-2", Extends::Forever).await;
+        let s = Settings {
+            after: Duration::from_secs(100),
+            retention: Duration::from_secs(50),
+            fill_threshold: 0.75,
+        };
+        let metrics = Metrics::new();
+        let early = pass(&store, &s, &metrics, 1_099).await.unwrap();
+        assert_eq!(early, Pass::default(), "still within the grace");
+        let (a, b) = tokio::join!(
+            pass(&store, &s, &metrics, 1_100),
+            pass(&store, &s, &metrics, 1_100)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.retired + b.retired, 1);
+        assert_eq!((a.tombstones, b.tombstones), (1, 1));
+        let (a, b) = tokio::join!(
+            pass(&store, &s, &metrics, 1_150),
+            pass(&store, &s, &metrics, 1_150)
+        );
+        assert_eq!(a.unwrap().purged + b.unwrap().purged, 1);
+        assert_eq!(metrics.lists_retired.get(), 1);
+        assert_eq!(metrics.lists_purged.get(), 1);
+        let metas = store.lists().await.unwrap();
+        let life = |id: &str| metas.iter().find(|m| m.id == id).unwrap().life.clone();
+        assert_eq!(
+            (life("p-1").retired_at, life("p-1").purged_at),
+            (Some(1_100), Some(1_150))
+        );
+        assert_eq!(life("p-2").retired_at, None, "a credential without expiry");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn passes_are_at_least_a_second_and_at_most_a_minute_apart() {
         let every = |after, retention| {
