@@ -166,13 +166,22 @@ fn same_registration(r: &Registration, rec: &Record) -> Result<(), ItemProblem> 
     Err(ItemProblem::new(
         ItemError::RegistrationConflict,
         format!(
-            "{:?} is already registered with different parameters: kind {:?}, {}; \
+            "{:?} is already registered with different parameters: kind {:?}, {}{}; \
              a retry must repeat them, a new card needs a new id",
             r.credential_id,
             rec.kind,
             match &rec.parent {
                 Some(p) => format!("parent {:?}", p.credential_id),
                 None => "no parent".to_owned(),
+            },
+            match rec.expires_at {
+                Some(t) => format!(
+                    ", expires_at {}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)
+                    )
+                ),
+                None => ", no expires_at".to_owned(),
             }
         ),
     ))
@@ -1189,11 +1198,17 @@ mod tests {
         );
         r.purpose = Some("transit".into());
         assert_eq!(same_registration(&r, &rec), Ok(()));
-        let changes: [fn(&mut Registration); 4] = [
+        // A retry may leave expires_at out, or repeat it.
+        r.expires_at = Some("2029-06-30T23:59:59Z".into());
+        let mut rec = rec;
+        rec.expires_at = Some(1_877_558_399);
+        assert_eq!(same_registration(&r, &rec), Ok(()));
+        let changes: [fn(&mut Registration); 5] = [
             |r| r.purpose = Some("default".into()),
             |r| r.kind = "physical".into(),
             |r| r.parent = None,
             |r| r.parent = Some("card-2".into()),
+            |r| r.expires_at = Some("2029-07-01T00:00:00Z".into()),
         ];
         for change in changes {
             let mut other = r.clone();
@@ -1201,7 +1216,9 @@ mod tests {
             let e = same_registration(&other, &rec).unwrap_err();
             assert_eq!(e.error, ItemError::RegistrationConflict);
             assert!(
-                e.detail.contains("kind \"mobile\", parent \"card-1\""),
+                e.detail.contains(
+                    "kind \"mobile\", parent \"card-1\", expires_at 2029-06-30T23:59:59Z"
+                ),
                 "{}",
                 e.detail
             );
