@@ -357,3 +357,67 @@ async fn embedded_a_full_expired_list_is_retired_and_gone_everywhere() {
 async fn redis_a_full_expired_list_is_retired_and_gone_everywhere() {
     a_full_expired_list_is_retired_and_gone_everywhere(Some(RedisServer::start())).await;
 }
+
+/// The retire script touches one list's keys only (one hash slot): it runs unchanged on a
+/// Redis Cluster, where the pass reads every list's metadata from the slots' owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retirement_runs_on_a_redis_cluster() {
+    use statusd::metrics::Metrics;
+    use statusd::retire::{pass, Settings};
+    use statusd::status::Bits;
+    use statusd::store::redis::RedisStore;
+    use statusd::store::registry::{Registry, Txn};
+    use statusd::store::{Extends, NewList};
+    let cluster = crate::redis_harness::RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url()).await.unwrap();
+    assert!(store.is_cluster());
+    for n in 1..=3 {
+        let id = format!("p-{n}");
+        store
+            .create_list(NewList {
+                id: id.clone(),
+                bits: Bits::Two,
+                size: 8,
+                purpose: Some("p".into()),
+            })
+            .await
+            .unwrap();
+        let txn = Txn {
+            claim: (0..6).collect(),
+            records: (0..6).map(|i| (i, b"{}".to_vec())).collect(),
+            changes: vec![support::change(2, 2)],
+            extends: Extends::Until(1_000 * n),
+            ..Txn::default()
+        };
+        store.commit(&id, &txn).await.unwrap();
+    }
+    let s = Settings {
+        after: Duration::from_secs(100),
+        retention: Duration::from_secs(100),
+        fill_threshold: 0.75,
+    };
+    let metrics = Metrics::new();
+    // p-1 and p-2 are past their grace, p-3 is not.
+    let done = pass(&store, &s, &metrics, 2_100).await.unwrap();
+    assert_eq!((done.retired, done.purged, done.tombstones), (2, 0, 2));
+    let done = pass(&store, &s, &metrics, 2_200).await.unwrap();
+    assert_eq!((done.retired, done.purged), (0, 2));
+    for n in 1..=2 {
+        let data = format!("statusd:{{p-{n}}}:data");
+        let node = cluster
+            .nodes
+            .iter()
+            .find(|node| {
+                crate::redis_harness::query::<i64>(
+                    node.port,
+                    redis::cmd("EXISTS").arg(format!("statusd:{{p-{n}}}:meta")),
+                )
+                .is_ok_and(|e| e == 1)
+            })
+            .expect("a node holds the tombstone");
+        let exists: i64 = node.query(redis::cmd("EXISTS").arg(&data));
+        assert_eq!(exists, 0, "{data} deleted");
+    }
+    let (_, list) = store.load("p-3").await.unwrap();
+    assert_eq!(support::nonzero(&list), vec![(2, 2)], "p-3 untouched");
+}
