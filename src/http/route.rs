@@ -194,7 +194,13 @@ pub(super) fn lookup_list<'a>(
     w3c: bool,
 ) -> Result<&'a Arc<ListSnapshot>, Problem> {
     ready(snap)?;
-    snap.list(id).ok_or(Problem::UnknownList { w3c })
+    snap.list(id).ok_or_else(|| {
+        if snap.retired.contains(id) {
+            Problem::ListRetired
+        } else {
+            Problem::UnknownList { w3c }
+        }
+    })
 }
 
 /// The list's signed artefacts may be served: not withheld while signing is paused.

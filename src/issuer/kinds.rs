@@ -159,6 +159,7 @@ mod tests {
             purpose: None,
             reason: None,
             request_id: None,
+            expires_at: None,
         })
     }
 

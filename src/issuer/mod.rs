@@ -258,6 +258,7 @@ pub(crate) mod tests {
             purpose: None,
             reason: None,
             request_id: None,
+            expires_at: None,
         })
     }
 
@@ -293,6 +294,7 @@ pub(crate) mod tests {
             parent: parent.map(Into::into),
             reason: "replaced".into(),
             request_id: None,
+            expires_at: None,
         })
     }
 

@@ -486,6 +486,7 @@ pub fn snapshot(
         generation,
         published_at: now,
         lists,
+        retired: Arc::default(),
         aggregation: json_representation(aggregation.to_string().into(), routes::JSON),
         jwks: json_representation(published_keys.to_jwks().to_string().into(), routes::JWK_SET),
         controller: controller(published_keys, p),
@@ -513,6 +514,7 @@ pub fn next_snapshot(
         generation: previous.generation + 1,
         published_at: now,
         lists,
+        retired: previous.retired.clone(),
         aggregation: previous.aggregation.clone(),
         controller: if previous.jwks.body == jwks.as_bytes() {
             previous.controller.clone()

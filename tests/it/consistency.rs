@@ -62,6 +62,7 @@ async fn a_corrupted_snapshot_entry_is_detected() {
         generation: snap.generation + 1,
         published_at: snap.published_at,
         lists,
+        retired: snap.retired.clone(),
         aggregation: snap.aggregation.clone(),
         jwks: snap.jwks.clone(),
         controller: snap.controller.clone(),

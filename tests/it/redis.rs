@@ -774,6 +774,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
                     parent: parent.map(Into::into),
                     reason: "replaced".into(),
                     request_id: None,
+                    expires_at: None,
                 })
             })
             .collect();

@@ -29,6 +29,7 @@ pub fn register(id: &str, kind: &str, parent: Option<&str>, purpose: Option<&str
         purpose: purpose.map(Into::into),
         reason: None,
         request_id: None,
+        expires_at: None,
     })
 }
 
@@ -48,6 +49,7 @@ pub fn reissue(old: &str, new: &str, parent: Option<&str>) -> Operation {
         parent: parent.map(Into::into),
         reason: "replaced".into(),
         request_id: None,
+        expires_at: None,
     })
 }
 
