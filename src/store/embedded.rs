@@ -15,7 +15,9 @@
 //! (`tests/it/store_contract.rs`).
 
 use super::registry::{Location, MetaRecords, Records, Registry, Txn};
-use super::{check_change, check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
+use super::{
+    check_change, check_id, Applied, Change, Hint, Hints, ListMeta, NewList, Store, StoreError,
+};
 use crate::status::{Bits, Status, StatusList};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use roaring::RoaringBitmap;
@@ -24,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 
 const LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("lists");
 const ENTRIES: TableDefinition<(&str, u32), u8> = TableDefinition::new("entries");
@@ -44,10 +45,8 @@ pub struct EmbeddedStore {
     path: Arc<PathBuf>,
     /// Set when an operation hit an I/O error; the next operation reopens the database first.
     reopen: Arc<AtomicBool>,
-    /// Bumped after every commit; the refresher waits on it.
-    commits: watch::Sender<u64>,
-    /// The refresher's view of `commits`.
-    seen: Arc<tokio::sync::Mutex<watch::Receiver<u64>>>,
+    /// Noted after every commit, naming its list; the refresher waits on it.
+    hints: Arc<Hints>,
     /// Allocated indices per list, loaded on first use; held across every registry commit.
     allocated: Arc<Mutex<HashMap<String, RoaringBitmap>>>,
 }
@@ -152,13 +151,11 @@ impl EmbeddedStore {
         tx.open_table(CREDS).map_err(backend)?;
         tx.open_table(CIDS).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        let (commits, seen) = watch::channel(0);
         Ok(EmbeddedStore {
             db: Arc::new(RwLock::new(db)),
             path: Arc::new(path),
             reopen: Arc::default(),
-            commits,
-            seen: Arc::new(tokio::sync::Mutex::new(seen)),
+            hints: Arc::default(),
             allocated: Arc::default(),
         })
     }
@@ -190,8 +187,9 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
     }
 
-    fn notify(&self) {
-        self.commits.send_modify(|n| *n += 1);
+    /// Notes a commit to list `id` (`None`: a list was created).
+    fn notify(&self, id: Option<&str>) {
+        self.hints.note(id);
     }
 
     fn lists_sync(db: &Database) -> Result<Vec<ListMeta>, StoreError> {
@@ -395,7 +393,7 @@ impl Registry for EmbeddedStore {
                 Ok(applied.version)
             })
             .await?;
-        self.notify();
+        self.notify(Some(list));
         Ok(version)
     }
 
@@ -460,6 +458,20 @@ impl Store for EmbeddedStore {
         self.blocking(Self::lists_sync).await
     }
 
+    async fn meta(&self, id: &str) -> Result<Option<ListMeta>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let lists = tx.open_table(LISTS).map_err(backend)?;
+            match meta_of(&lists, &id) {
+                Ok(meta) => Ok(Some(meta)),
+                Err(StoreError::UnknownList(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         let id = id.to_owned();
         self.blocking(move |db| Self::load_sync(db, &id)).await
@@ -501,11 +513,12 @@ impl Store for EmbeddedStore {
                 Ok(meta)
             })
             .await?;
-        self.notify();
+        self.notify(None);
         Ok(meta)
     }
 
     async fn apply(&self, id: &str, changes: &[Change]) -> Result<Applied, StoreError> {
+        let hinted = id;
         let id = id.to_owned();
         let changes = changes.to_vec();
         let applied = self
@@ -516,7 +529,7 @@ impl Store for EmbeddedStore {
                 Ok(applied)
             })
             .await?;
-        self.notify();
+        self.notify(Some(hinted));
         Ok(applied)
     }
 
@@ -559,8 +572,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn changed(&self, timeout: Duration) {
-        let mut seen = self.seen.lock().await;
-        let _ = tokio::time::timeout(timeout, seen.changed()).await;
+    async fn changed(&self, timeout: Duration) -> Hint {
+        self.hints.wait(timeout).await
     }
 }

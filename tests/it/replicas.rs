@@ -426,3 +426,172 @@ async fn a_replica_runs_unchanged_on_a_redis_cluster() {
     println!("cluster propagation: {took:?}");
     r.stop().await;
 }
+
+/// A refresher on its own [`RedisStore`] of `redis`, its tick `tick` (the interval of its full
+/// reads), running until the returned sender says stop, and the snapshots it publishes.
+fn refresher_on(
+    store: RedisStore,
+    tick: Duration,
+) -> (
+    std::sync::Arc<statusd::snapshot::SnapshotStore>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    use statusd::refresh::{Refresher, Signing};
+    use std::sync::Arc;
+    let key = SigningKey::generate(Algorithm::Es256);
+    let published = statusd::token::KeySet::new(vec![key.verifying_key()]);
+    let snapshots = Arc::new(statusd::snapshot::SnapshotStore::default());
+    let refresher = Refresher::new(
+        Arc::new(store),
+        snapshots.clone(),
+        Signing {
+            key: Arc::new(key.into()),
+            watch: Arc::new(statusd::keyfile::KeyWatch::new(None)),
+            published_keys: Arc::new(arc_swap::ArcSwap::from_pointee(published)),
+        },
+        statusd::snapshot::build::BuildParams {
+            urls: statusd::routes::PublicUrls::new("https://status.example"),
+            issuer: "https://status.example".into(),
+            ttl: Duration::from_secs(300),
+            lifetime: Duration::from_secs(86_400),
+            tick,
+        },
+        Arc::new(statusd::metrics::Metrics::new()),
+        Arc::new(statusd::snapshot::SyncState::new(Duration::from_secs(30))),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(refresher.run(stopped));
+    (snapshots, stop)
+}
+
+/// Waits up to 10 s until list `id` of `snapshots` holds `want` at `idx`.
+async fn until_published(
+    snapshots: &statusd::snapshot::SnapshotStore,
+    id: &str,
+    idx: u32,
+    want: Status,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = snapshots.load().list(id).map(|l| l.list.get_unchecked(idx));
+        if seen == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id}[{idx}] is {seen:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Calls of `command` Redis has served since its start (`INFO commandstats`).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info: String = redis.query(redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Issue 16: a write's hint names its list, and a replica reads that list alone (its `meta`,
+/// then its feed), not every list's metadata (`SMEMBERS statusd:lists` and one `HGETALL` per
+/// list), which made every single write cost each replica about 1.5 ms of CPU at 50 lists. A
+/// hint naming a list the replica does not serve yet (a creation) reads every list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_change_hint_reads_only_the_list_it_names() {
+    const LISTS: u64 = 30;
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    for i in 0..LISTS {
+        crate::support::seed_list(&writer, &format!("l-{i}"), Bits::Two, 64, &[]).await;
+    }
+    // No tick during the test: every read after the start is a hint's.
+    let (snapshots, _stop) = refresher_on(
+        RedisStore::connect(&redis.url()).await.unwrap(),
+        Duration::from_secs(3600),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let subscribed: (String, i64) = redis.query(
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(statusd::store::redis::CHANNEL),
+        );
+        if subscribed.1 >= 2 && snapshots.load().lists.len() == LISTS as usize {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The subscription's own hint (anything may have changed) reads every list once more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (full, meta) = (calls(&redis, "smembers"), calls(&redis, "hgetall"));
+    for (n, id) in ["l-7", "l-21", "l-7"].iter().enumerate() {
+        let (idx, status) = (n as u32, Status(2));
+        writer.apply(id, &[Change { idx, status }]).await.unwrap();
+        until_published(&snapshots, id, idx, status).await;
+    }
+    assert_eq!(calls(&redis, "smembers"), full, "a hint read every list");
+    let read = calls(&redis, "hgetall") - meta;
+    // Per write: the list's meta, then its meta and feed together.
+    assert!(read <= 3 * 2, "{read} HGETALLs for 3 writes");
+
+    // A list the replica does not serve yet: every list is read, and it is published.
+    crate::support::seed_list(&writer, "new", Bits::Two, 64, &[(5, 2)]).await;
+    until_published(&snapshots, "new", 5, Status(2)).await;
+    assert!(calls(&redis, "smembers") > full);
+}
+
+/// Issue 16: a write whose hint is lost (a writer that does not publish, or a message that
+/// never arrives) is found by the next full read, on the tick, even while hints for other lists
+/// keep the replica busy reading those lists alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_write_whose_hint_is_lost_is_found_by_the_tick() {
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    for id in ["busy", "quiet"] {
+        crate::support::seed_list(&writer, id, Bits::Two, 64, &[]).await;
+    }
+    let (snapshots, _stop) = refresher_on(
+        RedisStore::connect(&redis.url()).await.unwrap(),
+        Duration::from_millis(500),
+    );
+    until_published(&snapshots, "quiet", 0, Status::VALID).await;
+    // The write script without its PUBLISH: the write is applied, and no hint goes out.
+    let script = statusd::store::redis::APPLY_LUA;
+    let silent: String = script
+        .lines()
+        .filter(|l| !l.contains("'PUBLISH'"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(silent.lines().count() + 1, script.lines().count());
+    // Hints for another list all along, each read on its own.
+    let busy = tokio::spawn(async move {
+        for n in 0u32.. {
+            let c = Change {
+                idx: n % 64,
+                status: Status(2),
+            };
+            writer.apply("busy", &[c]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: Vec<i64> = redis::Script::new(&silent)
+        .key(meta_key("quiet"))
+        .key(data_key("quiet"))
+        .key(feed_key("quiet"))
+        .arg(1_700_000_000)
+        .arg(9)
+        .arg(2)
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
+    until_published(&snapshots, "quiet", 9, Status(2)).await;
+    busy.abort();
+}
