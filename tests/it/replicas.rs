@@ -9,6 +9,7 @@ use statusd::status::{Bits, Status};
 use statusd::store::redis::{data_key, feed_key, meta_key, RedisStore};
 use statusd::store::{Change, NewList, Store};
 use statusd::token::keys::{Algorithm, SigningKey};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// A replica on `redis_url` with its own data directory and the shared key in `key_dir`.
@@ -594,4 +595,66 @@ async fn issue_16_a_write_whose_hint_is_lost_is_found_by_the_tick() {
         .unwrap();
     until_published(&snapshots, "quiet", 9, Status(2)).await;
     busy.abort();
+}
+
+/// Issue 16: a registration reads the metadata of the lists its pool's cards were last chosen
+/// among on this replica, not every list's (`SMEMBERS statusd:lists` and one `HGETALL` per
+/// list); every list's again only when too few of them have room, and the pool grows then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_registration_reads_only_its_pools_lists() {
+    use statusd::issuer::{Issuer, Operation, Registration, Settings};
+    use statusd::store::any::AnyStore;
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    for i in 0..30 {
+        crate::support::seed_list(&store, &format!("other-{i}"), Bits::Two, 64, &[]).await;
+    }
+    // Lists of 64 entries take 48 cards each (fill threshold 0.75); two are kept open.
+    let settings = Settings {
+        list_size: 64,
+        ..Settings::default()
+    };
+    let issuer = Issuer::new(
+        std::sync::Arc::new(AnyStore::Redis(store.clone())),
+        statusd::routes::PublicUrls::new("https://status.example"),
+        settings,
+    );
+    let register = |n: u32| {
+        let op = Operation::Register(Registration {
+            credential_id: format!("card-{n}"),
+            kind: "physical".into(),
+            parent: None,
+            purpose: None,
+            reason: None,
+            request_id: None,
+        });
+        let issuer = issuer.clone();
+        async move {
+            let mut r = issuer.execute("clerk", &[op]).await.unwrap();
+            r.pop().unwrap().unwrap().assignment.unwrap().list_id
+        }
+    };
+    // The first registration reads every list and grows the pool to two open lists.
+    register(0).await;
+    let (full, meta) = (calls(&redis, "smembers"), calls(&redis, "hgetall"));
+    let mut chosen = BTreeSet::new();
+    for n in 1..=40 {
+        chosen.insert(register(n).await);
+    }
+    assert_eq!(
+        calls(&redis, "smembers"),
+        full,
+        "a registration read every list"
+    );
+    // Each: the two lists' meta; the chosen list's meta with its records.
+    let read = calls(&redis, "hgetall") - meta;
+    assert!(read <= 40 * 3, "{read} HGETALLs for 40 registrations");
+    assert_eq!(chosen.len(), 2, "{chosen:?}");
+    // 96 places in the two lists (75 % of 64 each): once too few have room, every list is
+    // read again and the pool grows.
+    for n in 41..=100 {
+        chosen.insert(register(n).await);
+    }
+    assert!(calls(&redis, "smembers") > full);
+    assert!(chosen.len() > 2, "{chosen:?}");
 }
