@@ -177,15 +177,17 @@ impl<S: Store> Refresher<S> {
             let started = tokio::time::Instant::now();
             let full = started >= full_due || !self.knows_all(&hint);
             let synced = if full {
+                self.metrics.refresh_reads_all.inc();
                 self.sync_once().await
             } else {
+                self.metrics.refresh_reads_named.inc();
                 self.sync_lists(&hint.lists).await
             };
             match synced {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     if full {
-                        full_due = started + self.params.tick;
+                        full_due = tokio::time::Instant::now() + self.params.tick;
                     }
                 }
                 Err(e) => {
@@ -406,7 +408,10 @@ impl<S: Store> Refresher<S> {
     /// snapshot: [`Self::knows_all`]), each read alone (its metadata, then its change feed);
     /// every other list is published as it is. Returns whether a new snapshot was published.
     /// What a hint did not name, the next full synchronisation ([`Self::sync_once`]) finds;
-    /// lists missing from the store are its business too.
+    /// lists missing from the store are its business too, and so is the work that looks at
+    /// every list (re-signing due, aging while signing is paused), one tick later at most:
+    /// this pass costs the lists it names, not the lists there are. It starts the
+    /// re-encodings of the lists it changed.
     pub async fn sync_lists(&self, ids: &BTreeSet<String>) -> Result<bool, StoreError> {
         let signing = self.key_watch.may_sign(&self.metrics).await;
         let current = self.snapshots.load_full();
@@ -428,12 +433,16 @@ impl<S: Store> Refresher<S> {
             changed |= self.follow(ls, meta, &mut lists, &mut changed_at).await?;
         }
         changed |= self.attach_finished(&mut lists).await;
-        if signing {
-            self.schedule_encodings(&lists, now);
-        }
-        changed |= self.age(&mut lists, signing, now);
         if !changed {
             return Ok(false);
+        }
+        if signing {
+            let named: HashMap<Box<str>, Arc<ListSnapshot>> = ids
+                .iter()
+                .filter_map(|id| lists.get_key_value(id.as_str()))
+                .map(|(id, ls)| (id.clone(), ls.clone()))
+                .collect();
+            self.schedule_encodings(&named, now);
         }
         self.publish_changed(&current, lists, &changed_at, now);
         Ok(true)
@@ -793,12 +802,27 @@ impl<S: Store> Refresher<S> {
             .filter(|&exp| exp > 0)
             .min();
         let count = lists.len();
-        self.metrics.list_allocated_ratio.reset();
+        // The fill gauges of the lists whose fill changed; all of them afresh when the set of
+        // lists changed (a list that left must leave the metric). A publication for one list's
+        // write then costs no work per list here.
+        let same_ids = previous.generation > 0
+            && previous.lists.len() == count
+            && lists.keys().all(|id| previous.lists.contains_key(id));
+        if !same_ids {
+            self.metrics.list_allocated_ratio.reset();
+        }
         for l in lists.values() {
-            self.metrics
-                .list_allocated_ratio
-                .with_label_values(&[l.meta.id.as_str()])
-                .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+            let unchanged = same_ids
+                && previous.lists.get(l.meta.id.as_str()).is_some_and(|p| {
+                    Arc::ptr_eq(p, l)
+                        || (p.meta.allocated == l.meta.allocated && p.meta.size == l.meta.size)
+                });
+            if !unchanged {
+                self.metrics
+                    .list_allocated_ratio
+                    .with_label_values(&[l.meta.id.as_str()])
+                    .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+            }
         }
         let snapshot = build::next_snapshot(
             &previous,
