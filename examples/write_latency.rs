@@ -130,6 +130,7 @@ async fn main() {
                     parent: None,
                     reason: "replaced".into(),
                     request_id: None,
+                    expires_at: None,
                 }),
                 Operation::Revoke(RevokeOp {
                     credential_id: new,
@@ -186,6 +187,7 @@ fn register(id: &str) -> Operation {
         purpose: None,
         reason: None,
         request_id: None,
+        expires_at: None,
     })
 }
 

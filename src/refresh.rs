@@ -31,7 +31,7 @@ use crate::status::StatusList;
 use crate::store::{Hint, ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
 use crate::token::{SignError, Signer, TokenSigner as _};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -89,6 +89,9 @@ pub struct Refresher<S> {
     built: Arc<Built>,
     /// When lists missing from the store were last logged ([`Self::warn_missing`]).
     missing_warned: Mutex<Option<Instant>>,
+    /// The retired lists the store names ([`crate::retire`]): published with every snapshot so
+    /// their URLs answer 410.
+    retired: Mutex<Arc<HashSet<Box<str>>>>,
 }
 
 /// Where background builds leave their artefacts, and the wake-up that gets them published at
@@ -145,6 +148,7 @@ impl<S: Store> Refresher<S> {
             encoding: Mutex::default(),
             built: Arc::default(),
             missing_warned: Mutex::default(),
+            retired: Mutex::default(),
         }
     }
 
@@ -285,10 +289,14 @@ impl<S: Store> Refresher<S> {
     }
 
     /// Publishes a snapshot read from disk, before the first synchronisation. It is served but
-    /// not fresh, so `/readyz` stays false until the store answers.
-    pub fn restore(&self, lists: Vec<(ListMeta, StatusList)>) -> usize {
+    /// not fresh, so `/readyz` stays false until the store answers. Returns the lists restored.
+    pub fn restore(&self, persisted: persist::Persisted) -> usize {
         let now = SystemTime::now();
-        let built: HashMap<Box<str>, Arc<ListSnapshot>> = lists
+        let retired = persisted.retired.len();
+        *self.retired.lock().expect("not poisoned") =
+            Arc::new(persisted.retired.into_iter().collect());
+        let built: HashMap<Box<str>, Arc<ListSnapshot>> = persisted
+            .lists
             .into_iter()
             .map(|(meta, list)| {
                 // Signing paused from the start (a skewed clock): published unsigned.
@@ -305,7 +313,7 @@ impl<S: Store> Refresher<S> {
             })
             .collect();
         let n = built.len();
-        if n > 0 {
+        if n > 0 || retired > 0 {
             self.publish(built, now);
         }
         n
@@ -339,8 +347,14 @@ impl<S: Store> Refresher<S> {
         let mut changed = current.generation == 0;
         let mut changed_at = Vec::new();
         let mut new_lists = Vec::new();
+        let mut retired = HashSet::new();
         for meta in metas {
             let id: Box<str> = meta.id.as_str().into();
+            // A retired list is dropped (its memory released) and answered 410 from now on.
+            if meta.life.is_retired() {
+                retired.insert(id);
+                continue;
+            }
             let Some(ls) = current.lists.get(&id) else {
                 match self.store.load(&meta.id).await {
                     Ok((meta, list)) if signing => {
@@ -368,9 +382,25 @@ impl<S: Store> Refresher<S> {
         let missing: Vec<Box<str>> = current
             .lists
             .keys()
-            .filter(|id| !lists.contains_key(*id))
+            .filter(|id| !lists.contains_key(*id) && !retired.contains(*id))
             .cloned()
             .collect();
+        if *current.retired != retired {
+            let dropped = current
+                .lists
+                .keys()
+                .filter(|id| retired.contains(*id))
+                .count();
+            if dropped > 0 {
+                tracing::info!(
+                    lists = dropped,
+                    retired = retired.len(),
+                    "dropped retired lists from the snapshot"
+                );
+            }
+            *self.retired.lock().expect("not poisoned") = Arc::new(retired);
+            changed = true;
+        }
         if !missing.is_empty() {
             self.metrics.refresh_errors.inc();
             self.warn_missing(&missing);
@@ -424,6 +454,9 @@ impl<S: Store> Refresher<S> {
                 continue;
             };
             let meta = match self.store.meta(id).await {
+                // Retired: dropped from the snapshot by the full synchronisation, which keeps
+                // the set of retired lists.
+                Ok(Some(meta)) if meta.life.is_retired() => return self.sync_once().await,
                 Ok(Some(meta)) => meta,
                 // Gone, or unreadable: the full synchronisation reports it (and keeps serving
                 // the list) at its tick, rather than every write here.
@@ -824,13 +857,14 @@ impl<S: Store> Refresher<S> {
                     .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
             }
         }
-        let snapshot = build::next_snapshot(
+        let mut snapshot = build::next_snapshot(
             &previous,
             lists,
             &self.published_keys.load(),
             &self.params,
             now,
         );
+        snapshot.retired = self.retired.lock().expect("not poisoned").clone();
         // Gauges first: whoever sees the snapshot (readiness, a scrape right after) sees the
         // metrics that describe it, even if this thread is preempted in between.
         self.metrics.snapshot_generation.set(generation as i64);

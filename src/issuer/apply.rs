@@ -201,6 +201,7 @@ impl Issuer {
                 claim: Vec::new(),
                 records: records.clone(),
                 changes: Vec::new(),
+                extends: Default::default(),
             };
             match self.store.commit(list, &txn).await {
                 Ok(version) => {
@@ -225,6 +226,7 @@ impl Issuer {
                     claim: lp.work.claims.iter().collect(),
                     records,
                     changes,
+                    extends: lp.work.extends(),
                 };
                 match self.store.commit(list, &txn).await {
                     Ok(_) => {}

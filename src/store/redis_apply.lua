@@ -5,13 +5,16 @@
 --
 -- Registry mode (the issuer API's compare-and-set commit), with two more keys:
 -- KEYS[4] = statusd:{<id>}:creds (hash: index -> record)   KEYS[5] = statusd:{<id>}:alloc
--- ARGV[1] = now, ARGV[2] = the version the caller read, ARGV[3] = c, then c indices to claim,
--- then r, then r pairs (index, record), then the change pairs as above.
+-- ARGV[1] = now, ARGV[2] = the version the caller read, ARGV[3] = what the credentials it
+-- registers do to meta's expires_max ('' nothing, 'forever', or their latest expiry in Unix
+-- seconds), ARGV[4] = c, then c indices to claim, then r, then r pairs (index, record), then
+-- the change pairs as above.
 --
 -- Returns {version, old_1, ..., old_n}: the new version and each entry's previous value.
 --
 -- Errors (<n> is the 0-based position of the offending change in the batch):
 --   ERR STATUSD unknown-list                 meta does not exist
+--   ERR STATUSD retired                      the list is retired (meta has retired_at)
 --   ERR STATUSD corrupt <reason>             meta (bits, size or version) is not valid
 --   ERR STATUSD bad-args <reason>            ARGV is malformed (odd count, bad timestamp)
 --   ERR STATUSD out-of-range <n> <size>      the index is not an integer in 0 .. size-1
@@ -39,8 +42,11 @@ end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return fail('unknown-list')
 end
-local m = redis.call('HMGET', KEYS[1], 'bits', 'size', 'version')
+local m = redis.call('HMGET', KEYS[1], 'bits', 'size', 'version', 'retired_at')
 local bits, size, version = uint(m[1]), uint(m[2]), uint(m[3])
+if m[4] then
+  return fail('retired')
+end
 if bits ~= 1 and bits ~= 2 and bits ~= 4 and bits ~= 8 then
   return fail('corrupt bits ' .. tostring(m[1]))
 end
@@ -59,6 +65,7 @@ end
 local registry = #KEYS == 5
 local first = 2
 local claims, recs = {}, {}
+local extends = ''
 if registry then
   local expect = uint(ARGV[2])
   if not expect then
@@ -67,13 +74,17 @@ if registry then
   if expect ~= version then
     return fail('conflict version')
   end
-  local c = uint(ARGV[3])
+  extends = ARGV[3]
+  if extends ~= '' and extends ~= 'forever' and not uint(extends) then
+    return fail('bad-args extends')
+  end
+  local c = uint(ARGV[4])
   if not c then
     return fail('bad-args claims')
   end
   local seen = {}
   for k = 1, c do
-    local i = uint(ARGV[3 + k])
+    local i = uint(ARGV[4 + k])
     if not i or i >= size then
       return fail('bad-args claim')
     end
@@ -83,7 +94,7 @@ if registry then
     seen[i] = true
     claims[k] = i
   end
-  local at = 4 + c
+  local at = 5 + c
   local r = uint(ARGV[at])
   if not r then
     return fail('bad-args records')
@@ -195,6 +206,16 @@ if registry then
   end
   for k = 1, #recs, 800 do
     redis.call('HSET', KEYS[4], unpack(recs, k, math.min(k + 799, #recs)))
+  end
+  -- expires_max: absent means forever (a credential without expiry, or a list from before
+  -- expiries were kept), so it is only ever raised or removed.
+  if extends == 'forever' then
+    redis.call('HDEL', KEYS[1], 'expires_max')
+  elseif extends ~= '' then
+    local cur = redis.call('HGET', KEYS[1], 'expires_max')
+    if cur and uint(cur) and uint(cur) < uint(extends) then
+      redis.call('HSET', KEYS[1], 'expires_max', extends)
+    end
   end
 end
 local t = redis.call('TIME')

@@ -12,11 +12,13 @@
 //!   see it like any other change.
 //! * A claimed index stays allocated for good, even when its credential is revoked or its
 //!   registration is abandoned: an index is never handed out twice.
+//! * A retired list ([`super::retire`]) takes no commit ([`StoreError::Retired`]); retiring
+//!   bumps the version, so a commit planned before it fails as a conflict and is planned again.
 //! * [`Registry::bind`] maps a credential id to its place once (set-if-absent) after the commit
 //!   that created its record; a registration whose bind loses a race leaves a record nothing
 //!   points to, which costs one index and nothing else.
 
-use super::{Change, ListMeta, Store, StoreError};
+use super::{Change, Extends, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;
 use std::fmt;
 use std::future::Future;
@@ -76,6 +78,9 @@ pub struct Txn {
     pub records: Vec<(u32, Vec<u8>)>,
     /// Status changes, under the same rules as [`Store::apply`].
     pub changes: Vec<Change>,
+    /// What the credentials registered at the claimed indices do to the list's
+    /// [`Lifetime::expires_max`](super::Lifetime::expires_max), applied in the same step.
+    pub extends: Extends,
 }
 
 /// The registry operations of a store.
