@@ -49,8 +49,8 @@
 //! snapshot → one parse of the path ([`routes::Target`]) → route `match` → clone prebuilt `Bytes` and headers (or, for a lookup,
 //! read the bitmaps and write ~70 bytes of JSON). No I/O, no locks, no signing.
 //!
-//! **Refresh**: the store signals a change (or a 1 s tick) → [`refresh::Refresher`] compares
-//! list versions with the published snapshot → rebuilds the changed lists (and those whose
+//! **Refresh**: the store signals a change, naming the lists written (or a tick: every list) →
+//! [`refresh::Refresher`] compares those lists' versions with the published snapshot → rebuilds the changed lists (and those whose
 //! tokens reached half their lifetime) on the blocking pool → publishes one new snapshot that
 //! shares every unchanged list by `Arc`. Re-encodings (changed lists, re-signing) run in the
 //! background and are attached to the published snapshot as soon as they finish, without

@@ -114,6 +114,11 @@ pub struct Metrics {
     pub propagation_seconds: Histogram,
     pub lists_rebuilt: IntCounter,
     pub refresh_errors: IntCounter,
+    /// Synchronisations that read every list's metadata (`refresh_reads_total{scope="all"}`:
+    /// the tick, a new list, a missed message) and those that read only the lists a change
+    /// hint named (`scope="named"`).
+    pub refresh_reads_all: IntCounter,
+    pub refresh_reads_named: IntCounter,
     /// Failed writes of the last-good snapshot file (a full disk, among others).
     pub persist_errors: IntCounter,
     /// Lists this replica retired, and retired lists whose data it deleted ([`crate::retire`]).
@@ -288,6 +293,16 @@ impl Metrics {
             &["kid", "alg"],
         ));
         must(registry.register(Box::new(signing_key_info.clone())));
+        let refresh_reads = must(IntCounterVec::new(
+            Opts::new(
+                "refresh_reads_total",
+                "Synchronisations with the source of truth by what they read: every list's \
+                 metadata (all: the tick, a new list, missed messages) or only the lists a change \
+                 hint named (named)",
+            ),
+            &["scope"],
+        ));
+        must(registry.register(Box::new(refresh_reads.clone())));
         Metrics {
             consistency_compared: counter(
                 "consistency_entries_compared_total",
@@ -407,6 +422,8 @@ impl Metrics {
                 "TLS handshakes that failed (not TLS, untrusted or missing client certificate, \
                  protocol error)",
             ),
+            refresh_reads_all: refresh_reads.with_label_values(&["all"]),
+            refresh_reads_named: refresh_reads.with_label_values(&["named"]),
             config_reloads: {
                 let c = must(IntCounterVec::new(
                     Opts::new(

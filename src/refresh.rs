@@ -1,7 +1,8 @@
 //! The refresher: follows the source of truth and publishes snapshots.
 //!
 //! A small loop: wait for a change hint (or a tick), compare list versions with the published
-//! snapshot, bring changed lists up to date (incrementally from the store's change feed when it
+//! snapshot (only the lists a hint named; every list's on the tick, so a lost hint only
+//! delays an update), bring changed lists up to date (incrementally from the store's change feed when it
 //! has one, in full otherwise), rebuild them on the blocking pool in parallel, and publish one
 //! new snapshot. Every failure is logged and counted, the loop backs off, and the last good
 //! snapshot keeps serving: a list that fails validation keeps its previous version, a list that
@@ -27,10 +28,10 @@ use crate::snapshot::build::{self, BuildParams};
 use crate::snapshot::readiness::unix_ms;
 use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, SnapshotStore, SyncState};
 use crate::status::StatusList;
-use crate::store::{ListMeta, Store, StoreError};
+use crate::store::{Hint, ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
 use crate::token::{SignError, Signer, TokenSigner as _};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -166,37 +167,64 @@ impl<S: Store> Refresher<S> {
 
     /// Runs until `shutdown` turns true: synchronise, then wait for a change in the store, the
     /// tick, or a finished background build (attached at once, no synchronisation).
+    ///
+    /// A change hint naming lists the snapshot holds reads only those lists
+    /// ([`Self::sync_lists`]); every tick, any other hint (a new list, messages that may have
+    /// been missed) and every pass after a failure read every list's metadata
+    /// ([`Self::sync_once`]), so a lost hint delays an update by one tick at most. Hints do not
+    /// postpone the tick.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
+        let mut hint = Hint::all();
+        let mut full_due = tokio::time::Instant::now();
         loop {
-            let mut wait = match self.sync_once().await {
+            let started = tokio::time::Instant::now();
+            let full = started >= full_due || !self.knows_all(&hint);
+            let synced = if full {
+                self.metrics.refresh_reads_all.inc();
+                self.sync_once().await
+            } else {
+                self.metrics.refresh_reads_named.inc();
+                self.sync_lists(&hint.lists).await
+            };
+            match synced {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
-                    self.params.tick
+                    if full {
+                        full_due = tokio::time::Instant::now() + self.params.tick;
+                    }
                 }
                 Err(e) => {
                     self.metrics.refresh_errors.inc();
                     tracing::warn!(error = %e, retry_in = ?backoff, "refresh failed; serving the last good snapshot");
-                    let w = backoff;
+                    // The next pass reads every list, whatever this one was to read.
+                    full_due = tokio::time::Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    w
                 }
-            };
+            }
             if !self.key_watch.is_ok() || self.has_aged() {
                 // Aged artefacts are looked at every tick: their Cache-Control assumes no
                 // longer wait (a failing store's backoff would be longer).
-                wait = wait.min(self.params.tick);
+                full_due = full_due.min(tokio::time::Instant::now() + self.params.tick);
             }
             self.persist_if_due().await;
-            // The next synchronisation is due after `wait`, however many builds finish before.
-            let due = tokio::time::Instant::now() + wait;
-            loop {
-                let wait = due.saturating_duration_since(tokio::time::Instant::now());
+            // The next full synchronisation is due at `full_due`, however many builds finish
+            // and hints come before.
+            hint = loop {
+                let wait = full_due.saturating_duration_since(tokio::time::Instant::now());
                 tokio::select! {
-                    _ = self.store.changed(wait) => {
+                    mut hint = self.store.changed(wait) => {
+                        if hint.is_empty() {
+                            if tokio::time::Instant::now() < full_due {
+                                // A wake-up whose news an earlier answer took.
+                                continue;
+                            }
+                            break hint;
+                        }
                         // Let a burst of writes land so one synchronisation picks them all up.
                         tokio::time::sleep(COALESCE).await;
-                        break;
+                        hint.merge(self.store.changed(Duration::ZERO).await);
+                        break hint;
                     }
                     _ = self.built.notify.notified() => {
                         if self.attach_built().await {
@@ -210,8 +238,19 @@ impl<S: Store> Refresher<S> {
                         return;
                     }
                 }
-            }
+            };
         }
+    }
+
+    /// Whether `hint` names only lists the published snapshot holds: then they alone are read.
+    fn knows_all(&self, hint: &Hint) -> bool {
+        let current = self.snapshots.load();
+        !hint.all
+            && current.generation > 0
+            && hint
+                .lists
+                .iter()
+                .all(|id| current.lists.contains_key(id.as_str()))
     }
 
     /// Persists the published snapshot if it changed since the last write, at most every
@@ -280,7 +319,8 @@ impl<S: Store> Refresher<S> {
         n
     }
 
-    /// One synchronisation. Returns whether a new snapshot was published.
+    /// One full synchronisation: every list's metadata is read and compared. Returns whether a
+    /// new snapshot was published.
     ///
     /// 0. Check the key file: while it does not hold the signing key, nothing is signed below
     ///    (new lists are published unsigned) and the signed artefacts age instead (step 5).
@@ -332,24 +372,8 @@ impl<S: Store> Refresher<S> {
                 }
                 continue;
             };
-            if ls.meta.version == meta.version || self.recently_rejected(&meta) {
-                lists.insert(id, ls.clone());
-                continue;
-            }
-            match self.update(ls, meta.clone()).await {
-                Ok((meta, list)) => {
-                    if meta.updated_ms > 0 {
-                        changed_at.push(meta.updated_ms);
-                    }
-                    let next = build::with_artefacts(meta, list, ls.artefacts.clone());
-                    lists.insert(id, Arc::new(next));
-                    changed = true;
-                }
-                Err(e) => {
-                    self.reject_or_fail(&meta, e)?;
-                    lists.insert(id, ls.clone());
-                }
-            }
+            lists.insert(id, ls.clone());
+            changed |= self.follow(ls, meta, &mut lists, &mut changed_at).await?;
         }
         // A list the store no longer names (an emptied or restored Redis, an operator's slip)
         // keeps being served: publishing it empty could turn revoked cards valid. The store is
@@ -406,15 +430,104 @@ impl<S: Store> Refresher<S> {
         if !changed {
             return Ok(false);
         }
+        self.publish_changed(&current, lists, &changed_at, now);
+        Ok(true)
+    }
+
+    /// A synchronisation of the lists a change hint named (all of them in the published
+    /// snapshot: [`Self::knows_all`]), each read alone (its metadata, then its change feed);
+    /// every other list is published as it is. Returns whether a new snapshot was published.
+    /// What a hint did not name, the next full synchronisation ([`Self::sync_once`]) finds;
+    /// lists missing from the store are its business too, and so is the work that looks at
+    /// every list (re-signing due, aging while signing is paused), one tick later at most:
+    /// this pass costs the lists it names, not the lists there are. It starts the
+    /// re-encodings of the lists it changed.
+    pub async fn sync_lists(&self, ids: &BTreeSet<String>) -> Result<bool, StoreError> {
+        let signing = self.key_watch.may_sign(&self.metrics).await;
+        let current = self.snapshots.load_full();
+        let now = SystemTime::now();
+        let mut lists = current.lists.clone();
+        let mut changed = false;
+        let mut changed_at = Vec::new();
+        for id in ids {
+            let Some(ls) = current.lists.get(id.as_str()) else {
+                continue;
+            };
+            let meta = match self.store.meta(id).await {
+                // Retired: dropped from the snapshot by the full synchronisation, which keeps
+                // the set of retired lists.
+                Ok(Some(meta)) if meta.life.is_retired() => return self.sync_once().await,
+                Ok(Some(meta)) => meta,
+                // Gone, or unreadable: the full synchronisation reports it (and keeps serving
+                // the list) at its tick, rather than every write here.
+                Ok(None) | Err(StoreError::Corrupt { .. } | StoreError::Status(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            changed |= self.follow(ls, meta, &mut lists, &mut changed_at).await?;
+        }
+        changed |= self.attach_finished(&mut lists).await;
+        if !changed {
+            return Ok(false);
+        }
+        if signing {
+            let named: HashMap<Box<str>, Arc<ListSnapshot>> = ids
+                .iter()
+                .filter_map(|id| lists.get_key_value(id.as_str()))
+                .map(|(id, ls)| (id.clone(), ls.clone()))
+                .collect();
+            self.schedule_encodings(&named, now);
+        }
+        self.publish_changed(&current, lists, &changed_at, now);
+        Ok(true)
+    }
+
+    /// Brings published list `ls` up to the store's `meta` in `lists` (left as it is when its
+    /// version did not move, or failed validation lately), noting when it changed in
+    /// `changed_at`. Returns whether it changed.
+    async fn follow(
+        &self,
+        ls: &Arc<ListSnapshot>,
+        meta: ListMeta,
+        lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>,
+        changed_at: &mut Vec<u64>,
+    ) -> Result<bool, StoreError> {
+        if ls.meta.version == meta.version || self.recently_rejected(&meta) {
+            return Ok(false);
+        }
+        match self.update(ls, meta.clone()).await {
+            Ok((meta, list)) => {
+                if meta.updated_ms > 0 {
+                    changed_at.push(meta.updated_ms);
+                }
+                let id: Box<str> = meta.id.as_str().into();
+                let next = build::with_artefacts(meta, list, ls.artefacts.clone());
+                lists.insert(id, Arc::new(next));
+                Ok(true)
+            }
+            Err(e) => {
+                self.reject_or_fail(&meta, e)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Publishes `lists`, changed since `current`, and observes the propagation latency of the
+    /// changes written at `changed_at` (Unix milliseconds, by the store's clock).
+    fn publish_changed(
+        &self,
+        current: &crate::snapshot::Snapshot,
+        lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+        changed_at: &[u64],
+        now: SystemTime,
+    ) {
         self.publish(lists, now);
         let published_ms = unix_ms(SystemTime::now());
         if current.generation > 0 {
             for ms in changed_at {
-                let secs = published_ms.saturating_sub(ms) as f64 / 1000.0;
+                let secs = published_ms.saturating_sub(*ms) as f64 / 1000.0;
                 self.metrics.propagation_seconds.observe(secs);
             }
         }
-        Ok(true)
     }
 
     /// One warning for the lists missing from the store, at most every [`RETRY_REJECTED`]: a
@@ -722,12 +835,27 @@ impl<S: Store> Refresher<S> {
             .filter(|&exp| exp > 0)
             .min();
         let count = lists.len();
-        self.metrics.list_allocated_ratio.reset();
+        // The fill gauges of the lists whose fill changed; all of them afresh when the set of
+        // lists changed (a list that left must leave the metric). A publication for one list's
+        // write then costs no work per list here.
+        let same_ids = previous.generation > 0
+            && previous.lists.len() == count
+            && lists.keys().all(|id| previous.lists.contains_key(id));
+        if !same_ids {
+            self.metrics.list_allocated_ratio.reset();
+        }
         for l in lists.values() {
-            self.metrics
-                .list_allocated_ratio
-                .with_label_values(&[l.meta.id.as_str()])
-                .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+            let unchanged = same_ids
+                && previous.lists.get(l.meta.id.as_str()).is_some_and(|p| {
+                    Arc::ptr_eq(p, l)
+                        || (p.meta.allocated == l.meta.allocated && p.meta.size == l.meta.size)
+                });
+            if !unchanged {
+                self.metrics
+                    .list_allocated_ratio
+                    .with_label_values(&[l.meta.id.as_str()])
+                    .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+            }
         }
         let mut snapshot = build::next_snapshot(
             &previous,

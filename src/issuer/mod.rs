@@ -142,6 +142,10 @@ struct Coordination {
     creating: tokio::sync::Mutex<()>,
     /// When (Unix seconds) the bound on lists was last logged: at most once a minute.
     limit_logged: std::sync::atomic::AtomicU64,
+    /// Per pool, the lists with room a new top-level card was last chosen among here, from a
+    /// read of every list's metadata: planning reads only these lists' metadata, and every
+    /// list's again once fewer than [`Settings::min_open_lists`] of them have room.
+    pool_lists: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 /// The ids a batch holds in [`Coordination::registering`]; released when dropped.

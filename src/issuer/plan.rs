@@ -108,6 +108,9 @@ struct Planner<'a> {
     /// Where the credentials this plan registers go.
     planned: HashMap<String, Location>,
     metas: Metas,
+    /// The metadata of the lists remembered for the batch's pools, read instead of every list's
+    /// ([`Issuer::remembered_pool_lists`]).
+    pool_metas: Vec<ListMeta>,
     /// Every list read so far, with the plan's changes to it.
     lists: BTreeMap<String, ListPlan>,
     items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
@@ -209,18 +212,40 @@ impl<'a> Planner<'a> {
         }
         names.sort_unstable();
         names.dedup();
-        // Every list's metadata is needed only to choose a list for a new top-level card: read
+        // Lists' metadata is needed only to choose a list for a new top-level card: read
         // alongside the locations when the batch registers one (the requests share a round
-        // trip), later if a reissue turns out to need it.
-        let top_level = ops
+        // trip), later if a reissue turns out to need it. Only the lists a pool's cards were
+        // last chosen among, when this replica remembers them; every list's otherwise.
+        let pools: BTreeSet<&str> = ops
             .iter()
-            .any(|op| matches!(op, Operation::Register(r) if r.parent.is_none()));
+            .filter_map(|op| match op {
+                Operation::Register(r) if r.parent.is_none() => Some(
+                    r.purpose
+                        .as_deref()
+                        .unwrap_or(&issuer.settings.default_purpose),
+                ),
+                _ => None,
+            })
+            .collect();
         let store = &issuer.store;
-        let (metas, found): (Metas, _) = if top_level {
-            let (all, found) = tokio::join!(store.lists(), store.locate(&names));
-            (Some(all?), found?)
-        } else {
-            (None, store.locate(&names).await?)
+        let remembered = (!pools.is_empty())
+            .then(|| issuer.remembered_pool_lists(&pools))
+            .flatten();
+        let (metas, pool_metas, found): (Metas, _, _) = match remembered {
+            _ if pools.is_empty() => (None, Vec::new(), store.locate(&names).await?),
+            Some(ids) => {
+                let reads = ids.iter().map(|id| store.meta(id)).collect();
+                let (read, found) = tokio::join!(join_all(reads), store.locate(&names));
+                let mut pool_metas = Vec::with_capacity(read.len());
+                for meta in read {
+                    pool_metas.extend(meta?);
+                }
+                (None, pool_metas, found?)
+            }
+            None => {
+                let (all, found) = tokio::join!(store.lists(), store.locate(&names));
+                (Some(all?), Vec::new(), found?)
+            }
         };
         let located: HashMap<String, Location> = names
             .into_iter()
@@ -241,6 +266,7 @@ impl<'a> Planner<'a> {
             located,
             planned: HashMap::new(),
             metas,
+            pool_metas,
             lists: BTreeMap::new(),
             items: Vec::with_capacity(ops.len()),
             binds: Vec::new(),
@@ -330,8 +356,10 @@ impl<'a> Planner<'a> {
         if !self.lists.contains_key(list) {
             let known = self
                 .metas
-                .as_ref()
-                .and_then(|all| all.iter().find(|m| m.id == list));
+                .iter()
+                .flatten()
+                .chain(&self.pool_metas)
+                .find(|m| m.id == list);
             let read = match known {
                 Some(meta) if want.is_empty() => (meta.clone(), Vec::new()),
                 _ => store.list_records(list, &want).await?,
@@ -718,10 +746,19 @@ impl<'a> Planner<'a> {
         Ok(at)
     }
 
-    /// The list of pool `purpose` a new top-level card goes to ([`Issuer::choose_list`]),
-    /// reading every list's metadata first if this plan has not.
+    /// The list of pool `purpose` a new top-level card goes to: one of the lists remembered
+    /// for the pool while enough of them have room ([`Issuer::choose_remembered`]), else
+    /// [`Issuer::choose_list`], reading every list's metadata first if this plan has not.
     async fn choose_list(&mut self, purpose: &str) -> Result<String, Step> {
         if self.metas.is_none() {
+            let lists = &self.lists;
+            let claims = |id: &str| lists.get(id).map_or(0, |lp| lp.work.claims.len());
+            if let Some(id) = self
+                .issuer
+                .choose_remembered(purpose, claims, &self.pool_metas)
+            {
+                return Ok(id);
+            }
             let all = self
                 .issuer
                 .store

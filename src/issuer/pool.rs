@@ -3,7 +3,9 @@
 //! pool excepted), and keeps [`min_open_lists`] lists under the fill threshold by
 //! creating lists ahead of demand, never beyond [`max_lists`] lists in the store. A
 //! new top-level card goes to a random open list of its pool; derived cards live in their
-//! parent's list and never come here.
+//! parent's list and never come here. A replica remembers the open lists it last chose among
+//! per pool, and reads only their metadata while enough of them have room (every list's
+//! otherwise: a write must not cost a read of hundreds of lists).
 //!
 //! [`min_open_lists`]: super::Settings::min_open_lists
 //! [`max_lists`]: super::Settings::max_lists
@@ -11,6 +13,7 @@
 use super::plan::Step;
 use super::{Issuer, ItemError, ItemProblem, ListView};
 use crate::store::{ListMeta, NewList, Store, StoreError};
+use std::collections::BTreeSet;
 
 impl Issuer {
     /// Creates an issuer-managed list in pool `purpose` (`POST /v1/lists`, `admin` scope: the
@@ -77,11 +80,42 @@ impl Issuer {
                 )
             }));
         }
-        use rand::seq::SliceRandom;
-        Ok(candidates
-            .choose(&mut rand::rngs::OsRng)
-            .expect("non-empty")
-            .clone())
+        let chosen = pick(&candidates);
+        self.coord
+            .pool_lists
+            .lock()
+            .expect("not poisoned")
+            .insert(purpose.to_owned(), candidates);
+        Ok(chosen)
+    }
+
+    /// The lists of pools `purposes` a new top-level card was last chosen among on this
+    /// replica ([`Self::choose_list`]), if every one of the pools has some: a plan reads only
+    /// their metadata then, not every list's.
+    pub(super) fn remembered_pool_lists(&self, purposes: &BTreeSet<&str>) -> Option<Vec<String>> {
+        let remembered = self.coord.pool_lists.lock().expect("not poisoned");
+        let mut ids = Vec::new();
+        for purpose in purposes {
+            ids.extend(remembered.get(*purpose)?.iter().cloned());
+        }
+        Some(ids)
+    }
+
+    /// A random open list of pool `purpose` among `read`, the metadata of its remembered lists
+    /// ([`Self::remembered_pool_lists`]), counting `claims(list)`; `None` when fewer than
+    /// [`min_open_lists`] of them have room (every list's metadata is read then, and the pool
+    /// grown: [`Self::choose_list`]).
+    ///
+    /// [`min_open_lists`]: super::Settings::min_open_lists
+    pub(super) fn choose_remembered(
+        &self,
+        purpose: &str,
+        claims: impl Fn(&str) -> u64,
+        read: &[ListMeta],
+    ) -> Option<String> {
+        let candidates = open_lists(read, purpose, claims, self.settings.fill_threshold);
+        (!candidates.is_empty() && candidates.len() >= self.settings.min_open_lists)
+            .then(|| pick(&candidates))
     }
 
     /// Creates up to `missing` new lists `<purpose>-<n>` in pool `purpose` (ahead of demand),
@@ -145,6 +179,15 @@ impl Issuer {
         }
         Ok(bounded)
     }
+}
+
+/// One of `candidates` (not empty), at random.
+fn pick(candidates: &[String]) -> String {
+    use rand::seq::SliceRandom;
+    candidates
+        .choose(&mut rand::rngs::OsRng)
+        .expect("non-empty")
+        .clone()
 }
 
 /// Whether list `m` takes new top-level cards: under `threshold` of its entries allocated, and

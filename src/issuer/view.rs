@@ -156,9 +156,9 @@ impl Issuer {
         Ok(self.meta(id).await?.map(|m| self.list_view(&m)))
     }
 
-    /// One list's metadata (the store has no per-list read; lists are few).
+    /// One list's metadata.
     pub(super) async fn meta(&self, id: &str) -> Result<Option<ListMeta>, StoreError> {
-        Ok(self.store.lists().await?.into_iter().find(|m| m.id == id))
+        self.store.meta(id).await
     }
 
     /// One credential's record and place.

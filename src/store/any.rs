@@ -5,7 +5,7 @@ use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
 use super::registry::{Location, MetaRecords, Records, Registry, Txn};
 use super::retire::Retire;
-use super::{Applied, Change, ListMeta, NewList, Store, StoreError};
+use super::{Applied, Change, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusList};
 use roaring::RoaringBitmap;
 use std::time::Duration;
@@ -52,6 +52,10 @@ impl Store for AnyStore {
         dispatch!(self, s => s.lists().await)
     }
 
+    async fn meta(&self, id: &str) -> Result<Option<ListMeta>, StoreError> {
+        dispatch!(self, s => s.meta(id).await)
+    }
+
     async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         dispatch!(self, s => s.load(id).await)
     }
@@ -76,7 +80,7 @@ impl Store for AnyStore {
         dispatch!(self, s => s.entries(id, idxs).await)
     }
 
-    async fn changed(&self, timeout: Duration) {
+    async fn changed(&self, timeout: Duration) -> Hint {
         dispatch!(self, s => s.changed(timeout).await)
     }
 }

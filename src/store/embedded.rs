@@ -16,7 +16,9 @@
 
 use super::registry::{Location, MetaRecords, Records, Registry, Txn};
 use super::retire::Retire;
-use super::{check_change, check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
+use super::{
+    check_change, check_id, Applied, Change, Hint, Hints, ListMeta, NewList, Store, StoreError,
+};
 use crate::status::{Bits, Status, StatusList};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use roaring::RoaringBitmap;
@@ -25,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 
 const LISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("lists");
 const ENTRIES: TableDefinition<(&str, u32), u8> = TableDefinition::new("entries");
@@ -45,10 +46,8 @@ pub struct EmbeddedStore {
     path: Arc<PathBuf>,
     /// Set when an operation hit an I/O error; the next operation reopens the database first.
     reopen: Arc<AtomicBool>,
-    /// Bumped after every commit; the refresher waits on it.
-    commits: watch::Sender<u64>,
-    /// The refresher's view of `commits`.
-    seen: Arc<tokio::sync::Mutex<watch::Receiver<u64>>>,
+    /// Noted after every commit, naming its list; the refresher waits on it.
+    hints: Arc<Hints>,
     /// Allocated indices per list, loaded on first use; held across every registry commit.
     allocated: Arc<Mutex<HashMap<String, RoaringBitmap>>>,
 }
@@ -153,13 +152,11 @@ impl EmbeddedStore {
         tx.open_table(CREDS).map_err(backend)?;
         tx.open_table(CIDS).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        let (commits, seen) = watch::channel(0);
         Ok(EmbeddedStore {
             db: Arc::new(RwLock::new(db)),
             path: Arc::new(path),
             reopen: Arc::default(),
-            commits,
-            seen: Arc::new(tokio::sync::Mutex::new(seen)),
+            hints: Arc::default(),
             allocated: Arc::default(),
         })
     }
@@ -191,8 +188,9 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
     }
 
-    fn notify(&self) {
-        self.commits.send_modify(|n| *n += 1);
+    /// Notes a commit to list `id` (`None`: a list was created).
+    fn notify(&self, id: Option<&str>) {
+        self.hints.note(id);
     }
 
     fn lists_sync(db: &Database) -> Result<Vec<ListMeta>, StoreError> {
@@ -400,7 +398,7 @@ impl Registry for EmbeddedStore {
                 Ok(applied.version)
             })
             .await?;
-        self.notify();
+        self.notify(Some(list));
         Ok(version)
     }
 
@@ -494,7 +492,7 @@ impl Retire for EmbeddedStore {
             })
             .await?;
         if retired {
-            self.notify();
+            self.notify(None);
         }
         Ok(retired)
     }
@@ -539,6 +537,20 @@ impl Store for EmbeddedStore {
         self.blocking(Self::lists_sync).await
     }
 
+    async fn meta(&self, id: &str) -> Result<Option<ListMeta>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let lists = tx.open_table(LISTS).map_err(backend)?;
+            match meta_of(&lists, &id) {
+                Ok(meta) => Ok(Some(meta)),
+                Err(StoreError::UnknownList(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         let id = id.to_owned();
         self.blocking(move |db| Self::load_sync(db, &id)).await
@@ -581,11 +593,12 @@ impl Store for EmbeddedStore {
                 Ok(meta)
             })
             .await?;
-        self.notify();
+        self.notify(None);
         Ok(meta)
     }
 
     async fn apply(&self, id: &str, changes: &[Change]) -> Result<Applied, StoreError> {
+        let hinted = id;
         let id = id.to_owned();
         let changes = changes.to_vec();
         let applied = self
@@ -596,7 +609,7 @@ impl Store for EmbeddedStore {
                 Ok(applied)
             })
             .await?;
-        self.notify();
+        self.notify(Some(hinted));
         Ok(applied)
     }
 
@@ -639,8 +652,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn changed(&self, timeout: Duration) {
-        let mut seen = self.seen.lock().await;
-        let _ = tokio::time::timeout(timeout, seen.changed()).await;
+    async fn changed(&self, timeout: Duration) -> Hint {
+        self.hints.wait(timeout).await
     }
 }

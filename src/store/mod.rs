@@ -13,6 +13,7 @@ pub mod retire;
 
 use crate::status::{Bits, Status, StatusError, StatusList};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -239,10 +240,118 @@ pub fn check_change(bits: Bits, size: u32, old: Status, change: Change) -> Resul
     Ok(())
 }
 
+/// What [`Store::changed`] knows of what changed since its previous answer: the lists a write
+/// named, or that anything may have changed. Only a hint either way: a write whose hint was
+/// lost is found by the refresher's periodic full read ([`Store::lists`]), later.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hint {
+    /// Anything may have changed (a list was created, or messages may have been missed while
+    /// unsubscribed): read every list's metadata.
+    pub all: bool,
+    /// Lists a write named.
+    pub lists: BTreeSet<String>,
+}
+
+impl Hint {
+    /// More names than this and the hint says [`Hint::all`] instead: one full read is then
+    /// cheaper than as many single ones, and the set stays small.
+    pub const MAX_LISTS: usize = 64;
+
+    /// A hint that anything may have changed.
+    pub fn all() -> Hint {
+        Hint {
+            all: true,
+            lists: BTreeSet::new(),
+        }
+    }
+
+    /// Whether it says nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.lists.is_empty()
+    }
+
+    /// Adds list `id`, named by a write.
+    pub fn add(&mut self, id: &str) {
+        if self.all {
+            return;
+        }
+        if !self.lists.contains(id) {
+            self.lists.insert(id.to_owned());
+        }
+        if self.lists.len() > Self::MAX_LISTS {
+            *self = Hint::all();
+        }
+    }
+
+    /// Adds everything `other` says.
+    pub fn merge(&mut self, other: Hint) {
+        if other.all {
+            *self = Hint::all();
+        }
+        for id in &other.lists {
+            self.add(id);
+        }
+    }
+}
+
+/// The hints a store gathers between two [`Store::changed`] answers, and the wake-up that
+/// announces them: writers [`Self::note`] and wake, the refresher waits and takes.
+#[derive(Debug)]
+pub(crate) struct Hints {
+    pending: std::sync::Mutex<Hint>,
+    wake: tokio::sync::watch::Sender<u64>,
+    /// The refresher's view of `wake`.
+    seen: tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl Default for Hints {
+    fn default() -> Self {
+        let (wake, seen) = tokio::sync::watch::channel(0);
+        Hints {
+            pending: std::sync::Mutex::default(),
+            wake,
+            seen: tokio::sync::Mutex::new(seen),
+        }
+    }
+}
+
+impl Hints {
+    /// Notes that list `id` changed (`None`: anything may have), and wakes the waiter.
+    pub(crate) fn note(&self, id: Option<&str>) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match id {
+                Some(id) => pending.add(id),
+                None => *pending = Hint::all(),
+            }
+        }
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits up to `timeout` for a note (none if one came since the last call), then takes
+    /// every note gathered so far.
+    pub(crate) async fn wait(&self, timeout: std::time::Duration) -> Hint {
+        {
+            let mut seen = self.seen.lock().await;
+            let _ = tokio::time::timeout(timeout, seen.changed()).await;
+        }
+        self.take()
+    }
+
+    /// Takes every note gathered so far.
+    pub(crate) fn take(&self) -> Hint {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// A source of truth for status lists.
 pub trait Store: Send + Sync + 'static {
     /// Every list's metadata, current versions included.
     fn lists(&self) -> impl Future<Output = Result<Vec<ListMeta>, StoreError>> + Send;
+
+    /// One list's metadata (`None` if there is no such list): what the refresher reads for a
+    /// list a [`Hint`] names, instead of every list's.
+    fn meta(&self, id: &str) -> impl Future<Output = Result<Option<ListMeta>, StoreError>> + Send;
 
     /// One list in full, consistent with the returned metadata's version.
     fn load(
@@ -280,9 +389,11 @@ pub trait Store: Send + Sync + 'static {
         idxs: &[u32],
     ) -> impl Future<Output = Result<(u64, Vec<Status>), StoreError>> + Send;
 
-    /// Resolves when the store may have changed since the last call (or after `timeout`). A
-    /// wake-up is a hint: the refresher always compares versions.
-    fn changed(&self, timeout: std::time::Duration) -> impl Future<Output = ()> + Send;
+    /// Resolves when the store may have changed since the last call (or after `timeout`), with
+    /// what it knows of the change: the lists writes named, or that anything may have changed
+    /// (empty after a `timeout` with no news). A hint only: the refresher compares versions,
+    /// and reads every list's metadata periodically whatever the hints said.
+    fn changed(&self, timeout: std::time::Duration) -> impl Future<Output = Hint> + Send;
 }
 
 #[cfg(test)]
@@ -297,6 +408,24 @@ mod tests {
         for bad in ["", "a/b", "a b", "ä", "..", &"x".repeat(65), "{tag}"] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_hint_naming_too_many_lists_says_all() {
+        let mut h = Hint::default();
+        assert!(h.is_empty());
+        h.add("a");
+        h.add("a");
+        assert_eq!(h.lists.len(), 1);
+        assert!(!h.all && !h.is_empty());
+        for i in 0..Hint::MAX_LISTS {
+            h.add(&i.to_string());
+        }
+        assert!(h.all && h.lists.is_empty(), "{h:?}");
+        let mut named = Hint::default();
+        named.add("b");
+        named.merge(Hint::all());
+        assert_eq!(named, Hint::all());
     }
 
     #[test]

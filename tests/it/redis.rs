@@ -496,6 +496,30 @@ async fn changed_wakes_promptly_on_a_write_from_another_connection() {
     assert!(started.elapsed() >= Duration::from_millis(190));
 }
 
+/// Issue 16: a write's message names its list, so that other replicas read that list alone; a
+/// (re)subscription says anything may have changed (messages may have been missed).
+#[tokio::test]
+async fn a_change_hint_names_the_list_written_by_another_connection() {
+    let server = RedisServer::start();
+    let watcher = store(&server).await;
+    let writer = store(&server).await;
+    for id in ["w", "x"] {
+        writer
+            .create_list(new_list(id, Bits::Two, 16))
+            .await
+            .unwrap();
+    }
+    subscribed(&server, 2).await;
+    // The subscription's own hint, then quiet.
+    let mut first = watcher.changed(Duration::from_secs(10)).await;
+    while !watcher.changed(Duration::from_millis(100)).await.is_empty() {}
+    assert!(first.all, "{first:?}");
+    writer.apply("x", &[c(1, 2)]).await.unwrap();
+    first = watcher.changed(Duration::from_secs(10)).await;
+    assert!(!first.all);
+    assert_eq!(first.lists.into_iter().collect::<Vec<_>>(), ["x"]);
+}
+
 #[tokio::test]
 async fn a_paused_redis_fails_fast_and_recovers() {
     let server = RedisServer::start();

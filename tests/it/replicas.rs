@@ -9,6 +9,7 @@ use statusd::status::{Bits, Status};
 use statusd::store::redis::{data_key, feed_key, meta_key, RedisStore};
 use statusd::store::{Change, Store};
 use statusd::token::keys::{Algorithm, SigningKey};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// A replica on `redis_url` with its own data directory and the shared key in `key_dir`.
@@ -407,4 +408,236 @@ async fn a_replica_runs_unchanged_on_a_redis_cluster() {
     let took = until_value(&r, "c7", 500, 2, Duration::from_secs(5)).await;
     println!("cluster propagation: {took:?}");
     r.stop().await;
+}
+
+/// A refresher on its own [`RedisStore`] of `redis`, its tick `tick` (the interval of its full
+/// reads), running until the returned sender says stop, and the snapshots it publishes.
+fn refresher_on(
+    store: RedisStore,
+    tick: Duration,
+) -> (
+    std::sync::Arc<statusd::snapshot::SnapshotStore>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    use statusd::refresh::{Refresher, Signing};
+    use std::sync::Arc;
+    let key = SigningKey::generate(Algorithm::Es256);
+    let published = statusd::token::KeySet::new(vec![key.verifying_key()]);
+    let snapshots = Arc::new(statusd::snapshot::SnapshotStore::default());
+    let refresher = Refresher::new(
+        Arc::new(store),
+        snapshots.clone(),
+        Signing {
+            key: Arc::new(key.into()),
+            watch: Arc::new(statusd::keyfile::KeyWatch::new(None)),
+            published_keys: Arc::new(arc_swap::ArcSwap::from_pointee(published)),
+        },
+        statusd::snapshot::build::BuildParams {
+            urls: statusd::routes::PublicUrls::new("https://status.example"),
+            issuer: "https://status.example".into(),
+            ttl: Duration::from_secs(300),
+            lifetime: Duration::from_secs(86_400),
+            tick,
+        },
+        Arc::new(statusd::metrics::Metrics::new()),
+        Arc::new(statusd::snapshot::SyncState::new(Duration::from_secs(30))),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(refresher.run(stopped));
+    (snapshots, stop)
+}
+
+/// Waits up to 10 s until list `id` of `snapshots` holds `want` at `idx`.
+async fn until_published(
+    snapshots: &statusd::snapshot::SnapshotStore,
+    id: &str,
+    idx: u32,
+    want: Status,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = snapshots.load().list(id).map(|l| l.list.get_unchecked(idx));
+        if seen == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id}[{idx}] is {seen:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Calls of `command` Redis has served since its start (`INFO commandstats`).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info: String = redis.query(redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Issue 16: a write's hint names its list, and a replica reads that list alone (its `meta`,
+/// then its feed), not every list's metadata (`SMEMBERS statusd:lists` and one `HGETALL` per
+/// list), which made every single write cost each replica about 1.5 ms of CPU at 50 lists. A
+/// hint naming a list the replica does not serve yet (a creation) reads every list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_change_hint_reads_only_the_list_it_names() {
+    const LISTS: u64 = 30;
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    for i in 0..LISTS {
+        crate::support::seed_list(&writer, &format!("l-{i}"), Bits::Two, 64, &[]).await;
+    }
+    // No tick during the test: every read after the start is a hint's.
+    let (snapshots, _stop) = refresher_on(
+        RedisStore::connect(&redis.url()).await.unwrap(),
+        Duration::from_secs(3600),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let subscribed: (String, i64) = redis.query(
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(statusd::store::redis::CHANNEL),
+        );
+        if subscribed.1 >= 2 && snapshots.load().lists.len() == LISTS as usize {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The subscription's own hint (anything may have changed) reads every list once more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (full, meta) = (calls(&redis, "smembers"), calls(&redis, "hgetall"));
+    for (n, id) in ["l-7", "l-21", "l-7"].iter().enumerate() {
+        let (idx, status) = (n as u32, Status(2));
+        writer.apply(id, &[Change { idx, status }]).await.unwrap();
+        until_published(&snapshots, id, idx, status).await;
+    }
+    assert_eq!(calls(&redis, "smembers"), full, "a hint read every list");
+    let read = calls(&redis, "hgetall") - meta;
+    // Per write: the list's meta, then its meta and feed together.
+    assert!(read <= 3 * 2, "{read} HGETALLs for 3 writes");
+
+    // A list the replica does not serve yet: every list is read, and it is published.
+    crate::support::seed_list(&writer, "new", Bits::Two, 64, &[(5, 2)]).await;
+    until_published(&snapshots, "new", 5, Status(2)).await;
+    assert!(calls(&redis, "smembers") > full);
+}
+
+/// Issue 16: a write whose hint is lost (a writer that does not publish, or a message that
+/// never arrives) is found by the next full read, on the tick, even while hints for other lists
+/// keep the replica busy reading those lists alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_write_whose_hint_is_lost_is_found_by_the_tick() {
+    let redis = RedisServer::start();
+    let writer = RedisStore::connect(&redis.url()).await.unwrap();
+    for id in ["busy", "quiet"] {
+        crate::support::seed_list(&writer, id, Bits::Two, 64, &[]).await;
+    }
+    let (snapshots, _stop) = refresher_on(
+        RedisStore::connect(&redis.url()).await.unwrap(),
+        Duration::from_millis(500),
+    );
+    until_published(&snapshots, "quiet", 0, Status::VALID).await;
+    // The write script without its PUBLISH: the write is applied, and no hint goes out.
+    let script = statusd::store::redis::APPLY_LUA;
+    let silent: String = script
+        .lines()
+        .filter(|l| !l.contains("'PUBLISH'"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(silent.lines().count() + 1, script.lines().count());
+    // Hints for another list all along, each read on its own.
+    let busy = tokio::spawn(async move {
+        for n in 0u32.. {
+            let c = Change {
+                idx: n % 64,
+                status: Status(2),
+            };
+            writer.apply("busy", &[c]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: Vec<i64> = redis::Script::new(&silent)
+        .key(meta_key("quiet"))
+        .key(data_key("quiet"))
+        .key(feed_key("quiet"))
+        .arg(1_700_000_000)
+        .arg(9)
+        .arg(2)
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
+    until_published(&snapshots, "quiet", 9, Status(2)).await;
+    busy.abort();
+}
+
+/// Issue 16: a registration reads the metadata of the lists its pool's cards were last chosen
+/// among on this replica, not every list's (`SMEMBERS statusd:lists` and one `HGETALL` per
+/// list); every list's again only when too few of them have room, and the pool grows then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_registration_reads_only_its_pools_lists() {
+    use statusd::issuer::{Issuer, Operation, Registration, Settings};
+    use statusd::store::any::AnyStore;
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    for i in 0..30 {
+        crate::support::seed_list(&store, &format!("other-{i}"), Bits::Two, 64, &[]).await;
+    }
+    // Lists of 64 entries take 48 cards each (fill threshold 0.75); two are kept open.
+    let settings = Settings {
+        list_size: 64,
+        ..Settings::default()
+    };
+    let issuer = Issuer::new(
+        std::sync::Arc::new(AnyStore::Redis(store.clone())),
+        statusd::routes::PublicUrls::new("https://status.example"),
+        settings,
+    );
+    let register = |n: u32| {
+        let op = Operation::Register(Registration {
+            credential_id: format!("card-{n}"),
+            kind: "physical".into(),
+            parent: None,
+            purpose: None,
+            expires_at: None,
+            reason: None,
+            request_id: None,
+        });
+        let issuer = issuer.clone();
+        async move {
+            let mut r = issuer.execute("clerk", &[op]).await.unwrap();
+            r.pop().unwrap().unwrap().assignment.unwrap().list_id
+        }
+    };
+    // The first registration reads every list and grows the pool to two open lists.
+    register(0).await;
+    let (full, meta) = (calls(&redis, "smembers"), calls(&redis, "hgetall"));
+    let mut chosen = BTreeSet::new();
+    for n in 1..=40 {
+        chosen.insert(register(n).await);
+    }
+    assert_eq!(
+        calls(&redis, "smembers"),
+        full,
+        "a registration read every list"
+    );
+    // Each: the two lists' meta; the chosen list's meta with its records.
+    let read = calls(&redis, "hgetall") - meta;
+    assert!(read <= 40 * 3, "{read} HGETALLs for 40 registrations");
+    assert_eq!(chosen.len(), 2, "{chosen:?}");
+    // 96 places in the two lists (75 % of 64 each): once too few have room, every list is
+    // read again and the pool grows.
+    for n in 41..=100 {
+        chosen.insert(register(n).await);
+    }
+    assert!(calls(&redis, "smembers") > full);
+    assert!(chosen.len() > 2, "{chosen:?}");
 }

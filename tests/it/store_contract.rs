@@ -163,6 +163,38 @@ async fn a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal(subject: i
     assert_eq!(nonzero(&list), vec![(3, 1)]);
 }
 
+/// One list's metadata read alone ([`Store::meta`]): what a replica reads for a change hint.
+async fn meta_reads_one_list(subject: impl Subject) {
+    let s = subject.open().await;
+    s.create_list(new_list("a", Bits::Two, 64)).await.unwrap();
+    s.create_list(new_list("b", Bits::One, 64)).await.unwrap();
+    s.apply("b", &[c(3, 1)]).await.unwrap();
+    let b = s.meta("b").await.unwrap().expect("b exists");
+    let listed = s.lists().await.unwrap();
+    assert_eq!(Some(&b), listed.iter().find(|m| m.id == "b"));
+    assert_eq!((b.version, b.bits, b.size), (1, 1, 64));
+    assert_eq!(s.meta("c").await.unwrap(), None);
+    assert_eq!(s.meta("not an id").await.unwrap(), None);
+}
+
+/// Issue 16: the embedded store's change hints name the list a commit wrote, and a creation
+/// says anything may have changed (the refresher then reads every list).
+#[tokio::test]
+async fn embedded_hints_name_the_list_written() {
+    use std::time::Duration;
+    let dir = TempDir::new("hints");
+    let s = EmbeddedStore::open(&dir.0).unwrap();
+    s.create_list(new_list("a", Bits::Two, 64)).await.unwrap();
+    s.create_list(new_list("b", Bits::Two, 64)).await.unwrap();
+    assert!(s.changed(Duration::from_secs(10)).await.all);
+    assert!(s.changed(Duration::from_millis(50)).await.is_empty());
+    s.apply("b", &[c(3, 2)]).await.unwrap();
+    s.apply("a", &[c(3, 2)]).await.unwrap();
+    let hint = s.changed(Duration::from_secs(10)).await;
+    assert!(!hint.all);
+    assert_eq!(hint.lists.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+}
+
 /// A registry commit at `version` claiming `idxs` (records `r<idx>`) that `extends` the list.
 fn claim(version: u64, idxs: &[u32], extends: Extends) -> Txn {
     Txn {
@@ -333,5 +365,6 @@ contract!(
     create_apply_load_and_reopen,
     a_rejected_batch_changes_nothing,
     a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal,
+    meta_reads_one_list,
     a_list_keeps_its_latest_expiry_and_retires_once,
 );

@@ -5,7 +5,7 @@
 use super::keys::CHANNEL;
 use super::parse::corrupt;
 use super::{RedisStore, APPLY_LUA, CREATE_LUA, RETIRE_LUA};
-use crate::store::StoreError;
+use crate::store::{check_id, Hints, StoreError};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{
@@ -15,7 +15,6 @@ use redis::{
 use roaring::RoaringBitmap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// Timeouts of the connection to Redis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +40,10 @@ pub(super) struct Inner {
     pub(super) apply: Script,
     pub(super) create: Script,
     pub(super) retire: Script,
-    /// Bumped on every hint that a list may have changed: a `statusd:changes` message, a
-    /// (re)subscription (messages may have been missed meanwhile) or a write through this store.
-    wake: Arc<watch::Sender<u64>>,
-    /// The refresher's view of `wake`.
-    pub(super) seen: tokio::sync::Mutex<watch::Receiver<u64>>,
+    /// Every hint that a list may have changed, for [`Store::changed`](crate::store::Store::changed):
+    /// a `statusd:changes` message (naming its list), a (re)subscription (anything may have
+    /// changed: messages may have been missed meanwhile) or a write through this store.
+    pub(super) hints: Arc<Hints>,
     /// The subscription task (standalone only), stopped with the last clone of the store.
     subscriber: Option<tokio::task::AbortHandle>,
     /// What this store remembers between calls to save reads and round trips (see
@@ -434,8 +432,7 @@ impl RedisStore {
         secrets: &Secrets,
         opts: RedisOptions,
     ) -> Result<RedisStore, StoreError> {
-        let (wake, seen) = watch::channel(0u64);
-        let wake = Arc::new(wake);
+        let hints = Arc::new(Hints::default());
         let (backend, subscriber) = match prepare(url, secrets, opts)? {
             Prepared::Standalone { client, subscriber } => {
                 let config = ConnectionManagerConfig::new()
@@ -447,7 +444,7 @@ impl RedisStore {
                 let manager =
                     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                         .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
-                let task = tokio::spawn(subscribe(subscriber, opts, wake.clone()));
+                let task = tokio::spawn(subscribe(subscriber, opts, hints.clone()));
                 let backend = Backend::Standalone(Box::new(Standalone {
                     client,
                     config,
@@ -470,8 +467,7 @@ impl RedisStore {
                 apply: Script::new(APPLY_LUA),
                 create: Script::new(CREATE_LUA),
                 retire: Script::new(RETIRE_LUA),
-                wake,
-                seen: tokio::sync::Mutex::new(seen),
+                hints,
                 subscriber,
                 allocated: Default::default(),
             }),
@@ -533,8 +529,9 @@ impl Inner {
         }
     }
 
-    pub(super) fn notify(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    /// Notes a write through this store to list `id` (`None`: a list was created).
+    pub(super) fn notify(&self, id: Option<&str>) {
+        self.hints.note(id);
     }
 
     /// `HGETALL` of many `meta` keys.
@@ -586,10 +583,11 @@ impl Inner {
     }
 }
 
-/// Keeps a subscription to [`CHANNEL`] and turns its messages into wake-ups, reconnecting with
-/// backoff (100 ms doubling to 5 s) for as long as the store lives. A silent connection is
-/// pinged every few seconds so that a half-open one is noticed.
-async fn subscribe(client: redis::Client, opts: RedisOptions, wake: Arc<watch::Sender<u64>>) {
+/// Keeps a subscription to [`CHANNEL`] and turns its messages into hints naming their lists
+/// ([`message_list`]), reconnecting with backoff (100 ms doubling to 5 s) for as long as the
+/// store lives. A silent connection is pinged every few seconds so that a half-open one is
+/// noticed.
+async fn subscribe(client: redis::Client, opts: RedisOptions, hints: Arc<Hints>) {
     const MIN_BACKOFF: Duration = Duration::from_millis(100);
     const MAX_BACKOFF: Duration = Duration::from_secs(5);
     const PING_EVERY: Duration = Duration::from_secs(5);
@@ -616,12 +614,13 @@ async fn subscribe(client: redis::Client, opts: RedisOptions, wake: Arc<watch::S
                 }
                 backoff = MIN_BACKOFF;
                 warned = false;
-                // Messages published while unsubscribed are lost: have the refresher look.
-                wake.send_modify(|n| *n = n.wrapping_add(1));
+                // Messages published while unsubscribed are lost: have the refresher read
+                // every list.
+                hints.note(None);
                 loop {
                     match tokio::time::timeout(PING_EVERY, rx.recv()).await {
                         Ok(Some(push)) => match push.kind {
-                            PushKind::Message => wake.send_modify(|n| *n = n.wrapping_add(1)),
+                            PushKind::Message => hints.note(message_list(&push.data)),
                             PushKind::Disconnection => break,
                             _ => {}
                         },
@@ -648,5 +647,16 @@ async fn subscribe(client: redis::Client, opts: RedisOptions, wake: Arc<watch::S
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The list a `statusd:changes` message names (its payload, `[channel, payload]`), if it is a
+/// valid list id; `None` (read every list) for anything else another writer may publish.
+fn message_list(data: &[Value]) -> Option<&str> {
+    match data.get(1)? {
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .filter(|id| check_id(id).is_ok()),
+        _ => None,
     }
 }

@@ -35,7 +35,7 @@ pub use connection::{check, RedisOptions, Secrets};
 pub use keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key, CHANNEL, LISTS_KEY};
 pub use parse::{parse_changes_since, parse_list};
 
-use super::{check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
+use super::{check_id, Applied, Change, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusError, StatusList};
 use connection::{is_wrong_type, Inner};
 use parse::{corrupt, now_secs, parse_meta, script_error};
@@ -143,6 +143,19 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn meta(&self, id: &str) -> Result<Option<ListMeta>, StoreError> {
+        if check_id(id).is_err() {
+            return Ok(None);
+        }
+        let inner = &self.inner;
+        let reply: Value = redis::cmd("HGETALL")
+            .arg(meta_key(id))
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(id), e))?;
+        parse_meta(id, &reply)
+    }
+
     async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         if check_id(id).is_err() {
             return Err(StoreError::UnknownList(id.to_owned()));
@@ -206,7 +219,7 @@ impl Store for RedisStore {
         if let Err(e) = hint {
             tracing::debug!(list = id, error = %e, "publishing the creation hint failed");
         }
-        inner.notify();
+        inner.notify(None);
         Ok(ListMeta {
             id: new.id,
             bits: new.bits.get(),
@@ -248,7 +261,7 @@ impl Store for RedisStore {
             .iter()
             .map(|&v| u8::try_from(v).map(Status).map_err(|_| bad()))
             .collect::<Result<Vec<_>, _>>()?;
-        inner.notify();
+        inner.notify(Some(id));
         Ok(Applied {
             version: u64::try_from(version).map_err(|_| bad())?,
             previous,
@@ -338,13 +351,14 @@ impl Store for RedisStore {
         ))
     }
 
-    async fn changed(&self, timeout: Duration) {
+    async fn changed(&self, timeout: Duration) -> Hint {
         if self.is_cluster() {
+            // No subscription: only this store's own writes are named; the refresher's poll
+            // (every POLL) finds the rest.
             tokio::time::sleep(timeout.min(POLL)).await;
-            return;
+            return self.inner.hints.take();
         }
-        let mut seen = self.inner.seen.lock().await;
-        let _ = tokio::time::timeout(timeout, seen.changed()).await;
+        self.inner.hints.wait(timeout).await
     }
 }
 

@@ -162,7 +162,7 @@ impl Registry for RedisStore {
                 bitmap.extend(txn.claim.iter().copied());
             }
         }
-        inner.notify();
+        inner.notify(Some(list));
         reply
             .first()
             .and_then(|&v| u64::try_from(v).ok())

@@ -18,7 +18,7 @@ impl RedisStore {
             .arg(args);
         match call.invoke_async::<i64>(&mut inner.conn()).await {
             Ok(done) => {
-                inner.notify();
+                inner.notify(None);
                 Ok(done == 1)
             }
             Err(e) => {
