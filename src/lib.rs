@@ -14,6 +14,7 @@
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`clock`]     | this replica's clock against Redis's `TIME`; signing pauses beyond a bound |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
+//! | [`delta`]     | signed deltas (statusd's extension): format, digest, signing, applying   |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`], its pure builder, the    |
 //! |               | readiness latch ([`snapshot::SyncState`]) and the copy kept on disk      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
@@ -68,6 +69,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consistency;
+pub mod delta;
 pub mod demo;
 pub mod http;
 pub mod inspect;
