@@ -24,8 +24,12 @@ use hyper::header::HeaderValue;
 use roaring::RoaringBitmap;
 use std::collections::VecDeque;
 
-/// Most state changes a list's history keeps: each costs two signatures per re-encoding.
+/// Most state changes a list's history keeps.
 pub const MAX_TRANSITIONS: usize = 32;
+/// Which boundaries, counted from the newest (1), are signed: every one of the last four, then
+/// fewer and fewer, so a re-encoding signs at most 11 deltas (with the empty one) whatever the
+/// history holds.
+const SIGNED_BOUNDARIES: [usize; 10] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32];
 /// Most changed indices a list's history keeps in all (a few bytes each): past this the
 /// deltas would be about as large as a sparse list anyway.
 pub const MAX_INDICES: u64 = 1 << 16;
@@ -203,15 +207,21 @@ pub fn sign_deltas(
     };
     entries.push((to, sign(&claims)?));
     // Newest boundary first: each adds its transition's indices to those after it, and once one
-    // is too large every older one is too.
+    // is too large every older one is too. Only the boundaries of [`SIGNED_BOUNDARIES`] (and the
+    // oldest) are signed: a version between two of them gets the older one's delta, which
+    // names a few more entries but applies all the same.
     let mut changed = RoaringBitmap::new();
     let mut too_large = false;
-    for t in transitions.iter().rev() {
+    let n = transitions.len();
+    for (k, t) in (1..).zip(transitions.iter().rev()) {
+        changed |= &t.changed;
+        if !(SIGNED_BOUNDARIES.contains(&k) || k == n) {
+            continue;
+        }
         if too_large {
             entries.push((t.from, Prebuilt::TooLarge));
             continue;
         }
-        changed |= &t.changed;
         let entries_now: Vec<(u32, u8)> = changed
             .iter()
             .map(|i| (i, list.get_unchecked(i).0))
@@ -335,6 +345,31 @@ mod tests {
         .unwrap();
         assert_eq!(d.boundaries().collect::<Vec<_>>(), [(9, true)]);
         assert_eq!(d.find(5).unwrap_err(), Unavailable::TooOld);
+    }
+
+    #[test]
+    fn a_long_history_signs_a_few_boundaries_that_serve_every_version() {
+        let key = SigningKey::generate(Algorithm::Es256);
+        let keys = KeySet::new(vec![key.verifying_key()]);
+        let s = versions(21);
+        let steps: Vec<(u64, u64)> = (1..21).map(|k| (k, k + 1)).collect();
+        let h = history(&s, &steps);
+        let d = sign_deltas("sub", &s[21], 21, &h, 1 << 20, &key, &params(), 1, 2).unwrap();
+        let signed: Vec<u64> = d.boundaries().map(|(b, _)| b).collect();
+        // From the newest: 1, 2, 3, 4, 6, 8, 12, 16 and the oldest (20 back).
+        assert_eq!(signed, [1, 5, 9, 13, 15, 17, 18, 19, 20, 21]);
+        for held in 1..=21u64 {
+            let (jwt, _) = d.find(held).unwrap();
+            let delta = delta::verify_jwt(std::str::from_utf8(&jwt.body).unwrap(), &keys)
+                .unwrap()
+                .delta;
+            assert!(delta.from <= held);
+            assert_eq!(
+                delta.apply(&s[held as usize], held).unwrap(),
+                s[21],
+                "{held}"
+            );
+        }
     }
 
     #[test]
