@@ -7,8 +7,8 @@
 //! This module owns the wire format, defined once for the server and the verifier:
 //!
 //! * JWT: header `typ` `statuslist-delta+jwt` (media type `application/statuslist-delta+jwt`);
-//!   claims `sub` (the list's URI, exactly the list token's `sub`), `iss`, `iat`, `exp`, `ttl` as
-//!   in the list token, and `status_list_delta`:
+//!   claims `sub` (the list's URI, exactly the list token's `sub`), `iat`, `exp`, `ttl` as in
+//!   the list token (`iss` is read if present; statusd leaves it out), and `status_list_delta`:
 //!   `{"bits": 1|2|4|8, "from": u64, "to": u64, "changes": base64url, "sha256": base64url}`.
 //! * CWT: COSE_Sign1_Tagged, protected label 16 `application/statuslist-delta+cwt`; claims
 //!   2 sub, 1 iss, 6 iat, 4 exp, 65534 ttl, and the text key `"status_list_delta"` with the

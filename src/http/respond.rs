@@ -177,6 +177,30 @@ impl Inner {
         r
     }
 
+    /// A signed delta: the list's caching headers, and nothing a mirroring verifier does not
+    /// need on every poll (the version and the dates are in the token; browsers revalidate
+    /// without reading the ETag), as these answers are what deltas save bandwidth on.
+    pub(super) fn delta_response(
+        &self,
+        list: &ListSnapshot,
+        rep: &Representation,
+        headers: &HeaderMap,
+    ) -> Resp {
+        let (mut r, not_modified) = conditional(headers, &rep.etag, [4, 7], || rep.body.clone());
+        let h = r.headers_mut();
+        let a = &list.artefacts;
+        h.insert(header::CACHE_CONTROL, a.cache_control.clone());
+        h.insert(header::VARY, VARY_ACCEPT);
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+        if !not_modified {
+            h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+            // Purged with the list: a revocation pushed out by a purge reaches mirrors too.
+            h.insert(SURROGATE_KEY.clone(), a.surrogate_key.clone());
+            h.insert(CACHE_TAG.clone(), a.surrogate_key.clone());
+        }
+        r
+    }
+
     /// Aggregation and JWKS: small JSON documents with an ETag.
     pub(super) fn simple(&self, rep: &Representation, headers: &HeaderMap) -> Resp {
         let (mut r, not_modified) = conditional(headers, &rep.etag, [4, 5], || rep.body.clone());

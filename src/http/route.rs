@@ -106,7 +106,7 @@ impl Inner {
                         list: id.to_owned(),
                     }
                 })?;
-                Ok(self.list_response(list, [jwt, cwt][chosen], headers))
+                Ok(self.delta_response(list, [jwt, cwt][chosen], headers))
             }
             // The two W3C views differ only in which artefact and which media types they offer.
             Target::Bitstring(id, purpose) | Target::StatusList2021(id, purpose) => {
