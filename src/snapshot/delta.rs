@@ -30,9 +30,10 @@ pub const MAX_TRANSITIONS: usize = 32;
 /// fewer and fewer, so a re-encoding signs at most 11 deltas (with the empty one) whatever the
 /// history holds.
 const SIGNED_BOUNDARIES: [usize; 10] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32];
-/// Most changed indices a list's history keeps in all (a few bytes each): past this the
-/// deltas would be about as large as a sparse list anyway.
-pub const MAX_INDICES: u64 = 1 << 16;
+/// Most changed indices a list's history keeps in all (2 bytes each in a roaring array: at most
+/// 32 KiB per list, 8 MiB for 256 lists). A delta naming this many entries is already about as
+/// large as a 2^20-entry list with 1 % revoked (≈ 23 kB), so more would rarely be served.
+pub const MAX_INDICES: u64 = 1 << 14;
 
 /// One applied state change.
 #[derive(Clone, Debug, PartialEq)]
