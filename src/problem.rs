@@ -218,7 +218,8 @@ impl Problem {
             DeltaUnavailable { reason, .. } => {
                 use crate::snapshot::delta::Unavailable::*;
                 match reason {
-                    Ahead => "this version is not (yet) known here; fetch the list",
+                    Ahead => "this version is newer than the list served here; fetch the list",
+                    Unknown => "this server never held this version of the list; fetch the list",
                     TooOld => "this version is older than the changes kept for deltas; fetch the list",
                     TooLarge => "the delta from this version would not be smaller than the list; fetch the list",
                 }
@@ -326,7 +327,9 @@ impl Problem {
                 if let Ok(link) = HeaderValue::try_from(link) {
                     h.insert(header::LINK, link);
                 }
-                if *reason != crate::snapshot::delta::Unavailable::Ahead {
+                use crate::snapshot::delta::Unavailable::{Ahead, Unknown};
+                // Another replica, or this one later, may serve these.
+                if !matches!(reason, Ahead | Unknown) {
                     h.insert(
                         header::CACHE_CONTROL,
                         HeaderValue::from_static("public, max-age=60"),

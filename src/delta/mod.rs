@@ -14,9 +14,11 @@
 //!   2 sub, 1 iss, 6 iat, 4 exp, 65534 ttl, and the text key `"status_list_delta"` with the
 //!   same members (`changes` and `sha256` as byte strings).
 //!
-//! Semantics: applying the delta to the list **at any version `v` with `from ≤ v ≤ to`** gives
-//! the list at version `to`. `changes` lists, for a superset of the entries that changed after
-//! `from`, their value at `to`; entries it does not name did not change after `from`.
+//! Semantics: applying the delta to the list at version `from` gives the list at version `to`;
+//! `changes` lists, for a superset of the entries that differ, their value at `to`. A server
+//! answers `/deltas/{v}` with a delta whose `from ≤ v ≤ to` only when it also applies to `v`
+//! (the versions it held since `from`); the verifier checks `from ≤ v ≤ to` and, above all,
+//! the digest.
 //! `sha256` is the SHA-256 of the list at `to` as the IETF draft packs it before compression
 //! (§4.1: `size × bits / 8` bytes, LSB first), so a verifier checks its result bit for bit.
 //!
@@ -617,14 +619,14 @@ mod tests {
     }
 
     #[test]
-    fn applying_brings_any_version_in_range_to_the_target() {
+    fn applying_brings_the_list_to_the_target_version() {
         let v1 = list(Bits::Two, &[(1, 1), (7, 2)]);
         let v2 = list(Bits::Two, &[(1, 1), (7, 0), (9, 1)]);
         let v3 = list(Bits::Two, &[(1, 1), (7, 0), (9, 1), (100, 2)]);
         let changed = v1.changed_indices(&v3).unwrap();
         let d = Delta::build(&v3, 1, 3, changed.iter());
         assert_eq!(d.apply(&v1, 1).unwrap(), v3);
-        // A superset applies to the intermediate version too.
+        // A superset that covers the intermediate version applies to it too.
         assert_eq!(d.apply(&v2, 2).unwrap(), v3);
         assert_eq!(d.apply(&v3, 3).unwrap(), v3);
         assert!(matches!(
