@@ -16,6 +16,8 @@
 //!   claims, base64url and the ES256 signature: the full revocation-to-token path.
 //! * `decode/1048576`: inflate and unpack a token's `lst`.
 //! * `lookup`: one per-credential read from the bitmaps.
+//! * `snapshot/reencode_*`: one list's artefacts without and with the signed deltas of a full
+//!   change history (issue 16): the re-encoding cost deltas add.
 //! * `handler`: the public request handler without sockets, on a 50-list snapshot: single
 //!   lookups (uniform on one list, and Zipf-skewed over all lists as `loadtest/lookups.js`
 //!   asks), a 20-index batch lookup, token 200 (identity and gzip), W3C credential 200, 304.
@@ -363,6 +365,28 @@ fn snapshot(c: &mut Criterion) {
             })
         },
     );
+    // A re-encoding with the signed deltas of a full history (32 single changes: 11 deltas
+    // signed in both forms) against one with only the empty delta: what deltas add per list.
+    let mut history = statusd::snapshot::delta::History::default();
+    let mut state = changed.clone();
+    for k in 0..32u64 {
+        let before = state.clone();
+        state.set(1_000 + 7 * k, Status::INVALID).unwrap();
+        history.record(k + 1, &before, k + 2, &state);
+    }
+    let at_33 = ListMeta {
+        version: 33,
+        ..meta("7")
+    };
+    g.bench_function("reencode_without_history", |b| {
+        b.iter(|| build::artefacts(&at_33, &state, &key, &p, SystemTime::now()).unwrap())
+    });
+    g.bench_function("reencode_with_32_change_history", |b| {
+        b.iter(|| {
+            build::artefacts_with_history(&at_33, &state, &history, &key, &p, SystemTime::now())
+                .unwrap()
+        })
+    });
     g.finish();
 }
 

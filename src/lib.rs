@@ -14,8 +14,10 @@
 //! | [`pkcs11`]    | signing keys in a PKCS#11 token (HSM): URI, PIN file, session, reconnect |
 //! | [`clock`]     | this replica's clock against Redis's `TIME`; signing pauses beyond a bound |
 //! | [`store`]     | the source of truth: embedded (redb) and Redis, lists and the issuer registry |
+//! | [`delta`]     | signed deltas (statusd's extension): format, digest, signing, applying   |
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`], its pure builder, the    |
-//! |               | readiness latch ([`snapshot::SyncState`]) and the copy kept on disk      |
+//! |               | readiness latch ([`snapshot::SyncState`]) and the copy kept on disk;     |
+//! |               | each list's recent changes and its prebuilt signed deltas (`delta`)      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
 //! | [`retire`]    | lists whose credentials all expired: retired (410), data deleted later   |
 //! | [`runtime`]   | background work beside the listeners: shutdown signal, lowered priority  |
@@ -42,6 +44,7 @@
 //! | [`w3c_proof`] | Data Integrity proofs on the W3C views (ecdsa-rdfc-2019, eddsa-rdfc-2022), |
 //! |               | RDFC-1.0 with bundled contexts, the issuer's controller document         |
 //! | [`verifier`]  | the relying party's check: credential → cached list fetch → verify → entry |
+//! |               | and the mirror that follows whole lists by signed deltas (`delta`)       |
 //!
 //! # Flows
 //!
@@ -69,6 +72,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consistency;
+pub mod delta;
 pub mod demo;
 pub mod http;
 pub mod inspect;

@@ -30,10 +30,12 @@ pub enum Route {
     StatusList2021,
     /// `/`: the issuer's controller document (Data Integrity verification methods).
     Controller,
+    /// `/statuslists/{id}/deltas/{from}`: signed deltas (statusd's extension).
+    StatusListDelta,
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::Aggregation,
         Route::StatusList,
         Route::Bitstring,
@@ -47,6 +49,7 @@ impl Route {
         Route::AdminApi,
         Route::StatusList2021,
         Route::Controller,
+        Route::StatusListDelta,
     ];
 
     pub const fn label(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Route {
             Route::AdminApi => "admin_api",
             Route::StatusList2021 => "statuslist2021",
             Route::Controller => "controller",
+            Route::StatusListDelta => "statuslist_delta",
         }
     }
 

@@ -84,6 +84,14 @@ pub enum Problem {
     Overloaded,
     /// 408: a batch lookup body did not arrive within the read timeout.
     BodyTimeout,
+    /// 410: no delta from the version asked for (statusd's extension): fetch the list instead.
+    /// `list` is the list's id.
+    DeltaUnavailable {
+        reason: crate::snapshot::delta::Unavailable,
+        list: String,
+    },
+    /// 400: the version in a delta's path is not a canonical decimal integer.
+    BadVersion,
     /// 503: signing is paused and the list's last signed token is too close to its `exp` to
     /// serve (with `Retry-After`); lookups still answer.
     SigningUnavailable,
@@ -93,7 +101,8 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         use Problem::*;
         match self {
-            BadListId | BadIndex | BadBody(_) | MalformedRequest | BadHost(_)
+            DeltaUnavailable { .. } => StatusCode::GONE,
+            BadListId | BadIndex | BadVersion | BadBody(_) | MalformedRequest | BadHost(_)
             | RepeatedField(_) | DuplicateJsonKey(_) => StatusCode::BAD_REQUEST,
             UriTooLong => StatusCode::URI_TOO_LONG,
             UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
@@ -131,6 +140,8 @@ impl Problem {
             SigningUnavailable => "urn:statusd:problem:signing-unavailable",
             BodyTimeout => "urn:statusd:problem:body-timeout",
             BadListId => "urn:statusd:problem:bad-list-id",
+            DeltaUnavailable { .. } => "urn:statusd:problem:delta-unavailable",
+            BadVersion => "urn:statusd:problem:bad-version",
             MalformedRequest => "urn:statusd:problem:malformed-request",
             UriTooLong => "urn:statusd:problem:uri-too-long",
             BadHost(_) => "urn:statusd:problem:bad-host",
@@ -165,6 +176,8 @@ impl Problem {
         use Problem::*;
         match self {
             BadListId => "Malformed list id",
+            DeltaUnavailable { .. } => "Delta unavailable",
+            BadVersion => "Malformed version",
             MalformedRequest => "Malformed request",
             UriTooLong => "Request target too long",
             BadHost(_) => "Missing or invalid Host",
@@ -211,6 +224,17 @@ impl Problem {
         use Problem::*;
         match self {
             BadListId => "list ids are 1 to 64 characters from A-Z a-z 0-9 - _".into(),
+            BadVersion => "versions are non-negative decimal integers without sign or leading zeros".into(),
+            DeltaUnavailable { reason, .. } => {
+                use crate::snapshot::delta::Unavailable::*;
+                match reason {
+                    Ahead => "this version is newer than the list served here; fetch the list",
+                    Unknown => "this server never held this version of the list; fetch the list",
+                    TooOld => "this version is older than the changes kept for deltas; fetch the list",
+                    TooLarge => "the delta from this version would not be smaller than the list; fetch the list",
+                }
+                .into()
+            }
             BadIndex => "indices are non-negative decimal integers without sign or leading zeros".into(),
             BadBody(why) => why.clone(),
             NoRoute => "see the README for the routes this server offers".into(),
@@ -254,6 +278,10 @@ impl Problem {
             "status": status.as_u16(),
             "detail": self.detail(),
         });
+        if let Problem::DeltaUnavailable { reason, list } = self {
+            body["reason"] = reason.slug().into();
+            body["list"] = format!("/{}/{list}", crate::routes::STATUS_LISTS).into();
+        }
         if let Problem::BatchInvalid(errors) = self {
             body["errors"] = errors
                 .iter()
@@ -306,6 +334,25 @@ impl Problem {
             }
             Problem::Issuer(p) if p.error.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The list is the answer: linked, and (unless the version is ahead of this replica,
+            // which changes as it catches up) cacheable like the answer it stands for.
+            Problem::DeltaUnavailable { reason, list } => {
+                let link = format!(
+                    "</{}/{list}>; rel=\"alternate\"",
+                    crate::routes::STATUS_LISTS
+                );
+                if let Ok(link) = HeaderValue::try_from(link) {
+                    h.insert(header::LINK, link);
+                }
+                use crate::snapshot::delta::Unavailable::{Ahead, Unknown};
+                // Another replica, or this one later, may serve these.
+                if !matches!(reason, Ahead | Unknown) {
+                    h.insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("public, max-age=60"),
+                    );
+                }
             }
             // Signing waits for an operator to restore the key file: not a matter of seconds.
             Problem::SigningUnavailable => {

@@ -25,6 +25,7 @@ use crate::keyfile::KeyWatch;
 use crate::metrics::Metrics;
 use crate::runtime;
 use crate::snapshot::build::{self, BuildParams};
+use crate::snapshot::delta::History;
 use crate::snapshot::readiness::unix_ms;
 use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, SnapshotStore, SyncState};
 use crate::status::StatusList;
@@ -92,6 +93,9 @@ pub struct Refresher<S> {
     /// The retired lists the store names ([`crate::retire`]): published with every snapshot so
     /// their URLs answer 410.
     retired: Mutex<Arc<HashSet<Box<str>>>>,
+    /// Each list's recent state changes, from which its re-encodings sign deltas
+    /// ([`crate::snapshot::delta`]).
+    history: Mutex<HashMap<String, History>>,
 }
 
 /// Where background builds leave their artefacts, and the wake-up that gets them published at
@@ -149,6 +153,7 @@ impl<S: Store> Refresher<S> {
             built: Arc::default(),
             missing_warned: Mutex::default(),
             retired: Mutex::default(),
+            history: Mutex::default(),
         }
     }
 
@@ -418,6 +423,10 @@ impl<S: Store> Refresher<S> {
             lists.insert(ls.meta.id.as_str().into(), Arc::new(ls));
             changed = true;
         }
+        self.history
+            .lock()
+            .expect("not poisoned")
+            .retain(|id, _| lists.contains_key(id.as_str()));
         if signing {
             self.schedule_encodings(&lists, now);
         }
@@ -499,6 +508,12 @@ impl<S: Store> Refresher<S> {
                 if meta.updated_ms > 0 {
                     changed_at.push(meta.updated_ms);
                 }
+                self.history
+                    .lock()
+                    .expect("not poisoned")
+                    .entry(meta.id.clone())
+                    .or_default()
+                    .record(ls.meta.version, &ls.list, meta.version, &list);
                 let id: Box<str> = meta.id.as_str().into();
                 let next = build::with_artefacts(meta, list, ls.artefacts.clone());
                 lists.insert(id, Arc::new(next));
@@ -647,8 +662,12 @@ impl<S: Store> Refresher<S> {
             }
             let (meta, list) = (ls.meta.clone(), ls.list.clone());
             let (id, built) = (ls.meta.id.clone(), self.built.clone());
+            let history = self.history.lock().expect("not poisoned").get(&id).cloned();
+            let history = history.unwrap_or_default();
             let handle = self.spawn_build(
-                move |key, p| build::artefacts(&meta, &list, key, p, SystemTime::now()),
+                move |key, p| {
+                    build::artefacts_with_history(&meta, &list, &history, key, p, SystemTime::now())
+                },
                 |e| e,
                 // On failure the list keeps its last signed artefacts, which age while signing
                 // fails.

@@ -1,8 +1,8 @@
 //! The public URL scheme, defined once: every path the public plane serves and every media type
 //! it offers. The snapshot builder and the issuer build URLs with [`PublicUrls`] (a token's
 //! `sub`, a credential's `id`, a status entry's `statusListCredential`); the router parses a
-//! request path with [`Target::parse`] and offers the [`LIST_OFFERS`], [`VC_OFFERS`] and
-//! [`VC11_OFFERS`] defined here. To add or rename a route, change this file and the router's
+//! request path with [`Target::parse`] and offers the [`LIST_OFFERS`], [`DELTA_OFFERS`],
+//! [`VC_OFFERS`] and [`VC11_OFFERS`] defined here. To add or rename a route, change this file and the router's
 //! `match` over [`Target`] (`src/http/route.rs`).
 //!
 //! Nothing here allocates on the request path: [`Target::parse`] borrows its arguments from the
@@ -18,6 +18,12 @@ pub const BITSTRING_LISTS: &str = "bitstringlists";
 pub const STATUS_LIST_2021: &str = "statuslist2021";
 /// `/statuses/{id}/{idx}` (one lookup) and `POST /statuses/{id}` (a batch lookup).
 pub const STATUSES: &str = "statuses";
+/// `/statuslists/{id}/deltas/{from}`: a signed delta from version `from` (statusd's extension,
+/// [`crate::delta`]).
+pub const DELTAS: &str = "deltas";
+/// The response field carrying the version of the list a response encodes (statusd's
+/// extension: where a verifier's deltas start from).
+pub const LIST_VERSION_HEADER: &str = "statusd-list-version";
 /// `/.well-known/jwks.json`: the keys verifiers check signatures with.
 pub const WELL_KNOWN: &str = ".well-known";
 pub const JWKS: &str = "jwks.json";
@@ -26,6 +32,10 @@ pub const JWKS: &str = "jwks.json";
 pub const STATUSLIST_JWT: &str = "application/statuslist+jwt";
 /// IETF Status List Token, CWT form.
 pub const STATUSLIST_CWT: &str = "application/statuslist+cwt";
+/// A signed delta (statusd's extension), JWT form.
+pub const STATUSLIST_DELTA_JWT: &str = "application/statuslist-delta+jwt";
+/// A signed delta (statusd's extension), CWT form.
+pub const STATUSLIST_DELTA_CWT: &str = "application/statuslist-delta+cwt";
 /// statusd's roaring form of a list (`status::sparse`).
 pub const ROARING: &str = "application/vnd.statusd.roaring";
 /// A W3C credential secured with JOSE (VC 2.0).
@@ -43,6 +53,8 @@ pub const DI_MEDIA_TYPE_1_1: &str = "application/vc+ld+json";
 
 /// Representations of `/statuslists/{id}`, in order of preference.
 pub const LIST_OFFERS: &[&str] = &[STATUSLIST_JWT, STATUSLIST_CWT, ROARING];
+/// Representations of `/statuslists/{id}/deltas/{from}`, in order of preference.
+pub const DELTA_OFFERS: &[&str] = &[STATUSLIST_DELTA_JWT, STATUSLIST_DELTA_CWT];
 /// Representations of `/bitstringlists/{id}/{purpose}`: the `vc+jwt`, then (from index
 /// [`DI_OFFERED_FROM`]) the credential with a Data Integrity proof.
 pub const VC_OFFERS: &[&str] = &[VC_JWT, VC11_JWT, DI_MEDIA_TYPE];
@@ -84,6 +96,11 @@ impl PublicUrls {
         format!("{}/{STATUS_LIST_2021}/{id}/{purpose}", self.base)
     }
 
+    /// The signed delta of a list from version `from`.
+    pub fn delta(&self, id: &str, from: u64) -> String {
+        format!("{}/{STATUS_LISTS}/{id}/{DELTAS}/{from}", self.base)
+    }
+
     /// The Status List Aggregation.
     pub fn aggregation(&self) -> String {
         format!("{}/{STATUS_LISTS}", self.base)
@@ -98,6 +115,8 @@ pub enum Target<'p> {
     Aggregation,
     /// `/statuslists/{id}`
     StatusList(&'p str),
+    /// `/statuslists/{id}/deltas/{from}`
+    Delta(&'p str, &'p str),
     /// `/bitstringlists/{id}/{purpose}`
     Bitstring(&'p str, &'p str),
     /// `/statuslist2021/{id}/{purpose}`
@@ -126,10 +145,13 @@ impl<'p> Target<'p> {
                 Some((id, Some(idx))) if !idx.contains('/') => Target::Lookup(id, idx),
                 _ => Target::Unmatched,
             },
-            STATUS_LISTS => match rest {
+            STATUS_LISTS => match rest.map(split) {
                 None => Target::Aggregation,
-                Some(id) if !id.contains('/') => Target::StatusList(id),
-                _ => Target::Unmatched,
+                Some((id, None)) => Target::StatusList(id),
+                Some((id, Some(tail))) => match split(tail) {
+                    (DELTAS, Some(from)) if !from.contains('/') => Target::Delta(id, from),
+                    _ => Target::Unmatched,
+                },
             },
             BITSTRING_LISTS | STATUS_LIST_2021 => match rest.map(split) {
                 Some((id, Some(purpose))) if !purpose.contains('/') => {
@@ -174,6 +196,10 @@ mod tests {
             Target::Aggregation
         );
         assert_eq!(
+            Target::parse(&path(urls.delta("7", 12))),
+            Target::Delta("7", "12")
+        );
+        assert_eq!(
             Target::parse(&path(urls.credential("7", Purpose::Revocation))),
             Target::Bitstring("7", "revocation")
         );
@@ -197,6 +223,9 @@ mod tests {
             "/statuses",
             "/statuses/a/1/2",
             "/statuslists/a/b",
+            "/statuslists/a/deltas",
+            "/statuslists/a/deltas/1/x",
+            "/statuslists/a/delta/1",
             "/bitstringlists/a",
             "/.well-known/jwks.json/x",
         ] {

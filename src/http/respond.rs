@@ -19,7 +19,9 @@ static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 const VARY_LIST: HeaderValue = HeaderValue::from_static("Accept, Accept-Encoding");
 const VARY_ACCEPT: HeaderValue = HeaderValue::from_static("Accept");
 const ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
-const EXPOSE: HeaderValue = HeaderValue::from_static("ETag, Last-Modified, Cache-Control");
+const EXPOSE: HeaderValue =
+    HeaderValue::from_static("ETag, Last-Modified, Cache-Control, Statusd-List-Version");
+static LIST_VERSION: HeaderName = HeaderName::from_static(crate::routes::LIST_VERSION_HEADER);
 const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 pub(super) const JSON: HeaderValue = HeaderValue::from_static(crate::routes::JSON);
 pub(super) const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
@@ -145,8 +147,8 @@ impl Inner {
             Some((b, e)) => (b, e),
             None => (&rep.body, &rep.etag),
         };
-        // A 304 carries 4 fields, a 200 up to 10.
-        let (mut r, not_modified) = conditional(headers, etag, [4, 10], || body.clone());
+        // A 304 carries 4 fields, a 200 up to 11.
+        let (mut r, not_modified) = conditional(headers, etag, [4, 11], || body.clone());
         let h = r.headers_mut();
         let a = &list.artefacts;
         h.insert(header::CACHE_CONTROL, a.cache_control.clone());
@@ -169,7 +171,32 @@ impl Inner {
             h.insert(header::LAST_MODIFIED, a.last_modified.clone());
             h.insert(SURROGATE_KEY.clone(), a.surrogate_key.clone());
             h.insert(CACHE_TAG.clone(), a.surrogate_key.clone());
+            h.insert(LIST_VERSION.clone(), a.deltas.version_header.clone());
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
+        }
+        r
+    }
+
+    /// A signed delta: the list's caching headers, and nothing a mirroring verifier does not
+    /// need on every poll (the version and the dates are in the token; browsers revalidate
+    /// without reading the ETag), as these answers are what deltas save bandwidth on.
+    pub(super) fn delta_response(
+        &self,
+        list: &ListSnapshot,
+        rep: &Representation,
+        headers: &HeaderMap,
+    ) -> Resp {
+        let (mut r, not_modified) = conditional(headers, &rep.etag, [4, 7], || rep.body.clone());
+        let h = r.headers_mut();
+        let a = &list.artefacts;
+        h.insert(header::CACHE_CONTROL, a.cache_control.clone());
+        h.insert(header::VARY, VARY_ACCEPT);
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+        if !not_modified {
+            h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+            // Purged with the list: a revocation pushed out by a purge reaches mirrors too.
+            h.insert(SURROGATE_KEY.clone(), a.surrogate_key.clone());
+            h.insert(CACHE_TAG.clone(), a.surrogate_key.clone());
         }
         r
     }

@@ -7,7 +7,7 @@ use super::respond::preflight;
 use super::{negotiate, Inner, Resp};
 use crate::metrics::Route;
 use crate::problem::Problem;
-use crate::routes::{Target, DI_OFFERED_FROM, LIST_OFFERS, VC11_OFFERS, VC_OFFERS};
+use crate::routes::{Target, DELTA_OFFERS, DI_OFFERED_FROM, LIST_OFFERS, VC11_OFFERS, VC_OFFERS};
 use crate::snapshot::{Aging, ListSnapshot, Snapshot};
 use crate::status::w3c::Purpose;
 use crate::store::MAX_ID_LEN;
@@ -86,6 +86,26 @@ impl Inner {
                 let rep = [&a.jwt, &a.cwt, &a.roaring][chosen];
                 Ok(self.list_response(list, rep, headers))
             }
+            // statusd's extension: the prebuilt signed delta from the version in the path.
+            Target::Delta(id, from) => {
+                read_only("GET, HEAD, OPTIONS")?;
+                let id = list_id(id)?;
+                let from = parse_version(from)?;
+                let list = lookup_list(snap, id, false)?;
+                signed(list)?;
+                let chosen =
+                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), DELTA_OFFERS)
+                        .ok_or(Problem::NotAcceptable {
+                            offered: DELTA_OFFERS,
+                        })?;
+                let (jwt, cwt) = list.artefacts.deltas.find(from).map_err(|reason| {
+                    Problem::DeltaUnavailable {
+                        reason,
+                        list: id.to_owned(),
+                    }
+                })?;
+                Ok(self.delta_response(list, [jwt, cwt][chosen], headers))
+            }
             // The two W3C views differ only in which artefact and which media types they offer.
             Target::Bitstring(id, purpose) | Target::StatusList2021(id, purpose) => {
                 read_only("GET, HEAD, OPTIONS")?;
@@ -137,6 +157,7 @@ pub(super) fn metric_route(target: Target<'_>) -> Route {
     match target {
         Target::Aggregation => Route::Aggregation,
         Target::StatusList(_) => Route::StatusList,
+        Target::Delta(..) => Route::StatusListDelta,
         Target::Bitstring(..) => Route::Bitstring,
         Target::StatusList2021(..) => Route::StatusList2021,
         Target::Lookup(..) => Route::Lookup,
@@ -176,6 +197,19 @@ pub fn parse_index(seg: &str) -> Result<u64, Problem> {
         || (b.len() > 1 && b[0] == b'0')
     {
         return Err(Problem::BadIndex);
+    }
+    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// A list version in a delta's path: canonical decimal, at most 19 digits (below 2^63).
+fn parse_version(seg: &str) -> Result<u64, Problem> {
+    let b = seg.as_bytes();
+    if b.is_empty()
+        || b.len() > 19
+        || !b.iter().all(u8::is_ascii_digit)
+        || (b.len() > 1 && b[0] == b'0')
+    {
+        return Err(Problem::BadVersion);
     }
     Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }

@@ -3,6 +3,7 @@
 //! Everything expensive happens here (compression, signing, hashing), so callers run it on the
 //! blocking pool. Nothing here does I/O.
 
+use super::delta::History;
 use super::{Aging, Artefacts, ListSnapshot, Representation, Snapshot};
 use crate::routes::{self, PublicUrls};
 use crate::status::ietf::IetfList;
@@ -253,15 +254,30 @@ pub fn unsigned(meta: ListMeta, list: StatusList, kid: &str) -> ListSnapshot {
         cache_control: HeaderValue::from_static("no-store"),
         aging: Aging::Withheld,
         surrogate_key: header(format!("list-{}", meta.id)),
+        deltas: Arc::new(super::delta::Deltas::none(0)),
     };
     with_artefacts(meta, list, Arc::new(artefacts))
 }
 
 /// Encodes, signs and hashes every representation of one list state. Fails, and builds
-/// nothing, if any signature fails.
+/// nothing, if any signature fails. Its only signed delta is the empty one from its own version
+/// (see [`artefacts_with_history`]).
 pub fn artefacts(
     meta: &ListMeta,
     list: &StatusList,
+    key: &(impl TokenSigner + ?Sized),
+    p: &BuildParams,
+    now: SystemTime,
+) -> Result<Artefacts, SignError> {
+    artefacts_with_history(meta, list, &History::default(), key, p, now)
+}
+
+/// [`artefacts`], with the signed deltas from every version of `history` (the list's recent
+/// changes, ending at `meta.version`) to this state.
+pub fn artefacts_with_history(
+    meta: &ListMeta,
+    list: &StatusList,
+    history: &History,
     key: &(impl TokenSigner + ?Sized),
     p: &BuildParams,
     now: SystemTime,
@@ -278,6 +294,17 @@ pub fn artefacts(
     };
     let jwt = statuslist::sign_jwt(&claims, key)?;
     let cwt = statuslist::sign_cwt(&claims, key)?;
+    let deltas = super::delta::sign_deltas(
+        &claims.sub,
+        list,
+        meta.version,
+        history,
+        claims.status_list.lst.len(),
+        key,
+        p,
+        iat,
+        exp,
+    )?;
     let signing = Signing {
         key,
         p,
@@ -311,6 +338,7 @@ pub fn artefacts(
         iat,
         exp,
         kid: key.kid().to_owned(),
+        deltas: Arc::new(deltas),
     })
 }
 

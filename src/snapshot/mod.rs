@@ -8,6 +8,7 @@
 //! hashing) and runs on the blocking pool, never on a request.
 
 pub mod build;
+pub mod delta;
 pub mod persist;
 pub mod readiness;
 
@@ -90,6 +91,8 @@ pub struct Artefacts {
     pub sl2021_di: [Representation; 2],
     /// `Surrogate-Key` / `Cache-Tag`: `list-{id}`, for targeted CDN purges.
     pub surrogate_key: HeaderValue,
+    /// The signed deltas to [`Self::version`] (statusd's extension, [`crate::delta`]).
+    pub deltas: Arc<delta::Deltas>,
 }
 
 /// What a pause in signing (see [`crate::keyfile`]) has done to a list's artefacts. The

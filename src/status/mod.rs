@@ -299,6 +299,21 @@ impl StatusList {
         Ok(list)
     }
 
+    /// The indices whose status differs between `self` and `other` (one XOR per bit-plane:
+    /// O(containers), not O(entries)); `None` when width or size differ. Signed deltas
+    /// (`crate::delta`) are built from these sets.
+    pub fn changed_indices(&self, other: &StatusList) -> Option<RoaringBitmap> {
+        if self.bits != other.bits || self.size != other.size {
+            return None;
+        }
+        Some(
+            self.planes
+                .iter()
+                .zip(&other.planes)
+                .fold(RoaringBitmap::new(), |acc, (a, b)| acc | (a ^ b)),
+        )
+    }
+
     /// Shrinks the bitmaps' containers (run-length containers where they are smaller).
     pub fn optimize(&mut self) {
         for plane in &mut self.planes {

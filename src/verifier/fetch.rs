@@ -31,18 +31,45 @@ pub enum FetchError {
     },
 }
 
-/// A 200 or a 304.
+/// A 200 or a 304 ([`get`]), or any final answer ([`get_any`]).
 #[derive(Clone, Debug)]
 pub struct Answer {
+    /// The final status (after redirects).
+    pub status: u16,
     pub not_modified: bool,
     pub etag: Option<String>,
     pub cache_control: Option<String>,
     pub content_type: Option<String>,
+    /// `Statusd-List-Version`: the list version the answer encodes (statusd's extension, for
+    /// signed deltas), when the server says.
+    pub list_version: Option<u64>,
+    /// Bytes of the final answer as HTTP/1.1 frames it: status line, header fields and body
+    /// (what a verifier's bandwidth is measured in).
+    pub wire_bytes: usize,
     pub body: Vec<u8>,
 }
 
 /// GETs `url`, following redirects; `tls` authenticates https servers.
 pub async fn get(
+    url: &str,
+    accept: &str,
+    if_none_match: Option<&str>,
+    timeout: Duration,
+    tls: &ClientTls,
+) -> Result<Answer, FetchError> {
+    let a = get_any(url, accept, if_none_match, timeout, tls).await?;
+    if a.not_modified || (200..300).contains(&a.status) {
+        return Ok(a);
+    }
+    Err(FetchError::Status {
+        url: url.to_owned(),
+        status: a.status,
+        body: String::from_utf8_lossy(&a.body[..a.body.len().min(300)]).into_owned(),
+    })
+}
+
+/// [`get`], with any final status as an answer rather than an error.
+pub async fn get_any(
     url: &str,
     accept: &str,
     if_none_match: Option<&str>,
@@ -114,25 +141,34 @@ async fn get_inner(
             text(header::CACHE_CONTROL),
             text(header::CONTENT_TYPE),
         );
+        let list_version = text(header::HeaderName::from_static(
+            crate::routes::LIST_VERSION_HEADER,
+        ))
+        .and_then(|v| v.parse().ok());
+        let head_bytes = "HTTP/1.1 200 OK\r\n\r\n".len()
+            + status
+                .canonical_reason()
+                .map_or(0, |r| r.len().saturating_sub(2))
+            + resp
+                .headers()
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                .sum::<usize>();
         let body = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
             .map_err(|e| transport(format!("reading the body: {e}")))?
             .to_bytes()
             .to_vec();
-        if status == hyper::StatusCode::NOT_MODIFIED || status.is_success() {
-            return Ok(Answer {
-                not_modified: status == hyper::StatusCode::NOT_MODIFIED,
-                etag,
-                cache_control,
-                content_type,
-                body,
-            });
-        }
-        return Err(FetchError::Status {
-            url: current,
+        return Ok(Answer {
             status: status.as_u16(),
-            body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            not_modified: status == hyper::StatusCode::NOT_MODIFIED,
+            etag,
+            cache_control,
+            content_type,
+            list_version,
+            wire_bytes: head_bytes + body.len(),
+            body,
         });
     }
 }

@@ -12,11 +12,15 @@
 //! The credential's own signature is **not** checked here: the caller verifies the credential
 //! first, as draft §8.3 step 1 requires, and asks for its status only if it is valid.
 //!
+//! Verifiers that mirror every list follow them by signed deltas instead ([`delta`]:
+//! statusd's extension).
+//!
 //! This module must never reach into the server (`http`, `snapshot`, `store`, `app`): it uses
 //! the codecs of [`crate::status`] and the token checks of [`crate::token`] only.
 
 pub mod cache;
 pub mod credential;
+pub mod delta;
 pub mod fetch;
 pub mod sl2021;
 

@@ -71,7 +71,12 @@ fn allocations(f: impl FnOnce()) -> u64 {
     ALLOCS.with(Cell::get) - before
 }
 
-fn public() -> (Public, hyper::header::HeaderValue) {
+/// The handler over one published list, the list JWT's ETag and its signed delta's ETag.
+fn public() -> (
+    Public,
+    hyper::header::HeaderValue,
+    hyper::header::HeaderValue,
+) {
     let key = SigningKey::generate(Algorithm::Es256);
     let p = BuildParams {
         urls: statusd::routes::PublicUrls::new("https://status.example"),
@@ -92,6 +97,7 @@ fn public() -> (Public, hyper::header::HeaderValue) {
         .ok()
         .unwrap();
     let etag = ls.artefacts.jwt.etag.clone();
+    let delta_etag = ls.artefacts.deltas.find(1).unwrap().0.etag.clone();
     let snapshots = Arc::new(SnapshotStore::default());
     let mut lists = HashMap::new();
     lists.insert("1".into(), Arc::new(ls));
@@ -109,19 +115,25 @@ fn public() -> (Public, hyper::header::HeaderValue) {
             PublicSettings::new(Duration::from_secs(10)),
         ),
         etag,
+        delta_etag,
     )
 }
 
 #[test]
 fn lookup_and_token_responses_allocate_a_pinned_small_number_of_times() {
-    let (public, etag) = public();
+    let (public, etag, delta_etag) = public();
     let none = HeaderMap::new();
     let mut inm = HeaderMap::new();
     inm.insert(hyper::header::IF_NONE_MATCH, etag);
-    let cases: [(&str, &HeaderMap, u64); 3] = [
+    let mut delta_inm = HeaderMap::new();
+    delta_inm.insert(hyper::header::IF_NONE_MATCH, delta_etag);
+    let cases: [(&str, &HeaderMap, u64); 5] = [
         ("/statuses/1/7", &none, LOOKUP_MAX),
         ("/statuslists/1", &none, TOKEN_MAX),
         ("/statuslists/1", &inm, TOKEN_MAX),
+        // Signed deltas (statusd's extension) are prebuilt like the tokens.
+        ("/statuslists/1/deltas/1", &none, TOKEN_MAX),
+        ("/statuslists/1/deltas/1", &delta_inm, TOKEN_MAX),
     ];
     for (path, headers, max) in cases {
         // Warm-up: first calls may initialise lazies (thread-locals of arc-swap, etc.).

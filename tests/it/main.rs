@@ -9,6 +9,7 @@ mod conformance;
 mod consistency;
 mod crash;
 mod data_integrity;
+mod deltas;
 mod deploy;
 mod failover;
 mod first_hour;
