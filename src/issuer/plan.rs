@@ -497,7 +497,17 @@ impl<'a> Planner<'a> {
             None => {
                 let parent = match (&r.parent, &old.parent) {
                     (Some(p), _) => Some(p.clone()),
-                    (None, Some(p)) => Some(p.credential_id.clone()),
+                    (None, Some(p)) => {
+                        // Not named by the batch, so not located: where the old card's record
+                        // says (read with it, as its family).
+                        self.located
+                            .entry(p.credential_id.clone())
+                            .or_insert_with(|| Location {
+                                list: old_at.list.clone(),
+                                idx: p.idx,
+                            });
+                        Some(p.credential_id.clone())
+                    }
                     (None, None) => None,
                 };
                 let reg = Registration {
@@ -1116,6 +1126,27 @@ mod tests {
             [(0, ItemError::RegistrationConflict)],
             "card-2 exists, as the replacement of another card"
         );
+    }
+
+    /// A derived card reissued without naming a parent goes under its old parent, which the
+    /// batch did not name (it was refused as `unknown-parent`).
+    #[tokio::test]
+    async fn a_derived_card_is_reissued_under_its_parent_unnamed() {
+        let (issuer, _dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        let out = run(&issuer, &[reissue("phone-1", "phone-2", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
+        let new = issuer.view("phone-2").await.unwrap().unwrap();
+        assert_eq!(new.parent.as_deref(), Some("card-1"));
+        let card = issuer.view("card-1").await.unwrap().unwrap();
+        assert_eq!(card.children, ["phone-1", "phone-2"]);
     }
 
     #[test]
