@@ -1,9 +1,9 @@
 //! Planning a batch, the second of its three steps: locate every credential the batch names,
-//! read what their lists hold (at one version per list; every list's first read together, so a
-//! single write costs one round trip to locate and one to read: issue #22), then run the items
-//! in order against that state in memory, allocating indices ([`alloc`]) and applying the
-//! lifecycle rules ([`record`]). Nothing is written here: the result is a [`Plan`], which the
-//! apply flow commits list by list.
+//! read what their lists hold (at one version per list; every list's first read together, each
+//! with the whole families of the records named, so a single write costs one round trip to
+//! locate and one to read: issue #22), then run the items in order against that state in
+//! memory, allocating indices ([`alloc`]) and applying the lifecycle rules ([`record`]).
+//! Nothing is written here: the result is a [`Plan`], which the apply flow commits.
 //!
 //! [`alloc`]: super::alloc
 //! [`record`]: super::record
@@ -39,7 +39,7 @@ pub(super) struct Plan {
     /// Per item (by position among the planned items): its outcome or failure, and the lists
     /// it writes.
     pub(super) items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
-    /// New bindings, committed with their list.
+    /// New bindings, committed with their list (in the same step where the store can).
     pub(super) binds: Vec<Bind>,
     /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
     pub(super) first: BTreeSet<String>,
@@ -235,8 +235,8 @@ impl<'a> Planner<'a> {
             first: BTreeSet::new(),
             reserve: BTreeMap::new(),
         };
-        // Every list's first read at once: one round trip however many lists the batch names
-        // (two for a reissue across lists); then what those records link to, list by list.
+        // Every list's first read at once, each with the families of the records named: one
+        // round trip however many lists the batch names (two for a reissue across lists).
         let reads = join_all(
             by_list
                 .iter()
@@ -244,8 +244,8 @@ impl<'a> Planner<'a> {
                 .collect(),
         )
         .await;
-        for ((list, idxs), read) in by_list.iter().zip(reads) {
-            let linked = planner.first_read(list, idxs, read?)?;
+        for (list, read) in by_list.keys().zip(reads) {
+            let linked = planner.first_read(list, read?)?;
             planner.load(list, &linked).await?;
         }
         Ok(planner)
@@ -270,14 +270,9 @@ impl<'a> Planner<'a> {
             .cloned()
     }
 
-    /// Adds `list` to the plan's lists from its first read (its metadata and the records at
-    /// `want`); returns the indices those records link to.
-    fn first_read(
-        &mut self,
-        list: &str,
-        want: &[u32],
-        (meta, recs): MetaRecords,
-    ) -> Result<Vec<u32>, PlanAbort> {
+    /// Adds `list` to the plan's lists from its first read (its metadata and the records read
+    /// with it: those wanted and their families); returns the indices those records link to.
+    fn first_read(&mut self, list: &str, (meta, recs): MetaRecords) -> Result<Vec<u32>, PlanAbort> {
         let lp = ListPlan {
             work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
             version: meta.version,
@@ -285,13 +280,14 @@ impl<'a> Planner<'a> {
             allocated: None,
         };
         let lp = self.lists.entry(list.to_owned()).or_insert(lp);
-        Ok(take_records(lp, list, want, recs)?)
+        Ok(take_records(lp, list, recs)?)
     }
 
     /// Loads (once) the records at `idxs` of `list` and everything they link to, at one
-    /// version. A list not loaded yet is read with its metadata in one round trip (none when
-    /// `metas` holds it and no record is wanted); each generation of linked cards not read yet
-    /// (a card's children, a derived card's parent) costs one more.
+    /// version. A list not loaded yet is read with its metadata and the families of the records
+    /// wanted in one round trip (none when `metas` holds it and no record is wanted); records
+    /// of a list loaded already, and any their links name that are missing, are read by index,
+    /// one round trip per generation.
     async fn load(&mut self, list: &str, idxs: &[u32]) -> Result<(), PlanAbort> {
         let store = &self.issuer.store;
         let mut want: Vec<u32> = idxs.to_vec();
@@ -303,10 +299,10 @@ impl<'a> Planner<'a> {
                 .as_ref()
                 .and_then(|all| all.iter().find(|m| m.id == list));
             let read = match known {
-                Some(meta) if want.is_empty() => (meta.clone(), Vec::new()),
+                Some(meta) if want.is_empty() => (meta.clone(), BTreeMap::new()),
                 _ => store.list_records(list, &want).await?,
             };
-            want = self.first_read(list, &want, read)?;
+            want = self.first_read(list, read)?;
         }
         loop {
             let lp = self.lists.get_mut(list).expect("inserted above");
@@ -320,7 +316,8 @@ impl<'a> Planner<'a> {
             if version != lp.version {
                 return Err(PlanAbort::Moved);
             }
-            want = take_records(lp, list, &want, recs)?;
+            let found = want.iter().copied().zip(recs);
+            want = take_records(lp, list, found.filter_map(|(i, r)| Some((i, r?))))?;
         }
     }
 
@@ -730,21 +727,20 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
         .collect()
 }
 
-/// Takes the records read at `want` into `lp` (rebuilding its work so the status of every
+/// Takes the records read (by index) into `lp` (rebuilding its work so the status of every
 /// record as read is captured); returns the indices they link to.
 fn take_records(
     lp: &mut ListPlan,
     list: &str,
-    want: &[u32],
-    recs: Vec<Option<Vec<u8>>>,
+    recs: impl IntoIterator<Item = (u32, Vec<u8>)>,
 ) -> Result<Vec<u32>, StoreError> {
     let mut next = Vec::new();
-    if want.is_empty() {
+    let mut recs = recs.into_iter().peekable();
+    if recs.peek().is_none() {
         return Ok(next);
     }
     let mut loaded = std::mem::take(&mut lp.work.records);
-    for (&idx, bytes) in want.iter().zip(recs) {
-        let Some(bytes) = bytes else { continue };
+    for (idx, bytes) in recs {
         let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
             list: list.to_owned(),
             reason: format!("record {idx}: {e}"),

@@ -1,6 +1,7 @@
 //! One contract, both stores: what the [`Store`] trait promises (create, apply, load, entries,
-//! lists, the order of changes within a batch, the errors of a refused batch), run against the
-//! embedded store and against a real `redis-server` alike. What only one store has (the Redis
+//! lists, the order of changes within a batch, the errors of a refused batch) and the issuer
+//! registry's reads and joint commits ([`Registry`]), run against the embedded store and against
+//! a real `redis-server` alike. What only one store has (the Redis
 //! data model, its failures and clusters; the embedded file) is tested in `redis.rs` and beside
 //! the embedded store.
 
@@ -9,11 +10,12 @@ use crate::support::{change as c, new_list, nonzero, TempDir};
 use statusd::status::{Bits, Status, StatusError};
 use statusd::store::embedded::EmbeddedStore;
 use statusd::store::redis::RedisStore;
+use statusd::store::registry::{Location, Registry, Txn};
 use statusd::store::{Applied, Store, StoreError};
 
 /// A store under test: opened afresh by each call, as a restart or another replica would.
 trait Subject {
-    type S: Store;
+    type S: Registry;
     async fn open(&self) -> Self::S;
 }
 
@@ -161,6 +163,125 @@ async fn a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal(subject: i
     assert_eq!(nonzero(&list), vec![(3, 1)]);
 }
 
+/// A planning read returns the records asked for with their whole family (children, parent,
+/// siblings), at one version, and only records that exist.
+async fn a_list_read_brings_each_record_s_family(subject: impl Subject) {
+    let s = subject.open().await;
+    s.create_list(new_list("f", Bits::Two, 64)).await.unwrap();
+    let record = |id: &str, links: &str| {
+        format!(r#"{{"credential_id":"{id}","kind":"k",{links}"history":[]}}"#).into_bytes()
+    };
+    let parent = |idx: u32| format!(r#""parent":{{"credential_id":"P","idx":{idx}}},"#);
+    let records = vec![
+        (10, record("P", r#""children":[11,12],"#)),
+        (11, record("M1", &parent(10))),
+        (12, record("M2", &parent(10))),
+        (20, record("S", "")),
+        (30, b"not json".to_vec()),
+    ];
+    let txn = Txn {
+        expect_version: 0,
+        claim: vec![10, 11, 12, 20, 30],
+        records: records.clone(),
+        changes: Vec::new(),
+    };
+    assert_eq!(s.commit("f", &txn).await.unwrap(), 1);
+    let (meta, got) = s.list_records("f", &[11]).await.unwrap();
+    assert_eq!((meta.id.as_str(), meta.version), ("f", 1));
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), [10, 11, 12]);
+    assert_eq!(got[&12], records[2].1);
+    let (_, got) = s.list_records("f", &[20, 30, 40]).await.unwrap();
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), [20, 30]);
+    let (meta, got) = s.list_records("f", &[]).await.unwrap();
+    assert_eq!((meta.version, got.len()), (1, 0));
+    assert!(matches!(
+        s.list_records("zz", &[1]).await,
+        Err(StoreError::UnknownList(_))
+    ));
+}
+
+/// A joint commit of two lists and a binding (a reissue across lists on a standalone Redis or
+/// the embedded store) is all or nothing: a terminal change in the second list, a stale version
+/// or a credential id bound meanwhile leaves both lists, their allocations and the ids as they
+/// were; the commit that passes writes everything at once.
+async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
+    let s = subject.open().await;
+    assert!(s.commits_jointly());
+    s.create_list(new_list("j1", Bits::Two, 64)).await.unwrap();
+    s.create_list(new_list("j2", Bits::Two, 64)).await.unwrap();
+    s.apply("j2", &[c(9, 1)]).await.unwrap();
+    let at = |list: &str, idx| Location {
+        list: list.into(),
+        idx,
+    };
+    s.bind(&[("taken".into(), at("j2", 9))]).await.unwrap();
+    let txns = |v2: u64, change2: u8| {
+        vec![
+            (
+                "j1".to_owned(),
+                Txn {
+                    expect_version: 0,
+                    claim: vec![3],
+                    records: vec![(3, b"{\"credential_id\":\"new\",\"history\":[]}".to_vec())],
+                    changes: vec![c(3, 2)],
+                },
+            ),
+            (
+                "j2".to_owned(),
+                Txn {
+                    expect_version: v2,
+                    claim: Vec::new(),
+                    records: vec![(9, b"{\"credential_id\":\"old\",\"history\":[]}".to_vec())],
+                    changes: vec![c(9, change2)],
+                },
+            ),
+        ]
+    };
+    let bind = [("new".to_owned(), at("j1", 3))];
+    let untouched = || async {
+        assert_eq!(s.records("j1", &[3]).await.unwrap(), (0, vec![None]));
+        assert_eq!(s.records("j2", &[9]).await.unwrap(), (1, vec![None]));
+        assert_eq!(s.locate(&["new".into()]).await.unwrap(), [None]);
+        assert!(s.allocated("j1").await.unwrap().1.is_empty());
+        assert_eq!(s.entries("j1", &[3]).await.unwrap().1, [Status::VALID]);
+    };
+    let err = s.commit_joint(&txns(1, 0), &bind).await.unwrap_err();
+    assert!(matches!(err, StoreError::Terminal { idx: 9, .. }), "{err}");
+    untouched().await;
+    let err = s.commit_joint(&txns(0, 1), &bind).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref l) if l == "j2"),
+        "{err}"
+    );
+    untouched().await;
+    let taken = [("taken".to_owned(), at("j1", 3))];
+    let err = s.commit_joint(&txns(1, 1), &taken).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    untouched().await;
+
+    assert_eq!(s.commit_joint(&txns(1, 1), &bind).await.unwrap(), [1, 2]);
+    assert_eq!(
+        s.locate(&["new".into()]).await.unwrap(),
+        [Some(at("j1", 3))]
+    );
+    assert_eq!(s.entries("j1", &[3]).await.unwrap(), (1, vec![Status(2)]));
+    assert!(s.allocated("j1").await.unwrap().1.contains(3));
+    assert!(s.records("j2", &[9]).await.unwrap().1[0].is_some());
+    // The claimed index is taken now: claiming it again is a conflict.
+    let again = [(
+        "j1".to_owned(),
+        Txn {
+            expect_version: 1,
+            claim: vec![3],
+            ..Txn::default()
+        },
+    )];
+    assert!(matches!(
+        s.commit_joint(&again, &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
 /// Each contract test once per store: `store_contract::embedded::<name>` and
 /// `store_contract::redis::<name>`.
 macro_rules! contract {
@@ -188,4 +309,6 @@ contract!(
     create_apply_load_and_reopen,
     a_rejected_batch_changes_nothing,
     a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal,
+    a_list_read_brings_each_record_s_family,
+    a_joint_commit_is_all_or_nothing,
 );
