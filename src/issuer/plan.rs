@@ -198,11 +198,14 @@ impl<'a> Planner<'a> {
         names.sort_unstable();
         names.dedup();
         // Every list's metadata is needed only to choose a list for a new top-level card: read
-        // alongside the locations when the batch registers one (the requests share a round
-        // trip), later if a reissue turns out to need it.
-        let top_level = ops
-            .iter()
-            .any(|op| matches!(op, Operation::Register(r) if r.parent.is_none()));
+        // alongside the locations (the requests share a round trip) when the batch registers
+        // one, or reissues a card without naming a parent (the old card may be top-level; if
+        // it is derived, the read was spare but cost no round trip).
+        let top_level = ops.iter().any(|op| match op {
+            Operation::Register(r) => r.parent.is_none(),
+            Operation::Reissue(r) => r.parent.is_none(),
+            _ => false,
+        });
         let store = &issuer.store;
         let (metas, found): (Metas, _) = if top_level {
             let (all, found) = tokio::join!(store.lists(), store.locate(&names));
