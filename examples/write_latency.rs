@@ -135,6 +135,7 @@ async fn main() {
                     parent: None,
                     reason: "replaced".into(),
                     request_id: None,
+                    expires_at: None,
                 }),
                 Operation::Revoke(RevokeOp {
                     credential_id: new,
@@ -201,6 +202,7 @@ fn register(id: &str) -> Operation {
         purpose: None,
         reason: None,
         request_id: None,
+        expires_at: None,
     })
 }
 

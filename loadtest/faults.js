@@ -12,6 +12,7 @@
 // (anything but 200/304, incl. no answer), server_errors (5xx), wrong_values.
 import http from 'k6/http';
 import { Counter } from 'k6/metrics';
+import { arrival } from './lib/arrival.js';
 
 const TARGETS = (__ENV.TARGETS || '').split(',').filter((t) => t);
 const RATE = Number(__ENV.RATE || 500);
@@ -47,16 +48,7 @@ function phaseAt(ms) {
 
 const scenarios = {};
 TARGETS.forEach((url, i) => {
-  scenarios[`r${i + 1}`] = {
-    executor: 'constant-arrival-rate',
-    rate: RATE,
-    timeUnit: '1s',
-    duration: DURATION,
-    preAllocatedVUs: VUS,
-    maxVUs: VUS * 4,
-    exec: 'read',
-    env: { TARGET: url },
-  };
+  scenarios[`r${i + 1}`] = arrival(RATE, DURATION, VUS, { exec: 'read', env: { TARGET: url } });
 });
 const thresholds = {};
 for (const p of PHASES) {

@@ -32,6 +32,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
+import { arrival } from './lib/arrival.js';
 import { lookup } from './lib/lookup.js';
 import { BASE_URL, poll, setup as warmup } from './lib/verifier.js';
 
@@ -56,18 +57,12 @@ function seconds(d) {
 }
 
 function reads(phase, start) {
-  return {
-    executor: 'constant-arrival-rate',
+  return arrival(RATE, `${DURATION_S}s`, VUS, {
     exec: 'read',
-    rate: RATE,
-    timeUnit: '1s',
     startTime: `${start}s`,
-    duration: `${DURATION_S}s`,
-    preAllocatedVUs: VUS,
-    maxVUs: VUS * 4,
     gracefulStop: '2s',
     tags: { phase, plane: 'read' },
-  };
+  });
 }
 
 // At most 1 % of the planned iterations dropped (at least 3, for the short smoke runs).
@@ -79,18 +74,12 @@ export const options = {
   systemTags: ['status', 'method', 'name', 'scenario', 'check', 'expected_response'],
   scenarios: {
     reads_a: reads('A', 0),
-    writes: {
-      executor: 'constant-arrival-rate',
+    writes: arrival(WRITE_RATE, `${DURATION_S + LEAD_S}s`, WRITE_VUS, {
       exec: 'write',
-      rate: WRITE_RATE,
-      timeUnit: '1s',
       startTime: `${DURATION_S}s`,
-      duration: `${DURATION_S + LEAD_S}s`,
-      preAllocatedVUs: WRITE_VUS,
-      maxVUs: WRITE_VUS * 4,
       gracefulStop: '5s',
       tags: { phase: 'B', plane: 'write' },
-    },
+    }),
     reads_b: reads('B', DURATION_S + LEAD_S),
   },
   thresholds: {

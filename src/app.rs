@@ -544,8 +544,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.
     match persist::read(&persist_path) {
-        Ok(Some(lists)) => {
-            let n = refresher.restore(lists);
+        Ok(Some(persisted)) => {
+            let n = refresher.restore(persisted);
             // A normal restart: the embedded store answers at once, so this is only the first
             // tens of milliseconds; with Redis it is also what keeps a replica serving while
             // Redis is down.
@@ -577,6 +577,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Box::pin(crate::clock::run(
             clock,
             store.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )),
+        Box::pin(crate::retire::run(
+            store.clone(),
+            config.retire,
             metrics.clone(),
             shutdown_rx.clone(),
         )),

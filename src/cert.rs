@@ -508,21 +508,35 @@ pub mod test_pki {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("ext.cnf"), EXT).unwrap();
             let o = |a: &[&str]| openssl(&dir, a);
-            o(&[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "root.key",
-            ]);
+            // A P-256 key in `{name}.key`.
+            let genkey = |name: &str| {
+                let key = format!("{name}.key");
+                o(&[
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                    &key,
+                ]);
+                key
+            };
+            // A P-256 key in `{name}.key` and a request for it with `subject` in `{name}.csr`.
+            let request = |name: &str, subject: &str| {
+                let (key, csr) = (genkey(name), format!("{name}.csr"));
+                o(&[
+                    "req", "-new", "-key", &key, "-subj", subject, "-out", &csr, "-config",
+                    "ext.cnf",
+                ]);
+            };
+            let root_key = genkey("root");
             o(&[
                 "req",
                 "-x509",
                 "-new",
                 "-key",
-                "root.key",
+                &root_key,
                 "-subj",
                 "/CN=Test Root",
                 "-days",
@@ -534,27 +548,7 @@ pub mod test_pki {
                 "-extensions",
                 "ca",
             ]);
-            o(&[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "inter.key",
-            ]);
-            o(&[
-                "req",
-                "-new",
-                "-key",
-                "inter.key",
-                "-subj",
-                "/CN=Test Intermediate",
-                "-out",
-                "inter.csr",
-                "-config",
-                "ext.cnf",
-            ]);
+            request("inter", "/CN=Test Intermediate");
             o(&[
                 "x509",
                 "-req",
@@ -575,27 +569,7 @@ pub mod test_pki {
                 "inter.pem",
             ]);
             // Any request will do: -force_pubkey puts the signing key in the leaf.
-            o(&[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "throwaway.key",
-            ]);
-            o(&[
-                "req",
-                "-new",
-                "-key",
-                "throwaway.key",
-                "-subj",
-                "/CN=x",
-                "-out",
-                "throwaway.csr",
-                "-config",
-                "ext.cnf",
-            ]);
+            request("throwaway", "/CN=x");
             Pki { dir }
         }
 
@@ -605,34 +579,48 @@ pub mod test_pki {
         pub fn leaf(&self, name: &str, public_pem: &str, ext: &str, days: u32) -> PathBuf {
             let pub_file = format!("{name}.pub.pem");
             std::fs::write(self.dir.join(&pub_file), public_pem).unwrap();
+            // The throwaway request's key is replaced by `public_pem`, its subject too.
+            let key = [
+                "-force_pubkey",
+                &pub_file,
+                "-subj",
+                "/CN=Revocation List Signer",
+            ];
+            self.certify(name, "throwaway.csr", &key, ext, days)
+        }
+
+        /// The certificate request `csr` (a file in the PKI's directory) signed by the
+        /// intermediate, with `extra` arguments to `openssl x509 -req`, extensions section
+        /// `ext`, valid for `days`; returns the chain file `{name}.chain.pem` (leaf,
+        /// intermediate).
+        pub fn certify(
+            &self,
+            name: &str,
+            csr: &str,
+            extra: &[&str],
+            ext: &str,
+            days: u32,
+        ) -> PathBuf {
             let leaf = format!("{name}.pem");
             let days = days.to_string();
-            openssl(
-                &self.dir,
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    "throwaway.csr",
-                    "-force_pubkey",
-                    &pub_file,
-                    "-subj",
-                    "/CN=Revocation List Signer",
-                    "-CA",
-                    "inter.pem",
-                    "-CAkey",
-                    "inter.key",
-                    "-CAcreateserial",
-                    "-days",
-                    &days,
-                    "-extfile",
-                    "ext.cnf",
-                    "-extensions",
-                    ext,
-                    "-out",
-                    &leaf,
-                ],
-            );
+            let mut args = vec!["x509", "-req", "-in", csr];
+            args.extend_from_slice(extra);
+            args.extend([
+                "-CA",
+                "inter.pem",
+                "-CAkey",
+                "inter.key",
+                "-CAcreateserial",
+                "-days",
+                &days,
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                ext,
+                "-out",
+                &leaf,
+            ]);
+            openssl(&self.dir, &args);
             let chain = self.dir.join(format!("{name}.chain.pem"));
             let text = std::fs::read_to_string(self.dir.join(&leaf)).unwrap()
                 + &std::fs::read_to_string(self.dir.join("inter.pem")).unwrap();

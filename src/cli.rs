@@ -166,6 +166,10 @@ pub enum CredentialsCommand {
         /// Your reference for this request, kept in the audit trail.
         #[arg(long)]
         request_id: Option<String>,
+        /// The credential's own expiry, an RFC 3339 UTC time (2029-06-30T23:59:59Z); without
+        /// it the credential never expires and keeps its list from retiring.
+        #[arg(long)]
+        expires_at: Option<String>,
     },
     /// Put a hold (default: a loss report) on a credential; a physical card's hold also holds
     /// its derived cards.
@@ -223,6 +227,9 @@ pub enum CredentialsCommand {
         /// Your reference for this request, kept in the audit trail.
         #[arg(long)]
         request_id: Option<String>,
+        /// The new credential's own expiry, an RFC 3339 UTC time (2029-06-30T23:59:59Z).
+        #[arg(long)]
+        expires_at: Option<String>,
     },
     /// Register credentials in bulk from a JSON Lines file, through the batch API, with a
     /// progress bar; run it again to resume after an interruption. Exit 0 every line
@@ -614,11 +621,12 @@ fn credentials(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
             purpose,
             reason,
             request_id,
+            expires_at,
         } => print_call(
             "POST",
             "/v1/credentials".into(),
             Some(object(
-                json!({"credential_id": credential_id, "kind": kind, "parent": parent, "purpose": purpose, "reason": reason, "request_id": request_id}),
+                json!({"credential_id": credential_id, "kind": kind, "parent": parent, "purpose": purpose, "reason": reason, "request_id": request_id, "expires_at": expires_at}),
             )),
             c,
         ),
@@ -664,11 +672,12 @@ fn credentials(args: CredentialsArgs) -> anyhow::Result<ExitCode> {
             parent,
             reason,
             request_id,
+            expires_at,
         } => print_call(
             "POST",
             format!("/v1/credentials/{}/reissue", segment(&credential_id)),
             Some(object(
-                json!({"new_credential_id": new_id, "parent": parent, "reason": reason, "request_id": request_id}),
+                json!({"new_credential_id": new_id, "parent": parent, "reason": reason, "request_id": request_id, "expires_at": expires_at}),
             )),
             c,
         ),
@@ -1127,9 +1136,9 @@ mod tests {
     }
 
     /// Issue 19: `--help` showed `[DEFAULT_MAX_INFLIGHT]` (a rustdoc link), "Accept `Accept`
-    /// value", and arguments with no help at all.
+    /// value", and arguments with no help at all. Fixed in e8a2d9f.
     #[test]
-    fn every_argument_has_one_line_of_help_for_people() {
+    fn issue_19_help_showed_rustdoc_links_and_arguments_without_help() {
         let mut all = Vec::new();
         commands(&Cli::command(), "statusd".into(), &mut all);
         for (path, cmd) in all {

@@ -129,6 +129,14 @@ pub struct ServeArgs {
     /// Issuer API: most lists the store may hold, every list counted (beyond it: 409 list-limit)
     #[arg(long, env = "STATUSD_MAX_LISTS", default_value_t = 512)]
     pub max_lists: usize,
+    /// Issuer API: how long after the last of its credentials expired a full list is retired
+    /// (no longer published; its URLs answer 410). A duration (`30d`, `720h`, `1s`) or seconds.
+    #[arg(long, env = "STATUSD_RETIRE_AFTER", default_value = "30d")]
+    pub retire_after: String,
+    /// How long after retirement a list's status data is deleted from the store (its tombstone
+    /// and its credentials' audit trail stay). A duration (`90d`) or seconds.
+    #[arg(long, env = "STATUSD_RETIRED_RETENTION", default_value = "90d")]
+    pub retired_retention: String,
     /// Create demo lists (2^20 entries, realistic revocation and suspension rates) if the store
     /// has none, generate a signing key if none is configured, and an admin tokens file
     /// (<data-dir>/demo-admin-tokens) if --admin-tokens is not given.
@@ -244,6 +252,8 @@ pub struct Config {
     pub demo: bool,
     /// Issuer API settings.
     pub issuer_settings: crate::issuer::Settings,
+    /// When lists retire and their data is deleted.
+    pub retire: crate::retire::Settings,
     pub consistency: crate::consistency::Settings,
     /// TLS of the public listener; `None` is plain HTTP.
     pub tls: Option<crate::tls::ServerFiles>,
@@ -288,6 +298,26 @@ fn err(flag: &'static str, env: &'static str, reason: impl Into<String>) -> Conf
         env,
         reason: reason.into(),
     }
+}
+
+/// A duration setting: `30d`, `720h`, `1s` (humantime), or plain seconds; at least a second
+/// and at most a century.
+fn duration(value: &str, flag: &'static str, env: &'static str) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(v).map_err(|e| {
+            err(
+                flag,
+                env,
+                format!("{value:?} is not a duration such as 30d, 720h or 90s: {e}"),
+            )
+        })?,
+    };
+    if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
+        return Err(err(flag, env, "must be between 1 second and 100 years"));
+    }
+    Ok(d)
 }
 
 /// Splits the comma-separated `--published-keys` list. An empty or blank value means none, so
@@ -605,7 +635,17 @@ impl Config {
             ));
         }
         let redis_security = redis_security(args)?;
+        let retire = crate::retire::Settings {
+            after: duration(&args.retire_after, "retire-after", "RETIRE_AFTER")?,
+            retention: duration(
+                &args.retired_retention,
+                "retired-retention",
+                "RETIRED_RETENTION",
+            )?,
+            fill_threshold: args.fill_threshold,
+        };
         Ok(Config {
+            retire,
             tls,
             admin_tls,
             redis_security,
@@ -897,6 +937,30 @@ mod tests {
             let e = parse(&["--demo", "--max-lists", bad]).unwrap_err();
             assert_eq!((e.flag, e.env), ("max-lists", "MAX_LISTS"));
         }
+    }
+
+    #[test]
+    fn retirement_periods_default_to_30_and_90_days_and_take_durations() {
+        let c = parse(&["--demo"]).unwrap();
+        assert_eq!(c.retire.after, crate::retire::DEFAULT_RETIRE_AFTER);
+        assert_eq!(c.retire.retention, crate::retire::DEFAULT_RETENTION);
+        assert_eq!(c.retire.after, Duration::from_secs(30 * 86_400));
+        let c = parse(&[
+            "--demo",
+            "--retire-after",
+            "1s",
+            "--retired-retention",
+            "90",
+        ])
+        .unwrap();
+        assert_eq!(c.retire.after, Duration::from_secs(1));
+        assert_eq!(c.retire.retention, Duration::from_secs(90));
+        for bad in ["0", "soon", "1 fortnight", "200years"] {
+            let e = parse(&["--demo", "--retire-after", bad]).unwrap_err();
+            assert_eq!((e.flag, e.env), ("retire-after", "RETIRE_AFTER"), "{bad}");
+        }
+        let e = parse(&["--demo", "--retired-retention", "0s"]).unwrap_err();
+        assert_eq!(e.env, "RETIRED_RETENTION");
     }
 
     #[test]

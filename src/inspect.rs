@@ -440,9 +440,9 @@ mod tests {
     }
 
     /// Issue 19: "StatusListJwt: no verification key…" followed by "caused by: no verification
-    /// key…" said the cause twice, and in Rust's debug spelling.
+    /// key…" said the cause twice, and in Rust's debug spelling. Fixed in e8a2d9f.
     #[test]
-    fn verification_failure_states_its_cause_once() {
+    fn issue_19_a_verification_failure_named_its_cause_twice() {
         let e = token(Format::StatusListJwt)(TokenError::BadSignature);
         assert_eq!(
             e.to_string(),

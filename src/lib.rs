@@ -17,6 +17,7 @@
 //! | [`snapshot`]  | the immutable published [`snapshot::Snapshot`], its pure builder, the    |
 //! |               | readiness latch ([`snapshot::SyncState`]) and the copy kept on disk      |
 //! | [`refresh`]   | store → rebuild changed lists off the async threads → publish            |
+//! | [`retire`]    | lists whose credentials all expired: retired (410), data deleted later   |
 //! | [`runtime`]   | background work beside the listeners: shutdown signal, lowered priority  |
 //! | [`consistency`] | sample the published snapshot against the store, count mismatches      |
 //! | [`problem`]   | every HTTP error of both planes as one closed enum → RFC 9457 problem+json |
@@ -78,6 +79,7 @@ pub mod pkcs11;
 pub mod problem;
 pub mod progress;
 pub mod refresh;
+pub mod retire;
 pub mod routes;
 pub mod runtime;
 pub mod server;

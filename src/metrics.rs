@@ -116,6 +116,13 @@ pub struct Metrics {
     pub refresh_errors: IntCounter,
     /// Failed writes of the last-good snapshot file (a full disk, among others).
     pub persist_errors: IntCounter,
+    /// Lists this replica retired, and retired lists whose data it deleted ([`crate::retire`]).
+    pub lists_retired: IntCounter,
+    pub lists_purged: IntCounter,
+    /// Retired lists in the store (tombstones), as of the last retirement pass.
+    pub lists_tombstones: IntGauge,
+    /// Retirement passes that failed.
+    pub retire_errors: IntCounter,
     pub last_sync: Gauge,
     pub connections_refused: IntCounter,
     /// Connections closed to make room at the connection limit: they had sent no request.
@@ -355,6 +362,22 @@ impl Metrics {
             persist_errors: counter(
                 "snapshot_persist_errors_total",
                 "Failed writes of the last-good snapshot file; the previous file is kept",
+            ),
+            lists_retired: counter(
+                "lists_retired_total",
+                "Lists this replica retired: every credential in them expired more than STATUSD_RETIRE_AFTER ago",
+            ),
+            lists_purged: counter(
+                "lists_purged_total",
+                "Retired lists whose status data this replica deleted after STATUSD_RETIRED_RETENTION",
+            ),
+            lists_tombstones: int_gauge(
+                "lists_retired",
+                "Retired lists in the store (answered 410), as of this replica's last retirement pass",
+            ),
+            retire_errors: counter(
+                "retire_errors_total",
+                "List retirement passes that failed (retried on the next pass)",
             ),
             last_sync: gauge(
                 "last_sync_timestamp_seconds",

@@ -13,6 +13,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use std::borrow::Cow;
 
+/// `Cache-Control` of the 410 a retired list answers: a day, shared caches included.
+pub const RETIRED_CACHE_CONTROL: &str = "public, max-age=86400";
+
 /// The media types a route offers, for 406 answers.
 pub type Offered = &'static [&'static str];
 
@@ -28,6 +31,9 @@ pub enum Problem {
     NoRoute,
     /// 404: the list does not exist (on W3C routes: STATUS_RETRIEVAL_ERROR).
     UnknownList { w3c: bool },
+    /// 410: the list is retired: every credential in it expired ([`crate::retire`]). Cacheable,
+    /// since a list never comes back.
+    ListRetired,
     /// 404: the W3C purpose is not published.
     UnknownPurpose,
     /// 404: an index at or beyond the list size (IETF: the RP must reject; W3C: RANGE_ERROR).
@@ -95,6 +101,7 @@ impl Problem {
             NoRoute | UnknownList { .. } | UnknownPurpose | IndexOutOfRange { .. } => {
                 StatusCode::NOT_FOUND
             }
+            ListRetired => StatusCode::GONE,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,6 +145,7 @@ impl Problem {
                 "https://www.w3.org/ns/credentials/status-list#STATUS_RETRIEVAL_ERROR"
             }
             UnknownList { w3c: false } => "urn:statusd:problem:unknown-list",
+            ListRetired => "urn:statusd:problem:list-retired",
             UnknownPurpose => "urn:statusd:problem:unknown-purpose",
             IndexOutOfRange { .. } => "urn:statusd:problem:index-out-of-range",
             MethodNotAllowed { .. } => "urn:statusd:problem:method-not-allowed",
@@ -168,6 +176,7 @@ impl Problem {
             BadBody(_) => "Malformed request body",
             NoRoute => "No such resource",
             UnknownList { .. } => "Unknown status list",
+            ListRetired => "Status list retired",
             UnknownPurpose => "Unknown status purpose",
             IndexOutOfRange { .. } => "Index out of range",
             MethodNotAllowed { .. } => "Method not allowed",
@@ -185,6 +194,7 @@ impl Problem {
                 404 => "Unknown credential",
                 422 => "Invalid relationship",
                 503 => "Temporarily unavailable",
+                410 => "List retired",
                 507 => "Insufficient storage",
                 500 => "Internal error",
                 _ => "Conflict with the credential's state",
@@ -205,6 +215,7 @@ impl Problem {
             BadBody(why) => why.clone(),
             NoRoute => "see the README for the routes this server offers".into(),
             UnknownList { .. } => "no status list with this id is published".into(),
+            ListRetired => "this status list is retired: every credential it held has expired, so it is no longer published; its indices are never reused".into(),
             UnknownPurpose => "published purposes are revocation, suspension and message".into(),
             IndexOutOfRange { size } => format!("the list has {size} entries (indices 0 to {})", size.saturating_sub(1)),
             MethodNotAllowed { allow } => format!("allowed methods: {allow}"),
@@ -262,7 +273,14 @@ impl Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(match self {
+                // Retirement is for good: caches and the CDN may keep the answer.
+                Problem::ListRetired => RETIRED_CACHE_CONTROL,
+                _ => "no-store",
+            }),
+        );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
@@ -327,6 +345,7 @@ impl ItemError {
             RegisteredConcurrently => "registered-concurrently",
             ListExists => "list-exists",
             ListLimit => "list-limit",
+            ListRetired => "list-retired",
         }
     }
 
@@ -353,6 +372,7 @@ impl ItemError {
             | RegisteredConcurrently
             | ListExists
             | ListLimit => StatusCode::CONFLICT,
+            ListRetired => StatusCode::GONE,
         }
     }
 }
@@ -391,6 +411,13 @@ mod tests {
         .response();
         assert_eq!(full.status(), 507);
         assert!(full.headers().get(header::RETRY_AFTER).is_none());
+        let gone = Problem::ListRetired.response();
+        assert_eq!(gone.status(), 410);
+        assert_eq!(gone.headers()[header::CACHE_CONTROL], RETIRED_CACHE_CONTROL);
+        assert_eq!(
+            Problem::Issuer(ItemProblem::new(ItemError::ListRetired, "x")).status(),
+            410
+        );
         let w3c = Problem::UnknownList { w3c: true };
         assert!(w3c.type_uri().ends_with("#STATUS_RETRIEVAL_ERROR"));
     }

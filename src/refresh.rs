@@ -30,7 +30,7 @@ use crate::status::StatusList;
 use crate::store::{ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
 use crate::token::{SignError, Signer, TokenSigner as _};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -88,6 +88,9 @@ pub struct Refresher<S> {
     built: Arc<Built>,
     /// When lists missing from the store were last logged ([`Self::warn_missing`]).
     missing_warned: Mutex<Option<Instant>>,
+    /// The retired lists the store names ([`crate::retire`]): published with every snapshot so
+    /// their URLs answer 410.
+    retired: Mutex<Arc<HashSet<Box<str>>>>,
 }
 
 /// Where background builds leave their artefacts, and the wake-up that gets them published at
@@ -144,6 +147,7 @@ impl<S: Store> Refresher<S> {
             encoding: Mutex::default(),
             built: Arc::default(),
             missing_warned: Mutex::default(),
+            retired: Mutex::default(),
         }
     }
 
@@ -246,10 +250,14 @@ impl<S: Store> Refresher<S> {
     }
 
     /// Publishes a snapshot read from disk, before the first synchronisation. It is served but
-    /// not fresh, so `/readyz` stays false until the store answers.
-    pub fn restore(&self, lists: Vec<(ListMeta, StatusList)>) -> usize {
+    /// not fresh, so `/readyz` stays false until the store answers. Returns the lists restored.
+    pub fn restore(&self, persisted: persist::Persisted) -> usize {
         let now = SystemTime::now();
-        let built: HashMap<Box<str>, Arc<ListSnapshot>> = lists
+        let retired = persisted.retired.len();
+        *self.retired.lock().expect("not poisoned") =
+            Arc::new(persisted.retired.into_iter().collect());
+        let built: HashMap<Box<str>, Arc<ListSnapshot>> = persisted
+            .lists
             .into_iter()
             .map(|(meta, list)| {
                 // Signing paused from the start (a skewed clock): published unsigned.
@@ -266,7 +274,7 @@ impl<S: Store> Refresher<S> {
             })
             .collect();
         let n = built.len();
-        if n > 0 {
+        if n > 0 || retired > 0 {
             self.publish(built, now);
         }
         n
@@ -299,8 +307,14 @@ impl<S: Store> Refresher<S> {
         let mut changed = current.generation == 0;
         let mut changed_at = Vec::new();
         let mut new_lists = Vec::new();
+        let mut retired = HashSet::new();
         for meta in metas {
             let id: Box<str> = meta.id.as_str().into();
+            // A retired list is dropped (its memory released) and answered 410 from now on.
+            if meta.life.is_retired() {
+                retired.insert(id);
+                continue;
+            }
             let Some(ls) = current.lists.get(&id) else {
                 match self.store.load(&meta.id).await {
                     Ok((meta, list)) if signing => {
@@ -344,9 +358,25 @@ impl<S: Store> Refresher<S> {
         let missing: Vec<Box<str>> = current
             .lists
             .keys()
-            .filter(|id| !lists.contains_key(*id))
+            .filter(|id| !lists.contains_key(*id) && !retired.contains(*id))
             .cloned()
             .collect();
+        if *current.retired != retired {
+            let dropped = current
+                .lists
+                .keys()
+                .filter(|id| retired.contains(*id))
+                .count();
+            if dropped > 0 {
+                tracing::info!(
+                    lists = dropped,
+                    retired = retired.len(),
+                    "dropped retired lists from the snapshot"
+                );
+            }
+            *self.retired.lock().expect("not poisoned") = Arc::new(retired);
+            changed = true;
+        }
         if !missing.is_empty() {
             self.metrics.refresh_errors.inc();
             self.warn_missing(&missing);
@@ -699,13 +729,14 @@ impl<S: Store> Refresher<S> {
                 .with_label_values(&[l.meta.id.as_str()])
                 .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
         }
-        let snapshot = build::next_snapshot(
+        let mut snapshot = build::next_snapshot(
             &previous,
             lists,
             &self.published_keys.load(),
             &self.params,
             now,
         );
+        snapshot.retired = self.retired.lock().expect("not poisoned").clone();
         // Gauges first: whoever sees the snapshot (readiness, a scrape right after) sees the
         // metrics that describe it, even if this thread is preempted in between.
         self.metrics.snapshot_generation.set(generation as i64);

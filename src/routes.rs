@@ -115,24 +115,44 @@ pub enum Target<'p> {
 }
 
 impl<'p> Target<'p> {
-    /// Parses a request path (leading `/` optional) in one pass over its first four segments.
+    /// Parses a request path (leading `/` optional): the first segment picks the route, and
+    /// only the segments that route takes are split off (one byte search each).
     pub fn parse(path: &'p str) -> Self {
-        let mut segs = path.strip_prefix('/').unwrap_or(path).split('/');
-        match (segs.next(), segs.next(), segs.next(), segs.next()) {
-            (Some(STATUS_LISTS), None, _, _) => Target::Aggregation,
-            (Some(STATUS_LISTS), Some(id), None, _) => Target::StatusList(id),
-            (Some(BITSTRING_LISTS), Some(id), Some(purpose), None) => {
-                Target::Bitstring(id, purpose)
-            }
-            (Some(STATUS_LIST_2021), Some(id), Some(purpose), None) => {
-                Target::StatusList2021(id, purpose)
-            }
-            (Some(STATUSES), Some(id), Some(idx), None) => Target::Lookup(id, idx),
-            (Some(STATUSES), Some(id), None, _) => Target::Batch(id),
-            (Some(WELL_KNOWN), Some(JWKS), None, _) => Target::Jwks,
-            (Some(""), None, _, _) => Target::Controller,
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let (first, rest) = split(path);
+        match first {
+            STATUSES => match rest.map(split) {
+                Some((id, None)) => Target::Batch(id),
+                Some((id, Some(idx))) if !idx.contains('/') => Target::Lookup(id, idx),
+                _ => Target::Unmatched,
+            },
+            STATUS_LISTS => match rest {
+                None => Target::Aggregation,
+                Some(id) if !id.contains('/') => Target::StatusList(id),
+                _ => Target::Unmatched,
+            },
+            BITSTRING_LISTS | STATUS_LIST_2021 => match rest.map(split) {
+                Some((id, Some(purpose))) if !purpose.contains('/') => {
+                    if first == BITSTRING_LISTS {
+                        Target::Bitstring(id, purpose)
+                    } else {
+                        Target::StatusList2021(id, purpose)
+                    }
+                }
+                _ => Target::Unmatched,
+            },
+            WELL_KNOWN if rest == Some(JWKS) => Target::Jwks,
+            "" if rest.is_none() => Target::Controller,
             _ => Target::Unmatched,
         }
+    }
+}
+
+/// The first segment of `path` and what follows its `/`, if any.
+fn split(path: &str) -> (&str, Option<&str>) {
+    match path.as_bytes().iter().position(|&b| b == b'/') {
+        Some(i) => (&path[..i], Some(&path[i + 1..])),
+        None => (path, None),
     }
 }
 

@@ -147,6 +147,7 @@ fn public() -> &'static (Public, Arc<Snapshot>) {
             updated_ms: 0,
             purpose: None,
             allocated: 0,
+            life: Default::default(),
         };
         let now = SystemTime::now();
         let ls = build::list_snapshot(meta, list, key, &p, now)

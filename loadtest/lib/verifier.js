@@ -12,6 +12,7 @@
 import http from 'k6/http';
 import { check, randomSeed } from 'k6';
 import { Rate } from 'k6/metrics';
+import { arrival } from './arrival.js';
 
 export const BASE_URL = __ENV.BASE_URL;
 const LISTS = Number(__ENV.LISTS || 50);
@@ -54,14 +55,7 @@ export function options(extraThresholds) {
     // Fewer tags per sample: k6's CPU per request, not the server's, limits these runs.
     systemTags: ['status', 'method', 'name', 'scenario', 'check', 'expected_response'],
     scenarios: {
-      verifiers: {
-        executor: 'constant-arrival-rate',
-        rate: RATE,
-        timeUnit: '1s',
-        duration: DURATION,
-        preAllocatedVUs: VUS,
-        maxVUs: VUS * 4,
-      },
+      verifiers: arrival(RATE, DURATION, VUS),
     },
     thresholds: Object.assign(
       {

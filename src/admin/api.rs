@@ -234,6 +234,7 @@ struct ReissueBody {
     parent: Option<String>,
     reason: String,
     request_id: Option<String>,
+    expires_at: Option<String>,
 }
 
 /// Every body of the issuer API is read here or in [`parse_batch`], through the strict parser
@@ -471,6 +472,7 @@ impl Api {
                             parent: b.parent,
                             reason: b.reason,
                             request_id: b.request_id,
+                            expires_at: b.expires_at,
                         })
                     }
                 };

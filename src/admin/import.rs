@@ -898,6 +898,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.parent.as_deref(), Some("ic-1"));
+        // The credential's own expiry, as in the batch API.
+        let r = parse_line(
+            br#"{"credential_id":"mc-1","kind":"mobile","parent":"ic-1","expires_at":"2029-06-30T23:59:59Z"}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.expires_at.as_deref(), Some("2029-06-30T23:59:59Z"));
         assert!(parse_line(b"  \t\n").unwrap().is_none());
     }
 
@@ -926,6 +933,10 @@ mod tests {
                 .contains("credential_id must be")
         );
         assert!(refused("\u{00e9}t\u{00e9}").starts_with("not JSON"));
+        assert!(
+            refused(r#"{"credential_id":"a","kind":"physical","expires_at":"2029-06-30"}"#)
+                .contains("expires_at \"2029-06-30\" is not an RFC 3339 UTC time")
+        );
     }
 
     fn file(text: &[u8]) -> (Tmp, PathBuf) {

@@ -111,8 +111,7 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
         let start = Instant::now();
         let this = self.clone();
         Box::pin(async move {
-            let checked = head::check_header_size(req.headers())
-                .and_then(|()| head::check(req.version(), req.headers()))
+            let checked = head::check(req.version(), req.headers())
                 .and_then(|()| head::single(req.headers(), header::AUTHORIZATION, "Authorization"));
             let (route, resp) = if let Err(p) = checked {
                 // Checked before any token is read: an over-long Authorization is refused as

@@ -7,7 +7,7 @@ use super::respond::{cors, push_lookup, response, JSON, NO_STORE};
 use super::route::{list_id, lookup_list};
 use super::{Inner, Resp};
 use crate::problem::Problem;
-use crate::wire::{check_header_size, head, strict_json};
+use crate::wire::{head, strict_json};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap};
@@ -85,10 +85,9 @@ impl Inner {
     }
 }
 
-/// What a batch lookup's head must pass before its body is read: header size, the list id of
-/// `POST /statuses/{list_id}`, and a JSON content type (if one is declared).
+/// What a batch lookup's head must pass before its body is read (after [`head::check`]): the
+/// list id of `POST /statuses/{list_id}`, and a JSON content type (if one is declared).
 pub(super) fn batch_target<'p>(id: &'p str, headers: &HeaderMap) -> Result<&'p str, Problem> {
-    check_header_size(headers)?;
     let id = list_id(id)?;
     if head::declares_json(headers) == Some(false) {
         return Err(Problem::UnsupportedMediaType);

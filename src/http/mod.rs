@@ -197,7 +197,9 @@ impl Public {
         r
     }
 
-    /// Answers a request that needs no body: every route but the batch lookup.
+    /// Answers a request that needs no body: every route but the batch lookup. Without a
+    /// socket (benches, fuzzing): the head checks that need the HTTP version are the
+    /// service's ([`head::check`]); this checks the header size.
     pub fn respond(
         &self,
         method: &Method,
@@ -205,16 +207,21 @@ impl Public {
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> (Route, Resp) {
+        let target = Target::parse(path);
+        if let Err(p) = head::check_header_size(headers) {
+            return (route::metric_route(target), p.response());
+        }
         let snap = self.inner.snapshots.load();
-        self.inner
-            .route(&snap, method, Target::parse(path), query, headers)
+        self.inner.route(&snap, method, target, query, headers)
     }
 
     /// Answers a batch lookup (`POST /statuses/{list_id}`) whose body has been read: the
     /// service's work once the body is in, without a socket (benches).
     pub fn respond_batch(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> Resp {
         let id = match Target::parse(path) {
-            Target::Batch(id) => batch::batch_target(id, headers),
+            Target::Batch(id) => {
+                head::check_header_size(headers).and_then(|()| batch::batch_target(id, headers))
+            }
             _ => Err(Problem::NoRoute),
         };
         id.and_then(|id| self.inner.batch_answer(id, body))

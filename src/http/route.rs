@@ -11,7 +11,7 @@ use crate::routes::{Target, DI_OFFERED_FROM, LIST_OFFERS, VC11_OFFERS, VC_OFFERS
 use crate::snapshot::{Aging, ListSnapshot, Snapshot};
 use crate::status::w3c::Purpose;
 use crate::store::MAX_ID_LEN;
-use crate::wire::{check_header_size, head};
+use crate::wire::head;
 use hyper::header::{self, HeaderMap, HeaderName};
 use hyper::Method;
 use std::sync::Arc;
@@ -28,9 +28,7 @@ impl Inner {
         headers: &HeaderMap,
     ) -> (Route, Resp) {
         let route = metric_route(target);
-        let resp = if let Err(p) = check_header_size(headers) {
-            Err(p)
-        } else if *method == Method::OPTIONS && route != Route::Unmatched {
+        let resp = if *method == Method::OPTIONS && route != Route::Unmatched {
             return (Route::Preflight, preflight(route));
         } else {
             self.dispatch(snap, target, method, query, headers)
@@ -196,7 +194,13 @@ pub(super) fn lookup_list<'a>(
     w3c: bool,
 ) -> Result<&'a Arc<ListSnapshot>, Problem> {
     ready(snap)?;
-    snap.list(id).ok_or(Problem::UnknownList { w3c })
+    snap.list(id).ok_or_else(|| {
+        if snap.retired.contains(id) {
+            Problem::ListRetired
+        } else {
+            Problem::UnknownList { w3c }
+        }
+    })
 }
 
 /// The list's signed artefacts may be served: not withheld while signing is paused.

@@ -209,6 +209,7 @@ impl Issuer {
                         claim: lp.work.claims.iter().collect(),
                         records,
                         changes,
+                        extends: lp.work.extends(),
                     };
                     ((*l).to_owned(), txn)
                 })
@@ -273,6 +274,7 @@ impl Issuer {
                 claim: Vec::new(),
                 records: records.clone(),
                 changes: Vec::new(),
+                extends: Default::default(),
             };
             match self.store.commit(list, &txn).await {
                 Ok(version) => {
@@ -297,6 +299,7 @@ impl Issuer {
                     claim: lp.work.claims.iter().collect(),
                     records,
                     changes,
+                    extends: lp.work.extends(),
                 };
                 match self.store.commit(list, &txn).await {
                     Ok(_) => {}

@@ -67,6 +67,8 @@ item_errors! {
     ListExists,
     /// The store holds the most lists `--max-lists` allows.
     ListLimit,
+    /// The credential's list is retired: every credential in it expired ([`crate::retire`]).
+    ListRetired,
 }
 
 /// Why one item of a batch failed: what went wrong and a detail for people.
@@ -118,6 +120,7 @@ impl From<StoreError> for ItemProblem {
             ),
             StoreError::Corrupt { .. } => ItemProblem::new(ItemError::Corrupt, e.to_string()),
             StoreError::ListLimit { .. } => ItemProblem::new(ItemError::ListLimit, e.to_string()),
+            StoreError::Retired(_) => ItemProblem::new(ItemError::ListRetired, e.to_string()),
             StoreError::Full(_) => ItemProblem::new(
                 ItemError::InsufficientStorage,
                 "the embedded store's disk is full; nothing was written. Free space in the \

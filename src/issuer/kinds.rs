@@ -159,12 +159,13 @@ mod tests {
             purpose: None,
             reason: None,
             request_id: None,
+            expires_at: None,
         })
     }
 
-    /// Issue 19: `--kind mobil` was registered silently.
+    /// Issue 19: `--kind mobil` was registered silently. Fixed in e8a2d9f.
     #[test]
-    fn a_mistyped_kind_is_refused_with_the_accepted_kinds() {
+    fn issue_19_a_mistyped_kind_was_registered_silently() {
         let k = Kinds::default();
         let e = k.check(&register("mobil", Some("p-1"))).unwrap_err();
         assert_eq!(e.error, ItemError::BadItem);

@@ -262,6 +262,7 @@ pub(crate) mod tests {
             purpose: None,
             reason: None,
             request_id: None,
+            expires_at: None,
         })
     }
 
@@ -297,6 +298,7 @@ pub(crate) mod tests {
             parent: parent.map(Into::into),
             reason: "replaced".into(),
             request_id: None,
+            expires_at: None,
         })
     }
 

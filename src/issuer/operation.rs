@@ -55,6 +55,39 @@ pub struct Registration {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The credential's own expiry, an RFC 3339 UTC time (`2029-06-30T23:59:59Z`); without
+    /// it the credential never expires and its list never retires ([`crate::retire`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// Parses an `expires_at`: an RFC 3339 time in UTC (`Z`), as the API writes its own times, to
+/// Unix seconds (a fraction rounds up: a credential never expires earlier than it says).
+pub fn parse_expires_at(v: &str) -> Result<u64, ItemProblem> {
+    let bad = |why: String| {
+        ItemProblem::bad(format!(
+            "expires_at {v:?} is not an RFC 3339 UTC time such as 2029-06-30T23:59:59Z: {why}"
+        ))
+    };
+    if v.len() > 40 {
+        return Err(bad("too long".into()));
+    }
+    let t = humantime::parse_rfc3339(v).map_err(|e| bad(e.to_string()))?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| bad("before 1970".into()))?;
+    Ok(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+/// Refuses an `expires_at` (Unix seconds) that is not after `now_ms`: an expired credential is
+/// not registered.
+pub(super) fn check_not_expired(v: &str, at: u64, now_ms: u64) -> Result<(), ItemProblem> {
+    if at.saturating_mul(1000) <= now_ms {
+        return Err(ItemProblem::bad(format!(
+            "expires_at {v:?} is in the past: an expired credential cannot be registered"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -90,6 +123,9 @@ pub struct ReissueOp {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The new card's own expiry, as in [`Registration::expires_at`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl Operation {
@@ -153,6 +189,9 @@ impl Operation {
                 if let Some(reason) = &r.reason {
                     text("reason", reason, MAX_REASON, false)?;
                 }
+                if let Some(e) = &r.expires_at {
+                    parse_expires_at(e)?;
+                }
                 request_id(&r.request_id)
             }
             Operation::Suspend(h) | Operation::Reinstate(h) => {
@@ -186,6 +225,9 @@ impl Operation {
                     }
                 }
                 text("reason", &r.reason, MAX_REASON, true)?;
+                if let Some(e) = &r.expires_at {
+                    parse_expires_at(e)?;
+                }
                 request_id(&r.request_id)
             }
         }
@@ -333,6 +375,7 @@ mod tests {
             purpose: Some("a".repeat(MAX_PURPOSE + 1)),
             reason: None,
             request_id: None,
+            expires_at: None,
         };
         assert_eq!(
             error(&Operation::Register(bad_pool.clone())),
@@ -343,6 +386,38 @@ mod tests {
         let e = reissue("card-1", "card-1", None).check().unwrap_err();
         assert_eq!(e.error, ItemError::BadItem);
         assert_eq!(e.detail, "new_credential_id must differ from credential_id");
+    }
+
+    #[test]
+    fn expiries_are_rfc3339_utc_times() {
+        assert_eq!(parse_expires_at("2029-06-30T23:59:59Z"), Ok(1_877_558_399));
+        assert_eq!(parse_expires_at("1970-01-01T00:00:00.5Z"), Ok(1));
+        for bad in [
+            "2029-06-30",
+            "2029-06-30T23:59:59+02:00",
+            "1877644799",
+            "2029-13-01T00:00:00Z",
+            "",
+        ] {
+            let e = parse_expires_at(bad).unwrap_err();
+            assert_eq!(e.error, ItemError::BadItem, "{bad}");
+            assert!(e.detail.contains("RFC 3339"), "{}", e.detail);
+        }
+        let mut reg = Registration {
+            credential_id: "card-1".into(),
+            kind: "physical".into(),
+            parent: None,
+            purpose: None,
+            reason: None,
+            request_id: None,
+            expires_at: Some("next week".into()),
+        };
+        assert_eq!(error(&Operation::Register(reg.clone())), ItemError::BadItem);
+        reg.expires_at = Some("2029-06-30T23:59:59Z".into());
+        assert_eq!(Operation::Register(reg).check(), Ok(()));
+        let past = check_not_expired("x", 10, 10_000).unwrap_err();
+        assert!(past.detail.contains("in the past"), "{}", past.detail);
+        assert_eq!(check_not_expired("x", 11, 10_000), Ok(()));
     }
 
     #[test]

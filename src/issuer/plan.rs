@@ -156,20 +156,32 @@ impl Issuer {
 fn same_registration(r: &Registration, rec: &Record) -> Result<(), ItemProblem> {
     let same = rec.kind == r.kind
         && rec.parent.as_ref().map(|p| &p.credential_id) == r.parent.as_ref()
-        && (r.purpose.is_none() || rec.purpose == r.purpose);
+        && (r.purpose.is_none() || rec.purpose == r.purpose)
+        && r.expires_at
+            .as_deref()
+            .is_none_or(|e| super::operation::parse_expires_at(e).ok() == rec.expires_at);
     if same {
         return Ok(());
     }
     Err(ItemProblem::new(
         ItemError::RegistrationConflict,
         format!(
-            "{:?} is already registered with different parameters: kind {:?}, {}; \
+            "{:?} is already registered with different parameters: kind {:?}, {}{}; \
              a retry must repeat them, a new card needs a new id",
             r.credential_id,
             rec.kind,
             match &rec.parent {
                 Some(p) => format!("parent {:?}", p.credential_id),
                 None => "no parent".to_owned(),
+            },
+            match rec.expires_at {
+                Some(t) => format!(
+                    ", expires_at {}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)
+                    )
+                ),
+                None => ", no expires_at".to_owned(),
             }
         ),
     ))
@@ -262,6 +274,24 @@ impl<'a> Planner<'a> {
             binds: self.binds,
             first: self.first,
             reserve: self.reserve,
+        }
+    }
+
+    /// Refuses an operation on a credential in a retired list (loaded): it takes no changes.
+    fn alive(&self, at: &Location) -> Result<(), ItemProblem> {
+        match self.lists[&at.list].meta.life.retired_at {
+            None => Ok(()),
+            Some(t) => Err(ItemProblem::new(
+                ItemError::ListRetired,
+                format!(
+                    "list {:?} was retired at {} (every credential in it had expired): it is no \
+                     longer published and takes no more changes",
+                    at.list,
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)
+                    )
+                ),
+            )),
         }
     }
 
@@ -419,6 +449,7 @@ impl<'a> Planner<'a> {
         touched: &mut BTreeSet<String>,
     ) -> Result<Outcome, Step> {
         let at = self.find(id).ok_or_else(|| ItemProblem::unknown(id))?;
+        self.alive(&at)?;
         let hold = hold.unwrap_or(DEFAULT_HOLD);
         let lp = self
             .lists
@@ -443,6 +474,7 @@ impl<'a> Planner<'a> {
         touched: &mut BTreeSet<String>,
     ) -> Result<Outcome, Step> {
         let at = self.find(id).ok_or_else(|| ItemProblem::unknown(id))?;
+        self.alive(&at)?;
         let lp = self
             .lists
             .get_mut(&at.list)
@@ -468,6 +500,7 @@ impl<'a> Planner<'a> {
         let old_at = self
             .find(&r.credential_id)
             .ok_or_else(|| ItemProblem::unknown(&r.credential_id))?;
+        self.alive(&old_at)?;
         let old = self.lists[&old_at.list]
             .work
             .get(old_at.idx)
@@ -517,6 +550,7 @@ impl<'a> Planner<'a> {
                     purpose: old.purpose.clone(),
                     reason: Some(r.reason.clone()),
                     request_id: r.request_id.clone(),
+                    expires_at: r.expires_at.clone(),
                 };
                 let at = self
                     .place(&reg, Some(&r.credential_id), stamp, touched)
@@ -572,6 +606,7 @@ impl<'a> Planner<'a> {
 
     /// An idempotent retry of a registration, or a conflicting one.
     fn existing(&self, r: &Registration, at: &Location) -> Result<Outcome, Step> {
+        self.alive(at)?;
         let lp = &self.lists[&at.list];
         let rec = lp.work.get(at.idx).ok_or_else(|| {
             ItemProblem::new(
@@ -596,6 +631,14 @@ impl<'a> Planner<'a> {
         stamp: &Stamp,
         touched: &mut BTreeSet<String>,
     ) -> Result<Location, Step> {
+        let expires_at = match &r.expires_at {
+            Some(e) => {
+                let at = super::operation::parse_expires_at(e)?;
+                super::operation::check_not_expired(e, at, self.actor.at)?;
+                Some(at)
+            }
+            None => None,
+        };
         let kinds = &self.issuer.settings.kinds;
         let parent = match &r.parent {
             Some(p) => {
@@ -614,6 +657,7 @@ impl<'a> Planner<'a> {
                 if !kinds.may_be_parent(&prec.kind) {
                     return Err(Step::Item(kinds.not_a_parent(p, &prec.kind)));
                 }
+                self.alive(&at)?;
                 if let Some(purpose) = &r.purpose {
                     if self.lists[&at.list].meta.purpose.as_ref() != Some(purpose) {
                         return Err(Step::Item(ItemProblem::bad(format!(
@@ -665,6 +709,7 @@ impl<'a> Planner<'a> {
             replaced_by: None,
             replaces: replaces.map(str::to_owned),
             purpose: r.purpose.clone(),
+            expires_at,
             history: Vec::new(),
         };
         let mut reg_stamp = stamp.clone();
@@ -1025,6 +1070,7 @@ mod tests {
             purpose: Some("transit".into()),
             reason: None,
             request_id: None,
+            expires_at: None,
         };
         assert_eq!(
             refused(&issuer, &[Operation::Register(elsewhere.clone())]).await,
@@ -1163,6 +1209,7 @@ mod tests {
             replaced_by: None,
             replaces: None,
             purpose: Some("transit".into()),
+            expires_at: None,
             history: Vec::new(),
         };
         let mut r = Registration {
@@ -1172,6 +1219,7 @@ mod tests {
             purpose: None,
             reason: Some("any reason".into()),
             request_id: None,
+            expires_at: None,
         };
         assert_eq!(
             same_registration(&r, &rec),
@@ -1180,11 +1228,17 @@ mod tests {
         );
         r.purpose = Some("transit".into());
         assert_eq!(same_registration(&r, &rec), Ok(()));
-        let changes: [fn(&mut Registration); 4] = [
+        // A retry may leave expires_at out, or repeat it.
+        r.expires_at = Some("2029-06-30T23:59:59Z".into());
+        let mut rec = rec;
+        rec.expires_at = Some(1_877_558_399);
+        assert_eq!(same_registration(&r, &rec), Ok(()));
+        let changes: [fn(&mut Registration); 5] = [
             |r| r.purpose = Some("default".into()),
             |r| r.kind = "physical".into(),
             |r| r.parent = None,
             |r| r.parent = Some("card-2".into()),
+            |r| r.expires_at = Some("2029-07-01T00:00:00Z".into()),
         ];
         for change in changes {
             let mut other = r.clone();
@@ -1192,7 +1246,9 @@ mod tests {
             let e = same_registration(&other, &rec).unwrap_err();
             assert_eq!(e.error, ItemError::RegistrationConflict);
             assert!(
-                e.detail.contains("kind \"mobile\", parent \"card-1\""),
+                e.detail.contains(
+                    "kind \"mobile\", parent \"card-1\", expires_at 2029-06-30T23:59:59Z"
+                ),
                 "{}",
                 e.detail
             );

@@ -17,7 +17,7 @@ impl Issuer {
     /// only way a new pool comes to be), unless the store holds [`max_lists`] lists.
     pub async fn create_list(&self, new: NewList) -> Result<ListView, StoreError> {
         let _creating = self.coord.creating.lock().await;
-        if self.store.lists().await?.len() >= self.settings.max_lists {
+        if live(&self.store.lists().await?) >= self.settings.max_lists {
             return Err(StoreError::ListLimit {
                 limit: self.settings.max_lists,
             });
@@ -96,12 +96,12 @@ impl Issuer {
         let max = self.settings.max_lists;
         // `metas` is what the store held when planning began, and what this plan created: at
         // the bound already, as every registration of a batch at the bound would ask again.
-        if metas.len() >= max {
+        if live(metas) >= max {
             self.coord.log_list_limit(purpose, max);
             return Ok(true);
         }
         let _creating = self.coord.creating.lock().await;
-        let room = max.saturating_sub(self.store.lists().await?.len());
+        let room = max.saturating_sub(live(&self.store.lists().await?));
         let bounded = room < missing;
         if bounded {
             self.coord.log_list_limit(purpose, max);
@@ -147,9 +147,15 @@ impl Issuer {
     }
 }
 
-/// Whether list `m` takes new top-level cards: under `threshold` of its entries allocated.
-fn is_open(m: &ListMeta, threshold: f64) -> bool {
-    (m.allocated as f64) < threshold * f64::from(m.size)
+/// Whether list `m` takes new top-level cards: under `threshold` of its entries allocated, and
+/// not retired.
+pub(crate) fn is_open(m: &ListMeta, threshold: f64) -> bool {
+    (m.allocated as f64) < threshold * f64::from(m.size) && !m.life.is_retired()
+}
+
+/// The lists that count against `--max-lists`: retired ones hold no memory on any replica.
+fn live(metas: &[ListMeta]) -> usize {
+    metas.iter().filter(|m| !m.life.is_retired()).count()
 }
 
 /// The lists of pool `purpose` among `metas` that take new top-level cards, counting the
@@ -162,7 +168,7 @@ fn open_lists(
 ) -> Vec<String> {
     metas
         .iter()
-        .filter(|m| m.purpose.as_deref() == Some(purpose))
+        .filter(|m| m.purpose.as_deref() == Some(purpose) && !m.life.is_retired())
         .filter(|m| ((m.allocated + claims(&m.id)) as f64) < threshold * f64::from(m.size))
         .map(|m| m.id.clone())
         .collect()
@@ -194,6 +200,7 @@ mod tests {
             updated_ms: 0,
             purpose: purpose.map(Into::into),
             allocated,
+            life: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! list and commits atomically. Every change appends an [`Event`] to each record it touches.
 
 use crate::status::{Bits, Status};
-use crate::store::Change;
+use crate::store::{Change, Extends};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +42,10 @@ pub struct Record {
     /// The pool asked for at registration (for idempotent retries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// The credential's own expiry (Unix seconds), given at registration; `None`: it never
+    /// expires, and keeps its list from retiring ([`crate::retire`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
     /// The audit trail, append-only, oldest first.
     pub history: Vec<Event>,
 }
@@ -218,6 +222,17 @@ impl ListWork {
 
     pub fn is_dirty(&self) -> bool {
         !self.dirty.is_empty()
+    }
+
+    /// What the credentials this batch registers do to the list's latest expiry: committed
+    /// with them ([`crate::store::registry::Txn::extends`]).
+    pub fn extends(&self) -> Extends {
+        self.claims
+            .iter()
+            .filter_map(|idx| self.records.get(&idx))
+            .fold(Extends::Nothing, |e, r| {
+                e.and(r.expires_at.map_or(Extends::Forever, Extends::Until))
+            })
     }
 
     /// The records to write and the entry changes they imply.
@@ -452,6 +467,7 @@ mod tests {
             replaced_by: None,
             replaces: None,
             purpose: None,
+            expires_at: None,
             history: vec![],
         }
     }
@@ -513,6 +529,29 @@ mod tests {
                 ("reinstate", "VALID", false)
             ]
         );
+    }
+
+    #[test]
+    fn the_claims_of_a_batch_extend_their_list_to_the_latest_expiry() {
+        let mut w = ListWork::new(Bits::Two, BTreeMap::new());
+        assert_eq!(w.extends(), Extends::Nothing);
+        let expiring = |id: &str, at| Record {
+            expires_at: Some(at),
+            ..rec(id, PHYSICAL)
+        };
+        w.register(1, expiring("A", 50), None, &stamp("register"))
+            .unwrap();
+        w.register(2, expiring("B", 70), None, &stamp("register"))
+            .unwrap();
+        assert_eq!(w.extends(), Extends::Until(70));
+        // A card without an expiry keeps the list forever.
+        w.register(3, rec("M", "mobile"), Some(1), &stamp("register"))
+            .unwrap();
+        assert_eq!(w.extends(), Extends::Forever);
+        // Records only rewritten (not claimed) extend nothing.
+        let mut later = ListWork::new(Bits::Two, w.records.clone());
+        later.suspend(1, "loss", &stamp("suspend")).unwrap();
+        assert_eq!(later.extends(), Extends::Nothing);
     }
 
     #[test]
@@ -617,8 +656,9 @@ mod tests {
     }
 
     /// Issue 19: the audit trail showed Unix milliseconds (1796587324558) where people read it.
+    /// Fixed in e8a2d9f.
     #[test]
-    fn audit_times_are_rfc3339_with_the_milliseconds_beside() {
+    fn issue_19_audit_times_were_unix_milliseconds() {
         let e = Event {
             at: 1_796_587_324_558,
             by: "demo".into(),

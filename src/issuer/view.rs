@@ -44,6 +44,9 @@ pub struct CredentialView {
     pub replaced_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
+    /// The credential's own expiry (RFC 3339 UTC), if it was registered with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     pub assignment: Assignment,
 }
 
@@ -65,6 +68,15 @@ pub struct ListView {
     pub updated_at: u64,
     /// The same as an RFC 3339 UTC time, for people.
     pub updated: String,
+    /// When the list was retired (RFC 3339 UTC): every credential in it had expired; it is no
+    /// longer published and its URLs answer 410 ([`crate::retire`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+}
+
+/// Unix seconds as an RFC 3339 UTC time, for people.
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 impl Issuer {
@@ -126,13 +138,11 @@ impl Issuer {
             purpose: m.purpose.clone(),
             allocated: m.allocated,
             fill,
-            open: m.purpose.is_some() && fill < self.settings.fill_threshold,
+            open: m.purpose.is_some() && super::pool::is_open(m, self.settings.fill_threshold),
             version: m.version,
             updated_at: m.updated_at,
-            updated: humantime::format_rfc3339_seconds(
-                UNIX_EPOCH + std::time::Duration::from_secs(m.updated_at),
-            )
-            .to_string(),
+            updated: rfc3339(m.updated_at),
+            retired_at: m.life.retired_at.map(rfc3339),
         }
     }
 
@@ -191,6 +201,7 @@ impl Issuer {
             children,
             replaced_by: rec.replaced_by.clone(),
             replaces: rec.replaces.clone(),
+            expires_at: rec.expires_at.map(rfc3339),
             assignment: self.assignment(&at, self.meta(&at.list).await?.map_or(0, |m| m.size)),
         }))
     }

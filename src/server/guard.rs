@@ -48,9 +48,15 @@ impl ConnState {
         self.first_request.load(Ordering::Relaxed)
     }
 
-    /// Marks the connection task as ended.
+    /// Marks the connection task as ended, and lets go of its waker: a waker holds the task's
+    /// allocation (the whole connection future) for as long as this state lives in
+    /// [`Waiting`].
     pub fn finish(&self) {
         self.done.store(true, Ordering::Relaxed);
+        self.waker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 
     fn is_evicted(&self) -> bool {
@@ -90,28 +96,56 @@ impl ConnState {
 /// The accept loop's queue of connections in accept order, from which the oldest one that has
 /// not yet sent a request is displaced when a new connection arrives at the limit. Only the
 /// accept loop touches it, so it needs no lock.
+///
+/// An entry goes stale once its connection has sent a request or ended. Stale entries at the
+/// front are dropped on every admission (a relaxed load or two each); the rest, stuck behind an
+/// older connection still waiting for its first request, when the queue reaches twice what the
+/// last compaction kept (at least [`MIN_COMPACT_AT`]). What was kept was displaceable, so at
+/// most `--max-connections`: the queue holds at most max([`MIN_COMPACT_AT`], 2 × the
+/// connections without a request), 64 entries while every client sends its request at once,
+/// whatever the connection limit, and each compaction is paid for by as many admissions.
 pub struct Waiting {
     queue: std::collections::VecDeque<Arc<ConnState>>,
-    /// Compact past this many entries (stale ones are otherwise dropped only when displacing).
+    /// Compact at this many entries: twice what the last compaction kept.
     compact_at: usize,
 }
 
-impl Waiting {
-    pub fn new(max_connections: usize) -> Self {
+/// The smallest [`Waiting::compact_at`].
+pub const MIN_COMPACT_AT: usize = 64;
+
+impl Default for Waiting {
+    fn default() -> Self {
         Waiting {
             queue: std::collections::VecDeque::new(),
-            compact_at: max_connections.saturating_mul(2).max(64),
+            compact_at: MIN_COMPACT_AT,
         }
     }
+}
 
+impl Waiting {
     /// A new connection's state, queued as displaceable.
     pub fn admit(&mut self) -> Arc<ConnState> {
+        while self.queue.front().is_some_and(|c| !c.idle()) {
+            self.queue.pop_front();
+        }
         if self.queue.len() >= self.compact_at {
             self.queue.retain(|c| c.idle());
+            self.resize();
+        } else if self.queue.is_empty() && self.compact_at > MIN_COMPACT_AT {
+            self.resize();
         }
         let state = Arc::new(ConnState::default());
         self.queue.push_back(state.clone());
         state
+    }
+
+    /// Sets the next compaction at twice the entries left, and after a burst of silent
+    /// connections gives the buffer back (it regrows by doubling if another burst comes).
+    fn resize(&mut self) {
+        self.compact_at = (2 * self.queue.len()).max(MIN_COMPACT_AT);
+        if self.queue.capacity() > 4 * self.compact_at {
+            self.queue.shrink_to(self.compact_at);
+        }
     }
 
     /// Closes the oldest connection that has not sent a request yet; false if there is none
@@ -119,9 +153,9 @@ impl Waiting {
     pub fn displace_oldest(&mut self) -> bool {
         while let Some(c) = self.queue.pop_front() {
             if c.idle() {
-                // Marked done now so that a second displacement never picks it again.
-                c.finish();
                 c.evict();
+                // Marked done too, so that a second displacement never picks it again.
+                c.finish();
                 return true;
             }
         }
@@ -402,7 +436,7 @@ mod tests {
 
     #[test]
     fn displacement_takes_the_oldest_connection_without_a_request() {
-        let mut w = Waiting::new(4);
+        let mut w = Waiting::default();
         let a = w.admit();
         let b = w.admit();
         let c = w.admit();
@@ -414,5 +448,78 @@ mod tests {
         );
         c.finish();
         assert!(!w.displace_oldest(), "a serves requests, b and c are gone");
+    }
+
+    /// Issue 20: the queue kept every connection's state until it held 2 × `--max-connections`
+    /// entries (20,000 at the default), which a soak read as a leak.
+    #[test]
+    fn issue_20_the_queue_stays_short_while_clients_send_their_requests() {
+        let mut w = Waiting::default();
+        for _ in 0..10_000 {
+            let c = w.admit();
+            assert_eq!(w.queue.len(), 1, "every earlier entry was stale");
+            c.first_request.store(true, Ordering::Relaxed);
+        }
+        // A silent connection at the front: the entries behind it go at compactions.
+        let silent = w.admit();
+        for n in 0..10_000 {
+            let c = w.admit();
+            assert!(w.queue.len() <= MIN_COMPACT_AT, "{} entries", w.queue.len());
+            if n % 2 == 0 {
+                c.first_request.store(true, Ordering::Relaxed);
+            } else {
+                c.finish();
+            }
+        }
+        assert!(
+            w.displace_oldest() && silent.is_evicted(),
+            "still displaceable"
+        );
+        assert!(!w.displace_oldest());
+    }
+
+    #[test]
+    fn issue_20_the_queue_keeps_every_silent_connection_and_twice_their_number_at_most() {
+        let mut w = Waiting::default();
+        let mut silent = Vec::new();
+        for n in 0..20_000 {
+            let c = w.admit();
+            assert!(
+                w.queue.len() <= MIN_COMPACT_AT.max(2 * (silent.len() + 1)),
+                "{} entries for {} silent connections",
+                w.queue.len(),
+                silent.len() + 1
+            );
+            if n % 10 == 0 {
+                silent.push(c);
+            } else {
+                c.first_request.store(true, Ordering::Relaxed);
+            }
+        }
+        // Displaced in accept order, every one of them.
+        for c in &silent {
+            assert!(w.displace_oldest());
+            assert!(c.is_evicted());
+        }
+        assert!(!w.displace_oldest());
+        // Once they are gone the queue and its buffer shrink back.
+        for _ in 0..2 * MIN_COMPACT_AT {
+            w.admit().finish();
+        }
+        assert!(w.queue.len() <= 1 && w.queue.capacity() <= 4 * MIN_COMPACT_AT);
+    }
+
+    #[test]
+    fn a_finished_connection_lets_go_of_its_waker() {
+        struct Counted;
+        impl std::task::Wake for Counted {
+            fn wake(self: Arc<Self>) {}
+        }
+        let task = Arc::new(Counted);
+        let state = ConnState::default();
+        state.park(&std::task::Waker::from(task.clone()));
+        assert_eq!(Arc::strong_count(&task), 2, "parked");
+        state.finish();
+        assert_eq!(Arc::strong_count(&task), 1, "released with the connection");
     }
 }

@@ -106,7 +106,7 @@ pub async fn serve<S, B>(
     let builder = Arc::new(builder(limits.header_read_timeout));
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut waiting = guard::Waiting::new(limits.max_connections);
+    let mut waiting = guard::Waiting::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {

@@ -278,84 +278,21 @@ pub fn artefacts(
     };
     let jwt = statuslist::sign_jwt(&claims, key)?;
     let cwt = statuslist::sign_cwt(&claims, key)?;
-    let created = humantime::format_rfc3339_seconds(now).to_string();
-    let mut w3c = Vec::with_capacity(Purpose::PUBLISHED.len());
-    let mut w3c_di = Vec::with_capacity(Purpose::PUBLISHED.len());
-    for purpose in Purpose::PUBLISHED {
-        let id = p.urls.credential(&meta.id, purpose);
-        let params = CredentialParams {
-            id: &id,
-            issuer: &p.issuer,
-            valid_from: now,
-            valid_until: Some(UNIX_EPOCH + Duration::from_secs(exp)),
-            ttl_ms: Some(p.ttl.as_millis() as u64),
-        };
-        // Lists shorter than the W3C minimum publish no W3C view; an empty body here is
-        // answered 404 by the HTTP layer.
-        match w3c::credential(list, purpose, &params) {
-            Ok(vc_json) => {
-                w3c.push(text_representation(
-                    vc::sign_vc_jwt(&vc_json, key)?.into(),
-                    routes::VC_JWT,
-                ));
-                let vc_json = crate::w3c_proof::with_issuer_dependent_terms(&vc_json);
-                w3c_di.push(data_integrity(
-                    &vc_json,
-                    key,
-                    p,
-                    &created,
-                    routes::DI_MEDIA_TYPE,
-                )?);
-            }
-            Err(_) => {
-                w3c.push(json_representation(Bytes::new(), routes::VC_JWT));
-                w3c_di.push(json_representation(Bytes::new(), routes::DI_MEDIA_TYPE));
-            }
-        }
-    }
-    let w3c = w3c
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one representation per published purpose"));
-    let w3c_di = w3c_di
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one representation per published purpose"));
-    let mut sl2021 = Vec::with_capacity(crate::status::sl2021::PURPOSES.len());
-    let mut sl2021_di = Vec::with_capacity(crate::status::sl2021::PURPOSES.len());
-    for purpose in crate::status::sl2021::PURPOSES {
-        let id = p.urls.sl2021(&meta.id, purpose);
-        let params = CredentialParams {
-            id: &id,
-            issuer: &p.issuer,
-            valid_from: now,
-            valid_until: Some(UNIX_EPOCH + Duration::from_secs(exp)),
-            ttl_ms: None,
-        };
-        match crate::status::sl2021::credential(list, purpose, &params) {
-            Ok(vc_json) => {
-                sl2021.push(text_representation(
-                    crate::token::vc11::sign_vc_jwt_1_1(&vc_json, iat, Some(exp), key)?.into(),
-                    routes::VC11_JWT,
-                ));
-                sl2021_di.push(data_integrity(
-                    &vc_json,
-                    key,
-                    p,
-                    &created,
-                    routes::DI_MEDIA_TYPE_1_1,
-                )?);
-            }
-            Err(_) => {
-                sl2021.push(json_representation(Bytes::new(), routes::VC11_JWT));
-                sl2021_di.push(json_representation(Bytes::new(), routes::DI_MEDIA_TYPE_1_1));
-            }
-        }
-    }
-    let sl2021_di = sl2021_di
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one representation per Status List 2021 purpose"));
-    let sl2021 = sl2021
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("one representation per Status List 2021 purpose"));
+    let signing = Signing {
+        key,
+        p,
+        now,
+        iat,
+        exp,
+        created: humantime::format_rfc3339_seconds(now).to_string(),
+    };
+    let (w3c, w3c_di) = signing.credentials(Format::Bitstring, Purpose::PUBLISHED, meta, list)?;
+    let (sl2021, sl2021_di) = signing.credentials(
+        Format::StatusList2021,
+        crate::status::sl2021::PURPOSES,
+        meta,
+        list,
+    )?;
     Ok(Artefacts {
         version: meta.version,
         surrogate_key: header(format!("list-{}", meta.id)),
@@ -375,6 +312,132 @@ pub fn artefacts(
         exp,
         kid: key.kid().to_owned(),
     })
+}
+
+/// The two W3C credential formats every list is published in, each as a VC-JWT and with a Data
+/// Integrity proof: the Bitstring Status List (VC Data Model 2.0) and Status List 2021 (1.1).
+#[derive(Clone, Copy)]
+enum Format {
+    Bitstring,
+    StatusList2021,
+}
+
+impl Format {
+    fn url(self, urls: &PublicUrls, id: &str, purpose: Purpose) -> String {
+        match self {
+            Format::Bitstring => urls.credential(id, purpose),
+            Format::StatusList2021 => urls.sl2021(id, purpose),
+        }
+    }
+
+    /// The unsigned credential for `purpose`; `None` where the list is too short for the format.
+    fn credential(
+        self,
+        list: &StatusList,
+        purpose: Purpose,
+        params: &CredentialParams<'_>,
+    ) -> Option<serde_json::Value> {
+        match self {
+            Format::Bitstring => w3c::credential(list, purpose, params).ok(),
+            Format::StatusList2021 => crate::status::sl2021::credential(list, purpose, params).ok(),
+        }
+    }
+
+    fn ttl_ms(self, ttl: Duration) -> Option<u64> {
+        match self {
+            Format::Bitstring => Some(ttl.as_millis() as u64),
+            // `ttl` has no place in the 2021 model.
+            Format::StatusList2021 => None,
+        }
+    }
+
+    fn jwt_media_type(self) -> &'static str {
+        match self {
+            Format::Bitstring => routes::VC_JWT,
+            Format::StatusList2021 => routes::VC11_JWT,
+        }
+    }
+
+    fn di_media_type(self) -> &'static str {
+        match self {
+            Format::Bitstring => routes::DI_MEDIA_TYPE,
+            Format::StatusList2021 => routes::DI_MEDIA_TYPE_1_1,
+        }
+    }
+}
+
+/// What signs one list state's credentials: the key, the parameters and the clock of the build.
+struct Signing<'a, K: TokenSigner + ?Sized> {
+    key: &'a K,
+    p: &'a BuildParams,
+    now: SystemTime,
+    iat: u64,
+    exp: u64,
+    /// `now` in RFC 3339, the Data Integrity proofs' `created`.
+    created: String,
+}
+
+impl<K: TokenSigner + ?Sized> Signing<'_, K> {
+    /// The credential of `format` for each of `purposes`, as a VC-JWT and with a Data Integrity
+    /// proof. Lists shorter than the W3C minimum publish no W3C view; an empty body here is
+    /// answered 404 by the HTTP layer.
+    fn credentials<const N: usize>(
+        &self,
+        format: Format,
+        purposes: [Purpose; N],
+        meta: &ListMeta,
+        list: &StatusList,
+    ) -> Result<([Representation; N], [Representation; N]), SignError> {
+        let (p, key) = (self.p, self.key);
+        let mut jwts = Vec::with_capacity(N);
+        let mut dis = Vec::with_capacity(N);
+        for purpose in purposes {
+            let id = format.url(&p.urls, &meta.id, purpose);
+            let params = CredentialParams {
+                id: &id,
+                issuer: &p.issuer,
+                valid_from: self.now,
+                valid_until: Some(UNIX_EPOCH + Duration::from_secs(self.exp)),
+                ttl_ms: format.ttl_ms(p.ttl),
+            };
+            match format.credential(list, purpose, &params) {
+                Some(vc_json) => {
+                    let jwt = match format {
+                        Format::Bitstring => vc::sign_vc_jwt(&vc_json, key)?,
+                        Format::StatusList2021 => crate::token::vc11::sign_vc_jwt_1_1(
+                            &vc_json,
+                            self.iat,
+                            Some(self.exp),
+                            key,
+                        )?,
+                    };
+                    jwts.push(text_representation(jwt.into(), format.jwt_media_type()));
+                    let vc_json = match format {
+                        Format::Bitstring => {
+                            crate::w3c_proof::with_issuer_dependent_terms(&vc_json)
+                        }
+                        Format::StatusList2021 => vc_json,
+                    };
+                    dis.push(data_integrity(
+                        &vc_json,
+                        key,
+                        p,
+                        &self.created,
+                        format.di_media_type(),
+                    )?);
+                }
+                None => {
+                    jwts.push(json_representation(Bytes::new(), format.jwt_media_type()));
+                    dis.push(json_representation(Bytes::new(), format.di_media_type()));
+                }
+            }
+        }
+        let one_per_purpose = |_| unreachable!("one representation per purpose");
+        Ok((
+            jwts.try_into().unwrap_or_else(one_per_purpose),
+            dis.try_into().unwrap_or_else(one_per_purpose),
+        ))
+    }
 }
 
 /// `credential` secured with a Data Integrity proof by `key` (verification method
@@ -423,6 +486,7 @@ pub fn snapshot(
         generation,
         published_at: now,
         lists,
+        retired: Arc::default(),
         aggregation: json_representation(aggregation.to_string().into(), routes::JSON),
         jwks: json_representation(published_keys.to_jwks().to_string().into(), routes::JWK_SET),
         controller: controller(published_keys, p),
@@ -450,6 +514,7 @@ pub fn next_snapshot(
         generation: previous.generation + 1,
         published_at: now,
         lists,
+        retired: previous.retired.clone(),
         aggregation: previous.aggregation.clone(),
         controller: if previous.jwks.body == jwks.as_bytes() {
             previous.controller.clone()
@@ -470,6 +535,20 @@ mod tests {
     use crate::status::{Bits, Status};
     use crate::token::keys::Algorithm;
     use crate::token::keys::SigningKey;
+
+    /// List "7" at version 3: 2^17 two-bit entries, index 7 suspended (large enough for every
+    /// W3C view).
+    fn list_7() -> (ListMeta, StatusList) {
+        let list = StatusList::from_entries(Bits::Two, 1 << 17, [(7, Status::SUSPENDED)]).unwrap();
+        let meta = ListMeta {
+            id: "7".into(),
+            bits: 2,
+            size: 1 << 17,
+            version: 3,
+            ..Default::default()
+        };
+        (meta, list)
+    }
 
     fn params(ttl: u64, lifetime: u64) -> BuildParams {
         BuildParams {
@@ -639,16 +718,7 @@ mod tests {
     fn list_snapshot_signs_every_representation() {
         let key = SigningKey::generate(Algorithm::Es256);
         let keys = KeySet::new(vec![key.verifying_key()]);
-        let list = StatusList::from_entries(Bits::Two, 1 << 17, [(7, Status::SUSPENDED)]).unwrap();
-        let meta = ListMeta {
-            id: "7".into(),
-            bits: 2,
-            size: 1 << 17,
-            version: 3,
-            updated_at: 0,
-            updated_ms: 0,
-            ..Default::default()
-        };
+        let (meta, list) = list_7();
         let p = params(300, 86_400);
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let s = list_snapshot(meta, list.clone(), &key, &p, now)
@@ -678,14 +748,7 @@ mod tests {
     /// list as the JWT forms and are built here, with them; a P-384 key builds none.
     #[test]
     fn data_integrity_forms_follow_the_signing_keys_cryptosuite() {
-        let list = StatusList::from_entries(Bits::Two, 1 << 17, [(7, Status::SUSPENDED)]).unwrap();
-        let meta = ListMeta {
-            id: "7".into(),
-            bits: 2,
-            size: 1 << 17,
-            version: 3,
-            ..Default::default()
-        };
+        let (meta, list) = list_7();
         let p = params(300, 86_400);
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         for (alg, suite) in [

@@ -19,7 +19,7 @@ use crate::store::ListMeta;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -146,6 +146,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub published_at: SystemTime,
     pub lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+    /// Ids of the retired lists ([`crate::retire`]): not published, answered 410 Gone.
+    pub retired: Arc<HashSet<Box<str>>>,
     /// The Status List Aggregation document (`application/json`).
     pub aggregation: Representation,
     /// The JWKS verifiers use (`application/jwk-set+json`).
@@ -163,6 +165,7 @@ impl Snapshot {
             generation: 0,
             published_at: SystemTime::UNIX_EPOCH,
             lists: HashMap::new(),
+            retired: Arc::default(),
             aggregation: empty.clone(),
             jwks: empty.clone(),
             controller: empty,

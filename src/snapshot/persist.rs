@@ -1,7 +1,8 @@
 //! The last good snapshot on disk: what a replica serves when it starts while its store is down.
 //!
-//! Only list state is kept (metadata and the roaring form of each list); tokens are re-signed
-//! from it at start, so no stale signature is ever served. The file is written atomically
+//! Only list state is kept (metadata and the roaring form of each list, and the ids of the
+//! retired lists, which keep answering 410); tokens are re-signed from it at start, so no stale
+//! signature is ever served. The file is written atomically
 //! (temporary file, fsync, rename, fsync of the directory) and validated like any untrusted
 //! input when read back.
 
@@ -15,6 +16,14 @@ use std::path::Path;
 /// File name inside the data directory.
 pub const FILE: &str = "last-good.snapshot";
 const MAGIC: &str = "statusd-last-good/1";
+
+/// What [`read`] found: the published lists, and the retired ones (absent from files written
+/// before retirement existed: none).
+#[derive(Debug, Default)]
+pub struct Persisted {
+    pub lists: Vec<(ListMeta, StatusList)>,
+    pub retired: Vec<Box<str>>,
+}
 
 /// Why the file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +62,15 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
     let doc = Cbor::Map(vec![
         (Cbor::Text("format".into()), Cbor::Text(MAGIC.into())),
         (Cbor::Text("lists".into()), Cbor::Array(lists)),
+        (
+            Cbor::Text("retired".into()),
+            Cbor::Array(
+                snap.retired
+                    .iter()
+                    .map(|id| Cbor::Text(id.to_string()))
+                    .collect(),
+            ),
+        ),
     ]);
     let bytes = crate::status::ietf::cbor_to_vec(&doc);
     let tmp = path.with_extension("tmp");
@@ -80,7 +98,7 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
 }
 
 /// Reads a file written by [`write`]; `Ok(None)` when there is none.
-pub fn read(path: &Path) -> Result<Option<Vec<(ListMeta, StatusList)>>, PersistError> {
+pub fn read(path: &Path) -> Result<Option<Persisted>, PersistError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -131,7 +149,26 @@ pub fn read(path: &Path) -> Result<Option<Vec<(ListMeta, StatusList)>>, PersistE
         }
         out.push((meta, list));
     }
-    Ok(Some(out))
+    let mut retired = Vec::new();
+    for id in field(&doc, "retired")
+        .map(|r| {
+            r.as_array()
+                .cloned()
+                .ok_or_else(|| bad("retired is not an array".into()))
+        })
+        .transpose()?
+        .unwrap_or_default()
+    {
+        let id = id
+            .as_text()
+            .filter(|id| crate::store::check_id(id).is_ok())
+            .ok_or_else(|| bad("a retired list id is not a list id".into()))?;
+        retired.push(id.into());
+    }
+    Ok(Some(Persisted {
+        lists: out,
+        retired,
+    }))
 }
 
 #[cfg(test)]
@@ -144,8 +181,31 @@ mod tests {
         let path = base.join("not-yet").join(FILE);
         let _ = std::fs::remove_dir_all(&base);
         write(&path, &Snapshot::empty()).expect("written into a new directory");
-        assert_eq!(read(&path).unwrap().map(|l| l.len()), Some(0));
+        assert_eq!(read(&path).unwrap().map(|p| p.lists.len()), Some(0));
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Retired lists keep answering 410 after a start while the store is down.
+    #[test]
+    fn retired_lists_are_kept() {
+        let dir =
+            std::env::temp_dir().join(format!("statusd-persist-retired-{}", std::process::id()));
+        let path = dir.join(FILE);
+        let snap = Snapshot {
+            retired: std::sync::Arc::new(["default-1".into(), "default-2".into()].into()),
+            ..Snapshot::empty()
+        };
+        write(&path, &snap).unwrap();
+        let mut retired: Vec<String> = read(&path)
+            .unwrap()
+            .unwrap()
+            .retired
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        retired.sort();
+        assert_eq!(retired, ["default-1", "default-2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Issue #20, item 3: on a full disk the write fails with the typed error, the previous
@@ -196,7 +256,7 @@ mod tests {
             !path.with_extension("tmp").exists(),
             "partial file left behind"
         );
-        assert_eq!(read(&path).unwrap().map(|l| l.len()), Some(0));
+        assert_eq!(read(&path).unwrap().map(|p| p.lists.len()), Some(0));
         std::fs::remove_file(&filler).unwrap();
         write(&path, &Snapshot::empty()).expect("write after space returns");
     }

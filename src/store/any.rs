@@ -4,6 +4,7 @@
 use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
 use super::registry::{Location, MetaRecords, Records, Registry, Txn};
+use super::retire::Retire;
 use super::{Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusList};
 use roaring::RoaringBitmap;
@@ -119,5 +120,15 @@ impl Registry for AnyStore {
 
     async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
         dispatch!(self, s => s.bind(binds).await)
+    }
+}
+
+impl Retire for AnyStore {
+    async fn retire(&self, id: &str, expect_version: u64, at: u64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.retire(id, expect_version, at).await)
+    }
+
+    async fn purge(&self, id: &str, at: u64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.purge(id, at).await)
     }
 }

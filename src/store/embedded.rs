@@ -15,6 +15,7 @@
 //! (`tests/it/store_contract.rs`).
 
 use super::registry::{family_links, Location, MetaRecords, Records, Registry, Txn};
+use super::retire::Retire;
 use super::{check_change, check_id, Applied, Change, ListMeta, NewList, Store, StoreError};
 use crate::status::{Bits, Status, StatusList};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -248,6 +249,9 @@ fn write_changes(
     if expect.is_some_and(|v| v != meta.version) {
         return Err(StoreError::Conflict(id.to_owned()));
     }
+    if meta.life.is_retired() {
+        return Err(StoreError::Retired(id.to_owned()));
+    }
     let bits: Bits = meta.bits()?;
     let mut entries = tx.open_table(ENTRIES).map_err(backend)?;
     let mut previous = Vec::with_capacity(changes.len());
@@ -425,6 +429,7 @@ impl Registry for EmbeddedStore {
                                 .into());
                             }
                             meta.allocated += mine.len();
+                            meta.life.expires_max = meta.life.extended(txn.extends);
                             let mut creds = tx.open_table(CREDS).map_err(backend)?;
                             for (idx, record) in &txn.records {
                                 if *idx >= meta.size {
@@ -520,6 +525,80 @@ impl Registry for EmbeddedStore {
     }
 }
 
+impl Retire for EmbeddedStore {
+    async fn retire(&self, id: &str, expect_version: u64, at: u64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let cache = self.allocated.clone();
+        let retired = self
+            .blocking(move |db| {
+                let tx = db.begin_write().map_err(backend)?;
+                {
+                    let mut lists = tx.open_table(LISTS).map_err(backend)?;
+                    let mut meta = meta_of(&lists, &id)?;
+                    if meta.life.is_retired() {
+                        return Ok(false);
+                    }
+                    if meta.version != expect_version {
+                        return Err(StoreError::Conflict(id));
+                    }
+                    meta.life.retired_at = Some(at);
+                    meta.version += 1;
+                    meta.updated_ms = now_ms();
+                    meta.updated_at = meta.updated_ms / 1000;
+                    let bytes = serde_json::to_vec(&meta)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    lists
+                        .insert(id.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
+                }
+                tx.commit().map_err(backend)?;
+                if let Ok(mut cache) = cache.lock() {
+                    cache.remove(&id);
+                }
+                Ok(true)
+            })
+            .await?;
+        if retired {
+            self.notify();
+        }
+        Ok(retired)
+    }
+
+    /// Deletes the list's entries; its records (`creds`: the audit trail, and the allocated
+    /// indices) and credential ids (`cids`) stay.
+    async fn purge(&self, id: &str, at: u64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut lists = tx.open_table(LISTS).map_err(backend)?;
+                let mut meta = meta_of(&lists, &id)?;
+                if !meta.life.is_retired() {
+                    return Err(StoreError::Backend(format!(
+                        "list {id:?} is not retired; only a retired list's data is deleted"
+                    )));
+                }
+                if meta.life.purged_at.is_some() {
+                    return Ok(false);
+                }
+                let mut entries = tx.open_table(ENTRIES).map_err(backend)?;
+                entries
+                    .retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false)
+                    .map_err(backend)?;
+                meta.life.purged_at = Some(at);
+                let bytes =
+                    serde_json::to_vec(&meta).map_err(|e| StoreError::Backend(e.to_string()))?;
+                lists
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
 impl Store for EmbeddedStore {
     async fn lists(&self) -> Result<Vec<ListMeta>, StoreError> {
         self.blocking(Self::lists_sync).await
@@ -554,6 +633,7 @@ impl Store for EmbeddedStore {
                         updated_ms: now_ms(),
                         purpose: new.purpose.clone(),
                         allocated: 0,
+                        life: super::Lifetime::new_list(),
                     };
                     let bytes = serde_json::to_vec(&meta)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;

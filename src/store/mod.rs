@@ -9,6 +9,7 @@ pub mod any;
 pub mod embedded;
 pub mod redis;
 pub mod registry;
+pub mod retire;
 
 use crate::status::{Bits, Status, StatusError, StatusList};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,76 @@ pub struct ListMeta {
     /// Indices the issuer API has handed out (never reused; see [`registry`]).
     #[serde(default)]
     pub allocated: u64,
+    /// How long the list's credentials live, and whether it is retired ([`retire`]).
+    #[serde(flatten)]
+    pub life: Lifetime,
+}
+
+/// The expiry of a list's credentials and the list's retirement ([`crate::retire`]): kept in
+/// its metadata, changed only atomically with a commit ([`registry::Txn::extends`]) or by
+/// [`retire::Retire`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifetime {
+    /// The latest `expires_at` (Unix seconds) of the credentials registered in the list; 0
+    /// while none is. `None` once one was registered without an expiry, and for lists from
+    /// before expiries were kept: such a list never retires.
+    #[serde(default)]
+    pub expires_max: Option<u64>,
+    /// When (Unix seconds) the list was retired: it is no longer published, answers 410 Gone,
+    /// and takes no writes. Its metadata stays for good (a tombstone), so that its id and
+    /// indices are never reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
+    /// When (Unix seconds) the retired list's status data was deleted, after the retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<u64>,
+}
+
+impl Lifetime {
+    /// A new list's: no credential yet, so nothing keeps it alive.
+    pub fn new_list() -> Lifetime {
+        Lifetime {
+            expires_max: Some(0),
+            ..Lifetime::default()
+        }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired_at.is_some()
+    }
+
+    /// `expires_max` after a commit that `extends` it.
+    pub fn extended(&self, extends: Extends) -> Option<u64> {
+        match (self.expires_max, extends) {
+            (_, Extends::Forever) | (None, _) => None,
+            (Some(t), Extends::Nothing) => Some(t),
+            (Some(t), Extends::Until(u)) => Some(t.max(u)),
+        }
+    }
+}
+
+/// What the credentials a commit registers do to their list's [`Lifetime::expires_max`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Extends {
+    /// It registers none.
+    #[default]
+    Nothing,
+    /// The latest `expires_at` among them.
+    Until(u64),
+    /// One of them has no expiry: the list never retires.
+    Forever,
+}
+
+impl Extends {
+    /// Both extensions together.
+    pub fn and(self, other: Extends) -> Extends {
+        use Extends::*;
+        match (self, other) {
+            (Forever, _) | (_, Forever) => Forever,
+            (Nothing, x) | (x, Nothing) => x,
+            (Until(a), Until(b)) => Until(a.max(b)),
+        }
+    }
 }
 
 impl ListMeta {
@@ -108,6 +179,9 @@ pub enum StoreError {
     /// again and retry.
     #[error("list {0:?} changed concurrently")]
     Conflict(String),
+    /// The list is retired ([`Lifetime::retired_at`]): it takes no writes.
+    #[error("list {0:?} is retired: every credential in it expired; it takes no more changes")]
+    Retired(String),
     /// The issuer did not create a list: the store already holds the most lists configured
     /// (`--max-lists`). Produced by [`crate::issuer::Issuer`], never by a store.
     #[error(
@@ -243,6 +317,39 @@ mod tests {
         ));
         assert!(check_change(Bits::Two, 8, Status::VALID, c(8, 1)).is_err());
         assert!(check_change(Bits::One, 8, Status::VALID, c(0, 2)).is_err());
+    }
+
+    #[test]
+    fn a_credential_without_expiry_keeps_its_list_forever() {
+        use Extends::*;
+        assert_eq!(Until(5).and(Until(9)), Until(9));
+        assert_eq!(Nothing.and(Until(3)), Until(3));
+        assert_eq!(Until(3).and(Forever), Forever);
+        let new = Lifetime::new_list();
+        assert_eq!(new.extended(Nothing), Some(0));
+        assert_eq!(new.extended(Until(7)), Some(7));
+        assert_eq!(new.extended(Forever), None);
+        let legacy = Lifetime::default();
+        assert_eq!(legacy.extended(Until(7)), None);
+        // Lists stored before lifetimes were kept read as never retiring.
+        let old: ListMeta =
+            serde_json::from_str(r#"{"id":"a","bits":2,"size":8,"version":1,"updated_at":0}"#)
+                .unwrap();
+        assert_eq!(old.life, Lifetime::default());
+        let back: ListMeta = serde_json::from_value(
+            serde_json::to_value(ListMeta {
+                life: Lifetime {
+                    expires_max: Some(9),
+                    retired_at: Some(10),
+                    purged_at: None,
+                },
+                ..old
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back.life.expires_max, Some(9));
+        assert!(back.life.is_retired());
     }
 }
 

@@ -9,14 +9,18 @@
 -- credential ids it binds, all or nothing):
 -- KEYS = for each of the n lists, 5 keys: statusd:{<id>}:meta, :data, :feed,
 --        :creds (hash: index -> record), :alloc; then b keys statusd:cid:<credential id>.
--- ARGV[1] = now, ARGV[2] = n, then per list: the version the caller read, c, c indices to
--- claim, r, r pairs (index, record), k, k change pairs (index, value); then b locations
--- (<list>/<index>), one per cid key, each set only if the key does not exist.
+-- ARGV[1] = now, ARGV[2] = n, then per list: the version the caller read, what the
+-- credentials it registers in that list do to its meta's expires_max ('' nothing, 'forever',
+-- or their latest expiry in Unix seconds), c, c indices to claim, r, r pairs (index, record),
+-- k, k change pairs (index, value); then b locations (<list>/<index>), one per cid key, each
+-- set only if the key does not exist.
 -- Returns {version_1, ..., version_n}: each list's new version.
 --
 -- Errors (<n> is the 0-based position of the offending change in its list's batch; in
 -- registry mode an error about list j, 1-based, starts with "@<j> "):
 --   ERR STATUSD unknown-list                 meta does not exist
+--   ERR STATUSD retired                      the list is retired (meta has retired_at); both
+--                                            modes refuse it
 --   ERR STATUSD corrupt <reason>             meta (bits, size or version) is not valid
 --   ERR STATUSD bad-args <reason>            ARGV is malformed (odd count, bad timestamp)
 --   ERR STATUSD out-of-range <n> <size>      the index is not an integer in 0 .. size-1
@@ -28,9 +32,9 @@
 --                                            credential id is bound ("conflict bound"): read
 --                                            and retry
 --
--- Redis does not roll back a script that fails half-way, so every check, and every read that
--- could fail (a key of the wrong type), happens before the first write, for every list: an
--- error leaves every list exactly as it was.
+-- Redis does not roll back a script that fails half-way, so every check (a retired list
+-- included), and every read that could fail (a key of the wrong type), happens before the
+-- first write, for every list: an error leaves every list exactly as it was.
 
 local function fail(msg)
   return redis.error_reply('ERR STATUSD ' .. msg)
@@ -49,8 +53,11 @@ local function open(meta, data, feed)
   if redis.call('EXISTS', meta) == 0 then
     return nil, 'unknown-list'
   end
-  local m = redis.call('HMGET', meta, 'bits', 'size', 'version')
+  local m = redis.call('HMGET', meta, 'bits', 'size', 'version', 'retired_at')
   local bits, size, version = uint(m[1]), uint(m[2]), uint(m[3])
+  if m[4] then
+    return nil, 'retired'
+  end
   if bits ~= 1 and bits ~= 2 and bits ~= 4 and bits ~= 8 then
     return nil, 'corrupt bits ' .. tostring(m[1])
   end
@@ -62,7 +69,7 @@ local function open(meta, data, feed)
   end
   return {
     meta = meta, data = data, feed = feed, bits = bits, size = size, version = version,
-    claims = {}, recs = {}, idxs = {}, vals = {}, old = {},
+    claims = {}, recs = {}, idxs = {}, vals = {}, old = {}, extends = '',
   }
 end
 
@@ -131,7 +138,8 @@ local function check(l, first, n)
   return nil
 end
 
--- Writes list l, checked already: its changes, claims and records, version and feed entry.
+-- Writes list l, checked already: its changes, claims and records, expires_max, version and
+-- feed entry.
 local function write(l, now)
   local ty = 'u' .. l.bits
   -- BITFIELD takes many operations per call; chunks keep unpack() far below the Lua stack
@@ -158,6 +166,16 @@ local function write(l, now)
     end
     for k = 1, #l.recs, 800 do
       redis.call('HSET', l.creds, unpack(l.recs, k, math.min(k + 799, #l.recs)))
+    end
+    -- expires_max: absent means forever (a credential without expiry, or a list from before
+    -- expiries were kept), so it is only ever raised or removed.
+    if l.extends == 'forever' then
+      redis.call('HDEL', l.meta, 'expires_max')
+    elseif l.extends ~= '' then
+      local cur = redis.call('HGET', l.meta, 'expires_max')
+      if cur and uint(cur) and uint(cur) < uint(l.extends) then
+        redis.call('HSET', l.meta, 'expires_max', l.extends)
+      end
     end
   end
   -- The server's clock in milliseconds: one clock for every writer, the start of the
@@ -227,13 +245,18 @@ for j = 1, n do
   if expect ~= l.version then
     return fail('conflict version ' .. j)
   end
-  local c = uint(ARGV[at + 1])
+  local extends = ARGV[at + 1]
+  if extends ~= '' and extends ~= 'forever' and not uint(extends) then
+    return fail('bad-args extends')
+  end
+  l.extends = extends
+  local c = uint(ARGV[at + 2])
   if not c then
     return fail('bad-args claims')
   end
   local seen = {}
   for k = 1, c do
-    local i = uint(ARGV[at + 1 + k])
+    local i = uint(ARGV[at + 2 + k])
     if not i or i >= l.size then
       return fail('bad-args claim')
     end
@@ -243,7 +266,7 @@ for j = 1, n do
     seen[i] = true
     l.claims[k] = i
   end
-  at = at + 2 + c
+  at = at + 3 + c
   local r = uint(ARGV[at])
   if not r then
     return fail('bad-args records')

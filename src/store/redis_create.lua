@@ -14,7 +14,9 @@ end
 -- id (deleted by an operator) must not show through in the new, all-VALID list.
 -- The same goes for the issuer registry's keys (KEYS[4] creds, KEYS[5] alloc) when given.
 redis.call('DEL', unpack(KEYS, 2))
-redis.call('HSET', KEYS[1], 'bits', ARGV[1], 'size', ARGV[2], 'version', 0, 'updated_at', ARGV[3])
+-- expires_max 0: no credential keeps the new list alive yet (docs/redis.md).
+redis.call('HSET', KEYS[1], 'bits', ARGV[1], 'size', ARGV[2], 'version', 0, 'updated_at', ARGV[3],
+  'expires_max', 0)
 if ARGV[4] then
   redis.call('HSET', KEYS[1], 'purpose', ARGV[4], 'allocated', 0)
 end

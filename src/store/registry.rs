@@ -12,6 +12,9 @@
 //!   see it like any other change.
 //! * A claimed index stays allocated for good, even when its credential is revoked or its
 //!   registration is abandoned: an index is never handed out twice.
+//! * A retired list ([`super::retire`]) takes no commit ([`StoreError::Retired`], in a joint
+//!   commit for any of its lists); retiring bumps the version, so a commit planned before it
+//!   fails as a conflict and is planned again.
 //! * A store that can ([`Registry::commits_jointly`]: the embedded store, a standalone Redis)
 //!   commits several lists and the credential ids that now point into them in one atomic step
 //!   ([`Registry::commit_joint`]): the binding is set-if-absent, checked with the versions, and
@@ -25,7 +28,7 @@
 //!   ([`Registry::list_records`], [`family_links`]): the issuer's JSON records name their derived
 //!   cards (`children`, indices) and their parent (`parent.idx`) in the same list.
 
-use super::{Change, ListMeta, Store, StoreError};
+use super::{Change, Extends, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -113,6 +116,9 @@ pub struct Txn {
     pub records: Vec<(u32, Vec<u8>)>,
     /// Status changes, under the same rules as [`Store::apply`].
     pub changes: Vec<Change>,
+    /// What the credentials registered at the claimed indices do to the list's
+    /// [`Lifetime::expires_max`](super::Lifetime::expires_max), applied in the same step.
+    pub extends: Extends,
 }
 
 /// The registry operations of a store.

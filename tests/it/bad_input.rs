@@ -158,6 +158,17 @@ fn check(a: &Answer, want: Expect) -> Result<(), String> {
     Ok(())
 }
 
+/// The status `GET {path}` on `addr` answers.
+async fn status(addr: SocketAddr, path: &str) -> hyper::StatusCode {
+    get(&format!("http://{addr}{path}"), &[]).await.0
+}
+
+/// Checks that this process's resident memory grew by less than 200 MiB since `before` (KiB).
+fn rss_grew_little_since(before: u64) {
+    let grown = vm_rss_kib().saturating_sub(before);
+    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+}
+
 fn vm_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
     status
@@ -237,6 +248,12 @@ fn cases() -> Vec<Case> {
     };
     let admin_get =
         |path: &[u8], auth: &str| raw("GET", path, &[("authorization", auth.as_bytes())], b"");
+    // A writer's registration with `extra` header fields.
+    let register_with = |extra: &[(&str, &[u8])], body: &[u8]| {
+        let mut headers = vec![("authorization", auth_w.as_bytes()), json];
+        headers.extend_from_slice(extra);
+        raw("POST", b"/v1/credentials", &headers, body)
+    };
 
     // Control: the table's server answers well-formed requests.
     add("control lookup", Public, get(b"/statuses/a/7"), Status(200));
@@ -333,45 +350,41 @@ fn cases() -> Vec<Case> {
         get(b"http://evil.example/statuses/a/7"),
         Status(200),
     );
-    add(
-        "admin dot-dot",
-        Admin,
-        admin_get(b"/v1/credentials/../lists", &auth_r),
-        Problem(404, "no-route"),
-    );
-    add(
-        "admin double slash",
-        Admin,
-        admin_get(b"//v1/lists", &auth_r),
-        Problem(404, "no-route"),
-    );
-    add(
-        "admin too many segments",
-        Admin,
-        admin_get(b"/v1/credentials/a/b/c", &auth_r),
-        Problem(404, "no-route"),
-    );
-    add(
-        "admin raw NUL in path",
-        Admin,
-        admin_get(b"/v1/lists/a\0", &auth_r),
-        Problem(400, "malformed-request"),
-    );
-    add(
-        "admin overlong credential id",
-        Admin,
-        admin_get(
-            format!("/v1/credentials/{}", "x".repeat(8000)).as_bytes(),
-            &auth_r,
+    let overlong_id = format!("/v1/credentials/{}", "x".repeat(8000));
+    for (name, path, want) in [
+        (
+            "admin dot-dot",
+            &b"/v1/credentials/../lists"[..],
+            Problem(404, "no-route"),
         ),
-        Problem(404, "unknown-credential"),
-    );
-    add(
-        "admin encoded NUL in list id",
-        Admin,
-        admin_get(b"/v1/lists/%00", &auth_r),
-        Problem(404, "unknown-list"),
-    );
+        (
+            "admin double slash",
+            b"//v1/lists",
+            Problem(404, "no-route"),
+        ),
+        (
+            "admin too many segments",
+            b"/v1/credentials/a/b/c",
+            Problem(404, "no-route"),
+        ),
+        (
+            "admin raw NUL in path",
+            b"/v1/lists/a\0",
+            Problem(400, "malformed-request"),
+        ),
+        (
+            "admin overlong credential id",
+            overlong_id.as_bytes(),
+            Problem(404, "unknown-credential"),
+        ),
+        (
+            "admin encoded NUL in list id",
+            b"/v1/lists/%00",
+            Problem(404, "unknown-list"),
+        ),
+    ] {
+        add(name, Admin, admin_get(path, &auth_r), want);
+    }
 
     // Indices.
     for (name, idx, want) in [
@@ -416,24 +429,18 @@ fn cases() -> Vec<Case> {
         get(b"/statuses/a%/1"),
         Problem(400, "bad-list-id"),
     );
-    add(
-        "admin bad escape",
-        Admin,
-        admin_get(b"/v1/credentials/%zz", &auth_r),
-        Problem(400, "bad-body"),
-    );
-    add(
-        "admin truncated escape",
-        Admin,
-        admin_get(b"/v1/credentials/%4", &auth_r),
-        Problem(400, "bad-body"),
-    );
-    add(
-        "admin escape of invalid UTF-8",
-        Admin,
-        admin_get(b"/v1/credentials/%C3%28", &auth_r),
-        Problem(400, "bad-body"),
-    );
+    for (name, path) in [
+        ("admin bad escape", &b"/v1/credentials/%zz"[..]),
+        ("admin truncated escape", b"/v1/credentials/%4"),
+        ("admin escape of invalid UTF-8", b"/v1/credentials/%C3%28"),
+    ] {
+        add(
+            name,
+            Admin,
+            admin_get(path, &auth_r),
+            Problem(400, "bad-body"),
+        );
+    }
 
     // Header values that are not UTF-8, and malformed header lines.
     add(
@@ -710,15 +717,8 @@ fn cases() -> Vec<Case> {
     add(
         "admin Transfer-Encoding and Content-Length",
         Admin,
-        raw(
-            "POST",
-            b"/v1/credentials",
-            &[
-                ("authorization", auth_w.as_bytes()),
-                json,
-                ("transfer-encoding", b"chunked"),
-                ("content-length", b"2"),
-            ],
+        register_with(
+            &[("transfer-encoding", b"chunked"), ("content-length", b"2")],
             b"2\r\n{}\r\n0\r\n\r\n",
         ),
         Problem(400, "bad-body"),
@@ -1241,14 +1241,8 @@ fn cases() -> Vec<Case> {
     add(
         "gzip-encoded admin body",
         Admin,
-        raw(
-            "POST",
-            b"/v1/credentials",
-            &[
-                ("authorization", auth_w.as_bytes()),
-                json,
-                ("content-encoding", b"gzip"),
-            ],
+        register_with(
+            &[("content-encoding", b"gzip")],
             br#"{"credential_id":"c9","kind":"physical"}"#,
         ),
         Problem(415, "unsupported-content-encoding"),
@@ -1337,14 +1331,8 @@ async fn malformed_and_hostile_requests_get_precise_answers_and_leave_the_server
     let (s, _, body) = get(&format!("http://{}/statuses/a/7", srv.public_addr), &[]).await;
     assert_eq!(s, 200);
     assert!(String::from_utf8_lossy(&body).contains("SUSPENDED"));
-    assert_eq!(
-        get(&format!("http://{}/readyz", srv.admin_addr), &[])
-            .await
-            .0,
-        200
-    );
-    let grown = vm_rss_kib().saturating_sub(rss_before);
-    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(status(srv.admin_addr, "/readyz").await, 200);
+    rss_grew_little_since(rss_before);
     srv.stop().await;
 }
 
@@ -1381,12 +1369,7 @@ async fn slow_loris_headers_are_cut_off_on_both_planes() {
             "{addr}: cut off after {elapsed:?}"
         );
     }
-    assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(status(srv.public_addr, "/statuses/a/7").await, 200);
     srv.stop().await;
 }
 
@@ -1407,8 +1390,9 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 /// Issue 21, finding 1: a connection that never sends a byte was never closed (the header read
 /// timeout only started at the first byte), nor was one that stopped inside the HTTP/2 preface
 /// or right after it. Each is now closed after the 1 s header read timeout, on both planes.
+/// Fixed in c7ff940.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_connections_are_closed_after_the_header_read_timeout() {
+async fn issue_21_silent_connections_were_never_closed() {
     let dir = TempDir::new("silent");
     let srv = server(&dir).await;
     let openings: [(&str, &[u8]); 5] = [
@@ -1445,19 +1429,15 @@ async fn silent_connections_are_closed_after_the_header_read_timeout() {
     // hyper's own header timer may close the half request line first; the other four per plane
     // have no timer but the first-request deadline.
     assert!(closed >= 8.0, "{closed} connections counted as timed out");
-    assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(status(srv.public_addr, "/statuses/a/7").await, 200);
     srv.stop().await;
 }
 
 /// Issue 21, finding 2: an admin request body that never arrives was a hang; it now gets the
 /// public batch lookup's read timeout (408), and both planes still answer afterwards.
+/// Fixed in c7ff940.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_bodies_that_never_arrive_get_408() {
+async fn issue_21_admin_bodies_that_never_arrived_hung() {
     let dir = TempDir::new("admin-body");
     let srv = server(&dir).await;
     let auth = format!("Bearer {WRITER}");
@@ -1666,9 +1646,7 @@ async fn http2_stream_floods_and_rapid_resets_are_refused() {
         "{seen:?}"
     );
     assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
+        status(srv.public_addr, "/statuses/a/7").await,
         200,
         "others are served while the flood's streams are held"
     );
@@ -1686,14 +1664,8 @@ async fn http2_stream_floods_and_rapid_resets_are_refused() {
     assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{seen:?}");
     drop(s);
 
-    assert_eq!(
-        get(&format!("http://{}/statuses/a/7", srv.public_addr), &[])
-            .await
-            .0,
-        200
-    );
-    let grown = vm_rss_kib().saturating_sub(rss_before);
-    assert!(grown < 200 * 1024, "RSS grew by {grown} KiB");
+    assert_eq!(status(srv.public_addr, "/statuses/a/7").await, 200);
+    rss_grew_little_since(rss_before);
     srv.stop().await;
 }
 
@@ -1792,17 +1764,7 @@ async fn tokens_credential_ids_and_reasons_never_reach_the_logs() {
     {
         // A list in the store keeps --demo from seeding its large demo lists.
         let store = statusd::store::embedded::EmbeddedStore::open(&dir.0).unwrap();
-        statusd::store::Store::create_list(
-            &store,
-            statusd::store::NewList {
-                id: "other".into(),
-                bits: Bits::Two,
-                size: 1024,
-                purpose: None,
-            },
-        )
-        .await
-        .unwrap();
+        crate::support::seed_list(&store, "other", Bits::Two, 1024, &[]).await;
     }
     let mut served = crate::support::Served::start(
         crate::support::serve_demo()

@@ -10,30 +10,23 @@
 //! signs at all.
 
 use crate::redis_harness::{free_ports, RedisServer};
-use crate::support::{self, get};
+use crate::support::replica::Replica;
+use crate::support::{self, get, until};
 use statusd::status::{Bits, Status};
-use statusd::store::{Change, NewList, Store};
+use statusd::store::Store;
 use statusd::token::{decode_jwt_unverified, StatusListClaims};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const JWT: &str = "application/statuslist+jwt";
 const MAX_SKEW: &str = "5";
 
-/// A statusd process under libfaketime, killed on drop.
+/// A statusd process under libfaketime.
 struct Skewed {
-    child: Child,
-    public: String,
+    r: Replica,
     admin: std::net::SocketAddr,
     offset_file: PathBuf,
-}
-
-impl Drop for Skewed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Skewed {
@@ -41,17 +34,13 @@ impl Skewed {
         let lib = libfaketime();
         let offset_file = dir.join("faketime");
         std::fs::write(&offset_file, offset).unwrap();
-        let [public, admin] = free_ports::<2>();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_statusd"));
         // libfaketime itself rather than the `faketime` wrapper, which would set `FAKETIME` and
         // so override the file the offset is read from (and can change) while the process runs.
         // --demo for a key of its own; the store already holds a list, so nothing is seeded.
-        cmd.args(["serve", "--demo", "--ttl", "1", "--token-lifetime", "10"])
-            .args(["--reencode-interval", "0", "--max-clock-skew", MAX_SKEW])
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{public}"))
-            .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin}"))
+        cmd.args(["serve", "--demo"])
+            .args(support::RESIGN_EVERY_SECOND)
+            .args(["--max-clock-skew", MAX_SKEW])
             .arg("--data-dir")
             .arg(dir)
             .arg("--redis-url")
@@ -65,10 +54,10 @@ impl Skewed {
             .env("STATUSD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        let r = Replica::spawn(&mut cmd, free_ports::<2>());
         Skewed {
-            child: cmd.spawn().expect("spawn faketime statusd"),
-            public: format!("http://127.0.0.1:{public}"),
-            admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+            admin: r.admin_addr(),
+            r,
             offset_file,
         }
     }
@@ -84,7 +73,7 @@ impl Skewed {
     /// `/statuslists/1` as a JWT: the claims, or the status and problem type.
     async fn token(&self) -> Result<StatusListClaims, (u16, String)> {
         let (s, h, b) = get(
-            &format!("{}/statuslists/1", self.public),
+            &format!("{}/statuslists/1", self.r.public),
             &[("accept", JWT)],
         )
         .await;
@@ -97,29 +86,14 @@ impl Skewed {
     }
 
     async fn lookup(&self, idx: u32) -> u64 {
-        let (s, _, b) = get(&format!("{}/statuses/1/{idx}", self.public), &[]).await;
+        let (s, _, b) = get(&format!("{}/statuses/1/{idx}", self.r.public), &[]).await;
         assert_eq!(s, 200, "lookups keep answering");
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         v["value"].as_u64().unwrap()
     }
 
     async fn ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let url = format!("http://{}/readyz", self.admin);
-            let probe = tokio::spawn(async move { get(&url, &[]).await.0 });
-            if matches!(
-                tokio::time::timeout(Duration::from_secs(1), probe).await,
-                Ok(Ok(hyper::StatusCode::OK))
-            ) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "statusd did not become ready");
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("statusd under libfaketime exited: {status}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.r.wait_ready().await;
     }
 }
 
@@ -144,42 +118,13 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// Polls `f` every 200 ms until it returns `Some`, for at most `limit`.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skewed_clock_is_reported_and_pauses_signing_until_it_is_back_within_bound() {
     let redis = RedisServer::start();
     let store = statusd::app::open_store(Some(&redis.url()), Path::new("/nonexistent"))
         .await
         .unwrap();
-    store
-        .create_list(NewList {
-            id: "1".into(),
-            bits: Bits::Two,
-            size: 16_384,
-            purpose: None,
-        })
-        .await
-        .unwrap();
-    let set = |idx, v| Change {
-        idx,
-        status: Status(v),
-    };
-    store.apply("1", &[set(3, 1)]).await.unwrap();
+    support::seed_list(&store, "1", Bits::Two, 16_384, &[(3, 1)]).await;
 
     let dir = support::TempDir::new("clock-skew");
     let mut r = Skewed::spawn(&dir.0, &redis.url(), "+0");
@@ -213,7 +158,7 @@ async fn a_skewed_clock_is_reported_and_pauses_signing_until_it_is_back_within_b
     // token is withheld before its exp (10 s lifetime) rather than re-signed with a wrong clock.
     // It may have been re-signed once with the skewed clock before the measurement (at most one
     // check interval), and may already be withheld (its exp is past by the skewed clock).
-    store.apply("1", &[set(7, 2)]).await.unwrap();
+    store.apply("1", &[support::change(7, 2)]).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut served_iat = None;
     let withheld = loop {

@@ -28,6 +28,15 @@ fn expected(v: &serde_json::Value) -> StatusList {
     .unwrap()
 }
 
+/// A vector's list of indices (a JSON array of numbers).
+fn indices(set: &serde_json::Value) -> Vec<u64> {
+    set.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn every_ietf_vector_decodes_from_json_and_cbor() {
     for v in vectors()["ietf"].as_array().unwrap() {
@@ -152,12 +161,7 @@ fn w3c_bit_order_vectors_are_msb_first() {
         let l =
             w3c::decode_list(d["encoded_list"].as_str().unwrap(), Bits::One, MIN_ENTRIES).unwrap();
         let set: Vec<u64> = l.iter_nonzero().map(|(i, _)| i.into()).collect();
-        let want: Vec<u64> = d["set"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
+        let want = indices(&d["set"]);
         assert_eq!(set, want);
         // Re-encoding the same entries decodes identically (the bytes may differ by deflater).
         let again =
@@ -180,12 +184,7 @@ fn w3c_lists_below_131072_entries_are_a_length_error() {
         // With the minimum lifted (an ecosystem may set a lower bound), the bit is where the
         // third-party suite says: index 50000, MSB-first.
         let l = w3c::decode_list(enc, Bits::One, 0).unwrap();
-        let want: Vec<u64> = d["set"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
+        let want = indices(&d["set"]);
         assert_eq!(
             l.iter_nonzero()
                 .map(|(i, _)| u64::from(i))

@@ -6,7 +6,7 @@ use crate::support::{self, TempDir};
 use statusd::app;
 use statusd::snapshot::{ListSnapshot, Snapshot};
 use statusd::status::{Bits, Status};
-use statusd::store::{Change, NewList, Store};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,24 +19,12 @@ async fn a_corrupted_snapshot_entry_is_detected() {
     let redis = RedisServer::start();
     let dir = TempDir::new("consistency");
     let store = app::open_store(Some(&redis.url()), &dir.0).await.unwrap();
-    store
-        .create_list(NewList {
-            id: "c".into(),
-            bits: Bits::Two,
-            size: 1 << 17,
-            purpose: None,
-        })
-        .await
-        .unwrap();
-    let changes: Vec<Change> = [
-        (5, Status::INVALID),
-        (77, Status::SUSPENDED),
-        (9_000, Status::INVALID),
-    ]
-    .into_iter()
-    .map(|(idx, status)| Change { idx, status })
-    .collect();
-    store.apply("c", &changes).await.unwrap();
+    let seeded = [
+        (5, Status::INVALID.0),
+        (77, Status::SUSPENDED.0),
+        (9_000, Status::INVALID.0),
+    ];
+    crate::support::seed_list(&store, "c", Bits::Two, 1 << 17, &seeded).await;
     let url = redis.url();
     let config = support::config(
         &dir.0,
@@ -74,6 +62,7 @@ async fn a_corrupted_snapshot_entry_is_detected() {
         generation: snap.generation + 1,
         published_at: snap.published_at,
         lists,
+        retired: snap.retired.clone(),
         aggregation: snap.aggregation.clone(),
         jwks: snap.jwks.clone(),
         controller: snap.controller.clone(),

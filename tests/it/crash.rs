@@ -2,79 +2,26 @@
 //! was acknowledged is there (and on the public plane), and no write that was refused is.
 
 use crate::redis_harness::{free_ports, RedisServer};
-use crate::support::{self, request, TempDir};
-use bytes::Bytes;
+use crate::support::replica::{issuer_serve, Replica};
+use crate::support::traffic::admin_call;
+use crate::support::{self, TempDir};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use statusd::app;
 use statusd::status::Bits;
-use statusd::store::{NewList, Store};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "crash-test-token-0123456789abcdef";
 
-struct Server {
-    child: Child,
-    public: String,
-    admin: String,
-}
-
-impl Drop for Server {
-    /// A failing assertion must not leave the server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &std::path::Path, redis: Option<&str>, ports: [u16; 2]) -> Server {
-    let mut cmd = crate::support::statusd();
-    cmd.args([
-        "serve",
-        "--demo",
-        "--reencode-interval",
-        "1",
-        "--list-size",
-        "131072",
-    ])
-    .arg("--listen")
-    .arg(format!("127.0.0.1:{}", ports[0]))
-    .arg("--admin-listen")
-    .arg(format!("127.0.0.1:{}", ports[1]))
-    .arg("--data-dir")
-    .arg(dir)
-    .arg("--admin-tokens")
-    .arg(dir.join("tokens"))
-    .env("STATUSD_LOG", "warn")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+fn spawn(dir: &std::path::Path, redis: Option<&str>, ports: [u16; 2]) -> Replica {
+    let mut cmd = issuer_serve(dir);
+    cmd.env("STATUSD_LOG", "warn").stderr(Stdio::null());
     if let Some(url) = redis {
         cmd.arg("--redis-url").arg(url);
     }
-    Server {
-        child: cmd.spawn().expect("spawn statusd"),
-        public: format!("http://127.0.0.1:{}", ports[0]),
-        admin: format!("http://127.0.0.1:{}", ports[1]),
-    }
-}
-
-async fn ready(s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // Connection refused panics inside the helper: probe on a task of its own.
-        let url = format!("{}/readyz", s.admin);
-        let probe = tokio::spawn(async move { support::get(&url, &[]).await.0 });
-        if matches!(
-            tokio::time::timeout(Duration::from_secs(1), probe).await,
-            Ok(Ok(StatusCode::OK))
-        ) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "statusd did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Replica::spawn(&mut cmd, ports)
 }
 
 /// One admin call that may fail because the server is gone: `None` then.
@@ -84,27 +31,10 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Option<(StatusCode, Value)> {
-    let url = format!("{admin}{path}");
-    // On its own task: a request to a killed server fails (or is abandoned at the timeout)
-    // without taking the test down.
-    let fut = tokio::spawn(async move {
-        let auth = format!("Bearer {TOKEN}");
-        let mut headers = vec![("authorization", auth.as_str())];
-        if body.is_some() {
-            headers.push(("content-type", "application/json"));
-        }
-        request(
-            method,
-            &url,
-            &headers,
-            body.map(|b| Bytes::from(b.to_string())),
-        )
+    admin_call(admin, TOKEN, method, path, body, Duration::from_secs(5))
         .await
-    });
-    match tokio::time::timeout(Duration::from_secs(5), fut).await {
-        Ok(Ok((s, _, b))) => Some((s, serde_json::from_slice(&b).unwrap_or(Value::Null))),
-        _ => None,
-    }
+        .ok()
+        .map(|(s, _, v)| (s, v))
 }
 
 #[derive(Default)]
@@ -158,19 +88,11 @@ async fn drill(redis: Option<&RedisServer>) {
     {
         // A list in the store keeps --demo from seeding; the issuer makes its own.
         let store = app::open_store(url.as_deref(), &dir.0).await.unwrap();
-        store
-            .create_list(NewList {
-                id: "x".into(),
-                bits: Bits::Two,
-                size: 1024,
-                purpose: None,
-            })
-            .await
-            .unwrap();
+        support::seed_list(&store, "x", Bits::Two, 1024, &[]).await;
     }
     let ports = free_ports::<2>();
     let mut server = spawn(&dir.0, url.as_deref(), ports);
-    ready(&server).await;
+    server.wait_ready().await;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let writers: Vec<_> = (0..4)
         .map(|t| tokio::spawn(writer(server.admin.clone(), t, ledger.clone())))
@@ -199,8 +121,8 @@ async fn drill(redis: Option<&RedisServer>) {
         acked.len()
     );
 
-    let server = spawn(&dir.0, url.as_deref(), ports);
-    ready(&server).await;
+    let mut server = spawn(&dir.0, url.as_deref(), ports);
+    server.wait_ready().await;
     for (id, suspended) in &acked {
         let (s, v) = call(
             &server.admin,

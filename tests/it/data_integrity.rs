@@ -8,7 +8,6 @@ use crate::support::{get, start_with, TempDir};
 use serde_json::Value;
 use statusd::status::Bits;
 use statusd::token::keys::{Algorithm, SigningKey};
-use std::process::Command;
 
 /// One 2-bit list large enough for every W3C view.
 fn lists() -> Vec<crate::support::SeedList<'static>> {
@@ -25,22 +24,7 @@ async fn digitalbazaar(url: &str, accept: &str, tamper: bool) -> Value {
     if tamper {
         args.push("tamper".into());
     }
-    let out = tokio::task::spawn_blocking(move || {
-        crate::interop::npm_install();
-        Command::new("node")
-            .args(&args)
-            .current_dir(crate::interop::interop_dir())
-            .output()
-            .expect("run node (scripts/test installs it)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON result")
+    crate::interop::node_json(args.into_iter().map(Into::into).collect()).await
 }
 
 /// statusd with a signing key of `alg` in a file.

@@ -7,103 +7,21 @@
 //! statusd; every acknowledged write is there afterwards and every refused one is absent or
 //! whole. The figures are printed for docs/BENCHMARKS.md.
 
-use crate::net_faults::{call, refused, TOKEN};
+use crate::net_faults::{call, TOKEN};
 use crate::redis_harness::RedisCluster;
+use crate::support::traffic::{self, reader, Reads, Run, Writer, Writes};
 use crate::support::{self, TempDir};
 use hyper::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use statusd::status::Bits;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SEEDED: [(u32, u8); 3] = [(1, 1), (2, 2), (5, 1)];
 
-#[derive(Default)]
-struct Ledger {
-    acked: Vec<(String, bool)>,
-    refused: Vec<(String, &'static str)>,
-    /// When each acknowledgement arrived, from the test's start.
-    acked_at: Vec<Duration>,
-    latencies: Vec<Duration>,
-}
-
-async fn writer(admin: String, t0: Instant, stop: Arc<AtomicBool>, l: Arc<Mutex<Ledger>>) {
-    for i in 0.. {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let id = format!("fo-{i}");
-        let started = Instant::now();
-        let body = json!({"credential_id": id, "kind": "physical"});
-        let answer = call(&admin, Method::POST, "/v1/credentials", Some(body)).await;
-        l.lock().unwrap().latencies.push(started.elapsed());
-        match answer {
-            Ok((StatusCode::CREATED, _, _)) => {}
-            Ok((s, h, v)) => {
-                refused(s, &h, &v, "a registration");
-                l.lock().unwrap().refused.push((id, "register"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            Err(t) => panic!("registration {id} hung for {t:?}"),
-        }
-        {
-            let mut l = l.lock().unwrap();
-            l.acked.push((id.clone(), false));
-            l.acked_at.push(t0.elapsed());
-        }
-        let started = Instant::now();
-        let path = format!("/v1/credentials/{id}/suspend");
-        let answer = call(&admin, Method::POST, &path, Some(json!({"reason": "lost"}))).await;
-        l.lock().unwrap().latencies.push(started.elapsed());
-        match answer {
-            Ok((StatusCode::OK, _, _)) => {
-                let mut l = l.lock().unwrap();
-                l.acked.last_mut().unwrap().1 = true;
-                l.acked_at.push(t0.elapsed());
-            }
-            Ok((s, h, v)) => {
-                refused(s, &h, &v, "a suspension");
-                l.lock().unwrap().refused.push((id, "suspend"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(t) => panic!("suspension of {id} hung for {t:?}"),
-        }
-    }
-}
-
-/// Reads at 50/s until stopped: (attempted, failed, wrong, latencies).
-async fn reader(public: String, stop: Arc<AtomicBool>) -> (u64, u64, u64, Vec<Duration>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut attempted, mut failed, mut wrong, mut lat) = (0, 0, 0, Vec::new());
-    for n in 0usize.. {
-        tick.tick().await;
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let (idx, want) = SEEDED[n % SEEDED.len()];
-        let url = format!("{public}/statuses/x/{idx}");
-        let started = Instant::now();
-        let answer = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::spawn(async move { support::get(&url, &[]).await }),
-        )
-        .await;
-        lat.push(started.elapsed());
-        attempted += 1;
-        match answer {
-            Ok(Ok((StatusCode::OK, _, body))) => {
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                if v["value"].as_u64() != Some(u64::from(want)) {
-                    wrong += 1;
-                }
-            }
-            _ => failed += 1,
-        }
-    }
-    (attempted, failed, wrong, lat)
+/// When each acknowledgement arrived, from the run's start.
+fn acks(w: &Writes) -> impl Iterator<Item = Duration> + '_ {
+    w.answers.iter().filter(|a| a.acked).map(|a| a.at)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,11 +58,27 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
     let public = format!("http://{}", r.public_addr);
     let admin = format!("http://{}", r.admin_addr);
 
-    let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let read = tokio::spawn(reader(public.clone(), stop.clone()));
-    let write = tokio::spawn(writer(admin.clone(), t0, stop.clone(), ledger.clone()));
+    let run = Run::start();
+    let t0 = run.t0;
+    let reads = Arc::new(Mutex::new(vec![Reads::default()]));
+    let ledger = Arc::new(Mutex::new(Writes::default()));
+    // Reads at 50/s.
+    let read = tokio::spawn(reader(
+        public.clone(),
+        "x",
+        &SEEDED,
+        50,
+        run.clone(),
+        reads.clone(),
+    ));
+    let writer = Writer {
+        admin: admin.clone(),
+        token: TOKEN,
+        prefix: "fo",
+        timeout: crate::net_faults::WRITE_TIMEOUT,
+        pause: Duration::from_millis(100),
+    };
+    let write = tokio::spawn(traffic::writer(writer, run.clone(), ledger.clone()));
 
     // Writes flow; then the master holding the issuer's list is killed.
     while ledger.lock().unwrap().acked.len() < 5 {
@@ -171,7 +105,7 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
         .position(|n| n.port == cluster.node_for(&key).port)
         .unwrap();
     let killed_at = t0.elapsed();
-    let acked_before = ledger.lock().unwrap().acked_at.len();
+    let acked_before = acks(&ledger.lock().unwrap()).count();
     cluster.nodes[victim].kill();
 
     // A replica is promoted to master of those slots: the cluster is whole again.
@@ -198,13 +132,7 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
     };
     // Writes are acknowledged again, by the same statusd.
     let resumed = loop {
-        let at = ledger
-            .lock()
-            .unwrap()
-            .acked_at
-            .iter()
-            .copied()
-            .find(|&t| t > promoted);
+        let at = acks(&ledger.lock().unwrap()).find(|&t| t > promoted);
         if let Some(at) = at {
             break at;
         }
@@ -215,9 +143,15 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (attempted, failed, wrong, mut lat) = read.await.unwrap();
+    run.stop();
+    read.await.unwrap();
     write.await.unwrap();
+    let Reads {
+        attempted,
+        failed,
+        wrong,
+        latencies: mut lat,
+    } = std::mem::take(&mut reads.lock().unwrap()[0]);
 
     let l = std::mem::take(&mut *ledger.lock().unwrap());
     for (id, suspended) in &l.acked {
@@ -264,7 +198,7 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
         }
     }
     lat.sort();
-    let mut wl = l.latencies.clone();
+    let mut wl: Vec<Duration> = l.answers.iter().map(|a| a.took).collect();
     wl.sort();
     eprintln!(
         "failover: master killed at {killed_at:?}, replica promoted after {:?}, writes \

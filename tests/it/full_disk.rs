@@ -3,8 +3,7 @@
 //! `insufficient-storage`, public reads keep answering, nothing acknowledged is lost, and writes
 //! resume once space is freed and again after the tmpfs is remounted larger.
 
-use crate::support::{self, request, TempDir};
-use bytes::Bytes;
+use crate::support::{self, TempDir};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use statusd::app;
@@ -85,18 +84,8 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, hyper::HeaderMap, Value) {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![("authorization", auth.as_str())];
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    let (status, h, bytes) = request(
-        method,
-        &format!("http://{admin}{path}"),
-        &headers,
-        body.map(|b| Bytes::from(b.to_string())),
-    )
-    .await;
+    let url = format!("http://{admin}{path}");
+    let (status, h, bytes) = support::authorized(method, &url, token, body).await;
     if !status.is_success() {
         support::problem(status, &h, &bytes);
     }

@@ -6,15 +6,15 @@
 //! "goes away" by moving its directory out of SoftHSM2's token directory, and comes back by
 //! moving it back. Every server runs at `trace` level and its whole log is searched for the PIN.
 
-use crate::support::{get, problem, TempDir};
+use crate::support::{get, problem, run, until, TempDir};
 use statusd::status::{Bits, Status};
-use statusd::store::{Change, NewList, Store};
+
 use statusd::token::{decode_jwt_unverified, verify_cwt, verify_jwt, KeySet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// SoftHSM2's module, as Debian and Ubuntu install it.
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -28,17 +28,6 @@ pub struct SoftHsm {
     pub dir: TempDir,
     pub conf: PathBuf,
     pub pin_file: PathBuf,
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl SoftHsm {
@@ -213,6 +202,18 @@ impl Server {
     }
 
     /// Waits until `/readyz` answers 200.
+    /// statusd signing with `hsm`'s key (the [`pkcs11_args`]) and `extra` flags, over `data`
+    /// seeded with list "1" of 1,024 entries; started and ready.
+    pub async fn serving(hsm: &SoftHsm, data: &Path, extra: &[&str]) -> Server {
+        seed(data, 1024).await;
+        let mut args = pkcs11_args(hsm);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Server::start(hsm, data, &args).expect("statusd starts");
+        server.ready().await;
+        server
+    }
+
     pub async fn ready(&self) {
         let url = format!("{}/readyz", self.admin);
         until("readiness", Duration::from_secs(30), || async {
@@ -252,27 +253,9 @@ impl Drop for Server {
 }
 
 /// Seeds list "1" (1 bit, `size` entries, index 3 revoked) into the embedded store in `data`.
-pub async fn seed(data: &Path, size: u32) {
+async fn seed(data: &Path, size: u32) {
     let store = statusd::store::embedded::EmbeddedStore::open(data).unwrap();
-    store
-        .create_list(NewList {
-            id: "1".into(),
-            bits: Bits::One,
-            size,
-            purpose: None,
-        })
-        .await
-        .unwrap();
-    store
-        .apply(
-            "1",
-            &[Change {
-                idx: 3,
-                status: Status::INVALID,
-            }],
-        )
-        .await
-        .unwrap();
+    crate::support::seed_list(&store, "1", Bits::One, size, &[(3, Status::INVALID.0)]).await;
 }
 
 pub fn pkcs11_args(hsm: &SoftHsm) -> Vec<String> {
@@ -293,20 +276,24 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
-pub async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A fresh token `tag` holding a new key of `key_type` (object id `id`), and statusd signing
+/// with it ([`Server::serving`]) over a data directory of its own.
+async fn serve_new_key(tag: &str, key_type: &str, id: &str) -> (SoftHsm, TempDir, Server) {
+    let hsm = SoftHsm::new(tag);
+    hsm.keygen(key_type, OBJECT, id);
+    let data = TempDir::new(&format!("{tag}-data"));
+    let server = Server::serving(&hsm, &data.0, &[]).await;
+    (hsm, data, server)
+}
+
+/// The key set served at `base` and a signed JWT, once one is served; the JWT and the CWT are
+/// checked to verify against the key set.
+async fn verified_tokens(base: &str) -> (KeySet, String) {
+    let keys = jwks(base).await;
+    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
+    verify_jwt(&token, &keys).expect("the JWT verifies");
+    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
+    (keys, token)
 }
 
 pub async fn jwks(base: &str) -> KeySet {
@@ -352,22 +339,7 @@ async fn a_key_in_softhsm_signs_and_signing_survives_the_token_going_away() {
     hsm.keygen("EC:prime256v1", OBJECT, "01");
     let expected = statusd::token::VerifyingKey::from_public_pem(&hsm.public_pem(OBJECT)).unwrap();
     let data = TempDir::new("hsm-signs-data");
-    seed(&data.0, 1024).await;
-    let mut args = pkcs11_args(&hsm);
-    args.extend(
-        [
-            "--ttl",
-            "1",
-            "--token-lifetime",
-            "10",
-            "--reencode-interval",
-            "0",
-        ]
-        .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
-    server.ready().await;
+    let server = Server::serving(&hsm, &data.0, &crate::support::RESIGN_EVERY_SECOND).await;
     let base = server.public.clone();
     let base = base.as_str();
 
@@ -582,12 +554,8 @@ async fn tokens_signed_in_softhsm_carry_a_chain_that_openssl_validates_to_the_ro
     let chain_pem = std::fs::read(&chain_file).unwrap();
     let expected = statusd::cert::CertChain::from_pem(&chain_pem).unwrap();
     let data = TempDir::new("hsm-chain-data");
-    seed(&data.0, 1024).await;
-    let mut args = pkcs11_args(&hsm);
-    args.extend(["--signing-cert".into(), chain_file.to_str().unwrap().into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
-    server.ready().await;
+    let flags = ["--signing-cert", chain_file.to_str().unwrap()];
+    let server = Server::serving(&hsm, &data.0, &flags).await;
     let base = server.public.as_str();
     let work = TempDir::new("hsm-chain-verify");
 
@@ -671,13 +639,18 @@ async fn tokens_signed_in_softhsm_carry_a_chain_that_openssl_validates_to_the_ro
         let url = format!("{base}/statuslists/1");
         let root = pki.root();
         let jwks_url = format!("{base}/.well-known/jwks.json");
-        let out = inspect(&[
-            &url,
-            "--accept",
-            accept,
-            "--trust-anchor",
-            root.to_str().unwrap(),
-        ]);
+        let anchored = |anchor: &Path, extra: &[&str]| {
+            let mut args = vec![
+                url.as_str(),
+                "--accept",
+                accept,
+                "--trust-anchor",
+                anchor.to_str().unwrap(),
+            ];
+            args.extend_from_slice(extra);
+            inspect(&args)
+        };
+        let out = anchored(&root, &[]);
         assert!(
             out.status.success(),
             "{}",
@@ -692,27 +665,13 @@ async fn tokens_signed_in_softhsm_carry_a_chain_that_openssl_validates_to_the_ro
                 .contains("2 certificate(s) validated to CN=Test Root"),
             "{r}"
         );
-        let out = inspect(&[
-            &url,
-            "--accept",
-            accept,
-            "--trust-anchor",
-            root.to_str().unwrap(),
-            "--key",
-            &jwks_url,
-        ]);
+        let out = anchored(&root, &["--key", &jwks_url]);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = inspect(&[
-            &url,
-            "--accept",
-            accept,
-            "--trust-anchor",
-            other_pki.root().to_str().unwrap(),
-        ]);
+        let out = anchored(&other_pki.root(), &[]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("does not end at the trust anchor"), "{err}");
@@ -761,18 +720,19 @@ async fn a_certificate_that_cannot_vouch_for_the_signing_key_stops_the_start() {
             "digital signatures",
         ),
     ];
+    // The key file with the certificate chain `chain`, plus `extra` flags.
+    let config = |chain: &Path, extra: &[&str]| {
+        let mut flags = vec![
+            "--signing-key",
+            key_file.to_str().unwrap(),
+            "--signing-cert",
+            chain.to_str().unwrap(),
+        ];
+        flags.extend_from_slice(extra);
+        crate::support::config(&dir.0, &flags)
+    };
     for (chain, lifetime, needle) in cases {
-        let config = crate::support::config(
-            &dir.0,
-            &[
-                "--signing-key",
-                key_file.to_str().unwrap(),
-                "--signing-cert",
-                chain.to_str().unwrap(),
-                "--token-lifetime",
-                lifetime,
-            ],
-        );
+        let config = config(&chain, &["--token-lifetime", lifetime]);
         let e = match statusd::app::start(&config).await {
             Ok(_) => panic!("started with {}", chain.display()),
             Err(e) => format!("{e:#}"),
@@ -782,15 +742,7 @@ async fn a_certificate_that_cannot_vouch_for_the_signing_key_stops_the_start() {
     }
     // The right certificate starts.
     let ok = pki.leaf("ok", &public, "leaf", 30);
-    let config = crate::support::config(
-        &dir.0,
-        &[
-            "--signing-key",
-            key_file.to_str().unwrap(),
-            "--signing-cert",
-            ok.to_str().unwrap(),
-        ],
-    );
+    let config = config(&ok, &[]);
     let r = statusd::app::start(&config).await.expect("starts");
     r.stop().await;
 }
@@ -821,40 +773,11 @@ async fn a_csr_for_the_token_key_gets_certified_and_served() {
     assert!(out.contains("\"alg\":\"ES256\""), "{out}");
     let verified = openssl(&pki.dir, &["req", "-in", "req.pem", "-verify", "-noout"]);
     assert!(verified.contains("verify OK"), "{verified}");
-    openssl(
-        &pki.dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "req.pem",
-            "-CA",
-            "inter.pem",
-            "-CAkey",
-            "inter.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            "ext.cnf",
-            "-extensions",
-            "leaf",
-            "-out",
-            "signer.pem",
-        ],
-    );
-    let chain = pki.dir.join("signer.chain.pem");
-    let text = std::fs::read_to_string(pki.dir.join("signer.pem")).unwrap()
-        + &std::fs::read_to_string(pki.intermediate()).unwrap();
-    std::fs::write(&chain, text).unwrap();
+    let chain = pki.certify("signer", "req.pem", &[], "leaf", 30);
 
     let data = TempDir::new("hsm-csr-data");
-    seed(&data.0, 1024).await;
-    let mut args = pkcs11_args(&hsm);
-    args.extend(["--signing-cert".into(), chain.to_str().unwrap().into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
-    server.ready().await;
+    let flags = ["--signing-cert", chain.to_str().unwrap()];
+    let server = Server::serving(&hsm, &data.0, &flags).await;
     let url = format!("{}/statuslists/1", server.public);
     let out = inspect(&[&url, "--trust-anchor", pki.root().to_str().unwrap()]);
     assert!(
@@ -868,43 +791,21 @@ async fn a_csr_for_the_token_key_gets_certified_and_served() {
 /// Ed25519 keys sign through CKM_EDDSA where the token offers it (SoftHSM2 does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ed25519_key_in_softhsm_signs_through_ckm_eddsa() {
-    let hsm = SoftHsm::new("hsm-eddsa");
-    hsm.keygen("EC:edwards25519", OBJECT, "02");
-    let data = TempDir::new("hsm-eddsa-data");
-    seed(&data.0, 1024).await;
-    let args = pkcs11_args(&hsm);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
-    server.ready().await;
-    let base = server.public.as_str();
-    let keys = jwks(base).await;
+    let (_hsm, _data, server) = serve_new_key("hsm-eddsa", "EC:edwards25519", "02").await;
+    let (keys, _) = verified_tokens(&server.public).await;
     assert_eq!(keys.keys.len(), 1);
     assert_eq!(keys.keys[0].algorithm(), statusd::token::Algorithm::EdDsa);
-    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
-    verify_jwt(&token, &keys).expect("the JWT verifies");
-    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
     assert_no_secret(&server.stop());
 }
 
 /// ES384: a P-384 key in the token signs through CKM_ECDSA over SHA-384; JWT and CWT verify.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_p384_key_in_softhsm_signs_es384() {
-    let hsm = SoftHsm::new("hsm-es384");
-    hsm.keygen("EC:secp384r1", OBJECT, "03");
-    let data = TempDir::new("hsm-es384-data");
-    seed(&data.0, 1024).await;
-    let args = pkcs11_args(&hsm);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
-    server.ready().await;
-    let base = server.public.as_str();
-    let keys = jwks(base).await;
+    let (_hsm, _data, server) = serve_new_key("hsm-es384", "EC:secp384r1", "03").await;
+    let (keys, token) = verified_tokens(&server.public).await;
     assert_eq!(keys.keys[0].algorithm(), statusd::token::Algorithm::Es384);
-    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
     let header = decode_jwt_unverified(&token).unwrap().header;
     assert_eq!(header["alg"], "ES384");
-    verify_jwt(&token, &keys).expect("the JWT verifies");
-    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
     assert_no_secret(&server.stop());
 }
 
@@ -915,7 +816,6 @@ async fn an_rsa_key_in_softhsm_signs_ps256() {
     let hsm = SoftHsm::new("hsm-ps256");
     hsm.keygen("rsa:2048", OBJECT, "04");
     let data = TempDir::new("hsm-ps256-data");
-    seed(&data.0, 1024).await;
     let args = pkcs11_args(&hsm);
     let req = data.0.join("req.pem");
     let mut csr = hsm.statusd();
@@ -926,27 +826,22 @@ async fn an_rsa_key_in_softhsm_signs_ps256() {
     assert!(run(&mut csr).contains("\"alg\":\"PS256\""));
     let verified = openssl(&data.0, &["req", "-in", "req.pem", "-verify", "-noout"]);
     assert!(verified.contains("verify OK"), "{verified}");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&hsm, &data.0, &args).expect("statusd starts");
-    server.ready().await;
+    let server = Server::serving(&hsm, &data.0, &[]).await;
     let base = server.public.as_str();
-    let keys = jwks(base).await;
+    let (keys, token) = verified_tokens(base).await;
     assert_eq!(keys.keys[0].algorithm(), statusd::token::Algorithm::Ps256);
     let (_, _, body) = get(&format!("{base}/.well-known/jwks.json"), &[]).await;
     let set: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(set["keys"][0]["kty"], "RSA");
     assert_eq!(set["keys"][0]["alg"], "PS256");
-    let token = until("a signed token", Duration::from_secs(20), || jwt(base)).await;
     assert_eq!(
         decode_jwt_unverified(&token).unwrap().header["alg"],
         "PS256"
     );
-    verify_jwt(&token, &keys).expect("the JWT verifies");
-    verify_cwt(&cwt(base).await, &keys).expect("the CWT verifies");
     assert_no_secret(&server.stop());
 
     // The same key signing RS256, for verifiers that need it.
-    let mut rs = args.clone();
+    let mut rs: Vec<&str> = args.iter().map(String::as_str).collect();
     rs.extend(["--signing-alg", "RS256"]);
     let server = Server::start(&hsm, &data.0, &rs).expect("statusd starts");
     server.ready().await;

@@ -4,12 +4,11 @@
 //! with their line numbers; every exit status the command documents is the one it returns.
 
 use crate::redis_harness::{free_port, RedisServer};
-use crate::support::{self, request, TempDir};
+use crate::support::{self, TempDir};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use statusd::app::{self, Running};
 use statusd::status::Bits;
-use statusd::store::{NewList, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -30,15 +29,7 @@ impl Env {
         let url = redis.as_ref().map(|r| r.url());
         // A list in the store keeps --demo from seeding its demo lists.
         let store = app::open_store(url.as_deref(), &dir.0).await.unwrap();
-        store
-            .create_list(NewList {
-                id: "other".into(),
-                bits: Bits::Two,
-                size: 1024,
-                purpose: None,
-            })
-            .await
-            .unwrap();
+        support::seed_list(&store, "other", Bits::Two, 1024, &[]).await;
         drop(store);
         let tokens = dir.0.join("tokens");
         let mut args = vec![
@@ -61,6 +52,23 @@ impl Env {
         }
     }
 
+    /// An import of 2,000 generated cards (`cards.jsonl`) in batches of 50, two at a time, once
+    /// it has registered 200: the file, its line count and the importer process.
+    async fn import_under_way(&self) -> (PathBuf, u64, std::process::Child) {
+        let file = self.path("cards.jsonl");
+        let lines = cards(&file, 2_000) as u64;
+        let child = self
+            .importer(&file, &["--batch-size", "50", "--concurrency", "2"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.allocated().await < 200 {
+            assert!(Instant::now() < deadline, "the importer made no progress");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (file, lines, child)
+    }
+
     /// Stops statusd before its directory goes, so nothing is written there afterwards.
     async fn stop(self) {
         self.running.stop().await;
@@ -80,14 +88,8 @@ impl Env {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let auth = format!("Bearer {TOKEN}");
-        let (status, _, body) = request(
-            Method::GET,
-            &format!("{}{path}", self.admin()),
-            &[("authorization", auth.as_str())],
-            None,
-        )
-        .await;
+        let url = format!("{}{path}", self.admin());
+        let (status, _, body) = support::authorized(Method::GET, &url, TOKEN, None).await;
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
@@ -273,17 +275,7 @@ async fn import_killed_midway_and_rerun_registers_every_line_once_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_retries_through_a_redis_pause() {
     let env = Env::start(true).await;
-    let file = env.path("cards.jsonl");
-    let lines = cards(&file, 2_000) as u64;
-    let child = env
-        .importer(&file, &["--batch-size", "50", "--concurrency", "2"])
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env.allocated().await < 200 {
-        assert!(Instant::now() < deadline, "the importer made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (file, lines, child) = env.import_under_way().await;
     let redis = env.redis.as_ref().unwrap();
     redis.pause();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -461,17 +453,7 @@ async fn refused_lines_are_listed_with_their_problem_and_exit_statuses_say_what_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_after_the_batches_in_flight_with_exit_130() {
     let env = Env::start(false).await;
-    let file = env.path("cards.jsonl");
-    let lines = cards(&file, 2_000) as u64;
-    let child = env
-        .importer(&file, &["--batch-size", "50", "--concurrency", "2"])
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env.allocated().await < 200 {
-        assert!(Instant::now() < deadline, "the importer made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (file, lines, child) = env.import_under_way().await;
     let interrupted = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -247,6 +247,27 @@ pub fn npm_install() {
     );
 }
 
+/// Runs `node` with `args` in tests/interop (its packages installed first), off the async
+/// workers; the JSON it prints. Panics with its standard error if it fails.
+pub async fn node_json(args: Vec<std::ffi::OsString>) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || {
+        npm_install();
+        Command::new("node")
+            .args(&args)
+            .current_dir(interop_dir())
+            .output()
+            .expect("run node (scripts/test installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON result")
+}
+
 /// Runs an external decoder over the manifest; its TSV lines keyed by (decoder, id).
 fn external(cmd: &str, args: &[&str]) -> BTreeMap<(String, String), String> {
     let out = Command::new(cmd)

@@ -9,7 +9,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use statusd::app::{self, Running};
 use statusd::status::Bits;
-use statusd::store::{NewList, Store};
+
 use statusd::token::keys::KeySet;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -46,15 +46,7 @@ impl Env {
         let url = redis.as_ref().map(|r| r.url());
         // A list in the store keeps --demo from seeding its demo lists.
         let store = app::open_store(url.as_deref(), &dir.0).await.unwrap();
-        store
-            .create_list(NewList {
-                id: "other".into(),
-                bits: Bits::Two,
-                size: 1024,
-                purpose: None,
-            })
-            .await
-            .unwrap();
+        support::seed_list(&store, "other", Bits::Two, 1024, &[]).await;
         drop(store);
         let mut args = vec![
             "--admin-tokens",
@@ -86,23 +78,18 @@ impl Env {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         let url = format!("http://{}{path}", self.running.admin_addr);
-        let auth = format!("Bearer {token}");
-        let mut headers = vec![("authorization", auth.as_str())];
-        if body.is_some() {
-            headers.push(("content-type", "application/json"));
-        }
-        let (status, h, bytes) = request(
-            method,
-            &url,
-            &headers,
-            body.map(|b| Bytes::from(b.to_string())),
-        )
-        .await;
+        let (status, h, bytes) = support::authorized(method, &url, token, body).await;
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
             problem(status, &h, &bytes);
         }
         (status, v)
+    }
+
+    /// An admin's `POST /v1/lists` with `body`: a list in a pool, new or existing.
+    async fn create_list(&self, body: Value) -> (StatusCode, Value) {
+        self.call(ADMIN, Method::POST, "/v1/lists", Some(body))
+            .await
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -803,12 +790,7 @@ async fn lists_are_created_ahead_of_demand_and_report_their_fill() {
     )
     .await;
     let (s, v) = env
-        .call(
-            ADMIN,
-            Method::POST,
-            "/v1/lists",
-            Some(json!({"purpose": "seoul", "size": 8192})),
-        )
+        .create_list(json!({"purpose": "seoul", "size": 8192}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(
@@ -881,12 +863,7 @@ async fn allocation_is_unique_and_uniform() {
     for backend in BACKENDS {
         let env = Env::start(backend, &["--min-open-lists", "1", "--fill-threshold", "1"]).await;
         let (s, _) = env
-            .call(
-                ADMIN,
-                Method::POST,
-                "/v1/lists",
-                Some(json!({"purpose": "alloc", "list_id": "alloc-1", "size": 1_048_576})),
-            )
+            .create_list(json!({"purpose": "alloc", "list_id": "alloc-1", "size": 1_048_576}))
             .await;
         assert_eq!(s, StatusCode::CREATED);
         let mut seen = roaring::RoaringBitmap::new();
@@ -1004,9 +981,9 @@ async fn exists(env: &Env, id: &str) -> bool {
 
 /// Item 3: a body naming a key twice is refused whole, on both planes: `{"op":"suspend", …,
 /// "op":"revoke"}` used to revoke, and a registration with two `credential_id`s registered the
-/// second.
+/// second. Fixed in 6a042d9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_json_keys_are_refused_on_both_planes() {
+async fn issue_21_a_key_named_twice_in_a_body_took_its_last_value() {
     let env = Env::start(Backend::Embedded, &[]).await;
     env.register("X", "physical", None).await;
     let admin = format!("http://{}", env.running.admin_addr);
@@ -1101,8 +1078,9 @@ async fn duplicate_json_keys_are_refused_on_both_planes() {
 /// Item 4: a `write` token cannot create pools (each new pool used to open two lists of 2^20
 /// entries); an admin creates a pool with its first list, and the writer then grows it. The
 /// number of lists is bounded by `--max-lists`, and reaching it is a clear problem.
+/// Fixed in 6a042d9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
+async fn issue_21_write_tokens_created_pools_and_lists_were_unbounded() {
     // The store holds "other" already: with --max-lists 3, two more lists fit.
     let env = Env::start(
         Backend::Embedded,
@@ -1138,12 +1116,7 @@ async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
     // An admin creates the pool with a small first list; the writer uses it. The pool wants a
     // second open list ahead of demand, which the bound allows (3 lists).
     let (s, v) = env
-        .call(
-            ADMIN,
-            Method::POST,
-            "/v1/lists",
-            Some(json!({"purpose": "tiny", "size": 16})),
-        )
+        .create_list(json!({"purpose": "tiny", "size": 16}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = env
@@ -1157,14 +1130,7 @@ async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
     assert_eq!(lists(&v), ["other", "tiny-1", "tiny-2"]);
 
     // At the bound: no more lists, by the admin or ahead of demand.
-    let (s, v) = env
-        .call(
-            ADMIN,
-            Method::POST,
-            "/v1/lists",
-            Some(json!({"purpose": "busan"})),
-        )
-        .await;
+    let (s, v) = env.create_list(json!({"purpose": "busan"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["type"], "urn:statusd:problem:list-limit");
     assert!(v["detail"].as_str().unwrap().contains("--max-lists"), "{v}");
@@ -1185,12 +1151,7 @@ async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
     // is list-limit, not list-full.
     let env = Env::start(Backend::Embedded, &["--max-lists", "2"]).await;
     let (s, _) = env
-        .call(
-            ADMIN,
-            Method::POST,
-            "/v1/lists",
-            Some(json!({"purpose": "tiny", "size": 16})),
-        )
+        .create_list(json!({"purpose": "tiny", "size": 16}))
         .await;
     assert_eq!(s, StatusCode::CREATED);
     // 0.75 × 16 = 12 top-level cards.
@@ -1224,21 +1185,14 @@ async fn write_scope_cannot_create_pools_and_lists_are_bounded() {
 /// wins; the others get 409 `already-reissued`, and none of their new cards exists or cost an
 /// index. The mobile card's new parent lives in another list, so its new card is written in
 /// another commit than the revocation (the case that used to leave debris); the physical card's
-/// new card lands in either of two lists.
+/// new card lands in either of two lists. Fixed in 6a042d9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_reissues_of_one_card_leave_one_winner_and_no_debris() {
+async fn issue_21_concurrent_reissues_of_one_card_left_debris() {
     for backend in BACKENDS {
         let env = Env::start(backend, &[]).await;
         env.register("P1", "physical", None).await;
         env.register("M", "mobile", Some("P1")).await;
-        let (s, _) = env
-            .call(
-                ADMIN,
-                Method::POST,
-                "/v1/lists",
-                Some(json!({"purpose": "branch"})),
-            )
-            .await;
+        let (s, _) = env.create_list(json!({"purpose": "branch"})).await;
         assert_eq!(s, StatusCode::CREATED);
         let (s, v) = env
             .post(

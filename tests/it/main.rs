@@ -28,6 +28,7 @@ mod redis_harness;
 mod redis_tls;
 mod reload;
 mod replicas;
+mod retire;
 mod rotation;
 mod roundtrips;
 mod shedding;

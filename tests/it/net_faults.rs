@@ -18,13 +18,15 @@
 //! printed for docs/BENCHMARKS.md.
 
 use crate::redis_harness::free_ports;
-use crate::support::{self, request, TempDir};
+use crate::support::replica::{issuer_serve, Replica};
+use crate::support::traffic::{self, admin_call, reader, Reads, Run, Writer, Writes};
+use crate::support::{self, TempDir};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use statusd::status::Bits;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,24 +34,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub const TOKEN: &str = "net-faults-token-0123456789abcdef";
 /// Longest a write may take before it counts as hung: statusd's Redis timeouts are 2 s each.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Reads per second per replica.
 const READ_RATE: u64 = 20;
 /// Entries of the seeded list `net` and their values; never changed, so every read is checkable.
 const SEEDED: [(u32, u8); 3] = [(1, 1), (2, 2), (5, 1)];
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args));
+    support::run(Command::new("ip").args(args));
 }
 
 /// A network namespace joined to the host by a veth pair, with `redis-server` inside.
@@ -272,220 +264,27 @@ impl Drop for Relay {
     }
 }
 
-/// A statusd replica process, killed on drop.
-pub struct Replica {
-    pub child: Child,
-    pub public: String,
-    pub admin: String,
+/// A replica on Redis at `redis` with the admin tokens in `dir/tokens` and `extra` flags, logging
+/// errors only.
+pub fn spawn_replica(dir: &std::path::Path, redis: &str, extra: &[&str]) -> Replica {
+    let mut cmd = issuer_serve(dir);
+    cmd.args(extra)
+        .arg("--redis-url")
+        .arg(redis)
+        .env("STATUSD_LOG", "error")
+        .stderr(Stdio::inherit());
+    Replica::spawn(&mut cmd, free_ports::<2>())
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Replica {
-    fn spawn(dir: &std::path::Path, redis: &str) -> Replica {
-        Self::spawn_with(dir, redis, &[])
-    }
-
-    /// A replica with the admin tokens in `dir/tokens` and `extra` flags.
-    pub fn spawn_with(dir: &std::path::Path, redis: &str, extra: &[&str]) -> Replica {
-        let [public, admin] = free_ports::<2>();
-        let child = Command::new(env!("CARGO_BIN_EXE_statusd"))
-            .args(["serve", "--demo", "--reencode-interval", "1"])
-            .args(["--list-size", "131072"])
-            .args(extra)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{public}"))
-            .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin}"))
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--admin-tokens")
-            .arg(dir.join("tokens"))
-            .arg("--redis-url")
-            .arg(redis)
-            .env("STATUSD_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn statusd");
-        Replica {
-            child,
-            public: format!("http://127.0.0.1:{public}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-        }
-    }
-
-    pub async fn ready(&mut self) -> bool {
-        let url = format!("{}/readyz", self.admin);
-        let probe = tokio::spawn(async move { support::get(&url, &[]).await.0 });
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("statusd exited: {status}");
-        }
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), probe).await,
-            Ok(Ok(StatusCode::OK))
-        )
-    }
-}
-
-/// One admin call with the write timeout: `Err(elapsed)` if it did not answer in time.
+/// One admin call with [`TOKEN`] and the write timeout: `Err(elapsed)` if it did not answer in
+/// time.
 pub async fn call(
     admin: &str,
     method: Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<(StatusCode, hyper::HeaderMap, Value), Duration> {
-    let url = format!("{admin}{path}");
-    let started = Instant::now();
-    let fut = tokio::spawn(async move {
-        let auth = format!("Bearer {TOKEN}");
-        let mut headers = vec![("authorization", auth.as_str())];
-        if body.is_some() {
-            headers.push(("content-type", "application/json"));
-        }
-        request(
-            method,
-            &url,
-            &headers,
-            body.map(|b| Bytes::from(b.to_string())),
-        )
-        .await
-    });
-    match tokio::time::timeout(WRITE_TIMEOUT, fut).await {
-        Ok(Ok((s, h, b))) => Ok((s, h, serde_json::from_slice(&b).unwrap_or(Value::Null))),
-        _ => Err(started.elapsed()),
-    }
-}
-
-/// What happened to the writes.
-#[derive(Default)]
-struct Writes {
-    /// Registrations acknowledged, with whether their suspension was acknowledged.
-    acked: Vec<(String, bool)>,
-    /// Registrations or suspensions refused (503 with a problem): credential id and operation.
-    refused: Vec<(String, &'static str)>,
-    /// Every answer by phase: its latency and whether it was an acknowledgement.
-    latencies: Vec<(usize, Duration, bool)>,
-}
-
-/// Checks a refusal: 503 `store-unavailable` as problem+json with `Retry-After`.
-pub fn refused(s: StatusCode, h: &hyper::HeaderMap, v: &Value, what: &str) {
-    assert_eq!(
-        s,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{what} answered {s}: {v}"
-    );
-    assert_eq!(h["content-type"], "application/problem+json", "{what}");
-    assert_eq!(
-        v["type"], "urn:statusd:problem:store-unavailable",
-        "{what}: {v}"
-    );
-    assert!(h.contains_key("retry-after"), "{what}: no Retry-After");
-}
-
-async fn writer(
-    admin: String,
-    phase: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    w: Arc<Mutex<Writes>>,
-) {
-    for i in 0.. {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let id = format!("nf-{i}");
-        let p = phase.load(Ordering::Relaxed) as usize;
-        let started = Instant::now();
-        let body = json!({"credential_id": id, "kind": "physical"});
-        let answer = call(&admin, Method::POST, "/v1/credentials", Some(body)).await;
-        let took = started.elapsed();
-        let acked = matches!(answer, Ok((StatusCode::CREATED, _, _)));
-        w.lock().unwrap().latencies.push((p, took, acked));
-        match answer {
-            Ok((StatusCode::CREATED, _, _)) => {}
-            Ok((s, h, v)) => {
-                refused(s, &h, &v, "a registration");
-                w.lock().unwrap().refused.push((id, "register"));
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            Err(t) => panic!("registration {id} hung for {t:?} (phase {p})"),
-        }
-        w.lock().unwrap().acked.push((id.clone(), false));
-        let started = Instant::now();
-        let path = format!("/v1/credentials/{id}/suspend");
-        let answer = call(&admin, Method::POST, &path, Some(json!({"reason": "lost"}))).await;
-        let acked = matches!(answer, Ok((StatusCode::OK, _, _)));
-        w.lock()
-            .unwrap()
-            .latencies
-            .push((p, started.elapsed(), acked));
-        match answer {
-            Ok((StatusCode::OK, _, _)) => {
-                let mut w = w.lock().unwrap();
-                w.acked.last_mut().unwrap().1 = true;
-            }
-            Ok((s, h, v)) => {
-                refused(s, &h, &v, "a suspension");
-                w.lock().unwrap().refused.push((id, "suspend"));
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(t) => panic!("suspension of {id} hung for {t:?} (phase {p})"),
-        }
-    }
-}
-
-/// Reads per phase: attempted, failed (not 200), wrong (another value), latencies.
-#[derive(Default, Clone)]
-struct Reads {
-    attempted: u64,
-    failed: u64,
-    wrong: u64,
-    latencies: Vec<Duration>,
-}
-
-async fn reader(
-    public: String,
-    phase: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    r: Arc<Mutex<Vec<Reads>>>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1000 / READ_RATE));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for n in 0usize.. {
-        tick.tick().await;
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let (idx, want) = SEEDED[n % SEEDED.len()];
-        let p = phase.load(Ordering::Relaxed) as usize;
-        let url = format!("{public}/statuses/net/{idx}");
-        let started = Instant::now();
-        let answer = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::spawn(async move { support::get(&url, &[]).await }),
-        )
-        .await;
-        let took = started.elapsed();
-        let mut all = r.lock().unwrap();
-        let reads = &mut all[p];
-        reads.attempted += 1;
-        reads.latencies.push(took);
-        match answer {
-            Ok(Ok((StatusCode::OK, _, body))) => {
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                if v["value"].as_u64() != Some(u64::from(want)) {
-                    reads.wrong += 1;
-                }
-            }
-            _ => reads.failed += 1,
-        }
-    }
+    admin_call(admin, TOKEN, method, path, body, WRITE_TIMEOUT).await
 }
 
 fn p99(mut v: Vec<Duration>) -> Duration {
@@ -531,19 +330,14 @@ async fn reads_never_fail_and_no_acknowledged_write_is_lost_through_latency_loss
         .iter()
         .map(|d| {
             std::fs::write(d.0.join("tokens"), format!("net write {TOKEN}\n")).unwrap();
-            Replica::spawn(&d.0, &url)
+            spawn_replica(&d.0, &url, &[])
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
     for r in &mut replicas {
-        while !r.ready().await {
-            assert!(Instant::now() < deadline, "statusd did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        r.wait_ready().await;
     }
 
-    let phase = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let run = Run::start();
     let reads = Arc::new(Mutex::new(vec![Reads::default(); PHASES.len()]));
     let writes = Arc::new(Mutex::new(Writes::default()));
     let mut tasks: Vec<_> = replicas
@@ -551,33 +345,41 @@ async fn reads_never_fail_and_no_acknowledged_write_is_lost_through_latency_loss
         .map(|r| {
             tokio::spawn(reader(
                 r.public.clone(),
-                phase.clone(),
-                stop.clone(),
+                "net",
+                &SEEDED,
+                READ_RATE,
+                run.clone(),
                 reads.clone(),
             ))
         })
         .collect();
-    tasks.push(tokio::spawn(writer(
-        replicas[0].admin.clone(),
-        phase.clone(),
-        stop.clone(),
+    let writer = Writer {
+        admin: replicas[0].admin.clone(),
+        token: TOKEN,
+        prefix: "nf",
+        timeout: WRITE_TIMEOUT,
+        pause: Duration::from_millis(200),
+    };
+    tasks.push(tokio::spawn(traffic::writer(
+        writer,
+        run.clone(),
         writes.clone(),
     )));
 
     tokio::time::sleep(phase_len).await;
-    phase.store(1, Ordering::Relaxed);
+    run.set_phase(1);
     relay.delay_ms.store(200, Ordering::Relaxed);
     tokio::time::sleep(phase_len).await;
     relay.delay_ms.store(0, Ordering::Relaxed);
-    phase.store(2, Ordering::Relaxed);
+    run.set_phase(2);
     ns.filter(Some("numgen random mod 100 < 5 drop"));
     tokio::time::sleep(phase_len).await;
-    phase.store(3, Ordering::Relaxed);
+    run.set_phase(3);
     ns.filter(Some("drop"));
     tokio::time::sleep(partition).await;
     ns.filter(None);
     let healed = Instant::now();
-    phase.store(4, Ordering::Relaxed);
+    run.set_phase(4);
 
     // Catch-up: a change written after healing reaches both replicas' lookups.
     let marker = loop {
@@ -629,7 +431,7 @@ async fn reads_never_fail_and_no_acknowledged_write_is_lost_through_latency_loss
         caught_up.push(healed.elapsed());
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
+    run.stop();
     for t in tasks {
         t.await.expect("reader or writer");
     }
@@ -697,10 +499,10 @@ async fn reads_never_fail_and_no_acknowledged_write_is_lost_through_latency_loss
     let mut failed = 0;
     for (i, name) in PHASES.iter().enumerate() {
         let phase: Vec<(Duration, bool)> = w
-            .latencies
+            .answers
             .iter()
-            .filter(|(p, _, _)| *p == i)
-            .map(|(_, d, acked)| (*d, *acked))
+            .filter(|a| a.phase == i)
+            .map(|a| (a.took, a.acked))
             .collect();
         let wl: Vec<Duration> = phase.iter().map(|(d, _)| *d).collect();
         let acked = phase.iter().filter(|(_, a)| *a).count();

@@ -685,8 +685,7 @@ async fn a_stale_allocation_bitmap_never_hands_out_an_index_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_racing_on_one_card_leave_no_debris() {
     use statusd::issuer::{
-        Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, Registration, ReissueOp,
-        Settings,
+        Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, ReissueOp, Settings,
     };
     use statusd::routes::PublicUrls;
     use statusd::store::any::AnyStore;
@@ -704,16 +703,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
     let replicas: Vec<Issuer> = (0..REPLICAS)
         .map(|_| Issuer::new(store.clone(), urls.clone(), settings.clone()))
         .collect();
-    let register = |id: &str, kind: &str, parent: Option<&str>, purpose: Option<&str>| {
-        Operation::Register(Registration {
-            credential_id: id.into(),
-            kind: kind.into(),
-            parent: parent.map(Into::into),
-            purpose: purpose.map(Into::into),
-            reason: None,
-            request_id: None,
-        })
-    };
+    use crate::roundtrips::register;
     let one = |r: Result<Vec<Result<Outcome, ItemProblem>>, _>| {
         let mut r = r.expect("the batch runs");
         r.pop().expect("one result")
@@ -784,6 +774,7 @@ async fn replicas_racing_on_one_card_leave_no_debris() {
                     parent: parent.map(Into::into),
                     reason: "replaced".into(),
                     request_id: None,
+                    expires_at: None,
                 })
             })
             .collect();

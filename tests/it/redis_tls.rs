@@ -21,15 +21,17 @@ struct TlsRedis {
     client: crate::tls::Issued,
 }
 
-fn tls_redis(dir: &TempDir) -> TlsRedis {
-    let pki = Pki::new(&dir.0, "redis");
-    let cert = pki.server("redis-server", "redis");
-    let client = pki.client("redis-client", "statusd", false);
-    let tls_port = free_port();
-    let tls_port_s = tls_port.to_string();
-    let server = RedisServer::start_with(&[
+/// `redis-server` flags for TLS on `port` with `cert` from `pki`'s CA; `auth_clients` is
+/// `--tls-auth-clients` (`yes`, `optional`).
+fn tls_flags<'a>(
+    pki: &'a Pki,
+    cert: &'a crate::tls::Issued,
+    port: &'a str,
+    auth_clients: &'a str,
+) -> Vec<&'a str> {
+    vec![
         "--tls-port",
-        &tls_port_s,
+        port,
         "--tls-cert-file",
         cert.cert.to_str().unwrap(),
         "--tls-key-file",
@@ -37,10 +39,19 @@ fn tls_redis(dir: &TempDir) -> TlsRedis {
         "--tls-ca-cert-file",
         pki.ca_cert.to_str().unwrap(),
         "--tls-auth-clients",
-        "yes",
-        "--requirepass",
-        PASSWORD,
-    ]);
+        auth_clients,
+    ]
+}
+
+fn tls_redis(dir: &TempDir) -> TlsRedis {
+    let pki = Pki::new(&dir.0, "redis");
+    let cert = pki.server("redis-server", "redis");
+    let client = pki.client("redis-client", "statusd", false);
+    let tls_port = free_port();
+    let tls_port_s = tls_port.to_string();
+    let mut flags = tls_flags(&pki, &cert, &tls_port_s, "yes");
+    flags.extend(["--requirepass", PASSWORD]);
+    let server = RedisServer::start_with(&flags);
     TlsRedis {
         server,
         tls_port,
@@ -261,20 +272,8 @@ async fn a_replica_serves_and_follows_a_redis_cluster_over_tls() {
     let cluster = RedisCluster::start_nodes(|args| {
         let tls_port = next.next().expect("three ports").to_string();
         let mut all: Vec<&str> = args.to_vec();
-        all.extend([
-            "--tls-port",
-            &tls_port,
-            "--tls-cert-file",
-            cert.cert.to_str().unwrap(),
-            "--tls-key-file",
-            cert.key.to_str().unwrap(),
-            "--tls-ca-cert-file",
-            pki.ca_cert.to_str().unwrap(),
-            "--tls-auth-clients",
-            "optional",
-            "--tls-cluster",
-            "yes",
-        ]);
+        all.extend(tls_flags(&pki, &cert, &tls_port, "optional"));
+        all.extend(["--tls-cluster", "yes"]);
         RedisServer::start_with(&all)
     });
     let url = format!(

@@ -352,8 +352,8 @@ async fn jwks_x5c(public: SocketAddr) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_installs_a_renewed_signing_certificate_and_refuses_one_for_another_key() {
     use statusd::cert::CertChain;
-    use statusd::status::{Bits, Status};
-    use statusd::store::{Change, Store as _};
+    use statusd::status::Bits;
+    use statusd::store::Store as _;
     use statusd::token::keys::{Algorithm, SigningKey};
     let dir = TempDir::new("reload-signing-cert");
     let key = SigningKey::generate(Algorithm::Es256);
@@ -398,13 +398,7 @@ async fn reload_installs_a_renewed_signing_certificate_and_refuses_one_for_anoth
     // with the same synchronisation.
     running
         .store
-        .apply(
-            "1",
-            &[Change {
-                idx: 7,
-                status: Status(1),
-            }],
-        )
+        .apply("1", &[crate::support::change(7, 1)])
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -445,13 +439,7 @@ async fn reload_installs_a_renewed_signing_certificate_and_refuses_one_for_anoth
     );
     running
         .store
-        .apply(
-            "1",
-            &[Change {
-                idx: 8,
-                status: Status(1),
-            }],
-        )
+        .apply("1", &[crate::support::change(8, 1)])
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -7,7 +7,7 @@ use crate::support::{config, get, TempDir};
 use statusd::app::{self, Running};
 use statusd::status::{Bits, Status};
 use statusd::store::redis::{data_key, feed_key, meta_key, RedisStore};
-use statusd::store::{Change, NewList, Store};
+use statusd::store::{Change, Store};
 use statusd::token::keys::{Algorithm, SigningKey};
 use std::time::{Duration, Instant};
 
@@ -74,25 +74,7 @@ async fn readyz(srv: &Running) -> u16 {
 }
 
 async fn seed(store: &RedisStore, id: &str, entries: &[(u32, u8)]) {
-    store
-        .create_list(NewList {
-            id: id.into(),
-            bits: Bits::Two,
-            size: 1 << 17,
-            purpose: None,
-        })
-        .await
-        .unwrap();
-    let changes: Vec<Change> = entries
-        .iter()
-        .map(|&(idx, v)| Change {
-            idx,
-            status: Status(v),
-        })
-        .collect();
-    if !changes.is_empty() {
-        store.apply(id, &changes).await.unwrap();
-    }
+    crate::support::seed_list(store, id, Bits::Two, 1 << 17, entries).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,7 @@ pub fn register(id: &str, kind: &str, parent: Option<&str>, purpose: Option<&str
         purpose: purpose.map(Into::into),
         reason: None,
         request_id: None,
+        expires_at: None,
     })
 }
 
@@ -48,6 +49,7 @@ pub fn reissue(old: &str, new: &str, parent: Option<&str>) -> Operation {
         parent: parent.map(Into::into),
         reason: "replaced".into(),
         request_id: None,
+        expires_at: None,
     })
 }
 
@@ -221,6 +223,32 @@ async fn o_list(issuer: &Issuer, id: &str) -> String {
         .list
 }
 
+/// Suspends, reinstates and revokes the registered credential `S`, one operation at a time, each
+/// changing it: the store requests each made (as `statusd_issuer_store_requests` counts them),
+/// by operation.
+async fn single_writes_counted(issuer: &Issuer) -> Vec<(&'static str, u32)> {
+    let mut counted = Vec::new();
+    for op in [
+        Operation::Suspend(hold("S")),
+        Operation::Reinstate(hold("S")),
+        Operation::Revoke(RevokeOp {
+            credential_id: "S".into(),
+            reason: "fraud".into(),
+            request_id: None,
+        }),
+    ] {
+        let (r, requests) =
+            statusd::store::count_requests(issuer.execute("clerk", std::slice::from_ref(&op)))
+                .await;
+        assert_eq!(
+            r.expect("runs")[0].as_ref().map(|o| o.result),
+            Ok("changed")
+        );
+        counted.push((op.name(), requests));
+    }
+    counted
+}
+
 /// The embedded store's side of the same idea: a single suspend, reinstate or revoke is three
 /// transactions (locate, the list's metadata and records with their families together, the
 /// commit), as counted by what `statusd_issuer_store_requests` reports; before issue #22 it was
@@ -310,23 +338,7 @@ async fn single_writes_on_a_cluster_make_three_requests() {
         Ok("registered")
     );
     println!("cluster requests: register: {requests}");
-    for op in [
-        Operation::Suspend(hold("S")),
-        Operation::Reinstate(hold("S")),
-        Operation::Revoke(RevokeOp {
-            credential_id: "S".into(),
-            reason: "fraud".into(),
-            request_id: None,
-        }),
-    ] {
-        let name = op.name();
-        let (r, requests) =
-            statusd::store::count_requests(issuer.execute("clerk", std::slice::from_ref(&op)))
-                .await;
-        assert_eq!(
-            r.expect("runs")[0].as_ref().map(|o| o.result),
-            Ok("changed")
-        );
+    for (name, requests) in single_writes_counted(&issuer).await {
         println!("cluster requests: {name}: {requests}");
         assert_eq!(requests, 3, "{name}");
     }

@@ -225,9 +225,9 @@ async fn http2_streams_without_window_and_pending_bodies_count_until_reset() {
 /// Issue 21, finding 1: silent sockets up to the connection limit locked every verifier out of
 /// the public plane, and the admin plane's `/livez` with it. At the limit a new connection now
 /// displaces the oldest one that has not sent a request: real requests are served at once, and
-/// the silent sockets are closed after the header read timeout in any case.
+/// the silent sockets are closed after the header read timeout in any case. Fixed in c7ff940.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_sockets_at_the_connection_limit_lock_out_neither_verifiers_nor_livez() {
+async fn issue_21_silent_sockets_at_the_connection_limit_locked_out_verifiers_and_livez() {
     let dir = TempDir::new("silent-limit");
     let tokens = dir.0.join("tokens");
     std::fs::write(&tokens, format!("ops admin {ADMIN}\n")).unwrap();

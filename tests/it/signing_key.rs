@@ -8,7 +8,7 @@
 //! `exp`, lookups follow a change the token does not show, and the signed routes answer 503
 //! `signing-unavailable` before `exp`. Once the file holds the key again, signing resumes.
 
-use crate::support::{get, metric, problem, start_with, TempDir};
+use crate::support::{get, metric, problem, start_with, until, TempDir};
 use hyper::header::HeaderMap;
 use statusd::app::Running;
 use statusd::status::{Bits, Status};
@@ -76,22 +76,6 @@ async fn lookup(base: &str, idx: u64) -> u64 {
     v["value"].as_u64().unwrap()
 }
 
-/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(t) = f().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn key_ok(r: &Running) -> f64 {
     metric(r.admin_addr, "statusd_signing_key_ok").await
 }
@@ -119,15 +103,10 @@ async fn an_unreadable_key_file_pauses_signing_and_nothing_is_served_past_exp() 
         &dir.0,
         &[("1", Bits::One, LIST_SIZE, vec![(3, 1)])],
         &[
-            "--signing-key",
-            path.to_str().unwrap(),
-            "--ttl",
-            "1",
-            "--token-lifetime",
-            "10",
-            "--reencode-interval",
-            "0",
-        ],
+            &["--signing-key", path.to_str().unwrap()][..],
+            &crate::support::RESIGN_EVERY_SECOND,
+        ]
+        .concat(),
     )
     .await;
     let base = format!("http://{}", r.public_addr);
@@ -263,17 +242,11 @@ async fn an_unreadable_key_file_pauses_signing_and_nothing_is_served_past_exp() 
 
 /// `openssl` in `dir`, which must succeed; its stdout.
 fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::support::run(
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir),
+    )
 }
 
 /// The JWT the replica serves once it is signed with `alg`; openssl verifies its signature

@@ -1,9 +1,9 @@
 //! One contract, both stores: what the [`Store`] trait promises (create, apply, load, entries,
-//! lists, the order of changes within a batch, the errors of a refused batch) and the issuer
-//! registry's reads and joint commits ([`Registry`]), run against the embedded store and against
-//! a real `redis-server` alike. What only one store has (the Redis
-//! data model, its failures and clusters; the embedded file) is tested in `redis.rs` and beside
-//! the embedded store.
+//! lists, the order of changes within a batch, the errors of a refused batch), the issuer
+//! registry's reads and joint commits ([`Registry`]) and the retirement of a list ([`Retire`]),
+//! run against the embedded store and against a real `redis-server` alike. What only one store
+//! has (the Redis data model, its failures and clusters; the embedded file) is tested in
+//! `redis.rs` and beside the embedded store.
 
 use crate::redis_harness::RedisServer;
 use crate::support::{change as c, new_list, nonzero, TempDir};
@@ -11,11 +11,12 @@ use statusd::status::{Bits, Status, StatusError};
 use statusd::store::embedded::EmbeddedStore;
 use statusd::store::redis::RedisStore;
 use statusd::store::registry::{Location, Registry, Txn};
-use statusd::store::{Applied, Store, StoreError};
+use statusd::store::retire::Retire;
+use statusd::store::{Applied, Extends, NewList, Store, StoreError};
 
 /// A store under test: opened afresh by each call, as a restart or another replica would.
 trait Subject {
-    type S: Registry;
+    type S: Store + Registry + Retire;
     async fn open(&self) -> Self::S;
 }
 
@@ -184,6 +185,7 @@ async fn a_list_read_brings_each_record_s_family(subject: impl Subject) {
         claim: vec![10, 11, 12, 20, 30],
         records: records.clone(),
         changes: Vec::new(),
+        extends: Extends::Nothing,
     };
     assert_eq!(s.commit("f", &txn).await.unwrap(), 1);
     let (meta, got) = s.list_records("f", &[11]).await.unwrap();
@@ -224,6 +226,7 @@ async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
                     claim: vec![3],
                     records: vec![(3, b"{\"credential_id\":\"new\",\"history\":[]}".to_vec())],
                     changes: vec![c(3, 2)],
+                    extends: Extends::Nothing,
                 },
             ),
             (
@@ -233,6 +236,7 @@ async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
                     claim: Vec::new(),
                     records: vec![(9, b"{\"credential_id\":\"old\",\"history\":[]}".to_vec())],
                     changes: vec![c(9, change2)],
+                    extends: Extends::Nothing,
                 },
             ),
         ]
@@ -282,6 +286,209 @@ async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
     ));
 }
 
+/// A registry commit at `version` claiming `idxs` (records `r<idx>`) that `extends` the list.
+fn claim(version: u64, idxs: &[u32], extends: Extends) -> Txn {
+    Txn {
+        expect_version: version,
+        claim: idxs.to_vec(),
+        records: idxs
+            .iter()
+            .map(|&i| (i, format!("r{i}").into_bytes()))
+            .collect(),
+        changes: Vec::new(),
+        extends,
+    }
+}
+
+/// A joint commit keeps each list's latest expiry as a commit of that list alone would, and a
+/// retired list among its lists refuses all of it, naming that list.
+async fn a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list(subject: impl Subject) {
+    let s = subject.open().await;
+    let pooled = |id: &str| NewList {
+        purpose: Some("p".into()),
+        ..new_list(id, Bits::Two, 16)
+    };
+    for id in ["ea", "eb", "ec"] {
+        s.create_list(pooled(id)).await.unwrap();
+    }
+    let at = |list: &str, idx| Location {
+        list: list.into(),
+        idx,
+    };
+    let life = |id: &'static str| {
+        let s = &s;
+        async move {
+            let m = s.lists().await.unwrap();
+            let m = m.into_iter().find(|m| m.id == id).unwrap();
+            (m.version, m.life.expires_max)
+        }
+    };
+    let both = [
+        ("ea".to_owned(), claim(0, &[1], Extends::Until(100))),
+        ("eb".to_owned(), claim(0, &[1], Extends::Forever)),
+    ];
+    let x = [("x".to_owned(), at("ea", 1))];
+    assert_eq!(s.commit_joint(&both, &x).await.unwrap(), [1, 1]);
+    assert_eq!(life("ea").await, (1, Some(100)));
+    assert_eq!(
+        life("eb").await,
+        (1, None),
+        "forever, like a commit of its own"
+    );
+    let both = [
+        ("ea".to_owned(), claim(1, &[2], Extends::Until(50))),
+        ("eb".to_owned(), claim(1, &[2], Extends::Until(10))),
+    ];
+    assert_eq!(s.commit_joint(&both, &[]).await.unwrap(), [2, 2]);
+    assert_eq!(life("ea").await, (2, Some(100)), "only ever raised");
+    assert_eq!(life("eb").await, (2, None));
+
+    assert!(s.retire("ec", 0, 1000).await.unwrap());
+    let with_retired = [
+        ("ea".to_owned(), claim(2, &[3], Extends::Until(500))),
+        ("ec".to_owned(), claim(1, &[1], Extends::Until(500))),
+    ];
+    let y = [("y".to_owned(), at("ec", 1))];
+    let err = s.commit_joint(&with_retired, &y).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Retired(ref l) if l == "ec"),
+        "{err}"
+    );
+    assert_eq!(life("ea").await, (2, Some(100)), "the other list untouched");
+    assert!(!s.allocated("ea").await.unwrap().1.contains(3));
+    assert_eq!(s.records("ea", &[3]).await.unwrap(), (2, vec![None]));
+    assert_eq!(s.locate(&["y".into()]).await.unwrap(), [None]);
+}
+
+async fn a_list_keeps_its_latest_expiry_and_retires_once(subject: impl Subject) {
+    let s = subject.open().await;
+    let pooled = |id: &str| NewList {
+        purpose: Some("p".into()),
+        ..new_list(id, Bits::Two, 16)
+    };
+    let meta = s.create_list(pooled("r")).await.unwrap();
+    assert_eq!(
+        meta.life.expires_max,
+        Some(0),
+        "nothing keeps a new list alive"
+    );
+    // The latest expiry of the credentials registered, raised only in the commit.
+    let v = s
+        .commit("r", &claim(0, &[1, 2], Extends::Until(100)))
+        .await
+        .unwrap();
+    let v = s
+        .commit("r", &claim(v, &[3], Extends::Until(50)))
+        .await
+        .unwrap();
+    let v = s
+        .commit(
+            "r",
+            &Txn {
+                changes: vec![c(3, 2)],
+                ..claim(v, &[], Extends::Nothing)
+            },
+        )
+        .await
+        .unwrap();
+    let meta = s
+        .lists()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == "r")
+        .unwrap();
+    assert_eq!((meta.version, meta.life.expires_max), (v, Some(100)));
+    assert_eq!(meta.allocated, 3);
+    // One credential without an expiry keeps its list for good.
+    s.create_list(pooled("f")).await.unwrap();
+    let fv = s
+        .commit("f", &claim(0, &[1], Extends::Until(7)))
+        .await
+        .unwrap();
+    s.commit("f", &claim(fv, &[2], Extends::Forever))
+        .await
+        .unwrap();
+    let f = s
+        .lists()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == "f")
+        .unwrap();
+    assert_eq!(f.life.expires_max, None);
+
+    // Retiring is a compare-and-set on the version judged, and happens once.
+    assert!(matches!(
+        s.retire("r", v - 1, 1000).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.retire("r", v, 1000).await.unwrap());
+    assert!(!s.retire("r", v, 1001).await.unwrap(), "retired already");
+    let meta = s
+        .lists()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == "r")
+        .unwrap();
+    assert_eq!(meta.life.retired_at, Some(1000));
+    assert_eq!(
+        meta.version,
+        v + 1,
+        "a commit planned before it fails as a conflict"
+    );
+    // A retired list takes no writes, registry commits or plain batches.
+    assert!(matches!(
+        s.commit("r", &claim(v + 1, &[4], Extends::Until(2000)))
+            .await,
+        Err(StoreError::Retired(_))
+    ));
+    assert!(matches!(
+        s.apply("r", &[c(5, 1)]).await,
+        Err(StoreError::Retired(_))
+    ));
+    assert!(matches!(
+        s.retire("zz", 0, 1).await,
+        Err(StoreError::UnknownList(_))
+    ));
+    // Only a retired list's data is deleted, once.
+    assert!(s.purge("f", 1).await.is_err());
+    assert!(s.purge("r", 2000).await.unwrap());
+    assert!(!s.purge("r", 2001).await.unwrap());
+    drop(s);
+    // Opened again (another replica): the tombstone and the audit trail stay, the data is gone.
+    let s = subject.open().await;
+    let meta = s
+        .lists()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == "r")
+        .unwrap();
+    assert_eq!(
+        (meta.life.retired_at, meta.life.purged_at, meta.allocated),
+        (Some(1000), Some(2000), 3)
+    );
+    let (_, records) = s.records("r", &[1, 2, 3, 4]).await.unwrap();
+    let records: Vec<Option<Vec<u8>>> = records;
+    assert_eq!(
+        records,
+        vec![
+            Some(b"r1".to_vec()),
+            Some(b"r2".to_vec()),
+            Some(b"r3".to_vec()),
+            None
+        ]
+    );
+    let (_, list) = s.load("r").await.unwrap();
+    assert!(nonzero(&list).is_empty(), "the entries are deleted");
+    assert!(matches!(
+        s.create_list(pooled("r")).await,
+        Err(StoreError::ListExists(_))
+    ));
+}
+
 /// Each contract test once per store: `store_contract::embedded::<name>` and
 /// `store_contract::redis::<name>`.
 macro_rules! contract {
@@ -311,4 +518,6 @@ contract!(
     a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal,
     a_list_read_brings_each_record_s_family,
     a_joint_commit_is_all_or_nothing,
+    a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list,
+    a_list_keeps_its_latest_expiry_and_retires_once,
 );

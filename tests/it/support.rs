@@ -1,4 +1,9 @@
 //! Shared helpers for the integration tests: test vectors, a running server, an HTTP client.
+//! Larger pieces have a module each: [`replica`] (a statusd process on chosen ports) and
+//! [`traffic`] (the fault tests' reads and writes).
+
+pub mod replica;
+pub mod traffic;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -75,6 +80,17 @@ pub fn config(dir: &std::path::Path, extra: &[&str]) -> Config {
     let a = <A as clap::Parser>::try_parse_from(args).expect("valid test flags");
     Config::from_args(&a.a).expect("valid test config")
 }
+
+/// Flags for a server that re-signs its tokens every second: `ttl` 1 s, tokens valid for 10 s,
+/// no delay before re-encoding a changed list.
+pub const RESIGN_EVERY_SECOND: [&str; 6] = [
+    "--ttl",
+    "1",
+    "--token-lifetime",
+    "10",
+    "--reencode-interval",
+    "0",
+];
 
 /// The operator guide's "Configuration reference" section (up to the next `## ` heading): the
 /// one table of every setting, which `deploy::` checks against src/config.rs.
@@ -172,6 +188,58 @@ pub async fn request(
 
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Bytes) {
     request(Method::GET, url, headers, None).await
+}
+
+/// An admin-plane request authorised by the bearer `token`, with `body` sent as JSON.
+pub async fn authorized(
+    method: Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    request(
+        method,
+        url,
+        &headers,
+        body.map(|b| Bytes::from(b.to_string())),
+    )
+    .await
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `cmd` to its end and returns its standard output; panics with its output if it fails.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The value of the unlabelled metric `name` on the admin plane at `admin`.

@@ -211,6 +211,30 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The status of `GET /.well-known/jwks.json` over TLS with `config`.
+async fn jwks_status(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> StatusCode {
+    let (status, _, _) = https(addr, config, "GET", "/.well-known/jwks.json", &[], None)
+        .await
+        .unwrap();
+    status
+}
+
+/// statusd in `dir` with its public plane over TLS (a certificate for `statusd` from a new CA,
+/// returned with it), its store seeded with `lists`, and `extra` flags.
+async fn start_tls(
+    dir: &Path,
+    lists: &[crate::support::SeedList<'_>],
+    extra: impl FnOnce(&Pki) -> Vec<String>,
+) -> (Pki, statusd::app::Running) {
+    let pki = Pki::new(dir, "main");
+    let server = pki.server("server", "statusd");
+    let extra = extra(&pki);
+    let mut flags = vec!["--tls-cert", s(&server.cert), "--tls-key", s(&server.key)];
+    flags.extend(extra.iter().map(String::as_str));
+    let running = start_with(dir, lists, &flags).await;
+    (pki, running)
+}
+
 /// Runs a command to completion off the async threads; its status and combined output.
 async fn run(cmd: &str, args: Vec<String>, stdin: &'static [u8]) -> (bool, String) {
     let cmd = cmd.to_owned();
@@ -352,20 +376,9 @@ async fn both_listeners_serve_tls_to_rustls_curl_and_openssl_with_h2_by_alpn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_to_a_tls_port_fails_at_once_and_a_silent_handshake_is_closed_at_the_deadline() {
     let dir = TempDir::new("tls-plain");
-    let pki = Pki::new(&dir.0, "main");
-    let server = pki.server("server", "statusd");
-    let running = start_with(
-        &dir.0,
-        &[],
-        &[
-            "--tls-cert",
-            s(&server.cert),
-            "--tls-key",
-            s(&server.key),
-            "--header-read-timeout",
-            "1",
-        ],
-    )
+    let (pki, running) = start_tls(&dir.0, &[], |_| {
+        vec!["--header-read-timeout".into(), "1".into()]
+    })
     .await;
     let tls = client_config(&pki.ca_cert, &[b"http/1.1"], None);
     // Plain HTTP: the handshake fails on the first bytes and the connection closes, no hang.
@@ -424,31 +437,14 @@ async fn plain_http_to_a_tls_port_fails_at_once_and_a_silent_handshake_is_closed
             >= 2.0
     );
     // A good client right after is served.
-    let (status, _, _) = https(
-        running.public_addr,
-        tls,
-        "GET",
-        "/.well-known/jwks.json",
-        &[],
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jwks_status(running.public_addr, tls).await, StatusCode::OK);
     running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hyper_error_answers_are_problem_json_over_tls_too() {
     let dir = TempDir::new("tls-problem");
-    let pki = Pki::new(&dir.0, "main");
-    let server = pki.server("server", "statusd");
-    let running = start_with(
-        &dir.0,
-        &[],
-        &["--tls-cert", s(&server.cert), "--tls-key", s(&server.key)],
-    )
-    .await;
+    let (pki, running) = start_tls(&dir.0, &[], |_| vec![]).await;
     let mut tls = connect(
         running.public_addr,
         client_config(&pki.ca_cert, &[b"http/1.1"], None),
@@ -468,27 +464,27 @@ async fn hyper_error_answers_are_problem_json_over_tls_too() {
 
 const ADMIN_TOKEN: &str = "tls-test-admin-token-0123456789abcdef";
 
-/// Starts statusd with TLS on both planes, mutual TLS on the admin plane (clients of `pki`),
-/// and one admin token (`ops`, every scope) in a tokens file.
-async fn start_mutual(dir: &TempDir, pki: &Pki, server: &Issued) -> statusd::app::Running {
+/// Starts statusd with TLS on both planes (a new CA in `dir`, returned), mutual TLS on the admin
+/// plane (clients of that CA) and one admin token (`ops`, every scope) in a tokens file.
+async fn start_mutual(dir: &TempDir) -> (Pki, statusd::app::Running) {
     let tokens = dir.0.join("tokens");
     std::fs::write(&tokens, format!("ops admin {ADMIN_TOKEN}\n")).unwrap();
-    start_with(
+    start_tls(
         &dir.0,
         // A list in the store keeps --demo from seeding its demo lists.
         &[("other", statusd::status::Bits::Two, 1024, vec![])],
-        &[
-            "--tls-cert",
-            s(&server.cert),
-            "--tls-key",
-            s(&server.key),
-            "--admin-client-ca",
-            s(&pki.ca_cert),
-            "--admin-tokens",
-            s(&tokens),
-            "--list-size",
-            "131072",
-        ],
+        |pki| {
+            [
+                "--admin-client-ca",
+                s(&pki.ca_cert),
+                "--admin-tokens",
+                s(&tokens),
+                "--list-size",
+                "131072",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        },
     )
     .await
 }
@@ -497,9 +493,7 @@ async fn start_mutual(dir: &TempDir, pki: &Pki, server: &Issued) -> statusd::app
 async fn mutual_tls_refuses_missing_untrusted_and_expired_client_certificates_and_audits_the_subject(
 ) {
     let dir = TempDir::new("tls-mutual");
-    let pki = Pki::new(&dir.0, "main");
-    let server = pki.server("server", "statusd");
-    let running = start_mutual(&dir, &pki, &server).await;
+    let (pki, running) = start_mutual(&dir).await;
     let admin = running.admin_addr;
     let bearer = format!("Bearer {ADMIN_TOKEN}");
     let auth = [("authorization", bearer.as_str())];
@@ -531,17 +525,10 @@ async fn mutual_tls_refuses_missing_untrusted_and_expired_client_certificates_an
     }
     // The public plane does not ask for a client certificate.
     let anyone = client_config(&pki.ca_cert, &[b"h2"], None);
-    let (status, _, _) = https(
-        running.public_addr,
-        anyone,
-        "GET",
-        "/.well-known/jwks.json",
-        &[],
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        jwks_status(running.public_addr, anyone).await,
+        StatusCode::OK
+    );
 
     let alice = pki.client("alice", "ops-alice", false);
     let good = client_config(&pki.ca_cert, &[b"h2"], Some(&alice));
@@ -620,9 +607,7 @@ async fn statusd(args: Vec<String>) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_speaks_https_inspect_verifies_a_list_and_lists_passes_mutual_tls() {
     let dir = TempDir::new("tls-cli");
-    let pki = Pki::new(&dir.0, "main");
-    let server = pki.server("server", "statusd");
-    let running = start_mutual(&dir, &pki, &server).await;
+    let (pki, running) = start_mutual(&dir).await;
     let base = format!("https://localhost:{}", running.public_addr.port());
     let ca = s(&pki.ca_cert).to_owned();
     let inspect = |extra: &[&str]| {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use statusd::status::{Bits, Status};
 use statusd::store::{Change, Store as _};
 use statusd::token::keys::{Algorithm, SigningKey};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// The list every test reads: 2 bits, large enough for W3C views; 1 INVALID, 2 SUSPENDED,
 /// 3 APPLICATION_SPECIFIC, everything else VALID.
@@ -144,6 +144,16 @@ fn mdoc_mso_hex(uri: &str, idx: u64) -> String {
         .collect()
 }
 
+/// Unix time two days from now, as `--at` takes it.
+fn two_days_from_now() -> String {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2 * 86_400)
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reads_every_status_of_jwt_sd_jwt_vc_and_mdoc_credentials() {
     let dir = TempDir::new("verify-formats");
@@ -259,12 +269,7 @@ async fn verify_reuses_a_cached_list_within_ttl_without_any_request() {
         );
     }
     // Past the list's exp the cached token is refused, offline or not.
-    let later = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 2 * 86_400)
-        .to_string();
+    let later = two_days_from_now();
     fails_with(
         &verify(args(&jwt, &cache, &["--offline", "--at", &later])).await,
         "expired",
@@ -458,23 +463,7 @@ fn vc_1_1(issuer: &str, entries: Value) -> Value {
 async fn digitalbazaar_check(credential: &Value, dir: &TempDir) -> Value {
     let path = dir.0.join(format!("cred-{:x}.json", rand::random::<u64>()));
     std::fs::write(&path, credential.to_string()).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        crate::interop::npm_install();
-        Command::new("node")
-            .arg("sl2021_check.mjs")
-            .arg(&path)
-            .current_dir(crate::interop::interop_dir())
-            .output()
-            .expect("run node (scripts/test installs it)")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON result")
+    crate::interop::node_json(vec!["sl2021_check.mjs".into(), path.into()]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -683,12 +672,7 @@ async fn verify_with_a_trust_anchor_validates_each_lists_chain_and_refuses_anoth
     }
     // Two days on, the leaf has expired: refused for the certificate, before the token's exp
     // is even looked at.
-    let later = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 2 * 86_400)
-        .to_string();
+    let later = two_days_from_now();
     for credential in [sd_jwt_vc(&uri, 0), mdoc_mso_hex(&uri, 0)] {
         let out = verify(vec![
             credential,

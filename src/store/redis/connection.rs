@@ -4,7 +4,7 @@
 
 use super::keys::CHANNEL;
 use super::parse::corrupt;
-use super::{RedisStore, APPLY_LUA, CREATE_LUA, READ_LUA};
+use super::{RedisStore, APPLY_LUA, CREATE_LUA, READ_LUA, RETIRE_LUA};
 use crate::store::StoreError;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -41,6 +41,7 @@ pub(super) struct Inner {
     pub(super) apply: Script,
     pub(super) create: Script,
     pub(super) read: Script,
+    pub(super) retire: Script,
     /// Bumped on every hint that a list may have changed: a `statusd:changes` message, a
     /// (re)subscription (messages may have been missed meanwhile) or a write through this store.
     wake: Arc<watch::Sender<u64>>,
@@ -470,6 +471,7 @@ impl RedisStore {
                 apply: Script::new(APPLY_LUA),
                 create: Script::new(CREATE_LUA),
                 read: Script::new(READ_LUA),
+                retire: Script::new(RETIRE_LUA),
                 wake,
                 seen: tokio::sync::Mutex::new(seen),
                 subscriber,

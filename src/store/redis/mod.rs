@@ -27,6 +27,7 @@ mod connection;
 mod keys;
 mod parse;
 mod registry;
+mod retire;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +55,9 @@ pub const CREATE_LUA: &str = include_str!("../redis_create.lua");
 
 /// The issuer's read of a list: metadata and records with their families, in one step.
 const READ_LUA: &str = include_str!("../redis_read.lua");
+
+/// The retire and purge script ([`crate::store::retire`]).
+pub const RETIRE_LUA: &str = include_str!("../redis_retire.lua");
 
 /// The most feed entries [`Store::changes_since`] replays; a replica further behind reloads the
 /// list in full, which then costs less than the replay.
@@ -124,6 +128,16 @@ impl Store for RedisStore {
             // An id without meta is being created (or was deleted): not a list yet. Corrupt
             // meta is skipped the same way, loudly.
             match parse_meta(id, reply) {
+                Ok(Some(meta)) if meta.life.is_retired() => {
+                    // Another replica retired it: this one never allocates there again.
+                    inner
+                        .allocated
+                        .bitmaps
+                        .lock()
+                        .expect("not poisoned")
+                        .remove(id.as_str());
+                    out.push(meta);
+                }
                 Ok(Some(meta)) => out.push(meta),
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "ignoring a list with corrupt metadata"),
@@ -205,6 +219,7 @@ impl Store for RedisStore {
             updated_ms: now * 1000,
             purpose: new.purpose,
             allocated: 0,
+            life: crate::store::Lifetime::new_list(),
         })
     }
 

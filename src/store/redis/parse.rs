@@ -80,6 +80,12 @@ pub(super) fn parse_meta(id: &str, reply: &Value) -> Result<Option<ListMeta>, St
             )
         })
     };
+    let optional = |name: &str| -> Result<Option<u64>, StoreError> {
+        match pairs.iter().find(|(k, _)| *k == name.as_bytes()) {
+            None => Ok(None),
+            Some(_) => field(name).map(Some),
+        }
+    };
     let bits = Bits::new(field("bits")?).map_err(|e| corrupt(id, format!("meta: {e}")))?;
     let size = field("size")?;
     let size = u32::try_from(size)
@@ -111,6 +117,12 @@ pub(super) fn parse_meta(id: &str, reply: &Value) -> Result<Option<ListMeta>, St
             .find(|(k, _)| *k == b"allocated")
             .and_then(|(_, v)| parse_uint(v))
             .unwrap_or(0),
+        // Absent `expires_max`: forever (docs/redis.md).
+        life: crate::store::Lifetime {
+            expires_max: optional("expires_max")?,
+            retired_at: optional("retired_at")?,
+            purged_at: optional("purged_at")?,
+        },
     }))
 }
 
@@ -260,6 +272,7 @@ pub(super) fn script_error_text(id: &str, changes: &[Change], rest: &str) -> Opt
     let change = |n: Option<u64>| n.and_then(|n| changes.get(usize::try_from(n).ok()?));
     Some(match kind {
         "unknown-list" => StoreError::UnknownList(id.to_owned()),
+        "retired" => StoreError::Retired(id.to_owned()),
         "corrupt" => corrupt(id, format!("meta: {}", rest["corrupt".len()..].trim())),
         "out-of-range" => {
             let c = change(number())?;

@@ -9,7 +9,7 @@ use super::parse::{
 };
 use super::RedisStore;
 use crate::store::registry::{Location, MetaRecords, Records, Registry, Txn};
-use crate::store::{check_id, StoreError};
+use crate::store::{check_id, Extends, StoreError};
 use redis::Value;
 use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
@@ -179,6 +179,11 @@ impl Registry for RedisStore {
         call.arg(now_secs()).arg(txns.len());
         for (_, txn) in txns {
             call.arg(txn.expect_version)
+                .arg(match txn.extends {
+                    Extends::Nothing => String::new(),
+                    Extends::Until(t) => t.to_string(),
+                    Extends::Forever => "forever".to_owned(),
+                })
                 .arg(txn.claim.len())
                 .arg(&txn.claim)
                 .arg(txn.records.len());
