@@ -10,8 +10,10 @@
 //! single-item operations through [`Issuer::execute`] (what `POST /v1/credentials/...` runs,
 //! without the HTTP layer, which adds well under a millisecond on loopback): register a card,
 //! suspend it, reinstate it, reissue it (the new card lands in either of the pool's two lists),
-//! revoke the new card. Prints a Markdown table of p50 and p99 per operation, and the round
-//! trips the proxy counted per operation. Needs `redis-server` on `PATH`.
+//! revoke the new card. Prints a Markdown table of p50 and p99 per operation, the round trips
+//! the proxy counted per operation, and the median of how much longer than asked the proxy held
+//! an operation's chunks (near zero on an idle machine; on a loaded one its threads wake late,
+//! which is not statusd's time). Needs `redis-server` on `PATH`.
 
 #[path = "../tests/it/proxy.rs"]
 mod proxy;
@@ -97,8 +99,10 @@ async fn main() {
     let Args { delays, samples } = clap::Parser::parse();
     let (_redis, port) = start_redis();
     let urls = PublicUrls::new("https://status.example");
-    println!("| added each way | RTT | operation | p50 | p99 | round trips | samples |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| added each way | RTT | operation | p50 | p99 | round trips | proxy overshoot p50 | samples |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for delay in delays {
         let proxy = Proxy::start(port, Duration::from_millis(delay)).await;
         let store = RedisStore::connect(&proxy.url()).await.expect("connect");
@@ -117,6 +121,7 @@ async fn main() {
         }
         let mut took: Vec<Vec<Duration>> = vec![Vec::new(); OPS.len()];
         let mut trips: Vec<Vec<u64>> = vec![Vec::new(); OPS.len()];
+        let mut over: Vec<Vec<Duration>> = vec![Vec::new(); OPS.len()];
         for i in 0..samples {
             let id = format!("card-{delay}-{i}");
             let new = format!("{id}-new");
@@ -139,18 +144,20 @@ async fn main() {
                 }),
             ];
             for (k, op) in ops.into_iter().enumerate() {
-                let (t, n) = run(&issuer, &proxy, op).await;
+                let (t, n, o) = run(&issuer, &proxy, op).await;
                 took[k].push(t);
                 trips[k].push(n);
+                over[k].push(o);
             }
         }
         for (k, name) in OPS.iter().enumerate() {
             took[k].sort_unstable();
             trips[k].sort_unstable();
+            over[k].sort_unstable();
             let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
             let (lo, hi) = (trips[k][0], trips[k][trips[k].len() - 1]);
             println!(
-                "| {delay} ms | {} ms | {name} | {} | {} | {} | {samples} |",
+                "| {delay} ms | {} ms | {name} | {} | {} | {} | {} | {samples} |",
                 2 * delay,
                 ms(percentile(&took[k], 0.5)),
                 ms(percentile(&took[k], 0.99)),
@@ -159,14 +166,18 @@ async fn main() {
                 } else {
                     format!("{lo}–{hi}")
                 },
+                ms(percentile(&over[k], 0.5)),
             );
         }
     }
 }
 
-/// Runs one single-item operation: its latency and the round trips the proxy counted.
-async fn run(issuer: &Issuer, proxy: &Proxy, op: Operation) -> (Duration, u64) {
+/// Runs one single-item operation: its latency, the round trips the proxy counted and how much
+/// longer than asked the proxy held its chunks (summed: on a loaded machine its writer threads
+/// wake late, which adds to the latency without being statusd's).
+async fn run(issuer: &Issuer, proxy: &Proxy, op: Operation) -> (Duration, u64, Duration) {
     let before = proxy.round_trips();
+    let over = proxy.overshoot();
     let start = Instant::now();
     let mut r = issuer
         .execute("bench", std::slice::from_ref(&op))
@@ -176,7 +187,11 @@ async fn run(issuer: &Issuer, proxy: &Proxy, op: Operation) -> (Duration, u64) {
     r.pop()
         .expect("one result")
         .unwrap_or_else(|p| panic!("{op:?}: {p:?}"));
-    (took, proxy.round_trips() - before)
+    (
+        took,
+        proxy.round_trips() - before,
+        proxy.overshoot().saturating_sub(over),
+    )
 }
 
 fn register(id: &str) -> Operation {

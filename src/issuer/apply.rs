@@ -1,8 +1,9 @@
 //! Applying a batch, the flow of [`Issuer::execute`]: check every item, plan them all
-//! ([`super::plan`]), then commit the plan one compare-and-set per list; a list that changed
+//! ([`super::plan`]), then commit the plan, a compare-and-set per list (the lists an item ties
+//! together, with the new ids' bindings, in one step where the store can); a list that changed
 //! meanwhile is planned again, for the items not done yet.
 
-use super::plan::{Actor, Bind, Plan, PlanAbort};
+use super::plan::{Actor, Bind, ListPlan, Plan, PlanAbort};
 use super::record::Record;
 use super::{
     now_ms, Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, Registration,
@@ -170,15 +171,87 @@ impl Issuer {
         self.existing_outcome(r, at, &rec, size)
     }
 
-    /// Commits a plan list by list; returns the positions (in `ops`) of the items now done,
-    /// the error that stopped it, if any (a conflict is not one: the caller plans again), and
-    /// the registrations done whose id another request bound first, with that binding.
+    /// Commits a plan; returns the positions (in `ops`) of the items now done, the error that
+    /// stopped it, if any (a conflict is not one: the caller plans again), and the
+    /// registrations done whose id another request bound first, with that binding.
+    ///
+    /// Where the store commits jointly ([`Registry::commits_jointly`]), each group of lists that
+    /// items tie together (a reissue whose new card lands in another list) is one atomic step
+    /// with the bindings of its new ids: one round trip, nothing half-applied. Elsewhere (a
+    /// Redis Cluster) list by list, binding after each ([`Issuer::commit_in_steps`]).
+    async fn commit(
+        &self,
+        plan: Plan,
+        pending: &[usize],
+        results: &mut [Option<Result<Outcome, ItemProblem>>],
+    ) -> (BTreeSet<usize>, Option<StoreError>, Vec<(usize, Location)>) {
+        if !self.store.commits_jointly() {
+            return self.commit_in_steps(plan, pending, results).await;
+        }
+        let Plan {
+            lists,
+            items,
+            binds,
+            ..
+        } = plan;
+        let groups = groups(&lists, &items);
+        let mut committed: BTreeSet<String> = BTreeSet::new();
+        let mut stop = None;
+        for members in &groups {
+            let txns: Vec<(String, Txn)> = members
+                .iter()
+                .filter(|l| lists[**l].work.is_dirty())
+                .map(|l| {
+                    let lp = &lists[*l];
+                    let (records, changes) = lp.work.writes();
+                    let txn = Txn {
+                        expect_version: lp.version,
+                        claim: lp.work.claims.iter().collect(),
+                        records,
+                        changes,
+                        extends: lp.work.extends(),
+                    };
+                    ((*l).to_owned(), txn)
+                })
+                .collect();
+            let pairs: Vec<(String, Location)> = binds
+                .iter()
+                .filter(|b| members.contains(&b.at.list.as_str()))
+                .map(|b| (b.credential_id.clone(), b.at.clone()))
+                .collect();
+            if !txns.is_empty() {
+                match self.store.commit_joint(&txns, &pairs).await {
+                    Ok(_) => {}
+                    // Its items are planned again; the other groups go on.
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(e) => {
+                        stop = Some(e);
+                        break;
+                    }
+                }
+            }
+            committed.extend(members.iter().map(|l| (*l).to_owned()));
+        }
+        let done = settle(
+            items,
+            &committed,
+            BTreeMap::new(),
+            BTreeMap::new(),
+            pending,
+            results,
+        )
+        .0;
+        (done, stop, Vec::new())
+    }
+
+    /// [`Issuer::commit`] list by list, for a store that cannot commit lists and bindings
+    /// together.
     ///
     /// Order: reissues' reservations ([`ListWork::reserve`]) first, each list's alone; then
     /// the lists holding the new cards of reissues whose old card is elsewhere; then the rest.
     /// A conflict on a reservation leaves nothing written, so of concurrent reissues of one
     /// card, the losers never write their new cards.
-    async fn commit(
+    async fn commit_in_steps(
         &self,
         plan: Plan,
         pending: &[usize],
@@ -279,21 +352,67 @@ impl Issuer {
                 }
             }
         }
-        let mut done = BTreeSet::new();
-        let mut moved = Vec::new();
-        for (k, (result, touched)) in items.into_iter().enumerate() {
-            if touched.iter().all(|l| committed.contains(l)) {
-                let i = pending[k];
-                results[i] = Some(match lost.remove(&k) {
-                    Some(p) => Err(p),
-                    None => result,
-                });
-                if let Some(at) = elsewhere.remove(&k) {
-                    moved.push((i, at));
-                }
-                done.insert(i);
-            }
-        }
+        let (done, moved) = settle(items, &committed, lost, elsewhere, pending, results);
         (done, stop, moved)
     }
+}
+
+/// The lists of a plan in groups that items tie together (a reissue whose new card lands in
+/// another list), each group's lists in order.
+fn groups<'a>(
+    lists: &'a BTreeMap<String, ListPlan>,
+    items: &[(Result<Outcome, ItemProblem>, BTreeSet<String>)],
+) -> Vec<Vec<&'a str>> {
+    // Union-find over the lists: each points to another of its group, a group's root to itself.
+    let mut up: BTreeMap<&str, &str> = lists.keys().map(|l| (l.as_str(), l.as_str())).collect();
+    fn root<'a>(up: &BTreeMap<&'a str, &'a str>, mut l: &'a str) -> &'a str {
+        while up[l] != l {
+            l = up[l];
+        }
+        l
+    }
+    for (_, touched) in items {
+        let mut roots: Vec<&str> = touched.iter().map(|l| root(&up, l)).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        if let Some((&first, rest)) = roots.split_first() {
+            for &r in rest {
+                up.insert(r, first);
+            }
+        }
+    }
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for l in lists.keys() {
+        groups.entry(root(&up, l)).or_default().push(l);
+    }
+    groups.into_values().collect()
+}
+
+/// Records the result of every item whose lists are all `committed` (the problem in `lost`
+/// instead, where there is one); returns their positions in `ops`, and those of the
+/// registrations bound `elsewhere` with that binding.
+fn settle(
+    items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
+    committed: &BTreeSet<String>,
+    mut lost: BTreeMap<usize, ItemProblem>,
+    mut elsewhere: BTreeMap<usize, Location>,
+    pending: &[usize],
+    results: &mut [Option<Result<Outcome, ItemProblem>>],
+) -> (BTreeSet<usize>, Vec<(usize, Location)>) {
+    let mut done = BTreeSet::new();
+    let mut moved = Vec::new();
+    for (k, (result, touched)) in items.into_iter().enumerate() {
+        if touched.iter().all(|l| committed.contains(l)) {
+            let i = pending[k];
+            results[i] = Some(match lost.remove(&k) {
+                Some(p) => Err(p),
+                None => result,
+            });
+            if let Some(at) = elsewhere.remove(&k) {
+                moved.push((i, at));
+            }
+            done.insert(i);
+        }
+    }
+    (done, moved)
 }

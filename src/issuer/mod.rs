@@ -18,16 +18,20 @@
 //!
 //! A batch runs in three steps. **Check**: every item's syntax. **Plan**: locate every
 //! credential the batch names, read the records of each list involved with its metadata (at
-//! one version per list; every list's first read together, so a single write costs one round
-//! trip to locate, one to read, one to commit: issue #22), allocate indices and run the rules
-//! in memory, item by item in order; if any item
+//! one version per list; every list's first read together, each with the whole families of the
+//! records named, so a single write costs one round trip to locate, one to read, one to commit:
+//! issue #22), allocate indices and run the rules in memory, item by item in order; if any item
 //! fails, nothing is written and every failure is reported. **Commit**: one compare-and-set per
 //! list ([`Registry::commit`]); a list that changed meanwhile is planned again (the items of
 //! lists already committed are done). Derived cards live in their parent's list, so an item
-//! never needs more than one list, except a reissue whose new card lands elsewhere: its new
-//! card is committed (and bound) before the old one is revoked, and a retry finishes it.
+//! never needs more than one list, except a reissue whose new card lands elsewhere. Where the
+//! store can ([`Registry::commits_jointly`]: the embedded store, a standalone Redis), the lists
+//! an item ties together and the new ids' bindings are one atomic step; on a Redis Cluster the
+//! new card is committed (and bound) before the old one is revoked, after a reservation of the
+//! old card, and a retry finishes it.
 //!
 //! [`Registry::commit`]: crate::store::registry::Registry::commit
+//! [`Registry::commits_jointly`]: crate::store::registry::Registry::commits_jointly
 
 pub mod alloc;
 mod apply;

@@ -1,9 +1,9 @@
 //! Planning a batch, the second of its three steps: locate every credential the batch names,
-//! read what their lists hold (at one version per list; every list's first read together, so a
-//! single write costs one round trip to locate and one to read: issue #22), then run the items
-//! in order against that state in memory, allocating indices ([`alloc`]) and applying the
-//! lifecycle rules ([`record`]). Nothing is written here: the result is a [`Plan`], which the
-//! apply flow commits list by list.
+//! read what their lists hold (at one version per list; every list's first read together, each
+//! with the whole families of the records named, so a single write costs one round trip to
+//! locate and one to read: issue #22), then run the items in order against that state in
+//! memory, allocating indices ([`alloc`]) and applying the lifecycle rules ([`record`]).
+//! Nothing is written here: the result is a [`Plan`], which the apply flow commits.
 //!
 //! [`alloc`]: super::alloc
 //! [`record`]: super::record
@@ -39,7 +39,7 @@ pub(super) struct Plan {
     /// Per item (by position among the planned items): its outcome or failure, and the lists
     /// it writes.
     pub(super) items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
-    /// New bindings, committed with their list.
+    /// New bindings, committed with their list (in the same step where the store can).
     pub(super) binds: Vec<Bind>,
     /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
     pub(super) first: BTreeSet<String>,
@@ -214,8 +214,10 @@ impl<'a> Planner<'a> {
         names.dedup();
         // Lists' metadata is needed only to choose a list for a new top-level card: read
         // alongside the locations when the batch registers one (the requests share a round
-        // trip), later if a reissue turns out to need it. Only the lists a pool's cards were
-        // last chosen among, when this replica remembers them; every list's otherwise.
+        // trip): only the lists a pool's cards were last chosen among, when this replica
+        // remembers them; every list's otherwise. A reissue that names no parent reads every
+        // list's with the locate too (the old card may be top-level, and its pool is known only
+        // once it is located; if it is derived, the read was spare but cost no round trip).
         let pools: BTreeSet<&str> = ops
             .iter()
             .filter_map(|op| match op {
@@ -227,12 +229,17 @@ impl<'a> Planner<'a> {
                 _ => None,
             })
             .collect();
+        let unparented_reissue = ops
+            .iter()
+            .any(|op| matches!(op, Operation::Reissue(r) if r.parent.is_none()));
         let store = &issuer.store;
-        let remembered = (!pools.is_empty())
+        let remembered = (!pools.is_empty() && !unparented_reissue)
             .then(|| issuer.remembered_pool_lists(&pools))
             .flatten();
         let (metas, pool_metas, found): (Metas, _, _) = match remembered {
-            _ if pools.is_empty() => (None, Vec::new(), store.locate(&names).await?),
+            _ if pools.is_empty() && !unparented_reissue => {
+                (None, Vec::new(), store.locate(&names).await?)
+            }
             Some(ids) => {
                 let reads = ids.iter().map(|id| store.meta(id)).collect();
                 let (read, found) = tokio::join!(join_all(reads), store.locate(&names));
@@ -273,8 +280,8 @@ impl<'a> Planner<'a> {
             first: BTreeSet::new(),
             reserve: BTreeMap::new(),
         };
-        // Every list's first read at once: one round trip however many lists the batch names
-        // (two for a reissue across lists); then what those records link to, list by list.
+        // Every list's first read at once, each with the families of the records named: one
+        // round trip however many lists the batch names (two for a reissue across lists).
         let reads = join_all(
             by_list
                 .iter()
@@ -282,8 +289,8 @@ impl<'a> Planner<'a> {
                 .collect(),
         )
         .await;
-        for ((list, idxs), read) in by_list.iter().zip(reads) {
-            let linked = planner.first_read(list, idxs, read?)?;
+        for (list, read) in by_list.keys().zip(reads) {
+            let linked = planner.first_read(list, read?)?;
             planner.load(list, &linked).await?;
         }
         Ok(planner)
@@ -326,14 +333,9 @@ impl<'a> Planner<'a> {
             .cloned()
     }
 
-    /// Adds `list` to the plan's lists from its first read (its metadata and the records at
-    /// `want`); returns the indices those records link to.
-    fn first_read(
-        &mut self,
-        list: &str,
-        want: &[u32],
-        (meta, recs): MetaRecords,
-    ) -> Result<Vec<u32>, PlanAbort> {
+    /// Adds `list` to the plan's lists from its first read (its metadata and the records read
+    /// with it: those wanted and their families); returns the indices those records link to.
+    fn first_read(&mut self, list: &str, (meta, recs): MetaRecords) -> Result<Vec<u32>, PlanAbort> {
         let lp = ListPlan {
             work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
             version: meta.version,
@@ -341,13 +343,14 @@ impl<'a> Planner<'a> {
             allocated: None,
         };
         let lp = self.lists.entry(list.to_owned()).or_insert(lp);
-        Ok(take_records(lp, list, want, recs)?)
+        Ok(take_records(lp, list, recs)?)
     }
 
     /// Loads (once) the records at `idxs` of `list` and everything they link to, at one
-    /// version. A list not loaded yet is read with its metadata in one round trip (none when
-    /// `metas` holds it and no record is wanted); each generation of linked cards not read yet
-    /// (a card's children, a derived card's parent) costs one more.
+    /// version. A list not loaded yet is read with its metadata and the families of the records
+    /// wanted in one round trip (none when `metas` holds it and no record is wanted); records
+    /// of a list loaded already, and any their links name that are missing, are read by index,
+    /// one round trip per generation.
     async fn load(&mut self, list: &str, idxs: &[u32]) -> Result<(), PlanAbort> {
         let store = &self.issuer.store;
         let mut want: Vec<u32> = idxs.to_vec();
@@ -361,10 +364,10 @@ impl<'a> Planner<'a> {
                 .chain(&self.pool_metas)
                 .find(|m| m.id == list);
             let read = match known {
-                Some(meta) if want.is_empty() => (meta.clone(), Vec::new()),
+                Some(meta) if want.is_empty() => (meta.clone(), BTreeMap::new()),
                 _ => store.list_records(list, &want).await?,
             };
-            want = self.first_read(list, &want, read)?;
+            want = self.first_read(list, read)?;
         }
         loop {
             let lp = self.lists.get_mut(list).expect("inserted above");
@@ -378,7 +381,8 @@ impl<'a> Planner<'a> {
             if version != lp.version {
                 return Err(PlanAbort::Moved);
             }
-            want = take_records(lp, list, &want, recs)?;
+            let found = want.iter().copied().zip(recs);
+            want = take_records(lp, list, found.filter_map(|(i, r)| Some((i, r?))))?;
         }
     }
 
@@ -558,7 +562,17 @@ impl<'a> Planner<'a> {
             None => {
                 let parent = match (&r.parent, &old.parent) {
                     (Some(p), _) => Some(p.clone()),
-                    (None, Some(p)) => Some(p.credential_id.clone()),
+                    (None, Some(p)) => {
+                        // Not named by the batch, so not located: where the old card's record
+                        // says (read with it, as its family).
+                        self.located
+                            .entry(p.credential_id.clone())
+                            .or_insert_with(|| Location {
+                                list: old_at.list.clone(),
+                                idx: p.idx,
+                            });
+                        Some(p.credential_id.clone())
+                    }
                     (None, None) => None,
                 };
                 let reg = Registration {
@@ -802,21 +816,20 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
         .collect()
 }
 
-/// Takes the records read at `want` into `lp` (rebuilding its work so the status of every
+/// Takes the records read (by index) into `lp` (rebuilding its work so the status of every
 /// record as read is captured); returns the indices they link to.
 fn take_records(
     lp: &mut ListPlan,
     list: &str,
-    want: &[u32],
-    recs: Vec<Option<Vec<u8>>>,
+    recs: impl IntoIterator<Item = (u32, Vec<u8>)>,
 ) -> Result<Vec<u32>, StoreError> {
     let mut next = Vec::new();
-    if want.is_empty() {
+    let mut recs = recs.into_iter().peekable();
+    if recs.peek().is_none() {
         return Ok(next);
     }
     let mut loaded = std::mem::take(&mut lp.work.records);
-    for (&idx, bytes) in want.iter().zip(recs) {
-        let Some(bytes) = bytes else { continue };
+    for (idx, bytes) in recs {
         let rec = Record::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
             list: list.to_owned(),
             reason: format!("record {idx}: {e}"),
@@ -1199,6 +1212,27 @@ mod tests {
             [(0, ItemError::RegistrationConflict)],
             "card-2 exists, as the replacement of another card"
         );
+    }
+
+    /// A derived card reissued without naming a parent goes under its old parent, which the
+    /// batch did not name (it was refused as `unknown-parent`).
+    #[tokio::test]
+    async fn a_derived_card_is_reissued_under_its_parent_unnamed() {
+        let (issuer, _dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        let out = run(&issuer, &[reissue("phone-1", "phone-2", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
+        let new = issuer.view("phone-2").await.unwrap().unwrap();
+        assert_eq!(new.parent.as_deref(), Some("card-1"));
+        let card = issuer.view("card-1").await.unwrap().unwrap();
+        assert_eq!(card.children, ["phone-1", "phone-2"]);
     }
 
     #[test]

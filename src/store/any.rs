@@ -106,6 +106,18 @@ impl Registry for AnyStore {
         dispatch!(self, s => s.commit(list, txn).await)
     }
 
+    fn commits_jointly(&self) -> bool {
+        dispatch!(self, s => s.commits_jointly())
+    }
+
+    async fn commit_joint(
+        &self,
+        txns: &[(String, Txn)],
+        binds: &[(String, Location)],
+    ) -> Result<Vec<u64>, StoreError> {
+        dispatch!(self, s => s.commit_joint(txns, binds).await)
+    }
+
     async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
         dispatch!(self, s => s.locate(ids).await)
     }

@@ -14,7 +14,7 @@
 //! What it promises as a [`Store`] is tested with the Redis store's, by one contract suite
 //! (`tests/it/store_contract.rs`).
 
-use super::registry::{Location, MetaRecords, Records, Registry, Txn};
+use super::registry::{family_links, Location, MetaRecords, Records, Registry, Txn};
 use super::retire::Retire;
 use super::{
     check_change, check_id, Applied, Change, Hint, Hints, ListMeta, NewList, Store, StoreError,
@@ -318,11 +318,6 @@ impl Registry for EmbeddedStore {
     }
 
     async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
-        let (meta, records) = self.list_records(list, idxs).await?;
-        Ok((meta.version, records))
-    }
-
-    async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
         let id = list.to_owned();
         let idxs = idxs.to_vec();
         self.blocking(move |db| {
@@ -340,66 +335,139 @@ impl Registry for EmbeddedStore {
                         .map(|v| v.value().to_vec()),
                 );
             }
+            Ok((meta.version, out))
+        })
+        .await
+    }
+
+    async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
+        let id = list.to_owned();
+        let mut queue = idxs.to_vec();
+        self.blocking(move |db| {
+            // One read transaction: the records are exactly those of the version read.
+            let tx = db.begin_read().map_err(backend)?;
+            let lists = tx.open_table(LISTS).map_err(backend)?;
+            let meta = meta_of(&lists, &id)?;
+            let creds = tx.open_table(CREDS).map_err(backend)?;
+            let mut seen = std::collections::BTreeSet::new();
+            let mut out = std::collections::BTreeMap::new();
+            while let Some(idx) = queue.pop() {
+                if !seen.insert(idx) {
+                    continue;
+                }
+                if let Some(v) = creds.get((id.as_str(), idx)).map_err(backend)? {
+                    let bytes = v.value().to_vec();
+                    queue.extend(family_links(&bytes));
+                    out.insert(idx, bytes);
+                }
+            }
             Ok((meta, out))
         })
         .await
     }
 
+    /// Exact, not merely a subset: only this process writes the database, and every commit
+    /// updates the cache under the same lock.
+    fn allocated_cached(&self, list: &str) -> Option<RoaringBitmap> {
+        self.allocated.lock().ok()?.get(list).cloned()
+    }
+
     async fn commit(&self, list: &str, txn: &Txn) -> Result<u64, StoreError> {
-        let id = list.to_owned();
-        let txn = txn.clone();
+        let versions = self
+            .commit_joint(&[(list.to_owned(), txn.clone())], &[])
+            .await?;
+        Ok(versions[0])
+    }
+
+    fn commits_jointly(&self) -> bool {
+        true
+    }
+
+    async fn commit_joint(
+        &self,
+        txns: &[(String, Txn)],
+        binds: &[(String, Location)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let written: Vec<String> = txns.iter().map(|(id, _)| id.clone()).collect();
+        let txns = txns.to_vec();
+        let binds = binds.to_vec();
         let cache = self.allocated.clone();
-        let version = self
+        let versions = self
             .blocking(move |db| {
-                // Held across the commit: the bitmap and the table never disagree.
+                // Held across the commit: the bitmaps and the table never disagree.
                 let mut cache = cache
                     .lock()
                     .map_err(|_| StoreError::Backend("allocation lock poisoned".into()))?;
-                if !cache.contains_key(&id) {
-                    let bitmap = scan_allocated(db, &id)?;
-                    cache.insert(id.clone(), bitmap);
-                }
-                let bitmap = cache.get_mut(&id).expect("inserted above");
-                let mut claimed = RoaringBitmap::new();
-                for &idx in &txn.claim {
-                    if bitmap.contains(idx) || !claimed.insert(idx) {
-                        return Err(StoreError::Conflict(id));
+                let mut claimed = Vec::with_capacity(txns.len());
+                for (id, txn) in &txns {
+                    if !cache.contains_key(id) {
+                        let bitmap = scan_allocated(db, id)?;
+                        cache.insert(id.clone(), bitmap);
                     }
-                }
-                let tx = db.begin_write().map_err(backend)?;
-                let applied =
-                    write_changes(&tx, &id, Some(txn.expect_version), &txn.changes, |meta| {
-                        if let Some(bad) = claimed.iter().find(|&i| i >= meta.size) {
-                            return Err(crate::status::StatusError::IndexOutOfRange {
-                                idx: bad.into(),
-                                size: meta.size,
-                            }
-                            .into());
+                    let bitmap = &cache[id];
+                    let mut mine = RoaringBitmap::new();
+                    for &idx in &txn.claim {
+                        if bitmap.contains(idx) || !mine.insert(idx) {
+                            return Err(StoreError::Conflict(id.clone()));
                         }
-                        meta.allocated += claimed.len();
-                        meta.life.expires_max = meta.life.extended(txn.extends);
-                        let mut creds = tx.open_table(CREDS).map_err(backend)?;
-                        for (idx, record) in &txn.records {
-                            if *idx >= meta.size {
+                    }
+                    claimed.push(mine);
+                }
+                // One write transaction (one fsync) for every list and binding; an error drops
+                // it, and with it everything written so far.
+                let tx = db.begin_write().map_err(backend)?;
+                let mut versions = Vec::with_capacity(txns.len());
+                for ((id, txn), mine) in txns.iter().zip(&claimed) {
+                    let applied =
+                        write_changes(&tx, id, Some(txn.expect_version), &txn.changes, |meta| {
+                            if let Some(bad) = mine.iter().find(|&i| i >= meta.size) {
                                 return Err(crate::status::StatusError::IndexOutOfRange {
-                                    idx: (*idx).into(),
+                                    idx: bad.into(),
                                     size: meta.size,
                                 }
                                 .into());
                             }
-                            creds
-                                .insert((id.as_str(), *idx), record.as_slice())
-                                .map_err(backend)?;
+                            meta.allocated += mine.len();
+                            meta.life.expires_max = meta.life.extended(txn.extends);
+                            let mut creds = tx.open_table(CREDS).map_err(backend)?;
+                            for (idx, record) in &txn.records {
+                                if *idx >= meta.size {
+                                    return Err(crate::status::StatusError::IndexOutOfRange {
+                                        idx: (*idx).into(),
+                                        size: meta.size,
+                                    }
+                                    .into());
+                                }
+                                creds
+                                    .insert((id.as_str(), *idx), record.as_slice())
+                                    .map_err(backend)?;
+                            }
+                            Ok(())
+                        })?;
+                    versions.push(applied.version);
+                }
+                {
+                    let mut cids = tx.open_table(CIDS).map_err(backend)?;
+                    for (cid, at) in &binds {
+                        if cids.get(cid.as_str()).map_err(backend)?.is_some() {
+                            let list = txns.first().map_or_else(String::new, |(id, _)| id.clone());
+                            return Err(StoreError::Conflict(list));
                         }
-                        Ok(())
-                    })?;
+                        cids.insert(cid.as_str(), at.to_string().as_str())
+                            .map_err(backend)?;
+                    }
+                }
                 tx.commit().map_err(backend)?;
-                *bitmap |= claimed;
-                Ok(applied.version)
+                for ((id, _), mine) in txns.iter().zip(claimed) {
+                    *cache.get_mut(id).expect("inserted above") |= mine;
+                }
+                Ok(versions)
             })
             .await?;
-        self.notify(Some(list));
-        Ok(version)
+        for id in &written {
+            self.notify(Some(id));
+        }
+        Ok(versions)
     }
 
     async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {

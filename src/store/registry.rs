@@ -12,14 +12,25 @@
 //!   see it like any other change.
 //! * A claimed index stays allocated for good, even when its credential is revoked or its
 //!   registration is abandoned: an index is never handed out twice.
-//! * A retired list ([`super::retire`]) takes no commit ([`StoreError::Retired`]); retiring
-//!   bumps the version, so a commit planned before it fails as a conflict and is planned again.
-//! * [`Registry::bind`] maps a credential id to its place once (set-if-absent) after the commit
+//! * A retired list ([`super::retire`]) takes no commit ([`StoreError::Retired`], in a joint
+//!   commit for any of its lists); retiring bumps the version, so a commit planned before it
+//!   fails as a conflict and is planned again.
+//! * A store that can ([`Registry::commits_jointly`]: the embedded store, a standalone Redis)
+//!   commits several lists and the credential ids that now point into them in one atomic step
+//!   ([`Registry::commit_joint`]): the binding is set-if-absent, checked with the versions, and
+//!   an id bound meanwhile fails the whole step as a conflict, so nothing is half-applied and no
+//!   index is spent on a registration that lost.
+//! * Elsewhere (a Redis Cluster, whose credential-id keys live in other slots than the lists)
+//!   [`Registry::bind`] maps a credential id to its place once (set-if-absent) after the commit
 //!   that created its record; a registration whose bind loses a race leaves a record nothing
 //!   points to, which costs one index and nothing else.
+//! * Records are opaque bytes, except for the links a family read follows
+//!   ([`Registry::list_records`], [`family_links`]): the issuer's JSON records name their derived
+//!   cards (`children`, indices) and their parent (`parent.idx`) in the same list.
 
 use super::{Change, Extends, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
@@ -63,8 +74,35 @@ pub fn check_credential_id(id: &str) -> bool {
 /// A list's version and the records read at it (`None` where there is none).
 pub type Records = (u64, Vec<Option<Vec<u8>>>);
 
-/// A list's metadata (its `version` among it) and the records read with it, at that version.
-pub type MetaRecords = (ListMeta, Vec<Option<Vec<u8>>>);
+/// A list's metadata (its `version` among it) and the records read with it, at that version,
+/// by index (only those that exist).
+pub type MetaRecords = (ListMeta, BTreeMap<u32, Vec<u8>>);
+
+/// The indices a record links to in its list: its derived cards (`children`) and its parent
+/// (`parent.idx`), as [`crate::issuer::record::Record`] writes them; none if the record is not
+/// such JSON (whoever parses it in full reports that). `redis_read.lua` follows the same two
+/// fields.
+pub fn family_links(record: &[u8]) -> Vec<u32> {
+    #[derive(serde::Deserialize)]
+    struct Links {
+        #[serde(default)]
+        children: Vec<u32>,
+        #[serde(default)]
+        parent: Option<ParentIdx>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ParentIdx {
+        idx: u32,
+    }
+    match serde_json::from_slice::<Links>(record) {
+        Ok(l) => l
+            .children
+            .into_iter()
+            .chain(l.parent.map(|p| p.idx))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
 
 /// One compare-and-set commit to one list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -99,8 +137,10 @@ pub trait Registry: Store {
         idxs: &[u32],
     ) -> impl Future<Output = Result<Records, StoreError>> + Send;
 
-    /// The list's metadata and the records at `idxs` (`None` where there is none), read
-    /// together in one round trip: what planning a single operation needs of its list.
+    /// The list's metadata and the records at `idxs` with every record their families link to
+    /// ([`family_links`], transitively), read together at one version in one round trip: what
+    /// planning an operation needs of its list (a loss report on a card cascades to its derived
+    /// cards; a derived card's parent and siblings share its holds).
     fn list_records(
         &self,
         list: &str,
@@ -118,6 +158,21 @@ pub trait Registry: Store {
     /// Commits `txn` to `list` atomically, returning the new version (see the module docs).
     fn commit(&self, list: &str, txn: &Txn)
         -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Whether [`Registry::commit_joint`] takes several lists and bindings: true where every
+    /// key can join one atomic step (the embedded store, a standalone Redis); false on a Redis
+    /// Cluster, where it takes one list and no binding.
+    fn commits_jointly(&self) -> bool;
+
+    /// Commits every `(list, txn)` and binds every credential id to its location (none bound
+    /// before), atomically: all of it, or nothing and [`StoreError::Conflict`] (a list moved
+    /// on, an index to claim was taken, an id is bound already: read again and retry). Returns
+    /// each list's new version, in order. A list appears at most once.
+    fn commit_joint(
+        &self,
+        txns: &[(String, Txn)],
+        binds: &[(String, Location)],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send;
 
     /// Where each credential id is bound, in order.
     fn locate(
@@ -156,6 +211,20 @@ mod tests {
         ] {
             assert_eq!(Location::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_family_links_children_and_parent() {
+        assert_eq!(
+            family_links(br#"{"credential_id":"P","children":[4,9],"history":[]}"#),
+            [4, 9]
+        );
+        assert_eq!(
+            family_links(br#"{"parent":{"credential_id":"P","idx":3},"history":[]}"#),
+            [3]
+        );
+        assert!(family_links(br#"{"credential_id":"S","history":[]}"#).is_empty());
+        assert!(family_links(b"not json").is_empty());
     }
 
     #[test]

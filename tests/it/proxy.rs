@@ -13,15 +13,17 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// A running proxy; stops accepting (and closes its connections) when dropped.
 pub struct Proxy {
     pub port: u16,
     round_trips: Arc<AtomicU64>,
+    /// Nanoseconds chunks were held beyond `delay`, summed (a loaded machine wakes the writer
+    /// late).
+    overshoot: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,17 +34,19 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let round_trips = Arc::new(AtomicU64::new(0));
+        let overshoot = Arc::new(AtomicU64::new(0));
         let counter = round_trips.clone();
+        let late = overshoot.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
-                let counter = counter.clone();
+                let (counter, late) = (counter.clone(), late.clone());
                 conns.spawn(async move {
                     if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                        relay(client, server, delay, counter).await;
+                        relay(client, server, delay, counter, late).await;
                     }
                 });
             }
@@ -50,6 +54,7 @@ impl Proxy {
         Proxy {
             port,
             round_trips,
+            overshoot,
             task,
         }
     }
@@ -62,6 +67,12 @@ impl Proxy {
     /// Round trips counted so far, over every counted connection.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::SeqCst)
+    }
+
+    /// How much longer than `delay` chunks were held so far, summed over every chunk.
+    #[allow(dead_code)] // for examples/write_latency.rs
+    pub fn overshoot(&self) -> Duration {
+        Duration::from_nanos(self.overshoot.load(Ordering::SeqCst))
     }
 }
 
@@ -79,9 +90,16 @@ struct Link {
     ignored: AtomicBool,
     first_seen: AtomicBool,
     counter: Arc<AtomicU64>,
+    overshoot: Arc<AtomicU64>,
 }
 
-async fn relay(client: TcpStream, server: TcpStream, delay: Duration, counter: Arc<AtomicU64>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    delay: Duration,
+    counter: Arc<AtomicU64>,
+    overshoot: Arc<AtomicU64>,
+) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let link = Arc::new(Link {
@@ -89,6 +107,7 @@ async fn relay(client: TcpStream, server: TcpStream, delay: Duration, counter: A
         ignored: AtomicBool::new(false),
         first_seen: AtomicBool::new(false),
         counter,
+        overshoot,
     });
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
@@ -97,8 +116,13 @@ async fn relay(client: TcpStream, server: TcpStream, delay: Duration, counter: A
     tokio::join!(up, down);
 }
 
-/// Copies one direction, noting round trips, each chunk held `delay` (order kept: a writer
-/// task releases chunks at their due time).
+/// Copies one direction, noting round trips, each chunk held exactly `delay` after it was
+/// read (order kept). A writer thread releases the chunks: a tokio timer rounds every deadline
+/// up to its next millisecond tick and fires on the driver's next turn after that, which held
+/// each chunk up to a millisecond or two longer than asked (about 2.5 ms per round trip, each
+/// way, even with no delay at all: the fixed part of the single-write latencies measured for
+/// issue #22), while a thread's sleep ends within tens of microseconds of its deadline, and a
+/// chunk already due is written at once.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -106,15 +130,25 @@ async fn pump(
     link: Arc<Link>,
     from_client: bool,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let writer = tokio::spawn(async move {
-        while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
-            if to.write_all(&chunk).await.is_err() {
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    let runtime = tokio::runtime::Handle::current();
+    let late = link.overshoot.clone();
+    let writer = std::thread::spawn(move || {
+        while let Ok((due, chunk)) = rx.recv() {
+            let wait = due.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            let over = Instant::now().saturating_duration_since(due);
+            late.fetch_add(
+                u64::try_from(over.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::SeqCst,
+            );
+            if runtime.block_on(to.write_all(&chunk)).is_err() {
                 return;
             }
         }
-        let _ = to.shutdown().await;
+        let _ = runtime.block_on(to.shutdown());
     });
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -144,5 +178,5 @@ async fn pump(
         }
     }
     drop(tx);
-    let _ = writer.await;
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
 }

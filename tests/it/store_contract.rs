@@ -1,15 +1,16 @@
 //! One contract, both stores: what the [`Store`] trait promises (create, apply, load, entries,
-//! lists, the order of changes within a batch, the errors of a refused batch; the retirement of
-//! a list, [`Retire`]), run against the embedded store and against a real `redis-server` alike. What only one store has (the Redis
-//! data model, its failures and clusters; the embedded file) is tested in `redis.rs` and beside
-//! the embedded store.
+//! lists, the order of changes within a batch, the errors of a refused batch), the issuer
+//! registry's reads and joint commits ([`Registry`]) and the retirement of a list ([`Retire`]),
+//! run against the embedded store and against a real `redis-server` alike. What only one store
+//! has (the Redis data model, its failures and clusters; the embedded file) is tested in
+//! `redis.rs` and beside the embedded store.
 
 use crate::redis_harness::RedisServer;
 use crate::support::{change as c, new_list, nonzero, TempDir};
 use statusd::status::{Bits, Status, StatusError};
 use statusd::store::embedded::EmbeddedStore;
 use statusd::store::redis::RedisStore;
-use statusd::store::registry::{Registry, Txn};
+use statusd::store::registry::{Location, Registry, Txn};
 use statusd::store::retire::Retire;
 use statusd::store::{Applied, Extends, NewList, Store, StoreError};
 
@@ -195,6 +196,128 @@ async fn embedded_hints_name_the_list_written() {
     assert_eq!(hint.lists.into_iter().collect::<Vec<_>>(), ["a", "b"]);
 }
 
+/// A planning read returns the records asked for with their whole family (children, parent,
+/// siblings), at one version, and only records that exist.
+async fn a_list_read_brings_each_record_s_family(subject: impl Subject) {
+    let s = subject.open().await;
+    s.create_list(new_list("f", Bits::Two, 64)).await.unwrap();
+    let record = |id: &str, links: &str| {
+        format!(r#"{{"credential_id":"{id}","kind":"k",{links}"history":[]}}"#).into_bytes()
+    };
+    let parent = |idx: u32| format!(r#""parent":{{"credential_id":"P","idx":{idx}}},"#);
+    let records = vec![
+        (10, record("P", r#""children":[11,12],"#)),
+        (11, record("M1", &parent(10))),
+        (12, record("M2", &parent(10))),
+        (20, record("S", "")),
+        (30, b"not json".to_vec()),
+    ];
+    let txn = Txn {
+        expect_version: 0,
+        claim: vec![10, 11, 12, 20, 30],
+        records: records.clone(),
+        changes: Vec::new(),
+        extends: Extends::Nothing,
+    };
+    assert_eq!(s.commit("f", &txn).await.unwrap(), 1);
+    let (meta, got) = s.list_records("f", &[11]).await.unwrap();
+    assert_eq!((meta.id.as_str(), meta.version), ("f", 1));
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), [10, 11, 12]);
+    assert_eq!(got[&12], records[2].1);
+    let (_, got) = s.list_records("f", &[20, 30, 40]).await.unwrap();
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), [20, 30]);
+    let (meta, got) = s.list_records("f", &[]).await.unwrap();
+    assert_eq!((meta.version, got.len()), (1, 0));
+    assert!(matches!(
+        s.list_records("zz", &[1]).await,
+        Err(StoreError::UnknownList(_))
+    ));
+}
+
+/// A joint commit of two lists and a binding (a reissue across lists on a standalone Redis or
+/// the embedded store) is all or nothing: a terminal change in the second list, a stale version
+/// or a credential id bound meanwhile leaves both lists, their allocations and the ids as they
+/// were; the commit that passes writes everything at once.
+async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
+    let s = subject.open().await;
+    assert!(s.commits_jointly());
+    s.create_list(new_list("j1", Bits::Two, 64)).await.unwrap();
+    s.create_list(new_list("j2", Bits::Two, 64)).await.unwrap();
+    s.apply("j2", &[c(9, 1)]).await.unwrap();
+    let at = |list: &str, idx| Location {
+        list: list.into(),
+        idx,
+    };
+    s.bind(&[("taken".into(), at("j2", 9))]).await.unwrap();
+    let txns = |v2: u64, change2: u8| {
+        vec![
+            (
+                "j1".to_owned(),
+                Txn {
+                    expect_version: 0,
+                    claim: vec![3],
+                    records: vec![(3, b"{\"credential_id\":\"new\",\"history\":[]}".to_vec())],
+                    changes: vec![c(3, 2)],
+                    extends: Extends::Nothing,
+                },
+            ),
+            (
+                "j2".to_owned(),
+                Txn {
+                    expect_version: v2,
+                    claim: Vec::new(),
+                    records: vec![(9, b"{\"credential_id\":\"old\",\"history\":[]}".to_vec())],
+                    changes: vec![c(9, change2)],
+                    extends: Extends::Nothing,
+                },
+            ),
+        ]
+    };
+    let bind = [("new".to_owned(), at("j1", 3))];
+    let untouched = || async {
+        assert_eq!(s.records("j1", &[3]).await.unwrap(), (0, vec![None]));
+        assert_eq!(s.records("j2", &[9]).await.unwrap(), (1, vec![None]));
+        assert_eq!(s.locate(&["new".into()]).await.unwrap(), [None]);
+        assert!(s.allocated("j1").await.unwrap().1.is_empty());
+        assert_eq!(s.entries("j1", &[3]).await.unwrap().1, [Status::VALID]);
+    };
+    let err = s.commit_joint(&txns(1, 0), &bind).await.unwrap_err();
+    assert!(matches!(err, StoreError::Terminal { idx: 9, .. }), "{err}");
+    untouched().await;
+    let err = s.commit_joint(&txns(0, 1), &bind).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref l) if l == "j2"),
+        "{err}"
+    );
+    untouched().await;
+    let taken = [("taken".to_owned(), at("j1", 3))];
+    let err = s.commit_joint(&txns(1, 1), &taken).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    untouched().await;
+
+    assert_eq!(s.commit_joint(&txns(1, 1), &bind).await.unwrap(), [1, 2]);
+    assert_eq!(
+        s.locate(&["new".into()]).await.unwrap(),
+        [Some(at("j1", 3))]
+    );
+    assert_eq!(s.entries("j1", &[3]).await.unwrap(), (1, vec![Status(2)]));
+    assert!(s.allocated("j1").await.unwrap().1.contains(3));
+    assert!(s.records("j2", &[9]).await.unwrap().1[0].is_some());
+    // The claimed index is taken now: claiming it again is a conflict.
+    let again = [(
+        "j1".to_owned(),
+        Txn {
+            expect_version: 1,
+            claim: vec![3],
+            ..Txn::default()
+        },
+    )];
+    assert!(matches!(
+        s.commit_joint(&again, &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
 /// A registry commit at `version` claiming `idxs` (records `r<idx>`) that `extends` the list.
 fn claim(version: u64, idxs: &[u32], extends: Extends) -> Txn {
     Txn {
@@ -207,6 +330,66 @@ fn claim(version: u64, idxs: &[u32], extends: Extends) -> Txn {
         changes: Vec::new(),
         extends,
     }
+}
+
+/// A joint commit keeps each list's latest expiry as a commit of that list alone would, and a
+/// retired list among its lists refuses all of it, naming that list.
+async fn a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list(subject: impl Subject) {
+    let s = subject.open().await;
+    let pooled = |id: &str| NewList {
+        purpose: Some("p".into()),
+        ..new_list(id, Bits::Two, 16)
+    };
+    for id in ["ea", "eb", "ec"] {
+        s.create_list(pooled(id)).await.unwrap();
+    }
+    let at = |list: &str, idx| Location {
+        list: list.into(),
+        idx,
+    };
+    let life = |id: &'static str| {
+        let s = &s;
+        async move {
+            let m = s.lists().await.unwrap();
+            let m = m.into_iter().find(|m| m.id == id).unwrap();
+            (m.version, m.life.expires_max)
+        }
+    };
+    let both = [
+        ("ea".to_owned(), claim(0, &[1], Extends::Until(100))),
+        ("eb".to_owned(), claim(0, &[1], Extends::Forever)),
+    ];
+    let x = [("x".to_owned(), at("ea", 1))];
+    assert_eq!(s.commit_joint(&both, &x).await.unwrap(), [1, 1]);
+    assert_eq!(life("ea").await, (1, Some(100)));
+    assert_eq!(
+        life("eb").await,
+        (1, None),
+        "forever, like a commit of its own"
+    );
+    let both = [
+        ("ea".to_owned(), claim(1, &[2], Extends::Until(50))),
+        ("eb".to_owned(), claim(1, &[2], Extends::Until(10))),
+    ];
+    assert_eq!(s.commit_joint(&both, &[]).await.unwrap(), [2, 2]);
+    assert_eq!(life("ea").await, (2, Some(100)), "only ever raised");
+    assert_eq!(life("eb").await, (2, None));
+
+    assert!(s.retire("ec", 0, 1000).await.unwrap());
+    let with_retired = [
+        ("ea".to_owned(), claim(2, &[3], Extends::Until(500))),
+        ("ec".to_owned(), claim(1, &[1], Extends::Until(500))),
+    ];
+    let y = [("y".to_owned(), at("ec", 1))];
+    let err = s.commit_joint(&with_retired, &y).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Retired(ref l) if l == "ec"),
+        "{err}"
+    );
+    assert_eq!(life("ea").await, (2, Some(100)), "the other list untouched");
+    assert!(!s.allocated("ea").await.unwrap().1.contains(3));
+    assert_eq!(s.records("ea", &[3]).await.unwrap(), (2, vec![None]));
+    assert_eq!(s.locate(&["y".into()]).await.unwrap(), [None]);
 }
 
 async fn a_list_keeps_its_latest_expiry_and_retires_once(subject: impl Subject) {
@@ -366,5 +549,8 @@ contract!(
     a_rejected_batch_changes_nothing,
     a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal,
     meta_reads_one_list,
+    a_list_read_brings_each_record_s_family,
+    a_joint_commit_is_all_or_nothing,
+    a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list,
     a_list_keeps_its_latest_expiry_and_retires_once,
 );

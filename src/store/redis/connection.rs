@@ -4,7 +4,7 @@
 
 use super::keys::CHANNEL;
 use super::parse::corrupt;
-use super::{RedisStore, APPLY_LUA, CREATE_LUA, RETIRE_LUA};
+use super::{RedisStore, APPLY_LUA, CREATE_LUA, READ_LUA, RETIRE_LUA};
 use crate::store::{check_id, Hints, StoreError};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -39,6 +39,7 @@ pub(super) struct Inner {
     backend: Backend,
     pub(super) apply: Script,
     pub(super) create: Script,
+    pub(super) read: Script,
     pub(super) retire: Script,
     /// Every hint that a list may have changed, for [`Store::changed`](crate::store::Store::changed):
     /// a `statusd:changes` message (naming its list), a (re)subscription (anything may have
@@ -466,6 +467,7 @@ impl RedisStore {
                 backend,
                 apply: Script::new(APPLY_LUA),
                 create: Script::new(CREATE_LUA),
+                read: Script::new(READ_LUA),
                 retire: Script::new(RETIRE_LUA),
                 hints,
                 subscriber,

@@ -3,7 +3,7 @@
 //! `docs/redis.md` is the contract this module implements: the key layout (every key of a list
 //! carries the hash tag `{<id>}`, so a list lives in one cluster slot), the Redis bit order of
 //! `data`, the change feed, and the write scripts `redis_apply.lua` and `redis_create.lua`, which
-//! other writers may call as well. This module owns the connection to Redis (a standalone server
+//! other writers may call as well (and the issuer's read script, `redis_read.lua`). This module owns the connection to Redis (a standalone server
 //! or a cluster), the strict parsing of everything read back, and the wake-up subscription.
 //!
 //! Availability: [`RedisStore::connect`] never waits for Redis. Connections are made on first
@@ -52,6 +52,9 @@ pub const APPLY_LUA: &str = include_str!("../redis_apply.lua");
 
 /// The create-if-absent script for a list's metadata.
 pub const CREATE_LUA: &str = include_str!("../redis_create.lua");
+
+/// The issuer's read of a list: metadata and records with their families, in one step.
+const READ_LUA: &str = include_str!("../redis_read.lua");
 
 /// The retire and purge script ([`crate::store::retire`]).
 pub const RETIRE_LUA: &str = include_str!("../redis_retire.lua");

@@ -250,7 +250,22 @@ pub fn parse_changes_since(
 pub(super) fn script_error(id: &str, changes: &[Change], e: &RedisError) -> Option<StoreError> {
     let text = e.to_string();
     let at = text.find("STATUSD ")?;
-    let rest = &text[at + "STATUSD ".len()..];
+    script_error_text(id, changes, &text[at + "STATUSD ".len()..])
+}
+
+/// The list (0-based, among those committed together) that an error of the write script's
+/// registry mode is about (`@<j> …`, 1-based), and the error as the single-list form states it.
+pub(super) fn registry_error(e: &RedisError) -> Option<(usize, String)> {
+    let text = e.to_string();
+    let at = text.find("STATUSD @")?;
+    let rest = &text[at + "STATUSD @".len()..];
+    let (j, error) = rest.split_once(' ')?;
+    let j: usize = j.parse().ok()?;
+    Some((j.checked_sub(1)?, error.to_owned()))
+}
+
+/// [`script_error`] from the text after `STATUSD `.
+pub(super) fn script_error_text(id: &str, changes: &[Change], rest: &str) -> Option<StoreError> {
     let mut words = rest.split_whitespace();
     let kind = words.next()?;
     let mut number = || words.next().and_then(|w| w.parse::<u64>().ok());

@@ -4,13 +4,15 @@
 use super::connection::Conn;
 use super::keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key};
 use super::parse::{
-    bitmap_from_redis, bytes_of, corrupt, location_of, now_secs, parse_meta, script_error,
+    bitmap_from_redis, bytes_of, corrupt, location_of, now_secs, parse_meta, registry_error,
+    script_error, script_error_text,
 };
 use super::RedisStore;
 use crate::store::registry::{Location, MetaRecords, Records, Registry, Txn};
 use crate::store::{check_id, Extends, StoreError};
 use redis::Value;
 use roaring::RoaringBitmap;
+use std::collections::BTreeMap;
 
 impl Registry for RedisStore {
     async fn allocated(&self, list: &str) -> Result<(u64, RoaringBitmap), StoreError> {
@@ -62,11 +64,6 @@ impl Registry for RedisStore {
     }
 
     async fn records(&self, list: &str, idxs: &[u32]) -> Result<Records, StoreError> {
-        let (meta, records) = self.list_records(list, idxs).await?;
-        Ok((meta.version, records))
-    }
-
-    async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
         check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
         let inner = &self.inner;
         let mut pipe = redis::pipe();
@@ -93,6 +90,40 @@ impl Registry for RedisStore {
                 .collect::<Result<_, _>>()?,
             _ => return Err(bad()),
         };
+        Ok((meta.version, records))
+    }
+
+    async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        let inner = &self.inner;
+        let mut call = inner.read.key(meta_key(list));
+        call.key(creds_key(list)).arg(idxs);
+        let reply: Value = call
+            .invoke_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        let bad = || StoreError::Backend(format!("redis: unexpected records reply for {list:?}"));
+        let Value::Array(mut parts) = reply else {
+            return Err(bad());
+        };
+        let (Some(Value::Array(flat)), Some(meta), None) = (parts.pop(), parts.pop(), parts.pop())
+        else {
+            return Err(bad());
+        };
+        let meta =
+            parse_meta(list, &meta)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
+        if flat.len() % 2 != 0 {
+            return Err(bad());
+        }
+        let mut records = BTreeMap::new();
+        let mut flat = flat.into_iter();
+        while let (Some(idx), Some(rec)) = (flat.next(), flat.next()) {
+            let (Value::Int(idx), Value::BulkString(rec)) = (idx, rec) else {
+                return Err(bad());
+            };
+            let idx = u32::try_from(idx).map_err(|_| bad())?;
+            records.insert(idx, rec);
+        }
         Ok((meta, records))
     }
 
@@ -107,68 +138,94 @@ impl Registry for RedisStore {
     }
 
     async fn commit(&self, list: &str, txn: &Txn) -> Result<u64, StoreError> {
-        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
-        let inner = &self.inner;
-        let mut call = inner.apply.key(meta_key(list));
-        call.key(data_key(list))
-            .key(feed_key(list))
-            .key(creds_key(list))
-            .key(alloc_key(list))
-            .arg(now_secs())
-            .arg(txn.expect_version)
-            .arg(match txn.extends {
-                Extends::Nothing => String::new(),
-                Extends::Until(t) => t.to_string(),
-                Extends::Forever => "forever".to_owned(),
-            })
-            .arg(txn.claim.len())
-            .arg(&txn.claim)
-            .arg(txn.records.len());
-        for (idx, record) in &txn.records {
-            call.arg(*idx).arg(record.as_slice());
+        let versions = self
+            .commit_joint(&[(list.to_owned(), txn.clone())], &[])
+            .await?;
+        Ok(versions[0])
+    }
+
+    fn commits_jointly(&self) -> bool {
+        !self.is_cluster()
+    }
+
+    async fn commit_joint(
+        &self,
+        txns: &[(String, Txn)],
+        binds: &[(String, Location)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let first = txns.first().map_or("", |(list, _)| list.as_str());
+        for (list, _) in txns {
+            check_id(list).map_err(|_| StoreError::UnknownList(list.clone()))?;
         }
-        for c in &txn.changes {
-            call.arg(c.idx).arg(c.status.0);
+        if txns.is_empty() || (!self.commits_jointly() && (txns.len() > 1 || !binds.is_empty())) {
+            return Err(StoreError::Backend(format!(
+                "redis: a commit of {} lists and {} bindings cannot be one step here",
+                txns.len(),
+                binds.len()
+            )));
+        }
+        let inner = &self.inner;
+        let mut call = inner.apply.prepare_invoke();
+        for (list, _) in txns {
+            call.key(meta_key(list))
+                .key(data_key(list))
+                .key(feed_key(list))
+                .key(creds_key(list))
+                .key(alloc_key(list));
+        }
+        for (cid, _) in binds {
+            call.key(cid_key(cid));
+        }
+        call.arg(now_secs()).arg(txns.len());
+        for (_, txn) in txns {
+            call.arg(txn.expect_version)
+                .arg(match txn.extends {
+                    Extends::Nothing => String::new(),
+                    Extends::Until(t) => t.to_string(),
+                    Extends::Forever => "forever".to_owned(),
+                })
+                .arg(txn.claim.len())
+                .arg(&txn.claim)
+                .arg(txn.records.len());
+            for (idx, record) in &txn.records {
+                call.arg(*idx).arg(record.as_slice());
+            }
+            call.arg(txn.changes.len());
+            for c in &txn.changes {
+                call.arg(c.idx).arg(c.status.0);
+            }
+        }
+        for (_, at) in binds {
+            call.arg(at.to_string());
         }
         let reply: Vec<i64> = match call.invoke_async(&mut inner.conn()).await {
             Ok(reply) => reply,
-            Err(e) if e.to_string().contains("STATUSD conflict") => {
-                if e.to_string().contains("STATUSD conflict claimed") {
-                    // Another writer took an index our bitmap showed free: read it afresh.
-                    inner
-                        .allocated
-                        .bitmaps
-                        .lock()
-                        .expect("not poisoned")
-                        .remove(list);
-                }
-                return Err(StoreError::Conflict(list.to_owned()));
-            }
-            Err(e) => {
-                return Err(match script_error(list, &txn.changes, &e) {
-                    Some(mapped) => mapped,
-                    None => inner.error(Some(list), e),
-                })
-            }
+            Err(e) => return Err(self.commit_error(txns, first, e)),
         };
-        if !txn.claim.is_empty() {
-            if let Some(bitmap) = inner
-                .allocated
-                .bitmaps
-                .lock()
-                .expect("not poisoned")
-                .get_mut(list)
-            {
-                bitmap.extend(txn.claim.iter().copied());
+        {
+            let mut bitmaps = inner.allocated.bitmaps.lock().expect("not poisoned");
+            for (list, txn) in txns {
+                if let Some(bitmap) = bitmaps.get_mut(list) {
+                    bitmap.extend(txn.claim.iter().copied());
+                }
             }
         }
-        inner.notify(Some(list));
+        for (list, _) in txns {
+            inner.notify(Some(list));
+        }
+        if reply.len() != txns.len() {
+            return Err(StoreError::Backend(format!(
+                "redis: unexpected commit reply for {first:?}"
+            )));
+        }
         reply
-            .first()
-            .and_then(|&v| u64::try_from(v).ok())
-            .ok_or_else(|| {
-                StoreError::Backend(format!("redis: unexpected commit reply for {list:?}"))
+            .into_iter()
+            .map(|v| {
+                u64::try_from(v).map_err(|_| {
+                    StoreError::Backend(format!("redis: unexpected commit reply for {first:?}"))
+                })
             })
+            .collect()
     }
 
     async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
@@ -236,5 +293,54 @@ impl Registry for RedisStore {
             })?;
         }
         Ok(out)
+    }
+}
+
+impl RedisStore {
+    /// The error of a registry commit of `txns`: a conflict (and which list; a claim refused
+    /// drops that list's cached allocations, which lagged), one of the script's own errors
+    /// about a list, or the backend's.
+    fn commit_error(
+        &self,
+        txns: &[(String, Txn)],
+        first: &str,
+        e: redis::RedisError,
+    ) -> StoreError {
+        let inner = &self.inner;
+        let text = e.to_string();
+        let list_at = |j: Option<usize>| {
+            j.and_then(|j| txns.get(j))
+                .map_or(first, |(list, _)| list.as_str())
+        };
+        if let Some(at) = text.find("STATUSD conflict") {
+            let mut words = text[at + "STATUSD conflict".len()..].split_whitespace();
+            let reason = words.next().unwrap_or("");
+            let j = words
+                .next()
+                .and_then(|w| w.parse::<usize>().ok())
+                .and_then(|j| j.checked_sub(1));
+            let list = list_at(j);
+            if reason == "claimed" {
+                // Another writer took an index our bitmap showed free: read it afresh.
+                inner
+                    .allocated
+                    .bitmaps
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(list);
+            }
+            return StoreError::Conflict(list.to_owned());
+        }
+        if let Some((j, rest)) = registry_error(&e) {
+            if let Some((list, txn)) = txns.get(j) {
+                if let Some(mapped) = script_error_text(list, &txn.changes, &rest) {
+                    return mapped;
+                }
+            }
+        }
+        match script_error(first, &[], &e) {
+            Some(mapped) => mapped,
+            None => inner.error(Some(first), e),
+        }
     }
 }
