@@ -241,13 +241,8 @@ impl<'a> Planner<'a> {
                 (None, Vec::new(), store.locate(&names).await?)
             }
             Some(ids) => {
-                let reads = ids.iter().map(|id| store.meta(id)).collect();
-                let (read, found) = tokio::join!(join_all(reads), store.locate(&names));
-                let mut pool_metas = Vec::with_capacity(read.len());
-                for meta in read {
-                    pool_metas.extend(meta?);
-                }
-                (None, pool_metas, found?)
+                let (read, found) = tokio::join!(store.metas(&ids), store.locate(&names));
+                (None, read?.into_iter().flatten().collect(), found?)
             }
             None => {
                 let (all, found) = tokio::join!(store.lists(), store.locate(&names));

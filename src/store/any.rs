@@ -56,6 +56,10 @@ impl Store for AnyStore {
         dispatch!(self, s => s.meta(id).await)
     }
 
+    async fn metas(&self, ids: &[String]) -> Result<Vec<Option<ListMeta>>, StoreError> {
+        dispatch!(self, s => s.metas(ids).await)
+    }
+
     async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         dispatch!(self, s => s.load(id).await)
     }

@@ -619,6 +619,22 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn metas(&self, ids: &[String]) -> Result<Vec<Option<ListMeta>>, StoreError> {
+        let ids = ids.to_vec();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let lists = tx.open_table(LISTS).map_err(backend)?;
+            ids.iter()
+                .map(|id| match meta_of(&lists, id) {
+                    Ok(meta) => Ok(Some(meta)),
+                    Err(StoreError::UnknownList(_)) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         let id = id.to_owned();
         self.blocking(move |db| Self::load_sync(db, &id)).await

@@ -353,6 +353,13 @@ pub trait Store: Send + Sync + 'static {
     /// list a [`Hint`] names, instead of every list's.
     fn meta(&self, id: &str) -> impl Future<Output = Result<Option<ListMeta>, StoreError>> + Send;
 
+    /// Several lists' metadata, in order (`None` for a list that does not exist), in one round
+    /// trip or one transaction: what the issuer reads for the lists of a pool it remembers.
+    fn metas(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<ListMeta>>, StoreError>> + Send;
+
     /// One list in full, consistent with the returned metadata's version.
     fn load(
         &self,

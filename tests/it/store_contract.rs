@@ -164,7 +164,8 @@ async fn a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal(subject: i
     assert_eq!(nonzero(&list), vec![(3, 1)]);
 }
 
-/// One list's metadata read alone ([`Store::meta`]): what a replica reads for a change hint.
+/// One list's metadata read alone ([`Store::meta`]): what a replica reads for a change hint;
+/// several lists' at once ([`Store::metas`]): what the issuer reads for a pool's lists.
 async fn meta_reads_one_list(subject: impl Subject) {
     let s = subject.open().await;
     s.create_list(new_list("a", Bits::Two, 64)).await.unwrap();
@@ -176,6 +177,11 @@ async fn meta_reads_one_list(subject: impl Subject) {
     assert_eq!((b.version, b.bits, b.size), (1, 1, 64));
     assert_eq!(s.meta("c").await.unwrap(), None);
     assert_eq!(s.meta("not an id").await.unwrap(), None);
+    // Several at once, in order, in one round trip or transaction.
+    let a = s.meta("a").await.unwrap();
+    let ids = ["b", "c", "not an id", "a"].map(String::from);
+    assert_eq!(s.metas(&ids).await.unwrap(), [Some(b), None, None, a]);
+    assert_eq!(s.metas(&[]).await.unwrap(), []);
 }
 
 /// Issue 16: the embedded store's change hints name the list a commit wrote, and a creation

@@ -159,6 +159,29 @@ impl Store for RedisStore {
         parse_meta(id, &reply)
     }
 
+    async fn metas(&self, ids: &[String]) -> Result<Vec<Option<ListMeta>>, StoreError> {
+        let valid: Vec<&String> = ids.iter().filter(|id| check_id(id).is_ok()).collect();
+        let inner = &self.inner;
+        // One HGETALL per list, sent together: one round trip (one request per list's slot on
+        // a cluster).
+        let replies = inner
+            .hgetall_many(valid.iter().map(|id| meta_key(id)).collect())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        let mut replies = replies.into_iter();
+        ids.iter()
+            .map(|id| {
+                if check_id(id).is_err() {
+                    return Ok(None);
+                }
+                match replies.next() {
+                    Some(reply) => parse_meta(id, &reply),
+                    None => Err(StoreError::Backend("redis: a reply missing".into())),
+                }
+            })
+            .collect()
+    }
+
     async fn load(&self, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
         if check_id(id).is_err() {
             return Err(StoreError::UnknownList(id.to_owned()));
