@@ -115,6 +115,17 @@ def newest(results, tool):
     return Result(os.path.join(results, names[-1]))
 
 
+def newest_full_ab(results):
+    """The newest wrk A/B that ran every scenario (a rerun of one scenario is not the picture)."""
+    pat = re.compile(r"^wrk-ab-\d{4}-\d\d-\d\dT\d{6}Z\.md$")
+    for n in sorted((n for n in os.listdir(results) if pat.match(n)), reverse=True):
+        r = Result(os.path.join(results, n))
+        m = re.search(r"\bSCENARIOS='([^']*)'", r.text)
+        if m is None or len(m.group(1).split()) >= 3:
+            return r
+    return newest(results, "wrk-ab")
+
+
 def newest_each(results, tool, key):
     """The newest file of a tool for each distinct value of key(result), oldest key first."""
     pat = re.compile(rf"^{re.escape(tool)}-\d{{4}}-\d\d-\d\dT\d{{6}}Z\.md$")
@@ -160,7 +171,7 @@ def bar_labels(ax, bars, fmt):
 # --- the charts -------------------------------------------------------------------------------
 def throughput(results, out):
     """wrk A/B: statusd against the bare hyper baseline, req/s and server CPU per request."""
-    r = newest(results, "wrk-ab")
+    r = newest_full_ab(results)
     header, rows = r.table("scenario")
     col = {h: i for i, h in enumerate(header)}
     need = ["baseline req/s", "statusd req/s", "ratio", "per-round ratios (median)",
