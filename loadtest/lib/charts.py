@@ -538,7 +538,66 @@ def cdn(results, out):
     return save(fig, out, "cdn.svg", [runs[t].source() for t in ttls])
 
 
-CHARTS = [throughput, tls, faults, drill, propagation, cdn]
+def soak(results, out):
+    """loadtest/soak: RSS, open descriptors, Redis connections and read p99, sampled through the
+    run, against the registrations written meanwhile."""
+    r = newest(results, "soak")
+    # The soak prints its series as table rows after a header row (no separator row).
+    lines = r.text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| t | RSS KiB |")), None)
+    if start is None:
+        r.fail("no series header '| t | RSS KiB |'")
+    header = cells(lines[start])
+    rows = [cells(line) for line in lines[start + 1:] if re.match(r"^\| \d+ s \|", line)]
+    if len(rows) < 2:
+        r.fail("fewer than two samples in the series")
+    if any(len(row) != len(header) for row in rows):
+        r.fail("a sample row does not have one cell per column")
+    col = {h: i for i, h in enumerate(header)}
+    for n in ("RSS KiB", "fds", "Redis clients", "read p99", "writes"):
+        if n not in col:
+            r.fail(f"series lacks column '{n}'")
+
+    def ms(text):
+        m = re.fullmatch(r"([0-9.]+)(ms|µs|s)", text)
+        if not m:
+            r.fail(f"read p99 '{text}' is not a duration")
+        return float(m.group(1)) * {"ms": 1, "µs": 0.001, "s": 1000}[m.group(2)]
+
+    t = [number(r, row[col["t"]].removesuffix(" s"), "t") / 60 for row in rows]
+    rss = [number(r, row[col["RSS KiB"]], "RSS KiB") / 1024 for row in rows]
+    fds = [number(r, row[col["fds"]], "fds") for row in rows]
+    clients = [number(r, row[col["Redis clients"]], "Redis clients") for row in rows]
+    p99 = [ms(row[col["read p99"]]) for row in rows]
+    writes = [number(r, row[col["writes"]], "writes") for row in rows]
+    verdict = r.find(r"^- verdict: (\S+)", "verdict", re.M).group(1)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(11, 3.6))
+    fig.suptitle(f"Soak: {r.knob('SECS')} s sampled every {r.knob('SAMPLE')} s, {writes[-1]:,.0f} "
+                 f"registrations + suspensions, verdict {verdict}", fontsize=10)
+    ax1.plot(t, rss, color=OURS, lw=1.4)
+    ax1.set_ylim(0, max(rss) * 1.3)
+    ax1.set_xlabel("minutes")
+    ax1.set_ylabel("MiB")
+    ax1.set_title("statusd RSS")
+    ax1b = ax1.twinx()
+    ax1b.plot(t, [w / 1000 for w in writes], color=GREY, lw=0.8, ls="--")
+    ax1b.set_ylabel("credentials written (thousands, dashed)", fontsize=7)
+    ax2.plot(t, fds, color=OURS, lw=1.4, label="open descriptors")
+    ax2.plot(t, clients, color=BASE, lw=1.4, label="Redis connections")
+    ax2.set_ylim(0, max(fds + clients) * 1.4)
+    ax2.set_xlabel("minutes")
+    ax2.set_title("descriptors and connections")
+    ax2.legend(fontsize=7, loc="lower right")
+    ax3.plot(t, p99, color=OURS, lw=1.2)
+    ax3.set_ylim(0, max(p99) * 1.2)
+    ax3.set_xlabel("minutes")
+    ax3.set_ylabel("ms")
+    ax3.set_title("read p99 per sample")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return save(fig, out, "soak.svg", [r.source()])
+
+
+CHARTS = [throughput, tls, faults, drill, propagation, cdn, soak]
 
 
 def main(argv=None):

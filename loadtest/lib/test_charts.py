@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import charts  # noqa: E402
 
-NAMES = {"throughput.svg", "tls.svg", "faults.svg", "drill.svg", "propagation.svg", "cdn.svg"}
+NAMES = {"throughput.svg", "tls.svg", "faults.svg", "drill.svg", "propagation.svg", "cdn.svg", "soak.svg"}
 
 
 def run(results, out):
@@ -154,7 +154,7 @@ class Charts(unittest.TestCase):
         os.mkdir(empty)
         rc, err = run(empty, self.out)
         self.assertEqual(rc, 1)
-        for tool in ("wrk-ab", "tls-ab", "faults", "drill", "propagation", "cdn"):
+        for tool in ("wrk-ab", "tls-ab", "faults", "drill", "propagation", "cdn", "soak"):
             self.assertIn(f"no {tool}-<UTC time>.md in {empty}", err)
         self.assertEqual(os.listdir(self.out), [])
 
