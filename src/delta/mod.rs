@@ -34,10 +34,10 @@
 
 use crate::status::packing::{pack_sparse, packed_len, Order};
 use crate::status::{deflate, Bits, Status, StatusError, StatusList};
-use crate::token::cose::{cbor_from_slice, sign1_tagged, CoseTyp, Sign1};
+use crate::token::cose::{cbor_from_slice, sign1_tagged, Sign1};
 use crate::token::jws::{sign_compact, Jws};
 use crate::token::statuslist::{cwt_key, MAX_CLOCK_SKEW_SECS};
-use crate::token::{b64url_decode, b64url_encode, media_type_matches, KeySet};
+use crate::token::{b64url_decode, b64url_encode, KeySet};
 use crate::token::{SignError, TokenError, TokenSigner};
 use ciborium::Value as Cbor;
 use serde_json::{Map, Value as Json};
@@ -521,17 +521,7 @@ pub fn sign_cwt(
 /// checked by [`DeltaClaims::check_time`].
 pub fn verify_jwt(token: &str, keys: &KeySet) -> Result<DeltaClaims, DeltaError> {
     let jws = Jws::parse(token)?;
-    match jws.typ() {
-        Some(t) if media_type_matches(t, JWT_TYP) => {}
-        Some(t) => {
-            return Err(TokenError::WrongType {
-                expected: JWT_TYP,
-                found: t.to_owned(),
-            }
-            .into())
-        }
-        None => return Err(TokenError::MissingType.into()),
-    }
+    jws.check_typ(JWT_TYP)?;
     jws.verify(keys)?;
     let v: Json = serde_json::from_slice(jws.payload())
         .map_err(|e| TokenError::Malformed(format!("JWT claims set is not JSON: {e}")))?;
@@ -541,17 +531,7 @@ pub fn verify_jwt(token: &str, keys: &KeySet) -> Result<DeltaClaims, DeltaError>
 /// Verifies a delta CWT: tag 18, label 16, the signature, then the claims.
 pub fn verify_cwt(bytes: &[u8], keys: &KeySet) -> Result<DeltaClaims, DeltaError> {
     let msg = Sign1::parse(bytes)?;
-    match msg.typ() {
-        Some(CoseTyp::Text(t)) if t.eq_ignore_ascii_case(CWT_TYP) => {}
-        Some(other) => {
-            return Err(TokenError::WrongType {
-                expected: CWT_TYP,
-                found: other.to_string(),
-            }
-            .into())
-        }
-        None => return Err(TokenError::MissingType.into()),
-    }
+    msg.check_typ(CWT_TYP)?;
     msg.verify(keys)?;
     DeltaClaims::from_cwt_claims(&cbor_from_slice(msg.payload(), "CWT claims set")?)
 }

@@ -214,6 +214,20 @@ impl Sign1 {
         self.typ.as_ref()
     }
 
+    /// The protected `typ` is the text `expected` (case-insensitively); returns it.
+    pub fn check_typ(&self, expected: &'static str) -> Result<CoseTyp, TokenError> {
+        match self.typ() {
+            None => Err(TokenError::MissingType),
+            Some(CoseTyp::Text(t)) if t.eq_ignore_ascii_case(expected) => {
+                Ok(CoseTyp::Text(t.clone()))
+            }
+            Some(other) => Err(TokenError::WrongType {
+                expected,
+                found: other.to_string(),
+            }),
+        }
+    }
+
     /// The `kid` bytes (label 4), from whichever header carries it.
     pub fn kid(&self) -> Option<&[u8]> {
         self.kid.as_deref()

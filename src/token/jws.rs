@@ -141,6 +141,18 @@ impl Jws {
         self.header.get("typ").and_then(Value::as_str)
     }
 
+    /// The header's `typ` is `expected` (case-insensitively, with or without `application/`).
+    pub fn check_typ(&self, expected: &'static str) -> Result<(), TokenError> {
+        match self.typ() {
+            None => Err(TokenError::MissingType),
+            Some(t) if super::media_type_matches(t, expected) => Ok(()),
+            Some(t) => Err(TokenError::WrongType {
+                expected,
+                found: t.to_owned(),
+            }),
+        }
+    }
+
     /// The decoded payload bytes.
     pub fn payload(&self) -> &[u8] {
         &self.payload

@@ -19,7 +19,7 @@
 use super::cose::{cbor_from_slice, sign1_tagged, CoseTyp, Sign1};
 use super::jws::{sign_compact, Jws};
 use super::signer::{SignError, TokenSigner};
-use super::{media_type_matches, Algorithm, KeySet, TokenError};
+use super::{Algorithm, KeySet, TokenError};
 use crate::status::ietf::{cbor_to_vec, IetfList};
 use ciborium::Value as Cbor;
 use serde_json::{Map, Value as Json};
@@ -282,28 +282,6 @@ pub struct UnverifiedCwt {
     pub claims: StatusListClaims,
 }
 
-fn check_jwt_typ(jws: &Jws) -> Result<(), TokenError> {
-    match jws.typ() {
-        None => Err(TokenError::MissingType),
-        Some(t) if media_type_matches(t, JWT_TYP) => Ok(()),
-        Some(t) => Err(TokenError::WrongType {
-            expected: JWT_TYP,
-            found: t.to_owned(),
-        }),
-    }
-}
-
-fn check_cwt_typ(msg: &Sign1) -> Result<CoseTyp, TokenError> {
-    match msg.typ() {
-        None => Err(TokenError::MissingType),
-        Some(CoseTyp::Text(t)) if t.eq_ignore_ascii_case(CWT_TYP) => Ok(CoseTyp::Text(t.clone())),
-        Some(other) => Err(TokenError::WrongType {
-            expected: CWT_TYP,
-            found: other.to_string(),
-        }),
-    }
-}
-
 fn jwt_claims(jws: &Jws) -> Result<StatusListClaims, TokenError> {
     let v: Json = serde_json::from_slice(jws.payload())
         .map_err(|e| TokenError::Malformed(format!("JWT claims set is not JSON: {e}")))?;
@@ -318,7 +296,7 @@ fn cwt_claims(msg: &Sign1) -> Result<StatusListClaims, TokenError> {
 /// under the key `keys` selects, then the claims. Time is not checked; see [`check_time`].
 pub fn verify_jwt(token: &str, keys: &KeySet) -> Result<StatusListClaims, TokenError> {
     let jws = Jws::parse(token)?;
-    check_jwt_typ(&jws)?;
+    jws.check_typ(JWT_TYP)?;
     jws.verify(keys)?;
     jwt_claims(&jws)
 }
@@ -327,7 +305,7 @@ pub fn verify_jwt(token: &str, keys: &KeySet) -> Result<StatusListClaims, TokenE
 /// signature, then the claims. Time is not checked; see [`check_time`].
 pub fn verify_cwt(bytes: &[u8], keys: &KeySet) -> Result<StatusListClaims, TokenError> {
     let msg = Sign1::parse(bytes)?;
-    check_cwt_typ(&msg)?;
+    msg.check_typ(CWT_TYP)?;
     msg.verify(keys)?;
     cwt_claims(&msg)
 }
@@ -336,7 +314,7 @@ pub fn verify_cwt(bytes: &[u8], keys: &KeySet) -> Result<StatusListClaims, Token
 /// decision; it exists to show an operator what a token says.
 pub fn decode_jwt_unverified(token: &str) -> Result<UnverifiedJwt, TokenError> {
     let jws = Jws::parse(token)?;
-    check_jwt_typ(&jws)?;
+    jws.check_typ(JWT_TYP)?;
     Ok(UnverifiedJwt {
         claims: jwt_claims(&jws)?,
         header: jws.header().clone(),
@@ -347,7 +325,7 @@ pub fn decode_jwt_unverified(token: &str) -> Result<UnverifiedJwt, TokenError> {
 /// decision; it exists to show an operator what a token says.
 pub fn decode_cwt_unverified(bytes: &[u8]) -> Result<UnverifiedCwt, TokenError> {
     let msg = Sign1::parse(bytes)?;
-    let typ = check_cwt_typ(&msg)?;
+    let typ = msg.check_typ(CWT_TYP)?;
     Ok(UnverifiedCwt {
         alg: msg.alg(),
         typ,

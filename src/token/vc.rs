@@ -8,7 +8,7 @@
 
 use super::jws::{sign_compact, Jws};
 use super::signer::{SignError, TokenSigner};
-use super::{media_type_matches, KeySet, TokenError};
+use super::{KeySet, TokenError};
 use serde_json::{Map, Value};
 
 /// The JOSE `typ` of a VC secured with JOSE (`application/vc+jwt`, short form).
@@ -36,18 +36,6 @@ pub struct UnverifiedVcJwt {
     pub credential: Value,
 }
 
-fn check_typ(jws: &Jws) -> Result<(), TokenError> {
-    match jws.typ() {
-        None => Err(TokenError::MissingType),
-        // Same leniency as the Status List JWT: `application/vc+jwt` and any case are accepted.
-        Some(t) if media_type_matches(t, VC_JWT_TYP) => Ok(()),
-        Some(t) => Err(TokenError::WrongType {
-            expected: VC_JWT_TYP,
-            found: t.to_owned(),
-        }),
-    }
-}
-
 fn credential(jws: &Jws) -> Result<Value, TokenError> {
     match serde_json::from_slice(jws.payload()) {
         Ok(v @ Value::Object(_)) => Ok(v),
@@ -64,7 +52,7 @@ fn credential(jws: &Jws) -> Result<Value, TokenError> {
 /// object. Returns the credential. `cty` is not required (VC-JOSE-COSE says SHOULD).
 pub fn verify_vc_jwt(token: &str, keys: &KeySet) -> Result<Value, TokenError> {
     let jws = Jws::parse(token)?;
-    check_typ(&jws)?;
+    jws.check_typ(VC_JWT_TYP)?; // `application/vc+jwt` and any case accepted, as for Status List JWTs
     jws.verify(keys)?;
     credential(&jws)
 }
@@ -72,7 +60,7 @@ pub fn verify_vc_jwt(token: &str, keys: &KeySet) -> Result<Value, TokenError> {
 /// Every check of [`verify_vc_jwt`] except the signature.
 pub fn decode_vc_jwt_unverified(token: &str) -> Result<UnverifiedVcJwt, TokenError> {
     let jws = Jws::parse(token)?;
-    check_typ(&jws)?;
+    jws.check_typ(VC_JWT_TYP)?; // `application/vc+jwt` and any case accepted, as for Status List JWTs
     Ok(UnverifiedVcJwt {
         credential: credential(&jws)?,
         header: jws.header().clone(),
