@@ -106,15 +106,7 @@ impl FullPoller {
             .await
             .expect("GET the list");
         let status = resp.status();
-        let head: usize = "HTTP/1.1 200 OK\r\n\r\n".len()
-            + status
-                .canonical_reason()
-                .map_or(0, |r| r.len().saturating_sub(2))
-            + resp
-                .headers()
-                .iter()
-                .map(|(n, v)| n.as_str().len() + v.len() + 4)
-                .sum::<usize>();
+        let head = statusd::verifier::fetch::head_bytes(status, resp.headers());
         let etag = resp
             .headers()
             .get("etag")

@@ -145,15 +145,7 @@ async fn get_inner(
             crate::routes::LIST_VERSION_HEADER,
         ))
         .and_then(|v| v.parse().ok());
-        let head_bytes = "HTTP/1.1 200 OK\r\n\r\n".len()
-            + status
-                .canonical_reason()
-                .map_or(0, |r| r.len().saturating_sub(2))
-            + resp
-                .headers()
-                .iter()
-                .map(|(n, v)| n.as_str().len() + v.len() + 4)
-                .sum::<usize>();
+        let head_bytes = head_bytes(status, resp.headers());
         let body = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
@@ -213,6 +205,19 @@ pub fn origin(url: &str) -> &str {
     url[scheme_end..]
         .find(['/', '?', '#'])
         .map_or(url, |i| &url[..scheme_end + i])
+}
+
+/// Bytes of an HTTP/1.1 response head as sent: status line, each field with its `: ` and CRLF,
+/// and the blank line (what a verifier pays per answer besides the body).
+pub fn head_bytes(status: hyper::StatusCode, headers: &hyper::HeaderMap) -> usize {
+    "HTTP/1.1 200 OK\r\n\r\n".len()
+        + status
+            .canonical_reason()
+            .map_or(0, |r| r.len().saturating_sub(2))
+        + headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 #[cfg(test)]
