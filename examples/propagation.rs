@@ -13,7 +13,7 @@
 mod support;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use rand::Rng;
 use statusd::status::Status;
 use statusd::store::redis::RedisStore;
@@ -112,22 +112,12 @@ async fn main() {
                     let acked = Instant::now();
                     let url: hyper::Uri =
                         format!("{replica}/statuses/{list}/{idx}").parse().unwrap();
-                    while acked.elapsed() < Duration::from_secs(10) {
-                        if let Ok(resp) = client.get(url.clone()).await {
-                            let body = resp
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            if body.windows(9).any(|w| w == b"\"value\":2") {
-                                latencies.lock().unwrap().push(acked.elapsed());
-                                return;
-                            }
+                    match support::until_suspended(&client, &url, acked).await {
+                        Some(latency) => latencies.lock().unwrap().push(latency),
+                        None => {
+                            lost.fetch_add(1, Ordering::Relaxed);
                         }
-                        tokio::time::sleep(Duration::from_millis(2)).await;
                     }
-                    lost.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(StoreError::Terminal { .. }) => {
                     refused.fetch_add(1, Ordering::Relaxed);

@@ -266,23 +266,12 @@ async fn suspend(
             if !sample {
                 return;
             }
-            let acked = Instant::now();
-            while acked.elapsed() < Duration::from_secs(10) {
-                if let Ok(resp) = client.get(lookup.clone()).await {
-                    let body = resp
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    if body.windows(9).any(|w| w == b"\"value\":2") {
-                        latencies.lock().unwrap().push(acked.elapsed());
-                        return;
-                    }
+            match support::until_suspended(&client, &lookup, Instant::now()).await {
+                Some(latency) => latencies.lock().unwrap().push(latency),
+                None => {
+                    lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
     while let Some(done) = tasks.join_next().await {

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Whether a URL (`scheme://host...`) or `host:port` names this machine: load tests never send
 /// to anything else.
@@ -71,4 +71,37 @@ pub fn positive(s: &str) -> Result<u64, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{s:?}: {e}")),
     }
+}
+
+/// Polls a lookup URL every 2 ms until it answers SUSPENDED (`"value":2`), for up to 10 s after
+/// `acked`: the time from `acked` until it did, `None` if it never did (write → visible).
+pub async fn until_suspended<B>(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        B,
+    >,
+    url: &hyper::Uri,
+    acked: Instant,
+) -> Option<Duration>
+where
+    B: hyper::body::Body + Default + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt as _;
+    while acked.elapsed() < Duration::from_secs(10) {
+        if let Ok(resp) = client.get(url.clone()).await {
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if body.windows(9).any(|w| w == b"\"value\":2") {
+                return Some(acked.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
 }
