@@ -887,6 +887,20 @@ mod tests {
     };
     use crate::issuer::{IssuerError, Settings};
 
+    /// An issuer holding physical card `card-1` and its derived mobile card `phone-1`.
+    async fn card_with_phone() -> (Issuer, crate::issuer::tests::Scratch) {
+        let (issuer, dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        (issuer, dir)
+    }
+
     /// Runs `ops` as one batch that must be valid; returns every item's outcome.
     async fn run(issuer: &Issuer, ops: &[Operation]) -> Vec<Outcome> {
         issuer
@@ -1170,15 +1184,7 @@ mod tests {
     /// it is a retry, reissuing the old card as another card is refused.
     #[tokio::test]
     async fn a_card_is_reissued_once() {
-        let (issuer, _dir) = issuer();
-        run(
-            &issuer,
-            &[
-                register("card-1", "physical", None),
-                register("phone-1", "mobile", Some("card-1")),
-            ],
-        )
-        .await;
+        let (issuer, _dir) = card_with_phone().await;
         let out = run(&issuer, &[reissue("card-1", "card-2", None)]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
@@ -1213,15 +1219,7 @@ mod tests {
     /// batch did not name (it was refused as `unknown-parent`).
     #[tokio::test]
     async fn a_derived_card_is_reissued_under_its_parent_unnamed() {
-        let (issuer, _dir) = issuer();
-        run(
-            &issuer,
-            &[
-                register("card-1", "physical", None),
-                register("phone-1", "mobile", Some("card-1")),
-            ],
-        )
-        .await;
+        let (issuer, _dir) = card_with_phone().await;
         let out = run(&issuer, &[reissue("phone-1", "phone-2", None)]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         let new = issuer.view("phone-2").await.unwrap().unwrap();
