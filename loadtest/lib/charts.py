@@ -269,6 +269,37 @@ def tls(results, out):
 FAULT_PHASES = {"down", "paused", "empty", "restored"}
 
 
+def unready_spans(cells, phase_s):
+    """The (start, end) seconds, from the first phase, when some replica's /readyz answered
+    other than 200, from each phase's readiness cell ("r1 200→503 at +5.4 s; r2 200")."""
+    # A code alone is what the replica answered through the whole phase, so a change between two
+    # phases' samples shows as a different code alone: it is placed at the phase's start.
+    unready = []
+    state = {}  # replica -> whether it was ready at the end of the phase before
+    since = None
+    for i, cell in enumerate(cells):
+        events = []  # (t, replica, ready)
+        for part in cell.split(";"):
+            m = re.match(r"\s*(r\d+) (\d{3})(?:→(\d{3}) at \+([0-9.]+) s)?\s*$", part)
+            if not m:
+                continue
+            name, first, last, at = m.groups()
+            events.append((i * phase_s, name, first == "200"))
+            if last is not None:
+                events.append((i * phase_s + float(at), name, last == "200"))
+        for t, name, ready in sorted(events, key=lambda e: e[0]):
+            state[name] = ready
+            all_ready = all(state.values())
+            if not all_ready and since is None:
+                since = t
+            elif all_ready and since is not None:
+                unready.append((since, t))
+                since = None
+    if since is not None:
+        unready.append((since, len(cells) * phase_s))
+    return unready
+
+
 def faults(results, out):
     """loadtest/faults: read latency through the phases, with each replica's readiness."""
     r = newest(results, "faults")
@@ -285,19 +316,7 @@ def faults(results, out):
             r.fail(f"phase {row[0]}: latency '{row[col['p50 / p99 / max ms']]}' is not p50 / p99 / max")
         phases.append(row[0])
         lat.append([number(r, p, f"phase {row[0]} latency") for p in parts])
-    # Readiness: "r1 200→503 at +5.4 s; r2 ..." (a code alone: unchanged through the phase).
-    unready = []  # (start, end) seconds from the first phase, when some replica answered 503
-    since = None
-    for i, row in enumerate(rows):
-        for start_code, end_code, at in re.findall(r"r\d+ (\d{3})→(\d{3}) at \+([0-9.]+) s", row[col["/readyz"]]):
-            t = i * phase_s + float(at)
-            if end_code != "200" and since is None:
-                since = t
-            elif end_code == "200" and since is not None:
-                unready.append((since, t))
-                since = None
-    if since is not None:
-        unready.append((since, len(rows) * phase_s))
+    unready = unready_spans([row[col["/readyz"]] for row in rows], phase_s)
     series = None
     if r.sidecar and r.sidecar.endswith(".json"):
         with open(r.sidecar, encoding="utf-8") as f:

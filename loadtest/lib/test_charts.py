@@ -165,6 +165,20 @@ class Charts(unittest.TestCase):
         self.assertEqual(err, f"charts: cdn: malformed result: {name}: no 'origin offload' row\n")
         self.assertEqual(set(os.listdir(self.out)), NAMES - {"cdn.svg"})
 
+    def test_readiness_spans_follow_each_replica_across_phases(self):
+        # r2 turned 503 late in one phase and was back at 200 when the next phase was first
+        # sampled (a code alone): it is ready from that phase's start. The span ends only when
+        # every replica answers 200 again (r1, 1.8 s into that phase).
+        cells = [
+            "r1 200; r2 200",
+            "r1 200→503 at +5.3 s; r2 200→503 at +5.4 s",
+            "r1 503→200 at +1.8 s; r2 200",
+            "r1 200; r2 200",
+            "r1 200→503 at +2.0 s; r2 200",
+        ]
+        self.assertEqual(charts.unready_spans(cells, 10.0), [(15.3, 21.8), (42.0, 50.0)])
+        self.assertEqual(charts.unready_spans(["r1 200", "no samples"], 10.0), [])
+
 
 if __name__ == "__main__":
     unittest.main()
