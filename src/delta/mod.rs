@@ -269,13 +269,13 @@ impl Delta {
         ])
     }
 
-    fn from_parts(
-        bits: u64,
-        from: u64,
-        to: u64,
-        changes: Vec<u8>,
-        sha256: Vec<u8>,
+    /// The delta from its five members, read by `uint` and `bytes` (JSON or CBOR alike).
+    fn from_members(
+        uint: impl Fn(&str) -> Result<u64, DeltaError>,
+        bytes: impl Fn(&str) -> Result<Vec<u8>, DeltaError>,
     ) -> Result<Self, DeltaError> {
+        let (bits, from, to) = (uint("bits")?, uint("from")?, uint("to")?);
+        let (changes, sha256) = (bytes("changes")?, bytes("sha256")?);
         let bad = |m: &str| DeltaError::Malformed(m.to_owned());
         if from > to {
             return Err(bad("from is after to"));
@@ -313,13 +313,7 @@ impl Delta {
         {
             return Err(DeltaError::Malformed(format!("unknown member {k:?}")));
         }
-        Delta::from_parts(
-            uint("bits")?,
-            uint("from")?,
-            uint("to")?,
-            bytes("changes")?,
-            bytes("sha256")?,
-        )
+        Delta::from_members(uint, bytes)
     }
 
     fn from_cbor(v: &Cbor) -> Result<Self, DeltaError> {
@@ -349,13 +343,7 @@ impl Delta {
         if m.len() != 5 {
             return Err(DeltaError::Malformed("expected exactly 5 members".into()));
         }
-        Delta::from_parts(
-            uint("bits")?,
-            uint("from")?,
-            uint("to")?,
-            bytes("changes")?,
-            bytes("sha256")?,
-        )
+        Delta::from_members(uint, bytes)
     }
 }
 
