@@ -932,22 +932,11 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         ca: args.ca.clone(),
         identity: None,
     };
-    let keys = match &args.key {
-        None => None,
-        Some(k) => {
-            let what = "the key set (--key)";
-            let bytes = read_input(k, "application/jwk-set+json, application/json", what, &tls)?;
-            let text = String::from_utf8(bytes).with_context(|| {
-                format!("{k}: the key set is not UTF-8 text (expected a JWKS or PEM)")
-            })?;
-            let set = if text.trim_start().starts_with('{') {
-                KeySet::from_jwks_json(&text)
-            } else {
-                KeySet::from_pem(&text)
-            };
-            Some(set.with_context(|| format!("{k}: not a usable key set (JWKS or PEM)"))?)
-        }
-    };
+    let keys = args
+        .key
+        .as_deref()
+        .map(|k| read_key_set(k, &tls))
+        .transpose()?;
     let trust_anchors = read_trust_anchors(args.trust_anchor.as_deref())?;
     let input = read_input(&args.input, &args.accept, "the token", &tls)?;
     let now = match args.at {
