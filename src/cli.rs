@@ -56,7 +56,8 @@ pub enum Command {
     /// Write a certificate signing request (PKCS#10) for the signing key (file or PKCS#11), to
     /// have the operator's CA certify it.
     Csr(CsrArgs),
-    /// Decode and verify a status list token or credential and print its statuses as JSON.
+    /// Decode and verify a status list token, credential or signed delta and print its statuses
+    /// (a delta's changes) as JSON.
     Inspect(InspectArgs),
     /// Create lists with random INVALID and SUSPENDED entries, for demos, tests and load tests.
     Seed(SeedArgs),
@@ -411,13 +412,15 @@ pub struct InspectArgs {
     /// Verification key: a JWKS (JSON) or PEM file, or an http(s):// URL of a JWKS.
     #[arg(long)]
     pub key: Option<String>,
-    /// Index to read (repeatable). An index beyond the list fails, as a relying party must.
+    /// Index to read (repeatable). An index beyond the list fails, as a relying party must. Not
+    /// for a delta, which carries only its changes.
     #[arg(long = "idx")]
     pub indices: Vec<u64>,
-    /// List every non-VALID entry.
+    /// List every non-VALID entry (of a delta: every change, not only the first 20).
     #[arg(long)]
     pub all: bool,
-    /// Media type to ask for when the input is a URL (e.g. application/statuslist+cwt).
+    /// Media type to ask for when the input is a URL (e.g. application/statuslist+cwt,
+    /// application/statuslist-delta+cwt).
     #[arg(long, default_value = "*/*")]
     pub accept: String,
     /// Minimum entries of a W3C list (the REC's 131,072 unless your ecosystem sets less).
@@ -932,22 +935,11 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         ca: args.ca.clone(),
         identity: None,
     };
-    let keys = match &args.key {
-        None => None,
-        Some(k) => {
-            let what = "the key set (--key)";
-            let bytes = read_input(k, "application/jwk-set+json, application/json", what, &tls)?;
-            let text = String::from_utf8(bytes).with_context(|| {
-                format!("{k}: the key set is not UTF-8 text (expected a JWKS or PEM)")
-            })?;
-            let set = if text.trim_start().starts_with('{') {
-                KeySet::from_jwks_json(&text)
-            } else {
-                KeySet::from_pem(&text)
-            };
-            Some(set.with_context(|| format!("{k}: not a usable key set (JWKS or PEM)"))?)
-        }
-    };
+    let keys = args
+        .key
+        .as_deref()
+        .map(|k| read_key_set(k, &tls))
+        .transpose()?;
     let trust_anchors = read_trust_anchors(args.trust_anchor.as_deref())?;
     let input = read_input(&args.input, &args.accept, "the token", &tls)?;
     let now = match args.at {
@@ -964,7 +956,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         min_entries: args.min_entries,
         trust_anchors,
     };
-    let report = inspect::inspect(&input, &opts)
+    let report = inspect::inspect_any(&input, &opts)
         .with_context(|| format!("{}: verification failed", args.input))?;
     print_out(&serde_json::to_string_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)

@@ -34,11 +34,10 @@
 
 use crate::status::packing::{pack_sparse, packed_len, Order};
 use crate::status::{deflate, Bits, Status, StatusError, StatusList};
-use crate::token::cose::{cbor_from_slice, sign1_tagged, Sign1};
-use crate::token::jws::{sign_compact, Jws};
-use crate::token::statuslist::{cwt_key, MAX_CLOCK_SKEW_SECS};
+use crate::token::signed::{self, Registered, SignedClaims, UnverifiedCwt, UnverifiedJwt};
+use crate::token::statuslist::cwt_key;
+use crate::token::TokenError;
 use crate::token::{b64url_decode, b64url_encode, KeySet};
-use crate::token::{SignError, TokenError, TokenSigner};
 use ciborium::Value as Cbor;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
@@ -270,13 +269,13 @@ impl Delta {
         ])
     }
 
-    fn from_parts(
-        bits: u64,
-        from: u64,
-        to: u64,
-        changes: Vec<u8>,
-        sha256: Vec<u8>,
+    /// The delta from its five members, read by `uint` and `bytes` (JSON or CBOR alike).
+    fn from_members(
+        uint: impl Fn(&str) -> Result<u64, DeltaError>,
+        bytes: impl Fn(&str) -> Result<Vec<u8>, DeltaError>,
     ) -> Result<Self, DeltaError> {
+        let (bits, from, to) = (uint("bits")?, uint("from")?, uint("to")?);
+        let (changes, sha256) = (bytes("changes")?, bytes("sha256")?);
         let bad = |m: &str| DeltaError::Malformed(m.to_owned());
         if from > to {
             return Err(bad("from is after to"));
@@ -314,13 +313,7 @@ impl Delta {
         {
             return Err(DeltaError::Malformed(format!("unknown member {k:?}")));
         }
-        Delta::from_parts(
-            uint("bits")?,
-            uint("from")?,
-            uint("to")?,
-            bytes("changes")?,
-            bytes("sha256")?,
-        )
+        Delta::from_members(uint, bytes)
     }
 
     fn from_cbor(v: &Cbor) -> Result<Self, DeltaError> {
@@ -350,46 +343,23 @@ impl Delta {
         if m.len() != 5 {
             return Err(DeltaError::Malformed("expected exactly 5 members".into()));
         }
-        Delta::from_parts(
-            uint("bits")?,
-            uint("from")?,
-            uint("to")?,
-            bytes("changes")?,
-            bytes("sha256")?,
-        )
+        Delta::from_members(uint, bytes)
     }
 }
 
-impl DeltaClaims {
+impl SignedClaims for DeltaClaims {
+    const JWT_TYP: &'static str = JWT_TYP;
+    const CWT_TYP: &'static str = CWT_TYP;
+    type Error = DeltaError;
+
     fn to_jwt_claims(&self) -> Json {
-        let mut m = Map::new();
-        m.insert("sub".into(), Json::from(self.sub.as_str()));
-        if let Some(iss) = &self.iss {
-            m.insert("iss".into(), Json::from(iss.as_str()));
-        }
-        m.insert("iat".into(), Json::from(self.iat));
-        if let Some(exp) = self.exp {
-            m.insert("exp".into(), Json::from(exp));
-        }
-        if let Some(ttl) = self.ttl {
-            m.insert("ttl".into(), Json::from(ttl));
-        }
+        let mut m = self.registered().to_jwt();
         m.insert(CLAIM.into(), self.delta.to_json());
         Json::Object(m)
     }
 
     fn to_cwt_claims(&self) -> Cbor {
-        let mut m = vec![(Cbor::from(cwt_key::SUB), Cbor::from(self.sub.as_str()))];
-        if let Some(iss) = &self.iss {
-            m.push((Cbor::from(cwt_key::ISS), Cbor::from(iss.as_str())));
-        }
-        m.push((Cbor::from(cwt_key::IAT), Cbor::from(self.iat)));
-        if let Some(exp) = self.exp {
-            m.push((Cbor::from(cwt_key::EXP), Cbor::from(exp)));
-        }
-        if let Some(ttl) = self.ttl {
-            m.push((Cbor::from(cwt_key::TTL), Cbor::from(ttl)));
-        }
+        let mut m = self.registered().to_cwt();
         m.push((Cbor::from(CLAIM), self.delta.to_cbor()));
         Cbor::Map(m)
     }
@@ -479,61 +449,51 @@ impl DeltaClaims {
             delta: delta.ok_or(TokenError::MissingClaim(CLAIM))?,
         })
     }
+}
+
+impl DeltaClaims {
+    fn registered(&self) -> Registered<'_> {
+        Registered {
+            sub: &self.sub,
+            iss: self.iss.as_deref(),
+            iat: self.iat,
+            exp: self.exp,
+            ttl: self.ttl,
+        }
+    }
 
     /// Valid at `now` (Unix seconds): not expired, not issued more than
-    /// [`MAX_CLOCK_SKEW_SECS`] ahead (the list token's rule).
+    /// [`crate::token::statuslist::MAX_CLOCK_SKEW_SECS`] ahead (the list token's rule).
     pub fn check_time(&self, now: u64) -> Result<(), TokenError> {
-        if self.iat > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
-            return Err(TokenError::NotYetValid { iat: self.iat, now });
-        }
-        match self.exp {
-            Some(exp) if now >= exp => Err(TokenError::Expired { exp, now }),
-            _ => Ok(()),
-        }
+        self.registered().check_time(now)
     }
 }
 
-/// Signs `claims` as a delta JWT: header `{"alg","kid","typ":"statuslist-delta+jwt"}`.
-pub fn sign_jwt(
-    claims: &DeltaClaims,
-    key: &(impl TokenSigner + ?Sized),
-) -> Result<String, SignError> {
-    let mut header = Map::new();
-    header.insert("typ".into(), Json::from(JWT_TYP));
-    let payload =
-        serde_json::to_vec(&claims.to_jwt_claims()).expect("serialising a JSON map cannot fail");
-    sign_compact(header, &payload, key)
-}
-
-/// Signs `claims` as a delta CWT (COSE_Sign1_Tagged, label 16 [`CWT_TYP`]).
-pub fn sign_cwt(
-    claims: &DeltaClaims,
-    key: &(impl TokenSigner + ?Sized),
-) -> Result<Vec<u8>, SignError> {
-    sign1_tagged(
-        CWT_TYP,
-        crate::status::ietf::cbor_to_vec(&claims.to_cwt_claims()),
-        key,
-    )
-}
+/// Signing a delta: [`signed::sign_jwt`] (header `{"alg","kid","typ":"statuslist-delta+jwt"}`)
+/// and [`signed::sign_cwt`] (COSE_Sign1_Tagged, label 16 [`CWT_TYP`]) of [`DeltaClaims`].
+pub use crate::token::signed::{sign_cwt, sign_jwt};
 
 /// Verifies a delta JWT: framing and `alg`, `typ`, the signature, then the claims. Time is
 /// checked by [`DeltaClaims::check_time`].
 pub fn verify_jwt(token: &str, keys: &KeySet) -> Result<DeltaClaims, DeltaError> {
-    let jws = Jws::parse(token)?;
-    jws.check_typ(JWT_TYP)?;
-    jws.verify(keys)?;
-    let v: Json = serde_json::from_slice(jws.payload())
-        .map_err(|e| TokenError::Malformed(format!("JWT claims set is not JSON: {e}")))?;
-    DeltaClaims::from_jwt_claims(&v)
+    signed::verify_jwt(token, keys)
 }
 
 /// Verifies a delta CWT: tag 18, label 16, the signature, then the claims.
 pub fn verify_cwt(bytes: &[u8], keys: &KeySet) -> Result<DeltaClaims, DeltaError> {
-    let msg = Sign1::parse(bytes)?;
-    msg.check_typ(CWT_TYP)?;
-    msg.verify(keys)?;
-    DeltaClaims::from_cwt_claims(&cbor_from_slice(msg.payload(), "CWT claims set")?)
+    signed::verify_cwt(bytes, keys)
+}
+
+/// Every check of [`verify_jwt`] except the signature (for `statusd inspect`, which shows what a
+/// delta says when no key is given). Never apply the result.
+pub fn decode_jwt_unverified(token: &str) -> Result<UnverifiedJwt<DeltaClaims>, DeltaError> {
+    signed::decode_jwt_unverified(token)
+}
+
+/// Every check of [`verify_cwt`] except the signature (for `statusd inspect`). Never apply the
+/// result.
+pub fn decode_cwt_unverified(bytes: &[u8]) -> Result<UnverifiedCwt<DeltaClaims>, DeltaError> {
+    signed::decode_cwt_unverified(bytes)
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@
 -- included), and every read that could fail (a key of the wrong type), happens before the
 -- first write, for every list: an error leaves every list exactly as it was.
 
+-- fail and uint are repeated in redis_retire.lua: scripts loaded separately cannot share a
+-- function. Keep them in step with redis_retire.lua (the same error prefix, the same integer rule).
 local function fail(msg)
   return redis.error_reply('ERR STATUSD ' .. msg)
 end

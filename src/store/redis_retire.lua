@@ -14,6 +14,8 @@
 -- Errors: ERR STATUSD unknown-list, ERR STATUSD conflict version (retire: the list moved on),
 --         ERR STATUSD not-retired (purge), ERR STATUSD bad-args <reason>.
 
+-- fail and uint are redis_apply.lua's, word for word: scripts loaded separately cannot share a
+-- function. Keep them in step with redis_apply.lua (the same error prefix, the same integer rule).
 local function fail(msg)
   return redis.error_reply('ERR STATUSD ' .. msg)
 end

@@ -23,6 +23,7 @@
 pub mod cose;
 pub mod jws;
 pub mod keys;
+pub mod signed;
 pub mod signer;
 pub mod statuslist;
 pub mod vc;

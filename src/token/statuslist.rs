@@ -16,13 +16,14 @@
 //!   form `statuslist+cwt` of drafts ≤ -07 is refused, and so is any Content-Format number,
 //!   since the draft's number is still TBD.
 
-use super::cose::{cbor_from_slice, sign1_tagged, CoseTyp, Sign1};
-use super::jws::{sign_compact, Jws};
+use super::signed::{self, Registered, SignedClaims};
 use super::signer::{SignError, TokenSigner};
-use super::{Algorithm, KeySet, TokenError};
-use crate::status::ietf::{cbor_to_vec, IetfList};
+#[cfg(doc)]
+use super::{cose::Sign1, jws::Jws};
+use super::{KeySet, TokenError};
+use crate::status::ietf::IetfList;
 use ciborium::Value as Cbor;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::collections::HashSet;
 
 /// The JWT `typ` of a Status List Token (draft §5.1).
@@ -62,45 +63,40 @@ pub struct StatusListClaims {
 }
 
 impl StatusListClaims {
+    fn registered(&self) -> Registered<'_> {
+        Registered {
+            sub: &self.sub,
+            iss: self.iss.as_deref(),
+            iat: self.iat,
+            exp: self.exp,
+            ttl: self.ttl,
+        }
+    }
+}
+
+impl SignedClaims for StatusListClaims {
+    const JWT_TYP: &'static str = JWT_TYP;
+    const CWT_TYP: &'static str = CWT_TYP;
+    type Error = TokenError;
+
     /// The JWT claims set: `sub`, `iss` (if any), `iat`, `exp`, `ttl`, `status_list`. Members
     /// serialise in sorted order, as in the draft's example.
-    pub fn to_jwt_claims(&self) -> Json {
-        let mut m = Map::new();
-        m.insert("sub".into(), Json::from(self.sub.as_str()));
-        if let Some(iss) = &self.iss {
-            m.insert("iss".into(), Json::from(iss.as_str()));
-        }
-        m.insert("iat".into(), Json::from(self.iat));
-        if let Some(exp) = self.exp {
-            m.insert("exp".into(), Json::from(exp));
-        }
-        if let Some(ttl) = self.ttl {
-            m.insert("ttl".into(), Json::from(ttl));
-        }
+    fn to_jwt_claims(&self) -> Json {
+        let mut m = self.registered().to_jwt();
         m.insert("status_list".into(), self.status_list.to_json());
         Json::Object(m)
     }
 
     /// The CWT claims map, keys in the draft's order: 2 sub, 1 iss, 6 iat, 4 exp, 65534 ttl,
     /// 65533 status_list. For the draft's claims this reproduces its §5.2 payload byte for byte.
-    pub fn to_cwt_claims(&self) -> Cbor {
-        let mut m = vec![(Cbor::from(cwt_key::SUB), Cbor::from(self.sub.as_str()))];
-        if let Some(iss) = &self.iss {
-            m.push((Cbor::from(cwt_key::ISS), Cbor::from(iss.as_str())));
-        }
-        m.push((Cbor::from(cwt_key::IAT), Cbor::from(self.iat)));
-        if let Some(exp) = self.exp {
-            m.push((Cbor::from(cwt_key::EXP), Cbor::from(exp)));
-        }
-        if let Some(ttl) = self.ttl {
-            m.push((Cbor::from(cwt_key::TTL), Cbor::from(ttl)));
-        }
+    fn to_cwt_claims(&self) -> Cbor {
+        let mut m = self.registered().to_cwt();
         m.push((Cbor::from(cwt_key::STATUS_LIST), self.status_list.to_cbor()));
         Cbor::Map(m)
     }
 
     /// Reads a JWT claims set (the decoded payload JSON).
-    pub fn from_jwt_claims(v: &Json) -> Result<Self, TokenError> {
+    fn from_jwt_claims(v: &Json) -> Result<Self, TokenError> {
         let m = v
             .as_object()
             .ok_or_else(|| TokenError::Malformed("JWT claims set is not a JSON object".into()))?;
@@ -136,7 +132,7 @@ impl StatusListClaims {
 
     /// Reads a CWT claims map. Keys must be integers or text (text keys are ignored, as are
     /// unknown integer keys); a duplicate key is malformed (RFC 8392 §7.1 via RFC 8949 §5.6).
-    pub fn from_cwt_claims(v: &Cbor) -> Result<Self, TokenError> {
+    fn from_cwt_claims(v: &Cbor) -> Result<Self, TokenError> {
         let entries = v
             .as_map()
             .ok_or_else(|| TokenError::Malformed("CWT claims set is not a CBOR map".into()))?;
@@ -248,11 +244,7 @@ pub fn sign_jwt(
     claims: &StatusListClaims,
     key: &(impl TokenSigner + ?Sized),
 ) -> Result<String, SignError> {
-    let mut header = Map::new();
-    header.insert("typ".into(), Json::from(JWT_TYP));
-    let payload =
-        serde_json::to_vec(&claims.to_jwt_claims()).expect("serialising a JSON map cannot fail");
-    sign_compact(header, &payload, key)
+    signed::sign_jwt(claims, key)
 }
 
 /// Signs `claims` as a Status List Token CWT: COSE_Sign1_Tagged (18, no tag 61), protected
@@ -261,77 +253,37 @@ pub fn sign_cwt(
     claims: &StatusListClaims,
     key: &(impl TokenSigner + ?Sized),
 ) -> Result<Vec<u8>, SignError> {
-    sign1_tagged(CWT_TYP, cbor_to_vec(&claims.to_cwt_claims()), key)
+    signed::sign_cwt(claims, key)
 }
 
 /// A Status List Token JWT decoded without checking its signature (for `statusd inspect`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnverifiedJwt {
-    /// The protected header (with `alg` known to be ES256 or EdDSA).
-    pub header: Map<String, Json>,
-    pub claims: StatusListClaims,
-}
+pub type UnverifiedJwt = signed::UnverifiedJwt<StatusListClaims>;
 
 /// A Status List Token CWT decoded without checking its signature (for `statusd inspect`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnverifiedCwt {
-    pub alg: Algorithm,
-    pub typ: CoseTyp,
-    /// The `kid` bytes (UTF-8 text in everything statusd issues).
-    pub kid: Option<Vec<u8>>,
-    pub claims: StatusListClaims,
-}
-
-fn jwt_claims(jws: &Jws) -> Result<StatusListClaims, TokenError> {
-    let v: Json = serde_json::from_slice(jws.payload())
-        .map_err(|e| TokenError::Malformed(format!("JWT claims set is not JSON: {e}")))?;
-    StatusListClaims::from_jwt_claims(&v)
-}
-
-fn cwt_claims(msg: &Sign1) -> Result<StatusListClaims, TokenError> {
-    StatusListClaims::from_cwt_claims(&cbor_from_slice(msg.payload(), "CWT claims set")?)
-}
+pub type UnverifiedCwt = signed::UnverifiedCwt<StatusListClaims>;
 
 /// Verifies a Status List Token JWT: framing and `alg` ([`Jws::parse`]), `typ`, the signature
 /// under the key `keys` selects, then the claims. Time is not checked; see [`check_time`].
 pub fn verify_jwt(token: &str, keys: &KeySet) -> Result<StatusListClaims, TokenError> {
-    let jws = Jws::parse(token)?;
-    jws.check_typ(JWT_TYP)?;
-    jws.verify(keys)?;
-    jwt_claims(&jws)
+    signed::verify_jwt(token, keys)
 }
 
 /// Verifies a Status List Token CWT: tag 18 without tag 61 ([`Sign1::parse`]), label 16, the
 /// signature, then the claims. Time is not checked; see [`check_time`].
 pub fn verify_cwt(bytes: &[u8], keys: &KeySet) -> Result<StatusListClaims, TokenError> {
-    let msg = Sign1::parse(bytes)?;
-    msg.check_typ(CWT_TYP)?;
-    msg.verify(keys)?;
-    cwt_claims(&msg)
+    signed::verify_cwt(bytes, keys)
 }
 
 /// Every check of [`verify_jwt`] except the signature. Never use the result to make a status
 /// decision; it exists to show an operator what a token says.
 pub fn decode_jwt_unverified(token: &str) -> Result<UnverifiedJwt, TokenError> {
-    let jws = Jws::parse(token)?;
-    jws.check_typ(JWT_TYP)?;
-    Ok(UnverifiedJwt {
-        claims: jwt_claims(&jws)?,
-        header: jws.header().clone(),
-    })
+    signed::decode_jwt_unverified(token)
 }
 
 /// Every check of [`verify_cwt`] except the signature. Never use the result to make a status
 /// decision; it exists to show an operator what a token says.
 pub fn decode_cwt_unverified(bytes: &[u8]) -> Result<UnverifiedCwt, TokenError> {
-    let msg = Sign1::parse(bytes)?;
-    let typ = msg.check_typ(CWT_TYP)?;
-    Ok(UnverifiedCwt {
-        alg: msg.alg(),
-        typ,
-        kid: msg.kid().map(<[u8]>::to_vec),
-        claims: cwt_claims(&msg)?,
-    })
+    signed::decode_cwt_unverified(bytes)
 }
 
 /// Checks the token's validity period at `now` (seconds since the epoch). Expired when `now` is
@@ -339,28 +291,23 @@ pub fn decode_cwt_unverified(bytes: &[u8]) -> Result<UnverifiedCwt, TokenError> 
 /// more than [`MAX_CLOCK_SKEW_SECS`] ahead of `now`. `ttl` is a caching hint, not a validity
 /// bound, so it is not checked here.
 pub fn check_time(claims: &StatusListClaims, now: u64) -> Result<(), TokenError> {
-    if claims.iat > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
-        return Err(TokenError::NotYetValid {
-            iat: claims.iat,
-            now,
-        });
-    }
-    match claims.exp {
-        Some(exp) if now >= exp => Err(TokenError::Expired { exp, now }),
-        _ => Ok(()),
-    }
+    claims.registered().check_time(now)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::cose::{sign1_tagged, CoseTyp};
+    use super::super::jws::sign_compact;
     use super::super::test_vectors::*;
-    use super::super::{b64url_encode, VerifyingKey};
+    use super::super::{b64url_encode, Algorithm, VerifyingKey};
     use super::*;
+    use crate::status::ietf::cbor_to_vec;
     use crate::status::ietf::IetfError;
     use crate::status::Bits;
     use crate::token::SigningKey;
     use proptest::prelude::*;
     use serde_json::json;
+    use serde_json::Map;
 
     const SUB: &str = "https://example.com/statuslists/1";
     const IAT: u64 = 1686920170;

@@ -277,3 +277,85 @@ async fn mirrors_follow_deltas_bit_for_bit_and_fall_back_to_the_list() {
     assert_eq!(jwt.list(), &fresh(&url, &keys).await.0);
     running.stop().await;
 }
+
+/// `statusd inspect` reads a delta statusd serves, in both forms, verifying it with the key set
+/// the server publishes; `--idx` (entries of a list) and a key that did not sign it fail with
+/// exit 1 and the cause, as inspect's other failures do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_reads_a_served_delta_in_both_forms() {
+    let dir = TempDir::new("delta-inspect");
+    let running = start_with(
+        &dir.0,
+        &[("d", Bits::Two, SIZE, vec![(1, 1)])],
+        &["--reencode-interval", "0"],
+    )
+    .await;
+    let base = format!("http://{}", running.public_addr);
+    let url = format!("{base}/statuslists/d");
+    let (_, h, _) = get(&url, &[]).await;
+    let start: u64 = h["statusd-list-version"].to_str().unwrap().parse().unwrap();
+    let version = running
+        .store
+        .apply("d", &changes(&[(7, 2), (9, 1)]))
+        .await
+        .unwrap()
+        .version;
+    published(&url, version).await;
+    let jwks = format!("{base}/.well-known/jwks.json");
+    let delta_url = format!("{url}/deltas/{start}");
+    let inspect = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            crate::support::statusd()
+                .arg("inspect")
+                .args(args)
+                .output()
+                .expect("run statusd")
+        })
+    };
+    for form in ["statuslist-delta+jwt", "statuslist-delta+cwt"] {
+        let accept = format!("application/{form}");
+        let args = [&delta_url, "--key", &jwks, "--accept", &accept];
+        let out = inspect(args.map(String::from).to_vec()).await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{form}: {stderr}");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+        assert_eq!(r["format"], form);
+        assert_eq!(r["signature"], "verified");
+        assert_eq!(r["subject"], url.as_str());
+        assert!(r["from"].as_u64().unwrap() <= start, "{r}");
+        assert_eq!(
+            (r["to"].as_u64(), r["bits"].as_u64()),
+            (Some(version), Some(2))
+        );
+        assert_eq!(r["change_count"], 2);
+        assert_eq!(
+            r["changes"],
+            serde_json::json!([
+                {"idx": 7, "status": "SUSPENDED", "value": 2},
+                {"idx": 9, "status": "INVALID", "value": 1},
+            ])
+        );
+        assert_eq!(r["sha256"].as_str().unwrap().len(), 64);
+    }
+
+    let out = inspect(vec![delta_url.clone(), "--idx".into(), "7".into()])
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--idx reads entries of a list"), "{stderr}");
+    let other = dir.0.join("other-key.pem");
+    let other_key = SigningKey::generate(Algorithm::Es256);
+    std::fs::write(&other, other_key.verifying_key().to_public_pem()).unwrap();
+    let out = inspect(vec![
+        delta_url.clone(),
+        "--key".into(),
+        other.to_str().unwrap().into(),
+    ])
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("statuslist-delta+jwt: "), "{stderr}");
+    running.stop().await;
+}

@@ -551,8 +551,16 @@ async fn admin_plane_metrics_and_health() {
 /// Every response during a stream of updates shows a state that was published whole: the
 /// writer flips entries in pairs within one atomic batch, so any list a reader decodes must
 /// hold complete pairs forming a prefix.
+///
+/// The writer waits for each batch to be published before it writes the next, and readers read
+/// until they see the last one. Before, the writer wrote every 100 ms and readers stopped when it
+/// was done: on a loaded machine the refresher (re-signing seven tokens per publication in a
+/// debug build) fell behind, published several batches in one step, and readers stopped before
+/// it caught up, so they saw "too few versions to prove anything" (failed once at load average
+/// 10-13). Now how many versions they see depends on neither the machine's speed nor its load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_swaps_never_show_a_half_built_state() {
+    const BATCHES: u32 = 40;
     let dir = TempDir::new("swap");
     let srv = start_with(
         &dir.0,
@@ -563,12 +571,14 @@ async fn snapshot_swaps_never_show_a_half_built_state() {
     let base = format!("http://{}", srv.public_addr);
     let keys = jwks(&base).await;
     let store = srv.store.clone();
-    // Readers keep reading until the writer is done (and at least 60 times), so that how many
-    // versions they see depends on publication, not on how fast the machine ran the readers.
-    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let still_writing = writing.clone();
+    let published = |base: String, idx: u32| async move {
+        let (_, _, body) = get(&format!("{base}/statuses/s/{idx}"), &[]).await;
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"] == 2
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let writer_base = base.clone();
     let writer = tokio::spawn(async move {
-        for k in 0..40u32 {
+        for k in 0..BATCHES {
             let changes = [
                 Change {
                     idx: 2 * k,
@@ -580,24 +590,26 @@ async fn snapshot_swaps_never_show_a_half_built_state() {
                 },
             ];
             store.apply("s", &changes).await.unwrap();
-            // Paced for a debug build: each publication re-signs seven tokens (JWT, CWT, three
-            // W3C and two Status List 2021 views), and at 15 ms between batches a busy machine published only
-            // three versions of the 40.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            while !published(writer_base.clone(), 2 * k + 1).await {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "batch {k} never published"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
-        still_writing.store(false, std::sync::atomic::Ordering::SeqCst);
     });
     let mut readers = Vec::new();
     for r in 0..4 {
         let base = base.clone();
         let keys = keys.clone();
-        let writing = writing.clone();
         readers.push(tokio::spawn(async move {
             let mut seen = std::collections::BTreeSet::new();
-            let mut reads = 0;
-            while reads < 60 || (writing.load(std::sync::atomic::Ordering::SeqCst) && reads < 5000)
-            {
-                reads += 1;
+            while !seen.contains(&(BATCHES as usize)) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "reader {r} never saw the last batch: {seen:?}"
+                );
                 let (s, _, body) = get(
                     &format!("{base}/statuslists/s"),
                     &[(
@@ -648,19 +660,6 @@ async fn snapshot_swaps_never_show_a_half_built_state() {
         all.len() > 3,
         "readers saw too few versions to prove anything: {all:?}"
     );
-    // Eventually the last batch is published.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, _, body) = get(&format!("{base}/statuses/s/79"), &[]).await;
-        if serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"] == 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "last change never published"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     srv.stop().await;
 }
 

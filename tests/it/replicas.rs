@@ -259,15 +259,28 @@ async fn a_paused_redis_keeps_reads_fast_and_readiness_turns_false() {
     assert_eq!(readyz(&r).await, 200);
     redis.pause();
     let started = Instant::now();
-    let mut slowest = Duration::ZERO;
+    let mut took = Vec::new();
     while started.elapsed() < Duration::from_secs(3) {
         let t = Instant::now();
         assert_eq!(value(&r, "p", 7).await, Some(2));
-        slowest = slowest.max(t.elapsed());
+        took.push(t.elapsed());
     }
+    // The property is that a read never waits on Redis. A read that did would wait until the
+    // store's response timeout (2 s) or until Redis resumes (after this loop, 3 s on): far above
+    // both bounds here. A scheduling stall on a loaded 2-core machine can hold one read for a few
+    // hundred milliseconds (398 ms seen at load average 13, against a 250 ms bound on the
+    // slowest read), so the slowest read is held to half the response timeout, and the typical
+    // read, the median, to what serving from memory costs even on a busy machine.
+    took.sort();
+    let (median, slowest) = (took[took.len() / 2], took[took.len() - 1]);
     assert!(
-        slowest < Duration::from_millis(250),
-        "a read took {slowest:?} while Redis was paused"
+        slowest < Duration::from_secs(1),
+        "a read took {slowest:?} while Redis was paused: it waited on Redis"
+    );
+    assert!(
+        median < Duration::from_millis(100),
+        "the median read took {median:?} while Redis was paused ({} reads)",
+        took.len()
     );
     assert_eq!(
         readyz(&r).await,

@@ -99,29 +99,10 @@ async fn single_writes_stay_within_their_round_trip_budget() {
     // even on a loaded machine, as they would be on a link to another zone.
     let proxy = Proxy::start(server.port, Duration::from_millis(25)).await;
     let store = RedisStore::connect(&proxy.url()).await.expect("connect");
-    let store = Arc::new(AnyStore::Redis(store));
-    let settings = Settings {
-        list_size: 1 << 17,
-        ..Settings::default()
-    };
-    let issuer = Issuer::new(store.clone(), urls(), settings);
+    let (store, issuer) = issuer_over(AnyStore::Redis(store));
     // Warm-up: lists of the default pool, a branch pool, the scripts, the bitmaps.
-    issuer
-        .create_list(NewList {
-            id: "branch-1".into(),
-            bits: Bits::Two,
-            size: 1 << 17,
-            purpose: Some("branch".into()),
-        })
-        .await
-        .expect("branch list");
-    for i in 0..4 {
-        one(
-            &issuer,
-            register(&format!("warm-{i}"), "physical", None, None),
-        )
-        .await;
-    }
+    create_branch_list(&issuer).await;
+    warm_up(&issuer).await;
     one(&issuer, register("B", "physical", None, Some("branch"))).await;
     one(&issuer, register("S", "physical", None, None)).await;
     one(&issuer, register("S2", "physical", None, None)).await;
@@ -213,6 +194,41 @@ async fn single_writes_stay_within_their_round_trip_budget() {
     assert_eq!(requests, 3);
 }
 
+/// An issuer over `store` whose lists hold 2^17 entries, as every budget here assumes.
+fn issuer_over(store: AnyStore) -> (Arc<AnyStore>, Issuer) {
+    let store = Arc::new(store);
+    let settings = Settings {
+        list_size: 1 << 17,
+        ..Settings::default()
+    };
+    let issuer = Issuer::new(store.clone(), urls(), settings);
+    (store, issuer)
+}
+
+/// Registers `warm-0` to `warm-3`: the default pool's lists created and the scripts loaded.
+async fn warm_up(issuer: &Issuer) {
+    for i in 0..4 {
+        one(
+            issuer,
+            register(&format!("warm-{i}"), "physical", None, None),
+        )
+        .await;
+    }
+}
+
+/// Creates `branch-1`, the branch pool's list.
+async fn create_branch_list(issuer: &Issuer) {
+    issuer
+        .create_list(NewList {
+            id: "branch-1".into(),
+            bits: Bits::Two,
+            size: 1 << 17,
+            purpose: Some("branch".into()),
+        })
+        .await
+        .expect("branch list");
+}
+
 async fn o_list(issuer: &Issuer, id: &str) -> String {
     issuer
         .credential(id)
@@ -260,12 +276,7 @@ async fn single_writes_counted(issuer: &Issuer) -> Vec<(&'static str, u32)> {
 async fn single_writes_on_the_embedded_store_take_three_transactions() {
     let dir = crate::support::TempDir::new("roundtrips-embedded");
     let store = statusd::store::embedded::EmbeddedStore::open(&dir.0).expect("open");
-    let settings = Settings {
-        list_size: 1 << 17,
-        ..Settings::default()
-    };
-    let store = Arc::new(AnyStore::Embedded(store));
-    let issuer = Issuer::new(store.clone(), urls(), settings);
+    let (store, issuer) = issuer_over(AnyStore::Embedded(store));
     one(&issuer, register("warm", "physical", None, None)).await;
     for m in store.lists().await.expect("lists") {
         store.allocated(&m.id).await.expect("allocated");
@@ -310,19 +321,8 @@ async fn single_writes_on_a_cluster_make_three_requests() {
     let cluster = crate::redis_harness::RedisCluster::start();
     let store = RedisStore::connect(&cluster.url()).await.expect("connect");
     assert!(store.is_cluster());
-    let settings = Settings {
-        list_size: 1 << 17,
-        ..Settings::default()
-    };
-    let store = Arc::new(AnyStore::Redis(store));
-    let issuer = Issuer::new(store.clone(), urls(), settings);
-    for i in 0..4 {
-        one(
-            &issuer,
-            register(&format!("warm-{i}"), "physical", None, None),
-        )
-        .await;
-    }
+    let (store, issuer) = issuer_over(AnyStore::Redis(store));
+    warm_up(&issuer).await;
     // A running replica holds every list's allocations and has read each list (the read
     // script loaded on every node that holds one).
     for m in store.lists().await.expect("lists") {
@@ -343,15 +343,7 @@ async fn single_writes_on_a_cluster_make_three_requests() {
         assert_eq!(requests, 3, "{name}");
     }
 
-    issuer
-        .create_list(NewList {
-            id: "branch-1".into(),
-            bits: Bits::Two,
-            size: 1 << 17,
-            purpose: Some("branch".into()),
-        })
-        .await
-        .expect("branch list");
+    create_branch_list(&issuer).await;
     one(&issuer, register("B", "physical", None, Some("branch"))).await;
     one(&issuer, register("P", "physical", None, None)).await;
     let (r, requests) = statusd::store::count_requests(

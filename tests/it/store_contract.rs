@@ -12,7 +12,15 @@ use statusd::store::embedded::EmbeddedStore;
 use statusd::store::redis::RedisStore;
 use statusd::store::registry::{Location, Registry, Txn};
 use statusd::store::retire::Retire;
-use statusd::store::{Applied, Extends, NewList, Store, StoreError};
+use statusd::store::{Applied, Extends, ListMeta, NewList, Store, StoreError};
+
+/// `$refused` fails with an error matching the pattern; the message shows the error it got.
+macro_rules! assert_refused {
+    ($refused:expr, $($pattern:tt)+) => {{
+        let err = $refused.unwrap_err();
+        assert!(matches!(err, $($pattern)+), "{err}");
+    }};
+}
 
 /// A store under test: opened afresh by each call, as a restart or another replica would.
 trait Subject {
@@ -72,67 +80,46 @@ async fn create_apply_load_and_reopen(subject: impl Subject) {
     assert_eq!(nonzero(&list), vec![(9, 1)]);
     assert_eq!(s.lists().await.unwrap(), vec![meta.clone()]);
     assert!(meta.updated_at > 1_600_000_000);
-    assert!(matches!(
-        s.load("zz").await,
-        Err(StoreError::UnknownList(_))
-    ));
-    assert!(matches!(
-        s.load("a/b").await,
-        Err(StoreError::UnknownList(_))
-    ));
+    assert_refused!(s.load("zz").await, StoreError::UnknownList(_));
+    assert_refused!(s.load("a/b").await, StoreError::UnknownList(_));
 }
 
 async fn a_rejected_batch_changes_nothing(subject: impl Subject) {
     let s = subject.open().await;
     s.create_list(new_list("b", Bits::Two, 64)).await.unwrap();
     s.apply("b", &[c(1, 1)]).await.unwrap();
-    let err = s.apply("b", &[c(2, 2), c(1, 0)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Terminal {
-                idx: 1,
-                to: Status::VALID
-            }
-        ),
-        "{err}"
+    assert_refused!(
+        s.apply("b", &[c(2, 2), c(1, 0)]).await,
+        StoreError::Terminal {
+            idx: 1,
+            to: Status::VALID
+        }
     );
-    let err = s.apply("b", &[c(3, 2), c(64, 1)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Status(StatusError::IndexOutOfRange { idx: 64, size: 64 })
-        ),
-        "{err}"
+    assert_refused!(
+        s.apply("b", &[c(3, 2), c(64, 1)]).await,
+        StoreError::Status(StatusError::IndexOutOfRange { idx: 64, size: 64 })
     );
-    let err = s.apply("b", &[c(3, 2), c(4, 4)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Status(StatusError::ValueTooWide { value: 4, bits: 2 })
-        ),
-        "{err}"
+    assert_refused!(
+        s.apply("b", &[c(3, 2), c(4, 4)]).await,
+        StoreError::Status(StatusError::ValueTooWide { value: 4, bits: 2 })
     );
     let (meta, list) = s.load("b").await.unwrap();
     assert_eq!(meta.version, 1);
     assert_eq!(nonzero(&list), vec![(1, 1)]);
 
-    assert!(matches!(
-        s.apply("zz", &[]).await,
-        Err(StoreError::UnknownList(_))
-    ));
-    assert!(matches!(
+    assert_refused!(s.apply("zz", &[]).await, StoreError::UnknownList(_));
+    assert_refused!(
         s.create_list(new_list("b", Bits::One, 8)).await,
-        Err(StoreError::ListExists(_))
-    ));
-    assert!(matches!(
+        StoreError::ListExists(_)
+    );
+    assert_refused!(
         s.create_list(new_list("a/b", Bits::One, 8)).await,
-        Err(StoreError::InvalidId(_))
-    ));
-    assert!(matches!(
+        StoreError::InvalidId(_)
+    );
+    assert_refused!(
         s.create_list(new_list("odd", Bits::Two, 3)).await,
-        Err(StoreError::Status(StatusError::InvalidSize(3)))
-    ));
+        StoreError::Status(StatusError::InvalidSize(3))
+    );
     // An empty batch is a batch: it moves the version.
     assert_eq!(s.apply("b", &[]).await.unwrap().version, 2);
 }
@@ -146,19 +133,17 @@ async fn a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal(subject: i
     let a = s.apply("o", &[c(3, 1)]).await.unwrap();
     assert_eq!((a.version, a.previous), (2, vec![Status::INVALID]));
     // A change that makes an entry INVALID binds the rest of its own batch.
-    let err = s.apply("o", &[c(4, 1), c(4, 2)]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Terminal {
-                idx: 4,
-                to: Status(2)
-            }
-        ),
-        "{err}"
+    assert_refused!(
+        s.apply("o", &[c(4, 1), c(4, 2)]).await,
+        StoreError::Terminal {
+            idx: 4,
+            to: Status(2)
+        }
     );
-    let err = s.apply("o", &[c(5, 2), c(3, 0)]).await.unwrap_err();
-    assert!(matches!(err, StoreError::Terminal { idx: 3, .. }), "{err}");
+    assert_refused!(
+        s.apply("o", &[c(5, 2), c(3, 0)]).await,
+        StoreError::Terminal { idx: 3, .. }
+    );
     let (meta, list) = s.load("o").await.unwrap();
     assert_eq!(meta.version, 2);
     assert_eq!(nonzero(&list), vec![(3, 1)]);
@@ -234,10 +219,7 @@ async fn a_list_read_brings_each_record_s_family(subject: impl Subject) {
     assert_eq!(got.keys().copied().collect::<Vec<_>>(), [20, 30]);
     let (meta, got) = s.list_records("f", &[]).await.unwrap();
     assert_eq!((meta.version, got.len()), (1, 0));
-    assert!(matches!(
-        s.list_records("zz", &[1]).await,
-        Err(StoreError::UnknownList(_))
-    ));
+    assert_refused!(s.list_records("zz", &[1]).await, StoreError::UnknownList(_));
 }
 
 /// A joint commit of two lists and a binding (a reissue across lists on a standalone Redis or
@@ -287,18 +269,21 @@ async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
         assert!(s.allocated("j1").await.unwrap().1.is_empty());
         assert_eq!(s.entries("j1", &[3]).await.unwrap().1, [Status::VALID]);
     };
-    let err = s.commit_joint(&txns(1, 0), &bind).await.unwrap_err();
-    assert!(matches!(err, StoreError::Terminal { idx: 9, .. }), "{err}");
+    assert_refused!(
+        s.commit_joint(&txns(1, 0), &bind).await,
+        StoreError::Terminal { idx: 9, .. }
+    );
     untouched().await;
-    let err = s.commit_joint(&txns(0, 1), &bind).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(ref l) if l == "j2"),
-        "{err}"
+    assert_refused!(
+        s.commit_joint(&txns(0, 1), &bind).await,
+        StoreError::Conflict(ref l) if l == "j2"
     );
     untouched().await;
     let taken = [("taken".to_owned(), at("j1", 3))];
-    let err = s.commit_joint(&txns(1, 1), &taken).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_refused!(
+        s.commit_joint(&txns(1, 1), &taken).await,
+        StoreError::Conflict(_)
+    );
     untouched().await;
 
     assert_eq!(s.commit_joint(&txns(1, 1), &bind).await.unwrap(), [1, 2]);
@@ -318,10 +303,16 @@ async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
             ..Txn::default()
         },
     )];
-    assert!(matches!(
-        s.commit_joint(&again, &[]).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert_refused!(s.commit_joint(&again, &[]).await, StoreError::Conflict(_));
+}
+
+/// `id`'s metadata as [`Store::lists`] reads it (what a replica reads).
+async fn listed(s: &impl Store, id: &str) -> ListMeta {
+    let lists = s.lists().await.unwrap();
+    lists
+        .into_iter()
+        .find(|m| m.id == id)
+        .expect("the list is listed")
 }
 
 /// A registry commit at `version` claiming `idxs` (records `r<idx>`) that `extends` the list.
@@ -356,8 +347,7 @@ async fn a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list(subj
     let life = |id: &'static str| {
         let s = &s;
         async move {
-            let m = s.lists().await.unwrap();
-            let m = m.into_iter().find(|m| m.id == id).unwrap();
+            let m = listed(s, id).await;
             (m.version, m.life.expires_max)
         }
     };
@@ -387,10 +377,9 @@ async fn a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list(subj
         ("ec".to_owned(), claim(1, &[1], Extends::Until(500))),
     ];
     let y = [("y".to_owned(), at("ec", 1))];
-    let err = s.commit_joint(&with_retired, &y).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Retired(ref l) if l == "ec"),
-        "{err}"
+    assert_refused!(
+        s.commit_joint(&with_retired, &y).await,
+        StoreError::Retired(ref l) if l == "ec"
     );
     assert_eq!(life("ea").await, (2, Some(100)), "the other list untouched");
     assert!(!s.allocated("ea").await.unwrap().1.contains(3));
@@ -429,13 +418,7 @@ async fn a_list_keeps_its_latest_expiry_and_retires_once(subject: impl Subject) 
         )
         .await
         .unwrap();
-    let meta = s
-        .lists()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.id == "r")
-        .unwrap();
+    let meta = listed(&s, "r").await;
     assert_eq!((meta.version, meta.life.expires_max), (v, Some(100)));
     assert_eq!(meta.allocated, 3);
     // One credential without an expiry keeps its list for good.
@@ -447,29 +430,14 @@ async fn a_list_keeps_its_latest_expiry_and_retires_once(subject: impl Subject) 
     s.commit("f", &claim(fv, &[2], Extends::Forever))
         .await
         .unwrap();
-    let f = s
-        .lists()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.id == "f")
-        .unwrap();
+    let f = listed(&s, "f").await;
     assert_eq!(f.life.expires_max, None);
 
     // Retiring is a compare-and-set on the version judged, and happens once.
-    assert!(matches!(
-        s.retire("r", v - 1, 1000).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert_refused!(s.retire("r", v - 1, 1000).await, StoreError::Conflict(_));
     assert!(s.retire("r", v, 1000).await.unwrap());
     assert!(!s.retire("r", v, 1001).await.unwrap(), "retired already");
-    let meta = s
-        .lists()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.id == "r")
-        .unwrap();
+    let meta = listed(&s, "r").await;
     assert_eq!(meta.life.retired_at, Some(1000));
     assert_eq!(
         meta.version,
@@ -477,19 +445,13 @@ async fn a_list_keeps_its_latest_expiry_and_retires_once(subject: impl Subject) 
         "a commit planned before it fails as a conflict"
     );
     // A retired list takes no writes, registry commits or plain batches.
-    assert!(matches!(
+    assert_refused!(
         s.commit("r", &claim(v + 1, &[4], Extends::Until(2000)))
             .await,
-        Err(StoreError::Retired(_))
-    ));
-    assert!(matches!(
-        s.apply("r", &[c(5, 1)]).await,
-        Err(StoreError::Retired(_))
-    ));
-    assert!(matches!(
-        s.retire("zz", 0, 1).await,
-        Err(StoreError::UnknownList(_))
-    ));
+        StoreError::Retired(_)
+    );
+    assert_refused!(s.apply("r", &[c(5, 1)]).await, StoreError::Retired(_));
+    assert_refused!(s.retire("zz", 0, 1).await, StoreError::UnknownList(_));
     // Only a retired list's data is deleted, once.
     assert!(s.purge("f", 1).await.is_err());
     assert!(s.purge("r", 2000).await.unwrap());
@@ -497,13 +459,7 @@ async fn a_list_keeps_its_latest_expiry_and_retires_once(subject: impl Subject) 
     drop(s);
     // Opened again (another replica): the tombstone and the audit trail stay, the data is gone.
     let s = subject.open().await;
-    let meta = s
-        .lists()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.id == "r")
-        .unwrap();
+    let meta = listed(&s, "r").await;
     assert_eq!(
         (meta.life.retired_at, meta.life.purged_at, meta.allocated),
         (Some(1000), Some(2000), 3)
@@ -521,10 +477,7 @@ async fn a_list_keeps_its_latest_expiry_and_retires_once(subject: impl Subject) 
     );
     let (_, list) = s.load("r").await.unwrap();
     assert!(nonzero(&list).is_empty(), "the entries are deleted");
-    assert!(matches!(
-        s.create_list(pooled("r")).await,
-        Err(StoreError::ListExists(_))
-    ));
+    assert_refused!(s.create_list(pooled("r")).await, StoreError::ListExists(_));
 }
 
 /// Each contract test once per store: `store_contract::embedded::<name>` and
