@@ -380,6 +380,7 @@ impl ItemError {
             UnknownPool => "unknown-pool",
             StoreUnavailable => "store-unavailable",
             Contention => "contention",
+            NotReplicated => "not-replicated",
             InsufficientStorage => "insufficient-storage",
             Corrupt => "corrupt",
             Terminal => "terminal",
@@ -406,7 +407,7 @@ impl ItemError {
             UnknownParent | ParentNotPhysical | Cycle | UnknownPool => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            StoreUnavailable | Contention => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | Contention | NotReplicated => StatusCode::SERVICE_UNAVAILABLE,
             InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
             Terminal
