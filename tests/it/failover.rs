@@ -241,3 +241,136 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
     assert_eq!((failed, wrong), (0, 0), "reads failed or were wrong");
     r.stop().await;
 }
+
+/// A registration and a suspension that no replica confirms (`STATUSD_REDIS_WAIT_REPLICAS=1`
+/// and none attached) are answered 503 `not-replicated` with `Retry-After` once the wait
+/// timeout has passed, counted in `statusd_redis_wait_shortfalls_total`. Both were applied on
+/// the primary: once a replica follows, retrying each succeeds without applying it twice (the
+/// registration answers `exists` at the same index, the suspension finds the card suspended
+/// and the list's version does not move again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_no_replica_confirms_is_refused_and_its_retry_is_safe() {
+    use crate::redis_harness::{until_replicas_caught_up, RedisServer};
+    use statusd::issuer::{Issuer, Settings};
+    let server = RedisServer::start();
+    let dir = TempDir::new("not-replicated");
+    std::fs::write(dir.0.join("tokens"), format!("nr write {TOKEN}\n")).unwrap();
+    {
+        // The pool's lists, created before writes wait for replicas.
+        let store = statusd::app::open_store(Some(&server.url()), &dir.0)
+            .await
+            .unwrap();
+        let settings = Settings {
+            list_size: 1 << 17,
+            ..Settings::default()
+        };
+        let issuer = Issuer::new(Arc::new(store), crate::roundtrips::urls(), settings);
+        let warm = crate::roundtrips::register("warm", "physical", None, None);
+        let r = issuer.execute("test", &[warm]).await.expect("runs");
+        assert_eq!(r[0].as_ref().map(|o| o.result), Ok("registered"));
+    }
+    let tokens = dir.0.join("tokens");
+    let wait = Duration::from_millis(500);
+    let config = support::config(
+        &dir.0,
+        &[
+            "--redis-url",
+            &server.url(),
+            "--admin-tokens",
+            tokens.to_str().unwrap(),
+            "--list-size",
+            "131072",
+            "--redis-wait-replicas",
+            "1",
+            "--redis-wait-timeout",
+            "500ms",
+        ],
+    );
+    let r = statusd::app::start(&config).await.expect("start statusd");
+    assert!(r.ready(Duration::from_secs(20)).await, "not ready");
+    let admin = format!("http://{}", r.admin_addr);
+    let shortfalls = "statusd_redis_wait_shortfalls_total";
+    let before = support::metric(r.admin_addr, shortfalls).await;
+
+    let register = serde_json::json!({"credential_id": "nr-1", "kind": "physical"});
+    let suspend = serde_json::json!({"reason": "lost"});
+    let refused = |what: &str, s: StatusCode, h: &hyper::HeaderMap, v: &Value| {
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{what}: {v}");
+        assert_eq!(h["content-type"], "application/problem+json", "{what}");
+        assert_eq!(
+            v["type"], "urn:statusd:problem:not-replicated",
+            "{what}: {v}"
+        );
+        assert_eq!(h["retry-after"], "1", "{what}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("applied on the Redis primary") && detail.contains("safe"),
+            "{what}: {detail}"
+        );
+    };
+    for (what, method, path, body) in [
+        ("register", Method::POST, "/v1/credentials", &register),
+        (
+            "suspend",
+            Method::POST,
+            "/v1/credentials/nr-1/suspend",
+            &suspend,
+        ),
+    ] {
+        let started = Instant::now();
+        let (s, h, v) = call(&admin, method, path, Some(body.clone()))
+            .await
+            .expect("answers");
+        refused(what, s, &h, &v);
+        let took = started.elapsed();
+        assert!(
+            took >= wait,
+            "{what} answered after {took:?}: WAIT did not wait"
+        );
+    }
+    assert!(support::metric(r.admin_addr, shortfalls).await >= before + 2.0);
+    // Applied on the primary, though: the card is there, suspended.
+    let (s, _, v) = call(&admin, Method::GET, "/v1/credentials/nr-1", None)
+        .await
+        .expect("answers");
+    assert_eq!(
+        (s, &v["status"]),
+        (StatusCode::OK, &Value::from("SUSPENDED")),
+        "{v}"
+    );
+    let at = v["assignment"].clone();
+    let list = at["list_id"].as_str().unwrap().to_owned();
+    let list_path = format!("/v1/lists/{list}");
+    let (_, _, before_retry) = call(&admin, Method::GET, &list_path, None).await.unwrap();
+
+    // A replica follows; the retries are confirmed and change nothing.
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &server.port.to_string()]);
+    until_replicas_caught_up(server.port).await;
+    let (s, _, v) = call(&admin, Method::POST, "/v1/credentials", Some(register))
+        .await
+        .expect("answers");
+    assert_eq!(
+        (s, &v["result"]),
+        (StatusCode::OK, &Value::from("exists")),
+        "{v}"
+    );
+    assert_eq!(v["assignment"], at, "the retry allocated again");
+    let path = "/v1/credentials/nr-1/suspend";
+    let (s, _, v) = call(&admin, Method::POST, path, Some(suspend))
+        .await
+        .expect("answers");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["result"], &v["status"]),
+        (&Value::from("unchanged"), &Value::from("SUSPENDED")),
+        "{v}"
+    );
+    let (_, _, after) = call(&admin, Method::GET, &list_path, None).await.unwrap();
+    assert_eq!(after["version"], before_retry["version"], "{after}");
+    assert_eq!(after["allocated"], before_retry["allocated"], "{after}");
+    // And the replica holds it all.
+    let replicated: i64 =
+        replica.query(redis::cmd("EXISTS").arg(statusd::store::redis::cid_key("nr-1")));
+    assert_eq!(replicated, 1);
+    r.stop().await;
+}
