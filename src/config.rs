@@ -314,21 +314,31 @@ fn err(flag: &'static str, env: &'static str, reason: impl Into<String>) -> Conf
 /// A duration setting: `30d`, `720h`, `1s` (humantime), or plain seconds; at least a second
 /// and at most a century.
 fn duration(value: &str, flag: &'static str, env: &'static str) -> Result<Duration, ConfigError> {
-    let v = value.trim();
-    let d = match v.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(v).map_err(|e| {
-            err(
-                flag,
-                env,
-                format!("{value:?} is not a duration such as 30d, 720h or 90s: {e}"),
-            )
-        })?,
-    };
+    let d = parse_duration(value, flag, env, "30d, 720h or 90s")?;
     if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
         return Err(err(flag, env, "must be between 1 second and 100 years"));
     }
     Ok(d)
+}
+
+/// A duration in humantime (`examples` shows some) or plain seconds.
+fn parse_duration(
+    value: &str,
+    flag: &'static str,
+    env: &'static str,
+    examples: &str,
+) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    match v.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(v).map_err(|e| {
+            err(
+                flag,
+                env,
+                format!("{value:?} is not a duration such as {examples}: {e}"),
+            )
+        }),
+    }
 }
 
 /// Splits the comma-separated `--published-keys` list. An empty or blank value means none, so
@@ -477,17 +487,7 @@ fn redis_security(args: &ServeArgs) -> Result<RedisSecurity, ConfigError> {
 
 fn redis_wait(args: &ServeArgs) -> Result<RedisWait, ConfigError> {
     let (flag, env) = ("redis-wait-timeout", "REDIS_WAIT_TIMEOUT");
-    let v = args.redis_wait_timeout.trim();
-    let timeout = match v.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(v).map_err(|e| {
-            err(
-                flag,
-                env,
-                format!("{v:?} is not a duration such as 1s or 250ms: {e}"),
-            )
-        })?,
-    };
+    let timeout = parse_duration(&args.redis_wait_timeout, flag, env, "1s or 250ms")?;
     if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(10) {
         return Err(err(flag, env, "must be between 10ms and 10s"));
     }

@@ -24,6 +24,30 @@ use std::time::{Duration, Instant};
 
 const SEEDED: [(u32, u8); 3] = [(1, 1), (2, 2), (5, 1)];
 
+/// statusd on Redis at `url` with the admin tokens in `dir/tokens`, issuer lists of 131,072
+/// entries, and every write waiting up to `wait` for one replica; ready.
+async fn start_waiting_for_replicas(dir: &TempDir, url: &str, wait: &str) -> statusd::app::Running {
+    let tokens = dir.0.join("tokens");
+    let config = support::config(
+        &dir.0,
+        &[
+            "--redis-url",
+            url,
+            "--admin-tokens",
+            tokens.to_str().unwrap(),
+            "--list-size",
+            "131072",
+            "--redis-wait-replicas",
+            "1",
+            "--redis-wait-timeout",
+            wait,
+        ],
+    );
+    let r = statusd::app::start(&config).await.expect("start statusd");
+    assert!(r.ready(Duration::from_secs(20)).await, "not ready");
+    r
+}
+
 /// When each acknowledgement arrived, from the run's start.
 fn acks(w: &Writes) -> impl Iterator<Item = Duration> + '_ {
     w.answers.iter().filter(|a| a.acked).map(|a| a.at)
@@ -39,22 +63,7 @@ async fn a_master_killed_under_load_fails_over_without_failed_reads_or_lost_writ
         let store = statusd::app::open_store(Some(&url), &dir.0).await.unwrap();
         crate::support::seed_list(&store, "x", Bits::Two, 1024, &SEEDED).await;
     }
-    let tokens = dir.0.join("tokens");
-    let config = support::config(
-        &dir.0,
-        &[
-            "--redis-url",
-            &url,
-            "--admin-tokens",
-            tokens.to_str().unwrap(),
-            "--list-size",
-            "131072",
-            "--redis-wait-replicas",
-            "1",
-        ],
-    );
-    let r = statusd::app::start(&config).await.expect("start statusd");
-    assert!(r.ready(Duration::from_secs(20)).await, "not ready");
+    let r = start_waiting_for_replicas(&dir, &url, "1s").await;
     // The clock check reads TIME from some node of the cluster.
     assert!(
         statusd::clock::measure(&r.store, Duration::from_secs(1))
@@ -269,25 +278,8 @@ async fn a_write_no_replica_confirms_is_refused_and_its_retry_is_safe() {
         let r = issuer.execute("test", &[warm]).await.expect("runs");
         assert_eq!(r[0].as_ref().map(|o| o.result), Ok("registered"));
     }
-    let tokens = dir.0.join("tokens");
     let wait = Duration::from_millis(500);
-    let config = support::config(
-        &dir.0,
-        &[
-            "--redis-url",
-            &server.url(),
-            "--admin-tokens",
-            tokens.to_str().unwrap(),
-            "--list-size",
-            "131072",
-            "--redis-wait-replicas",
-            "1",
-            "--redis-wait-timeout",
-            "500ms",
-        ],
-    );
-    let r = statusd::app::start(&config).await.expect("start statusd");
-    assert!(r.ready(Duration::from_secs(20)).await, "not ready");
+    let r = start_waiting_for_replicas(&dir, &server.url(), "500ms").await;
     let admin = format!("http://{}", r.admin_addr);
     let shortfalls = "statusd_redis_wait_shortfalls_total";
     let before = support::metric(r.admin_addr, shortfalls).await;
