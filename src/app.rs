@@ -342,16 +342,24 @@ pub async fn open_store_secure(
     security: &crate::store::RedisSecurity,
     data_dir: &Path,
 ) -> anyhow::Result<AnyStore> {
-    if let Some(url) = redis_url.filter(|_| *security != Default::default()) {
-        let store = crate::store::redis::RedisStore::connect_secure(url, security)
-            .await
-            .context("configuring the Redis store")?;
-        return Ok(AnyStore::Redis(store));
-    }
+    open_store_with(redis_url, security, Default::default(), data_dir).await
+}
+
+/// [`open_store_secure`] whose Redis writes wait for `wait`'s replicas.
+pub async fn open_store_with(
+    redis_url: Option<&str>,
+    security: &crate::store::RedisSecurity,
+    wait: crate::store::RedisWait,
+    data_dir: &Path,
+) -> anyhow::Result<AnyStore> {
     if let Some(url) = redis_url {
         // Connecting is lazy: a Redis that is down at start is retried by the refresher while
         // the last good snapshot serves.
-        let store = crate::store::redis::RedisStore::connect(url)
+        let opts = crate::store::redis::RedisOptions {
+            wait,
+            ..Default::default()
+        };
+        let store = crate::store::redis::RedisStore::connect_secure_with(url, security, opts)
             .await
             .context("configuring the Redis store")?;
         return Ok(AnyStore::Redis(store));
@@ -397,9 +405,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let public_listener = bind(config.listen, "public", "--listen").await?;
     let admin_listener = bind(config.admin_listen, "admin", "--admin-listen").await?;
     let store = Arc::new(
-        open_store_secure(
+        open_store_with(
             config.redis_url.as_deref(),
             &config.redis_security,
+            config.redis_wait,
             &config.data_dir,
         )
         .await?,
@@ -447,6 +456,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
     }
     let metrics = Arc::new(Metrics::new());
+    if let AnyStore::Redis(redis) = store.as_ref() {
+        redis.count_wait_shortfalls(metrics.redis_wait_shortfalls.clone());
+    }
     metrics
         .signing_key_info
         .with_label_values(&[key.kid(), key.algorithm().jose_name()])

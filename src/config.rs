@@ -11,7 +11,7 @@
 
 use crate::http::PublicSettings;
 use crate::server::Limits;
-use crate::store::RedisSecurity;
+use crate::store::{RedisSecurity, RedisWait};
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -185,6 +185,15 @@ pub struct ServeArgs {
     /// an ACL user name may stay in the URL.
     #[arg(long, env = "STATUSD_REDIS_PASSWORD_FILE", value_parser = optional_path)]
     pub redis_password_file: Option<PathBuf>,
+    /// Redis replicas that must confirm a write before statusd acknowledges it (`WAIT`, sent in
+    /// the write's round trip); 0: none. Redis replicates asynchronously, so without it a
+    /// failover can lose an acknowledged write. Needs --redis-url.
+    #[arg(long, env = "STATUSD_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+    /// How long a write waits at most for --redis-wait-replicas (`1s`, `250ms`; 10 ms to 10 s);
+    /// fewer confirmations by then answer 503 `not-replicated` (applied on the primary, retry).
+    #[arg(long, env = "STATUSD_REDIS_WAIT_TIMEOUT", default_value = "1s")]
+    pub redis_wait_timeout: String,
     /// Log format on standard error: `text` (for people), or `json` (one JSON object per line
     /// with timestamp, level, target and fields, for log pipelines).
     #[arg(long, env = "STATUSD_LOG_FORMAT", value_enum, default_value = "text")]
@@ -261,6 +270,8 @@ pub struct Config {
     pub admin_tls: Option<crate::tls::ServerFiles>,
     /// TLS and password of the Redis connection.
     pub redis_security: RedisSecurity,
+    /// Replicas each Redis write waits for.
+    pub redis_wait: RedisWait,
     /// `--log-format`.
     pub log_format: LogFormat,
 }
@@ -303,21 +314,31 @@ fn err(flag: &'static str, env: &'static str, reason: impl Into<String>) -> Conf
 /// A duration setting: `30d`, `720h`, `1s` (humantime), or plain seconds; at least a second
 /// and at most a century.
 fn duration(value: &str, flag: &'static str, env: &'static str) -> Result<Duration, ConfigError> {
-    let v = value.trim();
-    let d = match v.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(v).map_err(|e| {
-            err(
-                flag,
-                env,
-                format!("{value:?} is not a duration such as 30d, 720h or 90s: {e}"),
-            )
-        })?,
-    };
+    let d = parse_duration(value, flag, env, "30d, 720h or 90s")?;
     if d < Duration::from_secs(1) || d > Duration::from_secs(100 * 365 * 86_400) {
         return Err(err(flag, env, "must be between 1 second and 100 years"));
     }
     Ok(d)
+}
+
+/// A duration in humantime (`examples` shows some) or plain seconds.
+fn parse_duration(
+    value: &str,
+    flag: &'static str,
+    env: &'static str,
+    examples: &str,
+) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    match v.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(v).map_err(|e| {
+            err(
+                flag,
+                env,
+                format!("{value:?} is not a duration such as {examples}: {e}"),
+            )
+        }),
+    }
 }
 
 /// Splits the comma-separated `--published-keys` list. An empty or blank value means none, so
@@ -461,6 +482,26 @@ fn redis_security(args: &ServeArgs) -> Result<RedisSecurity, ConfigError> {
         ca,
         client_cert,
         password_file,
+    })
+}
+
+fn redis_wait(args: &ServeArgs) -> Result<RedisWait, ConfigError> {
+    let (flag, env) = ("redis-wait-timeout", "REDIS_WAIT_TIMEOUT");
+    let timeout = parse_duration(&args.redis_wait_timeout, flag, env, "1s or 250ms")?;
+    if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(10) {
+        return Err(err(flag, env, "must be between 10ms and 10s"));
+    }
+    if args.redis_wait_replicas > 0 && args.redis_url.is_none() {
+        return Err(err(
+            "redis-wait-replicas",
+            "REDIS_WAIT_REPLICAS",
+            "needs --redis-url (the embedded store has no replicas: its commits are durable \
+             on disk)",
+        ));
+    }
+    Ok(RedisWait {
+        replicas: args.redis_wait_replicas,
+        timeout,
     })
 }
 
@@ -635,6 +676,7 @@ impl Config {
             ));
         }
         let redis_security = redis_security(args)?;
+        let redis_wait = redis_wait(args)?;
         let retire = crate::retire::Settings {
             after: duration(&args.retire_after, "retire-after", "RETIRE_AFTER")?,
             retention: duration(
@@ -649,6 +691,7 @@ impl Config {
             tls,
             admin_tls,
             redis_security,
+            redis_wait,
             log_format: args.log_format,
             consistency: crate::consistency::Settings {
                 samples: args.consistency_samples,
@@ -1021,6 +1064,41 @@ mod tests {
         ])
         .unwrap();
         assert!(c.tls.is_none() && c.admin_tls.is_none());
+    }
+
+    #[test]
+    fn redis_wait_is_off_by_default_and_needs_redis() {
+        let c = parse(&["--demo"]).unwrap();
+        assert_eq!(c.redis_wait, RedisWait::default());
+        assert_eq!(c.redis_wait.replicas, 0);
+        assert_eq!(c.redis_wait.timeout, Duration::from_secs(1));
+        let c = parse(&[
+            "--demo",
+            "--redis-url",
+            "redis://r:6379",
+            "--redis-wait-replicas",
+            "1",
+            "--redis-wait-timeout",
+            "250ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis_wait,
+            RedisWait {
+                replicas: 1,
+                timeout: Duration::from_millis(250)
+            }
+        );
+        // The embedded store has no replicas: refused, as the other Redis-only settings are.
+        let e = parse(&["--demo", "--redis-wait-replicas", "1"]).unwrap_err();
+        assert_eq!(
+            (e.flag, e.env),
+            ("redis-wait-replicas", "REDIS_WAIT_REPLICAS")
+        );
+        for bad in ["5ms", "11s", "soon"] {
+            let e = parse(&["--demo", "--redis-wait-timeout", bad]).unwrap_err();
+            assert_eq!(e.flag, "redis-wait-timeout", "{bad}");
+        }
     }
 
     #[test]

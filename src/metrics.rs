@@ -140,6 +140,9 @@ pub struct Metrics {
     pub connections_timed_out: IntCounter,
     /// Public-plane requests answered 503 at once because `--max-inflight` were in flight.
     pub requests_shed: IntCounter,
+    /// Redis writes fewer replicas confirmed than `--redis-wait-replicas` asks (answered 503
+    /// `not-replicated`; applied on the primary).
+    pub redis_wait_shortfalls: IntCounter,
     /// Allocated share of each list's indices (issuer API), by list.
     pub list_allocated_ratio: GaugeVec,
     /// Issuer operations by operation and result (`registered`, `exists`, `changed`,
@@ -420,6 +423,11 @@ impl Metrics {
                 "requests_shed_total",
                 "Public requests answered 503 at once because --max-inflight requests were in \
                  flight (not counted in http_requests_total: they were never routed)",
+            ),
+            redis_wait_shortfalls: counter(
+                "redis_wait_shortfalls_total",
+                "Redis writes that fewer replicas than --redis-wait-replicas confirmed within \
+                 --redis-wait-timeout: applied on the primary, answered 503 not-replicated",
             ),
             tls_handshake_failures: counter(
                 "tls_handshake_failures_total",

@@ -380,6 +380,7 @@ impl ItemError {
             UnknownPool => "unknown-pool",
             StoreUnavailable => "store-unavailable",
             Contention => "contention",
+            NotReplicated => "not-replicated",
             InsufficientStorage => "insufficient-storage",
             Corrupt => "corrupt",
             Terminal => "terminal",
@@ -406,7 +407,7 @@ impl ItemError {
             UnknownParent | ParentNotPhysical | Cycle | UnknownPool => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            StoreUnavailable | Contention => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnavailable | Contention | NotReplicated => StatusCode::SERVICE_UNAVAILABLE,
             InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
             Terminal
@@ -458,6 +459,15 @@ mod tests {
         .response();
         assert_eq!(full.status(), 507);
         assert!(full.headers().get(header::RETRY_AFTER).is_none());
+        let unconfirmed =
+            Problem::Issuer(ItemProblem::from(crate::store::StoreError::NotReplicated {
+                acked: 0,
+                wanted: 1,
+            }));
+        assert_eq!(unconfirmed.type_uri(), "urn:statusd:problem:not-replicated");
+        let unconfirmed = unconfirmed.response();
+        assert_eq!(unconfirmed.status(), 503);
+        assert_eq!(unconfirmed.headers()[header::RETRY_AFTER], "1");
         let gone = Problem::ListRetired.response();
         assert_eq!(gone.status(), 410);
         assert_eq!(gone.headers()[header::CACHE_CONTROL], RETIRED_CACHE_CONTROL);

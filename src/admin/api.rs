@@ -558,9 +558,9 @@ impl Api {
                 return Err(Problem::Issuer(p));
             }
             Err(IssuerError::TooLarge) => unreachable!("one item"),
-            Err(IssuerError::Store(e @ StoreError::Full(_))) => {
-                return Err(Problem::Issuer(e.into()))
-            }
+            Err(IssuerError::Store(
+                e @ (StoreError::Full(_) | StoreError::NotReplicated { .. }),
+            )) => return Err(Problem::Issuer(e.into())),
             Err(IssuerError::Store(e)) => return Err(Problem::StoreUnavailable(e.to_string())),
         };
         let result = results.pop().expect("one result");
@@ -595,9 +595,9 @@ impl Api {
                     limit: MAX_BATCH,
                 })
             }
-            Err(IssuerError::Store(e @ StoreError::Full(_))) => {
-                return Err(Problem::Issuer(e.into()))
-            }
+            Err(IssuerError::Store(
+                e @ (StoreError::Full(_) | StoreError::NotReplicated { .. }),
+            )) => return Err(Problem::Issuer(e.into())),
             Err(IssuerError::Store(e)) => return Err(Problem::StoreUnavailable(e.to_string())),
         };
         let mut out = Vec::with_capacity(results.len());

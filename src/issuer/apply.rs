@@ -290,6 +290,7 @@ impl Issuer {
         let mut lost: BTreeMap<usize, ItemProblem> = BTreeMap::new();
         let mut elsewhere: BTreeMap<usize, Location> = BTreeMap::new();
         let mut stop = None;
+        let mut unconfirmed = None;
         for list in order {
             let lp = &lists[list];
             if lp.work.is_dirty() {
@@ -304,6 +305,11 @@ impl Issuer {
                 match self.store.commit(list, &txn).await {
                     Ok(_) => {}
                     Err(StoreError::Conflict(_)) => break,
+                    // Applied on the primary: the binding follows, so that the operation is
+                    // whole and a retry finds it done.
+                    Err(e @ StoreError::NotReplicated { .. }) => {
+                        unconfirmed.get_or_insert(ItemProblem::from(e));
+                    }
                     Err(e) => {
                         stop = Some(e);
                         break;
@@ -350,6 +356,12 @@ impl Issuer {
                         lost.insert(b.item, p.clone());
                     }
                 }
+            }
+        }
+        if let Some(p) = unconfirmed {
+            // Every item committed answers that it is not confirmed by replicas yet.
+            for k in 0..items.len() {
+                lost.entry(k).or_insert_with(|| p.clone());
             }
         }
         let (done, moved) = settle(items, &committed, lost, elsewhere, pending, results);

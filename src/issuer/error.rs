@@ -43,6 +43,9 @@ item_errors! {
     StoreUnavailable,
     /// The list kept changing concurrently (planned again until the attempts ran out).
     Contention,
+    /// Applied on the Redis primary but not confirmed by the replicas
+    /// `--redis-wait-replicas` asks for in time; a retry is safe.
+    NotReplicated,
     /// The embedded store's disk is full.
     InsufficientStorage,
     /// The store holds something unreadable or inconsistent.
@@ -121,6 +124,14 @@ impl From<StoreError> for ItemProblem {
             StoreError::Corrupt { .. } => ItemProblem::new(ItemError::Corrupt, e.to_string()),
             StoreError::ListLimit { .. } => ItemProblem::new(ItemError::ListLimit, e.to_string()),
             StoreError::Retired(_) => ItemProblem::new(ItemError::ListRetired, e.to_string()),
+            StoreError::NotReplicated { acked, wanted } => ItemProblem::new(
+                ItemError::NotReplicated,
+                format!(
+                    "the write was applied on the Redis primary but not confirmed on {wanted} \
+                     replica(s) in time ({acked} confirmed), so a failover now could lose it; \
+                     retrying the same request is safe (it is not applied twice)"
+                ),
+            ),
             StoreError::Full(_) => ItemProblem::new(
                 ItemError::InsufficientStorage,
                 "the embedded store's disk is full; nothing was written. Free space in the \

@@ -29,6 +29,31 @@ pub struct RedisSecurity {
     pub password_file: Option<PathBuf>,
 }
 
+/// Whether a write to Redis waits for replicas before it is acknowledged (the Redis store's
+/// settings, built by `config` from `--redis-wait-replicas` and `--redis-wait-timeout`).
+///
+/// Redis replicates asynchronously: a master that acknowledged a write and died before any
+/// replica had it takes the write with it when a replica is promoted, and a lost revocation is a
+/// card that reads valid again. With `replicas` > 0 every write the store acknowledges is
+/// followed, in the same round trip, by `WAIT replicas timeout`; fewer acknowledgements than
+/// asked answer [`StoreError::NotReplicated`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedisWait {
+    /// Replicas that must hold a write before it is acknowledged; 0: none (no `WAIT`).
+    pub replicas: u32,
+    /// How long `WAIT` waits for them at most. Keep it below the Redis response timeout (2 s).
+    pub timeout: std::time::Duration,
+}
+
+impl Default for RedisWait {
+    fn default() -> Self {
+        RedisWait {
+            replicas: 0,
+            timeout: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
 /// Longest list id; ids appear in URLs and Redis keys.
 pub const MAX_ID_LEN: usize = 64;
 
@@ -180,6 +205,14 @@ pub enum StoreError {
     /// again and retry.
     #[error("list {0:?} changed concurrently")]
     Conflict(String),
+    /// A Redis write was applied on the master but fewer replicas than `--redis-wait-replicas`
+    /// confirmed it within `--redis-wait-timeout` ([`RedisWait`]): a failover now could lose it.
+    /// Retrying the same operation is safe (issuer operations are idempotent).
+    #[error(
+        "the write was applied on the Redis primary but confirmed by {acked} of the {wanted} \
+         replicas required (STATUSD_REDIS_WAIT_REPLICAS); it may be lost in a failover"
+    )]
+    NotReplicated { acked: u32, wanted: u32 },
     /// The list is retired ([`Lifetime::retired_at`]): it takes no writes.
     #[error("list {0:?} is retired: every credential in it expired; it takes no more changes")]
     Retired(String),

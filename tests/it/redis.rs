@@ -526,6 +526,7 @@ async fn a_paused_redis_fails_fast_and_recovers() {
     let opts = RedisOptions {
         connect_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_millis(500),
+        ..Default::default()
     };
     let s = RedisStore::connect_with(&server.url(), opts).await.unwrap();
     s.create_list(new_list("p", Bits::Two, 16)).await.unwrap();

@@ -44,6 +44,42 @@ pub fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::Re
     cmd.query(&mut conn)
 }
 
+/// Waits until every replica of the master on `port` holds all that the master has written so
+/// far: at least one replica online, and each one's acknowledged offset at the master's
+/// replication offset (replicas acknowledge every second). Without it, a test that kills the
+/// master would depend on how far replication had got.
+pub async fn until_replicas_caught_up(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = query(port, redis::cmd("INFO").arg("replication")).unwrap_or_default();
+        let field = |line: &str, name: &str| -> Option<u64> {
+            line.split([':', ','])
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+        };
+        let master: Option<u64> = info
+            .lines()
+            .find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse().ok());
+        let replicas: Vec<&str> = info
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .collect();
+        if let Some(master) = master {
+            if !replicas.is_empty()
+                && replicas
+                    .iter()
+                    .all(|l| field(l, "offset").is_some_and(|o| o >= master))
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas of {port} did not catch up: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One `redis-server` process.
 pub struct RedisServer {
     pub port: u16,

@@ -11,9 +11,9 @@ use statusd::issuer::{
 use statusd::routes::PublicUrls;
 use statusd::status::Bits;
 use statusd::store::any::AnyStore;
-use statusd::store::redis::RedisStore;
+use statusd::store::redis::{RedisOptions, RedisStore};
 use statusd::store::registry::Registry;
-use statusd::store::{NewList, Store};
+use statusd::store::{NewList, RedisWait, Store};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,10 +95,50 @@ const BUDGET: &[(&str, u64)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_writes_stay_within_their_round_trip_budget() {
     let server = RedisServer::start();
+    within_budget(&server, RedisOptions::default()).await;
+}
+
+/// The same budget with every write waiting for a replica (`STATUSD_REDIS_WAIT_REPLICAS=1`,
+/// issue #20): `WAIT` travels in the write's own pipeline, so it adds no round trip. The
+/// replica is a real second `redis-server` following the first; had `WAIT` not been confirmed,
+/// the writes would answer `not-replicated` and the test would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_waiting_for_a_replica_stay_within_the_same_budget() {
+    let server = RedisServer::start();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &server.port.to_string()]);
+    crate::redis_harness::until_replicas_caught_up(server.port).await;
+    assert!(replica
+        .query::<String>(redis::cmd("INFO").arg("replication"))
+        .contains("role:slave"));
+    let wait = RedisWait {
+        replicas: 1,
+        timeout: Duration::from_secs(1),
+    };
+    within_budget(
+        &server,
+        RedisOptions {
+            wait,
+            ..Default::default()
+        },
+    )
+    .await;
+    // The writes did wait: Redis counted the WAITs.
+    let stats: String = server.query(redis::cmd("INFO").arg("commandstats"));
+    let waits: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(waits >= 10, "{waits} WAITs: {stats}");
+}
+
+async fn within_budget(server: &RedisServer, opts: RedisOptions) {
     // Some delay each way, so that requests sent together (one round trip) are seen together
     // even on a loaded machine, as they would be on a link to another zone.
     let proxy = Proxy::start(server.port, Duration::from_millis(25)).await;
-    let store = RedisStore::connect(&proxy.url()).await.expect("connect");
+    let store = RedisStore::connect_with(&proxy.url(), opts)
+        .await
+        .expect("connect");
     let (store, issuer) = issuer_over(AnyStore::Redis(store));
     // Warm-up: lists of the default pool, a branch pool, the scripts, the bitmaps.
     create_branch_list(&issuer).await;

@@ -1,22 +1,24 @@
 //! The connection to Redis: URL and TLS preparation (shared with `--check-config`), the
 //! standalone connection manager or cluster client, replacing a connection that would not recover
-//! by itself, error classification, and the wake-up subscription.
+//! by itself, error classification, the wake-up subscription, and the durable write
+//! ([`Inner::write`], [`Inner::durable`]: `WAIT` for replicas in the write's round trip).
 
 use super::keys::CHANNEL;
 use super::parse::corrupt;
 use super::{RedisStore, APPLY_LUA, CREATE_LUA, READ_LUA, RETIRE_LUA};
-use crate::store::{check_id, Hints, StoreError};
+use crate::store::{check_id, Hints, RedisWait, StoreError};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, ProtocolVersion, PushKind,
-    RedisError, RedisFuture, Script, ServerErrorKind, Value,
+    AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
+    ProtocolVersion, PushKind, RedisError, RedisFuture, RedisResult, Script, ServerErrorKind,
+    ToRedisArgs, Value,
 };
 use roaring::RoaringBitmap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Timeouts of the connection to Redis.
+/// Timeouts of the connection to Redis, and whether writes wait for replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RedisOptions {
     /// One attempt to connect (TCP and handshake) to one server.
@@ -24,6 +26,8 @@ pub struct RedisOptions {
     /// One command (a pipeline or a script counts as one) on an established connection. It must
     /// cover the largest full load: a 2^26-entry 8-bit list is 64 MiB.
     pub response_timeout: Duration,
+    /// `WAIT` for replicas after every acknowledged write (none by default).
+    pub wait: RedisWait,
 }
 
 impl Default for RedisOptions {
@@ -31,6 +35,7 @@ impl Default for RedisOptions {
         RedisOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            wait: RedisWait::default(),
         }
     }
 }
@@ -50,6 +55,11 @@ pub(super) struct Inner {
     /// What this store remembers between calls to save reads and round trips (see
     /// [`Remembered`]).
     pub(super) allocated: Remembered,
+    /// Replicas every acknowledged write waits for ([`Inner::write`], [`Inner::durable`]).
+    wait: RedisWait,
+    /// `statusd_redis_wait_shortfalls_total`, once the metrics exist
+    /// ([`RedisStore::count_wait_shortfalls`]).
+    shortfalls: std::sync::OnceLock<prometheus::IntCounter>,
 }
 
 /// What a [`RedisStore`] remembers between calls. Neither is ever taken as the truth: each only
@@ -416,8 +426,17 @@ impl RedisStore {
         url: &str,
         security: &crate::store::RedisSecurity,
     ) -> Result<RedisStore, StoreError> {
+        Self::connect_secure_with(url, security, RedisOptions::default()).await
+    }
+
+    /// [`RedisStore::connect_secure`] with `opts`.
+    pub async fn connect_secure_with(
+        url: &str,
+        security: &crate::store::RedisSecurity,
+        opts: RedisOptions,
+    ) -> Result<RedisStore, StoreError> {
         let secrets = Secrets::read(security)?;
-        Self::connect_prepared(url, &secrets, RedisOptions::default()).await
+        Self::connect_prepared(url, &secrets, opts).await
     }
 
     /// Prepares the connection to Redis at `url`: `redis://host:port[/db]` for a standalone
@@ -434,6 +453,11 @@ impl RedisStore {
         opts: RedisOptions,
     ) -> Result<RedisStore, StoreError> {
         let hints = Arc::new(Hints::default());
+        let mut opts = opts;
+        if opts.wait.replicas > 0 {
+            // A write's round trip holds its `WAIT`, which may take all of its timeout.
+            opts.response_timeout += opts.wait.timeout;
+        }
         let (backend, subscriber) = match prepare(url, secrets, opts)? {
             Prepared::Standalone { client, subscriber } => {
                 let config = ConnectionManagerConfig::new()
@@ -472,6 +496,8 @@ impl RedisStore {
                 hints,
                 subscriber,
                 allocated: Default::default(),
+                wait: opts.wait,
+                shortfalls: Default::default(),
             }),
         })
     }
@@ -479,6 +505,61 @@ impl RedisStore {
     /// Whether this store talks to a cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner.backend, Backend::Cluster(_))
+    }
+
+    /// Counts every write that fewer replicas than asked confirmed in `counter`
+    /// (`statusd_redis_wait_shortfalls_total`); the first counter given stays.
+    pub fn count_wait_shortfalls(&self, counter: prometheus::IntCounter) {
+        let _ = self.inner.shortfalls.set(counter);
+    }
+}
+
+/// A script call: keys and arguments, as the redis crate's `ScriptInvocation` collects them
+/// (whose command is not public, so it cannot join a pipeline).
+pub(super) struct Call<'a> {
+    script: &'a Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl<'a> Call<'a> {
+    pub(super) fn new(script: &'a Script) -> Self {
+        Call {
+            script,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub(super) fn key<T: ToRedisArgs>(&mut self, key: T) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    pub(super) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    fn evalsha(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+}
+
+/// How many replicas confirmed a write ([`Inner::write`], [`Inner::durable`]): checked after
+/// the caller has noted what the write did, since it was applied on the master either way.
+#[must_use]
+pub(super) struct Replicated(Option<StoreError>);
+
+impl Replicated {
+    /// [`StoreError::NotReplicated`] if fewer replicas than asked confirmed the write.
+    pub(super) fn check(self) -> Result<(), StoreError> {
+        self.0.map_or(Ok(()), Err)
     }
 }
 
@@ -529,6 +610,81 @@ impl Inner {
             _ if is_unavailable(&e) => StoreError::Backend(format!("redis unavailable: {e}")),
             _ => StoreError::Backend(format!("redis: {e}")),
         }
+    }
+
+    /// Runs a write script: `EVALSHA`, followed in the same pipeline (one round trip, to the
+    /// master of the script's slot on a cluster: the pipeline is routed by its keyed command) by
+    /// `WAIT` when writes wait for replicas. A script Redis does not hold yet (`NOSCRIPT`) is
+    /// loaded and the call sent again, as the redis crate's `invoke_async` does.
+    pub(super) async fn write<T: FromRedisValue>(
+        &self,
+        call: &Call<'_>,
+    ) -> RedisResult<(T, Replicated)> {
+        let mut retried = false;
+        loop {
+            let (reply, replicated) = if self.wait.replicas == 0 {
+                let reply = call.evalsha().query_async(&mut self.conn()).await;
+                (reply, Replicated(None))
+            } else {
+                let mut pipe = redis::pipe();
+                // The script's error is taken from its own reply, as a plain call reports it.
+                pipe.add_command(call.evalsha()).ignore_errors();
+                let (mut values, replicated) = self.durable(&mut pipe).await?;
+                (
+                    values.pop().unwrap_or(Value::Nil).extract_error(),
+                    replicated,
+                )
+            };
+            match reply {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) && !retried => {
+                    call.script.load_async(&mut self.conn()).await?;
+                    retried = true;
+                }
+                Err(e) => return Err(e),
+                Ok(v) => return Ok((redis::from_redis_value(v)?, replicated)),
+            }
+        }
+    }
+
+    /// Sends the write `pipe` with `WAIT` appended when writes wait for replicas, and returns
+    /// the replies of `pipe`'s commands. A shortfall is counted and logged here.
+    pub(super) async fn durable(
+        &self,
+        pipe: &mut Pipeline,
+    ) -> RedisResult<(Vec<Value>, Replicated)> {
+        let wanted = self.wait.replicas;
+        if wanted == 0 {
+            let values = pipe.query_async(&mut self.conn()).await?;
+            return Ok((values, Replicated(None)));
+        }
+        let timeout_ms = u64::try_from(self.wait.timeout.as_millis()).unwrap_or(u64::MAX);
+        pipe.cmd("WAIT").arg(wanted).arg(timeout_ms);
+        let mut values: Vec<Value> = pipe.query_async(&mut self.conn()).await?;
+        let acked = match values.pop() {
+            Some(Value::Int(n)) => u32::try_from(n).unwrap_or(0),
+            other => {
+                return Err(RedisError::from((
+                    ErrorKind::UnexpectedReturnType,
+                    "unexpected WAIT reply",
+                    format!("{other:?}"),
+                )))
+            }
+        };
+        if acked >= wanted {
+            return Ok((values, Replicated(None)));
+        }
+        if let Some(c) = self.shortfalls.get() {
+            c.inc();
+        }
+        tracing::warn!(
+            acked,
+            wanted,
+            "a Redis write was not confirmed by enough replicas in time; answering 503"
+        );
+        Ok((
+            values,
+            Replicated(Some(StoreError::NotReplicated { acked, wanted })),
+        ))
     }
 
     /// Notes a write through this store to list `id` (`None`: a list was created).

@@ -37,7 +37,7 @@ pub use parse::{parse_changes_since, parse_list};
 
 use super::{check_id, Applied, Change, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusError, StatusList};
-use connection::{is_wrong_type, Inner};
+use connection::{is_wrong_type, Call, Inner};
 use parse::{corrupt, now_secs, parse_meta, script_error};
 use redis::{RedisError, Value};
 use std::sync::Arc;
@@ -210,8 +210,9 @@ impl Store for RedisStore {
         if let Some(p) = &new.purpose {
             check_id(p)?;
         }
-        let mut call = inner.create.key(meta_key(id));
-        call.key(data_key(id))
+        let mut call = Call::new(&inner.create);
+        call.key(meta_key(id))
+            .key(data_key(id))
             .key(feed_key(id))
             .key(creds_key(id))
             .key(alloc_key(id))
@@ -221,17 +222,19 @@ impl Store for RedisStore {
         if let Some(p) = &new.purpose {
             call.arg(p);
         }
-        let created: i64 = call
-            .invoke_async(&mut inner.conn())
+        let (created, replicated): (i64, _) = inner
+            .write(&call)
             .await
             .map_err(|e| inner.error(Some(id), e))?;
         // Also when the list existed: repairs a creation that stopped between the two steps.
-        let _: i64 = redis::cmd("SADD")
-            .arg(LISTS_KEY)
-            .arg(id)
-            .query_async(&mut inner.conn())
+        let mut sadd = redis::pipe();
+        sadd.cmd("SADD").arg(LISTS_KEY).arg(id);
+        let (_, in_set) = inner
+            .durable(&mut sadd)
             .await
             .map_err(|e| inner.error(None, e))?;
+        replicated.check()?;
+        in_set.check()?;
         if created == 0 {
             return Err(StoreError::ListExists(new.id));
         }
@@ -264,12 +267,15 @@ impl Store for RedisStore {
             return Err(StoreError::UnknownList(id.to_owned()));
         }
         let inner = &self.inner;
-        let mut call = inner.apply.key(meta_key(id));
-        call.key(data_key(id)).key(feed_key(id)).arg(now_secs());
+        let mut call = Call::new(&inner.apply);
+        call.key(meta_key(id))
+            .key(data_key(id))
+            .key(feed_key(id))
+            .arg(now_secs());
         for c in changes {
             call.arg(c.idx).arg(c.status.0);
         }
-        let reply: Vec<i64> = match call.invoke_async(&mut inner.conn()).await {
+        let (reply, replicated): (Vec<i64>, _) = match inner.write(&call).await {
             Ok(reply) => reply,
             Err(e) => {
                 return Err(match script_error(id, changes, &e) {
@@ -288,6 +294,7 @@ impl Store for RedisStore {
             .map(|&v| u8::try_from(v).map(Status).map_err(|_| bad()))
             .collect::<Result<Vec<_>, _>>()?;
         inner.notify(Some(id));
+        replicated.check()?;
         Ok(Applied {
             version: u64::try_from(version).map_err(|_| bad())?,
             previous,

@@ -1,7 +1,7 @@
 //! The issuer registry on Redis: allocation bitmaps (remembered between calls), credential
 //! records, the commit script and the credential-id index.
 
-use super::connection::Conn;
+use super::connection::{Call, Conn};
 use super::keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key};
 use super::parse::{
     bitmap_from_redis, bytes_of, corrupt, location_of, now_secs, parse_meta, registry_error,
@@ -165,7 +165,7 @@ impl Registry for RedisStore {
             )));
         }
         let inner = &self.inner;
-        let mut call = inner.apply.prepare_invoke();
+        let mut call = Call::new(&inner.apply);
         for (list, _) in txns {
             call.key(meta_key(list))
                 .key(data_key(list))
@@ -198,7 +198,7 @@ impl Registry for RedisStore {
         for (_, at) in binds {
             call.arg(at.to_string());
         }
-        let reply: Vec<i64> = match call.invoke_async(&mut inner.conn()).await {
+        let (reply, replicated): (Vec<i64>, _) = match inner.write(&call).await {
             Ok(reply) => reply,
             Err(e) => return Err(self.commit_error(txns, first, e)),
         };
@@ -213,6 +213,7 @@ impl Registry for RedisStore {
         for (list, _) in txns {
             inner.notify(Some(list));
         }
+        replicated.check()?;
         if reply.len() != txns.len() {
             return Err(StoreError::Backend(format!(
                 "redis: unexpected commit reply for {first:?}"
@@ -242,37 +243,42 @@ impl Registry for RedisStore {
         if binds.is_empty() {
             return Ok(Vec::new());
         }
-        // SET NX per id (a pipeline on a standalone server, concurrent commands on a cluster),
+        // SET NX per id (a pipeline on a standalone server, one per id's slot on a cluster),
         // then read back the ids another writer bound first.
-        let replies: Vec<Value> = match inner.conn() {
-            Conn::Standalone(c) => {
-                let mut pipe = redis::pipe();
-                for (cid, at) in binds {
-                    pipe.cmd("SET")
-                        .arg(cid_key(cid))
-                        .arg(at.to_string())
-                        .arg("NX");
-                }
-                pipe.query_async(&mut Conn::Standalone(c))
-                    .await
-                    .map_err(|e| inner.error(None, e))?
-            }
-            Conn::Cluster(c) => {
-                let mut out = Vec::with_capacity(binds.len());
-                for (cid, at) in binds {
-                    crate::store::note_requests(1);
-                    let v: Value = redis::cmd("SET")
-                        .arg(cid_key(cid))
-                        .arg(at.to_string())
-                        .arg("NX")
-                        .query_async(&mut c.clone())
-                        .await
-                        .map_err(|e| inner.error(None, e))?;
-                    out.push(v);
-                }
-                out
-            }
+        let set = |pipe: &mut redis::Pipeline, (cid, at): &(String, Location)| {
+            pipe.cmd("SET")
+                .arg(cid_key(cid))
+                .arg(at.to_string())
+                .arg("NX");
         };
+        let mut replies: Vec<Value> = Vec::with_capacity(binds.len());
+        let mut shortfall = None;
+        let pipes: Vec<redis::Pipeline> = match inner.conn() {
+            Conn::Standalone(_) => {
+                let mut pipe = redis::pipe();
+                binds.iter().for_each(|b| set(&mut pipe, b));
+                vec![pipe]
+            }
+            Conn::Cluster(_) => binds
+                .iter()
+                .map(|b| {
+                    let mut pipe = redis::pipe();
+                    set(&mut pipe, b);
+                    pipe
+                })
+                .collect(),
+        };
+        for mut pipe in pipes {
+            let (values, replicated) = inner
+                .durable(&mut pipe)
+                .await
+                .map_err(|e| inner.error(None, e))?;
+            replies.extend(values);
+            shortfall = shortfall.or(replicated.check().err());
+        }
+        if let Some(e) = shortfall {
+            return Err(e);
+        }
         let lost: Vec<usize> = replies
             .iter()
             .enumerate()

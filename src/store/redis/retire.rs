@@ -1,5 +1,6 @@
 //! Retirement on Redis: `redis_retire.lua`, one atomic step per list (docs/redis.md).
 
+use super::connection::Call;
 use super::keys::{alloc_key, data_key, feed_key, meta_key};
 use super::RedisStore;
 use crate::store::retire::Retire;
@@ -10,15 +11,17 @@ impl RedisStore {
     async fn retire_script(&self, op: &str, id: &str, args: &[u64]) -> Result<bool, StoreError> {
         check_id(id).map_err(|_| StoreError::UnknownList(id.to_owned()))?;
         let inner = &self.inner;
-        let mut call = inner.retire.key(meta_key(id));
-        call.key(data_key(id))
+        let mut call = Call::new(&inner.retire);
+        call.key(meta_key(id))
+            .key(data_key(id))
             .key(feed_key(id))
             .key(alloc_key(id))
             .arg(op)
             .arg(args);
-        match call.invoke_async::<i64>(&mut inner.conn()).await {
-            Ok(done) => {
+        match inner.write::<i64>(&call).await {
+            Ok((done, replicated)) => {
                 inner.notify(None);
+                replicated.check()?;
                 Ok(done == 1)
             }
             Err(e) => {

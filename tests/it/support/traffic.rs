@@ -29,19 +29,23 @@ pub async fn admin_call(
     }
 }
 
-/// Checks a refusal: 503 `store-unavailable` as problem+json with `Retry-After`.
-pub fn refused(s: StatusCode, h: &HeaderMap, v: &Value, what: &str) {
+/// Checks a refusal: 503 `store-unavailable` (or `not-replicated`: applied on the Redis
+/// primary, not confirmed by its replicas) as problem+json with `Retry-After`. Whether it was
+/// `not-replicated`.
+pub fn refused(s: StatusCode, h: &HeaderMap, v: &Value, what: &str) -> bool {
     assert_eq!(
         s,
         StatusCode::SERVICE_UNAVAILABLE,
         "{what} answered {s}: {v}"
     );
     assert_eq!(h["content-type"], "application/problem+json", "{what}");
-    assert_eq!(
-        v["type"], "urn:statusd:problem:store-unavailable",
+    let not_replicated = v["type"] == "urn:statusd:problem:not-replicated";
+    assert!(
+        not_replicated || v["type"] == "urn:statusd:problem:store-unavailable",
         "{what}: {v}"
     );
     assert!(h.contains_key("retry-after"), "{what}: no Retry-After");
+    not_replicated
 }
 
 /// What the drivers of one run share: its start, the phase it is in (an index the test
@@ -152,6 +156,8 @@ pub struct Writes {
     pub acked: Vec<(String, bool)>,
     /// Registrations or suspensions refused (503 with a problem): credential id and operation.
     pub refused: Vec<(String, &'static str)>,
+    /// How many of the refusals were `not-replicated` (the rest `store-unavailable`).
+    pub not_replicated: usize,
     /// Every answer, in order.
     pub answers: Vec<Answer>,
 }
@@ -200,8 +206,12 @@ pub async fn writer(w: Writer, run: Run, writes: Arc<Mutex<Writes>>) {
         match answer {
             Ok((StatusCode::CREATED, _, _)) => {}
             Ok((s, h, v)) => {
-                refused(s, &h, &v, "a registration");
-                writes.lock().unwrap().refused.push((id, "register"));
+                let unconfirmed = refused(s, &h, &v, "a registration");
+                {
+                    let mut writes = writes.lock().unwrap();
+                    writes.not_replicated += usize::from(unconfirmed);
+                    writes.refused.push((id, "register"));
+                }
                 tokio::time::sleep(w.pause).await;
                 continue;
             }
@@ -226,8 +236,12 @@ pub async fn writer(w: Writer, run: Run, writes: Arc<Mutex<Writes>>) {
                 writes.lock().unwrap().acked.last_mut().unwrap().1 = true;
             }
             Ok((s, h, v)) => {
-                refused(s, &h, &v, "a suspension");
-                writes.lock().unwrap().refused.push((id, "suspend"));
+                let unconfirmed = refused(s, &h, &v, "a suspension");
+                {
+                    let mut writes = writes.lock().unwrap();
+                    writes.not_replicated += usize::from(unconfirmed);
+                    writes.refused.push((id, "suspend"));
+                }
                 tokio::time::sleep(w.pause).await;
             }
             Err(t) => panic!("suspension of {id} hung for {t:?} (phase {p})"),
