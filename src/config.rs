@@ -154,6 +154,13 @@ pub struct ServeArgs {
     /// comma-separated; empty: none.
     #[arg(long, env = "STATUSD_PARENT_KINDS", default_value = "physical")]
     pub parent_kinds: String,
+    /// Issuer API: the pool derived cards (a mobile card registered with a parent) go to,
+    /// linked to their parent in another list; `{kind}` stands for the card's kind (`mobile`,
+    /// `{kind}`). Empty (the default): a derived card goes to its parent's list, where only the
+    /// share above --fill-threshold is left for derived cards (docs/capacity.md). Set it only
+    /// once every replica runs a version that knows derived pools.
+    #[arg(long, env = "STATUSD_DERIVED_POOL", default_value = "")]
+    pub derived_pool: String,
     /// PEM certificate chain of the public listener; with --tls-key it serves HTTPS only.
     /// Unset: plain HTTP (behind a CDN or load balancer that terminates TLS).
     #[arg(long, env = "STATUSD_TLS_CERT", value_parser = optional_path)]
@@ -620,6 +627,23 @@ impl Config {
             .map_err(|e| err("credential-kinds", "CREDENTIAL_KINDS", e.to_string()))?;
         let kinds = Kinds::parse(&args.credential_kinds, &args.parent_kinds)
             .map_err(|e| err("parent-kinds", "PARENT_KINDS", e.to_string()))?;
+        let derived_pool = (!args.derived_pool.is_empty()).then(|| args.derived_pool.clone());
+        if let Some(pool) = &derived_pool {
+            // Each kind's pool must make list ids `<pool>-<n>`.
+            for kind in kinds.accepted() {
+                let pool = pool.replace("{kind}", kind);
+                if crate::store::check_id(&format!("{pool}-{}", u32::MAX)).is_err() {
+                    return Err(err(
+                        "derived-pool",
+                        "DERIVED_POOL",
+                        format!(
+                            "{pool:?} is not a pool name: a-z A-Z 0-9 - _ (`{{kind}}` for the \
+                             card's kind), short enough for list ids `<pool>-<n>`"
+                        ),
+                    ));
+                }
+            }
+        }
         if args.max_lists == 0 || args.max_lists > 100_000 {
             return Err(err(
                 "max-lists",
@@ -661,6 +685,7 @@ impl Config {
                 list_size: args.list_size,
                 kinds,
                 max_lists: args.max_lists,
+                derived_pool,
                 ..Default::default()
             },
             listen,

@@ -78,6 +78,10 @@ pub struct Settings {
     /// Most lists the store may hold (all of them, the issuer's and others'); the issuer creates
     /// none beyond it, ahead of demand or on `POST /v1/lists`.
     pub max_lists: usize,
+    /// The pool derived cards go to (`{kind}` replaced by the card's kind), linked to their
+    /// parent across lists; `None`: a derived card goes to its parent's list
+    /// (`STATUSD_DERIVED_POOL`, docs/capacity.md "the derived-card gap").
+    pub derived_pool: Option<String>,
 }
 
 /// Default of [`Settings::max_lists`]: ten times the planned 50 lists of 2^20 entries
@@ -94,6 +98,7 @@ impl Default for Settings {
             default_purpose: "default".into(),
             kinds: kinds::Kinds::default(),
             max_lists: DEFAULT_MAX_LISTS,
+            derived_pool: None,
         }
     }
 }
@@ -108,6 +113,26 @@ pub struct Issuer {
     settings: Settings,
     /// Shared by every clone: what this replica's batches coordinate on.
     coord: Arc<Coordination>,
+}
+
+impl Settings {
+    /// The pool a derived card of `kind` goes to, if derived cards have pools of their own.
+    pub fn derived_pool_for(&self, kind: &str) -> Option<String> {
+        self.derived_pool
+            .as_ref()
+            .map(|p| p.replace("{kind}", kind))
+    }
+
+    /// Whether pool `purpose` grows without an admin creating it first: the default pool and
+    /// the derived pools the configuration names.
+    pub fn is_configured_pool(&self, purpose: &str) -> bool {
+        purpose == self.default_purpose
+            || self
+                .kinds
+                .accepted()
+                .iter()
+                .any(|k| self.derived_pool_for(k).as_deref() == Some(purpose))
+    }
 }
 
 impl Issuer {
