@@ -61,7 +61,7 @@ enum Read {
 type Reading<'s> = Pin<Box<dyn Future<Output = Result<(String, Read), StoreError>> + Send + 's>>;
 
 impl Planner<'_> {
-    /// The locations the record at `at` links to in other lists: its derived cards there, and
+    /// The locations the record at `at` links to in other lists: its derived cards there, then
     /// its parent if that is elsewhere.
     pub(super) fn links_elsewhere(&self, at: &Location) -> Vec<Location> {
         let Some(rec) = self.lists.get(&at.list).and_then(|lp| lp.work.get(at.idx)) else {
@@ -259,9 +259,21 @@ impl Planner<'_> {
             if !cascades {
                 continue;
             }
-            if let Some(at) = self.located.get(op.credential_id()) {
-                want.extend(self.links_elsewhere(at));
-            }
+            let Some(at) = self.located.get(op.credential_id()) else {
+                continue;
+            };
+            // A reissue needs the parent too (its new card links to it); a hold or revocation
+            // only what it cascades to.
+            let parent_too = matches!(op, Operation::Reissue(_));
+            let own = self.lists.get(&at.list).and_then(|lp| lp.work.get(at.idx));
+            let children = own.map_or(0, |r| r.children_elsewhere.len());
+            want.extend(
+                self.links_elsewhere(at)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| parent_too || *i < children)
+                    .map(|(_, l)| l),
+            );
         }
         self.load_elsewhere(&want).await
     }
@@ -481,5 +493,57 @@ mod tests {
             (e.op.as_str(), e.new.as_str(), e.via.as_deref()),
             ("link", "SUSPENDED", Some("card-1"))
         );
+    }
+
+    /// A step-wise commit (Redis Cluster) that stopped after the parent's list: the physical
+    /// card is suspended, its mobile card in another list is not. The retry of the loss report
+    /// is not `unchanged`: it finishes the cascade.
+    #[tokio::test]
+    async fn a_retry_finishes_a_cascade_a_step_wise_commit_left_half_done() {
+        let (issuer, _dir) = issuer();
+        run(
+            &issuer,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        // The parent's list committed alone.
+        let (at, mut card) = issuer.credential("card-1").await.unwrap().unwrap();
+        card.holds.insert("loss".into());
+        let store = &issuer.store;
+        let (version, _) = store.records(&at.list, &[at.idx]).await.unwrap();
+        let txn = Txn {
+            expect_version: version,
+            records: vec![(at.idx, card.to_bytes())],
+            changes: vec![crate::store::Change {
+                idx: at.idx,
+                status: crate::status::Status::SUSPENDED,
+            }],
+            ..Txn::default()
+        };
+        store.commit(&at.list, &txn).await.unwrap();
+        assert_eq!(status(&issuer, "phone-1").await, "VALID");
+        let out = run(&issuer, &[suspend("card-1", None)]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "SUSPENDED"));
+        assert_eq!(affected(&out[0]), [("phone-1", "SUSPENDED")]);
+        // And the same for a revocation.
+        let (at, mut card) = issuer.credential("card-1").await.unwrap().unwrap();
+        card.revoked = true;
+        let (version, _) = store.records(&at.list, &[at.idx]).await.unwrap();
+        let txn = Txn {
+            expect_version: version,
+            records: vec![(at.idx, card.to_bytes())],
+            changes: vec![crate::store::Change {
+                idx: at.idx,
+                status: crate::status::Status::INVALID,
+            }],
+            ..Txn::default()
+        };
+        store.commit(&at.list, &txn).await.unwrap();
+        let out = run(&issuer, &[revoke("card-1")]).await;
+        assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
+        assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
     }
 }
