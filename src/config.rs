@@ -901,6 +901,38 @@ mod tests {
     }
 
     #[test]
+    fn the_derived_pool_is_off_by_default_and_names_pools_per_kind() {
+        let s = parse(&["--demo"]).unwrap().issuer_settings;
+        assert_eq!(s.derived_pool, None);
+        assert_eq!(s.derived_pool_for("mobile"), None);
+        let s = parse(&[
+            "--demo",
+            "--credential-kinds",
+            "physical,mobile,licence,mobile-licence",
+            "--parent-kinds",
+            "physical,licence",
+            "--derived-pool",
+            "{kind}",
+        ])
+        .unwrap()
+        .issuer_settings;
+        assert_eq!(
+            s.derived_pool_for("mobile-licence").as_deref(),
+            Some("mobile-licence")
+        );
+        assert!(s.is_configured_pool("mobile") && s.is_configured_pool("default"));
+        assert!(!s.is_configured_pool("transit"));
+        let s = parse(&["--demo", "--derived-pool", "wallet"])
+            .unwrap()
+            .issuer_settings;
+        assert_eq!(s.derived_pool_for("mobile").as_deref(), Some("wallet"));
+        for bad in ["mobile pool", "{kind}/x", &"p".repeat(200)] {
+            let e = parse(&["--demo", "--derived-pool", bad]).unwrap_err();
+            assert_eq!((e.flag, e.env), ("derived-pool", "DERIVED_POOL"), "{bad}");
+        }
+    }
+
+    #[test]
     fn credential_kinds_default_to_the_mobile_id_and_are_validated() {
         let k = parse(&["--demo"]).unwrap().issuer_settings.kinds;
         assert_eq!(k, crate::issuer::kinds::Kinds::default());

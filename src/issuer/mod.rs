@@ -6,6 +6,7 @@
 //! | `operation.rs`  | the [`Operation`]s of a batch, their syntax checks, each [`Outcome`]       |
 //! | `error.rs`      | [`ItemError`], closed (slug, status: [`crate::problem`]); [`IssuerError`]  |
 //! | `plan.rs`       | planning a batch against the store, in memory, nothing written             |
+//! | `plan/family.rs`| families across lists (derived pools): reads, cascades, links, mending     |
 //! | `pool.rs`       | where a new top-level card goes; lists opened ahead of demand              |
 //! | `apply.rs`      | [`Issuer::execute`]: check, plan, commit per list, plan again on a race    |
 //! | `view.rs`       | what the admin API shows: [`Assignment`], [`CredentialView`], [`ListView`] |
@@ -24,7 +25,10 @@
 //! fails, nothing is written and every failure is reported. **Commit**: one compare-and-set per
 //! list ([`Registry::commit`]); a list that changed meanwhile is planned again (the items of
 //! lists already committed are done). Derived cards live in their parent's list, so an item
-//! never needs more than one list, except a reissue whose new card lands elsewhere. Where the
+//! never needs more than one list, except a reissue whose new card lands elsewhere, unless
+//! derived cards have a pool of their own ([`Settings::derived_pool`]): then a physical card's
+//! cascade reaches its derived cards in their lists, and the item ties those lists together
+//! (`plan/family.rs`). Where the
 //! store can ([`Registry::commits_jointly`]: the embedded store, a standalone Redis), the lists
 //! an item ties together and the new ids' bindings are one atomic step; on a Redis Cluster the
 //! new card is committed (and bound) before the old one is revoked, after a reservation of the

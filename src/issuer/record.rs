@@ -7,7 +7,7 @@
 //! force. A derived card lives in its parent's list (`children`, indices), where every cascade
 //! is a change to one list, or, with a derived pool (`STATUSD_DERIVED_POOL`), in a list of its
 //! own pool (`children_elsewhere`, locations; its `parent.list` names the parent's list): the
-//! cascade to those is planned across lists ([`super::family`]) with the per-list rules here
+//! cascade to those is planned across lists (`plan/family.rs`) with the per-list rules here
 //! ([`ListWork::inherit`], [`ListWork::lift`], [`ListWork::revoke_via`]). Every change appends
 //! an [`Event`] to each record it touches.
 
