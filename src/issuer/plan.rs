@@ -602,11 +602,16 @@ impl<'a> Planner<'a> {
                     }
                     (None, None) => None,
                 };
+                // A derived card's pool is the configuration's once it has one (a card
+                // registered in its parent's pool before keeps no claim to it).
+                let purpose = old.purpose.clone().filter(|_| {
+                    parent.is_none() || self.issuer.settings.derived_pool_for(&old.kind).is_none()
+                });
                 let reg = Registration {
                     credential_id: r.new_credential_id.clone(),
                     kind: old.kind.clone(),
                     parent,
-                    purpose: old.purpose.clone(),
+                    purpose,
                     reason: Some(r.reason.clone()),
                     request_id: r.request_id.clone(),
                     expires_at: r.expires_at.clone(),

@@ -546,4 +546,49 @@ mod tests {
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
     }
+
+    /// Mobile cards registered in their parent's list before the setting (here with the
+    /// parent's pool named) keep working once derived cards have a pool: a loss report reaches
+    /// both kinds of link, and a phone change puts the new card in the mobile pool.
+    #[tokio::test]
+    async fn cards_from_before_the_setting_join_the_family() {
+        let (old, dir) = crate::issuer::tests::issuer();
+        let mut phone = register("phone-1", "mobile", Some("card-1"));
+        if let Operation::Register(r) = &mut phone {
+            r.purpose = Some("default".into());
+        }
+        run(&old, &[register("card-1", "physical", None), phone]).await;
+        let issuer = Issuer::new(
+            old.store.clone(),
+            old.urls.clone(),
+            Settings {
+                derived_pool: Some("mobile".into()),
+                ..old.settings.clone()
+            },
+        );
+        run(&issuer, &[register("phone-2", "mobile", Some("card-1"))]).await;
+        assert_eq!(
+            list_of(&issuer, "phone-1").await,
+            list_of(&issuer, "card-1").await
+        );
+        assert!(list_of(&issuer, "phone-2").await.starts_with("mobile-"));
+        let out = run(&issuer, &[suspend("card-1", None)]).await;
+        assert_eq!(
+            affected(&out[0]),
+            [("phone-1", "SUSPENDED"), ("phone-2", "SUSPENDED")]
+        );
+        let out = run(&issuer, &[reissue("phone-1", "phone-3", None)]).await;
+        assert_eq!(out[0].status, "INVALID");
+        assert!(list_of(&issuer, "phone-3").await.starts_with("mobile-"));
+        assert_eq!(
+            status(&issuer, "phone-3").await,
+            "SUSPENDED",
+            "inherits the loss"
+        );
+        assert_eq!(
+            issuer.view("card-1").await.unwrap().unwrap().children,
+            ["phone-1", "phone-2", "phone-3"]
+        );
+        drop(dir);
+    }
 }
