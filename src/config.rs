@@ -154,6 +154,13 @@ pub struct ServeArgs {
     /// comma-separated; empty: none.
     #[arg(long, env = "STATUSD_PARENT_KINDS", default_value = "physical")]
     pub parent_kinds: String,
+    /// Issuer API: the pool derived cards (a mobile card registered with a parent) go to,
+    /// linked to their parent in another list; `{kind}` stands for the card's kind (`mobile`,
+    /// `{kind}`). Empty (the default): a derived card goes to its parent's list, where only the
+    /// share above --fill-threshold is left for derived cards (docs/capacity.md). Set it only
+    /// once every replica runs a version that knows derived pools.
+    #[arg(long, env = "STATUSD_DERIVED_POOL", default_value = "")]
+    pub derived_pool: String,
     /// PEM certificate chain of the public listener; with --tls-key it serves HTTPS only.
     /// Unset: plain HTTP (behind a CDN or load balancer that terminates TLS).
     #[arg(long, env = "STATUSD_TLS_CERT", value_parser = optional_path)]
@@ -661,6 +668,23 @@ impl Config {
             .map_err(|e| err("credential-kinds", "CREDENTIAL_KINDS", e.to_string()))?;
         let kinds = Kinds::parse(&args.credential_kinds, &args.parent_kinds)
             .map_err(|e| err("parent-kinds", "PARENT_KINDS", e.to_string()))?;
+        let derived_pool = (!args.derived_pool.is_empty()).then(|| args.derived_pool.clone());
+        if let Some(pool) = &derived_pool {
+            // Each kind's pool must make list ids `<pool>-<n>`.
+            for kind in kinds.accepted() {
+                let pool = pool.replace("{kind}", kind);
+                if crate::store::check_id(&format!("{pool}-{}", u32::MAX)).is_err() {
+                    return Err(err(
+                        "derived-pool",
+                        "DERIVED_POOL",
+                        format!(
+                            "{pool:?} is not a pool name: a-z A-Z 0-9 - _ (`{{kind}}` for the \
+                             card's kind), short enough for list ids `<pool>-<n>`"
+                        ),
+                    ));
+                }
+            }
+        }
         if args.max_lists == 0 || args.max_lists > 100_000 {
             return Err(err(
                 "max-lists",
@@ -704,6 +728,7 @@ impl Config {
                 list_size: args.list_size,
                 kinds,
                 max_lists: args.max_lists,
+                derived_pool,
                 ..Default::default()
             },
             listen,
@@ -916,6 +941,38 @@ mod tests {
         );
         let c = parse(&["--demo", "--public-url", "https://status.example.kr/"]).unwrap();
         assert_eq!(c.public_url, "https://status.example.kr");
+    }
+
+    #[test]
+    fn the_derived_pool_is_off_by_default_and_names_pools_per_kind() {
+        let s = parse(&["--demo"]).unwrap().issuer_settings;
+        assert_eq!(s.derived_pool, None);
+        assert_eq!(s.derived_pool_for("mobile"), None);
+        let s = parse(&[
+            "--demo",
+            "--credential-kinds",
+            "physical,mobile,licence,mobile-licence",
+            "--parent-kinds",
+            "physical,licence",
+            "--derived-pool",
+            "{kind}",
+        ])
+        .unwrap()
+        .issuer_settings;
+        assert_eq!(
+            s.derived_pool_for("mobile-licence").as_deref(),
+            Some("mobile-licence")
+        );
+        assert!(s.is_configured_pool("mobile") && s.is_configured_pool("default"));
+        assert!(!s.is_configured_pool("transit"));
+        let s = parse(&["--demo", "--derived-pool", "wallet"])
+            .unwrap()
+            .issuer_settings;
+        assert_eq!(s.derived_pool_for("mobile").as_deref(), Some("wallet"));
+        for bad in ["mobile pool", "{kind}/x", &"p".repeat(200)] {
+            let e = parse(&["--demo", "--derived-pool", bad]).unwrap_err();
+            assert_eq!((e.flag, e.env), ("derived-pool", "DERIVED_POOL"), "{bad}");
+        }
     }
 
     #[test]

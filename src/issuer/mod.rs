@@ -6,6 +6,7 @@
 //! | `operation.rs`  | the [`Operation`]s of a batch, their syntax checks, each [`Outcome`]       |
 //! | `error.rs`      | [`ItemError`], closed (slug, status: [`crate::problem`]); [`IssuerError`]  |
 //! | `plan.rs`       | planning a batch against the store, in memory, nothing written             |
+//! | `plan/family.rs`| families across lists (derived pools): reads, cascades, links, mending     |
 //! | `pool.rs`       | where a new top-level card goes; lists opened ahead of demand              |
 //! | `apply.rs`      | [`Issuer::execute`]: check, plan, commit per list, plan again on a race    |
 //! | `view.rs`       | what the admin API shows: [`Assignment`], [`CredentialView`], [`ListView`] |
@@ -24,7 +25,10 @@
 //! fails, nothing is written and every failure is reported. **Commit**: one compare-and-set per
 //! list ([`Registry::commit`]); a list that changed meanwhile is planned again (the items of
 //! lists already committed are done). Derived cards live in their parent's list, so an item
-//! never needs more than one list, except a reissue whose new card lands elsewhere. Where the
+//! never needs more than one list, except a reissue whose new card lands elsewhere, unless
+//! derived cards have a pool of their own ([`Settings::derived_pool`]): then a physical card's
+//! cascade reaches its derived cards in their lists, and the item ties those lists together
+//! (`plan/family.rs`). Where the
 //! store can ([`Registry::commits_jointly`]: the embedded store, a standalone Redis), the lists
 //! an item ties together and the new ids' bindings are one atomic step; on a Redis Cluster the
 //! new card is committed (and bound) before the old one is revoked, after a reservation of the
@@ -78,6 +82,10 @@ pub struct Settings {
     /// Most lists the store may hold (all of them, the issuer's and others'); the issuer creates
     /// none beyond it, ahead of demand or on `POST /v1/lists`.
     pub max_lists: usize,
+    /// The pool derived cards go to (`{kind}` replaced by the card's kind), linked to their
+    /// parent across lists; `None`: a derived card goes to its parent's list
+    /// (`STATUSD_DERIVED_POOL`, docs/capacity.md "the derived-card gap").
+    pub derived_pool: Option<String>,
 }
 
 /// Default of [`Settings::max_lists`]: ten times the planned 50 lists of 2^20 entries
@@ -94,6 +102,7 @@ impl Default for Settings {
             default_purpose: "default".into(),
             kinds: kinds::Kinds::default(),
             max_lists: DEFAULT_MAX_LISTS,
+            derived_pool: None,
         }
     }
 }
@@ -108,6 +117,26 @@ pub struct Issuer {
     settings: Settings,
     /// Shared by every clone: what this replica's batches coordinate on.
     coord: Arc<Coordination>,
+}
+
+impl Settings {
+    /// The pool a derived card of `kind` goes to, if derived cards have pools of their own.
+    pub fn derived_pool_for(&self, kind: &str) -> Option<String> {
+        self.derived_pool
+            .as_ref()
+            .map(|p| p.replace("{kind}", kind))
+    }
+
+    /// Whether pool `purpose` grows without an admin creating it first: the default pool and
+    /// the derived pools the configuration names.
+    pub fn is_configured_pool(&self, purpose: &str) -> bool {
+        purpose == self.default_purpose
+            || self
+                .kinds
+                .accepted()
+                .iter()
+                .any(|k| self.derived_pool_for(k).as_deref() == Some(purpose))
+    }
 }
 
 impl Issuer {

@@ -8,6 +8,8 @@
 //! [`alloc`]: super::alloc
 //! [`record`]: super::record
 
+mod family;
+
 use super::record::{ListWork, Record, RuleError, Stamp};
 use super::{
     alloc, Affected, Issuer, ItemError, ItemProblem, Operation, Outcome, Registration, ReissueOp,
@@ -16,6 +18,7 @@ use super::{
 use crate::status::Status;
 use crate::store::registry::{Location, MetaRecords, Registry};
 use crate::store::{ListMeta, Store, StoreError};
+use family::Cascade;
 use roaring::RoaringBitmap;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -218,17 +221,19 @@ impl<'a> Planner<'a> {
         // remembers them; every list's otherwise. A reissue that names no parent reads every
         // list's with the locate too (the old card may be top-level, and its pool is known only
         // once it is located; if it is derived, the read was spare but cost no round trip).
-        let pools: BTreeSet<&str> = ops
+        let pools: BTreeSet<String> = ops
             .iter()
             .filter_map(|op| match op {
                 Operation::Register(r) if r.parent.is_none() => Some(
                     r.purpose
-                        .as_deref()
-                        .unwrap_or(&issuer.settings.default_purpose),
+                        .clone()
+                        .unwrap_or_else(|| issuer.settings.default_purpose.clone()),
                 ),
+                Operation::Register(r) => issuer.settings.derived_pool_for(&r.kind),
                 _ => None,
             })
             .collect();
+        let pools: BTreeSet<&str> = pools.iter().map(String::as_str).collect();
         let unparented_reissue = ops
             .iter()
             .any(|op| matches!(op, Operation::Reissue(r) if r.parent.is_none()));
@@ -288,6 +293,8 @@ impl<'a> Planner<'a> {
             let linked = planner.first_read(list, read?)?;
             planner.load(list, &linked).await?;
         }
+        // Families across lists (a derived pool): one more round trip, only when there are any.
+        planner.prefetch(ops).await?;
         Ok(planner)
     }
 
@@ -417,8 +424,9 @@ impl<'a> Planner<'a> {
                     &stamp,
                     &mut touched,
                 )
+                .await
             }
-            Operation::Revoke(r) => self.revoke(&r.credential_id, &stamp, &mut touched),
+            Operation::Revoke(r) => self.revoke(&r.credential_id, &stamp, &mut touched).await,
             Operation::Reissue(r) => self.reissue(k, r, &stamp, &mut touched).await,
         };
         let result = match result {
@@ -438,8 +446,16 @@ impl<'a> Planner<'a> {
         stamp: &Stamp,
         touched: &mut BTreeSet<String>,
     ) -> Result<Outcome, Step> {
-        if let Some(at) = self.located.get(&r.credential_id) {
-            return self.existing(r, at);
+        if let Some(at) = self.located.get(&r.credential_id).cloned() {
+            // A retry: it also mends the parent's link to a derived card in another list.
+            if self
+                .lists
+                .get(&at.list)
+                .is_some_and(|lp| lp.work.get(at.idx).is_some())
+            {
+                self.link(&at, stamp, touched).await?;
+            }
+            return self.existing(r, &at);
         }
         if self.planned.contains_key(&r.credential_id) {
             return Err(Step::Item(ItemProblem::new(
@@ -467,7 +483,7 @@ impl<'a> Planner<'a> {
     }
 
     /// `suspend` (`suspend` true) or `reinstate` of hold `hold` (default `loss`).
-    fn hold(
+    async fn hold(
         &mut self,
         suspend: bool,
         id: &str,
@@ -490,11 +506,20 @@ impl<'a> Planner<'a> {
         }
         .map_err(ItemProblem::from)?;
         touched.insert(at.list.clone());
-        Ok(changed_outcome(id, &lp.work, at.idx, changed, &before))
+        let cascade = if suspend {
+            Cascade::Hold(hold)
+        } else {
+            Cascade::Lift(hold)
+        };
+        let (elsewhere, affected) = self.cascade(&at, cascade, stamp, touched).await?;
+        let lp = &self.lists[&at.list];
+        let mut outcome = changed_outcome(id, &lp.work, at.idx, changed || elsewhere, &before);
+        outcome.affected.extend(affected);
+        Ok(outcome)
     }
 
     /// `revoke`.
-    fn revoke(
+    async fn revoke(
         &mut self,
         id: &str,
         stamp: &Stamp,
@@ -512,7 +537,11 @@ impl<'a> Planner<'a> {
             .revoke(at.idx, None, stamp)
             .map_err(ItemProblem::from)?;
         touched.insert(at.list.clone());
-        Ok(changed_outcome(id, &lp.work, at.idx, changed, &before))
+        let (elsewhere, affected) = self.cascade(&at, Cascade::Revoke, stamp, touched).await?;
+        let lp = &self.lists[&at.list];
+        let mut outcome = changed_outcome(id, &lp.work, at.idx, changed || elsewhere, &before);
+        outcome.affected.extend(affected);
+        Ok(outcome)
     }
 
     /// `reissue`: the new card (already there from an earlier attempt, or registered now),
@@ -552,6 +581,8 @@ impl<'a> Planner<'a> {
                         ),
                     )));
                 }
+                // A retry: it also mends the parent's link to a new card in another list.
+                self.link(&at, stamp, touched).await?;
                 at
             }
             None => {
@@ -559,22 +590,28 @@ impl<'a> Planner<'a> {
                     (Some(p), _) => Some(p.clone()),
                     (None, Some(p)) => {
                         // Not named by the batch, so not located: where the old card's record
-                        // says (read with it, as its family).
-                        self.located
-                            .entry(p.credential_id.clone())
-                            .or_insert_with(|| Location {
-                                list: old_at.list.clone(),
-                                idx: p.idx,
-                            });
+                        // says (read with it, as its family, or with the derived cards
+                        // elsewhere of the batch: `family`).
+                        let at = Location {
+                            list: p.list.clone().unwrap_or_else(|| old_at.list.clone()),
+                            idx: p.idx,
+                        };
+                        self.load_elsewhere(std::slice::from_ref(&at)).await?;
+                        self.located.entry(p.credential_id.clone()).or_insert(at);
                         Some(p.credential_id.clone())
                     }
                     (None, None) => None,
                 };
+                // A derived card's pool is the configuration's once it has one (a card
+                // registered in its parent's pool before keeps no claim to it).
+                let purpose = old.purpose.clone().filter(|_| {
+                    parent.is_none() || self.issuer.settings.derived_pool_for(&old.kind).is_none()
+                });
                 let reg = Registration {
                     credential_id: r.new_credential_id.clone(),
                     kind: old.kind.clone(),
                     parent,
-                    purpose: old.purpose.clone(),
+                    purpose,
                     reason: Some(r.reason.clone()),
                     request_id: r.request_id.clone(),
                     expires_at: r.expires_at.clone(),
@@ -613,7 +650,18 @@ impl<'a> Planner<'a> {
             .revoke(old_at.idx, Some(&r.new_credential_id), stamp)
             .map_err(ItemProblem::from)?;
         touched.insert(old_at.list.clone());
-        let mut outcome = changed_outcome(&r.credential_id, &lp.work, old_at.idx, changed, &before);
+        let (elsewhere, affected) = self
+            .cascade(&old_at, Cascade::Revoke, stamp, touched)
+            .await?;
+        let lp = &self.lists[&old_at.list];
+        let mut outcome = changed_outcome(
+            &r.credential_id,
+            &lp.work,
+            old_at.idx,
+            changed || elsewhere,
+            &before,
+        );
+        outcome.affected.extend(affected);
         let new_lp = &self.lists[&new_at.list];
         outcome.new_credential = Some(Box::new(Outcome {
             credential_id: r.new_credential_id.clone(),
@@ -667,6 +715,11 @@ impl<'a> Planner<'a> {
             None => None,
         };
         let kinds = &self.issuer.settings.kinds;
+        // With a derived pool, a derived card goes there, linked to its parent across lists.
+        let derived_pool = r
+            .parent
+            .as_ref()
+            .and_then(|_| self.issuer.settings.derived_pool_for(&r.kind));
         let parent = match &r.parent {
             Some(p) => {
                 let at = self.find(p).ok_or_else(|| {
@@ -686,19 +739,30 @@ impl<'a> Planner<'a> {
                 }
                 self.alive(&at)?;
                 if let Some(purpose) = &r.purpose {
-                    if self.lists[&at.list].meta.purpose.as_ref() != Some(purpose) {
-                        return Err(Step::Item(ItemProblem::bad(format!(
-                            "a derived card lives in its parent's list, whose pool is not {purpose:?}"
-                        ))));
+                    match &derived_pool {
+                        Some(pool) if pool != purpose => {
+                            return Err(Step::Item(ItemProblem::bad(format!(
+                                "a derived {:?} card goes to pool {pool:?}, not {purpose:?}",
+                                r.kind
+                            ))));
+                        }
+                        Some(_) => {}
+                        None if self.lists[&at.list].meta.purpose.as_ref() != Some(purpose) => {
+                            return Err(Step::Item(ItemProblem::bad(format!(
+                                "a derived card lives in its parent's list, whose pool is not {purpose:?}"
+                            ))));
+                        }
+                        None => {}
                     }
                 }
                 Some(at)
             }
             None => None,
         };
-        let list = match &parent {
-            Some(p) => p.list.clone(),
-            None => {
+        let list = match (&parent, &derived_pool) {
+            (Some(_), Some(pool)) => self.choose_list(pool).await?,
+            (Some(p), None) => p.list.clone(),
+            (None, _) => {
                 let purpose = r
                     .purpose
                     .clone()
@@ -718,7 +782,7 @@ impl<'a> Planner<'a> {
                 ItemError::ListFull,
                 format!(
                     "list {list:?} has no free index left{}",
-                    if parent.is_some() {
+                    if parent.is_some() && derived_pool.is_none() {
                         " for a card derived from a card in it"
                     } else {
                         ""
@@ -731,6 +795,7 @@ impl<'a> Planner<'a> {
             kind: r.kind.clone(),
             parent: None,
             children: Vec::new(),
+            children_elsewhere: Vec::new(),
             holds: BTreeSet::new(),
             revoked: false,
             replaced_by: None,
@@ -746,11 +811,27 @@ impl<'a> Planner<'a> {
             "register"
         };
         reg_stamp.hold = None;
-        lp.work
-            .register(idx, record, parent.as_ref().map(|p| p.idx), &reg_stamp)
-            .map_err(ItemProblem::from)?;
-        touched.insert(list.clone());
-        let at = Location { list, idx };
+        let at = Location {
+            list: list.clone(),
+            idx,
+        };
+        match (&parent, &derived_pool) {
+            (Some(p), Some(_)) => {
+                let prec = self.lists[&p.list].work.get(p.idx).expect("found").clone();
+                let lp = self.lists.get_mut(&list).expect("loaded");
+                lp.work
+                    .register_derived(idx, record, &prec, p, &reg_stamp)
+                    .map_err(ItemProblem::from)?;
+                touched.insert(list.clone());
+                self.link(&at, stamp, touched).await?;
+            }
+            _ => {
+                lp.work
+                    .register(idx, record, parent.as_ref().map(|p| p.idx), &reg_stamp)
+                    .map_err(ItemProblem::from)?;
+                touched.insert(list.clone());
+            }
+        }
         self.planned.insert(r.credential_id.clone(), at.clone());
         Ok(at)
     }
@@ -830,7 +911,13 @@ fn take_records(
             reason: format!("record {idx}: {e}"),
         })?;
         next.extend(rec.children.iter().copied());
-        next.extend(rec.parent.as_ref().map(|p| p.idx));
+        // A parent in another list is read by `family`, not here.
+        next.extend(
+            rec.parent
+                .as_ref()
+                .filter(|p| p.list.is_none())
+                .map(|p| p.idx),
+        );
         loaded.insert(idx, rec);
     }
     debug_assert!(lp.work.claims.is_empty() && !lp.work.is_dirty());
@@ -1236,8 +1323,10 @@ mod tests {
             parent: Some(crate::issuer::record::Parent {
                 credential_id: "card-1".into(),
                 idx: 3,
+                list: None,
             }),
             children: Vec::new(),
+            children_elsewhere: Vec::new(),
             holds: BTreeSet::new(),
             revoked: false,
             replaced_by: None,

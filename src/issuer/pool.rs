@@ -2,13 +2,15 @@
 //! it comes to be when an admin creates its first list (`POST /v1/lists`; the configured default
 //! pool excepted), and keeps [`min_open_lists`] lists under the fill threshold by
 //! creating lists ahead of demand, never beyond [`max_lists`] lists in the store. A
-//! new top-level card goes to a random open list of its pool; derived cards live in their
-//! parent's list and never come here. A replica remembers the open lists it last chose among
+//! new top-level card goes to a random open list of its pool; so does a derived card when the
+//! configuration gives derived cards a pool ([`derived_pool`]: a configured pool, grown like the
+//! default one), and otherwise it lives in its parent's list and never comes here. A replica remembers the open lists it last chose among
 //! per pool, and reads only their metadata while enough of them have room (every list's
 //! otherwise: a write must not cost a read of hundreds of lists).
 //!
 //! [`min_open_lists`]: super::Settings::min_open_lists
 //! [`max_lists`]: super::Settings::max_lists
+//! [`derived_pool`]: super::Settings::derived_pool
 
 use super::plan::Step;
 use super::{Issuer, ItemError, ItemProblem, ListView};
@@ -40,8 +42,9 @@ impl Issuer {
     ) -> Result<String, Step> {
         let threshold = self.settings.fill_threshold;
         // A pool exists once it has a list: an admin creates it (`POST /v1/lists`), except the
-        // default pool, which the configuration names. A `write` token only grows pools.
-        if purpose != self.settings.default_purpose
+        // default pool and the derived pools, which the configuration names. A `write` token
+        // only grows pools.
+        if !self.settings.is_configured_pool(purpose)
             && !metas.iter().any(|m| m.purpose.as_deref() == Some(purpose))
         {
             return Err(Step::Item(ItemProblem::new(

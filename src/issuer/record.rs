@@ -4,10 +4,15 @@
 //! while any hold is active, else VALID. Holds are named: a loss report is the hold `loss` on the
 //! card reported, and a physical card's hold `h` also puts `parent:h` on each of its derived
 //! (mobile) cards, so lifting the physical card's hold leaves a mobile card's own loss report in
-//! force. A derived card always lives in its parent's list, so every cascade is a change to one
-//! list and commits atomically. Every change appends an [`Event`] to each record it touches.
+//! force. A derived card lives in its parent's list (`children`, indices), where every cascade
+//! is a change to one list, or, with a derived pool (`STATUSD_DERIVED_POOL`), in a list of its
+//! own pool (`children_elsewhere`, locations; its `parent.list` names the parent's list): the
+//! cascade to those is planned across lists (`plan/family.rs`) with the per-list rules here
+//! ([`ListWork::inherit`], [`ListWork::lift`], [`ListWork::revoke_via`]). Every change appends
+//! an [`Event`] to each record it touches.
 
 use crate::status::{Bits, Status};
+use crate::store::registry::Location;
 use crate::store::{Change, Extends};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
@@ -22,12 +27,18 @@ pub const PHYSICAL: &str = "physical";
 pub struct Record {
     pub credential_id: String,
     pub kind: String,
-    /// The physical card this one derives from, in the same list.
+    /// The physical card this one derives from: in the same list, or in `parent.list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
     /// Indices of the cards derived from this one (same list), revoked ones included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<u32>,
+    /// Where the cards derived from this one in other lists are (a derived pool), revoked ones
+    /// included. Records written before derived pools have none: their `children` are all
+    /// there is. A link counts only while the record there names this one as its parent
+    /// ([`Record::derives_from`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children_elsewhere: Vec<Location>,
     /// Active holds: own (`loss`) and inherited from the parent (`parent:loss`).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub holds: BTreeSet<String>,
@@ -54,6 +65,10 @@ pub struct Record {
 pub struct Parent {
     pub credential_id: String,
     pub idx: u32,
+    /// The parent's list, when it is not this record's own (a derived pool); absent in records
+    /// written before derived pools, whose parent is always in the same list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
 }
 
 /// One audit entry.
@@ -141,6 +156,16 @@ impl Record {
     pub fn from_bytes(bytes: &[u8]) -> Result<Record, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+
+    /// Whether this record derives from credential `parent` at `at`, in another list than
+    /// this record's: what makes a link in `at`'s `children_elsewhere` count. A link to a
+    /// record that does not link back (an index whose registration lost a race for its id on a
+    /// Redis Cluster) is ignored.
+    pub fn derives_from(&self, parent: &str, at: &Location) -> bool {
+        self.parent.as_ref().is_some_and(|p| {
+            p.credential_id == parent && p.idx == at.idx && p.list.as_deref() == Some(&at.list)
+        })
+    }
 }
 
 /// Who did what, and why: stamped on every event of one operation.
@@ -195,6 +220,16 @@ impl ListWork {
             read: BTreeMap::new(),
             claims: RoaringBitmap::new(),
             dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Adds the record at `idx` as read from the store (at the version the list was read at),
+    /// unless this batch holds it already: a record read after planning began (a derived card
+    /// in another list, read when a cascade reaches it).
+    pub fn add_read(&mut self, idx: u32, record: Record) {
+        if !self.records.contains_key(&idx) && !self.claims.contains(idx) {
+            self.read_status.insert(idx, record.status());
+            self.records.insert(idx, record);
         }
     }
 
@@ -296,17 +331,11 @@ impl ListWork {
     ) -> Result<(), RuleError> {
         if let Some(p) = parent {
             let pr = &self.records[&p];
-            // Which kinds may be parents is configuration, checked when planning; the rules
-            // only keep families one level deep, as every cascade assumes.
-            if pr.parent.is_some() {
-                return Err(RuleError::ParentNotPhysical(pr.credential_id.clone()));
-            }
-            if pr.revoked {
-                return Err(RuleError::ParentRevoked(pr.credential_id.clone()));
-            }
+            may_derive_from(pr)?;
             record.parent = Some(Parent {
                 credential_id: pr.credential_id.clone(),
                 idx: p,
+                list: None,
             });
             record.holds = own_holds(pr).map(|h| format!("parent:{h}")).collect();
         }
@@ -335,6 +364,116 @@ impl ListWork {
             self.dirty.insert(p);
         }
         Ok(())
+    }
+
+    /// Registers a new credential at the claimed index `idx`, derived from `parent`, the
+    /// record at `parent_at` in another list (a derived pool): the new card inherits the
+    /// parent's active own holds, as in [`ListWork::register`]; the parent's side of the link
+    /// is [`ListWork::link_elsewhere`], in the parent's list.
+    pub fn register_derived(
+        &mut self,
+        idx: u32,
+        mut record: Record,
+        parent: &Record,
+        parent_at: &Location,
+        stamp: &Stamp,
+    ) -> Result<(), RuleError> {
+        may_derive_from(parent)?;
+        record.parent = Some(Parent {
+            credential_id: parent.credential_id.clone(),
+            idx: parent_at.idx,
+            list: Some(parent_at.list.clone()),
+        });
+        record.holds = own_holds(parent).map(|h| format!("parent:{h}")).collect();
+        self.register(idx, record, None, stamp)
+    }
+
+    /// Links the card at `idx` to a card derived from it at `child`, in another list (once).
+    /// Returns whether the link is new.
+    pub fn link_elsewhere(&mut self, idx: u32, child: &Location) -> bool {
+        if self.records[&idx].children_elsewhere.contains(child) {
+            return false;
+        }
+        self.keep_read(idx);
+        let r = self.records.get_mut(&idx).expect("loaded");
+        r.children_elsewhere.push(child.clone());
+        self.dirty.insert(idx);
+        true
+    }
+
+    /// Puts the inherited hold `parent:<hold>` on the derived card at `idx`, unless it is
+    /// revoked: the cascade of its parent's hold `hold` (`via` the parent), from another list.
+    /// Returns whether anything changed.
+    pub fn inherit(
+        &mut self,
+        idx: u32,
+        hold: &str,
+        via: &str,
+        stamp: &Stamp,
+    ) -> Result<bool, RuleError> {
+        let r = &self.records[&idx];
+        let inherited = format!("parent:{hold}");
+        if r.revoked || r.holds.contains(&inherited) {
+            return Ok(false);
+        }
+        if self.bits == Bits::One {
+            return Err(RuleError::NotSuspendable {
+                id: r.credential_id.clone(),
+                bits: 1,
+            });
+        }
+        self.touch(idx, stamp, Some(via), |r| {
+            r.holds.insert(inherited);
+        });
+        Ok(true)
+    }
+
+    /// Lifts the inherited hold `parent:<hold>` from the derived card at `idx` (its own holds
+    /// stay): the cascade of its parent's reinstatement, from another list. Returns whether
+    /// anything changed.
+    pub fn lift(&mut self, idx: u32, hold: &str, via: &str, stamp: &Stamp) -> bool {
+        let r = &self.records[&idx];
+        let inherited = format!("parent:{hold}");
+        if r.revoked || !r.holds.contains(&inherited) {
+            return false;
+        }
+        self.touch(idx, stamp, Some(via), |r| {
+            r.holds.remove(&inherited);
+        });
+        true
+    }
+
+    /// Revokes the derived card at `idx`: the cascade of its parent's revocation (`via` the
+    /// parent), from another list. Returns whether anything changed.
+    pub fn revoke_via(&mut self, idx: u32, via: &str, stamp: &Stamp) -> bool {
+        if self.records[&idx].revoked {
+            return false;
+        }
+        self.touch(idx, stamp, Some(via), |r| r.revoked = true);
+        true
+    }
+
+    /// Brings the derived card at `idx` in line with its parent `parent` (in another list):
+    /// revoked if the parent is, else holding `parent:<h>` for exactly the parent's own holds
+    /// `h`. What a retry does after a step-wise commit (Redis Cluster) stopped between the
+    /// card's list and its parent's. Returns whether anything changed.
+    pub fn follow(&mut self, idx: u32, parent: &Record, stamp: &Stamp) -> bool {
+        let r = &self.records[&idx];
+        if r.revoked {
+            return false;
+        }
+        if parent.revoked {
+            return self.revoke_via(idx, &parent.credential_id, stamp);
+        }
+        let want: BTreeSet<String> = own_holds(parent)
+            .map(|h| format!("parent:{h}"))
+            .chain(own_holds(r).cloned())
+            .collect();
+        if r.holds == want || (self.bits == Bits::One && !want.is_empty()) {
+            return false;
+        }
+        self.touch(idx, stamp, Some(&parent.credential_id), |r| r.holds = want);
+        true
     }
 
     /// Puts hold `hold` on the credential and, for a physical card, `parent:<hold>` on each
@@ -448,6 +587,19 @@ fn event(stamp: &Stamp, via: Option<&str>, old: Status, new: Status) -> Event {
     }
 }
 
+/// Whether a card may derive from `parent`. Which kinds may be parents is configuration,
+/// checked when planning; the rules only keep families one level deep, as every cascade
+/// assumes.
+fn may_derive_from(parent: &Record) -> Result<(), RuleError> {
+    if parent.parent.is_some() {
+        return Err(RuleError::ParentNotPhysical(parent.credential_id.clone()));
+    }
+    if parent.revoked {
+        return Err(RuleError::ParentRevoked(parent.credential_id.clone()));
+    }
+    Ok(())
+}
+
 fn own_holds(r: &Record) -> impl Iterator<Item = &String> {
     r.holds.iter().filter(|h| !h.starts_with("parent:"))
 }
@@ -462,6 +614,7 @@ mod tests {
             kind: kind.into(),
             parent: None,
             children: vec![],
+            children_elsewhere: vec![],
             holds: BTreeSet::new(),
             revoked: false,
             replaced_by: None,
@@ -632,6 +785,69 @@ mod tests {
             .unwrap();
         assert_eq!(w.reserve(40, "M3b", &stamp("reissue")), None);
         assert_eq!(w.as_read(10), Some(&read[&10]));
+    }
+
+    /// Records written before derived pools (a parent without `list`, no `children_elsewhere`)
+    /// read as a family in one list; the new fields are written only when used.
+    #[test]
+    fn records_without_links_elsewhere_read_as_before() {
+        let old = br#"{"credential_id":"M","kind":"mobile","parent":{"credential_id":"P","idx":3},"history":[]}"#;
+        let r = Record::from_bytes(old).unwrap();
+        let p = r.parent.as_ref().unwrap();
+        assert_eq!((p.idx, p.list.as_deref()), (3, None));
+        assert!(r.children_elsewhere.is_empty());
+        assert_eq!(r.to_bytes(), old.to_vec());
+        let at = Location {
+            list: "default-1".into(),
+            idx: 3,
+        };
+        assert!(
+            !r.derives_from("P", &at),
+            "a parent in its own list is not elsewhere"
+        );
+    }
+
+    /// The per-list halves of a cascade from a parent in another list.
+    #[test]
+    fn a_card_follows_a_parent_elsewhere() {
+        let mut w = ListWork::new(Bits::Two, BTreeMap::new());
+        let mut parent = rec("P", PHYSICAL);
+        let at = Location {
+            list: "default-1".into(),
+            idx: 7,
+        };
+        w.register_derived(1, rec("M", "mobile"), &parent, &at, &stamp("register"))
+            .unwrap();
+        assert!(w.records[&1].derives_from("P", &at));
+        assert_eq!(w.inherit(1, "loss", "P", &stamp("suspend")), Ok(true));
+        assert_eq!(w.inherit(1, "loss", "P", &stamp("suspend")), Ok(false));
+        w.suspend(1, "fraud", &stamp("suspend")).unwrap();
+        assert!(w.lift(1, "loss", "P", &stamp("reinstate")));
+        assert_eq!(w.records[&1].status(), S, "its own hold stays");
+        // In line with a parent under a court hold: its own hold kept, the parent's added.
+        parent.holds.insert("court".into());
+        assert!(w.follow(1, &parent, &stamp("link")));
+        let holds: Vec<_> = w.records[&1].holds.iter().cloned().collect();
+        assert_eq!(holds, ["fraud", "parent:court"]);
+        assert!(!w.follow(1, &parent, &stamp("link")));
+        parent.revoked = true;
+        assert!(w.follow(1, &parent, &stamp("link")));
+        assert_eq!(w.records[&1].status(), I);
+        assert!(!w.revoke_via(1, "P", &stamp("revoke")));
+        assert_eq!(
+            w.register_derived(2, rec("M2", "mobile"), &parent, &at, &stamp("register")),
+            Err(RuleError::ParentRevoked("P".into()))
+        );
+        // The parent's side, once.
+        let mut pw = ListWork::new(Bits::Two, BTreeMap::from([(7, rec("P", PHYSICAL))]));
+        let child = Location {
+            list: "mobile-1".into(),
+            idx: 1,
+        };
+        assert!(pw.link_elsewhere(7, &child));
+        assert!(!pw.link_elsewhere(7, &child));
+        let (recs, changes) = pw.writes();
+        assert_eq!((recs.len(), changes.len()), (1, 0));
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl Issuer {
         let Some((at, rec)) = self.credential(id).await? else {
             return Ok(None);
         };
-        let children = if rec.children.is_empty() {
+        let mut children = if rec.children.is_empty() {
             Vec::new()
         } else {
             let (_, recs) = self.store.records(&at.list, &rec.children).await?;
@@ -192,6 +192,17 @@ impl Issuer {
                 .map(|r| r.credential_id)
                 .collect()
         };
+        // Derived cards in other lists (a derived pool), those that link back only.
+        for child in &rec.children_elsewhere {
+            let (_, recs) = self.store.records(&child.list, &[child.idx]).await?;
+            children.extend(
+                recs.into_iter()
+                    .flatten()
+                    .filter_map(|b| Record::from_bytes(&b).ok())
+                    .filter(|r| r.derives_from(&rec.credential_id, &at))
+                    .map(|r| r.credential_id),
+            );
+        }
         Ok(Some(CredentialView {
             credential_id: rec.credential_id.clone(),
             kind: rec.kind.clone(),

@@ -7,7 +7,8 @@
 -- Returns {meta, records}: meta as HGETALL returns it (empty if the list does not exist), and
 -- records = {idx_1, record_1, idx_2, record_2, ...}, every record that exists among the indices
 -- wanted and those their records link to, transitively: a record's derived cards (`children`,
--- indices) and its parent (`parent.idx`), all in the same list. A record that is not JSON is
+-- indices) and its parent (`parent.idx`), all in the same list (links into other lists,
+-- `children_elsewhere` and a `parent.list`, are not followed). A record that is not JSON is
 -- returned as it is, without following it (the caller reports it). Reads only.
 
 local meta = redis.call('HGETALL', KEYS[1])
@@ -44,7 +45,8 @@ while head <= #queue do
             want(c)
           end
         end
-        if type(r.parent) == 'table' then
+        -- A parent in another list (`parent.list`, a derived pool) is the issuer's to read.
+        if type(r.parent) == 'table' and r.parent.list == nil then
           want(r.parent.idx)
         end
       end

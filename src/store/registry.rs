@@ -26,7 +26,9 @@
 //!   points to, which costs one index and nothing else.
 //! * Records are opaque bytes, except for the links a family read follows
 //!   ([`Registry::list_records`], [`family_links`]): the issuer's JSON records name their derived
-//!   cards (`children`, indices) and their parent (`parent.idx`) in the same list.
+//!   cards (`children`, indices) and their parent (`parent.idx`) in the same list. Links into
+//!   other lists (`children_elsewhere`, and `parent` with a `list`: a derived pool) are not
+//!   followed by the store: the issuer reads those lists itself.
 
 use super::{Change, Extends, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;
@@ -37,8 +39,9 @@ use std::future::Future;
 /// Longest credential id accepted.
 pub const MAX_CREDENTIAL_ID_LEN: usize = 200;
 
-/// Where a credential's status lives.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Where a credential's status lives (in a record, as JSON `{"list":…,"idx":…}`: a link to a
+/// derived card in another list).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     pub list: String,
     pub idx: u32,
@@ -79,9 +82,9 @@ pub type Records = (u64, Vec<Option<Vec<u8>>>);
 pub type MetaRecords = (ListMeta, BTreeMap<u32, Vec<u8>>);
 
 /// The indices a record links to in its list: its derived cards (`children`) and its parent
-/// (`parent.idx`), as [`crate::issuer::record::Record`] writes them; none if the record is not
-/// such JSON (whoever parses it in full reports that). `redis_read.lua` follows the same two
-/// fields.
+/// (`parent.idx`, unless `parent.list` names another list), as
+/// [`crate::issuer::record::Record`] writes them; none if the record is not such JSON (whoever
+/// parses it in full reports that). `redis_read.lua` follows the same two fields.
 pub fn family_links(record: &[u8]) -> Vec<u32> {
     #[derive(serde::Deserialize)]
     struct Links {
@@ -93,12 +96,14 @@ pub fn family_links(record: &[u8]) -> Vec<u32> {
     #[derive(serde::Deserialize)]
     struct ParentIdx {
         idx: u32,
+        #[serde(default)]
+        list: Option<serde::de::IgnoredAny>,
     }
     match serde_json::from_slice::<Links>(record) {
         Ok(l) => l
             .children
             .into_iter()
-            .chain(l.parent.map(|p| p.idx))
+            .chain(l.parent.filter(|p| p.list.is_none()).map(|p| p.idx))
             .collect(),
         Err(_) => Vec::new(),
     }
@@ -224,6 +229,17 @@ mod tests {
             [3]
         );
         assert!(family_links(br#"{"credential_id":"S","history":[]}"#).is_empty());
+        // Links into other lists (a derived pool) are the issuer's to follow, not the store's.
+        assert_eq!(
+            family_links(
+                br#"{"children":[4],"children_elsewhere":[{"list":"mobile-1","idx":7}],"history":[]}"#
+            ),
+            [4]
+        );
+        assert!(family_links(
+            br#"{"parent":{"credential_id":"P","idx":3,"list":"default-1"},"history":[]}"#
+        )
+        .is_empty());
         assert!(family_links(b"not json").is_empty());
     }
 

@@ -396,6 +396,105 @@ async fn revocation_is_terminal_and_reissue_replaces() {
     }
 }
 
+/// The mobile ID lifecycle with the mobile cards in a pool of their own
+/// (`--derived-pool mobile`), so that a physical card and its mobile cards live in different
+/// lists: every rule of the two tests above holds across lists, on both stores, and the
+/// public plane shows each list's part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_holds_across_lists_with_a_derived_pool() {
+    for backend in BACKENDS {
+        let env = Env::start(backend, &["--derived-pool", "mobile"]).await;
+        env.register("P", "physical", None).await;
+        env.register("M1", "mobile", Some("P")).await;
+        env.register("M2", "mobile", Some("P")).await;
+        for m in ["M1", "M2"] {
+            let list = env.place(m).await.0;
+            assert!(list.starts_with("mobile-"), "{backend:?}: {m} in {list}");
+        }
+        let (_, view) = env
+            .call(READER, Method::GET, "/v1/credentials/P", None)
+            .await;
+        assert_eq!(view["children"], json!(["M1", "M2"]), "{backend:?}");
+
+        // A mobile card reported lost suspends only itself.
+        let (s, v) = env.act("M1", "suspend", reason("phone lost")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["affected"], json!(null));
+        env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
+            .await;
+        // The physical card reported lost suspends it and every mobile card, in their lists.
+        let (s, v) = env.act("P", "suspend", reason("wallet stolen")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v["affected"],
+            json!([{"credential_id": "M2", "status": "SUSPENDED"}])
+        );
+        env.expect_public(&[("P", "SUSPENDED"), ("M1", "SUSPENDED"), ("M2", "SUSPENDED")])
+            .await;
+        // Reinstating the physical card leaves M1's own loss report in force.
+        let (s, v) = env.act("P", "reinstate", reason("wallet found")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
+            .await;
+        let (_, audit) = env
+            .call(READER, Method::GET, "/v1/credentials/M2/audit", None)
+            .await;
+        let trail: Vec<(String, String, String)> = audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let f = |k: &str| e[k].as_str().unwrap_or("-").to_owned();
+                (f("op"), f("new"), f("via"))
+            })
+            .collect();
+        let t = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+        assert_eq!(
+            trail,
+            [
+                t("register", "VALID", "-"),
+                t("suspend", "SUSPENDED", "P"),
+                t("reinstate", "VALID", "P")
+            ],
+            "{backend:?}"
+        );
+
+        // A phone change: the new mobile card goes to the mobile pool, under the same parent.
+        let (s, v) = env
+            .act(
+                "M2",
+                "reissue",
+                json!({"new_credential_id": "M2b", "reason": "new phone"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(env.place("M2b").await.0.starts_with("mobile-"));
+        let (_, view) = env
+            .call(READER, Method::GET, "/v1/credentials/P", None)
+            .await;
+        assert_eq!(view["children"], json!(["M1", "M2", "M2b"]), "{backend:?}");
+        // Reissuing the physical card revokes it and its mobile cards, wherever they are.
+        let (s, v) = env
+            .act(
+                "P",
+                "reissue",
+                json!({"new_credential_id": "P2", "reason": "card damaged"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(env.place("P2").await.0.starts_with("default-"));
+        env.expect_public(&[
+            ("P", "INVALID"),
+            ("M1", "INVALID"),
+            ("M2", "INVALID"),
+            ("M2b", "INVALID"),
+            ("P2", "VALID"),
+        ])
+        .await;
+        env.running.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_is_idempotent_and_batches_are_all_or_nothing() {
     for backend in BACKENDS {

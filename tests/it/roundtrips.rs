@@ -412,3 +412,175 @@ async fn single_writes_on_a_cluster_make_three_requests() {
     assert_eq!(new.replaces.as_deref(), Some("M"));
     assert_eq!(new.status, "VALID");
 }
+
+/// With derived cards in a pool of their own (`STATUSD_DERIVED_POOL`), the single writes of a
+/// family across lists, by name: a registration of a mobile card, a loss report, a
+/// reinstatement and a revocation of its physical card (which reach the mobile card in its own
+/// list), a mobile card's loss report, a phone change (the mobile card reissued, no parent
+/// named). Each returns its outcome's `affected`, checked by the caller's budget run.
+fn family_across_lists() -> Vec<(&'static str, Operation, usize)> {
+    vec![
+        (
+            "register derived (mobile pool)",
+            register("FM", "mobile", Some("FP"), None),
+            0,
+        ),
+        (
+            "suspend, mobile card elsewhere",
+            Operation::Suspend(hold("FP")),
+            1,
+        ),
+        (
+            "reinstate, mobile card elsewhere",
+            Operation::Reinstate(hold("FP")),
+            1,
+        ),
+        ("suspend a mobile card", Operation::Suspend(hold("FM")), 0),
+        ("phone change (reissue)", reissue("FM", "FM2", None), 0),
+        (
+            "revoke, mobile card elsewhere",
+            Operation::Revoke(RevokeOp {
+                credential_id: "FP".into(),
+                reason: "fraud".into(),
+                request_id: None,
+            }),
+            1,
+        ),
+    ]
+}
+
+/// The budget of [`family_across_lists`], per store, as measured. On a standalone Redis a
+/// cascade from a physical card to its mobile cards in other lists reads those lists (all of
+/// them together) once more, after the parent's list, whose record names them: one round trip
+/// above the same-list cascade's three. A phone change reads the parent's list after the old
+/// card's, within the four of a reissue across lists; the registration of a mobile card stays
+/// at three (its parent is named, so read right after the locate, which shares its round trip
+/// with the metadata of the mobile pool's remembered lists).
+///
+/// The embedded store counts transactions, one per list read and one per request that shares
+/// a round trip on Redis (the locate and the pool's metadata: 4 for a registration), with no
+/// network between them. On a Redis Cluster requests are counted, one per list and per slot:
+/// a registration commits the card's list, binds its id and commits the parent's link one by
+/// one (8, against 5 in one list); a phone change the reservation, the new card, its binding,
+/// the old card and the parent's link (14); a cascade reads and writes each mobile list
+/// separately. The mobile cards land in random lists of their pool, one or two here: the
+/// budgets are those of two.
+const FAMILY_BUDGET: &[(&str, u64, u64, u64)] = &[
+    // (operation, standalone round trips, embedded transactions, cluster requests)
+    ("register derived (mobile pool)", 3, 4, 8),
+    ("suspend, mobile card elsewhere", 4, 4, 5),
+    ("reinstate, mobile card elsewhere", 4, 4, 5),
+    ("suspend a mobile card", 3, 3, 3),
+    ("phone change (reissue)", 4, 5, 14),
+    ("revoke, mobile card elsewhere", 4, 5, 6),
+];
+
+/// An issuer whose mobile cards go to pool `mobile`, warmed up as a running replica is: both
+/// pools' lists created and remembered, every list's allocations read, `FP` registered.
+async fn family_issuer(store: Arc<AnyStore>) -> Issuer {
+    let settings = Settings {
+        list_size: 1 << 17,
+        derived_pool: Some("mobile".into()),
+        ..Settings::default()
+    };
+    let issuer = Issuer::new(store.clone(), urls(), settings);
+    one(&issuer, register("warm", "physical", None, None)).await;
+    one(&issuer, register("warm-m", "mobile", Some("warm"), None)).await;
+    one(&issuer, Operation::Suspend(hold("warm"))).await;
+    one(&issuer, register("FP", "physical", None, None)).await;
+    for m in store.lists().await.expect("lists") {
+        store.allocated(&m.id).await.expect("allocated");
+        store.list_records(&m.id, &[]).await.expect("read");
+    }
+    issuer
+}
+
+/// Runs [`family_across_lists`] on `issuer`, counting each operation with `count` (round
+/// trips through a proxy, or the store requests); checks each outcome and that the mobile
+/// cards live in another list than their parent's.
+async fn family_counted<F, Fut>(issuer: &Issuer, count: F) -> Vec<(&'static str, u64)>
+where
+    F: Fn(Operation) -> Fut,
+    Fut: std::future::Future<Output = (Outcome, u64)>,
+{
+    let mut counts = Vec::new();
+    for (name, op, affected) in family_across_lists() {
+        let (o, n) = count(op).await;
+        assert_eq!(o.affected.len(), affected, "{name}: {o:?}");
+        assert!(n >= 1, "{name}: nothing counted");
+        println!("family across lists: {name}: {n}");
+        counts.push((name, n));
+    }
+    let parent = o_list(issuer, "FP").await;
+    for m in ["FM", "FM2"] {
+        let list = o_list(issuer, m).await;
+        assert!(list.starts_with("mobile-") && list != parent, "{m}: {list}");
+    }
+    let p = issuer.view("FP").await.expect("read").expect("registered");
+    assert_eq!(p.children, ["FM", "FM2"]);
+    assert_eq!(p.status, "INVALID");
+    for m in ["FM", "FM2"] {
+        let v = issuer.view(m).await.expect("read").expect("registered");
+        assert_eq!(v.status, "INVALID", "{m}");
+    }
+    counts
+}
+
+fn check_family_budget(counts: &[(&str, u64)], column: usize) {
+    assert_eq!(counts.len(), FAMILY_BUDGET.len());
+    for ((name, n), budget) in counts.iter().zip(FAMILY_BUDGET) {
+        assert_eq!(*name, budget.0);
+        let b = [budget.1, budget.2, budget.3][column];
+        assert!(*n <= b, "{name}: {n}, over its budget of {b}");
+    }
+}
+
+/// [`FAMILY_BUDGET`] on a standalone Redis (round trips through a delaying proxy) and on the
+/// embedded store (transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_family_across_lists_stays_within_its_round_trip_budget() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port, Duration::from_millis(25)).await;
+    let store = RedisStore::connect(&proxy.url()).await.expect("connect");
+    let issuer = family_issuer(Arc::new(AnyStore::Redis(store))).await;
+    let counts = family_counted(&issuer, |op| {
+        let (issuer, proxy) = (&issuer, &proxy);
+        async move {
+            let before = proxy.round_trips();
+            let o = one(issuer, op).await;
+            (o, proxy.round_trips() - before)
+        }
+    })
+    .await;
+    check_family_budget(&counts, 0);
+
+    let dir = crate::support::TempDir::new("roundtrips-family");
+    let store = statusd::store::embedded::EmbeddedStore::open(&dir.0).expect("open");
+    let issuer = family_issuer(Arc::new(AnyStore::Embedded(store))).await;
+    let counts = family_counted(&issuer, |op| counted(&issuer, op)).await;
+    check_family_budget(&counts, 1);
+}
+
+/// [`FAMILY_BUDGET`] on a Redis Cluster, where the lists of a family are committed one by one
+/// (requests counted as `statusd_issuer_store_requests` reports them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_family_across_lists_on_a_cluster() {
+    let cluster = crate::redis_harness::RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    assert!(store.is_cluster());
+    let issuer = family_issuer(Arc::new(AnyStore::Redis(store))).await;
+    let counts = family_counted(&issuer, |op| counted(&issuer, op)).await;
+    check_family_budget(&counts, 2);
+}
+
+/// One operation's outcome and the store requests it made.
+async fn counted(issuer: &Issuer, op: Operation) -> (Outcome, u64) {
+    let (r, requests) =
+        statusd::store::count_requests(issuer.execute("clerk", std::slice::from_ref(&op))).await;
+    let o = r
+        .expect("runs")
+        .pop()
+        .expect("one result")
+        .unwrap_or_else(|p| panic!("{op:?}: {p:?}"));
+    (o, requests.into())
+}

@@ -222,6 +222,46 @@ async fn a_list_read_brings_each_record_s_family(subject: impl Subject) {
     assert_refused!(s.list_records("zz", &[1]).await, StoreError::UnknownList(_));
 }
 
+/// Links into other lists (a derived pool: `children_elsewhere` in a parent's record, a
+/// `parent` with a `list` in a derived card's) are not followed by a list read: whatever the
+/// index they name holds in this list is another family's. Same-list links in the same records
+/// still are, and the records come back byte for byte.
+async fn a_list_read_does_not_follow_links_into_other_lists(subject: impl Subject) {
+    let s = subject.open().await;
+    s.create_list(new_list("g", Bits::Two, 64)).await.unwrap();
+    let records = vec![
+        (
+            1,
+            br#"{"credential_id":"P","kind":"k","children":[2],"children_elsewhere":[{"list":"m","idx":3}],"history":[]}"#
+                .to_vec(),
+        ),
+        (
+            2,
+            br#"{"credential_id":"M","kind":"k","parent":{"credential_id":"P","idx":1},"history":[]}"#
+                .to_vec(),
+        ),
+        (
+            3,
+            br#"{"credential_id":"X","kind":"k","parent":{"credential_id":"Q","idx":4,"list":"h"},"history":[]}"#
+                .to_vec(),
+        ),
+        (4, br#"{"credential_id":"Y","kind":"k","history":[]}"#.to_vec()),
+    ];
+    let txn = Txn {
+        expect_version: 0,
+        claim: vec![1, 2, 3, 4],
+        records: records.clone(),
+        changes: Vec::new(),
+        extends: Extends::Nothing,
+    };
+    s.commit("g", &txn).await.unwrap();
+    let (_, got) = s.list_records("g", &[1]).await.unwrap();
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(got[&1], records[0].1);
+    let (_, got) = s.list_records("g", &[3]).await.unwrap();
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), [3]);
+}
+
 /// A joint commit of two lists and a binding (a reissue across lists on a standalone Redis or
 /// the embedded store) is all or nothing: a terminal change in the second list, a stale version
 /// or a credential id bound meanwhile leaves both lists, their allocations and the ids as they
@@ -509,6 +549,7 @@ contract!(
     a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal,
     meta_reads_one_list,
     a_list_read_brings_each_record_s_family,
+    a_list_read_does_not_follow_links_into_other_lists,
     a_joint_commit_is_all_or_nothing,
     a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list,
     a_list_keeps_its_latest_expiry_and_retires_once,
