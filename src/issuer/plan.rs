@@ -43,9 +43,6 @@ pub(super) struct Plan {
     pub(super) binds: Vec<Bind>,
     /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
     pub(super) first: BTreeSet<String>,
-    /// Per list, the reservations of reissues whose new card lands in another list (records
-    /// as read plus `replaced_by`): committed alone, before everything else.
-    pub(super) reserve: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
 }
 
 /// A credential id to bind once its list is committed.
@@ -56,6 +53,9 @@ pub(super) struct Bind {
     pub(super) item: usize,
     /// The new card of a reissue (not a registration).
     pub(super) reissue: bool,
+    /// Where the id is bound already, a place that can never hold its record (the index went to
+    /// another credential): that binding is replaced ([`Registry::rebind`]).
+    pub(super) stale: Option<Location>,
 }
 
 /// Why planning stopped: a list moved between two reads (plan again), or the store failed.
@@ -107,6 +107,11 @@ struct Planner<'a> {
     located: HashMap<String, Location>,
     /// Where the credentials this plan registers go.
     planned: HashMap<String, Location>,
+    /// Ids bound where no record of theirs is (where bindings are set beside the commit, not in
+    /// it: a Redis Cluster): a registration not committed yet, or one whose commit lost its
+    /// index to another credential. Not registered, for every operation; a registration of the
+    /// id completes it at that index, or replaces the binding once the index went to another.
+    unsettled: HashMap<String, Location>,
     metas: Metas,
     /// The metadata of the lists remembered for the batch's pools, read instead of every list's
     /// ([`Issuer::remembered_pool_lists`]).
@@ -116,7 +121,10 @@ struct Planner<'a> {
     items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
     binds: Vec<Bind>,
     first: BTreeSet<String>,
-    reserve: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
+    /// Where commits are not joint (a Redis Cluster), the mark in force on each credential
+    /// this batch reissues ([`Registry::mark_reissues`], taken with the first read): the new
+    /// id the one reissue that may proceed replaces it with.
+    marked: HashMap<Location, String>,
 }
 
 impl Issuer {
@@ -241,11 +249,13 @@ impl<'a> Planner<'a> {
                 (None, Vec::new(), store.locate(&names).await?)
             }
             Some(ids) => {
-                let (read, found) = tokio::join!(store.metas(&ids), store.locate(&names));
+                let (read, found) =
+                    crate::store::together(store.metas(&ids), store.locate(&names)).await;
                 (None, read?.into_iter().flatten().collect(), found?)
             }
             None => {
-                let (all, found) = tokio::join!(store.lists(), store.locate(&names));
+                let (all, found) =
+                    crate::store::together(store.lists(), store.locate(&names)).await;
                 (Some(all?), Vec::new(), found?)
             }
         };
@@ -267,26 +277,82 @@ impl<'a> Planner<'a> {
             actor,
             located,
             planned: HashMap::new(),
+            unsettled: HashMap::new(),
             metas,
             pool_metas,
             lists: BTreeMap::new(),
             items: Vec::with_capacity(ops.len()),
             binds: Vec::new(),
             first: BTreeSet::new(),
-            reserve: BTreeMap::new(),
+            marked: HashMap::new(),
         };
+        // Where a reissue commits its new card before revoking its old one (a store that does
+        // not commit jointly), the old card is marked for its new one first, with the reads:
+        // of concurrent reissues of one card, exactly one gets past its mark, before anything
+        // is written. The first reissue of a card in the batch marks it.
+        let mut marks: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+        if !store.commits_jointly() {
+            let mut seen = std::collections::HashSet::new();
+            for op in ops {
+                if let Operation::Reissue(r) = op {
+                    if let Some(at) = planner.located.get(&r.credential_id) {
+                        if seen.insert(at.clone()) {
+                            marks
+                                .entry(at.list.clone())
+                                .or_default()
+                                .push((at.idx, r.new_credential_id.clone()));
+                        }
+                    }
+                }
+            }
+        }
         // Every list's first read at once, each with the families of the records named: one
         // round trip however many lists the batch names (two for a reissue across lists).
-        let reads = join_all(
-            by_list
-                .iter()
-                .map(|(list, idxs)| store.list_records(list, idxs))
-                .collect(),
+        let (reads, marked) = crate::store::together(
+            crate::store::all_together(
+                by_list
+                    .iter()
+                    .map(|(list, idxs)| store.list_records(list, idxs))
+                    .collect(),
+            ),
+            crate::store::all_together(
+                marks
+                    .iter()
+                    .map(|(list, m)| store.mark_reissues(list, m))
+                    .collect(),
+            ),
         )
         .await;
+        for ((list, m), marked) in marks.iter().zip(marked) {
+            for ((idx, _), new) in m.iter().zip(marked?) {
+                let at = Location {
+                    list: list.clone(),
+                    idx: *idx,
+                };
+                planner.marked.insert(at, new);
+            }
+        }
         for (list, read) in by_list.keys().zip(reads) {
             let linked = planner.first_read(list, read?)?;
             planner.load(list, &linked).await?;
+        }
+        if !store.commits_jointly() {
+            let lists = &planner.lists;
+            let unsettled: Vec<String> = planner
+                .located
+                .iter()
+                .filter(|(id, at)| {
+                    lists[&at.list]
+                        .work
+                        .get(at.idx)
+                        .is_none_or(|r| r.credential_id != **id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in unsettled {
+                let at = planner.located.remove(&id).expect("located");
+                planner.unsettled.insert(id, at);
+            }
         }
         Ok(planner)
     }
@@ -298,7 +364,6 @@ impl<'a> Planner<'a> {
             items: self.items,
             binds: self.binds,
             first: self.first,
-            reserve: self.reserve,
         }
     }
 
@@ -459,6 +524,7 @@ impl<'a> Planner<'a> {
         };
         self.binds.push(Bind {
             credential_id: r.credential_id.clone(),
+            stale: self.stale_binding(&r.credential_id, &at),
             at,
             item: k,
             reissue: false,
@@ -533,10 +599,15 @@ impl<'a> Planner<'a> {
             .get(old_at.idx)
             .expect("located records are loaded")
             .clone();
-        if let Some(done) = &old.replaced_by {
+        // A replacement recorded, or else one marked (by a reissue not finished, or this one).
+        let replaced_by = old
+            .replaced_by
+            .as_ref()
+            .or_else(|| self.marked.get(&old_at));
+        if let Some(done) = replaced_by {
             if *done != r.new_credential_id {
                 return Err(Step::Item(
-                    RuleError::AlreadyReissued(old.credential_id, done.clone()).into(),
+                    RuleError::AlreadyReissued(old.credential_id.clone(), done.clone()).into(),
                 ));
             }
         }
@@ -584,22 +655,11 @@ impl<'a> Planner<'a> {
                     .await?;
                 self.binds.push(Bind {
                     credential_id: r.new_credential_id.clone(),
+                    stale: self.stale_binding(&r.new_credential_id, &at),
                     at: at.clone(),
                     item: k,
                     reissue: true,
                 });
-                if at.list != old_at.list {
-                    // The new card is written before the old one is revoked, in two
-                    // commits: first reserve the old card for it, so that a concurrent
-                    // reissue of the same card loses before writing anything.
-                    let lp = self.lists.get_mut(&old_at.list).expect("loaded");
-                    if let Some(bytes) = lp.work.reserve(old_at.idx, &r.new_credential_id, stamp) {
-                        self.reserve
-                            .entry(old_at.list.clone())
-                            .or_default()
-                            .push((old_at.idx, bytes));
-                    }
-                }
                 at
             }
         };
@@ -696,23 +756,45 @@ impl<'a> Planner<'a> {
             }
             None => None,
         };
-        let list = match &parent {
-            Some(p) => p.list.clone(),
-            None => {
+        let pending = self.pending_place(&r.credential_id);
+        let list = match (&parent, &pending) {
+            (Some(p), _) => p.list.clone(),
+            (None, pending) => {
                 let purpose = r
                     .purpose
                     .clone()
                     .unwrap_or_else(|| self.issuer.settings.default_purpose.clone());
-                self.choose_list(&purpose).await?
+                // A pending registration of the id in a list of its pool: completed there.
+                match pending {
+                    Some(at) if self.lists[&at.list].meta.purpose.as_deref() == Some(&purpose) => {
+                        at.list.clone()
+                    }
+                    _ => self.choose_list(&purpose).await?,
+                }
             }
         };
         self.ensure_allocated(&list).await.map_err(Step::Abort)?;
+        // Checked again now that the list's allocations are loaded.
+        let pending = self.pending_place(&r.credential_id);
         let lp = self.lists.get_mut(&list).expect("loaded");
-        let idx = alloc::pick_free(
-            lp.meta.size,
-            lp.allocated.as_ref().expect("loaded"),
-            &lp.work.claims,
-        )
+        let idx = match pending {
+            Some(at) if at.list == list => Some(at.idx),
+            Some(at) => {
+                return Err(Step::Item(ItemProblem::new(
+                    ItemError::RegistrationConflict,
+                    format!(
+                        "{:?} is being registered in list {:?} by a request not finished; \
+                         a retry must repeat its parameters, a new card needs a new id",
+                        r.credential_id, at.list
+                    ),
+                )))
+            }
+            None => alloc::pick_free(
+                lp.meta.size,
+                lp.allocated.as_ref().expect("loaded"),
+                &lp.work.claims,
+            ),
+        }
         .ok_or_else(|| {
             ItemProblem::new(
                 ItemError::ListFull,
@@ -755,6 +837,29 @@ impl<'a> Planner<'a> {
         Ok(at)
     }
 
+    /// Where an earlier registration of `id`, not committed yet (or never to be: it failed or
+    /// its replica stopped), bound it: the place a registration of `id` completes, so that
+    /// however the two commits interleave, the id ends with one record at one index (the
+    /// claim of that index admits one of them; the other plans again and finds it). `None` if
+    /// `id` is not bound, or bound to an index that went to another credential.
+    fn pending_place(&self, id: &str) -> Option<Location> {
+        let at = self.unsettled.get(id)?;
+        let lp = &self.lists[&at.list];
+        if lp.work.get(at.idx).is_some() || lp.work.claims.contains(at.idx) {
+            return None;
+        }
+        // Allocated with no record (this replica's bitmap may lag: the commit's claim check
+        // is what decides): another credential's, or debris; either way not this id's.
+        let allocated = lp.allocated.as_ref().is_some_and(|a| a.contains(at.idx));
+        (!allocated).then(|| at.clone())
+    }
+
+    /// The binding of `id` that a registration placed at `at` replaces: the one in force, if
+    /// it points elsewhere (an index another credential holds).
+    fn stale_binding(&self, id: &str, at: &Location) -> Option<Location> {
+        self.unsettled.get(id).filter(|s| *s != at).cloned()
+    }
+
     /// The list of pool `purpose` a new top-level card goes to: one of the lists remembered
     /// for the pool while enough of them have room ([`Issuer::choose_remembered`]), else
     /// [`Issuer::choose_list`], reading every list's metadata first if this plan has not.
@@ -781,34 +886,6 @@ impl<'a> Planner<'a> {
         let claims = |id: &str| lists.get(id).map_or(0, |lp| lp.work.claims.len());
         self.issuer.choose_list(purpose, claims, metas).await
     }
-}
-
-/// Runs `futures` together on this task (their requests share a round trip), returning their
-/// outputs in order.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    use std::task::Poll;
-    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 /// Takes the records read (by index) into `lp` (rebuilding its work so the status of every
@@ -968,7 +1045,7 @@ mod tests {
                 ("changed", "INVALID", 1)
             ]
         );
-        assert!(plan.binds.is_empty() && plan.reserve.is_empty() && plan.first.is_empty());
+        assert!(plan.binds.is_empty() && plan.first.is_empty());
         // Nothing reached the store.
         assert_eq!(status(&issuer, "card-1").await, "VALID");
     }

@@ -186,6 +186,36 @@ pub trait Registry: Store {
         &self,
         binds: &[(String, Location)],
     ) -> impl Future<Output = Result<Vec<Location>, StoreError>> + Send;
+
+    /// Marks each credential at `(idx, new id)` of `list` as being replaced by that new id,
+    /// unless it is marked already; returns the mark in force for each, in order (the new id
+    /// given where this call marked it). One round trip, on the list's keys only. Marks are
+    /// never removed: of the reissues of one credential, one only ever gets past its mark.
+    /// Only where commits are not joint ([`Registry::commits_jointly`]) does a reissue take a
+    /// mark (it commits its new card before its old one); the default refuses.
+    fn mark_reissues(
+        &self,
+        list: &str,
+        marks: &[(u32, String)],
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        let _ = marks;
+        let list = list.to_owned();
+        async move {
+            Err(StoreError::Backend(format!(
+                "this store marks no reissue (list {list:?}): it commits them jointly"
+            )))
+        }
+    }
+
+    /// Binds credential id `id` to `at` if it is bound to `stale`, a place that can never hold
+    /// its record (the index went to another credential), or not bound at all; returns the
+    /// binding in force afterwards (`at` where this call bound it). One round trip.
+    fn rebind(
+        &self,
+        id: &str,
+        stale: &Location,
+        at: &Location,
+    ) -> impl Future<Output = Result<Location, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! records, the commit script and the credential-id index.
 
 use super::connection::Conn;
-use super::keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key};
+use super::keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key, reissued_key};
 use super::parse::{
     bitmap_from_redis, bytes_of, corrupt, location_of, now_secs, parse_meta, registry_error,
     script_error, script_error_text,
@@ -258,17 +258,19 @@ impl Registry for RedisStore {
                     .map_err(|e| inner.error(None, e))?
             }
             Conn::Cluster(c) => {
-                let mut out = Vec::with_capacity(binds.len());
-                for (cid, at) in binds {
-                    crate::store::note_requests(1);
-                    let v: Value = redis::cmd("SET")
-                        .arg(cid_key(cid))
-                        .arg(at.to_string())
-                        .arg("NX")
-                        .query_async(&mut c.clone())
-                        .await
-                        .map_err(|e| inner.error(None, e))?;
-                    out.push(v);
+                // One command per id's slot, all sent at once: one round trip.
+                crate::store::note_requests(u32::try_from(binds.len()).unwrap_or(u32::MAX));
+                let mut tasks = tokio::task::JoinSet::new();
+                for (i, (cid, at)) in binds.iter().enumerate() {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(cid_key(cid)).arg(at.to_string()).arg("NX");
+                    let mut c = c.clone();
+                    tasks.spawn(async move { (i, cmd.query_async::<Value>(&mut c).await) });
+                }
+                let mut out = vec![Value::Nil; binds.len()];
+                while let Some(done) = tasks.join_next().await {
+                    let (i, v) = done.map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
+                    out[i] = v.map_err(|e| inner.error(None, e))?;
                 }
                 out
             }
@@ -293,6 +295,61 @@ impl Registry for RedisStore {
             })?;
         }
         Ok(out)
+    }
+
+    async fn mark_reissues(
+        &self,
+        list: &str,
+        marks: &[(u32, String)],
+    ) -> Result<Vec<String>, StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        let inner = &self.inner;
+        let key = reissued_key(list);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (idx, new) in marks {
+            pipe.cmd("HSETNX").arg(&key).arg(*idx).arg(new).ignore();
+        }
+        pipe.cmd("HMGET")
+            .arg(&key)
+            .arg(marks.iter().map(|(idx, _)| *idx).collect::<Vec<u32>>());
+        let (marked,): (Vec<Option<String>>,) = pipe
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        if marked.len() != marks.len() {
+            return Err(StoreError::Backend(format!(
+                "redis: unexpected reissue marks reply for {list:?}"
+            )));
+        }
+        marked
+            .into_iter()
+            .map(|m| m.ok_or_else(|| corrupt(list, "a reissue mark vanished")))
+            .collect()
+    }
+
+    async fn rebind(
+        &self,
+        id: &str,
+        stale: &Location,
+        at: &Location,
+    ) -> Result<Location, StoreError> {
+        // Compare-and-set on the one key: nothing else can make `stale` right again (its index
+        // holds another credential's record for good), so replacing it loses nothing.
+        const REBIND: &str = "local v = redis.call('GET', KEYS[1]) \
+            if not v or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return ARGV[2] end \
+            return v";
+        let inner = &self.inner;
+        let v: Value = redis::Script::new(REBIND)
+            .key(cid_key(id))
+            .arg(stale.to_string())
+            .arg(at.to_string())
+            .invoke_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        location_of(&v)?.ok_or_else(|| {
+            StoreError::Backend(format!("credential index entry of {id:?} vanished"))
+        })
     }
 }
 
