@@ -259,12 +259,27 @@ impl Issuer {
     }
 
     /// [`Issuer::commit`] list by list, for a store that cannot commit lists and bindings
-    /// together.
+    /// together (a Redis Cluster: the credential-id keys live in other slots than the lists).
     ///
-    /// Order: reissues' reservations ([`ListWork::reserve`]) first, each list's alone; then
-    /// the lists holding the new cards of reissues whose old card is elsewhere; then the rest.
-    /// A conflict on a reservation leaves nothing written, so of concurrent reissues of one
-    /// card, the losers never write their new cards.
+    /// Order: the lists holding the new cards of reissues whose old card is elsewhere, then the
+    /// rest. Each list's commit goes with the bindings of the ids it registers, sent together
+    /// (one round trip: a derived registration is three, a reissue across lists four, counting
+    /// the locate and the first read). Of concurrent reissues of one card, the losers were
+    /// stopped by the old card's mark, taken with the first read ([`Registry::mark_reissues`]),
+    /// before anything was written.
+    ///
+    /// What each point of failure leaves (docs/redis.md has the table): a binding whose commit
+    /// failed or never ran is *pending* (no record at its place): the next plan takes the id
+    /// as not registered and a registration of it completes it at that very index, which its
+    /// claim admits once, however the two commits interleave; a binding whose index went to
+    /// another credential is stale and replaced ([`Registry::rebind`]). A commit whose binding
+    /// lost to another request's answers with that request's place once its record is there
+    /// (its own index stays allocated, unused). A reissue's new card is never followed by the
+    /// old card's revocation unless its binding is the new card's: the old card is revoked
+    /// only for its true replacement.
+    ///
+    /// [`Registry::mark_reissues`]: crate::store::registry::Registry::mark_reissues
+    /// [`Registry::rebind`]: crate::store::registry::Registry::rebind
     async fn commit_in_steps(
         &self,
         plan: Plan,

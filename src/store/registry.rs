@@ -21,9 +21,12 @@
 //!   an id bound meanwhile fails the whole step as a conflict, so nothing is half-applied and no
 //!   index is spent on a registration that lost.
 //! * Elsewhere (a Redis Cluster, whose credential-id keys live in other slots than the lists)
-//!   [`Registry::bind`] maps a credential id to its place once (set-if-absent) after the commit
-//!   that created its record; a registration whose bind loses a race leaves a record nothing
-//!   points to, which costs one index and nothing else.
+//!   [`Registry::bind`] maps a credential id to its place once (set-if-absent), sent beside the
+//!   commit that creates its record (one round trip), so a binding may point where its record is
+//!   not (yet): the issuer takes such an id as not registered until a registration completes it
+//!   there, or, once that index holds another credential, replaces it ([`Registry::rebind`]).
+//!   A registration whose bind loses a race leaves a record nothing points to, which costs one
+//!   index and nothing else. A reissue marks its old card first ([`Registry::mark_reissues`]).
 //! * Records are opaque bytes, except for the links a family read follows
 //!   ([`Registry::list_records`], [`family_links`]): the issuer's JSON records name their derived
 //!   cards (`children`, indices) and their parent (`parent.idx`) in the same list.

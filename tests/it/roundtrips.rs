@@ -336,6 +336,7 @@ async fn single_writes_on_a_cluster_make_three_requests() {
             let (r, counted) =
                 statusd::store::count_round_trips(issuer.execute("clerk", &[op])).await;
             let o = r.expect("runs").pop().expect("one").expect("succeeds");
+            println!("cluster: {counted:?}");
             (counted.round_trips, o)
         }
     };
