@@ -76,6 +76,10 @@ impl Issuer {
             by,
             client_subject,
             at: now_ms(),
+            token: {
+                use rand::Rng;
+                rand::rngs::OsRng.gen()
+            },
         };
         let mut results: Vec<Option<Result<Outcome, ItemProblem>>> = vec![None; ops.len()];
         let mut pending: Vec<usize> = (0..ops.len()).collect();

@@ -96,6 +96,10 @@ pub(super) struct Actor<'a> {
     pub(super) client_subject: Option<&'a str>,
     /// Unix milliseconds.
     pub(super) at: u64,
+    /// Random, one per request: in the marks its reissues take
+    /// ([`Registry::mark_reissues`]), so that a reissue that fails its checks gives back only
+    /// the mark it took itself.
+    pub(super) token: u64,
 }
 
 /// One planning pass: what the store held when it began, and what the items planned so far did
@@ -125,6 +129,9 @@ struct Planner<'a> {
     /// this batch reissues ([`Registry::mark_reissues`], taken with the first read): the new
     /// id the one reissue that may proceed replaces it with.
     marked: HashMap<Location, String>,
+    /// The marks this request took (its own token in them), by the item that took each: given
+    /// back if that item fails.
+    taken: Vec<(usize, Location, String)>,
 }
 
 impl Issuer {
@@ -138,6 +145,7 @@ impl Issuer {
         for (k, op) in ops.iter().enumerate() {
             planner.item(k, op).await?;
         }
+        planner.give_back_marks().await?;
         Ok(planner.finish())
     }
 
@@ -285,22 +293,25 @@ impl<'a> Planner<'a> {
             binds: Vec::new(),
             first: BTreeSet::new(),
             marked: HashMap::new(),
+            taken: Vec::new(),
         };
         // Where a reissue commits its new card before revoking its old one (a store that does
         // not commit jointly), the old card is marked for its new one first, with the reads:
         // of concurrent reissues of one card, exactly one gets past its mark, before anything
         // is written. The first reissue of a card in the batch marks it.
+        // A mark is `<new id> <token>`: ids hold no space.
         let mut marks: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+        let mut markers: HashMap<Location, usize> = HashMap::new();
         if !store.commits_jointly() {
-            let mut seen = std::collections::HashSet::new();
-            for op in ops {
+            for (k, op) in ops.iter().enumerate() {
                 if let Operation::Reissue(r) = op {
                     if let Some(at) = planner.located.get(&r.credential_id) {
-                        if seen.insert(at.clone()) {
-                            marks
-                                .entry(at.list.clone())
-                                .or_default()
-                                .push((at.idx, r.new_credential_id.clone()));
+                        if !markers.contains_key(at) {
+                            markers.insert(at.clone(), k);
+                            marks.entry(at.list.clone()).or_default().push((
+                                at.idx,
+                                format!("{} {:016x}", r.new_credential_id, actor.token),
+                            ));
                         }
                     }
                 }
@@ -324,12 +335,16 @@ impl<'a> Planner<'a> {
         )
         .await;
         for ((list, m), marked) in marks.iter().zip(marked) {
-            for ((idx, _), new) in m.iter().zip(marked?) {
+            for ((idx, mine), mark) in m.iter().zip(marked?) {
                 let at = Location {
                     list: list.clone(),
                     idx: *idx,
                 };
-                planner.marked.insert(at, new);
+                if mark == *mine {
+                    planner.taken.push((markers[&at], at.clone(), mark.clone()));
+                }
+                let new = mark.split_once(' ').map_or(mark.as_str(), |(id, _)| id);
+                planner.marked.insert(at, new.to_owned());
             }
         }
         for (list, read) in by_list.keys().zip(reads) {
@@ -355,6 +370,31 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(planner)
+    }
+
+    /// Gives back the marks this request took for reissues that failed their checks (one round
+    /// trip, only then), so that a reissue refused (an unknown parent, a new id taken) does not
+    /// bind the old card to a new id that will never come.
+    async fn give_back_marks(&self) -> Result<(), PlanAbort> {
+        let mut back: BTreeMap<&str, Vec<(u32, String)>> = BTreeMap::new();
+        for (k, at, mark) in &self.taken {
+            if self.items[*k].0.is_err() {
+                back.entry(&at.list)
+                    .or_default()
+                    .push((at.idx, mark.clone()));
+            }
+        }
+        let store = &self.issuer.store;
+        let done = crate::store::all_together(
+            back.iter()
+                .map(|(list, m)| store.unmark_reissues(list, m))
+                .collect(),
+        )
+        .await;
+        for d in done {
+            d?;
+        }
+        Ok(())
     }
 
     /// The plan, once every item is planned.
@@ -845,7 +885,11 @@ impl<'a> Planner<'a> {
     fn pending_place(&self, id: &str) -> Option<Location> {
         let at = self.unsettled.get(id)?;
         let lp = &self.lists[&at.list];
-        if lp.work.get(at.idx).is_some() || lp.work.claims.contains(at.idx) {
+        // A retired list takes no commit: that registration can never land there.
+        if lp.work.get(at.idx).is_some()
+            || lp.work.claims.contains(at.idx)
+            || lp.meta.life.is_retired()
+        {
             return None;
         }
         // Allocated with no record (this replica's bitmap may lag: the commit's claim check
@@ -1018,6 +1062,7 @@ mod tests {
             by: "clerk",
             client_subject: None,
             at: 1,
+            token: 0,
         };
         let ops = [
             suspend("card-1", None),

@@ -138,6 +138,10 @@ impl Registry for AnyStore {
         dispatch!(self, s => s.mark_reissues(list, marks).await)
     }
 
+    async fn unmark_reissues(&self, list: &str, marks: &[(u32, String)]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.unmark_reissues(list, marks).await)
+    }
+
     async fn rebind(
         &self,
         id: &str,

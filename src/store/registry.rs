@@ -210,6 +210,22 @@ pub trait Registry: Store {
         }
     }
 
+    /// Removes each mark `(idx, mark)` of `list` that still reads exactly `mark` (a reissue
+    /// that took it and then failed its checks gives it back). One round trip.
+    fn unmark_reissues(
+        &self,
+        list: &str,
+        marks: &[(u32, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = marks;
+        let list = list.to_owned();
+        async move {
+            Err(StoreError::Backend(format!(
+                "this store marks no reissue (list {list:?}): it commits them jointly"
+            )))
+        }
+    }
+
     /// Binds credential id `id` to `at` if it is bound to `stale`, a place that can never hold
     /// its record (the index went to another credential), or not bound at all; returns the
     /// binding in force afterwards (`at` where this call bound it). One round trip.

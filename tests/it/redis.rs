@@ -894,7 +894,8 @@ fn on_its_node(cluster: &RedisCluster, cmd: &redis::Cmd) {
 /// stop, or its commit fail, with the id bound and no record where it points. Such a binding is
 /// pending: no reader takes the id as registered, and the next registration of the id completes
 /// it at exactly that index. A binding to an index that went to another credential is stale and
-/// replaced. A reissue's mark left by a reissue that stopped admits only that reissue.
+/// replaced. A reissue's mark left by a reissue that stopped admits only that reissue; one
+/// taken by a reissue refused by its checks is given back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_unfinished_registrations_and_reissues_are_completed_by_their_retry() {
     use statusd::issuer::{IssuerError, ItemError, Operation, ReissueOp, RevokeOp};
@@ -994,7 +995,24 @@ async fn on_a_cluster_unfinished_registrations_and_reissues_are_completed_by_the
         .unwrap_err();
     assert_eq!(e.error, ItemError::RegistrationConflict, "{e:?}");
 
-    // (d) M marked for M-other by a reissue that stopped after its first read: only that
+    // (d) A reissue refused by its checks gives back the mark it took: another goes on.
+    run(register("K", "mobile", Some("P"), None)).await.unwrap();
+    let reissue_k = |new: &str, parent: &str| {
+        Operation::Reissue(ReissueOp {
+            credential_id: "K".into(),
+            new_credential_id: new.into(),
+            parent: Some(parent.into()),
+            reason: "replaced".into(),
+            request_id: None,
+            expires_at: None,
+        })
+    };
+    let e = run(reissue_k("K-x", "nobody")).await.unwrap_err();
+    assert_eq!(e.error, ItemError::UnknownParent, "{e:?}");
+    let o = run(reissue_k("K-2", "B")).await.unwrap();
+    assert_eq!((o.result, o.status), ("changed", "INVALID"));
+
+    // (e) M marked for M-other by a reissue that stopped after its first read: only that
     // reissue goes on; another is refused before anything is written.
     on_its_node(
         &cluster,

@@ -328,6 +328,25 @@ impl Registry for RedisStore {
             .collect()
     }
 
+    async fn unmark_reissues(&self, list: &str, marks: &[(u32, String)]) -> Result<(), StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        // Compare-and-delete per field: a mark another request holds stays.
+        const UNMARK: &str = "for i = 1, #ARGV, 2 do \
+            if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then \
+            redis.call('HDEL', KEYS[1], ARGV[i]) end end return 0";
+        let inner = &self.inner;
+        let script = redis::Script::new(UNMARK);
+        let mut call = script.key(reissued_key(list));
+        for (idx, mark) in marks {
+            call.arg(*idx).arg(mark);
+        }
+        let _: Value = call
+            .invoke_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        Ok(())
+    }
+
     async fn rebind(
         &self,
         id: &str,
