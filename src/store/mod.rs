@@ -487,6 +487,33 @@ mod tests {
         assert_eq!(back.life.expires_max, Some(9));
         assert!(back.life.is_retired());
     }
+
+    /// Requests awaited together cost the round trips of the longest of them; every request
+    /// counts.
+    #[tokio::test]
+    async fn concurrent_steps_count_the_round_trips_of_the_longest() {
+        let step = |n: u32| async move {
+            for _ in 0..n {
+                note_requests(1);
+                tokio::task::yield_now().await;
+            }
+        };
+        let ((), counted) = count_round_trips(async {
+            together(step(2), step(3)).await;
+            step(1).await;
+            all_together(vec![step(1), step(2)]).await;
+        })
+        .await;
+        assert_eq!(
+            counted,
+            Requests {
+                requests: 9,
+                round_trips: 3 + 1 + 2
+            }
+        );
+        // Outside a count, nothing is noted and nothing fails.
+        together(step(1), step(1)).await;
+    }
 }
 
 /// What a task sent to the store's backend inside [`count_requests`]: its requests, and the
