@@ -76,6 +76,10 @@ impl Issuer {
             by,
             client_subject,
             at: now_ms(),
+            token: {
+                use rand::Rng;
+                rand::rngs::OsRng.gen()
+            },
         };
         let mut results: Vec<Option<Result<Outcome, ItemProblem>>> = vec![None; ops.len()];
         let mut pending: Vec<usize> = (0..ops.len()).collect();
@@ -116,13 +120,19 @@ impl Issuer {
                 first_plan = false;
             }
             let (done, failed, elsewhere) = self.commit(plan, &pending, &mut results).await;
-            // Registrations whose id another replica bound first: the idempotent answer.
+            // Registrations whose id another request bound first: the idempotent answer, once
+            // that request's commit is there (until then the item is planned again, and
+            // completes the registration where the id is bound).
+            let mut again = Vec::new();
             for (i, bound) in elsewhere {
                 if let Operation::Register(r) = &ops[i] {
-                    results[i] = Some(self.registered_elsewhere(r, &bound).await);
+                    match self.registered_elsewhere(r, &bound).await {
+                        Some(answer) => results[i] = Some(answer),
+                        None => again.push(i),
+                    }
                 }
             }
-            pending.retain(|i| !done.contains(i));
+            pending.retain(|i| !done.contains(i) || again.contains(i));
             if let Some(e) = failed {
                 let p = ItemProblem::from(e);
                 for &i in &pending {
@@ -145,30 +155,38 @@ impl Issuer {
     }
 
     /// The answer to registration `r` whose id is bound to `at` by another request: `exists`
-    /// if that registration has the same parameters, `registration-conflict` if not.
+    /// if that registration has the same parameters, `registration-conflict` if not; `None`
+    /// while that request's record is not at `at` (not committed yet, or never to be: the
+    /// binding is settled by planning `r` again).
     async fn registered_elsewhere(
         &self,
         r: &Registration,
         at: &Location,
-    ) -> Result<Outcome, ItemProblem> {
-        let (_, mut recs) = self.store.records(&at.list, &[at.idx]).await?;
-        let corrupt = |why: &str| {
-            ItemProblem::new(
-                ItemError::Corrupt,
-                format!("{:?} is bound to {at}, {why}", r.credential_id),
-            )
+    ) -> Option<Result<Outcome, ItemProblem>> {
+        let (_, mut recs) = match self.store.records(&at.list, &[at.idx]).await {
+            Ok(read) => read,
+            Err(e) => return Some(Err(e.into())),
         };
-        let bytes = recs
-            .pop()
-            .flatten()
-            .ok_or_else(|| corrupt("which has no record"))?;
-        let rec = Record::from_bytes(&bytes)
-            .map_err(|e| corrupt(&format!("whose record is unreadable: {e}")))?;
+        let rec = match Record::from_bytes(&recs.pop().flatten()?) {
+            Ok(rec) => rec,
+            Err(e) => {
+                return Some(Err(ItemProblem::new(
+                    ItemError::Corrupt,
+                    format!(
+                        "{:?} is bound to {at}, whose record is unreadable: {e}",
+                        r.credential_id
+                    ),
+                )))
+            }
+        };
         if rec.credential_id != r.credential_id {
-            return Err(corrupt("which holds another credential"));
+            return None;
         }
-        let size = self.meta(&at.list).await?.map_or(0, |m| m.size);
-        self.existing_outcome(r, at, &rec, size)
+        let size = match self.meta(&at.list).await {
+            Ok(m) => m.map_or(0, |m| m.size),
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(self.existing_outcome(r, at, &rec, size))
     }
 
     /// Commits a plan; returns the positions (in `ops`) of the items now done, the error that
@@ -245,12 +263,27 @@ impl Issuer {
     }
 
     /// [`Issuer::commit`] list by list, for a store that cannot commit lists and bindings
-    /// together.
+    /// together (a Redis Cluster: the credential-id keys live in other slots than the lists).
     ///
-    /// Order: reissues' reservations ([`ListWork::reserve`]) first, each list's alone; then
-    /// the lists holding the new cards of reissues whose old card is elsewhere; then the rest.
-    /// A conflict on a reservation leaves nothing written, so of concurrent reissues of one
-    /// card, the losers never write their new cards.
+    /// Order: the lists holding the new cards of reissues whose old card is elsewhere, then the
+    /// rest. Each list's commit goes with the bindings of the ids it registers, sent together
+    /// (one round trip: a derived registration is three, a reissue across lists four, counting
+    /// the locate and the first read). Of concurrent reissues of one card, the losers were
+    /// stopped by the old card's mark, taken with the first read ([`Registry::mark_reissues`]),
+    /// before anything was written.
+    ///
+    /// What each point of failure leaves (docs/redis.md has the table): a binding whose commit
+    /// failed or never ran is *pending* (no record at its place): the next plan takes the id
+    /// as not registered and a registration of it completes it at that very index, which its
+    /// claim admits once, however the two commits interleave; a binding whose index went to
+    /// another credential is stale and replaced ([`Registry::rebind`]). A commit whose binding
+    /// lost to another request's answers with that request's place once its record is there
+    /// (its own index stays allocated, unused). A reissue's new card is never followed by the
+    /// old card's revocation unless its binding is the new card's: the old card is revoked
+    /// only for its true replacement.
+    ///
+    /// [`Registry::mark_reissues`]: crate::store::registry::Registry::mark_reissues
+    /// [`Registry::rebind`]: crate::store::registry::Registry::rebind
     async fn commit_in_steps(
         &self,
         plan: Plan,
@@ -262,28 +295,7 @@ impl Issuer {
             items,
             binds,
             first,
-            reserve,
         } = plan;
-        let mut expect: BTreeMap<&str, u64> = lists
-            .iter()
-            .map(|(l, lp)| (l.as_str(), lp.version))
-            .collect();
-        for (list, records) in &reserve {
-            let txn = Txn {
-                expect_version: expect[list.as_str()],
-                claim: Vec::new(),
-                records: records.clone(),
-                changes: Vec::new(),
-                extends: Default::default(),
-            };
-            match self.store.commit(list, &txn).await {
-                Ok(version) => {
-                    expect.insert(list, version);
-                }
-                Err(StoreError::Conflict(_)) => return (BTreeSet::new(), None, Vec::new()),
-                Err(e) => return (BTreeSet::new(), Some(e), Vec::new()),
-            }
-        }
         let mut order: Vec<&String> = lists.keys().filter(|l| first.contains(*l)).collect();
         order.extend(lists.keys().filter(|l| !first.contains(*l)));
         let mut committed: BTreeSet<String> = BTreeSet::new();
@@ -293,44 +305,51 @@ impl Issuer {
         let mut unconfirmed = None;
         for list in order {
             let lp = &lists[list];
-            if lp.work.is_dirty() {
+            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == *list).collect();
+            let commit = async {
+                if !lp.work.is_dirty() {
+                    return Ok(0);
+                }
                 let (records, changes) = lp.work.writes();
                 let txn = Txn {
-                    expect_version: expect[list.as_str()],
+                    expect_version: lp.version,
                     claim: lp.work.claims.iter().collect(),
                     records,
                     changes,
                     extends: lp.work.extends(),
                 };
-                match self.store.commit(list, &txn).await {
-                    Ok(_) => {}
-                    Err(StoreError::Conflict(_)) => break,
-                    // Applied on the primary: the binding follows, so that the operation is
-                    // whole and a retry finds it done.
-                    Err(e @ StoreError::NotReplicated { .. }) => {
-                        unconfirmed.get_or_insert(ItemProblem::from(e));
-                    }
-                    Err(e) => {
-                        stop = Some(e);
-                        break;
-                    }
+                self.store.commit(list, &txn).await
+            };
+            // The bindings go with the commit, not after it: one round trip. One set while the
+            // commit fails is pending (see `Planner::unsettled`), and settled by the next plan.
+            let (committing, binding) = crate::store::together(commit, self.bind_all(&mine)).await;
+            match committing {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => break,
+                // Applied on the primary (the bindings went with it): the operation is whole
+                // and a retry finds it done.
+                Err(e @ StoreError::NotReplicated { .. }) => {
+                    unconfirmed.get_or_insert(ItemProblem::from(e));
+                }
+                Err(e) => {
+                    stop = Some(e);
+                    break;
                 }
             }
             committed.insert(list.clone());
-            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == *list).collect();
             if mine.is_empty() {
                 continue;
             }
-            let pairs: Vec<(String, Location)> = mine
-                .iter()
-                .map(|b| (b.credential_id.clone(), b.at.clone()))
-                .collect();
-            match self.store.bind(&pairs).await {
+            // A reissue whose new id another request registered meanwhile must not revoke its
+            // old card for that id: the lists after this one wait for the next plan.
+            let mut halt = false;
+            match binding {
                 Ok(bound) => {
                     for (b, bound) in mine.into_iter().zip(bound) {
                         if bound == b.at {
                             continue;
                         }
+                        halt |= b.reissue;
                         // Another request registered the id first (on another replica: on
                         // this one, registrations of one id do not overlap). This one's index
                         // stays allocated, unused.
@@ -353,9 +372,13 @@ impl Issuer {
                 Err(e) => {
                     let p = ItemProblem::from(e);
                     for b in mine {
+                        halt |= b.reissue;
                         lost.insert(b.item, p.clone());
                     }
                 }
+            }
+            if halt {
+                break;
             }
         }
         if let Some(p) = unconfirmed {
@@ -366,6 +389,38 @@ impl Issuer {
         }
         let (done, moved) = settle(items, &committed, lost, elsewhere, pending, results);
         (done, stop, moved)
+    }
+
+    /// Sets the bindings `binds` (replacing the stale ones they name) all at once; returns the
+    /// bindings in force afterwards, in order.
+    async fn bind_all(&self, binds: &[&Bind]) -> Result<Vec<Location>, StoreError> {
+        let fresh: Vec<(String, Location)> = binds
+            .iter()
+            .filter(|b| b.stale.is_none())
+            .map(|b| (b.credential_id.clone(), b.at.clone()))
+            .collect();
+        let rebinds = binds.iter().filter_map(|b| {
+            let stale = b.stale.as_ref()?;
+            Some(self.store.rebind(&b.credential_id, stale, &b.at))
+        });
+        let (fresh, rebound) = crate::store::together(
+            async {
+                if fresh.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.store.bind(&fresh).await
+            },
+            crate::store::all_together(rebinds.collect()),
+        )
+        .await;
+        let (mut fresh, mut rebound) = (fresh?.into_iter(), rebound.into_iter());
+        binds
+            .iter()
+            .map(|b| match b.stale {
+                None => Ok(fresh.next().expect("one per fresh binding")),
+                Some(_) => rebound.next().expect("one per rebinding"),
+            })
+            .collect()
     }
 }
 

@@ -31,8 +31,9 @@
 //! (`plan/family.rs`). Where the
 //! store can ([`Registry::commits_jointly`]: the embedded store, a standalone Redis), the lists
 //! an item ties together and the new ids' bindings are one atomic step; on a Redis Cluster the
-//! new card is committed (and bound) before the old one is revoked, after a reservation of the
-//! old card, and a retry finishes it.
+//! bindings are sent beside their commit, and a reissue's new card is committed (and bound)
+//! before its old card is revoked, after the old card is marked for it with the first read; a
+//! retry finishes either (see `apply`).
 //!
 //! [`Registry::commit`]: crate::store::registry::Registry::commit
 //! [`Registry::commits_jointly`]: crate::store::registry::Registry::commits_jointly

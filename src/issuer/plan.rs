@@ -46,9 +46,6 @@ pub(super) struct Plan {
     pub(super) binds: Vec<Bind>,
     /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
     pub(super) first: BTreeSet<String>,
-    /// Per list, the reservations of reissues whose new card lands in another list (records
-    /// as read plus `replaced_by`): committed alone, before everything else.
-    pub(super) reserve: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
 }
 
 /// A credential id to bind once its list is committed.
@@ -59,6 +56,9 @@ pub(super) struct Bind {
     pub(super) item: usize,
     /// The new card of a reissue (not a registration).
     pub(super) reissue: bool,
+    /// Where the id is bound already, a place that can never hold its record (the index went to
+    /// another credential): that binding is replaced ([`Registry::rebind`]).
+    pub(super) stale: Option<Location>,
 }
 
 /// Why planning stopped: a list moved between two reads (plan again), or the store failed.
@@ -99,6 +99,10 @@ pub(super) struct Actor<'a> {
     pub(super) client_subject: Option<&'a str>,
     /// Unix milliseconds.
     pub(super) at: u64,
+    /// Random, one per request: in the marks its reissues take
+    /// ([`Registry::mark_reissues`]), so that a reissue that fails its checks gives back only
+    /// the mark it took itself.
+    pub(super) token: u64,
 }
 
 /// One planning pass: what the store held when it began, and what the items planned so far did
@@ -110,6 +114,11 @@ struct Planner<'a> {
     located: HashMap<String, Location>,
     /// Where the credentials this plan registers go.
     planned: HashMap<String, Location>,
+    /// Ids bound where no record of theirs is (where bindings are set beside the commit, not in
+    /// it: a Redis Cluster): a registration not committed yet, or one whose commit lost its
+    /// index to another credential. Not registered, for every operation; a registration of the
+    /// id completes it at that index, or replaces the binding once the index went to another.
+    unsettled: HashMap<String, Location>,
     metas: Metas,
     /// The metadata of the lists remembered for the batch's pools, read instead of every list's
     /// ([`Issuer::remembered_pool_lists`]).
@@ -119,7 +128,13 @@ struct Planner<'a> {
     items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
     binds: Vec<Bind>,
     first: BTreeSet<String>,
-    reserve: BTreeMap<String, Vec<(u32, Vec<u8>)>>,
+    /// Where commits are not joint (a Redis Cluster), the mark in force on each credential
+    /// this batch reissues ([`Registry::mark_reissues`], taken with the first read): the new
+    /// id the one reissue that may proceed replaces it with.
+    marked: HashMap<Location, String>,
+    /// The marks this request took (its own token in them), by the item that took each: given
+    /// back if that item fails.
+    taken: Vec<(usize, Location, String)>,
 }
 
 impl Issuer {
@@ -133,6 +148,7 @@ impl Issuer {
         for (k, op) in ops.iter().enumerate() {
             planner.item(k, op).await?;
         }
+        planner.give_back_marks().await?;
         Ok(planner.finish())
     }
 
@@ -246,11 +262,13 @@ impl<'a> Planner<'a> {
                 (None, Vec::new(), store.locate(&names).await?)
             }
             Some(ids) => {
-                let (read, found) = tokio::join!(store.metas(&ids), store.locate(&names));
+                let (read, found) =
+                    crate::store::together(store.metas(&ids), store.locate(&names)).await;
                 (None, read?.into_iter().flatten().collect(), found?)
             }
             None => {
-                let (all, found) = tokio::join!(store.lists(), store.locate(&names));
+                let (all, found) =
+                    crate::store::together(store.lists(), store.locate(&names)).await;
                 (Some(all?), Vec::new(), found?)
             }
         };
@@ -272,30 +290,118 @@ impl<'a> Planner<'a> {
             actor,
             located,
             planned: HashMap::new(),
+            unsettled: HashMap::new(),
             metas,
             pool_metas,
             lists: BTreeMap::new(),
             items: Vec::with_capacity(ops.len()),
             binds: Vec::new(),
             first: BTreeSet::new(),
-            reserve: BTreeMap::new(),
+            marked: HashMap::new(),
+            taken: Vec::new(),
         };
+        // Where a reissue commits its new card before revoking its old one (a store that does
+        // not commit jointly), the old card is marked for its new one first, with the reads:
+        // of concurrent reissues of one card, exactly one gets past its mark, before anything
+        // is written. The first reissue of a card in the batch marks it.
+        // A mark is `<new id> <token>`: ids hold no space.
+        let mut marks: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+        let mut markers: HashMap<Location, usize> = HashMap::new();
+        if !store.commits_jointly() {
+            for (k, op) in ops.iter().enumerate() {
+                if let Operation::Reissue(r) = op {
+                    if let Some(at) = planner.located.get(&r.credential_id) {
+                        if !markers.contains_key(at) {
+                            markers.insert(at.clone(), k);
+                            marks.entry(at.list.clone()).or_default().push((
+                                at.idx,
+                                format!("{} {:016x}", r.new_credential_id, actor.token),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         // Every list's first read at once, each with the families of the records named: one
         // round trip however many lists the batch names (two for a reissue across lists).
-        let reads = join_all(
-            by_list
-                .iter()
-                .map(|(list, idxs)| store.list_records(list, idxs))
-                .collect(),
+        let (reads, marked) = crate::store::together(
+            crate::store::all_together(
+                by_list
+                    .iter()
+                    .map(|(list, idxs)| store.list_records(list, idxs))
+                    .collect(),
+            ),
+            crate::store::all_together(
+                marks
+                    .iter()
+                    .map(|(list, m)| store.mark_reissues(list, m))
+                    .collect(),
+            ),
         )
         .await;
+        for ((list, m), marked) in marks.iter().zip(marked) {
+            for ((idx, mine), mark) in m.iter().zip(marked?) {
+                let at = Location {
+                    list: list.clone(),
+                    idx: *idx,
+                };
+                if mark == *mine {
+                    planner.taken.push((markers[&at], at.clone(), mark.clone()));
+                }
+                let new = mark.split_once(' ').map_or(mark.as_str(), |(id, _)| id);
+                planner.marked.insert(at, new.to_owned());
+            }
+        }
         for (list, read) in by_list.keys().zip(reads) {
             let linked = planner.first_read(list, read?)?;
             planner.load(list, &linked).await?;
         }
+        if !store.commits_jointly() {
+            let lists = &planner.lists;
+            let unsettled: Vec<String> = planner
+                .located
+                .iter()
+                .filter(|(id, at)| {
+                    lists[&at.list]
+                        .work
+                        .get(at.idx)
+                        .is_none_or(|r| r.credential_id != **id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in unsettled {
+                let at = planner.located.remove(&id).expect("located");
+                planner.unsettled.insert(id, at);
+            }
+        }
         // Families across lists (a derived pool): one more round trip, only when there are any.
         planner.prefetch(ops).await?;
         Ok(planner)
+    }
+
+    /// Gives back the marks this request took for reissues that failed their checks (one round
+    /// trip, only then), so that a reissue refused (an unknown parent, a new id taken) does not
+    /// bind the old card to a new id that will never come.
+    async fn give_back_marks(&self) -> Result<(), PlanAbort> {
+        let mut back: BTreeMap<&str, Vec<(u32, String)>> = BTreeMap::new();
+        for (k, at, mark) in &self.taken {
+            if self.items[*k].0.is_err() {
+                back.entry(&at.list)
+                    .or_default()
+                    .push((at.idx, mark.clone()));
+            }
+        }
+        let store = &self.issuer.store;
+        let done = crate::store::all_together(
+            back.iter()
+                .map(|(list, m)| store.unmark_reissues(list, m))
+                .collect(),
+        )
+        .await;
+        for d in done {
+            d?;
+        }
+        Ok(())
     }
 
     /// The plan, once every item is planned.
@@ -305,7 +411,6 @@ impl<'a> Planner<'a> {
             items: self.items,
             binds: self.binds,
             first: self.first,
-            reserve: self.reserve,
         }
     }
 
@@ -475,6 +580,7 @@ impl<'a> Planner<'a> {
         };
         self.binds.push(Bind {
             credential_id: r.credential_id.clone(),
+            stale: self.stale_binding(&r.credential_id, &at),
             at,
             item: k,
             reissue: false,
@@ -562,10 +668,15 @@ impl<'a> Planner<'a> {
             .get(old_at.idx)
             .expect("located records are loaded")
             .clone();
-        if let Some(done) = &old.replaced_by {
+        // A replacement recorded, or else one marked (by a reissue not finished, or this one).
+        let replaced_by = old
+            .replaced_by
+            .as_ref()
+            .or_else(|| self.marked.get(&old_at));
+        if let Some(done) = replaced_by {
             if *done != r.new_credential_id {
                 return Err(Step::Item(
-                    RuleError::AlreadyReissued(old.credential_id, done.clone()).into(),
+                    RuleError::AlreadyReissued(old.credential_id.clone(), done.clone()).into(),
                 ));
             }
         }
@@ -621,22 +732,11 @@ impl<'a> Planner<'a> {
                     .await?;
                 self.binds.push(Bind {
                     credential_id: r.new_credential_id.clone(),
+                    stale: self.stale_binding(&r.new_credential_id, &at),
                     at: at.clone(),
                     item: k,
                     reissue: true,
                 });
-                if at.list != old_at.list {
-                    // The new card is written before the old one is revoked, in two
-                    // commits: first reserve the old card for it, so that a concurrent
-                    // reissue of the same card loses before writing anything.
-                    let lp = self.lists.get_mut(&old_at.list).expect("loaded");
-                    if let Some(bytes) = lp.work.reserve(old_at.idx, &r.new_credential_id, stamp) {
-                        self.reserve
-                            .entry(old_at.list.clone())
-                            .or_default()
-                            .push((old_at.idx, bytes));
-                    }
-                }
                 at
             }
         };
@@ -759,24 +859,48 @@ impl<'a> Planner<'a> {
             }
             None => None,
         };
-        let list = match (&parent, &derived_pool) {
-            (Some(_), Some(pool)) => self.choose_list(pool).await?,
+        let pending = self.pending_place(&r.credential_id);
+        let list = match (&parent, derived_pool.as_ref()) {
             (Some(p), None) => p.list.clone(),
-            (None, _) => {
-                let purpose = r
-                    .purpose
-                    .clone()
-                    .unwrap_or_else(|| self.issuer.settings.default_purpose.clone());
-                self.choose_list(&purpose).await?
+            (parent, derived) => {
+                let purpose = match (parent, derived) {
+                    (Some(_), Some(pool)) => pool.clone(),
+                    _ => r
+                        .purpose
+                        .clone()
+                        .unwrap_or_else(|| self.issuer.settings.default_purpose.clone()),
+                };
+                // A pending registration of the id in a list of its pool: completed there.
+                match pending {
+                    Some(at) if self.lists[&at.list].meta.purpose.as_deref() == Some(&purpose) => {
+                        at.list.clone()
+                    }
+                    _ => self.choose_list(&purpose).await?,
+                }
             }
         };
         self.ensure_allocated(&list).await.map_err(Step::Abort)?;
+        // Checked again now that the list's allocations are loaded.
+        let pending = self.pending_place(&r.credential_id);
         let lp = self.lists.get_mut(&list).expect("loaded");
-        let idx = alloc::pick_free(
-            lp.meta.size,
-            lp.allocated.as_ref().expect("loaded"),
-            &lp.work.claims,
-        )
+        let idx = match pending {
+            Some(at) if at.list == list => Some(at.idx),
+            Some(at) => {
+                return Err(Step::Item(ItemProblem::new(
+                    ItemError::RegistrationConflict,
+                    format!(
+                        "{:?} is being registered in list {:?} by a request not finished; \
+                         a retry must repeat its parameters, a new card needs a new id",
+                        r.credential_id, at.list
+                    ),
+                )))
+            }
+            None => alloc::pick_free(
+                lp.meta.size,
+                lp.allocated.as_ref().expect("loaded"),
+                &lp.work.claims,
+            ),
+        }
         .ok_or_else(|| {
             ItemProblem::new(
                 ItemError::ListFull,
@@ -836,6 +960,33 @@ impl<'a> Planner<'a> {
         Ok(at)
     }
 
+    /// Where an earlier registration of `id`, not committed yet (or never to be: it failed or
+    /// its replica stopped), bound it: the place a registration of `id` completes, so that
+    /// however the two commits interleave, the id ends with one record at one index (the
+    /// claim of that index admits one of them; the other plans again and finds it). `None` if
+    /// `id` is not bound, or bound to an index that went to another credential.
+    fn pending_place(&self, id: &str) -> Option<Location> {
+        let at = self.unsettled.get(id)?;
+        let lp = &self.lists[&at.list];
+        // A retired list takes no commit: that registration can never land there.
+        if lp.work.get(at.idx).is_some()
+            || lp.work.claims.contains(at.idx)
+            || lp.meta.life.is_retired()
+        {
+            return None;
+        }
+        // Allocated with no record (this replica's bitmap may lag: the commit's claim check
+        // is what decides): another credential's, or debris; either way not this id's.
+        let allocated = lp.allocated.as_ref().is_some_and(|a| a.contains(at.idx));
+        (!allocated).then(|| at.clone())
+    }
+
+    /// The binding of `id` that a registration placed at `at` replaces: the one in force, if
+    /// it points elsewhere (an index another credential holds).
+    fn stale_binding(&self, id: &str, at: &Location) -> Option<Location> {
+        self.unsettled.get(id).filter(|s| *s != at).cloned()
+    }
+
     /// The list of pool `purpose` a new top-level card goes to: one of the lists remembered
     /// for the pool while enough of them have room ([`Issuer::choose_remembered`]), else
     /// [`Issuer::choose_list`], reading every list's metadata first if this plan has not.
@@ -862,34 +1013,6 @@ impl<'a> Planner<'a> {
         let claims = |id: &str| lists.get(id).map_or(0, |lp| lp.work.claims.len());
         self.issuer.choose_list(purpose, claims, metas).await
     }
-}
-
-/// Runs `futures` together on this task (their requests share a round trip), returning their
-/// outputs in order.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    use std::task::Poll;
-    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 /// Takes the records read (by index) into `lp` (rebuilding its work so the status of every
@@ -1028,6 +1151,7 @@ mod tests {
             by: "clerk",
             client_subject: None,
             at: 1,
+            token: 0,
         };
         let ops = [
             suspend("card-1", None),
@@ -1055,7 +1179,7 @@ mod tests {
                 ("changed", "INVALID", 1)
             ]
         );
-        assert!(plan.binds.is_empty() && plan.reserve.is_empty() && plan.first.is_empty());
+        assert!(plan.binds.is_empty() && plan.first.is_empty());
         // Nothing reached the store.
         assert_eq!(status(&issuer, "card-1").await, "VALID");
     }

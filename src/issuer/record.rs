@@ -203,8 +203,6 @@ pub struct ListWork {
     pub bits: Bits,
     pub records: BTreeMap<u32, Record>,
     read_status: BTreeMap<u32, Status>,
-    /// Records as read, kept for those this batch changed (see [`ListWork::reserve`]).
-    read: BTreeMap<u32, Record>,
     /// Indices this batch allocates in the list.
     pub claims: RoaringBitmap,
     dirty: BTreeSet<u32>,
@@ -217,7 +215,6 @@ impl ListWork {
             bits,
             records,
             read_status,
-            read: BTreeMap::new(),
             claims: RoaringBitmap::new(),
             dirty: BTreeSet::new(),
         }
@@ -231,24 +228,6 @@ impl ListWork {
             self.read_status.insert(idx, record.status());
             self.records.insert(idx, record);
         }
-    }
-
-    /// Keeps the record at `idx` as read before its first change.
-    fn keep_read(&mut self, idx: u32) {
-        if !self.dirty.contains(&idx) && !self.claims.contains(idx) {
-            if let Some(r) = self.records.get(&idx) {
-                self.read.entry(idx).or_insert_with(|| r.clone());
-            }
-        }
-    }
-
-    /// The record at `idx` as the store holds it (before this batch's changes); `None` for a
-    /// record this batch registers.
-    pub fn as_read(&self, idx: u32) -> Option<&Record> {
-        if self.claims.contains(idx) {
-            return None;
-        }
-        self.read.get(&idx).or_else(|| self.records.get(&idx))
     }
 
     pub fn get(&self, idx: u32) -> Option<&Record> {
@@ -295,29 +274,9 @@ impl ListWork {
         f(&mut r);
         if r != self.records[&idx] {
             r.history.push(event(stamp, via, old, r.status()));
-            self.keep_read(idx);
             self.records.insert(idx, r);
             self.dirty.insert(idx);
         }
-    }
-
-    /// Reserves the credential at `idx` (as read from the store) for its replacement `new`:
-    /// `replaced_by` is set, the status stays, and the event is logged. Returns the record as
-    /// read with only this change: the issuer commits it on its own before the rest of a
-    /// reissue whose new card lands in another list, so that of concurrent reissues of one card
-    /// exactly one gets past that compare-and-set, and only it ever writes its new card.
-    /// `None` if the record was not read from the store (registered by this batch) or is
-    /// reserved or replaced already.
-    pub fn reserve(&mut self, idx: u32, new: &str, stamp: &Stamp) -> Option<Vec<u8>> {
-        let mut base = self.as_read(idx)?.clone();
-        if base.replaced_by.is_some() || self.records[&idx].replaced_by.is_some() {
-            return None;
-        }
-        self.touch(idx, stamp, None, |r| r.replaced_by = Some(new.to_owned()));
-        base.replaced_by = Some(new.to_owned());
-        base.history
-            .push(event(stamp, None, base.status(), base.status()));
-        Some(base.to_bytes())
     }
 
     /// Registers a new credential at the claimed index `idx`; with a parent (in this list), the
@@ -355,7 +314,6 @@ impl ListWork {
         self.claims.insert(idx);
         self.dirty.insert(idx);
         if let Some(p) = parent {
-            self.keep_read(p);
             self.records
                 .get_mut(&p)
                 .expect("checked")
@@ -394,7 +352,6 @@ impl ListWork {
         if self.records[&idx].children_elsewhere.contains(child) {
             return false;
         }
-        self.keep_read(idx);
         let r = self.records.get_mut(&idx).expect("loaded");
         r.children_elsewhere.push(child.clone());
         self.dirty.insert(idx);
@@ -749,42 +706,6 @@ mod tests {
         assert_eq!(written, vec![10, 20, 30]);
         let parent = Record::from_bytes(&recs[0].1).unwrap();
         assert_eq!(parent.children, vec![20, 30]);
-    }
-
-    #[test]
-    fn a_reservation_is_the_record_as_read_plus_replaced_by() {
-        let read = family().records;
-        let mut w = ListWork::new(Bits::Two, read.clone());
-        // An earlier item of the batch suspends P (and, with it, M1 and M2).
-        w.suspend(10, "loss", &stamp("suspend")).unwrap();
-        let reserved = w.reserve(20, "M1b", &stamp("reissue")).expect("reserved");
-        let reserved = Record::from_bytes(&reserved).unwrap();
-        // What the store holds, plus the reservation: not the suspension, which commits later
-        // with its status changes.
-        let mut want = read[&20].clone();
-        want.replaced_by = Some("M1b".into());
-        assert_eq!(reserved.history[..want.history.len()], want.history[..]);
-        want.history = reserved.history.clone();
-        assert_eq!(reserved, want);
-        let e = reserved.history.last().unwrap();
-        assert_eq!(
-            (e.op.as_str(), e.old.as_str(), e.new.as_str()),
-            ("reissue", "VALID", "VALID")
-        );
-        assert_eq!(reserved.history.len(), read[&20].history.len() + 1);
-        // The working record has both; revoking for the same id completes the reissue.
-        assert_eq!(w.records[&20].replaced_by.as_deref(), Some("M1b"));
-        assert_eq!(w.revoke(20, Some("M1b"), &stamp("reissue")), Ok(true));
-        assert_eq!(
-            w.revoke(20, Some("M1c"), &stamp("reissue")),
-            Err(RuleError::AlreadyReissued("M1".into(), "M1b".into()))
-        );
-        // Once reserved, or for a record this batch registers, there is nothing to reserve.
-        assert_eq!(w.reserve(20, "M1b", &stamp("reissue")), None);
-        w.register(40, rec("M3", "mobile"), Some(10), &stamp("register"))
-            .unwrap();
-        assert_eq!(w.reserve(40, "M3b", &stamp("reissue")), None);
-        assert_eq!(w.as_read(10), Some(&read[&10]));
     }
 
     /// Records written before derived pools (a parent without `list`, no `children_elsewhere`)

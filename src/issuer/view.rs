@@ -161,7 +161,9 @@ impl Issuer {
         self.store.meta(id).await
     }
 
-    /// One credential's record and place.
+    /// One credential's record and place; `None` if it is not registered, or bound only where
+    /// its record is not (a registration not committed yet on a Redis Cluster, whose bindings
+    /// are set beside the commit: see `Planner::unsettled`).
     pub async fn credential(&self, id: &str) -> Result<Option<(Location, Record)>, StoreError> {
         let Some(at) = self.store.locate(&[id.to_owned()]).await?.pop().flatten() else {
             return Ok(None);
@@ -174,6 +176,9 @@ impl Issuer {
             list: at.list.clone(),
             reason: format!("record {}: {e}", at.idx),
         })?;
+        if rec.credential_id != id {
+            return Ok(None);
+        }
         Ok(Some((at, rec)))
     }
 

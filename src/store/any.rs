@@ -129,6 +129,27 @@ impl Registry for AnyStore {
     async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
         dispatch!(self, s => s.bind(binds).await)
     }
+
+    async fn mark_reissues(
+        &self,
+        list: &str,
+        marks: &[(u32, String)],
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.mark_reissues(list, marks).await)
+    }
+
+    async fn unmark_reissues(&self, list: &str, marks: &[(u32, String)]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.unmark_reissues(list, marks).await)
+    }
+
+    async fn rebind(
+        &self,
+        id: &str,
+        stale: &Location,
+        at: &Location,
+    ) -> Result<Location, StoreError> {
+        dispatch!(self, s => s.rebind(id, stale, at).await)
+    }
 }
 
 impl Retire for AnyStore {

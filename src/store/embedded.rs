@@ -524,6 +524,38 @@ impl Registry for EmbeddedStore {
             .await?;
         Ok(bound)
     }
+
+    async fn rebind(
+        &self,
+        id: &str,
+        stale: &Location,
+        at: &Location,
+    ) -> Result<Location, StoreError> {
+        let (id, stale, at) = (id.to_owned(), stale.to_string(), at.clone());
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let bound = {
+                let mut cids = tx.open_table(CIDS).map_err(backend)?;
+                let existing = cids
+                    .get(id.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value().to_owned());
+                match existing {
+                    Some(v) if v != stale => Location::parse(&v).ok_or_else(|| {
+                        StoreError::Backend(format!("credential index entry {v:?} is corrupt"))
+                    })?,
+                    _ => {
+                        cids.insert(id.as_str(), at.to_string().as_str())
+                            .map_err(backend)?;
+                        at
+                    }
+                }
+            };
+            tx.commit().map_err(backend)?;
+            Ok(bound)
+        })
+        .await
+    }
 }
 
 impl Retire for EmbeddedStore {

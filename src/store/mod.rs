@@ -520,11 +520,47 @@ mod tests {
         assert_eq!(back.life.expires_max, Some(9));
         assert!(back.life.is_retired());
     }
+
+    /// Requests awaited together cost the round trips of the longest of them; every request
+    /// counts.
+    #[tokio::test]
+    async fn concurrent_steps_count_the_round_trips_of_the_longest() {
+        let step = |n: u32| async move {
+            for _ in 0..n {
+                note_requests(1);
+                tokio::task::yield_now().await;
+            }
+        };
+        let ((), counted) = count_round_trips(async {
+            together(step(2), step(3)).await;
+            step(1).await;
+            all_together(vec![step(1), step(2)]).await;
+        })
+        .await;
+        assert_eq!(
+            counted,
+            Requests {
+                requests: 9,
+                round_trips: 3 + 1 + 2
+            }
+        );
+        // Outside a count, nothing is noted and nothing fails.
+        together(step(1), step(1)).await;
+    }
+}
+
+/// What a task sent to the store's backend inside [`count_requests`]: its requests, and the
+/// round trips they cost (requests sent together and awaited together, a pipeline, a script,
+/// one command to each of several cluster nodes at once, count as one round trip of latency).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub requests: u32,
+    pub round_trips: u32,
 }
 
 tokio::task_local! {
     /// Requests sent to the backend by the task running inside [`count_requests`].
-    static REQUESTS: std::cell::Cell<u32>;
+    static REQUESTS: std::cell::Cell<Requests>;
 }
 
 /// Runs `f`, counting the requests this task sends to the store's backend meanwhile: a Redis
@@ -532,15 +568,84 @@ tokio::task_local! {
 /// each count), as does an embedded store transaction. The issuer reports it per operation
 /// (`statusd_issuer_store_requests`): on a distant Redis each one costs up to a round trip.
 pub async fn count_requests<F: Future>(f: F) -> (F::Output, u32) {
+    let (out, counted) = count_round_trips(f).await;
+    (out, counted.requests)
+}
+
+/// [`count_requests`] with the round trips those requests cost: futures run through
+/// [`together`] or [`all_together`] count as many round trips as the longest of them.
+pub async fn count_round_trips<F: Future>(f: F) -> (F::Output, Requests) {
     REQUESTS
-        .scope(std::cell::Cell::new(0), async move {
+        .scope(std::cell::Cell::new(Requests::default()), async move {
             let out = f.await;
             (out, REQUESTS.with(std::cell::Cell::get))
         })
         .await
 }
 
-/// Notes `n` requests to the backend for [`count_requests`] (nothing outside one).
+/// Notes `n` requests to the backend, sent together (one round trip), for [`count_requests`]
+/// (nothing outside one).
 pub(crate) fn note_requests(n: u32) {
-    let _ = REQUESTS.try_with(|c| c.set(c.get().saturating_add(n)));
+    let _ = REQUESTS.try_with(|c| {
+        let mut r = c.get();
+        r.requests = r.requests.saturating_add(n);
+        r.round_trips = r.round_trips.saturating_add(1);
+        c.set(r);
+    });
+}
+
+/// Adds what concurrent steps sent (each counted apart) to the running count: every request,
+/// and the round trips of the longest step, since they were awaited together.
+fn note_concurrent(steps: impl IntoIterator<Item = Requests>) {
+    let _ = REQUESTS.try_with(|c| {
+        let mut r = c.get();
+        let mut longest = 0;
+        for s in steps {
+            r.requests = r.requests.saturating_add(s.requests);
+            longest = longest.max(s.round_trips);
+        }
+        r.round_trips = r.round_trips.saturating_add(longest);
+        c.set(r);
+    });
+}
+
+/// Runs `a` and `b` concurrently on this task (their requests overlap in flight), counting
+/// their round trips as the longer one's.
+pub async fn together<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let ((a, ca), (b, cb)) = tokio::join!(count_round_trips(a), count_round_trips(b));
+    note_concurrent([ca, cb]);
+    (a, b)
+}
+
+/// [`together`] for any number of futures of one type; outputs in order.
+pub async fn all_together<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<_> = futures
+        .into_iter()
+        .map(|f| Box::pin(count_round_trips(f)))
+        .collect();
+    let mut out: Vec<Option<(F::Output, Requests)>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    let (out, counted): (Vec<_>, Vec<_>) = out
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .unzip();
+    note_concurrent(counted);
+    out
 }

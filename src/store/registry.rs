@@ -21,9 +21,12 @@
 //!   an id bound meanwhile fails the whole step as a conflict, so nothing is half-applied and no
 //!   index is spent on a registration that lost.
 //! * Elsewhere (a Redis Cluster, whose credential-id keys live in other slots than the lists)
-//!   [`Registry::bind`] maps a credential id to its place once (set-if-absent) after the commit
-//!   that created its record; a registration whose bind loses a race leaves a record nothing
-//!   points to, which costs one index and nothing else.
+//!   [`Registry::bind`] maps a credential id to its place once (set-if-absent), sent beside the
+//!   commit that creates its record (one round trip), so a binding may point where its record is
+//!   not (yet): the issuer takes such an id as not registered until a registration completes it
+//!   there, or, once that index holds another credential, replaces it ([`Registry::rebind`]).
+//!   A registration whose bind loses a race leaves a record nothing points to, which costs one
+//!   index and nothing else. A reissue marks its old card first ([`Registry::mark_reissues`]).
 //! * Records are opaque bytes, except for the links a family read follows
 //!   ([`Registry::list_records`], [`family_links`]): the issuer's JSON records name their derived
 //!   cards (`children`, indices) and their parent (`parent.idx`) in the same list. Links into
@@ -191,6 +194,52 @@ pub trait Registry: Store {
         &self,
         binds: &[(String, Location)],
     ) -> impl Future<Output = Result<Vec<Location>, StoreError>> + Send;
+
+    /// Marks each credential at `(idx, new id)` of `list` as being replaced by that new id,
+    /// unless it is marked already; returns the mark in force for each, in order (the new id
+    /// given where this call marked it). One round trip, on the list's keys only. Marks are
+    /// never removed: of the reissues of one credential, one only ever gets past its mark.
+    /// Only where commits are not joint ([`Registry::commits_jointly`]) does a reissue take a
+    /// mark (it commits its new card before its old one); the default refuses.
+    fn mark_reissues(
+        &self,
+        list: &str,
+        marks: &[(u32, String)],
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        let _ = marks;
+        let list = list.to_owned();
+        async move {
+            Err(StoreError::Backend(format!(
+                "this store marks no reissue (list {list:?}): it commits them jointly"
+            )))
+        }
+    }
+
+    /// Removes each mark `(idx, mark)` of `list` that still reads exactly `mark` (a reissue
+    /// that took it and then failed its checks gives it back). One round trip.
+    fn unmark_reissues(
+        &self,
+        list: &str,
+        marks: &[(u32, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = marks;
+        let list = list.to_owned();
+        async move {
+            Err(StoreError::Backend(format!(
+                "this store marks no reissue (list {list:?}): it commits them jointly"
+            )))
+        }
+    }
+
+    /// Binds credential id `id` to `at` if it is bound to `stale`, a place that can never hold
+    /// its record (the index went to another credential), or not bound at all; returns the
+    /// binding in force afterwards (`at` where this call bound it). One round trip.
+    fn rebind(
+        &self,
+        id: &str,
+        stale: &Location,
+        at: &Location,
+    ) -> impl Future<Output = Result<Location, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ impl Planner<'_> {
                 }) as Reading<'_>
             })
             .collect();
-        for read in super::join_all(reads).await {
+        for read in crate::store::all_together(reads).await {
             match read? {
                 (list, Read::First(read)) => {
                     let linked = self.first_read(&list, read)?;

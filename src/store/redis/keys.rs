@@ -32,6 +32,12 @@ pub fn alloc_key(id: &str) -> String {
     format!("statusd:{{{id}}}:alloc")
 }
 
+/// `statusd:{<id>}:reissued`: per index, the new credential id a reissue of the credential
+/// there took it for (hash: index → id; Redis Cluster only, see `Registry::mark_reissues`).
+pub fn reissued_key(id: &str) -> String {
+    format!("statusd:{{{id}}}:reissued")
+}
+
 /// `statusd:cid:<credential id>`: where a credential lives (`<list>/<index>`).
 pub fn cid_key(cid: &str) -> String {
     format!("statusd:cid:{cid}")

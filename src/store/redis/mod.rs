@@ -32,7 +32,9 @@ mod retire;
 mod tests;
 
 pub use connection::{check, RedisOptions, Secrets};
-pub use keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key, CHANNEL, LISTS_KEY};
+pub use keys::{
+    alloc_key, cid_key, creds_key, data_key, feed_key, meta_key, reissued_key, CHANNEL, LISTS_KEY,
+};
 pub use parse::{parse_changes_since, parse_list};
 
 use super::{check_id, Applied, Change, Hint, ListMeta, NewList, Store, StoreError};

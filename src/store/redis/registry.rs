@@ -2,7 +2,7 @@
 //! records, the commit script and the credential-id index.
 
 use super::connection::{Call, Conn};
-use super::keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key};
+use super::keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key, reissued_key};
 use super::parse::{
     bitmap_from_redis, bytes_of, corrupt, location_of, now_secs, parse_meta, registry_error,
     script_error, script_error_text,
@@ -268,11 +268,16 @@ impl Registry for RedisStore {
                 })
                 .collect(),
         };
-        for mut pipe in pipes {
-            let (values, replicated) = inner
-                .durable(&mut pipe)
-                .await
-                .map_err(|e| inner.error(None, e))?;
+        // On a cluster, one pipeline per id's slot, all sent at once: one round trip.
+        let sent = crate::store::all_together(
+            pipes
+                .into_iter()
+                .map(|mut pipe| async move { inner.durable(&mut pipe).await })
+                .collect(),
+        )
+        .await;
+        for done in sent {
+            let (values, replicated) = done.map_err(|e| inner.error(None, e))?;
             replies.extend(values);
             shortfall = shortfall.or(replicated.check().err());
         }
@@ -299,6 +304,84 @@ impl Registry for RedisStore {
             })?;
         }
         Ok(out)
+    }
+
+    async fn mark_reissues(
+        &self,
+        list: &str,
+        marks: &[(u32, String)],
+    ) -> Result<Vec<String>, StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        let inner = &self.inner;
+        let key = reissued_key(list);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (idx, new) in marks {
+            pipe.cmd("HSETNX").arg(&key).arg(*idx).arg(new).ignore();
+        }
+        pipe.cmd("HMGET")
+            .arg(&key)
+            .arg(marks.iter().map(|(idx, _)| *idx).collect::<Vec<u32>>());
+        let (marked,): (Vec<Option<String>>,) = pipe
+            .query_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        if marked.len() != marks.len() {
+            return Err(StoreError::Backend(format!(
+                "redis: unexpected reissue marks reply for {list:?}"
+            )));
+        }
+        marked
+            .into_iter()
+            .map(|m| m.ok_or_else(|| corrupt(list, "a reissue mark vanished")))
+            .collect()
+    }
+
+    async fn unmark_reissues(&self, list: &str, marks: &[(u32, String)]) -> Result<(), StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        // Compare-and-delete per field: a mark another request holds stays.
+        const UNMARK: &str = "for i = 1, #ARGV, 2 do \
+            if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then \
+            redis.call('HDEL', KEYS[1], ARGV[i]) end end return 0";
+        let inner = &self.inner;
+        let script = redis::Script::new(UNMARK);
+        let mut call = script.key(reissued_key(list));
+        for (idx, mark) in marks {
+            call.arg(*idx).arg(mark);
+        }
+        let _: Value = call
+            .invoke_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        Ok(())
+    }
+
+    async fn rebind(
+        &self,
+        id: &str,
+        stale: &Location,
+        at: &Location,
+    ) -> Result<Location, StoreError> {
+        // Compare-and-set on the one key: nothing else can make `stale` right again (its index
+        // holds another credential's record for good), so replacing it loses nothing.
+        const REBIND: &str = "local v = redis.call('GET', KEYS[1]) \
+            if not v or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return ARGV[2] end \
+            return v";
+        let inner = &self.inner;
+        let script = redis::Script::new(REBIND);
+        let mut call = Call::new(&script);
+        call.key(cid_key(id))
+            .arg(stale.to_string())
+            .arg(at.to_string());
+        // A binding replaced is acknowledged to the caller: it waits for replicas like any write.
+        let (v, replicated): (Value, _) = inner
+            .write(&call)
+            .await
+            .map_err(|e| inner.error(None, e))?;
+        replicated.check()?;
+        location_of(&v)?.ok_or_else(|| {
+            StoreError::Backend(format!("credential index entry of {id:?} vanished"))
+        })
     }
 }
 
