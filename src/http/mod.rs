@@ -208,11 +208,12 @@ impl Public {
         headers: &HeaderMap,
     ) -> (Route, Resp) {
         let target = Target::parse(path);
-        if let Err(p) = head::check_header_size(headers) {
-            return (route::metric_route(target), p.response());
-        }
+        let fields = match head::check_header_size(headers) {
+            Ok(fields) => fields,
+            Err(p) => return (route::metric_route(target), p.response()),
+        };
         let snap = self.inner.snapshots.load();
-        self.inner.route(&snap, method, target, query, headers)
+        self.inner.route(&snap, method, target, query, fields)
     }
 
     /// Answers a batch lookup (`POST /statuses/{list_id}`) whose body has been read: the
@@ -220,7 +221,7 @@ impl Public {
     pub fn respond_batch(&self, path: &str, headers: &HeaderMap, body: &[u8]) -> Resp {
         let id = match Target::parse(path) {
             Target::Batch(id) => {
-                head::check_header_size(headers).and_then(|()| batch::batch_target(id, headers))
+                head::check_header_size(headers).and_then(|_| batch::batch_target(id, headers))
             }
             _ => Err(Problem::NoRoute),
         };
@@ -310,14 +311,17 @@ impl hyper::service::Service<Request<Incoming>> for Public {
             return PublicFuture::Shed(Some(self.overloaded()));
         };
         let start = Instant::now();
-        if let Err(p) = head::check(req.version(), req.headers()) {
-            return PublicFuture::Observed(Observed {
-                inner: ResponseFuture::Ready(Some(p.response())),
-                route: Route::Unmatched,
-                start,
-                slot: Some(slot),
-            });
-        }
+        let fields = match head::check(req.version(), req.headers()) {
+            Ok(fields) => fields,
+            Err(p) => {
+                return PublicFuture::Observed(Observed {
+                    inner: ResponseFuture::Ready(Some(p.response())),
+                    route: Route::Unmatched,
+                    start,
+                    slot: Some(slot),
+                })
+            }
+        };
         // The path is parsed once, here; the batch lookup's head is checked before its body
         // is read.
         let (route, inner) = match Target::parse(req.uri().path()) {
@@ -333,13 +337,9 @@ impl hyper::service::Service<Request<Incoming>> for Public {
             }
             target => {
                 let snap = self.inner.snapshots.load();
-                let (route, r) = self.inner.route(
-                    &snap,
-                    req.method(),
-                    target,
-                    req.uri().query(),
-                    req.headers(),
-                );
+                let (route, r) =
+                    self.inner
+                        .route(&snap, req.method(), target, req.uri().query(), fields);
                 (route, ResponseFuture::Ready(Some(r)))
             }
         };

@@ -4,11 +4,11 @@
 //! Everything here is refcount bumps of prebuilt `Bytes` and `HeaderValue`s, and one header
 //! map sized per route.
 
-use super::route::get;
 use super::{negotiate, Inner, Resp};
 use crate::metrics::Route;
 use crate::snapshot::{ListSnapshot, Representation};
 use crate::status::Status;
+use crate::wire::head::Fields;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -80,24 +80,25 @@ pub(super) fn cors(h: &mut HeaderMap) {
 }
 
 /// The start of every answer a cache may revalidate: 304 when `If-None-Match` matches `etag`
-/// (weak comparison, RFC 9110 §13.1.2), with room for `fields[0]` header fields; otherwise 200
-/// with `body()` (built only then) and room for `fields[1]`. The `ETag` is set; the caller adds
+/// (weak comparison, RFC 9110 §13.1.2), with room for `room[0]` header fields; otherwise 200
+/// with `body()` (built only then) and room for `room[1]`. The `ETag` is set; the caller adds
 /// the rest, by whether the answer is a 304 (the flag returned).
 fn conditional(
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     etag: &HeaderValue,
-    fields: [usize; 2],
+    room: [usize; 2],
     body: impl FnOnce() -> Bytes,
 ) -> (Resp, bool) {
-    let not_modified = get(headers, header::IF_NONE_MATCH)
+    let not_modified = fields
+        .if_none_match()
         .as_deref()
         .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
     let mut r = if not_modified {
-        let mut r = response(Bytes::new(), fields[0]);
+        let mut r = response(Bytes::new(), room[0]);
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        response(body(), fields[1])
+        response(body(), room[1])
     };
     r.headers_mut().insert(header::ETAG, etag.clone());
     (r, not_modified)
@@ -110,10 +111,10 @@ impl Inner {
         id: &str,
         idx: u64,
         status: Status,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> Resp {
         let etag = &self.lookup_etags[usize::from(status.0)];
-        let (mut r, not_modified) = conditional(headers, etag, [3, 4], || {
+        let (mut r, not_modified) = conditional(fields, etag, [3, 4], || {
             let mut body = Vec::with_capacity(lookup_len(id, idx, status));
             push_lookup(&mut body, id, idx, status);
             debug_assert_eq!(body.len(), body.capacity());
@@ -137,18 +138,18 @@ impl Inner {
         &self,
         list: &ListSnapshot,
         rep: &Representation,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> Resp {
         let gz = rep
             .gzip
             .as_ref()
-            .filter(|_| negotiate::accepts_gzip(get(headers, header::ACCEPT_ENCODING).as_deref()));
+            .filter(|_| negotiate::accepts_gzip(fields.accept_encoding().as_deref()));
         let (body, etag) = match gz {
             Some((b, e)) => (b, e),
             None => (&rep.body, &rep.etag),
         };
         // A 304 carries 4 fields, a 200 up to 11.
-        let (mut r, not_modified) = conditional(headers, etag, [4, 11], || body.clone());
+        let (mut r, not_modified) = conditional(fields, etag, [4, 11], || body.clone());
         let h = r.headers_mut();
         let a = &list.artefacts;
         h.insert(header::CACHE_CONTROL, a.cache_control.clone());
@@ -184,9 +185,9 @@ impl Inner {
         &self,
         list: &ListSnapshot,
         rep: &Representation,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> Resp {
-        let (mut r, not_modified) = conditional(headers, &rep.etag, [4, 7], || rep.body.clone());
+        let (mut r, not_modified) = conditional(fields, &rep.etag, [4, 7], || rep.body.clone());
         let h = r.headers_mut();
         let a = &list.artefacts;
         h.insert(header::CACHE_CONTROL, a.cache_control.clone());
@@ -202,8 +203,8 @@ impl Inner {
     }
 
     /// Aggregation and JWKS: small JSON documents with an ETag.
-    pub(super) fn simple(&self, rep: &Representation, headers: &HeaderMap) -> Resp {
-        let (mut r, not_modified) = conditional(headers, &rep.etag, [4, 5], || rep.body.clone());
+    pub(super) fn simple(&self, rep: &Representation, fields: Fields<'_>) -> Resp {
+        let (mut r, not_modified) = conditional(fields, &rep.etag, [4, 5], || rep.body.clone());
         let h = r.headers_mut();
         if !not_modified {
             h.insert(header::CONTENT_TYPE, rep.content_type.clone());
