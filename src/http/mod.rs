@@ -101,6 +101,8 @@ struct Inner {
     settings: PublicSettings,
     /// `"s0"` … `"s255"`: the ETag of a lookup is its status value (the URL fixes the rest).
     lookup_etags: Vec<HeaderValue>,
+    /// The end of a lookup answer per status value ([`respond::lookup_tail`]).
+    lookup_tails: Vec<Box<[u8]>>,
     /// Requests holding a [`Slot`]: from `call` until their response body is dropped.
     inflight: AtomicUsize,
     /// The 503 `overloaded` answer, built once so shedding costs no formatting.
@@ -163,6 +165,7 @@ impl Public {
                 metrics,
                 settings,
                 lookup_etags,
+                lookup_tails: (0..=255).map(respond::lookup_tail).collect(),
                 inflight: AtomicUsize::new(0),
                 overloaded,
             }),

@@ -182,28 +182,31 @@ pub(super) fn list_id(seg: &str) -> Result<&str, Problem> {
 /// A canonical decimal index: digits only, no leading zeros, at most 10 digits (u32 range is
 /// checked against the list size afterwards).
 pub fn parse_index(seg: &str) -> Result<u64, Problem> {
-    let b = seg.as_bytes();
-    if b.is_empty()
-        || b.len() > 10
-        || !b.iter().all(u8::is_ascii_digit)
-        || (b.len() > 1 && b[0] == b'0')
-    {
-        return Err(Problem::BadIndex);
-    }
-    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    canonical_decimal(seg, 10).ok_or(Problem::BadIndex)
 }
 
 /// A list version in a delta's path: canonical decimal, at most 19 digits (below 2^63).
 fn parse_version(seg: &str) -> Result<u64, Problem> {
+    canonical_decimal(seg, 19).ok_or(Problem::BadVersion)
+}
+
+/// `seg` as a canonical decimal of at most `max_digits` (≤ 19) digits: no sign, no leading
+/// zero. One pass that checks and accumulates each digit.
+#[inline]
+fn canonical_decimal(seg: &str, max_digits: usize) -> Option<u64> {
     let b = seg.as_bytes();
-    if b.is_empty()
-        || b.len() > 19
-        || !b.iter().all(u8::is_ascii_digit)
-        || (b.len() > 1 && b[0] == b'0')
-    {
-        return Err(Problem::BadVersion);
+    if b.is_empty() || b.len() > max_digits || (b.len() > 1 && b[0] == b'0') {
+        return None;
     }
-    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    let mut n = 0u64;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
 }
 
 pub(super) fn ready(snap: &Snapshot) -> Result<(), Problem> {
@@ -258,6 +261,10 @@ mod tests {
             "１",
         ] {
             assert_eq!(parse_index(bad), Err(Problem::BadIndex), "{bad:?}");
+        }
+        assert_eq!(parse_version("9223372036854775807"), Ok(i64::MAX as u64));
+        for bad in ["", "00", "12345678901234567890", "1/", ":"] {
+            assert_eq!(parse_version(bad), Err(Problem::BadVersion), "{bad:?}");
         }
     }
 }
