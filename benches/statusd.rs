@@ -36,14 +36,13 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use statusd::http::{Public, PublicSettings};
 use statusd::metrics::Metrics;
 use statusd::snapshot::build::{self, BuildParams};
-use statusd::snapshot::{ListSnapshot, SnapshotStore};
+use statusd::snapshot::{Lists, SnapshotStore};
 use statusd::status::ietf::IetfList;
 use statusd::status::packing::{self, Order};
 use statusd::status::{Bits, Status, StatusList};
 use statusd::store::ListMeta;
 use statusd::token::keys::{Algorithm, KeySet, SigningKey};
 use statusd::token::statuslist::{self, StatusListClaims};
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::Write as _;
 use std::sync::Arc;
@@ -212,7 +211,7 @@ fn handler(c: &mut Criterion) {
     let key = SigningKey::generate(Algorithm::Es256);
     let p = params();
     let n_lists: u32 = if full_run() { 50 } else { 3 };
-    let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::new();
+    let mut lists = Lists::default();
     for n in 1..=n_lists {
         let id = n.to_string();
         let ls = build::list_snapshot(
@@ -332,7 +331,7 @@ fn snapshot(c: &mut Criterion) {
     let p = params();
     // 50 lists as in the nationwide plan; a smoke run under `cargo test` builds 3.
     let n_lists = if full_run() { 50 } else { 3 };
-    let lists: HashMap<Box<str>, Arc<ListSnapshot>> = (0..n_lists)
+    let lists: Lists = (0..n_lists)
         .map(|n| {
             let id = n.to_string();
             let ls = build::list_snapshot(

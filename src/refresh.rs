@@ -27,7 +27,9 @@ use crate::runtime;
 use crate::snapshot::build::{self, BuildParams};
 use crate::snapshot::delta::History;
 use crate::snapshot::readiness::unix_ms;
-use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, SnapshotStore, SyncState};
+use crate::snapshot::{
+    lists_with_capacity, persist, Aging, Artefacts, ListSnapshot, Lists, SnapshotStore, SyncState,
+};
 use crate::status::StatusList;
 use crate::store::{Hint, ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
@@ -300,7 +302,7 @@ impl<S: Store> Refresher<S> {
         let retired = persisted.retired.len();
         *self.retired.lock().expect("not poisoned") =
             Arc::new(persisted.retired.into_iter().collect());
-        let built: HashMap<Box<str>, Arc<ListSnapshot>> = persisted
+        let built: Lists = persisted
             .lists
             .into_iter()
             .map(|(meta, list)| {
@@ -348,7 +350,7 @@ impl<S: Store> Refresher<S> {
                 return Err(e);
             }
         };
-        let mut lists: HashMap<Box<str>, Arc<ListSnapshot>> = HashMap::with_capacity(metas.len());
+        let mut lists: Lists = lists_with_capacity(metas.len());
         let mut changed = current.generation == 0;
         let mut changed_at = Vec::new();
         let mut new_lists = Vec::new();
@@ -479,7 +481,7 @@ impl<S: Store> Refresher<S> {
             return Ok(false);
         }
         if signing {
-            let named: HashMap<Box<str>, Arc<ListSnapshot>> = ids
+            let named: Lists = ids
                 .iter()
                 .filter_map(|id| lists.get_key_value(id.as_str()))
                 .map(|(id, ls)| (id.clone(), ls.clone()))
@@ -497,7 +499,7 @@ impl<S: Store> Refresher<S> {
         &self,
         ls: &Arc<ListSnapshot>,
         meta: ListMeta,
-        lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>,
+        lists: &mut Lists,
         changed_at: &mut Vec<u64>,
     ) -> Result<bool, StoreError> {
         if ls.meta.version == meta.version || self.recently_rejected(&meta) {
@@ -531,7 +533,7 @@ impl<S: Store> Refresher<S> {
     fn publish_changed(
         &self,
         current: &crate::snapshot::Snapshot,
-        lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+        lists: Lists,
         changed_at: &[u64],
         now: SystemTime,
     ) {
@@ -588,7 +590,7 @@ impl<S: Store> Refresher<S> {
 
     /// Attaches background builds that finished to the lists they encode. Returns whether any
     /// was attached.
-    async fn attach_finished(&self, lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>) -> bool {
+    async fn attach_finished(&self, lists: &mut Lists) -> bool {
         let finished = self.built.take();
         // Every other build that ended is reaped too: one that panicked left no artefacts (its
         // error is logged), one that finished after `take` left them for the next pass.
@@ -641,7 +643,7 @@ impl<S: Store> Refresher<S> {
 
     /// Starts background builds for lists whose artefacts are behind their state (at most every
     /// `reencode_every`) or due for re-signing.
-    fn schedule_encodings(&self, lists: &HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
+    fn schedule_encodings(&self, lists: &Lists, now: SystemTime) {
         let mut encoding = self.encoding.lock().expect("not poisoned");
         let now_s = unix_ms(now) / 1000;
         let mut due: Vec<&Arc<ListSnapshot>> = lists
@@ -800,12 +802,7 @@ impl<S: Store> Refresher<S> {
     /// While signing, fresh artefacts are left alone (re-signing at half the lifetime is what
     /// their windows are sized for), but those aged during a pause keep aging until re-signed.
     /// Returns whether any list changed.
-    fn age(
-        &self,
-        lists: &mut HashMap<Box<str>, Arc<ListSnapshot>>,
-        signing: bool,
-        now: SystemTime,
-    ) -> bool {
+    fn age(&self, lists: &mut Lists, signing: bool, now: SystemTime) -> bool {
         // Until the next look: one tick (the loop waits no longer while signing is paused or
         // aged artefacts remain), plus the seconds of `BuildParams::margin`.
         let margin = self.params.margin();
@@ -843,7 +840,7 @@ impl<S: Store> Refresher<S> {
             && current.jwks.body != self.published_keys.load().to_jwks().to_string().as_bytes()
     }
 
-    fn publish(&self, lists: HashMap<Box<str>, Arc<ListSnapshot>>, now: SystemTime) {
+    fn publish(&self, lists: Lists, now: SystemTime) {
         let previous = self.snapshots.load_full();
         let generation = previous.generation + 1;
         let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();

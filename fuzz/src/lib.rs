@@ -20,13 +20,12 @@ use statusd::inspect::{self, Options};
 use statusd::issuer::auth::{bearer, Tokens};
 use statusd::issuer::{Operation, MAX_BATCH};
 use statusd::metrics::{Metrics, Route};
-use statusd::snapshot::{build, Snapshot, SnapshotStore};
+use statusd::snapshot::{build, Lists, Snapshot, SnapshotStore};
 use statusd::status::ietf::IetfList;
 use statusd::status::packing::{self, Order};
 use statusd::status::{deflate, sparse, w3c, Bits, Status, StatusList, MAX_ENTRIES};
 use statusd::store::{redis as redis_store, ListMeta};
 use statusd::token::{statuslist, vc, KeySet, SigningKey};
-use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -152,7 +151,7 @@ fn public() -> &'static (Public, Arc<Snapshot>) {
         let now = SystemTime::now();
         let ls = build::list_snapshot(meta, list, key, &p, now)
             .unwrap_or_else(|_| unreachable!("an in-memory key always signs"));
-        let lists = HashMap::from([(Box::from(HTTP_LIST), Arc::new(ls))]);
+        let lists = Lists::from_iter([(Box::from(HTTP_LIST), Arc::new(ls))]);
         let store = Arc::new(SnapshotStore::default());
         store.publish(build::snapshot(1, lists, keys, &p, now));
         let snap = store.load_full();

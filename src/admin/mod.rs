@@ -112,7 +112,7 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
         let this = self.clone();
         Box::pin(async move {
             let checked = head::check(req.version(), req.headers())
-                .and_then(|()| head::single(req.headers(), header::AUTHORIZATION, "Authorization"));
+                .and_then(|_| head::single(req.headers(), header::AUTHORIZATION, "Authorization"));
             let (route, resp) = if let Err(p) = checked {
                 // Checked before any token is read: an over-long Authorization is refused as
                 // such, on every route.

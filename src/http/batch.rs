@@ -3,7 +3,7 @@
 //! JSON holding at most [`MAX_BATCH`] indices, and the answer is one JSON document written
 //! without a tree.
 
-use super::respond::{cors, push_lookup, response, JSON, NO_STORE};
+use super::respond::{cors, response, JSON, NO_STORE};
 use super::route::{list_id, lookup_list};
 use super::{Inner, Resp};
 use crate::problem::Problem;
@@ -73,7 +73,7 @@ impl Inner {
             if n > 0 {
                 out.push(b',');
             }
-            push_lookup(&mut out, id, idx, status);
+            self.push_lookup(&mut out, id, idx, status);
         }
         out.extend_from_slice(b"]}");
         let mut r = response(Bytes::from(out), 4);

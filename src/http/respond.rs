@@ -4,11 +4,11 @@
 //! Everything here is refcount bumps of prebuilt `Bytes` and `HeaderValue`s, and one header
 //! map sized per route.
 
-use super::route::get;
 use super::{negotiate, Inner, Resp};
 use crate::metrics::Route;
 use crate::snapshot::{ListSnapshot, Representation};
 use crate::status::Status;
+use crate::wire::head::Fields;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -26,33 +26,31 @@ const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 pub(super) const JSON: HeaderValue = HeaderValue::from_static(crate::routes::JSON);
 pub(super) const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
-/// Appends `n` in decimal without allocating beyond `out`.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
+/// `n` in decimal, written at the end of `buf`: the digits are `buf[start..]`.
+fn decimal(buf: &mut [u8; 20], mut n: u64) -> usize {
     let mut i = buf.len();
     loop {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return i;
         }
     }
-    out.extend_from_slice(&buf[i..]);
 }
 
-/// One lookup result as JSON: `{"list_id":…,"idx":…,"status":…,"value":…}`.
-pub(super) fn push_lookup(out: &mut Vec<u8>, id: &str, idx: u64, status: Status) {
-    out.extend_from_slice(b"{\"list_id\":\"");
-    out.extend_from_slice(id.as_bytes()); // ids are [A-Za-z0-9_-]: nothing to escape
-    out.extend_from_slice(b"\",\"idx\":");
-    push_u64(out, idx);
-    out.extend_from_slice(b",\"status\":\"");
-    out.extend_from_slice(status.name().as_bytes());
-    out.extend_from_slice(b"\",\"value\":");
-    push_u64(out, status.0.into());
-    out.push(b'}');
+/// The end of a lookup answer for status value `v`, after the index:
+/// `,"status":"SUSPENDED","value":2}`. Built once per value ([`Inner::lookup_tails`]), so an
+/// answer is three constant pieces and two copies from the request.
+pub(super) fn lookup_tail(v: u8) -> Box<[u8]> {
+    let s = Status(v);
+    format!(r#","status":"{}","value":{}}}"#, s.name(), s.0)
+        .into_bytes()
+        .into()
 }
+
+const LOOKUP_HEAD: &[u8] = br#"{"list_id":""#;
+const LOOKUP_IDX: &[u8] = br#"","idx":"#;
 
 /// A 200 response with room for `headers` header fields, so inserting them never reallocates.
 /// Sized per route: a map for 16 fields is a 2.7 KB allocation, past the allocator's per-thread
@@ -63,59 +61,65 @@ pub(super) fn response(body: Bytes, headers: usize) -> Resp {
     r
 }
 
-/// Exact length of [`push_lookup`]'s output, so the body is allocated once at its final size
-/// (a `Vec` whose length equals its capacity becomes `Bytes` without another allocation).
-fn lookup_len(id: &str, idx: u64, status: Status) -> usize {
-    let digits = |n: u64| n.checked_ilog10().map_or(1, |l| l as usize + 1);
-    r#"{"list_id":"","idx":,"status":"","value":}"#.len()
-        + id.len()
-        + digits(idx)
-        + status.name().len()
-        + digits(status.0.into())
-}
-
 pub(super) fn cors(h: &mut HeaderMap) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
 }
 
 /// The start of every answer a cache may revalidate: 304 when `If-None-Match` matches `etag`
-/// (weak comparison, RFC 9110 §13.1.2), with room for `fields[0]` header fields; otherwise 200
-/// with `body()` (built only then) and room for `fields[1]`. The `ETag` is set; the caller adds
+/// (weak comparison, RFC 9110 §13.1.2), with room for `room[0]` header fields; otherwise 200
+/// with `body()` (built only then) and room for `room[1]`. The `ETag` is set; the caller adds
 /// the rest, by whether the answer is a 304 (the flag returned).
 fn conditional(
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     etag: &HeaderValue,
-    fields: [usize; 2],
+    room: [usize; 2],
     body: impl FnOnce() -> Bytes,
 ) -> (Resp, bool) {
-    let not_modified = get(headers, header::IF_NONE_MATCH)
+    let not_modified = fields
+        .if_none_match()
         .as_deref()
         .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
     let mut r = if not_modified {
-        let mut r = response(Bytes::new(), fields[0]);
+        let mut r = response(Bytes::new(), room[0]);
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        response(body(), fields[1])
+        response(body(), room[1])
     };
     r.headers_mut().insert(header::ETAG, etag.clone());
     (r, not_modified)
 }
 
 impl Inner {
+    /// Appends one lookup result as JSON: `{"list_id":…,"idx":…,"status":…,"value":…}`, with
+    /// room reserved once for all of it.
+    pub(super) fn push_lookup(&self, out: &mut Vec<u8>, id: &str, idx: u64, status: Status) {
+        let mut digits = [0u8; 20];
+        let start = decimal(&mut digits, idx);
+        let tail = &self.lookup_tails[usize::from(status.0)];
+        out.reserve(LOOKUP_HEAD.len() + id.len() + LOOKUP_IDX.len() + (20 - start) + tail.len());
+        out.extend_from_slice(LOOKUP_HEAD);
+        out.extend_from_slice(id.as_bytes()); // ids are [A-Za-z0-9_-]: nothing to escape
+        out.extend_from_slice(LOOKUP_IDX);
+        out.extend_from_slice(&digits[start..]);
+        out.extend_from_slice(tail);
+    }
+
     /// One lookup's answer; its ETag is the status value (the URL fixes the rest).
     pub(super) fn lookup_response(
         &self,
         id: &str,
         idx: u64,
         status: Status,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> Resp {
         let etag = &self.lookup_etags[usize::from(status.0)];
-        let (mut r, not_modified) = conditional(headers, etag, [3, 4], || {
-            let mut body = Vec::with_capacity(lookup_len(id, idx, status));
-            push_lookup(&mut body, id, idx, status);
+        let (mut r, not_modified) = conditional(fields, etag, [3, 4], || {
+            // Reserved at its exact size: a `Vec` whose length equals its capacity becomes
+            // `Bytes` without another allocation.
+            let mut body = Vec::new();
+            self.push_lookup(&mut body, id, idx, status);
             debug_assert_eq!(body.len(), body.capacity());
             Bytes::from(body)
         });
@@ -137,18 +141,18 @@ impl Inner {
         &self,
         list: &ListSnapshot,
         rep: &Representation,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> Resp {
         let gz = rep
             .gzip
             .as_ref()
-            .filter(|_| negotiate::accepts_gzip(get(headers, header::ACCEPT_ENCODING).as_deref()));
+            .filter(|_| negotiate::accepts_gzip(fields.accept_encoding().as_deref()));
         let (body, etag) = match gz {
             Some((b, e)) => (b, e),
             None => (&rep.body, &rep.etag),
         };
         // A 304 carries 4 fields, a 200 up to 11.
-        let (mut r, not_modified) = conditional(headers, etag, [4, 11], || body.clone());
+        let (mut r, not_modified) = conditional(fields, etag, [4, 11], || body.clone());
         let h = r.headers_mut();
         let a = &list.artefacts;
         h.insert(header::CACHE_CONTROL, a.cache_control.clone());
@@ -184,9 +188,9 @@ impl Inner {
         &self,
         list: &ListSnapshot,
         rep: &Representation,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> Resp {
-        let (mut r, not_modified) = conditional(headers, &rep.etag, [4, 7], || rep.body.clone());
+        let (mut r, not_modified) = conditional(fields, &rep.etag, [4, 7], || rep.body.clone());
         let h = r.headers_mut();
         let a = &list.artefacts;
         h.insert(header::CACHE_CONTROL, a.cache_control.clone());
@@ -202,8 +206,8 @@ impl Inner {
     }
 
     /// Aggregation and JWKS: small JSON documents with an ETag.
-    pub(super) fn simple(&self, rep: &Representation, headers: &HeaderMap) -> Resp {
-        let (mut r, not_modified) = conditional(headers, &rep.etag, [4, 5], || rep.body.clone());
+    pub(super) fn simple(&self, rep: &Representation, fields: Fields<'_>) -> Resp {
+        let (mut r, not_modified) = conditional(fields, &rep.etag, [4, 5], || rep.body.clone());
         let h = r.headers_mut();
         if !not_modified {
             h.insert(header::CONTENT_TYPE, rep.content_type.clone());
@@ -253,29 +257,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lookup_len_is_exact() {
-        for (id, idx, v) in [
-            ("a", 0, 0),
-            ("list-1", 9, 1),
-            ("x", 10, 2),
-            ("y", 1_048_575, 3),
-            ("z", u64::from(u32::MAX), 255),
-        ] {
-            let mut out = Vec::new();
-            push_lookup(&mut out, id, idx, Status(v));
-            assert_eq!(out.len(), lookup_len(id, idx, Status(v)), "{id} {idx} {v}");
-        }
-    }
-
-    #[test]
     fn lookup_json_is_exact() {
+        let public = super::super::Public::new(
+            Default::default(),
+            Default::default(),
+            super::super::PublicSettings::new(std::time::Duration::from_secs(1)),
+        );
+        let push = |out: &mut Vec<u8>, id: &str, idx: u64, v: u8| {
+            let before = out.len();
+            public.inner.push_lookup(out, id, idx, Status(v));
+            assert!(out.len() > before);
+        };
         let mut out = Vec::new();
-        push_lookup(&mut out, "list-1", 1_048_575, Status::SUSPENDED);
+        push(&mut out, "list-1", 1_048_575, Status::SUSPENDED.0);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             r#"{"list_id":"list-1","idx":1048575,"status":"SUSPENDED","value":2}"#
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["value"], 2);
+        for (id, idx, v) in [
+            ("a", 0, 0),
+            ("x", 10, 3),
+            ("y", 9, 1),
+            ("z", u64::from(u32::MAX), 255),
+        ] {
+            out = Vec::new();
+            push(&mut out, id, idx, v);
+            assert_eq!(out.len(), out.capacity(), "reserved at its exact size");
+            let want = serde_json::json!({
+                "list_id": id, "idx": idx, "status": Status(v).name(), "value": v
+            });
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
+                want
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Routing: a pure function of (method, parsed path, query, headers, snapshot) to a response.
 //! The path is parsed once into a [`Target`] (`crate::routes`); each arm checks its arguments
-//! (list id, index, purpose), reads the snapshot and hands the representation to
+//! (list id, index, purpose), reads the snapshot and the negotiated fields ([`Fields`], found
+//! while the head was checked) and hands the representation to
 //! `respond.rs`. No I/O, no allocation but the response's own.
 
 use super::respond::preflight;
@@ -11,8 +12,7 @@ use crate::routes::{Target, DELTA_OFFERS, DI_OFFERED_FROM, LIST_OFFERS, VC11_OFF
 use crate::snapshot::{Aging, ListSnapshot, Snapshot};
 use crate::status::w3c::Purpose;
 use crate::store::MAX_ID_LEN;
-use crate::wire::head;
-use hyper::header::{self, HeaderMap, HeaderName};
+use crate::wire::head::{self, Fields};
 use hyper::Method;
 use std::sync::Arc;
 
@@ -25,13 +25,13 @@ impl Inner {
         method: &Method,
         target: Target<'_>,
         query: Option<&str>,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> (Route, Resp) {
         let route = metric_route(target);
         let resp = if *method == Method::OPTIONS && route != Route::Unmatched {
             return (Route::Preflight, preflight(route));
         } else {
-            self.dispatch(snap, target, method, query, headers)
+            self.dispatch(snap, target, method, query, fields)
         };
         (route, resp.unwrap_or_else(|p| p.response()))
     }
@@ -42,7 +42,7 @@ impl Inner {
         target: Target<'_>,
         method: &Method,
         query: Option<&str>,
-        headers: &HeaderMap,
+        fields: Fields<'_>,
     ) -> Result<Resp, Problem> {
         let read_only = |allow| {
             if *method == Method::GET || *method == Method::HEAD {
@@ -56,18 +56,18 @@ impl Inner {
             Target::Aggregation => {
                 read_only("GET, HEAD, OPTIONS")?;
                 ready(snap)?;
-                Ok(self.simple(&snap.aggregation, headers))
+                Ok(self.simple(&snap.aggregation, fields))
             }
             Target::Jwks => {
                 read_only("GET, HEAD, OPTIONS")?;
                 ready(snap)?;
-                Ok(self.simple(&snap.jwks, headers))
+                Ok(self.simple(&snap.jwks, fields))
             }
             // The issuer URL (statusd's own by default) dereferences to its controller document.
             Target::Controller => {
                 read_only("GET, HEAD, OPTIONS")?;
                 ready(snap)?;
-                Ok(self.simple(&snap.controller, headers))
+                Ok(self.simple(&snap.controller, fields))
             }
             Target::StatusList(id) => {
                 read_only("GET, HEAD, OPTIONS")?;
@@ -77,14 +77,13 @@ impl Inner {
                 }
                 let list = lookup_list(snap, id, false)?;
                 signed(list)?;
-                let chosen =
-                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), LIST_OFFERS)
-                        .ok_or(Problem::NotAcceptable {
+                let chosen = negotiate::choose_media(fields.accept().as_deref(), LIST_OFFERS)
+                    .ok_or(Problem::NotAcceptable {
                         offered: LIST_OFFERS,
                     })?;
                 let a = &list.artefacts;
                 let rep = [&a.jwt, &a.cwt, &a.roaring][chosen];
-                Ok(self.list_response(list, rep, headers))
+                Ok(self.list_response(list, rep, fields))
             }
             // statusd's extension: the prebuilt signed delta from the version in the path.
             Target::Delta(id, from) => {
@@ -93,18 +92,17 @@ impl Inner {
                 let from = parse_version(from)?;
                 let list = lookup_list(snap, id, false)?;
                 signed(list)?;
-                let chosen =
-                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), DELTA_OFFERS)
-                        .ok_or(Problem::NotAcceptable {
-                            offered: DELTA_OFFERS,
-                        })?;
+                let chosen = negotiate::choose_media(fields.accept().as_deref(), DELTA_OFFERS)
+                    .ok_or(Problem::NotAcceptable {
+                        offered: DELTA_OFFERS,
+                    })?;
                 let (jwt, cwt) = list.artefacts.deltas.find(from).map_err(|reason| {
                     Problem::DeltaUnavailable {
                         reason,
                         list: id.to_owned(),
                     }
                 })?;
-                Ok(self.delta_response(list, [jwt, cwt][chosen], headers))
+                Ok(self.delta_response(list, [jwt, cwt][chosen], fields))
             }
             // The two W3C views differ only in which artefact and which media types they offer.
             Target::Bitstring(id, purpose) | Target::StatusList2021(id, purpose) => {
@@ -122,18 +120,17 @@ impl Inner {
                 let rep = rep
                     .filter(|r| !r.body.is_empty())
                     .ok_or(Problem::UnknownPurpose)?;
-                let chosen =
-                    negotiate::choose_media(get(headers, header::ACCEPT).as_deref(), offered)
-                        .ok_or(Problem::NotAcceptable { offered })?;
+                let chosen = negotiate::choose_media(fields.accept().as_deref(), offered)
+                    .ok_or(Problem::NotAcceptable { offered })?;
                 if chosen < DI_OFFERED_FROM {
-                    return Ok(self.list_response(list, rep, headers));
+                    return Ok(self.list_response(list, rep, fields));
                 }
                 // No proof when the signing key has no Data Integrity cryptosuite.
                 let offered = &offered[..DI_OFFERED_FROM];
                 let di = di
                     .filter(|r| !r.body.is_empty())
                     .ok_or(Problem::NotAcceptable { offered })?;
-                Ok(self.list_response(list, di, headers))
+                Ok(self.list_response(list, di, fields))
             }
             Target::Lookup(id, idx) => {
                 read_only("GET, HEAD, OPTIONS")?;
@@ -143,7 +140,7 @@ impl Inner {
                 let status = list.list.get(idx).map_err(|_| Problem::IndexOutOfRange {
                     size: list.list.size(),
                 })?;
-                Ok(self.lookup_response(id, idx, status, headers))
+                Ok(self.lookup_response(id, idx, status, fields))
             }
             Target::Batch(_) => Err(Problem::MethodNotAllowed {
                 allow: "POST, OPTIONS",
@@ -168,11 +165,6 @@ pub(super) fn metric_route(target: Target<'_>) -> Route {
     }
 }
 
-/// A list-valued request field, repeated fields combined ([`head::list_field`]).
-pub(super) fn get(headers: &HeaderMap, name: HeaderName) -> Option<std::borrow::Cow<'_, [u8]>> {
-    head::list_field(headers, name)
-}
-
 /// A path segment that is a valid list id.
 pub(super) fn list_id(seg: &str) -> Result<&str, Problem> {
     let ok = !seg.is_empty()
@@ -190,28 +182,31 @@ pub(super) fn list_id(seg: &str) -> Result<&str, Problem> {
 /// A canonical decimal index: digits only, no leading zeros, at most 10 digits (u32 range is
 /// checked against the list size afterwards).
 pub fn parse_index(seg: &str) -> Result<u64, Problem> {
-    let b = seg.as_bytes();
-    if b.is_empty()
-        || b.len() > 10
-        || !b.iter().all(u8::is_ascii_digit)
-        || (b.len() > 1 && b[0] == b'0')
-    {
-        return Err(Problem::BadIndex);
-    }
-    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    canonical_decimal(seg, 10).ok_or(Problem::BadIndex)
 }
 
 /// A list version in a delta's path: canonical decimal, at most 19 digits (below 2^63).
 fn parse_version(seg: &str) -> Result<u64, Problem> {
+    canonical_decimal(seg, 19).ok_or(Problem::BadVersion)
+}
+
+/// `seg` as a canonical decimal of at most `max_digits` (≤ 19) digits: no sign, no leading
+/// zero. One pass that checks and accumulates each digit.
+#[inline]
+fn canonical_decimal(seg: &str, max_digits: usize) -> Option<u64> {
     let b = seg.as_bytes();
-    if b.is_empty()
-        || b.len() > 19
-        || !b.iter().all(u8::is_ascii_digit)
-        || (b.len() > 1 && b[0] == b'0')
-    {
-        return Err(Problem::BadVersion);
+    if b.is_empty() || b.len() > max_digits || (b.len() > 1 && b[0] == b'0') {
+        return None;
     }
-    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    let mut n = 0u64;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
 }
 
 pub(super) fn ready(snap: &Snapshot) -> Result<(), Problem> {
@@ -266,6 +261,10 @@ mod tests {
             "１",
         ] {
             assert_eq!(parse_index(bad), Err(Problem::BadIndex), "{bad:?}");
+        }
+        assert_eq!(parse_version("9223372036854775807"), Ok(i64::MAX as u64));
+        for bad in ["", "00", "12345678901234567890", "1/", ":"] {
+            assert_eq!(parse_version(bad), Err(Problem::BadVersion), "{bad:?}");
         }
     }
 }

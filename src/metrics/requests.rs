@@ -11,6 +11,7 @@
 use super::{outcome, Route, OUTCOMES};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -46,13 +47,23 @@ pub struct RequestMetrics {
     descs: [Desc; 3],
 }
 
-/// The shard of the calling thread: threads take shards round-robin on first use.
+/// The shard of the calling thread: threads take shards round-robin on first use. The
+/// thread-local is const-initialised (`usize::MAX` until first use), so reading it is one load
+/// rather than a lazily-initialised slot's state check.
+#[inline]
 fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    INDEX.with(|i| *i)
+    INDEX.with(|i| {
+        let mut index = i.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Relaxed) % SHARDS;
+            i.set(index);
+        }
+        index
+    })
 }
 
 impl RequestMetrics {

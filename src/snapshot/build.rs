@@ -4,7 +4,7 @@
 //! blocking pool. Nothing here does I/O.
 
 use super::delta::History;
-use super::{Aging, Artefacts, ListSnapshot, Representation, Snapshot};
+use super::{Aging, Artefacts, ListSnapshot, Lists, Representation, Snapshot};
 use crate::routes::{self, PublicUrls};
 use crate::status::ietf::IetfList;
 use crate::status::w3c::{self, CredentialParams, Purpose};
@@ -19,7 +19,6 @@ use bytes::Bytes;
 use flate2::{write::GzEncoder, Compression};
 use hyper::header::HeaderValue;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -502,7 +501,7 @@ fn controller(published_keys: &KeySet, p: &BuildParams) -> Representation {
 /// Assembles a snapshot from per-list parts (shared by `Arc` with the previous snapshot).
 pub fn snapshot(
     generation: u64,
-    lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+    lists: Lists,
     published_keys: &KeySet,
     p: &BuildParams,
     now: SystemTime,
@@ -526,7 +525,7 @@ pub fn snapshot(
 /// publication that only changes list states hashes nothing but those lists.
 pub fn next_snapshot(
     previous: &Snapshot,
-    lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+    lists: Lists,
     published_keys: &KeySet,
     p: &BuildParams,
     now: SystemTime,

@@ -21,8 +21,73 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// The published lists by id: what every lookup and list request finds its list in.
+///
+/// Hashed with [`IdHasher`] rather than std's SipHash, which cost ~250 instructions of a
+/// ~10,000-instruction lookup (issue #18's profile). SipHash's resistance to hash flooding buys
+/// nothing here: the keys in the table are list ids the operator creates, never chosen by the
+/// clients, and a request's id (which a client does choose) is only looked up, so colliding
+/// ids in requests cannot grow a probe sequence.
+pub type Lists = HashMap<Box<str>, Arc<ListSnapshot>, BuildHasherDefault<IdHasher>>;
+
+/// An empty [`Lists`] with room for `n` lists.
+pub fn lists_with_capacity(n: usize) -> Lists {
+    Lists::with_capacity_and_hasher(n, BuildHasherDefault::default())
+}
+
+/// A fast, non-cryptographic hasher for list ids (the multiply-rotate step of rustc's FxHash,
+/// eight bytes at a time); see [`Lists`] for why it need not resist flooding.
+#[derive(Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl IdHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for IdHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        // The last 1–7 bytes as one word, read without a copy loop: two overlapping u32 reads
+        // for 4 or more, else the first, middle and last byte. Lengths are mixed in too.
+        let word = match rest.len() {
+            0 => return,
+            n @ 4.. => {
+                let lo = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+                let hi = u32::from_le_bytes(rest[n - 4..].try_into().expect("4 bytes"));
+                u64::from(lo) | (u64::from(hi) << 32)
+            }
+            n => {
+                u64::from(rest[0]) | (u64::from(rest[n / 2]) << 8) | (u64::from(rest[n - 1]) << 16)
+            }
+        };
+        self.add(word ^ ((rest.len() as u64) << 56));
+    }
+
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.add(b.into());
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // The product's entropy is in its high bits; the table indexes by the low ones.
+        self.0.rotate_left(26)
+    }
+}
 
 /// One encoded body and what the HTTP layer needs to serve it.
 #[derive(Clone, Debug)]
@@ -148,7 +213,7 @@ pub struct Snapshot {
     /// 0 for the empty snapshot served before the first publication; then 1, 2, …
     pub generation: u64,
     pub published_at: SystemTime,
-    pub lists: HashMap<Box<str>, Arc<ListSnapshot>>,
+    pub lists: Lists,
     /// Ids of the retired lists ([`crate::retire`]): not published, answered 410 Gone.
     pub retired: Arc<HashSet<Box<str>>>,
     /// The Status List Aggregation document (`application/json`).
@@ -167,7 +232,7 @@ impl Snapshot {
         Snapshot {
             generation: 0,
             published_at: SystemTime::UNIX_EPOCH,
-            lists: HashMap::new(),
+            lists: Lists::default(),
             retired: Arc::default(),
             aggregation: empty.clone(),
             jwks: empty.clone(),
@@ -214,5 +279,28 @@ impl SnapshotStore {
     /// Ready once a first snapshot has been published.
     pub fn is_ready(&self) -> bool {
         self.current.load().generation > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn list_ids_hash_apart() {
+        // Ids as operators name them: short decimal ids, and longer names of every length.
+        let mut ids: Vec<String> = (0..5000).map(|n| n.to_string()).collect();
+        ids.extend((1..=64).map(|n| "list-".repeat(13)[..n].to_owned()));
+        ids.extend((1..=64).map(|n| "x".repeat(n)));
+        let hasher = BuildHasherDefault::<IdHasher>::default();
+        let hashes: HashSet<u64> = ids.iter().map(|id| hasher.hash_one(id.as_str())).collect();
+        assert_eq!(hashes.len(), ids.len(), "no two of these ids share a hash");
+        // Bucket indexes come from the low bits: 5,000 small ids spread over 8,192 buckets.
+        let low: HashSet<u64> = ids[..5000]
+            .iter()
+            .map(|id| hasher.hash_one(id.as_str()) & 8191)
+            .collect();
+        assert!(low.len() > 3000, "{} distinct bucket indexes", low.len());
     }
 }

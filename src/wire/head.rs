@@ -1,7 +1,8 @@
 //! What every request head must pass on both planes before it is routed (header size, `Host`,
 //! transfer codings), the reading of list-valued fields that may be repeated, the JSON content
 //! type check, and the one way both planes read a request body (size limit checked before
-//! `100 Continue`, content coding, read timeout).
+//! `100 Continue`, content coding, read timeout). The same pass that checks a head finds the
+//! fields the public plane negotiates on ([`Fields`]).
 //!
 //! Everything here but [`read_body`] runs on the request path: no allocation unless a list
 //! field really is repeated.
@@ -30,15 +31,95 @@ fn too_large() -> Problem {
     }
 }
 
+/// One list-valued field as [`check`]'s pass saw it.
+#[derive(Clone, Copy, Debug, Default)]
+enum Seen<'a> {
+    #[default]
+    Absent,
+    Once(&'a HeaderValue),
+    /// More than once: combined on demand ([`list_field`]), which is rare.
+    Repeated,
+}
+
+impl<'a> Seen<'a> {
+    fn add(&mut self, value: &'a HeaderValue) {
+        *self = match self {
+            Seen::Absent => Seen::Once(value),
+            _ => Seen::Repeated,
+        };
+    }
+}
+
+/// The list-valued fields the public plane negotiates on (`Accept`, `Accept-Encoding`,
+/// `If-None-Match`), found in [`check`]'s one pass over the head: reading each by a hashed
+/// lookup afterwards cost about as much again as the pass (issue #18's profile). Read as
+/// [`list_field`] reads them: repeated fields combined, borrowed when a field appears once.
+#[derive(Clone, Copy, Debug)]
+pub struct Fields<'a> {
+    headers: &'a HeaderMap,
+    accept: Seen<'a>,
+    accept_encoding: Seen<'a>,
+    if_none_match: Seen<'a>,
+}
+
+impl<'a> Fields<'a> {
+    /// Notes `value` when `name` is one of the fields kept; names are compared, not hashed.
+    #[inline]
+    fn see(&mut self, name: &HeaderName, value: &'a HeaderValue) {
+        if name == header::ACCEPT {
+            self.accept.add(value);
+        } else if name == header::ACCEPT_ENCODING {
+            self.accept_encoding.add(value);
+        } else if name == header::IF_NONE_MATCH {
+            self.if_none_match.add(value);
+        }
+    }
+
+    fn get(&self, seen: Seen<'a>, name: HeaderName) -> Option<Cow<'a, [u8]>> {
+        match seen {
+            Seen::Absent => None,
+            Seen::Once(v) => Some(Cow::Borrowed(v.as_bytes())),
+            Seen::Repeated => list_field(self.headers, name),
+        }
+    }
+
+    pub fn accept(&self) -> Option<Cow<'a, [u8]>> {
+        self.get(self.accept, header::ACCEPT)
+    }
+
+    pub fn accept_encoding(&self) -> Option<Cow<'a, [u8]>> {
+        self.get(self.accept_encoding, header::ACCEPT_ENCODING)
+    }
+
+    pub fn if_none_match(&self) -> Option<Cow<'a, [u8]>> {
+        self.get(self.if_none_match, header::IF_NONE_MATCH)
+    }
+
+    fn new(headers: &'a HeaderMap) -> Self {
+        Fields {
+            headers,
+            accept: Seen::Absent,
+            accept_encoding: Seen::Absent,
+            if_none_match: Seen::Absent,
+        }
+    }
+}
+
 /// 431 past [`MAX_HEADER_BYTES`] of request headers. Both planes answer it: hyper's own buffer
 /// limit (4 times larger) is only a backstop. [`check`] includes it; this is for callers that
-/// hand a header map to the planes without a socket (benches, the fuzz targets).
-pub fn check_header_size(headers: &HeaderMap) -> Result<(), Problem> {
-    let bytes: usize = headers.iter().map(|(k, v)| field_bytes(k, v)).sum();
+/// hand a header map to the planes without a socket (benches, the fuzz targets), and returns
+/// the negotiated fields as [`check`] does.
+pub fn check_header_size(headers: &HeaderMap) -> Result<Fields<'_>, Problem> {
+    let mut fields = Fields::new(headers);
+    let mut bytes = 0;
+    for (name, value) in headers {
+        bytes += field_bytes(name, value);
+        fields.see(name, value);
+    }
     if bytes > MAX_HEADER_BYTES {
         Err(too_large())
     } else {
-        Ok(())
+        Ok(fields)
     }
 }
 
@@ -50,8 +131,10 @@ pub fn check_header_size(headers: &HeaderMap) -> Result<(), Problem> {
 ///
 /// One pass over the fields, comparing names rather than hashing them: a request carries a
 /// handful of fields, and two hashed lookups plus a size pass cost several times this on every
-/// request (issue #18's profile).
-pub fn check(version: Version, headers: &HeaderMap) -> Result<(), Problem> {
+/// request (issue #18's profile). The same pass gathers the [`Fields`] the public plane
+/// negotiates on.
+pub fn check(version: Version, headers: &HeaderMap) -> Result<Fields<'_>, Problem> {
+    let mut fields = Fields::new(headers);
     let mut bytes = 0;
     let mut host = None;
     let mut hosts = 0u32;
@@ -66,6 +149,8 @@ pub fn check(version: Version, headers: &HeaderMap) -> Result<(), Problem> {
                 .as_bytes()
                 .split(|&b| b == b',')
                 .all(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else {
+            fields.see(name, value);
         }
     }
     if bytes > MAX_HEADER_BYTES {
@@ -92,7 +177,7 @@ pub fn check(version: Version, headers: &HeaderMap) -> Result<(), Problem> {
     if !te_ok {
         return Err(Problem::UnsupportedTransferEncoding);
     }
-    Ok(())
+    Ok(fields)
 }
 
 /// 400 when `name` appears more than once (fields that carry one credential, like
@@ -315,6 +400,7 @@ mod tests {
                 Version::HTTP_11,
                 &headers(&[("host", "a"), ("transfer-encoding", v)]),
             )
+            .map(|_| ())
         };
         assert!(te("chunked").is_ok());
         assert!(te(" Chunked ").is_ok());
@@ -338,6 +424,28 @@ mod tests {
             Some(Cow::Borrowed(_))
         ));
         assert!(list_field(&h, header::IF_NONE_MATCH).is_none());
+    }
+
+    #[test]
+    fn the_checked_head_reads_negotiated_fields_as_list_field_does() {
+        let h = headers(&[
+            ("host", "a"),
+            ("accept", "application/cwt"),
+            ("if-none-match", "\"x\""),
+            ("accept", "*/*;q=0.1"),
+        ]);
+        for f in [
+            check(Version::HTTP_11, &h).unwrap(),
+            check_header_size(&h).unwrap(),
+        ] {
+            assert_eq!(f.accept(), list_field(&h, header::ACCEPT));
+            assert_eq!(
+                f.accept().as_deref(),
+                Some(&b"application/cwt, */*;q=0.1"[..])
+            );
+            assert!(matches!(f.if_none_match(), Some(Cow::Borrowed(b"\"x\""))));
+            assert_eq!(f.accept_encoding(), None);
+        }
     }
 
     #[test]
@@ -368,12 +476,12 @@ mod tests {
     fn header_size_limit_is_16_kib_of_names_and_values() {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        assert_eq!(check_header_size(&h), Ok(()));
+        assert!(check_header_size(&h).is_ok());
         let big = HeaderValue::try_from("t".repeat(MAX_HEADER_BYTES)).unwrap();
         h.insert(header::AUTHORIZATION, big);
         assert_eq!(
-            check_header_size(&h),
-            Err(Problem::HeadersTooLarge {
+            check_header_size(&h).err(),
+            Some(Problem::HeadersTooLarge {
                 limit: MAX_HEADER_BYTES
             })
         );

@@ -7,13 +7,12 @@ use hyper::Method;
 use statusd::http::{Public, PublicSettings};
 use statusd::metrics::Metrics;
 use statusd::snapshot::build::{self, BuildParams};
-use statusd::snapshot::SnapshotStore;
+use statusd::snapshot::{Lists, SnapshotStore};
 use statusd::status::{Bits, Status, StatusList};
 use statusd::store::ListMeta;
 use statusd::token::keys::{Algorithm, KeySet, SigningKey};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -99,7 +98,7 @@ fn public() -> (
     let etag = ls.artefacts.jwt.etag.clone();
     let delta_etag = ls.artefacts.deltas.find(1).unwrap().0.etag.clone();
     let snapshots = Arc::new(SnapshotStore::default());
-    let mut lists = HashMap::new();
+    let mut lists = Lists::default();
     lists.insert("1".into(), Arc::new(ls));
     snapshots.publish(build::snapshot(
         1,
