@@ -280,6 +280,30 @@ pub(crate) mod tests {
         (issuer, Scratch(dir))
     }
 
+    /// Runs `ops` as one batch that must be valid; returns every item's outcome.
+    pub(crate) async fn run(issuer: &Issuer, ops: &[Operation]) -> Vec<Outcome> {
+        issuer
+            .execute("clerk", ops)
+            .await
+            .expect("a valid batch")
+            .into_iter()
+            .map(|r| r.expect("the item succeeds"))
+            .collect()
+    }
+
+    /// The status `id` reads at.
+    pub(crate) async fn status(issuer: &Issuer, id: &str) -> &'static str {
+        issuer.view(id).await.unwrap().expect("registered").status
+    }
+
+    /// The cards an outcome reports changed, with their statuses.
+    pub(crate) fn affected(o: &Outcome) -> Vec<(&str, &str)> {
+        o.affected
+            .iter()
+            .map(|a| (a.credential_id.as_str(), a.status))
+            .collect()
+    }
+
     /// Small lists: planning decisions do not depend on the size.
     pub(crate) fn issuer() -> (Issuer, Scratch) {
         issuer_with(Settings {

@@ -1093,7 +1093,7 @@ fn changed_outcome(
 mod tests {
     use super::*;
     use crate::issuer::tests::{
-        issuer, issuer_with, register, reinstate, reissue, revoke, suspend,
+        affected, issuer, issuer_with, register, reinstate, reissue, revoke, run, status, suspend,
     };
     use crate::issuer::{IssuerError, Settings};
 
@@ -1111,17 +1111,6 @@ mod tests {
         (issuer, dir)
     }
 
-    /// Runs `ops` as one batch that must be valid; returns every item's outcome.
-    async fn run(issuer: &Issuer, ops: &[Operation]) -> Vec<Outcome> {
-        issuer
-            .execute("clerk", ops)
-            .await
-            .expect("a valid batch")
-            .into_iter()
-            .map(|r| r.expect("the item succeeds"))
-            .collect()
-    }
-
     /// Runs `ops` as one batch that must be refused; returns the failing items' errors.
     async fn refused(issuer: &Issuer, ops: &[Operation]) -> Vec<(usize, ItemError)> {
         match issuer.execute("clerk", ops).await {
@@ -1130,17 +1119,6 @@ mod tests {
             }
             other => panic!("expected the batch to be refused: {other:?}"),
         }
-    }
-
-    async fn status(issuer: &Issuer, id: &str) -> &'static str {
-        issuer.view(id).await.unwrap().expect("registered").status
-    }
-
-    fn affected(o: &Outcome) -> Vec<(&str, &str)> {
-        o.affected
-            .iter()
-            .map(|a| (a.credential_id.as_str(), a.status))
-            .collect()
     }
 
     #[tokio::test]

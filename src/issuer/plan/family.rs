@@ -294,9 +294,9 @@ fn add_records(lp: &mut ListPlan, list: &str, recs: Vec<(u32, Vec<u8>)>) -> Resu
 #[cfg(test)]
 mod tests {
     use crate::issuer::tests::{
-        issuer_with, register, reinstate, reissue, revoke, suspend, Scratch,
+        affected, issuer_with, register, reinstate, reissue, revoke, run, status, suspend, Scratch,
     };
-    use crate::issuer::{Issuer, Operation, Outcome, Settings};
+    use crate::issuer::{Issuer, Operation, Settings};
     use crate::store::registry::{Registry, Txn};
 
     /// An issuer whose derived cards go to pool `mobile`.
@@ -308,29 +308,8 @@ mod tests {
         })
     }
 
-    async fn run(issuer: &Issuer, ops: &[Operation]) -> Vec<Outcome> {
-        issuer
-            .execute("clerk", ops)
-            .await
-            .expect("a valid batch")
-            .into_iter()
-            .map(|r| r.expect("the item succeeds"))
-            .collect()
-    }
-
-    async fn status(issuer: &Issuer, id: &str) -> &'static str {
-        issuer.view(id).await.unwrap().expect("registered").status
-    }
-
     async fn list_of(issuer: &Issuer, id: &str) -> String {
         issuer.view(id).await.unwrap().unwrap().assignment.list_id
-    }
-
-    fn affected(o: &Outcome) -> Vec<(&str, &str)> {
-        o.affected
-            .iter()
-            .map(|a| (a.credential_id.as_str(), a.status))
-            .collect()
     }
 
     /// The mobile ID lifecycle with the mobile cards in a pool of their own: a physical card's

@@ -374,10 +374,8 @@ impl Registry for RedisStore {
             .arg(stale.to_string())
             .arg(at.to_string());
         // A binding replaced is acknowledged to the caller: it waits for replicas like any write.
-        let (v, replicated): (Value, _) = inner
-            .write(&call)
-            .await
-            .map_err(|e| inner.error(None, e))?;
+        let (v, replicated): (Value, _) =
+            inner.write(&call).await.map_err(|e| inner.error(None, e))?;
         replicated.check()?;
         location_of(&v)?.ok_or_else(|| {
             StoreError::Backend(format!("credential index entry of {id:?} vanished"))
