@@ -1,8 +1,8 @@
 //! The refresher: follows the source of truth and publishes snapshots.
 //!
 //! A small loop: wait for a change hint (or a tick), compare list versions with the published
-//! snapshot (only the lists a hint named; every list's on the tick, so a lost hint only
-//! delays an update), bring changed lists up to date (incrementally from the store's change feed when it
+//! snapshot (only the lists a hint named; every list's on the tick, or about once a second
+//! while a live subscription names every write, so a lost hint only delays an update), bring changed lists up to date (incrementally from the store's change feed when it
 //! has one, in full otherwise), rebuild them on the blocking pool in parallel, and publish one
 //! new snapshot. Every failure is logged and counted, the loop backs off, and the last good
 //! snapshot keeps serving: a list that fails validation keeps its previous version, a list that
@@ -84,6 +84,9 @@ pub struct Refresher<S> {
     /// Shortest time between two re-encodings of a list that keeps changing. Lookups see every
     /// change at once; tokens follow within this interval (0: re-encode after every change).
     reencode_every: Duration,
+    /// How often every list's metadata is read while the store's hints name every write
+    /// ([`Store::hints_complete`]); otherwise on every tick.
+    full_sync_every: Duration,
     /// Artefact builds running on the blocking pool, by list id.
     encoding: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Artefacts of background builds that finished, waiting to be attached.
@@ -149,6 +152,7 @@ impl<S: Store> Refresher<S> {
             persisted: (0, None),
             rejected: Mutex::default(),
             reencode_every: Duration::ZERO,
+            full_sync_every: Duration::ZERO,
             encoding: Mutex::default(),
             built: Arc::default(),
             missing_warned: Mutex::default(),
@@ -170,13 +174,46 @@ impl<S: Store> Refresher<S> {
         self
     }
 
+    /// Reads every list's metadata only every `interval` (never less often than the tick)
+    /// while the store's hints name every write ([`Store::hints_complete`]): that read is then
+    /// a safety net for a lost message, and each write costs the list it names. While hints
+    /// may miss writes, every list is read on every tick. The default: every tick.
+    pub fn full_sync_every(mut self, interval: Duration) -> Self {
+        self.full_sync_every = interval;
+        self
+    }
+
+    /// How long after a successful full synchronisation the next one is due: the tick, or
+    /// [`Self::full_sync_every`] while the store's hints name every write and no list's
+    /// re-signing falls due before it (cache windows leave [`BuildParams::margin`], sized for
+    /// one tick, between the re-signing point and `exp`).
+    fn next_full_sync(&self) -> Duration {
+        let tick = self.params.tick;
+        if self.full_sync_every <= tick || !self.store.hints_complete() {
+            return tick;
+        }
+        let by = SystemTime::now() + self.full_sync_every;
+        let resign_due = self
+            .snapshots
+            .load()
+            .lists
+            .values()
+            .any(|ls| self.params.needs_resign(ls.artefacts.iat, by));
+        if resign_due {
+            tick
+        } else {
+            self.full_sync_every
+        }
+    }
+
     /// Runs until `shutdown` turns true: synchronise, then wait for a change in the store, the
     /// tick, or a finished background build (attached at once, no synchronisation).
     ///
     /// A change hint naming lists the snapshot holds reads only those lists
     /// ([`Self::sync_lists`]); every tick, any other hint (a new list, messages that may have
     /// been missed) and every pass after a failure read every list's metadata
-    /// ([`Self::sync_once`]), so a lost hint delays an update by one tick at most. Hints do not
+    /// ([`Self::sync_once`]), so a lost hint delays an update by one tick at most, or by
+    /// [`Self::full_sync_every`] while the store's hints name every write. Hints do not
     /// postpone the tick.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
@@ -196,7 +233,7 @@ impl<S: Store> Refresher<S> {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     if full {
-                        full_due = tokio::time::Instant::now() + self.params.tick;
+                        full_due = tokio::time::Instant::now() + self.next_full_sync();
                     }
                 }
                 Err(e) => {
