@@ -87,8 +87,12 @@ pub struct Refresher<S> {
     /// How often every list's metadata is read while the store's hints name every write
     /// ([`Store::hints_complete`]); otherwise on every tick.
     full_sync_every: Duration,
-    /// Artefact builds running on the blocking pool, by list id.
+    /// Background artefact builds (re-encodings) running or waiting for a slot, by list id.
     encoding: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Builds that run at once, one per core: a build is CPU work throughout, so more at once
+    /// would only hold more encodings in memory (256 lists at a cold start) and finish none
+    /// sooner.
+    build_slots: Arc<tokio::sync::Semaphore>,
     /// Artefacts of background builds that finished, waiting to be attached.
     built: Arc<Built>,
     /// When lists missing from the store were last logged ([`Self::warn_missing`]).
@@ -154,6 +158,9 @@ impl<S: Store> Refresher<S> {
             reencode_every: Duration::ZERO,
             full_sync_every: Duration::ZERO,
             encoding: Mutex::default(),
+            build_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             built: Arc::default(),
             missing_warned: Mutex::default(),
             retired: Mutex::default(),
@@ -401,6 +408,7 @@ impl<S: Store> Refresher<S> {
                 match self.store.load(&meta.id).await {
                     Ok((meta, list)) if signing => {
                         new_lists.push(self.spawn_build(
+                            runtime::BACKGROUND_NICE,
                             move |key, p| build::list_snapshot(meta, list, key, p, now),
                             |u| &u.error,
                             |built| built,
@@ -702,6 +710,7 @@ impl<S: Store> Refresher<S> {
             let history = self.history.lock().expect("not poisoned").get(&id).cloned();
             let history = history.unwrap_or_default();
             let handle = self.spawn_build(
+                runtime::BUILD_NICE,
                 move |key, p| {
                     build::artefacts_with_history(&meta, &list, &history, key, p, SystemTime::now())
                 },
@@ -751,13 +760,17 @@ impl<S: Store> Refresher<S> {
         self.store.load(&meta.id).await
     }
 
-    /// Runs `build` on the blocking pool, at background priority: re-encoding and signing a
-    /// list is tens of milliseconds of CPU, never ahead of lookups (blocking-pool threads only
-    /// ever run background work). A build that succeeds is timed and counted; one whose
+    /// Runs `build` on a thread of its own once a build slot is free ([`Self::build_slots`]),
+    /// at priority `nice`: [`runtime::BUILD_NICE`] for the background re-encodings (tens of
+    /// milliseconds of CPU each, never ahead of lookups nor of the refresher's publications
+    /// that make changes visible), the refresher's own [`runtime::BACKGROUND_NICE`] for the
+    /// builds a publication waits for (lists new to this replica, a cold start among them, and
+    /// re-signing while the store is down). A build that succeeds is timed and counted; one whose
     /// signature failed is reported to the key watch (`sign_error` finds the error), which
     /// pauses signing. `deliver` then takes the outcome, on the same thread.
     fn spawn_build<T, E, R>(
         &self,
+        nice: i32,
         build: impl FnOnce(&Signer, &BuildParams) -> Result<T, E> + Send + 'static,
         sign_error: fn(&E) -> &SignError,
         deliver: impl FnOnce(Result<T, E>) -> R + Send + 'static,
@@ -771,8 +784,9 @@ impl<S: Store> Refresher<S> {
         let params = self.params.clone();
         let metrics = self.metrics.clone();
         let watch = self.key_watch.clone();
-        tokio::task::spawn_blocking(move || {
-            runtime::lower_priority(runtime::BACKGROUND_NICE);
+        let slots = self.build_slots.clone();
+        let work = move || {
+            runtime::lower_priority(nice);
             let started = Instant::now();
             let built = build(&key, &params);
             match &built {
@@ -785,6 +799,22 @@ impl<S: Store> Refresher<S> {
                 Err(e) => watch.sign_failed(sign_error(e), &metrics),
             }
             deliver(built)
+        };
+        tokio::spawn(async move {
+            let _slot = slots
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            // A thread of its own, so that its lowered priority ends with it: the blocking
+            // pool's threads also run the embedded store's transactions.
+            std::thread::Builder::new()
+                .name("statusd-build".into())
+                .spawn(move || {
+                    let _ = done.send(work());
+                })
+                .expect("starting a build thread");
+            outcome.await.expect("the build thread panicked")
         })
     }
 
@@ -815,6 +845,7 @@ impl<S: Store> Refresher<S> {
         for ls in due {
             let (meta, list) = (ls.meta.clone(), ls.list.clone());
             let resigned = self.spawn_build(
+                runtime::BACKGROUND_NICE,
                 move |key, p| build::list_snapshot(meta, list, key, p, now),
                 |u| &u.error,
                 |built| built,
