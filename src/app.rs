@@ -552,7 +552,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         sync.clone(),
     )
     .persist_to(persist_path.clone())
-    .reencode_every(config.reencode_interval);
+    .reencode_every(config.reencode_interval)
+    .full_sync_every(config.full_sync_interval);
     // Serve the last good state at once (stale, so not ready) while the first sync runs; a
     // store that is down at start then still leaves verifiers with signed, valid lists.
     match persist::read(&persist_path) {

@@ -83,6 +83,13 @@ pub struct ServeArgs {
     /// keeps changing. Lookups see every change at once; tokens follow within this interval.
     #[arg(long, env = "STATUSD_REENCODE_INTERVAL", default_value_t = 5)]
     pub reencode_interval: u64,
+    /// Seconds between two reads of every list's metadata while the Redis subscription is live
+    /// (every write then names its list, and only that list is read): a safety net for a lost
+    /// message. While the subscription is down or just taken again, and on a Redis cluster,
+    /// every list is read on every 50 ms poll whatever this says. 0: on every poll. At most
+    /// half of `--max-staleness` is used (the full read is what keeps a replica ready).
+    #[arg(long, env = "STATUSD_FULL_SYNC_INTERVAL", default_value_t = 1)]
+    pub full_sync_interval: u64,
     /// Seconds without a successful synchronisation with the store after which `/readyz`
     /// reports not ready (requests are still answered from the last good snapshot).
     #[arg(long, env = "STATUSD_MAX_STALENESS", default_value_t = 30)]
@@ -258,6 +265,8 @@ pub struct Config {
     /// Clock difference with the store beyond which signing pauses ([`crate::clock`]).
     pub max_clock_skew: Duration,
     pub reencode_interval: Duration,
+    /// How often every list's metadata is read while change hints name every write.
+    pub full_sync_interval: Duration,
     pub max_connections: NonZeroUsize,
     /// Public-plane requests in flight past which new ones are shed with 503.
     pub max_inflight: NonZeroUsize,
@@ -749,6 +758,9 @@ impl Config {
             max_staleness: Duration::from_secs(args.max_staleness),
             max_clock_skew: Duration::from_secs(args.max_clock_skew),
             reencode_interval: Duration::from_secs(args.reencode_interval),
+            // A replica in sync must never look stale between two full reads.
+            full_sync_interval: Duration::from_secs(args.full_sync_interval)
+                .min(Duration::from_secs(args.max_staleness) / 2),
             max_connections,
             max_inflight,
             admin_workers,

@@ -1,8 +1,8 @@
 //! The refresher: follows the source of truth and publishes snapshots.
 //!
 //! A small loop: wait for a change hint (or a tick), compare list versions with the published
-//! snapshot (only the lists a hint named; every list's on the tick, so a lost hint only
-//! delays an update), bring changed lists up to date (incrementally from the store's change feed when it
+//! snapshot (only the lists a hint named; every list's on the tick, or about once a second
+//! while a live subscription names every write, so a lost hint only delays an update), bring changed lists up to date (incrementally from the store's change feed when it
 //! has one, in full otherwise), rebuild them on the blocking pool in parallel, and publish one
 //! new snapshot. Every failure is logged and counted, the loop backs off, and the last good
 //! snapshot keeps serving: a list that fails validation keeps its previous version, a list that
@@ -86,8 +86,15 @@ pub struct Refresher<S> {
     /// Shortest time between two re-encodings of a list that keeps changing. Lookups see every
     /// change at once; tokens follow within this interval (0: re-encode after every change).
     reencode_every: Duration,
-    /// Artefact builds running on the blocking pool, by list id.
+    /// How often every list's metadata is read while the store's hints name every write
+    /// ([`Store::hints_complete`]); otherwise on every tick.
+    full_sync_every: Duration,
+    /// Background artefact builds (re-encodings) running or waiting for a slot, by list id.
     encoding: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Builds that run at once, one per core: a build is CPU work throughout, so more at once
+    /// would only hold more encodings in memory (256 lists at a cold start) and finish none
+    /// sooner.
+    build_slots: Arc<tokio::sync::Semaphore>,
     /// Artefacts of background builds that finished, waiting to be attached.
     built: Arc<Built>,
     /// When lists missing from the store were last logged ([`Self::warn_missing`]).
@@ -151,7 +158,11 @@ impl<S: Store> Refresher<S> {
             persisted: (0, None),
             rejected: Mutex::default(),
             reencode_every: Duration::ZERO,
+            full_sync_every: Duration::ZERO,
             encoding: Mutex::default(),
+            build_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             built: Arc::default(),
             missing_warned: Mutex::default(),
             retired: Mutex::default(),
@@ -172,13 +183,46 @@ impl<S: Store> Refresher<S> {
         self
     }
 
+    /// Reads every list's metadata only every `interval` (never less often than the tick)
+    /// while the store's hints name every write ([`Store::hints_complete`]): that read is then
+    /// a safety net for a lost message, and each write costs the list it names. While hints
+    /// may miss writes, every list is read on every tick. The default: every tick.
+    pub fn full_sync_every(mut self, interval: Duration) -> Self {
+        self.full_sync_every = interval;
+        self
+    }
+
+    /// How long after a successful full synchronisation the next one is due: the tick, or
+    /// [`Self::full_sync_every`] while the store's hints name every write and no list's
+    /// re-signing falls due before it (cache windows leave [`BuildParams::margin`], sized for
+    /// one tick, between the re-signing point and `exp`).
+    fn next_full_sync(&self) -> Duration {
+        let tick = self.params.tick;
+        if self.full_sync_every <= tick || !self.store.hints_complete() {
+            return tick;
+        }
+        let by = SystemTime::now() + self.full_sync_every;
+        let resign_due = self
+            .snapshots
+            .load()
+            .lists
+            .values()
+            .any(|ls| self.params.needs_resign(ls.artefacts.iat, by));
+        if resign_due {
+            tick
+        } else {
+            self.full_sync_every
+        }
+    }
+
     /// Runs until `shutdown` turns true: synchronise, then wait for a change in the store, the
     /// tick, or a finished background build (attached at once, no synchronisation).
     ///
     /// A change hint naming lists the snapshot holds reads only those lists
     /// ([`Self::sync_lists`]); every tick, any other hint (a new list, messages that may have
     /// been missed) and every pass after a failure read every list's metadata
-    /// ([`Self::sync_once`]), so a lost hint delays an update by one tick at most. Hints do not
+    /// ([`Self::sync_once`]), so a lost hint delays an update by one tick at most, or by
+    /// [`Self::full_sync_every`] while the store's hints name every write. Hints do not
     /// postpone the tick.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
@@ -198,7 +242,7 @@ impl<S: Store> Refresher<S> {
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     if full {
-                        full_due = tokio::time::Instant::now() + self.params.tick;
+                        full_due = tokio::time::Instant::now() + self.next_full_sync();
                     }
                 }
                 Err(e) => {
@@ -366,6 +410,7 @@ impl<S: Store> Refresher<S> {
                 match self.store.load(&meta.id).await {
                     Ok((meta, list)) if signing => {
                         new_lists.push(self.spawn_build(
+                            runtime::BACKGROUND_NICE,
                             move |key, p| build::list_snapshot(meta, list, key, p, now),
                             |u| &u.error,
                             |built| built,
@@ -667,6 +712,7 @@ impl<S: Store> Refresher<S> {
             let history = self.history.lock().expect("not poisoned").get(&id).cloned();
             let history = history.unwrap_or_default();
             let handle = self.spawn_build(
+                runtime::BUILD_NICE,
                 move |key, p| {
                     build::artefacts_with_history(&meta, &list, &history, key, p, SystemTime::now())
                 },
@@ -716,13 +762,17 @@ impl<S: Store> Refresher<S> {
         self.store.load(&meta.id).await
     }
 
-    /// Runs `build` on the blocking pool, at background priority: re-encoding and signing a
-    /// list is tens of milliseconds of CPU, never ahead of lookups (blocking-pool threads only
-    /// ever run background work). A build that succeeds is timed and counted; one whose
+    /// Runs `build` on a thread of its own once a build slot is free ([`Self::build_slots`]),
+    /// at priority `nice`: [`runtime::BUILD_NICE`] for the background re-encodings (tens of
+    /// milliseconds of CPU each, never ahead of lookups nor of the refresher's publications
+    /// that make changes visible), the refresher's own [`runtime::BACKGROUND_NICE`] for the
+    /// builds a publication waits for (lists new to this replica, a cold start among them, and
+    /// re-signing while the store is down). A build that succeeds is timed and counted; one whose
     /// signature failed is reported to the key watch (`sign_error` finds the error), which
     /// pauses signing. `deliver` then takes the outcome, on the same thread.
     fn spawn_build<T, E, R>(
         &self,
+        nice: i32,
         build: impl FnOnce(&Signer, &BuildParams) -> Result<T, E> + Send + 'static,
         sign_error: fn(&E) -> &SignError,
         deliver: impl FnOnce(Result<T, E>) -> R + Send + 'static,
@@ -736,8 +786,9 @@ impl<S: Store> Refresher<S> {
         let params = self.params.clone();
         let metrics = self.metrics.clone();
         let watch = self.key_watch.clone();
-        tokio::task::spawn_blocking(move || {
-            runtime::lower_priority(runtime::BACKGROUND_NICE);
+        let slots = self.build_slots.clone();
+        let work = move || {
+            runtime::lower_priority(nice);
             let started = Instant::now();
             let built = build(&key, &params);
             match &built {
@@ -750,6 +801,22 @@ impl<S: Store> Refresher<S> {
                 Err(e) => watch.sign_failed(sign_error(e), &metrics),
             }
             deliver(built)
+        };
+        tokio::spawn(async move {
+            let _slot = slots
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            // A thread of its own, so that its lowered priority ends with it: the blocking
+            // pool's threads also run the embedded store's transactions.
+            std::thread::Builder::new()
+                .name("statusd-build".into())
+                .spawn(move || {
+                    let _ = done.send(work());
+                })
+                .expect("starting a build thread");
+            outcome.await.expect("the build thread panicked")
         })
     }
 
@@ -780,6 +847,7 @@ impl<S: Store> Refresher<S> {
         for ls in due {
             let (meta, list) = (ls.meta.clone(), ls.list.clone());
             let resigned = self.spawn_build(
+                runtime::BACKGROUND_NICE,
                 move |key, p| build::list_snapshot(meta, list, key, p, now),
                 |u| &u.error,
                 |built| built,

@@ -219,8 +219,8 @@ pub fn sign_deltas(
             ..build::json_representation(body, media)
         };
         Ok(Prebuilt::Signed(Box::new([
-            rep(jwt.into(), routes::STATUSLIST_DELTA_JWT, 'j'),
-            rep(cwt.into(), routes::STATUSLIST_DELTA_CWT, 'c'),
+            rep(build::exact(jwt), routes::STATUSLIST_DELTA_JWT, 'j'),
+            rep(build::exact(cwt), routes::STATUSLIST_DELTA_CWT, 'c'),
         ])))
     };
     entries.push((to, sign(&claims)?));

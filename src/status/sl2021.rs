@@ -37,6 +37,19 @@ pub fn credential(
     purpose: Purpose,
     p: &CredentialParams<'_>,
 ) -> Result<Json, W3cError> {
+    credential_with_list(list, purpose, p, None)
+}
+
+/// [`credential`], with the view's `encodedList` given when the caller has it: the Bitstring
+/// Status List credential of the same purpose carries the same GZIP bitstring (its
+/// `encodedList` less the multibase `u`), so a list published in both forms compresses each
+/// view once.
+pub fn credential_with_list(
+    list: &StatusList,
+    purpose: Purpose,
+    p: &CredentialParams<'_>,
+    encoded: Option<String>,
+) -> Result<Json, W3cError> {
     if !PURPOSES.contains(&purpose) {
         return Err(W3cError::UnpublishedPurpose(purpose));
     }
@@ -46,7 +59,10 @@ pub fn credential(
             min: MIN_ENTRIES,
         });
     }
-    let view = w3c::view(list, purpose)?;
+    let encoded = match encoded {
+        Some(e) => e,
+        None => encode_list(list.size(), w3c::view(list, purpose)?.entries),
+    };
     let mut vc = json!({
         "@context": [VC_V1_CONTEXT, SL2021_CONTEXT],
         "id": p.id,
@@ -57,7 +73,7 @@ pub fn credential(
             "id": format!("{}#list", p.id),
             "type": "StatusList2021",
             "statusPurpose": purpose.as_str(),
-            "encodedList": encode_list(list.size(), view.entries),
+            "encodedList": encoded,
         },
     });
     if let Some(until) = p.valid_until {

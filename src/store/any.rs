@@ -87,6 +87,10 @@ impl Store for AnyStore {
     async fn changed(&self, timeout: Duration) -> Hint {
         dispatch!(self, s => s.changed(timeout).await)
     }
+
+    fn hints_complete(&self) -> bool {
+        dispatch!(self, s => s.hints_complete())
+    }
 }
 
 impl Registry for AnyStore {

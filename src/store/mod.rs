@@ -335,6 +335,8 @@ pub(crate) struct Hints {
     wake: tokio::sync::watch::Sender<u64>,
     /// The refresher's view of `wake`.
     seen: tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>,
+    /// Since when every write has been named by a hint (a live subscription), if it is.
+    complete_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Default for Hints {
@@ -344,6 +346,7 @@ impl Default for Hints {
             pending: std::sync::Mutex::default(),
             wake,
             seen: tokio::sync::Mutex::new(seen),
+            complete_since: std::sync::Mutex::default(),
         }
     }
 }
@@ -374,6 +377,33 @@ impl Hints {
     /// Takes every note gathered so far.
     pub(crate) fn take(&self) -> Hint {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records whether every write is named by a hint from now on (a subscription taken) or
+    /// no longer (lost: writes may go unnamed until it is back, so anything may have changed).
+    pub(crate) fn set_complete(&self, complete: bool) {
+        let mut since = self
+            .complete_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match (complete, since.is_some()) {
+            (true, false) => *since = Some(std::time::Instant::now()),
+            (false, true) => {
+                *since = None;
+                drop(since);
+                self.note(None);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether every write has been named by a hint for at least `settle` (see
+    /// [`Store::hints_complete`]).
+    pub(crate) fn complete_for(&self, settle: std::time::Duration) -> bool {
+        self.complete_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() >= settle)
     }
 }
 
@@ -434,6 +464,15 @@ pub trait Store: Send + Sync + 'static {
     /// (empty after a `timeout` with no news). A hint only: the refresher compares versions,
     /// and reads every list's metadata periodically whatever the hints said.
     fn changed(&self, timeout: std::time::Duration) -> impl Future<Output = Hint> + Send;
+
+    /// Whether [`Self::changed`] names every write now, and has done so long enough that the
+    /// full read taken when it began (messages may have been lost before) is behind: a live
+    /// subscription. The refresher then reads every list's metadata less often
+    /// ([`crate::refresh::Refresher::full_sync_every`]), as a safety net only. `false` (the
+    /// default) keeps that read on every tick.
+    fn hints_complete(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

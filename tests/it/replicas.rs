@@ -431,6 +431,7 @@ async fn a_replica_runs_unchanged_on_a_redis_cluster() {
 fn refresher_on(
     store: RedisStore,
     tick: Duration,
+    full_sync_every: Duration,
 ) -> (
     std::sync::Arc<statusd::snapshot::SnapshotStore>,
     tokio::sync::watch::Sender<bool>,
@@ -457,7 +458,8 @@ fn refresher_on(
         },
         Arc::new(statusd::metrics::Metrics::new()),
         Arc::new(statusd::snapshot::SyncState::new(Duration::from_secs(30))),
-    );
+    )
+    .full_sync_every(full_sync_every);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(refresher.run(stopped));
     (snapshots, stop)
@@ -508,6 +510,7 @@ async fn issue_16_a_change_hint_reads_only_the_list_it_names() {
     let (snapshots, _stop) = refresher_on(
         RedisStore::connect(&redis.url()).await.unwrap(),
         Duration::from_secs(3600),
+        Duration::ZERO,
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -542,10 +545,11 @@ async fn issue_16_a_change_hint_reads_only_the_list_it_names() {
 }
 
 /// Issue 16: a write whose hint is lost (a writer that does not publish, or a message that
-/// never arrives) is found by the next full read, on the tick, even while hints for other lists
-/// keep the replica busy reading those lists alone.
+/// never arrives) is found by the next full read, even while hints for other lists keep the
+/// replica busy reading those lists alone. With the subscription live, that full read runs
+/// every `full_sync_every` (1 s here), not on every 50 ms poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_16_a_write_whose_hint_is_lost_is_found_by_the_tick() {
+async fn issue_16_a_write_whose_hint_is_lost_is_found_by_the_next_full_read() {
     let redis = RedisServer::start();
     let writer = RedisStore::connect(&redis.url()).await.unwrap();
     for id in ["busy", "quiet"] {
@@ -553,7 +557,8 @@ async fn issue_16_a_write_whose_hint_is_lost_is_found_by_the_tick() {
     }
     let (snapshots, _stop) = refresher_on(
         RedisStore::connect(&redis.url()).await.unwrap(),
-        Duration::from_millis(500),
+        statusd::store::redis::POLL,
+        Duration::from_secs(1),
     );
     until_published(&snapshots, "quiet", 0, Status::VALID).await;
     // The write script without its PUBLISH: the write is applied, and no hint goes out.
@@ -575,7 +580,16 @@ async fn issue_16_a_write_whose_hint_is_lost_is_found_by_the_tick() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the subscription has settled (1 s), the full read slows from every poll (40 in
+    // 2 s) to about once a second, however many hints come.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let full = calls(&redis, "smembers");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let full = calls(&redis, "smembers") - full;
+    assert!(
+        full <= 4,
+        "{full} full reads in 2 s with a live subscription"
+    );
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()

@@ -773,8 +773,9 @@ async fn subscribe(client: redis::Client, opts: RedisOptions, hints: Arc<Hints>)
                 backoff = MIN_BACKOFF;
                 warned = false;
                 // Messages published while unsubscribed are lost: have the refresher read
-                // every list.
+                // every list. From now on every write is named.
                 hints.note(None);
+                hints.set_complete(true);
                 loop {
                     match tokio::time::timeout(PING_EVERY, rx.recv()).await {
                         Ok(Some(push)) => match push.kind {
@@ -792,6 +793,9 @@ async fn subscribe(client: redis::Client, opts: RedisOptions, hints: Arc<Hints>)
                         }
                     }
                 }
+                // Writes may go unnamed until the subscription is back: the refresher reads
+                // every list now and on every tick meanwhile.
+                hints.set_complete(false);
                 tracing::debug!("subscription to {CHANNEL} lost; resubscribing");
             }
             Err(e) => {

@@ -49,6 +49,11 @@ use std::time::Duration;
 /// cluster store sleeps this long (there is no wake-up subscription on a cluster).
 pub const POLL: Duration = Duration::from_millis(50);
 
+/// How long a (re)taken subscription must have lasted before its hints are trusted to name
+/// every write ([`Store::hints_complete`]): the refresher keeps reading every list on every
+/// [`POLL`] until then, so whatever was written while it was being taken is found at once.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// The write script, as other writers must run it (docs/redis.md).
 pub const APPLY_LUA: &str = include_str!("../redis_apply.lua");
 
@@ -394,6 +399,10 @@ impl Store for RedisStore {
             return self.inner.hints.take();
         }
         self.inner.hints.wait(timeout).await
+    }
+
+    fn hints_complete(&self) -> bool {
+        self.inner.hints.complete_for(SETTLE)
     }
 }
 
