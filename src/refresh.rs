@@ -80,6 +80,8 @@ pub struct Refresher<S> {
     persist_to: Option<PathBuf>,
     /// The generation last written to [`Self::persist_to`], and when.
     persisted: (u64, Option<Instant>),
+    /// Each list as last written there, so that a write encodes only the lists that changed.
+    written: Arc<std::sync::Mutex<persist::Written>>,
     /// Lists whose state at a version failed validation, and when: retried every
     /// [`RETRY_REJECTED`] rather than on every poll, so a corrupt list does not flood the log.
     rejected: Mutex<HashMap<String, (u64, Instant)>>,
@@ -156,6 +158,7 @@ impl<S: Store> Refresher<S> {
             sync,
             persist_to: None,
             persisted: (0, None),
+            written: Arc::default(),
             rejected: Mutex::default(),
             reencode_every: Duration::ZERO,
             full_sync_every: Duration::ZERO,
@@ -325,7 +328,12 @@ impl<S: Store> Refresher<S> {
         if snap.generation == 0 {
             return;
         }
-        let res = tokio::task::spawn_blocking(move || persist::write(&path, &snap)).await;
+        let written = self.written.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let mut written = written.lock().expect("not poisoned");
+            persist::write(&path, &snap, &mut written)
+        })
+        .await;
         match res {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

@@ -10,6 +10,7 @@ use super::Snapshot;
 use crate::status::{sparse, StatusList};
 use crate::store::ListMeta;
 use ciborium::Value as Cbor;
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -37,25 +38,38 @@ pub enum PersistError {
     Format { path: String, reason: String },
 }
 
-/// Writes every list of `snap` to `path` atomically.
-pub fn write(path: &Path, snap: &Snapshot) -> Result<(), PersistError> {
+/// Each list's entry as last written, by list id: its metadata (which names its version) and
+/// its encoded state. A list whose metadata is unchanged since the last write is not encoded
+/// again, so a write after a few changes costs the lists that changed, not all of them.
+#[derive(Debug, Default)]
+pub struct Written(HashMap<Box<str>, (String, Vec<u8>)>);
+
+/// Writes every list of `snap` to `path` atomically, encoding only the lists `written` does
+/// not hold at their current metadata.
+pub fn write(path: &Path, snap: &Snapshot, written: &mut Written) -> Result<(), PersistError> {
     let io = |source| PersistError::Io {
         path: path.display().to_string(),
         source,
     };
+    written.0.retain(|id, _| snap.lists.contains_key(id));
     let lists = snap
         .lists
         .values()
         .map(|ls| {
+            let meta = serde_json::to_string(&ls.meta).expect("meta serialises");
+            let entry = match written.0.get(ls.meta.id.as_str()) {
+                Some((m, list)) if *m == meta => list.clone(),
+                _ => {
+                    let list = sparse::encode(&ls.list);
+                    written
+                        .0
+                        .insert(ls.meta.id.as_str().into(), (meta.clone(), list.clone()));
+                    list
+                }
+            };
             Cbor::Map(vec![
-                (
-                    Cbor::Text("meta".into()),
-                    Cbor::Text(serde_json::to_string(&ls.meta).expect("meta serialises")),
-                ),
-                (
-                    Cbor::Text("list".into()),
-                    Cbor::Bytes(sparse::encode(&ls.list)),
-                ),
+                (Cbor::Text("meta".into()), Cbor::Text(meta)),
+                (Cbor::Text("list".into()), Cbor::Bytes(entry)),
             ])
         })
         .collect();
@@ -180,7 +194,8 @@ mod tests {
         let base = std::env::temp_dir().join(format!("statusd-persist-{}", std::process::id()));
         let path = base.join("not-yet").join(FILE);
         let _ = std::fs::remove_dir_all(&base);
-        write(&path, &Snapshot::empty()).expect("written into a new directory");
+        write(&path, &Snapshot::empty(), &mut Written::default())
+            .expect("written into a new directory");
         assert_eq!(read(&path).unwrap().map(|p| p.lists.len()), Some(0));
         std::fs::remove_dir_all(&base).unwrap();
     }
@@ -195,7 +210,7 @@ mod tests {
             retired: std::sync::Arc::new(["default-1".into(), "default-2".into()].into()),
             ..Snapshot::empty()
         };
-        write(&path, &snap).unwrap();
+        write(&path, &snap, &mut Written::default()).unwrap();
         let mut retired: Vec<String> = read(&path)
             .unwrap()
             .unwrap()
@@ -205,6 +220,70 @@ mod tests {
             .collect();
         retired.sort();
         assert_eq!(retired, ["default-1", "default-2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A write after changes encodes the changed lists again and reuses the others: what is
+    /// read back is every list at its latest state, never a stale encoding.
+    #[test]
+    fn a_rewrite_holds_every_list_at_its_latest_state() {
+        use crate::status::{Bits, Status};
+        let dir =
+            std::env::temp_dir().join(format!("statusd-persist-rewrite-{}", std::process::id()));
+        let path = dir.join(FILE);
+        let list = |id: &str, version: u64, suspended: &[u64]| {
+            let meta: ListMeta = serde_json::from_value(serde_json::json!({
+                "id": id, "bits": 2, "size": 1024, "version": version, "updated_at": 0
+            }))
+            .unwrap();
+            let mut l = StatusList::new(Bits::Two, 1024).unwrap();
+            for &i in suspended {
+                l.set(i, Status::SUSPENDED).unwrap();
+            }
+            let snap = super::super::build::unsigned(meta, l, "k");
+            (Box::<str>::from(id), std::sync::Arc::new(snap))
+        };
+        let snap = |lists: Vec<(Box<str>, std::sync::Arc<super::super::ListSnapshot>)>| Snapshot {
+            lists: lists.into_iter().collect(),
+            ..Snapshot::empty()
+        };
+        let read_back = || {
+            let mut got: Vec<(String, u64, Vec<u64>)> = read(&path)
+                .unwrap()
+                .unwrap()
+                .lists
+                .into_iter()
+                .map(|(m, l)| {
+                    let s: Vec<u64> = (0..1024)
+                        .filter(|&i| l.get(i).unwrap() == Status::SUSPENDED)
+                        .collect();
+                    (m.id, m.version, s)
+                })
+                .collect();
+            got.sort();
+            got
+        };
+        let mut written = Written::default();
+        write(
+            &path,
+            &snap(vec![list("a", 1, &[3]), list("b", 1, &[5])]),
+            &mut written,
+        )
+        .unwrap();
+        write(
+            &path,
+            &snap(vec![list("a", 2, &[3, 9]), list("b", 1, &[5])]),
+            &mut written,
+        )
+        .unwrap();
+        assert_eq!(
+            read_back(),
+            [("a".into(), 2, vec![3, 9]), ("b".into(), 1, vec![5])]
+        );
+        // A list gone from the snapshot leaves the file and the record of what was written.
+        write(&path, &snap(vec![list("a", 2, &[3, 9])]), &mut written).unwrap();
+        assert_eq!(read_back(), [("a".into(), 2, vec![3, 9])]);
+        assert_eq!(written.0.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -234,14 +313,14 @@ mod tests {
         }
         let _unmount = Unmount(&dir);
         let path = dir.join(FILE);
-        write(&path, &Snapshot::empty()).expect("first write");
+        write(&path, &Snapshot::empty(), &mut Written::default()).expect("first write");
         let before = std::fs::read(&path).unwrap();
         let filler = dir.join("filler");
         {
             let mut f = std::fs::File::create(&filler).unwrap();
             while f.write(&[0u8; 4096]).is_ok_and(|n| n > 0) {}
         }
-        match write(&path, &Snapshot::empty()) {
+        match write(&path, &Snapshot::empty(), &mut Written::default()) {
             Err(PersistError::Io { source, .. }) => {
                 assert!(crate::store::is_disk_full(&source), "{source}")
             }
@@ -258,6 +337,7 @@ mod tests {
         );
         assert_eq!(read(&path).unwrap().map(|p| p.lists.len()), Some(0));
         std::fs::remove_file(&filler).unwrap();
-        write(&path, &Snapshot::empty()).expect("write after space returns");
+        write(&path, &Snapshot::empty(), &mut Written::default())
+            .expect("write after space returns");
     }
 }
