@@ -297,6 +297,7 @@ mod tests {
         affected, issuer_with, register, reinstate, reissue, revoke, run, status, suspend, Scratch,
     };
     use crate::issuer::{Issuer, Operation, Settings};
+    use crate::status::Status;
     use crate::store::registry::{Registry, Txn};
 
     /// An issuer whose derived cards go to pool `mobile`.
@@ -428,12 +429,9 @@ mod tests {
         assert_eq!(card.replaces.as_deref(), Some("card-1"));
     }
 
-    /// A commit that stopped between the lists (a Redis Cluster commits list by list: the
-    /// mobile card's list first, its parent's link after): the retry of the registration writes
-    /// the missing link and brings the card in line with the parent's loss report.
-    #[tokio::test]
-    async fn a_retry_mends_a_link_a_step_wise_commit_left_out() {
-        let (issuer, _dir) = issuer();
+    /// An issuer holding physical card `card-1` and its mobile card `phone-1`, in another list.
+    async fn card_with_phone_elsewhere() -> (Issuer, Scratch) {
+        let (issuer, dir) = issuer();
         run(
             &issuer,
             &[
@@ -442,17 +440,43 @@ mod tests {
             ],
         )
         .await;
-        // Undo the parent's side of the link, as if its commit never happened.
+        (issuer, dir)
+    }
+
+    /// Commits `card-1`'s record changed by `change` (and its status set to `status`) to its
+    /// own list only: what a step-wise commit (Redis Cluster) that stopped there leaves.
+    async fn commit_card_alone(
+        issuer: &Issuer,
+        change: impl FnOnce(&mut crate::issuer::record::Record),
+        status: Option<Status>,
+    ) {
         let (at, mut card) = issuer.credential("card-1").await.unwrap().unwrap();
-        card.children_elsewhere.clear();
+        change(&mut card);
         let store = &issuer.store;
         let (version, _) = store.records(&at.list, &[at.idx]).await.unwrap();
         let txn = Txn {
             expect_version: version,
             records: vec![(at.idx, card.to_bytes())],
+            changes: status
+                .map(|status| crate::store::Change {
+                    idx: at.idx,
+                    status,
+                })
+                .into_iter()
+                .collect(),
             ..Txn::default()
         };
         store.commit(&at.list, &txn).await.unwrap();
+    }
+
+    /// A commit that stopped between the lists (a Redis Cluster commits list by list: the
+    /// mobile card's list first, its parent's link after): the retry of the registration writes
+    /// the missing link and brings the card in line with the parent's loss report.
+    #[tokio::test]
+    async fn a_retry_mends_a_link_a_step_wise_commit_left_out() {
+        let (issuer, _dir) = card_with_phone_elsewhere().await;
+        // Undo the parent's side of the link, as if its commit never happened.
+        commit_card_alone(&issuer, |card| card.children_elsewhere.clear(), None).await;
         // The loss report cannot reach the card it does not know.
         let out = run(&issuer, &[suspend("card-1", None)]).await;
         assert!(out[0].affected.is_empty());
@@ -479,48 +503,22 @@ mod tests {
     /// is not `unchanged`: it finishes the cascade.
     #[tokio::test]
     async fn a_retry_finishes_a_cascade_a_step_wise_commit_left_half_done() {
-        let (issuer, _dir) = issuer();
-        run(
+        let (issuer, _dir) = card_with_phone_elsewhere().await;
+        // The parent's list committed alone.
+        commit_card_alone(
             &issuer,
-            &[
-                register("card-1", "physical", None),
-                register("phone-1", "mobile", Some("card-1")),
-            ],
+            |card| {
+                card.holds.insert("loss".into());
+            },
+            Some(Status::SUSPENDED),
         )
         .await;
-        // The parent's list committed alone.
-        let (at, mut card) = issuer.credential("card-1").await.unwrap().unwrap();
-        card.holds.insert("loss".into());
-        let store = &issuer.store;
-        let (version, _) = store.records(&at.list, &[at.idx]).await.unwrap();
-        let txn = Txn {
-            expect_version: version,
-            records: vec![(at.idx, card.to_bytes())],
-            changes: vec![crate::store::Change {
-                idx: at.idx,
-                status: crate::status::Status::SUSPENDED,
-            }],
-            ..Txn::default()
-        };
-        store.commit(&at.list, &txn).await.unwrap();
         assert_eq!(status(&issuer, "phone-1").await, "VALID");
         let out = run(&issuer, &[suspend("card-1", None)]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "SUSPENDED"));
         assert_eq!(affected(&out[0]), [("phone-1", "SUSPENDED")]);
         // And the same for a revocation.
-        let (at, mut card) = issuer.credential("card-1").await.unwrap().unwrap();
-        card.revoked = true;
-        let (version, _) = store.records(&at.list, &[at.idx]).await.unwrap();
-        let txn = Txn {
-            expect_version: version,
-            records: vec![(at.idx, card.to_bytes())],
-            changes: vec![crate::store::Change {
-                idx: at.idx,
-                status: crate::status::Status::INVALID,
-            }],
-            ..Txn::default()
-        };
-        store.commit(&at.list, &txn).await.unwrap();
+        commit_card_alone(&issuer, |card| card.revoked = true, Some(Status::INVALID)).await;
         let out = run(&issuer, &[revoke("card-1")]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
