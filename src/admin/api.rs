@@ -694,7 +694,7 @@ impl serde::Serialize for SortedOutcome<'_> {
             m.serialize_entry("affected", &o.affected)?;
         }
         if let Some(a) = &o.assignment {
-            m.serialize_entry("assignment", &SortedAssignment(a))?;
+            m.serialize_entry("assignment", &a.sorted())?;
         }
         m.serialize_entry("credential_id", &o.credential_id)?;
         if let Some(i) = self.index {
@@ -705,26 +705,6 @@ impl serde::Serialize for SortedOutcome<'_> {
         }
         m.serialize_entry("result", o.result)?;
         m.serialize_entry("status", o.status)?;
-        m.end()
-    }
-}
-
-/// An [`crate::issuer::Assignment`] with its keys sorted (the claims inside are JSON values,
-/// whose keys are sorted already).
-struct SortedAssignment<'a>(&'a crate::issuer::Assignment);
-
-impl serde::Serialize for SortedAssignment<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        let a = self.0;
-        let mut m = s.serialize_map(Some(7))?;
-        m.serialize_entry("credential_status", &a.credential_status)?;
-        m.serialize_entry("credential_status_2021", &a.credential_status_2021)?;
-        m.serialize_entry("cwt_status_claim", &a.cwt_status_claim)?;
-        m.serialize_entry("cwt_status_claim_cbor", &a.cwt_status_claim_cbor)?;
-        m.serialize_entry("idx", &a.idx)?;
-        m.serialize_entry("list_id", &a.list_id)?;
-        m.serialize_entry("status_claim", &a.status_claim)?;
         m.end()
     }
 }
