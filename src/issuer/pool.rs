@@ -184,11 +184,12 @@ impl Issuer {
     }
 }
 
-/// One of `candidates` (not empty), at random.
+/// One of `candidates` (not empty), at random (per top-level card: the thread's generator,
+/// not a system call each).
 fn pick(candidates: &[String]) -> String {
     use rand::seq::SliceRandom;
     candidates
-        .choose(&mut rand::rngs::OsRng)
+        .choose(&mut rand::thread_rng())
         .expect("non-empty")
         .clone()
 }
