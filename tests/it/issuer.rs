@@ -194,6 +194,37 @@ fn reason(r: &str) -> Value {
     json!({ "reason": r })
 }
 
+/// The loss reports of physical card `P` and its mobile cards `M1` and `M2`, wherever they
+/// live: a mobile card reported lost suspends only itself; the physical card reported lost
+/// suspends it and every mobile card; finding the physical card does not reinstate `M1`, whose
+/// own loss report is still open.
+async fn loss_reports_of_a_family(env: &Env) {
+    let (s, v) = env.act("M1", "suspend", reason("phone lost")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["affected"], json!(null));
+    env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
+        .await;
+    let (s, v) = env
+        .act(
+            "P",
+            "suspend",
+            json!({"reason": "wallet stolen", "request_id": "r-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["result"], "changed");
+    assert_eq!(
+        v["affected"],
+        json!([{"credential_id": "M2", "status": "SUSPENDED"}])
+    );
+    env.expect_public(&[("P", "SUSPENDED"), ("M1", "SUSPENDED"), ("M2", "SUSPENDED")])
+        .await;
+    let (s, v) = env.act("P", "reinstate", reason("wallet found")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn physical_loss_cascades_and_mobile_loss_is_local() {
     for backend in BACKENDS {
@@ -212,36 +243,7 @@ async fn physical_loss_cascades_and_mobile_loss_is_local() {
             .unwrap()
             .ends_with(&format!("/statuslists/{}", env.place("P").await.0)));
 
-        // A mobile card reported lost suspends only itself.
-        let (s, v) = env.act("M1", "suspend", reason("phone lost")).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(v["affected"], json!(null));
-        env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
-            .await;
-
-        // The physical card reported lost suspends it and every mobile card.
-        let (s, v) = env
-            .act(
-                "P",
-                "suspend",
-                json!({"reason": "wallet stolen", "request_id": "r-1"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(v["result"], "changed");
-        assert_eq!(
-            v["affected"],
-            json!([{"credential_id": "M2", "status": "SUSPENDED"}])
-        );
-        env.expect_public(&[("P", "SUSPENDED"), ("M1", "SUSPENDED"), ("M2", "SUSPENDED")])
-            .await;
-
-        // Overlapping holds: finding the physical card does not reinstate M1, whose own loss
-        // report is still open.
-        let (s, v) = env.act("P", "reinstate", reason("wallet found")).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
-            .await;
+        loss_reports_of_a_family(&env).await;
         let (s, _) = env.act("M1", "reinstate", reason("phone found")).await;
         assert_eq!(s, StatusCode::OK);
         env.expect_public(&[("P", "VALID"), ("M1", "VALID"), ("M2", "VALID")])
@@ -416,26 +418,7 @@ async fn the_lifecycle_holds_across_lists_with_a_derived_pool() {
             .await;
         assert_eq!(view["children"], json!(["M1", "M2"]), "{backend:?}");
 
-        // A mobile card reported lost suspends only itself.
-        let (s, v) = env.act("M1", "suspend", reason("phone lost")).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(v["affected"], json!(null));
-        env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
-            .await;
-        // The physical card reported lost suspends it and every mobile card, in their lists.
-        let (s, v) = env.act("P", "suspend", reason("wallet stolen")).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(
-            v["affected"],
-            json!([{"credential_id": "M2", "status": "SUSPENDED"}])
-        );
-        env.expect_public(&[("P", "SUSPENDED"), ("M1", "SUSPENDED"), ("M2", "SUSPENDED")])
-            .await;
-        // Reinstating the physical card leaves M1's own loss report in force.
-        let (s, v) = env.act("P", "reinstate", reason("wallet found")).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        env.expect_public(&[("P", "VALID"), ("M1", "SUSPENDED"), ("M2", "VALID")])
-            .await;
+        loss_reports_of_a_family(&env).await;
         let (_, audit) = env
             .call(READER, Method::GET, "/v1/credentials/M2/audit", None)
             .await;
