@@ -324,11 +324,13 @@ impl<'a> Planner<'a> {
         }
         // Every list's first read at once, each with the families of the records named: one
         // round trip however many lists the batch names (two for a reissue across lists).
+        // Where the store can, each read brings the other lists its records link to as well (a
+        // derived pool's cards, their parents), so a cascade across lists reads nothing more.
         let (reads, marked) = crate::store::together(
             crate::store::all_together(
                 by_list
                     .iter()
-                    .map(|(list, idxs)| store.list_records(list, idxs))
+                    .map(|(list, idxs)| store.list_records_following(list, idxs))
                     .collect(),
             ),
             crate::store::all_together(
@@ -352,9 +354,22 @@ impl<'a> Planner<'a> {
                 planner.marked.insert(at, new.to_owned());
             }
         }
+        let mut followed = Vec::new();
         for (list, read) in by_list.keys().zip(reads) {
-            let linked = planner.first_read(list, read?)?;
+            let mut read = read?.into_iter();
+            let (own, first) = read.next().ok_or_else(|| {
+                StoreError::Backend(format!("the store read nothing of list {list:?}"))
+            })?;
+            debug_assert_eq!(own, *list);
+            let linked = planner.first_read(list, first)?;
             planner.load(list, &linked).await?;
+            followed.extend(read);
+        }
+        // The lists linked to, as first read with the lists named, unless read already.
+        for (list, read) in followed {
+            if let Some(linked) = planner.first_read_followed(&list, read) {
+                planner.load(&list, &linked).await?;
+            }
         }
         if !store.commits_jointly() {
             let lists = &planner.lists;
@@ -374,7 +389,8 @@ impl<'a> Planner<'a> {
                 planner.unsettled.insert(id, at);
             }
         }
-        // Families across lists (a derived pool): one more round trip, only when there are any.
+        // Families across lists (a derived pool): one more round trip, only when there are any
+        // the first reads did not bring (a Redis Cluster).
         planner.prefetch(ops).await?;
         Ok(planner)
     }
@@ -451,6 +467,26 @@ impl<'a> Planner<'a> {
         };
         let lp = self.lists.entry(list.to_owned()).or_insert(lp);
         Ok(take_records(lp, list, recs)?)
+    }
+
+    /// Adds `list` to the plan's lists from a read that followed a link into it (what
+    /// [`Registry::list_records_following`] brings besides the list asked for), unless the plan
+    /// holds it already; returns the indices those records link to. A read whose records do not
+    /// decode is left out, as if it had not been made: planning reads the list again if it
+    /// needs it, and reports that then.
+    fn first_read_followed(&mut self, list: &str, (meta, recs): MetaRecords) -> Option<Vec<u32>> {
+        if self.lists.contains_key(list) {
+            return None;
+        }
+        let mut lp = ListPlan {
+            work: ListWork::new(meta.bits().ok()?, BTreeMap::new()),
+            version: meta.version,
+            meta,
+            allocated: None,
+        };
+        let linked = take_records(&mut lp, list, recs).ok()?;
+        self.lists.insert(list.to_owned(), lp);
+        Some(linked)
     }
 
     /// Loads (once) the records at `idxs` of `list` and everything they link to, at one

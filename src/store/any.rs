@@ -106,6 +106,14 @@ impl Registry for AnyStore {
         dispatch!(self, s => s.list_records(list, idxs).await)
     }
 
+    async fn list_records_following(
+        &self,
+        list: &str,
+        idxs: &[u32],
+    ) -> Result<Vec<(String, MetaRecords)>, StoreError> {
+        dispatch!(self, s => s.list_records_following(list, idxs).await)
+    }
+
     fn allocated_cached(&self, list: &str) -> Option<RoaringBitmap> {
         dispatch!(self, s => s.allocated_cached(list))
     }

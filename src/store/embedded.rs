@@ -14,7 +14,9 @@
 //! What it promises as a [`Store`] is tested with the Redis store's, by one contract suite
 //! (`tests/it/store_contract.rs`).
 
-use super::registry::{family_links, Location, MetaRecords, Records, Registry, Txn};
+use super::registry::{
+    family_links, links_elsewhere, Location, MetaRecords, Records, Registry, Txn,
+};
 use super::retire::Retire;
 use super::{
     check_change, check_id, Applied, Change, Hint, Hints, ListMeta, NewList, Store, StoreError,
@@ -128,6 +130,56 @@ fn meta_of(
         Some(v) => decode_meta(id, v.value()),
         None => Err(StoreError::UnknownList(id.to_owned())),
     }
+}
+
+/// [`Registry::list_records`] of list `id` at `idxs`, and with `follow`, of every other list its
+/// records link to ([`Registry::list_records_following`]), in one read transaction: the
+/// records are exactly those of the versions read.
+fn read_lists(
+    db: &Database,
+    id: &str,
+    idxs: Vec<u32>,
+    follow: bool,
+) -> Result<Vec<(String, MetaRecords)>, StoreError> {
+    let tx = db.begin_read().map_err(backend)?;
+    let lists = tx.open_table(LISTS).map_err(backend)?;
+    let creds = tx.open_table(CREDS).map_err(backend)?;
+    let family = |id: &str, mut queue: Vec<u32>| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = std::collections::BTreeMap::new();
+        while let Some(idx) = queue.pop() {
+            if !seen.insert(idx) {
+                continue;
+            }
+            if let Some(v) = creds.get((id, idx)).map_err(backend)? {
+                let bytes = v.value().to_vec();
+                queue.extend(family_links(&bytes));
+                out.insert(idx, bytes);
+            }
+        }
+        Ok::<_, StoreError>(out)
+    };
+    let meta = meta_of(&lists, id)?;
+    let recs = family(id, idxs)?;
+    let mut elsewhere: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    if follow {
+        for bytes in recs.values() {
+            for at in links_elsewhere(id, bytes) {
+                elsewhere.entry(at.list).or_default().push(at.idx);
+            }
+        }
+    }
+    let mut read = vec![(id.to_owned(), (meta, recs))];
+    for (list, idxs) in elsewhere {
+        // A list that does not exist (or whose metadata does not decode) is left out: whoever
+        // reads it later reports that.
+        let Ok(meta) = meta_of(&lists, &list) else {
+            continue;
+        };
+        let recs = family(&list, idxs)?;
+        read.push((list, (meta, recs)));
+    }
+    Ok(read)
 }
 
 impl EmbeddedStore {
@@ -342,28 +394,22 @@ impl Registry for EmbeddedStore {
 
     async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
         let id = list.to_owned();
-        let mut queue = idxs.to_vec();
-        self.blocking(move |db| {
-            // One read transaction: the records are exactly those of the version read.
-            let tx = db.begin_read().map_err(backend)?;
-            let lists = tx.open_table(LISTS).map_err(backend)?;
-            let meta = meta_of(&lists, &id)?;
-            let creds = tx.open_table(CREDS).map_err(backend)?;
-            let mut seen = std::collections::BTreeSet::new();
-            let mut out = std::collections::BTreeMap::new();
-            while let Some(idx) = queue.pop() {
-                if !seen.insert(idx) {
-                    continue;
-                }
-                if let Some(v) = creds.get((id.as_str(), idx)).map_err(backend)? {
-                    let bytes = v.value().to_vec();
-                    queue.extend(family_links(&bytes));
-                    out.insert(idx, bytes);
-                }
-            }
-            Ok((meta, out))
-        })
-        .await
+        let idxs = idxs.to_vec();
+        let mut read = self
+            .blocking(move |db| read_lists(db, &id, idxs, false))
+            .await?;
+        Ok(read.swap_remove(0).1)
+    }
+
+    async fn list_records_following(
+        &self,
+        list: &str,
+        idxs: &[u32],
+    ) -> Result<Vec<(String, MetaRecords)>, StoreError> {
+        let id = list.to_owned();
+        let idxs = idxs.to_vec();
+        self.blocking(move |db| read_lists(db, &id, idxs, true))
+            .await
     }
 
     /// Exact, not merely a subset: only this process writes the database, and every commit

@@ -30,8 +30,9 @@
 //! * Records are opaque bytes, except for the links a family read follows
 //!   ([`Registry::list_records`], [`family_links`]): the issuer's JSON records name their derived
 //!   cards (`children`, indices) and their parent (`parent.idx`) in the same list. Links into
-//!   other lists (`children_elsewhere`, and `parent` with a `list`: a derived pool) are not
-//!   followed by the store: the issuer reads those lists itself.
+//!   other lists (`children_elsewhere`, and `parent` with a `list`: a derived pool,
+//!   [`links_elsewhere`]) are followed one step by [`Registry::list_records_following`] where
+//!   the store reads several lists in one step; otherwise the issuer reads those lists itself.
 
 use super::{Change, Extends, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;
@@ -112,6 +113,40 @@ pub fn family_links(record: &[u8]) -> Vec<u32> {
     }
 }
 
+/// The places in other lists than `list` a record links to: its derived cards there
+/// (`children_elsewhere`) and its parent there (`parent.list`, `parent.idx`), as
+/// [`crate::issuer::record::Record`] writes them, keeping only valid list ids ([`super::check_id`]);
+/// none if the record is not such JSON. `redis_read.lua` follows the same fields.
+pub fn links_elsewhere(list: &str, record: &[u8]) -> Vec<Location> {
+    #[derive(serde::Deserialize)]
+    struct Links {
+        #[serde(default)]
+        children_elsewhere: Vec<Location>,
+        #[serde(default)]
+        parent: Option<Parent>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Parent {
+        idx: u32,
+        #[serde(default)]
+        list: Option<String>,
+    }
+    match serde_json::from_slice::<Links>(record) {
+        Ok(l) => l
+            .children_elsewhere
+            .into_iter()
+            .chain(l.parent.and_then(|p| {
+                Some(Location {
+                    list: p.list?,
+                    idx: p.idx,
+                })
+            }))
+            .filter(|at| at.list != list && super::check_id(&at.list).is_ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// One compare-and-set commit to one list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Txn {
@@ -154,6 +189,23 @@ pub trait Registry: Store {
         list: &str,
         idxs: &[u32],
     ) -> impl Future<Output = Result<MetaRecords, StoreError>> + Send;
+
+    /// [`Registry::list_records`] of `list` first, then, where the store can read several
+    /// lists in one step (the embedded store, a standalone Redis), the same read of each other
+    /// list the records read link to (`children_elsewhere`, a `parent.list`: a derived pool),
+    /// one step only: its metadata and the records linked to, with their families. A linked
+    /// list that does not exist, or cannot be read as a list, is left out (whoever reads it
+    /// later reports that). One round trip. The default (a Redis Cluster, whose lists live in
+    /// other slots) reads `list` alone.
+    fn list_records_following(
+        &self,
+        list: &str,
+        idxs: &[u32],
+    ) -> impl Future<Output = Result<Vec<(String, MetaRecords)>, StoreError>> + Send {
+        let read = self.list_records(list, idxs);
+        let list = list.to_owned();
+        async move { Ok(vec![(list, read.await?)]) }
+    }
 
     /// The allocated indices this store holds in memory for `list`, if any, read without a
     /// round trip. It may lag behind the store (allocations only ever add indices, so it is a
@@ -290,6 +342,34 @@ mod tests {
         )
         .is_empty());
         assert!(family_links(b"not json").is_empty());
+    }
+
+    #[test]
+    fn links_elsewhere_name_other_lists_only() {
+        let at = |list: &str, idx| Location {
+            list: list.into(),
+            idx,
+        };
+        assert_eq!(
+            links_elsewhere(
+                "default-1",
+                br#"{"children":[4],"children_elsewhere":[{"list":"mobile-1","idx":7},{"list":"default-1","idx":2},{"list":"a b","idx":1}],"history":[]}"#
+            ),
+            [at("mobile-1", 7)]
+        );
+        assert_eq!(
+            links_elsewhere(
+                "mobile-1",
+                br#"{"parent":{"credential_id":"P","idx":3,"list":"default-1"},"history":[]}"#
+            ),
+            [at("default-1", 3)]
+        );
+        assert!(links_elsewhere(
+            "default-1",
+            br#"{"parent":{"credential_id":"P","idx":3},"history":[]}"#
+        )
+        .is_empty());
+        assert!(links_elsewhere("default-1", b"not json").is_empty());
     }
 
     #[test]

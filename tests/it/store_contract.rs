@@ -262,6 +262,101 @@ async fn a_list_read_does_not_follow_links_into_other_lists(subject: impl Subjec
     assert_eq!(got.keys().copied().collect::<Vec<_>>(), [3]);
 }
 
+/// A following read (a store that reads several lists in one step: both here) brings, after the
+/// list asked for, each other list its records link to (`children_elsewhere`, a `parent.list`)
+/// that exists, with the records linked to and their families there, at that list's version;
+/// one step only, never a list twice, never a link to a list id the store would refuse.
+async fn a_following_read_brings_the_lists_linked_to(subject: impl Subject) {
+    let s = subject.open().await;
+    for id in ["p", "m", "n"] {
+        s.create_list(new_list(id, Bits::Two, 64)).await.unwrap();
+    }
+    let txn = |version, records: &[(u32, &str)]| Txn {
+        expect_version: version,
+        claim: records.iter().map(|(i, _)| *i).collect(),
+        records: records
+            .iter()
+            .map(|(i, r)| (*i, r.as_bytes().to_vec()))
+            .collect(),
+        changes: Vec::new(),
+        extends: Extends::Nothing,
+    };
+    s.commit("p", &txn(0, &[
+            (
+                1,
+                r#"{"credential_id":"P","kind":"k","children":[2],"children_elsewhere":[{"list":"m","idx":3},{"list":"n","idx":5},{"list":"zz","idx":1},{"list":"p","idx":4},{"list":"a:b","idx":1}],"history":[]}"#,
+            ),
+            (
+                2,
+                r#"{"credential_id":"M","kind":"k","parent":{"credential_id":"P","idx":1},"history":[]}"#,
+            ),
+            (4, r#"{"credential_id":"Y","kind":"k","history":[]}"#),
+        ]))
+    .await
+    .unwrap();
+    s.commit(
+        "m",
+        &txn(
+            0,
+            &[(7, r#"{"credential_id":"Z","kind":"k","history":[]}"#)],
+        ),
+    )
+    .await
+    .unwrap();
+    s.commit("m", &txn(1, &[
+            (
+                3,
+                r#"{"credential_id":"X","kind":"k","children":[6],"parent":{"credential_id":"P","idx":1,"list":"p"},"history":[]}"#,
+            ),
+            (
+                6,
+                r#"{"credential_id":"X2","kind":"k","parent":{"credential_id":"X","idx":3},"history":[]}"#,
+            ),
+        ]))
+    .await
+    .unwrap();
+    s.commit("n", &txn(0, &[(
+            5,
+            r#"{"credential_id":"W","kind":"k","parent":{"credential_id":"P","idx":1,"list":"p"},"history":[]}"#,
+        )]))
+    .await
+    .unwrap();
+    let shape = |read: Vec<(String, statusd::store::registry::MetaRecords)>| {
+        read.into_iter()
+            .map(|(list, (meta, recs))| {
+                assert_eq!(meta.id, list);
+                (list, meta.version, recs.into_keys().collect::<Vec<_>>())
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut got = shape(s.list_records_following("p", &[1]).await.unwrap());
+    assert_eq!(got.remove(0), ("p".to_owned(), 1, vec![1, 2]));
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("m".to_owned(), 2, vec![3, 6]),
+            ("n".to_owned(), 1, vec![5])
+        ]
+    );
+    // One step: the parent's list with the parent's family, not the lists it links to.
+    let got = shape(s.list_records_following("m", &[6]).await.unwrap());
+    assert_eq!(
+        got,
+        [
+            ("m".to_owned(), 2, vec![3, 6]),
+            ("p".to_owned(), 1, vec![1, 2])
+        ]
+    );
+    // No links elsewhere: the list alone, as `list_records` reads it.
+    let got = shape(s.list_records_following("m", &[7]).await.unwrap());
+    assert_eq!(got, [("m".to_owned(), 2, vec![7])]);
+    assert_refused!(
+        s.list_records_following("zz", &[1]).await,
+        StoreError::UnknownList(_)
+    );
+}
+
 /// A joint commit of two lists and a binding (a reissue across lists on a standalone Redis or
 /// the embedded store) is all or nothing: a terminal change in the second list, a stale version
 /// or a credential id bound meanwhile leaves both lists, their allocations and the ids as they
@@ -550,6 +645,7 @@ contract!(
     meta_reads_one_list,
     a_list_read_brings_each_record_s_family,
     a_list_read_does_not_follow_links_into_other_lists,
+    a_following_read_brings_the_lists_linked_to,
     a_joint_commit_is_all_or_nothing,
     a_joint_commit_keeps_each_list_s_expiry_and_refuses_a_retired_list,
     a_list_keeps_its_latest_expiry_and_retires_once,

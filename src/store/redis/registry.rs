@@ -94,37 +94,18 @@ impl Registry for RedisStore {
     }
 
     async fn list_records(&self, list: &str, idxs: &[u32]) -> Result<MetaRecords, StoreError> {
-        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
-        let inner = &self.inner;
-        let mut call = inner.read.key(meta_key(list));
-        call.key(creds_key(list)).arg(idxs);
-        let reply: Value = call
-            .invoke_async(&mut inner.conn())
-            .await
-            .map_err(|e| inner.error(Some(list), e))?;
-        let bad = || StoreError::Backend(format!("redis: unexpected records reply for {list:?}"));
-        let Value::Array(mut parts) = reply else {
-            return Err(bad());
-        };
-        let (Some(Value::Array(flat)), Some(meta), None) = (parts.pop(), parts.pop(), parts.pop())
-        else {
-            return Err(bad());
-        };
-        let meta =
-            parse_meta(list, &meta)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
-        if flat.len() % 2 != 0 {
-            return Err(bad());
-        }
-        let mut records = BTreeMap::new();
-        let mut flat = flat.into_iter();
-        while let (Some(idx), Some(rec)) = (flat.next(), flat.next()) {
-            let (Value::Int(idx), Value::BulkString(rec)) = (idx, rec) else {
-                return Err(bad());
-            };
-            let idx = u32::try_from(idx).map_err(|_| bad())?;
-            records.insert(idx, rec);
-        }
-        Ok((meta, records))
+        let mut read = self.read_lists(list, idxs, false).await?;
+        Ok(read.swap_remove(0).1)
+    }
+
+    /// On a standalone Redis `redis_read.lua` follows the links into other lists itself (its
+    /// `follow` mode, which reads keys it is not given); a cluster reads `list` alone.
+    async fn list_records_following(
+        &self,
+        list: &str,
+        idxs: &[u32],
+    ) -> Result<Vec<(String, MetaRecords)>, StoreError> {
+        self.read_lists(list, idxs, !self.is_cluster()).await
     }
 
     fn allocated_cached(&self, list: &str) -> Option<RoaringBitmap> {
@@ -430,4 +411,81 @@ impl RedisStore {
             None => inner.error(Some(first), e),
         }
     }
+}
+
+impl RedisStore {
+    /// `redis_read.lua` on `list` at `idxs`, following the links into other lists with
+    /// `follow` (standalone Redis only): `list`'s read first, then those of the other lists.
+    async fn read_lists(
+        &self,
+        list: &str,
+        idxs: &[u32],
+        follow: bool,
+    ) -> Result<Vec<(String, MetaRecords)>, StoreError> {
+        check_id(list).map_err(|_| StoreError::UnknownList(list.to_owned()))?;
+        let inner = &self.inner;
+        let mut call = inner.read.key(meta_key(list));
+        call.key(creds_key(list));
+        if follow {
+            call.arg("follow");
+        }
+        call.arg(idxs);
+        let reply: Value = call
+            .invoke_async(&mut inner.conn())
+            .await
+            .map_err(|e| inner.error(Some(list), e))?;
+        let bad = || StoreError::Backend(format!("redis: unexpected records reply for {list:?}"));
+        let Value::Array(parts) = reply else {
+            return Err(bad());
+        };
+        let mut parts = parts.into_iter();
+        let (Some(meta), Some(flat)) = (parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let meta =
+            parse_meta(list, &meta)?.ok_or_else(|| StoreError::UnknownList(list.to_owned()))?;
+        let mut read = vec![(list.to_owned(), (meta, records_of(flat).ok_or_else(bad)?))];
+        match (parts.next(), parts.next()) {
+            (None, None) if !follow => {}
+            (Some(Value::Array(extra)), None) if follow && extra.len() % 3 == 0 => {
+                let mut extra = extra.into_iter();
+                while let (Some(other), Some(meta), Some(flat)) =
+                    (extra.next(), extra.next(), extra.next())
+                {
+                    let other = bytes_of(&other)
+                        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                        .filter(|l| check_id(l).is_ok() && l != list)
+                        .ok_or_else(bad)?;
+                    // A linked list whose metadata does not read as a list is left out: whoever
+                    // reads it later reports that.
+                    let Ok(Some(meta)) = parse_meta(&other, &meta) else {
+                        continue;
+                    };
+                    read.push((other, (meta, records_of(flat).ok_or_else(bad)?)));
+                }
+            }
+            _ => return Err(bad()),
+        }
+        Ok(read)
+    }
+}
+
+/// The records `redis_read.lua` returns for one list (`{idx_1, record_1, ...}`), by index;
+/// `None` if the reply is not that.
+fn records_of(flat: Value) -> Option<BTreeMap<u32, Vec<u8>>> {
+    let Value::Array(flat) = flat else {
+        return None;
+    };
+    if flat.len() % 2 != 0 {
+        return None;
+    }
+    let mut records = BTreeMap::new();
+    let mut flat = flat.into_iter();
+    while let (Some(idx), Some(rec)) = (flat.next(), flat.next()) {
+        let (Value::Int(idx), Value::BulkString(rec)) = (idx, rec) else {
+            return None;
+        };
+        records.insert(u32::try_from(idx).ok()?, rec);
+    }
+    Some(records)
 }
