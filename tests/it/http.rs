@@ -560,7 +560,9 @@ async fn admin_plane_metrics_and_health() {
 /// 10-13). Now how many versions they see depends on neither the machine's speed nor its load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_swaps_never_show_a_half_built_state() {
-    const BATCHES: u32 = 40;
+    // Each batch waits for its signed token, and a publication re-signs every form (Data
+    // Integrity included) in a debug build: about 2-3 s each on a loaded 2-core machine.
+    const BATCHES: u32 = 12;
     let dir = TempDir::new("swap");
     let srv = start_with(
         &dir.0,
@@ -571,12 +573,27 @@ async fn snapshot_swaps_never_show_a_half_built_state() {
     let base = format!("http://{}", srv.public_addr);
     let keys = jwks(&base).await;
     let store = srv.store.clone();
-    let published = |base: String, idx: u32| async move {
-        let (_, _, body) = get(&format!("{base}/statuses/s/{idx}"), &[]).await;
-        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["value"] == 2
+    // A batch is published when the signed token shows it: lookups answer from the new state
+    // at once, and the token follows when its re-encoding (in the background) is done, so a
+    // writer that waited on lookups alone could outrun the tokens the readers check.
+    let published = |base: String, keys: KeySet, idx: u32| async move {
+        let (_, _, body) = get(
+            &format!("{base}/statuslists/s"),
+            &[("accept", "application/statuslist+jwt")],
+        )
+        .await;
+        let claims = statuslist::verify_jwt(std::str::from_utf8(&body).unwrap(), &keys).unwrap();
+        claims
+            .status_list
+            .decode()
+            .unwrap()
+            .get(idx.into())
+            .unwrap()
+            == Status::SUSPENDED
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let writer_base = base.clone();
+    let writer_keys = keys.clone();
     let writer = tokio::spawn(async move {
         for k in 0..BATCHES {
             let changes = [
@@ -590,7 +607,7 @@ async fn snapshot_swaps_never_show_a_half_built_state() {
                 },
             ];
             store.apply("s", &changes).await.unwrap();
-            while !published(writer_base.clone(), 2 * k + 1).await {
+            while !published(writer_base.clone(), writer_keys.clone(), 2 * k + 1).await {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "batch {k} never published"
