@@ -304,6 +304,20 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// `issuer` holding physical card `card-1` and its derived mobile card `phone-1` (in its
+    /// parent's list, or in a derived pool if the issuer's settings name one).
+    pub(crate) async fn card_with_phone(issuer: (Issuer, Scratch)) -> (Issuer, Scratch) {
+        run(
+            &issuer.0,
+            &[
+                register("card-1", "physical", None),
+                register("phone-1", "mobile", Some("card-1")),
+            ],
+        )
+        .await;
+        issuer
+    }
+
     /// Small lists: planning decisions do not depend on the size.
     pub(crate) fn issuer() -> (Issuer, Scratch) {
         issuer_with(Settings {

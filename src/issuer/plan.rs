@@ -1129,23 +1129,10 @@ fn changed_outcome(
 mod tests {
     use super::*;
     use crate::issuer::tests::{
-        affected, issuer, issuer_with, register, reinstate, reissue, revoke, run, status, suspend,
+        affected, card_with_phone, issuer, issuer_with, register, reinstate, reissue, revoke, run,
+        status, suspend,
     };
     use crate::issuer::{IssuerError, Settings};
-
-    /// An issuer holding physical card `card-1` and its derived mobile card `phone-1`.
-    async fn card_with_phone() -> (Issuer, crate::issuer::tests::Scratch) {
-        let (issuer, dir) = issuer();
-        run(
-            &issuer,
-            &[
-                register("card-1", "physical", None),
-                register("phone-1", "mobile", Some("card-1")),
-            ],
-        )
-        .await;
-        (issuer, dir)
-    }
 
     /// Runs `ops` as one batch that must be refused; returns the failing items' errors.
     async fn refused(issuer: &Issuer, ops: &[Operation]) -> Vec<(usize, ItemError)> {
@@ -1409,7 +1396,7 @@ mod tests {
     /// it is a retry, reissuing the old card as another card is refused.
     #[tokio::test]
     async fn a_card_is_reissued_once() {
-        let (issuer, _dir) = card_with_phone().await;
+        let (issuer, _dir) = card_with_phone(issuer()).await;
         let out = run(&issuer, &[reissue("card-1", "card-2", None)]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         assert_eq!(affected(&out[0]), [("phone-1", "INVALID")]);
@@ -1444,7 +1431,7 @@ mod tests {
     /// batch did not name (it was refused as `unknown-parent`).
     #[tokio::test]
     async fn a_derived_card_is_reissued_under_its_parent_unnamed() {
-        let (issuer, _dir) = card_with_phone().await;
+        let (issuer, _dir) = card_with_phone(issuer()).await;
         let out = run(&issuer, &[reissue("phone-1", "phone-2", None)]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         let new = issuer.view("phone-2").await.unwrap().unwrap();

@@ -7,6 +7,8 @@
 //!   [`Signer`] (key file or PKCS#11 token, with its certificate chain).
 //! * [`jws`]: JWS compact serialisation (RFC 7515), strict parsing and verification.
 //! * [`cose`]: COSE_Sign1_Tagged (RFC 9052) built on `coset`, strict parsing and verification.
+//! * [`signed`]: any claim set signed and verified as a JWT or a CWT with its own `typ` (the
+//!   Status List Token's and the signed delta's), and the time claims they share.
 //! * [`statuslist`]: the Status List Token claims, signed and verified in both forms.
 //! * [`vc`]: a W3C credential secured as a `vc+jwt`.
 //!

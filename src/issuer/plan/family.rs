@@ -295,7 +295,8 @@ fn add_records(lp: &mut ListPlan, list: &str, recs: Vec<(u32, Vec<u8>)>) -> Resu
 #[cfg(test)]
 mod tests {
     use crate::issuer::tests::{
-        affected, issuer_with, register, reinstate, reissue, revoke, run, status, suspend, Scratch,
+        affected, card_with_phone, issuer_with, register, reinstate, reissue, revoke, run, status,
+        suspend, Scratch,
     };
     use crate::issuer::{Issuer, Operation, Settings};
     use crate::status::Status;
@@ -320,15 +321,7 @@ mod tests {
     /// each card's audit trail says what happened to it and via whom.
     #[tokio::test]
     async fn a_family_across_lists_follows_the_lifecycle_rules() {
-        let (issuer, _dir) = issuer();
-        run(
-            &issuer,
-            &[
-                register("card-1", "physical", None),
-                register("phone-1", "mobile", Some("card-1")),
-            ],
-        )
-        .await;
+        let (issuer, _dir) = card_with_phone(issuer()).await;
         run(&issuer, &[register("phone-2", "mobile", Some("card-1"))]).await;
         let card_list = list_of(&issuer, "card-1").await;
         assert!(card_list.starts_with("default-"), "{card_list}");
@@ -398,15 +391,7 @@ mod tests {
     /// pool under the same parent, which then reaches it.
     #[tokio::test]
     async fn reissues_across_lists_keep_the_family() {
-        let (issuer, _dir) = issuer();
-        run(
-            &issuer,
-            &[
-                register("card-1", "physical", None),
-                register("phone-1", "mobile", Some("card-1")),
-            ],
-        )
-        .await;
+        let (issuer, _dir) = card_with_phone(issuer()).await;
         let out = run(&issuer, &[reissue("phone-1", "phone-2", None)]).await;
         assert_eq!((out[0].result, out[0].status), ("changed", "INVALID"));
         let new = issuer.view("phone-2").await.unwrap().unwrap();
@@ -428,20 +413,6 @@ mod tests {
         let card = issuer.view("card-2").await.unwrap().unwrap();
         assert!(card.assignment.list_id.starts_with("default-"));
         assert_eq!(card.replaces.as_deref(), Some("card-1"));
-    }
-
-    /// An issuer holding physical card `card-1` and its mobile card `phone-1`, in another list.
-    async fn card_with_phone_elsewhere() -> (Issuer, Scratch) {
-        let (issuer, dir) = issuer();
-        run(
-            &issuer,
-            &[
-                register("card-1", "physical", None),
-                register("phone-1", "mobile", Some("card-1")),
-            ],
-        )
-        .await;
-        (issuer, dir)
     }
 
     /// Commits `card-1`'s record changed by `change` (and its status set to `status`) to its
@@ -475,7 +446,7 @@ mod tests {
     /// the missing link and brings the card in line with the parent's loss report.
     #[tokio::test]
     async fn a_retry_mends_a_link_a_step_wise_commit_left_out() {
-        let (issuer, _dir) = card_with_phone_elsewhere().await;
+        let (issuer, _dir) = card_with_phone(issuer()).await;
         // Undo the parent's side of the link, as if its commit never happened.
         commit_card_alone(&issuer, |card| card.children_elsewhere.clear(), None).await;
         // The loss report cannot reach the card it does not know.
@@ -504,7 +475,7 @@ mod tests {
     /// is not `unchanged`: it finishes the cascade.
     #[tokio::test]
     async fn a_retry_finishes_a_cascade_a_step_wise_commit_left_half_done() {
-        let (issuer, _dir) = card_with_phone_elsewhere().await;
+        let (issuer, _dir) = card_with_phone(issuer()).await;
         // The parent's list committed alone.
         commit_card_alone(
             &issuer,
