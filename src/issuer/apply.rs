@@ -219,18 +219,7 @@ impl Issuer {
             let txns: Vec<(String, Txn)> = members
                 .iter()
                 .filter(|l| lists[**l].work.is_dirty())
-                .map(|l| {
-                    let lp = &lists[*l];
-                    let (records, changes) = lp.work.writes();
-                    let txn = Txn {
-                        expect_version: lp.version,
-                        claim: lp.work.claims.iter().collect(),
-                        records,
-                        changes,
-                        extends: lp.work.extends(),
-                    };
-                    ((*l).to_owned(), txn)
-                })
+                .map(|l| ((*l).to_owned(), txn_of(&lists[*l])))
                 .collect();
             let pairs: Vec<(String, Location)> = binds
                 .iter()
@@ -310,15 +299,7 @@ impl Issuer {
                 if !lp.work.is_dirty() {
                     return Ok(0);
                 }
-                let (records, changes) = lp.work.writes();
-                let txn = Txn {
-                    expect_version: lp.version,
-                    claim: lp.work.claims.iter().collect(),
-                    records,
-                    changes,
-                    extends: lp.work.extends(),
-                };
-                self.store.commit(list, &txn).await
+                self.store.commit(list, &txn_of(lp)).await
             };
             // The bindings go with the commit, not after it: one round trip. One set while the
             // commit fails is pending (see `Planner::unsettled`), and settled by the next plan.
@@ -421,6 +402,19 @@ impl Issuer {
                 Some(_) => rebound.next().expect("one per rebinding"),
             })
             .collect()
+    }
+}
+
+/// The commit of what `lp`'s plan changed: at the version it was read at, claiming the indices
+/// it allocated.
+fn txn_of(lp: &ListPlan) -> Txn {
+    let (records, changes) = lp.work.writes();
+    Txn {
+        expect_version: lp.version,
+        claim: lp.work.claims.iter().collect(),
+        records,
+        changes,
+        extends: lp.work.extends(),
     }
 }
 
