@@ -36,6 +36,18 @@ pub(super) struct ListPlan {
     allocated: Option<RoaringBitmap>,
 }
 
+impl ListPlan {
+    /// A list as first read, at `meta`'s version, with no record taken yet.
+    fn read_at(meta: ListMeta) -> Result<ListPlan, crate::status::StatusError> {
+        Ok(ListPlan {
+            work: ListWork::new(meta.bits()?, BTreeMap::new()),
+            version: meta.version,
+            meta,
+            allocated: None,
+        })
+    }
+}
+
 /// A planned batch.
 pub(super) struct Plan {
     pub(super) lists: BTreeMap<String, ListPlan>,
@@ -459,12 +471,7 @@ impl<'a> Planner<'a> {
     /// Adds `list` to the plan's lists from its first read (its metadata and the records read
     /// with it: those wanted and their families); returns the indices those records link to.
     fn first_read(&mut self, list: &str, (meta, recs): MetaRecords) -> Result<Vec<u32>, PlanAbort> {
-        let lp = ListPlan {
-            work: ListWork::new(meta.bits().map_err(StoreError::from)?, BTreeMap::new()),
-            version: meta.version,
-            meta,
-            allocated: None,
-        };
+        let lp = ListPlan::read_at(meta).map_err(StoreError::from)?;
         let lp = self.lists.entry(list.to_owned()).or_insert(lp);
         Ok(take_records(lp, list, recs)?)
     }
@@ -478,12 +485,7 @@ impl<'a> Planner<'a> {
         if self.lists.contains_key(list) {
             return None;
         }
-        let mut lp = ListPlan {
-            work: ListWork::new(meta.bits().ok()?, BTreeMap::new()),
-            version: meta.version,
-            meta,
-            allocated: None,
-        };
+        let mut lp = ListPlan::read_at(meta).ok()?;
         let linked = take_records(&mut lp, list, recs).ok()?;
         self.lists.insert(list.to_owned(), lp);
         Some(linked)
