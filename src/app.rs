@@ -524,6 +524,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         lifetime: config.token_lifetime,
         tick: store.poll_interval(),
     };
+    // Large batches (an import) run here, on threads that only take CPU nothing else wants.
+    let bulk = runtime::BulkLane::start(config.admin_workers.get())
+        .context("starting the issuer's bulk lane")?;
     let issuer_api = Arc::new(
         crate::admin::api::Api::new(
             Issuer::new(
@@ -534,7 +537,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             tokens,
             metrics.clone(),
         )
-        .with_body_timeout(config.header_read_timeout),
+        .with_body_timeout(config.header_read_timeout)
+        .with_bulk_lane(bulk.handle()),
     );
     let published = Arc::new(arc_swap::ArcSwap::from_pointee(jwks));
     let key_for_reload = key.clone();
@@ -616,6 +620,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             admin_tls.clone(),
             config.admin_workers.get(),
             background,
+            bulk,
             metrics.clone(),
             shutdown_rx,
         )?,
@@ -646,7 +651,9 @@ type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>
 /// items is milliseconds of CPU at a time, and on the public plane's workers it would hold up
 /// lookups queued behind it. The public workers never run this work, and on Linux these threads
 /// also run at a lower priority (nice +10): when CPU is short, verifiers come first and the
-/// rest takes what is left. Returns once the admin plane has drained and `background` ended.
+/// rest takes what is left. Batches of [`runtime::BULK_MIN_ITEMS`] or more go further down, to
+/// the `bulk` lane's `SCHED_IDLE` threads, which this thread keeps until the admin plane has
+/// drained. Returns once the admin plane has drained and `background` ended.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn spawn_admin(
     listener: TcpListener,
@@ -655,6 +662,7 @@ fn spawn_admin(
     tls: Option<Arc<crate::tls::ServerTls>>,
     workers: usize,
     background: Vec<Background>,
+    bulk: runtime::BulkLane,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -697,6 +705,8 @@ fn spawn_admin(
                     }
                 }
             });
+            // The admin plane has drained: no batch waits on the lane any more.
+            drop(bulk);
         })
         .context("starting the admin thread")?;
     match outcome.recv() {

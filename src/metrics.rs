@@ -182,14 +182,16 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
 }
 
-/// The issuer requests [`Metrics::issuer_op`] knows: the single-item operations and `batch`.
-pub const ISSUER_OPS: [&str; 6] = [
+/// The issuer requests [`Metrics::issuer_op`] knows: the single-item operations, `batch`, and
+/// `bulk` (a batch of [`crate::runtime::BULK_MIN_ITEMS`] or more, run on the bulk lane).
+pub const ISSUER_OPS: [&str; 7] = [
     "register",
     "suspend",
     "reinstate",
     "revoke",
     "reissue",
     "batch",
+    "bulk",
 ];
 
 /// One issuer operation's handles, resolved at start-up.

@@ -21,6 +21,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
+use crate::runtime::BULK_MIN_ITEMS;
 use std::sync::Arc;
 
 /// Largest body of a batch request (10,000 items of a few hundred bytes).
@@ -69,6 +70,9 @@ pub struct Api {
     metrics: Arc<Metrics>,
     /// Time a request body has to arrive (`--header-read-timeout`, as on the public plane).
     body_timeout: std::time::Duration,
+    /// Where batches of [`BULK_MIN_ITEMS`] or more run ([`crate::runtime::BulkLane`]); `None`
+    /// runs them where they arrive (tests, tools without a server).
+    bulk: Option<tokio::runtime::Handle>,
 }
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {
@@ -295,7 +299,14 @@ impl Api {
             tokens: arc_swap::ArcSwap::from_pointee(tokens),
             metrics,
             body_timeout: std::time::Duration::from_secs(10),
+            bulk: None,
         }
+    }
+
+    /// Runs batches of [`BULK_MIN_ITEMS`] or more on `lane` (the bulk lane's runtime).
+    pub fn with_bulk_lane(mut self, lane: tokio::runtime::Handle) -> Self {
+        self.bulk = Some(lane);
+        self
     }
 
     /// Gives request bodies `timeout` to arrive (408 after it).
@@ -310,7 +321,7 @@ impl Api {
     }
 
     /// Answers `/v1/…` requests; `None` for other paths.
-    pub async fn handle(&self, req: Request<Incoming>) -> Option<Resp> {
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Option<Resp> {
         let route = route(req.uri().path())?;
         Some(match self.serve(route, req).await {
             Ok(r) => r,
@@ -349,7 +360,7 @@ impl Api {
     }
 
     async fn serve(
-        &self,
+        self: &Arc<Self>,
         route: Result<Route, Problem>,
         req: Request<Incoming>,
     ) -> Result<Resp, Problem> {
@@ -412,7 +423,20 @@ impl Api {
                 }
                 let caller = self.authorise(&req, Scope::Write)?;
                 let ops = parse_batch(&self.body(req, MAX_BATCH_BODY).await?)?;
-                self.batch(&caller, ops).await
+                match &self.bulk {
+                    Some(lane) if ops.len() >= BULK_MIN_ITEMS => {
+                        let api = self.clone();
+                        let run = lane.spawn(async move { api.batch(&caller, ops, "bulk").await });
+                        match run.await {
+                            Ok(answer) => answer,
+                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                            Err(_) => Err(Problem::StoreUnavailable(
+                                "the replica is shutting down; retry the batch".into(),
+                            )),
+                        }
+                    }
+                    _ => self.batch(&caller, ops, "batch").await,
+                }
             }
             Route::Credential(id) => {
                 if method != Method::GET {
@@ -582,10 +606,16 @@ impl Api {
         }
     }
 
-    async fn batch(&self, caller: &Who, ops: Vec<Operation>) -> Result<Resp, Problem> {
+    /// Runs batch `ops`, timed as `metric` (`batch`, or `bulk` on the bulk lane).
+    async fn batch(
+        &self,
+        caller: &Who,
+        ops: Vec<Operation>,
+        metric: &str,
+    ) -> Result<Resp, Problem> {
         let results = match self
             .timed(
-                "batch",
+                metric,
                 self.issuer.execute_as(&caller.name, caller.subject(), &ops),
             )
             .await
@@ -739,6 +769,7 @@ impl serde::Serialize for ItemFailure<'_> {
 
 /// An authorised caller: its token, and its TLS client certificate's subject when the admin
 /// plane runs mutual TLS (the audit trail records both).
+#[derive(Clone)]
 struct Who {
     caller: Caller,
     client_subject: Option<ClientSubject>,

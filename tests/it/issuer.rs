@@ -1486,3 +1486,61 @@ async fn format_characters_in_free_text_are_refused() {
     assert!(!exists(&env, "N").await);
     env.running.stop().await;
 }
+
+/// Issue 16 (import beside lookups): a batch of `BULK_MIN_ITEMS` or more runs on the bulk
+/// lane, whose threads are in `SCHED_IDLE` and take the CPU the batch costs; a smaller batch
+/// and single writes stay on the admin threads. Read from the metrics (`op="bulk"` against
+/// `op="batch"`) and from this process's threads in /proc (statusd runs in-process here).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_run_on_the_idle_bulk_lane() {
+    let env = Env::start(Backend::Embedded, &[]).await;
+    let ops = |prefix: &str, n: usize| -> Value {
+        let items: Vec<Value> = (0..n)
+            .map(|i| json!({"op": "register", "credential_id": format!("{prefix}-{i}"), "kind": "physical"}))
+            .collect();
+        json!({ "operations": items })
+    };
+    let n = statusd::runtime::BULK_MIN_ITEMS;
+    let (s, small) = env.post("/v1/credentials/batch", ops("small", n - 1)).await;
+    assert_eq!(s, StatusCode::OK, "{small}");
+    let (s, large) = env.post("/v1/credentials/batch", ops("large", 20 * n)).await;
+    assert_eq!(s, StatusCode::OK);
+    let results = large["results"].as_array().expect("results");
+    assert_eq!(results.len(), 20 * n);
+    assert!(results.iter().all(|r| r["result"] == "registered"), "{large}");
+    let count = |op: &str| {
+        let name = format!("statusd_issuer_operation_seconds_count{{op=\"{op}\"}}");
+        let admin = env.running.admin_addr;
+        async move { support::metric(admin, &name).await }
+    };
+    assert_eq!(count("batch").await, 1.0, "the small batch on the admin threads");
+    assert_eq!(count("bulk").await, 1.0, "the large batch on the bulk lane");
+
+    // Every lane thread of this process (tests may run several servers) is in SCHED_IDLE
+    // (policy 5, field 41 of /proc/<pid>/task/<tid>/stat), and together they used CPU.
+    let mut lane_threads = 0;
+    let mut lane_ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc") {
+        let path = task.expect("task").path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue; // the thread ended
+        };
+        let (comm, rest) = stat
+            .split_once(" (")
+            .and_then(|(_, r)| r.rsplit_once(") "))
+            .expect("stat line");
+        if comm != "statusd-bulk" {
+            continue;
+        }
+        // Fields from the third (state) on: utime is field 14, stime 15, policy 41.
+        let f: Vec<&str> = rest.split(' ').collect();
+        let field = |n: usize| f[n - 3].parse::<u64>().expect("numeric field");
+        assert_eq!(field(41), 5, "a bulk-lane thread outside SCHED_IDLE: {stat}");
+        lane_threads += 1;
+        lane_ticks += field(14) + field(15);
+    }
+    assert!(lane_threads > 0, "no statusd-bulk thread");
+    assert!(lane_ticks > 0, "the lane's threads never ran");
+    env.running.stop().await;
+}
