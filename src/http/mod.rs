@@ -99,10 +99,8 @@ struct Inner {
     snapshots: Arc<SnapshotStore>,
     metrics: Arc<Metrics>,
     settings: PublicSettings,
-    /// `"s0"` … `"s255"`: the ETag of a lookup is its status value (the URL fixes the rest).
-    lookup_etags: Vec<HeaderValue>,
-    /// The end of a lookup answer per status value ([`respond::lookup_tail`]).
-    lookup_tails: Vec<Box<[u8]>>,
+    /// What a lookup answer is built from, per status value ([`respond::LookupAnswer`]).
+    lookup_answers: Vec<respond::LookupAnswer>,
     /// Requests holding a [`Slot`]: from `call` until their response body is dropped.
     inflight: &'static Inflight,
     /// The 503 `overloaded` answer, built once so shedding costs no formatting.
@@ -160,18 +158,14 @@ impl Public {
         metrics: Arc<Metrics>,
         settings: PublicSettings,
     ) -> Self {
-        let lookup_etags = (0..=255u16)
-            .map(|v| static_value(format!("\"s{v}\"")))
-            .collect();
         let (parts, body) = Problem::Overloaded.response().into_parts();
         let overloaded = (parts.headers, body_bytes(body));
         Public {
             inner: Arc::new(Inner {
                 snapshots,
                 metrics,
+                lookup_answers: respond::lookup_answers(&settings.lookup_cache_control),
                 settings,
-                lookup_etags,
-                lookup_tails: (0..=255).map(respond::lookup_tail).collect(),
                 inflight: Box::leak(Box::new(Inflight(AtomicUsize::new(0)))),
                 overloaded,
             }),
