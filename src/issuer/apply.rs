@@ -254,22 +254,27 @@ impl Issuer {
     /// [`Issuer::commit`] list by list, for a store that cannot commit lists and bindings
     /// together (a Redis Cluster: the credential-id keys live in other slots than the lists).
     ///
-    /// Order: the lists holding the new cards of reissues whose old card is elsewhere, then the
-    /// rest. Each list's commit goes with the bindings of the ids it registers, sent together
-    /// (one round trip: a derived registration is three, a reissue across lists four, counting
-    /// the locate and the first read). Of concurrent reissues of one card, the losers were
-    /// stopped by the old card's mark, taken with the first read ([`Registry::mark_reissues`]),
-    /// before anything was written.
+    /// Two steps, each one round trip: every list's commit, each with the bindings of the ids
+    /// it registers, sent together; then, once all of them are in and each reissue's new id is
+    /// bound to its new card, the lists that revoke the old cards of reissues whose new card is
+    /// elsewhere (`Plan::later`). A derived registration is three round trips (the locate, the
+    /// first read, the commits), a cascade across lists four (its derived cards' lists are read
+    /// after the card's), a reissue across lists five (the old card's revocation waits for
+    /// the new card). Of concurrent reissues of one card, the losers were stopped by the old
+    /// card's mark, taken with the first read ([`Registry::mark_reissues`]), before anything
+    /// was written.
     ///
-    /// What each point of failure leaves (docs/redis.md has the table): a binding whose commit
-    /// failed or never ran is *pending* (no record at its place): the next plan takes the id
-    /// as not registered and a registration of it completes it at that very index, which its
-    /// claim admits once, however the two commits interleave; a binding whose index went to
-    /// another credential is stale and replaced ([`Registry::rebind`]). A commit whose binding
-    /// lost to another request's answers with that request's place once its record is there
-    /// (its own index stays allocated, unused). A reissue's new card is never followed by the
-    /// old card's revocation unless its binding is the new card's: the old card is revoked
-    /// only for its true replacement.
+    /// What each point of failure leaves (docs/redis.md has the tables): the lists of one step
+    /// land independently, each a compare-and-set on its version; an item some of whose lists
+    /// did not commit is planned again, and its idempotent cascade or link finishes it. A
+    /// binding whose commit failed or never ran is *pending* (no record at its place): the
+    /// next plan takes the id as not registered and a registration of it completes it at that
+    /// very index, which its claim admits once, however the two commits interleave; a binding
+    /// whose index went to another credential is stale and replaced ([`Registry::rebind`]). A
+    /// commit whose binding lost to another request's answers with that request's place once
+    /// its record is there (its own index stays allocated, unused). A reissue's new card is
+    /// never followed by the old card's revocation unless its binding is the new card's: the
+    /// old card is revoked only for its true replacement.
     ///
     /// [`Registry::mark_reissues`]: crate::store::registry::Registry::mark_reissues
     /// [`Registry::rebind`]: crate::store::registry::Registry::rebind
@@ -284,58 +289,112 @@ impl Issuer {
             items,
             binds,
             first,
+            later,
         } = plan;
-        let mut order: Vec<&String> = lists.keys().filter(|l| first.contains(*l)).collect();
-        order.extend(lists.keys().filter(|l| !first.contains(*l)));
-        let mut committed: BTreeSet<String> = BTreeSet::new();
-        let mut lost: BTreeMap<usize, ItemProblem> = BTreeMap::new();
-        let mut elsewhere: BTreeMap<usize, Location> = BTreeMap::new();
-        let mut stop = None;
-        let mut unconfirmed = None;
-        for list in order {
-            let lp = &lists[list];
-            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == *list).collect();
-            let commit = async {
-                if !lp.work.is_dirty() {
-                    return Ok(0);
-                }
-                self.store.commit(list, &txn_of(lp)).await
-            };
-            // The bindings go with the commit, not after it: one round trip. One set while the
-            // commit fails is pending (see `Planner::unsettled`), and settled by the next plan.
-            let (committing, binding) = crate::store::together(commit, self.bind_all(&mine)).await;
+        let now: Vec<&String> = lists.keys().filter(|l| !later.contains(*l)).collect();
+        // The later lists together, unless one of them holds a reissue's new card too (two
+        // reissues of one batch, each card's replacement in the other's list): then one by
+        // one, those first.
+        let mut steps = vec![now];
+        if first.is_disjoint(&later) {
+            steps.push(later.iter().collect());
+        } else {
+            steps.extend(later.iter().filter(|l| first.contains(*l)).map(|l| vec![l]));
+            steps.extend(
+                later
+                    .iter()
+                    .filter(|l| !first.contains(*l))
+                    .map(|l| vec![l]),
+            );
+        }
+        let mut done = Steps::default();
+        for step in steps {
+            if step.is_empty() {
+                continue;
+            }
+            if !self.commit_step(&lists, &binds, &step, &mut done).await {
+                break;
+            }
+        }
+        let Steps {
+            committed,
+            mut lost,
+            elsewhere,
+            stop,
+            unconfirmed,
+        } = done;
+        if let Some(p) = unconfirmed {
+            // Every item committed answers that it is not confirmed by replicas yet.
+            for k in 0..items.len() {
+                lost.entry(k).or_insert_with(|| p.clone());
+            }
+        }
+        let (done, moved) = settle(items, &committed, lost, elsewhere, pending, results);
+        (done, stop, moved)
+    }
+
+    /// Commits the lists `step` of a step-wise commit concurrently, each with the bindings of
+    /// the ids it registers (one round trip), noting what happened in `done`; returns whether
+    /// the next step may go (every list committed, every reissue's new id bound to its card).
+    async fn commit_step(
+        &self,
+        lists: &BTreeMap<String, ListPlan>,
+        binds: &[Bind],
+        step: &[&String],
+        done: &mut Steps,
+    ) -> bool {
+        let sent = step.iter().map(|list| {
+            let lp = &lists[*list];
+            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == **list).collect();
+            async move {
+                let commit = async {
+                    if !lp.work.is_dirty() {
+                        return Ok(0);
+                    }
+                    self.store.commit(list, &txn_of(lp)).await
+                };
+                // The bindings go with the commit, not after it. One set while the commit
+                // fails is pending (see `Planner::unsettled`), and settled by the next plan.
+                let (committing, binding) =
+                    crate::store::together(commit, self.bind_all(&mine)).await;
+                (list, mine, committing, binding)
+            }
+        });
+        let mut go_on = true;
+        for (list, mine, committing, binding) in crate::store::all_together(sent.collect()).await {
             match committing {
                 Ok(_) => {}
-                Err(StoreError::Conflict(_)) => break,
+                // Its items are planned again; the lists committed beside it stay committed.
+                Err(StoreError::Conflict(_)) => {
+                    go_on = false;
+                    continue;
+                }
                 // Applied on the primary (the bindings went with it): the operation is whole
                 // and a retry finds it done.
                 Err(e @ StoreError::NotReplicated { .. }) => {
-                    unconfirmed.get_or_insert(ItemProblem::from(e));
+                    done.unconfirmed.get_or_insert(ItemProblem::from(e));
                 }
                 Err(e) => {
-                    stop = Some(e);
-                    break;
+                    done.stop.get_or_insert(e);
+                    go_on = false;
+                    continue;
                 }
             }
-            committed.insert(list.clone());
-            if mine.is_empty() {
-                continue;
-            }
+            done.committed.insert((*list).clone());
             // A reissue whose new id another request registered meanwhile must not revoke its
-            // old card for that id: the lists after this one wait for the next plan.
-            let mut halt = false;
+            // old card for that id: the later lists wait for the next plan.
             match binding {
                 Ok(bound) => {
                     for (b, bound) in mine.into_iter().zip(bound) {
                         if bound == b.at {
                             continue;
                         }
-                        halt |= b.reissue;
                         // Another request registered the id first (on another replica: on
                         // this one, registrations of one id do not overlap). This one's index
                         // stays allocated, unused.
                         if b.reissue {
-                            lost.insert(
+                            go_on = false;
+                            done.lost.insert(
                                 b.item,
                                 ItemProblem::new(
                                     ItemError::RegisteredConcurrently,
@@ -346,30 +405,20 @@ impl Issuer {
                                 ),
                             );
                         } else {
-                            elsewhere.insert(b.item, bound);
+                            done.elsewhere.insert(b.item, bound);
                         }
                     }
                 }
                 Err(e) => {
                     let p = ItemProblem::from(e);
                     for b in mine {
-                        halt |= b.reissue;
-                        lost.insert(b.item, p.clone());
+                        go_on &= !b.reissue;
+                        done.lost.insert(b.item, p.clone());
                     }
                 }
             }
-            if halt {
-                break;
-            }
         }
-        if let Some(p) = unconfirmed {
-            // Every item committed answers that it is not confirmed by replicas yet.
-            for k in 0..items.len() {
-                lost.entry(k).or_insert_with(|| p.clone());
-            }
-        }
-        let (done, moved) = settle(items, &committed, lost, elsewhere, pending, results);
-        (done, stop, moved)
+        go_on
     }
 
     /// Sets the bindings `binds` (replacing the stale ones they name) all at once; returns the
@@ -403,6 +452,21 @@ impl Issuer {
             })
             .collect()
     }
+}
+
+/// What the steps of a step-wise commit did so far.
+#[derive(Default)]
+struct Steps {
+    /// The lists committed.
+    committed: BTreeSet<String>,
+    /// Items whose commit went in but that answer a problem (their binding failed or lost).
+    lost: BTreeMap<usize, ItemProblem>,
+    /// Registrations whose id another request bound first, with that binding.
+    elsewhere: BTreeMap<usize, Location>,
+    /// The error that stopped the commit (not a conflict: the items are planned again).
+    stop: Option<StoreError>,
+    /// The first commit applied on the primary but not confirmed by its replicas.
+    unconfirmed: Option<ItemProblem>,
 }
 
 /// The commit of what `lp`'s plan changed: at the version it was read at, claiming the indices

@@ -56,8 +56,12 @@ pub(super) struct Plan {
     pub(super) items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
     /// New bindings, committed with their list (in the same step where the store can).
     pub(super) binds: Vec<Bind>,
-    /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
+    /// Lists holding the new card of a reissue whose old card is elsewhere.
     pub(super) first: BTreeSet<String>,
+    /// Lists that revoke the old card of a reissue whose new card is elsewhere (its list and
+    /// those its revocation cascades to): where commits are not joint, committed only once
+    /// every other list is, the new card bound to its id (`Issuer::commit_in_steps`).
+    pub(super) later: BTreeSet<String>,
 }
 
 /// A credential id to bind once its list is committed.
@@ -140,6 +144,7 @@ struct Planner<'a> {
     items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
     binds: Vec<Bind>,
     first: BTreeSet<String>,
+    later: BTreeSet<String>,
     /// Where commits are not joint (a Redis Cluster), the mark in force on each credential
     /// this batch reissues ([`Registry::mark_reissues`], taken with the first read): the new
     /// id the one reissue that may proceed replaces it with.
@@ -309,6 +314,7 @@ impl<'a> Planner<'a> {
             items: Vec::with_capacity(ops.len()),
             binds: Vec::new(),
             first: BTreeSet::new(),
+            later: BTreeSet::new(),
             marked: HashMap::new(),
             taken: Vec::new(),
         };
@@ -439,6 +445,7 @@ impl<'a> Planner<'a> {
             items: self.items,
             binds: self.binds,
             first: self.first,
+            later: self.later,
         }
     }
 
@@ -778,9 +785,11 @@ impl<'a> Planner<'a> {
                 at
             }
         };
-        if new_at.list != old_at.list {
+        let across = new_at.list != old_at.list;
+        if across {
             self.first.insert(new_at.list.clone());
         }
+        let touched_before = touched.clone();
         let lp = self.lists.get_mut(&old_at.list).expect("loaded");
         let before = family_status(&lp.work, old_at.idx);
         let changed = lp
@@ -791,6 +800,12 @@ impl<'a> Planner<'a> {
         let (elsewhere, affected) = self
             .cascade(&old_at, Cascade::Revoke, stamp, touched)
             .await?;
+        if across {
+            // The revocation waits for the new card where commits are not joint.
+            self.later.insert(old_at.list.clone());
+            self.later
+                .extend(touched.difference(&touched_before).cloned());
+        }
         let lp = &self.lists[&old_at.list];
         let mut outcome = changed_outcome(
             &r.credential_id,
@@ -1182,7 +1197,7 @@ mod tests {
                 ("changed", "INVALID", 1)
             ]
         );
-        assert!(plan.binds.is_empty() && plan.first.is_empty());
+        assert!(plan.binds.is_empty() && plan.first.is_empty() && plan.later.is_empty());
         // Nothing reached the store.
         assert_eq!(status(&issuer, "card-1").await, "VALID");
     }

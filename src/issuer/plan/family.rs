@@ -7,25 +7,30 @@
 //!
 //! The lists one item ties together this way are committed as one group: jointly where the
 //! store can ([`Registry::commits_jointly`]), so nothing is ever half-applied; on a Redis
-//! Cluster list by list, the derived card's list before its parent's (`Plan::first`). Every
-//! cascade here is idempotent and runs again whole on a retry, so a step-wise commit that
-//! stopped between lists is finished by the retry of the same operation:
+//! Cluster each list on its own, all sent together (a reissue's old card waits for its new
+//! card: `Plan::later`), so any of them may land without the others. Every cascade here is
+//! idempotent and runs again whole on a retry, so a step-wise commit that landed in part is
+//! finished by the retry of the same operation (the same request plans again at once after a
+//! conflict):
 //!
 //! * a parent's list committed, a derived card's not: the retry reads the parent (held,
 //!   reinstated or revoked already) and still carries the change to every linked card that
 //!   lacks it, reporting `changed`, never `unchanged` with a card left behind;
-//! * a derived card committed (and bound) before its parent's link: the retry of the
+//! * a derived card's list committed, its parent's not: the retry changes the parent and finds
+//!   the card changed already (a hold, a revocation `via` the parent are each put once);
+//! * a derived card committed (and bound) without its parent's link: the retry of the
 //!   registration (or reissue) finds the card, sees the parent does not link to it, writes the
 //!   link and brings the card in line with the parent's holds ([`ListWork::follow`]) in the
 //!   same commit;
 //! * a link whose card does not link back (its registration lost the race for the id on
-//!   another replica, or the card's commit never happened) is ignored ([`Record::derives_from`]).
+//!   another replica, or the card's commit never happened while the link's did) is ignored
+//!   ([`Record::derives_from`]).
 //!
-//! What is not closed on a Redis Cluster: between the derived card's commit and the link's, a
-//! loss report on the parent does not reach the new card; the registration's own link commit
-//! then fails its compare-and-set, and the planned-again registration mends it as above. Only a
-//! replica that dies in that window, with a client that never retries, leaves the card
-//! unlinked (docs/redis.md).
+//! What is not closed on a Redis Cluster: a loss report on the parent planned before a new
+//! card's link landed does not reach that card; the registration's link commit then fails its
+//! compare-and-set, and the planned-again registration mends it as above. Only a replica that
+//! dies in that window, with a client that never retries, leaves the card unlinked
+//! (docs/redis.md).
 //!
 //! [`Registry::commits_jointly`]: crate::store::registry::Registry::commits_jointly
 //! [`ListWork::follow`]: crate::issuer::record::ListWork::follow
@@ -196,8 +201,7 @@ impl Planner<'_> {
 
     /// Writes the parent's side of the link to the derived card at `child` (placed in another
     /// list, or found there by a retry), and brings the card in line with its parent if the
-    /// link was missing (a retry after a step-wise commit stopped between the lists). The
-    /// card's list goes first in a step-wise commit.
+    /// link was missing (a retry after a step-wise commit landed in part).
     pub(super) async fn link(
         &mut self,
         child: &Location,
@@ -237,9 +241,6 @@ impl Planner<'_> {
             clp.work.follow(child.idx, &parent, &mend);
         }
         touched.insert(child.list.clone());
-        if child.list != parent_at.list {
-            self.first.insert(child.list.clone());
-        }
         Ok(())
     }
 
