@@ -16,7 +16,7 @@ use super::{
     DEFAULT_HOLD,
 };
 use crate::status::Status;
-use crate::store::registry::{Location, MetaRecords, Registry};
+use crate::store::registry::{Location, MetaRecords, MetasOf, Registry};
 use crate::store::{ListMeta, Store, StoreError};
 use family::Cascade;
 use roaring::RoaringBitmap;
@@ -279,14 +279,14 @@ impl<'a> Planner<'a> {
                 (None, Vec::new(), store.locate(&names).await?)
             }
             Some(ids) => {
-                let (read, found) =
-                    crate::store::together(store.metas(&ids), store.locate(&names)).await;
-                (None, read?.into_iter().flatten().collect(), found?)
+                let (read, found) = store
+                    .locate_with_metas(&names, MetasOf::These(&ids))
+                    .await?;
+                (None, read, found)
             }
             None => {
-                let (all, found) =
-                    crate::store::together(store.lists(), store.locate(&names)).await;
-                (Some(all?), Vec::new(), found?)
+                let (all, found) = store.locate_with_metas(&names, MetasOf::Every).await?;
+                (Some(all), Vec::new(), found)
             }
         };
         let located: HashMap<String, Location> = names

@@ -3,7 +3,7 @@
 
 use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
-use super::registry::{Location, MetaRecords, Records, Registry, Txn};
+use super::registry::{Location, MetaRecords, MetasOf, Records, Registry, Txn};
 use super::retire::Retire;
 use super::{Applied, Change, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusList};
@@ -136,6 +136,14 @@ impl Registry for AnyStore {
 
     async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
         dispatch!(self, s => s.locate(ids).await)
+    }
+
+    async fn locate_with_metas(
+        &self,
+        ids: &[String],
+        metas: MetasOf<'_>,
+    ) -> Result<(Vec<ListMeta>, Vec<Option<Location>>), StoreError> {
+        dispatch!(self, s => s.locate_with_metas(ids, metas).await)
     }
 
     async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {

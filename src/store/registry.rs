@@ -164,6 +164,15 @@ pub struct Txn {
     pub extends: Extends,
 }
 
+/// Which lists' metadata [`Registry::locate_with_metas`] reads.
+#[derive(Clone, Copy, Debug)]
+pub enum MetasOf<'a> {
+    /// These lists' (those that exist).
+    These(&'a [String]),
+    /// Every list's ([`Store::lists`]).
+    Every,
+}
+
 /// The registry operations of a store.
 pub trait Registry: Store {
     /// The list's version and every index ever allocated in it.
@@ -239,6 +248,30 @@ pub trait Registry: Store {
         &self,
         ids: &[String],
     ) -> impl Future<Output = Result<Vec<Option<Location>>, StoreError>> + Send;
+
+    /// [`Registry::locate`] with the metadata of the lists `metas` names (those that exist;
+    /// every list's: [`Store::lists`]), read together: what a plan that chooses a list for a
+    /// new card starts with. The default sends the two reads together (one round trip); the
+    /// embedded store reads both in one transaction.
+    fn locate_with_metas(
+        &self,
+        ids: &[String],
+        metas: MetasOf<'_>,
+    ) -> impl Future<Output = Result<(Vec<ListMeta>, Vec<Option<Location>>), StoreError>> + Send
+    {
+        async move {
+            let read = async {
+                match metas {
+                    MetasOf::These(lists) => {
+                        Ok(self.metas(lists).await?.into_iter().flatten().collect())
+                    }
+                    MetasOf::Every => self.lists().await,
+                }
+            };
+            let (read, found) = super::together(read, self.locate(ids)).await;
+            Ok((read?, found?))
+        }
+    }
 
     /// Binds each credential id to its location unless it is bound already; returns the
     /// bindings in force afterwards, in order (equal to the one given where this call bound it).
