@@ -291,27 +291,8 @@ impl Issuer {
             first,
             later,
         } = plan;
-        let now: Vec<&String> = lists.keys().filter(|l| !later.contains(*l)).collect();
-        // The later lists together, unless one of them holds a reissue's new card too (two
-        // reissues of one batch, each card's replacement in the other's list): then one by
-        // one, those first.
-        let mut steps = vec![now];
-        if first.is_disjoint(&later) {
-            steps.push(later.iter().collect());
-        } else {
-            steps.extend(later.iter().filter(|l| first.contains(*l)).map(|l| vec![l]));
-            steps.extend(
-                later
-                    .iter()
-                    .filter(|l| !first.contains(*l))
-                    .map(|l| vec![l]),
-            );
-        }
         let mut done = Steps::default();
-        for step in steps {
-            if step.is_empty() {
-                continue;
-            }
+        for step in steps(lists.keys(), &first, &later) {
             if !self.commit_step(&lists, &binds, &step, &mut done).await {
                 break;
             }
@@ -469,6 +450,32 @@ struct Steps {
     unconfirmed: Option<ItemProblem>,
 }
 
+/// The steps of a step-wise commit of `lists`: every list not `later` together, then the
+/// `later` ones together, unless one of them holds a reissue's new card too (`first`: two
+/// reissues of one batch, each card's replacement in the other's list), then one by one, those
+/// first. No step is empty.
+fn steps<'a>(
+    lists: impl Iterator<Item = &'a String>,
+    first: &'a BTreeSet<String>,
+    later: &'a BTreeSet<String>,
+) -> Vec<Vec<&'a String>> {
+    let now: Vec<&String> = lists.filter(|l| !later.contains(*l)).collect();
+    let mut steps = vec![now];
+    if first.is_disjoint(later) {
+        steps.push(later.iter().collect());
+    } else {
+        steps.extend(later.iter().filter(|l| first.contains(*l)).map(|l| vec![l]));
+        steps.extend(
+            later
+                .iter()
+                .filter(|l| !first.contains(*l))
+                .map(|l| vec![l]),
+        );
+    }
+    steps.retain(|s| !s.is_empty());
+    steps
+}
+
 /// The commit of what `lp`'s plan changed: at the version it was read at, claiming the indices
 /// it allocated.
 fn txn_of(lp: &ListPlan) -> Txn {
@@ -540,4 +547,51 @@ fn settle(
         }
     }
     (done, moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steps;
+    use std::collections::BTreeSet;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    /// A cascade commits every list at once; a reissue across lists revokes its old card (in
+    /// its list and the lists it cascades to) only after the rest; two reissues crosswise in one
+    /// batch go one list at a time, the new cards' lists first.
+    #[test]
+    fn a_step_wise_commit_revokes_old_cards_last() {
+        let lists = set(&["default-1", "mobile-1", "mobile-2"]);
+        let run = |first: &[&str], later: &[&str]| {
+            let (first, later) = (set(first), set(later));
+            steps(lists.iter(), &first, &later)
+                .into_iter()
+                .map(|s| {
+                    s.into_iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(&[], &[]), ["default-1 mobile-1 mobile-2"]);
+        assert_eq!(
+            run(&["mobile-2"], &["mobile-1"]),
+            ["default-1 mobile-2", "mobile-1"]
+        );
+        assert_eq!(
+            run(&["default-1"], &["mobile-1", "mobile-2"]),
+            ["default-1", "mobile-1 mobile-2"]
+        );
+        assert_eq!(
+            run(&["mobile-1", "mobile-2"], &["mobile-1", "mobile-2"]),
+            ["default-1", "mobile-1", "mobile-2"]
+        );
+        assert_eq!(
+            run(&["mobile-1"], &["mobile-1", "mobile-2"]),
+            ["default-1", "mobile-1", "mobile-2"]
+        );
+    }
 }
