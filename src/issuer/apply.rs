@@ -196,7 +196,8 @@ impl Issuer {
     /// Where the store commits jointly ([`Registry::commits_jointly`]), each group of lists that
     /// items tie together (a reissue whose new card lands in another list) is one atomic step
     /// with the bindings of its new ids: one round trip, nothing half-applied. Elsewhere (a
-    /// Redis Cluster) list by list, binding after each ([`Issuer::commit_in_steps`]).
+    /// Redis Cluster) each list on its own, all sent together with the bindings beside them
+    /// ([`Issuer::commit_in_steps`]).
     async fn commit(
         &self,
         plan: Plan,
@@ -251,16 +252,17 @@ impl Issuer {
         (done, stop, Vec::new())
     }
 
-    /// [`Issuer::commit`] list by list, for a store that cannot commit lists and bindings
-    /// together (a Redis Cluster: the credential-id keys live in other slots than the lists).
+    /// [`Issuer::commit`] each list on its own, for a store that cannot commit lists and
+    /// bindings together (a Redis Cluster: the credential-id keys live in other slots than the lists).
     ///
     /// Two steps, each one round trip: every list's commit, each with the bindings of the ids
     /// it registers, sent together; then, once all of them are in and each reissue's new id is
     /// bound to its new card, the lists that revoke the old cards of reissues whose new card is
     /// elsewhere (`Plan::later`). A derived registration is three round trips (the locate, the
     /// first read, the commits), a cascade across lists four (its derived cards' lists are read
-    /// after the card's), a reissue across lists five (the old card's revocation waits for
-    /// the new card). Of concurrent reissues of one card, the losers were stopped by the old
+    /// after the card's), a reissue across lists four (the old card's revocation waits for the
+    /// new card), five for a phone change in a derived pool (the parent's list is read after
+    /// the old card's). Of concurrent reissues of one card, the losers were stopped by the old
     /// card's mark, taken with the first read ([`Registry::mark_reissues`]), before anything
     /// was written.
     ///

@@ -442,9 +442,9 @@ mod tests {
         store.commit(&at.list, &txn).await.unwrap();
     }
 
-    /// A commit that stopped between the lists (a Redis Cluster commits list by list: the
-    /// mobile card's list first, its parent's link after): the retry of the registration writes
-    /// the missing link and brings the card in line with the parent's loss report.
+    /// A commit that landed in part (a Redis Cluster commits each list on its own: the mobile
+    /// card's list without its parent's link): the retry of the registration writes the
+    /// missing link and brings the card in line with the parent's loss report.
     #[tokio::test]
     async fn a_retry_mends_a_link_a_step_wise_commit_left_out() {
         let (issuer, _dir) = card_with_phone(issuer()).await;
