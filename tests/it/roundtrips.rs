@@ -592,6 +592,16 @@ async fn a_family_across_lists_on_a_cluster() {
     let issuer = family_issuer(Arc::new(AnyStore::Redis(store))).await;
     let counts = family_counted(&issuer, |op| counted_trips(&issuer, op)).await;
     check_family_budget(&counts, 2);
+    // A phone change whose new card lands in the old card's list revokes the old card in the
+    // new card's commit: one round trip less.
+    if o_list(&issuer, "FM").await == o_list(&issuer, "FM2").await {
+        let (name, n) = counts[4];
+        assert_eq!(name, "phone change (reissue)");
+        assert!(
+            n <= 4,
+            "{name} in one mobile list: {n}, over its budget of 4"
+        );
+    }
 }
 
 /// One operation's outcome and the round trips its store requests cost (requests sent
