@@ -9,7 +9,7 @@ use super::{
     now_ms, Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, Registration,
     MAX_BATCH,
 };
-use crate::store::registry::{Location, Registry, Txn};
+use crate::store::registry::{Binding, Location, Registry, Txn};
 use crate::store::StoreError;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -292,10 +292,25 @@ impl Issuer {
             binds,
             first,
             later,
+            hints,
         } = plan;
         let mut done = Steps::default();
-        for step in steps(lists.keys(), &first, &later) {
-            if !self.commit_step(&lists, &binds, &step, &mut done).await {
+        for (n, step) in steps(lists.keys(), &first, &later).into_iter().enumerate() {
+            // The parents' bindings learn where their new derived cards are beside the first
+            // step (the links' commits): a hint is never the truth, so one written for a link
+            // that did not commit, or one not written, costs a read later, nothing else.
+            let hinting = async {
+                if n > 0 || hints.is_empty() {
+                    return;
+                }
+                if let Err(e) = self.store.hint_children(&hints).await {
+                    tracing::debug!(error = %e, "family hints not written; planning reads without");
+                }
+            };
+            let (go_on, ()) =
+                crate::store::together(self.commit_step(&lists, &binds, &step, &mut done), hinting)
+                    .await;
+            if !go_on {
                 break;
             }
         }
@@ -407,10 +422,14 @@ impl Issuer {
     /// Sets the bindings `binds` (replacing the stale ones they name) all at once; returns the
     /// bindings in force afterwards, in order.
     async fn bind_all(&self, binds: &[&Bind]) -> Result<Vec<Location>, StoreError> {
-        let fresh: Vec<(String, Location)> = binds
+        let fresh: Vec<(String, Binding)> = binds
             .iter()
             .filter(|b| b.stale.is_none())
-            .map(|b| (b.credential_id.clone(), b.at.clone()))
+            .map(|b| {
+                let mut binding = Binding::from(b.at.clone());
+                binding.parent = b.parent.clone();
+                (b.credential_id.clone(), binding)
+            })
             .collect();
         let rebinds = binds.iter().filter_map(|b| {
             let stale = b.stale.as_ref()?;

@@ -15,7 +15,7 @@
 //! (`tests/it/store_contract.rs`).
 
 use super::registry::{
-    family_links, links_elsewhere, Location, MetaRecords, MetasOf, Records, Registry, Txn,
+    family_links, links_elsewhere, Binding, Location, MetaRecords, MetasOf, Records, Registry, Txn,
 };
 use super::retire::Retire;
 use super::{
@@ -566,7 +566,7 @@ impl Registry for EmbeddedStore {
         &self,
         ids: &[String],
         metas: MetasOf<'_>,
-    ) -> Result<(Vec<ListMeta>, Vec<Option<Location>>), StoreError> {
+    ) -> Result<(Vec<ListMeta>, Vec<Option<Binding>>), StoreError> {
         let ids = ids.to_vec();
         let these = match metas {
             MetasOf::These(lists) => Some(lists.to_vec()),
@@ -579,13 +579,22 @@ impl Registry for EmbeddedStore {
                 Some(these) => some_metas(&lists, &these)?.into_iter().flatten().collect(),
                 None => every_meta(&lists)?,
             };
-            Ok((metas, locate_in(&tx, &ids)?))
+            let found = locate_in(&tx, &ids)?;
+            Ok((
+                metas,
+                found.into_iter().map(|l| l.map(Binding::from)).collect(),
+            ))
         })
         .await
     }
 
-    async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
-        let binds = binds.to_vec();
+    /// The places alone: this store reads every list a record links to in one transaction,
+    /// so it keeps no hints.
+    async fn bind(&self, binds: &[(String, Binding)]) -> Result<Vec<Location>, StoreError> {
+        let binds: Vec<(String, Location)> = binds
+            .iter()
+            .map(|(cid, b)| (cid.clone(), b.at.clone()))
+            .collect();
         let bound = self
             .blocking(move |db| {
                 // One transaction (one fsync) for the whole batch.

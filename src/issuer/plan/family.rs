@@ -85,6 +85,16 @@ impl Planner<'_> {
             .collect()
     }
 
+    /// The place of the parent of the card at `at`, if in another list.
+    pub(super) fn parent_elsewhere(&self, at: &Location) -> Option<Location> {
+        let rec = self.lists.get(&at.list)?.work.get(at.idx)?;
+        let p = rec.parent.as_ref()?;
+        Some(Location {
+            list: p.list.clone()?,
+            idx: p.idx,
+        })
+    }
+
     /// Reads, in one round trip however many lists they are in, the records at `locations`
     /// that this plan has not read yet: a list not read yet with its metadata (and the families
     /// of the records, as any first read), a list read already by index at the version it was
@@ -232,6 +242,13 @@ impl Planner<'_> {
         }
         touched.insert(parent_at.list.clone());
         let parent: Record = plp.work.get(parent_at.idx).expect("loaded").clone();
+        if !self.issuer.store.commits_jointly() {
+            self.hints.push((
+                parent.credential_id.clone(),
+                parent_at.clone(),
+                child.clone(),
+            ));
+        }
         let clp = self.lists.get_mut(&child.list).expect("loaded");
         if !clp.work.claims.contains(child.idx) {
             // Found, not placed by this plan: the link was missing.
