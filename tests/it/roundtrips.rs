@@ -479,13 +479,15 @@ fn family_across_lists() -> Vec<(&'static str, Operation, usize)> {
 /// count once; no read follows links there, the other lists being in other slots), and the
 /// lists of one operation are committed together (each a compare-and-set of its own): a
 /// registration locates, reads the parent's list, then commits the card's list with its
-/// binding beside the parent's link (3, 8 requests); a cascade locates, reads the parent's
-/// list, then the mobile lists, then commits them all together (4); a phone change locates
-/// (with every list's metadata), reads the old card's list with its mark, then the parent's
-/// list, commits the new card's list with its binding beside the parent's link, and only then
-/// revokes the old card in its list (5, 14 requests; 4 when the new card lands in the old
-/// card's list). The mobile cards land in random lists of their pool, one or two here: the
-/// budgets are those of two.
+/// binding (its parent's place as a hint) beside the parent's link and the hint of the card in
+/// the parent's binding (3, 9 requests); a cascade locates (the parent's binding names its
+/// mobile cards' places), reads the parent's list and the mobile lists together, then commits
+/// them all together (3; 4 before the hints); a phone change locates (with every list's
+/// metadata; the old card's binding names its parent's place), reads the old card's list with
+/// its mark and the parent's list together, commits the new card's list with its binding
+/// beside the parent's link, and only then revokes the old card in its list (4, 15 requests;
+/// 3 when the new card lands in the old card's list; 5 and 4 before the hints). The mobile
+/// cards land in random lists of their pool, one or two here: the budgets are those of two.
 const FAMILY_BUDGET: &[(&str, u64, u64, u64)] = &[
     // (operation, standalone round trips, embedded transactions, cluster round trips)
     ("register derived (mobile pool)", 3, 3, 3),
@@ -630,4 +632,127 @@ async fn counted(issuer: &Issuer, op: Operation) -> (Outcome, u64) {
         .expect("one result")
         .unwrap_or_else(|p| panic!("{op:?}: {p:?}"));
     (o, requests.into())
+}
+
+/// The hints a binding carries on a Redis Cluster (docs/redis.md, "Credential-id bindings")
+/// save the read of a family's other lists, and are never the truth: a binding without them
+/// (the format before them), one missing a card, one whose card was reissued since (stale) or
+/// one naming places that hold nothing costs the read it costs without hints, never a wrong
+/// result; a parent keeps at most `MAX_CHILD_HINTS` and a registration's retry adds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_family_hints_save_a_read_and_are_never_the_truth() {
+    use statusd::store::registry::MAX_CHILD_HINTS;
+    let cluster = crate::redis_harness::RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url()).await.expect("connect");
+    assert!(store.is_cluster());
+    let issuer = family_issuer(Arc::new(AnyStore::Redis(store))).await;
+    let binding = |id: &str| -> String {
+        let key = format!("statusd:cid:{id}");
+        cluster.node_for(&key).query(redis::cmd("GET").arg(&key))
+    };
+    let set_binding = |id: &str, v: &str| {
+        let key = format!("statusd:cid:{id}");
+        let () = cluster
+            .node_for(&key)
+            .query(redis::cmd("SET").arg(&key).arg(v));
+    };
+    let place = |id: &str| {
+        let issuer = &issuer;
+        let id = id.to_owned();
+        async move {
+            let (at, _) = issuer.credential(&id).await.unwrap().expect("registered");
+            at.to_string()
+        }
+    };
+    let status = |id: &str| {
+        let issuer = &issuer;
+        let id = id.to_owned();
+        async move { issuer.view(&id).await.unwrap().expect("registered").status }
+    };
+    let fp = place("FP").await;
+
+    // Written at registration: the card's parent, the parent's card; a retry adds nothing.
+    one(&issuer, register("FM", "mobile", Some("FP"), None)).await;
+    let fm = place("FM").await;
+    assert_ne!(
+        fm.split('/').next(),
+        fp.split('/').next(),
+        "a family across lists"
+    );
+    assert_eq!(binding("FM"), format!("{fm} p:{fp}"));
+    assert_eq!(binding("FP"), format!("{fp} c:{fm}"));
+    let again = one(&issuer, register("FM", "mobile", Some("FP"), None)).await;
+    assert_eq!(again.result, "exists");
+    assert_eq!(binding("FP"), format!("{fp} c:{fm}"));
+    let (o, n) = counted_trips(&issuer, Operation::Suspend(hold("FP"))).await;
+    assert_eq!((o.affected.len(), n), (1, 3), "hinted: {o:?}");
+    one(&issuer, Operation::Reinstate(hold("FP"))).await;
+
+    // Bindings as written before hints: one round trip more each, the same result.
+    set_binding("FP", &fp);
+    set_binding("FM", &fm);
+    let (o, n) = counted_trips(&issuer, Operation::Suspend(hold("FP"))).await;
+    assert_eq!((o.affected.len(), n), (1, 4), "no hints: {o:?}");
+    assert_eq!(status("FM").await, "SUSPENDED");
+    one(&issuer, Operation::Reinstate(hold("FP"))).await;
+    let (o, n) = counted_trips(&issuer, reissue("FM", "FM2", None)).await;
+    let fm2 = place("FM2").await;
+    let across = fm2.split('/').next() != fm.split('/').next();
+    assert_eq!(
+        n,
+        if across { 5 } else { 4 },
+        "phone change, no hints: {o:?}"
+    );
+    assert_eq!(
+        (status("FM").await, status("FM2").await),
+        ("INVALID", "VALID")
+    );
+    assert_eq!(binding("FM2"), format!("{fm2} p:{fp}"));
+    assert_eq!(binding("FP"), format!("{fp} c:{fm2}"));
+
+    // A stale hint (the card it names was reissued since) and none for the card there now.
+    set_binding("FP", &format!("{fp} c:{fm}"));
+    let (o, n) = counted_trips(&issuer, Operation::Suspend(hold("FP"))).await;
+    assert_eq!((o.affected.len(), n), (1, 4), "stale hint: {o:?}");
+    assert_eq!(
+        (status("FM").await, status("FM2").await),
+        ("INVALID", "SUSPENDED")
+    );
+    // Hints naming a list that does not exist and an index that holds nothing.
+    let fm2_list = fm2.split('/').next().unwrap();
+    set_binding("FP", &format!("{fp} c:nosuch-1/3 c:{fm2_list}/99999"));
+    let (o, n) = counted_trips(&issuer, Operation::Reinstate(hold("FP"))).await;
+    assert_eq!((o.affected.len(), n), (1, 4), "wrong hints: {o:?}");
+    assert_eq!(status("FM2").await, "VALID");
+
+    // A parent hint that leads nowhere: the phone change reads the parent as without hints.
+    set_binding("FM2", &format!("{fm2} p:{fm2_list}/99999"));
+    let (o, n) = counted_trips(&issuer, reissue("FM2", "FM3", None)).await;
+    let fm3 = place("FM3").await;
+    let across = fm3.split('/').next() != Some(fm2_list);
+    assert_eq!(n, if across { 5 } else { 4 }, "wrong parent hint: {o:?}");
+    let view = issuer.view("FM3").await.unwrap().expect("registered");
+    assert_eq!((view.status, view.parent.as_deref()), ("VALID", Some("FP")));
+    assert_eq!(binding("FM3"), format!("{fm3} p:{fp}"));
+
+    // Bounded: past the cap, a card is reached by the read without hints.
+    set_binding("FP", &fp);
+    let extra = MAX_CHILD_HINTS + 1;
+    for i in 0..extra {
+        one(
+            &issuer,
+            register(&format!("FC{i}"), "mobile", Some("FP"), None),
+        )
+        .await;
+    }
+    let hints = binding("FP")
+        .split(' ')
+        .filter(|w| w.starts_with("c:"))
+        .count();
+    assert_eq!(hints, MAX_CHILD_HINTS);
+    let o = one(&issuer, Operation::Suspend(hold("FP"))).await;
+    assert_eq!(o.affected.len(), extra + 1, "FM3 and the FC cards: {o:?}");
+    for i in 0..extra {
+        assert_eq!(status(&format!("FC{i}")).await, "SUSPENDED", "FC{i}");
+    }
 }
