@@ -258,13 +258,15 @@ impl Issuer {
     /// Two steps, each one round trip: every list's commit, each with the bindings of the ids
     /// it registers, sent together; then, once all of them are in and each reissue's new id is
     /// bound to its new card, the lists that revoke the old cards of reissues whose new card is
-    /// elsewhere (`Plan::later`). A derived registration is three round trips (the locate, the
-    /// first read, the commits), a cascade across lists four (its derived cards' lists are read
-    /// after the card's), a reissue across lists four (the old card's revocation waits for the
-    /// new card), five for a phone change in a derived pool (the parent's list is read after
-    /// the old card's). Of concurrent reissues of one card, the losers were stopped by the old
-    /// card's mark, taken with the first read ([`Registry::mark_reissues`]), before anything
-    /// was written.
+    /// elsewhere (`Plan::later`). The parents' bindings learn their new derived cards' places
+    /// beside the first step ([`Registry::hint_children`]). A derived registration is three
+    /// round trips (the locate, the first read, the commits), a cascade across lists three (the
+    /// card's binding names its derived cards' lists, read with the card's; four without that
+    /// hint), a reissue across lists four (the old card's revocation waits for the new card),
+    /// four for a phone change in a derived pool too (the old card's binding names its parent's
+    /// list, read with the old card's; five without that hint). Of concurrent reissues of one
+    /// card, the losers were stopped by the old card's mark, taken with the first read
+    /// ([`Registry::mark_reissues`]), before anything was written.
     ///
     /// What each point of failure leaves (docs/redis.md has the tables): the lists of one step
     /// land independently, each a compare-and-set on its version; an item some of whose lists
@@ -279,6 +281,7 @@ impl Issuer {
     /// old card is revoked only for its true replacement.
     ///
     /// [`Registry::mark_reissues`]: crate::store::registry::Registry::mark_reissues
+    /// [`Registry::hint_children`]: crate::store::registry::Registry::hint_children
     /// [`Registry::rebind`]: crate::store::registry::Registry::rebind
     async fn commit_in_steps(
         &self,

@@ -474,7 +474,7 @@ impl<'a> Planner<'a> {
             }
         }
         // Families across lists (a derived pool): one more round trip, only when there are any
-        // the first reads did not bring (a Redis Cluster).
+        // the first reads did not bring (a Redis Cluster whose bindings' hints missed them).
         planner.prefetch(ops).await?;
         Ok(planner)
     }

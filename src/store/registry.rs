@@ -32,7 +32,9 @@
 //!   cards (`children`, indices) and their parent (`parent.idx`) in the same list. Links into
 //!   other lists (`children_elsewhere`, and `parent` with a `list`: a derived pool,
 //!   [`links_elsewhere`]) are followed one step by [`Registry::list_records_following`] where
-//!   the store reads several lists in one step; otherwise the issuer reads those lists itself.
+//!   the store reads several lists in one step; otherwise the issuer reads those lists itself,
+//!   early where a credential id's binding hints at them ([`Binding`], [`Registry::hint_children`]:
+//!   a Redis Cluster).
 
 use super::{Change, Extends, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;

@@ -264,7 +264,8 @@ impl Planner<'_> {
     /// The derived cards elsewhere (and the parent elsewhere) of every credential `ops` operate
     /// on, read together after the first reads: one more round trip when there are any that the
     /// first reads did not bring already (they bring them where the store follows links into
-    /// other lists, [`Registry::list_records_following`]), none otherwise.
+    /// other lists, [`Registry::list_records_following`], and on a Redis Cluster where the
+    /// bindings' hints named them, [`crate::store::registry::Binding`]), none otherwise.
     pub(super) async fn prefetch(&mut self, ops: &[&Operation]) -> Result<(), PlanAbort> {
         let mut want = Vec::new();
         for op in ops {
