@@ -755,4 +755,16 @@ async fn on_a_cluster_family_hints_save_a_read_and_are_never_the_truth() {
     for i in 0..extra {
         assert_eq!(status(&format!("FC{i}")).await, "SUSPENDED", "FC{i}");
     }
+
+    // Phone changes with the parent hinted: 4 round trips across mobile lists, 3 within one.
+    for i in 0..4 {
+        let (old, new) = (format!("FC{i}"), format!("FR{i}"));
+        let before = place(&old).await;
+        let (o, n) = counted_trips(&issuer, reissue(&old, &new, None)).await;
+        let after = place(&new).await;
+        let across = after.split('/').next() != before.split('/').next();
+        println!("  phone change {old} -> {new}, across lists: {across}");
+        assert_eq!(n, if across { 4 } else { 3 }, "hinted phone change: {o:?}");
+        assert_eq!(status(&new).await, "SUSPENDED", "follows its parent's hold");
+    }
 }
