@@ -425,18 +425,20 @@ impl Issuer {
     /// Sets the bindings `binds` (replacing the stale ones they name) all at once; returns the
     /// bindings in force afterwards, in order.
     async fn bind_all(&self, binds: &[&Bind]) -> Result<Vec<Location>, StoreError> {
+        let binding = |b: &Bind| Binding {
+            at: b.at.clone(),
+            parent: b.parent.clone(),
+            children: Vec::new(),
+        };
         let fresh: Vec<(String, Binding)> = binds
             .iter()
             .filter(|b| b.stale.is_none())
-            .map(|b| {
-                let mut binding = Binding::from(b.at.clone());
-                binding.parent = b.parent.clone();
-                (b.credential_id.clone(), binding)
-            })
+            .map(|b| (b.credential_id.clone(), binding(b)))
             .collect();
         let rebinds = binds.iter().filter_map(|b| {
             let stale = b.stale.as_ref()?;
-            Some(self.store.rebind(&b.credential_id, stale, &b.at))
+            let at = binding(b);
+            Some(async move { self.store.rebind(&b.credential_id, stale, &at).await })
         });
         let (fresh, rebound) = crate::store::together(
             async {

@@ -177,7 +177,7 @@ impl Registry for AnyStore {
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> Result<Location, StoreError> {
         dispatch!(self, s => s.rebind(id, stale, at).await)
     }

@@ -632,9 +632,9 @@ impl Registry for EmbeddedStore {
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> Result<Location, StoreError> {
-        let (id, stale, at) = (id.to_owned(), stale.to_string(), at.clone());
+        let (id, stale, at) = (id.to_owned(), stale.to_string(), at.at.clone());
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(backend)?;
             let bound = {

@@ -412,14 +412,15 @@ pub trait Registry: Store {
         }
     }
 
-    /// Binds credential id `id` to `at` if it is bound to `stale`, a place that can never hold
-    /// its record (the index went to another credential), or not bound at all; returns the
-    /// binding in force afterwards (`at` where this call bound it). One round trip.
+    /// Binds credential id `id` to `at` (with its hints, where the store keeps them) if it is
+    /// bound to `stale`, a place that can never hold its record (the index went to another
+    /// credential), or not bound at all; returns the place bound afterwards (`at`'s where this
+    /// call bound it). One round trip.
     fn rebind(
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> impl Future<Output = Result<Location, StoreError>> + Send;
 }
 

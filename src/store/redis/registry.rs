@@ -393,7 +393,7 @@ impl Registry for RedisStore {
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> Result<Location, StoreError> {
         // Compare-and-set on the one key: nothing else can make `stale` right again (its index
         // holds another credential's record for good), so replacing it loses nothing.
