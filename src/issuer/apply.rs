@@ -9,7 +9,7 @@ use super::{
     now_ms, Issuer, IssuerError, ItemError, ItemProblem, Operation, Outcome, Registration,
     MAX_BATCH,
 };
-use crate::store::registry::{Location, Registry, Txn};
+use crate::store::registry::{Binding, Location, Registry, Txn};
 use crate::store::StoreError;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -196,7 +196,8 @@ impl Issuer {
     /// Where the store commits jointly ([`Registry::commits_jointly`]), each group of lists that
     /// items tie together (a reissue whose new card lands in another list) is one atomic step
     /// with the bindings of its new ids: one round trip, nothing half-applied. Elsewhere (a
-    /// Redis Cluster) list by list, binding after each ([`Issuer::commit_in_steps`]).
+    /// Redis Cluster) each list on its own, all sent together with the bindings beside them
+    /// ([`Issuer::commit_in_steps`]).
     async fn commit(
         &self,
         plan: Plan,
@@ -251,27 +252,36 @@ impl Issuer {
         (done, stop, Vec::new())
     }
 
-    /// [`Issuer::commit`] list by list, for a store that cannot commit lists and bindings
-    /// together (a Redis Cluster: the credential-id keys live in other slots than the lists).
+    /// [`Issuer::commit`] each list on its own, for a store that cannot commit lists and
+    /// bindings together (a Redis Cluster: the credential-id keys live in other slots than the lists).
     ///
-    /// Order: the lists holding the new cards of reissues whose old card is elsewhere, then the
-    /// rest. Each list's commit goes with the bindings of the ids it registers, sent together
-    /// (one round trip: a derived registration is three, a reissue across lists four, counting
-    /// the locate and the first read). Of concurrent reissues of one card, the losers were
-    /// stopped by the old card's mark, taken with the first read ([`Registry::mark_reissues`]),
-    /// before anything was written.
+    /// Two steps, each one round trip: every list's commit, each with the bindings of the ids
+    /// it registers, sent together; then, once all of them are in and each reissue's new id is
+    /// bound to its new card, the lists that revoke the old cards of reissues whose new card is
+    /// elsewhere (`Plan::later`). The parents' bindings learn their new derived cards' places
+    /// beside the first step ([`Registry::hint_children`]). A derived registration is three
+    /// round trips (the locate, the first read, the commits), a cascade across lists three (the
+    /// card's binding names its derived cards' lists, read with the card's; four without that
+    /// hint), a reissue across lists four (the old card's revocation waits for the new card),
+    /// four for a phone change in a derived pool too (the old card's binding names its parent's
+    /// list, read with the old card's; five without that hint). Of concurrent reissues of one
+    /// card, the losers were stopped by the old card's mark, taken with the first read
+    /// ([`Registry::mark_reissues`]), before anything was written.
     ///
-    /// What each point of failure leaves (docs/redis.md has the table): a binding whose commit
-    /// failed or never ran is *pending* (no record at its place): the next plan takes the id
-    /// as not registered and a registration of it completes it at that very index, which its
-    /// claim admits once, however the two commits interleave; a binding whose index went to
-    /// another credential is stale and replaced ([`Registry::rebind`]). A commit whose binding
-    /// lost to another request's answers with that request's place once its record is there
-    /// (its own index stays allocated, unused). A reissue's new card is never followed by the
-    /// old card's revocation unless its binding is the new card's: the old card is revoked
-    /// only for its true replacement.
+    /// What each point of failure leaves (docs/redis.md has the tables): the lists of one step
+    /// land independently, each a compare-and-set on its version; an item some of whose lists
+    /// did not commit is planned again, and its idempotent cascade or link finishes it. A
+    /// binding whose commit failed or never ran is *pending* (no record at its place): the
+    /// next plan takes the id as not registered and a registration of it completes it at that
+    /// very index, which its claim admits once, however the two commits interleave; a binding
+    /// whose index went to another credential is stale and replaced ([`Registry::rebind`]). A
+    /// commit whose binding lost to another request's answers with that request's place once
+    /// its record is there (its own index stays allocated, unused). A reissue's new card is
+    /// never followed by the old card's revocation unless its binding is the new card's: the
+    /// old card is revoked only for its true replacement.
     ///
     /// [`Registry::mark_reissues`]: crate::store::registry::Registry::mark_reissues
+    /// [`Registry::hint_children`]: crate::store::registry::Registry::hint_children
     /// [`Registry::rebind`]: crate::store::registry::Registry::rebind
     async fn commit_in_steps(
         &self,
@@ -284,84 +294,36 @@ impl Issuer {
             items,
             binds,
             first,
+            later,
+            hints,
         } = plan;
-        let mut order: Vec<&String> = lists.keys().filter(|l| first.contains(*l)).collect();
-        order.extend(lists.keys().filter(|l| !first.contains(*l)));
-        let mut committed: BTreeSet<String> = BTreeSet::new();
-        let mut lost: BTreeMap<usize, ItemProblem> = BTreeMap::new();
-        let mut elsewhere: BTreeMap<usize, Location> = BTreeMap::new();
-        let mut stop = None;
-        let mut unconfirmed = None;
-        for list in order {
-            let lp = &lists[list];
-            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == *list).collect();
-            let commit = async {
-                if !lp.work.is_dirty() {
-                    return Ok(0);
+        let mut done = Steps::default();
+        for (n, step) in steps(lists.keys(), &first, &later).into_iter().enumerate() {
+            // The parents' bindings learn where their new derived cards are beside the first
+            // step (the links' commits): a hint is never the truth, so one written for a link
+            // that did not commit, or one not written, costs a read later, nothing else.
+            let hinting = async {
+                if n > 0 || hints.is_empty() {
+                    return;
                 }
-                self.store.commit(list, &txn_of(lp)).await
+                if let Err(e) = self.store.hint_children(&hints).await {
+                    tracing::debug!(error = %e, "family hints not written; planning reads without");
+                }
             };
-            // The bindings go with the commit, not after it: one round trip. One set while the
-            // commit fails is pending (see `Planner::unsettled`), and settled by the next plan.
-            let (committing, binding) = crate::store::together(commit, self.bind_all(&mine)).await;
-            match committing {
-                Ok(_) => {}
-                Err(StoreError::Conflict(_)) => break,
-                // Applied on the primary (the bindings went with it): the operation is whole
-                // and a retry finds it done.
-                Err(e @ StoreError::NotReplicated { .. }) => {
-                    unconfirmed.get_or_insert(ItemProblem::from(e));
-                }
-                Err(e) => {
-                    stop = Some(e);
-                    break;
-                }
-            }
-            committed.insert(list.clone());
-            if mine.is_empty() {
-                continue;
-            }
-            // A reissue whose new id another request registered meanwhile must not revoke its
-            // old card for that id: the lists after this one wait for the next plan.
-            let mut halt = false;
-            match binding {
-                Ok(bound) => {
-                    for (b, bound) in mine.into_iter().zip(bound) {
-                        if bound == b.at {
-                            continue;
-                        }
-                        halt |= b.reissue;
-                        // Another request registered the id first (on another replica: on
-                        // this one, registrations of one id do not overlap). This one's index
-                        // stays allocated, unused.
-                        if b.reissue {
-                            lost.insert(
-                                b.item,
-                                ItemProblem::new(
-                                    ItemError::RegisteredConcurrently,
-                                    format!(
-                                        "{:?} was registered concurrently by another request",
-                                        b.credential_id
-                                    ),
-                                ),
-                            );
-                        } else {
-                            elsewhere.insert(b.item, bound);
-                        }
-                    }
-                }
-                Err(e) => {
-                    let p = ItemProblem::from(e);
-                    for b in mine {
-                        halt |= b.reissue;
-                        lost.insert(b.item, p.clone());
-                    }
-                }
-            }
-            if halt {
+            let (go_on, ()) =
+                crate::store::together(self.commit_step(&lists, &binds, &step, &mut done), hinting)
+                    .await;
+            if !go_on {
                 break;
             }
         }
+        let Steps {
+            committed,
+            mut lost,
+            elsewhere,
+            stop,
+            unconfirmed,
+        } = done;
         if let Some(p) = unconfirmed {
             // Every item committed answers that it is not confirmed by replicas yet.
             for k in 0..items.len() {
@@ -372,17 +334,111 @@ impl Issuer {
         (done, stop, moved)
     }
 
+    /// Commits the lists `step` of a step-wise commit concurrently, each with the bindings of
+    /// the ids it registers (one round trip), noting what happened in `done`; returns whether
+    /// the next step may go (every list committed, every reissue's new id bound to its card).
+    async fn commit_step(
+        &self,
+        lists: &BTreeMap<String, ListPlan>,
+        binds: &[Bind],
+        step: &[&String],
+        done: &mut Steps,
+    ) -> bool {
+        let sent = step.iter().map(|list| {
+            let lp = &lists[*list];
+            let mine: Vec<&Bind> = binds.iter().filter(|b| b.at.list == **list).collect();
+            async move {
+                let commit = async {
+                    if !lp.work.is_dirty() {
+                        return Ok(0);
+                    }
+                    self.store.commit(list, &txn_of(lp)).await
+                };
+                // The bindings go with the commit, not after it. One set while the commit
+                // fails is pending (see `Planner::unsettled`), and settled by the next plan.
+                let (committing, binding) =
+                    crate::store::together(commit, self.bind_all(&mine)).await;
+                (list, mine, committing, binding)
+            }
+        });
+        let mut go_on = true;
+        for (list, mine, committing, binding) in crate::store::all_together(sent.collect()).await {
+            match committing {
+                Ok(_) => {}
+                // Its items are planned again; the lists committed beside it stay committed.
+                Err(StoreError::Conflict(_)) => {
+                    go_on = false;
+                    continue;
+                }
+                // Applied on the primary (the bindings went with it): the operation is whole
+                // and a retry finds it done.
+                Err(e @ StoreError::NotReplicated { .. }) => {
+                    done.unconfirmed.get_or_insert(ItemProblem::from(e));
+                }
+                Err(e) => {
+                    done.stop.get_or_insert(e);
+                    go_on = false;
+                    continue;
+                }
+            }
+            done.committed.insert((*list).clone());
+            // A reissue whose new id another request registered meanwhile must not revoke its
+            // old card for that id: the later lists wait for the next plan.
+            match binding {
+                Ok(bound) => {
+                    for (b, bound) in mine.into_iter().zip(bound) {
+                        if bound == b.at {
+                            continue;
+                        }
+                        // Another request registered the id first (on another replica: on
+                        // this one, registrations of one id do not overlap). This one's index
+                        // stays allocated, unused.
+                        if b.reissue {
+                            go_on = false;
+                            done.lost.insert(
+                                b.item,
+                                ItemProblem::new(
+                                    ItemError::RegisteredConcurrently,
+                                    format!(
+                                        "{:?} was registered concurrently by another request",
+                                        b.credential_id
+                                    ),
+                                ),
+                            );
+                        } else {
+                            done.elsewhere.insert(b.item, bound);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let p = ItemProblem::from(e);
+                    for b in mine {
+                        go_on &= !b.reissue;
+                        done.lost.insert(b.item, p.clone());
+                    }
+                }
+            }
+        }
+        go_on
+    }
+
     /// Sets the bindings `binds` (replacing the stale ones they name) all at once; returns the
     /// bindings in force afterwards, in order.
     async fn bind_all(&self, binds: &[&Bind]) -> Result<Vec<Location>, StoreError> {
-        let fresh: Vec<(String, Location)> = binds
+        let binding = |b: &Bind| Binding {
+            at: b.at.clone(),
+            parent: b.parent.clone(),
+            children: Vec::new(),
+        };
+        let fresh: Vec<(String, Binding)> = binds
             .iter()
             .filter(|b| b.stale.is_none())
-            .map(|b| (b.credential_id.clone(), b.at.clone()))
+            .map(|b| (b.credential_id.clone(), binding(b)))
             .collect();
         let rebinds = binds.iter().filter_map(|b| {
             let stale = b.stale.as_ref()?;
-            Some(self.store.rebind(&b.credential_id, stale, &b.at))
+            let at = binding(b);
+            Some(async move { self.store.rebind(&b.credential_id, stale, &at).await })
         });
         let (fresh, rebound) = crate::store::together(
             async {
@@ -403,6 +459,47 @@ impl Issuer {
             })
             .collect()
     }
+}
+
+/// What the steps of a step-wise commit did so far.
+#[derive(Default)]
+struct Steps {
+    /// The lists committed.
+    committed: BTreeSet<String>,
+    /// Items whose commit went in but that answer a problem (their binding failed or lost).
+    lost: BTreeMap<usize, ItemProblem>,
+    /// Registrations whose id another request bound first, with that binding.
+    elsewhere: BTreeMap<usize, Location>,
+    /// The error that stopped the commit (not a conflict: the items are planned again).
+    stop: Option<StoreError>,
+    /// The first commit applied on the primary but not confirmed by its replicas.
+    unconfirmed: Option<ItemProblem>,
+}
+
+/// The steps of a step-wise commit of `lists`: every list not `later` together, then the
+/// `later` ones together, unless one of them holds a reissue's new card too (`first`: two
+/// reissues of one batch, each card's replacement in the other's list), then one by one, those
+/// first. No step is empty.
+fn steps<'a>(
+    lists: impl Iterator<Item = &'a String>,
+    first: &'a BTreeSet<String>,
+    later: &'a BTreeSet<String>,
+) -> Vec<Vec<&'a String>> {
+    let now: Vec<&String> = lists.filter(|l| !later.contains(*l)).collect();
+    let mut steps = vec![now];
+    if first.is_disjoint(later) {
+        steps.push(later.iter().collect());
+    } else {
+        steps.extend(later.iter().filter(|l| first.contains(*l)).map(|l| vec![l]));
+        steps.extend(
+            later
+                .iter()
+                .filter(|l| !first.contains(*l))
+                .map(|l| vec![l]),
+        );
+    }
+    steps.retain(|s| !s.is_empty());
+    steps
 }
 
 /// The commit of what `lp`'s plan changed: at the version it was read at, claiming the indices
@@ -476,4 +573,51 @@ fn settle(
         }
     }
     (done, moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steps;
+    use std::collections::BTreeSet;
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    /// A cascade commits every list at once; a reissue across lists revokes its old card (in
+    /// its list and the lists it cascades to) only after the rest; two reissues crosswise in one
+    /// batch go one list at a time, the new cards' lists first.
+    #[test]
+    fn a_step_wise_commit_revokes_old_cards_last() {
+        let lists = set(&["default-1", "mobile-1", "mobile-2"]);
+        let run = |first: &[&str], later: &[&str]| {
+            let (first, later) = (set(first), set(later));
+            steps(lists.iter(), &first, &later)
+                .into_iter()
+                .map(|s| {
+                    s.into_iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(&[], &[]), ["default-1 mobile-1 mobile-2"]);
+        assert_eq!(
+            run(&["mobile-2"], &["mobile-1"]),
+            ["default-1 mobile-2", "mobile-1"]
+        );
+        assert_eq!(
+            run(&["default-1"], &["mobile-1", "mobile-2"]),
+            ["default-1", "mobile-1 mobile-2"]
+        );
+        assert_eq!(
+            run(&["mobile-1", "mobile-2"], &["mobile-1", "mobile-2"]),
+            ["default-1", "mobile-1", "mobile-2"]
+        );
+        assert_eq!(
+            run(&["mobile-1"], &["mobile-1", "mobile-2"]),
+            ["default-1", "mobile-1", "mobile-2"]
+        );
+    }
 }

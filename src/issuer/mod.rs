@@ -31,9 +31,9 @@
 //! (`plan/family.rs`). Where the
 //! store can ([`Registry::commits_jointly`]: the embedded store, a standalone Redis), the lists
 //! an item ties together and the new ids' bindings are one atomic step; on a Redis Cluster the
-//! bindings are sent beside their commit, and a reissue's new card is committed (and bound)
-//! before its old card is revoked, after the old card is marked for it with the first read; a
-//! retry finishes either (see `apply`).
+//! lists' commits are sent together, each with its bindings beside it, and a reissue's new
+//! card is committed (and bound) before its old card is revoked, after the old card is marked
+//! for it with the first read; a retry finishes what landed in part (see `apply`).
 //!
 //! [`Registry::commit`]: crate::store::registry::Registry::commit
 //! [`Registry::commits_jointly`]: crate::store::registry::Registry::commits_jointly

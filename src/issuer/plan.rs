@@ -16,7 +16,7 @@ use super::{
     DEFAULT_HOLD,
 };
 use crate::status::Status;
-use crate::store::registry::{Location, MetaRecords, Registry};
+use crate::store::registry::{Binding, Location, MetaRecords, MetasOf, Registry};
 use crate::store::{ListMeta, Store, StoreError};
 use family::Cascade;
 use roaring::RoaringBitmap;
@@ -56,8 +56,16 @@ pub(super) struct Plan {
     pub(super) items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
     /// New bindings, committed with their list (in the same step where the store can).
     pub(super) binds: Vec<Bind>,
-    /// Lists holding the new card of a reissue whose old card is elsewhere: committed first.
+    /// Lists holding the new card of a reissue whose old card is elsewhere.
     pub(super) first: BTreeSet<String>,
+    /// Lists that revoke the old card of a reissue whose new card is elsewhere (its list and
+    /// those its revocation cascades to): where commits are not joint, committed only once
+    /// every other list is, the new card bound to its id (`Issuer::commit_in_steps`).
+    pub(super) later: BTreeSet<String>,
+    /// Where commits are not joint, the derived cards this plan links to a parent elsewhere:
+    /// `(parent id, parent's place, card's place)`, remembered in the parent's binding
+    /// ([`Registry::hint_children`]).
+    pub(super) hints: Vec<(String, Location, Location)>,
 }
 
 /// A credential id to bind once its list is committed.
@@ -71,6 +79,9 @@ pub(super) struct Bind {
     /// Where the id is bound already, a place that can never hold its record (the index went to
     /// another credential): that binding is replaced ([`Registry::rebind`]).
     pub(super) stale: Option<Location>,
+    /// The card's parent's place, if in another list: a hint kept with the binding where the
+    /// store keeps hints ([`crate::store::registry::Binding`]).
+    pub(super) parent: Option<Location>,
 }
 
 /// Why planning stopped: a list moved between two reads (plan again), or the store failed.
@@ -140,6 +151,8 @@ struct Planner<'a> {
     items: Vec<(Result<Outcome, ItemProblem>, BTreeSet<String>)>,
     binds: Vec<Bind>,
     first: BTreeSet<String>,
+    later: BTreeSet<String>,
+    hints: Vec<(String, Location, Location)>,
     /// Where commits are not joint (a Redis Cluster), the mark in force on each credential
     /// this batch reissues ([`Registry::mark_reissues`], taken with the first read): the new
     /// id the one reissue that may proceed replaces it with.
@@ -221,6 +234,36 @@ fn same_registration(r: &Registration, rec: &Record) -> Result<(), ItemProblem> 
     ))
 }
 
+/// The places in other lists the bindings of `ops`' credentials hint at, by list, that
+/// planning them will read (a Redis Cluster's hints, [`Binding`]): the derived cards of a
+/// card suspended, reinstated, revoked or reissued (a cascade), and the parent of a card
+/// reissued (its new card links to it).
+fn hinted_reads(
+    ops: &[&Operation],
+    bindings: &HashMap<String, Binding>,
+) -> BTreeMap<String, Vec<u32>> {
+    let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for op in ops {
+        let parent_too = match op {
+            Operation::Suspend(_) | Operation::Reinstate(_) | Operation::Revoke(_) => false,
+            Operation::Reissue(_) => true,
+            _ => continue,
+        };
+        let Some(b) = bindings.get(op.credential_id()) else {
+            continue;
+        };
+        let parent = b.parent.iter().filter(|_| parent_too);
+        for at in b.children.iter().chain(parent) {
+            out.entry(at.list.clone()).or_default().push(at.idx);
+        }
+    }
+    for idxs in out.values_mut() {
+        idxs.sort_unstable();
+        idxs.dedup();
+    }
+    out
+}
+
 impl<'a> Planner<'a> {
     /// Locates everything the batch names and reads what planning it needs to start with.
     async fn read(
@@ -271,24 +314,31 @@ impl<'a> Planner<'a> {
             .flatten();
         let (metas, pool_metas, found): (Metas, _, _) = match remembered {
             _ if pools.is_empty() && !unparented_reissue => {
-                (None, Vec::new(), store.locate(&names).await?)
+                (None, Vec::new(), store.locate_bindings(&names).await?)
             }
             Some(ids) => {
-                let (read, found) =
-                    crate::store::together(store.metas(&ids), store.locate(&names)).await;
-                (None, read?.into_iter().flatten().collect(), found?)
+                let (read, found) = store
+                    .locate_with_metas(&names, MetasOf::These(&ids))
+                    .await?;
+                (None, read, found)
             }
             None => {
-                let (all, found) =
-                    crate::store::together(store.lists(), store.locate(&names)).await;
-                (Some(all?), Vec::new(), found?)
+                let (all, found) = store.locate_with_metas(&names, MetasOf::Every).await?;
+                (Some(all), Vec::new(), found)
             }
         };
-        let located: HashMap<String, Location> = names
+        let bindings: HashMap<String, Binding> = names
             .into_iter()
             .zip(found)
-            .filter_map(|(n, l)| Some((n, l?)))
+            .filter_map(|(n, b)| Some((n, b?)))
             .collect();
+        let hinted = if store.commits_jointly() {
+            BTreeMap::new()
+        } else {
+            hinted_reads(ops, &bindings)
+        };
+        let located: HashMap<String, Location> =
+            bindings.into_iter().map(|(n, b)| (n, b.at)).collect();
         let mut by_list: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for l in located.values() {
             by_list.entry(l.list.clone()).or_default().push(l.idx);
@@ -309,6 +359,8 @@ impl<'a> Planner<'a> {
             items: Vec::with_capacity(ops.len()),
             binds: Vec::new(),
             first: BTreeSet::new(),
+            later: BTreeSet::new(),
+            hints: Vec::new(),
             marked: HashMap::new(),
             taken: Vec::new(),
         };
@@ -338,12 +390,27 @@ impl<'a> Planner<'a> {
         // round trip however many lists the batch names (two for a reissue across lists).
         // Where the store can, each read brings the other lists its records link to as well (a
         // derived pool's cards, their parents), so a cascade across lists reads nothing more.
-        let (reads, marked) = crate::store::together(
-            crate::store::all_together(
-                by_list
-                    .iter()
-                    .map(|(list, idxs)| store.list_records_following(list, idxs))
-                    .collect(),
+        // On a Redis Cluster, the lists the bindings' hints name (a derived pool's cards, their
+        // parents) are read beside them, each on its own: a hint that leads nowhere costs
+        // nothing more, one that is missing or stale the read `prefetch` makes then.
+        let hinted: BTreeMap<&String, &Vec<u32>> = hinted
+            .iter()
+            .filter(|(list, _)| !by_list.contains_key(*list))
+            .collect();
+        let ((reads, hinted_reads), marked) = crate::store::together(
+            crate::store::together(
+                crate::store::all_together(
+                    by_list
+                        .iter()
+                        .map(|(list, idxs)| store.list_records_following(list, idxs))
+                        .collect(),
+                ),
+                crate::store::all_together(
+                    hinted
+                        .iter()
+                        .map(|(list, idxs)| store.list_records(list, idxs))
+                        .collect(),
+                ),
             ),
             crate::store::all_together(
                 marks
@@ -377,8 +444,13 @@ impl<'a> Planner<'a> {
             planner.load(list, &linked).await?;
             followed.extend(read);
         }
-        // The lists linked to, as first read with the lists named, unless read already.
-        for (list, read) in followed {
+        // The lists linked to or hinted at, as first read with the lists named, unless read
+        // already. A hinted read that failed is left out, as if never made.
+        let hinted = hinted
+            .keys()
+            .zip(hinted_reads)
+            .filter_map(|(list, read)| Some(((*list).clone(), read.ok()?)));
+        for (list, read) in followed.into_iter().chain(hinted) {
             if let Some(linked) = planner.first_read_followed(&list, read) {
                 planner.load(&list, &linked).await?;
             }
@@ -402,7 +474,7 @@ impl<'a> Planner<'a> {
             }
         }
         // Families across lists (a derived pool): one more round trip, only when there are any
-        // the first reads did not bring (a Redis Cluster).
+        // the first reads did not bring (a Redis Cluster whose bindings' hints missed them).
         planner.prefetch(ops).await?;
         Ok(planner)
     }
@@ -439,6 +511,8 @@ impl<'a> Planner<'a> {
             items: self.items,
             binds: self.binds,
             first: self.first,
+            later: self.later,
+            hints: self.hints,
         }
     }
 
@@ -619,6 +693,7 @@ impl<'a> Planner<'a> {
         self.binds.push(Bind {
             credential_id: r.credential_id.clone(),
             stale: self.stale_binding(&r.credential_id, &at),
+            parent: self.parent_elsewhere(&at),
             at,
             item: k,
             reissue: false,
@@ -771,6 +846,7 @@ impl<'a> Planner<'a> {
                 self.binds.push(Bind {
                     credential_id: r.new_credential_id.clone(),
                     stale: self.stale_binding(&r.new_credential_id, &at),
+                    parent: self.parent_elsewhere(&at),
                     at: at.clone(),
                     item: k,
                     reissue: true,
@@ -778,9 +854,11 @@ impl<'a> Planner<'a> {
                 at
             }
         };
-        if new_at.list != old_at.list {
+        let across = new_at.list != old_at.list;
+        if across {
             self.first.insert(new_at.list.clone());
         }
+        let touched_before = touched.clone();
         let lp = self.lists.get_mut(&old_at.list).expect("loaded");
         let before = family_status(&lp.work, old_at.idx);
         let changed = lp
@@ -791,6 +869,12 @@ impl<'a> Planner<'a> {
         let (elsewhere, affected) = self
             .cascade(&old_at, Cascade::Revoke, stamp, touched)
             .await?;
+        if across {
+            // The revocation waits for the new card where commits are not joint.
+            self.later.insert(old_at.list.clone());
+            self.later
+                .extend(touched.difference(&touched_before).cloned());
+        }
         let lp = &self.lists[&old_at.list];
         let mut outcome = changed_outcome(
             &r.credential_id,
@@ -1182,7 +1266,7 @@ mod tests {
                 ("changed", "INVALID", 1)
             ]
         );
-        assert!(plan.binds.is_empty() && plan.first.is_empty());
+        assert!(plan.binds.is_empty() && plan.first.is_empty() && plan.later.is_empty());
         // Nothing reached the store.
         assert_eq!(status(&issuer, "card-1").await, "VALID");
     }

@@ -3,7 +3,7 @@
 
 use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
-use super::registry::{Location, MetaRecords, Records, Registry, Txn};
+use super::registry::{Binding, Location, MetaRecords, MetasOf, Records, Registry, Txn};
 use super::retire::Retire;
 use super::{Applied, Change, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusList};
@@ -138,7 +138,26 @@ impl Registry for AnyStore {
         dispatch!(self, s => s.locate(ids).await)
     }
 
-    async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
+    async fn locate_with_metas(
+        &self,
+        ids: &[String],
+        metas: MetasOf<'_>,
+    ) -> Result<(Vec<ListMeta>, Vec<Option<Binding>>), StoreError> {
+        dispatch!(self, s => s.locate_with_metas(ids, metas).await)
+    }
+
+    async fn locate_bindings(&self, ids: &[String]) -> Result<Vec<Option<Binding>>, StoreError> {
+        dispatch!(self, s => s.locate_bindings(ids).await)
+    }
+
+    async fn hint_children(
+        &self,
+        hints: &[(String, Location, Location)],
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.hint_children(hints).await)
+    }
+
+    async fn bind(&self, binds: &[(String, Binding)]) -> Result<Vec<Location>, StoreError> {
         dispatch!(self, s => s.bind(binds).await)
     }
 
@@ -158,7 +177,7 @@ impl Registry for AnyStore {
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> Result<Location, StoreError> {
         dispatch!(self, s => s.rebind(id, stale, at).await)
     }

@@ -15,7 +15,7 @@
 //! (`tests/it/store_contract.rs`).
 
 use super::registry::{
-    family_links, links_elsewhere, Location, MetaRecords, Records, Registry, Txn,
+    family_links, links_elsewhere, Binding, Location, MetaRecords, MetasOf, Records, Registry, Txn,
 };
 use super::retire::Retire;
 use super::{
@@ -130,6 +130,48 @@ fn meta_of(
         Some(v) => decode_meta(id, v.value()),
         None => Err(StoreError::UnknownList(id.to_owned())),
     }
+}
+
+/// Every list's metadata in `lists`.
+fn every_meta(
+    lists: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<ListMeta>, StoreError> {
+    let mut out = Vec::new();
+    for row in lists.iter().map_err(backend)? {
+        let (k, v) = row.map_err(backend)?;
+        out.push(decode_meta(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+/// The metadata of lists `ids` in `lists` (`None` for one that does not exist), in order.
+fn some_metas(
+    lists: &impl ReadableTable<&'static str, &'static [u8]>,
+    ids: &[String],
+) -> Result<Vec<Option<ListMeta>>, StoreError> {
+    ids.iter()
+        .map(|id| match meta_of(lists, id) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(StoreError::UnknownList(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .collect()
+}
+
+/// Where each credential id is bound, read in `tx` ([`Registry::locate`]).
+fn locate_in(
+    tx: &redb::ReadTransaction,
+    ids: &[String],
+) -> Result<Vec<Option<Location>>, StoreError> {
+    let cids = tx.open_table(CIDS).map_err(backend)?;
+    ids.iter()
+        .map(|cid| match cids.get(cid.as_str()).map_err(backend)? {
+            None => Ok(None),
+            Some(v) => Location::parse(v.value()).map(Some).ok_or_else(|| {
+                StoreError::Backend(format!("credential index entry {:?} is corrupt", v.value()))
+            }),
+        })
+        .collect()
 }
 
 /// [`Registry::list_records`] of list `id` at `idxs`, and with `follow`, of every other list its
@@ -247,13 +289,7 @@ impl EmbeddedStore {
 
     fn lists_sync(db: &Database) -> Result<Vec<ListMeta>, StoreError> {
         let tx = db.begin_read().map_err(backend)?;
-        let t = tx.open_table(LISTS).map_err(backend)?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(backend)? {
-            let (k, v) = row.map_err(backend)?;
-            out.push(decode_meta(k.value(), v.value())?);
-        }
-        Ok(out)
+        every_meta(&tx.open_table(LISTS).map_err(backend)?)
     }
 
     fn load_sync(db: &Database, id: &str) -> Result<(ListMeta, StatusList), StoreError> {
@@ -520,24 +556,45 @@ impl Registry for EmbeddedStore {
         let ids = ids.to_vec();
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
-            let cids = tx.open_table(CIDS).map_err(backend)?;
-            ids.iter()
-                .map(|cid| match cids.get(cid.as_str()).map_err(backend)? {
-                    None => Ok(None),
-                    Some(v) => Location::parse(v.value()).map(Some).ok_or_else(|| {
-                        StoreError::Backend(format!(
-                            "credential index entry {:?} is corrupt",
-                            v.value()
-                        ))
-                    }),
-                })
-                .collect()
+            locate_in(&tx, &ids)
         })
         .await
     }
 
-    async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
-        let binds = binds.to_vec();
+    /// One read transaction for both.
+    async fn locate_with_metas(
+        &self,
+        ids: &[String],
+        metas: MetasOf<'_>,
+    ) -> Result<(Vec<ListMeta>, Vec<Option<Binding>>), StoreError> {
+        let ids = ids.to_vec();
+        let these = match metas {
+            MetasOf::These(lists) => Some(lists.to_vec()),
+            MetasOf::Every => None,
+        };
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let lists = tx.open_table(LISTS).map_err(backend)?;
+            let metas = match these {
+                Some(these) => some_metas(&lists, &these)?.into_iter().flatten().collect(),
+                None => every_meta(&lists)?,
+            };
+            let found = locate_in(&tx, &ids)?;
+            Ok((
+                metas,
+                found.into_iter().map(|l| l.map(Binding::from)).collect(),
+            ))
+        })
+        .await
+    }
+
+    /// The places alone: this store reads every list a record links to in one transaction,
+    /// so it keeps no hints.
+    async fn bind(&self, binds: &[(String, Binding)]) -> Result<Vec<Location>, StoreError> {
+        let binds: Vec<(String, Location)> = binds
+            .iter()
+            .map(|(cid, b)| (cid.clone(), b.at.clone()))
+            .collect();
         let bound = self
             .blocking(move |db| {
                 // One transaction (one fsync) for the whole batch.
@@ -575,9 +632,9 @@ impl Registry for EmbeddedStore {
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> Result<Location, StoreError> {
-        let (id, stale, at) = (id.to_owned(), stale.to_string(), at.clone());
+        let (id, stale, at) = (id.to_owned(), stale.to_string(), at.at.clone());
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(backend)?;
             let bound = {
@@ -701,14 +758,7 @@ impl Store for EmbeddedStore {
         let ids = ids.to_vec();
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
-            let lists = tx.open_table(LISTS).map_err(backend)?;
-            ids.iter()
-                .map(|id| match meta_of(&lists, id) {
-                    Ok(meta) => Ok(Some(meta)),
-                    Err(StoreError::UnknownList(_)) => Ok(None),
-                    Err(e) => Err(e),
-                })
-                .collect()
+            some_metas(&tx.open_table(LISTS).map_err(backend)?, &ids)
         })
         .await
     }

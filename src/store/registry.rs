@@ -32,7 +32,9 @@
 //!   cards (`children`, indices) and their parent (`parent.idx`) in the same list. Links into
 //!   other lists (`children_elsewhere`, and `parent` with a `list`: a derived pool,
 //!   [`links_elsewhere`]) are followed one step by [`Registry::list_records_following`] where
-//!   the store reads several lists in one step; otherwise the issuer reads those lists itself.
+//!   the store reads several lists in one step; otherwise the issuer reads those lists itself,
+//!   early where a credential id's binding hints at them ([`Binding`], [`Registry::hint_children`]:
+//!   a Redis Cluster).
 
 use super::{Change, Extends, ListMeta, Store, StoreError};
 use roaring::RoaringBitmap;
@@ -69,6 +71,70 @@ impl Location {
             list: list.to_owned(),
             idx: idx.parse().ok()?,
         })
+    }
+}
+
+/// Most derived cards' places a parent's binding remembers ([`Binding::children`]); a card
+/// with more is read the way one without hints is (one round trip more on a Redis Cluster).
+pub const MAX_CHILD_HINTS: usize = 8;
+
+/// A credential id's binding: its place, and where a Redis Cluster remembers its family in
+/// other lists to be, so that planning reads those lists with the card's own (issue #22).
+///
+/// Written `<list>/<idx>`, then ` p:<list>/<idx>` for a derived card's parent elsewhere (set
+/// with the binding, at registration: a card's place never changes) and ` c:<list>/<idx>` for
+/// each derived card elsewhere (added when it is linked, at most [`MAX_CHILD_HINTS`]). The
+/// hints are never the truth: the records' links are, checked by every commit's
+/// compare-and-set. A hint missing, stale or wrong costs the read the records' links then
+/// need, never a wrong write. A binding without hints (the format before them, or any store
+/// but a cluster) is the place alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub at: Location,
+    /// The parent's place, if elsewhere.
+    pub parent: Option<Location>,
+    /// Derived cards' places elsewhere.
+    pub children: Vec<Location>,
+}
+
+impl From<Location> for Binding {
+    fn from(at: Location) -> Binding {
+        Binding {
+            at,
+            parent: None,
+            children: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.at)?;
+        if let Some(p) = &self.parent {
+            write!(f, " p:{p}")?;
+        }
+        for c in &self.children {
+            write!(f, " c:{c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Binding {
+    /// Parses a binding as [`Binding`]'s `Display` writes it (or the place alone); `None` if
+    /// the place does not parse. A hint that does not parse is left out: it only ever saves a
+    /// read.
+    pub fn parse(s: &str) -> Option<Binding> {
+        let mut words = s.split(' ');
+        let mut b = Binding::from(Location::parse(words.next()?)?);
+        for w in words {
+            match w.split_once(':') {
+                Some(("p", at)) => b.parent = Location::parse(at).or(b.parent),
+                Some(("c", at)) => b.children.extend(Location::parse(at)),
+                _ => {}
+            }
+        }
+        Some(b)
     }
 }
 
@@ -164,6 +230,15 @@ pub struct Txn {
     pub extends: Extends,
 }
 
+/// Which lists' metadata [`Registry::locate_with_metas`] reads.
+#[derive(Clone, Copy, Debug)]
+pub enum MetasOf<'a> {
+    /// These lists' (those that exist).
+    These(&'a [String]),
+    /// Every list's ([`Store::lists`]).
+    Every,
+}
+
 /// The registry operations of a store.
 pub trait Registry: Store {
     /// The list's version and every index ever allocated in it.
@@ -240,11 +315,65 @@ pub trait Registry: Store {
         ids: &[String],
     ) -> impl Future<Output = Result<Vec<Option<Location>>, StoreError>> + Send;
 
-    /// Binds each credential id to its location unless it is bound already; returns the
-    /// bindings in force afterwards, in order (equal to the one given where this call bound it).
+    /// [`Registry::locate`] with the hints each binding carries ([`Binding`]: a Redis
+    /// Cluster's); the default carries none.
+    fn locate_bindings(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Binding>>, StoreError>> + Send {
+        let found = self.locate(ids);
+        async move {
+            Ok(found
+                .await?
+                .into_iter()
+                .map(|l| l.map(Binding::from))
+                .collect())
+        }
+    }
+
+    /// Adds to the binding of each parent id, bound at the parent's place given, the hint of
+    /// its derived card's place `(parent id, parent's place, card's place)` ([`Binding`]):
+    /// once (a retry adds nothing twice), up to [`MAX_CHILD_HINTS`], and only to a binding at
+    /// that place. Hints are never the truth, so this waits for no replica. One round trip;
+    /// the default (a store that reads every list a record links to in one step) does nothing.
+    fn hint_children(
+        &self,
+        hints: &[(String, Location, Location)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = hints;
+        async { Ok(()) }
+    }
+
+    /// [`Registry::locate`] with the metadata of the lists `metas` names (those that exist;
+    /// every list's: [`Store::lists`]), read together: what a plan that chooses a list for a
+    /// new card starts with. The default sends the two reads together (one round trip); the
+    /// embedded store reads both in one transaction.
+    fn locate_with_metas(
+        &self,
+        ids: &[String],
+        metas: MetasOf<'_>,
+    ) -> impl Future<Output = Result<(Vec<ListMeta>, Vec<Option<Binding>>), StoreError>> + Send
+    {
+        async move {
+            let read = async {
+                match metas {
+                    MetasOf::These(lists) => {
+                        Ok(self.metas(lists).await?.into_iter().flatten().collect())
+                    }
+                    MetasOf::Every => self.lists().await,
+                }
+            };
+            let (read, found) = super::together(read, self.locate_bindings(ids)).await;
+            Ok((read?, found?))
+        }
+    }
+
+    /// Binds each credential id to its location (with its hints, where the store keeps them)
+    /// unless it is bound already; returns the places bound afterwards, in order (equal to the
+    /// one given where this call bound it).
     fn bind(
         &self,
-        binds: &[(String, Location)],
+        binds: &[(String, Binding)],
     ) -> impl Future<Output = Result<Vec<Location>, StoreError>> + Send;
 
     /// Marks each credential at `(idx, new id)` of `list` as being replaced by that new id,
@@ -283,14 +412,15 @@ pub trait Registry: Store {
         }
     }
 
-    /// Binds credential id `id` to `at` if it is bound to `stale`, a place that can never hold
-    /// its record (the index went to another credential), or not bound at all; returns the
-    /// binding in force afterwards (`at` where this call bound it). One round trip.
+    /// Binds credential id `id` to `at` (with its hints, where the store keeps them) if it is
+    /// bound to `stale`, a place that can never hold its record (the index went to another
+    /// credential), or not bound at all; returns the place bound afterwards (`at`'s where this
+    /// call bound it). One round trip.
     fn rebind(
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> impl Future<Output = Result<Location, StoreError>> + Send;
 }
 
@@ -317,6 +447,43 @@ mod tests {
         ] {
             assert_eq!(Location::parse(bad), None, "{bad}");
         }
+    }
+
+    /// A binding written before hints existed is its place alone and still parses; hints
+    /// round-trip, and one that does not parse is dropped, never the binding.
+    #[test]
+    fn bindings_parse_with_and_without_hints() {
+        let at = |list: &str, idx| Location {
+            list: list.into(),
+            idx,
+        };
+        assert_eq!(
+            Binding::parse("default-1/7"),
+            Some(Binding::from(at("default-1", 7)))
+        );
+        let b = Binding {
+            at: at("default-1", 7),
+            parent: None,
+            children: vec![at("mobile-1", 3), at("mobile-2", 0)],
+        };
+        assert_eq!(b.to_string(), "default-1/7 c:mobile-1/3 c:mobile-2/0");
+        assert_eq!(Binding::parse(&b.to_string()), Some(b.clone()));
+        let d = Binding {
+            at: at("mobile-1", 3),
+            parent: Some(at("default-1", 7)),
+            children: Vec::new(),
+        };
+        assert_eq!(d.to_string(), "mobile-1/3 p:default-1/7");
+        assert_eq!(Binding::parse(&d.to_string()), Some(d));
+        assert_eq!(
+            Binding::parse("default-1/7 c:mobile-1/x q:what c:mobile-1/3"),
+            Some(Binding {
+                children: vec![at("mobile-1", 3)],
+                ..Binding::from(at("default-1", 7))
+            })
+        );
+        assert_eq!(Binding::parse("default-1 c:mobile-1/3"), None);
+        assert_eq!(Binding::parse(""), None);
     }
 
     #[test]

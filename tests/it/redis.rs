@@ -1056,3 +1056,167 @@ async fn pending_elsewhere(
         idx: (0..).find(|i| !taken.contains(*i)).unwrap(),
     }
 }
+
+/// On a Redis Cluster the lists of one operation are committed together, each a
+/// compare-and-set of its own (issue #22), so any of them may land without the others (a
+/// conflict on one, or a replica that stops). Each partial outcome is made here by putting back
+/// one list's record and entry as they were before the operation, as if that list's commit
+/// never ran; readers see the part that landed, and the retry of the same operation finishes it
+/// (docs/redis.md, "Derived pools on a cluster"). A revocation cannot be put back (an entry
+/// once invalid stays so); its cascade is the suspension's, retried the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_family_commit_landed_in_part_is_finished_by_its_retry() {
+    use crate::roundtrips::{hold, register};
+    use statusd::issuer::{Operation, Outcome};
+    use statusd::store::any::AnyStore;
+    let cluster = RedisCluster::start();
+    let s = RedisStore::connect(&cluster.url()).await.unwrap();
+    assert!(s.is_cluster());
+    let store = std::sync::Arc::new(AnyStore::Redis(s));
+    let issuer = statusd::issuer::Issuer::new(
+        store.clone(),
+        crate::roundtrips::urls(),
+        statusd::issuer::Settings {
+            list_size: 1 << 12,
+            derived_pool: Some("mobile".into()),
+            ..Default::default()
+        },
+    );
+    let run = |op: Operation| {
+        let issuer = &issuer;
+        async move {
+            let mut out = issuer.execute("t", &[op]).await.expect("runs");
+            out.pop().expect("one").expect("done")
+        }
+    };
+    let changed = |o: &Outcome| assert_eq!(o.result, "changed", "{o:?}");
+    run(register("P", "physical", None, None)).await;
+    run(register("M", "mobile", Some("P"), None)).await;
+    let p = saved(&issuer, &store, "P").await;
+    let m = saved(&issuer, &store, "M").await;
+    assert_ne!(p.at.list, m.at.list, "a family across lists");
+
+    // (a) A loss report whose mobile list did not commit: the card suspended, the phone valid;
+    // the retry carries the hold to the phone.
+    run(Operation::Suspend(hold("P"))).await;
+    m.put_back(&store).await;
+    assert_eq!(
+        entries(&store, &[&p, &m]).await,
+        [Status::SUSPENDED, Status::VALID]
+    );
+    changed(&run(Operation::Suspend(hold("P"))).await);
+    assert_eq!(
+        entries(&store, &[&p, &m]).await,
+        [Status::SUSPENDED, Status::SUSPENDED]
+    );
+
+    // (b) A reinstatement whose card's list did not commit: the phone valid, the card still
+    // suspended; the retry lifts the card's hold and finds the phone done.
+    let p_held = saved(&issuer, &store, "P").await;
+    run(Operation::Reinstate(hold("P"))).await;
+    p_held.put_back(&store).await;
+    assert_eq!(
+        entries(&store, &[&p, &m]).await,
+        [Status::SUSPENDED, Status::VALID]
+    );
+    changed(&run(Operation::Reinstate(hold("P"))).await);
+    assert_eq!(
+        entries(&store, &[&p, &m]).await,
+        [Status::VALID, Status::VALID]
+    );
+
+    // (c) A registration whose card's list did not commit while the parent's link did: the
+    // link names an index that holds no card of P, and is ignored by a cascade.
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&saved(&issuer, &store, "P").await.record).unwrap();
+    let dangling = pending_elsewhere(&store, &m.at.list).await;
+    rec["children_elsewhere"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"list": dangling.list, "idx": dangling.idx}));
+    let p_now = saved(&issuer, &store, "P").await;
+    Saved {
+        record: serde_json::to_vec(&rec).unwrap(),
+        ..p_now
+    }
+    .put_back(&store)
+    .await;
+    changed(&run(Operation::Suspend(hold("P"))).await);
+    assert_eq!(
+        entries(&store, &[&p, &m]).await,
+        [Status::SUSPENDED, Status::SUSPENDED]
+    );
+    let view = issuer.view("P").await.unwrap().unwrap();
+    assert_eq!(view.children, ["M"], "the dangling link names no card");
+    changed(&run(Operation::Reinstate(hold("P"))).await);
+
+    // (d) A registration whose card committed (and bound) while the parent's link did not:
+    // the card is valid and unlinked, so a loss report misses it; the registration's retry
+    // writes the link and brings the card in line with its parent's holds.
+    let p_before = saved(&issuer, &store, "P").await;
+    run(register("M2", "mobile", Some("P"), None)).await;
+    p_before.put_back(&store).await;
+    let m2 = saved(&issuer, &store, "M2").await;
+    changed(&run(Operation::Suspend(hold("P"))).await);
+    assert_eq!(
+        entries(&store, &[&p, &m2]).await,
+        [Status::SUSPENDED, Status::VALID]
+    );
+    let again = run(register("M2", "mobile", Some("P"), None)).await;
+    assert_eq!(again.result, "exists", "{again:?}");
+    assert_eq!(
+        entries(&store, &[&p, &m, &m2]).await,
+        [Status::SUSPENDED; 3]
+    );
+    let view = issuer.view("P").await.unwrap().unwrap();
+    assert_eq!(view.children, ["M", "M2"]);
+}
+
+/// A card's record and entry as they were when read.
+struct Saved {
+    at: statusd::store::registry::Location,
+    record: Vec<u8>,
+    status: Status,
+}
+
+/// Card `id`'s record and entry as they are now.
+async fn saved(
+    issuer: &statusd::issuer::Issuer,
+    store: &statusd::store::any::AnyStore,
+    id: &str,
+) -> Saved {
+    use statusd::store::registry::Registry;
+    let (at, _) = issuer.credential(id).await.unwrap().expect("registered");
+    let (_, mut recs) = store.records(&at.list, &[at.idx]).await.unwrap();
+    let record = recs.pop().flatten().expect("a record");
+    let status = store.entries(&at.list, &[at.idx]).await.unwrap().1[0];
+    Saved { at, record, status }
+}
+
+impl Saved {
+    /// Writes the record and entry back, as if the commits since had not reached its list.
+    async fn put_back(&self, store: &statusd::store::any::AnyStore) {
+        use statusd::store::registry::{Registry, Txn};
+        let (version, _) = store.records(&self.at.list, &[]).await.unwrap();
+        let txn = Txn {
+            expect_version: version,
+            claim: Vec::new(),
+            records: vec![(self.at.idx, self.record.clone())],
+            changes: vec![Change {
+                idx: self.at.idx,
+                status: self.status,
+            }],
+            extends: statusd::store::Extends::Nothing,
+        };
+        store.commit(&self.at.list, &txn).await.unwrap();
+    }
+}
+
+/// What a reader sees of each card: its entry.
+async fn entries(store: &statusd::store::any::AnyStore, cards: &[&Saved]) -> Vec<Status> {
+    let mut out = Vec::new();
+    for c in cards {
+        out.push(store.entries(&c.at.list, &[c.at.idx]).await.unwrap().1[0]);
+    }
+    out
+}

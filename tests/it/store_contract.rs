@@ -371,7 +371,9 @@ async fn a_joint_commit_is_all_or_nothing(subject: impl Subject) {
         list: list.into(),
         idx,
     };
-    s.bind(&[("taken".into(), at("j2", 9))]).await.unwrap();
+    s.bind(&[("taken".into(), at("j2", 9).into())])
+        .await
+        .unwrap();
     let txns = |v2: u64, change2: u8| {
         vec![
             (

@@ -7,25 +7,30 @@
 //!
 //! The lists one item ties together this way are committed as one group: jointly where the
 //! store can ([`Registry::commits_jointly`]), so nothing is ever half-applied; on a Redis
-//! Cluster list by list, the derived card's list before its parent's (`Plan::first`). Every
-//! cascade here is idempotent and runs again whole on a retry, so a step-wise commit that
-//! stopped between lists is finished by the retry of the same operation:
+//! Cluster each list on its own, all sent together (a reissue's old card waits for its new
+//! card: `Plan::later`), so any of them may land without the others. Every cascade here is
+//! idempotent and runs again whole on a retry, so a step-wise commit that landed in part is
+//! finished by the retry of the same operation (the same request plans again at once after a
+//! conflict):
 //!
 //! * a parent's list committed, a derived card's not: the retry reads the parent (held,
 //!   reinstated or revoked already) and still carries the change to every linked card that
 //!   lacks it, reporting `changed`, never `unchanged` with a card left behind;
-//! * a derived card committed (and bound) before its parent's link: the retry of the
+//! * a derived card's list committed, its parent's not: the retry changes the parent and finds
+//!   the card changed already (a hold, a revocation `via` the parent are each put once);
+//! * a derived card committed (and bound) without its parent's link: the retry of the
 //!   registration (or reissue) finds the card, sees the parent does not link to it, writes the
 //!   link and brings the card in line with the parent's holds ([`ListWork::follow`]) in the
 //!   same commit;
 //! * a link whose card does not link back (its registration lost the race for the id on
-//!   another replica, or the card's commit never happened) is ignored ([`Record::derives_from`]).
+//!   another replica, or the card's commit never happened while the link's did) is ignored
+//!   ([`Record::derives_from`]).
 //!
-//! What is not closed on a Redis Cluster: between the derived card's commit and the link's, a
-//! loss report on the parent does not reach the new card; the registration's own link commit
-//! then fails its compare-and-set, and the planned-again registration mends it as above. Only a
-//! replica that dies in that window, with a client that never retries, leaves the card
-//! unlinked (docs/redis.md).
+//! What is not closed on a Redis Cluster: a loss report on the parent planned before a new
+//! card's link landed does not reach that card; the registration's link commit then fails its
+//! compare-and-set, and the planned-again registration mends it as above. Only a replica that
+//! dies in that window, with a client that never retries, leaves the card unlinked
+//! (docs/redis.md).
 //!
 //! [`Registry::commits_jointly`]: crate::store::registry::Registry::commits_jointly
 //! [`ListWork::follow`]: crate::issuer::record::ListWork::follow
@@ -78,6 +83,16 @@ impl Planner<'_> {
             .cloned()
             .chain(parent)
             .collect()
+    }
+
+    /// The place of the parent of the card at `at`, if in another list.
+    pub(super) fn parent_elsewhere(&self, at: &Location) -> Option<Location> {
+        let rec = self.lists.get(&at.list)?.work.get(at.idx)?;
+        let p = rec.parent.as_ref()?;
+        Some(Location {
+            list: p.list.clone()?,
+            idx: p.idx,
+        })
     }
 
     /// Reads, in one round trip however many lists they are in, the records at `locations`
@@ -196,8 +211,7 @@ impl Planner<'_> {
 
     /// Writes the parent's side of the link to the derived card at `child` (placed in another
     /// list, or found there by a retry), and brings the card in line with its parent if the
-    /// link was missing (a retry after a step-wise commit stopped between the lists). The
-    /// card's list goes first in a step-wise commit.
+    /// link was missing (a retry after a step-wise commit landed in part).
     pub(super) async fn link(
         &mut self,
         child: &Location,
@@ -228,6 +242,13 @@ impl Planner<'_> {
         }
         touched.insert(parent_at.list.clone());
         let parent: Record = plp.work.get(parent_at.idx).expect("loaded").clone();
+        if !self.issuer.store.commits_jointly() {
+            self.hints.push((
+                parent.credential_id.clone(),
+                parent_at.clone(),
+                child.clone(),
+            ));
+        }
         let clp = self.lists.get_mut(&child.list).expect("loaded");
         if !clp.work.claims.contains(child.idx) {
             // Found, not placed by this plan: the link was missing.
@@ -237,16 +258,14 @@ impl Planner<'_> {
             clp.work.follow(child.idx, &parent, &mend);
         }
         touched.insert(child.list.clone());
-        if child.list != parent_at.list {
-            self.first.insert(child.list.clone());
-        }
         Ok(())
     }
 
     /// The derived cards elsewhere (and the parent elsewhere) of every credential `ops` operate
     /// on, read together after the first reads: one more round trip when there are any that the
     /// first reads did not bring already (they bring them where the store follows links into
-    /// other lists, [`Registry::list_records_following`]), none otherwise.
+    /// other lists, [`Registry::list_records_following`], and on a Redis Cluster where the
+    /// bindings' hints named them, [`crate::store::registry::Binding`]), none otherwise.
     pub(super) async fn prefetch(&mut self, ops: &[&Operation]) -> Result<(), PlanAbort> {
         let mut want = Vec::new();
         for op in ops {
@@ -441,9 +460,9 @@ mod tests {
         store.commit(&at.list, &txn).await.unwrap();
     }
 
-    /// A commit that stopped between the lists (a Redis Cluster commits list by list: the
-    /// mobile card's list first, its parent's link after): the retry of the registration writes
-    /// the missing link and brings the card in line with the parent's loss report.
+    /// A commit that landed in part (a Redis Cluster commits each list on its own: the mobile
+    /// card's list without its parent's link): the retry of the registration writes the
+    /// missing link and brings the card in line with the parent's loss report.
     #[tokio::test]
     async fn a_retry_mends_a_link_a_step_wise_commit_left_out() {
         let (issuer, _dir) = card_with_phone(issuer()).await;

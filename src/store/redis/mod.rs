@@ -89,10 +89,12 @@ impl Store for RedisStore {
         let mut members = redis::cmd("SMEMBERS");
         members.arg(LISTS_KEY);
         let mut conn = inner.conn();
-        let (raw, known_replies) = tokio::join!(
+        // Sent together (one round trip, counted so by `store::count_round_trips`).
+        let (raw, known_replies) = crate::store::together(
             members.query_async::<Vec<Vec<u8>>>(&mut conn),
-            inner.hgetall_many(known.iter().map(|id| meta_key(id)).collect())
-        );
+            inner.hgetall_many(known.iter().map(|id| meta_key(id)).collect()),
+        )
+        .await;
         let raw = raw.map_err(|e| inner.error(None, e))?;
         let known_replies = known_replies.map_err(|e| inner.error(None, e))?;
         let mut ids = Vec::with_capacity(raw.len());

@@ -5,7 +5,7 @@
 use super::MAX_CATCHUP;
 use crate::status::packing::{packed_len, unpack, Order};
 use crate::status::{Bits, Status, StatusError, StatusList};
-use crate::store::registry::Location;
+use crate::store::registry::{Binding, Location};
 use crate::store::{check_id, Change, ListMeta, StoreError};
 use redis::{RedisError, Value};
 use roaring::RoaringBitmap;
@@ -319,7 +319,13 @@ pub(super) fn bitmap_from_redis(bytes: &[u8]) -> RoaringBitmap {
     out
 }
 
+/// The place a credential-id key holds (its hints left out: [`binding_of`]).
 pub(super) fn location_of(v: &Value) -> Result<Option<Location>, StoreError> {
+    Ok(binding_of(v)?.map(|b| b.at))
+}
+
+/// The binding a credential-id key holds: `<list>/<idx>`, then its hints if any ([`Binding`]).
+pub(super) fn binding_of(v: &Value) -> Result<Option<Binding>, StoreError> {
     match v {
         Value::Nil => Ok(None),
         other => {
@@ -327,7 +333,7 @@ pub(super) fn location_of(v: &Value) -> Result<Option<Location>, StoreError> {
                 StoreError::Backend(format!("redis: credential index entry is {other:?}"))
             })?;
             let s = std::str::from_utf8(raw).ok();
-            s.and_then(Location::parse).map(Some).ok_or_else(|| {
+            s.and_then(Binding::parse).map(Some).ok_or_else(|| {
                 StoreError::Backend(format!(
                     "credential index entry {:?} is corrupt",
                     String::from_utf8_lossy(raw)

@@ -4,11 +4,13 @@
 use super::connection::{Call, Conn};
 use super::keys::{alloc_key, cid_key, creds_key, data_key, feed_key, meta_key, reissued_key};
 use super::parse::{
-    bitmap_from_redis, bytes_of, corrupt, location_of, now_secs, parse_meta, registry_error,
-    script_error, script_error_text,
+    binding_of, bitmap_from_redis, bytes_of, corrupt, location_of, now_secs, parse_meta,
+    registry_error, script_error, script_error_text,
 };
 use super::RedisStore;
-use crate::store::registry::{Location, MetaRecords, Records, Registry, Txn};
+use crate::store::registry::{
+    Binding, Location, MetaRecords, Records, Registry, Txn, MAX_CHILD_HINTS,
+};
 use crate::store::{check_id, Extends, StoreError};
 use redis::Value;
 use roaring::RoaringBitmap;
@@ -211,25 +213,75 @@ impl Registry for RedisStore {
     }
 
     async fn locate(&self, ids: &[String]) -> Result<Vec<Option<Location>>, StoreError> {
+        let found = self.locate_bindings(ids).await?;
+        Ok(found.into_iter().map(|b| b.map(|b| b.at)).collect())
+    }
+
+    async fn locate_bindings(&self, ids: &[String]) -> Result<Vec<Option<Binding>>, StoreError> {
         let inner = &self.inner;
         let replies = inner
             .per_key("GET", ids.iter().map(|id| cid_key(id)).collect())
             .await
             .map_err(|e| inner.error(None, e))?;
-        replies.iter().map(location_of).collect()
+        replies.iter().map(binding_of).collect()
     }
 
-    async fn bind(&self, binds: &[(String, Location)]) -> Result<Vec<Location>, StoreError> {
+    async fn hint_children(
+        &self,
+        hints: &[(String, Location, Location)],
+    ) -> Result<(), StoreError> {
+        // On the binding's key alone: unchanged unless it is still at the parent's place (a
+        // rebinding elsewhere makes the hint moot), once per card, up to the cap.
+        const HINT: &str = "local v = redis.call('GET', KEYS[1]) \
+            if not v then return 0 end \
+            local at = string.match(v, '^%S+') \
+            if at ~= ARGV[1] then return 0 end \
+            local n = 0 \
+            for w in string.gmatch(v, '%S+') do \
+            if w == ARGV[2] then return 1 end \
+            if string.sub(w, 1, 2) == 'c:' then n = n + 1 end end \
+            if n >= tonumber(ARGV[3]) then return 0 end \
+            redis.call('SET', KEYS[1], v .. ' ' .. ARGV[2]) return 1";
+        if hints.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        // EVAL, not EVALSHA: a node that does not hold the script yet costs no round trip more.
+        let sent = crate::store::all_together(
+            hints
+                .iter()
+                .map(|(parent, at, child)| {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(HINT)
+                        .arg(1)
+                        .arg(cid_key(parent))
+                        .arg(at.to_string())
+                        .arg(format!("c:{child}"))
+                        .arg(MAX_CHILD_HINTS);
+                    async move {
+                        let _: Value = cmd.query_async(&mut inner.conn()).await?;
+                        Ok::<(), redis::RedisError>(())
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        sent.into_iter()
+            .collect::<Result<(), _>>()
+            .map_err(|e| inner.error(None, e))
+    }
+
+    async fn bind(&self, binds: &[(String, Binding)]) -> Result<Vec<Location>, StoreError> {
         let inner = &self.inner;
         if binds.is_empty() {
             return Ok(Vec::new());
         }
         // SET NX per id (a pipeline on a standalone server, one per id's slot on a cluster),
         // then read back the ids another writer bound first.
-        let set = |pipe: &mut redis::Pipeline, (cid, at): &(String, Location)| {
+        let set = |pipe: &mut redis::Pipeline, (cid, b): &(String, Binding)| {
             pipe.cmd("SET")
                 .arg(cid_key(cid))
-                .arg(at.to_string())
+                .arg(b.to_string())
                 .arg("NX");
         };
         let mut replies: Vec<Value> = Vec::with_capacity(binds.len());
@@ -275,7 +327,7 @@ impl Registry for RedisStore {
             .per_key("GET", lost.iter().map(|&i| cid_key(&binds[i].0)).collect())
             .await
             .map_err(|e| inner.error(None, e))?;
-        let mut out: Vec<Location> = binds.iter().map(|(_, at)| at.clone()).collect();
+        let mut out: Vec<Location> = binds.iter().map(|(_, b)| b.at.clone()).collect();
         for (&i, v) in lost.iter().zip(&existing) {
             out[i] = location_of(v)?.ok_or_else(|| {
                 StoreError::Backend(format!(
@@ -341,12 +393,14 @@ impl Registry for RedisStore {
         &self,
         id: &str,
         stale: &Location,
-        at: &Location,
+        at: &Binding,
     ) -> Result<Location, StoreError> {
         // Compare-and-set on the one key: nothing else can make `stale` right again (its index
         // holds another credential's record for good), so replacing it loses nothing.
+        // The place is the binding's first word; hints follow it (`Binding`).
         const REBIND: &str = "local v = redis.call('GET', KEYS[1]) \
-            if not v or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return ARGV[2] end \
+            if not v or string.match(v, '^%S+') == ARGV[1] then \
+            redis.call('SET', KEYS[1], ARGV[2]) return ARGV[2] end \
             return v";
         let inner = &self.inner;
         let script = redis::Script::new(REBIND);
