@@ -1,6 +1,6 @@
 //! Every metric statusd exports, declared once with its help text. Label handles are resolved
 //! when [`Metrics`] is built, so the request path only bumps pre-resolved counters; the
-//! per-request ones are sharded by thread ([`requests`]).
+//! per-request ones are sharded by thread (`metrics::requests`).
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,

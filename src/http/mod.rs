@@ -113,7 +113,7 @@ struct Inner {
 #[repr(align(128))]
 struct Inflight(AtomicUsize);
 
-/// One request counted in [`Inner::inflight`]; dropping it (with the response body, or with
+/// One request counted in the service's in-flight count; dropping it (with the response body, or with
 /// the response future of a request that never finished) releases the count.
 pub struct Slot(&'static Inflight);
 
@@ -284,7 +284,7 @@ impl Future for Observed {
     }
 }
 
-/// The future of [`Public::call`]: an answer already made (every route but the batch lookup,
+/// The future of `Public::call`: an answer already made (every route but the batch lookup,
 /// and shed requests), or a batch lookup reading its body.
 ///
 /// Answers are made, counted and wrapped in `call` itself: hyper polls the future at once, so

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 impl Issuer {
     /// Creates an issuer-managed list in pool `purpose` (`POST /v1/lists`, `admin` scope: the
-    /// only way a new pool comes to be), unless the store holds [`max_lists`] lists.
+    /// only way a new pool comes to be), unless the store holds [`max_lists`](super::Settings::max_lists) lists.
     pub async fn create_list(&self, new: NewList) -> Result<ListView, StoreError> {
         let _creating = self.coord.creating.lock().await;
         if live(&self.store.lists().await?) >= self.settings.max_lists {
