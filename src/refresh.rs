@@ -483,7 +483,7 @@ impl<S: Store> Refresher<S> {
             .expect("not poisoned")
             .retain(|id, _| lists.contains_key(id.as_str()));
         if signing {
-            self.schedule_encodings(&lists, now);
+            self.schedule_encodings(lists.values(), now);
         }
         changed |= self.age(&mut lists, signing, now);
         changed |= self.jwks_outdated(&current);
@@ -507,7 +507,6 @@ impl<S: Store> Refresher<S> {
     /// this pass costs the lists it names, not the lists there are. It starts the
     /// re-encodings of the lists it changed.
     pub async fn sync_lists(&self, ids: &BTreeSet<String>) -> Result<bool, StoreError> {
-        let signing = self.key_watch.may_sign(&self.metrics).await;
         let current = self.snapshots.load_full();
         let now = SystemTime::now();
         let mut lists = current.lists.clone();
@@ -533,13 +532,13 @@ impl<S: Store> Refresher<S> {
         if !changed {
             return Ok(false);
         }
-        if signing {
-            let named: Lists = ids
-                .iter()
-                .filter_map(|id| lists.get_key_value(id.as_str()))
-                .map(|(id, ls)| (id.clone(), ls.clone()))
-                .collect();
-            self.schedule_encodings(&named, now);
+        // The key is checked (a file read on the blocking pool) only when a named list is due
+        // for a re-encoding: most writes land within `reencode_every` of the last one.
+        let named = || ids.iter().filter_map(|id| lists.get(id.as_str()));
+        if !self.encodings_due(named(), now).is_empty()
+            && self.key_watch.may_sign(&self.metrics).await
+        {
+            self.schedule_encodings(named(), now);
         }
         self.publish_changed(&current, lists, &changed_at, now);
         Ok(true)
@@ -688,19 +687,26 @@ impl<S: Store> Refresher<S> {
         }
         let now = SystemTime::now();
         if signing {
-            self.schedule_encodings(&lists, now);
+            self.schedule_encodings(lists.values(), now);
         }
         self.publish(lists, now);
         true
     }
 
-    /// Starts background builds for lists whose artefacts are behind their state (at most every
-    /// `reencode_every`) or due for re-signing.
-    fn schedule_encodings(&self, lists: &Lists, now: SystemTime) {
-        let mut encoding = self.encoding.lock().expect("not poisoned");
+    /// The lists among `lists` whose artefacts are behind their state (by at least
+    /// `reencode_every`) or due for re-signing, and not being built already: oldest artefacts
+    /// first, so no list starves. None while [`MAX_BACKGROUND_BUILDS`] are running.
+    fn encodings_due<'a>(
+        &self,
+        lists: impl Iterator<Item = &'a Arc<ListSnapshot>>,
+        now: SystemTime,
+    ) -> Vec<&'a Arc<ListSnapshot>> {
+        let encoding = self.encoding.lock().expect("not poisoned");
+        if encoding.len() >= MAX_BACKGROUND_BUILDS {
+            return Vec::new();
+        }
         let now_s = unix_ms(now) / 1000;
         let mut due: Vec<&Arc<ListSnapshot>> = lists
-            .values()
             .filter(|ls| !encoding.contains_key(&ls.meta.id))
             .filter(|ls| {
                 let a = &ls.artefacts;
@@ -709,8 +715,19 @@ impl<S: Store> Refresher<S> {
                 behind || self.params.needs_resign(a.iat, now) || a.aging != Aging::Fresh
             })
             .collect();
-        // Oldest artefacts first, so no list starves.
         due.sort_by_key(|ls| ls.artefacts.iat);
+        due
+    }
+
+    /// Starts background builds for the lists among `lists` that are due
+    /// ([`Self::encodings_due`]), at most [`MAX_BACKGROUND_BUILDS`] at once.
+    fn schedule_encodings<'a>(
+        &self,
+        lists: impl Iterator<Item = &'a Arc<ListSnapshot>>,
+        now: SystemTime,
+    ) {
+        let due = self.encodings_due(lists, now);
+        let mut encoding = self.encoding.lock().expect("not poisoned");
         for ls in due {
             if encoding.len() >= MAX_BACKGROUND_BUILDS {
                 break;
