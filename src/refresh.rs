@@ -27,9 +27,7 @@ use crate::runtime;
 use crate::snapshot::build::{self, BuildParams};
 use crate::snapshot::delta::History;
 use crate::snapshot::readiness::unix_ms;
-use crate::snapshot::{
-    lists_with_capacity, persist, Aging, Artefacts, ListSnapshot, Lists, SnapshotStore, SyncState,
-};
+use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, Lists, SnapshotStore, SyncState};
 use crate::status::StatusList;
 use crate::store::{Hint, ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
@@ -402,7 +400,7 @@ impl<S: Store> Refresher<S> {
                 return Err(e);
             }
         };
-        let mut lists: Lists = lists_with_capacity(metas.len());
+        let mut lists = Lists::default();
         let mut changed = current.generation == 0;
         let mut changed_at = Vec::new();
         let mut new_lists = Vec::new();
@@ -660,18 +658,16 @@ impl<S: Store> Refresher<S> {
         }
         let mut attached = false;
         for (id, artefacts) in finished {
-            if let Some(ls) = lists.get_mut(id.as_str()) {
-                // Built from this state or an earlier one of the same list: never newer.
-                if artefacts.version <= ls.meta.version {
-                    let next = build::with_artefacts(
-                        ls.meta.clone(),
-                        ls.list.clone(),
-                        Arc::new(artefacts),
-                    );
-                    *ls = Arc::new(next);
-                    attached = true;
-                }
-            }
+            // Built from this state or an earlier one of the same list: never newer.
+            let Some(ls) = lists
+                .get(id.as_str())
+                .filter(|ls| artefacts.version <= ls.meta.version)
+            else {
+                continue;
+            };
+            let next = build::with_artefacts(ls.meta.clone(), ls.list.clone(), Arc::new(artefacts));
+            lists.insert(id.into_boxed_str(), Arc::new(next));
+            attached = true;
         }
         attached
     }
@@ -899,31 +895,31 @@ impl<S: Store> Refresher<S> {
         // Until the next look: one tick (the loop waits no longer while signing is paused or
         // aged artefacts remain), plus the seconds of `BuildParams::margin`.
         let margin = self.params.margin();
-        let mut changed = false;
-        for ls in lists.values_mut() {
-            if signing && ls.artefacts.aging == Aging::Fresh {
-                continue;
-            }
-            let Some(aged) = build::aged(&ls.artefacts, &self.params, now, margin) else {
-                continue;
-            };
-            *ls = Arc::new(ListSnapshot {
-                meta: ls.meta.clone(),
-                list: ls.list.clone(),
-                non_valid: ls.non_valid,
-                artefacts: Arc::new(aged),
-            });
-            changed = true;
+        if signing && !lists.summary().aged {
+            return false;
         }
+        let aged: Vec<(Box<str>, Arc<ListSnapshot>)> = lists
+            .iter()
+            .filter(|(_, ls)| !signing || ls.artefacts.aging != Aging::Fresh)
+            .filter_map(|(id, ls)| {
+                let aged = build::aged(&ls.artefacts, &self.params, now, margin)?;
+                let next = ListSnapshot {
+                    meta: ls.meta.clone(),
+                    list: ls.list.clone(),
+                    non_valid: ls.non_valid,
+                    artefacts: Arc::new(aged),
+                };
+                Some((id.clone(), Arc::new(next)))
+            })
+            .collect();
+        let changed = !aged.is_empty();
+        lists.extend(aged);
         changed
     }
 
     /// Whether any published list still serves artefacts aged during a pause in signing.
     fn has_aged(&self) -> bool {
-        let snap = self.snapshots.load();
-        snap.lists
-            .values()
-            .any(|l| l.artefacts.aging != Aging::Fresh)
+        self.snapshots.load().lists.summary().aged
     }
 
     /// Whether the published JWKS is not the one the published keys now make (a reload
@@ -936,35 +932,32 @@ impl<S: Store> Refresher<S> {
     fn publish(&self, lists: Lists, now: SystemTime) {
         let previous = self.snapshots.load_full();
         let generation = previous.generation + 1;
-        let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();
-        // A list never signed (new while signing is paused) has no token and no `exp`.
-        let earliest_exp = lists
-            .values()
-            .map(|l| l.artefacts.exp)
-            .filter(|&exp| exp > 0)
-            .min();
+        // Each part of the lists keeps its sums: a publication for one list's write sums the
+        // part it changed ([`Lists::summary`]).
+        let summary = lists.summary();
         let count = lists.len();
         // The fill gauges of the lists whose fill changed; all of them afresh when the set of
         // lists changed (a list that left must leave the metric). A publication for one list's
-        // write then costs no work per list here.
-        let same_ids = previous.generation > 0
-            && previous.lists.len() == count
-            && lists.keys().all(|id| previous.lists.contains_key(id));
-        if !same_ids {
-            self.metrics.list_allocated_ratio.reset();
-        }
-        for l in lists.values() {
-            let unchanged = same_ids
-                && previous.lists.get(l.meta.id.as_str()).is_some_and(|p| {
+        // write then looks at the lists that share its part, not at every list.
+        let set_fill = |l: &ListSnapshot| {
+            self.metrics
+                .list_allocated_ratio
+                .with_label_values(&[l.meta.id.as_str()])
+                .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+        };
+        if previous.generation > 0 && lists.same_ids(&previous.lists) {
+            for l in lists.not_shared_with(&previous.lists) {
+                let unchanged = previous.lists.get(l.meta.id.as_str()).is_some_and(|p| {
                     Arc::ptr_eq(p, l)
                         || (p.meta.allocated == l.meta.allocated && p.meta.size == l.meta.size)
                 });
-            if !unchanged {
-                self.metrics
-                    .list_allocated_ratio
-                    .with_label_values(&[l.meta.id.as_str()])
-                    .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+                if !unchanged {
+                    set_fill(l);
+                }
             }
+        } else {
+            self.metrics.list_allocated_ratio.reset();
+            lists.values().for_each(|l| set_fill(l));
         }
         let mut snapshot = build::next_snapshot(
             &previous,
@@ -979,8 +972,8 @@ impl<S: Store> Refresher<S> {
         self.metrics.snapshot_generation.set(generation as i64);
         self.metrics.snapshot_published.set(unix_f64(now));
         self.metrics.lists.set(count as i64);
-        self.metrics.entries_non_valid.set(non_valid as i64);
-        if let Some(exp) = earliest_exp {
+        self.metrics.entries_non_valid.set(summary.non_valid as i64);
+        if let Some(exp) = summary.earliest_exp {
             self.metrics.token_expiry.set(exp as f64);
         }
         self.snapshots.publish(snapshot);

@@ -568,9 +568,7 @@ pub fn next_snapshot(
     p: &BuildParams,
     now: SystemTime,
 ) -> Snapshot {
-    let same_ids = previous.generation > 0
-        && previous.lists.len() == lists.len()
-        && lists.keys().all(|id| previous.lists.contains_key(id));
+    let same_ids = previous.generation > 0 && lists.same_ids(&previous.lists);
     if !same_ids {
         return snapshot(previous.generation + 1, lists, published_keys, p, now);
     }
