@@ -29,7 +29,7 @@ use crate::snapshot::delta::History;
 use crate::snapshot::readiness::unix_ms;
 use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, Lists, SnapshotStore, SyncState};
 use crate::status::StatusList;
-use crate::store::{Hint, ListMeta, Store, StoreError};
+use crate::store::{Feed, Hint, ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
 use crate::token::{SignError, Signer, TokenSigner as _};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -105,6 +105,9 @@ pub struct Refresher<S> {
     /// Each list's recent state changes, from which its re-encodings sign deltas
     /// ([`crate::snapshot::delta`]).
     history: Mutex<HashMap<String, History>>,
+    /// The published keys the last publication's JWKS was built from: while they are the
+    /// keys published now, a publication shares that JWKS without serialising the keys.
+    jwks_from: Mutex<Option<Arc<KeySet>>>,
 }
 
 /// Where background builds leave their artefacts, and the wake-up that gets them published at
@@ -168,6 +171,7 @@ impl<S: Store> Refresher<S> {
             missing_warned: Mutex::default(),
             retired: Mutex::default(),
             history: Mutex::default(),
+            jwks_from: Mutex::default(),
         }
     }
 
@@ -431,7 +435,9 @@ impl<S: Store> Refresher<S> {
                 continue;
             };
             lists.insert(id, ls.clone());
-            changed |= self.follow(ls, meta, &mut lists, &mut changed_at).await?;
+            changed |= self
+                .follow(ls, meta, None, &mut lists, &mut changed_at)
+                .await?;
         }
         // A list the store no longer names (an emptied or restored Redis, an operator's slip)
         // keeps being served: publishing it empty could turn revoked cards valid. The store is
@@ -497,7 +503,7 @@ impl<S: Store> Refresher<S> {
     }
 
     /// A synchronisation of the lists a change hint named (all of them in the published
-    /// snapshot: [`Self::knows_all`]), each read alone (its metadata, then its change feed);
+    /// snapshot: [`Self::knows_all`]), each read alone (its metadata and change feed together);
     /// every other list is published as it is. Returns whether a new snapshot was published.
     /// What a hint did not name, the next full synchronisation ([`Self::sync_once`]) finds;
     /// lists missing from the store are its business too, and so is the work that looks at
@@ -514,17 +520,20 @@ impl<S: Store> Refresher<S> {
             let Some(ls) = current.lists.get(id.as_str()) else {
                 continue;
             };
-            let meta = match self.store.meta(id).await {
+            // The metadata and the feed in one round trip.
+            let (meta, feed) = match self.store.meta_and_changes_since(id, ls.meta.version).await {
                 // Retired: dropped from the snapshot by the full synchronisation, which keeps
                 // the set of retired lists.
-                Ok(Some(meta)) if meta.life.is_retired() => return self.sync_once().await,
-                Ok(Some(meta)) => meta,
+                Ok(Some((meta, _))) if meta.life.is_retired() => return self.sync_once().await,
+                Ok(Some(read)) => read,
                 // Gone, or unreadable: the full synchronisation reports it (and keeps serving
                 // the list) at its tick, rather than every write here.
                 Ok(None) | Err(StoreError::Corrupt { .. } | StoreError::Status(_)) => continue,
                 Err(e) => return Err(e),
             };
-            changed |= self.follow(ls, meta, &mut lists, &mut changed_at).await?;
+            changed |= self
+                .follow(ls, meta, Some(feed), &mut lists, &mut changed_at)
+                .await?;
         }
         changed |= self.attach_finished(&mut lists).await;
         if !changed {
@@ -544,18 +553,20 @@ impl<S: Store> Refresher<S> {
 
     /// Brings published list `ls` up to the store's `meta` in `lists` (left as it is when its
     /// version did not move, or failed validation lately), noting when it changed in
-    /// `changed_at`. Returns whether it changed.
+    /// `changed_at`; `feed`: the change feed since `ls`'s version, if already read with `meta`.
+    /// Returns whether it changed.
     async fn follow(
         &self,
         ls: &Arc<ListSnapshot>,
         meta: ListMeta,
+        feed: Option<Feed>,
         lists: &mut Lists,
         changed_at: &mut Vec<u64>,
     ) -> Result<bool, StoreError> {
         if ls.meta.version == meta.version || self.recently_rejected(&meta) {
             return Ok(false);
         }
-        match self.update(ls, meta.clone()).await {
+        match self.update(ls, meta.clone(), feed).await {
             Ok((meta, list)) => {
                 if meta.updated_ms > 0 {
                     changed_at.push(meta.updated_ms);
@@ -750,18 +761,22 @@ impl<S: Store> Refresher<S> {
         }
     }
 
-    /// Brings a published list up to `meta.version` from the change feed when it can,
-    /// otherwise loads it in full. Feed entries are validated against the list's width and size.
+    /// Brings a published list up to `meta.version` from the change feed (`feed` if already
+    /// read, else read now) when it can, otherwise loads it in full. Feed entries are validated
+    /// against the list's width and size.
     async fn update(
         &self,
         ls: &ListSnapshot,
         meta: ListMeta,
+        feed: Option<Feed>,
     ) -> Result<(ListMeta, StatusList), StoreError> {
         if meta.version > ls.meta.version && meta.bits == ls.meta.bits && meta.size == ls.meta.size
         {
-            if let Some((version, changes)) =
-                self.store.changes_since(&meta.id, ls.meta.version).await?
-            {
+            let feed = match feed {
+                Some(feed) => feed,
+                None => self.store.changes_since(&meta.id, ls.meta.version).await?,
+            };
+            if let Some((version, changes)) = feed {
                 let mut list = ls.list.clone();
                 let applied = changes
                     .iter()
@@ -959,13 +974,15 @@ impl<S: Store> Refresher<S> {
             self.metrics.list_allocated_ratio.reset();
             lists.values().for_each(|l| set_fill(l));
         }
-        let mut snapshot = build::next_snapshot(
-            &previous,
-            lists,
-            &self.published_keys.load(),
-            &self.params,
-            now,
-        );
+        let keys = self.published_keys.load_full();
+        let keys_unchanged = {
+            let mut from = self.jwks_from.lock().expect("not poisoned");
+            let unchanged = from.as_ref().is_some_and(|k| Arc::ptr_eq(k, &keys));
+            *from = Some(keys.clone());
+            unchanged
+        };
+        let mut snapshot =
+            build::next_snapshot(&previous, lists, &keys, keys_unchanged, &self.params, now);
         snapshot.retired = self.retired.lock().expect("not poisoned").clone();
         // Gauges first: whoever sees the snapshot (readiness, a scrape right after) sees the
         // metrics that describe it, even if this thread is preempted in between.
