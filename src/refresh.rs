@@ -446,7 +446,7 @@ impl<S: Store> Refresher<S> {
         let missing: Vec<Box<str>> = current
             .lists
             .keys()
-            .filter(|id| !lists.contains_key(*id) && !retired.contains(*id))
+            .filter(|id| !lists.contains_key(id) && !retired.contains(*id))
             .cloned()
             .collect();
         if *current.retired != retired {

@@ -103,10 +103,6 @@ impl Lists {
         self.parts[part_of(id)].map.get(id)
     }
 
-    pub fn get_key_value(&self, id: &str) -> Option<(&Box<str>, &Arc<ListSnapshot>)> {
-        self.parts[part_of(id)].map.get_key_value(id)
-    }
-
     pub fn contains_key(&self, id: &str) -> bool {
         self.parts[part_of(id)].map.contains_key(id)
     }

@@ -40,7 +40,7 @@ pub use parse::{parse_changes_since, parse_list};
 use super::{check_id, Applied, Change, Feed, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusError, StatusList};
 use connection::{is_wrong_type, Call, Inner};
-use parse::{corrupt, now_secs, parse_meta, script_error};
+use parse::{corrupt, now_secs, parse_feed, parse_meta, script_error};
 use redis::{RedisError, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -342,7 +342,7 @@ impl Store for RedisStore {
             return Ok(None);
         };
         let changes = if parsed.version > version {
-            parse_changes_since(id, version, &meta, &feed)?
+            parse_feed(version, &parsed, &feed)?
         } else {
             None
         };
