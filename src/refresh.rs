@@ -27,11 +27,9 @@ use crate::runtime;
 use crate::snapshot::build::{self, BuildParams};
 use crate::snapshot::delta::History;
 use crate::snapshot::readiness::unix_ms;
-use crate::snapshot::{
-    lists_with_capacity, persist, Aging, Artefacts, ListSnapshot, Lists, SnapshotStore, SyncState,
-};
+use crate::snapshot::{persist, Aging, Artefacts, ListSnapshot, Lists, SnapshotStore, SyncState};
 use crate::status::StatusList;
-use crate::store::{Hint, ListMeta, Store, StoreError};
+use crate::store::{Feed, Hint, ListMeta, Store, StoreError};
 use crate::token::keys::KeySet;
 use crate::token::{SignError, Signer, TokenSigner as _};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -107,6 +105,9 @@ pub struct Refresher<S> {
     /// Each list's recent state changes, from which its re-encodings sign deltas
     /// ([`crate::snapshot::delta`]).
     history: Mutex<HashMap<String, History>>,
+    /// The published keys the last publication's JWKS was built from: while they are the
+    /// keys published now, a publication shares that JWKS without serialising the keys.
+    jwks_from: Mutex<Option<Arc<KeySet>>>,
 }
 
 /// Where background builds leave their artefacts, and the wake-up that gets them published at
@@ -170,6 +171,7 @@ impl<S: Store> Refresher<S> {
             missing_warned: Mutex::default(),
             retired: Mutex::default(),
             history: Mutex::default(),
+            jwks_from: Mutex::default(),
         }
     }
 
@@ -402,7 +404,7 @@ impl<S: Store> Refresher<S> {
                 return Err(e);
             }
         };
-        let mut lists: Lists = lists_with_capacity(metas.len());
+        let mut lists = Lists::default();
         let mut changed = current.generation == 0;
         let mut changed_at = Vec::new();
         let mut new_lists = Vec::new();
@@ -433,7 +435,9 @@ impl<S: Store> Refresher<S> {
                 continue;
             };
             lists.insert(id, ls.clone());
-            changed |= self.follow(ls, meta, &mut lists, &mut changed_at).await?;
+            changed |= self
+                .follow(ls, meta, None, &mut lists, &mut changed_at)
+                .await?;
         }
         // A list the store no longer names (an emptied or restored Redis, an operator's slip)
         // keeps being served: publishing it empty could turn revoked cards valid. The store is
@@ -442,7 +446,7 @@ impl<S: Store> Refresher<S> {
         let missing: Vec<Box<str>> = current
             .lists
             .keys()
-            .filter(|id| !lists.contains_key(*id) && !retired.contains(*id))
+            .filter(|id| !lists.contains_key(id) && !retired.contains(*id))
             .cloned()
             .collect();
         if *current.retired != retired {
@@ -483,7 +487,7 @@ impl<S: Store> Refresher<S> {
             .expect("not poisoned")
             .retain(|id, _| lists.contains_key(id.as_str()));
         if signing {
-            self.schedule_encodings(&lists, now);
+            self.schedule_encodings(lists.values(), now);
         }
         changed |= self.age(&mut lists, signing, now);
         changed |= self.jwks_outdated(&current);
@@ -499,7 +503,7 @@ impl<S: Store> Refresher<S> {
     }
 
     /// A synchronisation of the lists a change hint named (all of them in the published
-    /// snapshot: [`Self::knows_all`]), each read alone (its metadata, then its change feed);
+    /// snapshot: [`Self::knows_all`]), each read alone (its metadata and change feed together);
     /// every other list is published as it is. Returns whether a new snapshot was published.
     /// What a hint did not name, the next full synchronisation ([`Self::sync_once`]) finds;
     /// lists missing from the store are its business too, and so is the work that looks at
@@ -507,7 +511,6 @@ impl<S: Store> Refresher<S> {
     /// this pass costs the lists it names, not the lists there are. It starts the
     /// re-encodings of the lists it changed.
     pub async fn sync_lists(&self, ids: &BTreeSet<String>) -> Result<bool, StoreError> {
-        let signing = self.key_watch.may_sign(&self.metrics).await;
         let current = self.snapshots.load_full();
         let now = SystemTime::now();
         let mut lists = current.lists.clone();
@@ -517,29 +520,32 @@ impl<S: Store> Refresher<S> {
             let Some(ls) = current.lists.get(id.as_str()) else {
                 continue;
             };
-            let meta = match self.store.meta(id).await {
+            // The metadata and the feed in one round trip.
+            let (meta, feed) = match self.store.meta_and_changes_since(id, ls.meta.version).await {
                 // Retired: dropped from the snapshot by the full synchronisation, which keeps
                 // the set of retired lists.
-                Ok(Some(meta)) if meta.life.is_retired() => return self.sync_once().await,
-                Ok(Some(meta)) => meta,
+                Ok(Some((meta, _))) if meta.life.is_retired() => return self.sync_once().await,
+                Ok(Some(read)) => read,
                 // Gone, or unreadable: the full synchronisation reports it (and keeps serving
                 // the list) at its tick, rather than every write here.
                 Ok(None) | Err(StoreError::Corrupt { .. } | StoreError::Status(_)) => continue,
                 Err(e) => return Err(e),
             };
-            changed |= self.follow(ls, meta, &mut lists, &mut changed_at).await?;
+            changed |= self
+                .follow(ls, meta, Some(feed), &mut lists, &mut changed_at)
+                .await?;
         }
         changed |= self.attach_finished(&mut lists).await;
         if !changed {
             return Ok(false);
         }
-        if signing {
-            let named: Lists = ids
-                .iter()
-                .filter_map(|id| lists.get_key_value(id.as_str()))
-                .map(|(id, ls)| (id.clone(), ls.clone()))
-                .collect();
-            self.schedule_encodings(&named, now);
+        // The key is checked (a file read on the blocking pool) only when a named list is due
+        // for a re-encoding: most writes land within `reencode_every` of the last one.
+        let named = || ids.iter().filter_map(|id| lists.get(id.as_str()));
+        if !self.encodings_due(named(), now).is_empty()
+            && self.key_watch.may_sign(&self.metrics).await
+        {
+            self.schedule_encodings(named(), now);
         }
         self.publish_changed(&current, lists, &changed_at, now);
         Ok(true)
@@ -547,18 +553,20 @@ impl<S: Store> Refresher<S> {
 
     /// Brings published list `ls` up to the store's `meta` in `lists` (left as it is when its
     /// version did not move, or failed validation lately), noting when it changed in
-    /// `changed_at`. Returns whether it changed.
+    /// `changed_at`; `feed`: the change feed since `ls`'s version, if already read with `meta`.
+    /// Returns whether it changed.
     async fn follow(
         &self,
         ls: &Arc<ListSnapshot>,
         meta: ListMeta,
+        feed: Option<Feed>,
         lists: &mut Lists,
         changed_at: &mut Vec<u64>,
     ) -> Result<bool, StoreError> {
         if ls.meta.version == meta.version || self.recently_rejected(&meta) {
             return Ok(false);
         }
-        match self.update(ls, meta.clone()).await {
+        match self.update(ls, meta.clone(), feed).await {
             Ok((meta, list)) => {
                 if meta.updated_ms > 0 {
                     changed_at.push(meta.updated_ms);
@@ -661,18 +669,16 @@ impl<S: Store> Refresher<S> {
         }
         let mut attached = false;
         for (id, artefacts) in finished {
-            if let Some(ls) = lists.get_mut(id.as_str()) {
-                // Built from this state or an earlier one of the same list: never newer.
-                if artefacts.version <= ls.meta.version {
-                    let next = build::with_artefacts(
-                        ls.meta.clone(),
-                        ls.list.clone(),
-                        Arc::new(artefacts),
-                    );
-                    *ls = Arc::new(next);
-                    attached = true;
-                }
-            }
+            // Built from this state or an earlier one of the same list: never newer.
+            let Some(ls) = lists
+                .get(id.as_str())
+                .filter(|ls| artefacts.version <= ls.meta.version)
+            else {
+                continue;
+            };
+            let next = build::with_artefacts(ls.meta.clone(), ls.list.clone(), Arc::new(artefacts));
+            lists.insert(id.into_boxed_str(), Arc::new(next));
+            attached = true;
         }
         attached
     }
@@ -688,19 +694,26 @@ impl<S: Store> Refresher<S> {
         }
         let now = SystemTime::now();
         if signing {
-            self.schedule_encodings(&lists, now);
+            self.schedule_encodings(lists.values(), now);
         }
         self.publish(lists, now);
         true
     }
 
-    /// Starts background builds for lists whose artefacts are behind their state (at most every
-    /// `reencode_every`) or due for re-signing.
-    fn schedule_encodings(&self, lists: &Lists, now: SystemTime) {
-        let mut encoding = self.encoding.lock().expect("not poisoned");
+    /// The lists among `lists` whose artefacts are behind their state (by at least
+    /// `reencode_every`) or due for re-signing, and not being built already: oldest artefacts
+    /// first, so no list starves. None while [`MAX_BACKGROUND_BUILDS`] are running.
+    fn encodings_due<'a>(
+        &self,
+        lists: impl Iterator<Item = &'a Arc<ListSnapshot>>,
+        now: SystemTime,
+    ) -> Vec<&'a Arc<ListSnapshot>> {
+        let encoding = self.encoding.lock().expect("not poisoned");
+        if encoding.len() >= MAX_BACKGROUND_BUILDS {
+            return Vec::new();
+        }
         let now_s = unix_ms(now) / 1000;
         let mut due: Vec<&Arc<ListSnapshot>> = lists
-            .values()
             .filter(|ls| !encoding.contains_key(&ls.meta.id))
             .filter(|ls| {
                 let a = &ls.artefacts;
@@ -709,8 +722,19 @@ impl<S: Store> Refresher<S> {
                 behind || self.params.needs_resign(a.iat, now) || a.aging != Aging::Fresh
             })
             .collect();
-        // Oldest artefacts first, so no list starves.
         due.sort_by_key(|ls| ls.artefacts.iat);
+        due
+    }
+
+    /// Starts background builds for the lists among `lists` that are due
+    /// ([`Self::encodings_due`]), at most [`MAX_BACKGROUND_BUILDS`] at once.
+    fn schedule_encodings<'a>(
+        &self,
+        lists: impl Iterator<Item = &'a Arc<ListSnapshot>>,
+        now: SystemTime,
+    ) {
+        let due = self.encodings_due(lists, now);
+        let mut encoding = self.encoding.lock().expect("not poisoned");
         for ls in due {
             if encoding.len() >= MAX_BACKGROUND_BUILDS {
                 break;
@@ -737,18 +761,22 @@ impl<S: Store> Refresher<S> {
         }
     }
 
-    /// Brings a published list up to `meta.version` from the change feed when it can,
-    /// otherwise loads it in full. Feed entries are validated against the list's width and size.
+    /// Brings a published list up to `meta.version` from the change feed (`feed` if already
+    /// read, else read now) when it can, otherwise loads it in full. Feed entries are validated
+    /// against the list's width and size.
     async fn update(
         &self,
         ls: &ListSnapshot,
         meta: ListMeta,
+        feed: Option<Feed>,
     ) -> Result<(ListMeta, StatusList), StoreError> {
         if meta.version > ls.meta.version && meta.bits == ls.meta.bits && meta.size == ls.meta.size
         {
-            if let Some((version, changes)) =
-                self.store.changes_since(&meta.id, ls.meta.version).await?
-            {
+            let feed = match feed {
+                Some(feed) => feed,
+                None => self.store.changes_since(&meta.id, ls.meta.version).await?,
+            };
+            if let Some((version, changes)) = feed {
                 let mut list = ls.list.clone();
                 let applied = changes
                     .iter()
@@ -882,31 +910,31 @@ impl<S: Store> Refresher<S> {
         // Until the next look: one tick (the loop waits no longer while signing is paused or
         // aged artefacts remain), plus the seconds of `BuildParams::margin`.
         let margin = self.params.margin();
-        let mut changed = false;
-        for ls in lists.values_mut() {
-            if signing && ls.artefacts.aging == Aging::Fresh {
-                continue;
-            }
-            let Some(aged) = build::aged(&ls.artefacts, &self.params, now, margin) else {
-                continue;
-            };
-            *ls = Arc::new(ListSnapshot {
-                meta: ls.meta.clone(),
-                list: ls.list.clone(),
-                non_valid: ls.non_valid,
-                artefacts: Arc::new(aged),
-            });
-            changed = true;
+        if signing && !lists.summary().aged {
+            return false;
         }
+        let aged: Vec<(Box<str>, Arc<ListSnapshot>)> = lists
+            .iter()
+            .filter(|(_, ls)| !signing || ls.artefacts.aging != Aging::Fresh)
+            .filter_map(|(id, ls)| {
+                let aged = build::aged(&ls.artefacts, &self.params, now, margin)?;
+                let next = ListSnapshot {
+                    meta: ls.meta.clone(),
+                    list: ls.list.clone(),
+                    non_valid: ls.non_valid,
+                    artefacts: Arc::new(aged),
+                };
+                Some((id.clone(), Arc::new(next)))
+            })
+            .collect();
+        let changed = !aged.is_empty();
+        lists.extend(aged);
         changed
     }
 
     /// Whether any published list still serves artefacts aged during a pause in signing.
     fn has_aged(&self) -> bool {
-        let snap = self.snapshots.load();
-        snap.lists
-            .values()
-            .any(|l| l.artefacts.aging != Aging::Fresh)
+        self.snapshots.load().lists.summary().aged
     }
 
     /// Whether the published JWKS is not the one the published keys now make (a reload
@@ -919,51 +947,50 @@ impl<S: Store> Refresher<S> {
     fn publish(&self, lists: Lists, now: SystemTime) {
         let previous = self.snapshots.load_full();
         let generation = previous.generation + 1;
-        let non_valid: u64 = lists.values().map(|l| l.non_valid).sum();
-        // A list never signed (new while signing is paused) has no token and no `exp`.
-        let earliest_exp = lists
-            .values()
-            .map(|l| l.artefacts.exp)
-            .filter(|&exp| exp > 0)
-            .min();
+        // Each part of the lists keeps its sums: a publication for one list's write sums the
+        // part it changed ([`Lists::summary`]).
+        let summary = lists.summary();
         let count = lists.len();
         // The fill gauges of the lists whose fill changed; all of them afresh when the set of
         // lists changed (a list that left must leave the metric). A publication for one list's
-        // write then costs no work per list here.
-        let same_ids = previous.generation > 0
-            && previous.lists.len() == count
-            && lists.keys().all(|id| previous.lists.contains_key(id));
-        if !same_ids {
-            self.metrics.list_allocated_ratio.reset();
-        }
-        for l in lists.values() {
-            let unchanged = same_ids
-                && previous.lists.get(l.meta.id.as_str()).is_some_and(|p| {
+        // write then looks at the lists that share its part, not at every list.
+        let set_fill = |l: &ListSnapshot| {
+            self.metrics
+                .list_allocated_ratio
+                .with_label_values(&[l.meta.id.as_str()])
+                .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+        };
+        if previous.generation > 0 && lists.same_ids(&previous.lists) {
+            for l in lists.not_shared_with(&previous.lists) {
+                let unchanged = previous.lists.get(l.meta.id.as_str()).is_some_and(|p| {
                     Arc::ptr_eq(p, l)
                         || (p.meta.allocated == l.meta.allocated && p.meta.size == l.meta.size)
                 });
-            if !unchanged {
-                self.metrics
-                    .list_allocated_ratio
-                    .with_label_values(&[l.meta.id.as_str()])
-                    .set(l.meta.allocated as f64 / f64::from(l.meta.size.max(1)));
+                if !unchanged {
+                    set_fill(l);
+                }
             }
+        } else {
+            self.metrics.list_allocated_ratio.reset();
+            lists.values().for_each(|l| set_fill(l));
         }
-        let mut snapshot = build::next_snapshot(
-            &previous,
-            lists,
-            &self.published_keys.load(),
-            &self.params,
-            now,
-        );
+        let keys = self.published_keys.load_full();
+        let keys_unchanged = {
+            let mut from = self.jwks_from.lock().expect("not poisoned");
+            let unchanged = from.as_ref().is_some_and(|k| Arc::ptr_eq(k, &keys));
+            *from = Some(keys.clone());
+            unchanged
+        };
+        let mut snapshot =
+            build::next_snapshot(&previous, lists, &keys, keys_unchanged, &self.params, now);
         snapshot.retired = self.retired.lock().expect("not poisoned").clone();
         // Gauges first: whoever sees the snapshot (readiness, a scrape right after) sees the
         // metrics that describe it, even if this thread is preempted in between.
         self.metrics.snapshot_generation.set(generation as i64);
         self.metrics.snapshot_published.set(unix_f64(now));
         self.metrics.lists.set(count as i64);
-        self.metrics.entries_non_valid.set(non_valid as i64);
-        if let Some(exp) = earliest_exp {
+        self.metrics.entries_non_valid.set(summary.non_valid as i64);
+        if let Some(exp) = summary.earliest_exp {
             self.metrics.token_expiry.set(exp as f64);
         }
         self.snapshots.publish(snapshot);

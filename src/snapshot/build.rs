@@ -561,35 +561,36 @@ pub fn snapshot(
 /// The next snapshot after `previous`: the aggregation document and the JWKS are reused when
 /// the set of lists is the same (and the JWKS when the published keys are the same too), so a
 /// publication that only changes list states hashes nothing but those lists.
+/// `keys_unchanged`: the caller knows `published_keys` to be those `previous`'s JWKS was built
+/// from, so it is not serialised again to be compared.
 pub fn next_snapshot(
     previous: &Snapshot,
     lists: Lists,
     published_keys: &KeySet,
+    keys_unchanged: bool,
     p: &BuildParams,
     now: SystemTime,
 ) -> Snapshot {
-    let same_ids = previous.generation > 0
-        && previous.lists.len() == lists.len()
-        && lists.keys().all(|id| previous.lists.contains_key(id));
+    let same_ids = previous.generation > 0 && lists.same_ids(&previous.lists);
     if !same_ids {
         return snapshot(previous.generation + 1, lists, published_keys, p, now);
     }
-    let jwks = published_keys.to_jwks().to_string();
+    let jwks = (!keys_unchanged)
+        .then(|| published_keys.to_jwks().to_string())
+        .filter(|jwks| previous.jwks.body != jwks.as_bytes());
     Snapshot {
         generation: previous.generation + 1,
         published_at: now,
         lists,
         retired: previous.retired.clone(),
         aggregation: previous.aggregation.clone(),
-        controller: if previous.jwks.body == jwks.as_bytes() {
-            previous.controller.clone()
-        } else {
-            controller(published_keys, p)
+        controller: match jwks {
+            None => previous.controller.clone(),
+            Some(_) => controller(published_keys, p),
         },
-        jwks: if previous.jwks.body == jwks.as_bytes() {
-            previous.jwks.clone()
-        } else {
-            json_representation(jwks.into(), routes::JWK_SET)
+        jwks: match jwks {
+            None => previous.jwks.clone(),
+            Some(jwks) => json_representation(jwks.into(), routes::JWK_SET),
         },
     }
 }

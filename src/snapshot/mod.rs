@@ -9,9 +9,11 @@
 
 pub mod build;
 pub mod delta;
+mod lists;
 pub mod persist;
 pub mod readiness;
 
+pub use lists::{Lists, Summary as ListsSummary};
 pub use readiness::{Readiness, SyncState};
 
 use crate::status::w3c::Purpose;
@@ -20,24 +22,10 @@ use crate::store::ListMeta;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashSet;
+use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::SystemTime;
-
-/// The published lists by id: what every lookup and list request finds its list in.
-///
-/// Hashed with [`IdHasher`] rather than std's SipHash, which cost ~250 instructions of a
-/// ~10,000-instruction lookup (issue #18's profile). SipHash's resistance to hash flooding buys
-/// nothing here: the keys in the table are list ids the operator creates, never chosen by the
-/// clients, and a request's id (which a client does choose) is only looked up, so colliding
-/// ids in requests cannot grow a probe sequence.
-pub type Lists = HashMap<Box<str>, Arc<ListSnapshot>, BuildHasherDefault<IdHasher>>;
-
-/// An empty [`Lists`] with room for `n` lists.
-pub fn lists_with_capacity(n: usize) -> Lists {
-    Lists::with_capacity_and_hasher(n, BuildHasherDefault::default())
-}
 
 /// A fast, non-cryptographic hasher for list ids (the multiply-rotate step of rustc's FxHash,
 /// eight bytes at a time); see [`Lists`] for why it need not resist flooding.
@@ -285,7 +273,7 @@ impl SnapshotStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::BuildHasher;
+    use std::hash::{BuildHasher, BuildHasherDefault};
 
     #[test]
     fn list_ids_hash_apart() {

@@ -5,7 +5,7 @@ use super::embedded::EmbeddedStore;
 use super::redis::{RedisStore, POLL};
 use super::registry::{Binding, Location, MetaRecords, MetasOf, Records, Registry, Txn};
 use super::retire::Retire;
-use super::{Applied, Change, Hint, ListMeta, NewList, Store, StoreError};
+use super::{Applied, Change, Feed, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusList};
 use roaring::RoaringBitmap;
 use std::time::Duration;
@@ -78,6 +78,14 @@ impl Store for AnyStore {
         version: u64,
     ) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
         dispatch!(self, s => s.changes_since(id, version).await)
+    }
+
+    async fn meta_and_changes_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<(ListMeta, Feed)>, StoreError> {
+        dispatch!(self, s => s.meta_and_changes_since(id, version).await)
     }
 
     async fn entries(&self, id: &str, idxs: &[u32]) -> Result<(u64, Vec<Status>), StoreError> {

@@ -407,6 +407,10 @@ impl Hints {
     }
 }
 
+/// What [`Store::changes_since`] answers: the version reached and the changes that led there,
+/// or `None` (a gap, or no change log: the caller reloads the list in full).
+pub type Feed = Option<(u64, Vec<Change>)>;
+
 /// A source of truth for status lists.
 pub trait Store: Send + Sync + 'static {
     /// Every list's metadata, current versions included.
@@ -450,6 +454,28 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         version: u64,
     ) -> impl Future<Output = Result<Option<(u64, Vec<Change>)>, StoreError>> + Send;
+
+    /// List `id`'s metadata (`None`: no such list) and, when it is ahead of `version`, the
+    /// changes since then as [`Self::changes_since`] gives them: what the refresher reads for
+    /// each list a write names. One round trip where the store can (Redis); by default the two
+    /// reads one after the other.
+    fn meta_and_changes_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<Option<(ListMeta, Feed)>, StoreError>> + Send {
+        async move {
+            let Some(meta) = self.meta(id).await? else {
+                return Ok(None);
+            };
+            let feed = if meta.version > version {
+                self.changes_since(id, version).await?
+            } else {
+                None
+            };
+            Ok(Some((meta, feed)))
+        }
+    }
 
     /// The list's version and the values of the entries at `idxs` (in order), read together:
     /// what the consistency check compares a snapshot with. Indices beyond the list fail.

@@ -169,6 +169,36 @@ async fn meta_reads_one_list(subject: impl Subject) {
     assert_eq!(s.metas(&[]).await.unwrap(), []);
 }
 
+/// Issue 16: what a replica reads for a list a write names ([`Store::meta_and_changes_since`]):
+/// its metadata and, when it is ahead, the changes since the replica's version, as
+/// [`Store::meta`] and [`Store::changes_since`] answer them (one round trip on Redis).
+async fn meta_and_changes_read_together(subject: impl Subject) {
+    let s = subject.open().await;
+    s.create_list(new_list("a", Bits::Two, 64)).await.unwrap();
+    s.apply("a", &[c(3, 1)]).await.unwrap();
+    s.apply("a", &[c(5, 2), c(6, 1)]).await.unwrap();
+    let meta = s.meta("a").await.unwrap().expect("a exists");
+    assert_eq!(meta.version, 2);
+    for since in 0..=1 {
+        // Redis replays its feed; the embedded store keeps none (`None`: load in full).
+        let feed = s.changes_since("a", since).await.unwrap();
+        assert_eq!(
+            s.meta_and_changes_since("a", since).await.unwrap(),
+            Some((meta.clone(), feed))
+        );
+    }
+    // Not ahead: no changes to read.
+    assert_eq!(
+        s.meta_and_changes_since("a", 2).await.unwrap(),
+        Some((meta, None))
+    );
+    assert_eq!(s.meta_and_changes_since("b", 0).await.unwrap(), None);
+    assert_eq!(
+        s.meta_and_changes_since("not an id", 0).await.unwrap(),
+        None
+    );
+}
+
 /// Issue 16: the embedded store's change hints name the list a commit wrote, and a creation
 /// says anything may have changed (the refresher then reads every list).
 #[tokio::test]
@@ -645,6 +675,7 @@ contract!(
     a_rejected_batch_changes_nothing,
     a_batch_sees_its_own_earlier_changes_and_invalid_is_terminal,
     meta_reads_one_list,
+    meta_and_changes_read_together,
     a_list_read_brings_each_record_s_family,
     a_list_read_does_not_follow_links_into_other_lists,
     a_following_read_brings_the_lists_linked_to,

@@ -37,10 +37,10 @@ pub use keys::{
 };
 pub use parse::{parse_changes_since, parse_list};
 
-use super::{check_id, Applied, Change, Hint, ListMeta, NewList, Store, StoreError};
+use super::{check_id, Applied, Change, Feed, Hint, ListMeta, NewList, Store, StoreError};
 use crate::status::{Status, StatusError, StatusList};
 use connection::{is_wrong_type, Call, Inner};
-use parse::{corrupt, now_secs, parse_meta, script_error};
+use parse::{corrupt, now_secs, parse_feed, parse_meta, script_error};
 use redis::{RedisError, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,39 +310,45 @@ impl Store for RedisStore {
         })
     }
 
-    async fn changes_since(
-        &self,
-        id: &str,
-        version: u64,
-    ) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
+    async fn changes_since(&self, id: &str, version: u64) -> Result<Feed, StoreError> {
         if check_id(id).is_err() {
             return Ok(None);
         }
         let Some(start) = version.checked_add(1) else {
             return Ok(None);
         };
-        let inner = &self.inner;
-        // Meta and feed in one transaction, so the feed is compared with the version it led to.
-        let reply: Result<(Value, Value), RedisError> = redis::pipe()
-            .atomic()
-            .cmd("HGETALL")
-            .arg(meta_key(id))
-            // XRANGE's start is inclusive: the first entry wanted is the one of version v+1.
-            .cmd("XRANGE")
-            .arg(feed_key(id))
-            .arg(format!("{start}-0"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(MAX_CATCHUP)
-            .query_async(&mut inner.conn())
-            .await;
-        let (meta, feed) = match reply {
-            Ok(r) => r,
+        match self.meta_and_feed(id, start).await? {
+            Some((meta, feed)) => parse_changes_since(id, version, &meta, &feed),
             // A feed that is not a stream is a gap; a full load judges the rest of the list.
-            Err(e) if is_wrong_type(&e) => return Ok(None),
-            Err(e) => return Err(inner.error(Some(id), e)),
+            None => Ok(None),
+        }
+    }
+
+    async fn meta_and_changes_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<(ListMeta, Feed)>, StoreError> {
+        if check_id(id).is_err() {
+            return Ok(None);
+        }
+        let read = match version.checked_add(1) {
+            Some(start) => self.meta_and_feed(id, start).await?,
+            None => None,
         };
-        parse_changes_since(id, version, &meta, &feed)
+        let Some((meta, feed)) = read else {
+            // No feed to read (a feed that is not a stream is a gap): the metadata alone.
+            return Ok(self.meta(id).await?.map(|m| (m, None)));
+        };
+        let Some(parsed) = parse_meta(id, &meta)? else {
+            return Ok(None);
+        };
+        let changes = if parsed.version > version {
+            parse_feed(version, &parsed, &feed)?
+        } else {
+            None
+        };
+        Ok(Some((parsed, changes)))
     }
 
     async fn entries(&self, id: &str, idxs: &[u32]) -> Result<(u64, Vec<Status>), StoreError> {
@@ -405,6 +411,37 @@ impl Store for RedisStore {
 
     fn hints_complete(&self) -> bool {
         self.inner.hints.complete_for(SETTLE)
+    }
+}
+
+impl RedisStore {
+    /// List `id`'s metadata hash and its feed from version `start` on, in one transaction, so
+    /// that the feed is compared with the version it led to; `None` when the feed is not a
+    /// stream (a gap).
+    async fn meta_and_feed(
+        &self,
+        id: &str,
+        start: u64,
+    ) -> Result<Option<(Value, Value)>, StoreError> {
+        let inner = &self.inner;
+        let reply: Result<(Value, Value), RedisError> = redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(meta_key(id))
+            // XRANGE's start is inclusive: the first entry wanted is the one of version v+1.
+            .cmd("XRANGE")
+            .arg(feed_key(id))
+            .arg(format!("{start}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(MAX_CATCHUP)
+            .query_async(&mut inner.conn())
+            .await;
+        match reply {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if is_wrong_type(&e) => Ok(None),
+            Err(e) => Err(inner.error(Some(id), e)),
+        }
     }
 }
 

@@ -214,10 +214,19 @@ pub fn parse_changes_since(
     meta: &Value,
     feed: &Value,
 ) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
+    match parse_meta(id, meta)? {
+        Some(meta) => parse_feed(version, &meta, feed),
+        None => Ok(None),
+    }
+}
+
+/// [`parse_changes_since`] with the metadata already parsed.
+pub(super) fn parse_feed(
+    version: u64,
+    meta: &ListMeta,
+    feed: &Value,
+) -> Result<Option<(u64, Vec<Change>)>, StoreError> {
     let Some(start) = version.checked_add(1) else {
-        return Ok(None);
-    };
-    let Some(meta) = parse_meta(id, meta)? else {
         return Ok(None);
     };
     let current = meta.version;
