@@ -6,7 +6,7 @@
 //!   longer puts new cards there (the pool's open lists are never retired; a derived card may
 //!   still join its parent's closed list, and moves its expiry like any other),
 //! * every credential registered in it has an `expires_at` (one without keeps the list for
-//!   good), and the latest of them ([`Lifetime::expires_max`]) is more than
+//!   good), and the latest of them ([`Lifetime::expires_max`](crate::store::Lifetime::expires_max)) is more than
 //!   `STATUSD_RETIRE_AFTER` (default 30 days) in the past.
 //!
 //! **What retiring does.** The store marks the list retired in one atomic step

@@ -110,7 +110,7 @@ pub struct Waiting {
     compact_at: usize,
 }
 
-/// The smallest [`Waiting::compact_at`].
+/// The smallest `Waiting::compact_at`.
 pub const MIN_COMPACT_AT: usize = 64;
 
 impl Default for Waiting {
