@@ -1,5 +1,6 @@
 //! The block plan (dynamic or fixed code, chosen by exact size) and the LSB-first bit writer
-//! that replays the parse into the output.
+//! that replays the parse into the output; and the literal-only block of dense text
+//! ([`Literals`]).
 
 use super::huffman::*;
 use super::parse::*;
@@ -101,23 +102,7 @@ impl Plan {
                 (lit, FIXED_DIST_LENS)
             }
             Kind::Dynamic(d) => {
-                // BFINAL=1, BTYPE=10.
-                w.put(0b101, 3);
-                w.put((d.hlit - 257) as u32, 5);
-                w.put((d.hdist - 1) as u32, 5);
-                w.put((d.hclen - 4) as u32, 4);
-                for &sym in &CODELEN_ORDER[..d.hclen] {
-                    w.put(u32::from(d.cl[sym]), 3);
-                }
-                let mut cl_codes = [0u16; CODELEN];
-                canonical_codes(&d.cl, &mut cl_codes);
-                for &(sym, extra) in &d.rle {
-                    let s = sym as usize;
-                    w.put(u32::from(cl_codes[s]), u32::from(d.cl[s]));
-                    w.put(u32::from(extra), codelen_extra(sym));
-                }
-                canonical_codes(&d.lit, &mut lit_codes);
-                canonical_codes(&d.dist, &mut dist_codes);
+                put_dynamic_header(&mut w, d, &mut lit_codes, &mut dist_codes);
                 (d.lit, d.dist)
             }
         };
@@ -162,6 +147,75 @@ impl Plan {
             u32::from(lit[END_OF_BLOCK]),
         );
         emit.w.finish();
+    }
+}
+
+/// Writes a final dynamic block's header (BFINAL=1, BTYPE=10, the code-length code and the
+/// run-length coded lengths) and numbers its codes.
+fn put_dynamic_header(
+    w: &mut BitWriter<'_>,
+    d: &Dynamic,
+    lit_codes: &mut [u16; LITLEN],
+    dist_codes: &mut [u16; DIST],
+) {
+    w.put(0b101, 3);
+    w.put((d.hlit - 257) as u32, 5);
+    w.put((d.hdist - 1) as u32, 5);
+    w.put((d.hclen - 4) as u32, 4);
+    for &sym in &CODELEN_ORDER[..d.hclen] {
+        w.put(u32::from(d.cl[sym]), 3);
+    }
+    let mut cl_codes = [0u16; CODELEN];
+    canonical_codes(&d.cl, &mut cl_codes);
+    for &(sym, extra) in &d.rle {
+        let s = sym as usize;
+        w.put(u32::from(cl_codes[s]), u32::from(d.cl[s]));
+        w.put(u32::from(extra), codelen_extra(sym));
+    }
+    canonical_codes(&d.lit, lit_codes);
+    canonical_codes(&d.dist, dist_codes);
+}
+
+/// One final dynamic block coding `bytes` as literals only, with the Huffman code of their
+/// own counts: the exact size in bytes, and the writer.
+pub(super) struct Literals {
+    code: Dynamic,
+    bits: u64,
+}
+
+impl Literals {
+    pub(super) fn new(bytes: &[u8]) -> Self {
+        let mut freqs = Freqs {
+            lit: [0; LITLEN],
+            dist: [0; DIST],
+        };
+        for &b in bytes {
+            freqs.lit[b as usize] += 1;
+        }
+        freqs.lit[END_OF_BLOCK] = 1;
+        let code = Dynamic::new(&freqs);
+        let bits = code.header_bits + freqs.data_bits(&code.lit, &code.dist);
+        Literals { code, bits }
+    }
+
+    pub(super) fn byte_len(&self) -> usize {
+        self.bits.div_ceil(8) as usize
+    }
+
+    pub(super) fn write(&self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut w = BitWriter::new(out);
+        let (mut lit_codes, mut dist_codes) = ([0u16; LITLEN], [0u16; DIST]);
+        put_dynamic_header(&mut w, &self.code, &mut lit_codes, &mut dist_codes);
+        let lit = &self.code.lit;
+        for &b in bytes {
+            let b = b as usize;
+            w.put(u32::from(lit_codes[b]), u32::from(lit[b]));
+        }
+        w.put(
+            u32::from(lit_codes[END_OF_BLOCK]),
+            u32::from(lit[END_OF_BLOCK]),
+        );
+        w.finish();
     }
 }
 

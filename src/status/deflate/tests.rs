@@ -481,7 +481,63 @@ fn arrays() -> impl Strategy<Value = (usize, Vec<(usize, u8)>)> {
     })
 }
 
+/// The literal-only member of `data`, checked against flate2 and our own inflater.
+fn check_literals(data: &[u8]) -> Vec<u8> {
+    let g = gzip_literals(data);
+    assert_eq!(&g[..3], &[0x1f, 0x8b, 0x08]);
+    assert_eq!(flate2_gzip(&g), data, "{} bytes", data.len());
+    assert_eq!(inflate_gzip(&g, data.len()).unwrap(), data);
+    g
+}
+
+#[test]
+fn literal_only_members_round_trip() {
+    check_literals(b"");
+    check_literals(b"a");
+    check_literals(b"aaaaaaaaaaaaaaaa");
+    check_literals(&(0..=255).collect::<Vec<u8>>());
+    let mut rng = StdRng::seed_from_u64(0x11);
+    for len in [2, 100, 4096, 70_000, 300_000] {
+        let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        check_literals(&bytes);
+        // Skewed counts: codes as long as the limit of 15 bits.
+        let skewed: Vec<u8> = (0..len)
+            .map(|_| (rng.gen::<f64>().powi(12) * 256.0) as u8)
+            .collect();
+        check_literals(&skewed);
+    }
+}
+
+/// Issue 16: the gzip copies of the published text bodies are literal-only. On base64url text
+/// (what a JWS or an `encodedList` is made of) they are no larger than zlib's default level.
+#[test]
+fn literal_only_members_match_zlib_on_base64_text() {
+    use base64::Engine as _;
+    let mut rng = StdRng::seed_from_u64(0x64);
+    let raw: Vec<u8> = (0..24_000).map(|_| rng.gen()).collect();
+    let text = format!(
+        "{{\"lst\":\"{}\"}}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    let ours = check_literals(text.as_bytes());
+    let mut e = GzEncoder::new(Vec::new(), Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    let zlib = e.finish().unwrap();
+    assert!(
+        ours.len() <= zlib.len(),
+        "literal-only {} B, zlib default {} B",
+        ours.len(),
+        zlib.len()
+    );
+}
+
 proptest! {
+    #[test]
+    fn dense_text_round_trips(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let g = gzip_literals(&data);
+        prop_assert_eq!(flate2_gzip(&g), data);
+    }
+
     #[test]
     fn sparse_arrays_round_trip((len, items) in arrays()) {
         let want = dense(len, &items);
