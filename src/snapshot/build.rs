@@ -288,13 +288,17 @@ pub fn artefacts_with_history(
 ) -> Result<Artefacts, SignError> {
     let iat = unix(now);
     let exp = iat + p.lifetime.as_secs();
+    // The W3C `message` view is the IETF array in the other bit order: one DEFLATE parse for
+    // both (issue 16: the parse is most of a list's compression).
+    let (status_list, message) =
+        IetfList::encode_with_message_view(list, Some(p.urls.aggregation()));
     let claims = statuslist::StatusListClaims {
         sub: p.urls.list(&meta.id),
         iss: Some(p.issuer.clone()),
         iat,
         exp: Some(exp),
         ttl: Some(p.ttl.as_secs()),
-        status_list: IetfList::encode(list, Some(p.urls.aggregation())),
+        status_list,
     };
     let jwt = statuslist::sign_jwt(&claims, key)?;
     let cwt = statuslist::sign_cwt(&claims, key)?;
@@ -317,7 +321,13 @@ pub fn artefacts_with_history(
         exp,
         created: humantime::format_rfc3339_seconds(now).to_string(),
     };
-    let mut bitstrings = Vec::new();
+    let mut bitstrings: Vec<(Purpose, String)> = message
+        .and_then(|m| {
+            m.strip_prefix('u')
+                .map(|b| (Purpose::Message, b.to_owned()))
+        })
+        .into_iter()
+        .collect();
     let (w3c, w3c_di) = signing.credentials(
         Format::Bitstring,
         Purpose::PUBLISHED,
@@ -371,9 +381,10 @@ impl Format {
     }
 
     /// The unsigned credential for `purpose`; `None` where the list is too short for the format.
-    /// `bitstrings` holds the GZIP bitstrings (base64url) of the one-bit views already
-    /// compressed for this list state: the Bitstring form leaves its own there, and the Status
-    /// List 2021 form, whose bitstrings are the same, takes them instead of compressing again.
+    /// `bitstrings` holds the GZIP bitstrings (base64url, no multibase prefix) of the views
+    /// already compressed for this list state, which a form takes instead of compressing again:
+    /// the `message` view comes with the IETF form, and the Bitstring form leaves its one-bit
+    /// views for the Status List 2021 form, whose bitstrings are the same.
     fn credential(
         self,
         list: &StatusList,
@@ -381,9 +392,14 @@ impl Format {
         params: &CredentialParams<'_>,
         bitstrings: &mut Vec<(Purpose, String)>,
     ) -> Option<serde_json::Value> {
+        let shared = bitstrings
+            .iter()
+            .position(|(p, _)| *p == purpose)
+            .map(|i| bitstrings.swap_remove(i).1);
         match self {
             Format::Bitstring => {
-                let vc = w3c::credential(list, purpose, params).ok()?;
+                let encoded = shared.map(|b| ["u", &b].concat());
+                let vc = w3c::credential_with_list(list, purpose, params, encoded).ok()?;
                 let subject = &vc["credentialSubject"];
                 if subject["statusSize"] == 1 {
                     if let Some(b) = subject["encodedList"]
@@ -396,10 +412,6 @@ impl Format {
                 Some(vc)
             }
             Format::StatusList2021 => {
-                let shared = bitstrings
-                    .iter()
-                    .position(|(p, _)| *p == purpose)
-                    .map(|i| bitstrings.swap_remove(i).1);
                 crate::status::sl2021::credential_with_list(list, purpose, params, shared).ok()
             }
         }
@@ -837,6 +849,37 @@ mod tests {
             crate::status::sl2021::encode_list(list.size(), [(7, 1)]),
             encoded(&a.sl2021_di[1].body),
         );
+    }
+
+    /// Issue 16: the `message` view's bitstring comes from the IETF form's DEFLATE parse; it
+    /// still decodes to the list, MSB-first, whatever the list's width.
+    #[test]
+    fn message_view_shares_the_ietf_parse() {
+        let key = SigningKey::generate(Algorithm::Es256);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for bits in [Bits::One, Bits::Two, Bits::Four, Bits::Eight] {
+            let size = 1 << 17;
+            let max = u32::from(bits.max_value());
+            let entries = (0..size).step_by(97).map(|i| (i, (i % max + 1) as u8));
+            let list = StatusList::from_sorted_nonzero(bits, size, entries).unwrap();
+            let meta = ListMeta {
+                id: "7".into(),
+                bits: bits.get(),
+                size,
+                version: 3,
+                ..Default::default()
+            };
+            let a = artefacts(&meta, &list, &key, &params(300, 86_400), now).unwrap();
+            let doc: serde_json::Value =
+                serde_json::from_slice(&a.w3c_di(Purpose::Message).unwrap().body).unwrap();
+            let parsed = w3c::parse_credential(&doc, w3c::MIN_ENTRIES).unwrap();
+            assert_eq!(parsed.status_size, bits);
+            assert_eq!(parsed.list, list, "{bits:?}");
+            let keys = KeySet::new(vec![key.verifying_key()]);
+            let jwt = std::str::from_utf8(&a.jwt.body).unwrap();
+            let claims = statuslist::verify_jwt(jwt, &keys).unwrap();
+            assert_eq!(claims.status_list.decode().unwrap(), list, "{bits:?}");
+        }
     }
 
     /// Issue 15 item 4: the Data Integrity forms follow the key's cryptosuite, carry the same

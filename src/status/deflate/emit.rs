@@ -83,10 +83,36 @@ impl Plan {
     }
 
     pub(super) fn write(&self, arr: &Sparse<'_>, out: &mut Vec<u8>) {
+        self.write_as(&self.kind, arr, out);
+    }
+
+    /// The same parse for the array with every byte value `b` replaced by `map[b]`, a
+    /// permutation of the byte values that keeps zero: the zero runs are where they were and
+    /// far matches still copy equal bytes, so only the literal code is relabelled, and the
+    /// data costs exactly the bits it did. `None` for a fixed-code block (tiny arrays), whose
+    /// literal code cannot be relabelled.
+    pub(super) fn relabelled(&self, map: &[u8; 256]) -> Option<Relabelled<'_>> {
+        let Kind::Dynamic(d) = &self.kind else {
+            return None;
+        };
+        let mut lit = d.lit;
+        for (b, &len) in d.lit[..256].iter().enumerate() {
+            lit[map[b] as usize] = len;
+        }
+        let code = Dynamic::from_lens(lit, d.dist);
+        let bits = self.bits - d.header_bits + code.header_bits;
+        Some(Relabelled {
+            plan: self,
+            kind: Kind::Dynamic(Box::new(code)),
+            bits,
+        })
+    }
+
+    fn write_as(&self, kind: &Kind, arr: &Sparse<'_>, out: &mut Vec<u8>) {
         let mut w = BitWriter::new(out);
         let mut lit_codes = [0u16; LITLEN];
         let mut dist_codes = [0u16; DIST];
-        let (lit, dist) = match &self.kind {
+        let (lit, dist) = match kind {
             Kind::Fixed => {
                 // BFINAL=1, BTYPE=01.
                 w.put(0b011, 3);
@@ -147,6 +173,24 @@ impl Plan {
             u32::from(lit[END_OF_BLOCK]),
         );
         emit.w.finish();
+    }
+}
+
+/// A [`Plan`] for a relabelled array ([`Plan::relabelled`]).
+pub(super) struct Relabelled<'p> {
+    plan: &'p Plan,
+    kind: Kind,
+    bits: u64,
+}
+
+impl Relabelled<'_> {
+    pub(super) fn byte_len(&self) -> usize {
+        self.bits.div_ceil(8) as usize
+    }
+
+    /// Writes the relabelled array `arr` (the plan's array with its bytes mapped).
+    pub(super) fn write(&self, arr: &Sparse<'_>, out: &mut Vec<u8>) {
+        self.plan.write_as(&self.kind, arr, out);
     }
 }
 
