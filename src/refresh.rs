@@ -339,8 +339,10 @@ impl<S: Store> Refresher<S> {
         }
     }
 
-    /// Writes the published lists to disk, off the async threads. Failures are logged: the
-    /// file only helps a later start while the store is down.
+    /// Writes the published lists to disk, off the async threads, on a thread of its own at the
+    /// refresher's priority (the encoding of every changed list is CPU work lookups must not
+    /// wait behind; the blocking pool's threads keep the default priority). Failures are
+    /// logged: the file only helps a later start while the store is down.
     fn persist_task(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let path = self.persist_to.clone();
         let snap = self.snapshots.load_full();
@@ -353,11 +355,20 @@ impl<S: Store> Refresher<S> {
             if snap.generation == 0 {
                 return;
             }
-            let res = tokio::task::spawn_blocking(move || {
-                let mut written = written.lock().expect("not poisoned");
-                persist::write(&path, &snap, &mut written)
-            })
-            .await;
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            let started = std::thread::Builder::new()
+                .name("statusd-persist".into())
+                .spawn(move || {
+                    runtime::lower_priority(runtime::BACKGROUND_NICE);
+                    let mut written = written.lock().expect("not poisoned");
+                    let _ = done.send(persist::write(&path, &snap, &mut written));
+                });
+            let res = match started {
+                Ok(_) => outcome
+                    .await
+                    .map_err(|_| "the persist thread panicked".to_owned()),
+                Err(e) => Err(format!("starting the persist thread: {e}")),
+            };
             match res {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
