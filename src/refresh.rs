@@ -80,6 +80,10 @@ pub struct Refresher<S> {
     persisted: (u64, Option<Instant>),
     /// Each list as last written there, so that a write encodes only the lists that changed.
     written: Arc<std::sync::Mutex<persist::Written>>,
+    /// The write to [`Self::persist_to`] under way, if any. The loop never waits for it: a
+    /// write of 256 changed lists (encoding, a 6 MB file, fsync) takes hundreds of
+    /// milliseconds, during which no change would become visible (issue 16, write → visible).
+    persisting: Option<JoinHandle<()>>,
     /// Lists whose state at a version failed validation, and when: retried every
     /// [`RETRY_REJECTED`] rather than on every poll, so a corrupt list does not flood the log.
     rejected: Mutex<HashMap<String, (u64, Instant)>>,
@@ -160,6 +164,7 @@ impl<S: Store> Refresher<S> {
             persist_to: None,
             persisted: (0, None),
             written: Arc::default(),
+            persisting: None,
             rejected: Mutex::default(),
             reencode_every: Duration::ZERO,
             full_sync_every: Duration::ZERO,
@@ -288,8 +293,9 @@ impl<S: Store> Refresher<S> {
                         }
                     }
                     _ = runtime::stopped(&mut shutdown) => {
+                        self.finish_persisting().await;
                         if self.snapshots.load().generation != self.persisted.0 {
-                            self.persist().await;
+                            self.persist_task().await;
                         }
                         return;
                     }
@@ -309,42 +315,72 @@ impl<S: Store> Refresher<S> {
                 .all(|id| current.lists.contains_key(id.as_str()))
     }
 
-    /// Persists the published snapshot if it changed since the last write, at most every
-    /// [`PERSIST_EVERY`].
+    /// Starts persisting the published snapshot if it changed since the last write, at most
+    /// every [`PERSIST_EVERY`], and never while the previous write is still under way. The
+    /// write runs beside the loop ([`Self::persisting`]).
     async fn persist_if_due(&mut self) {
+        if self.persisting.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        self.finish_persisting().await;
         let generation = self.snapshots.load().generation;
         let (persisted, at) = self.persisted;
         if generation != persisted && at.is_none_or(|t| t.elapsed() >= PERSIST_EVERY) {
-            self.persist().await;
+            self.persisting = Some(tokio::spawn(self.persist_task()));
             self.persisted = (generation, Some(Instant::now()));
         }
     }
 
-    /// Writes the published lists to disk, off the async threads. Failures are logged: the
-    /// file only helps a later start while the store is down.
-    async fn persist(&self) {
-        let Some(path) = self.persist_to.clone() else {
-            return;
-        };
-        let snap = self.snapshots.load_full();
-        if snap.generation == 0 {
-            return;
-        }
-        let written = self.written.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let mut written = written.lock().expect("not poisoned");
-            persist::write(&path, &snap, &mut written)
-        })
-        .await;
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.metrics.persist_errors.inc();
-                tracing::warn!(error = %e, "could not persist the last good snapshot; the previous file is kept");
-            }
-            Err(e) => {
+    /// Waits for the write under way, if any.
+    async fn finish_persisting(&mut self) {
+        if let Some(h) = self.persisting.take() {
+            if let Err(e) = h.await {
                 self.metrics.persist_errors.inc();
                 tracing::warn!(error = %e, "snapshot persistence task failed");
+            }
+        }
+    }
+
+    /// Writes the published lists to disk, off the async threads, on a thread of its own at the
+    /// refresher's priority (the encoding of every changed list is CPU work lookups must not
+    /// wait behind; the blocking pool's threads keep the default priority). Failures are
+    /// logged: the file only helps a later start while the store is down.
+    fn persist_task(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let path = self.persist_to.clone();
+        let snap = self.snapshots.load_full();
+        let written = self.written.clone();
+        let metrics = self.metrics.clone();
+        async move {
+            let Some(path) = path else {
+                return;
+            };
+            if snap.generation == 0 {
+                return;
+            }
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            let started = std::thread::Builder::new()
+                .name("statusd-persist".into())
+                .spawn(move || {
+                    runtime::lower_priority(runtime::BACKGROUND_NICE);
+                    let mut written = written.lock().expect("not poisoned");
+                    let _ = done.send(persist::write(&path, &snap, &mut written));
+                });
+            let res = match started {
+                Ok(_) => outcome
+                    .await
+                    .map_err(|_| "the persist thread panicked".to_owned()),
+                Err(e) => Err(format!("starting the persist thread: {e}")),
+            };
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    metrics.persist_errors.inc();
+                    tracing::warn!(error = %e, "could not persist the last good snapshot; the previous file is kept");
+                }
+                Err(e) => {
+                    metrics.persist_errors.inc();
+                    tracing::warn!(error = %e, "snapshot persistence task failed");
+                }
             }
         }
     }

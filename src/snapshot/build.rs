@@ -16,10 +16,8 @@ use crate::token::{SignError, TokenSigner};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use flate2::{write::GzEncoder, Compression};
 use hyper::header::HeaderValue;
 use sha2::{Digest, Sha256};
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -160,12 +158,12 @@ pub fn etag(body: &[u8], suffix: &str) -> HeaderValue {
     ))
 }
 
+/// The `Content-Encoding: gzip` copy of a text body. The bodies are base64url of compressed or
+/// signed bytes, in which LZ77 finds almost nothing: literals under their own Huffman code are
+/// as small as zlib's default level at a fraction of its cost (issue 16: zlib was a fifth of a
+/// cold start), and this runs for every text body of every re-encoded list.
 fn gzip(body: &[u8]) -> Bytes {
-    // Base64url text gains almost nothing from level 9 over the default, at several times the
-    // cost; this runs for every re-encoded list.
-    let mut gz = GzEncoder::new(Vec::with_capacity(body.len() / 2), Compression::default());
-    gz.write_all(body).expect("writing into a Vec cannot fail");
-    exact(gz.finish().expect("writing into a Vec cannot fail"))
+    exact(crate::status::deflate::gzip_literals(body))
 }
 
 /// `body` as `Bytes` of exactly its length. A `Vec` or `String` grown while it was written
@@ -290,13 +288,17 @@ pub fn artefacts_with_history(
 ) -> Result<Artefacts, SignError> {
     let iat = unix(now);
     let exp = iat + p.lifetime.as_secs();
+    // The W3C `message` view is the IETF array in the other bit order: one DEFLATE parse for
+    // both (issue 16: the parse is most of a list's compression).
+    let (status_list, message) =
+        IetfList::encode_with_message_view(list, Some(p.urls.aggregation()));
     let claims = statuslist::StatusListClaims {
         sub: p.urls.list(&meta.id),
         iss: Some(p.issuer.clone()),
         iat,
         exp: Some(exp),
         ttl: Some(p.ttl.as_secs()),
-        status_list: IetfList::encode(list, Some(p.urls.aggregation())),
+        status_list,
     };
     let jwt = statuslist::sign_jwt(&claims, key)?;
     let cwt = statuslist::sign_cwt(&claims, key)?;
@@ -319,7 +321,13 @@ pub fn artefacts_with_history(
         exp,
         created: humantime::format_rfc3339_seconds(now).to_string(),
     };
-    let mut bitstrings = Vec::new();
+    let mut bitstrings: Vec<(Purpose, String)> = message
+        .and_then(|m| {
+            m.strip_prefix('u')
+                .map(|b| (Purpose::Message, b.to_owned()))
+        })
+        .into_iter()
+        .collect();
     let (w3c, w3c_di) = signing.credentials(
         Format::Bitstring,
         Purpose::PUBLISHED,
@@ -373,9 +381,10 @@ impl Format {
     }
 
     /// The unsigned credential for `purpose`; `None` where the list is too short for the format.
-    /// `bitstrings` holds the GZIP bitstrings (base64url) of the one-bit views already
-    /// compressed for this list state: the Bitstring form leaves its own there, and the Status
-    /// List 2021 form, whose bitstrings are the same, takes them instead of compressing again.
+    /// `bitstrings` holds the GZIP bitstrings (base64url, no multibase prefix) of the views
+    /// already compressed for this list state, which a form takes instead of compressing again:
+    /// the `message` view comes with the IETF form, and the Bitstring form leaves its one-bit
+    /// views for the Status List 2021 form, whose bitstrings are the same.
     fn credential(
         self,
         list: &StatusList,
@@ -383,9 +392,14 @@ impl Format {
         params: &CredentialParams<'_>,
         bitstrings: &mut Vec<(Purpose, String)>,
     ) -> Option<serde_json::Value> {
+        let shared = bitstrings
+            .iter()
+            .position(|(p, _)| *p == purpose)
+            .map(|i| bitstrings.swap_remove(i).1);
         match self {
             Format::Bitstring => {
-                let vc = w3c::credential(list, purpose, params).ok()?;
+                let encoded = shared.map(|b| ["u", &b].concat());
+                let vc = w3c::credential_with_list(list, purpose, params, encoded).ok()?;
                 let subject = &vc["credentialSubject"];
                 if subject["statusSize"] == 1 {
                     if let Some(b) = subject["encodedList"]
@@ -398,10 +412,6 @@ impl Format {
                 Some(vc)
             }
             Format::StatusList2021 => {
-                let shared = bitstrings
-                    .iter()
-                    .position(|(p, _)| *p == purpose)
-                    .map(|i| bitstrings.swap_remove(i).1);
                 crate::status::sl2021::credential_with_list(list, purpose, params, shared).ok()
             }
         }
@@ -840,6 +850,37 @@ mod tests {
             crate::status::sl2021::encode_list(list.size(), [(7, 1)]),
             encoded(&a.sl2021_di[1].body),
         );
+    }
+
+    /// Issue 16: the `message` view's bitstring comes from the IETF form's DEFLATE parse; it
+    /// still decodes to the list, MSB-first, whatever the list's width.
+    #[test]
+    fn message_view_shares_the_ietf_parse() {
+        let key = SigningKey::generate(Algorithm::Es256);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for bits in [Bits::One, Bits::Two, Bits::Four, Bits::Eight] {
+            let size = 1 << 17;
+            let max = u32::from(bits.max_value());
+            let entries = (0..size).step_by(97).map(|i| (i, (i % max + 1) as u8));
+            let list = StatusList::from_sorted_nonzero(bits, size, entries).unwrap();
+            let meta = ListMeta {
+                id: "7".into(),
+                bits: bits.get(),
+                size,
+                version: 3,
+                ..Default::default()
+            };
+            let a = artefacts(&meta, &list, &key, &params(300, 86_400), now).unwrap();
+            let doc: serde_json::Value =
+                serde_json::from_slice(&a.w3c_di(Purpose::Message).unwrap().body).unwrap();
+            let parsed = w3c::parse_credential(&doc, w3c::MIN_ENTRIES).unwrap();
+            assert_eq!(parsed.status_size, bits);
+            assert_eq!(parsed.list, list, "{bits:?}");
+            let keys = KeySet::new(vec![key.verifying_key()]);
+            let jwt = std::str::from_utf8(&a.jwt.body).unwrap();
+            let claims = statuslist::verify_jwt(jwt, &keys).unwrap();
+            assert_eq!(claims.status_list.decode().unwrap(), list, "{bits:?}");
+        }
     }
 
     /// Issue 15 item 4: the Data Integrity forms follow the key's cryptosuite, carry the same

@@ -5,7 +5,7 @@
 //! [`IetfList::decode`] turns it back, inflating with a bound so a hostile token cannot make us
 //! allocate more than the largest list we accept.
 
-use super::{deflate, packing, Bits, StatusError, StatusList, MAX_ENTRIES};
+use super::{deflate, packing, w3c, Bits, StatusError, StatusList, MAX_ENTRIES};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ciborium::Value as Cbor;
@@ -51,6 +51,30 @@ impl IetfList {
             ),
             aggregation_uri,
         }
+    }
+
+    /// [`IetfList::encode`], and the `encodedList` of the W3C `message` view of the same list
+    /// (`statusSize` = `bits`, every value; `None` below the W3C minimum), from one DEFLATE
+    /// parse: the two packed arrays differ only by a relabelling of their bytes
+    /// ([`packing::ietf_to_w3c_bytes`], [`deflate::zlib_and_relabelled_gzip`]).
+    pub fn encode_with_message_view(
+        list: &StatusList,
+        aggregation_uri: Option<String>,
+    ) -> (Self, Option<String>) {
+        if list.size() < w3c::MIN_ENTRIES {
+            return (IetfList::encode(list, aggregation_uri), None);
+        }
+        let (lst, gz) = deflate::zlib_and_relabelled_gzip(
+            packing::packed_len(list.bits(), list.size()),
+            packing::ietf_nonzero_bytes(list),
+            &packing::ietf_to_w3c_bytes(list.bits()),
+        );
+        let ietf = IetfList {
+            bits: list.bits(),
+            lst,
+            aggregation_uri,
+        };
+        (ietf, Some(w3c::multibase(&gz)))
     }
 
     /// Inflates `lst` (at most [`MAX_ENTRIES`] entries) and unpacks it. The list size is the

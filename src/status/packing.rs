@@ -86,6 +86,22 @@ pub fn ietf_nonzero_bytes(list: &StatusList) -> impl Iterator<Item = (usize, u8)
     )
 }
 
+/// `map[b]`: the W3C (MSB-first) byte holding the entries that the IETF (LSB-first) byte `b`
+/// holds, slot for slot: each byte's entries in reverse order, each value's bits kept. A
+/// permutation of the byte values that keeps zero (the identity for 8-bit entries), so the two
+/// packed arrays of a list differ only by a relabelling of their bytes.
+pub fn ietf_to_w3c_bytes(bits: Bits) -> [u8; 256] {
+    let mask = bits.max_value();
+    let mut map = [0u8; 256];
+    for (b, m) in map.iter_mut().enumerate() {
+        for slot in 0..bits.per_byte() {
+            let v = (b as u8 >> Order::LsbFirst.shift(bits, slot)) & mask;
+            *m |= v << Order::MsbFirst.shift(bits, slot);
+        }
+    }
+    map
+}
+
 /// Unpacks a decompressed byte array into a list of `len * 8 / bits` entries.
 pub fn unpack(bits: Bits, order: Order, bytes: &[u8]) -> Result<StatusList, StatusError> {
     let size = u32::try_from(bytes.len() as u64 * 8 / u64::from(bits.get()))
@@ -199,6 +215,28 @@ mod tests {
         let l = unpack(Bits::Two, Order::MsbFirst, &[0b1000_0001]).unwrap();
         assert_eq!(l.get(0).unwrap(), Status(2));
         assert_eq!(l.get(3).unwrap(), Status(1));
+    }
+
+    /// The byte map turns the IETF packed array of any list into its W3C packed array, and is
+    /// a permutation keeping zero.
+    #[test]
+    fn ietf_bytes_map_onto_w3c_bytes() {
+        for bits in [Bits::One, Bits::Two, Bits::Four, Bits::Eight] {
+            let max = bits.max_value();
+            let entries = (0..64u32).map(|i| (i, (i * 7 % u32::from(max) + 1) as u8));
+            let list = StatusList::from_sorted_nonzero(bits, 64, entries).unwrap();
+            let map = ietf_to_w3c_bytes(bits);
+            let mapped: Vec<u8> = pack_dense(&list, Order::LsbFirst)
+                .iter()
+                .map(|&b| map[b as usize])
+                .collect();
+            assert_eq!(mapped, pack_dense(&list, Order::MsbFirst), "{bits:?}");
+            let mut sorted = map.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..=255).collect::<Vec<u8>>(), "{bits:?}");
+            assert_eq!(map[0], 0);
+        }
+        assert_eq!(ietf_to_w3c_bytes(Bits::Two)[0b00_00_10_01], 0b01_10_00_00);
     }
 
     #[test]

@@ -138,10 +138,15 @@ pub fn encode_list(
         packing::packed_len(status_size, size),
         packing::pack_sparse(status_size, packing::Order::MsbFirst, entries.into_iter()),
     );
+    Ok(multibase(&gz))
+}
+
+/// `encodedList` of a GZIP member: multibase `u` + base64url without padding.
+pub fn multibase(gz: &[u8]) -> String {
     let mut out = String::with_capacity(1 + gz.len().div_ceil(3) * 4);
     out.push('u');
-    URL_SAFE_NO_PAD.encode_string(&gz, &mut out);
-    Ok(out)
+    URL_SAFE_NO_PAD.encode_string(gz, &mut out);
+    out
 }
 
 /// Expands an `encodedList` into a list of `statusSize`-bit entries, enforcing `min_entries`.
@@ -216,19 +221,44 @@ pub fn credential(
     purpose: Purpose,
     p: &CredentialParams<'_>,
 ) -> Result<Json, W3cError> {
-    let v = view(list, purpose)?;
+    credential_with_list(list, purpose, p, None)
+}
+
+/// [`credential`], given the view's `encodedList` when it is already encoded (the `message`
+/// view comes with the IETF form: [`super::ietf::IetfList::encode_with_message_view`]).
+pub fn credential_with_list(
+    list: &StatusList,
+    purpose: Purpose,
+    p: &CredentialParams<'_>,
+    encoded: Option<String>,
+) -> Result<Json, W3cError> {
+    let (status_size, encoded) = match encoded {
+        Some(encoded) if list.size() >= MIN_ENTRIES => {
+            let width = match purpose {
+                Purpose::Revocation | Purpose::Suspension => Bits::One,
+                Purpose::Message => list.bits(),
+                Purpose::Refresh => return Err(W3cError::UnpublishedPurpose(purpose)),
+            };
+            (width, encoded)
+        }
+        _ => {
+            let v = view(list, purpose)?;
+            let encoded = encode_list(v.status_size, list.size(), v.entries)?;
+            (v.status_size, encoded)
+        }
+    };
     let mut subject = json!({
         "id": format!("{}#list", p.id),
         "type": "BitstringStatusList",
         "statusPurpose": purpose.as_str(),
-        "statusSize": v.status_size.get(),
-        "encodedList": encode_list(v.status_size, list.size(), v.entries)?,
+        "statusSize": status_size.get(),
+        "encodedList": encoded,
     });
     if let Some(ttl) = p.ttl_ms {
         subject["ttl"] = json!(ttl);
     }
     if purpose == Purpose::Message {
-        subject["statusMessages"] = status_messages(v.status_size);
+        subject["statusMessages"] = status_messages(status_size);
     }
     let mut vc = json!({
         "@context": [VC_V2_CONTEXT],

@@ -207,11 +207,36 @@ fn hash_data(document: &Json, proof_options: &Map<String, Json>) -> Result<Vec<u
         "@context".into(),
         document.get("@context").cloned().unwrap_or(Json::Null),
     );
-    let config = canonicalize(&Json::Object(config))?;
+    let mut out = config_hash(&Json::Object(config))?.to_vec();
     let doc = canonicalize(document)?;
-    let mut out = Sha256::digest(config.as_bytes()).to_vec();
     out.extend_from_slice(&Sha256::digest(doc.as_bytes()));
     Ok(out)
+}
+
+/// How many proof configurations [`config_hash`] remembers: a build signs each list's few
+/// documents with one `created`, key and a couple of `@context`s, so a handful are live.
+const CONFIG_CACHE: usize = 16;
+
+/// `SHA-256` of the canonical N-Quads of a proof configuration, remembered by the
+/// configuration's JSON text. Canonicalisation is a pure function of the document (every
+/// context is bundled), so a remembered hash is exactly the one computed afresh; and the
+/// configurations of a build are all alike (same `created`, key and contexts for every list),
+/// while canonicalising one (expanding its contexts) was a fifth of a list's build (issue 16).
+fn config_hash(config: &Json) -> Result<[u8; 32], ProofError> {
+    use std::sync::{Mutex, PoisonError};
+    static CACHE: Mutex<Vec<(String, [u8; 32])>> = Mutex::new(Vec::new());
+    let key = config.to_string();
+    let lock = || CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, hash)) = lock().iter().find(|(k, _)| *k == key) {
+        return Ok(*hash);
+    }
+    let hash: [u8; 32] = Sha256::digest(canonicalize(config)?.as_bytes()).into();
+    let mut cache = lock();
+    if cache.len() >= CONFIG_CACHE {
+        cache.remove(0);
+    }
+    cache.push((key, hash));
+    Ok(hash)
 }
 
 /// `credential` with a Data Integrity proof by `signer` (whose verification method is

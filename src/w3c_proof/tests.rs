@@ -248,3 +248,57 @@ fn the_controller_document_lists_each_key_as_an_assertion_method() {
         json!([methods[0]["id"], methods[1]["id"]])
     );
 }
+
+/// The remembered hash of a proof configuration is the one computed afresh, whether it was
+/// remembered, evicted or never seen: more distinct configurations than the cache holds, each
+/// asked for several times, interleaved, over every context statusd signs with.
+#[test]
+fn remembered_config_hashes_are_the_fresh_ones() {
+    let key = SigningKey::generate(Algorithm::EdDsa);
+    let contexts: Vec<Json> = statusd_credentials()
+        .iter()
+        .map(|c| {
+            let signed = add_proof(c, &key, "https://status.example", "2027-01-15T08:00:00Z");
+            signed.unwrap()["@context"].clone()
+        })
+        .collect();
+    let configs: Vec<Json> = (0..CONFIG_CACHE + 5)
+        .map(|n| {
+            json!({
+                "type": "DataIntegrityProof",
+                "cryptosuite": if n % 2 == 0 { "ecdsa-rdfc-2019" } else { "eddsa-rdfc-2022" },
+                "created": format!("2027-01-15T08:00:{:02}Z", n % 60),
+                "verificationMethod": format!("https://status.example#k{}", n / 7),
+                "proofPurpose": "assertionMethod",
+                "@context": contexts[n % contexts.len()].clone(),
+            })
+        })
+        .collect();
+    for round in 0..3 {
+        for (n, config) in configs.iter().enumerate().rev().skip(round) {
+            let fresh: [u8; 32] = Sha256::digest(canonicalize(config).unwrap().as_bytes()).into();
+            assert_eq!(
+                config_hash(config).unwrap(),
+                fresh,
+                "config {n}, round {round}"
+            );
+        }
+    }
+}
+
+/// A proof whose configuration was changed after signing fails, although the configuration it
+/// was signed with is remembered.
+#[test]
+fn a_changed_proof_configuration_does_not_verify() {
+    let key = SigningKey::generate(Algorithm::Es256);
+    for c in statusd_credentials() {
+        let signed = add_proof(&c, &key, "https://status.example", "2027-01-15T08:00:00Z").unwrap();
+        verify_proof(&signed, &key.verifying_key()).unwrap();
+        let mut tampered = signed.clone();
+        tampered["proof"]["created"] = json!("2027-01-15T08:00:01Z");
+        assert!(matches!(
+            verify_proof(&tampered, &key.verifying_key()),
+            Err(ProofError::BadSignature)
+        ));
+    }
+}

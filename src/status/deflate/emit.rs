@@ -1,5 +1,6 @@
 //! The block plan (dynamic or fixed code, chosen by exact size) and the LSB-first bit writer
-//! that replays the parse into the output.
+//! that replays the parse into the output; and the literal-only block of dense text
+//! ([`Literals`]).
 
 use super::huffman::*;
 use super::parse::*;
@@ -82,10 +83,36 @@ impl Plan {
     }
 
     pub(super) fn write(&self, arr: &Sparse<'_>, out: &mut Vec<u8>) {
+        self.write_as(&self.kind, arr, out);
+    }
+
+    /// The same parse for the array with every byte value `b` replaced by `map[b]`, a
+    /// permutation of the byte values that keeps zero: the zero runs are where they were and
+    /// far matches still copy equal bytes, so only the literal code is relabelled, and the
+    /// data costs exactly the bits it did. `None` for a fixed-code block (tiny arrays), whose
+    /// literal code cannot be relabelled.
+    pub(super) fn relabelled(&self, map: &[u8; 256]) -> Option<Relabelled<'_>> {
+        let Kind::Dynamic(d) = &self.kind else {
+            return None;
+        };
+        let mut lit = d.lit;
+        for (b, &len) in d.lit[..256].iter().enumerate() {
+            lit[map[b] as usize] = len;
+        }
+        let code = Dynamic::from_lens(lit, d.dist);
+        let bits = self.bits - d.header_bits + code.header_bits;
+        Some(Relabelled {
+            plan: self,
+            kind: Kind::Dynamic(Box::new(code)),
+            bits,
+        })
+    }
+
+    fn write_as(&self, kind: &Kind, arr: &Sparse<'_>, out: &mut Vec<u8>) {
         let mut w = BitWriter::new(out);
         let mut lit_codes = [0u16; LITLEN];
         let mut dist_codes = [0u16; DIST];
-        let (lit, dist) = match &self.kind {
+        let (lit, dist) = match kind {
             Kind::Fixed => {
                 // BFINAL=1, BTYPE=01.
                 w.put(0b011, 3);
@@ -101,23 +128,7 @@ impl Plan {
                 (lit, FIXED_DIST_LENS)
             }
             Kind::Dynamic(d) => {
-                // BFINAL=1, BTYPE=10.
-                w.put(0b101, 3);
-                w.put((d.hlit - 257) as u32, 5);
-                w.put((d.hdist - 1) as u32, 5);
-                w.put((d.hclen - 4) as u32, 4);
-                for &sym in &CODELEN_ORDER[..d.hclen] {
-                    w.put(u32::from(d.cl[sym]), 3);
-                }
-                let mut cl_codes = [0u16; CODELEN];
-                canonical_codes(&d.cl, &mut cl_codes);
-                for &(sym, extra) in &d.rle {
-                    let s = sym as usize;
-                    w.put(u32::from(cl_codes[s]), u32::from(d.cl[s]));
-                    w.put(u32::from(extra), codelen_extra(sym));
-                }
-                canonical_codes(&d.lit, &mut lit_codes);
-                canonical_codes(&d.dist, &mut dist_codes);
+                put_dynamic_header(&mut w, d, &mut lit_codes, &mut dist_codes);
                 (d.lit, d.dist)
             }
         };
@@ -162,6 +173,93 @@ impl Plan {
             u32::from(lit[END_OF_BLOCK]),
         );
         emit.w.finish();
+    }
+}
+
+/// A [`Plan`] for a relabelled array ([`Plan::relabelled`]).
+pub(super) struct Relabelled<'p> {
+    plan: &'p Plan,
+    kind: Kind,
+    bits: u64,
+}
+
+impl Relabelled<'_> {
+    pub(super) fn byte_len(&self) -> usize {
+        self.bits.div_ceil(8) as usize
+    }
+
+    /// Writes the relabelled array `arr` (the plan's array with its bytes mapped).
+    pub(super) fn write(&self, arr: &Sparse<'_>, out: &mut Vec<u8>) {
+        self.plan.write_as(&self.kind, arr, out);
+    }
+}
+
+/// Writes a final dynamic block's header (BFINAL=1, BTYPE=10, the code-length code and the
+/// run-length coded lengths) and numbers its codes.
+fn put_dynamic_header(
+    w: &mut BitWriter<'_>,
+    d: &Dynamic,
+    lit_codes: &mut [u16; LITLEN],
+    dist_codes: &mut [u16; DIST],
+) {
+    w.put(0b101, 3);
+    w.put((d.hlit - 257) as u32, 5);
+    w.put((d.hdist - 1) as u32, 5);
+    w.put((d.hclen - 4) as u32, 4);
+    for &sym in &CODELEN_ORDER[..d.hclen] {
+        w.put(u32::from(d.cl[sym]), 3);
+    }
+    let mut cl_codes = [0u16; CODELEN];
+    canonical_codes(&d.cl, &mut cl_codes);
+    for &(sym, extra) in &d.rle {
+        let s = sym as usize;
+        w.put(u32::from(cl_codes[s]), u32::from(d.cl[s]));
+        w.put(u32::from(extra), codelen_extra(sym));
+    }
+    canonical_codes(&d.lit, lit_codes);
+    canonical_codes(&d.dist, dist_codes);
+}
+
+/// One final dynamic block coding `bytes` as literals only, with the Huffman code of their
+/// own counts: the exact size in bytes, and the writer.
+pub(super) struct Literals {
+    code: Dynamic,
+    bits: u64,
+}
+
+impl Literals {
+    pub(super) fn new(bytes: &[u8]) -> Self {
+        let mut freqs = Freqs {
+            lit: [0; LITLEN],
+            dist: [0; DIST],
+        };
+        for &b in bytes {
+            freqs.lit[b as usize] += 1;
+        }
+        freqs.lit[END_OF_BLOCK] = 1;
+        let code = Dynamic::new(&freqs);
+        let bits = code.header_bits + freqs.data_bits(&code.lit, &code.dist);
+        Literals { code, bits }
+    }
+
+    pub(super) fn byte_len(&self) -> usize {
+        self.bits.div_ceil(8) as usize
+    }
+
+    pub(super) fn write(&self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut w = BitWriter::new(out);
+        let (mut lit_codes, mut dist_codes) = ([0u16; LITLEN], [0u16; DIST]);
+        put_dynamic_header(&mut w, &self.code, &mut lit_codes, &mut dist_codes);
+        let lit = &self.code.lit;
+        for &b in bytes {
+            let b = b as usize;
+            w.put(u32::from(lit_codes[b]), u32::from(lit[b]));
+        }
+        w.put(
+            u32::from(lit_codes[END_OF_BLOCK]),
+            u32::from(lit[END_OF_BLOCK]),
+        );
+        w.finish();
     }
 }
 

@@ -172,6 +172,11 @@ impl Dynamic {
         // RFC's "one distance code of zero bits" would save, but every decoder accepts it.
         let mut dist = [0u8; DIST];
         complete_lengths(&freqs.dist, MAX_BITS, &mut dist);
+        Dynamic::from_lens(lit, dist)
+    }
+
+    /// The header of complete codes of these lengths.
+    pub(super) fn from_lens(lit: [u8; LITLEN], dist: [u8; DIST]) -> Self {
         let used = |lens: &[u8]| lens.iter().rposition(|&l| l > 0).map_or(0, |p| p + 1);
         let hlit = used(&lit).max(257);
         let hdist = used(&dist).max(1);

@@ -481,7 +481,103 @@ fn arrays() -> impl Strategy<Value = (usize, Vec<(usize, u8)>)> {
     })
 }
 
+/// One parse for an array and its relabelled copy: the ZLIB stream is [`zlib_sparse`]'s, the
+/// GZIP member decodes to the relabelled array, and a map that is not a permutation keeping
+/// zero (or a tiny array) still gets a correct member, compressed on its own.
+#[test]
+fn relabelled_gzip_shares_the_parse() {
+    let reverse: [u8; 256] = std::array::from_fn(|b| (b as u8).reverse_bits());
+    let mut not_permutation = reverse;
+    not_permutation[3] = 0x80;
+    let mut moves_zero = [0u8; 256];
+    for (b, m) in moves_zero.iter_mut().enumerate() {
+        *m = (b as u8).wrapping_add(1);
+    }
+    let mut rng = StdRng::seed_from_u64(0xab);
+    for len in [0, 1, 300, 65536, 262144] {
+        for density in [0.0, 0.001, 0.01, 0.3] {
+            let items = random_items(&mut rng, len, density);
+            for map in [&reverse, &not_permutation, &moves_zero] {
+                let (z, g) = zlib_and_relabelled_gzip(len, items.iter().copied(), map);
+                assert_eq!(z, zlib_sparse(len, items.iter().copied()));
+                let want: Vec<u8> = dense(len, &items)
+                    .iter()
+                    .map(|&b| if b == 0 { 0 } else { map[b as usize] })
+                    .collect();
+                assert_eq!(flate2_gzip(&g), want, "len {len} density {density}");
+                assert_eq!(inflate_gzip(&g, len).unwrap(), want);
+                if map == &reverse && len >= 65536 && density > 0.0 {
+                    let alone = gzip_sparse(len, items.iter().map(|&(o, b)| (o, map[b as usize])));
+                    // The same parse under a relabelled code: the data costs the same bits.
+                    assert!(
+                        g.len().abs_diff(alone.len()) <= 8,
+                        "{} vs {}",
+                        g.len(),
+                        alone.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The literal-only member of `data`, checked against flate2 and our own inflater.
+fn check_literals(data: &[u8]) -> Vec<u8> {
+    let g = gzip_literals(data);
+    assert_eq!(&g[..3], &[0x1f, 0x8b, 0x08]);
+    assert_eq!(flate2_gzip(&g), data, "{} bytes", data.len());
+    assert_eq!(inflate_gzip(&g, data.len()).unwrap(), data);
+    g
+}
+
+#[test]
+fn literal_only_members_round_trip() {
+    check_literals(b"");
+    check_literals(b"a");
+    check_literals(b"aaaaaaaaaaaaaaaa");
+    check_literals(&(0..=255).collect::<Vec<u8>>());
+    let mut rng = StdRng::seed_from_u64(0x11);
+    for len in [2, 100, 4096, 70_000, 300_000] {
+        let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        check_literals(&bytes);
+        // Skewed counts: codes as long as the limit of 15 bits.
+        let skewed: Vec<u8> = (0..len)
+            .map(|_| (rng.gen::<f64>().powi(12) * 256.0) as u8)
+            .collect();
+        check_literals(&skewed);
+    }
+}
+
+/// Issue 16: the gzip copies of the published text bodies are literal-only. On base64url text
+/// (what a JWS or an `encodedList` is made of) they are no larger than zlib's default level.
+#[test]
+fn literal_only_members_match_zlib_on_base64_text() {
+    use base64::Engine as _;
+    let mut rng = StdRng::seed_from_u64(0x64);
+    let raw: Vec<u8> = (0..24_000).map(|_| rng.gen()).collect();
+    let text = format!(
+        "{{\"lst\":\"{}\"}}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    let ours = check_literals(text.as_bytes());
+    let mut e = GzEncoder::new(Vec::new(), Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    let zlib = e.finish().unwrap();
+    assert!(
+        ours.len() <= zlib.len(),
+        "literal-only {} B, zlib default {} B",
+        ours.len(),
+        zlib.len()
+    );
+}
+
 proptest! {
+    #[test]
+    fn dense_text_round_trips(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let g = gzip_literals(&data);
+        prop_assert_eq!(flate2_gzip(&g), data);
+    }
+
     #[test]
     fn sparse_arrays_round_trip((len, items) in arrays()) {
         let want = dense(len, &items);
