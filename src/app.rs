@@ -369,6 +369,35 @@ pub async fn open_store_with(
     Ok(AnyStore::Embedded(store))
 }
 
+/// The store the issuer's bulk lane writes through. On Redis, connections of its own, made by
+/// the lane's tasks when they first write (connecting is lazy): the network I/O and the reply
+/// parsing of an import's commits then run on the lane's `SCHED_IDLE` threads. Through the
+/// shared store they would run wherever its connection was made, on the public workers
+/// (start-up's first read), between lookups. The embedded store is shared.
+async fn bulk_store(
+    config: &Config,
+    store: &Arc<AnyStore>,
+    lane: &runtime::BulkLane,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<AnyStore>> {
+    let (Some(url), AnyStore::Redis(shared)) = (config.redis_url.clone(), store.as_ref()) else {
+        return Ok(store.clone());
+    };
+    let (shared, security) = (shared.clone(), config.redis_security.clone());
+    let opts = crate::store::redis::RedisOptions {
+        wait: config.redis_wait,
+        ..Default::default()
+    };
+    let redis = lane
+        .handle()
+        .spawn(async move { shared.connect_beside(&url, &security, opts).await })
+        .await
+        .context("starting the bulk lane's store")?
+        .context("configuring the bulk lane's Redis store")?;
+    redis.count_wait_shortfalls(metrics.redis_wait_shortfalls.clone());
+    Ok(Arc::new(AnyStore::Redis(redis)))
+}
+
 /// Binds one listener; a port in use names the flag that moves it.
 async fn bind(addr: SocketAddr, plane: &str, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -527,18 +556,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // Large batches (an import) run here, on threads that only take CPU nothing else wants.
     let bulk = runtime::BulkLane::start(config.admin_workers.get())
         .context("starting the issuer's bulk lane")?;
+    let issuer = Issuer::new(
+        store.clone(),
+        build_params.urls.clone(),
+        config.issuer_settings.clone(),
+    );
+    let bulk_issuer = issuer.with_store(bulk_store(config, &store, &bulk, &metrics).await?);
     let issuer_api = Arc::new(
-        crate::admin::api::Api::new(
-            Issuer::new(
-                store.clone(),
-                build_params.urls.clone(),
-                config.issuer_settings.clone(),
-            ),
-            tokens,
-            metrics.clone(),
-        )
-        .with_body_timeout(config.header_read_timeout)
-        .with_bulk_lane(bulk.handle()),
+        crate::admin::api::Api::new(issuer, tokens, metrics.clone())
+            .with_body_timeout(config.header_read_timeout)
+            .with_bulk_lane(bulk.handle(), bulk_issuer),
     );
     let published = Arc::new(arc_swap::ArcSwap::from_pointee(jwks));
     let key_for_reload = key.clone();

@@ -86,7 +86,9 @@ pub fn is_idle() -> bool {
         };
         matches!(
             thread_schedule_policy(),
-            Ok(ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle))
+            Ok(ThreadSchedulePolicy::Normal(
+                NormalThreadSchedulePolicy::Idle
+            ))
         )
     }
     #[cfg(not(target_os = "linux"))]

@@ -10,6 +10,7 @@ use crate::issuer::{
 };
 use crate::metrics::Metrics;
 use crate::problem::Problem;
+use crate::runtime::BULK_MIN_ITEMS;
 use crate::status::Bits;
 use crate::store::{check_id, NewList, StoreError};
 use crate::tls::ClientSubject;
@@ -21,7 +22,6 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
-use crate::runtime::BULK_MIN_ITEMS;
 use std::sync::Arc;
 
 /// Largest body of a batch request (10,000 items of a few hundred bytes).
@@ -70,9 +70,10 @@ pub struct Api {
     metrics: Arc<Metrics>,
     /// Time a request body has to arrive (`--header-read-timeout`, as on the public plane).
     body_timeout: std::time::Duration,
-    /// Where batches of [`BULK_MIN_ITEMS`] or more run ([`crate::runtime::BulkLane`]); `None`
-    /// runs them where they arrive (tests, tools without a server).
-    bulk: Option<tokio::runtime::Handle>,
+    /// Where batches of [`BULK_MIN_ITEMS`] or more run ([`crate::runtime::BulkLane`]), and the
+    /// issuer they run with (its store's connections made on the lane); `None` runs them where
+    /// they arrive, with [`Self::issuer`] (tests, tools without a server).
+    bulk: Option<(tokio::runtime::Handle, Issuer)>,
 }
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {
@@ -303,9 +304,10 @@ impl Api {
         }
     }
 
-    /// Runs batches of [`BULK_MIN_ITEMS`] or more on `lane` (the bulk lane's runtime).
-    pub fn with_bulk_lane(mut self, lane: tokio::runtime::Handle) -> Self {
-        self.bulk = Some(lane);
+    /// Runs batches of [`BULK_MIN_ITEMS`] or more on `lane` (the bulk lane's runtime) with
+    /// `issuer` (this API's issuer writing through the lane's own connections).
+    pub fn with_bulk_lane(mut self, lane: tokio::runtime::Handle, issuer: Issuer) -> Self {
+        self.bulk = Some((lane, issuer));
         self
     }
 
@@ -424,9 +426,10 @@ impl Api {
                 let caller = self.authorise(&req, Scope::Write)?;
                 let ops = parse_batch(&self.body(req, MAX_BATCH_BODY).await?)?;
                 match &self.bulk {
-                    Some(lane) if ops.len() >= BULK_MIN_ITEMS => {
-                        let api = self.clone();
-                        let run = lane.spawn(async move { api.batch(&caller, ops, "bulk").await });
+                    Some((lane, issuer)) if ops.len() >= BULK_MIN_ITEMS => {
+                        let (api, issuer) = (self.clone(), issuer.clone());
+                        let run = lane
+                            .spawn(async move { api.batch(&issuer, &caller, ops, "bulk").await });
                         match run.await {
                             Ok(answer) => answer,
                             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -435,7 +438,7 @@ impl Api {
                             )),
                         }
                     }
-                    _ => self.batch(&caller, ops, "batch").await,
+                    _ => self.batch(&self.issuer, &caller, ops, "batch").await,
                 }
             }
             Route::Credential(id) => {
@@ -606,9 +609,10 @@ impl Api {
         }
     }
 
-    /// Runs batch `ops`, timed as `metric` (`batch`, or `bulk` on the bulk lane).
+    /// Runs batch `ops` with `issuer`, timed as `metric` (`batch`, or `bulk` on the bulk lane).
     async fn batch(
         &self,
+        issuer: &Issuer,
         caller: &Who,
         ops: Vec<Operation>,
         metric: &str,
@@ -616,7 +620,7 @@ impl Api {
         let results = match self
             .timed(
                 metric,
-                self.issuer.execute_as(&caller.name, caller.subject(), &ops),
+                issuer.execute_as(&caller.name, caller.subject(), &ops),
             )
             .await
         {

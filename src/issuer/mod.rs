@@ -153,6 +153,15 @@ impl Issuer {
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
+
+    /// This issuer writing through `store` (the same data through other connections: the
+    /// bulk lane's), coordinating with this one as one replica.
+    pub fn with_store(&self, store: Arc<AnyStore>) -> Self {
+        Issuer {
+            store,
+            ..self.clone()
+        }
+    }
 }
 
 /// How the batches of one replica stay out of each other's way. The store's compare-and-set is

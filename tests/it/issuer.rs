@@ -1490,33 +1490,72 @@ async fn format_characters_in_free_text_are_refused() {
 /// Issue 16 (import beside lookups): a batch of `BULK_MIN_ITEMS` or more runs on the bulk
 /// lane, whose threads are in `SCHED_IDLE` and take the CPU the batch costs; a smaller batch
 /// and single writes stay on the admin threads. Read from the metrics (`op="bulk"` against
-/// `op="batch"`) and from this process's threads in /proc (statusd runs in-process here).
+/// `op="batch"`) and from this process's threads in /proc (statusd runs in-process here). On
+/// both stores (on Redis the lane writes through connections of its own), and what the lane
+/// writes reaches the public plane as any write does.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_batches_run_on_the_idle_bulk_lane() {
-    let env = Env::start(Backend::Embedded, &[]).await;
-    let ops = |prefix: &str, n: usize| -> Value {
+    for backend in BACKENDS {
+        bulk_lane_on(backend).await;
+    }
+}
+
+#[cfg(target_os = "linux")]
+async fn bulk_lane_on(backend: Backend) {
+    let env = Env::start(backend, &[]).await;
+    let ops = |prefix: &str, n: usize, op: &str| -> Value {
         let items: Vec<Value> = (0..n)
-            .map(|i| json!({"op": "register", "credential_id": format!("{prefix}-{i}"), "kind": "physical"}))
+            .map(|i| {
+                let id = format!("{prefix}-{i}");
+                match op {
+                    "register" => json!({"op": op, "credential_id": id, "kind": "physical"}),
+                    _ => json!({"op": op, "credential_id": id, "reason": "bulk"}),
+                }
+            })
             .collect();
         json!({ "operations": items })
     };
     let n = statusd::runtime::BULK_MIN_ITEMS;
-    let (s, small) = env.post("/v1/credentials/batch", ops("small", n - 1)).await;
-    assert_eq!(s, StatusCode::OK, "{small}");
-    let (s, large) = env.post("/v1/credentials/batch", ops("large", 20 * n)).await;
-    assert_eq!(s, StatusCode::OK);
+    let (s, small) = env
+        .post("/v1/credentials/batch", ops("small", n - 1, "register"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{backend:?}: {small}");
+    let (s, large) = env
+        .post("/v1/credentials/batch", ops("large", 20 * n, "register"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{backend:?}");
     let results = large["results"].as_array().expect("results");
     assert_eq!(results.len(), 20 * n);
-    assert!(results.iter().all(|r| r["result"] == "registered"), "{large}");
+    assert!(
+        results.iter().all(|r| r["result"] == "registered"),
+        "{backend:?}: {large}"
+    );
+    let (s, suspended) = env
+        .post("/v1/credentials/batch", ops("large", n, "suspend"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{backend:?}: {suspended}");
+    env.expect_public(&[
+        ("large-0", "SUSPENDED"),
+        (&format!("large-{}", n - 1), "SUSPENDED"),
+    ])
+    .await;
+    env.expect_public(&[(&format!("large-{n}"), "VALID")]).await;
     let count = |op: &str| {
         let name = format!("statusd_issuer_operation_seconds_count{{op=\"{op}\"}}");
         let admin = env.running.admin_addr;
         async move { support::metric(admin, &name).await }
     };
-    assert_eq!(count("batch").await, 1.0, "the small batch on the admin threads");
-    assert_eq!(count("bulk").await, 1.0, "the large batch on the bulk lane");
-
+    assert_eq!(
+        count("batch").await,
+        1.0,
+        "{backend:?}: the small batch on the admin threads"
+    );
+    assert_eq!(
+        count("bulk").await,
+        2.0,
+        "{backend:?}: the large batches on the bulk lane"
+    );
     // Every lane thread of this process (tests may run several servers) is in SCHED_IDLE
     // (policy 5, field 41 of /proc/<pid>/task/<tid>/stat), and together they used CPU.
     let mut lane_threads = 0;
@@ -1536,7 +1575,11 @@ async fn large_batches_run_on_the_idle_bulk_lane() {
         // Fields from the third (state) on: utime is field 14, stime 15, policy 41.
         let f: Vec<&str> = rest.split(' ').collect();
         let field = |n: usize| f[n - 3].parse::<u64>().expect("numeric field");
-        assert_eq!(field(41), 5, "a bulk-lane thread outside SCHED_IDLE: {stat}");
+        assert_eq!(
+            field(41),
+            5,
+            "a bulk-lane thread outside SCHED_IDLE: {stat}"
+        );
         lane_threads += 1;
         lane_ticks += field(14) + field(15);
     }

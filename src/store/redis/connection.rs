@@ -28,6 +28,9 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
     /// `WAIT` for replicas after every acknowledged write (none by default).
     pub wait: RedisWait,
+    /// Follow the change channel, whose messages name the lists written (the refresher's
+    /// hints; on by default). A store that only writes (the issuer's bulk lane) does without.
+    pub subscribe: bool,
 }
 
 impl Default for RedisOptions {
@@ -36,6 +39,7 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             wait: RedisWait::default(),
+            subscribe: true,
         }
     }
 }
@@ -436,7 +440,25 @@ impl RedisStore {
         opts: RedisOptions,
     ) -> Result<RedisStore, StoreError> {
         let secrets = Secrets::read(security)?;
-        Self::connect_prepared(url, &secrets, opts).await
+        Self::connect_prepared(url, &secrets, opts, None).await
+    }
+
+    /// A store on the same Redis as this one (`url`, `security`, `opts` as it was made with)
+    /// through connections of its own, made by the tasks that first use them: the issuer's bulk
+    /// lane writes through one, so that its network I/O runs on the lane's threads. Its writes
+    /// are named to this store's refresher as this store's own are, and it does not subscribe.
+    pub async fn connect_beside(
+        &self,
+        url: &str,
+        security: &crate::store::RedisSecurity,
+        opts: RedisOptions,
+    ) -> Result<RedisStore, StoreError> {
+        let secrets = Secrets::read(security)?;
+        let opts = RedisOptions {
+            subscribe: false,
+            ..opts
+        };
+        Self::connect_prepared(url, &secrets, opts, Some(self.inner.hints.clone())).await
     }
 
     /// Prepares the connection to Redis at `url`: `redis://host:port[/db]` for a standalone
@@ -444,15 +466,16 @@ impl RedisStore {
     /// for a cluster. Nothing is sent yet, so this succeeds while Redis is down; it fails only
     /// on a URL it cannot use.
     pub async fn connect_with(url: &str, opts: RedisOptions) -> Result<RedisStore, StoreError> {
-        Self::connect_prepared(url, &Secrets::default(), opts).await
+        Self::connect_prepared(url, &Secrets::default(), opts, None).await
     }
 
     async fn connect_prepared(
         url: &str,
         secrets: &Secrets,
         opts: RedisOptions,
+        hints: Option<Arc<Hints>>,
     ) -> Result<RedisStore, StoreError> {
-        let hints = Arc::new(Hints::default());
+        let hints = hints.unwrap_or_default();
         let mut opts = opts;
         if opts.wait.replicas > 0 {
             // A write's round trip holds its `WAIT`, which may take all of its timeout.
@@ -469,13 +492,15 @@ impl RedisStore {
                 let manager =
                     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                         .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
-                let task = tokio::spawn(subscribe(subscriber, opts, hints.clone()));
+                let task = opts.subscribe.then(|| {
+                    tokio::spawn(subscribe(subscriber, opts, hints.clone())).abort_handle()
+                });
                 let backend = Backend::Standalone(Box::new(Standalone {
                     client,
                     config,
                     current: Mutex::new((manager, None)),
                 }));
-                (backend, Some(task.abort_handle()))
+                (backend, task)
             }
             Prepared::Cluster(client) => {
                 let config = redis::cluster::ClusterConfig::new()
