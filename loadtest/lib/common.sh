@@ -11,6 +11,10 @@ die() {
     exit 1
 }
 
+# What these scripts start runs as deploy/ ships statusd: glibc's allocator with two arenas
+# (deploy/Dockerfile says why); set MALLOC_ARENA_MAX to measure another setting.
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
+
 apt_install() {
     log "installing $*"
     local sudo=""
