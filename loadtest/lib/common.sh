@@ -11,9 +11,9 @@ die() {
     exit 1
 }
 
-# What these scripts start runs as deploy/ ships statusd: glibc's allocator with two arenas
+# What these scripts start runs as deploy/ ships statusd: glibc's allocator with four arenas
 # (deploy/Dockerfile says why); set MALLOC_ARENA_MAX to measure another setting.
-export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-4}
 
 apt_install() {
     log "installing $*"
