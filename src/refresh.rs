@@ -9,7 +9,7 @@
 //! vanishes from the store keeps being served, and tokens are re-signed from the state in memory
 //! when the store does not answer, so nothing is ever served past its `exp`.
 //!
-//! Background builds hand their artefacts back through [`Built`], whose wake-up publishes them
+//! Background builds hand their artefacts back through `Built`, whose wake-up publishes them
 //! into the current snapshot at once, without asking the store again. Readiness (whether a
 //! synchronisation happened recently enough) is marked here and kept next to the snapshot
 //! ([`SyncState`]).
@@ -539,7 +539,7 @@ impl<S: Store> Refresher<S> {
     }
 
     /// A synchronisation of the lists a change hint named (all of them in the published
-    /// snapshot: [`Self::knows_all`]), each read alone (its metadata and change feed together);
+    /// snapshot: `Self::knows_all`), each read alone (its metadata and change feed together);
     /// every other list is published as it is. Returns whether a new snapshot was published.
     /// What a hint did not name, the next full synchronisation ([`Self::sync_once`]) finds;
     /// lists missing from the store are its business too, and so is the work that looks at

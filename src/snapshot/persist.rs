@@ -111,7 +111,7 @@ pub fn write(path: &Path, snap: &Snapshot, written: &mut Written) -> Result<(), 
     Ok(())
 }
 
-/// Reads a file written by [`write`]; `Ok(None)` when there is none.
+/// Reads a file written by [`write()`]; `Ok(None)` when there is none.
 pub fn read(path: &Path) -> Result<Option<Persisted>, PersistError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,

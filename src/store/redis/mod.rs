@@ -14,7 +14,7 @@
 //!
 //! TLS: `rediss://` (standalone) and `rediss+cluster://` (or comma-separated `rediss://` seeds)
 //! connect over TLS, verified against the system's roots or a private CA, optionally with a
-//! client certificate ([`RedisSecurity`]); the password may come from a file. [`check`] runs
+//! client certificate ([`RedisSecurity`](crate::store::RedisSecurity)); the password may come from a file. [`check`] runs
 //! every step of [`RedisStore::connect_secure`] that does not touch the network, so
 //! `--check-config` accepts exactly the URLs start-up accepts.
 //!

@@ -126,7 +126,7 @@ pub(super) fn parse_meta(id: &str, reply: &Value) -> Result<Option<ListMeta>, St
     }))
 }
 
-/// The pure half of [`Store::load`]: a list from the replies to `HGETALL meta` and `GET data`,
+/// The pure half of [`Store::load`](crate::store::Store::load): a list from the replies to `HGETALL meta` and `GET data`,
 /// checked as strictly as every other read (public so the fuzz targets reach it without Redis).
 pub fn parse_list(
     id: &str,
@@ -205,7 +205,7 @@ fn parse_feed_entry(
     parse_changes(get(b"c")?, bits, size, out)
 }
 
-/// The pure half of [`Store::changes_since`]: the changes after `version` from the replies to
+/// The pure half of [`Store::changes_since`](crate::store::Store::changes_since): the changes after `version` from the replies to
 /// `HGETALL meta` and `XRANGE feed`, or `None` where only a full load can judge (a gap, a list
 /// recreated or too far ahead, a malformed entry). Public so the fuzz targets reach it.
 pub fn parse_changes_since(
