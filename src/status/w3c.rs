@@ -107,17 +107,25 @@ pub struct View {
 
 /// Derives the W3C view of `list` for `purpose`.
 pub fn view(list: &StatusList, purpose: Purpose) -> Result<View, W3cError> {
-    let one_bit = |status: Status| View {
-        status_size: Bits::One,
-        entries: list.indices_with(status).iter().map(|i| (i, 1)).collect(),
+    let status_size = status_size(list, purpose)?;
+    let one_bit = |status: Status| list.indices_with(status).iter().map(|i| (i, 1)).collect();
+    let entries = match purpose {
+        Purpose::Revocation => one_bit(Status::INVALID),
+        Purpose::Suspension => one_bit(Status::SUSPENDED),
+        _ => list.iter_nonzero().map(|(i, s)| (i, s.0)).collect(),
     };
+    Ok(View {
+        status_size,
+        entries,
+    })
+}
+
+/// The `statusSize` of `purpose`'s view of `list`: one bit for revocation and suspension, the
+/// list's width for messages.
+fn status_size(list: &StatusList, purpose: Purpose) -> Result<Bits, W3cError> {
     match purpose {
-        Purpose::Revocation => Ok(one_bit(Status::INVALID)),
-        Purpose::Suspension => Ok(one_bit(Status::SUSPENDED)),
-        Purpose::Message => Ok(View {
-            status_size: list.bits(),
-            entries: list.iter_nonzero().map(|(i, s)| (i, s.0)).collect(),
-        }),
+        Purpose::Revocation | Purpose::Suspension => Ok(Bits::One),
+        Purpose::Message => Ok(list.bits()),
         Purpose::Refresh => Err(W3cError::UnpublishedPurpose(purpose)),
     }
 }
@@ -233,14 +241,7 @@ pub fn credential_with_list(
     encoded: Option<String>,
 ) -> Result<Json, W3cError> {
     let (status_size, encoded) = match encoded {
-        Some(encoded) if list.size() >= MIN_ENTRIES => {
-            let width = match purpose {
-                Purpose::Revocation | Purpose::Suspension => Bits::One,
-                Purpose::Message => list.bits(),
-                Purpose::Refresh => return Err(W3cError::UnpublishedPurpose(purpose)),
-            };
-            (width, encoded)
-        }
+        Some(encoded) if list.size() >= MIN_ENTRIES => (status_size(list, purpose)?, encoded),
         _ => {
             let v = view(list, purpose)?;
             let encoded = encode_list(v.status_size, list.size(), v.entries)?;
