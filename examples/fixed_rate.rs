@@ -10,8 +10,11 @@
 //! ```
 //!
 //! Prints one line: `FIXED rate=… sent=… ok=… errors=… late=… p50_us=… p90_us=… p99_us=…
-//! p999_us=… max_us=…`. `late` counts requests sent more than 1 ms after their slot (the
-//! generator or the server fell behind).
+//! p999_us=… max_us=… wake_p99_us=…`. `late` counts requests sent more than 1 ms after their
+//! slot (the generator or the server fell behind). `wake_p99_us` is the generator's own lag: the
+//! time from the moment a request could have been sent (its slot, or the previous answer on its
+//! connection if that came later) to its send. That part of a latency is the measuring
+//! instrument waiting for a CPU, not the server.
 
 mod support;
 
@@ -46,6 +49,8 @@ struct Args {
 #[derive(Default)]
 struct Seen {
     latencies: Vec<u32>,
+    /// Per sent request: µs from when it could have been sent to when it was.
+    wake: Vec<u32>,
     errors: u64,
     late: u64,
 }
@@ -100,12 +105,16 @@ fn connection(a: &Args, n: u64, start: Instant) -> Seen {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (n + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     for k in 0..total {
         let slot = start + offset + interval.mul_f64(k as f64);
+        // When this request could go: its slot, or now if the previous answer came later.
+        let ready = Instant::now().max(slot);
         let now = Instant::now();
         if slot > now {
             std::thread::sleep(slot - now);
         } else if now - slot > Duration::from_millis(1) {
             seen.late += 1;
         }
+        let us = Instant::now().duration_since(ready).as_micros();
+        seen.wake.push(u32::try_from(us).unwrap_or(u32::MAX));
         // xorshift64*: a fresh index per request, the same sequence in every run.
         rng ^= rng >> 12;
         rng ^= rng << 25;
@@ -151,15 +160,18 @@ fn main() {
         .flat_map(|s| s.latencies.iter().copied())
         .collect();
     lat.sort_unstable();
+    let mut wake: Vec<u32> = seen.iter().flat_map(|s| s.wake.iter().copied()).collect();
+    wake.sort_unstable();
     let errors: u64 = seen.iter().map(|s| s.errors).sum();
     let late: u64 = seen.iter().map(|s| s.late).sum();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+    let pct_of = |v: &[u32], p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
     };
+    let pct = |p: f64| pct_of(&lat, p);
     println!(
-        "FIXED rate={} sent={} ok={} errors={errors} late={late} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        "FIXED rate={} sent={} ok={} errors={errors} late={late} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} wake_p99_us={}",
         a.rate,
         lat.len() as u64 + errors,
         lat.len(),
@@ -167,6 +179,7 @@ fn main() {
         pct(0.90),
         pct(0.99),
         pct(0.999),
-        lat.last().copied().unwrap_or(0)
+        lat.last().copied().unwrap_or(0),
+        pct_of(&wake, 0.99)
     );
 }

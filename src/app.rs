@@ -331,6 +331,25 @@ fn admin_tokens(config: &Config) -> anyhow::Result<(Tokens, Option<std::path::Pa
     Ok((tokens, Some(path)))
 }
 
+/// Runs `work` on the store's thread when there is one ([`runtime::Lane::store_io`]), else
+/// here. Start-up's reads and writes go through it: the redis crate makes a connection when it
+/// is first used, and spawns the task that reads its replies wherever that use runs, so the
+/// first use must not be on the public runtime. After start-up, only the admin runtime and the
+/// lanes use the store, and reconnections are spawned on the store's thread.
+async fn on_store_thread<T: Send + 'static>(
+    lane: Option<&runtime::Lane>,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> anyhow::Result<T> {
+    match lane {
+        Some(lane) => lane
+            .handle()
+            .spawn(work)
+            .await
+            .context("start-up's work on the store's thread"),
+        None => Ok(work.await),
+    }
+}
+
 /// Opens the source of truth: Redis when a URL is given, else the embedded store in `data_dir`.
 pub async fn open_store(redis_url: Option<&str>, data_dir: &Path) -> anyhow::Result<AnyStore> {
     open_store_secure(redis_url, &Default::default(), data_dir).await
@@ -370,14 +389,13 @@ pub async fn open_store_with(
 }
 
 /// The store the issuer's bulk lane writes through. On Redis, connections of its own, made by
-/// the lane's tasks when they first write (connecting is lazy): the network I/O and the reply
-/// parsing of an import's commits then run on the lane's `SCHED_IDLE` threads. Through the
-/// shared store they would run wherever its connection was made, on the public workers
-/// (start-up's first read), between lookups. The embedded store is shared.
+/// the lane's tasks: the network I/O and the reply parsing of an import's commits then run on
+/// the lane's `SCHED_IDLE` threads. Through the shared store they would run on its thread
+/// ([`runtime::Lane::store_io`]), at the admin plane's priority. The embedded store is shared.
 async fn bulk_store(
     config: &Config,
     store: &Arc<AnyStore>,
-    lane: &runtime::BulkLane,
+    lane: &runtime::Lane,
     metrics: &Metrics,
 ) -> anyhow::Result<Arc<AnyStore>> {
     let (Some(url), AnyStore::Redis(shared)) = (config.redis_url.clone(), store.as_ref()) else {
@@ -429,19 +447,24 @@ pub fn check_files(config: &Config) -> anyhow::Result<()> {
 
 /// Starts statusd as configured and returns once both listeners are bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    runtime::set_background_priority(config.background_priority);
     // Bind and open the store first: a port in use or a data directory another statusd holds
     // must fail before --demo writes a key, tokens or lists that nothing will serve.
     let public_listener = bind(config.listen, "public", "--listen").await?;
     let admin_listener = bind(config.admin_listen, "admin", "--admin-listen").await?;
-    let store = Arc::new(
-        open_store_with(
-            config.redis_url.as_deref(),
-            &config.redis_security,
-            config.redis_wait,
-            &config.data_dir,
-        )
-        .await?,
-    );
+    // On Redis, the store is made on a thread of its own, where the redis crate then spawns its
+    // connection tasks ([`runtime::Lane::store_io`]): here, they would run on the public workers.
+    let store_io = match config.redis_url {
+        Some(_) => Some(runtime::Lane::store_io().context("starting the store's thread")?),
+        None => None,
+    };
+    let (url, security) = (config.redis_url.clone(), config.redis_security.clone());
+    let (wait, dir) = (config.redis_wait, config.data_dir.clone());
+    let store = on_store_thread(store_io.as_ref(), async move {
+        open_store_with(url.as_deref(), &security, wait, &dir).await
+    })
+    .await??;
+    let store = Arc::new(store);
     let (key, key_source) = signing_key(config)?;
     let clock = Arc::new(crate::clock::ClockWatch::new(config.max_clock_skew));
     let mut key_watch = KeyWatch::new(Some(key_source)).with_clock(clock.clone());
@@ -480,7 +503,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let jwks = published_keys(config, &key)?;
     if config.demo {
         // A store that is down must not stop a replica from serving its last good snapshot.
-        if let Err(e) = demo::seed_if_empty(store.as_ref()).await {
+        let s = store.clone();
+        let seeded = on_store_thread(store_io.as_ref(), async move {
+            demo::seed_if_empty(s.as_ref()).await
+        });
+        if let Err(e) = seeded.await? {
             tracing::warn!(error = %e, "could not create the demo lists");
         }
     }
@@ -505,7 +532,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // Before anything is signed (the restored snapshot below is re-signed): a replica started
     // with a skewed clock must not sign even once. A store that does not answer leaves it
     // signing, as before any measurement.
-    if let Some(skew) = crate::clock::measure(&store, std::time::Duration::from_secs(1)).await {
+    let s = store.clone();
+    let skew = on_store_thread(store_io.as_ref(), async move {
+        crate::clock::measure(&s, std::time::Duration::from_secs(1)).await
+    });
+    if let Some(skew) = skew.await? {
         clock.record(skew, &metrics);
     }
     tracing::info!(
@@ -554,7 +585,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tick: store.poll_interval(),
     };
     // Large batches (an import) run here, on threads that only take CPU nothing else wants.
-    let bulk = runtime::BulkLane::start(config.admin_workers.get())
+    let bulk = runtime::Lane::bulk(config.admin_workers.get())
         .context("starting the issuer's bulk lane")?;
     let issuer = Issuer::new(
         store.clone(),
@@ -647,7 +678,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             admin_tls.clone(),
             config.admin_workers.get(),
             background,
-            bulk,
+            [Some(bulk), store_io],
             metrics.clone(),
             shutdown_rx,
         )?,
@@ -679,8 +710,9 @@ type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>
 /// lookups queued behind it. The public workers never run this work, and on Linux these threads
 /// also run at a lower priority (nice +10): when CPU is short, verifiers come first and the
 /// rest takes what is left. Batches of [`runtime::BULK_MIN_ITEMS`] or more go further down, to
-/// the `bulk` lane's `SCHED_IDLE` threads, which this thread keeps until the admin plane has
-/// drained. Returns once the admin plane has drained and `background` ended.
+/// the `bulk` lane's `SCHED_IDLE` threads. This thread keeps the `lanes` (the bulk lane, and on
+/// Redis the store's thread) until the admin plane has drained and `background` ended, then
+/// returns.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn spawn_admin(
     listener: TcpListener,
@@ -689,7 +721,7 @@ fn spawn_admin(
     tls: Option<Arc<crate::tls::ServerTls>>,
     workers: usize,
     background: Vec<Background>,
-    bulk: runtime::BulkLane,
+    lanes: [Option<runtime::Lane>; 2],
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -732,8 +764,9 @@ fn spawn_admin(
                     }
                 }
             });
-            // The admin plane has drained: no batch waits on the lane any more.
-            drop(bulk);
+            // The admin plane and the background work have drained: no batch waits on the bulk
+            // lane, and nothing reads the store any more.
+            drop(lanes);
         })
         .context("starting the admin thread")?;
     match outcome.recv() {

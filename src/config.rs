@@ -110,6 +110,17 @@ pub struct ServeArgs {
     /// (nice +10) than the public plane's: two take issuer batches in parallel.
     #[arg(long, env = "STATUSD_ADMIN_WORKERS", default_value_t = 2)]
     pub admin_workers: usize,
+    /// Priority of everything but the public plane (admin plane, refresher, store connections,
+    /// list builds): `nice` (+10, list builds +19) keeps them a share of the CPU when lookups
+    /// saturate it; `idle` (SCHED_IDLE) makes a lookup preempt them at once, so a launch import
+    /// costs lookups nothing, but under saturation changes then wait for CPU lookups leave.
+    #[arg(
+        long,
+        env = "STATUSD_BACKGROUND_PRIORITY",
+        value_enum,
+        default_value_t = crate::runtime::BackgroundPriority::Nice
+    )]
+    pub background_priority: crate::runtime::BackgroundPriority,
     /// Seconds a client has to send its request headers.
     #[arg(long, env = "STATUSD_HEADER_READ_TIMEOUT", default_value_t = 10)]
     pub header_read_timeout: u64,
@@ -272,6 +283,8 @@ pub struct Config {
     pub max_inflight: NonZeroUsize,
     /// Worker threads of the admin runtime.
     pub admin_workers: NonZeroUsize,
+    /// Scheduling priority of the background threads (`--background-priority`).
+    pub background_priority: crate::runtime::BackgroundPriority,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub demo: bool,
@@ -764,6 +777,7 @@ impl Config {
             max_connections,
             max_inflight,
             admin_workers,
+            background_priority: args.background_priority,
             header_read_timeout: Duration::from_secs(args.header_read_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             demo: args.demo,
@@ -1073,6 +1087,21 @@ mod tests {
         }
         let e = parse(&["--demo", "--retired-retention", "0s"]).unwrap_err();
         assert_eq!(e.env, "RETIRED_RETENTION");
+    }
+
+    #[test]
+    fn background_priority_defaults_to_nice_and_takes_idle() {
+        use crate::runtime::BackgroundPriority;
+        let priority = |args: &[&str]| parse(args).map(|c| c.background_priority);
+        assert_eq!(priority(&["--demo"]).unwrap(), BackgroundPriority::Nice);
+        assert_eq!(
+            priority(&["--demo", "--background-priority", "idle"]).unwrap(),
+            BackgroundPriority::Idle
+        );
+        let bad = T::try_parse_from(["t", "--demo", "--background-priority", "realtime"])
+            .err()
+            .expect("an unknown priority is refused");
+        assert!(bad.to_string().contains("nice, idle"), "{bad}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! ([`stopped`]) and the lowered scheduling priority of threads that only do background work
 //! ([`lower_priority`]: the admin plane and the refresher, list builds lower still), so lookups
 //! come first when CPU is short and a change's publication comes before re-encodings; and the
-//! issuer's bulk lane ([`BulkLane`]), whose threads run large batches (a launch-day import)
-//! only on CPU that nothing else wants.
+//! [`Lane`]s: the issuer's bulk lane, whose threads run large batches (a launch-day import)
+//! only on CPU that nothing else wants, and the thread of the store's connections.
 
 use tokio::sync::watch;
 
@@ -25,15 +25,52 @@ pub const BACKGROUND_NICE: i32 = 10;
 /// publication waits for (a cold start's) run at [`BACKGROUND_NICE`].
 pub const BUILD_NICE: i32 = 19;
 
+/// How low background threads run (`--background-priority`), set once at start-up
+/// ([`set_background_priority`]) for the whole process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackgroundPriority {
+    /// Nice values: [`BACKGROUND_NICE`], list builds [`BUILD_NICE`]. A thread of normal priority
+    /// that wakes may still wait out a background thread's slice (about a millisecond): during
+    /// a launch import, the refresher and the admin plane's share of it took lookup p99 from
+    /// 0.3 ms to 1–2 ms (issue 16). When lookups saturate the CPU, background work keeps about a
+    /// tenth of it, so changes keep reaching lookups.
+    #[default]
+    Nice,
+    /// `SCHED_IDLE`, as the bulk lane ([`idle_priority`]): a lookup that wakes preempts
+    /// background work at once (lookup p99 during that import 1.2× idle instead of 4–7×), but
+    /// when lookups saturate the CPU, background work gets almost none of it, and changes reach
+    /// lookups only as fast as that allows (the replica then turns stale, and not ready, after
+    /// `--max-staleness`). For replicas with CPU headroom, as they should have.
+    Idle,
+}
+
+static BACKGROUND_IDLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets how [`lower_priority`] lowers background threads from now on; start-up calls it before
+/// any background thread starts.
+pub fn set_background_priority(p: BackgroundPriority) {
+    BACKGROUND_IDLE.store(
+        p == BackgroundPriority::Idle,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// Lowers the calling thread's scheduling priority to `nice` (Linux; a no-op elsewhere) if it
-/// is not that low already. Background work (the admin plane, the refresher, list builds) runs
-/// this way so that when CPU is short, the public workers' lookups come first. Raising it back
-/// would need privileges, so only threads that do nothing but background work call it.
+/// is not that low already, or moves it to `SCHED_IDLE` under [`BackgroundPriority::Idle`].
+/// Background work (the admin plane, the refresher, list builds) runs this way so that when CPU
+/// is short, the public workers' lookups come first. Raising it back would need privileges, so
+/// only threads that do nothing but background work call it.
 pub fn lower_priority(nice: i32) {
     thread_local! {
         static NICE: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
     }
     if NICE.with(|n| n.get() >= nice) {
+        return;
+    }
+    if BACKGROUND_IDLE.load(std::sync::atomic::Ordering::Relaxed) {
+        // Lowest already: no nice value below it counts.
+        NICE.with(|n| n.set(i32::MAX));
+        idle_priority();
         return;
     }
     NICE.with(|n| n.set(nice));
@@ -45,7 +82,7 @@ pub fn lower_priority(nice: i32) {
     let _ = nice;
 }
 
-/// Batches of at least this many items run on the [`BulkLane`]; smaller ones (a clerk's
+/// Batches of at least this many items run on the [`Lane::bulk`]; smaller ones (a clerk's
 /// single write, a desk's handful) stay on the admin plane's threads.
 pub const BULK_MIN_ITEMS: usize = 64;
 
@@ -71,7 +108,7 @@ pub fn idle_priority() {
             idle,
         ) {
             if !is_idle() {
-                tracing::warn!(error = ?e, "could not move a bulk-lane thread to SCHED_IDLE");
+                tracing::warn!(error = ?e, "could not move a background thread to SCHED_IDLE");
             }
         }
     }
@@ -95,29 +132,48 @@ pub fn is_idle() -> bool {
     false
 }
 
-/// The issuer's bulk lane: a runtime of its own whose worker threads run in `SCHED_IDLE`
-/// ([`idle_priority`]), for batches of [`BULK_MIN_ITEMS`] items or more. A 52-million-card
-/// import keeps a replica's issuer busy for half an hour; on the admin plane's threads (nice
-/// +10) it still took slices from the public workers (lookup p99 8.3× idle during a 5-million
-/// import). On this lane it only uses CPU the lookups leave, and single writes and the
-/// refresher, which stay on the admin threads, never queue behind it.
+/// A runtime of its own for one kind of background work, whose threads take a lower priority
+/// as they start: the issuer's bulk lane ([`Lane::bulk`]) and the store's connections
+/// ([`Lane::store_io`]).
 ///
-/// Owned by the admin thread and dropped after the admin plane has drained (every batch that
-/// ran on it has answered by then); dropping it anywhere does not block.
-pub struct BulkLane {
+/// **The bulk lane**: worker threads in `SCHED_IDLE` ([`idle_priority`]), for batches of
+/// [`BULK_MIN_ITEMS`] items or more. A 52-million-card import keeps a replica's issuer busy for
+/// half an hour; on the admin plane's threads (nice +10) it still took slices from the public
+/// workers (lookup p99 8.3× idle during a 5-million import). On this lane it only uses CPU the
+/// lookups leave, and single writes and the refresher, which stay on the admin threads, never
+/// queue behind it.
+///
+/// **The store's connections**: one thread at nice +10 ([`BACKGROUND_NICE`]) where the Redis
+/// client's connection tasks live (the redis crate spawns them where a connection is made).
+/// They read every reply and every change message: made at start-up on the public runtime,
+/// they parsed an import's traffic on the public workers, milliseconds at a time between
+/// lookups (issue 16).
+///
+/// Owned by the admin thread and dropped after the admin plane and the background work have
+/// drained; dropping it anywhere does not block.
+pub struct Lane {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl BulkLane {
-    /// Starts the lane's runtime with `workers` threads (`statusd-bulk`).
-    pub fn start(workers: usize) -> std::io::Result<Self> {
+impl Lane {
+    /// The issuer's bulk lane: `workers` threads (`statusd-bulk`) in `SCHED_IDLE`.
+    pub fn bulk(workers: usize) -> std::io::Result<Self> {
+        Self::start("statusd-bulk", workers, idle_priority)
+    }
+
+    /// The store's connections: one thread (`statusd-store`) at [`BACKGROUND_NICE`].
+    pub fn store_io() -> std::io::Result<Self> {
+        Self::start("statusd-store", 1, || lower_priority(BACKGROUND_NICE))
+    }
+
+    fn start(name: &str, workers: usize, on_start: fn()) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
-            .thread_name("statusd-bulk")
-            .on_thread_start(idle_priority)
+            .thread_name(name)
+            .on_thread_start(on_start)
             .enable_all()
             .build()?;
-        Ok(BulkLane {
+        Ok(Lane {
             runtime: Some(runtime),
         })
     }
@@ -132,7 +188,7 @@ impl BulkLane {
     }
 }
 
-impl Drop for BulkLane {
+impl Drop for Lane {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             // A runtime dropped in an async context would panic; this never blocks.
@@ -149,7 +205,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn bulk_lane_threads_run_in_the_idle_class() {
-        let lane = BulkLane::start(1).expect("lane");
+        let lane = Lane::bulk(1).expect("lane");
         let idle = lane.handle().block_on(async {
             tokio::spawn(async { (is_idle(), std::thread::current().name().map(String::from)) })
                 .await
@@ -158,5 +214,25 @@ mod tests {
         assert_eq!(idle, (true, Some("statusd-bulk".into())));
         assert!(!is_idle(), "the test's own thread keeps its class");
         drop(lane);
+    }
+
+    /// The store's thread runs at the background priority, under its own name.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn store_io_lane_runs_at_the_background_priority() {
+        let lane = Lane::store_io().expect("lane");
+        let (nice, name) = lane.handle().block_on(async {
+            tokio::spawn(async {
+                let tid = rustix::thread::gettid();
+                (
+                    rustix::process::getpriority_process(Some(tid)).expect("own priority"),
+                    std::thread::current().name().map(String::from),
+                )
+            })
+            .await
+            .expect("ran")
+        });
+        assert!(nice >= BACKGROUND_NICE, "nice {nice}");
+        assert_eq!(name.as_deref(), Some("statusd-store"));
     }
 }

@@ -92,6 +92,17 @@ impl Client {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Answer, SendError> {
+        self.exchange_with(method, path, body, None).await
+    }
+
+    /// [`Self::exchange`] with a `Prefer` field (RFC 7240), e.g. `return=minimal`.
+    pub async fn exchange_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+        prefer: Option<&'static str>,
+    ) -> Result<Answer, SendError> {
         let url = format!("{}{path}", self.base);
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(SendError::Fatal(anyhow::anyhow!(
@@ -102,6 +113,9 @@ impl Client {
             .method(method)
             .uri(&url)
             .header(hyper::header::ACCEPT, "application/json");
+        if let Some(p) = prefer {
+            req = req.header("prefer", p);
+        }
         if let Some(t) = &self.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }

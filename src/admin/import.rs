@@ -456,7 +456,14 @@ async fn send_batch(shared: Arc<Shared>, mut todo: Vec<Item>) -> Report {
         };
         let (why, retry_after) = match shared
             .client
-            .exchange("POST", "/v1/credentials/batch", Some(body(&todo)))
+            // Minimal answers: an item's result is all the import reads, and a registration's
+            // full answer (its assignment) is 1.5 kB for the server to write and this to parse.
+            .exchange_with(
+                "POST",
+                "/v1/credentials/batch",
+                Some(body(&todo)),
+                Some("return=minimal"),
+            )
             .await
         {
             Err(SendError::Fatal(e)) => {

@@ -1556,6 +1556,67 @@ async fn bulk_lane_on(backend: Backend) {
         2.0,
         "{backend:?}: the large batches on the bulk lane"
     );
+    // `Prefer: return=minimal` (what `statusd credentials import` sends): each item's id,
+    // index, result and status, on the lane and on the admin threads alike. A body long
+    // enough to be parsed on the lane but with fewer items than it takes goes back to the
+    // admin threads.
+    let minimal = |body: Value| {
+        let url = format!("http://{}/v1/credentials/batch", env.running.admin_addr);
+        async move {
+            let auth = format!("Bearer {WRITER}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+                ("prefer", "handling=lenient, return=\"minimal\"; x=1"),
+            ];
+            let body = Some(bytes::Bytes::from(body.to_string()));
+            support::request(Method::POST, &url, &headers, body).await
+        }
+    };
+    let padded = |prefix: &str, n: usize| -> Value {
+        let reason = "r".repeat(400);
+        let items: Vec<Value> = (0..n)
+            .map(|i| json!({"op": "register", "credential_id": format!("{prefix}-{i}"), "kind": "physical", "reason": reason}))
+            .collect();
+        json!({ "operations": items })
+    };
+    for (body, n, op) in [
+        (ops("min-large", 2 * n, "register"), 2 * n, "bulk"),
+        (ops("min-small", 3, "register"), 3, "batch"),
+        (padded("min-padded", 10), 10, "batch"),
+    ] {
+        let before = count(op).await;
+        let (s, h, bytes) = minimal(body).await;
+        assert_eq!(s, StatusCode::OK, "{backend:?}");
+        assert_eq!(h["preference-applied"], "return=minimal");
+        let v: Value = serde_json::from_slice(&bytes).expect("JSON");
+        let results = v["results"].as_array().expect("results");
+        assert_eq!(results.len(), n);
+        for (i, r) in results.iter().enumerate() {
+            let keys: Vec<&str> = r
+                .as_object()
+                .expect("object")
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            assert_eq!(keys, ["credential_id", "index", "result", "status"], "{r}");
+            assert_eq!(
+                (r["index"].as_u64(), &r["result"]),
+                (Some(i as u64), &json!("registered"))
+            );
+        }
+        assert_eq!(
+            count(op).await,
+            before + 1.0,
+            "{backend:?}: {n} items ran as {op}"
+        );
+    }
+    // Without the preference, the same items answer in full (`exists`, with the assignment).
+    let (s, full) = env
+        .post("/v1/credentials/batch", ops("min-small", 3, "register"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(full["results"][0]["assignment"].is_object(), "{full}");
     // Every lane thread of this process (tests may run several servers) is in SCHED_IDLE
     // (policy 5, field 41 of /proc/<pid>/task/<tid>/stat), and together they used CPU.
     let mut lane_threads = 0;
@@ -1585,5 +1646,13 @@ async fn bulk_lane_on(backend: Backend) {
     }
     assert!(lane_threads > 0, "no statusd-bulk thread");
     assert!(lane_ticks > 0, "the lane's threads never ran");
+    // On Redis, the shared store's connections live on a thread of their own.
+    if matches!(backend, Backend::Redis) {
+        let store_thread = std::fs::read_dir("/proc/self/task")
+            .expect("/proc")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .any(|comm| comm.trim() == "statusd-store");
+        assert!(store_thread, "no statusd-store thread");
+    }
     env.running.stop().await;
 }

@@ -101,6 +101,10 @@ pub(super) struct Standalone {
     config: ConnectionManagerConfig,
     /// The manager in use, and when it was last replaced (see [`Inner::note_error`]).
     current: Mutex<(ConnectionManager, Option<Instant>)>,
+    /// The runtime the store was made on, where a replacement manager spawns its connection
+    /// task too (the redis crate spawns where the manager is made): statusd makes its shared
+    /// store on a thread of its own, away from the public workers.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// One handle for one operation. Both kinds speak [`ConnectionLike`], so every operation is
@@ -499,6 +503,7 @@ impl RedisStore {
                     client,
                     config,
                     current: Mutex::new((manager, None)),
+                    runtime: tokio::runtime::Handle::try_current().ok(),
                 }));
                 (backend, task)
             }
@@ -615,6 +620,7 @@ impl Inner {
         {
             return;
         }
+        let _on_its_runtime = s.runtime.as_ref().map(|r| r.enter());
         if let Ok(fresh) =
             ConnectionManager::new_lazy_with_config(s.client.clone(), s.config.clone())
         {
