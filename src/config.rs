@@ -114,12 +114,7 @@ pub struct ServeArgs {
     /// list builds): `nice` (+10, list builds +19) keeps them a share of the CPU when lookups
     /// saturate it; `idle` (SCHED_IDLE) makes a lookup preempt them at once, so a launch import
     /// costs lookups nothing, but under saturation changes then wait for CPU lookups leave.
-    #[arg(
-        long,
-        env = "STATUSD_BACKGROUND_PRIORITY",
-        value_enum,
-        default_value_t = crate::runtime::BackgroundPriority::Nice
-    )]
+    #[arg(long, env = "STATUSD_BACKGROUND_PRIORITY", default_value = "nice")]
     pub background_priority: crate::runtime::BackgroundPriority,
     /// Seconds a client has to send its request headers.
     #[arg(long, env = "STATUSD_HEADER_READ_TIMEOUT", default_value_t = 10)]

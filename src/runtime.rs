@@ -27,20 +27,21 @@ pub const BUILD_NICE: i32 = 19;
 
 /// How low background threads run (`--background-priority`), set once at start-up
 /// ([`set_background_priority`]) for the whole process.
+///
+/// Under `Nice`, a thread of normal priority that wakes may still wait out a background
+/// thread's slice (about a millisecond): during a launch import on the same replica, the
+/// refresher and the admin plane took lookup p99 from 0.3 ms to 1–2 ms (issue 16). When lookups
+/// saturate the CPU, background work keeps about a tenth of it, so changes keep reaching
+/// lookups. Under `Idle` ([`idle_priority`], as the bulk lane), a lookup that wakes preempts
+/// background work at once (lookup p99 during that import 1.3× idle), but when lookups saturate
+/// the CPU, background work gets almost none of it, and changes reach lookups only as fast as
+/// that allows (the replica then turns stale, and not ready, after `--max-staleness`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackgroundPriority {
-    /// Nice values: [`BACKGROUND_NICE`], list builds [`BUILD_NICE`]. A thread of normal priority
-    /// that wakes may still wait out a background thread's slice (about a millisecond): during
-    /// a launch import, the refresher and the admin plane's share of it took lookup p99 from
-    /// 0.3 ms to 1–2 ms (issue 16). When lookups saturate the CPU, background work keeps about a
-    /// tenth of it, so changes keep reaching lookups.
+    /// Nice +10 (list builds +19): a share of the CPU when lookups saturate it.
     #[default]
     Nice,
-    /// `SCHED_IDLE`, as the bulk lane ([`idle_priority`]): a lookup that wakes preempts
-    /// background work at once (lookup p99 during that import 1.2× idle instead of 4–7×), but
-    /// when lookups saturate the CPU, background work gets almost none of it, and changes reach
-    /// lookups only as fast as that allows (the replica then turns stale, and not ready, after
-    /// `--max-staleness`). For replicas with CPU headroom, as they should have.
+    /// SCHED_IDLE: lookups preempt background work at once; none of a saturated CPU.
     Idle,
 }
 
