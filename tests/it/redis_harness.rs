@@ -44,12 +44,15 @@ pub fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::Re
     cmd.query(&mut conn)
 }
 
-/// Waits until every replica of the master on `port` holds all that the master has written so
-/// far: at least one replica online, and each one's acknowledged offset at the master's
-/// replication offset (replicas acknowledge every second). Without it, a test that kills the
-/// master would depend on how far replication had got.
+/// Waits until every replica of the master on `port` holds all that the master had written
+/// when this was called: at least one replica online, and each one's acknowledged offset at or
+/// past the master's replication offset of the first look (replicas acknowledge every second).
+/// Without it, a test that kills the master would depend on how far replication had got. The
+/// target is fixed at the first look: under a steady write load the master's offset moves on
+/// between two acknowledgements, and chasing it could wait forever.
 pub async fn until_replicas_caught_up(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut target: Option<u64> = None;
     loop {
         let info: String = query(port, redis::cmd("INFO").arg("replication")).unwrap_or_default();
         let field = |line: &str, name: &str| -> Option<u64> {
@@ -63,7 +66,10 @@ pub async fn until_replicas_caught_up(port: u16) {
             .lines()
             .filter(|l| l.starts_with("slave") && l.contains("state=online"))
             .collect();
-        if let Some(master) = master {
+        if target.is_none() {
+            target = master;
+        }
+        if let Some(master) = target {
             if !replicas.is_empty()
                 && replicas
                     .iter()
