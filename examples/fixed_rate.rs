@@ -105,9 +105,9 @@ fn connection(a: &Args, n: u64, start: Instant) -> Seen {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (n + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     for k in 0..total {
         let slot = start + offset + interval.mul_f64(k as f64);
-        // When this request could go: its slot, or now if the previous answer came later.
-        let ready = Instant::now().max(slot);
         let now = Instant::now();
+        // When this request could go: its slot, or now if the previous answer came later.
+        let ready = now.max(slot);
         if slot > now {
             std::thread::sleep(slot - now);
         } else if now - slot > Duration::from_millis(1) {

@@ -331,12 +331,13 @@ fn admin_tokens(config: &Config) -> anyhow::Result<(Tokens, Option<std::path::Pa
     Ok((tokens, Some(path)))
 }
 
-/// Runs `work` on the store's thread when there is one ([`runtime::Lane::store_io`]), else
-/// here. Start-up's reads and writes go through it: the redis crate makes a connection when it
-/// is first used, and spawns the task that reads its replies wherever that use runs, so the
-/// first use must not be on the public runtime. After start-up, only the admin runtime and the
+/// Runs `work` on `lane`'s runtime when there is one, else here. The redis crate spawns the
+/// task that reads a connection's replies wherever the connection is first used, so what makes
+/// or first uses a Redis connection runs on the lane that should own it: start-up's reads and
+/// writes on the store's thread ([`runtime::Lane::store_io`]; never the public runtime), the
+/// bulk lane's own connections on the bulk lane. After start-up, only the admin runtime and the
 /// lanes use the store, and reconnections are spawned on the store's thread.
-async fn on_store_thread<T: Send + 'static>(
+async fn on_lane<T: Send + 'static>(
     lane: Option<&runtime::Lane>,
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -345,7 +346,7 @@ async fn on_store_thread<T: Send + 'static>(
             .handle()
             .spawn(work)
             .await
-            .context("start-up's work on the store's thread"),
+            .context("start-up's work on a lane of its own"),
         None => Ok(work.await),
     }
 }
@@ -406,12 +407,11 @@ async fn bulk_store(
         wait: config.redis_wait,
         ..Default::default()
     };
-    let redis = lane
-        .handle()
-        .spawn(async move { shared.connect_beside(&url, &security, opts).await })
-        .await
-        .context("starting the bulk lane's store")?
-        .context("configuring the bulk lane's Redis store")?;
+    let redis = on_lane(Some(lane), async move {
+        shared.connect_beside(&url, &security, opts).await
+    })
+    .await?
+    .context("configuring the bulk lane's Redis store")?;
     redis.count_wait_shortfalls(metrics.redis_wait_shortfalls.clone());
     Ok(Arc::new(AnyStore::Redis(redis)))
 }
@@ -460,7 +460,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
     let (url, security) = (config.redis_url.clone(), config.redis_security.clone());
     let (wait, dir) = (config.redis_wait, config.data_dir.clone());
-    let store = on_store_thread(store_io.as_ref(), async move {
+    let store = on_lane(store_io.as_ref(), async move {
         open_store_with(url.as_deref(), &security, wait, &dir).await
     })
     .await??;
@@ -504,7 +504,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     if config.demo {
         // A store that is down must not stop a replica from serving its last good snapshot.
         let s = store.clone();
-        let seeded = on_store_thread(store_io.as_ref(), async move {
+        let seeded = on_lane(store_io.as_ref(), async move {
             demo::seed_if_empty(s.as_ref()).await
         });
         if let Err(e) = seeded.await? {
@@ -533,7 +533,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // with a skewed clock must not sign even once. A store that does not answer leaves it
     // signing, as before any measurement.
     let s = store.clone();
-    let skew = on_store_thread(store_io.as_ref(), async move {
+    let skew = on_lane(store_io.as_ref(), async move {
         crate::clock::measure(&s, std::time::Duration::from_secs(1)).await
     });
     if let Some(skew) = skew.await? {

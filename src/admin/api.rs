@@ -728,23 +728,22 @@ static PREFERENCE_APPLIED: header::HeaderName =
 /// and status, without the assignment and affected cards: a launch import's answers shrink from
 /// 1.5 kB to about 90 bytes per registration, which the importer does not read anyway.
 pub fn prefers_minimal(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|pref| {
-            let pref = pref.split(';').next().unwrap_or("");
-            let Some((name, value)) = pref.split_once('=') else {
-                return false;
-            };
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            name.trim().eq_ignore_ascii_case("return") && value.eq_ignore_ascii_case("minimal")
-        })
+    let prefer = head::list_field(headers, header::HeaderName::from_static("prefer"));
+    let Some(Ok(prefer)) = prefer.as_deref().map(std::str::from_utf8) else {
+        return false;
+    };
+    prefer.split(',').any(|pref| {
+        let pref = pref.split(';').next().unwrap_or("");
+        let Some((name, value)) = pref.split_once('=') else {
+            return false;
+        };
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        name.trim().eq_ignore_ascii_case("return") && value.eq_ignore_ascii_case("minimal")
+    })
 }
 
 /// The metric label of an item's result: the outcome's `result`, or the problem's slug.

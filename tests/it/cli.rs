@@ -383,47 +383,25 @@ async fn background_threads_run_at_the_priority_asked() {
             cmd.args(["--background-priority", p]);
         }
         let mut served = Served::start(&mut cmd);
-        // (policy, nice) of every thread, by name: fields 41 and 19 of /proc/<pid>/task/<tid>/stat.
-        let threads = || {
-            let mut out: Vec<(String, u64, i64)> = Vec::new();
-            let dir = format!("/proc/{}/task", served.child.id());
-            for task in std::fs::read_dir(dir).expect("/proc") {
-                let Ok(stat) = std::fs::read_to_string(task.expect("task").path().join("stat"))
-                else {
-                    continue;
-                };
-                let (comm, rest) = stat
-                    .split_once(" (")
-                    .and_then(|(_, r)| r.rsplit_once(") "))
-                    .expect("stat line");
-                let f: Vec<&str> = rest.split(' ').collect();
-                out.push((
-                    comm.to_owned(),
-                    f[41 - 3].parse().expect("policy"),
-                    f[19 - 3].parse().expect("nice"),
-                ));
-            }
-            out
-        };
-        let all = threads();
-        let admin: Vec<_> = all.iter().filter(|t| t.0 == "statusd-admin").collect();
-        let public: Vec<_> = all.iter().filter(|t| t.0 == "tokio-rt-worker").collect();
+        let all = support::threads(&served.child.id().to_string());
+        let admin: Vec<_> = all.iter().filter(|t| t.name == "statusd-admin").collect();
+        let public: Vec<_> = all.iter().filter(|t| t.name == "tokio-rt-worker").collect();
         // The main thread (it drives the public runtime) keeps the priority it started with.
         let base = all
             .iter()
-            .find(|t| t.0 == "statusd")
+            .find(|t| t.name == "statusd")
             .expect("main thread")
-            .2;
+            .nice;
         assert!(!admin.is_empty() && !public.is_empty(), "{all:?}");
         for t in &admin {
-            assert_eq!(t.1, admin_policy, "{flag:?}: {all:?}");
+            assert_eq!(t.policy, admin_policy, "{flag:?}: {all:?}");
             if admin_policy == 0 {
-                assert!(t.2 >= 10.max(base), "{flag:?}: {all:?}");
+                assert!(t.nice >= 10.max(base), "{flag:?}: {all:?}");
             }
         }
         for t in &public {
             assert_eq!(
-                (t.1, t.2),
+                (t.policy, t.nice),
                 (0, base),
                 "{flag:?}: a public worker lowered: {all:?}"
             );

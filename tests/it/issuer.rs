@@ -1569,8 +1569,8 @@ async fn bulk_lane_on(backend: Backend) {
                 ("content-type", "application/json"),
                 ("prefer", "handling=lenient, return=\"minimal\"; x=1"),
             ];
-            let body = Some(bytes::Bytes::from(body.to_string()));
-            support::request(Method::POST, &url, &headers, body).await
+            let body = Some(Bytes::from(body.to_string()));
+            request(Method::POST, &url, &headers, body).await
         }
     };
     let padded = |prefix: &str, n: usize| -> Value {
@@ -1617,41 +1617,24 @@ async fn bulk_lane_on(backend: Backend) {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(full["results"][0]["assignment"].is_object(), "{full}");
-    // Every lane thread of this process (tests may run several servers) is in SCHED_IDLE
-    // (policy 5, field 41 of /proc/<pid>/task/<tid>/stat), and together they used CPU.
-    let mut lane_threads = 0;
-    let mut lane_ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").expect("/proc") {
-        let path = task.expect("task").path();
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue; // the thread ended
-        };
-        let (comm, rest) = stat
-            .split_once(" (")
-            .and_then(|(_, r)| r.rsplit_once(") "))
-            .expect("stat line");
-        if comm != "statusd-bulk" {
-            continue;
-        }
-        // Fields from the third (state) on: utime is field 14, stime 15, policy 41.
-        let f: Vec<&str> = rest.split(' ').collect();
-        let field = |n: usize| f[n - 3].parse::<u64>().expect("numeric field");
-        assert_eq!(
-            field(41),
-            5,
-            "a bulk-lane thread outside SCHED_IDLE: {stat}"
-        );
-        lane_threads += 1;
-        lane_ticks += field(14) + field(15);
+    // Every lane thread of this process (tests may run several servers) is in SCHED_IDLE,
+    // and together they used CPU.
+    let threads = support::threads("self");
+    let lane: Vec<_> = threads
+        .iter()
+        .filter(|t| t.name == "statusd-bulk")
+        .collect();
+    for t in &lane {
+        assert_eq!(t.policy, 5, "a bulk-lane thread outside SCHED_IDLE: {t:?}");
     }
-    assert!(lane_threads > 0, "no statusd-bulk thread");
-    assert!(lane_ticks > 0, "the lane's threads never ran");
+    assert!(!lane.is_empty(), "no statusd-bulk thread");
+    assert!(
+        lane.iter().map(|t| t.cpu_ticks).sum::<u64>() > 0,
+        "the lane's threads never ran"
+    );
     // On Redis, the shared store's connections live on a thread of their own.
     if matches!(backend, Backend::Redis) {
-        let store_thread = std::fs::read_dir("/proc/self/task")
-            .expect("/proc")
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .any(|comm| comm.trim() == "statusd-store");
+        let store_thread = threads.iter().any(|t| t.name == "statusd-store");
         assert!(store_thread, "no statusd-store thread");
     }
     env.running.stop().await;

@@ -264,6 +264,45 @@ pub fn problem(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Value {
     v
 }
 
+/// One thread of a process, as `/proc/<pid>/task/<tid>/stat` shows it.
+#[derive(Debug)]
+pub struct ThreadStat {
+    pub name: String,
+    /// User and system time, in clock ticks (fields 14 and 15).
+    pub cpu_ticks: u64,
+    /// Field 19.
+    pub nice: i64,
+    /// Field 41: 0 `SCHED_OTHER`, 5 `SCHED_IDLE`.
+    pub policy: u64,
+}
+
+/// The threads of process `pid` (`"self"` for this one); a thread that ends meanwhile is left
+/// out.
+#[cfg(target_os = "linux")]
+pub fn threads(pid: &str) -> Vec<ThreadStat> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc") {
+        let Ok(stat) = std::fs::read_to_string(task.expect("task").path().join("stat")) else {
+            continue; // the thread ended
+        };
+        let (name, rest) = stat
+            .split_once(" (")
+            .and_then(|(_, r)| r.rsplit_once(") "))
+            .expect("stat line");
+        // Fields from the third (state) on.
+        let f: Vec<&str> = rest.split(' ').collect();
+        let field = |n: usize| f[n - 3];
+        let number = |n: usize| field(n).parse::<u64>().expect("numeric field");
+        out.push(ThreadStat {
+            name: name.to_owned(),
+            cpu_ticks: number(14) + number(15),
+            nice: field(19).parse().expect("nice"),
+            policy: number(41),
+        });
+    }
+    out
+}
+
 /// The `statusd` binary under test, without any `STATUSD_*` variable of the environment the
 /// tests run in: a child gets exactly the configuration its test passes (flags, `Command::env`).
 pub fn statusd() -> std::process::Command {
