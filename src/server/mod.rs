@@ -12,16 +12,17 @@
 //! displacement queue like one. A second `GuardedIo` above TLS, without a deadline, rewrites
 //! hyper's own error answers as it does for plain connections.
 
+mod drain;
 pub mod guard;
 
 use crate::metrics::Metrics;
 use crate::wire::MAX_HEADER_BYTES;
 use bytes::Bytes;
+use drain::Drain;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,7 +105,7 @@ pub async fn serve<S, B>(
     B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
 {
     let builder = Arc::new(builder(limits.header_read_timeout));
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut waiting = guard::Waiting::default();
     loop {
@@ -149,7 +150,7 @@ pub async fn serve<S, B>(
                 );
                 let acceptor = tls.as_ref().map(|tls| tls.acceptor());
                 let (builder, service, metrics) = (builder.clone(), service.clone(), metrics.clone());
-                let watcher = graceful.watcher();
+                let watcher = drain.watcher();
                 tokio::spawn(async move {
                     let conn = async {
                         let Some(acceptor) = acceptor else {
@@ -189,7 +190,7 @@ pub async fn serve<S, B>(
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drain.shutdown() => {}
         _ = tokio::time::sleep(limits.grace) => {
             tracing::warn!(grace = ?limits.grace, "grace period over; closing remaining connections");
         }
@@ -204,7 +205,7 @@ async fn drive<I, S, B>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     service: S,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: drain::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>

@@ -869,6 +869,46 @@ async fn shutdown_drains_in_flight_requests() {
         .unwrap();
 }
 
+/// At shutdown every connection is told to close, including those with nothing in flight:
+/// an HTTP/1.1 connection idle between requests, one that has not sent a byte, and an HTTP/2
+/// connection (GOAWAY). The drain ends with them, long before the 10 s grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("drain-idle");
+    let srv = start_with(&dir.0, &[("d", Bits::Two, 1024, vec![(5, 2)])], &[]).await;
+    let addr = srv.public_addr;
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /statuses/d/5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = format!("http://{addr}/statuses/d/5").parse().unwrap();
+    assert_eq!(h2.get(uri).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let began = std::time::Instant::now();
+    let stopping = tokio::spawn(srv.stop());
+    for (name, conn) in [("idle keep-alive", &mut idle), ("silent", &mut silent)] {
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the {name} connection is closed at shutdown: {read:?}"
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("the drain ends with the connections, not at the grace period")
+        .unwrap();
+    assert!(began.elapsed() < Duration::from_secs(5));
+}
+
 /// Re-executes this test binary as a writer that prints each acknowledged change, kills it with
 /// SIGKILL mid-stream, and checks every acknowledged change is in the reopened store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
