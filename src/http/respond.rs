@@ -6,7 +6,7 @@
 
 use super::{negotiate, Inner, Resp};
 use crate::metrics::Route;
-use crate::snapshot::{ListSnapshot, Representation};
+use crate::snapshot::{Artefacts, ListSnapshot, Representation};
 use crate::status::Status;
 use crate::wire::head::Fields;
 use bytes::Bytes;
@@ -25,19 +25,6 @@ static LIST_VERSION: HeaderName = HeaderName::from_static(crate::routes::LIST_VE
 const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 pub(super) const JSON: HeaderValue = HeaderValue::from_static(crate::routes::JSON);
 pub(super) const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-
-/// `n` in decimal, written at the end of `buf`: the digits are `buf[start..]`.
-fn decimal(buf: &mut [u8; 20], mut n: u64) -> usize {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return i;
-        }
-    }
-}
 
 /// What a lookup answer for one status value is built from, prebuilt for every value
 /// ([`lookup_answers`]): the body's end after the index (`,"status":"SUSPENDED","value":2}`),
@@ -84,6 +71,22 @@ pub(super) fn lookup_answers(cache_control: &HeaderValue) -> Vec<LookupAnswer> {
 const LOOKUP_HEAD: &[u8] = br#"{"list_id":""#;
 const LOOKUP_IDX: &[u8] = br#"","idx":"#;
 
+/// The length of a lookup's JSON answer ([`put_lookup`]).
+fn lookup_len(id: &str, digits: &[u8], tail: &[u8]) -> usize {
+    LOOKUP_HEAD.len() + id.len() + LOOKUP_IDX.len() + digits.len() + tail.len()
+}
+
+/// Appends a lookup's JSON answer: the list id, the index's decimal digits and the status
+/// value's [`LookupAnswer::tail`].
+fn put_lookup(out: &mut Vec<u8>, id: &str, digits: &[u8], tail: &[u8]) {
+    out.reserve(lookup_len(id, digits, tail));
+    out.extend_from_slice(LOOKUP_HEAD);
+    out.extend_from_slice(id.as_bytes()); // ids are [A-Za-z0-9_-]: nothing to escape
+    out.extend_from_slice(LOOKUP_IDX);
+    out.extend_from_slice(digits);
+    out.extend_from_slice(tail);
+}
+
 /// A 200 response with room for `headers` header fields, so inserting them never reallocates.
 /// Sized per route: a map for 16 fields is a 2.7 KB allocation, past the allocator's per-thread
 /// cache, where a lookup's 4 fields fit in 700 bytes.
@@ -127,15 +130,9 @@ impl Inner {
     /// Appends one lookup result as JSON: `{"list_id":…,"idx":…,"status":…,"value":…}`, with
     /// room reserved once for all of it.
     pub(super) fn push_lookup(&self, out: &mut Vec<u8>, id: &str, idx: u64, status: Status) {
-        let mut digits = [0u8; 20];
-        let start = decimal(&mut digits, idx);
+        let mut digits = itoa::Buffer::new();
         let tail = &self.lookup_answers[usize::from(status.0)].tail;
-        out.reserve(LOOKUP_HEAD.len() + id.len() + LOOKUP_IDX.len() + (20 - start) + tail.len());
-        out.extend_from_slice(LOOKUP_HEAD);
-        out.extend_from_slice(id.as_bytes()); // ids are [A-Za-z0-9_-]: nothing to escape
-        out.extend_from_slice(LOOKUP_IDX);
-        out.extend_from_slice(&digits[start..]);
-        out.extend_from_slice(tail);
+        put_lookup(out, id, digits.format(idx).as_bytes(), tail);
     }
 
     /// One lookup's answer, from its status value's prebuilt [`LookupAnswer`].
@@ -157,17 +154,21 @@ impl Inner {
             *r.headers_mut() = answer.not_modified.clone();
             return r;
         }
-        // Reserved at its exact size: a `Vec` whose length equals its capacity becomes `Bytes`
+        // Allocated at its exact size: a `Vec` whose length equals its capacity becomes `Bytes`
         // without another allocation.
-        let mut body = Vec::new();
-        self.push_lookup(&mut body, id, idx, status);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(idx).as_bytes();
+        let mut body = Vec::with_capacity(lookup_len(id, digits, &answer.tail));
+        put_lookup(&mut body, id, digits, &answer.tail);
         debug_assert_eq!(body.len(), body.capacity());
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.headers_mut() = answer.ok.clone();
         r
     }
 
-    /// A list representation with caching headers, gzip when accepted, 304 when revalidated.
+    /// A list representation with caching headers, gzip when accepted, 304 when revalidated:
+    /// `rep` is one of `list`'s artefacts, and its head is cloned from the one built for it on
+    /// first use ([`list_head`]).
     pub(super) fn list_response(
         &self,
         list: &ListSnapshot,
@@ -182,33 +183,22 @@ impl Inner {
             Some((b, e)) => (b, e),
             None => (&rep.body, &rep.etag),
         };
-        // A 304 carries 4 fields, a 200 up to 11.
-        let (mut r, not_modified) = conditional(fields, etag, [4, 11], || body.clone());
-        let h = r.headers_mut();
-        let a = &list.artefacts;
-        h.insert(header::CACHE_CONTROL, a.cache_control.clone());
-        h.insert(
-            header::VARY,
-            if rep.gzip.is_some() {
-                VARY_LIST
-            } else {
-                VARY_ACCEPT
-            },
-        );
-        // A 304 carries what RFC 9110 §15.4.5 requires for cache updates (ETag, Cache-Control,
-        // Vary) and the CORS grant a browser checks; the rest stays with the stored 200.
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
-        if !not_modified {
-            h.insert(header::CONTENT_TYPE, rep.content_type.clone());
-            if gz.is_some() {
-                h.insert(header::CONTENT_ENCODING, GZIP);
-            }
-            h.insert(header::LAST_MODIFIED, a.last_modified.clone());
-            h.insert(SURROGATE_KEY.clone(), a.surrogate_key.clone());
-            h.insert(CACHE_TAG.clone(), a.surrogate_key.clone());
-            h.insert(LIST_VERSION.clone(), a.deltas.version_header.clone());
-            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
-        }
+        let not_modified = fields
+            .if_none_match()
+            .as_deref()
+            .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
+        let slot = 2 * usize::from(gz.is_some()) + usize::from(not_modified);
+        let head = rep.heads.get_or_build(slot, || {
+            list_head(&list.artefacts, rep, etag, gz.is_some(), not_modified)
+        });
+        let mut r = if not_modified {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        } else {
+            Response::new(Full::new(body.clone()))
+        };
+        *r.headers_mut() = head.clone();
         r
     }
 
@@ -250,6 +240,42 @@ impl Inner {
         cors(h);
         r
     }
+}
+
+/// The head of a list representation's answer: `etag` is `rep`'s, or its gzip variant's when
+/// `gz`; a 304 carries what RFC 9110 §15.4.5 requires for cache updates (ETag, Cache-Control,
+/// Vary) and the CORS grant a browser checks, the rest stays with the stored 200.
+fn list_head(
+    a: &Artefacts,
+    rep: &Representation,
+    etag: &HeaderValue,
+    gz: bool,
+    not_modified: bool,
+) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(if not_modified { 4 } else { 11 });
+    h.insert(header::ETAG, etag.clone());
+    h.insert(header::CACHE_CONTROL, a.cache_control.clone());
+    h.insert(
+        header::VARY,
+        if rep.gzip.is_some() {
+            VARY_LIST
+        } else {
+            VARY_ACCEPT
+        },
+    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN);
+    if !not_modified {
+        h.insert(header::CONTENT_TYPE, rep.content_type.clone());
+        if gz {
+            h.insert(header::CONTENT_ENCODING, GZIP);
+        }
+        h.insert(header::LAST_MODIFIED, a.last_modified.clone());
+        h.insert(SURROGATE_KEY.clone(), a.surrogate_key.clone());
+        h.insert(CACHE_TAG.clone(), a.surrogate_key.clone());
+        h.insert(LIST_VERSION.clone(), a.deltas.version_header.clone());
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
+    }
+    h
 }
 
 /// The answer to a CORS preflight (`OPTIONS`) on a route.

@@ -180,6 +180,7 @@ pub fn json_representation(body: Bytes, content_type: &'static str) -> Represent
         etag: etag(&body, ""),
         body,
         gzip: None,
+        heads: Default::default(),
     }
 }
 
