@@ -4,7 +4,8 @@
 //!
 //! Each round picks one published list at random and reads a sample of its entries from the
 //! store together with the list's version: half drawn from the entries the snapshot holds as
-//! non-VALID (where a wrong status would revoke or reinstate someone), half uniformly from the
+//! non-VALID (where a wrong status would revoke or reinstate someone; drawn by rank, with
+//! replacement, so a round costs the same whatever the list holds), half uniformly from the
 //! whole list. Only a read at exactly the snapshot's version is compared; a list that changed in
 //! between is in flight and skipped. Indices are never logged.
 
@@ -53,11 +54,7 @@ pub async fn round(
     }
     let idxs: Vec<u32> = {
         let mut rng = rand::thread_rng();
-        let mut idxs: Vec<u32> = ls
-            .list
-            .iter_nonzero()
-            .map(|(i, _)| i)
-            .choose_multiple(&mut rng, samples / 2);
+        let mut idxs = ls.list.sample_nonzero(&mut rng, samples / 2);
         while idxs.len() < samples {
             idxs.push(rng.gen_range(0..size));
         }

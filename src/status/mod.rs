@@ -213,6 +213,29 @@ impl StatusList {
         }
     }
 
+    /// `n` non-VALID entries drawn at random (with replacement; none if every entry is VALID),
+    /// each in a few steps of the planes' rank index rather than a walk over every non-VALID
+    /// entry. An entry with k bits set is k times as likely as one with one bit set.
+    pub fn sample_nonzero(&self, rng: &mut impl rand::Rng, n: usize) -> Vec<u32> {
+        let lens: Vec<u64> = self.planes.iter().map(RoaringBitmap::len).collect();
+        let total: u64 = lens.iter().sum();
+        if total == 0 {
+            return Vec::new();
+        }
+        (0..n)
+            .filter_map(|_| {
+                let mut rank = rng.gen_range(0..total);
+                for (plane, &len) in self.planes.iter().zip(&lens) {
+                    if rank < len {
+                        return plane.select(u32::try_from(rank).ok()?);
+                    }
+                    rank -= len;
+                }
+                None
+            })
+            .collect()
+    }
+
     /// Number of non-VALID entries.
     pub fn count_nonzero(&self) -> u64 {
         match self.planes.as_slice() {
@@ -453,5 +476,25 @@ mod tests {
         l.set(5, Status::VALID).unwrap();
         assert_eq!(l.count_nonzero(), 0);
         assert_eq!(l, StatusList::new(Bits::Eight, 8).unwrap());
+    }
+
+    #[test]
+    fn samples_of_non_valid_entries_are_non_valid_and_reach_every_plane() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut l = StatusList::new(Bits::Two, 1 << 16).unwrap();
+        assert!(
+            l.sample_nonzero(&mut rng, 8).is_empty(),
+            "all VALID: nothing to draw"
+        );
+        for (i, v) in [(3u64, 1u8), (700, 2), (65_535, 3), (9_000, 1)] {
+            l.set(i, Status(v)).unwrap();
+        }
+        let drawn = l.sample_nonzero(&mut rng, 400);
+        assert_eq!(drawn.len(), 400);
+        assert!(drawn.iter().all(|&i| l.get_unchecked(i) != Status::VALID));
+        for i in [3, 700, 65_535, 9_000] {
+            assert!(drawn.contains(&i), "{i} never drawn");
+        }
     }
 }

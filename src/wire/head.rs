@@ -231,48 +231,47 @@ const fn byte_set(extra: &[u8]) -> [bool; 256] {
 
 /// `uri-host [ ":" port ]` (RFC 3986 §3.2.2): an IP literal in brackets, or a reg-name /
 /// IPv4 address of unreserved, sub-delim and percent-encoded characters; the port is digits.
-/// An empty value is valid (RFC 9112 §3.2: a target without an authority).
+/// An empty value is valid (RFC 9112 §3.2: a target without an authority). A reg-name is
+/// checked in one pass up to its `:`, which no reg-name contains.
 fn valid_host(b: &[u8]) -> bool {
-    let (host, port) = if b.first() == Some(&b'[') {
-        let Some(end) = b.iter().position(|&c| c == b']') else {
-            return false;
-        };
-        let literal = &b[1..end];
-        let ok = !literal.is_empty() && literal.iter().all(|&c| LITERAL_CHARS[usize::from(c)]);
-        if !ok {
-            return false;
-        }
-        match &b[end + 1..] {
-            [] => return true,
-            [b':', port @ ..] => (&b[..0], port),
-            _ => return false,
-        }
-    } else {
-        match b.iter().rposition(|&c| c == b':') {
-            Some(i) => (&b[..i], &b[i + 1..]),
-            None => (b, &b[..0]),
-        }
-    };
-    if !port.iter().all(u8::is_ascii_digit) {
-        return false;
+    if b.first() == Some(&b'[') {
+        return valid_ip_literal(b);
     }
     let mut i = 0;
-    while i < host.len() {
-        let c = host[i];
-        if c == b'%' {
-            let hex = host.get(i + 1..i + 3);
-            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
-            }
-            i += 3;
+    while let Some(&c) = b.get(i) {
+        if HOST_CHARS[usize::from(c)] {
+            i += 1;
             continue;
         }
-        if !HOST_CHARS[usize::from(c)] {
-            return false;
+        match c {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b':' => return b[i + 1..].iter().all(u8::is_ascii_digit),
+            _ => return false,
         }
-        i += 1;
     }
     true
+}
+
+/// `"[" IP-literal "]" [ ":" port ]`.
+fn valid_ip_literal(b: &[u8]) -> bool {
+    let Some(end) = b.iter().position(|&c| c == b']') else {
+        return false;
+    };
+    let literal = &b[1..end];
+    if literal.is_empty() || !literal.iter().all(|&c| LITERAL_CHARS[usize::from(c)]) {
+        return false;
+    }
+    match &b[end + 1..] {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 /// Whether the request declares a JSON body: `None` without a `Content-Type`, else whether its
@@ -390,6 +389,72 @@ mod tests {
             "a b", "a/b", "a@b", "a:80x", "::1", "[::1", "[]", "[::1]x", "a%zz", "a%2", "a\"b",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
+        for good in ["a:", "[::1]:", "%41:80", "a%3a:80", "x.example:0"] {
+            assert!(valid_host(good.as_bytes()), "{good:?}");
+        }
+    }
+
+    /// The grammar as RFC 3986 §3.2.2 reads, written plainly: split at the last `:` (or after
+    /// the IP literal), then check each part.
+    fn valid_host_as_written(b: &[u8]) -> bool {
+        let (host, port) = if b.first() == Some(&b'[') {
+            let Some(end) = b.iter().position(|&c| c == b']') else {
+                return false;
+            };
+            let literal = &b[1..end];
+            if literal.is_empty() || !literal.iter().all(|&c| LITERAL_CHARS[usize::from(c)]) {
+                return false;
+            }
+            match &b[end + 1..] {
+                [] => return true,
+                [b':', port @ ..] => (&b[..0], port),
+                _ => return false,
+            }
+        } else {
+            match b.iter().rposition(|&c| c == b':') {
+                Some(i) => (&b[..i], &b[i + 1..]),
+                None => (b, &b[..0]),
+            }
+        };
+        if !port.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        let mut i = 0;
+        while i < host.len() {
+            if host[i] == b'%' {
+                let hex = host.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            } else if HOST_CHARS[usize::from(host[i])] {
+                i += 1;
+            } else {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn the_one_pass_host_check_agrees_with_the_grammar_on_every_short_value() {
+        const ALPHABET: &[u8] = b"a1:%[]f./";
+        let mut value = Vec::new();
+        for len in 0..=5u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                value.clear();
+                for _ in 0..len {
+                    value.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                assert_eq!(
+                    valid_host(&value),
+                    valid_host_as_written(&value),
+                    "{:?}",
+                    String::from_utf8_lossy(&value)
+                );
+            }
         }
     }
 
