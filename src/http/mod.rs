@@ -246,7 +246,6 @@ fn static_value(s: String) -> HeaderValue {
 impl Inner {
     /// Counts a response of `route` in the metrics, its time from `start`, and hands it to
     /// hyper with the request's [`Slot`] in its body.
-    #[inline]
     fn finish(&self, route: Route, start: Instant, resp: Resp, slot: Slot) -> Response<Body> {
         let len = hyper::body::Body::size_hint(resp.body())
             .exact()

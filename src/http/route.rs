@@ -18,9 +18,7 @@ use std::sync::Arc;
 
 impl Inner {
     /// Answers a request for `target` that needs no body (every route but the batch lookup),
-    /// with the route it counts under. Inlined into its two callers, so that the response is
-    /// built where it is returned instead of copied out through each frame.
-    #[inline]
+    /// with the route it counts under.
     pub(super) fn route(
         &self,
         snap: &Snapshot,
