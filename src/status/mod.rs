@@ -124,6 +124,66 @@ pub struct StatusList {
     size: u32,
     /// `planes[k]` holds every index whose value has bit `k` set; `planes.len() == bits`.
     planes: Vec<RoaringBitmap>,
+    /// Which blocks of [`BLOCK`] entries hold a non-VALID entry, derived from `planes` by
+    /// every method that changes them.
+    blocks: Blocks,
+}
+
+/// Entries per bit of [`Blocks`].
+const BLOCK: u32 = 16;
+
+/// One bit per [`BLOCK`] entries of a list, set exactly when one of them is non-VALID: a
+/// lookup in a block whose bit is clear answers VALID from one load, without the binary
+/// searches of every plane's containers (issue #18: the status read was the largest piece of
+/// statusd's own work on a lookup, about 190 ns under load). Most credentials are VALID, and
+/// at 1 % non-VALID entries about 85 % of the blocks are clear. A 2^20-entry list's blocks take
+/// 8 KiB.
+#[derive(Clone, PartialEq)]
+struct Blocks(Box<[u64]>);
+
+impl Blocks {
+    fn new(size: u32) -> Self {
+        Blocks(vec![0; (size.div_ceil(BLOCK) as usize).div_ceil(64)].into_boxed_slice())
+    }
+
+    /// Whether the block of `idx` may hold a non-VALID entry (false past the list's end).
+    #[inline]
+    fn any(&self, idx: u32) -> bool {
+        let b = (idx / BLOCK) as usize;
+        self.0.get(b / 64).is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+
+    fn put(&mut self, idx: u32, nonzero: bool) {
+        let b = (idx / BLOCK) as usize;
+        let bit = 1u64 << (b % 64);
+        if nonzero {
+            self.0[b / 64] |= bit;
+        } else {
+            self.0[b / 64] &= !bit;
+        }
+    }
+
+    /// Recomputed from `planes`: one step per block holding a non-VALID entry, not per entry.
+    fn rebuild(&mut self, planes: &[RoaringBitmap]) {
+        self.0.fill(0);
+        for plane in planes {
+            let mut members = plane.iter();
+            while let Some(idx) = members.next() {
+                self.put(idx, true);
+                match (idx / BLOCK + 1).checked_mul(BLOCK) {
+                    Some(next) => members.advance_to(next),
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Blocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set: u32 = self.0.iter().map(|w| w.count_ones()).sum();
+        write!(f, "Blocks({set} of {} non-VALID)", self.0.len() * 64)
+    }
 }
 
 impl StatusList {
@@ -138,6 +198,7 @@ impl StatusList {
             bits,
             size,
             planes: vec![RoaringBitmap::new(); bits.get() as usize],
+            blocks: Blocks::new(size),
         })
     }
 
@@ -168,7 +229,16 @@ impl StatusList {
     }
 
     /// The status at an index already known to be in range (out of range reads as VALID).
+    #[inline]
     pub fn get_unchecked(&self, idx: u32) -> Status {
+        if !self.blocks.any(idx) {
+            return Status::VALID;
+        }
+        self.read_planes(idx)
+    }
+
+    /// The status at `idx` read from the planes alone.
+    fn read_planes(&self, idx: u32) -> Status {
         let mut v = 0u8;
         for (k, plane) in self.planes.iter().enumerate() {
             if plane.contains(idx) {
@@ -195,7 +265,20 @@ impl StatusList {
                 plane.remove(idx);
             }
         }
+        let nonzero = status != Status::VALID || {
+            let start = idx - idx % BLOCK;
+            let end = start.saturating_add(BLOCK - 1);
+            self.planes
+                .iter()
+                .any(|p| p.range_cardinality(start..=end) > 0)
+        };
+        self.blocks.put(idx, nonzero);
         Ok(old)
+    }
+
+    /// Recomputes [`Self::blocks`] after the planes were changed wholesale.
+    fn planes_changed(&mut self) {
+        self.blocks.rebuild(&self.planes);
     }
 
     /// Every non-VALID entry as `(index, status)`, in increasing index order.
@@ -319,6 +402,7 @@ impl StatusList {
         for (plane, bitmap) in planes.iter_mut().zip(&mut list.planes) {
             append_plane(bitmap, plane);
         }
+        list.planes_changed();
         Ok(list)
     }
 
@@ -496,5 +580,82 @@ mod tests {
         for i in [3, 700, 65_535, 9_000] {
             assert!(drawn.contains(&i), "{i} never drawn");
         }
+    }
+
+    /// The blocks as their definition reads: a block's bit is set exactly when one of its
+    /// entries is non-VALID by the planes.
+    fn assert_blocks_exact(l: &StatusList) {
+        for i in 0..l.size() {
+            assert_eq!(l.get_unchecked(i), l.read_planes(i), "entry {i}");
+        }
+        for block in 0..l.size().div_ceil(BLOCK) {
+            let start = block * BLOCK;
+            let end = (start + BLOCK).min(l.size());
+            let any = (start..end).any(|i| l.read_planes(i) != Status::VALID);
+            assert_eq!(l.blocks.any(start), any, "block {block} of {l:?}");
+        }
+        assert_eq!(
+            l.get_unchecked(l.size() + BLOCK),
+            Status::VALID,
+            "past the end"
+        );
+    }
+
+    #[test]
+    fn blocks_follow_every_change_and_every_constructor() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+        for bits in [Bits::One, Bits::Two, Bits::Four, Bits::Eight] {
+            for size in [8, 24, 64, 200, 1 << 10] {
+                let size = size - size % bits.per_byte();
+                if size == 0 {
+                    continue;
+                }
+                let mut l = StatusList::new(bits, size).unwrap();
+                assert_blocks_exact(&l);
+                let mut entries = Vec::new();
+                for _ in 0..300 {
+                    let idx = rng.gen_range(0..size);
+                    // Half the writes set VALID again, so blocks empty out as well as fill.
+                    let v = if rng.gen_bool(0.5) {
+                        0
+                    } else {
+                        rng.gen_range(1..=bits.max_value())
+                    };
+                    l.set(idx.into(), Status(v)).unwrap();
+                    entries.push((u64::from(idx), Status(v)));
+                    assert_blocks_exact(&l);
+                }
+                let rebuilt = StatusList::from_entries(bits, size, entries).unwrap();
+                assert_eq!(rebuilt, l, "from_entries");
+                let sorted: Vec<(u32, u8)> = l.iter_nonzero().map(|(i, s)| (i, s.0)).collect();
+                let decoded = StatusList::from_sorted_nonzero(bits, size, sorted).unwrap();
+                assert_blocks_exact(&decoded);
+                assert_eq!(decoded, l, "from_sorted_nonzero");
+                let sparse = sparse::decode(&sparse::encode(&l)).unwrap();
+                assert_blocks_exact(&sparse);
+                assert_eq!(sparse, l, "sparse round trip");
+            }
+        }
+    }
+
+    #[test]
+    fn a_revoked_entry_is_never_read_as_valid_whatever_its_neighbours_do() {
+        let mut l = StatusList::new(Bits::Two, 1 << 10).unwrap();
+        l.set(17, Status::INVALID).unwrap();
+        // Every neighbour in its block set and cleared again.
+        for i in 16..32 {
+            if i != 17 {
+                l.set(i, Status::SUSPENDED).unwrap();
+                l.set(i, Status::VALID).unwrap();
+            }
+        }
+        assert_eq!(l.get(17), Ok(Status::INVALID));
+        l.set(17, Status::VALID).unwrap();
+        assert_eq!(l.get(17), Ok(Status::VALID));
+        assert!(
+            !l.blocks.any(17),
+            "the block empties with its last non-VALID entry"
+        );
     }
 }

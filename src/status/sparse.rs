@@ -140,6 +140,7 @@ pub fn decode(data: &[u8]) -> Result<StatusList, SparseError> {
             }
         }
     }
+    list.planes_changed();
     Ok(list)
 }
 
