@@ -395,27 +395,15 @@ mod tests {
         }
     }
 
-    /// The grammar as RFC 3986 §3.2.2 reads, written plainly: split at the last `:` (or after
-    /// the IP literal), then check each part.
+    /// The reg-name grammar as RFC 3986 §3.2.2 reads, written plainly: split at the last `:`,
+    /// then check each part (an IP literal goes to the same function as in `valid_host`).
     fn valid_host_as_written(b: &[u8]) -> bool {
-        let (host, port) = if b.first() == Some(&b'[') {
-            let Some(end) = b.iter().position(|&c| c == b']') else {
-                return false;
-            };
-            let literal = &b[1..end];
-            if literal.is_empty() || !literal.iter().all(|&c| LITERAL_CHARS[usize::from(c)]) {
-                return false;
-            }
-            match &b[end + 1..] {
-                [] => return true,
-                [b':', port @ ..] => (&b[..0], port),
-                _ => return false,
-            }
-        } else {
-            match b.iter().rposition(|&c| c == b':') {
-                Some(i) => (&b[..i], &b[i + 1..]),
-                None => (b, &b[..0]),
-            }
+        if b.first() == Some(&b'[') {
+            return valid_ip_literal(b);
+        }
+        let (host, port) = match b.iter().rposition(|&c| c == b':') {
+            Some(i) => (&b[..i], &b[i + 1..]),
+            None => (b, &b[..0]),
         };
         if !port.iter().all(u8::is_ascii_digit) {
             return false;
