@@ -101,6 +101,22 @@ pub(super) fn cors(h: &mut HeaderMap) {
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
 }
 
+/// Whether `If-None-Match` matches `etag` (weak comparison, RFC 9110 §13.1.2): the request is
+/// answered 304.
+fn revalidated(fields: Fields<'_>, etag: &HeaderValue) -> bool {
+    fields
+        .if_none_match()
+        .as_deref()
+        .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()))
+}
+
+/// A 304 whose header map the caller sets.
+fn not_modified_answer() -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    r
+}
+
 /// The start of every answer a cache may revalidate: 304 when `If-None-Match` matches `etag`
 /// (weak comparison, RFC 9110 §13.1.2), with room for `room[0]` header fields; otherwise 200
 /// with `body()` (built only then) and room for `room[1]`. The `ETag` is set; the caller adds
@@ -111,10 +127,7 @@ fn conditional(
     room: [usize; 2],
     body: impl FnOnce() -> Bytes,
 ) -> (Resp, bool) {
-    let not_modified = fields
-        .if_none_match()
-        .as_deref()
-        .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
+    let not_modified = revalidated(fields, etag);
     let mut r = if not_modified {
         let mut r = response(Bytes::new(), room[0]);
         *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -144,13 +157,8 @@ impl Inner {
         fields: Fields<'_>,
     ) -> Resp {
         let answer = &self.lookup_answers[usize::from(status.0)];
-        let not_modified = fields
-            .if_none_match()
-            .as_deref()
-            .is_some_and(|inm| negotiate::none_match(inm, answer.etag.as_bytes()));
-        if not_modified {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
+        if revalidated(fields, &answer.etag) {
+            let mut r = not_modified_answer();
             *r.headers_mut() = answer.not_modified.clone();
             return r;
         }
@@ -183,18 +191,13 @@ impl Inner {
             Some((b, e)) => (b, e),
             None => (&rep.body, &rep.etag),
         };
-        let not_modified = fields
-            .if_none_match()
-            .as_deref()
-            .is_some_and(|inm| negotiate::none_match(inm, etag.as_bytes()));
+        let not_modified = revalidated(fields, etag);
         let slot = 2 * usize::from(gz.is_some()) + usize::from(not_modified);
         let head = rep.heads.get_or_build(slot, || {
             list_head(&list.artefacts, rep, etag, gz.is_some(), not_modified)
         });
         let mut r = if not_modified {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-            r
+            not_modified_answer()
         } else {
             Response::new(Full::new(body.clone()))
         };
