@@ -77,9 +77,8 @@ fn lookup_len(id: &str, digits: &[u8], tail: &[u8]) -> usize {
 }
 
 /// Appends a lookup's JSON answer: the list id, the index's decimal digits and the status
-/// value's [`LookupAnswer::tail`].
+/// value's [`LookupAnswer::tail`]. The caller makes room for [`lookup_len`] bytes first.
 fn put_lookup(out: &mut Vec<u8>, id: &str, digits: &[u8], tail: &[u8]) {
-    out.reserve(lookup_len(id, digits, tail));
     out.extend_from_slice(LOOKUP_HEAD);
     out.extend_from_slice(id.as_bytes()); // ids are [A-Za-z0-9_-]: nothing to escape
     out.extend_from_slice(LOOKUP_IDX);
@@ -144,8 +143,10 @@ impl Inner {
     /// room reserved once for all of it.
     pub(super) fn push_lookup(&self, out: &mut Vec<u8>, id: &str, idx: u64, status: Status) {
         let mut digits = itoa::Buffer::new();
+        let digits = digits.format(idx).as_bytes();
         let tail = &self.lookup_answers[usize::from(status.0)].tail;
-        put_lookup(out, id, digits.format(idx).as_bytes(), tail);
+        out.reserve(lookup_len(id, digits, tail));
+        put_lookup(out, id, digits, tail);
     }
 
     /// One lookup's answer, from its status value's prebuilt [`LookupAnswer`].
