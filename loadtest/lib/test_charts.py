@@ -149,6 +149,19 @@ class Charts(unittest.TestCase):
         results, name = self.sidecar("drill", ".csv", "t,rps,p50_us,p99_us\n0.5,100,900,\n")
         self.assert_fails(results, name, "drill", "lacks a number in column p99_us")
 
+    def test_an_aa_calibration_run_is_not_the_throughput_picture(self):
+        results = os.path.join(self.tmp, "aa")
+        shutil.copytree(charts.RESULTS, results, ignore=shutil.ignore_patterns("charts", "smoke"))
+        full = charts.newest_full_ab(results).path
+        with open(full, encoding="utf-8") as f:
+            text = f.read()
+        # The same file, newer, as an A/A run (side B a second baseline) of every scenario.
+        aa, n = re.subn(r"(`[^`\n]*)(loadtest/wrk-ab`)", r"\1B_SERVER=baseline \2", text, count=1)
+        self.assertEqual(n, 1, "the command line of the newest full A/B")
+        with open(os.path.join(results, "wrk-ab-2999-01-01T000000Z.md"), "w", encoding="utf-8") as f:
+            f.write(aa)
+        self.assertEqual(charts.newest_full_ab(results).path, full)
+
     def test_no_result_files_at_all(self):
         empty = os.path.join(self.tmp, "empty")
         os.mkdir(empty)
