@@ -116,12 +116,13 @@ def newest(results, tool):
 
 
 def newest_full_ab(results):
-    """The newest wrk A/B of statusd that ran every scenario (a rerun of one scenario is not the
-    picture, nor an A/A calibration run, `B_SERVER=baseline`)."""
+    """The newest wrk A/B of statusd that ran every scenario at full load (a rerun of one
+    scenario is not the picture, nor an A/A calibration run, `B_SERVER=baseline`, nor a paced
+    run, `PACE_MS` > 0, whose req/s are the pace)."""
     pat = re.compile(r"^wrk-ab-\d{4}-\d\d-\d\dT\d{6}Z\.md$")
     for n in sorted((n for n in os.listdir(results) if pat.match(n)), reverse=True):
         r = Result(os.path.join(results, n))
-        if re.search(r"\bB_SERVER=baseline\b", r.text):
+        if re.search(r"\bB_SERVER=baseline\b|\bPACE_MS=[1-9]", r.text):
             continue
         m = re.search(r"\bSCENARIOS='([^']*)'", r.text)
         if m is None or len(m.group(1).split()) >= 3:

@@ -149,18 +149,19 @@ class Charts(unittest.TestCase):
         results, name = self.sidecar("drill", ".csv", "t,rps,p50_us,p99_us\n0.5,100,900,\n")
         self.assert_fails(results, name, "drill", "lacks a number in column p99_us")
 
-    def test_an_aa_calibration_run_is_not_the_throughput_picture(self):
-        results = os.path.join(self.tmp, "aa")
-        shutil.copytree(charts.RESULTS, results, ignore=shutil.ignore_patterns("charts", "smoke"))
-        full = charts.newest_full_ab(results).path
-        with open(full, encoding="utf-8") as f:
-            text = f.read()
-        # The same file, newer, as an A/A run (side B a second baseline) of every scenario.
-        aa, n = re.subn(r"(`[^`\n]*)(loadtest/wrk-ab`)", r"\1B_SERVER=baseline \2", text, count=1)
-        self.assertEqual(n, 1, "the command line of the newest full A/B")
-        with open(os.path.join(results, "wrk-ab-2999-01-01T000000Z.md"), "w", encoding="utf-8") as f:
-            f.write(aa)
-        self.assertEqual(charts.newest_full_ab(results).path, full)
+    def test_aa_calibration_and_paced_runs_are_not_the_throughput_picture(self):
+        for knob in ("B_SERVER=baseline", "PACE_MS=1"):
+            results = os.path.join(self.tmp, knob.split("=")[0])
+            shutil.copytree(charts.RESULTS, results, ignore=shutil.ignore_patterns("charts", "smoke"))
+            full = charts.newest_full_ab(results).path
+            with open(full, encoding="utf-8") as f:
+                text = f.read()
+            # The same file, newer, as an A/A run (side B a second baseline) or a paced run.
+            other, n = re.subn(r"(`[^`\n]*)(loadtest/wrk-ab`)", rf"\g<1>{knob} \2", text, count=1)
+            self.assertEqual(n, 1, "the command line of the newest full A/B")
+            with open(os.path.join(results, "wrk-ab-2999-01-01T000000Z.md"), "w", encoding="utf-8") as f:
+                f.write(other)
+            self.assertEqual(charts.newest_full_ab(results).path, full, knob)
 
     def test_no_result_files_at_all(self):
         empty = os.path.join(self.tmp, "empty")
