@@ -120,6 +120,7 @@ def newest_full_ab(results):
     scenario is not the picture, nor an A/A calibration run, `B_SERVER=baseline`, nor a paced
     run, `PACE_MS` > 0, whose req/s are the pace)."""
     pat = re.compile(r"^wrk-ab-\d{4}-\d\d-\d\dT\d{6}Z\.md$")
+    full_load = []
     for n in sorted((n for n in os.listdir(results) if pat.match(n)), reverse=True):
         r = Result(os.path.join(results, n))
         if re.search(r"\bB_SERVER=baseline\b|\bPACE_MS=[1-9]", r.text):
@@ -127,7 +128,9 @@ def newest_full_ab(results):
         m = re.search(r"\bSCENARIOS='([^']*)'", r.text)
         if m is None or len(m.group(1).split()) >= 3:
             return r
-    return newest(results, "wrk-ab")
+        full_load.append(r)
+    # None ran every scenario: the newest full-load run of statusd, else the newest file.
+    return full_load[0] if full_load else newest(results, "wrk-ab")
 
 
 def newest_each(results, tool, key):
