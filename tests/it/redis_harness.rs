@@ -19,10 +19,30 @@ pub fn free_port() -> u16 {
 }
 
 /// `N` distinct ports that were free a moment ago (all held at once while they are chosen).
+///
+/// Chosen below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), at random: a
+/// port the kernel picked for `bind(0)` and that was released again could be handed to the
+/// next outgoing connection of any test before the server meant to listen on it has bound it
+/// ("Address already in use"), while ports below the range are only ever taken by an explicit
+/// bind like this one. Falls back to `bind(0)` when the range leaves no room below it.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const FIRST: u16 = 10_000;
+    let mut listeners: Vec<TcpListener> = Vec::with_capacity(N);
+    let mut tries = 0;
+    while listeners.len() < N && low > FIRST + 1_000 && tries < 1_000 {
+        tries += 1;
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), FIRST..low);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(l);
+        }
+    }
+    while listeners.len() < N {
+        listeners.push(TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"));
+    }
     std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
 
