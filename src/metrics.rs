@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod requests;
 use requests::RequestMetrics;
+pub use requests::Start;
 
 /// Routes of both planes, as metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -463,6 +464,20 @@ impl Metrics {
     #[inline]
     pub fn observe(&self, route: Route, status: u16, elapsed: Duration, body_bytes: u64) {
         self.requests.observe(route, status, elapsed, body_bytes);
+    }
+
+    /// Now, on the clock of the request metrics: the start of a request to record with
+    /// [`Metrics::observe_since`] (a time-stamp counter read where the CPU's is invariant).
+    #[inline]
+    pub fn start(&self) -> Start {
+        self.requests.start()
+    }
+
+    /// Records one response of `route` to a request that started at `start`.
+    #[inline]
+    pub fn observe_since(&self, route: Route, status: u16, start: Start, body_bytes: u64) {
+        self.requests
+            .observe_since(route, status, start, body_bytes);
     }
 
     /// The handles of issuer operation `op` (one of [`ISSUER_OPS`]).

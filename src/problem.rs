@@ -270,6 +270,10 @@ impl Problem {
     }
 
     /// The problem+json response. CORS stays open so browser verifiers can read errors too.
+    ///
+    /// Cold: the compiler lays the error branches that end here out of the request path's
+    /// way, so a served answer runs through fewer instruction cache lines (issue #18).
+    #[cold]
     pub fn response(&self) -> Response<Full<Bytes>> {
         let status = self.status();
         let mut body = serde_json::json!({

@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 /// The admin plane's hyper service.
 #[derive(Clone)]
@@ -108,7 +108,7 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
     type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let start = Instant::now();
+        let start = self.metrics.start();
         let this = self.clone();
         Box::pin(async move {
             let checked = head::check(req.version(), req.headers())
@@ -138,7 +138,7 @@ impl hyper::service::Service<Request<Incoming>> for Admin {
                 .exact()
                 .unwrap_or(0);
             this.metrics
-                .observe(route, resp.status().as_u16(), start.elapsed(), len);
+                .observe_since(route, resp.status().as_u16(), start, len);
             Ok(resp)
         })
     }

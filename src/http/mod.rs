@@ -23,7 +23,7 @@ mod route;
 pub use batch::{MAX_BATCH, MAX_BATCH_BODY};
 pub use route::parse_index;
 
-use crate::metrics::{Metrics, Route};
+use crate::metrics::{Metrics, Route, Start};
 use crate::problem::Problem;
 use crate::routes::Target;
 use crate::snapshot::SnapshotStore;
@@ -38,7 +38,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Default of `--max-inflight`.
 ///
@@ -246,12 +246,12 @@ fn static_value(s: String) -> HeaderValue {
 impl Inner {
     /// Counts a response of `route` in the metrics, its time from `start`, and hands it to
     /// hyper with the request's [`Slot`] in its body.
-    fn finish(&self, route: Route, start: Instant, resp: Resp, slot: Slot) -> Response<Body> {
+    fn finish(&self, route: Route, start: Start, resp: Resp, slot: Slot) -> Response<Body> {
         let len = hyper::body::Body::size_hint(resp.body())
             .exact()
             .unwrap_or(0);
         self.metrics
-            .observe(route, resp.status().as_u16(), start.elapsed(), len);
+            .observe_since(route, resp.status().as_u16(), start, len);
         resp.map(|bytes| Body {
             bytes,
             _slot: Some(slot),
@@ -264,7 +264,7 @@ impl Inner {
 pub struct Observed {
     inner: Pin<Box<dyn Future<Output = Resp> + Send>>,
     service: Arc<Inner>,
-    start: Instant,
+    start: Start,
     /// `None` once the response has been returned.
     slot: Option<Slot>,
 }
@@ -312,13 +312,15 @@ impl hyper::service::Service<Request<Incoming>> for Public {
 
     fn call(&self, req: Request<Incoming>) -> PublicFuture {
         let Some(slot) = self.try_enter() else {
+            std::hint::cold_path();
             self.inner.metrics.requests_shed.inc();
             return PublicFuture::Ready(Some(self.overloaded()));
         };
-        let start = Instant::now();
+        let start = self.inner.metrics.start();
         let fields = match head::check(req.version(), req.headers()) {
             Ok(fields) => fields,
             Err(p) => {
+                std::hint::cold_path();
                 let r = self
                     .inner
                     .finish(Route::Unmatched, start, p.response(), slot);

@@ -239,6 +239,7 @@ fn displaced() -> io::Error {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
+    #[inline]
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -311,6 +312,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
+    #[inline]
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -372,7 +374,17 @@ fn replacement_body(status: &[u8]) -> Option<&'static Bytes> {
 /// a head and no body: `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n
 /// date: …\r\n\r\n`. The services never answer 400, 414 or 431 without a problem body, so that
 /// shape is hyper's alone; it is rewritten into the same head with a problem+json body.
+#[inline]
 pub(crate) fn rewrite_hyper_error(buf: &[u8]) -> Option<Bytes> {
+    // One byte tells every answer but a 4xx apart (a 304, say) before any other work.
+    if buf.get(9) != Some(&b'4') {
+        return None;
+    }
+    rewrite_4xx(buf)
+}
+
+#[cold]
+fn rewrite_4xx(buf: &[u8]) -> Option<Bytes> {
     const MARK: &[u8] = b"\r\nconnection: close\r\ncontent-length: 0\r\n";
     if buf.len() < 12 || &buf[..9] != b"HTTP/1.1 " {
         return None;
