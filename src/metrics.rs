@@ -7,7 +7,6 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::Arc;
-use std::time::Duration;
 
 mod requests;
 use requests::RequestMetrics;
@@ -460,9 +459,17 @@ impl Metrics {
         }
     }
 
-    /// Records one response of `route`.
+    /// Records one response of `route` that took `elapsed` (tests; the planes time requests
+    /// with [`Metrics::start`] and [`Metrics::observe_since`]).
+    #[cfg(test)]
     #[inline]
-    pub fn observe(&self, route: Route, status: u16, elapsed: Duration, body_bytes: u64) {
+    pub fn observe(
+        &self,
+        route: Route,
+        status: u16,
+        elapsed: std::time::Duration,
+        body_bytes: u64,
+    ) {
         self.requests.observe(route, status, elapsed, body_bytes);
     }
 
@@ -505,6 +512,7 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn route_handles_line_up_with_labels() {

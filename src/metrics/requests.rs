@@ -19,7 +19,6 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
 
 /// Upper bounds of the latency histogram, in seconds.
 pub const LATENCY_BUCKETS: [f64; 13] = [
@@ -136,8 +135,15 @@ impl RequestMetrics {
         self.record(route, status, nanos, body_bytes);
     }
 
-    /// Records one response that took `elapsed`.
-    pub fn observe(&self, route: Route, status: u16, elapsed: Duration, body_bytes: u64) {
+    /// Records one response that took `elapsed` (tests).
+    #[cfg(test)]
+    pub fn observe(
+        &self,
+        route: Route,
+        status: u16,
+        elapsed: std::time::Duration,
+        body_bytes: u64,
+    ) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.record(route, status, nanos, body_bytes);
     }
@@ -284,6 +290,7 @@ impl Collector for RequestMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn gathered(m: RequestMetrics) -> String {
         let registry = prometheus::Registry::new_custom(Some("statusd".into()), None).unwrap();
