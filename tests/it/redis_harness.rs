@@ -20,23 +20,28 @@ pub fn free_port() -> u16 {
 
 /// `N` distinct ports that were free a moment ago (all held at once while they are chosen).
 ///
-/// Chosen below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), at random: a
-/// port the kernel picked for `bind(0)` and that was released again could be handed to the
-/// next outgoing connection of any test before the server meant to listen on it has bound it
-/// ("Address already in use"), while ports below the range are only ever taken by an explicit
-/// bind like this one. Falls back to `bind(0)` when the range leaves no room below it.
+/// Chosen at random in 10000–19999, below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768 and up by default), and so is port + 10000, where a
+/// Redis Cluster node listens for its bus: a port the kernel picked for `bind(0)` and that was
+/// released again could be handed to the next outgoing connection of any test before the
+/// server meant to listen on it had bound it ("Address already in use"), while ports below the
+/// range are only ever taken by explicit binds like this one. Falls back to `bind(0)` when the
+/// range leaves no room below it.
 pub fn free_ports<const N: usize>() -> [u16; N] {
+    const FIRST: u16 = 10_000;
+    const BUS: u16 = 10_000;
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    const FIRST: u16 = 10_000;
+    let end = low.saturating_sub(BUS).min(FIRST + BUS);
     let mut listeners: Vec<TcpListener> = Vec::with_capacity(N);
     let mut tries = 0;
-    while listeners.len() < N && low > FIRST + 1_000 && tries < 1_000 {
+    while listeners.len() < N && end > FIRST + 1_000 && tries < 1_000 {
         tries += 1;
-        let port = rand::Rng::gen_range(&mut rand::thread_rng(), FIRST..low);
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), FIRST..end);
+        let bus_free = TcpListener::bind(("127.0.0.1", port + BUS)).is_ok();
+        if let (true, Ok(l)) = (bus_free, TcpListener::bind(("127.0.0.1", port))) {
             listeners.push(l);
         }
     }
