@@ -459,20 +459,6 @@ impl Metrics {
         }
     }
 
-    /// Records one response of `route` that took `elapsed` (tests; the planes time requests
-    /// with [`Metrics::start`] and [`Metrics::observe_since`]).
-    #[cfg(test)]
-    #[inline]
-    pub fn observe(
-        &self,
-        route: Route,
-        status: u16,
-        elapsed: std::time::Duration,
-        body_bytes: u64,
-    ) {
-        self.requests.observe(route, status, elapsed, body_bytes);
-    }
-
     /// Now, on the clock of the request metrics: the start of a request to record with
     /// [`Metrics::observe_since`] (a time-stamp counter read where the CPU's is invariant).
     #[inline]
@@ -512,13 +498,12 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn route_handles_line_up_with_labels() {
         let m = Metrics::new();
-        m.observe(Route::Lookup, 200, Duration::from_micros(30), 60);
-        m.observe(Route::StatusList, 304, Duration::from_micros(30), 0);
+        m.observe_since(Route::Lookup, 200, m.start(), 60);
+        m.observe_since(Route::StatusList, 304, m.start(), 0);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(
             text.contains(
