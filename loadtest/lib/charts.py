@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 
 import matplotlib
@@ -181,30 +182,53 @@ def throughput(results, out):
     r = newest_full_ab(results)
     header, rows = r.table("scenario")
     col = {h: i for i, h in enumerate(header)}
-    need = ["baseline req/s", "statusd req/s", "ratio", "per-round ratios (median)",
-            "server CPU/req baseline", "server CPU/req statusd"]
+    # Since 2026-12-08 the verdict is on the median of the per-round (paired) ratios, for req/s
+    # and for CPU per request alike; older files judged the ratio of the medians.
+    paired = "median ratio" in col
+    if paired:
+        ratio_col, per_col, judged_col = "ratio of medians", "per-round ratios", "median ratio"
+        need = [ratio_col, per_col, judged_col, "per-round CPU/req ratios", "median CPU/req ratio"]
+    else:
+        ratio_col, per_col, judged_col = "ratio", "per-round ratios (median)", "ratio"
+        need = [ratio_col, per_col]
+    need += ["baseline req/s", "statusd req/s", "server CPU/req baseline", "server CPU/req statusd"]
     for n in need:
         if n not in col:
             r.fail(f"summary table lacks column '{n}'")
     target = float(r.knob("TARGET"))
-    names, a, b, ratio, rounds, ca, cb = [], [], [], [], [], [], []
+
+    def per_round(row, name):
+        per = row[col[name]].split("(")[0].split()
+        if not per:
+            r.fail(f"no {name} for {row[0]}")
+        return [number(r, p, name) for p in per]
+
+    names, a, b, ratio, judged, rounds, ca, cb, cjudged, crounds = ([] for _ in range(10))
     for row in rows:
         names.append(re.sub(r" \(\d+ B\)$", "", row[0]).replace(" GET ", "\nGET ").replace(" If-", "\nIf-"))
         a.append(number(r, row[col["baseline req/s"]], "baseline req/s"))
         b.append(number(r, row[col["statusd req/s"]], "statusd req/s"))
-        ratio.append(number(r, row[col["ratio"]], "ratio"))
-        per = row[col["per-round ratios (median)"]].split("(")[0].split()
-        if not per:
-            r.fail(f"no per-round ratios for {row[0]}")
-        rounds.append([number(r, p, "per-round ratio") for p in per])
+        ratio.append(number(r, row[col[ratio_col]], "ratio"))
+        judged.append(number(r, row[col[judged_col]], judged_col))
+        rounds.append(per_round(row, per_col))
         ca.append(number(r, row[col["server CPU/req baseline"]], "CPU/req"))
         cb.append(number(r, row[col["server CPU/req statusd"]], "CPU/req"))
+        if paired:
+            cjudged.append(number(r, row[col["median CPU/req ratio"]], "median CPU/req ratio"))
+            crounds.append(per_round(row, "per-round CPU/req ratios"))
     for i in range(len(rows)):
         if a[i] <= 0 or abs(b[i] / a[i] - ratio[i]) > 0.002:
             r.fail(f"ratio {ratio[i]} of '{rows[i][0]}' is not statusd / baseline ({b[i]} / {a[i]})")
+        if paired:
+            for what, per, med in (("req/s", rounds[i], judged[i]), ("CPU/req", crounds[i], cjudged[i])):
+                if abs(statistics.median(per) - med) > 0.006:
+                    r.fail(f"median {what} ratio {med} of '{rows[i][0]}' is not the median of its rounds")
     x = range(len(names))
     w = 0.38
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2, 2]})
+    if paired:
+        fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(14, 3.8), gridspec_kw={"width_ratios": [3, 2, 2, 2]})
+    else:
+        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2, 2]})
     fig.suptitle(f"statusd against the bare hyper baseline (wrk, {r.knob('ROUNDS')} rounds x "
                  f"{r.knob('DURATION')}, PIN={r.knob('PIN')})", fontsize=10)
     bar_labels(ax1, ax1.bar([i - w / 2 for i in x], [v / 1000 for v in a], w, color=BASE, label="baseline"),
@@ -218,21 +242,36 @@ def throughput(results, out):
     ax1.set_title("throughput")
     for i, per in enumerate(rounds):
         ax2.scatter([i] * len(per), per, color=GREY, s=14, zorder=3, label="one round" if i == 0 else None)
-        ax2.scatter([i], [ratio[i]], color=OURS, marker="D", s=36, zorder=4,
-                    label="median req/s ratio" if i == 0 else None)
-        ax2.annotate(f"{ratio[i]:.3f}", (i, ratio[i]), xytext=(8, -3), textcoords="offset points", fontsize=7)
+        ax2.scatter([i], [judged[i]], color=OURS, marker="D", s=36, zorder=4,
+                    label=("median of the rounds" if paired else "median req/s ratio") if i == 0 else None)
+        ax2.annotate(f"{judged[i]:.3f}", (i, judged[i]), xytext=(8, -3), textcoords="offset points", fontsize=7)
     ax2.axhline(target, color=RED, lw=1, ls="--", label=f"target {target:.2f}")
     ax2.axhline(1.0, color=BASE, lw=1, label="baseline")
     ax2.set_xticks(list(x), [n.split("\n")[0] for n in names], fontsize=7)
     ax2.set_xlim(-0.5, len(names) - 0.5)
     ax2.set_ylabel("statusd ÷ baseline")
-    ax2.set_title("ratio")
+    ax2.set_title("req/s ratio")
     ax2.legend(fontsize=6, loc="best")
     bar_labels(ax3, ax3.bar([i - w / 2 for i in x], ca, w, color=BASE, label="baseline"), lambda v: f"{v:.1f}")
     bar_labels(ax3, ax3.bar([i + w / 2 for i in x], cb, w, color=OURS, label="statusd"), lambda v: f"{v:.1f}")
     ax3.set_xticks(list(x), [n.split("\n")[0] for n in names], fontsize=7)
     ax3.set_ylabel("server CPU µs per request")
     ax3.set_title("server CPU per request")
+    if paired:
+        cpu_target = float(r.knob("CPU_TARGET"))
+        for i, per in enumerate(crounds):
+            ax4.scatter([i] * len(per), per, color=GREY, s=14, zorder=3, label="one round" if i == 0 else None)
+            ax4.scatter([i], [cjudged[i]], color=OURS, marker="D", s=36, zorder=4,
+                        label="median of the rounds" if i == 0 else None)
+            ax4.annotate(f"{cjudged[i]:.3f}", (i, cjudged[i]), xytext=(8, -3), textcoords="offset points",
+                         fontsize=7)
+        ax4.axhline(cpu_target, color=RED, lw=1, ls="--", label=f"target {cpu_target:.2f}")
+        ax4.axhline(1.0, color=BASE, lw=1, label="baseline")
+        ax4.set_xticks(list(x), [n.split("\n")[0] for n in names], fontsize=7)
+        ax4.set_xlim(-0.5, len(names) - 0.5)
+        ax4.set_ylabel("statusd ÷ baseline")
+        ax4.set_title("CPU/req ratio")
+        ax4.legend(fontsize=6, loc="best")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return save(fig, out, "throughput.svg", [r.source()])
 
