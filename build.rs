@@ -14,7 +14,8 @@
 //! binary still matches.
 //!
 //! Only where lld is the linker: the default of Rust ≥ 1.90 on x86_64 Linux, unless a linker is
-//! configured (`RUSTC_LINKER`) or the flags pick another one. Elsewhere the binary is linked as
+//! configured (`RUSTC_LINKER`) or the flags pick another one. Elsewhere, or with
+//! `STATUSD_NO_HOT_TEXT` set (to any value) in the build's environment, the binary is linked as
 //! before.
 
 use std::env;

@@ -176,6 +176,22 @@ def bar_labels(ax, bars, fmt):
                     ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
 
 
+def ratio_panel(ax, names, rounds, judged, target, title, judged_label):
+    """statusd ÷ baseline per scenario: every round's ratio, the judged one, the target."""
+    for i, per in enumerate(rounds):
+        ax.scatter([i] * len(per), per, color=GREY, s=14, zorder=3, label="one round" if i == 0 else None)
+        ax.scatter([i], [judged[i]], color=OURS, marker="D", s=36, zorder=4,
+                   label=judged_label if i == 0 else None)
+        ax.annotate(f"{judged[i]:.3f}", (i, judged[i]), xytext=(8, -3), textcoords="offset points", fontsize=7)
+    ax.axhline(target, color=RED, lw=1, ls="--", label=f"target {target:.2f}")
+    ax.axhline(1.0, color=BASE, lw=1, label="baseline")
+    ax.set_xticks(list(range(len(names))), [n.split("\n")[0] for n in names], fontsize=7)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_ylabel("statusd ÷ baseline")
+    ax.set_title(title)
+    ax.legend(fontsize=6, loc="best")
+
+
 # --- the charts -------------------------------------------------------------------------------
 def throughput(results, out):
     """wrk A/B: statusd against the bare hyper baseline, req/s and server CPU per request."""
@@ -240,38 +256,16 @@ def throughput(results, out):
     ax1.set_ylim(0, max(a + b) / 1000 * 1.25)
     ax1.legend(loc="upper center", fontsize=7, ncol=2)
     ax1.set_title("throughput")
-    for i, per in enumerate(rounds):
-        ax2.scatter([i] * len(per), per, color=GREY, s=14, zorder=3, label="one round" if i == 0 else None)
-        ax2.scatter([i], [judged[i]], color=OURS, marker="D", s=36, zorder=4,
-                    label=("median of the rounds" if paired else "median req/s ratio") if i == 0 else None)
-        ax2.annotate(f"{judged[i]:.3f}", (i, judged[i]), xytext=(8, -3), textcoords="offset points", fontsize=7)
-    ax2.axhline(target, color=RED, lw=1, ls="--", label=f"target {target:.2f}")
-    ax2.axhline(1.0, color=BASE, lw=1, label="baseline")
-    ax2.set_xticks(list(x), [n.split("\n")[0] for n in names], fontsize=7)
-    ax2.set_xlim(-0.5, len(names) - 0.5)
-    ax2.set_ylabel("statusd ÷ baseline")
-    ax2.set_title("req/s ratio")
-    ax2.legend(fontsize=6, loc="best")
+    ratio_panel(ax2, names, rounds, judged, target, "req/s ratio",
+                "median of the rounds" if paired else "median req/s ratio")
     bar_labels(ax3, ax3.bar([i - w / 2 for i in x], ca, w, color=BASE, label="baseline"), lambda v: f"{v:.1f}")
     bar_labels(ax3, ax3.bar([i + w / 2 for i in x], cb, w, color=OURS, label="statusd"), lambda v: f"{v:.1f}")
     ax3.set_xticks(list(x), [n.split("\n")[0] for n in names], fontsize=7)
     ax3.set_ylabel("server CPU µs per request")
     ax3.set_title("server CPU per request")
     if paired:
-        cpu_target = float(r.knob("CPU_TARGET"))
-        for i, per in enumerate(crounds):
-            ax4.scatter([i] * len(per), per, color=GREY, s=14, zorder=3, label="one round" if i == 0 else None)
-            ax4.scatter([i], [cjudged[i]], color=OURS, marker="D", s=36, zorder=4,
-                        label="median of the rounds" if i == 0 else None)
-            ax4.annotate(f"{cjudged[i]:.3f}", (i, cjudged[i]), xytext=(8, -3), textcoords="offset points",
-                         fontsize=7)
-        ax4.axhline(cpu_target, color=RED, lw=1, ls="--", label=f"target {cpu_target:.2f}")
-        ax4.axhline(1.0, color=BASE, lw=1, label="baseline")
-        ax4.set_xticks(list(x), [n.split("\n")[0] for n in names], fontsize=7)
-        ax4.set_xlim(-0.5, len(names) - 0.5)
-        ax4.set_ylabel("statusd ÷ baseline")
-        ax4.set_title("CPU/req ratio")
-        ax4.legend(fontsize=6, loc="best")
+        ratio_panel(ax4, names, crounds, cjudged, float(r.knob("CPU_TARGET")), "CPU/req ratio",
+                    "median of the rounds")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return save(fig, out, "throughput.svg", [r.source()])
 
