@@ -9,9 +9,11 @@
 //!
 //! The list is generated, never edited by hand: `loadtest/profile --hot-text` writes it from
 //! the callgrind profile of the three small-answer scenarios. Names it lists that a build does not
-//! have (a dependency upgraded, a function renamed) are skipped by the linker, silently; so a
-//! stale list costs layout, never a build, and `loadtest/profile` reports how much of it the
-//! binary still matches.
+//! have (a dependency upgraded, a function renamed, or the crate built from another directory:
+//! statusd's own functions and its instances of generic code carry a hash of the crate's
+//! metadata, which includes its path) are skipped by the linker, silently; so a stale list costs
+//! layout, never a build, and `loadtest/profile` reports how much of it the binary still
+//! matches.
 //!
 //! Only where lld is the linker: the default of Rust ≥ 1.90 on x86_64 Linux, unless a linker is
 //! configured (`RUSTC_LINKER`) or the flags pick another one. Elsewhere, or with
